@@ -1,0 +1,1 @@
+//! Microsoft identity platform + Graph simulator.

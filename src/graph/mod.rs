@@ -1,0 +1,1 @@
+//! Entra ID tokens, Microsoft Graph and consent checks.

@@ -1,0 +1,10 @@
+//! recording-operator: onboards Microsoft 365 customer tenants onto a Teams compliance-recording
+//! platform. The CRD types live in [`crd`], the controllers in [`controller`], the Entra/Graph
+//! client in [`graph`], per-tenant storage in [`storage`].
+
+pub mod conditions;
+pub mod config;
+pub mod controller;
+pub mod crd;
+pub mod graph;
+pub mod storage;
