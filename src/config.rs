@@ -1,1 +1,1050 @@
-//! Operator configuration.
+//! Operator configuration: one YAML file (optional) plus a few environment overrides.
+//!
+//! ```yaml
+//! serverName: recording            # platform server name; enterprise apps are "<server>-auth", ...
+//! cloud:
+//!   preset: public                 # public | usGov | usGovDoD | china
+//!   # authorityHost: https://login.microsoftonline.com   # overrides the preset
+//!   # graphEndpoint: https://graph.microsoft.com          # overrides the preset
+//! consentRedirectUri: https://operator.example.com/consent/callback
+//! consents:                        # merged key by key over the defaults of SPEC section 2
+//!   directory:
+//!     appId: 8b0f7a52-0000-4000-8000-000000000002
+//!     clientSecret: { secretRef: { namespace: recording-operator, name: entra-apps, key: directory } }
+//!   teamsApp:
+//!     mandatory: never
+//! polling:
+//!   pendingInitial: 30s
+//!   pendingMax: 5m
+//!   grantedInterval: 6h
+//!   jitter: 0.1
+//!   tokenRenewBefore: 5m
+//!   checkCacheTtl: 5s
+//!   requestTimeout: 15s
+//! ```
+//!
+//! Every field has a default ([`OperatorConfig::default`] is the configuration of an empty
+//! file), [`OperatorConfig::load`] reads the file and applies the environment overrides, and
+//! [`OperatorConfig::validate`] names every offending field. Secret values are never part of
+//! the configuration: it holds [`SecretRef`]s, resolved at run time by a [`SecretSource`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// Environment variable overriding [`CloudConfig::authority_host`].
+pub const ENV_AUTHORITY_HOST: &str = "RECORDING_OPERATOR_AUTHORITY_HOST";
+/// Environment variable overriding [`CloudConfig::graph_endpoint`].
+pub const ENV_GRAPH_ENDPOINT: &str = "RECORDING_OPERATOR_GRAPH_ENDPOINT";
+/// Environment variable overriding [`OperatorConfig::server_name`].
+pub const ENV_SERVER_NAME: &str = "RECORDING_OPERATOR_SERVER_NAME";
+
+/// Errors of loading, validating and resolving the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    #[error("cannot read secret {reference}: {reason}")]
+    Secret { reference: String, reason: String },
+}
+
+// ---------------------------------------------------------------------------------------------
+// The configuration as a whole
+// ---------------------------------------------------------------------------------------------
+
+/// The operator's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", from = "OperatorConfigFile")]
+pub struct OperatorConfig {
+    /// Platform server name (default `recording`): the enterprise applications are named
+    /// `<server>-auth`, `<server>-aad`, `<server>-hue`, `<server>-hue-paired`, `<server>-im`.
+    pub server_name: String,
+    /// Which Microsoft cloud the customer tenants live in.
+    pub cloud: CloudConfig,
+    /// Public URL of the operator's `/consent/callback` endpoint, registered on every platform
+    /// application as a Web redirect URI (default: none, admins then land on Microsoft's page).
+    pub consent_redirect_uri: Option<String>,
+    /// Consents by key (defaults: SPEC section 2, merged key by key with the file).
+    pub consents: BTreeMap<String, ConsentConfig>,
+    /// Poll timings.
+    pub polling: PollingConfig,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        OperatorConfigFile::default().into()
+    }
+}
+
+impl OperatorConfig {
+    /// Reads the YAML file at `path` (all defaults when `None`) and applies the environment
+    /// overrides. Does not validate: call [`OperatorConfig::validate`].
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            None => OperatorConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::from_yaml(&text).map_err(|message| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message,
+                })?
+            }
+        };
+        config.apply_env(|name| std::env::var(name).ok());
+        Ok(config)
+    }
+
+    /// Parses a YAML document; an empty document is the default configuration.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Ok(OperatorConfig::default());
+        }
+        serde_saphyr::from_str::<OperatorConfig>(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies the environment overrides read through `var` (injected for tests).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(host) = set(ENV_AUTHORITY_HOST) {
+            self.cloud.authority_host = Some(host);
+        }
+        if let Some(graph) = set(ENV_GRAPH_ENDPOINT) {
+            self.cloud.graph_endpoint = Some(graph);
+        }
+        if let Some(server) = set(ENV_SERVER_NAME) {
+            let old = std::mem::replace(&mut self.server_name, server);
+            // Display names still following the old server name follow the new one.
+            for (key, consent) in self.consents.iter_mut() {
+                if let Some(old_name) = default_display_name(&old, key) {
+                    if consent.display_name == old_name {
+                        consent.display_name =
+                            default_display_name(&self.server_name, key).unwrap_or(old_name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks every field; the error lists each problem with the field's path.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.server_name.trim().is_empty() {
+            problems.push("serverName: must not be empty".to_owned());
+        }
+        if let Err(e) = self.cloud.authority_host() {
+            problems.push(e);
+        }
+        if let Err(e) = self.cloud.graph_endpoint() {
+            problems.push(e);
+        }
+        if let Some(uri) = &self.consent_redirect_uri {
+            match Url::parse(uri) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                _ => problems.push(format!(
+                    "consentRedirectUri: {uri:?} is not an absolute http(s) URL"
+                )),
+            }
+        }
+        for (key, consent) in &self.consents {
+            consent.check(key, &mut problems);
+        }
+        self.polling.check(&mut problems);
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The consents a tenant with the given license must grant (mandatory ones), plus the
+    /// optional ones, in key order.
+    pub fn consents_for(&self, pro: bool) -> Vec<(&str, &ConsentConfig)> {
+        self.consents
+            .iter()
+            .filter(|(_, c)| c.mandatory != Mandatory::ProOnly || pro)
+            .map(|(k, c)| (k.as_str(), c))
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cloud: authority host and Graph endpoint
+// ---------------------------------------------------------------------------------------------
+
+/// A Microsoft cloud whose hosts are known.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CloudPreset {
+    /// Global Azure: `login.microsoftonline.com`, `graph.microsoft.com`.
+    #[default]
+    Public,
+    /// US Government (GCC High): `login.microsoftonline.us`, `graph.microsoft.us`.
+    UsGov,
+    /// US Government DoD: `login.microsoftonline.us`, `dod-graph.microsoft.us`.
+    #[serde(rename = "usGovDoD")]
+    UsGovDoD,
+    /// Azure operated by 21Vianet: `login.chinacloudapi.cn`, `microsoftgraph.chinacloudapi.cn`.
+    China,
+}
+
+impl CloudPreset {
+    /// The Microsoft identity platform host of the cloud.
+    pub fn authority_host(self) -> &'static str {
+        match self {
+            CloudPreset::Public => "https://login.microsoftonline.com",
+            CloudPreset::UsGov | CloudPreset::UsGovDoD => "https://login.microsoftonline.us",
+            CloudPreset::China => "https://login.chinacloudapi.cn",
+        }
+    }
+
+    /// The Microsoft Graph endpoint of the cloud.
+    pub fn graph_endpoint(self) -> &'static str {
+        match self {
+            CloudPreset::Public => "https://graph.microsoft.com",
+            CloudPreset::UsGov => "https://graph.microsoft.us",
+            CloudPreset::UsGovDoD => "https://dod-graph.microsoft.us",
+            CloudPreset::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+}
+
+/// The cloud: a preset, optionally with explicit hosts that override it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct CloudConfig {
+    /// Default `public`.
+    pub preset: CloudPreset,
+    /// Overrides the preset's authority host (env `RECORDING_OPERATOR_AUTHORITY_HOST`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority_host: Option<String>,
+    /// Overrides the preset's Graph endpoint (env `RECORDING_OPERATOR_GRAPH_ENDPOINT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_endpoint: Option<String>,
+}
+
+impl CloudConfig {
+    /// The authority host in effect, without a trailing slash, e.g.
+    /// `https://login.microsoftonline.com`.
+    pub fn authority_host(&self) -> Result<Url, String> {
+        let raw = self
+            .authority_host
+            .as_deref()
+            .unwrap_or(self.preset.authority_host());
+        base_url(raw).map_err(|why| format!("cloud.authorityHost: {raw:?} {why}"))
+    }
+
+    /// The Graph endpoint in effect (scheme + host, optionally a path prefix), e.g.
+    /// `https://graph.microsoft.com`.
+    pub fn graph_endpoint(&self) -> Result<Url, String> {
+        let raw = self
+            .graph_endpoint
+            .as_deref()
+            .unwrap_or(self.preset.graph_endpoint());
+        base_url(raw).map_err(|why| format!("cloud.graphEndpoint: {raw:?} {why}"))
+    }
+
+    /// The app-only scope for Graph: `{graph endpoint}/.default`.
+    pub fn graph_scope(&self) -> Result<String, String> {
+        Ok(graph_default_scope(&self.graph_endpoint()?))
+    }
+}
+
+/// `{graph endpoint}/.default`, the scope of app-only Graph tokens and of admin consent.
+pub fn graph_default_scope(graph_endpoint: &Url) -> String {
+    format!("{}/.default", graph_endpoint.as_str().trim_end_matches('/'))
+}
+
+/// Parses an absolute http(s) base URL without query or fragment; the path keeps no trailing
+/// slash so `{base}/{segment}` joins cleanly.
+fn base_url(raw: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(raw.trim()).map_err(|_| "is not an absolute URL")?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        return Err("must be an http(s) URL");
+    }
+    if url.host_str().is_none() {
+        return Err("has no host");
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not carry a query or fragment");
+    }
+    let mut url = url;
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Consents
+// ---------------------------------------------------------------------------------------------
+
+/// Key of the consent whose application (`Application.Read.All`) verifies the others.
+pub const DIRECTORY_CONSENT: &str = "directory";
+
+/// Whether a consent holds back a tenant's `OK` / `Ready`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Mandatory {
+    /// Every tenant needs it.
+    #[default]
+    Always,
+    /// Only Pro tenants need it (the redundant, paired recording bot).
+    ProOnly,
+    /// Optional: never holds back `OK`.
+    Never,
+}
+
+/// One platform application whose admin consent customers must give.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentConfig {
+    /// The multi-tenant application's client id (a GUID). Default: empty, which `validate`
+    /// rejects: every deployment names its own applications.
+    pub app_id: String,
+    /// Enterprise application name shown to admins (default `<server>-auth`, `<server>-aad`, ...).
+    pub display_name: String,
+    /// Where the application's client secret comes from; none for apps the operator never
+    /// requests tokens for (delegated-only consents such as `login`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<SecretRef>,
+    /// Microsoft Graph application permissions (app roles) the consent grants.
+    #[serde(default)]
+    pub application_permissions: Vec<String>,
+    /// Microsoft Graph delegated scopes the consent grants (admin consent for all users).
+    #[serde(default)]
+    pub delegated_scopes: Vec<String>,
+    /// Whether tenants must grant it.
+    #[serde(default)]
+    pub mandatory: Mandatory,
+}
+
+impl ConsentConfig {
+    fn check(&self, key: &str, problems: &mut Vec<String>) {
+        let field = |name: &str| format!("consents.{key}.{name}");
+        if !is_consent_key(key) {
+            problems.push(format!(
+                "consents.{key}: a consent key starts with a lowercase letter and has only letters and digits"
+            ));
+        }
+        if !is_guid(&self.app_id) {
+            problems.push(format!(
+                "{}: {:?} is not an application (client) id GUID",
+                field("appId"),
+                self.app_id
+            ));
+        }
+        if self.display_name.trim().is_empty() {
+            problems.push(format!("{}: must not be empty", field("displayName")));
+        }
+        if self.application_permissions.is_empty() && self.delegated_scopes.is_empty() {
+            problems.push(format!(
+                "{}: a consent needs at least one application permission or delegated scope",
+                field("applicationPermissions")
+            ));
+        }
+        for (name, list) in [
+            ("applicationPermissions", &self.application_permissions),
+            ("delegatedScopes", &self.delegated_scopes),
+        ] {
+            for p in list {
+                if p.is_empty() || p.chars().any(char::is_whitespace) {
+                    problems.push(format!("{}: {p:?} is not a permission name", field(name)));
+                }
+            }
+        }
+        if !self.application_permissions.is_empty() && self.client_secret.is_none() {
+            problems.push(format!(
+                "{}: required to check application permissions",
+                field("clientSecret")
+            ));
+        }
+        if let Some(secret) = &self.client_secret {
+            secret.check(&field("clientSecret"), problems);
+        }
+    }
+}
+
+/// The display name of a default consent's enterprise application.
+fn default_display_name(server: &str, key: &str) -> Option<String> {
+    let suffix = match key {
+        "login" => "auth",
+        "directory" => "aad",
+        "recording" => "hue",
+        "redundantRecording" => "hue-paired",
+        "instantMessages" => "im",
+        "teamsApp" => "teams",
+        _ => return None,
+    };
+    Some(format!("{server}-{suffix}"))
+}
+
+/// The consents of SPEC section 2, for a server name.
+fn default_consents(server: &str) -> BTreeMap<String, ConsentConfig> {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let calls = [
+        "Calls.AccessMedia.All",
+        "Calls.JoinGroupCall.All",
+        "Calls.JoinGroupCallAsGuest.All",
+    ];
+    let table: [(&str, &[&str], &[&str], Mandatory); 6] = [
+        (
+            "login",
+            &[],
+            &["openid", "profile", "User.Read"],
+            Mandatory::Always,
+        ),
+        (
+            "directory",
+            &["User.Read.All", "Group.Read.All", "Application.Read.All"],
+            &[],
+            Mandatory::Always,
+        ),
+        ("recording", &calls, &[], Mandatory::Always),
+        ("redundantRecording", &calls, &[], Mandatory::ProOnly),
+        (
+            "instantMessages",
+            &["Chat.Read.All", "ChannelMessage.Read.All"],
+            &[],
+            Mandatory::Always,
+        ),
+        ("teamsApp", &[], &["AppCatalog.Submit"], Mandatory::Never),
+    ];
+    table
+        .into_iter()
+        .map(|(key, app, delegated, mandatory)| {
+            let consent = ConsentConfig {
+                app_id: String::new(),
+                display_name: default_display_name(server, key).unwrap_or_default(),
+                client_secret: None,
+                application_permissions: strings(app),
+                delegated_scopes: strings(delegated),
+                mandatory,
+            };
+            (key.to_owned(), consent)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Polling
+// ---------------------------------------------------------------------------------------------
+
+/// Poll timings (durations as `30s`, `5m`, `6h`, `1h 30m`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PollingConfig {
+    /// First re-check of a consent that is not granted yet (default 30s).
+    #[serde(with = "humantime_serde")]
+    pub pending_initial: Duration,
+    /// The pending interval doubles per consecutive pending check up to this (default 5m).
+    #[serde(with = "humantime_serde")]
+    pub pending_max: Duration,
+    /// Re-check of a granted consent, to notice revocation (default 6h).
+    #[serde(with = "humantime_serde")]
+    pub granted_interval: Duration,
+    /// Random spread applied to every interval, as a fraction (default 0.1 = ±10 %).
+    pub jitter: f64,
+    /// A cached token is renewed this long before it expires (default 5m).
+    #[serde(with = "humantime_serde")]
+    pub token_renew_before: Duration,
+    /// Checks of the same tenant within this window share one result (default 5s).
+    #[serde(with = "humantime_serde")]
+    pub check_cache_ttl: Duration,
+    /// Timeout of one HTTP request to the identity platform or Graph (default 15s).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        PollingConfig {
+            pending_initial: Duration::from_secs(30),
+            pending_max: Duration::from_secs(5 * 60),
+            granted_interval: Duration::from_secs(6 * 3600),
+            jitter: 0.1,
+            token_renew_before: Duration::from_secs(5 * 60),
+            check_cache_ttl: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+impl PollingConfig {
+    fn check(&self, problems: &mut Vec<String>) {
+        let positive = [
+            ("pendingInitial", self.pending_initial),
+            ("pendingMax", self.pending_max),
+            ("grantedInterval", self.granted_interval),
+            ("requestTimeout", self.request_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                problems.push(format!("polling.{name}: must be greater than zero"));
+            }
+        }
+        if self.pending_max < self.pending_initial {
+            problems.push(format!(
+                "polling.pendingMax: {} is shorter than polling.pendingInitial {}",
+                humantime_serde::re::humantime::format_duration(self.pending_max),
+                humantime_serde::re::humantime::format_duration(self.pending_initial)
+            ));
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            problems.push(format!(
+                "polling.jitter: {} is not a fraction in [0, 1)",
+                self.jitter
+            ));
+        }
+        if self.token_renew_before >= Duration::from_secs(50 * 60) {
+            problems.push(
+                "polling.tokenRenewBefore: must be shorter than 50m (tokens live about an hour)"
+                    .to_owned(),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets: references in the configuration, values at run time
+// ---------------------------------------------------------------------------------------------
+
+/// Where a secret value lives. Written in YAML as one of
+/// `{secretRef: {namespace, name, key}}`, `{file: /path}`, `{env: VAR}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum SecretRef {
+    /// A key of a Kubernetes Secret.
+    SecretRef {
+        namespace: String,
+        name: String,
+        key: String,
+    },
+    /// A file, e.g. a mounted Secret volume; surrounding white space is trimmed.
+    File(PathBuf),
+    /// An environment variable of the operator process.
+    Env(String),
+}
+
+impl std::fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretRef::SecretRef {
+                namespace,
+                name,
+                key,
+            } => write!(f, "Secret {namespace}/{name} key {key}"),
+            SecretRef::File(path) => write!(f, "file {}", path.display()),
+            SecretRef::Env(var) => write!(f, "environment variable {var}"),
+        }
+    }
+}
+
+impl SecretRef {
+    fn check(&self, field: &str, problems: &mut Vec<String>) {
+        match self {
+            SecretRef::SecretRef {
+                namespace,
+                name,
+                key,
+            } => {
+                for (part, value) in [("namespace", namespace), ("name", name), ("key", key)] {
+                    if value.trim().is_empty() {
+                        problems.push(format!("{field}.secretRef.{part}: must not be empty"));
+                    }
+                }
+            }
+            SecretRef::File(path) if !path.is_absolute() => problems.push(format!(
+                "{field}.file: {} is not an absolute path",
+                path.display()
+            )),
+            SecretRef::Env(var) if var.trim().is_empty() => {
+                problems.push(format!("{field}.env: must name a variable"))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Resolves [`SecretRef`]s to values. The value is a [`SecretString`]: its `Debug` prints
+/// `[REDACTED]` and it has no `Display`, so it cannot slip into a log line or an error.
+pub trait SecretSource: Send + Sync {
+    fn get<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<SecretString, ConfigError>>;
+}
+
+fn secret_error(reference: &SecretRef, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Secret {
+        reference: reference.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn non_empty(reference: &SecretRef, value: String) -> Result<SecretString, ConfigError> {
+    let value = value.trim();
+    if value.is_empty() {
+        Err(secret_error(reference, "the value is empty"))
+    } else {
+        Ok(SecretString::from(value))
+    }
+}
+
+/// Reads `{env: VAR}` references.
+#[derive(Clone, Debug, Default)]
+pub struct EnvSecrets;
+
+impl SecretSource for EnvSecrets {
+    fn get<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
+        Box::pin(async move {
+            match reference {
+                SecretRef::Env(var) => match std::env::var(var) {
+                    Ok(value) => non_empty(reference, value),
+                    Err(_) => Err(secret_error(reference, "the variable is not set")),
+                },
+                _ => Err(secret_error(
+                    reference,
+                    "not an environment variable reference",
+                )),
+            }
+        })
+    }
+}
+
+/// Reads `{file: path}` references (mounted Secret volumes).
+#[derive(Clone, Debug, Default)]
+pub struct FileSecrets;
+
+impl SecretSource for FileSecrets {
+    fn get<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
+        Box::pin(async move {
+            match reference {
+                SecretRef::File(path) => match tokio::fs::read_to_string(path).await {
+                    Ok(value) => non_empty(reference, value),
+                    Err(e) => Err(secret_error(reference, e.kind().to_string())),
+                },
+                _ => Err(secret_error(reference, "not a file reference")),
+            }
+        })
+    }
+}
+
+/// Reads `{secretRef: ...}` references from the Kubernetes API.
+#[derive(Clone)]
+pub struct KubeSecrets {
+    client: kube::Client,
+}
+
+impl KubeSecrets {
+    pub fn new(client: kube::Client) -> Self {
+        KubeSecrets { client }
+    }
+}
+
+impl SecretSource for KubeSecrets {
+    fn get<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
+        Box::pin(async move {
+            let SecretRef::SecretRef {
+                namespace,
+                name,
+                key,
+            } = reference
+            else {
+                return Err(secret_error(reference, "not a Kubernetes Secret reference"));
+            };
+            let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+                kube::Api::namespaced(self.client.clone(), namespace);
+            let secret = match api.get_opt(name).await {
+                Ok(Some(secret)) => secret,
+                Ok(None) => return Err(secret_error(reference, "the Secret does not exist")),
+                Err(e) => {
+                    return Err(secret_error(
+                        reference,
+                        format!("the Kubernetes API refused: {e}"),
+                    ))
+                }
+            };
+            let data = secret.data.as_ref().and_then(|d| d.get(key));
+            let string_data = secret.string_data.as_ref().and_then(|d| d.get(key));
+            let value = match (data, string_data) {
+                (Some(bytes), _) => String::from_utf8(bytes.0.clone())
+                    .map_err(|_| secret_error(reference, "the value is not UTF-8"))?,
+                (None, Some(text)) => text.clone(),
+                (None, None) => return Err(secret_error(reference, "the Secret has no such key")),
+            };
+            non_empty(reference, value)
+        })
+    }
+}
+
+/// Dispatches each reference to the source of its kind; `secretRef` needs a Kubernetes client.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    kube: Option<KubeSecrets>,
+}
+
+impl Secrets {
+    /// Files and environment only.
+    pub fn local() -> Self {
+        Secrets { kube: None }
+    }
+
+    /// Files, environment and Kubernetes Secrets.
+    pub fn with_kube(client: kube::Client) -> Self {
+        Secrets {
+            kube: Some(KubeSecrets::new(client)),
+        }
+    }
+}
+
+impl SecretSource for Secrets {
+    fn get<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
+        match reference {
+            SecretRef::Env(_) => EnvSecrets.get(reference),
+            SecretRef::File(_) => FileSecrets.get(reference),
+            SecretRef::SecretRef { .. } => match &self.kube {
+                Some(kube) => kube.get(reference),
+                None => Box::pin(async move {
+                    Err(secret_error(reference, "no Kubernetes client configured"))
+                }),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small syntax checks
+// ---------------------------------------------------------------------------------------------
+
+/// `8-4-4-4-12` hexadecimal digits.
+pub fn is_guid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn is_consent_key(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written: everything optional, merged over the defaults
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OperatorConfigFile {
+    server_name: Option<String>,
+    #[serde(default)]
+    cloud: CloudConfig,
+    consent_redirect_uri: Option<String>,
+    #[serde(default)]
+    consents: BTreeMap<String, ConsentFile>,
+    #[serde(default)]
+    polling: PollingConfig,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConsentFile {
+    app_id: Option<String>,
+    display_name: Option<String>,
+    client_secret: Option<SecretRef>,
+    application_permissions: Option<Vec<String>>,
+    delegated_scopes: Option<Vec<String>>,
+    mandatory: Option<Mandatory>,
+}
+
+impl From<OperatorConfigFile> for OperatorConfig {
+    fn from(file: OperatorConfigFile) -> Self {
+        let server_name = file.server_name.unwrap_or_else(|| "recording".to_owned());
+        let mut consents = default_consents(&server_name);
+        for (key, given) in file.consents {
+            let base = consents.remove(&key);
+            let (display_name, app, delegated, mandatory) = match base {
+                Some(b) => (
+                    b.display_name,
+                    b.application_permissions,
+                    b.delegated_scopes,
+                    b.mandatory,
+                ),
+                // A consent of the tenant's own: optional unless said otherwise.
+                None => (
+                    format!("{server_name}-{key}"),
+                    vec![],
+                    vec![],
+                    Mandatory::Never,
+                ),
+            };
+            let consent = ConsentConfig {
+                app_id: given.app_id.unwrap_or_default(),
+                display_name: given.display_name.unwrap_or(display_name),
+                client_secret: given.client_secret,
+                application_permissions: given.application_permissions.unwrap_or(app),
+                delegated_scopes: given.delegated_scopes.unwrap_or(delegated),
+                mandatory: given.mandatory.unwrap_or(mandatory),
+            };
+            consents.insert(key, consent);
+        }
+        OperatorConfig {
+            server_name,
+            cloud: file.cloud,
+            consent_redirect_uri: file.consent_redirect_uri,
+            consents,
+            polling: file.polling,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GUID: &str = "11111111-2222-4333-8444-555555555555";
+
+    fn with_app_ids(mut config: OperatorConfig) -> OperatorConfig {
+        for consent in config.consents.values_mut() {
+            consent.app_id = GUID.to_owned();
+            if !consent.application_permissions.is_empty() {
+                consent.client_secret = Some(SecretRef::Env("X".into()));
+            }
+        }
+        config
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let config = OperatorConfig::default();
+        assert_eq!(config.server_name, "recording");
+        let keys: Vec<_> = config.consents.keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "directory",
+                "instantMessages",
+                "login",
+                "recording",
+                "redundantRecording",
+                "teamsApp"
+            ]
+        );
+        let paired = &config.consents["redundantRecording"];
+        assert_eq!(paired.display_name, "recording-hue-paired");
+        assert_eq!(paired.mandatory, Mandatory::ProOnly);
+        assert_eq!(
+            paired.application_permissions,
+            [
+                "Calls.AccessMedia.All",
+                "Calls.JoinGroupCall.All",
+                "Calls.JoinGroupCallAsGuest.All"
+            ]
+        );
+        assert_eq!(
+            config.consents["login"].delegated_scopes,
+            ["openid", "profile", "User.Read"]
+        );
+        assert_eq!(config.consents["teamsApp"].mandatory, Mandatory::Never);
+        assert_eq!(config.polling.pending_initial, Duration::from_secs(30));
+        assert_eq!(config.polling.granted_interval, Duration::from_secs(21600));
+        assert_eq!(config.consents_for(false).len(), 5);
+        assert_eq!(config.consents_for(true).len(), 6);
+    }
+
+    #[test]
+    fn file_merges_over_defaults() {
+        let yaml = r#"
+serverName: acme
+cloud: { preset: usGovDoD }
+consents:
+  directory:
+    appId: 11111111-2222-4333-8444-555555555555
+    clientSecret: { secretRef: { namespace: ops, name: apps, key: directory } }
+  recording:
+    applicationPermissions: [Calls.AccessMedia.All]
+    clientSecret: { file: /var/run/secrets/recording }
+  archive:
+    delegatedScopes: [Files.Read.All]
+polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
+"#;
+        let config = OperatorConfig::from_yaml(yaml).unwrap();
+        assert_eq!(
+            config.cloud.authority_host().unwrap().as_str(),
+            "https://login.microsoftonline.us/"
+        );
+        assert_eq!(
+            config.cloud.graph_scope().unwrap(),
+            "https://dod-graph.microsoft.us/.default"
+        );
+        let directory = &config.consents["directory"];
+        assert_eq!(directory.display_name, "acme-aad");
+        assert_eq!(directory.application_permissions.len(), 3);
+        assert_eq!(
+            directory.client_secret,
+            Some(SecretRef::SecretRef {
+                namespace: "ops".into(),
+                name: "apps".into(),
+                key: "directory".into()
+            })
+        );
+        assert_eq!(
+            config.consents["recording"].application_permissions,
+            ["Calls.AccessMedia.All"]
+        );
+        assert_eq!(config.consents["archive"].mandatory, Mandatory::Never);
+        assert_eq!(config.consents["archive"].display_name, "acme-archive");
+        assert_eq!(config.polling.pending_initial, Duration::from_secs(10));
+        assert_eq!(config.polling.granted_interval, Duration::from_secs(5400));
+        assert_eq!(config.polling.pending_max, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_name() {
+        let err = OperatorConfig::from_yaml("serverNmae: x\n").unwrap_err();
+        assert!(err.contains("serverNmae"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_hosts_and_server_name() {
+        let mut config = OperatorConfig::default();
+        config.apply_env(|name| match name {
+            ENV_AUTHORITY_HOST => Some("http://127.0.0.1:4000/".into()),
+            ENV_GRAPH_ENDPOINT => Some("http://127.0.0.1:4001".into()),
+            ENV_SERVER_NAME => Some("rec2".into()),
+            _ => None,
+        });
+        assert_eq!(
+            config.cloud.authority_host().unwrap().as_str(),
+            "http://127.0.0.1:4000/"
+        );
+        assert_eq!(
+            config.cloud.graph_scope().unwrap(),
+            "http://127.0.0.1:4001/.default"
+        );
+        assert_eq!(config.server_name, "rec2");
+        assert_eq!(config.consents["login"].display_name, "rec2-auth");
+    }
+
+    #[test]
+    fn graph_scope_keeps_a_path_prefix() {
+        let cloud = CloudConfig {
+            graph_endpoint: Some("http://127.0.0.1:9000/graph/".into()),
+            ..CloudConfig::default()
+        };
+        assert_eq!(
+            cloud.graph_scope().unwrap(),
+            "http://127.0.0.1:9000/graph/.default"
+        );
+    }
+
+    #[test]
+    fn validate_names_every_bad_field() {
+        let mut config = OperatorConfig::default();
+        config.cloud.graph_endpoint = Some("graph.example".into());
+        config.polling.jitter = 1.5;
+        config.polling.pending_max = Duration::from_secs(1);
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let text = problems.join("\n");
+        assert!(
+            text.contains("cloud.graphEndpoint: \"graph.example\" is not an absolute URL"),
+            "{text}"
+        );
+        assert!(
+            text.contains("consents.directory.appId: \"\" is not an application (client) id GUID"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "consents.recording.clientSecret: required to check application permissions"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("polling.jitter: 1.5 is not a fraction in [0, 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("polling.pendingMax: 1s is shorter than polling.pendingInitial 30s"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("consents.login.clientSecret"),
+            "delegated-only consents need no secret: {text}"
+        );
+    }
+
+    #[test]
+    fn complete_configuration_validates() {
+        with_app_ids(OperatorConfig::default()).validate().unwrap();
+    }
+
+    #[test]
+    fn serialized_configuration_reads_back_the_same() {
+        let config = with_app_ids(OperatorConfig::default());
+        let yaml = serde_saphyr::to_string(&config).unwrap();
+        assert_eq!(OperatorConfig::from_yaml(&yaml).unwrap(), config);
+    }
+
+    #[tokio::test]
+    async fn secrets_from_env_and_file_never_print() {
+        let dir = std::env::temp_dir().join(format!("ro-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, "s3cr3t-value\n").unwrap();
+        let value = Secrets::local()
+            .get(&SecretRef::File(path.clone()))
+            .await
+            .unwrap();
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&value), "s3cr3t-value");
+        assert!(!format!("{value:?}").contains("s3cr3t"));
+
+        let missing = SecretRef::Env("RECORDING_OPERATOR_TEST_UNSET_VARIABLE".into());
+        let err = Secrets::local().get(&missing).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read secret environment variable RECORDING_OPERATOR_TEST_UNSET_VARIABLE: the variable is not set"
+        );
+        let kube_ref = SecretRef::SecretRef {
+            namespace: "ops".into(),
+            name: "apps".into(),
+            key: "k".into(),
+        };
+        let err = Secrets::local().get(&kube_ref).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read secret Secret ops/apps key k: no Kubernetes client configured"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
