@@ -1,0 +1,594 @@
+//! Azurite, the Azure Storage emulator, as a test and demo harness — never part of the operator.
+//!
+//! Nothing is installed at run time: the harness finds `node_modules/.bin/azurite-blob` (put
+//! there by `scripts/install-test-deps.sh`, i.e. `npm install azurite@3.37.0`) in the
+//! workspace, or takes the path in `AZURITE_BLOB_BIN`. Each [`Azurite`] runs its own blob
+//! service on `127.0.0.1:<free port>` with a fresh data folder, and stops it when dropped.
+//!
+//! Several storage accounts run side by side in one emulator (Azurite's `AZURITE_ACCOUNTS`):
+//! each has its own path-style endpoint `http://127.0.0.1:<port>/<account>` and its own key, so
+//! "one storage account per region" is simulated with one account per region. The well-known
+//! development account `devstoreaccount1` with its published key is always present.
+//!
+//! Credentials are minted the way Azure does it: account SAS and container (service) SAS tokens,
+//! HMAC-SHA256 over the string-to-sign with the account key. The operator receives them as SAS
+//! URLs, the same code path a bring-your-own-storage customer's SAS URL takes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// The development account every Azure Storage emulator knows.
+pub const DEV_ACCOUNT: &str = "devstoreaccount1";
+/// The published key of [`DEV_ACCOUNT`] (public knowledge, printed in Microsoft's docs).
+pub const DEV_ACCOUNT_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// The Azurite release the storage tests were written against (see the install script).
+pub const AZURITE_VERSION: &str = "3.37.0";
+/// The SAS version the harness signs with (`sv`); Azurite 3.37 accepts it.
+pub const SAS_VERSION: &str = "2025-11-05";
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the emulator could not be found, started or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum AzuriteError {
+    #[error(
+        "Azurite not found (looked for node_modules/.bin/azurite-blob above {searched} and in \
+         AZURITE_BLOB_BIN): run scripts/install-test-deps.sh"
+    )]
+    NotInstalled { searched: String },
+    #[error("invalid storage account name {0:?}: 3-24 lowercase letters and digits")]
+    InvalidAccountName(String),
+    #[error("unknown storage account {0:?} in this emulator")]
+    UnknownAccount(String),
+    #[error("cannot create the emulator's data folder: {0}")]
+    DataDir(#[source] std::io::Error),
+    #[error("cannot find a free loopback port: {0}")]
+    Port(#[source] std::io::Error),
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("Azurite did not answer on {endpoint} within {seconds} s; its output: {output}")]
+    NotAnswering {
+        endpoint: String,
+        seconds: u64,
+        output: String,
+    },
+    #[error("Azurite exited before answering on {endpoint}; its output: {output}")]
+    Exited { endpoint: String, output: String },
+}
+
+/// One storage account served by the emulator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AzuriteAccount {
+    pub name: String,
+    /// Base64 account key, as Azure shows it.
+    pub key: String,
+}
+
+impl AzuriteAccount {
+    /// The development account with its published key.
+    pub fn dev() -> Self {
+        Self {
+            name: DEV_ACCOUNT.to_string(),
+            key: DEV_ACCOUNT_KEY.to_string(),
+        }
+    }
+
+    /// An extra account whose key is derived from its name: stable across runs, distinct per
+    /// account, and never valid anywhere but this emulator.
+    pub fn derived(name: &str) -> Result<Self, AzuriteError> {
+        let valid = (3..=24).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !valid {
+            return Err(AzuriteError::InvalidAccountName(name.to_string()));
+        }
+        let first = Sha256::digest(format!("azurite-sim-key-1:{name}"));
+        let second = Sha256::digest(format!("azurite-sim-key-2:{name}"));
+        let key: Vec<u8> = first.iter().chain(second.iter()).copied().collect();
+        Ok(Self {
+            name: name.to_string(),
+            key: BASE64.encode(key),
+        })
+    }
+}
+
+/// Permissions of an account SAS, in the order Azure canonicalises them (`rwdlac…`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SasPermissions {
+    pub read: bool,
+    pub write: bool,
+    pub delete: bool,
+    pub list: bool,
+    pub add: bool,
+    pub create: bool,
+}
+
+impl SasPermissions {
+    /// What the operator needs on a platform account: create, read, update and delete containers.
+    pub const OPERATOR: Self = Self {
+        read: true,
+        write: true,
+        delete: true,
+        list: true,
+        add: true,
+        create: true,
+    };
+    /// A read-only credential: read and list.
+    pub const READ_LIST: Self = Self {
+        read: true,
+        write: false,
+        delete: false,
+        list: true,
+        add: false,
+        create: false,
+    };
+
+    fn account_form(&self) -> String {
+        [
+            (self.read, 'r'),
+            (self.write, 'w'),
+            (self.delete, 'd'),
+            (self.list, 'l'),
+            (self.add, 'a'),
+            (self.create, 'c'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect()
+    }
+
+    /// Container SAS permissions use Azure's service-SAS order (`racwdl`).
+    fn container_form(&self) -> String {
+        [
+            (self.read, 'r'),
+            (self.add, 'a'),
+            (self.create, 'c'),
+            (self.write, 'w'),
+            (self.delete, 'd'),
+            (self.list, 'l'),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect()
+    }
+}
+
+/// A running (or stopped) Azurite blob service.
+pub struct Azurite {
+    program: PathBuf,
+    port: u16,
+    accounts: Vec<AzuriteAccount>,
+    data_dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Azurite {
+    /// Starts the emulator with the development account only.
+    pub async fn start() -> Result<Self, AzuriteError> {
+        Self::start_with_accounts(&[]).await
+    }
+
+    /// Starts the emulator with the development account plus one account per name (3–24
+    /// lowercase letters and digits), each with its own derived key.
+    pub async fn start_with_accounts(extra: &[&str]) -> Result<Self, AzuriteError> {
+        let program = find_azurite_blob()?;
+        let mut accounts = vec![AzuriteAccount::dev()];
+        for name in extra {
+            if *name != DEV_ACCOUNT {
+                accounts.push(AzuriteAccount::derived(name)?);
+            }
+        }
+        let data_dir = tempfile::Builder::new()
+            .prefix("azurite-")
+            .tempdir()
+            .map_err(AzuriteError::DataDir)?;
+        let port = free_loopback_port()?;
+        let mut azurite = Self {
+            program,
+            port,
+            accounts,
+            data_dir,
+            child: None,
+        };
+        azurite.launch().await?;
+        Ok(azurite)
+    }
+
+    /// `http://127.0.0.1:<port>`: the blob service root.
+    pub fn blob_service_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
+    pub fn accounts(&self) -> &[AzuriteAccount] {
+        &self.accounts
+    }
+
+    /// The account's blob endpoint, path style: `http://127.0.0.1:<port>/<account>`.
+    pub fn account_endpoint(&self, account: &str) -> Result<String, AzuriteError> {
+        self.account(account)?;
+        Ok(format!("{}/{account}", self.blob_service_url()))
+    }
+
+    /// The command line the harness runs (for reports and debugging).
+    pub fn command_line(&self) -> String {
+        let mut parts = vec![self.program.display().to_string()];
+        parts.extend(self.args());
+        parts.join(" ")
+    }
+
+    /// Whether the emulator process is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Stops the emulator and waits for it to exit; the data folder is kept for
+    /// [`Azurite::start_again`].
+    ///
+    /// Azurite gets SIGTERM first so it writes its metadata to disk (a killed Azurite forgets
+    /// containers created in its last seconds); SIGKILL follows if it has not exited in time.
+    pub async fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Some(pid) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+            // SAFETY: `kill` only sends a signal; `pid` is our own child, which has not been
+            // reaped yet (we still hold its handle), so the id cannot belong to another process.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+            if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_ok() {
+                return;
+            }
+        }
+        let _ = child.kill().await;
+    }
+
+    /// Starts the emulator again on the same port with the same data folder and accounts.
+    pub async fn start_again(&mut self) -> Result<(), AzuriteError> {
+        self.stop().await;
+        self.launch().await
+    }
+
+    /// An account SAS token (query string without `?`) for the blob service, valid for
+    /// `valid_for`, with resource types service, container and object.
+    pub fn account_sas(
+        &self,
+        account: &str,
+        permissions: SasPermissions,
+        valid_for: Duration,
+    ) -> Result<String, AzuriteError> {
+        let account = self.account(account)?;
+        Ok(account_sas_token(
+            &account.name,
+            &account.key,
+            &permissions.account_form(),
+            &sas_time(SystemTime::now() + valid_for),
+        ))
+    }
+
+    /// A container (service) SAS token (query string without `?`) for one container.
+    pub fn container_sas(
+        &self,
+        account: &str,
+        container: &str,
+        permissions: SasPermissions,
+        valid_for: Duration,
+    ) -> Result<String, AzuriteError> {
+        let account = self.account(account)?;
+        Ok(container_sas_token(
+            &account.name,
+            &account.key,
+            container,
+            &permissions.container_form(),
+            &sas_time(SystemTime::now() + valid_for),
+        ))
+    }
+
+    /// `http://127.0.0.1:<port>/<account>/<container>?<container SAS>`: what a
+    /// bring-your-own-storage customer hands over.
+    pub fn container_sas_url(
+        &self,
+        account: &str,
+        container: &str,
+        permissions: SasPermissions,
+        valid_for: Duration,
+    ) -> Result<String, AzuriteError> {
+        let sas = self.container_sas(account, container, permissions, valid_for)?;
+        Ok(format!(
+            "{}/{container}?{sas}",
+            self.account_endpoint(account)?
+        ))
+    }
+
+    fn account(&self, name: &str) -> Result<&AzuriteAccount, AzuriteError> {
+        self.accounts
+            .iter()
+            .find(|a| a.name == name)
+            .ok_or_else(|| AzuriteError::UnknownAccount(name.to_string()))
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--blobHost".into(),
+            "127.0.0.1".into(),
+            "--blobPort".into(),
+            self.port.to_string(),
+            "--location".into(),
+            self.data_dir.path().display().to_string(),
+            "--silent".into(),
+            "--disableTelemetry".into(),
+        ]
+    }
+
+    fn accounts_env(&self) -> String {
+        self.accounts
+            .iter()
+            .map(|a| format!("{}:{}", a.name, a.key))
+            .collect::<Vec<_>>()
+            .join(";")
+    }
+
+    async fn launch(&mut self) -> Result<(), AzuriteError> {
+        let mut child = Command::new(&self.program)
+            .args(self.args())
+            .env("AZURITE_ACCOUNTS", self.accounts_env())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| AzuriteError::Spawn {
+                program: self.program.display().to_string(),
+                source,
+            })?;
+        let endpoint = self.blob_service_url();
+        let probe = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("a plain HTTP client builds");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            // Any HTTP answer (an unauthenticated request gets 403) means the service is up.
+            if probe
+                .get(format!("{endpoint}/{DEV_ACCOUNT}?comp=list"))
+                .send()
+                .await
+                .is_ok()
+            {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(AzuriteError::Exited {
+                    endpoint,
+                    output: drain_output(&mut child).await,
+                });
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill().await;
+                return Err(AzuriteError::NotAnswering {
+                    endpoint,
+                    seconds: START_TIMEOUT.as_secs(),
+                    output: drain_output(&mut child).await,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// An account SAS for the blob service (`ss=b`, `srt=sco`, HTTPS or HTTP), signed with the
+/// account key as Azure specifies for versions 2020-12-06 and later.
+pub fn account_sas_token(
+    account: &str,
+    key_base64: &str,
+    permissions: &str,
+    expiry: &str,
+) -> String {
+    let (services, resource_types, protocol) = ("b", "sco", "https,http");
+    let string_to_sign = [
+        account,
+        permissions,
+        services,
+        resource_types,
+        "", // start
+        expiry,
+        "", // IP range
+        protocol,
+        SAS_VERSION,
+        "", // encryption scope
+        "", // the account SAS string ends with a newline
+    ]
+    .join("\n");
+    let signature = sign(key_base64, &string_to_sign);
+    let pairs = [
+        ("sv", SAS_VERSION),
+        ("ss", services),
+        ("srt", resource_types),
+        ("sp", permissions),
+        ("se", expiry),
+        ("spr", protocol),
+        ("sig", &signature),
+    ];
+    encode_query(&pairs)
+}
+
+/// A service SAS scoped to one container (`sr=c`), signed with the account key.
+pub fn container_sas_token(
+    account: &str,
+    key_base64: &str,
+    container: &str,
+    permissions: &str,
+    expiry: &str,
+) -> String {
+    let (resource, protocol) = ("c", "https,http");
+    let canonical_resource = format!("/blob/{account}/{container}");
+    let string_to_sign = [
+        permissions,
+        "", // start
+        expiry,
+        canonical_resource.as_str(),
+        "", // stored access policy identifier
+        "", // IP range
+        protocol,
+        SAS_VERSION,
+        resource,
+        "", // snapshot time
+        "", // encryption scope
+        "", // rscc
+        "", // rscd
+        "", // rsce
+        "", // rscl
+        "", // rsct
+    ]
+    .join("\n");
+    let signature = sign(key_base64, &string_to_sign);
+    let pairs = [
+        ("sv", SAS_VERSION),
+        ("sr", resource),
+        ("sp", permissions),
+        ("se", expiry),
+        ("spr", protocol),
+        ("sig", &signature),
+    ];
+    encode_query(&pairs)
+}
+
+/// A SAS time: UTC, whole seconds, `YYYY-MM-DDThh:mm:ssZ`.
+pub fn sas_time(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+fn sign(key_base64: &str, string_to_sign: &str) -> String {
+    let key = BASE64
+        .decode(key_base64)
+        .expect("emulator account keys are valid base64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes keys of any length");
+    mac.update(string_to_sign.as_bytes());
+    BASE64.encode(mac.finalize().into_bytes())
+}
+
+fn encode_query(pairs: &[(&str, &str)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        query.append_pair(name, value);
+    }
+    query.finish()
+}
+
+/// Looks for `node_modules/.bin/azurite-blob` in this crate's folder and above it (the
+/// workspace root), then in the current directory and above, unless `AZURITE_BLOB_BIN` names
+/// the program.
+fn find_azurite_blob() -> Result<PathBuf, AzuriteError> {
+    if let Some(path) = std::env::var_os("AZURITE_BLOB_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let current_dir = std::env::current_dir().ok();
+    let starts: Vec<&Path> = std::iter::once(manifest_dir.as_path())
+        .chain(current_dir.as_deref())
+        .collect();
+    for start in &starts {
+        for dir in start.ancestors() {
+            let candidate = dir.join("node_modules/.bin/azurite-blob");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(AzuriteError::NotInstalled {
+        searched: starts
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" and "),
+    })
+}
+
+fn free_loopback_port() -> Result<u16, AzuriteError> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(AzuriteError::Port)?;
+    Ok(listener.local_addr().map_err(AzuriteError::Port)?.port())
+}
+
+async fn drain_output(child: &mut Child) -> String {
+    let mut output = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut output).await;
+    }
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut output).await;
+    }
+    output.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_sas_carries_the_fields_azure_expects() {
+        let token = account_sas_token(DEV_ACCOUNT, DEV_ACCOUNT_KEY, "rl", "2030-01-01T00:00:00Z");
+        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(token.as_bytes())
+            .into_owned()
+            .collect();
+        let names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["sv", "ss", "srt", "sp", "se", "spr", "sig"]);
+        assert!(pairs.contains(&("se".into(), "2030-01-01T00:00:00Z".into())));
+        // HMAC-SHA256 gives 32 bytes, 44 characters of base64.
+        assert_eq!(pairs.last().unwrap().1.len(), 44);
+    }
+
+    #[test]
+    fn derived_keys_are_stable_and_distinct() {
+        let a = AzuriteAccount::derived("westeurope").unwrap();
+        assert_eq!(a, AzuriteAccount::derived("westeurope").unwrap());
+        assert_ne!(a.key, AzuriteAccount::derived("northeurope").unwrap().key);
+        assert_eq!(BASE64.decode(&a.key).unwrap().len(), 64);
+        assert!(AzuriteAccount::derived("West-Europe").is_err());
+        assert!(AzuriteAccount::derived("ab").is_err());
+    }
+
+    #[test]
+    fn sas_time_is_whole_seconds_utc() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_893_456_000_123);
+        assert_eq!(sas_time(at), "2030-01-01T00:00:00Z");
+    }
+}
