@@ -1,1 +1,82 @@
-//! Custom resource types.
+//! The three custom resources of API group `recording.m365.io/v1alpha1`, their shared field
+//! rules, and `crdgen` output.
+//!
+//! Every rule a manifest must obey is written once, into the generated CRD schema (OpenAPI
+//! patterns, lengths, enums, bounds and CEL `x-kubernetes-validations`). The API server enforces
+//! it at `kubectl apply` time; [`validation`] evaluates the very same schema inside the
+//! reconcilers, for clusters without CEL and for objects stored before a rule existed.
+
+pub mod consent;
+pub mod service;
+pub mod tenant;
+pub mod validation;
+
+pub use consent::{ConsentGrant, ConsentGrantSpec, ConsentGrantStatus, ConsentState};
+pub use service::{RecordingService, RecordingServiceSpec, RecordingServiceStatus};
+pub use tenant::{Health, License, Tenant, TenantSpec, TenantStatus};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
+
+/// API group of every resource of the operator.
+pub const GROUP: &str = "recording.m365.io";
+/// The one served and stored version.
+pub const VERSION: &str = "v1alpha1";
+/// Field manager for every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "recording-operator";
+/// Label naming the Tenant an object belongs to.
+pub const TENANT_LABEL: &str = "recording.m365.io/tenant";
+/// Annotation whose change asks for an immediate consent re-check (the GitOps way to say
+/// "the admin has just accepted").
+pub const RECHECK_ANNOTATION: &str = "recording.m365.io/recheck-at";
+
+/// Character rule shared by `customerName`, `shortName` and the service short name: none of
+/// `\ / : * ? " < > |`, no full stop, no white space; hyphens allowed but never first, last or
+/// doubled. Written once as an RE2 expression (the dialect of CEL's `matches`).
+pub(crate) const NAME_CHARS_RE: &str = r#"^[^\\/:*?"<>|.\s-]+(-[^\\/:*?"<>|.\s-]+)*$"#;
+/// The same rule without the hyphen constraints (service short names).
+pub(crate) const SERVICE_NAME_CHARS_RE: &str = r#"^[^\\/:*?"<>|.\s]+$"#;
+/// A DNS name: dot-separated labels of letters, digits and inner hyphens, ending in a
+/// letters-only top-level label.
+pub(crate) const DNS_NAME_RE: &str =
+    r"^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$";
+/// An Entra tenant or application id.
+pub(crate) const GUID_RE: &str =
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+/// An e-mail address: a local part of the RFC 5322 "atext" characters and inner dots, `@`, a DNS name.
+pub(crate) const EMAIL_RE: &str = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$";
+/// A User Principal Name: a prefix of the characters Entra allows (no leading, trailing or
+/// doubled full stop), `@`, a DNS domain.
+pub(crate) const UPN_RE: &str = r"^[A-Za-z0-9'_!#^~+-]+(\.[A-Za-z0-9'_!#^~+-]+)*@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$";
+/// An Azure region name such as `westeurope`.
+pub(crate) const REGION_RE: &str = r"^[a-z][a-z0-9]{1,39}$";
+/// A Kubernetes object name (DNS-1123 subdomain).
+pub(crate) const OBJECT_NAME_RE: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A consent key such as `redundantRecording`.
+pub(crate) const CONSENT_KEY_RE: &str = r"^[a-z][A-Za-z0-9]*$";
+/// A Graph permission or scope name such as `Calls.AccessMedia.All` or `openid`.
+pub(crate) const PERMISSION_RE: &str = r"^[A-Za-z][A-Za-z0-9._-]*$";
+
+/// The three CRDs, in the order `crdgen` prints them.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Tenant::crd(), ConsentGrant::crd(), RecordingService::crd()]
+}
+
+/// One CRD as the YAML document `crdgen` prints and `crds/` holds.
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
+    serde_saphyr::to_string(crd).expect("a CRD serializes to YAML")
+}
+
+/// All CRDs as one multi-document YAML stream.
+pub fn crds_yaml() -> String {
+    crds()
+        .iter()
+        .map(|crd| format!("---\n{}", crd_yaml(crd)))
+        .collect()
+}
+
+/// File name of a CRD inside `crds/` and the chart's `crds/`.
+pub fn crd_file_name(crd: &CustomResourceDefinition) -> String {
+    format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("crd"))
+}

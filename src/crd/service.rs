@@ -1,0 +1,138 @@
+//! `RecordingService` (namespaced, in the tenant's namespace; short name `rsvc`): a recording
+//! service of a tenant, run as recording-bot Deployments.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::tenant::SecretKeyRef;
+use super::{GUID_RE, OBJECT_NAME_RE, SERVICE_NAME_CHARS_RE};
+
+/// A recording service of a tenant.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "recording.m365.io",
+    version = "v1alpha1",
+    kind = "RecordingService",
+    namespaced,
+    shortname = "rsvc",
+    category = "recording",
+    status = "RecordingServiceStatus",
+    doc = "A recording service of a tenant: the recording bot (and its paired bot for Pro).",
+    printcolumn(name = "Short Name", type_ = "string", json_path = ".spec.shortName"),
+    printcolumn(name = "Users", type_ = "integer", json_path = ".spec.licensedUsers"),
+    printcolumn(name = "Bots", type_ = "string", json_path = ".status.botsReady"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Tenant",
+        type_ = "string",
+        json_path = ".spec.tenantRef",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Secret Expires In Days",
+        type_ = "integer",
+        json_path = ".status.clientSecretExpiresInDays",
+        priority = 1
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingServiceSpec {
+    /// Name of the Tenant; the service must live in that tenant's namespace.
+    #[schemars(length(min = 1, max = 253), pattern(OBJECT_NAME_RE))]
+    pub tenant_ref: String,
+
+    /// Unique short name of the service: 3-15 characters, none of \ / : * ? " < > |, no full
+    /// stop, no white space.
+    #[schemars(length(min = 3, max = 15))]
+    #[x_kube(validation = Rule::new(format!("self.matches(r'{SERVICE_NAME_CHARS_RE}')"))
+        .message("shortName must not contain \\ / : * ? \" < > |, a full stop or white space"))]
+    pub short_name: String,
+
+    /// Licensed users of this service, 1-500.
+    #[schemars(range(min = 1, max = 500))]
+    pub licensed_users: i32,
+
+    /// "Use known app registration": the customer's own app registration the bots sign in with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_registration: Option<AppRegistration>,
+
+    /// The recording bot.
+    #[serde(default)]
+    pub bot: BotSpec,
+}
+
+/// A known app registration of the customer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AppRegistration {
+    /// Entra tenant id of the app registration.
+    #[schemars(length(max = 36), pattern(GUID_RE))]
+    pub tenant_id: String,
+    /// Application (client) id.
+    #[schemars(length(max = 36), pattern(GUID_RE))]
+    pub client_id: String,
+    /// Secret (in the service's namespace) holding the client secret.
+    pub client_secret_ref: SecretKeyRef,
+}
+
+/// The recording bot's Deployment settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotSpec {
+    /// Container image; the operator's configured default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 512))]
+    pub image: Option<String>,
+    /// Replicas of each bot Deployment (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 20))]
+    pub replicas: Option<i32>,
+    /// Resource requests and limits; sane defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+}
+
+/// Observed state of a recording service.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingServiceStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready/desired replicas per bot Deployment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bots: Vec<BotStatus>,
+    /// Summary for the `BOTS` column, e.g. `2/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bots_ready: Option<String>,
+    /// Days until the soonest-expiring client secret of the known app registration expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_in_days: Option<i64>,
+    /// `Authenticated` (when an app registration is used), `BotsReady`, `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One bot Deployment, as observed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotStatus {
+    /// Deployment name.
+    pub name: String,
+    /// Ready replicas.
+    pub ready: i32,
+    /// Desired replicas.
+    pub desired: i32,
+}

@@ -1,0 +1,371 @@
+//! `Tenant` (cluster-scoped, short name `tn`): one Microsoft 365 customer of the platform.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::CONSENT_KEY_RE;
+use super::{
+    ConsentState, DNS_NAME_RE, EMAIL_RE, GUID_RE, NAME_CHARS_RE, OBJECT_NAME_RE, REGION_RE, UPN_RE,
+};
+
+/// Desired state of one Microsoft 365 customer.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "recording.m365.io",
+    version = "v1alpha1",
+    kind = "Tenant",
+    shortname = "tn",
+    category = "recording",
+    status = "TenantStatus",
+    doc = "A Microsoft 365 customer tenant onboarded onto the Teams compliance-recording platform.",
+    printcolumn(name = "Customer", type_ = "string", json_path = ".spec.customerName"),
+    printcolumn(name = "License", type_ = "string", json_path = ".status.licenseType"),
+    printcolumn(name = "Users", type_ = "integer", json_path = ".spec.includedUsers"),
+    printcolumn(name = "Status", type_ = "string", json_path = ".status.health"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Tenant ID",
+        type_ = "string",
+        json_path = ".status.tenantId",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Alarm",
+        type_ = "string",
+        json_path = ".status.alarm",
+        priority = 1
+    )
+)]
+#[x_kube(validation = Rule::new("!has(oldSelf.tenantId) || (has(self.tenantId) && self.tenantId == oldSelf.tenantId)")
+    .message("tenantId is immutable once set")
+    .field_path(".tenantId")
+    .reason(Reason::FieldValueForbidden))]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// The customer's unique name: 1-128 characters; none of \ / : * ? " < > |, no full stop,
+    /// no white space; hyphens allowed but not first, not last and never two in a row. Immutable.
+    #[schemars(length(min = 1, max = 128))]
+    #[x_kube(validation = Rule::new(format!("self.matches(r'{NAME_CHARS_RE}')"))
+        .message("customerName must not contain \\ / : * ? \" < > |, a full stop or white space, and may hold hyphens only between other characters (not first, not last, never two in a row)"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("customerName is immutable"))]
+    pub customer_name: String,
+
+    /// The customer's unique Microsoft 365 domain, e.g. `contoso.onmicrosoft.com`. Immutable.
+    #[schemars(length(min = 4, max = 256), pattern(DNS_NAME_RE))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("domain is immutable"))]
+    pub domain: String,
+
+    /// The Entra tenant id (GUID). When absent the operator resolves it from the domain and
+    /// reports it in `status.tenantId`. Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 36), pattern(GUID_RE))]
+    pub tenant_id: Option<String>,
+
+    /// Short company name: the same character rules as `customerName`, 1-32 characters.
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new(format!("self.matches(r'{NAME_CHARS_RE}')"))
+        .message("shortName must not contain \\ / : * ? \" < > |, a full stop or white space, and may hold hyphens only between other characters (not first, not last, never two in a row)"))]
+    pub short_name: String,
+
+    /// E-mail addresses that receive the platform's notifications (at least one).
+    #[schemars(length(min = 1, max = 20), inner(length(max = 254), pattern(EMAIL_RE)))]
+    pub contact_emails: Vec<String>,
+
+    /// Default administrator User Principal Names, `prefix@domain` (at least one).
+    #[schemars(length(min = 1, max = 20), inner(length(max = 256), pattern(UPN_RE)))]
+    pub admin_upns: Vec<String>,
+
+    /// `Essentials` (single recording) or `Pro` (double recording with a paired, redundant bot
+    /// and a geo-redundant storage copy).
+    pub license: License,
+
+    /// Licensed users included in the contract.
+    #[schemars(range(min = 1))]
+    pub included_users: i32,
+
+    /// Not in use: must be `false`.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == false").message("allowExceedIncludedUsers is not in use and must be false"))]
+    pub allow_exceed_included_users: bool,
+
+    /// Where the tenant's recordings are stored.
+    pub storage: StorageSpec,
+
+    /// How long recordings are kept.
+    #[serde(default)]
+    pub retention: RetentionSpec,
+
+    /// Compliance switches of the customer.
+    #[serde(default)]
+    pub compliance: ComplianceSpec,
+
+    /// Optional consents (keys of the operator configuration, e.g. `teamsApp`) this customer
+    /// is offered besides the mandatory ones. They never hold back `OK`/`Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 16),
+        inner(length(min = 1, max = 63), pattern(CONSENT_KEY_RE))
+    )]
+    pub optional_consents: Vec<String>,
+
+    /// Free text for the platform team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
+    pub notes: Option<String>,
+
+    /// `Retain` (default): recordings outlive the Tenant object. `Delete`: deleting the Tenant
+    /// deletes the storage the operator created (never bring-your-own storage).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// Pause reconciliation of this tenant (nothing is changed or re-checked while true).
+    #[serde(default)]
+    pub suspend: bool,
+}
+
+/// The customer's contract.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum License {
+    /// Single recording.
+    Essentials,
+    /// Double recording with a paired, redundant bot.
+    Pro,
+}
+
+impl License {
+    /// Advanced storage (a geo-redundant copy in the paired region) comes with Pro.
+    pub fn advanced_storage(self) -> bool {
+        self == License::Pro
+    }
+
+    /// The license type shown to people.
+    pub fn display_type(self) -> &'static str {
+        match self {
+            License::Pro => "Audio & Redundancy",
+            License::Essentials => "Audio Recording",
+        }
+    }
+}
+
+/// Storage locations of a tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    /// Azure region of the default system storage, e.g. `westeurope`. Immutable.
+    #[schemars(length(min = 2, max = 40), pattern(REGION_RE))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("storage.location is immutable"))]
+    pub location: String,
+
+    /// Bring-your-own-storage.
+    #[serde(default)]
+    pub byos: ByosSpec,
+}
+
+/// Bring-your-own-storage: storage accounts of the customer's own.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("self.enabled || size(self.locations) == 0")
+    .message("byos.locations may only be set when byos.enabled is true")
+    .field_path(".locations"))]
+#[serde(rename_all = "camelCase")]
+pub struct ByosSpec {
+    /// Whether the customer may bring their own storage.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// The customer's storage locations; each names a Secret with the storage URL and credential.
+    #[serde(default)]
+    #[schemars(length(max = 8))]
+    pub locations: Vec<ByosLocation>,
+}
+
+/// One storage location of the customer's own.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ByosLocation {
+    /// A name for this location, unique within the tenant.
+    #[schemars(length(min = 1, max = 63), pattern(OBJECT_NAME_RE))]
+    pub name: String,
+
+    /// Azure region of the customer's account, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 40), pattern(REGION_RE))]
+    pub location: Option<String>,
+
+    /// Secret in the operator's namespace holding the container SAS URL (`url` key by default).
+    pub secret_ref: SecretKeyRef,
+}
+
+/// A key of a Kubernetes Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253), pattern(OBJECT_NAME_RE))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: Option<String>,
+}
+
+/// How long recordings are kept.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.unlimited || self.days <= 730")
+    .message("retention.days must be at most 730 (24 months) unless retention.unlimited is true")
+    .field_path(".days"))]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// Keep recordings without limit.
+    #[serde(default)]
+    pub unlimited: bool,
+    /// Days recordings are kept (default 365, at most 730 unless unlimited).
+    #[serde(default = "default_retention_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub days: i32,
+}
+
+fn default_retention_days() -> i32 {
+    365
+}
+
+impl Default for RetentionSpec {
+    fn default() -> Self {
+        Self {
+            unlimited: false,
+            days: default_retention_days(),
+        }
+    }
+}
+
+/// Compliance switches.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("!self.controlRecordingNotifications || (has(self.legalWaiverRef) && size(self.legalWaiverRef) > 0)")
+    .message("compliance.legalWaiverRef is required when controlRecordingNotifications is true")
+    .field_path(".legalWaiverRef")
+    .reason(Reason::FieldValueRequired))]
+#[serde(rename_all = "camelCase")]
+pub struct ComplianceSpec {
+    /// Whether the customer may control the Teams recording banner; needs `legalWaiverRef`.
+    #[serde(default)]
+    pub control_recording_notifications: bool,
+    /// Reference of the signed legal waiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub legal_waiver_ref: Option<String>,
+    /// Whether the customer may delete recordings.
+    #[serde(default)]
+    pub allow_delete_recordings: bool,
+}
+
+/// What happens to the tenant's storage when the Tenant object is deleted.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum DeletionPolicy {
+    /// Recordings outlive the Tenant object.
+    #[default]
+    Retain,
+    /// The storage the operator created is deleted with the Tenant.
+    Delete,
+}
+
+/// The platform's one-word health of a tenant.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// A mandatory consent is missing or a part is failing; `status.alarm` says what to do.
+    Warning,
+    /// Everything mandatory is in place.
+    #[serde(rename = "OK")]
+    Ok,
+}
+
+/// Observed state of a tenant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Warning` or `OK`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+    /// What the customer or the platform team must still do (empty when OK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm: Option<String>,
+    /// License type shown to people: `Audio & Redundancy` (Pro) or `Audio Recording` (Essentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_type: Option<String>,
+    /// Whether a geo-redundant copy is kept in the paired region (Pro).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advanced_storage: Option<bool>,
+    /// The Entra tenant id, from the spec or resolved from the domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    /// The tenant's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// One line per storage location.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub storage: Vec<StorageLocationStatus>,
+    /// One line per consent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consents: Vec<ConsentSummary>,
+    /// `ConsentsGranted`, `StorageReady`, `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+}
+
+/// One storage location of a tenant, as observed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageLocationStatus {
+    /// Azure region.
+    pub location: String,
+    /// `default`, `paired` or `byos`.
+    pub role: String,
+    /// BYOS location name, when `role` is `byos`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where recordings go (no credential in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Whether the location is usable.
+    pub ready: bool,
+    /// Why not, when not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One consent of a tenant, as observed through its ConsentGrant.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsentSummary {
+    /// Consent key, e.g. `recording`.
+    pub name: String,
+    /// State of the consent.
+    pub state: ConsentState,
+    /// Whether the consent is optional (never holds back `OK`).
+    #[serde(default)]
+    pub optional: bool,
+    /// The admin-consent link to hand the customer's Global admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_url: Option<String>,
+}
+
+impl Tenant {
+    /// Name of the namespace the operator creates for this tenant.
+    pub fn namespace_name(&self) -> String {
+        format!("tenant-{}", kube::ResourceExt::name_any(self))
+    }
+}
