@@ -1,1 +1,300 @@
-//! Microsoft identity platform + Graph simulator.
+//! Microsoft identity platform + Microsoft Graph simulator, for tests and the demo only.
+//!
+//! One HTTP server on loopback plays both hosts: the authority (OpenID discovery, JWKS,
+//! admin consent, client-credentials tokens) and Microsoft Graph v1.0 (`/v1.0/...`), so both
+//! base URLs of the operator's configuration point at [`M365Sim::url`]. The harness methods
+//! stand in for what people do in the Entra portal: register tenants and apps, give,
+//! narrow or withdraw admin consent, disable an enterprise app, and inject faults.
+//!
+//! Where the simulator deliberately differs from the real services is listed in
+//! `sim/README.md`.
+
+mod batch;
+mod catalog;
+mod consent;
+mod directory;
+mod faults;
+mod graph;
+mod identity;
+mod jwt;
+mod seed;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use batch::MAX_BATCH_REQUESTS;
+pub use catalog::{Permission, APP_ROLES, GRAPH_APP_ID, SCOPES};
+pub use faults::{EndpointCounts, RequestCounts, Throttle};
+pub use jwt::AppTokenClaims;
+pub use seed::{AppSeed, ConsentSeed, SecretSeed, Seed, Settings, TenantSeed, PLATFORM_CONSENTS};
+
+use directory::{ConsentScope, Directory};
+use faults::Faults;
+
+/// Errors of the simulator's set-up (harness misuse panics instead; see the methods).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read seed file {path}: {source}")]
+    SeedRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("seed file is not valid YAML for the simulator: {0}")]
+    SeedYaml(String),
+    #[error("invalid seed: {0}")]
+    Seed(String),
+    #[error("{0}")]
+    Harness(String),
+}
+
+/// State shared by the handle and the HTTP handlers.
+pub(crate) struct Shared {
+    url: String,
+    settings: Settings,
+    auto_consent: AtomicBool,
+    clock_offset: Mutex<chrono::Duration>,
+    dir: Mutex<Directory>,
+    faults: Mutex<Faults>,
+    counts: Mutex<RequestCounts>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// The simulator's clock: wall time plus whatever [`M365Sim::advance_clock`] added.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        Utc::now() + *lock(&self.clock_offset)
+    }
+}
+
+/// A running simulator. Clones share the same server and state.
+#[derive(Clone)]
+pub struct M365Sim {
+    shared: Arc<Shared>,
+    server: Arc<Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>>,
+}
+
+impl M365Sim {
+    /// Starts on an ephemeral loopback port.
+    pub async fn start(seed: Seed) -> Result<M365Sim, SimError> {
+        M365Sim::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), seed).await
+    }
+
+    /// Starts on `addr`.
+    pub async fn start_on(addr: SocketAddr, seed: Seed) -> Result<M365Sim, SimError> {
+        let directory = Directory::from_seed(&seed, Utc::now())?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            url: format!("http://{local}"),
+            auto_consent: AtomicBool::new(seed.settings.auto_consent),
+            settings: seed.settings,
+            clock_offset: Mutex::new(chrono::Duration::zero()),
+            dir: Mutex::new(directory),
+            faults: Mutex::new(Faults::default()),
+            counts: Mutex::new(RequestCounts::default()),
+        });
+        let app = server::router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "m365 simulator stopped serving");
+            }
+        });
+        tracing::info!(url = %shared.url, "m365 simulator listening");
+        Ok(M365Sim {
+            shared,
+            server: Arc::new(Mutex::new(Some((stop, task)))),
+        })
+    }
+
+    /// Base URL of both the authority and Graph, e.g. `http://127.0.0.1:43121`.
+    pub fn url(&self) -> String {
+        self.shared.url.clone()
+    }
+
+    fn directory(&self) -> MutexGuard<'_, Directory> {
+        lock(&self.shared.dir)
+    }
+
+    fn harness<T>(&self, what: &str, result: Result<T, SimError>) -> T {
+        result.unwrap_or_else(|e| panic!("M365Sim::{what}: {e}"))
+    }
+
+    /// Adds a tenant. Panics when the id is not a GUID or the tenant or a domain exists.
+    pub fn add_tenant(&self, tenant_id: &str, domains: &[&str]) {
+        let seed = TenantSeed {
+            id: tenant_id.to_string(),
+            display_name: None,
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+        };
+        let now = self.shared.now();
+        let result = self.directory().add_tenant(&seed, now);
+        self.harness("add_tenant", result);
+    }
+
+    /// Registers a multi-tenant app in its home tenant. Panics on an invalid app.
+    pub fn add_app(&self, app: AppSeed) {
+        let now = self.shared.now();
+        let result = self.directory().add_app(&app, now);
+        self.harness("add_app", result);
+    }
+
+    /// The customer's Global admin accepts every permission the app requires.
+    pub fn grant_consent(&self, tenant: &str, app_id: &str) {
+        let now = self.shared.now();
+        let result = self
+            .directory()
+            .grant(tenant, app_id, &ConsentScope::default(), now);
+        self.harness("grant_consent", result);
+    }
+
+    /// Consent to some permissions only (e.g. an older consent before the app asked for
+    /// more). Adds to what is already granted.
+    pub fn grant_partial(
+        &self,
+        tenant: &str,
+        app_id: &str,
+        app_permissions: &[&str],
+        scopes: &[&str],
+    ) {
+        let scope = ConsentScope {
+            application_permissions: Some(app_permissions.iter().map(|s| s.to_string()).collect()),
+            delegated_scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
+        };
+        let now = self.shared.now();
+        let result = self.directory().grant(tenant, app_id, &scope, now);
+        self.harness("grant_partial", result);
+    }
+
+    /// Deletes the app's enterprise application (service principal) in the tenant, with
+    /// its assignments and grants. Nothing happens when there is none.
+    pub fn revoke_consent(&self, tenant: &str, app_id: &str) {
+        let result = self.directory().revoke_consent(tenant, app_id);
+        self.harness("revoke_consent", result);
+    }
+
+    /// Removes one granted application permission or delegated scope.
+    pub fn revoke_permission(&self, tenant: &str, app_id: &str, permission: &str) {
+        let result = self
+            .directory()
+            .revoke_permission(tenant, app_id, permission);
+        self.harness("revoke_permission", result);
+    }
+
+    /// "Enabled for users to sign in?" of the enterprise application (`accountEnabled`).
+    pub fn set_service_principal_enabled(&self, tenant: &str, app_id: &str, enabled: bool) {
+        let result = self.directory().set_sp_enabled(tenant, app_id, enabled);
+        self.harness("set_service_principal_enabled", result);
+    }
+
+    /// When on (the default), opening an admin-consent URL grants at once; when off, the
+    /// page shows the prompt (200) and only the harness grants.
+    pub fn set_auto_consent(&self, on: bool) {
+        self.shared.auto_consent.store(on, Ordering::SeqCst);
+    }
+
+    /// Throttles Graph (see [`Throttle`]). Panics on an unknown tenant or a status other
+    /// than 429, 503 or 504.
+    pub fn throttle(&self, t: Throttle) {
+        let t = self.resolve_throttle("throttle", t);
+        lock(&self.shared.faults).add_graph(t);
+    }
+
+    /// Throttles the token endpoint.
+    pub fn throttle_token(&self, t: Throttle) {
+        let t = self.resolve_throttle("throttle_token", t);
+        lock(&self.shared.faults).add_token(t);
+    }
+
+    /// Removes every pending throttle.
+    pub fn clear_throttles(&self) {
+        lock(&self.shared.faults).clear();
+    }
+
+    fn resolve_throttle(&self, what: &str, mut t: Throttle) -> Throttle {
+        if ![429, 503, 504].contains(&t.status) {
+            panic!(
+                "M365Sim::{what}: status {} is not 429, 503 or 504",
+                t.status
+            );
+        }
+        if let Some(name) = &t.tenant {
+            let id = self
+                .directory()
+                .resolve_tenant(name)
+                .map(|x| x.id.clone())
+                .unwrap_or_else(|| panic!("M365Sim::{what}: unknown tenant `{name}`"));
+            t.tenant = Some(id);
+        }
+        t
+    }
+
+    /// Delay every response by `d` (zero to stop).
+    pub fn set_latency(&self, d: Duration) {
+        lock(&self.shared.faults).latency = d;
+    }
+
+    /// Moves the simulator's clock forward: tokens and client secrets expire accordingly.
+    pub fn advance_clock(&self, by: Duration) {
+        let by = chrono::Duration::from_std(by).expect("duration fits");
+        *lock(&self.shared.clock_offset) += by;
+    }
+
+    /// The tenant id of a domain (or of an id, normalised).
+    pub fn tenant_id(&self, tenant: &str) -> Option<String> {
+        self.directory()
+            .resolve_tenant(tenant)
+            .map(|t| t.id.clone())
+    }
+
+    /// Object id of the app's service principal in the tenant, if consent exists.
+    pub fn service_principal_id(&self, tenant: &str, app_id: &str) -> Option<String> {
+        self.directory()
+            .resolve_tenant(tenant)?
+            .sp_by_app_id(app_id)
+            .map(|sp| sp.id.clone())
+    }
+
+    /// Requests seen so far.
+    pub fn counts(&self) -> RequestCounts {
+        lock(&self.shared.counts).clone()
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset_counts(&self) {
+        *lock(&self.shared.counts) = RequestCounts::default();
+    }
+
+    /// Stops the server and waits for it (idempotent across clones).
+    pub async fn shutdown(self) {
+        let server = lock(&self.server).take();
+        if let Some((stop, task)) = server {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+}
