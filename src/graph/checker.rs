@@ -1,0 +1,271 @@
+//! [`ConsentChecker`]: the one object every reconcile shares (in an `Arc`) to ask "which
+//! consents has this tenant granted?".
+//!
+//! - Coalescing: the consents of a tenant are checked together. Each call adds its consents
+//!   to the tenant's set; a call that finds a check of that set started less than
+//!   `checkCacheTtl` ago (or still running) shares its result instead of asking again. So the
+//!   five ConsentGrants of a tenant reconciled together cost one check.
+//! - Independence: each tenant has its own lock; requests have timeouts; a slow or failing
+//!   tenant holds up nobody else.
+//! - Throttling: after a `Retry-After`, the tenant is not asked about again before the wait is
+//!   over; calls in between are answered `Unknown` with the time left.
+//! - Counters for metrics: [`ConsentChecker::counters`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use url::Url;
+
+use super::client::GraphClient;
+use super::consent::{
+    check_tenant, CheckEnv, CheckState, ConsentCheck, ConsentSpec, TenantCache, TenantCheck,
+};
+use super::discovery::resolve_tenant_id;
+use super::metrics::Counters;
+use super::schedule::consent_url;
+use super::token::TokenProvider;
+use super::{http_client, GraphError};
+use crate::config::{ConfigError, ConsentConfig, OperatorConfig, SecretRef, SecretSource};
+
+impl ConsentSpec {
+    /// The spec of a configured consent.
+    pub fn from_config(key: &str, consent: &ConsentConfig) -> Self {
+        ConsentSpec {
+            key: key.to_owned(),
+            app_id: consent.app_id.clone(),
+            application_permissions: consent.application_permissions.clone(),
+            delegated_scopes: consent.delegated_scopes.clone(),
+        }
+    }
+}
+
+struct LastCheck {
+    started: Instant,
+    specs: Vec<ConsentSpec>,
+    result: Arc<TenantCheck>,
+}
+
+#[derive(Default)]
+struct TenantSlot {
+    /// Every consent asked about for this tenant, by key.
+    specs: Vec<ConsentSpec>,
+    last: Option<LastCheck>,
+    throttled_until: Option<Instant>,
+    cache: TenantCache,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    authority: Url,
+    graph_scope: String,
+    redirect_uri: Option<String>,
+    tokens: TokenProvider,
+    graph: GraphClient,
+    secrets: HashMap<String, SecretRef>,
+    ttl: Duration,
+    counters: Arc<Counters>,
+    tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantSlot>>>>,
+}
+
+/// Consent checks for all tenants, shared by every reconcile.
+#[derive(Clone)]
+pub struct ConsentChecker {
+    inner: Arc<Inner>,
+}
+
+impl ConsentChecker {
+    /// Builds the checker from a validated configuration; secret values come from `secrets`
+    /// when a token is needed.
+    pub fn new(
+        config: &OperatorConfig,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let invalid = |e: String| ConfigError::Invalid(vec![e]);
+        let authority = config.cloud.authority_host().map_err(invalid)?;
+        let graph_endpoint = config.cloud.graph_endpoint().map_err(invalid)?;
+        let graph_scope = config.cloud.graph_scope().map_err(invalid)?;
+        let counters = Arc::new(Counters::default());
+        let http = http_client(config.polling.request_timeout);
+        let tokens = TokenProvider::new(
+            http.clone(),
+            authority.clone(),
+            graph_scope.clone(),
+            config.polling.token_renew_before,
+            secrets,
+            counters.clone(),
+        );
+        let graph = GraphClient::new(http.clone(), &graph_endpoint, counters.clone());
+        let secrets = config
+            .consents
+            .values()
+            .filter_map(|c| Some((c.app_id.to_ascii_lowercase(), c.client_secret.clone()?)))
+            .collect();
+        Ok(ConsentChecker {
+            inner: Arc::new(Inner {
+                http,
+                authority,
+                graph_scope,
+                redirect_uri: config.consent_redirect_uri.clone(),
+                tokens,
+                graph,
+                secrets,
+                ttl: config.polling.check_cache_ttl,
+                counters,
+                tenants: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Request counters for the metrics endpoint.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.inner.counters.clone()
+    }
+
+    /// The token provider (e.g. to validate a RecordingService's own app registration).
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.inner.tokens
+    }
+
+    /// Checks `specs` in `tenant_id`, sharing a check of the same tenant started within
+    /// `checkCacheTtl`. The result covers every consent asked about for the tenant so far;
+    /// pick yours with [`TenantCheck::get`].
+    pub async fn check(&self, tenant_id: &str, specs: &[ConsentSpec]) -> Arc<TenantCheck> {
+        self.run(tenant_id, specs, false).await
+    }
+
+    /// Checks at once, ignoring earlier results (the consent callback: the admin has just
+    /// accepted). Still shares a check that started after this call.
+    pub async fn check_now(&self, tenant_id: &str, specs: &[ConsentSpec]) -> Arc<TenantCheck> {
+        self.run(tenant_id, specs, true).await
+    }
+
+    /// Stops checking a consent of a tenant (its ConsentGrant is gone).
+    pub async fn forget_consent(&self, tenant_id: &str, key: &str) {
+        let slot = self.slot(tenant_id);
+        let mut slot = slot.lock().await;
+        slot.specs.retain(|s| s.key != key);
+        slot.last = None;
+    }
+
+    /// Forgets a tenant entirely (its Tenant is gone).
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        self.inner
+            .tenants
+            .lock()
+            .expect("tenant slots lock")
+            .remove(&tenant_id.to_ascii_lowercase());
+    }
+
+    /// The tenant id behind a domain (OpenID discovery).
+    pub async fn resolve_tenant_id(&self, domain: &str) -> Result<String, GraphError> {
+        resolve_tenant_id(
+            &self.inner.http,
+            &self.inner.authority,
+            domain,
+            &self.inner.counters,
+        )
+        .await
+    }
+
+    /// The admin-consent URL of an application for a tenant.
+    pub fn consent_url(&self, tenant: &str, app_id: &str, state: &str) -> String {
+        consent_url(
+            &self.inner.authority,
+            tenant,
+            app_id,
+            &self.inner.graph_scope,
+            self.inner.redirect_uri.as_deref(),
+            state,
+        )
+    }
+
+    fn slot(&self, tenant_id: &str) -> Arc<tokio::sync::Mutex<TenantSlot>> {
+        self.inner
+            .tenants
+            .lock()
+            .expect("tenant slots lock")
+            .entry(tenant_id.to_ascii_lowercase())
+            .or_default()
+            .clone()
+    }
+
+    async fn run(&self, tenant_id: &str, specs: &[ConsentSpec], force: bool) -> Arc<TenantCheck> {
+        let asked = Instant::now();
+        let slot = self.slot(tenant_id);
+        // Waiting here is waiting for the check of this tenant already running.
+        let mut slot = slot.lock().await;
+        for spec in specs {
+            match slot.specs.iter_mut().find(|s| s.key == spec.key) {
+                Some(known) => *known = spec.clone(),
+                None => slot.specs.push(spec.clone()),
+            }
+        }
+
+        if let Some(last) = &slot.last {
+            let covers = specs.iter().all(|s| last.specs.contains(s));
+            let recent = if force {
+                last.started >= asked
+            } else {
+                last.started.elapsed() < self.inner.ttl
+            };
+            if covers && recent {
+                self.inner.counters.check_coalesced();
+                return last.result.clone();
+            }
+        }
+
+        let now = Instant::now();
+        if let Some(until) = slot.throttled_until.filter(|until| *until > now) {
+            self.inner.counters.check_coalesced();
+            return Arc::new(still_throttled(tenant_id, &slot.specs, until - now));
+        }
+
+        self.inner.counters.check_run();
+        let started = Instant::now();
+        let env = CheckEnv {
+            tokens: &self.inner.tokens,
+            graph: &self.inner.graph,
+            secrets: &self.inner.secrets,
+        };
+        let specs_now = slot.specs.clone();
+        let result = Arc::new(check_tenant(&env, &mut slot.cache, tenant_id, &specs_now).await);
+        slot.throttled_until = result
+            .consents
+            .iter()
+            .filter(|c| c.state == CheckState::Unknown)
+            .filter_map(|c| c.retry_after)
+            .max()
+            .map(|wait| started + wait);
+        slot.last = Some(LastCheck {
+            started,
+            specs: specs_now,
+            result: result.clone(),
+        });
+        result
+    }
+}
+
+/// The answer while a tenant's `Retry-After` has not passed: no request, state unknown.
+fn still_throttled(tenant_id: &str, specs: &[ConsentSpec], left: Duration) -> TenantCheck {
+    let wait = Duration::from_secs(left.as_secs_f64().ceil() as u64);
+    TenantCheck {
+        tenant_id: tenant_id.to_owned(),
+        consents: specs
+            .iter()
+            .map(|s| ConsentCheck {
+                key: s.key.clone(),
+                app_id: s.app_id.clone(),
+                state: CheckState::Unknown,
+                granted: vec![],
+                missing: vec![],
+                message: format!(
+                    "throttled by Microsoft: not checking again for {}s",
+                    wait.as_secs()
+                ),
+                retry_after: Some(wait),
+            })
+            .collect(),
+    }
+}

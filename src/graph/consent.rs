@@ -1,0 +1,824 @@
+//! The consent check of one customer tenant.
+//!
+//! Rules (pure functions, top of the file):
+//! - an application-permission consent is granted when a token for its app can be had in the
+//!   tenant and the token's `roles` hold every required permission;
+//! - no service principal (AADSTS700016/7000229/…, or Graph 404) → `Pending`;
+//! - a bad, expired or missing client secret, an unknown tenant → `Error`, for the platform team;
+//! - throttling or an outage → `Unknown`: the previous state stands, retry after the wait;
+//! - once `directory` is granted (its token holds `Application.Read.All`), the other apps are
+//!   verified through Graph with that token: service principal (`accountEnabled`), app role
+//!   assignments to Microsoft Graph (application permissions, ids mapped to names through
+//!   Graph's own `appRoles`) and `AllPrincipals` permission grants (delegated scopes) — all in
+//!   `$batch` calls, service principal ids cached, so a steady-state poll is one batch;
+//! - without `directory`, one token per application-permission consent; delegated-only
+//!   consents stay `Pending` until the directory consent lets the operator look.
+//!
+//! The I/O shell ([`check_tenant`]) gathers tokens and Graph answers and hands them to the rules.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::Value;
+
+use super::client::{encode_query_value, BatchItem, BatchRequest, GraphClient};
+use super::token::{AccessToken, TokenProvider};
+use super::{GraphError, MICROSOFT_GRAPH_APP_ID};
+use crate::config::{is_guid, SecretRef, DIRECTORY_CONSENT};
+
+// ---------------------------------------------------------------------------------------------
+// Input and output
+// ---------------------------------------------------------------------------------------------
+
+/// One consent a tenant needs, as its ConsentGrant describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentSpec {
+    /// Consent key (`login`, `directory`, ...).
+    pub key: String,
+    /// The platform application's client id.
+    pub app_id: String,
+    /// Microsoft Graph application permissions required.
+    pub application_permissions: Vec<String>,
+    /// Microsoft Graph delegated scopes required (admin consent for all users).
+    pub delegated_scopes: Vec<String>,
+}
+
+/// What one check found out about a consent. The ConsentGrant controller derives `Revoked`
+/// from history (granted before, `Pending` or `Partial` now).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckState {
+    /// Not granted yet (no service principal in the tenant).
+    Pending,
+    /// Every required permission is granted.
+    Granted,
+    /// The application is there but some permissions are missing.
+    Partial,
+    /// Cannot be checked until someone acts (bad secret, unknown tenant, disabled app...).
+    Error,
+    /// The check could not complete (throttling, outage): keep the previous state and check
+    /// again after `retry_after`.
+    Unknown,
+}
+
+/// The result for one consent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentCheck {
+    pub key: String,
+    pub app_id: String,
+    pub state: CheckState,
+    /// Required permissions and scopes found granted.
+    pub granted: Vec<String>,
+    /// Required permissions and scopes not granted (all of them while `Pending`).
+    pub missing: Vec<String>,
+    /// For people: what was found, and who must act. Stable while nothing changes.
+    pub message: String,
+    /// Wait at least this long before the next check (throttling).
+    pub retry_after: Option<Duration>,
+}
+
+/// The results for one tenant, one per requested consent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantCheck {
+    pub tenant_id: String,
+    pub consents: Vec<ConsentCheck>,
+}
+
+impl TenantCheck {
+    /// The result for a consent key.
+    pub fn get(&self, key: &str) -> Option<&ConsentCheck> {
+        self.consents.iter().find(|c| c.key == key)
+    }
+
+    /// The longest wait any result asks for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.consents.iter().filter_map(|c| c.retry_after).max()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules
+// ---------------------------------------------------------------------------------------------
+
+/// The required names found in `held` and those not found, in the required order.
+pub fn compare(required: &[String], held: &[String]) -> (Vec<String>, Vec<String>) {
+    required
+        .iter()
+        .cloned()
+        .partition(|r| held.iter().any(|h| h.eq_ignore_ascii_case(r)))
+}
+
+fn all_required(spec: &ConsentSpec) -> Vec<String> {
+    spec.application_permissions
+        .iter()
+        .chain(&spec.delegated_scopes)
+        .cloned()
+        .collect()
+}
+
+/// The verdict from what the tenant holds: roles (application permissions) and, when they
+/// could be read, delegated scopes.
+pub fn verdict(spec: &ConsentSpec, roles: &[String], scopes: Option<&[String]>) -> ConsentCheck {
+    let (mut granted, mut missing) = compare(&spec.application_permissions, roles);
+    let mut note = "";
+    match scopes {
+        Some(scopes) => {
+            let (g, m) = compare(&spec.delegated_scopes, scopes);
+            granted.extend(g);
+            missing.extend(m);
+        }
+        None if !spec.delegated_scopes.is_empty() => {
+            note = "; delegated scopes are verified once the directory consent is granted";
+        }
+        None => {}
+    }
+    let (state, message) = if missing.is_empty() {
+        (
+            CheckState::Granted,
+            format!("all {} required permissions granted{note}", granted.len()),
+        )
+    } else {
+        (
+            CheckState::Partial,
+            format!(
+                "missing {}: the customer's Global admin must grant consent again with the consent URL{note}",
+                missing.join(", ")
+            ),
+        )
+    };
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state,
+        granted,
+        missing,
+        message,
+        retry_after: None,
+    }
+}
+
+/// The verdict when the answer was an error.
+pub fn from_error(spec: &ConsentSpec, error: &GraphError) -> ConsentCheck {
+    let state = match error {
+        GraphError::NotConsented { .. } => CheckState::Pending,
+        e if e.is_transient() => CheckState::Unknown,
+        _ => CheckState::Error,
+    };
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state,
+        granted: vec![],
+        missing: all_required(spec),
+        message: error.to_string(),
+        retry_after: error.retry_after(),
+    }
+}
+
+/// The verdict for a consent whose application has no service principal in the tenant.
+pub fn not_consented(spec: &ConsentSpec, tenant: &str) -> ConsentCheck {
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state: CheckState::Pending,
+        granted: vec![],
+        missing: all_required(spec),
+        message: format!(
+            "application {} has no service principal in tenant {tenant}: admin consent not given",
+            spec.app_id
+        ),
+        retry_after: None,
+    }
+}
+
+/// The verdict for a delegated-only consent while the directory consent cannot be used.
+pub fn awaiting_directory(spec: &ConsentSpec) -> ConsentCheck {
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state: CheckState::Pending,
+        granted: vec![],
+        missing: all_required(spec),
+        message: format!(
+            "delegated consent: verification waits for the {DIRECTORY_CONSENT} consent to be granted"
+        ),
+        retry_after: None,
+    }
+}
+
+/// The parts of a service principal the operator reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePrincipal {
+    pub id: String,
+    pub display_name: String,
+    pub account_enabled: bool,
+}
+
+impl ServicePrincipal {
+    pub fn from_json(body: &Value) -> Option<Self> {
+        Some(ServicePrincipal {
+            id: body.get("id")?.as_str()?.to_owned(),
+            display_name: body
+                .get("displayName")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            account_enabled: body
+                .get("accountEnabled")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+        })
+    }
+}
+
+/// Microsoft Graph's own service principal in a tenant: its id (the `resourceId` of every
+/// grant to Graph) and its app roles by id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphResource {
+    pub id: String,
+    pub role_names: HashMap<String, String>,
+}
+
+impl GraphResource {
+    pub fn from_json(body: &Value) -> Option<Self> {
+        let id = body.get("id")?.as_str()?.to_owned();
+        let role_names = body
+            .get("appRoles")
+            .and_then(Value::as_array)
+            .map(|roles| {
+                roles
+                    .iter()
+                    .filter_map(|r| {
+                        Some((
+                            r.get("id")?.as_str()?.to_ascii_lowercase(),
+                            r.get("value")?.as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(GraphResource { id, role_names })
+    }
+
+    /// Names of the Graph application permissions among live app role assignments.
+    pub fn assigned_roles(&self, assignments: &[Value]) -> Vec<String> {
+        assignments
+            .iter()
+            .filter(|a| a.get("deletedDateTime").is_none_or(Value::is_null))
+            .filter(|a| {
+                a.get("resourceId")
+                    .and_then(Value::as_str)
+                    .is_none_or(|r| r.eq_ignore_ascii_case(&self.id))
+            })
+            .filter_map(|a| a.get("appRoleId")?.as_str())
+            .filter_map(|id| self.role_names.get(&id.to_ascii_lowercase()).cloned())
+            .collect()
+    }
+
+    /// Delegated scopes to Graph granted for all users (`consentType: AllPrincipals`).
+    pub fn admin_granted_scopes(&self, grants: &[Value]) -> Vec<String> {
+        grants
+            .iter()
+            .filter(|g| g.get("consentType").and_then(Value::as_str) == Some("AllPrincipals"))
+            .filter(|g| {
+                g.get("resourceId")
+                    .and_then(Value::as_str)
+                    .is_none_or(|r| r.eq_ignore_ascii_case(&self.id))
+            })
+            .filter_map(|g| g.get("scope")?.as_str())
+            .flat_map(|s| s.split_whitespace().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The verdict from Graph's view of an application in the tenant.
+pub fn from_graph(
+    spec: &ConsentSpec,
+    sp: &ServicePrincipal,
+    graph: &GraphResource,
+    assignments: &[Value],
+    grants: &[Value],
+) -> ConsentCheck {
+    if !sp.account_enabled {
+        return ConsentCheck {
+            key: spec.key.clone(),
+            app_id: spec.app_id.clone(),
+            state: CheckState::Error,
+            granted: vec![],
+            missing: all_required(spec),
+            message: format!(
+                "the enterprise application {} ({}) is disabled in the customer tenant: the customer's admin must enable sign-in for it",
+                sp.display_name, spec.app_id
+            ),
+            retry_after: None,
+        };
+    }
+    verdict(
+        spec,
+        &graph.assigned_roles(assignments),
+        Some(&graph.admin_granted_scopes(grants)),
+    )
+}
+
+/// Whether a token can read other applications' service principals and grants.
+pub fn can_verify_others(token: &AccessToken) -> bool {
+    token.has_role("Application.Read.All") || token.has_role("Directory.Read.All")
+}
+
+/// Graph URLs of the verification requests.
+pub mod urls {
+    use super::*;
+
+    pub fn graph_resource() -> String {
+        format!("/servicePrincipals(appId='{MICROSOFT_GRAPH_APP_ID}')?$select=id,appRoles")
+    }
+
+    pub fn service_principal(app_id: &str) -> String {
+        format!("/servicePrincipals(appId='{app_id}')?$select=id,appId,displayName,accountEnabled")
+    }
+
+    pub fn app_role_assignments(sp_id: &str) -> String {
+        format!("/servicePrincipals/{sp_id}/appRoleAssignments")
+    }
+
+    pub fn permission_grants(sp_id: &str) -> String {
+        format!(
+            "/oauth2PermissionGrants?$filter={}",
+            encode_query_value(&format!("clientId eq '{sp_id}'"))
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The I/O shell
+// ---------------------------------------------------------------------------------------------
+
+/// What a check needs from outside.
+pub struct CheckEnv<'a> {
+    pub tokens: &'a TokenProvider,
+    pub graph: &'a GraphClient,
+    /// Client secret reference per application id (lower-case).
+    pub secrets: &'a HashMap<String, SecretRef>,
+}
+
+impl CheckEnv<'_> {
+    async fn token(
+        &self,
+        tenant: &str,
+        spec: &ConsentSpec,
+    ) -> Result<std::sync::Arc<AccessToken>, GraphError> {
+        let secret = self.secrets.get(&spec.app_id.to_ascii_lowercase());
+        self.tokens.token(tenant, &spec.app_id, secret).await
+    }
+}
+
+/// What a tenant's checks remember between polls.
+#[derive(Clone, Debug, Default)]
+pub struct TenantCache {
+    /// Microsoft Graph's service principal in the tenant.
+    pub graph: Option<GraphResource>,
+    /// Service principal id per application id (lower-case).
+    pub sp_ids: HashMap<String, String>,
+}
+
+/// Checks `specs` in `tenant`.
+pub async fn check_tenant(
+    env: &CheckEnv<'_>,
+    cache: &mut TenantCache,
+    tenant: &str,
+    specs: &[ConsentSpec],
+) -> TenantCheck {
+    let mut results: Vec<ConsentCheck> = Vec::with_capacity(specs.len());
+    let directory = specs.iter().find(|s| s.key == DIRECTORY_CONSENT);
+    let others: Vec<&ConsentSpec> = specs
+        .iter()
+        .filter(|s| s.key != DIRECTORY_CONSENT)
+        .collect();
+
+    let mut verifier = None;
+    if let Some(directory) = directory {
+        match env.token(tenant, directory).await {
+            Ok(token) => {
+                results.push(verdict(directory, &token.roles, None));
+                if can_verify_others(&token) {
+                    verifier = Some(token);
+                }
+            }
+            Err(e @ GraphError::TenantNotFound { .. }) => {
+                // Nothing can be known about any consent of a tenant that does not exist.
+                return TenantCheck {
+                    tenant_id: tenant.to_owned(),
+                    consents: specs.iter().map(|s| from_error(s, &e)).collect(),
+                };
+            }
+            Err(e) => results.push(from_error(directory, &e)),
+        }
+    }
+
+    let verified = match &verifier {
+        Some(token) => match verify_through_graph(env, cache, tenant, token, &others).await {
+            Ok(checks) => Some(checks),
+            Err(GraphError::Graph {
+                status: 401 | 403, ..
+            }) => {
+                // The directory token no longer reads the tenant: fetch a new one next time
+                // and judge the others by their own tokens now.
+                env.tokens
+                    .invalidate(tenant, &directory.expect("verifier is directory").app_id);
+                None
+            }
+            Err(e) => Some(others.iter().map(|s| from_error(s, &e)).collect()),
+        },
+        None => None,
+    };
+    let others_checked = match verified {
+        Some(checks) => checks,
+        None => check_by_tokens(env, tenant, &others).await,
+    };
+    results.extend(others_checked);
+
+    // Report in the order asked.
+    results.sort_by_key(|r| specs.iter().position(|s| s.key == r.key));
+    TenantCheck {
+        tenant_id: tenant.to_owned(),
+        consents: results,
+    }
+}
+
+/// One token per application-permission consent; delegated-only consents wait for directory.
+async fn check_by_tokens(
+    env: &CheckEnv<'_>,
+    tenant: &str,
+    specs: &[&ConsentSpec],
+) -> Vec<ConsentCheck> {
+    join_all(specs.iter().map(|spec| async move {
+        if spec.application_permissions.is_empty() {
+            return awaiting_directory(spec);
+        }
+        match env.token(tenant, spec).await {
+            Ok(token) => verdict(spec, &token.roles, None),
+            Err(e) => from_error(spec, &e),
+        }
+    }))
+    .await
+}
+
+/// Verifies `specs` through Graph with the directory token: one `$batch` when every service
+/// principal id is known and unchanged, two otherwise (look-ups, then details).
+async fn verify_through_graph(
+    env: &CheckEnv<'_>,
+    cache: &mut TenantCache,
+    tenant: &str,
+    token: &AccessToken,
+    specs: &[&ConsentSpec],
+) -> Result<Vec<ConsentCheck>, GraphError> {
+    if specs.is_empty() {
+        return Ok(vec![]);
+    }
+    let mut checks: Vec<Option<ConsentCheck>> = vec![None; specs.len()];
+    for (i, spec) in specs.iter().enumerate() {
+        if !is_guid(&spec.app_id) {
+            checks[i] = Some(from_error(
+                spec,
+                &GraphError::Protocol {
+                    service: super::Service::Graph,
+                    reason: format!("application id {:?} is not a GUID", spec.app_id),
+                },
+            ));
+        }
+    }
+
+    // Round 1: Graph's own service principal (once per tenant), every app's service principal,
+    // and the details of those whose id is already known.
+    let mut requests = Vec::new();
+    if cache.graph.is_none() {
+        requests.push(BatchRequest::get("graph", urls::graph_resource()));
+    }
+    for (i, spec) in specs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| checks[*i].is_none())
+    {
+        requests.push(BatchRequest::get(
+            format!("sp{i}"),
+            urls::service_principal(&spec.app_id),
+        ));
+        if let Some(sp_id) = cache.sp_ids.get(&spec.app_id.to_ascii_lowercase()) {
+            requests.extend(detail_requests(i, spec, sp_id));
+        }
+    }
+    let items = env.graph.batch(token, requests).await?;
+    let item = |id: &str| items.iter().find(|it| it.id == id);
+
+    if let Some(graph_item) = item("graph") {
+        let body = graph_item.result()?;
+        cache.graph = Some(
+            GraphResource::from_json(body).ok_or_else(|| GraphError::Protocol {
+                service: super::Service::Graph,
+                reason: "Microsoft Graph's service principal has no id".to_owned(),
+            })?,
+        );
+    }
+    let graph = cache.graph.clone().expect("graph resource fetched above");
+
+    // Which apps are there, and whose details are still to fetch.
+    let mut found: Vec<Option<ServicePrincipal>> = vec![None; specs.len()];
+    let mut second_round = Vec::new();
+    let open: Vec<usize> = (0..specs.len()).filter(|i| checks[*i].is_none()).collect();
+    for i in open {
+        let spec = specs[i];
+        let app_key = spec.app_id.to_ascii_lowercase();
+        let sp_item = item(&format!("sp{i}")).expect("every request is answered");
+        match sp_item.result() {
+            Err(GraphError::Graph { status: 404, .. }) => {
+                cache.sp_ids.remove(&app_key);
+                checks[i] = Some(not_consented(spec, tenant));
+            }
+            Err(e) => checks[i] = Some(from_error(spec, &e)),
+            Ok(body) => match ServicePrincipal::from_json(body) {
+                None => {
+                    checks[i] = Some(from_error(
+                        spec,
+                        &GraphError::Protocol {
+                            service: super::Service::Graph,
+                            reason: "a service principal without id".to_owned(),
+                        },
+                    ))
+                }
+                Some(sp) => {
+                    let known = cache.sp_ids.insert(app_key, sp.id.clone());
+                    if known.as_deref() != Some(sp.id.as_str()) {
+                        second_round.extend(detail_requests(i, spec, &sp.id));
+                    }
+                    found[i] = Some(sp);
+                }
+            },
+        }
+    }
+    let mut items = items;
+    if !second_round.is_empty() {
+        items.extend(env.graph.batch(token, second_round).await?);
+    }
+
+    // Details → verdicts.
+    for (i, spec) in specs.iter().enumerate() {
+        if checks[i].is_some() {
+            continue;
+        }
+        let sp = found[i].as_ref().expect("found or judged above");
+        let assignments = collection(
+            env,
+            token,
+            &items,
+            &format!("ra{i}"),
+            !spec.application_permissions.is_empty(),
+        )
+        .await;
+        let grants = collection(
+            env,
+            token,
+            &items,
+            &format!("pg{i}"),
+            !spec.delegated_scopes.is_empty(),
+        )
+        .await;
+        checks[i] = Some(match (assignments, grants) {
+            (Ok(a), Ok(g)) => from_graph(spec, sp, &graph, &a, &g),
+            (Err(GraphError::Graph { status: 404, .. }), _)
+            | (_, Err(GraphError::Graph { status: 404, .. })) => {
+                // Deleted between the look-up and the details: consent withdrawn.
+                cache.sp_ids.remove(&spec.app_id.to_ascii_lowercase());
+                not_consented(spec, tenant)
+            }
+            (Err(e), _) | (_, Err(e)) => from_error(spec, &e),
+        });
+    }
+    Ok(checks
+        .into_iter()
+        .map(|c| c.expect("every consent judged"))
+        .collect())
+}
+
+/// The detail requests of one app: its app role assignments and/or its permission grants.
+fn detail_requests(i: usize, spec: &ConsentSpec, sp_id: &str) -> Vec<BatchRequest> {
+    let mut requests = Vec::new();
+    if !spec.application_permissions.is_empty() {
+        requests.push(BatchRequest::get(
+            format!("ra{i}"),
+            urls::app_role_assignments(sp_id),
+        ));
+    }
+    if !spec.delegated_scopes.is_empty() {
+        requests.push(BatchRequest::get(
+            format!("pg{i}"),
+            urls::permission_grants(sp_id),
+        ));
+    }
+    requests
+}
+
+/// The full collection answered to batch item `id` (following its next pages), or nothing
+/// when that kind of detail was not needed.
+async fn collection(
+    env: &CheckEnv<'_>,
+    token: &AccessToken,
+    items: &[BatchItem],
+    id: &str,
+    needed: bool,
+) -> Result<Vec<Value>, GraphError> {
+    if !needed {
+        return Ok(vec![]);
+    }
+    // The last answer with this id wins (a second round supersedes a stale first one).
+    let Some(item) = items.iter().rev().find(|it| it.id == id) else {
+        return Err(GraphError::Protocol {
+            service: super::Service::Graph,
+            reason: format!("no answer for batch item {id}"),
+        });
+    };
+    let body = item.result()?.clone();
+    env.graph.rest_of_pages(token, body).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(key: &str, app: &[&str], delegated: &[&str]) -> ConsentSpec {
+        ConsentSpec {
+            key: key.into(),
+            app_id: "8b0f7a52-0000-4000-8000-000000000003".into(),
+            application_permissions: app.iter().map(|s| s.to_string()).collect(),
+            delegated_scopes: delegated.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    const CALLS: [&str; 3] = [
+        "Calls.AccessMedia.All",
+        "Calls.JoinGroupCall.All",
+        "Calls.JoinGroupCallAsGuest.All",
+    ];
+
+    #[test]
+    fn roles_decide_granted_and_partial() {
+        let recording = spec("recording", &CALLS, &[]);
+        let all = verdict(&recording, &strings(&CALLS), None);
+        assert_eq!(all.state, CheckState::Granted);
+        assert_eq!(all.message, "all 3 required permissions granted");
+
+        let some = verdict(
+            &recording,
+            &strings(&["calls.accessmedia.all", "User.Read.All"]),
+            None,
+        );
+        assert_eq!(some.state, CheckState::Partial);
+        assert_eq!(some.granted, ["Calls.AccessMedia.All"]);
+        assert_eq!(
+            some.missing,
+            ["Calls.JoinGroupCall.All", "Calls.JoinGroupCallAsGuest.All"]
+        );
+        assert_eq!(
+            some.message,
+            "missing Calls.JoinGroupCall.All, Calls.JoinGroupCallAsGuest.All: the customer's Global admin must grant consent again with the consent URL"
+        );
+        // A token without a roles claim: the app is there, no permission is.
+        assert_eq!(verdict(&recording, &[], None).state, CheckState::Partial);
+    }
+
+    #[test]
+    fn token_errors_map_to_states() {
+        let s = spec("recording", &CALLS, &[]);
+        let pending = from_error(
+            &s,
+            &GraphError::NotConsented {
+                tenant: "t".into(),
+                app_id: s.app_id.clone(),
+                code: 7000229,
+            },
+        );
+        assert_eq!(pending.state, CheckState::Pending);
+        assert_eq!(pending.missing.len(), 3);
+        let bad = from_error(
+            &s,
+            &GraphError::InvalidSecret {
+                app_id: s.app_id.clone(),
+            },
+        );
+        assert_eq!(bad.state, CheckState::Error);
+        let throttled = from_error(
+            &s,
+            &GraphError::Throttled {
+                service: super::super::Service::Identity,
+                retry_after: Duration::from_secs(3),
+            },
+        );
+        assert_eq!(throttled.state, CheckState::Unknown);
+        assert_eq!(throttled.retry_after, Some(Duration::from_secs(3)));
+    }
+
+    fn graph_resource() -> GraphResource {
+        GraphResource::from_json(&json!({
+            "id": "graph-sp",
+            "appRoles": [
+                {"id": "A7A681DC-756E-4909-B988-F160EDC6655F", "value": "Calls.AccessMedia.All"},
+                {"id": "f6b49018-60ab-4f81-83bd-22caeabfed2d", "value": "Calls.JoinGroupCall.All"},
+                {"id": "fd7ccf6b-3d28-418b-9701-cd10f5cd2fd4", "value": "Calls.JoinGroupCallAsGuest.All"}
+            ]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn graph_view_maps_role_ids_and_ignores_other_resources_and_deleted() {
+        let graph = graph_resource();
+        let sp = ServicePrincipal {
+            id: "sp-1".into(),
+            display_name: "recording-hue".into(),
+            account_enabled: true,
+        };
+        let assignments = [
+            json!({"appRoleId":"a7a681dc-756e-4909-b988-f160edc6655f","resourceId":"graph-sp","deletedDateTime":null}),
+            json!({"appRoleId":"f6b49018-60ab-4f81-83bd-22caeabfed2d","resourceId":"graph-sp","deletedDateTime":"2026-01-01T00:00:00Z"}),
+            json!({"appRoleId":"fd7ccf6b-3d28-418b-9701-cd10f5cd2fd4","resourceId":"other-api"}),
+        ];
+        let check = from_graph(
+            &spec("recording", &CALLS, &[]),
+            &sp,
+            &graph,
+            &assignments,
+            &[],
+        );
+        assert_eq!(check.state, CheckState::Partial);
+        assert_eq!(check.granted, ["Calls.AccessMedia.All"]);
+        assert_eq!(
+            check.missing,
+            ["Calls.JoinGroupCall.All", "Calls.JoinGroupCallAsGuest.All"]
+        );
+    }
+
+    #[test]
+    fn delegated_scopes_need_an_all_principals_grant_to_graph() {
+        let graph = graph_resource();
+        let sp = ServicePrincipal {
+            id: "sp-2".into(),
+            display_name: "recording-auth".into(),
+            account_enabled: true,
+        };
+        let login = spec("login", &[], &["openid", "profile", "User.Read"]);
+        let user_only = [
+            json!({"clientId":"sp-2","consentType":"Principal","resourceId":"graph-sp","scope":"openid profile User.Read"}),
+        ];
+        assert_eq!(
+            from_graph(&login, &sp, &graph, &[], &user_only).state,
+            CheckState::Partial
+        );
+        let admin = [
+            json!({"clientId":"sp-2","consentType":"AllPrincipals","resourceId":"graph-sp","scope":" openid  profile User.Read "}),
+        ];
+        let check = from_graph(&login, &sp, &graph, &[], &admin);
+        assert_eq!(check.state, CheckState::Granted, "{}", check.message);
+        assert_eq!(check.granted, ["openid", "profile", "User.Read"]);
+    }
+
+    #[test]
+    fn disabled_enterprise_app_is_an_error_for_the_customer() {
+        let sp = ServicePrincipal {
+            id: "sp-3".into(),
+            display_name: "recording-im".into(),
+            account_enabled: false,
+        };
+        let check = from_graph(
+            &spec("instantMessages", &["Chat.Read.All"], &[]),
+            &sp,
+            &graph_resource(),
+            &[],
+            &[],
+        );
+        assert_eq!(check.state, CheckState::Error);
+        assert!(check.message.contains("recording-im"), "{}", check.message);
+        assert!(check.message.contains("disabled"), "{}", check.message);
+    }
+
+    #[test]
+    fn delegated_only_consents_wait_for_directory() {
+        let check = awaiting_directory(&spec("login", &[], &["openid"]));
+        assert_eq!(check.state, CheckState::Pending);
+        assert_eq!(
+            check.message,
+            "delegated consent: verification waits for the directory consent to be granted"
+        );
+    }
+
+    #[test]
+    fn grant_filter_url_is_encoded() {
+        assert_eq!(
+            urls::permission_grants("5d1a"),
+            "/oauth2PermissionGrants?$filter=clientId%20eq%20'5d1a'"
+        );
+    }
+}
