@@ -159,6 +159,10 @@ pub struct ConsentGrantStatus {
     /// When the next check is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_check_at: Option<Time>,
+    /// The `recording.m365.io/recheck-at` annotation value the last check answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub last_recheck_request: Option<String>,
     /// Human-readable detail of the last check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

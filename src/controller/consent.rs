@@ -1,0 +1,369 @@
+//! The ConsentGrant controller: is this admin consent given?
+//!
+//! One reconcile: validate → find the Tenant and its Entra tenant id → build the admin-consent
+//! URL → if a check is due (new object, spec change, `recording.m365.io/recheck-at` changed,
+//! or `status.nextCheckAt` reached) ask the shared [`ConsentChecker`](crate::graph::ConsentChecker)
+//! about *all* of the tenant's consents at once (one `$batch` serves the tenant's every grant)
+//! → derive the state, with `Revoked` from history → write status and an Event on each
+//! transition → come back at `nextCheckAt`.
+//!
+//! The redirect endpoint (`/consent/callback`) does what the annotation does: it stamps
+//! `recheck-at` on the grant named by the redirect's `state`, so the check runs at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Context, Error, Result};
+use crate::conditions::{self, Desired, Status, READY};
+use crate::crd::validation::validate_consent_grant;
+use crate::crd::{ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION};
+use crate::graph::{next_check_after, CheckState, ConsentCheck, ConsentSpec};
+
+/// Condition: the consent is granted.
+pub const GRANTED: &str = "Granted";
+
+// ---------------------------------------------------------------------------------------------
+// Pure rules
+// ---------------------------------------------------------------------------------------------
+
+/// The state a check result means, given the state before it: a consent that was granted and
+/// is no longer there is `Revoked`; a check that could not complete keeps the previous state.
+pub fn next_state(previous: Option<ConsentState>, found: CheckState) -> ConsentState {
+    use ConsentState as S;
+    match found {
+        CheckState::Granted => S::Granted,
+        CheckState::Partial => S::Partial,
+        CheckState::Error => S::Error,
+        CheckState::Pending => match previous {
+            Some(S::Granted | S::Partial | S::Revoked) => S::Revoked,
+            _ => S::Pending,
+        },
+        CheckState::Unknown => previous.unwrap_or(S::Pending),
+    }
+}
+
+/// Whether a check is due now.
+pub fn check_due(grant: &ConsentGrant, now: Timestamp) -> bool {
+    let Some(status) = &grant.status else { return true };
+    status.state.is_none()
+        || status.observed_generation != grant.meta().generation
+        || recheck_requested(grant)
+        || status.next_check_at.as_ref().is_none_or(|t| t.0 <= now)
+}
+
+/// Whether the recheck annotation names a request no check has answered yet.
+pub fn recheck_requested(grant: &ConsentGrant) -> bool {
+    let requested = grant.annotations().get(RECHECK_ANNOTATION);
+    requested.is_some() && requested != grant.status.as_ref().and_then(|s| s.last_recheck_request.as_ref())
+}
+
+/// How many pending checks have happened since the consent last changed, for the doubling
+/// poll interval: with intervals `initial · 2^i`, `n` checks take `initial · (2^n − 1)`.
+pub fn consecutive_pending(since: Timestamp, now: Timestamp, initial: Duration) -> u32 {
+    let elapsed = now.duration_since(since).as_secs_f64().max(0.0);
+    let initial = initial.as_secs_f64().max(1.0);
+    (elapsed / initial + 1.0).log2().floor().max(0.0) as u32
+}
+
+/// The grant's status after a check.
+pub fn status_after_check(
+    grant: &ConsentGrant,
+    url: Option<String>,
+    check: &ConsentCheck,
+    now: Timestamp,
+    next_in: Duration,
+) -> ConsentGrantStatus {
+    let previous = grant.status.clone().unwrap_or_default();
+    let state = next_state(previous.state, check.state);
+    let unknown = check.state == CheckState::Unknown;
+    let granted_at = match state {
+        ConsentState::Granted => previous.granted_at.clone().filter(|_| previous.state == Some(ConsentState::Granted)).or(Some(Time(now))),
+        ConsentState::Partial => previous.granted_at.clone(),
+        _ => None,
+    };
+    let message = if unknown {
+        format!("{} (last known state kept)", check.message)
+    } else if state == ConsentState::Revoked {
+        format!("consent was granted before and is gone now: {}", check.message)
+    } else {
+        check.message.clone()
+    };
+    let generation = grant.meta().generation;
+    let desired = vec![
+        Desired::new(GRANTED, Status::from_bool(state == ConsentState::Granted), state.as_str(), message.clone()),
+        Desired::new(READY, Status::from_bool(state == ConsentState::Granted), state.as_str(), message.clone()),
+    ];
+    ConsentGrantStatus {
+        observed_generation: generation,
+        state: Some(state),
+        consent_url: url,
+        granted_permissions: if unknown { previous.granted_permissions } else { check.granted.clone() },
+        missing_permissions: if unknown { previous.missing_permissions } else { check.missing.clone() },
+        granted_at,
+        last_checked_at: Some(Time(now)),
+        next_check_at: Some(Time(now + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6)))),
+        last_recheck_request: grant.annotations().get(RECHECK_ANNOTATION).cloned(),
+        message: Some(message),
+        conditions: conditions::merge(&previous.conditions, desired, generation, now),
+    }
+}
+
+/// A status for a grant that cannot be checked (invalid spec, missing tenant).
+pub fn blocked_status(grant: &ConsentGrant, url: Option<String>, reason: &str, message: String, now: Timestamp) -> ConsentGrantStatus {
+    let previous = grant.status.clone().unwrap_or_default();
+    let state = if reason == "InvalidSpec" { ConsentState::Error } else { previous.state.unwrap_or(ConsentState::Pending) };
+    let generation = grant.meta().generation;
+    let desired = vec![
+        Desired::new(GRANTED, Status::Unknown, reason, message.clone()),
+        Desired::new(READY, Status::False, reason, message.clone()),
+    ];
+    ConsentGrantStatus {
+        observed_generation: generation,
+        state: Some(state),
+        consent_url: url.or(previous.consent_url),
+        message: Some(message),
+        conditions: conditions::merge(&previous.conditions, desired, generation, now),
+        ..previous
+    }
+}
+
+/// Whether a status write is due: anything but condition timestamps changed.
+fn status_changed(old: Option<&ConsentGrantStatus>, new: &ConsentGrantStatus) -> bool {
+    let Some(old) = old else { return true };
+    let (mut a, mut b) = (old.clone(), new.clone());
+    let same = conditions::same_ignoring_time(&a.conditions, &b.conditions);
+    a.conditions.clear();
+    b.conditions.clear();
+    a != b || !same
+}
+
+/// The Event a state change deserves: `(warning, reason, note)`.
+pub fn transition_event(grant: &ConsentGrant, old: Option<ConsentState>, new: &ConsentGrantStatus) -> Option<(bool, &'static str, String)> {
+    let state = new.state?;
+    if old == Some(state) {
+        return None;
+    }
+    let consent = &grant.spec.consent;
+    let detail = new.message.clone().unwrap_or_default();
+    Some(match state {
+        ConsentState::Granted => (false, "ConsentGranted", format!("consent {consent} is granted")),
+        ConsentState::Pending => (false, "ConsentPending", format!("waiting for the customer's Global admin to grant consent {consent}")),
+        ConsentState::Partial => (true, "ConsentPartial", format!("consent {consent} lacks: {}", new.missing_permissions.join(", "))),
+        ConsentState::Revoked => (true, "ConsentRevoked", format!("consent {consent} was revoked: {detail}")),
+        ConsentState::Error => (true, "ConsentCheckFailed", format!("consent {consent}: {detail}")),
+    })
+}
+
+fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
+    ConsentSpec {
+        key: grant.spec.consent.clone(),
+        app_id: grant.spec.app_id.clone(),
+        application_permissions: grant.spec.application_permissions.clone(),
+        delegated_scopes: grant.spec.delegated_scopes.clone(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The async shell
+// ---------------------------------------------------------------------------------------------
+
+/// Reconciles one ConsentGrant.
+pub async fn reconcile(grant: Arc<ConsentGrant>, ctx: Arc<Context>) -> Result<Action> {
+    let timer = ctx.metrics.reconcile_started("consentgrant");
+    let result = reconcile_inner(grant, &ctx).await;
+    if let Err(e) = &result {
+        timer.error(e.metric_label());
+    }
+    result
+}
+
+async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Action> {
+    if grant.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+
+    if let Err(violations) = validate_consent_grant(&grant, None) {
+        let status = blocked_status(&grant, None, "InvalidSpec", format!("the spec breaks these rules: {violations}"), now);
+        write_status(&grant, status, ctx).await?;
+        return Ok(Action::await_change());
+    }
+
+    let tenant = ctx.tenants.get(&ObjectRef::<Tenant>::new(&grant.spec.tenant_ref));
+    let tenant_id = tenant.as_ref().and_then(|t| {
+        t.spec.tenant_id.clone().map(|id| id.to_ascii_lowercase()).or_else(|| t.status.as_ref().and_then(|s| s.tenant_id.clone()))
+    });
+    let Some(tenant_id) = tenant_id else {
+        let message = match tenant {
+            None => format!("Tenant {:?} does not exist", grant.spec.tenant_ref),
+            Some(_) => format!("waiting for Tenant {:?} to learn its Entra tenant id", grant.spec.tenant_ref),
+        };
+        write_status(&grant, blocked_status(&grant, None, "TenantNotReady", message, now), ctx).await?;
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
+
+    let state = format!("{}/{}", grant.namespace().unwrap_or_default(), grant.name_any());
+    let url = Some(ctx.checker.consent_url(&tenant_id, &grant.spec.app_id, &state));
+    if !check_due(&grant, now) {
+        // Nothing to ask Graph yet; keep the URL current and come back when the check is due.
+        let mut status = grant.status.clone().unwrap_or_default();
+        if status.consent_url != url {
+            status.consent_url = url;
+            write_status(&grant, status, ctx).await?;
+        }
+        let next = grant.status.as_ref().and_then(|s| s.next_check_at.as_ref()).map(|t| t.0.duration_since(now));
+        let wait = next.and_then(|d| Duration::try_from(d).ok()).unwrap_or(Duration::from_secs(1));
+        return Ok(Action::requeue(wait.max(Duration::from_millis(200))));
+    }
+
+    // One check answers for every consent of the tenant.
+    let siblings: Vec<ConsentSpec> = ctx
+        .grants
+        .state()
+        .into_iter()
+        .filter(|g| g.namespace() == grant.namespace() && g.spec.tenant_ref == grant.spec.tenant_ref)
+        .map(|g| spec_of(&g))
+        .collect();
+    let mut specs = siblings;
+    if !specs.iter().any(|s| s.key == grant.spec.consent) {
+        specs.push(spec_of(&grant));
+    }
+    let result = if recheck_requested(&grant) {
+        ctx.checker.check_now(&tenant_id, &specs).await
+    } else {
+        ctx.checker.check(&tenant_id, &specs).await
+    };
+    let check = result.get(&grant.spec.consent).cloned().ok_or_else(|| Error::Config(format!("the check of tenant {tenant_id} returned no result for consent {}", grant.spec.consent)))?;
+
+    let since = grant
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, GRANTED))
+        .map(|c| c.last_transition_time.0)
+        .or(grant.meta().creation_timestamp.as_ref().map(|t| t.0))
+        .unwrap_or(now);
+    let pending_checks = consecutive_pending(since, now, ctx.config.polling.pending_initial);
+    let next_in = next_check_after(check.state, pending_checks, &ctx.config.polling, check.retry_after, &mut rand::rng());
+    let status = status_after_check(&grant, url, &check, now, next_in);
+    write_status(&grant, status, ctx).await?;
+    Ok(Action::requeue(next_in))
+}
+
+/// Writes the status when it changed, with an Event on each state transition.
+async fn write_status(grant: &ConsentGrant, status: ConsentGrantStatus, ctx: &Context) -> Result<()> {
+    let old = grant.status.as_ref();
+    if !status_changed(old, &status) {
+        return Ok(());
+    }
+    let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), &grant.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "recording.m365.io/v1alpha1",
+        "kind": "ConsentGrant",
+        "status": status,
+    });
+    api.patch_status(&grant.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    if let Some((warning, reason, note)) = transition_event(grant, old.and_then(|s| s.state), &status) {
+        ctx.events.publish(grant, warning, reason, "CheckConsent", note).await;
+    }
+    Ok(())
+}
+
+/// After a failed reconcile: retry with per-grant exponential backoff.
+pub fn error_policy(grant: Arc<ConsentGrant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&super::object_key(grant.as_ref()));
+    tracing::warn!(grant = %grant.name_any(), namespace = ?grant.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The consent redirect endpoint
+// ---------------------------------------------------------------------------------------------
+
+/// Query of the admin-consent redirect.
+#[derive(Debug, Deserialize)]
+pub struct Callback {
+    admin_consent: Option<String>,
+    tenant: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The `/consent/callback` route: the customer's browser lands here after the admin-consent page.
+pub fn callback_router(ctx: Arc<Context>) -> Router {
+    Router::new().route("/consent/callback", get(callback)).with_state(ctx)
+}
+
+async fn callback(State(ctx): State<Arc<Context>>, Query(q): Query<Callback>) -> impl IntoResponse {
+    let Some((namespace, name)) = q.state.as_deref().and_then(|s| s.split_once('/')) else {
+        return (StatusCode::BAD_REQUEST, Html("<p>The consent link is missing its state parameter.</p>".to_string()));
+    };
+    if let Some(error) = &q.error {
+        tracing::info!(namespace, name, error, description = ?q.error_description, "admin consent was not granted");
+        return (
+            StatusCode::OK,
+            Html(format!("<p>Consent was not granted ({}). You can close this page and open the consent link again.</p>", html_escape(error))),
+        );
+    }
+    if !q.admin_consent.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return (StatusCode::BAD_REQUEST, Html("<p>The redirect does not say that consent was granted.</p>".to_string()));
+    }
+    let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = json!({"metadata": {"annotations": {RECHECK_ANNOTATION: Timestamp::now().to_string()}}});
+    match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => {
+            tracing::info!(namespace, name, tenant = ?q.tenant, "admin consent redirect: re-checking now");
+            (StatusCode::OK, Html("<p>Thank you. Consent was recorded; the platform is verifying it now. You can close this page.</p>".to_string()))
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => (StatusCode::NOT_FOUND, Html("<p>This consent link is no longer valid.</p>".to_string())),
+        Err(e) => {
+            tracing::warn!(namespace, name, error = %e, "could not request a consent re-check");
+            (StatusCode::SERVICE_UNAVAILABLE, Html("<p>The platform could not record the consent right now; it will notice it on its next check.</p>".to_string()))
+        }
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consent_that_disappears_is_revoked_not_pending() {
+        assert_eq!(next_state(None, CheckState::Pending), ConsentState::Pending);
+        assert_eq!(next_state(Some(ConsentState::Pending), CheckState::Pending), ConsentState::Pending);
+        assert_eq!(next_state(Some(ConsentState::Granted), CheckState::Pending), ConsentState::Revoked);
+        assert_eq!(next_state(Some(ConsentState::Partial), CheckState::Pending), ConsentState::Revoked);
+        assert_eq!(next_state(Some(ConsentState::Revoked), CheckState::Granted), ConsentState::Granted);
+        assert_eq!(next_state(Some(ConsentState::Granted), CheckState::Unknown), ConsentState::Granted, "throttling keeps the state");
+        assert_eq!(next_state(None, CheckState::Unknown), ConsentState::Pending);
+    }
+
+    #[test]
+    fn pending_checks_double_the_interval() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let at = |s: i64| Timestamp::from_second(1_000_000 + s).unwrap();
+        let initial = Duration::from_secs(30);
+        assert_eq!(consecutive_pending(t0, t0, initial), 0);
+        assert_eq!(consecutive_pending(t0, at(30), initial), 1);
+        assert_eq!(consecutive_pending(t0, at(90), initial), 2);
+        assert_eq!(consecutive_pending(t0, at(210), initial), 3);
+    }
+}

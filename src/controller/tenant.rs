@@ -1,0 +1,624 @@
+//! The Tenant controller: from a Tenant to everything the customer needs, and the Tenant's
+//! health.
+//!
+//! One reconcile: validate the spec (the CRD's own rules) → know the Entra tenant id (spec, or
+//! resolved from the domain once and kept in status) → apply the namespace `tenant-<name>`, its
+//! ResourceQuota and default-deny NetworkPolicy, and one ConsentGrant per consent the license
+//! needs (deleting the ones it no longer needs) → read the grants' states → compute the status
+//! (`health`, `alarm`, conditions) → write it only when it changed, with an Event on each
+//! transition.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::{apply, forget, owner_reference};
+use super::{owned_labels, Context, Error, Result};
+use crate::conditions::{self, Desired, Status, READY};
+use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
+use crate::crd::tenant::{ConsentSummary, StorageLocationStatus};
+use crate::crd::validation::{validate_tenant, Violations};
+use crate::crd::{
+    ConsentGrant, ConsentGrantSpec, ConsentState, Health, Tenant, TenantStatus, FIELD_MANAGER,
+    RECHECK_ANNOTATION,
+};
+use crate::graph::GraphError;
+
+/// Condition: every mandatory consent is granted.
+pub const CONSENTS_GRANTED: &str = "ConsentsGranted";
+/// Condition: every storage location is usable.
+pub const STORAGE_READY: &str = "StorageReady";
+/// Condition (present only when true): the spec must change before anything can progress.
+pub const STALLED: &str = "Stalled";
+
+/// How often a healthy tenant is looked at again even when nothing changed.
+const RESYNC: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------------------------------------
+// What the tenant needs: pure functions of the spec and the configuration
+// ---------------------------------------------------------------------------------------------
+
+/// One consent a tenant must (or may) grant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RequiredConsent<'a> {
+    pub key: &'a str,
+    pub config: &'a ConsentConfig,
+    pub optional: bool,
+}
+
+/// The consents a tenant needs: the mandatory ones for its license, plus the optional ones its
+/// spec asks for. Unknown optional keys are reported by the caller, not silently dropped.
+pub fn required_consents<'a>(tenant: &'a Tenant, config: &'a OperatorConfig) -> Vec<RequiredConsent<'a>> {
+    let pro = tenant.spec.license.advanced_storage();
+    config
+        .consents
+        .iter()
+        .filter_map(|(key, c)| {
+            let wanted = match c.mandatory {
+                Mandatory::Always => Some(false),
+                Mandatory::ProOnly => pro.then_some(false),
+                Mandatory::Never => tenant.spec.optional_consents.iter().any(|k| k == key).then_some(true),
+            };
+            wanted.map(|optional| RequiredConsent {
+                key: key.as_str(),
+                config: c,
+                optional,
+            })
+        })
+        .collect()
+}
+
+/// Optional consents the spec names that the configuration does not know.
+pub fn unknown_optional_consents(tenant: &Tenant, config: &OperatorConfig) -> Vec<String> {
+    tenant
+        .spec
+        .optional_consents
+        .iter()
+        .filter(|k| !config.consents.contains_key(k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// Object name of a consent's ConsentGrant: the key in kebab case (`redundantRecording` →
+/// `redundant-recording`), since object names are lowercase.
+pub fn consent_grant_name(key: &str) -> String {
+    let mut name = String::with_capacity(key.len() + 4);
+    for (i, c) in key.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                name.push('-');
+            }
+            name.push(c.to_ascii_lowercase());
+        } else {
+            name.push(c);
+        }
+    }
+    name
+}
+
+/// The objects a tenant owns in the cluster.
+#[derive(Clone, Debug)]
+pub struct Children {
+    pub namespace: Namespace,
+    pub quota: ResourceQuota,
+    pub network_policy: NetworkPolicy,
+    pub grants: Vec<ConsentGrant>,
+}
+
+/// Computes the desired namespace, quota, network policy and ConsentGrants of a tenant.
+pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
+    let name = tenant.name_any();
+    let ns = tenant.namespace_name();
+    let owner = owner_reference(tenant);
+    let meta = |object_name: &str, namespace: Option<&str>| ObjectMeta {
+        name: Some(object_name.to_string()),
+        namespace: namespace.map(str::to_string),
+        labels: Some(owned_labels(&name)),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    };
+
+    let mut ns_meta = meta(&ns, None);
+    // Pods of the tenant run under the restricted Pod Security Standard.
+    let labels = ns_meta.labels.get_or_insert_with(Default::default);
+    labels.insert("pod-security.kubernetes.io/enforce".into(), "restricted".into());
+    let namespace = Namespace {
+        metadata: ns_meta,
+        ..Default::default()
+    };
+
+    let hard: BTreeMap<String, Quantity> = [
+        ("pods", "40"),
+        ("requests.cpu", "16"),
+        ("requests.memory", "32Gi"),
+        ("limits.cpu", "32"),
+        ("limits.memory", "64Gi"),
+        ("persistentvolumeclaims", "10"),
+        ("services", "10"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
+    .collect();
+    let quota = ResourceQuota {
+        metadata: meta("tenant-quota", Some(&ns)),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+
+    let network_policy = NetworkPolicy {
+        metadata: meta("default-deny", Some(&ns)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector::default()),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ..Default::default()
+        }),
+    };
+
+    let grants = required_consents(tenant, config)
+        .into_iter()
+        .map(|c| ConsentGrant {
+            metadata: meta(&consent_grant_name(c.key), Some(&ns)),
+            spec: ConsentGrantSpec {
+                tenant_ref: name.clone(),
+                consent: c.key.to_string(),
+                app_id: c.config.app_id.clone(),
+                display_name: Some(c.config.display_name.clone()),
+                application_permissions: c.config.application_permissions.clone(),
+                delegated_scopes: c.config.delegated_scopes.clone(),
+                optional: c.optional,
+            },
+            status: None,
+        })
+        .collect();
+
+    Children {
+        namespace,
+        quota,
+        network_policy,
+        grants,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tenant's status: a pure function of what was observed
+// ---------------------------------------------------------------------------------------------
+
+/// Why a reconcile could not go all the way.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Blocker {
+    /// The spec breaks a rule; nothing is provisioned until it is fixed.
+    InvalidSpec(Violations),
+    /// The domain has no Entra tenant.
+    TenantNotFound(String),
+    /// The tenant id could not be resolved right now (throttling, outage).
+    TenantIdUnavailable(String),
+}
+
+/// Everything the status is computed from.
+pub struct Observed<'a> {
+    pub tenant: &'a Tenant,
+    pub tenant_id: Option<String>,
+    pub blocker: Option<Blocker>,
+    /// The ConsentGrants the tenant needs, with the grant observed for each (if any).
+    pub consents: Vec<(RequiredConsent<'a>, Option<&'a ConsentGrant>)>,
+    /// Storage locations, when a storage backend is configured.
+    pub storage: Option<Vec<StorageLocationStatus>>,
+    pub now: Timestamp,
+}
+
+/// Computes the tenant's status.
+pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
+    let tenant = o.tenant;
+    let generation = tenant.meta().generation;
+    let previous = tenant.status.clone().unwrap_or_default();
+    let license = tenant.spec.license;
+
+    let consents: Vec<ConsentSummary> = o
+        .consents
+        .iter()
+        .map(|(required, grant)| {
+            let status = grant.and_then(|g| g.status.as_ref());
+            ConsentSummary {
+                name: required.key.to_string(),
+                state: status.and_then(|s| s.state).unwrap_or(ConsentState::Pending),
+                optional: required.optional,
+                consent_url: status.and_then(|s| s.consent_url.clone()),
+            }
+        })
+        .collect();
+
+    let mut alarms: Vec<String> = Vec::new();
+    let mut conditions: Vec<Desired> = Vec::new();
+
+    // Consents.
+    let (consents_ok, consent_reason, consent_message) = consent_condition(o, &consents);
+    if !consents_ok && o.blocker.is_none() {
+        alarms.push(consent_message.clone());
+    }
+    conditions.push(Desired::new(
+        CONSENTS_GRANTED,
+        if o.blocker.is_some() { Status::Unknown } else { Status::from_bool(consents_ok) },
+        if o.blocker.is_some() { "NotChecked" } else { consent_reason },
+        if o.blocker.is_some() { "consents are checked once the tenant is valid and its tenant id known".to_string() } else { consent_message },
+    ));
+
+    // Storage.
+    let (storage_ok, storage_gates) = match &o.storage {
+        None => {
+            conditions.push(Desired::new(
+                STORAGE_READY,
+                Status::Unknown,
+                "NotImplemented",
+                "no storage backend is configured for this operator",
+            ));
+            (true, false)
+        }
+        Some(locations) => {
+            let failing: Vec<String> = locations
+                .iter()
+                .filter(|l| !l.ready)
+                .map(|l| {
+                    format!(
+                        "{} storage in {}{}: {}",
+                        l.role,
+                        l.location,
+                        l.name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                        l.message.as_deref().unwrap_or("not ready")
+                    )
+                })
+                .collect();
+            if failing.is_empty() {
+                conditions.push(Desired::new(STORAGE_READY, Status::True, "StorageReady", format!("{} storage location(s) ready", locations.len())));
+            } else {
+                let message = failing.join("; ");
+                alarms.push(format!("Storage: {message}"));
+                conditions.push(Desired::new(STORAGE_READY, Status::False, "StorageNotReady", message));
+            }
+            (failing.is_empty(), true)
+        }
+    };
+
+    // The aggregate.
+    let (ready, reason, message) = match &o.blocker {
+        Some(Blocker::InvalidSpec(v)) => {
+            alarms.insert(0, format!("Invalid spec: {v}"));
+            (false, "InvalidSpec", format!("the spec breaks these rules: {v}"))
+        }
+        Some(Blocker::TenantNotFound(m)) => {
+            alarms.insert(0, format!("Tenant not found: {m}"));
+            (false, "TenantNotFound", m.clone())
+        }
+        Some(Blocker::TenantIdUnavailable(m)) => {
+            alarms.insert(0, format!("Tenant id not resolved yet: {m}"));
+            (false, "TenantIdUnavailable", m.clone())
+        }
+        None if consents_ok && (storage_ok || !storage_gates) => (
+            true,
+            "Ready",
+            "all mandatory consents are granted and storage is ready".to_string(),
+        ),
+        None if !consents_ok => (false, consent_reason, alarms.join(" ")),
+        None => (false, "StorageNotReady", alarms.join(" ")),
+    };
+    conditions.push(Desired::new(READY, Status::from_bool(ready), reason, message));
+    if matches!(o.blocker, Some(Blocker::InvalidSpec(_))) {
+        conditions.push(Desired::new(STALLED, Status::True, "InvalidSpec", "fix the spec; nothing is provisioned until then"));
+    }
+
+    TenantStatus {
+        observed_generation: generation,
+        health: Some(if ready { Health::Ok } else { Health::Warning }),
+        alarm: (!ready).then(|| alarms.join(" ")).filter(|a| !a.is_empty()),
+        license_type: Some(license.display_type().to_string()),
+        advanced_storage: Some(license.advanced_storage()),
+        tenant_id: o.tenant_id.clone().or(previous.tenant_id),
+        namespace: Some(tenant.namespace_name()),
+        storage: o.storage.clone().unwrap_or_default(),
+        consents,
+        conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
+    }
+}
+
+/// `(all mandatory granted, reason, message)` of the ConsentsGranted condition; the message
+/// names what the customer (or the platform team) must still do.
+fn consent_condition(o: &Observed<'_>, consents: &[ConsentSummary]) -> (bool, &'static str, String) {
+    let mandatory = |state: ConsentState| -> Vec<String> {
+        o.consents
+            .iter()
+            .zip(consents)
+            .filter(|((r, _), s)| !r.optional && s.state == state)
+            .map(|((r, _), _)| format!("{} ({})", r.key, r.config.display_name))
+            .collect()
+    };
+    let errors: Vec<String> = o
+        .consents
+        .iter()
+        .zip(consents)
+        .filter(|((r, _), s)| !r.optional && s.state == ConsentState::Error)
+        .map(|((r, g), _)| {
+            let why = g
+                .and_then(|g| g.status.as_ref())
+                .and_then(|s| s.message.clone())
+                .unwrap_or_else(|| "check failed".into());
+            format!("{}: {why}", r.key)
+        })
+        .collect();
+    let revoked = mandatory(ConsentState::Revoked);
+    let partial = mandatory(ConsentState::Partial);
+    let pending = mandatory(ConsentState::Pending);
+
+    let mut parts = Vec::new();
+    if !revoked.is_empty() {
+        parts.push(format!("The customer's Global admin revoked consent for {}; it must be granted again.", revoked.join(", ")));
+    }
+    if !pending.is_empty() {
+        parts.push(format!("The customer's Global admin must grant consent for {}.", pending.join(", ")));
+    }
+    if !partial.is_empty() {
+        parts.push(format!("Consent for {} lacks permissions; the Global admin must grant it again.", partial.join(", ")));
+    }
+    if !errors.is_empty() {
+        parts.push(format!("Consent checks failing (platform team): {}.", errors.join("; ")));
+    }
+    let reason = if !errors.is_empty() {
+        "ConsentCheckFailed"
+    } else if !revoked.is_empty() {
+        "ConsentRevoked"
+    } else if !partial.is_empty() {
+        "ConsentPartial"
+    } else if !pending.is_empty() {
+        "ConsentsMissing"
+    } else {
+        "ConsentsGranted"
+    };
+    if parts.is_empty() {
+        (true, reason, "all mandatory consents are granted".to_string())
+    } else {
+        (false, reason, parts.join(" "))
+    }
+}
+
+/// Whether two statuses differ in anything but condition timestamps.
+pub fn status_changed(old: Option<&TenantStatus>, new: &TenantStatus) -> bool {
+    let Some(old) = old else { return true };
+    let mut a = old.clone();
+    let mut b = new.clone();
+    let same_conditions = conditions::same_ignoring_time(&a.conditions, &b.conditions);
+    a.conditions.clear();
+    b.conditions.clear();
+    a != b || !same_conditions
+}
+
+/// The Event a status change deserves, if any: `(warning, reason, note)`.
+pub fn transition_event(old: Option<&TenantStatus>, new: &TenantStatus) -> Option<(bool, String, String)> {
+    let ready = |s: &TenantStatus| conditions::find(&s.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+    let before = old.and_then(ready);
+    let after = ready(new)?;
+    if before.as_ref() == Some(&after) && old.and_then(|o| o.health) == new.health {
+        return None;
+    }
+    if after.0 == "True" {
+        Some((false, "Ready".into(), "Tenant is OK: every mandatory consent is granted and storage is ready".into()))
+    } else {
+        Some((true, after.1, new.alarm.clone().unwrap_or_else(|| "tenant is not ready".into())))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The async shell
+// ---------------------------------------------------------------------------------------------
+
+/// Reconciles one Tenant.
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+    let timer = ctx.metrics.reconcile_started("tenant");
+    let result = reconcile_inner(tenant, &ctx).await;
+    if let Err(e) = &result {
+        timer.error(e.metric_label());
+    }
+    result
+}
+
+async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Action> {
+    let ctx = ctx.as_ref();
+    let key = super::object_key(tenant.as_ref());
+    if tenant.meta().deletion_timestamp.is_some() {
+        // Owned objects go with the Tenant through garbage collection.
+        return Ok(Action::await_change());
+    }
+    if tenant.spec.suspend {
+        tracing::info!(tenant = %tenant.name_any(), "suspended; not reconciling");
+        return Ok(Action::await_change());
+    }
+    let config = ctx.config.as_ref();
+    let now = Timestamp::now();
+
+    // 1. The spec, by the CRD's own rules (plus what only status remembers).
+    let blocker = validate(&tenant, config).err().map(Blocker::InvalidSpec);
+
+    // 2. The Entra tenant id.
+    let (tenant_id, blocker) = match blocker {
+        Some(b) => (None, Some(b)),
+        None => match tenant_id(&tenant, ctx).await {
+            Ok(id) => (Some(id), None),
+            Err(GraphError::TenantNotFound { tenant: t }) => (
+                None,
+                Some(Blocker::TenantNotFound(format!(
+                    "no Entra tenant answers for {t:?}: check spec.domain (or set spec.tenantId)"
+                ))),
+            ),
+            Err(e) => (None, Some(Blocker::TenantIdUnavailable(e.to_string()))),
+        },
+    };
+
+    // 3. Children, only for a valid tenant with a known tenant id.
+    let children = desired_children(&tenant, config);
+    if blocker.is_none() {
+        provision(&tenant, &children, ctx).await?;
+        forward_recheck(&tenant, ctx).await?;
+    }
+
+    // 4. Status.
+    let grants_by_name: BTreeMap<String, Arc<ConsentGrant>> = ctx
+        .grants
+        .state()
+        .into_iter()
+        .filter(|g| g.namespace().as_deref() == Some(tenant.namespace_name().as_str()))
+        .map(|g| (g.name_any(), g))
+        .collect();
+    let required = required_consents(&tenant, config);
+    let consents = required
+        .into_iter()
+        .map(|r| {
+            let grant = grants_by_name.get(&consent_grant_name(r.key)).map(|g| g.as_ref());
+            (r, grant)
+        })
+        .collect();
+    let observed = Observed {
+        tenant: &tenant,
+        tenant_id,
+        blocker: blocker.clone(),
+        consents,
+        storage: None,
+        now,
+    };
+    let status = compute_status(&observed);
+    write_status(&tenant, status, ctx).await?;
+
+    ctx.backoff.succeeded(&key);
+    Ok(match blocker {
+        Some(Blocker::InvalidSpec(_)) => Action::await_change(),
+        Some(_) => Action::requeue(ctx.backoff.failed(&format!("{key}/tenant-id"))),
+        None => {
+            ctx.backoff.succeeded(&format!("{key}/tenant-id"));
+            Action::requeue(super::jittered(RESYNC, 0.1))
+        }
+    })
+}
+
+/// The CRD's rules, plus the immutability rules only status can check (the API server checks
+/// them against the previous object, which a reconcile does not have).
+fn validate(tenant: &Tenant, config: &OperatorConfig) -> Result<(), Violations> {
+    let mut violations = validate_tenant(tenant, None).err().map(|v| v.0).unwrap_or_default();
+    let known = tenant.status.as_ref().and_then(|s| s.tenant_id.as_deref());
+    if let (Some(spec_id), Some(known)) = (tenant.spec.tenant_id.as_deref(), known) {
+        if !spec_id.eq_ignore_ascii_case(known) {
+            violations.push(crate::crd::validation::Violation {
+                field: "spec.tenantId".into(),
+                message: format!("tenantId is immutable once set (the tenant was onboarded as {known})"),
+            });
+        }
+    }
+    for key in unknown_optional_consents(tenant, config) {
+        violations.push(crate::crd::validation::Violation {
+            field: "spec.optionalConsents".into(),
+            message: format!("{key:?} is not a consent of the operator configuration (known: {})", config.consents.keys().cloned().collect::<Vec<_>>().join(", ")),
+        });
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Violations(violations))
+    }
+}
+
+/// The tenant id: from the spec, from status once resolved, or from the domain's OpenID
+/// configuration.
+async fn tenant_id(tenant: &Tenant, ctx: &Context) -> Result<String, GraphError> {
+    if let Some(id) = &tenant.spec.tenant_id {
+        return Ok(id.to_ascii_lowercase());
+    }
+    if let Some(id) = tenant.status.as_ref().and_then(|s| s.tenant_id.clone()) {
+        return Ok(id);
+    }
+    ctx.checker.resolve_tenant_id(&tenant.spec.domain).await
+}
+
+/// Applies the tenant's children and deletes the ConsentGrants it no longer needs.
+async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Result<()> {
+    let client = ctx.client.clone();
+    let ns = tenant.namespace_name();
+    apply(&Api::<Namespace>::all(client.clone()), &children.namespace, &ctx.applied).await?;
+    apply(&Api::<ResourceQuota>::namespaced(client.clone(), &ns), &children.quota, &ctx.applied).await?;
+    apply(&Api::<NetworkPolicy>::namespaced(client.clone(), &ns), &children.network_policy, &ctx.applied).await?;
+    let grants: Api<ConsentGrant> = Api::namespaced(client.clone(), &ns);
+    for grant in &children.grants {
+        apply(&grants, grant, &ctx.applied).await?;
+    }
+
+    // A consent the tenant no longer needs (Pro → Essentials drops the paired bot's).
+    let wanted: BTreeSet<String> = children.grants.iter().map(|g| g.name_any()).collect();
+    for stale in ctx.grants.state().into_iter().filter(|g| {
+        g.namespace().as_deref() == Some(ns.as_str())
+            && g.spec.tenant_ref == tenant.name_any()
+            && !wanted.contains(&g.name_any())
+    }) {
+        match grants.delete(&stale.name_any(), &DeleteParams::background()).await {
+            Ok(_) => {
+                forget(&ctx.applied, stale.as_ref());
+                ctx.events
+                    .publish(tenant, false, "ConsentRemoved", "Reconcile", format!("consent {} is no longer needed by license {:?}", stale.spec.consent, tenant.spec.license))
+                    .await;
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the status when it changed, with an Event on each transition.
+async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<()> {
+    let old = tenant.status.as_ref();
+    if !status_changed(old, &status) {
+        return Ok(());
+    }
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({
+        "apiVersion": "recording.m365.io/v1alpha1",
+        "kind": "Tenant",
+        "status": status,
+    });
+    api.patch_status(&tenant.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    if let Some((warning, reason, note)) = transition_event(old, &status) {
+        ctx.events.publish(tenant, warning, &reason, "Reconcile", note).await;
+    }
+    Ok(())
+}
+
+/// Asks every ConsentGrant of the tenant for an immediate re-check, when the Tenant's
+/// `recording.m365.io/recheck-at` annotation names a request its grants have not seen.
+pub async fn forward_recheck(tenant: &Tenant, ctx: &Context) -> Result<()> {
+    let Some(requested) = tenant.annotations().get(RECHECK_ANNOTATION) else {
+        return Ok(());
+    };
+    let ns = tenant.namespace_name();
+    let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), &ns);
+    for grant in ctx.grants.state().into_iter().filter(|g| g.namespace().as_deref() == Some(ns.as_str())) {
+        if grant.annotations().get(RECHECK_ANNOTATION) != Some(requested) {
+            let patch = json!({"metadata": {"annotations": {RECHECK_ANNOTATION: requested}}});
+            api.patch(&grant.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What to do after a failed reconcile: retry with per-tenant exponential backoff.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&super::object_key(tenant.as_ref()));
+    tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
