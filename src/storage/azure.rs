@@ -1,0 +1,546 @@
+//! Azure Blob Storage backend, on the official `azure_storage_blob` SDK.
+//!
+//! Each region has a storage account in the configuration (endpoint + where its SAS lives).
+//! A tenant's location is one container in that account, named by
+//! [`container_name`](super::container_name) and stamped with metadata: `tenant`, `role`,
+//! `license`, `retentiondays` (days or `unlimited`) and `managedby=recording-operator` (metadata
+//! names must be C# identifiers, so no hyphens and, as Azure returns them, lower case).
+//!
+//! - ensure: create the container (201); if it exists (409 `ContainerAlreadyExists`) read its
+//!   metadata: the operator's own for this tenant → adopt and bring the metadata up to date;
+//!   no `managedby` stamp → adopt as is, and never delete it; another tenant's → refuse.
+//! - delete: only a container stamped as the operator's for this tenant (202; 404 = gone).
+//! - BYOS: list at most one blob with the customer's SAS URL; never create or delete.
+//!
+//! Credentials: SAS tokens or SAS URLs from Secrets. The SDK signs no Shared Key requests, and
+//! SAS works the same against Azure and Azurite; Entra ID tokens (workload identity) would
+//! plug into the SDK's `TokenCredential` but need HTTPS, which Azurite only offers with
+//! certificates, so they are not wired up here. Messages and logs show URLs without their
+//! query string, so no SAS token ever leaves this module.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
+use azure_storage_blob::models::{
+    BlobContainerClientCreateOptions, BlobContainerClientGetPropertiesResultHeaders,
+    BlobContainerClientListBlobsOptions,
+};
+use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
+use futures::TryStreamExt;
+use secrecy::ExposeSecret;
+
+use super::{
+    container_name, redact_url, redact_urls_in, AccountConfig, ByosCredential, ByosLocation,
+    DeleteOutcome, EnsureStorage, StorageBackend, StorageConfig, StorageError,
+    StorageLocationStatus, StorageRole, MANAGER,
+};
+use crate::config::SecretSource;
+
+const META_TENANT: &str = "tenant";
+const META_ROLE: &str = "role";
+const META_LICENSE: &str = "license";
+const META_RETENTION: &str = "retentiondays";
+const META_MANAGED_BY: &str = "managedby";
+
+/// Blob containers in one storage account per region.
+pub struct AzureBlobBackend {
+    accounts: BTreeMap<String, AccountConfig>,
+    secrets: Arc<dyn SecretSource>,
+    sdk: Sdk,
+}
+
+/// How every SDK call is made: client options (retries) and a time limit per call.
+#[derive(Clone)]
+struct Sdk {
+    timeout: Duration,
+    client_options: BlobContainerClientOptions,
+}
+
+impl Sdk {
+    fn new(timeout: Duration) -> Self {
+        // The SDK's HTTP client uses rustls without a built-in crypto provider; use ring, which
+        // the Kubernetes client already brings. Installing twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client_options = BlobContainerClientOptions {
+            client_options: ClientOptions {
+                // A few quick retries for blips; the controller's requeue backoff does the rest.
+                retry: RetryOptions::exponential(ExponentialRetryOptions {
+                    initial_delay: azure_core::time::Duration::milliseconds(200),
+                    max_retries: 2,
+                    max_total_elapsed: azure_core::time::Duration::seconds(10),
+                    max_delay: azure_core::time::Duration::seconds(2),
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Self {
+            timeout,
+            client_options,
+        }
+    }
+
+    fn client(&self, url: Url, endpoint: &str) -> Result<BlobContainerClient, StorageError> {
+        BlobContainerClient::new(url, None, Some(self.client_options.clone()))
+            .map_err(|e| classify(e, endpoint))
+    }
+
+    /// Runs one SDK call under the time limit.
+    async fn bounded<T>(
+        &self,
+        endpoint: &str,
+        call: impl Future<Output = azure_core::Result<T>>,
+    ) -> Result<azure_core::Result<T>, StorageError> {
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StorageError::Timeout {
+                endpoint: endpoint.to_string(),
+                seconds: self.timeout.as_secs(),
+            })
+    }
+}
+
+impl AzureBlobBackend {
+    pub fn new(
+        config: &StorageConfig,
+        secrets: Arc<dyn SecretSource>,
+    ) -> Result<Self, StorageError> {
+        config.validate()?;
+        Ok(Self {
+            accounts: config.accounts.clone(),
+            secrets,
+            sdk: Sdk::new(Duration::from_secs(config.request_timeout_seconds)),
+        })
+    }
+
+    /// The container's client (its URL carrying the account SAS) and its URL without it.
+    async fn container(
+        &self,
+        location: &str,
+        container: &str,
+    ) -> Result<(BlobContainerClient, String), StorageError> {
+        let account =
+            self.accounts
+                .get(location)
+                .ok_or_else(|| StorageError::NoAccountForRegion {
+                    region: location.to_string(),
+                })?;
+        let secret =
+            self.secrets
+                .get(&account.credential)
+                .await
+                .map_err(|e| StorageError::Secret {
+                    reason: e.to_string(),
+                })?;
+        let sas = sas_query(secret.expose_secret()).map_err(|reason| {
+            StorageError::InvalidCredential {
+                reason: format!("{} {reason}", account.credential),
+            }
+        })?;
+        let endpoint = format!("{}/{container}", account.endpoint.trim_end_matches('/'));
+        let url = Url::parse(&format!("{endpoint}?{sas}")).map_err(|e| {
+            StorageError::Config(format!(
+                "storage.accounts.{location}.endpoint: not a URL ({e})"
+            ))
+        })?;
+        Ok((self.sdk.client(url, &endpoint)?, endpoint))
+    }
+
+    async fn metadata_of(
+        &self,
+        client: &BlobContainerClient,
+        endpoint: &str,
+    ) -> Result<Option<HashMap<String, String>>, StorageError> {
+        match self
+            .sdk
+            .bounded(endpoint, client.get_properties(None))
+            .await?
+        {
+            Ok(response) => Ok(Some(lowercase_keys(
+                response.metadata().map_err(|e| classify(e, endpoint))?,
+            ))),
+            Err(e) if error_code(&e).as_deref() == Some("ContainerNotFound") => Ok(None),
+            Err(e) => Err(classify(e, endpoint)),
+        }
+    }
+
+    /// The container exists already: decide whose it is.
+    async fn adopt(
+        &self,
+        request: &EnsureStorage,
+        client: &BlobContainerClient,
+        endpoint: &str,
+    ) -> Result<String, StorageError> {
+        let Some(found) = self.metadata_of(client, endpoint).await? else {
+            // Deleted between our create and our read; the next ensure creates it again.
+            return Err(StorageError::ContainerNotFound {
+                endpoint: endpoint.to_string(),
+            });
+        };
+        match ownership(&found, &request.tenant) {
+            Ownership::Ours => {
+                let wanted = desired_metadata(request);
+                if found == wanted {
+                    Ok("container exists (created earlier by the operator)".to_string())
+                } else {
+                    self.sdk
+                        .bounded(endpoint, client.set_metadata(&wanted, None))
+                        .await?
+                        .map_err(|e| classify(e, endpoint))?;
+                    Ok("container exists; metadata updated (retention, license)".to_string())
+                }
+            }
+            Ownership::Unmanaged => Ok(
+                "adopted an existing container the operator did not create; it is kept when the \
+                 tenant is deleted"
+                    .to_string(),
+            ),
+            Ownership::OtherTenant(owner) => Err(StorageError::OwnedByAnotherTenant {
+                endpoint: endpoint.to_string(),
+                owner,
+                tenant: request.tenant.clone(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl StorageBackend for AzureBlobBackend {
+    async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
+        let name = container_name(&request.tenant, request.role);
+        let (client, endpoint) = self.container(&request.location, &name).await?;
+        let options = BlobContainerClientCreateOptions {
+            metadata: Some(desired_metadata(request)),
+            ..Default::default()
+        };
+        let message = match self
+            .sdk
+            .bounded(&endpoint, client.create(Some(options)))
+            .await?
+        {
+            Ok(_) => {
+                tracing::info!(tenant = %request.tenant, %endpoint, "created storage container");
+                "container created".to_string()
+            }
+            Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => {
+                self.adopt(request, &client, &endpoint).await?
+            }
+            Err(e) => return Err(classify(e, &endpoint)),
+        };
+        Ok(StorageLocationStatus {
+            location: request.location.clone(),
+            role: request.role.into(),
+            endpoint,
+            ready: true,
+            message,
+        })
+    }
+
+    async fn check_byos(
+        &self,
+        byos: &ByosLocation,
+        credential: &ByosCredential,
+    ) -> Result<StorageLocationStatus, StorageError> {
+        ByosProbe {
+            sdk: self.sdk.clone(),
+        }
+        .check(byos, credential)
+        .await
+    }
+
+    async fn delete(&self, request: &EnsureStorage) -> Result<DeleteOutcome, StorageError> {
+        let name = container_name(&request.tenant, request.role);
+        let (client, endpoint) = self.container(&request.location, &name).await?;
+        let Some(found) = self.metadata_of(&client, &endpoint).await? else {
+            return Ok(DeleteOutcome::AlreadyGone);
+        };
+        match ownership(&found, &request.tenant) {
+            Ownership::Ours => {}
+            Ownership::Unmanaged => {
+                return Ok(DeleteOutcome::Kept {
+                    reason: format!(
+                        "container {endpoint} was adopted, not created by the operator"
+                    ),
+                })
+            }
+            Ownership::OtherTenant(owner) => {
+                return Ok(DeleteOutcome::Kept {
+                    reason: format!("container {endpoint} belongs to tenant \"{owner}\""),
+                })
+            }
+        }
+        match self.sdk.bounded(&endpoint, client.delete(None)).await? {
+            Ok(_) => {
+                tracing::info!(tenant = %request.tenant, %endpoint, "deleted storage container");
+                Ok(DeleteOutcome::Deleted)
+            }
+            Err(e) if error_code(&e).as_deref() == Some("ContainerNotFound") => {
+                Ok(DeleteOutcome::AlreadyGone)
+            }
+            Err(e) => Err(classify(e, &endpoint)),
+        }
+    }
+}
+
+/// Checks a customer's own container with the customer's SAS URL: lists at most one blob,
+/// which a read-only container SAS (`sp=rl`, `sr=c`) allows. Used by both backends, since BYOS
+/// is Azure storage whichever backend the platform itself uses.
+pub struct ByosProbe {
+    sdk: Sdk,
+}
+
+impl ByosProbe {
+    pub fn new(request_timeout: Duration) -> Self {
+        Self {
+            sdk: Sdk::new(request_timeout),
+        }
+    }
+
+    /// The finding, as a status line; `Err` only when the credential is not a SAS URL.
+    pub async fn check(
+        &self,
+        byos: &ByosLocation,
+        credential: &ByosCredential,
+    ) -> Result<StorageLocationStatus, StorageError> {
+        let (client, endpoint) = self.container(credential)?;
+        let options = BlobContainerClientListBlobsOptions {
+            maxresults: Some(1),
+            ..Default::default()
+        };
+        let listing = async {
+            let mut pages = client.list_blobs(Some(options))?.into_pages();
+            pages.try_next().await.map(|_| ())
+        };
+        let finding = match self.sdk.bounded(&endpoint, listing).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(classify(e, &endpoint)),
+            Err(timeout) => Err(timeout),
+        };
+        Ok(match finding {
+            Ok(()) => StorageLocationStatus {
+                location: byos.location.clone(),
+                role: StorageRole::Byos,
+                endpoint,
+                ready: true,
+                message: "reachable: the customer's credential lists the container".to_string(),
+            },
+            Err(e) => {
+                StorageLocationStatus::failed(&byos.location, StorageRole::Byos, &endpoint, &e)
+            }
+        })
+    }
+
+    fn container(
+        &self,
+        credential: &ByosCredential,
+    ) -> Result<(BlobContainerClient, String), StorageError> {
+        let invalid = |reason: &str| StorageError::InvalidCredential {
+            reason: format!("the customer's Secret {reason}"),
+        };
+        let url = Url::parse(credential.expose().trim())
+            .map_err(|_| invalid("does not hold a URL (expected a container SAS URL)"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("does not hold an http(s) URL"));
+        }
+        let endpoint = redact_url(url.as_str());
+        if !url.query_pairs().any(|(k, v)| k == "sig" && !v.is_empty()) {
+            return Err(StorageError::InvalidCredential {
+                reason: format!("the URL {endpoint} carries no SAS token (no sig= parameter)"),
+            });
+        }
+        Ok((self.sdk.client(url, &endpoint)?, endpoint))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pure helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The container metadata the operator wants for `request`.
+fn desired_metadata(request: &EnsureStorage) -> HashMap<String, String> {
+    let retention = request
+        .retention_days
+        .map_or_else(|| "unlimited".to_string(), |days| days.to_string());
+    HashMap::from([
+        (META_TENANT.to_string(), request.tenant.clone()),
+        (META_ROLE.to_string(), request.role.as_str().to_string()),
+        (META_LICENSE.to_string(), request.license.clone()),
+        (META_RETENTION.to_string(), retention),
+        (META_MANAGED_BY.to_string(), MANAGER.to_string()),
+    ])
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Ownership {
+    /// Created by the operator for this tenant.
+    Ours,
+    /// No operator stamp: someone else made it.
+    Unmanaged,
+    /// Created by the operator for another tenant.
+    OtherTenant(String),
+}
+
+fn ownership(metadata: &HashMap<String, String>, tenant: &str) -> Ownership {
+    if metadata.get(META_MANAGED_BY).map(String::as_str) != Some(MANAGER) {
+        return Ownership::Unmanaged;
+    }
+    match metadata.get(META_TENANT) {
+        Some(owner) if owner == tenant => Ownership::Ours,
+        Some(owner) => Ownership::OtherTenant(owner.clone()),
+        None => Ownership::OtherTenant("(unknown)".to_string()),
+    }
+}
+
+fn lowercase_keys(metadata: HashMap<String, String>) -> HashMap<String, String> {
+    metadata
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
+}
+
+/// The query string of an account SAS given as a token (`sv=…&sig=…`, `?sv=…`) or as a URL.
+/// The error names what is wrong, never the value.
+fn sas_query(value: &str) -> Result<String, &'static str> {
+    let value = value.trim();
+    let query = if value.starts_with("http://") || value.starts_with("https://") {
+        let url = Url::parse(value).map_err(|_| "holds a URL that does not parse")?;
+        url.query()
+            .ok_or("holds a URL without a SAS token")?
+            .to_string()
+    } else {
+        value.trim_start_matches('?').to_string()
+    };
+    if !url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "sig" && !v.is_empty()) {
+        return Err("holds no SAS token (no sig= parameter)");
+    }
+    Ok(query)
+}
+
+fn error_code(error: &azure_core::Error) -> Option<String> {
+    match error.kind() {
+        ErrorKind::HttpResponse { error_code, .. } => error_code.clone(),
+        _ => None,
+    }
+}
+
+/// Turns an SDK error into one a platform engineer can act on, without credentials.
+fn classify(error: azure_core::Error, endpoint: &str) -> StorageError {
+    let endpoint = redact_url(endpoint);
+    match error.kind() {
+        ErrorKind::HttpResponse {
+            status, error_code, ..
+        } => {
+            let status = u16::from(*status);
+            let code = error_code
+                .clone()
+                .unwrap_or_else(|| "(no error code)".to_string());
+            match (status, code.as_str()) {
+                (
+                    403,
+                    "AuthorizationPermissionMismatch"
+                    | "AuthorizationResourceTypeMismatch"
+                    | "AuthorizationServiceMismatch"
+                    | "AuthorizationProtocolMismatch"
+                    | "AuthorizationSourceIPMismatch",
+                ) => StorageError::PermissionDenied { endpoint, code },
+                (403, _) => StorageError::AuthenticationFailed { endpoint, code },
+                (404, "ContainerNotFound") => StorageError::ContainerNotFound { endpoint },
+                _ => StorageError::Service {
+                    endpoint,
+                    status,
+                    code,
+                },
+            }
+        }
+        ErrorKind::Connection | ErrorKind::Io => StorageError::Unreachable {
+            endpoint,
+            detail: error_chain(&error),
+        },
+        _ => StorageError::Service {
+            endpoint,
+            status: 0,
+            code: error_chain(&error),
+        },
+    }
+}
+
+/// Every distinct message down the error's source chain, URLs without query strings.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(e) = current {
+        let message = redact_urls_in(&e.to_string());
+        if !parts.iter().any(|seen| seen.contains(&message)) {
+            parts.push(message);
+        }
+        current = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::ManagedRole;
+
+    fn request() -> EnsureStorage {
+        EnsureStorage {
+            tenant: "contoso".into(),
+            location: "westeurope".into(),
+            role: ManagedRole::Default,
+            retention_days: Some(365),
+            license: "Essentials".into(),
+        }
+    }
+
+    #[test]
+    fn sas_tokens_are_accepted_as_token_query_or_url() {
+        let token = "sv=2025-11-05&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00%3A00%3A00Z&sig=abc%3D";
+        assert_eq!(sas_query(token).unwrap(), token);
+        assert_eq!(sas_query(&format!(" ?{token}\n")).unwrap(), token);
+        assert_eq!(
+            sas_query(&format!("https://a.blob.core.windows.net/?{token}")).unwrap(),
+            token
+        );
+        assert_eq!(
+            sas_query("sv=2025-11-05&sp=r").unwrap_err(),
+            "holds no SAS token (no sig= parameter)"
+        );
+        assert_eq!(
+            sas_query("https://a.blob.core.windows.net/").unwrap_err(),
+            "holds a URL without a SAS token"
+        );
+    }
+
+    #[test]
+    fn metadata_records_tenant_role_license_retention_and_manager() {
+        let mut unlimited = request();
+        unlimited.retention_days = None;
+        unlimited.role = ManagedRole::Paired;
+        let metadata = desired_metadata(&unlimited);
+        assert_eq!(metadata["tenant"], "contoso");
+        assert_eq!(metadata["role"], "paired");
+        assert_eq!(metadata["license"], "Essentials");
+        assert_eq!(metadata["retentiondays"], "unlimited");
+        assert_eq!(metadata["managedby"], "recording-operator");
+        assert_eq!(desired_metadata(&request())["retentiondays"], "365");
+    }
+
+    #[test]
+    fn ownership_comes_from_the_stamp() {
+        let ours = desired_metadata(&request());
+        assert_eq!(ownership(&ours, "contoso"), Ownership::Ours);
+        assert_eq!(
+            ownership(&ours, "fabrikam"),
+            Ownership::OtherTenant("contoso".into())
+        );
+        assert_eq!(ownership(&HashMap::new(), "contoso"), Ownership::Unmanaged);
+        let foreign = HashMap::from([("tenant".to_string(), "contoso".to_string())]);
+        assert_eq!(ownership(&foreign, "contoso"), Ownership::Unmanaged);
+    }
+}

@@ -1,0 +1,308 @@
+//! PersistentVolumeClaim backend, for clusters without Azure Storage.
+//!
+//! Each location the operator provisions is a claim `recordings-<role>` in the tenant's
+//! namespace (`tenant-<name>`), server-side applied with the field manager
+//! `recording-operator`, labelled `app.kubernetes.io/managed-by=recording-operator`,
+//! `recording.m365.io/tenant=<name>` and `recording.m365.io/storage-role=<role>`, with the
+//! StorageClass configured for its region (none configured: the cluster's default class).
+//! No owner reference: with `deletionPolicy: Retain` the claim outlives the Tenant object.
+//!
+//! Readiness: a claim is ready once it exists and has not lost its volume. A `Bound` claim
+//! says so; a `Pending` one is still ready, because with `WaitForFirstConsumer` storage classes
+//! (the usual kind) a volume is bound only when the recording bot first mounts the claim, so
+//! waiting for `Bound` would hold the tenant back forever. The message tells which it is. (The
+//! project's Kubernetes simulator binds no volumes, so there claims stay without a phase.)
+//!
+//! BYOS locations are Azure containers whatever the platform's own backend is; they are
+//! checked with [`ByosProbe`](super::azure::ByosProbe).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::Api;
+
+use super::azure::ByosProbe;
+use super::{
+    tenant_namespace, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, ManagedRole,
+    PvcConfig, StorageBackend, StorageConfig, StorageError, StorageLocationStatus, MANAGER,
+};
+
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_TENANT: &str = "recording.m365.io/tenant";
+pub const LABEL_ROLE: &str = "recording.m365.io/storage-role";
+pub const ANNOTATION_LOCATION: &str = "recording.m365.io/location";
+pub const ANNOTATION_RETENTION: &str = "recording.m365.io/retention-days";
+pub const ANNOTATION_LICENSE: &str = "recording.m365.io/license";
+
+/// A PersistentVolumeClaim per tenant location.
+pub struct PvcBackend {
+    client: kube::Client,
+    config: PvcConfig,
+    byos: ByosProbe,
+}
+
+impl PvcBackend {
+    pub fn new(config: &StorageConfig, client: kube::Client) -> Self {
+        Self {
+            client,
+            config: config.pvc.clone(),
+            byos: ByosProbe::new(std::time::Duration::from_secs(
+                config.request_timeout_seconds,
+            )),
+        }
+    }
+}
+
+/// The claim's name for a location role.
+pub fn claim_name(role: ManagedRole) -> String {
+    format!("recordings-{}", role.as_str())
+}
+
+/// The claim the operator wants for `request` (pure; what gets server-side applied).
+pub fn desired_claim(request: &EnsureStorage, config: &PvcConfig) -> PersistentVolumeClaim {
+    let retention = request
+        .retention_days
+        .map_or_else(|| "unlimited".to_string(), |days| days.to_string());
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(claim_name(request.role)),
+            namespace: Some(tenant_namespace(&request.tenant)),
+            labels: Some(BTreeMap::from([
+                (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+                (LABEL_TENANT.to_string(), request.tenant.clone()),
+                (LABEL_ROLE.to_string(), request.role.as_str().to_string()),
+            ])),
+            annotations: Some(BTreeMap::from([
+                (ANNOTATION_LOCATION.to_string(), request.location.clone()),
+                (ANNOTATION_RETENTION.to_string(), retention),
+                (ANNOTATION_LICENSE.to_string(), request.license.clone()),
+            ])),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+            storage_class_name: config
+                .storage_class_by_region
+                .get(&request.location)
+                .cloned(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(config.size.clone()),
+                )])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Whether the claim can take recordings, and what to tell people about it.
+pub fn claim_readiness(claim: &PersistentVolumeClaim) -> (bool, String) {
+    let class = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .map_or_else(
+            || "the cluster's default StorageClass".to_string(),
+            |c| format!("StorageClass {c}"),
+        );
+    let phase = claim.status.as_ref().and_then(|s| s.phase.as_deref());
+    match phase {
+        Some("Bound") => {
+            let volume = claim
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.as_deref())
+                .unwrap_or("a volume");
+            (true, format!("claim bound to {volume} ({class})"))
+        }
+        Some("Lost") => (
+            false,
+            format!("claim lost its volume ({class}); recordings cannot be written"),
+        ),
+        Some(other) => (
+            true,
+            format!(
+                "claim created ({class}), {other}: the volume is bound when it is provisioned or \
+                 when the recording bot first mounts it"
+            ),
+        ),
+        None => (
+            true,
+            format!(
+                "claim created ({class}), not bound yet: the volume is bound when it is \
+                 provisioned or when the recording bot first mounts it"
+            ),
+        ),
+    }
+}
+
+fn kube_error(action: String, namespace: &str, error: kube::Error) -> StorageError {
+    let detail = match &error {
+        kube::Error::Api(status) if status.code == 404 && action.starts_with("applying") => {
+            format!(
+                "namespace {namespace} does not exist (yet): {}",
+                status.message
+            )
+        }
+        _ => error.to_string(),
+    };
+    StorageError::Kubernetes { action, detail }
+}
+
+#[async_trait]
+impl StorageBackend for PvcBackend {
+    async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
+        let namespace = tenant_namespace(&request.tenant);
+        let name = claim_name(request.role);
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        let claim = desired_claim(request, &self.config);
+        let applied = api
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&claim),
+            )
+            .await
+            .map_err(|e| {
+                kube_error(
+                    format!("applying PersistentVolumeClaim {namespace}/{name}"),
+                    &namespace,
+                    e,
+                )
+            })?;
+        let (ready, message) = claim_readiness(&applied);
+        Ok(StorageLocationStatus {
+            location: request.location.clone(),
+            role: request.role.into(),
+            endpoint: format!("pvc://{namespace}/{name}"),
+            ready,
+            message,
+        })
+    }
+
+    async fn check_byos(
+        &self,
+        byos: &ByosLocation,
+        credential: &ByosCredential,
+    ) -> Result<StorageLocationStatus, StorageError> {
+        self.byos.check(byos, credential).await
+    }
+
+    async fn delete(&self, request: &EnsureStorage) -> Result<DeleteOutcome, StorageError> {
+        let namespace = tenant_namespace(&request.tenant);
+        let name = claim_name(request.role);
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
+        let action = || format!("deleting PersistentVolumeClaim {namespace}/{name}");
+        let Some(found) = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| kube_error(action(), &namespace, e))?
+        else {
+            return Ok(DeleteOutcome::AlreadyGone);
+        };
+        let labels = found.metadata.labels.unwrap_or_default();
+        let ours = labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
+            && labels.get(LABEL_TENANT) == Some(&request.tenant);
+        if !ours {
+            return Ok(DeleteOutcome::Kept {
+                reason: format!(
+                    "PersistentVolumeClaim {namespace}/{name} is not labelled as the operator's \
+                     for tenant {}",
+                    request.tenant
+                ),
+            });
+        }
+        match api.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => Ok(DeleteOutcome::Deleted),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(DeleteOutcome::AlreadyGone),
+            Err(e) => Err(kube_error(action(), &namespace, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaimStatus;
+
+    fn request(role: ManagedRole, location: &str) -> EnsureStorage {
+        EnsureStorage {
+            tenant: "contoso".into(),
+            location: location.into(),
+            role,
+            retention_days: Some(730),
+            license: "Pro".into(),
+        }
+    }
+
+    fn config() -> PvcConfig {
+        PvcConfig {
+            storage_class_by_region: BTreeMap::from([(
+                "westeurope".to_string(),
+                "managed-csi".to_string(),
+            )]),
+            size: "50Gi".into(),
+        }
+    }
+
+    #[test]
+    fn the_claim_carries_class_size_labels_and_annotations() {
+        let claim = desired_claim(&request(ManagedRole::Default, "westeurope"), &config());
+        assert_eq!(claim.metadata.name.as_deref(), Some("recordings-default"));
+        assert_eq!(claim.metadata.namespace.as_deref(), Some("tenant-contoso"));
+        let labels = claim.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[LABEL_MANAGED_BY], "recording-operator");
+        assert_eq!(labels[LABEL_TENANT], "contoso");
+        assert_eq!(labels[LABEL_ROLE], "default");
+        let annotations = claim.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations[ANNOTATION_RETENTION], "730");
+        let spec = claim.spec.as_ref().unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("managed-csi"));
+        assert_eq!(
+            spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"],
+            Quantity("50Gi".into())
+        );
+    }
+
+    #[test]
+    fn a_region_without_class_uses_the_cluster_default() {
+        let claim = desired_claim(&request(ManagedRole::Paired, "northeurope"), &config());
+        assert_eq!(claim.metadata.name.as_deref(), Some("recordings-paired"));
+        assert_eq!(claim.spec.as_ref().unwrap().storage_class_name, None);
+        let (ready, message) = claim_readiness(&claim);
+        assert!(ready);
+        assert_eq!(
+            message,
+            "claim created (the cluster's default StorageClass), not bound yet: the volume is \
+             bound when it is provisioned or when the recording bot first mounts it"
+        );
+    }
+
+    #[test]
+    fn readiness_follows_the_phase() {
+        let mut claim = desired_claim(&request(ManagedRole::Default, "westeurope"), &config());
+        claim.spec.as_mut().unwrap().volume_name = Some("pv-123".into());
+        claim.status = Some(PersistentVolumeClaimStatus {
+            phase: Some("Bound".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            claim_readiness(&claim),
+            (
+                true,
+                "claim bound to pv-123 (StorageClass managed-csi)".to_string()
+            )
+        );
+        claim.status.as_mut().unwrap().phase = Some("Lost".into());
+        assert!(!claim_readiness(&claim).0);
+    }
+}
