@@ -1,1 +1,327 @@
-//! Kubernetes API simulator.
+//! Kubernetes API simulator: an HTTP server on loopback that behaves like kube-apiserver for
+//! what the operator (kube-rs clients, controllers, watchers, server-side apply, events,
+//! leases) and `kubectl` do. Test and demo infrastructure only.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sim::kube::SimError> {
+//! let sim = sim::kube::KubeSim::start(Default::default()).await?;
+//! let client = sim.client().await;
+//! # let _ = client;
+//! sim.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+mod apply;
+mod cluster;
+mod error;
+mod http;
+mod patch;
+mod resources;
+mod schema;
+mod selectors;
+mod store;
+mod table;
+mod tls;
+mod watch;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, oneshot};
+use tokio::task::JoinHandle;
+
+pub use error::{ApiError, SimError};
+
+use cluster::Cluster;
+use http::Shared;
+use store::Store;
+
+/// How the simulated cluster behaves.
+#[derive(Debug, Clone)]
+pub struct KubeSimConfig {
+    /// The bearer token clients must present (401 otherwise).
+    pub token: String,
+    /// How long after a Deployment is created or changed its replicas report ready.
+    pub deployment_ready_delay: Duration,
+    /// Serve HTTPS with the bundled test CA (the default: `kubectl` sends tokens only over
+    /// TLS); `false` serves plain HTTP.
+    pub tls: bool,
+}
+
+impl Default for KubeSimConfig {
+    fn default() -> Self {
+        KubeSimConfig {
+            token: format!("kube-sim-{}", uuid::Uuid::new_v4().simple()),
+            deployment_ready_delay: Duration::from_millis(300),
+            tls: true,
+        }
+    }
+}
+
+/// Make the next `count` requests for `resource` (the plural, `tenants/status` for the status
+/// subresource, or `*`), optionally only for one `verb` (`get`, `list`, `watch`, `create`,
+/// `update`, `patch`, `delete`, `deletecollection`), fail with HTTP `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultSpec {
+    pub resource: String,
+    pub verb: Option<String>,
+    pub status: u16,
+    pub count: u32,
+}
+
+struct Serving {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    tls: bool,
+    serving: tokio::sync::Mutex<Option<Serving>>,
+    controller: JoinHandle<()>,
+}
+
+/// A running simulator; cheap to clone.
+#[derive(Clone)]
+pub struct KubeSim {
+    inner: Arc<Inner>,
+}
+
+/// How often the simulated controllers (the Deployment loop) look at the cluster.
+const CONTROLLER_TICK: Duration = Duration::from_millis(20);
+
+impl KubeSim {
+    /// Start on 127.0.0.1 with an ephemeral port.
+    pub async fn start(config: KubeSimConfig) -> Result<KubeSim, SimError> {
+        KubeSim::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), config).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, config: KubeSimConfig) -> Result<KubeSim, SimError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(SimError::LocalAddr)?;
+        let (changes, _) = broadcast::channel(4096);
+        let cluster = Cluster::new(Store::new(changes, 0), config.deployment_ready_delay);
+        let (drop_watches, _) = tokio::sync::watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            cluster: Mutex::new(cluster),
+            token: config.token.clone(),
+            server_address: addr.to_string(),
+            faults: Mutex::new(Vec::new()),
+            counts: Mutex::new(BTreeMap::new()),
+            drop_watches,
+        });
+        let controller = tokio::spawn(run_controllers(Arc::downgrade(&shared)));
+        let serving = serve(listener, shared.clone(), config.tls);
+        Ok(KubeSim {
+            inner: Arc::new(Inner {
+                shared,
+                addr,
+                tls: config.tls,
+                serving: tokio::sync::Mutex::new(Some(serving)),
+                controller,
+            }),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.inner.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.inner.addr)
+    }
+
+    /// The PEM of the CA that issued the server's certificate (when serving TLS).
+    pub fn ca_pem(&self) -> &'static str {
+        tls::CA_PEM
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    pub fn token(&self) -> &str {
+        &self.inner.shared.token
+    }
+
+    /// A kubeconfig with one cluster, one token user and a current context.
+    pub fn kubeconfig_yaml(&self) -> String {
+        let ca = if self.inner.tls {
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD.encode(tls::CA_PEM);
+            format!("    certificate-authority-data: {data}\n")
+        } else {
+            String::new()
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: kube-sim\n  cluster:\n    server: {}\n{ca}users:\n- name: kube-sim\n  user:\n    token: {}\ncontexts:\n- name: kube-sim\n  context:\n    cluster: kube-sim\n    user: kube-sim\n    namespace: default\ncurrent-context: kube-sim\npreferences: {{}}\n",
+            self.url(),
+            self.inner.shared.token
+        )
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig_yaml())
+    }
+
+    /// A client configured through the kubeconfig, exactly as a user's would be.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
+            .expect("the simulator writes a valid kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("the simulator's kubeconfig loads");
+        kube::Client::try_from(config).expect("a client for the simulator")
+    }
+
+    /// Keep a Deployment's status unavailable (or release it).
+    pub fn hold_deployment_unavailable(&self, namespace: &str, name: &str, hold: bool) {
+        let mut cluster = self.inner.shared.lock();
+        let key = (namespace.to_string(), name.to_string());
+        if hold {
+            cluster.held.insert(key);
+        } else {
+            cluster.held.remove(&key);
+        }
+    }
+
+    pub fn inject_failures(&self, fault: FaultSpec) {
+        self.inner
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fault);
+    }
+
+    /// Close every open watch stream (clients see the stream end and re-watch).
+    pub fn drop_watches(&self) {
+        self.inner.shared.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Forget the change history: watches from an older resourceVersion get 410 Gone.
+    pub fn compact(&self) {
+        self.inner.shared.lock().store.compact();
+    }
+
+    /// API requests served so far, by (verb, resource); the status subresource counts as
+    /// `plural/status`. Discovery requests are not counted.
+    pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.inner
+            .shared
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The stored object as JSON; `kind_or_plural` is the Kind (`Tenant`) or resource
+    /// (`tenants`); `namespace` empty for cluster-scoped objects.
+    pub fn get_json(
+        &self,
+        api_version: &str,
+        kind_or_plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        let cluster = self.inner.shared.lock();
+        let (group, version) = resources::split_api_version(api_version);
+        let rt = cluster
+            .registry
+            .find(group, version, kind_or_plural)
+            .or_else(|| cluster.registry.find_kind(api_version, kind_or_plural))?;
+        cluster.get(&rt, namespace, name).ok()
+    }
+
+    /// Stop serving and start again on the same address, with the stored objects kept (an
+    /// API server restart) or wiped (a new cluster). Open watches and connections are cut.
+    pub async fn restart(&self, keep_state: bool) {
+        let mut serving = self.inner.serving.lock().await;
+        if let Some(s) = serving.take() {
+            stop(s, &self.inner.shared).await;
+        }
+        if !keep_state {
+            self.inner.shared.lock().reset();
+        }
+        let listener = bind_again(self.inner.addr).await;
+        *serving = Some(serve(listener, self.inner.shared.clone(), self.inner.tls));
+    }
+
+    pub async fn shutdown(self) {
+        if let Some(s) = self.inner.serving.lock().await.take() {
+            stop(s, &self.inner.shared).await;
+        }
+        self.inner.controller.abort();
+    }
+}
+
+async fn bind_again(addr: SocketAddr) -> TcpListener {
+    let mut attempts = 0;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) if attempts < 100 => {
+                attempts += 1;
+                tracing::debug!(%addr, error = %e, "re-binding the simulator's address");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("cannot re-bind {addr} after restart: {e}"),
+        }
+    }
+}
+
+fn serve(listener: TcpListener, shared: Arc<Shared>, with_tls: bool) -> Serving {
+    let router = axum::Router::new()
+        .fallback(http::handle)
+        .with_state(shared);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let task = tokio::spawn(async move {
+        let result = if with_tls {
+            let listener = tls::TlsListener {
+                tcp: listener,
+                acceptor: tls::acceptor(),
+            };
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        } else {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "kube-sim server stopped with an error");
+        }
+    });
+    Serving { stop, task }
+}
+
+async fn stop(serving: Serving, shared: &Shared) {
+    shared.drop_watches.send_modify(|n| *n += 1);
+    let _ = serving.stop.send(());
+    let mut task = serving.task;
+    if tokio::time::timeout(Duration::from_secs(2), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+    }
+}
+
+async fn run_controllers(shared: std::sync::Weak<Shared>) {
+    loop {
+        tokio::time::sleep(CONTROLLER_TICK).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.lock().reconcile_deployments(Instant::now());
+    }
+}

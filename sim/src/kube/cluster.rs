@@ -1,0 +1,1365 @@
+//! The cluster's state and every operation on it, independent of HTTP: admission (defaults,
+//! validation, metadata), create/update/patch/apply/delete, finalizers, namespace
+//! termination, owner-reference garbage collection and the Deployment status loop.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use regex::Regex;
+use serde_json::{json, Value};
+
+use super::apply::{self, Scope};
+use super::error::{go_quote, ApiError, FieldError, Target};
+use super::patch::{self, PatchType};
+use super::resources::{crd_invalid, crd_resource_types, Registry, ResourceType, StoreKey};
+use super::schema;
+use super::selectors::{label_selector_object_matches, labels_of, Filter};
+use super::store::Store;
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Per-request options of a write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    /// `fieldManager`, or the manager derived from the User-Agent.
+    pub field_manager: String,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of a warning.
+    pub strict: bool,
+    pub force: bool,
+}
+
+/// The outcome of a write: the object and any `Warning` headers.
+pub struct Written {
+    pub object: Value,
+    pub warnings: Vec<String>,
+    pub created: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    pub dry_run: bool,
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+}
+
+pub struct Cluster {
+    pub registry: Registry,
+    pub store: Store,
+    pub ready_delay: Duration,
+    /// Deployments held unavailable by a test: (namespace, name).
+    pub held: BTreeSet<(String, String)>,
+    /// When each progressing Deployment becomes available.
+    deployment_due: BTreeMap<(String, String), Instant>,
+}
+
+fn target<'a>(rt: &'a ResourceType, name: &'a str) -> Target<'a> {
+    Target {
+        group: &rt.group,
+        plural: &rt.plural,
+        name,
+    }
+}
+
+fn meta_str<'a>(object: &'a Value, field: &str) -> &'a str {
+    object["metadata"][field].as_str().unwrap_or_default()
+}
+
+const DNS1123_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+const DNS1123_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+fn validate_name(rt: &ResourceType, name: &str) -> Option<FieldError> {
+    let label = matches!(rt.kind.as_str(), "Namespace" | "Service");
+    let (re, max, what) = if label {
+        (DNS1123_LABEL, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+    } else {
+        (DNS1123_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+    };
+    if name.len() > max {
+        return Some(FieldError::invalid(
+            "metadata.name",
+            &json!(name),
+            format!("must be no more than {max} characters"),
+        ));
+    }
+    let ok = Regex::new(re).map(|r| r.is_match(name)).unwrap_or(false);
+    (!ok).then(|| FieldError::invalid("metadata.name", &json!(name), what))
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .take(5)
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+/// Everything but metadata (and status, when it is a subresource): what bumps `generation`.
+fn generation_relevant(rt: &ResourceType, object: &Value) -> Value {
+    let mut v = object.clone();
+    if let Some(map) = v.as_object_mut() {
+        map.remove("metadata");
+        if rt.status_subresource {
+            map.remove("status");
+        }
+    }
+    v
+}
+
+fn without_managed_fields(object: &Value) -> Value {
+    let mut v = object.clone();
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+    }
+    v
+}
+
+impl Cluster {
+    pub fn new(store: Store, ready_delay: Duration) -> Self {
+        let mut cluster = Cluster {
+            registry: Registry::default(),
+            store,
+            ready_delay,
+            held: BTreeSet::new(),
+            deployment_due: BTreeMap::new(),
+        };
+        cluster.bootstrap();
+        cluster
+    }
+
+    /// A brand-new cluster: built-in kinds only, no objects; resourceVersions keep rising so
+    /// that anything cached from before is too old.
+    pub fn reset(&mut self) {
+        self.registry = Registry::default();
+        self.store.wipe();
+        self.held.clear();
+        self.deployment_due.clear();
+        self.bootstrap();
+    }
+
+    /// The namespaces every cluster starts with.
+    pub fn bootstrap(&mut self) {
+        let ns = self
+            .registry
+            .find("", "v1", "namespaces")
+            .expect("namespaces are built in");
+        for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if self.store.get(&ns.store_key(), "", name).is_none() {
+                let body =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+                let opts = WriteOptions {
+                    field_manager: "kube-apiserver".into(),
+                    ..Default::default()
+                };
+                let _ = self.create(&ns, "", body, &opts);
+            }
+        }
+    }
+
+    pub fn resource(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.registry.find(group, version, plural)
+    }
+
+    // ----- reads -----
+
+    pub fn get(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
+        self.store
+            .get(&rt.store_key(), ns, name)
+            .map(|o| served(rt, o))
+            .ok_or_else(|| ApiError::not_found(target(rt, name)))
+    }
+
+    /// Objects matching a filter, in key order, starting after `continue_after`.
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        ns: &str,
+        filter: &Filter,
+        limit: Option<usize>,
+        continue_after: Option<&(String, String)>,
+    ) -> (Vec<Value>, Option<(String, String)>, usize) {
+        let all: Vec<&Value> = self
+            .store
+            .list(&rt.store_key(), ns)
+            .into_iter()
+            .filter(|o| filter.matches(o))
+            .filter(|o| match continue_after {
+                None => true,
+                Some(after) => {
+                    (
+                        meta_str(o, "namespace").to_string(),
+                        meta_str(o, "name").to_string(),
+                    ) > *after
+                }
+            })
+            .collect();
+        let take = limit
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX)
+            .min(all.len());
+        let items: Vec<Value> = all[..take].iter().map(|o| served(rt, o)).collect();
+        let remaining = all.len() - take;
+        let next = (remaining > 0).then(|| {
+            let last = &all[take - 1];
+            (
+                meta_str(last, "namespace").to_string(),
+                meta_str(last, "name").to_string(),
+            )
+        });
+        (items, next, remaining)
+    }
+
+    fn namespace_check(&self, rt: &ResourceType, ns: &str, name: &str) -> Result<(), ApiError> {
+        if !rt.namespaced {
+            return Ok(());
+        }
+        let key: StoreKey = (String::new(), "namespaces".into());
+        match self.store.get(&key, "", ns) {
+            None => Err(ApiError::not_found(Target {
+                group: "",
+                plural: "namespaces",
+                name: ns,
+            })),
+            Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => {
+                let mut e = ApiError::forbidden(
+                    target(rt, name),
+                    &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                );
+                if let Some(d) = e.details.as_mut() {
+                    d["causes"] = json!([{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+                }
+                Err(e)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    // ----- writes -----
+
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        mut body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        check_type(rt, &mut body)?;
+        if !meta_str(&body, "resourceVersion").is_empty() {
+            return Err(ApiError::bad_request(
+                "resourceVersion should not be set on objects to be created",
+            ));
+        }
+        let mut name = meta_str(&body, "name").to_string();
+        if name.is_empty() {
+            let prefix = meta_str(&body, "generateName").to_string();
+            if prefix.is_empty() {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    "",
+                    &[FieldError::required(
+                        "metadata.name",
+                        "name or generateName is required",
+                    )],
+                ));
+            }
+            name = format!("{prefix}{}", random_suffix());
+            body["metadata"]["name"] = json!(name);
+        }
+        set_namespace(rt, ns, &mut body)?;
+        self.namespace_check(rt, ns, &name)?;
+        if self.store.get(&rt.store_key(), ns, &name).is_some() {
+            return Err(ApiError::already_exists(target(rt, &name)));
+        }
+        if rt.status_subresource && rt.is_custom() {
+            if let Some(map) = body.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        let meta = body["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+        meta.insert("creationTimestamp".into(), json!(now_rfc3339()));
+        meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
+        meta.remove("managedFields");
+        if rt.generation {
+            meta.insert("generation".into(), json!(1));
+        } else {
+            meta.remove("generation");
+        }
+        let (mut object, warnings) = self.admit(rt, None, body, opts)?;
+        apply::record_update(
+            None,
+            &mut object,
+            &opts.field_manager,
+            &rt.api_version(),
+            main_scope(rt),
+            &now_rfc3339(),
+        );
+        let object = self.persist(rt, object, opts.dry_run, None)?;
+        Ok(Written {
+            object,
+            warnings,
+            created: true,
+        })
+    }
+
+    /// PUT: replace the object (or only its status through `/status`).
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        mut body: Value,
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        check_type(rt, &mut body)?;
+        let body_name = meta_str(&body, "name").to_string();
+        if !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        body["metadata"]["name"] = json!(name);
+        set_namespace(rt, ns, &mut body)?;
+        let old = self
+            .store
+            .get(&rt.store_key(), ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(target(rt, name)))?;
+        let rv = meta_str(&body, "resourceVersion").to_string();
+        if rv.is_empty() {
+            if rt.is_custom() {
+                return Err(ApiError::invalid(
+                    &rt.kind,
+                    &rt.group,
+                    name,
+                    &[FieldError::invalid(
+                        "metadata.resourceVersion",
+                        &json!("0x0"),
+                        "must be specified for an update",
+                    )
+                    .with_raw_value("0x0")],
+                ));
+            }
+        } else if rv != meta_str(&old, "resourceVersion") {
+            return Err(ApiError::stale(target(rt, name)));
+        }
+        self.write_over(rt, &old, body, status, opts, None)
+    }
+
+    /// Apply a request's new version of an existing object: scope, admission, finalizers.
+    fn write_over(
+        &mut self,
+        rt: &ResourceType,
+        old: &Value,
+        mut body: Value,
+        status: bool,
+        opts: &WriteOptions,
+        applied_fields: Option<Value>,
+    ) -> Result<Written, ApiError> {
+        let name = meta_str(old, "name").to_string();
+        let new = if status {
+            let mut merged = old.clone();
+            merged["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+            if merged["status"].is_null() {
+                merged.as_object_mut().expect("object").remove("status");
+            }
+            merged
+        } else {
+            if rt.status_subresource {
+                match old.get("status") {
+                    Some(s) => body["status"] = s.clone(),
+                    None => {
+                        body.as_object_mut().expect("object").remove("status");
+                    }
+                }
+            }
+            // System metadata comes from the stored object.
+            let meta = body["metadata"]
+                .as_object_mut()
+                .expect("metadata is an object");
+            for field in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+            ] {
+                match old["metadata"].get(field) {
+                    Some(v) => meta.insert(field.into(), v.clone()),
+                    None => meta.remove(field),
+                };
+            }
+            meta.remove("managedFields");
+            if let Some(mf) = old["metadata"].get("managedFields") {
+                meta.insert("managedFields".into(), mf.clone());
+            }
+            body
+        };
+        if !old["metadata"]["deletionTimestamp"].is_null() {
+            let before: BTreeSet<String> = finalizers(old).into_iter().collect();
+            if let Some(added) = finalizers(&new).into_iter().find(|f| !before.contains(f)) {
+                return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &[FieldError::forbidden(
+                    "metadata.finalizers",
+                    format!("no new finalizers can be added if the object is being deleted, found new finalizers []string{{{}}}", go_quote(&added)),
+                )]));
+            }
+        }
+        let (mut object, warnings) = self.admit(rt, Some(old), new, opts)?;
+        if rt.generation
+            && !status
+            && generation_relevant(rt, &object) != generation_relevant(rt, old)
+        {
+            let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+            object["metadata"]["generation"] = json!(g);
+        }
+        let scope = if status {
+            Scope::Status
+        } else {
+            main_scope(rt)
+        };
+        match applied_fields {
+            Some(applied) => object["metadata"]["managedFields"] = applied,
+            None => apply::record_update(
+                Some(old),
+                &mut object,
+                &opts.field_manager,
+                &rt.api_version(),
+                scope,
+                &now_rfc3339(),
+            ),
+        }
+        // A write that changes nothing (managedFields timestamps aside) is a no-op.
+        if without_managed_fields(&object) == without_managed_fields(old)
+            && same_ownership(old, &object)
+        {
+            return Ok(Written {
+                object: served(rt, old),
+                warnings,
+                created: false,
+            });
+        }
+        let object = self.persist(rt, object, opts.dry_run, Some(old))?;
+        Ok(Written {
+            object,
+            warnings,
+            created: false,
+        })
+    }
+
+    /// PATCH of every kind; server-side apply creates the object when it is missing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn patch(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        kind: PatchType,
+        body: &[u8],
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        let current = self.store.get(&rt.store_key(), ns, name).cloned();
+        if kind == PatchType::Apply {
+            return self.server_side_apply(rt, ns, name, current, body, status, opts);
+        }
+        let current = current.ok_or_else(|| ApiError::not_found(target(rt, name)))?;
+        let base = served(rt, &current);
+        let patched = match kind {
+            PatchType::Json => patch::json_patch(&base, body)?,
+            PatchType::Merge => patch::merge_patch(&base, body)?,
+            PatchType::Strategic => {
+                if rt.is_custom() {
+                    return Err(ApiError::unsupported_media_type(format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+                    )));
+                }
+                patch::strategic_merge_patch(&base, body)?
+            }
+            PatchType::Apply => unreachable!("handled above"),
+        };
+        let rv = meta_str(&patched, "resourceVersion");
+        if !rv.is_empty() && rv != meta_str(&current, "resourceVersion") {
+            return Err(ApiError::stale(target(rt, name)));
+        }
+        self.write_over(rt, &current, patched, status, opts, None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn server_side_apply(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        current: Option<Value>,
+        body: &[u8],
+        status: bool,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        if opts.field_manager.is_empty() {
+            return Err(ApiError::invalid(
+                "PatchOptions",
+                "meta.k8s.io",
+                "",
+                &[FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
+            ));
+        }
+        let mut applied: Value = serde_json::from_slice(body)
+            .or_else(|_| serde_saphyr::from_slice::<Value>(body))
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        if !applied.is_object() {
+            return Err(ApiError::bad_request(
+                "the apply configuration must be an object",
+            ));
+        }
+        check_type(rt, &mut applied)?;
+        let applied_name = meta_str(&applied, "name");
+        if applied_name.is_empty() {
+            applied["metadata"]["name"] = json!(name);
+        } else if applied_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({applied_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        set_namespace(rt, ns, &mut applied)?;
+        let scope = if status {
+            Scope::Status
+        } else {
+            main_scope(rt)
+        };
+        let now = now_rfc3339();
+        match current {
+            None => {
+                if status {
+                    return Err(ApiError::not_found(target(rt, name)));
+                }
+                let mut merged = apply::apply(
+                    None,
+                    &applied,
+                    &opts.field_manager,
+                    opts.force,
+                    &rt.api_version(),
+                    scope,
+                    &now,
+                )?;
+                let managed = merged["metadata"]["managedFields"].take();
+                let mut written = self.create(rt, ns, merged, opts)?;
+                if !opts.dry_run {
+                    // Creation through apply: the applier owns the fields it sent.
+                    let mut obj = self
+                        .store
+                        .get(&rt.store_key(), ns, name)
+                        .cloned()
+                        .expect("just created");
+                    obj["metadata"]["managedFields"] = managed;
+                    written.object = served(rt, &self.store.put(&rt.store_key(), obj));
+                } else {
+                    written.object["metadata"]["managedFields"] = managed;
+                }
+                Ok(written)
+            }
+            Some(live) => {
+                let rv = meta_str(&applied, "resourceVersion");
+                if !rv.is_empty() && rv != meta_str(&live, "resourceVersion") {
+                    return Err(ApiError::stale(target(rt, name)));
+                }
+                let mut merged = apply::apply(
+                    Some(&served(rt, &live)),
+                    &applied,
+                    &opts.field_manager,
+                    opts.force,
+                    &rt.api_version(),
+                    scope,
+                    &now,
+                )?;
+                let managed = merged["metadata"]["managedFields"].take();
+                self.write_over(rt, &live, merged, status, opts, Some(managed))
+            }
+        }
+    }
+
+    /// Defaults and validation for a new version of an object (`old` on update).
+    fn admit(
+        &mut self,
+        rt: &ResourceType,
+        old: Option<&Value>,
+        mut object: Value,
+        opts: &WriteOptions,
+    ) -> Result<(Value, Vec<String>), ApiError> {
+        let name = meta_str(&object, "name").to_string();
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        if old.is_none() {
+            errors.extend(validate_name(rt, &name));
+        }
+        if let Some(crd) = &rt.crd {
+            if let Some(schema_v) = &crd.schema {
+                let pruned = schema::prune(schema_v, &mut object);
+                if !pruned.is_empty() {
+                    if opts.strict {
+                        let list: Vec<String> = pruned
+                            .iter()
+                            .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.')))
+                            .collect();
+                        return Err(ApiError::bad_request(format!(
+                            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                            rt.kind, rt.version, rt.kind, list.join(", ")
+                        )));
+                    }
+                    warnings.extend(
+                        pruned
+                            .iter()
+                            .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.'))),
+                    );
+                }
+                object = schema::apply_defaults(schema_v, &object);
+                errors.extend(schema::validate(schema_v, &object));
+                let old_served = old.map(|o| served(rt, o));
+                errors.extend(schema::validate_cel(crd, &object, old_served.as_ref()));
+            }
+        } else {
+            builtin_admission(rt, old, &mut object, &mut errors);
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &errors));
+        }
+        if rt.kind == "CustomResourceDefinition" && rt.group == "apiextensions.k8s.io" {
+            let types = crd_resource_types(&object).map_err(|e| crd_invalid(&object, &e))?;
+            if !opts.dry_run {
+                self.registry.register_crd(types);
+            }
+            mark_crd_established(&mut object);
+        }
+        Ok((object, warnings))
+    }
+
+    /// Store the object (unless dry-run) and react to it: removal once the last finalizer is
+    /// gone, namespace defaults, the Deployment loop.
+    fn persist(
+        &mut self,
+        rt: &ResourceType,
+        object: Value,
+        dry_run: bool,
+        old: Option<&Value>,
+    ) -> Result<Value, ApiError> {
+        if dry_run {
+            return Ok(served(rt, &object));
+        }
+        let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+        if deleting && finalizers(&object).is_empty() && rt.kind != "Namespace" {
+            let ns = meta_str(&object, "namespace").to_string();
+            let name = meta_str(&object, "name").to_string();
+            self.store.put(&rt.store_key(), object);
+            let removed = self
+                .store
+                .remove(&rt.store_key(), &ns, &name)
+                .expect("just stored");
+            self.after_removal(rt, &removed);
+            return Ok(served(rt, &removed));
+        }
+        let stored = self.store.put(&rt.store_key(), object);
+        if old.is_none() && rt.kind == "Namespace" && rt.group.is_empty() {
+            let ns = meta_str(&stored, "name").to_string();
+            self.namespace_defaults(&ns);
+        }
+        Ok(served(rt, &stored))
+    }
+
+    /// What the service-account controller adds to every new namespace.
+    fn namespace_defaults(&mut self, ns: &str) {
+        let Some(sa) = self.registry.find("", "v1", "serviceaccounts") else {
+            return;
+        };
+        let opts = WriteOptions {
+            field_manager: "kube-controller-manager".into(),
+            ..Default::default()
+        };
+        let body = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+        let _ = self.create(&sa, ns, body, &opts);
+    }
+
+    // ----- deletion -----
+
+    pub fn delete(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOptions,
+    ) -> Result<Value, ApiError> {
+        let current = self
+            .store
+            .get(&rt.store_key(), ns, name)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(target(rt, name)))?;
+        let uid = meta_str(&current, "uid").to_string();
+        if let Some(p) = &opts.precondition_uid {
+            if *p != uid {
+                return Err(ApiError::conflict(
+                    target(rt, name),
+                    &format!(
+                        "Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"
+                    ),
+                ));
+            }
+        }
+        if let Some(p) = &opts.precondition_rv {
+            let rv = meta_str(&current, "resourceVersion");
+            if p != rv {
+                return Err(ApiError::conflict(target(rt, name), &format!(
+                    "Precondition failed: ResourceVersion in precondition: {p}, ResourceVersion in meta: {rv}"
+                )));
+            }
+        }
+        if opts.dry_run {
+            return Ok(served(rt, &current));
+        }
+        if !current["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(served(rt, &current));
+        }
+        match opts.propagation.as_deref() {
+            Some("Orphan") => self.orphan_dependents(&uid),
+            Some("Foreground") => self.delete_dependents(&uid),
+            _ => {}
+        }
+        if rt.kind == "Namespace" && rt.group.is_empty() {
+            return Ok(self.terminate_namespace(rt, current));
+        }
+        if !finalizers(&current).is_empty() {
+            let mut marked = current.clone();
+            marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if let Some(g) = marked["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+                marked["metadata"]["generation"] = json!(g + 1);
+            }
+            return Ok(served(rt, &self.store.put(&rt.store_key(), marked)));
+        }
+        let removed = self
+            .store
+            .remove(&rt.store_key(), ns, name)
+            .expect("present");
+        self.after_removal(rt, &removed);
+        if rt.is_custom() {
+            Ok(served(rt, &removed))
+        } else {
+            let mut details = json!({"name": name, "kind": rt.plural, "uid": uid});
+            if !rt.group.is_empty() {
+                details["group"] = json!(rt.group);
+            }
+            Ok(
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
+            )
+        }
+    }
+
+    fn terminate_namespace(&mut self, rt: &ResourceType, current: Value) -> Value {
+        let ns = meta_str(&current, "name").to_string();
+        let mut marked = current;
+        marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        marked["status"]["phase"] = json!("Terminating");
+        let stored = self.store.put(&rt.store_key(), marked);
+        let contents: Vec<(StoreKey, String)> = self
+            .store
+            .all()
+            .into_iter()
+            .filter(|(_, (o_ns, _), _)| *o_ns == ns)
+            .map(|(k, (_, n), _)| (k, n))
+            .collect();
+        for (key, name) in contents {
+            if let Some(t) = self.registry.by_store_key(&key) {
+                let _ = self.delete(&t, &ns, &name, &DeleteOptions::default());
+            }
+        }
+        self.finish_namespace(&ns);
+        served(rt, &stored)
+    }
+
+    /// Remove a terminating namespace once it is empty.
+    fn finish_namespace(&mut self, ns: &str) {
+        let key: StoreKey = (String::new(), "namespaces".into());
+        let terminating = self
+            .store
+            .get(&key, "", ns)
+            .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null());
+        let empty = !self.store.all().iter().any(|(_, (o_ns, _), _)| o_ns == ns);
+        if terminating && empty {
+            if let Some(removed) = self.store.remove(&key, "", ns) {
+                let rt = self
+                    .registry
+                    .by_store_key(&key)
+                    .expect("namespaces are built in");
+                self.after_removal(&rt, &removed);
+            }
+        }
+    }
+
+    fn orphan_dependents(&mut self, owner_uid: &str) {
+        for (key, (ns, name), object) in self.dependents(owner_uid) {
+            let mut o = object;
+            if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
+                refs.retain(|r| r["uid"] != owner_uid);
+            }
+            let _ = (ns, name);
+            self.store.put(&key, o);
+        }
+    }
+
+    fn delete_dependents(&mut self, owner_uid: &str) {
+        for (key, (ns, name), _) in self.dependents(owner_uid) {
+            if let Some(t) = self.registry.by_store_key(&key) {
+                let _ = self.delete(&t, &ns, &name, &DeleteOptions::default());
+            }
+        }
+    }
+
+    fn dependents(&self, owner_uid: &str) -> Vec<(StoreKey, (String, String), Value)> {
+        self.store
+            .all()
+            .into_iter()
+            .filter(|(_, _, o)| {
+                o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
+            })
+            .map(|(k, ok, o)| (k, ok, o.clone()))
+            .collect()
+    }
+
+    fn uid_exists(&self, uid: &str) -> bool {
+        self.store
+            .all()
+            .iter()
+            .any(|(_, _, o)| o["metadata"]["uid"] == uid)
+    }
+
+    /// Garbage collection (background propagation) and bookkeeping after an object is gone.
+    fn after_removal(&mut self, rt: &ResourceType, removed: &Value) {
+        let uid = meta_str(removed, "uid").to_string();
+        for (key, (ns, name), dependent) in self.dependents(&uid) {
+            let other_owner_alive = dependent["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["uid"] != uid.as_str())
+                .any(|r| self.uid_exists(r["uid"].as_str().unwrap_or_default()));
+            if other_owner_alive {
+                let mut o = dependent;
+                if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
+                    refs.retain(|r| r["uid"] != uid.as_str());
+                }
+                self.store.put(&key, o);
+            } else if let Some(t) = self.registry.by_store_key(&key) {
+                let _ = self.delete(&t, &ns, &name, &DeleteOptions::default());
+            }
+        }
+        if rt.kind == "CustomResourceDefinition" && rt.group == "apiextensions.k8s.io" {
+            let key: StoreKey = (
+                removed["spec"]["group"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                removed["spec"]["names"]["plural"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            let objects: Vec<(String, String)> = self
+                .store
+                .list(&key, "")
+                .iter()
+                .map(|o| {
+                    (
+                        meta_str(o, "namespace").to_string(),
+                        meta_str(o, "name").to_string(),
+                    )
+                })
+                .collect();
+            for (ns, name) in objects {
+                if let Some(gone) = self.store.remove(&key, &ns, &name) {
+                    if let Some(t) = self.registry.by_store_key(&key) {
+                        self.after_removal(&t, &gone);
+                    }
+                }
+            }
+            self.registry.unregister(&key);
+        }
+        if rt.kind == "Deployment" {
+            self.deployment_due.remove(&(
+                meta_str(removed, "namespace").to_string(),
+                meta_str(removed, "name").to_string(),
+            ));
+        }
+        let ns = meta_str(removed, "namespace").to_string();
+        if !ns.is_empty() {
+            self.finish_namespace(&ns);
+        }
+    }
+
+    // ----- the Deployment loop -----
+
+    /// One pass of the simulated deployment controller; returns true when it wrote anything.
+    pub fn reconcile_deployments(&mut self, now: Instant) -> bool {
+        let Some(rt) = self.registry.find("apps", "v1", "deployments") else {
+            return false;
+        };
+        let deployments: Vec<Value> = self
+            .store
+            .list(&rt.store_key(), "")
+            .into_iter()
+            .cloned()
+            .collect();
+        let mut wrote = false;
+        for d in deployments {
+            if !d["metadata"]["deletionTimestamp"].is_null() {
+                continue;
+            }
+            let key = (
+                meta_str(&d, "namespace").to_string(),
+                meta_str(&d, "name").to_string(),
+            );
+            let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
+            let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
+            let observed = d["status"]["observedGeneration"].as_i64();
+            let available = d["status"]["availableReplicas"].as_i64().unwrap_or(0);
+            let ready_now = available == replicas
+                && d["status"]["readyReplicas"].as_i64().unwrap_or(0) == replicas
+                && d["status"]["replicas"].as_i64() == Some(replicas);
+            let status = if observed != Some(generation) {
+                self.deployment_due
+                    .insert(key.clone(), now + self.ready_delay);
+                Some(deployment_status(&d, generation, replicas, false))
+            } else if self.held.contains(&key) {
+                (available != 0).then(|| deployment_status(&d, generation, replicas, false))
+            } else if !ready_now {
+                let due = *self
+                    .deployment_due
+                    .entry(key.clone())
+                    .or_insert(now + self.ready_delay);
+                (now >= due).then(|| deployment_status(&d, generation, replicas, true))
+            } else {
+                None
+            };
+            if let Some(status) = status {
+                let mut updated = d.clone();
+                updated["status"] = status;
+                apply::record_update(
+                    Some(&d),
+                    &mut updated,
+                    "kube-controller-manager",
+                    "apps/v1",
+                    Scope::Status,
+                    &now_rfc3339(),
+                );
+                self.store.put(&rt.store_key(), updated);
+                wrote = true;
+            }
+        }
+        wrote
+    }
+}
+
+fn same_ownership(old: &Value, new: &Value) -> bool {
+    let strip_times = |v: &Value| -> Value {
+        let mut list = v["metadata"]["managedFields"].clone();
+        if let Some(entries) = list.as_array_mut() {
+            for e in entries {
+                if let Some(m) = e.as_object_mut() {
+                    m.remove("time");
+                }
+            }
+        }
+        list
+    };
+    strip_times(old) == strip_times(new)
+}
+
+fn deployment_status(d: &Value, generation: i64, replicas: i64, ready: bool) -> Value {
+    let now = now_rfc3339();
+    let rs = format!(
+        "{}-{}",
+        meta_str(d, "name"),
+        &meta_str(d, "uid").replace('-', "")[..10.min(meta_str(d, "uid").replace('-', "").len())]
+    );
+    let condition = |kind: &str, status: &str, reason: &str, message: String| json!({"type": kind, "status": status, "lastUpdateTime": now, "lastTransitionTime": now, "reason": reason, "message": message});
+    if ready || replicas == 0 {
+        json!({
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [
+                condition("Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into()),
+                condition("Progressing", "True", "NewReplicaSetAvailable", format!("ReplicaSet \"{rs}\" has successfully progressed.")),
+            ],
+        })
+    } else {
+        json!({
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "unavailableReplicas": replicas,
+            "conditions": [
+                condition("Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.".into()),
+                condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing.")),
+            ],
+        })
+    }
+}
+
+fn main_scope(rt: &ResourceType) -> Scope {
+    Scope::Main {
+        exclude_status: rt.status_subresource,
+    }
+}
+
+pub fn finalizers(object: &Value) -> Vec<String> {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The object as served at this resource's version.
+pub fn served(rt: &ResourceType, object: &Value) -> Value {
+    let mut o = object.clone();
+    o["apiVersion"] = json!(rt.api_version());
+    o["kind"] = json!(rt.kind);
+    o
+}
+
+/// apiVersion/kind in a body must name this resource; missing ones are filled in.
+fn check_type(rt: &ResourceType, body: &mut Value) -> Result<(), ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON or YAML object",
+        ));
+    }
+    let expected = rt.api_version();
+    match body["apiVersion"].as_str() {
+        Some(v) if !v.is_empty() && v != expected => {
+            let (g, _) = super::resources::split_api_version(v);
+            if g != rt.group {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({expected})"
+                )));
+            }
+        }
+        _ => {}
+    }
+    match body["kind"].as_str() {
+        Some(k) if !k.is_empty() && k != rt.kind => {
+            return Err(ApiError::bad_request(format!(
+                "the kind in the data ({k}) does not match the expected kind ({})",
+                rt.kind
+            )));
+        }
+        _ => {}
+    }
+    body["apiVersion"] = json!(expected);
+    body["kind"] = json!(rt.kind);
+    if !body["metadata"].is_object() {
+        body["metadata"] = json!({});
+    }
+    Ok(())
+}
+
+fn set_namespace(rt: &ResourceType, ns: &str, body: &mut Value) -> Result<(), ApiError> {
+    let given = meta_str(body, "namespace").to_string();
+    if rt.namespaced {
+        if !given.is_empty() && given != ns {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        body["metadata"]["namespace"] = json!(ns);
+    } else if let Some(m) = body["metadata"].as_object_mut() {
+        m.remove("namespace");
+    }
+    Ok(())
+}
+
+fn mark_crd_established(crd: &mut Value) {
+    let now = now_rfc3339();
+    let names = crd["spec"]["names"].clone();
+    let storage: Vec<Value> = crd["spec"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["storage"] == json!(true))
+        .map(|v| v["name"].clone())
+        .collect();
+    let mut accepted = names;
+    if accepted["singular"].is_null() {
+        accepted["singular"] = json!(crd["spec"]["names"]["kind"]
+            .as_str()
+            .unwrap_or_default()
+            .to_lowercase());
+    }
+    if accepted["listKind"].is_null() {
+        accepted["listKind"] = json!(format!(
+            "{}List",
+            crd["spec"]["names"]["kind"].as_str().unwrap_or_default()
+        ));
+    }
+    crd["status"] = json!({
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "lastTransitionTime": now, "reason": "NoConflicts", "message": "no conflicts found"},
+            {"type": "Established", "status": "True", "lastTransitionTime": now, "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"},
+        ],
+        "acceptedNames": accepted,
+        "storedVersions": storage,
+    });
+}
+
+/// Defaults and validation of the built-in kinds, after their real strategies.
+fn builtin_admission(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    o: &mut Value,
+    errors: &mut Vec<FieldError>,
+) {
+    let creating = old.is_none();
+    match (rt.group.as_str(), rt.kind.as_str()) {
+        ("", "Namespace") => {
+            let name = meta_str(o, "name").to_string();
+            o["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if o["spec"]["finalizers"].is_null() {
+                o["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+            if o["status"]["phase"].is_null() {
+                o["status"]["phase"] = json!("Active");
+            }
+        }
+        ("", "Secret") => {
+            if o["type"].is_null() {
+                o["type"] = json!("Opaque");
+            }
+            if let Some(string_data) = o
+                .get("stringData")
+                .cloned()
+                .and_then(|s| s.as_object().cloned())
+            {
+                for (k, v) in string_data {
+                    let encoded = base64::engine::general_purpose::STANDARD
+                        .encode(v.as_str().unwrap_or_default());
+                    o["data"][k] = json!(encoded);
+                }
+                o.as_object_mut().expect("object").remove("stringData");
+            }
+            if let (Some(old), false) = (old, creating) {
+                if old["type"] != o["type"] {
+                    errors.push(FieldError::invalid(
+                        "type",
+                        &o["type"],
+                        "field is immutable",
+                    ));
+                }
+            }
+        }
+        ("", "Service") => {
+            let spec = &mut o["spec"];
+            if spec["type"].is_null() {
+                spec["type"] = json!("ClusterIP");
+            }
+            if spec["sessionAffinity"].is_null() {
+                spec["sessionAffinity"] = json!("None");
+            }
+            if let Some(ports) = spec["ports"].as_array_mut() {
+                for p in ports {
+                    if p["protocol"].is_null() {
+                        p["protocol"] = json!("TCP");
+                    }
+                    if p["targetPort"].is_null() {
+                        p["targetPort"] = p["port"].clone();
+                    }
+                }
+            }
+            let ip = match old {
+                Some(old) => old["spec"]["clusterIP"].clone(),
+                None if spec["clusterIP"] == "None" => json!("None"),
+                None => {
+                    let b = uuid::Uuid::new_v4();
+                    let b = b.as_bytes();
+                    json!(format!("10.96.{}.{}", b[0], b[1].max(1)))
+                }
+            };
+            spec["clusterIP"] = ip.clone();
+            spec["clusterIPs"] = json!([ip]);
+            if spec["ipFamilies"].is_null() {
+                spec["ipFamilies"] = json!(["IPv4"]);
+                spec["ipFamilyPolicy"] = json!("SingleStack");
+            }
+            if spec["internalTrafficPolicy"].is_null() {
+                spec["internalTrafficPolicy"] = json!("Cluster");
+            }
+            if o["status"].is_null() {
+                o["status"] = json!({"loadBalancer": {}});
+            }
+        }
+        ("", "PersistentVolumeClaim") => {
+            if o["spec"]["volumeMode"].is_null() {
+                o["spec"]["volumeMode"] = json!("Filesystem");
+            }
+            if creating {
+                let storage = o["spec"]["resources"]["requests"]["storage"].clone();
+                o["status"] = json!({"phase": "Bound", "accessModes": o["spec"]["accessModes"], "capacity": {"storage": storage}});
+            }
+        }
+        ("", "ResourceQuota") => {
+            if o["status"].is_null() || creating {
+                let hard = o["spec"]["hard"].clone();
+                let used: serde_json::Map<String, Value> = hard
+                    .as_object()
+                    .map(|m| m.keys().map(|k| (k.clone(), json!("0"))).collect())
+                    .unwrap_or_default();
+                o["status"] = json!({"hard": hard, "used": used});
+            }
+        }
+        ("events.k8s.io", "Event") => {
+            for field in [
+                "eventTime",
+                "reportingController",
+                "reportingInstance",
+                "action",
+                "reason",
+            ] {
+                if o[field].is_null() || o[field] == "" {
+                    errors.push(FieldError::required(field, ""));
+                }
+            }
+            if !matches!(o["type"].as_str(), Some("Normal") | Some("Warning")) {
+                errors.push(FieldError {
+                    field: "type".into(),
+                    kind: super::error::FieldErrorKind::NotSupported {
+                        value: super::error::go_value(&o["type"]),
+                        supported: vec!["Normal".into(), "Warning".into()],
+                    },
+                });
+            }
+        }
+        ("apps", "Deployment") => deployment_admission(old, o, errors),
+        _ => {}
+    }
+}
+
+fn deployment_admission(old: Option<&Value>, o: &mut Value, errors: &mut Vec<FieldError>) {
+    let spec = &mut o["spec"];
+    if spec["replicas"].is_null() {
+        spec["replicas"] = json!(1);
+    }
+    if spec["revisionHistoryLimit"].is_null() {
+        spec["revisionHistoryLimit"] = json!(10);
+    }
+    if spec["progressDeadlineSeconds"].is_null() {
+        spec["progressDeadlineSeconds"] = json!(600);
+    }
+    if spec["strategy"].is_null() {
+        spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
+    }
+    let pod = &mut spec["template"]["spec"];
+    for (field, default) in [
+        ("restartPolicy", json!("Always")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("securityContext", json!({})),
+        ("schedulerName", json!("default-scheduler")),
+    ] {
+        if pod[field].is_null() {
+            pod[field] = default;
+        }
+    }
+    if let Some(containers) = pod["containers"].as_array_mut() {
+        for c in containers {
+            if c["terminationMessagePath"].is_null() {
+                c["terminationMessagePath"] = json!("/dev/termination-log");
+            }
+            if c["terminationMessagePolicy"].is_null() {
+                c["terminationMessagePolicy"] = json!("File");
+            }
+            if c["imagePullPolicy"].is_null() {
+                let image = c["image"].as_str().unwrap_or_default();
+                let tag_latest = !image.rsplit('/').next().unwrap_or_default().contains(':')
+                    || image.ends_with(":latest");
+                c["imagePullPolicy"] = json!(if tag_latest { "Always" } else { "IfNotPresent" });
+            }
+            if let Some(ports) = c["ports"].as_array_mut() {
+                for p in ports {
+                    if p["protocol"].is_null() {
+                        p["protocol"] = json!("TCP");
+                    }
+                }
+            }
+            if c["resources"].is_null() {
+                c["resources"] = json!({});
+            }
+        }
+    }
+    let spec = &o["spec"];
+    if spec["selector"].is_null() {
+        errors.push(FieldError::required("spec.selector", ""));
+    } else {
+        let labels = labels_of(&json!({"metadata": spec["template"]["metadata"]}));
+        if !label_selector_object_matches(&spec["selector"], &labels) {
+            let shown: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v)))
+                .collect();
+            errors.push(
+                FieldError::invalid(
+                    "spec.template.metadata.labels",
+                    &Value::Null,
+                    "`selector` does not match template `labels`",
+                )
+                .with_raw_value(&format!("map[string]string{{{}}}", shown.join(", "))),
+            );
+        }
+        if let Some(old) = old {
+            if old["spec"]["selector"] != spec["selector"] {
+                errors.push(
+                    FieldError::invalid("spec.selector", &Value::Null, "field is immutable")
+                        .with_raw_value("v1.LabelSelector{...}"),
+                );
+            }
+        }
+    }
+    match spec["template"]["spec"]["containers"].as_array() {
+        Some(c) if !c.is_empty() => {
+            for (i, c) in c.iter().enumerate() {
+                if c["name"].as_str().unwrap_or_default().is_empty() {
+                    errors.push(FieldError::required(
+                        format!("spec.template.spec.containers[{i}].name"),
+                        "",
+                    ));
+                }
+                if c["image"].as_str().unwrap_or_default().is_empty() {
+                    errors.push(FieldError::required(
+                        format!("spec.template.spec.containers[{i}].image"),
+                        "",
+                    ));
+                }
+            }
+        }
+        _ => errors.push(FieldError::required("spec.template.spec.containers", "")),
+    }
+}

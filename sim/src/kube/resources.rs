@@ -1,0 +1,689 @@
+//! The resource types the simulated server knows: the built-in kinds the operator touches plus
+//! whatever CustomResourceDefinitions register, and the discovery documents describing them.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::error::{ApiError, FieldError};
+
+/// Where objects of one resource live in the store: all served versions of a CRD share it.
+pub type StoreKey = (String, String); // (group, plural)
+
+/// What a CRD version adds to a resource: its schema, compiled CEL rules and printer columns.
+pub struct CrdVersion {
+    pub schema: Option<Value>,
+    pub compiled: Option<kube_cel::CompiledSchema>,
+    pub printer_columns: Vec<Value>,
+}
+
+/// One served group/version/resource.
+pub struct ResourceType {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub status_subresource: bool,
+    /// `metadata.generation` is maintained (and bumped on non-metadata/status changes).
+    pub generation: bool,
+    pub crd: Option<CrdVersion>,
+}
+
+impl ResourceType {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn store_key(&self) -> StoreKey {
+        (self.group.clone(), self.plural.clone())
+    }
+
+    pub fn is_custom(&self) -> bool {
+        self.crd.is_some()
+    }
+
+    fn verbs(&self) -> Vec<&'static str> {
+        vec![
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
+    }
+
+    fn discovery_entries(&self) -> Vec<Value> {
+        let mut main = json!({
+            "name": self.plural,
+            "singularName": self.singular,
+            "namespaced": self.namespaced,
+            "kind": self.kind,
+            "verbs": self.verbs(),
+        });
+        if !self.short_names.is_empty() {
+            main["shortNames"] = json!(self.short_names);
+        }
+        if !self.categories.is_empty() {
+            main["categories"] = json!(self.categories);
+        }
+        let mut out = vec![main];
+        if self.status_subresource {
+            out.push(json!({
+                "name": format!("{}/status", self.plural),
+                "singularName": "",
+                "namespaced": self.namespaced,
+                "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        out
+    }
+}
+
+struct Builtin {
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+    categories: &'static [&'static str],
+    status: bool,
+    generation: bool,
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        group: "",
+        kind: "Namespace",
+        plural: "namespaces",
+        namespaced: false,
+        short_names: &["ns"],
+        categories: &[],
+        status: true,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "Secret",
+        plural: "secrets",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "ConfigMap",
+        plural: "configmaps",
+        namespaced: true,
+        short_names: &["cm"],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        namespaced: true,
+        short_names: &["sa"],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "Service",
+        plural: "services",
+        namespaced: true,
+        short_names: &["svc"],
+        categories: &["all"],
+        status: true,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "PersistentVolumeClaim",
+        plural: "persistentvolumeclaims",
+        namespaced: true,
+        short_names: &["pvc"],
+        categories: &[],
+        status: true,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "ResourceQuota",
+        plural: "resourcequotas",
+        namespaced: true,
+        short_names: &["quota"],
+        categories: &[],
+        status: true,
+        generation: false,
+    },
+    Builtin {
+        group: "",
+        kind: "Pod",
+        plural: "pods",
+        namespaced: true,
+        short_names: &["po"],
+        categories: &["all"],
+        status: true,
+        generation: false,
+    },
+    Builtin {
+        group: "events.k8s.io",
+        kind: "Event",
+        plural: "events",
+        namespaced: true,
+        short_names: &["ev"],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "apps",
+        kind: "Deployment",
+        plural: "deployments",
+        namespaced: true,
+        short_names: &["deploy"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+    },
+    Builtin {
+        group: "networking.k8s.io",
+        kind: "NetworkPolicy",
+        plural: "networkpolicies",
+        namespaced: true,
+        short_names: &["netpol"],
+        categories: &[],
+        status: false,
+        generation: true,
+    },
+    Builtin {
+        group: "policy",
+        kind: "PodDisruptionBudget",
+        plural: "poddisruptionbudgets",
+        namespaced: true,
+        short_names: &["pdb"],
+        categories: &[],
+        status: true,
+        generation: true,
+    },
+    Builtin {
+        group: "coordination.k8s.io",
+        kind: "Lease",
+        plural: "leases",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "apiextensions.k8s.io",
+        kind: "CustomResourceDefinition",
+        plural: "customresourcedefinitions",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        status: true,
+        generation: true,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        kind: "Role",
+        plural: "roles",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        namespaced: true,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "rbac.authorization.k8s.io",
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+];
+
+/// The set of served resources.
+pub struct Registry {
+    types: Vec<Arc<ResourceType>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        let types = BUILTINS
+            .iter()
+            .map(|b| {
+                Arc::new(ResourceType {
+                    group: b.group.to_string(),
+                    version: "v1".to_string(),
+                    kind: b.kind.to_string(),
+                    plural: b.plural.to_string(),
+                    singular: b.kind.to_lowercase(),
+                    namespaced: b.namespaced,
+                    short_names: b.short_names.iter().map(|s| s.to_string()).collect(),
+                    categories: b.categories.iter().map(|s| s.to_string()).collect(),
+                    status_subresource: b.status,
+                    generation: b.generation,
+                    crd: None,
+                })
+            })
+            .collect();
+        Registry { types }
+    }
+}
+
+impl Registry {
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.plural == plural)
+            .cloned()
+    }
+
+    /// Any served version of a group/kind (for owner lookups and printing).
+    pub fn find_kind(&self, api_version: &str, kind: &str) -> Option<Arc<ResourceType>> {
+        let (group, version) = split_api_version(api_version);
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.kind == kind)
+            .or_else(|| {
+                self.types
+                    .iter()
+                    .find(|t| t.group == group && t.kind == kind)
+            })
+            .cloned()
+    }
+
+    /// One representative type per store key (the first served version).
+    pub fn by_store_key(&self, key: &StoreKey) -> Option<Arc<ResourceType>> {
+        self.types
+            .iter()
+            .find(|t| t.group == key.0 && t.plural == key.1)
+            .cloned()
+    }
+
+    /// Register (or re-register) the served versions of a CRD; returns the store key.
+    pub fn register_crd(&mut self, types: Vec<ResourceType>) {
+        if let Some(first) = types.first() {
+            let key = first.store_key();
+            self.types
+                .retain(|t| t.store_key() != key || t.crd.is_none());
+        }
+        self.types.extend(types.into_iter().map(Arc::new));
+    }
+
+    pub fn unregister(&mut self, key: &StoreKey) {
+        self.types
+            .retain(|t| !(t.store_key() == *key && t.crd.is_some()));
+    }
+
+    fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+        for t in &self.types {
+            if t.group.is_empty() {
+                continue;
+            }
+            match groups.iter_mut().find(|(g, _)| *g == t.group) {
+                Some((_, versions)) => {
+                    if !versions.contains(&t.version) {
+                        versions.push(t.version.clone());
+                    }
+                }
+                None => groups.push((t.group.clone(), vec![t.version.clone()])),
+            }
+        }
+        groups
+    }
+
+    /// `/apis`: the `APIGroupList`.
+    pub fn group_list(&self) -> Value {
+        let groups: Vec<Value> = self
+            .groups()
+            .into_iter()
+            .map(|(name, versions)| {
+                let vs: Vec<Value> = versions
+                    .iter()
+                    .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+                    .collect();
+                let preferred = vs[0].clone();
+                json!({"name": name, "versions": vs, "preferredVersion": preferred})
+            })
+            .collect();
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    }
+
+    /// `/apis/{group}`: one `APIGroup`.
+    pub fn group(&self, group: &str) -> Option<Value> {
+        let list = self.group_list();
+        list["groups"]
+            .as_array()?
+            .iter()
+            .find(|g| g["name"] == group)
+            .map(|g| {
+                let mut g = g.clone();
+                g["kind"] = json!("APIGroup");
+                g["apiVersion"] = json!("v1");
+                g
+            })
+    }
+
+    /// `/api/v1` or `/apis/{group}/{version}`: the `APIResourceList`.
+    pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
+        let types: Vec<&Arc<ResourceType>> = self
+            .types
+            .iter()
+            .filter(|t| t.group == group && t.version == version)
+            .collect();
+        if types.is_empty() {
+            return None;
+        }
+        let resources: Vec<Value> = types.iter().flat_map(|t| t.discovery_entries()).collect();
+        let gv = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        Some(json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": gv,
+            "resources": resources,
+        }))
+    }
+}
+
+/// `/openapi/v3`: one entry per group/version, whose URL changes whenever its content does
+/// (clients cache these documents by hash).
+pub fn openapi_root(registry: &Registry) -> Value {
+    let mut gvs: Vec<(String, String)> = registry
+        .types
+        .iter()
+        .map(|t| (t.group.clone(), t.version.clone()))
+        .collect();
+    gvs.sort();
+    gvs.dedup();
+    let mut paths = serde_json::Map::new();
+    for (g, v) in gvs {
+        let key = if g.is_empty() {
+            format!("api/{v}")
+        } else {
+            format!("apis/{g}/{v}")
+        };
+        let doc = openapi_document(registry, &g, &v)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            doc.hash(&mut h);
+            format!("{:016X}", h.finish())
+        };
+        paths.insert(
+            key.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// `/openapi/v3/api/v1`, `/openapi/v3/apis/{g}/{v}`: the operations of each resource with
+/// their query parameters, which is what `kubectl` reads to learn that the server validates
+/// fields itself (`fieldValidation`), plus the CRD schemas.
+pub fn openapi_document(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+    let types: Vec<&Arc<ResourceType>> = registry
+        .types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+        .collect();
+    if types.is_empty() {
+        return None;
+    }
+    let prefix = if group.is_empty() {
+        format!("/api/{version}")
+    } else {
+        format!("/apis/{group}/{version}")
+    };
+    let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}});
+    let write_params = json!([
+        param("dryRun"),
+        param("fieldManager"),
+        param("fieldValidation"),
+        param("force")
+    ]);
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    for t in types {
+        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
+        let base = if t.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}", t.plural)
+        } else {
+            format!("{prefix}/{}", t.plural)
+        };
+        let op = |id: &str| json!({"operationId": format!("{id}{}", t.kind), "x-kubernetes-group-version-kind": gvk, "parameters": write_params, "responses": {}});
+        paths.insert(
+            base.clone(),
+            json!({"post": op("create"), "get": op("list")}),
+        );
+        paths.insert(format!("{base}/{{name}}"), json!({"get": op("read"), "put": op("replace"), "patch": op("patch"), "delete": op("delete")}));
+        let schema_name = format!(
+            "{}.{}.{}",
+            if t.group.is_empty() {
+                "io.k8s.api.core"
+            } else {
+                &t.group
+            },
+            t.version,
+            t.kind
+        );
+        let mut schema = t
+            .crd
+            .as_ref()
+            .and_then(|c| c.schema.clone())
+            .unwrap_or_else(
+                || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+            );
+        schema["x-kubernetes-group-version-kind"] = json!([gvk]);
+        schemas.insert(schema_name, schema);
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+}
+
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    }
+}
+
+/// Validate a CustomResourceDefinition and derive the resource types it serves.
+pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldError>> {
+    let spec = &crd["spec"];
+    let mut errors = Vec::new();
+    let group = spec["group"].as_str().unwrap_or_default().to_string();
+    let names = &spec["names"];
+    let plural = names["plural"].as_str().unwrap_or_default().to_string();
+    let kind = names["kind"].as_str().unwrap_or_default().to_string();
+    if group.is_empty() {
+        errors.push(FieldError::required("spec.group", ""));
+    }
+    if plural.is_empty() {
+        errors.push(FieldError::required("spec.names.plural", ""));
+    }
+    if kind.is_empty() {
+        errors.push(FieldError::required("spec.names.kind", ""));
+    }
+    let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+    if !plural.is_empty() && !group.is_empty() && name != format!("{plural}.{group}") {
+        errors.push(FieldError::invalid(
+            "metadata.name",
+            &json!(name),
+            "must be spec.names.plural+\".\"+spec.group",
+        ));
+    }
+    let scope = spec["scope"].as_str().unwrap_or_default();
+    if scope != "Namespaced" && scope != "Cluster" {
+        errors.push(FieldError {
+            field: "spec.scope".into(),
+            kind: super::error::FieldErrorKind::NotSupported {
+                value: super::error::go_value(&spec["scope"]),
+                supported: vec!["Cluster".into(), "Namespaced".into()],
+            },
+        });
+    }
+    let versions = spec["versions"].as_array().cloned().unwrap_or_default();
+    if versions.is_empty() {
+        errors.push(FieldError::required(
+            "spec.versions",
+            "must have exactly one version marked as storage version",
+        ));
+    }
+    let storage = versions
+        .iter()
+        .filter(|v| v["storage"] == json!(true))
+        .count();
+    if !versions.is_empty() && storage != 1 {
+        errors.push(FieldError::invalid(
+            "spec.versions",
+            &json!(versions),
+            format!("must have exactly one version marked as storage version, status.storedVersions[{storage}]"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let singular = names["singular"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| kind.to_lowercase());
+    Ok(versions
+        .iter()
+        .filter(|v| v["served"] != json!(false))
+        .map(|v| {
+            let schema = v
+                .pointer("/schema/openAPIV3Schema")
+                .cloned()
+                .filter(|s| !s.is_null());
+            let compiled = schema.as_ref().map(kube_cel::compile_schema);
+            ResourceType {
+                group: group.clone(),
+                version: v["name"].as_str().unwrap_or_default().to_string(),
+                kind: kind.clone(),
+                plural: plural.clone(),
+                singular: singular.clone(),
+                namespaced: scope == "Namespaced",
+                short_names: strings(&names["shortNames"]),
+                categories: strings(&names["categories"]),
+                status_subresource: v.pointer("/subresources/status").is_some(),
+                generation: true,
+                crd: Some(CrdVersion {
+                    schema,
+                    compiled,
+                    printer_columns: v["additionalPrinterColumns"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
+                }),
+            }
+        })
+        .collect())
+}
+
+/// `/version`
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "gitVersion": "v1.33.0-sim",
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    })
+}
+
+/// `/api`
+pub fn core_versions(server: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server}],
+    })
+}
+
+/// Unused-parameter-free error for a CRD that cannot be served.
+pub fn crd_invalid(crd: &Value, errors: &[FieldError]) -> ApiError {
+    ApiError::invalid(
+        "CustomResourceDefinition",
+        "apiextensions.k8s.io",
+        crd["metadata"]["name"].as_str().unwrap_or_default(),
+        errors,
+    )
+}

@@ -1,0 +1,470 @@
+//! Structural-schema handling of custom resources, in the order the real server applies it:
+//! prune unknown fields, apply defaults, validate against the OpenAPI v3 schema, then run the
+//! `x-kubernetes-validations` CEL rules (with the old object for transition rules).
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::error::{go_value, FieldError, FieldErrorKind};
+use super::resources::CrdVersion;
+
+/// Remove fields the schema does not declare; returns their paths (`.spec.foo`) for the
+/// `unknown field` warning or the strict-validation error.
+pub fn prune(schema: &Value, value: &mut Value) -> Vec<String> {
+    let mut pruned = Vec::new();
+    if let Value::Object(map) = value {
+        // apiVersion, kind and metadata are always kept at the root.
+        for (key, child) in map.iter_mut() {
+            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            if let Some(s) = schema.pointer(&format!("/properties/{}", escape(key))) {
+                prune_node(s, child, &format!(".{key}"), &mut pruned);
+            }
+        }
+        let declared = schema.get("properties").and_then(Value::as_object);
+        let keep_all = schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
+        if !keep_all {
+            map.retain(|k, _| {
+                let keep = matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
+                    || declared.is_some_and(|d| d.contains_key(k));
+                if !keep {
+                    pruned.push(format!(".{k}"));
+                }
+                keep
+            });
+        }
+    }
+    pruned
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn prune_node(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    let preserve = schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
+    if schema["x-kubernetes-embedded-resource"] == Value::Bool(true) && preserve {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            let additional_any = schema.get("additionalProperties") == Some(&Value::Bool(true));
+            let mut remove = Vec::new();
+            for (key, child) in map.iter_mut() {
+                let child_path = format!("{path}.{key}");
+                if let Some(s) = props.and_then(|p| p.get(key)) {
+                    prune_node(s, child, &child_path, pruned);
+                } else if let Some(s) = additional {
+                    prune_node(s, child, &child_path, pruned);
+                } else if !preserve && !additional_any {
+                    remove.push(key.clone());
+                    pruned.push(child_path);
+                }
+            }
+            for key in remove {
+                map.remove(&key);
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_node(s, item, &format!("{path}[{i}]"), pruned);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fill in `default`s (kube-cel's implementation of the server's defaulting pass).
+pub fn apply_defaults(schema: &Value, value: &Value) -> Value {
+    kube_cel::apply_defaults(schema, value)
+}
+
+/// Validate a value against an OpenAPI v3 structural schema.
+pub fn validate(schema: &Value, value: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    // The root's apiVersion/kind/metadata are the server's business, not the schema's.
+    if let (Some(props), Value::Object(map)) = (schema["properties"].as_object(), value) {
+        for (key, s) in props {
+            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                continue;
+            }
+            if let Some(child) = map.get(key) {
+                validate_node(s, child, key, &mut errors);
+            }
+        }
+        required(schema, map, "", &mut errors);
+    }
+    errors
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn required(schema: &Value, map: &Map<String, Value>, path: &str, errors: &mut Vec<FieldError>) {
+    for req in schema["required"].as_array().into_iter().flatten() {
+        if let Some(r) = req.as_str() {
+            if !map.contains_key(r)
+                || map[r].is_null() && schema["properties"][r]["nullable"] != Value::Bool(true)
+            {
+                errors.push(FieldError::required(join(path, r), ""));
+            }
+        }
+    }
+}
+
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn type_matches(expected: &str, value: &Value) -> bool {
+    match expected {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        _ => true,
+    }
+}
+
+fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    if value.is_null() {
+        if schema["nullable"] == Value::Bool(true) {
+            return;
+        }
+        // A null for a non-nullable field is treated as absent by the real server's pruning
+        // of nulls for defaulted fields; report a type error otherwise.
+    }
+    if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
+        if !(value.is_string() || value.is_i64() || value.is_u64()) {
+            errors.push(FieldError {
+                field: path.to_string(),
+                kind: FieldErrorKind::TypeInvalid {
+                    value: format!("\"{}\"", type_name(value)),
+                    detail: format!(
+                        "{path} in body must be of type integer,string: \"{}\"",
+                        type_name(value)
+                    ),
+                },
+            });
+        }
+        return;
+    }
+    if let Some(expected) = schema["type"].as_str() {
+        if !type_matches(expected, value) {
+            errors.push(FieldError {
+                field: path.to_string(),
+                kind: FieldErrorKind::TypeInvalid {
+                    value: format!("\"{}\"", type_name(value)),
+                    detail: format!(
+                        "{path} in body must be of type {expected}: \"{}\"",
+                        type_name(value)
+                    ),
+                },
+            });
+            return;
+        }
+    }
+    if let Some(options) = schema["enum"].as_array() {
+        if !options.contains(value) {
+            errors.push(FieldError {
+                field: path.to_string(),
+                kind: FieldErrorKind::NotSupported {
+                    value: go_value(value),
+                    supported: options
+                        .iter()
+                        .map(|o| {
+                            o.as_str()
+                                .map(String::from)
+                                .unwrap_or_else(|| o.to_string())
+                        })
+                        .collect(),
+                },
+            });
+        }
+    }
+    match value {
+        Value::String(s) => validate_string(schema, s, value, path, errors),
+        Value::Number(n) => {
+            validate_number(schema, n.as_f64().unwrap_or_default(), value, path, errors)
+        }
+        Value::Array(items) => {
+            if let Some(max) = schema["maxItems"].as_u64() {
+                if items.len() as u64 > max {
+                    errors.push(FieldError {
+                        field: path.to_string(),
+                        kind: FieldErrorKind::TooMany {
+                            count: items.len(),
+                            max,
+                        },
+                    });
+                }
+            }
+            if let Some(min) = schema["minItems"].as_u64() {
+                if (items.len() as u64) < min {
+                    errors.push(FieldError::invalid(
+                        path,
+                        &Value::from(items.len()),
+                        format!("{path} in body should have at least {min} items"),
+                    ));
+                }
+            }
+            if schema["x-kubernetes-list-type"] == "set"
+                || schema["uniqueItems"] == Value::Bool(true)
+            {
+                for (i, item) in items.iter().enumerate() {
+                    if items[..i].contains(item) {
+                        errors.push(FieldError {
+                            field: format!("{path}[{i}]"),
+                            kind: FieldErrorKind::Duplicate {
+                                value: go_value(item),
+                            },
+                        });
+                    }
+                }
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    validate_node(item_schema, item, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        Value::Object(map) => {
+            if let Some(max) = schema["maxProperties"].as_u64() {
+                if map.len() as u64 > max {
+                    errors.push(FieldError {
+                        field: path.to_string(),
+                        kind: FieldErrorKind::TooMany {
+                            count: map.len(),
+                            max,
+                        },
+                    });
+                }
+            }
+            if let Some(min) = schema["minProperties"].as_u64() {
+                if (map.len() as u64) < min {
+                    errors.push(FieldError::invalid(
+                        path,
+                        value,
+                        format!("{path} in body should have at least {min} properties"),
+                    ));
+                }
+            }
+            let props = schema["properties"].as_object();
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            for (key, child) in map {
+                let child_path = join(path, key);
+                if let Some(s) = props.and_then(|p| p.get(key)) {
+                    validate_node(s, child, &child_path, errors);
+                } else if let Some(s) = additional {
+                    validate_node(s, child, &child_path, errors);
+                }
+            }
+            required(schema, map, path, errors);
+        }
+        _ => {}
+    }
+}
+
+fn validate_string(
+    schema: &Value,
+    s: &str,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let chars = s.chars().count() as u64;
+    if let Some(max) = schema["maxLength"].as_u64() {
+        if chars > max {
+            errors.push(FieldError {
+                field: path.to_string(),
+                kind: FieldErrorKind::TooLong { max },
+            });
+        }
+    }
+    if let Some(min) = schema["minLength"].as_u64() {
+        if chars < min {
+            errors.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should be at least {min} chars long"),
+            ));
+        }
+    }
+    if let Some(pattern) = schema["pattern"].as_str() {
+        match Regex::new(pattern) {
+            Ok(re) if !re.is_match(s) => errors.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should match '{pattern}'"),
+            )),
+            Ok(_) => {}
+            Err(_) => errors.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} has a pattern the server cannot compile: '{pattern}'"),
+            )),
+        }
+    }
+}
+
+fn validate_number(
+    schema: &Value,
+    n: f64,
+    value: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let limit = |v: &Value| v.as_f64();
+    if let Some(min) = limit(&schema["minimum"]) {
+        let exclusive = schema["exclusiveMinimum"] == Value::Bool(true);
+        if n < min || (exclusive && n == min) {
+            let word = if exclusive {
+                "greater than"
+            } else {
+                "greater than or equal to"
+            };
+            errors.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should be {word} {}", schema["minimum"]),
+            ));
+        }
+    }
+    if let Some(max) = limit(&schema["maximum"]) {
+        let exclusive = schema["exclusiveMaximum"] == Value::Bool(true);
+        if n > max || (exclusive && n == max) {
+            let word = if exclusive {
+                "less than"
+            } else {
+                "less than or equal to"
+            };
+            errors.push(FieldError::invalid(
+                path,
+                value,
+                format!("{path} in body should be {word} {}", schema["maximum"]),
+            ));
+        }
+    }
+}
+
+/// Run the CEL rules of a CRD version (compiled once when the CRD was registered).
+pub fn validate_cel(crd: &CrdVersion, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
+    let Some(compiled) = &crd.compiled else {
+        return Vec::new();
+    };
+    match kube_cel::validate_compiled(compiled, object, old) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors
+            .into_vec()
+            .into_iter()
+            .map(|e| {
+                let field = e.field_path.trim_start_matches('.').to_string();
+                let at = if field.is_empty() {
+                    object.clone()
+                } else {
+                    object
+                        .pointer(&format!("/{}", field.replace('.', "/")))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
+                let value = format!("\"{}\"", type_name(&at));
+                match e.reason.as_deref() {
+                    Some("FieldValueRequired") => FieldError::required(field, e.message),
+                    Some("FieldValueForbidden") => FieldError::forbidden(field, e.message),
+                    Some("FieldValueDuplicate") => FieldError {
+                        field,
+                        kind: FieldErrorKind::Duplicate { value },
+                    },
+                    _ => FieldError {
+                        field,
+                        kind: FieldErrorKind::Invalid {
+                            value,
+                            detail: e.message,
+                        },
+                    },
+                }
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({"type": "object", "properties": {
+            "spec": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string", "pattern": "^[a-z]+$", "maxLength": 5, "minLength": 1},
+                "tier": {"type": "string", "enum": ["A", "B"], "default": "A"},
+                "count": {"type": "integer", "minimum": 1, "maximum": 3},
+                "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}
+        }})
+    }
+
+    #[test]
+    fn prunes_unknown_fields_but_keeps_preserved_ones() {
+        let mut v = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "a"},
+            "spec": {"name": "a", "bogus": 1, "free": {"anything": {"goes": true}}}, "extra": 1});
+        let pruned = prune(&schema(), &mut v);
+        assert_eq!(
+            pruned,
+            vec![".spec.bogus".to_string(), ".extra".to_string()]
+        );
+        assert_eq!(v["spec"]["free"]["anything"]["goes"], json!(true));
+        assert!(v.get("extra").is_none());
+    }
+
+    #[test]
+    fn reports_each_violation_with_its_path_and_reason() {
+        let v =
+            json!({"spec": {"name": "ABCDEFG", "tier": "C", "count": 9, "tags": ["a", "b", "c"]}});
+        let errs = validate(&schema(), &v);
+        let got: Vec<(String, &str)> = errs.iter().map(|e| (e.field.clone(), e.reason())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("spec.count".to_string(), "FieldValueInvalid"),
+                ("spec.name".to_string(), "FieldValueTooLong"),
+                ("spec.name".to_string(), "FieldValueInvalid"),
+                ("spec.tags".to_string(), "FieldValueTooMany"),
+                ("spec.tier".to_string(), "FieldValueNotSupported"),
+            ]
+        );
+        assert_eq!(
+            errs[2].full(),
+            "spec.name: Invalid value: \"ABCDEFG\": spec.name in body should match '^[a-z]+$'"
+        );
+        let missing = validate(&schema(), &json!({"spec": {}}));
+        assert_eq!(missing[0].full(), "spec.name: Required value");
+    }
+
+    #[test]
+    fn defaults_fill_missing_fields() {
+        let v = apply_defaults(&schema(), &json!({"spec": {"name": "a"}}));
+        assert_eq!(v["spec"]["tier"], "A");
+    }
+}

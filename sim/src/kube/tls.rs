@@ -1,0 +1,71 @@
+//! HTTPS for the simulator. `kubectl` (client-go) only sends a bearer token over TLS, so the
+//! server speaks TLS with a fixed certificate for `127.0.0.1`/`localhost`, issued by a test CA
+//! that the generated kubeconfig trusts. These keys exist for loopback tests only.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// The test CA, PEM, as a kubeconfig's `certificate-authority-data` (after base64).
+pub const CA_PEM: &str = include_str!("tls/ca.pem");
+const SERVER_CERT_DER: &[u8] = include_bytes!("tls/server.der");
+const SERVER_KEY_DER: &[u8] = include_bytes!("tls/server-key.der");
+
+/// A handshake that has not finished by then is dropped, so one stuck client cannot stall
+/// the accept loop.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn acceptor() -> TlsAcceptor {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(SERVER_CERT_DER.to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(SERVER_KEY_DER.to_vec())),
+        )
+        .expect("the bundled certificate and key match");
+    let mut config = config;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// A TCP listener that completes the TLS handshake before handing connections to axum.
+pub struct TlsListener {
+    pub tcp: TcpListener,
+    pub acceptor: TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.tcp.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            };
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}

@@ -1,0 +1,197 @@
+//! Watches: a chunked stream of `{"type": …, "object": …}` lines, starting from a
+//! resourceVersion (replaying history), from "now" with synthetic ADDED events, or with
+//! `sendInitialEvents` and the initial-events-end bookmark; 410 Gone once history is gone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, mpsc};
+
+use super::cluster::served;
+use super::error::ApiError;
+use super::http::{streaming_response, Shared};
+use super::resources::ResourceType;
+use super::selectors::Filter;
+use super::store::{Change, EventType};
+use super::table::{self, partial_metadata, IncludeObject};
+
+/// How often a watch that asked for bookmarks gets one while nothing happens.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct WatchRequest {
+    pub rt: Arc<ResourceType>,
+    pub namespace: String,
+    pub filter: Filter,
+    pub resource_version: String,
+    pub send_initial_events: bool,
+    pub bookmarks: bool,
+    pub timeout: Duration,
+    pub table: Option<IncludeObject>,
+    pub metadata_only: bool,
+}
+
+/// Encodes one event the way this watch asked for objects.
+struct Encoder {
+    rt: Arc<ResourceType>,
+    table: Option<IncludeObject>,
+    metadata_only: bool,
+    headers_sent: bool,
+}
+
+impl Encoder {
+    fn event(&mut self, kind: &str, object: &Value) -> Bytes {
+        let object = served(&self.rt, object);
+        let object = match self.table {
+            Some(include) => {
+                let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
+                let t = table::table(&self.rt, &[object], meta, include, !self.headers_sent);
+                self.headers_sent = true;
+                t
+            }
+            None if self.metadata_only => partial_metadata(&object),
+            None => object,
+        };
+        line(json!({"type": kind, "object": object}))
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        line(
+            json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}}),
+        )
+    }
+}
+
+fn line(v: Value) -> Bytes {
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+/// What a change means for this watch: which event (if any) it sees.
+fn translate(request: &WatchRequest, change: &Change) -> Option<(&'static str, Value)> {
+    if change.key != request.rt.store_key()
+        || (!request.namespace.is_empty() && change.namespace != request.namespace)
+    {
+        return None;
+    }
+    let now = request.filter.matches(&change.object);
+    match change.kind {
+        EventType::Added => now.then(|| ("ADDED", change.object.clone())),
+        EventType::Deleted => now.then(|| ("DELETED", change.object.clone())),
+        EventType::Modified => {
+            let before = change
+                .previous
+                .as_ref()
+                .is_some_and(|p| request.filter.matches(p));
+            match (before, now) {
+                (true, true) => Some(("MODIFIED", change.object.clone())),
+                (false, true) => Some(("ADDED", change.object.clone())),
+                (true, false) => Some(("DELETED", change.object.clone())),
+                (false, false) => None,
+            }
+        }
+    }
+}
+
+pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, ApiError> {
+    let mut encoder = Encoder {
+        rt: request.rt.clone(),
+        table: request.table,
+        metadata_only: request.metadata_only,
+        headers_sent: false,
+    };
+    let mut initial: Vec<Bytes> = Vec::new();
+    let (receiver, mut last_rv) = {
+        let cluster = shared.lock();
+        let store = &cluster.store;
+        let current = store.current_rv();
+        let from_now = request.resource_version.is_empty() || request.resource_version == "0";
+        if request.send_initial_events || from_now {
+            for o in store.list(&request.rt.store_key(), &request.namespace) {
+                if request.filter.matches(o) {
+                    initial.push(encoder.event("ADDED", o));
+                }
+            }
+            if request.send_initial_events {
+                initial.push(encoder.bookmark(current, true));
+            }
+        } else {
+            let rv: u64 = request.resource_version.parse().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "resourceVersion: Invalid value: \"{}\": must be a non-negative integer",
+                    request.resource_version
+                ))
+            })?;
+            match store.changes_since(rv) {
+                Err(oldest) => {
+                    let gone =
+                        ApiError::expired(format!("too old resource version: {rv} ({oldest})"));
+                    initial.push(line(json!({"type": "ERROR", "object": gone.status()})));
+                    let body = Body::from_stream(futures::stream::iter(
+                        initial.into_iter().map(Ok::<_, std::convert::Infallible>),
+                    ));
+                    return Ok(streaming_response(body));
+                }
+                Ok(changes) => {
+                    for c in changes {
+                        if let Some((kind, object)) = translate(&request, &c) {
+                            initial.push(encoder.event(kind, &object));
+                        }
+                    }
+                }
+            }
+        }
+        (store.subscribe(), current)
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let mut dropped = shared.drop_watches.subscribe();
+    tokio::spawn(async move {
+        let mut receiver = receiver;
+        for chunk in initial {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(request.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+        ticker.tick().await;
+        loop {
+            let chunk = tokio::select! {
+                _ = &mut deadline => return,
+                _ = dropped.changed() => return,
+                _ = ticker.tick(), if request.bookmarks => encoder.bookmark(last_rv, false),
+                change = receiver.recv() => match change {
+                    Ok(c) => {
+                        if c.rv <= last_rv {
+                            continue;
+                        }
+                        last_rv = c.rv;
+                        match translate(&request, &c) {
+                            Some((kind, object)) => encoder.event(kind, &object),
+                            None => continue,
+                        }
+                    }
+                    // Too slow or the server is going away: the client re-watches.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<_, std::convert::Infallible>(chunk), rx))
+    });
+    Ok(streaming_response(Body::from_stream(stream)))
+}
