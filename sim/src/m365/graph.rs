@@ -11,6 +11,7 @@
 
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, Utc};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use serde_json::{json, Map, Value};
 
 use super::catalog::{self, GRAPH_APP_ID};
@@ -157,11 +158,7 @@ pub(crate) fn get(
     };
     match target {
         Target::ServicePrincipals => {
-            let items = tenant
-                .service_principals
-                .iter()
-                .map(|sp| sp_json(sp))
-                .collect();
+            let items = tenant.service_principals.iter().map(sp_json).collect();
             page.collection(
                 &format!("{meta}servicePrincipals"),
                 "servicePrincipal",
@@ -468,6 +465,23 @@ fn parse_filter(text: &str) -> Result<Vec<(String, String)>, GraphError> {
     }
 }
 
+/// What next links percent-encode in query keys and values: `$`, `,`, `'` and
+/// parentheses stay readable, as in Graph's own links.
+const QUERY_PART: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'+')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
 const SKIPTOKEN_PREFIX: &str = "RFNwdAIA";
 
 fn encode_skiptoken(offset: usize) -> String {
@@ -536,12 +550,26 @@ impl Page<'_> {
         let mut body = Map::new();
         body.insert("@odata.context".into(), Value::String(context));
         if end < items.len() {
-            let mut ser = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in &self.query.carried {
-                ser.append_pair(k, v);
-            }
-            ser.append_pair("$skiptoken", &encode_skiptoken(end));
-            let next = format!("{}/v1.0/{}?{}", self.ctx.base, self.raw_path, ser.finish());
+            let skiptoken = ("$skiptoken".to_string(), encode_skiptoken(end));
+            let query: Vec<String> = self
+                .query
+                .carried
+                .iter()
+                .chain(std::iter::once(&skiptoken))
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        utf8_percent_encode(k, QUERY_PART),
+                        utf8_percent_encode(v, QUERY_PART)
+                    )
+                })
+                .collect();
+            let next = format!(
+                "{}/v1.0/{}?{}",
+                self.ctx.base,
+                self.raw_path,
+                query.join("&")
+            );
             body.insert("@odata.nextLink".into(), Value::String(next));
         }
         body.insert("value".into(), Value::Array(items[start..end].to_vec()));

@@ -81,11 +81,14 @@ impl Shared {
     }
 }
 
+/// The stop signal and the task of the HTTP server.
+type ServerTask = (oneshot::Sender<()>, JoinHandle<()>);
+
 /// A running simulator. Clones share the same server and state.
 #[derive(Clone)]
 pub struct M365Sim {
     shared: Arc<Shared>,
-    server: Arc<Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>>,
+    server: Arc<Mutex<Option<ServerTask>>>,
 }
 
 impl M365Sim {

@@ -345,7 +345,7 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Caller, GraphErr
     let audiences = identity::graph_resources(&shared.url);
     let claims = jwt::verify(&token, &audiences, shared.now().timestamp())
         .map_err(|e| GraphError::new(401, "InvalidAuthenticationToken", e.to_string()))?;
-    if lock(&shared.dir).tenants.get(&claims.tid).is_none() {
+    if !lock(&shared.dir).tenants.contains_key(&claims.tid) {
         return Err(GraphError::new(
             401,
             "InvalidAuthenticationToken",
