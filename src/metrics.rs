@@ -1,0 +1,306 @@
+//! Prometheus metrics of the operator, served on `/metrics` in the OpenMetrics text format.
+//!
+//! One [`Metrics`] value (cheap to clone) is shared by every controller:
+//! - reconciles, their errors and their durations per controller, measured by the
+//!   [`ReconcileGuard`] that [`Metrics::reconcile_started`] hands out;
+//! - Graph and token requests by outcome, read at scrape time from the plain atomics of
+//!   [`crate::graph::Counters`] (the Graph client counts; this module only exposes);
+//! - consents by state and tenants by health, gauges the controllers set after each pass over
+//!   their caches.
+//!
+//! | series | type | labels |
+//! |---|---|---|
+//! | `recording_operator_reconciles_total` | counter | `controller` |
+//! | `recording_operator_reconcile_errors_total` | counter | `controller`, `reason` |
+//! | `recording_operator_reconcile_duration_seconds` | histogram | `controller` |
+//! | `recording_operator_graph_requests_total` | counter | `outcome` |
+//! | `recording_operator_token_requests_total` | counter | `outcome` |
+//! | `recording_operator_consents` | gauge | `state` |
+//! | `recording_operator_tenants` | gauge | `health` |
+//! | `recording_operator_leader` | gauge | — |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::graph::Counters;
+
+/// `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the reconcile duration buckets: a reconcile that only reads its
+/// caches takes milliseconds, one that waits on Graph or storage up to the request timeout.
+const DURATION_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HealthLabels {
+    health: String,
+}
+
+type DurationFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+
+/// The operator's metrics. Clones share the same registry and series.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    graph: Arc<Counters>,
+    reconciles: Family<ControllerLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    durations: DurationFamily,
+    consents: LabelledGauges<StateLabels>,
+    tenants: LabelledGauges<HealthLabels>,
+    leader: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    /// Metrics with their own, fresh Graph counters (hand them to the Graph client with
+    /// [`Metrics::graph_counters`]).
+    fn default() -> Self {
+        Metrics::new(Arc::new(Counters::default()))
+    }
+}
+
+impl Metrics {
+    /// Metrics exposing the given Graph/token request counters at scrape time.
+    pub fn new(graph: Arc<Counters>) -> Self {
+        let mut registry = Registry::default();
+
+        let reconciles = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "recording_operator_reconciles",
+            "Reconciles run, by controller",
+            reconciles.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "recording_operator_reconcile_errors",
+            "Reconciles that ended in an error, by controller and reason",
+            errors.clone(),
+        );
+        let durations: DurationFamily =
+            Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS));
+        registry.register_with_unit(
+            "recording_operator_reconcile_duration",
+            "Time one reconcile took, by controller",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        registry.register_collector(Box::new(RequestCollector {
+            counters: graph.clone(),
+        }));
+        let consents = LabelledGauges::new(|state| StateLabels { state });
+        registry.register(
+            "recording_operator_consents",
+            "ConsentGrants by state",
+            consents.family.clone(),
+        );
+        let tenants = LabelledGauges::new(|health| HealthLabels { health });
+        registry.register(
+            "recording_operator_tenants",
+            "Tenants by health",
+            tenants.family.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "recording_operator_leader",
+            "1 while this replica holds the leader Lease and runs the controllers, else 0",
+            leader.clone(),
+        );
+
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                graph,
+                reconciles,
+                errors,
+                durations,
+                consents,
+                tenants,
+                leader,
+            }),
+        }
+    }
+
+    /// The Graph/token request counters this registry exposes: hand them to the Graph client.
+    pub fn graph_counters(&self) -> Arc<Counters> {
+        self.inner.graph.clone()
+    }
+
+    /// Starts timing one reconcile of `controller` (e.g. `"tenant"`). The returned guard counts
+    /// the reconcile and observes its duration when dropped; call [`ReconcileGuard::error`]
+    /// first when it failed.
+    pub fn reconcile_started(&self, controller: &str) -> ReconcileGuard {
+        ReconcileGuard {
+            inner: self.inner.clone(),
+            controller: controller.to_owned(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sets `recording_operator_consents{state}` from a count per state. States counted before
+    /// and absent now drop to 0 rather than keep a stale value.
+    pub fn set_consents_by_state(&self, counts: &BTreeMap<String, i64>) {
+        self.inner.consents.set(counts);
+    }
+
+    /// Sets `recording_operator_tenants{health}` from a count per health; like
+    /// [`Metrics::set_consents_by_state`].
+    pub fn set_tenants_by_health(&self, counts: &BTreeMap<String, i64>) {
+        self.inner.tenants.set(counts);
+    }
+
+    /// Sets `recording_operator_leader` (1 while leading).
+    pub fn set_leader(&self, leading: bool) {
+        self.inner.leader.set(i64::from(leading));
+    }
+
+    /// Every series in the OpenMetrics text format (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("writing metrics into a String cannot fail");
+        out
+    }
+}
+
+/// Times one reconcile; see [`Metrics::reconcile_started`].
+#[must_use = "the reconcile is measured when the guard is dropped"]
+pub struct ReconcileGuard {
+    inner: Arc<Inner>,
+    controller: String,
+    started: Instant,
+}
+
+impl ReconcileGuard {
+    /// Counts an error of this reconcile. `reason` is a short, bounded label value such as
+    /// `"kube"`, `"graph"` or `"invalid_spec"` — never an error message (unbounded series).
+    pub fn error(&self, reason: &str) {
+        self.inner
+            .errors
+            .get_or_create(&ErrorLabels {
+                controller: self.controller.clone(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+impl Drop for ReconcileGuard {
+    fn drop(&mut self) {
+        let labels = ControllerLabels {
+            controller: std::mem::take(&mut self.controller),
+        };
+        self.inner.reconciles.get_or_create(&labels).inc();
+        self.inner
+            .durations
+            .get_or_create(&labels)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// A gauge per label value, set as a whole from a map.
+struct LabelledGauges<L> {
+    family: Family<L, Gauge>,
+    label: fn(String) -> L,
+    seen: Mutex<BTreeSet<String>>,
+}
+
+impl<L> LabelledGauges<L>
+where
+    L: Clone + std::fmt::Debug + std::hash::Hash + Eq + EncodeLabelSet + Send + Sync + 'static,
+{
+    fn new(label: fn(String) -> L) -> Self {
+        LabelledGauges {
+            family: Family::default(),
+            label,
+            seen: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn set(&self, counts: &BTreeMap<String, i64>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in seen.iter().filter(|key| !counts.contains_key(*key)) {
+            self.family
+                .get_or_create(&(self.label)(gone.clone()))
+                .set(0);
+        }
+        for (key, value) in counts {
+            self.family
+                .get_or_create(&(self.label)(key.clone()))
+                .set(*value);
+            seen.insert(key.clone());
+        }
+    }
+}
+
+/// Reads the Graph client's request counters at scrape time.
+#[derive(Debug)]
+struct RequestCollector {
+    counters: Arc<Counters>,
+}
+
+impl Collector for RequestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let series = [
+            (
+                "recording_operator_graph_requests",
+                "Microsoft Graph HTTP requests by outcome (a $batch counts once)",
+                self.counters.graph_requests(),
+            ),
+            (
+                "recording_operator_token_requests",
+                "Client-credentials token requests to the Microsoft identity platform by outcome",
+                self.counters.token_requests(),
+            ),
+        ];
+        for (name, help, counts) in series {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (outcome, value) in counts {
+                let labels = [("outcome", outcome)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,206 @@
+//! `/metrics` content: the named series with the values the operator's work produced.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use recording_operator::graph::{Counters, GraphOutcome, TokenOutcome};
+use recording_operator::metrics::Metrics;
+
+/// The value of the sample line `series` (name and labels exactly as encoded).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.parse().expect("a sample value is a number"))
+}
+
+#[test]
+fn reconcile_guards_count_time_and_label_errors() {
+    let metrics = Metrics::default();
+    for _ in 0..3 {
+        let _guard = metrics.reconcile_started("tenant");
+    }
+    {
+        let guard = metrics.reconcile_started("consentgrant");
+        guard.error("graph");
+    }
+    {
+        let guard = metrics.reconcile_started("tenant");
+        guard.error("kube");
+    }
+
+    let text = metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_reconciles_total{controller="tenant"}"#
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_reconciles_total{controller="consentgrant"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_reconcile_errors_total{controller="consentgrant",reason="graph"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_reconcile_errors_total{controller="tenant",reason="kube"}"#
+        ),
+        Some(1.0)
+    );
+    // The histogram saw every reconcile; each took far less than its largest bucket.
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_reconcile_duration_seconds_count{controller="tenant"}"#
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_reconcile_duration_seconds_bucket{le="30.0",controller="tenant"}"#
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    let sum = sample(
+        &text,
+        r#"recording_operator_reconcile_duration_seconds_sum{controller="tenant"}"#,
+    )
+    .unwrap();
+    assert!((0.0..30.0).contains(&sum), "{sum}");
+    assert!(text.contains("# TYPE recording_operator_reconcile_duration_seconds histogram"));
+    assert!(text.contains("# UNIT recording_operator_reconcile_duration_seconds seconds"));
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[test]
+fn graph_and_token_requests_are_read_from_the_clients_counters_at_scrape_time() {
+    let counters = Arc::new(Counters::default());
+    let metrics = Metrics::new(counters.clone());
+    let before = metrics.encode();
+    assert_eq!(
+        sample(
+            &before,
+            r#"recording_operator_graph_requests_total{outcome="success"}"#
+        ),
+        Some(0.0),
+        "every outcome is exposed from the start: {before}"
+    );
+
+    counters.graph_request(GraphOutcome::Success);
+    counters.graph_request(GraphOutcome::Success);
+    counters.graph_request(GraphOutcome::Throttled);
+    counters.token_request(TokenOutcome::NotConsented);
+
+    let text = metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_graph_requests_total{outcome="success"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_graph_requests_total{outcome="throttled"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_token_requests_total{outcome="not_consented"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"recording_operator_token_requests_total{outcome="invalid_secret"}"#
+        ),
+        Some(0.0)
+    );
+    assert!(text.contains("# TYPE recording_operator_graph_requests counter"));
+    // The counters handed out are the ones exposed.
+    metrics
+        .graph_counters()
+        .graph_request(GraphOutcome::NetworkError);
+    assert_eq!(
+        sample(
+            &metrics.encode(),
+            r#"recording_operator_graph_requests_total{outcome="network_error"}"#
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn consent_and_tenant_gauges_follow_the_latest_counts() {
+    let metrics = Metrics::default();
+    let counts = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    };
+    metrics.set_consents_by_state(&counts(&[("Pending", 5), ("Granted", 1)]));
+    metrics.set_tenants_by_health(&counts(&[("Warning", 2)]));
+    let text = metrics.encode();
+    assert_eq!(
+        sample(&text, r#"recording_operator_consents{state="Pending"}"#),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, r#"recording_operator_consents{state="Granted"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"recording_operator_tenants{health="Warning"}"#),
+        Some(2.0)
+    );
+
+    // Every pending consent granted: Pending drops to 0 instead of keeping a stale 5.
+    metrics.set_consents_by_state(&counts(&[("Granted", 6)]));
+    metrics.set_tenants_by_health(&counts(&[("OK", 2)]));
+    let text = metrics.encode();
+    assert_eq!(
+        sample(&text, r#"recording_operator_consents{state="Pending"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, r#"recording_operator_consents{state="Granted"}"#),
+        Some(6.0)
+    );
+    assert_eq!(
+        sample(&text, r#"recording_operator_tenants{health="Warning"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&text, r#"recording_operator_tenants{health="OK"}"#),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn leader_gauge() {
+    let metrics = Metrics::default();
+    assert_eq!(
+        sample(&metrics.encode(), "recording_operator_leader"),
+        Some(0.0)
+    );
+    metrics.set_leader(true);
+    assert_eq!(
+        sample(&metrics.encode(), "recording_operator_leader"),
+        Some(1.0)
+    );
+}
