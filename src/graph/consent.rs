@@ -116,21 +116,36 @@ fn all_required(spec: &ConsentSpec) -> Vec<String> {
         .collect()
 }
 
-/// The verdict from what the tenant holds: roles (application permissions) and, when they
-/// could be read, delegated scopes.
-pub fn verdict(spec: &ConsentSpec, roles: &[String], scopes: Option<&[String]>) -> ConsentCheck {
+/// What is known of a consent's delegated scopes.
+#[derive(Clone, Copy, Debug)]
+pub enum Delegated<'a> {
+    /// The scopes granted to Graph for all users (`AllPrincipals` grants).
+    Read(&'a [String]),
+    /// Not looked at: the directory consent, which lets the operator read grants, is missing.
+    AwaitingDirectory,
+    /// Graph refused to list the grants (listing `oauth2PermissionGrants` needs
+    /// `Directory.Read.All`); the enterprise application's presence is all that is known.
+    Unreadable,
+}
+
+/// The verdict from what the tenant holds: roles (application permissions) and what could
+/// be learnt of the delegated scopes.
+pub fn verdict(spec: &ConsentSpec, roles: &[String], delegated: Delegated<'_>) -> ConsentCheck {
     let (mut granted, mut missing) = compare(&spec.application_permissions, roles);
     let mut note = "";
-    match scopes {
-        Some(scopes) => {
+    match delegated {
+        Delegated::Read(scopes) => {
             let (g, m) = compare(&spec.delegated_scopes, scopes);
             granted.extend(g);
             missing.extend(m);
         }
-        None if !spec.delegated_scopes.is_empty() => {
+        _ if spec.delegated_scopes.is_empty() => {}
+        Delegated::AwaitingDirectory => {
             note = "; delegated scopes are verified once the directory consent is granted";
         }
-        None => {}
+        Delegated::Unreadable => {
+            note = "; the enterprise application is present, its delegated scopes are not verified (reading permission grants needs Directory.Read.All on the directory application)";
+        }
     }
     let (state, message) = if missing.is_empty() {
         (
@@ -297,7 +312,7 @@ pub fn from_graph(
     sp: &ServicePrincipal,
     graph: &GraphResource,
     assignments: &[Value],
-    grants: &[Value],
+    grants: Option<&[Value]>,
 ) -> ConsentCheck {
     if !sp.account_enabled {
         return ConsentCheck {
@@ -313,11 +328,12 @@ pub fn from_graph(
             retry_after: None,
         };
     }
-    verdict(
-        spec,
-        &graph.assigned_roles(assignments),
-        Some(&graph.admin_granted_scopes(grants)),
-    )
+    let scopes = grants.map(|g| graph.admin_granted_scopes(g));
+    let delegated = match &scopes {
+        Some(scopes) => Delegated::Read(scopes),
+        None => Delegated::Unreadable,
+    };
+    verdict(spec, &graph.assigned_roles(assignments), delegated)
 }
 
 /// Whether a token can read other applications' service principals and grants.
@@ -337,8 +353,9 @@ pub mod urls {
         format!("/servicePrincipals(appId='{app_id}')?$select=id,appId,displayName,accountEnabled")
     }
 
+    /// `$top=999` (Graph's maximum page) keeps a steady-state poll to one round trip.
     pub fn app_role_assignments(sp_id: &str) -> String {
-        format!("/servicePrincipals/{sp_id}/appRoleAssignments")
+        format!("/servicePrincipals/{sp_id}/appRoleAssignments?$top=999")
     }
 
     pub fn permission_grants(sp_id: &str) -> String {
@@ -399,7 +416,11 @@ pub async fn check_tenant(
     if let Some(directory) = directory {
         match env.token(tenant, directory).await {
             Ok(token) => {
-                results.push(verdict(directory, &token.roles, None));
+                results.push(verdict(
+                    directory,
+                    &token.roles,
+                    Delegated::AwaitingDirectory,
+                ));
                 if can_verify_others(&token) {
                     verifier = Some(token);
                 }
@@ -456,7 +477,7 @@ async fn check_by_tokens(
             return awaiting_directory(spec);
         }
         match env.token(tenant, spec).await {
-            Ok(token) => verdict(spec, &token.roles, None),
+            Ok(token) => verdict(spec, &token.roles, Delegated::AwaitingDirectory),
             Err(e) => from_error(spec, &e),
         }
     }))
@@ -583,7 +604,10 @@ async fn verify_through_graph(
         )
         .await;
         checks[i] = Some(match (assignments, grants) {
-            (Ok(a), Ok(g)) => from_graph(spec, sp, &graph, &a, &g),
+            (Ok(a), Ok(g)) => from_graph(spec, sp, &graph, &a, Some(&g)),
+            (Ok(a), Err(GraphError::Graph { status: 403, .. })) => {
+                from_graph(spec, sp, &graph, &a, None)
+            }
             (Err(GraphError::Graph { status: 404, .. }), _)
             | (_, Err(GraphError::Graph { status: 404, .. })) => {
                 // Deleted between the look-up and the details: consent withdrawn.
@@ -667,14 +691,14 @@ mod tests {
     #[test]
     fn roles_decide_granted_and_partial() {
         let recording = spec("recording", &CALLS, &[]);
-        let all = verdict(&recording, &strings(&CALLS), None);
+        let all = verdict(&recording, &strings(&CALLS), Delegated::AwaitingDirectory);
         assert_eq!(all.state, CheckState::Granted);
         assert_eq!(all.message, "all 3 required permissions granted");
 
         let some = verdict(
             &recording,
             &strings(&["calls.accessmedia.all", "User.Read.All"]),
-            None,
+            Delegated::AwaitingDirectory,
         );
         assert_eq!(some.state, CheckState::Partial);
         assert_eq!(some.granted, ["Calls.AccessMedia.All"]);
@@ -687,7 +711,10 @@ mod tests {
             "missing Calls.JoinGroupCall.All, Calls.JoinGroupCallAsGuest.All: the customer's Global admin must grant consent again with the consent URL"
         );
         // A token without a roles claim: the app is there, no permission is.
-        assert_eq!(verdict(&recording, &[], None).state, CheckState::Partial);
+        assert_eq!(
+            verdict(&recording, &[], Delegated::AwaitingDirectory).state,
+            CheckState::Partial
+        );
     }
 
     #[test]
@@ -751,7 +778,7 @@ mod tests {
             &sp,
             &graph,
             &assignments,
-            &[],
+            Some(&[]),
         );
         assert_eq!(check.state, CheckState::Partial);
         assert_eq!(check.granted, ["Calls.AccessMedia.All"]);
@@ -774,15 +801,25 @@ mod tests {
             json!({"clientId":"sp-2","consentType":"Principal","resourceId":"graph-sp","scope":"openid profile User.Read"}),
         ];
         assert_eq!(
-            from_graph(&login, &sp, &graph, &[], &user_only).state,
+            from_graph(&login, &sp, &graph, &[], Some(&user_only)).state,
             CheckState::Partial
         );
         let admin = [
             json!({"clientId":"sp-2","consentType":"AllPrincipals","resourceId":"graph-sp","scope":" openid  profile User.Read "}),
         ];
-        let check = from_graph(&login, &sp, &graph, &[], &admin);
+        let check = from_graph(&login, &sp, &graph, &[], Some(&admin));
         assert_eq!(check.state, CheckState::Granted, "{}", check.message);
         assert_eq!(check.granted, ["openid", "profile", "User.Read"]);
+
+        // Real Graph refuses to list grants without Directory.Read.All: presence is all we know.
+        let check = from_graph(&login, &sp, &graph, &[], None);
+        assert_eq!(check.state, CheckState::Granted);
+        assert!(check.granted.is_empty() && check.missing.is_empty());
+        assert!(
+            check.message.contains("needs Directory.Read.All"),
+            "{}",
+            check.message
+        );
     }
 
     #[test]
@@ -797,7 +834,7 @@ mod tests {
             &sp,
             &graph_resource(),
             &[],
-            &[],
+            Some(&[]),
         );
         assert_eq!(check.state, CheckState::Error);
         assert!(check.message.contains("recording-im"), "{}", check.message);

@@ -1,0 +1,565 @@
+//! The consent checks against the Microsoft identity platform + Graph simulator: a tenant
+//! going from Pending to Granted to Partial to revoked, secrets that are wrong, throttling,
+//! the request budget of a steady-state poll, and tenant ids from domains.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use recording_operator::config::{ConfigError, Mandatory, OperatorConfig, SecretRef, SecretSource};
+use recording_operator::graph::{
+    next_check_after, CheckState, ConsentChecker, ConsentSpec, GraphError, TenantCheck,
+};
+use secrecy::SecretString;
+use sim::m365::{M365Sim, Seed, TenantSeed, Throttle, PLATFORM_CONSENTS};
+
+const HOME: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
+const CONTOSO: &str = "c0275050-0000-4000-8000-00000000c0c0";
+const FABRIKAM: &str = "fab41ca0-0000-4000-8000-00000000fabf";
+const REDIRECT: &str = "https://operator.example/consent/callback";
+
+/// Client secrets by name, as the Secrets of a cluster would hold them.
+struct MapSecrets(HashMap<String, String>);
+
+impl SecretSource for MapSecrets {
+    fn get<'a>(
+        &'a self,
+        reference: &'a SecretRef,
+    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
+        Box::pin(async move {
+            let SecretRef::Env(name) = reference else {
+                unreachable!("the tests only use env references")
+            };
+            self.0
+                .get(name)
+                .map(|v| SecretString::from(v.as_str()))
+                .ok_or_else(|| ConfigError::Secret {
+                    reference: reference.to_string(),
+                    reason: "not set".into(),
+                })
+        })
+    }
+}
+
+struct World {
+    sim: M365Sim,
+    seed: Seed,
+    config: OperatorConfig,
+    checker: ConsentChecker,
+}
+
+fn seed() -> Seed {
+    let mut seed = Seed::platform_default("rec", HOME, "platform.example", REDIRECT);
+    seed.tenants.push(TenantSeed {
+        id: CONTOSO.into(),
+        display_name: Some("Contoso".into()),
+        domains: vec!["contoso.example".into(), "contoso.onmicrosoft.com".into()],
+    });
+    seed.tenants.push(TenantSeed {
+        id: FABRIKAM.into(),
+        display_name: Some("Fabrikam".into()),
+        domains: vec!["fabrikam.onmicrosoft.com".into()],
+    });
+    seed
+}
+
+async fn world() -> World {
+    world_with(seed(), |_, _| {}).await
+}
+
+/// Starts the simulator and a checker configured for it; `adjust` may change the
+/// configuration and the secrets before the checker is built.
+async fn world_with(
+    seed: Seed,
+    adjust: impl FnOnce(&mut OperatorConfig, &mut HashMap<String, String>),
+) -> World {
+    let sim = M365Sim::start(seed.clone())
+        .await
+        .expect("simulator starts");
+    let mut config = OperatorConfig {
+        server_name: "rec".into(),
+        consent_redirect_uri: Some(REDIRECT.into()),
+        ..OperatorConfig::default()
+    };
+    config.cloud.authority_host = Some(sim.url());
+    config.cloud.graph_endpoint = Some(sim.url());
+    let mut secrets = HashMap::new();
+    for (key, suffix, _, _) in PLATFORM_CONSENTS {
+        let app = seed.app(&format!("rec-{suffix}")).expect("platform app");
+        let consent = config.consents.get_mut(*key).expect("default consent");
+        consent.app_id = app.app_id.clone();
+        consent.client_secret = Some(SecretRef::Env(format!("{key}-secret")));
+        secrets.insert(format!("{key}-secret"), app.secrets[0].value.clone());
+    }
+    adjust(&mut config, &mut secrets);
+    let checker =
+        ConsentChecker::new(&config, Arc::new(MapSecrets(secrets))).expect("valid configuration");
+    World {
+        sim,
+        seed,
+        config,
+        checker,
+    }
+}
+
+impl World {
+    /// The mandatory consents of an Essentials (`pro == false`) or Pro tenant.
+    fn specs(&self, pro: bool) -> Vec<ConsentSpec> {
+        self.config
+            .consents_for(pro)
+            .into_iter()
+            .filter(|(_, c)| c.mandatory != Mandatory::Never)
+            .map(|(key, c)| ConsentSpec::from_config(key, c))
+            .collect()
+    }
+
+    fn app_id(&self, key: &str) -> String {
+        self.config.consents[key].app_id.clone()
+    }
+
+    fn grant(&self, tenant: &str, key: &str) {
+        self.sim.grant_consent(tenant, &self.app_id(key));
+    }
+}
+
+fn state(check: &TenantCheck, key: &str) -> CheckState {
+    check
+        .get(key)
+        .unwrap_or_else(|| panic!("no result for {key}"))
+        .state
+}
+
+fn states(check: &TenantCheck) -> Vec<(String, CheckState)> {
+    check
+        .consents
+        .iter()
+        .map(|c| (c.key.clone(), c.state))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tenant_goes_from_pending_to_granted_to_partial_to_revoked() {
+    let w = world().await;
+    let specs = w.specs(false);
+
+    // Nothing granted: every consent pending, and Graph not asked at all.
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert!(
+        check
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Pending),
+        "{:?}",
+        states(&check)
+    );
+    let login = check.get("login").unwrap();
+    assert_eq!(
+        login.message,
+        "delegated consent: verification waits for the directory consent to be granted"
+    );
+    let directory = check.get("directory").unwrap();
+    assert_eq!(
+        directory.missing,
+        ["User.Read.All", "Group.Read.All", "Application.Read.All"]
+    );
+    assert!(
+        directory.message.contains("admin consent not given"),
+        "{}",
+        directory.message
+    );
+    assert_eq!(w.sim.counts().tenant(CONTOSO).graph_requests(), 0);
+
+    // The directory consent: verified by its token; the others are looked up through Graph.
+    w.grant(CONTOSO, "directory");
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert_eq!(state(&check, "directory"), CheckState::Granted);
+    for key in ["login", "recording", "instantMessages"] {
+        let c = check.get(key).unwrap();
+        assert_eq!(c.state, CheckState::Pending, "{key}: {}", c.message);
+        assert!(
+            c.message.contains("has no service principal"),
+            "{key}: {}",
+            c.message
+        );
+    }
+
+    // Everything granted.
+    for key in ["login", "recording", "instantMessages"] {
+        w.grant(CONTOSO, key);
+    }
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert!(
+        check
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted),
+        "{:?}",
+        check.consents
+    );
+    assert_eq!(
+        check.get("login").unwrap().granted,
+        ["openid", "profile", "User.Read"]
+    );
+
+    // One application permission withdrawn: Partial, naming it.
+    w.sim
+        .revoke_permission(CONTOSO, &w.app_id("recording"), "Calls.JoinGroupCall.All");
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    let recording = check.get("recording").unwrap();
+    assert_eq!(recording.state, CheckState::Partial);
+    assert_eq!(recording.missing, ["Calls.JoinGroupCall.All"]);
+    assert_eq!(
+        recording.granted,
+        ["Calls.AccessMedia.All", "Calls.JoinGroupCallAsGuest.All"]
+    );
+    assert_eq!(state(&check, "instantMessages"), CheckState::Granted);
+
+    // The enterprise application deleted: back to Pending (the controller calls it Revoked).
+    w.sim.revoke_consent(CONTOSO, &w.app_id("recording"));
+    w.sim.revoke_consent(CONTOSO, &w.app_id("login"));
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert_eq!(state(&check, "recording"), CheckState::Pending);
+    assert_eq!(state(&check, "login"), CheckState::Pending);
+    assert_eq!(state(&check, "directory"), CheckState::Granted);
+
+    // Consent given again creates a new service principal: found, under its new id.
+    w.grant(CONTOSO, "recording");
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert_eq!(state(&check, "recording"), CheckState::Granted);
+}
+
+#[tokio::test]
+async fn a_bad_client_secret_is_an_error_that_never_shows_the_secret() {
+    let wrong = "Wr0ng~SecretValue-that-must-stay-hidden";
+    let w = world_with(seed(), |_, secrets| {
+        secrets.insert("directory-secret".into(), wrong.into());
+    })
+    .await;
+    w.grant(CONTOSO, "directory");
+    w.grant(CONTOSO, "recording");
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    let directory = check.get("directory").unwrap();
+    assert_eq!(directory.state, CheckState::Error);
+    assert_eq!(
+        directory.message,
+        format!(
+            "the client secret of application {} is invalid (AADSTS7000215): the platform team must correct the operator's configuration",
+            w.app_id("directory")
+        )
+    );
+    // Without the directory consent usable, the others are judged by their own tokens.
+    assert_eq!(state(&check, "recording"), CheckState::Granted);
+    assert_eq!(state(&check, "login"), CheckState::Pending);
+    let everything = format!("{check:?}");
+    assert!(
+        !everything.contains(wrong),
+        "the secret leaked: {everything}"
+    );
+    let real = &w.seed.app("rec-aad").unwrap().secrets[0].value;
+    assert!(!everything.contains(real.as_str()));
+}
+
+#[tokio::test]
+async fn an_expired_secret_and_a_missing_secret_are_errors_for_the_platform_team() {
+    let w = world_with(seed(), |config, secrets| {
+        secrets.remove("instantMessages-secret");
+        // A reference to a secret that does not exist.
+        config.consents.get_mut("recording").unwrap().client_secret =
+            Some(SecretRef::Env("nowhere".into()));
+    })
+    .await;
+    w.grant(CONTOSO, "instantMessages");
+    w.grant(CONTOSO, "recording");
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    let im = check.get("instantMessages").unwrap();
+    assert_eq!(im.state, CheckState::Error);
+    assert_eq!(
+        im.message,
+        format!(
+            "no client secret for application {}: cannot read secret environment variable instantMessages-secret: not set",
+            w.app_id("instantMessages")
+        )
+    );
+    assert_eq!(state(&check, "recording"), CheckState::Error);
+
+    // An expired secret: the simulator's clock moves past the secrets' end (one year).
+    w.grant(FABRIKAM, "directory");
+    w.sim.advance_clock(Duration::from_secs(400 * 24 * 3600));
+    let check = w.checker.check_now(FABRIKAM, &w.specs(false)).await;
+    let directory = check.get("directory").unwrap();
+    assert_eq!(directory.state, CheckState::Error, "{}", directory.message);
+    assert!(
+        directory.message.contains("AADSTS7000222"),
+        "{}",
+        directory.message
+    );
+}
+
+#[tokio::test]
+async fn graph_429_with_retry_after_3_holds_the_next_check_at_least_3s() {
+    let w = world().await;
+    let specs = w.specs(false);
+    for key in ["directory", "login", "recording", "instantMessages"] {
+        w.grant(CONTOSO, key);
+    }
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert!(check
+        .consents
+        .iter()
+        .all(|c| c.state == CheckState::Granted));
+
+    w.sim.throttle(Throttle {
+        tenant: Some(CONTOSO.into()),
+        status: 429,
+        retry_after_secs: Some(3),
+        count: 1,
+    });
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    let throttled: Vec<_> = check
+        .consents
+        .iter()
+        .filter(|c| c.state == CheckState::Unknown)
+        .collect();
+    assert!(!throttled.is_empty(), "{:?}", states(&check));
+    assert_eq!(throttled[0].retry_after, Some(Duration::from_secs(3)));
+    assert_eq!(check.retry_after(), Some(Duration::from_secs(3)));
+    let mut rng = StdRng::seed_from_u64(7);
+    let wait = next_check_after(
+        CheckState::Unknown,
+        0,
+        &w.config.polling,
+        check.retry_after(),
+        &mut rng,
+    );
+    assert!(wait >= Duration::from_secs(3), "{wait:?}");
+
+    // Until the wait is over the tenant is not asked again.
+    let before = w.sim.counts().tenant(CONTOSO);
+    let again = w.checker.check_now(CONTOSO, &specs).await;
+    assert!(again
+        .consents
+        .iter()
+        .all(|c| c.state == CheckState::Unknown));
+    assert!(again.retry_after().unwrap() <= Duration::from_secs(3));
+    assert_eq!(w.sim.counts().tenant(CONTOSO), before);
+
+    // Another tenant is not held back.
+    w.grant(FABRIKAM, "directory");
+    let other = w.checker.check_now(FABRIKAM, &specs).await;
+    assert_eq!(state(&other, "directory"), CheckState::Granted);
+}
+
+#[tokio::test]
+async fn a_throttled_token_endpoint_reports_its_retry_after() {
+    let w = world().await;
+    w.grant(CONTOSO, "directory");
+    w.sim.throttle_token(Throttle {
+        tenant: Some(CONTOSO.into()),
+        status: 429,
+        retry_after_secs: Some(5),
+        count: 10,
+    });
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    let directory = check.get("directory").unwrap();
+    assert_eq!(directory.state, CheckState::Unknown);
+    assert_eq!(directory.retry_after, Some(Duration::from_secs(5)));
+    assert_eq!(
+        directory.message,
+        "the Microsoft identity platform is throttling requests; retrying after 5s"
+    );
+}
+
+#[tokio::test]
+async fn a_granted_pro_tenant_is_polled_with_one_batch_and_no_token_request() {
+    let w = world_with(seed(), |config, _| {
+        config.polling.check_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let specs = w.specs(true);
+    assert_eq!(specs.len(), 5);
+    for spec in &specs {
+        w.sim.grant_consent(CONTOSO, &spec.app_id);
+    }
+    // First poll learns the service principal ids and Graph's app roles.
+    let first = w.checker.check(CONTOSO, &specs).await;
+    assert!(
+        first
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted),
+        "{:?}",
+        first.consents
+    );
+    let first_counts = w.sim.counts().tenant(CONTOSO);
+    assert_eq!(first_counts.token, 1, "one token, for the directory app");
+    assert_eq!(first_counts.graph_requests(), 2, "look-ups, then details");
+
+    // Every later poll: one $batch of at most 20 requests, the token from the cache.
+    for _ in 0..3 {
+        w.sim.reset_counts();
+        let check = w.checker.check(CONTOSO, &specs).await;
+        assert!(check
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted));
+        let counts = w.sim.counts().tenant(CONTOSO);
+        assert_eq!(counts.graph_batch, 1);
+        assert_eq!(counts.graph_get, 0);
+        assert_eq!(counts.token, 0);
+        assert!(counts.batch_items <= 20, "{}", counts.batch_items);
+    }
+    let counters = w.checker.counters();
+    assert_eq!(counters.graph_total(), 5);
+    assert_eq!(counters.token_total(), 1);
+}
+
+#[tokio::test]
+async fn a_pending_tenant_costs_no_graph_request_and_one_with_directory_granted() {
+    let w = world_with(seed(), |config, _| {
+        config.polling.check_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let specs = w.specs(true);
+    w.checker.check(CONTOSO, &specs).await;
+    assert_eq!(w.sim.counts().tenant(CONTOSO).graph_requests(), 0);
+
+    w.grant(CONTOSO, "directory");
+    for _ in 0..3 {
+        w.sim.reset_counts();
+        let check = w.checker.check(CONTOSO, &specs).await;
+        assert_eq!(state(&check, "recording"), CheckState::Pending);
+        assert_eq!(w.sim.counts().tenant(CONTOSO).graph_requests(), 1);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_checks_of_one_tenant_share_one_check() {
+    let w = world().await; // checkCacheTtl 5s
+    let specs = w.specs(true);
+    for spec in &specs {
+        w.sim.grant_consent(CONTOSO, &spec.app_id);
+    }
+    let calls = (0..5).map(|_| w.checker.check(CONTOSO, &specs));
+    let results = futures::future::join_all(calls).await;
+    assert!(results.iter().all(|r| Arc::ptr_eq(r, &results[0])));
+    assert_eq!(w.checker.counters().checks(), (1, 4));
+    assert_eq!(w.sim.counts().tenant(CONTOSO).token, 1);
+}
+
+#[tokio::test]
+async fn delegated_scopes_when_graph_applies_its_directory_read_rule() {
+    let mut strict = seed();
+    strict.settings.grants_require_directory_read = true;
+    let w = world_with(strict, |_, _| {}).await;
+    for key in ["directory", "login"] {
+        w.grant(CONTOSO, key);
+    }
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    let login = check.get("login").unwrap();
+    assert_eq!(login.state, CheckState::Granted, "{}", login.message);
+    assert!(
+        login
+            .message
+            .contains("reading permission grants needs Directory.Read.All"),
+        "{}",
+        login.message
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_enterprise_application_is_reported() {
+    let w = world().await;
+    for key in ["directory", "instantMessages"] {
+        w.grant(CONTOSO, key);
+    }
+    w.sim
+        .set_service_principal_enabled(CONTOSO, &w.app_id("instantMessages"), false);
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    let im = check.get("instantMessages").unwrap();
+    assert_eq!(im.state, CheckState::Error);
+    assert_eq!(
+        im.message,
+        format!(
+            "the enterprise application rec-im ({}) is disabled in the customer tenant: the customer's admin must enable sign-in for it",
+            w.app_id("instantMessages")
+        )
+    );
+}
+
+#[tokio::test]
+async fn tenant_ids_come_from_domains() {
+    let w = world().await;
+    assert_eq!(
+        w.checker
+            .resolve_tenant_id("contoso.example")
+            .await
+            .unwrap(),
+        CONTOSO
+    );
+    assert_eq!(
+        w.checker
+            .resolve_tenant_id("fabrikam.onmicrosoft.com")
+            .await
+            .unwrap(),
+        FABRIKAM
+    );
+    let err = w
+        .checker
+        .resolve_tenant_id("nosuch.onmicrosoft.com")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::TenantNotFound {
+            tenant: "nosuch.onmicrosoft.com".into()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "tenant nosuch.onmicrosoft.com not found (AADSTS90002): check the Tenant's domain or tenant id"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_tenant_id_makes_every_consent_an_error() {
+    let w = world().await;
+    let unknown = "00000000-0000-4000-8000-0000000000ff";
+    let check = w.checker.check_now(unknown, &w.specs(false)).await;
+    for c in &check.consents {
+        assert_eq!(c.state, CheckState::Error, "{}: {}", c.key, c.message);
+        assert!(c.message.contains("AADSTS90002"), "{}", c.message);
+    }
+    assert_eq!(
+        w.sim.counts().total.token,
+        1,
+        "one token request tells the tenant is unknown"
+    );
+}
+
+#[tokio::test]
+async fn the_consent_url_grants_in_the_simulator() {
+    let w = world().await;
+    let url = w.checker.consent_url(
+        "contoso.example",
+        &w.app_id("recording"),
+        "tenant-contoso/recording",
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = http.get(&url).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert!(location.contains("admin_consent=True"), "{location}");
+    assert!(
+        location.contains("state=tenant-contoso%2Frecording"),
+        "{location}"
+    );
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    assert_eq!(state(&check, "recording"), CheckState::Granted);
+}
