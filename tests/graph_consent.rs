@@ -400,7 +400,7 @@ async fn a_granted_pro_tenant_is_polled_with_one_batch_and_no_token_request() {
     // Every later poll: one $batch of at most 20 requests, the token from the cache.
     for _ in 0..3 {
         w.sim.reset_counts();
-        let check = w.checker.check(CONTOSO, &specs).await;
+        let check = w.checker.check_now(CONTOSO, &specs).await;
         assert!(check
             .consents
             .iter()
@@ -414,6 +414,33 @@ async fn a_granted_pro_tenant_is_polled_with_one_batch_and_no_token_request() {
     let counters = w.checker.counters();
     assert_eq!(counters.graph_total(), 5);
     assert_eq!(counters.token_total(), 1);
+}
+
+#[tokio::test]
+async fn the_grants_of_a_granted_tenant_coming_due_apart_share_one_check() {
+    let w = world_with(seed(), |config, _| {
+        config.polling.check_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let specs = w.specs(true);
+    for spec in &specs {
+        w.sim.grant_consent(CONTOSO, &spec.app_id);
+    }
+    // Five ConsentGrants, each polling on its own jittered schedule.
+    for _ in &specs {
+        let check = w.checker.check(CONTOSO, &specs).await;
+        assert!(check
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted));
+    }
+    assert_eq!(w.checker.counters().checks(), (1, 4));
+
+    // A tenant with a consent still missing is checked afresh each time.
+    w.sim.revoke_consent(CONTOSO, &w.app_id("instantMessages"));
+    w.checker.check_now(CONTOSO, &specs).await;
+    w.checker.check(CONTOSO, &specs).await;
+    assert_eq!(w.checker.counters().checks(), (3, 4));
 }
 
 #[tokio::test]

@@ -7,6 +7,10 @@
 //!   five ConsentGrants of a tenant reconciled together cost one check.
 //! - Independence: each tenant has its own lock; requests have timeouts; a slow or failing
 //!   tenant holds up nobody else.
+//! - A tenant whose consents are all granted is only polled to notice revocation: a check
+//!   within the jitter spread of the granted interval (2 × jitter × grantedInterval, 72 min by
+//!   default) is shared by its ConsentGrants even when they come due apart, so a granted
+//!   tenant costs one check per interval, not one per consent.
 //! - Throttling: after a `Retry-After`, the tenant is not asked about again before the wait is
 //!   over; calls in between are answered `Unknown` with the time left.
 //! - Counters for metrics: [`ConsentChecker::counters`].
@@ -64,6 +68,7 @@ struct Inner {
     graph: GraphClient,
     secrets: HashMap<String, SecretRef>,
     ttl: Duration,
+    granted_reuse: Duration,
     counters: Arc<Counters>,
     tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantSlot>>>>,
 }
@@ -112,6 +117,10 @@ impl ConsentChecker {
                 graph,
                 secrets,
                 ttl: config.polling.check_cache_ttl,
+                granted_reuse: config
+                    .polling
+                    .granted_interval
+                    .mul_f64(2.0 * config.polling.jitter.clamp(0.0, 0.25)),
                 counters,
                 tenants: Mutex::new(HashMap::new()),
             }),
@@ -205,10 +214,20 @@ impl ConsentChecker {
 
         if let Some(last) = &slot.last {
             let covers = specs.iter().all(|s| last.specs.contains(s));
+            let all_granted = last
+                .result
+                .consents
+                .iter()
+                .all(|c| c.state == CheckState::Granted);
+            let window = if all_granted {
+                self.inner.ttl.max(self.inner.granted_reuse)
+            } else {
+                self.inner.ttl
+            };
             let recent = if force {
                 last.started >= asked
             } else {
-                last.started.elapsed() < self.inner.ttl
+                last.started.elapsed() < window
             };
             if covers && recent {
                 self.inner.counters.check_coalesced();
@@ -252,6 +271,7 @@ fn still_throttled(tenant_id: &str, specs: &[ConsentSpec], left: Duration) -> Te
     let wait = Duration::from_secs(left.as_secs_f64().ceil() as u64);
     TenantCheck {
         tenant_id: tenant_id.to_owned(),
+        checked_at: std::time::SystemTime::now(),
         consents: specs
             .iter()
             .map(|s| ConsentCheck {

@@ -17,7 +17,7 @@
 //! The I/O shell ([`check_tenant`]) gathers tokens and Graph answers and hands them to the rules.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
 use serde_json::Value;
@@ -81,6 +81,10 @@ pub struct ConsentCheck {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantCheck {
     pub tenant_id: String,
+    /// When the check started. Every consent answered from the same check shares it, so
+    /// sibling ConsentGrants can schedule their next check at the same instant (see
+    /// [`crate::graph::schedule::schedule_rng`]) and be checked together again.
+    pub checked_at: SystemTime,
     pub consents: Vec<ConsentCheck>,
 }
 
@@ -405,6 +409,7 @@ pub async fn check_tenant(
     tenant: &str,
     specs: &[ConsentSpec],
 ) -> TenantCheck {
+    let checked_at = SystemTime::now();
     let mut results: Vec<ConsentCheck> = Vec::with_capacity(specs.len());
     let directory = specs.iter().find(|s| s.key == DIRECTORY_CONSENT);
     let others: Vec<&ConsentSpec> = specs
@@ -429,6 +434,7 @@ pub async fn check_tenant(
                 // Nothing can be known about any consent of a tenant that does not exist.
                 return TenantCheck {
                     tenant_id: tenant.to_owned(),
+                    checked_at,
                     consents: specs.iter().map(|s| from_error(s, &e)).collect(),
                 };
             }
@@ -462,6 +468,7 @@ pub async fn check_tenant(
     results.sort_by_key(|r| specs.iter().position(|s| s.key == r.key));
     TenantCheck {
         tenant_id: tenant.to_owned(),
+        checked_at,
         consents: results,
     }
 }

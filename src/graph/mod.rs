@@ -27,7 +27,7 @@ use std::time::Duration;
 pub use checker::ConsentChecker;
 pub use consent::{CheckState, ConsentCheck, ConsentSpec, TenantCheck};
 pub use metrics::{Counters, GraphOutcome, TokenOutcome};
-pub use schedule::{consent_url, next_check_after};
+pub use schedule::{consent_url, next_check_after, schedule_rng};
 
 /// The application id of Microsoft Graph, the same in every tenant and cloud.
 pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";

@@ -1,8 +1,10 @@
 //! When to check a consent again, and the link that asks a customer's admin for it.
 
-use std::time::Duration;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rand::{Rng, RngExt};
+use rand::rngs::StdRng;
+use rand::{Rng, RngExt, SeedableRng};
 use url::Url;
 
 use super::consent::CheckState;
@@ -42,6 +44,21 @@ pub fn next_check_after(
     wait.max(retry_after.unwrap_or_default())
 }
 
+/// A random source for [`next_check_after`] that is the same for every consent answered by
+/// one tenant check ([`crate::graph::TenantCheck::checked_at`]): sibling ConsentGrants in the
+/// same state then come due at the same instant (counted from `checked_at`) and share the next
+/// check, while different tenants and different checks still spread apart.
+pub fn schedule_rng(tenant_id: &str, checked_at: SystemTime) -> StdRng {
+    let mut hasher = DefaultHasher::new();
+    tenant_id.to_ascii_lowercase().hash(&mut hasher);
+    checked_at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        .hash(&mut hasher);
+    StdRng::seed_from_u64(hasher.finish())
+}
+
 /// The v2.0 admin-consent URL for `app_id` in `tenant`:
 /// `{authority}/{tenant}/v2.0/adminconsent?client_id=…&scope={graph}/.default&redirect_uri=…&state=…`.
 pub fn consent_url(
@@ -74,8 +91,6 @@ pub fn consent_url(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
 
     fn polling(jitter: f64) -> PollingConfig {
         PollingConfig {
@@ -148,6 +163,29 @@ mod tests {
         assert!(
             wait > Duration::from_secs(3600),
             "a short Retry-After does not shorten a long wait"
+        );
+    }
+
+    #[test]
+    fn siblings_of_one_check_get_the_same_jitter() {
+        let p = polling(0.1);
+        let at = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let wait = |tenant: &str, at: SystemTime| {
+            next_check_after(
+                CheckState::Granted,
+                0,
+                &p,
+                None,
+                &mut schedule_rng(tenant, at),
+            )
+        };
+        assert_eq!(wait("tenant-a", at), wait("TENANT-A", at));
+        let spread: std::collections::BTreeSet<_> =
+            (0..20).map(|i| wait(&format!("tenant-{i}"), at)).collect();
+        assert!(spread.len() > 15, "tenants must still spread apart");
+        assert_ne!(
+            wait("tenant-a", at),
+            wait("tenant-a", at + Duration::from_secs(1))
         );
     }
 
