@@ -163,9 +163,11 @@ impl Store {
         Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
     }
 
-    /// Forget all history: every resourceVersion older than now is too old to watch from.
+    /// Forget all history: every resourceVersion handed out so far becomes too old to watch
+    /// from (the compaction itself takes a revision, as etcd's does).
     pub fn compact(&mut self) {
         self.history.clear();
+        self.rv += 1;
         self.oldest_watchable = self.rv;
     }
 

@@ -232,22 +232,10 @@ fn jsonpath(object: &Value, path: &str) -> Value {
     } else {
         format!("${path}")
     };
+    // Like the real table convertor, only the first result is shown.
     match object.query(&full) {
-        Ok(found) if !found.is_empty() => {
-            if found.len() == 1 {
-                found[0].clone()
-            } else {
-                json!(found
-                    .iter()
-                    .map(|v| v
-                        .as_str()
-                        .map(String::from)
-                        .unwrap_or_else(|| v.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(","))
-            }
-        }
-        _ => Value::Null,
+        Ok(found) => found.first().map(|v| (*v).clone()).unwrap_or(Value::Null),
+        Err(_) => Value::Null,
     }
 }
 
@@ -255,7 +243,8 @@ fn cell(c: &Column, object: &Value, now: DateTime<Utc>) -> Value {
     let raw = match &c.source {
         Source::Name => object["metadata"]["name"].clone(),
         Source::Age => return age_of(&object["metadata"]["creationTimestamp"], now),
-        Source::Builtin(f) => f(object),
+        // Built-in columns are already formatted the way the real printers do.
+        Source::Builtin(f) => return f(object),
         Source::JsonPath(p) => jsonpath(object, p),
     };
     if raw.is_null() {
