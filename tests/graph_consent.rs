@@ -444,6 +444,33 @@ async fn the_grants_of_a_granted_tenant_coming_due_apart_share_one_check() {
 }
 
 #[tokio::test]
+async fn a_directory_token_graph_refuses_is_replaced_once() {
+    let w = world().await;
+    let specs = w.specs(false);
+    for spec in &specs {
+        w.sim.grant_consent(CONTOSO, &spec.app_id);
+    }
+    w.checker.check_now(CONTOSO, &specs).await;
+    // The simulator's clock moves past the cached token's expiry: Graph answers 401.
+    w.sim.advance_clock(Duration::from_secs(2 * 3600));
+    w.sim.reset_counts();
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert!(
+        check
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted),
+        "{:?}",
+        check.consents
+    );
+    // (A refused token names no tenant the simulator trusts: count the totals.)
+    let counts = w.sim.counts().total;
+    assert_eq!(counts.token, 1, "one new directory token");
+    assert_eq!(counts.graph_batch, 2, "the refused batch and its retry");
+    assert_eq!(w.checker.counters().graph_requests()[1], ("client_error", 1));
+}
+
+#[tokio::test]
 async fn a_pending_tenant_costs_no_graph_request_and_one_with_directory_granted() {
     let w = world_with(seed(), |config, _| {
         config.polling.check_cache_ttl = Duration::ZERO;

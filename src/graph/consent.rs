@@ -17,6 +17,7 @@
 //! The I/O shell ([`check_tenant`]) gathers tokens and Graph answers and hands them to the rules.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
@@ -387,7 +388,7 @@ impl CheckEnv<'_> {
         &self,
         tenant: &str,
         spec: &ConsentSpec,
-    ) -> Result<std::sync::Arc<AccessToken>, GraphError> {
+    ) -> Result<Arc<AccessToken>, GraphError> {
         let secret = self.secrets.get(&spec.app_id.to_ascii_lowercase());
         self.tokens.token(tenant, &spec.app_id, secret).await
     }
@@ -442,25 +443,11 @@ pub async fn check_tenant(
         }
     }
 
-    let verified = match &verifier {
-        Some(token) => match verify_through_graph(env, cache, tenant, token, &others).await {
-            Ok(checks) => Some(checks),
-            Err(GraphError::Graph {
-                status: 401 | 403, ..
-            }) => {
-                // The directory token no longer reads the tenant: fetch a new one next time
-                // and judge the others by their own tokens now.
-                env.tokens
-                    .invalidate(tenant, &directory.expect("verifier is directory").app_id);
-                None
-            }
-            Err(e) => Some(others.iter().map(|s| from_error(s, &e)).collect()),
-        },
-        None => None,
-    };
-    let others_checked = match verified {
-        Some(checks) => checks,
-        None => check_by_tokens(env, tenant, &others).await,
+    let others_checked = match (verifier, directory) {
+        (Some(token), Some(directory)) => {
+            verify_others(env, cache, tenant, token, directory, &others).await
+        }
+        _ => check_by_tokens(env, tenant, &others, None).await,
     };
     results.extend(others_checked);
 
@@ -473,15 +460,57 @@ pub async fn check_tenant(
     }
 }
 
-/// One token per application-permission consent; delegated-only consents wait for directory.
+/// Verifies the other consents through Graph with the directory token. A token Graph
+/// refuses (401: expired or revoked early) is replaced once; when Graph still refuses, the
+/// others are judged by their own tokens and delegated-only consents are `Unknown` (they were
+/// verifiable a moment ago: no reason to call them pending).
+async fn verify_others(
+    env: &CheckEnv<'_>,
+    cache: &mut TenantCache,
+    tenant: &str,
+    token: Arc<AccessToken>,
+    directory: &ConsentSpec,
+    others: &[&ConsentSpec],
+) -> Vec<ConsentCheck> {
+    let mut result = verify_through_graph(env, cache, tenant, &token, others).await;
+    if let Err(GraphError::Graph { status: 401, .. }) = result {
+        env.tokens.invalidate(tenant, &directory.app_id);
+        result = match env.token(tenant, directory).await {
+            Ok(fresh) if can_verify_others(&fresh) => {
+                verify_through_graph(env, cache, tenant, &fresh, others).await
+            }
+            Ok(_) => result,
+            Err(e) => Err(e),
+        };
+    }
+    match result {
+        Ok(checks) => checks,
+        Err(
+            refused @ GraphError::Graph {
+                status: 401 | 403, ..
+            },
+        ) => {
+            env.tokens.invalidate(tenant, &directory.app_id);
+            check_by_tokens(env, tenant, others, Some(&refused)).await
+        }
+        Err(e) => others.iter().map(|s| from_error(s, &e)).collect(),
+    }
+}
+
+/// One token per application-permission consent. Delegated-only consents wait for the
+/// directory consent, or are `Unknown` when Graph refused the directory token (`refused`).
 async fn check_by_tokens(
     env: &CheckEnv<'_>,
     tenant: &str,
     specs: &[&ConsentSpec],
+    refused: Option<&GraphError>,
 ) -> Vec<ConsentCheck> {
     join_all(specs.iter().map(|spec| async move {
         if spec.application_permissions.is_empty() {
-            return awaiting_directory(spec);
+            return match refused {
+                None => awaiting_directory(spec),
+                Some(e) => unverifiable(spec, e),
+            };
         }
         match env.token(tenant, spec).await {
             Ok(token) => verdict(spec, &token.roles, Delegated::AwaitingDirectory),
@@ -489,6 +518,21 @@ async fn check_by_tokens(
         }
     }))
     .await
+}
+
+/// The verdict for a consent that could be verified before and cannot be now.
+fn unverifiable(spec: &ConsentSpec, error: &GraphError) -> ConsentCheck {
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state: CheckState::Unknown,
+        granted: vec![],
+        missing: vec![],
+        message: format!(
+            "not verified: Microsoft Graph refused the {DIRECTORY_CONSENT} application's token ({error})"
+        ),
+        retry_after: None,
+    }
 }
 
 /// Verifies `specs` through Graph with the directory token: one `$batch` when every service
