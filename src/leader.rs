@@ -451,7 +451,7 @@ impl LeaderElector {
                     return Err(Some(holder.clone()));
                 }
             } else {
-                return Err(Some(String::new()));
+                return Err(Some("(nobody)".to_owned()));
             }
             lease.spec = Some(self.held_spec(Some(&previous)));
             match self
