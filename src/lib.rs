@@ -6,6 +6,8 @@ pub mod conditions;
 pub mod config;
 pub mod controller;
 pub mod crd;
+#[cfg(feature = "demo")]
+pub mod demo;
 pub mod graph;
 pub mod http;
 pub mod leader;

@@ -30,7 +30,9 @@ use serde_json::json;
 use super::{Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::crd::validation::validate_consent_grant;
-use crate::crd::{ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION};
+use crate::crd::{
+    ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
+};
 use crate::graph::{next_check_after, CheckState, ConsentCheck, ConsentSpec};
 
 /// Condition: the consent is granted.
@@ -58,7 +60,9 @@ pub fn next_state(previous: Option<ConsentState>, found: CheckState) -> ConsentS
 
 /// Whether a check is due now.
 pub fn check_due(grant: &ConsentGrant, now: Timestamp) -> bool {
-    let Some(status) = &grant.status else { return true };
+    let Some(status) = &grant.status else {
+        return true;
+    };
     status.state.is_none()
         || status.observed_generation != grant.meta().generation
         || recheck_requested(grant)
@@ -68,7 +72,12 @@ pub fn check_due(grant: &ConsentGrant, now: Timestamp) -> bool {
 /// Whether the recheck annotation names a request no check has answered yet.
 pub fn recheck_requested(grant: &ConsentGrant) -> bool {
     let requested = grant.annotations().get(RECHECK_ANNOTATION);
-    requested.is_some() && requested != grant.status.as_ref().and_then(|s| s.last_recheck_request.as_ref())
+    requested.is_some()
+        && requested
+            != grant
+                .status
+                .as_ref()
+                .and_then(|s| s.last_recheck_request.as_ref())
 }
 
 /// How many pending checks have happened since the consent last changed, for the doubling
@@ -91,31 +100,58 @@ pub fn status_after_check(
     let state = next_state(previous.state, check.state);
     let unknown = check.state == CheckState::Unknown;
     let granted_at = match state {
-        ConsentState::Granted => previous.granted_at.clone().filter(|_| previous.state == Some(ConsentState::Granted)).or(Some(Time(now))),
+        ConsentState::Granted => previous
+            .granted_at
+            .clone()
+            .filter(|_| previous.state == Some(ConsentState::Granted))
+            .or(Some(Time(now))),
         ConsentState::Partial => previous.granted_at.clone(),
         _ => None,
     };
     let message = if unknown {
         format!("{} (last known state kept)", check.message)
     } else if state == ConsentState::Revoked {
-        format!("consent was granted before and is gone now: {}", check.message)
+        format!(
+            "consent was granted before and is gone now: {}",
+            check.message
+        )
     } else {
         check.message.clone()
     };
     let generation = grant.meta().generation;
     let desired = vec![
-        Desired::new(GRANTED, Status::from_bool(state == ConsentState::Granted), state.as_str(), message.clone()),
-        Desired::new(READY, Status::from_bool(state == ConsentState::Granted), state.as_str(), message.clone()),
+        Desired::new(
+            GRANTED,
+            Status::from_bool(state == ConsentState::Granted),
+            state.as_str(),
+            message.clone(),
+        ),
+        Desired::new(
+            READY,
+            Status::from_bool(state == ConsentState::Granted),
+            state.as_str(),
+            message.clone(),
+        ),
     ];
     ConsentGrantStatus {
         observed_generation: generation,
         state: Some(state),
         consent_url: url,
-        granted_permissions: if unknown { previous.granted_permissions } else { check.granted.clone() },
-        missing_permissions: if unknown { previous.missing_permissions } else { check.missing.clone() },
+        granted_permissions: if unknown {
+            previous.granted_permissions
+        } else {
+            check.granted.clone()
+        },
+        missing_permissions: if unknown {
+            previous.missing_permissions
+        } else {
+            check.missing.clone()
+        },
         granted_at,
         last_checked_at: Some(Time(now)),
-        next_check_at: Some(Time(now + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6)))),
+        next_check_at: Some(Time(
+            now + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6)),
+        )),
         last_recheck_request: grant.annotations().get(RECHECK_ANNOTATION).cloned(),
         message: Some(message),
         conditions: conditions::merge(&previous.conditions, desired, generation, now),
@@ -123,9 +159,19 @@ pub fn status_after_check(
 }
 
 /// A status for a grant that cannot be checked (invalid spec, missing tenant).
-pub fn blocked_status(grant: &ConsentGrant, url: Option<String>, reason: &str, message: String, now: Timestamp) -> ConsentGrantStatus {
+pub fn blocked_status(
+    grant: &ConsentGrant,
+    url: Option<String>,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> ConsentGrantStatus {
     let previous = grant.status.clone().unwrap_or_default();
-    let state = if reason == "InvalidSpec" { ConsentState::Error } else { previous.state.unwrap_or(ConsentState::Pending) };
+    let state = if reason == "InvalidSpec" {
+        ConsentState::Error
+    } else {
+        previous.state.unwrap_or(ConsentState::Pending)
+    };
     let generation = grant.meta().generation;
     let desired = vec![
         Desired::new(GRANTED, Status::Unknown, reason, message.clone()),
@@ -152,7 +198,11 @@ fn status_changed(old: Option<&ConsentGrantStatus>, new: &ConsentGrantStatus) ->
 }
 
 /// The Event a state change deserves: `(warning, reason, note)`.
-pub fn transition_event(grant: &ConsentGrant, old: Option<ConsentState>, new: &ConsentGrantStatus) -> Option<(bool, &'static str, String)> {
+pub fn transition_event(
+    grant: &ConsentGrant,
+    old: Option<ConsentState>,
+    new: &ConsentGrantStatus,
+) -> Option<(bool, &'static str, String)> {
     let state = new.state?;
     if old == Some(state) {
         return None;
@@ -160,11 +210,34 @@ pub fn transition_event(grant: &ConsentGrant, old: Option<ConsentState>, new: &C
     let consent = &grant.spec.consent;
     let detail = new.message.clone().unwrap_or_default();
     Some(match state {
-        ConsentState::Granted => (false, "ConsentGranted", format!("consent {consent} is granted")),
-        ConsentState::Pending => (false, "ConsentPending", format!("waiting for the customer's Global admin to grant consent {consent}")),
-        ConsentState::Partial => (true, "ConsentPartial", format!("consent {consent} lacks: {}", new.missing_permissions.join(", "))),
-        ConsentState::Revoked => (true, "ConsentRevoked", format!("consent {consent} was revoked: {detail}")),
-        ConsentState::Error => (true, "ConsentCheckFailed", format!("consent {consent}: {detail}")),
+        ConsentState::Granted => (
+            false,
+            "ConsentGranted",
+            format!("consent {consent} is granted"),
+        ),
+        ConsentState::Pending => (
+            false,
+            "ConsentPending",
+            format!("waiting for the customer's Global admin to grant consent {consent}"),
+        ),
+        ConsentState::Partial => (
+            true,
+            "ConsentPartial",
+            format!(
+                "consent {consent} lacks: {}",
+                new.missing_permissions.join(", ")
+            ),
+        ),
+        ConsentState::Revoked => (
+            true,
+            "ConsentRevoked",
+            format!("consent {consent} was revoked: {detail}"),
+        ),
+        ConsentState::Error => (
+            true,
+            "ConsentCheckFailed",
+            format!("consent {consent}: {detail}"),
+        ),
     })
 }
 
@@ -198,26 +271,53 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
     let now = Timestamp::now();
 
     if let Err(violations) = validate_consent_grant(&grant, None) {
-        let status = blocked_status(&grant, None, "InvalidSpec", format!("the spec breaks these rules: {violations}"), now);
+        let status = blocked_status(
+            &grant,
+            None,
+            "InvalidSpec",
+            format!("the spec breaks these rules: {violations}"),
+            now,
+        );
         write_status(&grant, status, ctx).await?;
         return Ok(Action::await_change());
     }
 
-    let tenant = ctx.tenants.get(&ObjectRef::<Tenant>::new(&grant.spec.tenant_ref));
+    let tenant = ctx
+        .tenants
+        .get(&ObjectRef::<Tenant>::new(&grant.spec.tenant_ref));
     let tenant_id = tenant.as_ref().and_then(|t| {
-        t.spec.tenant_id.clone().map(|id| id.to_ascii_lowercase()).or_else(|| t.status.as_ref().and_then(|s| s.tenant_id.clone()))
+        t.spec
+            .tenant_id
+            .clone()
+            .map(|id| id.to_ascii_lowercase())
+            .or_else(|| t.status.as_ref().and_then(|s| s.tenant_id.clone()))
     });
     let Some(tenant_id) = tenant_id else {
         let message = match tenant {
             None => format!("Tenant {:?} does not exist", grant.spec.tenant_ref),
-            Some(_) => format!("waiting for Tenant {:?} to learn its Entra tenant id", grant.spec.tenant_ref),
+            Some(_) => format!(
+                "waiting for Tenant {:?} to learn its Entra tenant id",
+                grant.spec.tenant_ref
+            ),
         };
-        write_status(&grant, blocked_status(&grant, None, "TenantNotReady", message, now), ctx).await?;
+        write_status(
+            &grant,
+            blocked_status(&grant, None, "TenantNotReady", message, now),
+            ctx,
+        )
+        .await?;
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
 
-    let state = format!("{}/{}", grant.namespace().unwrap_or_default(), grant.name_any());
-    let url = Some(ctx.checker.consent_url(&tenant_id, &grant.spec.app_id, &state));
+    let state = format!(
+        "{}/{}",
+        grant.namespace().unwrap_or_default(),
+        grant.name_any()
+    );
+    let url = Some(
+        ctx.checker
+            .consent_url(&tenant_id, &grant.spec.app_id, &state),
+    );
     if !check_due(&grant, now) {
         // Nothing to ask Graph yet; keep the URL current and come back when the check is due.
         let mut status = grant.status.clone().unwrap_or_default();
@@ -225,8 +325,14 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
             status.consent_url = url;
             write_status(&grant, status, ctx).await?;
         }
-        let next = grant.status.as_ref().and_then(|s| s.next_check_at.as_ref()).map(|t| t.0.duration_since(now));
-        let wait = next.and_then(|d| Duration::try_from(d).ok()).unwrap_or(Duration::from_secs(1));
+        let next = grant
+            .status
+            .as_ref()
+            .and_then(|s| s.next_check_at.as_ref())
+            .map(|t| t.0.duration_since(now));
+        let wait = next
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or(Duration::from_secs(1));
         return Ok(Action::requeue(wait.max(Duration::from_millis(200))));
     }
 
@@ -235,7 +341,9 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         .grants
         .state()
         .into_iter()
-        .filter(|g| g.namespace() == grant.namespace() && g.spec.tenant_ref == grant.spec.tenant_ref)
+        .filter(|g| {
+            g.namespace() == grant.namespace() && g.spec.tenant_ref == grant.spec.tenant_ref
+        })
         .map(|g| spec_of(&g))
         .collect();
     let mut specs = siblings;
@@ -247,7 +355,12 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
     } else {
         ctx.checker.check(&tenant_id, &specs).await
     };
-    let check = result.get(&grant.spec.consent).cloned().ok_or_else(|| Error::Config(format!("the check of tenant {tenant_id} returned no result for consent {}", grant.spec.consent)))?;
+    let check = result.get(&grant.spec.consent).cloned().ok_or_else(|| {
+        Error::Config(format!(
+            "the check of tenant {tenant_id} returned no result for consent {}",
+            grant.spec.consent
+        ))
+    })?;
 
     let since = grant
         .status
@@ -257,27 +370,47 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         .or(grant.meta().creation_timestamp.as_ref().map(|t| t.0))
         .unwrap_or(now);
     let pending_checks = consecutive_pending(since, now, ctx.config.polling.pending_initial);
-    let next_in = next_check_after(check.state, pending_checks, &ctx.config.polling, check.retry_after, &mut rand::rng());
+    let next_in = next_check_after(
+        check.state,
+        pending_checks,
+        &ctx.config.polling,
+        check.retry_after,
+        &mut rand::rng(),
+    );
     let status = status_after_check(&grant, url, &check, now, next_in);
     write_status(&grant, status, ctx).await?;
     Ok(Action::requeue(next_in))
 }
 
 /// Writes the status when it changed, with an Event on each state transition.
-async fn write_status(grant: &ConsentGrant, status: ConsentGrantStatus, ctx: &Context) -> Result<()> {
+async fn write_status(
+    grant: &ConsentGrant,
+    status: ConsentGrantStatus,
+    ctx: &Context,
+) -> Result<()> {
     let old = grant.status.as_ref();
     if !status_changed(old, &status) {
         return Ok(());
     }
-    let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), &grant.namespace().unwrap_or_default());
+    let api: Api<ConsentGrant> =
+        Api::namespaced(ctx.client.clone(), &grant.namespace().unwrap_or_default());
     let patch = json!({
         "apiVersion": "recording.m365.io/v1alpha1",
         "kind": "ConsentGrant",
         "status": status,
     });
-    api.patch_status(&grant.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-    if let Some((warning, reason, note)) = transition_event(grant, old.and_then(|s| s.state), &status) {
-        ctx.events.publish(grant, warning, reason, "CheckConsent", note).await;
+    api.patch_status(
+        &grant.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    if let Some((warning, reason, note)) =
+        transition_event(grant, old.and_then(|s| s.state), &status)
+    {
+        ctx.events
+            .publish(grant, warning, reason, "CheckConsent", note)
+            .await;
     }
     Ok(())
 }
@@ -305,12 +438,17 @@ pub struct Callback {
 
 /// The `/consent/callback` route: the customer's browser lands here after the admin-consent page.
 pub fn callback_router(ctx: Arc<Context>) -> Router {
-    Router::new().route("/consent/callback", get(callback)).with_state(ctx)
+    Router::new()
+        .route("/consent/callback", get(callback))
+        .with_state(ctx)
 }
 
 async fn callback(State(ctx): State<Arc<Context>>, Query(q): Query<Callback>) -> impl IntoResponse {
     let Some((namespace, name)) = q.state.as_deref().and_then(|s| s.split_once('/')) else {
-        return (StatusCode::BAD_REQUEST, Html("<p>The consent link is missing its state parameter.</p>".to_string()));
+        return (
+            StatusCode::BAD_REQUEST,
+            Html("<p>The consent link is missing its state parameter.</p>".to_string()),
+        );
     };
     if let Some(error) = &q.error {
         tracing::info!(namespace, name, error, description = ?q.error_description, "admin consent was not granted");
@@ -319,17 +457,31 @@ async fn callback(State(ctx): State<Arc<Context>>, Query(q): Query<Callback>) ->
             Html(format!("<p>Consent was not granted ({}). You can close this page and open the consent link again.</p>", html_escape(error))),
         );
     }
-    if !q.admin_consent.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true")) {
-        return (StatusCode::BAD_REQUEST, Html("<p>The redirect does not say that consent was granted.</p>".to_string()));
+    if !q
+        .admin_consent
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            Html("<p>The redirect does not say that consent was granted.</p>".to_string()),
+        );
     }
     let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), namespace);
-    let patch = json!({"metadata": {"annotations": {RECHECK_ANNOTATION: Timestamp::now().to_string()}}});
-    match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+    let patch =
+        json!({"metadata": {"annotations": {RECHECK_ANNOTATION: Timestamp::now().to_string()}}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => {
             tracing::info!(namespace, name, tenant = ?q.tenant, "admin consent redirect: re-checking now");
             (StatusCode::OK, Html("<p>Thank you. Consent was recorded; the platform is verifying it now. You can close this page.</p>".to_string()))
         }
-        Err(kube::Error::Api(s)) if s.code == 404 => (StatusCode::NOT_FOUND, Html("<p>This consent link is no longer valid.</p>".to_string())),
+        Err(kube::Error::Api(s)) if s.code == 404 => (
+            StatusCode::NOT_FOUND,
+            Html("<p>This consent link is no longer valid.</p>".to_string()),
+        ),
         Err(e) => {
             tracing::warn!(namespace, name, error = %e, "could not request a consent re-check");
             (StatusCode::SERVICE_UNAVAILABLE, Html("<p>The platform could not record the consent right now; it will notice it on its next check.</p>".to_string()))
@@ -338,7 +490,10 @@ async fn callback(State(ctx): State<Arc<Context>>, Query(q): Query<Callback>) ->
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -348,11 +503,27 @@ mod tests {
     #[test]
     fn a_consent_that_disappears_is_revoked_not_pending() {
         assert_eq!(next_state(None, CheckState::Pending), ConsentState::Pending);
-        assert_eq!(next_state(Some(ConsentState::Pending), CheckState::Pending), ConsentState::Pending);
-        assert_eq!(next_state(Some(ConsentState::Granted), CheckState::Pending), ConsentState::Revoked);
-        assert_eq!(next_state(Some(ConsentState::Partial), CheckState::Pending), ConsentState::Revoked);
-        assert_eq!(next_state(Some(ConsentState::Revoked), CheckState::Granted), ConsentState::Granted);
-        assert_eq!(next_state(Some(ConsentState::Granted), CheckState::Unknown), ConsentState::Granted, "throttling keeps the state");
+        assert_eq!(
+            next_state(Some(ConsentState::Pending), CheckState::Pending),
+            ConsentState::Pending
+        );
+        assert_eq!(
+            next_state(Some(ConsentState::Granted), CheckState::Pending),
+            ConsentState::Revoked
+        );
+        assert_eq!(
+            next_state(Some(ConsentState::Partial), CheckState::Pending),
+            ConsentState::Revoked
+        );
+        assert_eq!(
+            next_state(Some(ConsentState::Revoked), CheckState::Granted),
+            ConsentState::Granted
+        );
+        assert_eq!(
+            next_state(Some(ConsentState::Granted), CheckState::Unknown),
+            ConsentState::Granted,
+            "throttling keeps the state"
+        );
         assert_eq!(next_state(None, CheckState::Unknown), ConsentState::Pending);
     }
 

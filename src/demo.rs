@@ -1,0 +1,348 @@
+//! A whole simulated platform on loopback — the Kubernetes API simulator, the Microsoft
+//! identity + Graph simulator, the CRDs, the platform applications and their secrets, and the
+//! operator configuration that points at them — for `recording-operator demo` and the tests.
+//! Compiled only with the `demo` feature; the production operator never links the simulators.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use serde_json::{json, Value};
+use sim::kube::{KubeSim, KubeSimConfig};
+use sim::m365::{M365Sim, Seed};
+
+use crate::config::{CloudConfig, KubeSecrets, OperatorConfig, SecretRef};
+use crate::controller::{self, RunOptions};
+use crate::crd::{ConsentGrant, RecordingService, Tenant, FIELD_MANAGER};
+use crate::graph::ConsentChecker;
+use crate::metrics::Metrics;
+
+/// The platform's home tenant in the simulated directory.
+pub const HOME_TENANT_ID: &str = "8c1d5e2a-0b7f-4c3e-9a61-2f4b6d8e0c1a";
+/// Namespace of the operator and of the platform applications' client secrets.
+pub const OPERATOR_NAMESPACE: &str = "recording-operator-system";
+/// Secret holding one client secret per consent key.
+pub const APP_SECRETS: &str = "platform-app-secrets";
+
+/// Customer tenants the simulated directory knows, matching `deploy/examples/`.
+pub const CUSTOMERS: &[(&str, &str)] = &[
+    (
+        "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d",
+        "contoso.onmicrosoft.com",
+    ),
+    (
+        "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b",
+        "fabrikam.onmicrosoft.com",
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("Kubernetes simulator: {0}")]
+    KubeSim(String),
+    #[error("identity/Graph simulator: {0}")]
+    M365Sim(String),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Options of the simulated platform.
+#[derive(Clone, Debug)]
+pub struct PlatformOptions {
+    /// The operator's consent redirect URL (must be registered on the platform apps).
+    pub redirect_uri: String,
+    /// Poll timings; short by default so tenants onboard in seconds.
+    pub polling: crate::config::PollingConfig,
+    /// How long the simulated Deployments take to become available.
+    pub deployment_ready_delay: Duration,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        let polling = crate::config::PollingConfig {
+            pending_initial: Duration::from_secs(1),
+            pending_max: Duration::from_secs(4),
+            granted_interval: Duration::from_secs(3600),
+            check_cache_ttl: Duration::from_millis(500),
+            ..Default::default()
+        };
+        Self {
+            redirect_uri: "http://127.0.0.1:9/consent/callback".into(),
+            polling,
+            deployment_ready_delay: Duration::from_millis(300),
+        }
+    }
+}
+
+/// Both simulators, configured as one platform.
+pub struct Platform {
+    pub kube: KubeSim,
+    pub m365: M365Sim,
+    pub seed: Seed,
+    pub client: kube::Client,
+    pub config: OperatorConfig,
+}
+
+impl Platform {
+    /// Starts both simulators, installs the CRDs, registers the platform applications and
+    /// stores their client secrets in a Kubernetes Secret.
+    pub async fn start(options: PlatformOptions) -> Result<Platform, DemoError> {
+        let kube = KubeSim::start(KubeSimConfig {
+            deployment_ready_delay: options.deployment_ready_delay,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| DemoError::KubeSim(e.to_string()))?;
+        let mut seed = Seed::platform_default(
+            "recording",
+            HOME_TENANT_ID,
+            "recordingplatform.onmicrosoft.com",
+            &options.redirect_uri,
+        );
+        for (id, domain) in CUSTOMERS {
+            seed.tenants.push(sim::m365::TenantSeed {
+                id: id.to_string(),
+                display_name: None,
+                domains: vec![domain.to_string()],
+            });
+        }
+        let m365 = M365Sim::start(seed.clone())
+            .await
+            .map_err(|e| DemoError::M365Sim(e.to_string()))?;
+        let client = kube.client().await;
+
+        install_crds(&client).await?;
+        let config = platform_config(&seed, &m365.url(), &options)?;
+        store_app_secrets(&client, &seed, &config).await?;
+        Ok(Platform {
+            kube,
+            m365,
+            seed,
+            client,
+            config,
+        })
+    }
+
+    /// Runs the operator's controllers in this process until `shutdown`.
+    pub async fn run_operator(
+        &self,
+        metrics_sink: Option<tokio::sync::oneshot::Sender<Metrics>>,
+        shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ) -> Result<(), DemoError> {
+        let checker = ConsentChecker::new(
+            &self.config,
+            Arc::new(KubeSecrets::new(self.client.clone())),
+        )?;
+        let metrics = Metrics::new(checker.counters());
+        if let Some(sink) = metrics_sink {
+            let _ = sink.send(metrics.clone());
+        }
+        controller::run(
+            self.client.clone(),
+            Arc::new(self.config.clone()),
+            checker,
+            metrics,
+            RunOptions::default(),
+            Arc::new(AtomicBool::new(false)),
+            shutdown,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The customer tenant id the simulated directory gave a domain.
+    pub fn tenant_id(&self, domain: &str) -> Option<String> {
+        self.m365.tenant_id(domain)
+    }
+
+    /// Applies a multi-document YAML manifest (Tenants, RecordingServices, Secrets) with
+    /// server-side apply, as `kubectl apply --server-side` would.
+    pub async fn apply_yaml(&self, yaml: &str) -> Result<Vec<String>, DemoError> {
+        apply_yaml(&self.client, yaml).await
+    }
+
+    /// Plays the customer's Global admin: accepts every admin-consent URL of a tenant's
+    /// ConsentGrants (as a browser would: GET, following the redirect to the operator).
+    pub async fn accept_all_consents(
+        &self,
+        tenant: &str,
+        http: &reqwest::Client,
+    ) -> Result<usize, DemoError> {
+        let grants: Api<ConsentGrant> =
+            Api::namespaced(self.client.clone(), &format!("tenant-{tenant}"));
+        let mut accepted = 0;
+        for grant in grants.list(&Default::default()).await? {
+            if let Some(url) = grant.status.as_ref().and_then(|s| s.consent_url.clone()) {
+                let _ = http.get(&url).send().await; // the redirect target may be down; the grant happened
+                accepted += 1;
+            }
+        }
+        Ok(accepted)
+    }
+}
+
+/// Applies the CRDs and waits until the API server serves them.
+pub async fn install_crds(client: &kube::Client) -> Result<(), DemoError> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crate::crd::crds() {
+        api.patch(
+            &crd.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await?;
+    }
+    for crd in crate::crd::crds() {
+        let name = crd.name_any();
+        let mut established = false;
+        for _ in 0..100 {
+            let got = api.get(&name).await?;
+            established = got
+                .status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            if established {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !established {
+            return Err(DemoError::Other(format!("CRD {name} was not established")));
+        }
+    }
+    Ok(())
+}
+
+/// The operator configuration for the simulated cloud: both hosts are the simulator, the app
+/// ids are the seed's, and client secrets come from the `platform-app-secrets` Secret.
+fn platform_config(
+    seed: &Seed,
+    m365_url: &str,
+    options: &PlatformOptions,
+) -> Result<OperatorConfig, DemoError> {
+    let mut config = OperatorConfig {
+        cloud: CloudConfig {
+            authority_host: Some(m365_url.to_string()),
+            graph_endpoint: Some(m365_url.to_string()),
+            ..Default::default()
+        },
+        consent_redirect_uri: Some(options.redirect_uri.clone()),
+        polling: options.polling.clone(),
+        ..Default::default()
+    };
+    for (key, consent) in config.consents.iter_mut() {
+        let app = seed.app(&consent.display_name).ok_or_else(|| {
+            DemoError::Other(format!("the seed has no app {}", consent.display_name))
+        })?;
+        consent.app_id = app.app_id.clone();
+        consent.client_secret = Some(SecretRef::SecretRef {
+            namespace: OPERATOR_NAMESPACE.into(),
+            name: APP_SECRETS.into(),
+            key: key.clone(),
+        });
+    }
+    config.validate()?;
+    Ok(config)
+}
+
+/// Stores the platform apps' client secrets where the configuration says they are.
+async fn store_app_secrets(
+    client: &kube::Client,
+    seed: &Seed,
+    config: &OperatorConfig,
+) -> Result<(), DemoError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": OPERATOR_NAMESPACE}}))
+        .expect("namespace");
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut data = BTreeMap::new();
+    for (key, consent) in &config.consents {
+        if let Some(app) = seed.app(&consent.display_name) {
+            if let Some(secret) = app.secrets.first() {
+                data.insert(key.clone(), secret.value.clone());
+            }
+        }
+    }
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(APP_SECRETS.into()),
+            namespace: Some(OPERATOR_NAMESPACE.into()),
+            ..Default::default()
+        },
+        string_data: Some(data),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    secrets
+        .patch(
+            APP_SECRETS,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Applies each document of a YAML stream by its kind; returns `kind/name` per document.
+pub async fn apply_yaml(client: &kube::Client, yaml: &str) -> Result<Vec<String>, DemoError> {
+    let mut applied = Vec::new();
+    for doc in yaml.split("\n---") {
+        if doc
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---")
+        {
+            continue;
+        }
+        let value: Value =
+            serde_saphyr::from_str(doc).map_err(|e| DemoError::Other(format!("not YAML: {e}")))?;
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        let name = value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let namespace = value["metadata"]["namespace"].as_str().map(str::to_string);
+        let params = PatchParams::apply("kubectl").force();
+        match kind.as_str() {
+            "Tenant" => {
+                Api::<Tenant>::all(client.clone())
+                    .patch(&name, &params, &Patch::Apply(&value))
+                    .await?;
+            }
+            "RecordingService" => {
+                let ns = namespace.unwrap_or_else(|| "default".into());
+                Api::<RecordingService>::namespaced(client.clone(), &ns)
+                    .patch(&name, &params, &Patch::Apply(&value))
+                    .await?;
+            }
+            "Secret" => {
+                let ns = namespace.unwrap_or_else(|| "default".into());
+                Api::<Secret>::namespaced(client.clone(), &ns)
+                    .patch(&name, &params, &Patch::Apply(&value))
+                    .await?;
+            }
+            "Namespace" => {
+                Api::<Namespace>::all(client.clone())
+                    .patch(&name, &params, &Patch::Apply(&value))
+                    .await?;
+            }
+            other => return Err(DemoError::Other(format!("cannot apply kind {other:?}"))),
+        }
+        applied.push(format!("{kind}/{name}"));
+    }
+    Ok(applied)
+}

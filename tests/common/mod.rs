@@ -1,0 +1,187 @@
+//! Shared harness of the integration tests: both simulators, the CRDs, the platform apps, and
+//! the operator's controllers running in this process.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use kube::api::Api;
+use recording_operator::crd::{ConsentGrant, Tenant};
+use recording_operator::demo::{Platform, PlatformOptions};
+use recording_operator::metrics::Metrics;
+use tokio::sync::oneshot;
+
+/// Everything the operator logged in this test binary (all tests share one subscriber).
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string()
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUFFER: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUFFER.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = CaptureWriter(buffer.clone());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "debug,hyper=info,h2=info,rustls=info,tower=info,reqwest=info",
+            ))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        buffer
+    })
+}
+
+#[derive(Clone)]
+struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+pub struct Harness {
+    pub platform: Arc<Platform>,
+    pub metrics: Metrics,
+    /// A browser: follows redirects.
+    pub browser: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Self::start_with(PlatformOptions::default()).await
+    }
+
+    pub async fn start_with(options: PlatformOptions) -> Harness {
+        log_buffer();
+        let platform = Arc::new(
+            Platform::start(options)
+                .await
+                .expect("simulated platform starts"),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (metrics_tx, metrics_rx) = oneshot::channel();
+        let runner = platform.clone();
+        tokio::spawn(async move {
+            runner
+                .run_operator(Some(metrics_tx), async {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("operator runs");
+        });
+        let metrics = metrics_rx.await.expect("operator started");
+        Harness {
+            platform,
+            metrics,
+            browser: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.platform.client.clone()
+    }
+
+    pub async fn apply(&self, yaml: &str) {
+        self.platform
+            .apply_yaml(yaml)
+            .await
+            .expect("manifest applies");
+    }
+
+    /// Waits until the Tenant satisfies `pred`; panics with its last status after `timeout`.
+    pub async fn wait_tenant(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Tenant) -> bool,
+    ) -> Tenant {
+        let api: Api<Tenant> = Api::all(self.client());
+        wait_for(
+            timeout,
+            || async { api.get_opt(name).await.ok().flatten() },
+            pred,
+            &format!("tenant {name}"),
+        )
+        .await
+    }
+
+    /// Waits until the ConsentGrant satisfies `pred`.
+    pub async fn wait_grant(
+        &self,
+        tenant: &str,
+        grant: &str,
+        timeout: Duration,
+        pred: impl Fn(&ConsentGrant) -> bool,
+    ) -> ConsentGrant {
+        let api: Api<ConsentGrant> = Api::namespaced(self.client(), &format!("tenant-{tenant}"));
+        wait_for(
+            timeout,
+            || async { api.get_opt(grant).await.ok().flatten() },
+            pred,
+            &format!("consentgrant {grant} of {tenant}"),
+        )
+        .await
+    }
+
+    pub async fn grants(&self, tenant: &str) -> Vec<ConsentGrant> {
+        let api: Api<ConsentGrant> = Api::namespaced(self.client(), &format!("tenant-{tenant}"));
+        api.list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Polls `get` until `pred` holds.
+pub async fn wait_for<T: std::fmt::Debug, F, Fut>(
+    timeout: Duration,
+    get: F,
+    pred: impl Fn(&T) -> bool,
+    what: &str,
+) -> T
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Some(v) = get().await {
+            if pred(&v) {
+                return v;
+            }
+            last = Some(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!(
+                "{what} did not reach the expected state within {timeout:?}; last seen: {last:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn ready_status(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<String> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
+}
