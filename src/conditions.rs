@@ -47,7 +47,12 @@ pub struct Desired {
 }
 
 impl Desired {
-    pub fn new(type_: &'static str, status: Status, reason: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &'static str,
+        status: Status,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             type_,
             status,
@@ -59,7 +64,12 @@ impl Desired {
 
 /// Merges the desired conditions into the previous ones: keeps `lastTransitionTime` where the
 /// status did not change, stamps `now` where it did, and drops conditions no longer desired.
-pub fn merge(previous: &[Condition], desired: Vec<Desired>, generation: Option<i64>, now: Timestamp) -> Vec<Condition> {
+pub fn merge(
+    previous: &[Condition],
+    desired: Vec<Desired>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Vec<Condition> {
     desired
         .into_iter()
         .map(|d| {
@@ -122,22 +132,56 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
-        let first = merge(&[], vec![Desired::new(READY, Status::False, "Pending", "waiting")], Some(1), at(100));
+        let first = merge(
+            &[],
+            vec![Desired::new(READY, Status::False, "Pending", "waiting")],
+            Some(1),
+            at(100),
+        );
         assert_eq!(first[0].last_transition_time, Time(at(100)));
-        let same = merge(&first, vec![Desired::new(READY, Status::False, "Other", "new text")], Some(2), at(200));
-        assert_eq!(same[0].last_transition_time, Time(at(100)), "reason/message changes keep the time");
+        let same = merge(
+            &first,
+            vec![Desired::new(READY, Status::False, "Other", "new text")],
+            Some(2),
+            at(200),
+        );
+        assert_eq!(
+            same[0].last_transition_time,
+            Time(at(100)),
+            "reason/message changes keep the time"
+        );
         assert_eq!(same[0].observed_generation, Some(2));
-        let flipped = merge(&same, vec![Desired::new(READY, Status::True, "Ready", "ok")], Some(2), at(300));
+        let flipped = merge(
+            &same,
+            vec![Desired::new(READY, Status::True, "Ready", "ok")],
+            Some(2),
+            at(300),
+        );
         assert_eq!(flipped[0].last_transition_time, Time(at(300)));
         assert!(is_true(&flipped, READY));
     }
 
     #[test]
     fn comparison_ignores_only_timestamps() {
-        let a = merge(&[], vec![Desired::new(READY, Status::True, "Ready", "ok")], Some(1), at(1));
-        let b = merge(&[], vec![Desired::new(READY, Status::True, "Ready", "ok")], Some(1), at(9));
+        let a = merge(
+            &[],
+            vec![Desired::new(READY, Status::True, "Ready", "ok")],
+            Some(1),
+            at(1),
+        );
+        let b = merge(
+            &[],
+            vec![Desired::new(READY, Status::True, "Ready", "ok")],
+            Some(1),
+            at(9),
+        );
         assert!(same_ignoring_time(&a, &b));
-        let c = merge(&[], vec![Desired::new(READY, Status::True, "Ready", "ok")], Some(2), at(1));
+        let c = merge(
+            &[],
+            vec![Desired::new(READY, Status::True, "Ready", "ok")],
+            Some(2),
+            at(1),
+        );
         assert!(!same_ignoring_time(&a, &c));
     }
 }

@@ -35,7 +35,11 @@ fn set(doc: &mut Value, path: &str, value: Value) {
     let mut cur = doc;
     let parts: Vec<&str> = path.split('.').collect();
     for p in &parts[..parts.len() - 1] {
-        cur = cur.as_object_mut().unwrap().entry(p.to_string()).or_insert(json!({}));
+        cur = cur
+            .as_object_mut()
+            .unwrap()
+            .entry(p.to_string())
+            .or_insert(json!({}));
     }
     cur[parts[parts.len() - 1]] = value;
 }
@@ -48,7 +52,10 @@ fn tenant_errors(path: &str, value: Value) -> Option<Violations> {
 fn assert_rejected(path: &str, value: Value, field: &str) {
     let errs = tenant_errors(path, value.clone())
         .unwrap_or_else(|| panic!("{path}={value} was accepted, expected a violation on {field}"));
-    assert!(errs.names_field(field), "{path}={value}: expected {field}, got {errs}");
+    assert!(
+        errs.names_field(field),
+        "{path}={value}: expected {field}, got {errs}"
+    );
 }
 
 #[track_caller]
@@ -62,7 +69,10 @@ fn assert_accepted(path: &str, value: Value) {
 fn the_example_tenant_is_valid() {
     let t: Tenant = serde_json::from_value(tenant_json()).unwrap();
     validate_tenant(&t, None).unwrap();
-    assert_eq!(t.spec.retention.days, 365, "retention defaults to 12 months");
+    assert_eq!(
+        t.spec.retention.days, 365,
+        "retention defaults to 12 months"
+    );
     assert!(!t.spec.allow_exceed_included_users);
 }
 
@@ -70,7 +80,11 @@ fn the_example_tenant_is_valid() {
 fn customer_name_is_1_to_128_characters() {
     assert_accepted("spec.customerName", json!("a".repeat(128)));
     assert_accepted("spec.customerName", json!("a"));
-    assert_rejected("spec.customerName", json!("a".repeat(129)), "spec.customerName");
+    assert_rejected(
+        "spec.customerName",
+        json!("a".repeat(129)),
+        "spec.customerName",
+    );
     assert_rejected("spec.customerName", json!(""), "spec.customerName");
     // Letters of any script and other special characters are allowed.
     assert_accepted("spec.customerName", json!("Müller&Söhne_(EU)#1"));
@@ -87,10 +101,17 @@ fn customer_name_hyphens_only_between_characters() {
 #[test]
 fn customer_name_forbidden_characters_full_stop_and_white_space() {
     for c in ['\\', '/', ':', '*', '?', '"', '<', '>', '|', '.', ' ', '\t'] {
-        assert_rejected("spec.customerName", json!(format!("ab{c}cd")), "spec.customerName");
+        assert_rejected(
+            "spec.customerName",
+            json!(format!("ab{c}cd")),
+            "spec.customerName",
+        );
     }
     let errs = tenant_errors("spec.customerName", json!("Contoso Ltd")).unwrap();
-    assert!(errs.to_string().contains("white space"), "the message names the rule: {errs}");
+    assert!(
+        errs.to_string().contains("white space"),
+        "the message names the rule: {errs}"
+    );
 }
 
 #[test]
@@ -104,13 +125,32 @@ fn short_name_is_1_to_32_characters_with_the_same_rules() {
 
 #[test]
 fn contact_emails_and_admin_upns_have_the_right_shape() {
-    assert_accepted("spec.contactEmails", json!(["first.last+tag@sub.contoso.com"]));
-    for bad in ["no-at-sign", "a@b", "a@@contoso.com", ".a@contoso.com", "a b@contoso.com", "a@-contoso.com"] {
+    assert_accepted(
+        "spec.contactEmails",
+        json!(["first.last+tag@sub.contoso.com"]),
+    );
+    for bad in [
+        "no-at-sign",
+        "a@b",
+        "a@@contoso.com",
+        ".a@contoso.com",
+        "a b@contoso.com",
+        "a@-contoso.com",
+    ] {
         assert_rejected("spec.contactEmails", json!([bad]), "spec.contactEmails[0]");
     }
     assert_rejected("spec.contactEmails", json!([]), "spec.contactEmails");
-    assert_accepted("spec.adminUpns", json!(["o'neil_admin@contoso.onmicrosoft.com"]));
-    for bad in ["admin", "admin@", "@contoso.com", "ad..min@contoso.com", "admin@contoso"] {
+    assert_accepted(
+        "spec.adminUpns",
+        json!(["o'neil_admin@contoso.onmicrosoft.com"]),
+    );
+    for bad in [
+        "admin",
+        "admin@",
+        "@contoso.com",
+        "ad..min@contoso.com",
+        "admin@contoso",
+    ] {
         assert_rejected("spec.adminUpns", json!([bad]), "spec.adminUpns[0]");
     }
     assert_rejected("spec.adminUpns", json!([]), "spec.adminUpns");
@@ -127,16 +167,30 @@ fn domain_is_a_dns_name() {
 
 #[test]
 fn tenant_id_is_a_guid() {
-    assert_accepted("spec.tenantId", json!("72f988bf-86f1-41af-91ab-2d7cd011db47"));
-    assert_rejected("spec.tenantId", json!("72f988bf86f141af91ab2d7cd011db47"), "spec.tenantId");
-    assert_rejected("spec.tenantId", json!("72f988bf-86f1-41af-91ab-2d7cd011db4z"), "spec.tenantId");
+    assert_accepted(
+        "spec.tenantId",
+        json!("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+    );
+    assert_rejected(
+        "spec.tenantId",
+        json!("72f988bf86f141af91ab2d7cd011db47"),
+        "spec.tenantId",
+    );
+    assert_rejected(
+        "spec.tenantId",
+        json!("72f988bf-86f1-41af-91ab-2d7cd011db4z"),
+        "spec.tenantId",
+    );
 }
 
 #[test]
 fn license_is_essentials_or_pro() {
     let mut t = tenant_json();
     set(&mut t, "spec.license", json!("Enterprise"));
-    assert!(serde_json::from_value::<Tenant>(t).is_err(), "unknown license does not parse");
+    assert!(
+        serde_json::from_value::<Tenant>(t).is_err(),
+        "unknown license does not parse"
+    );
 }
 
 #[test]
@@ -164,14 +218,25 @@ fn retention_at_most_730_days_unless_unlimited() {
 #[test]
 fn byos_locations_only_when_enabled() {
     let loc = json!([{"name": "eu-archive", "secretRef": {"name": "contoso-byos"}}]);
-    assert_accepted("spec.storage.byos", json!({"enabled": true, "locations": loc.clone()}));
-    let errs = tenant_errors("spec.storage.byos", json!({"enabled": false, "locations": loc})).unwrap();
+    assert_accepted(
+        "spec.storage.byos",
+        json!({"enabled": true, "locations": loc.clone()}),
+    );
+    let errs = tenant_errors(
+        "spec.storage.byos",
+        json!({"enabled": false, "locations": loc}),
+    )
+    .unwrap();
     assert!(errs.names_field("spec.storage.byos.locations"), "{errs}");
 }
 
 #[test]
 fn recording_notification_control_needs_a_legal_waiver() {
-    let errs = tenant_errors("spec.compliance", json!({"controlRecordingNotifications": true})).unwrap();
+    let errs = tenant_errors(
+        "spec.compliance",
+        json!({"controlRecordingNotifications": true}),
+    )
+    .unwrap();
     assert!(errs.names_field("spec.compliance.legalWaiverRef"), "{errs}");
     assert_accepted(
         "spec.compliance",
@@ -181,17 +246,32 @@ fn recording_notification_control_needs_a_legal_waiver() {
 
 #[test]
 fn storage_location_is_a_region_name() {
-    assert_rejected("spec.storage.location", json!("West Europe"), "spec.storage.location");
+    assert_rejected(
+        "spec.storage.location",
+        json!("West Europe"),
+        "spec.storage.location",
+    );
 }
 
 #[test]
 fn immutable_fields_cannot_change() {
-    let old = tenant_with("spec.tenantId", json!("72f988bf-86f1-41af-91ab-2d7cd011db47"));
+    let old = tenant_with(
+        "spec.tenantId",
+        json!("72f988bf-86f1-41af-91ab-2d7cd011db47"),
+    );
     for (path, value, field) in [
         ("spec.customerName", json!("Other"), "spec.customerName"),
         ("spec.domain", json!("other.onmicrosoft.com"), "spec.domain"),
-        ("spec.storage.location", json!("northeurope"), "spec.storage.location"),
-        ("spec.tenantId", json!("00000000-86f1-41af-91ab-2d7cd011db47"), "spec.tenantId"),
+        (
+            "spec.storage.location",
+            json!("northeurope"),
+            "spec.storage.location",
+        ),
+        (
+            "spec.tenantId",
+            json!("00000000-86f1-41af-91ab-2d7cd011db47"),
+            "spec.tenantId",
+        ),
     ] {
         let mut new = serde_json::to_value(&old).unwrap();
         set(&mut new, path, value);
@@ -217,7 +297,10 @@ fn every_violation_is_reported_at_once() {
     set(&mut t, "spec.includedUsers", json!(0));
     let t: Tenant = serde_json::from_value(t).unwrap();
     let errs = validate_tenant(&t, None).unwrap_err();
-    assert!(errs.names_field("spec.shortName") && errs.names_field("spec.includedUsers"), "{errs}");
+    assert!(
+        errs.names_field("spec.shortName") && errs.names_field("spec.includedUsers"),
+        "{errs}"
+    );
 }
 
 fn service(short_name: &str, users: i64) -> RecordingService {
@@ -233,7 +316,14 @@ fn service(short_name: &str, users: i64) -> RecordingService {
 fn service_short_name_is_3_to_15_characters() {
     validate_recording_service(&service("abc", 1), None).unwrap();
     validate_recording_service(&service(&"a".repeat(15), 1), None).unwrap();
-    for bad in ["ab", &"a".repeat(16), "rec.main", "rec main", "rec/main", "rec|x"] {
+    for bad in [
+        "ab",
+        &"a".repeat(16),
+        "rec.main",
+        "rec main",
+        "rec/main",
+        "rec|x",
+    ] {
         let errs = validate_recording_service(&service(bad, 1), None).expect_err(bad);
         assert!(errs.names_field("spec.shortName"), "{bad}: {errs}");
     }
@@ -264,8 +354,11 @@ fn consent_grant_app_id_is_a_guid_and_keys_are_immutable() {
     validate_consent_grant(&ok, None).unwrap();
     let errs = validate_consent_grant(&grant("recording", "not-a-guid"), None).unwrap_err();
     assert!(errs.names_field("spec.appId"), "{errs}");
-    let errs = validate_consent_grant(&grant("directory", "1b4e29c8-1111-4a7b-9c3e-5f6a7b8c9d0e"), Some(&ok))
-        .unwrap_err();
+    let errs = validate_consent_grant(
+        &grant("directory", "1b4e29c8-1111-4a7b-9c3e-5f6a7b8c9d0e"),
+        Some(&ok),
+    )
+    .unwrap_err();
     assert!(errs.names_field("spec.consent"), "{errs}");
 }
 

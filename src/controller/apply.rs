@@ -73,7 +73,10 @@ where
         return Ok(false);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    match api.patch(&obj.name_any(), &params, &Patch::Apply(obj)).await {
+    match api
+        .patch(&obj.name_any(), &params, &Patch::Apply(obj))
+        .await
+    {
         Ok(_) => {
             cache
                 .applied
@@ -83,7 +86,11 @@ where
             Ok(true)
         }
         Err(e) => {
-            cache.applied.lock().expect("applied cache lock").remove(&key);
+            cache
+                .applied
+                .lock()
+                .expect("applied cache lock")
+                .remove(&key);
             Err(e)
         }
     }

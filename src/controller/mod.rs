@@ -2,7 +2,9 @@
 //!
 //! - [`tenant`]: a Tenant → its namespace, quota, network policy, ConsentGrants and storage,
 //!   and the Tenant's health (`Warning`/`OK`) and conditions;
-//! - [`consent`]: a ConsentGrant → its admin-consent URL and state, by polling Microsoft Graph.
+//! - [`consent`]: a ConsentGrant → its admin-consent URL and state, by polling Microsoft Graph;
+//! - [`service`]: a RecordingService → its recording bots (a paired one for Pro) and the
+//!   check of its own app registration.
 //!
 //! Each controller's logic is a pure function from observed objects to desired objects and
 //! status, wrapped in a thin async shell that applies the result with server-side apply (one
@@ -11,6 +13,7 @@
 
 pub mod apply;
 pub mod consent;
+pub mod service;
 pub mod tenant;
 
 use std::collections::HashMap;
@@ -116,9 +119,20 @@ impl Events {
         }
     }
 
-    pub async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, action: &str, note: String) {
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: reason.to_string(),
             note: Some(truncate_note(note)),
             action: action.to_string(),
@@ -207,18 +221,25 @@ pub async fn run(
     let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
     let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_grants = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_watch = watcher(Api::<Tenant>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect_shared(tenant_writer)
-        .for_each(|_| std::future::ready(()));
+    let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
+    let tenant_watch = watcher(
+        Api::<Tenant>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect_shared(tenant_writer)
+    .for_each(|_| std::future::ready(()));
 
     let (grants, grant_writer) = reflector::store_shared::<ConsentGrant>(1024);
     let grant_for_grants = grant_writer.subscribe().expect("shared store subscribes");
     let grant_for_tenants = grant_writer.subscribe().expect("shared store subscribes");
-    let grant_watch = watcher(Api::<ConsentGrant>::all(client.clone()), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect_shared(grant_writer)
-        .for_each(|_| std::future::ready(()));
+    let grant_watch = watcher(
+        Api::<ConsentGrant>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect_shared(grant_writer)
+    .for_each(|_| std::future::ready(()));
 
     let ctx = Arc::new(Context {
         events: Events::new(client.clone(), "recording-operator"),
@@ -243,6 +264,8 @@ pub async fn run(
         .graceful_shutdown_on(shutdown.clone())
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
+
+    let service_controller = service::controller(ctx.clone(), tenant_for_services, controller_config.clone(), shutdown.clone());
 
     let grants_of_tenant = {
         let grants = grants.clone();
@@ -275,7 +298,7 @@ pub async fn run(
     let gauges = gauge_loop(ctx.clone());
 
     tokio::select! {
-        _ = async { futures::join!(tenant_controller, consent_controller, readiness) } => {}
+        _ = async { futures::join!(tenant_controller, consent_controller, service_controller, readiness) } => {}
         _ = tenant_watch => {}
         _ = grant_watch => {}
         _ = gauges => {}
@@ -297,7 +320,12 @@ async fn gauge_loop(ctx: Arc<Context>) {
         }
         let mut by_state = std::collections::BTreeMap::new();
         for g in ctx.grants.state() {
-            let state = g.status.as_ref().and_then(|s| s.state).map(|s| s.as_str()).unwrap_or("Unknown");
+            let state = g
+                .status
+                .as_ref()
+                .and_then(|s| s.state)
+                .map(|s| s.as_str())
+                .unwrap_or("Unknown");
             *by_state.entry(state.to_string()).or_insert(0i64) += 1;
         }
         ctx.metrics.set_tenants_by_health(&by_health);

@@ -58,7 +58,10 @@ pub struct RequiredConsent<'a> {
 
 /// The consents a tenant needs: the mandatory ones for its license, plus the optional ones its
 /// spec asks for. Unknown optional keys are reported by the caller, not silently dropped.
-pub fn required_consents<'a>(tenant: &'a Tenant, config: &'a OperatorConfig) -> Vec<RequiredConsent<'a>> {
+pub fn required_consents<'a>(
+    tenant: &'a Tenant,
+    config: &'a OperatorConfig,
+) -> Vec<RequiredConsent<'a>> {
     let pro = tenant.spec.license.advanced_storage();
     config
         .consents
@@ -67,7 +70,12 @@ pub fn required_consents<'a>(tenant: &'a Tenant, config: &'a OperatorConfig) -> 
             let wanted = match c.mandatory {
                 Mandatory::Always => Some(false),
                 Mandatory::ProOnly => pro.then_some(false),
-                Mandatory::Never => tenant.spec.optional_consents.iter().any(|k| k == key).then_some(true),
+                Mandatory::Never => tenant
+                    .spec
+                    .optional_consents
+                    .iter()
+                    .any(|k| k == key)
+                    .then_some(true),
             };
             wanted.map(|optional| RequiredConsent {
                 key: key.as_str(),
@@ -131,7 +139,10 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
     let mut ns_meta = meta(&ns, None);
     // Pods of the tenant run under the restricted Pod Security Standard.
     let labels = ns_meta.labels.get_or_insert_with(Default::default);
-    labels.insert("pod-security.kubernetes.io/enforce".into(), "restricted".into());
+    labels.insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "restricted".into(),
+    );
     let namespace = Namespace {
         metadata: ns_meta,
         ..Default::default()
@@ -233,7 +244,9 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             let status = grant.and_then(|g| g.status.as_ref());
             ConsentSummary {
                 name: required.key.to_string(),
-                state: status.and_then(|s| s.state).unwrap_or(ConsentState::Pending),
+                state: status
+                    .and_then(|s| s.state)
+                    .unwrap_or(ConsentState::Pending),
                 optional: required.optional,
                 consent_url: status.and_then(|s| s.consent_url.clone()),
             }
@@ -250,9 +263,21 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
     }
     conditions.push(Desired::new(
         CONSENTS_GRANTED,
-        if o.blocker.is_some() { Status::Unknown } else { Status::from_bool(consents_ok) },
-        if o.blocker.is_some() { "NotChecked" } else { consent_reason },
-        if o.blocker.is_some() { "consents are checked once the tenant is valid and its tenant id known".to_string() } else { consent_message },
+        if o.blocker.is_some() {
+            Status::Unknown
+        } else {
+            Status::from_bool(consents_ok)
+        },
+        if o.blocker.is_some() {
+            "NotChecked"
+        } else {
+            consent_reason
+        },
+        if o.blocker.is_some() {
+            "consents are checked once the tenant is valid and its tenant id known".to_string()
+        } else {
+            consent_message
+        },
     ));
 
     // Storage.
@@ -275,17 +300,30 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
                         "{} storage in {}{}: {}",
                         l.role,
                         l.location,
-                        l.name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                        l.name
+                            .as_ref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default(),
                         l.message.as_deref().unwrap_or("not ready")
                     )
                 })
                 .collect();
             if failing.is_empty() {
-                conditions.push(Desired::new(STORAGE_READY, Status::True, "StorageReady", format!("{} storage location(s) ready", locations.len())));
+                conditions.push(Desired::new(
+                    STORAGE_READY,
+                    Status::True,
+                    "StorageReady",
+                    format!("{} storage location(s) ready", locations.len()),
+                ));
             } else {
                 let message = failing.join("; ");
                 alarms.push(format!("Storage: {message}"));
-                conditions.push(Desired::new(STORAGE_READY, Status::False, "StorageNotReady", message));
+                conditions.push(Desired::new(
+                    STORAGE_READY,
+                    Status::False,
+                    "StorageNotReady",
+                    message,
+                ));
             }
             (failing.is_empty(), true)
         }
@@ -295,7 +333,11 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
     let (ready, reason, message) = match &o.blocker {
         Some(Blocker::InvalidSpec(v)) => {
             alarms.insert(0, format!("Invalid spec: {v}"));
-            (false, "InvalidSpec", format!("the spec breaks these rules: {v}"))
+            (
+                false,
+                "InvalidSpec",
+                format!("the spec breaks these rules: {v}"),
+            )
         }
         Some(Blocker::TenantNotFound(m)) => {
             alarms.insert(0, format!("Tenant not found: {m}"));
@@ -313,9 +355,19 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         None if !consents_ok => (false, consent_reason, alarms.join(" ")),
         None => (false, "StorageNotReady", alarms.join(" ")),
     };
-    conditions.push(Desired::new(READY, Status::from_bool(ready), reason, message));
+    conditions.push(Desired::new(
+        READY,
+        Status::from_bool(ready),
+        reason,
+        message,
+    ));
     if matches!(o.blocker, Some(Blocker::InvalidSpec(_))) {
-        conditions.push(Desired::new(STALLED, Status::True, "InvalidSpec", "fix the spec; nothing is provisioned until then"));
+        conditions.push(Desired::new(
+            STALLED,
+            Status::True,
+            "InvalidSpec",
+            "fix the spec; nothing is provisioned until then",
+        ));
     }
 
     TenantStatus {
@@ -334,7 +386,10 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
 
 /// `(all mandatory granted, reason, message)` of the ConsentsGranted condition; the message
 /// names what the customer (or the platform team) must still do.
-fn consent_condition(o: &Observed<'_>, consents: &[ConsentSummary]) -> (bool, &'static str, String) {
+fn consent_condition(
+    o: &Observed<'_>,
+    consents: &[ConsentSummary],
+) -> (bool, &'static str, String) {
     let mandatory = |state: ConsentState| -> Vec<String> {
         o.consents
             .iter()
@@ -362,16 +417,28 @@ fn consent_condition(o: &Observed<'_>, consents: &[ConsentSummary]) -> (bool, &'
 
     let mut parts = Vec::new();
     if !revoked.is_empty() {
-        parts.push(format!("The customer's Global admin revoked consent for {}; it must be granted again.", revoked.join(", ")));
+        parts.push(format!(
+            "The customer's Global admin revoked consent for {}; it must be granted again.",
+            revoked.join(", ")
+        ));
     }
     if !pending.is_empty() {
-        parts.push(format!("The customer's Global admin must grant consent for {}.", pending.join(", ")));
+        parts.push(format!(
+            "The customer's Global admin must grant consent for {}.",
+            pending.join(", ")
+        ));
     }
     if !partial.is_empty() {
-        parts.push(format!("Consent for {} lacks permissions; the Global admin must grant it again.", partial.join(", ")));
+        parts.push(format!(
+            "Consent for {} lacks permissions; the Global admin must grant it again.",
+            partial.join(", ")
+        ));
     }
     if !errors.is_empty() {
-        parts.push(format!("Consent checks failing (platform team): {}.", errors.join("; ")));
+        parts.push(format!(
+            "Consent checks failing (platform team): {}.",
+            errors.join("; ")
+        ));
     }
     let reason = if !errors.is_empty() {
         "ConsentCheckFailed"
@@ -385,7 +452,11 @@ fn consent_condition(o: &Observed<'_>, consents: &[ConsentSummary]) -> (bool, &'
         "ConsentsGranted"
     };
     if parts.is_empty() {
-        (true, reason, "all mandatory consents are granted".to_string())
+        (
+            true,
+            reason,
+            "all mandatory consents are granted".to_string(),
+        )
     } else {
         (false, reason, parts.join(" "))
     }
@@ -403,17 +474,32 @@ pub fn status_changed(old: Option<&TenantStatus>, new: &TenantStatus) -> bool {
 }
 
 /// The Event a status change deserves, if any: `(warning, reason, note)`.
-pub fn transition_event(old: Option<&TenantStatus>, new: &TenantStatus) -> Option<(bool, String, String)> {
-    let ready = |s: &TenantStatus| conditions::find(&s.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()));
+pub fn transition_event(
+    old: Option<&TenantStatus>,
+    new: &TenantStatus,
+) -> Option<(bool, String, String)> {
+    let ready = |s: &TenantStatus| {
+        conditions::find(&s.conditions, READY).map(|c| (c.status.clone(), c.reason.clone()))
+    };
     let before = old.and_then(ready);
     let after = ready(new)?;
     if before.as_ref() == Some(&after) && old.and_then(|o| o.health) == new.health {
         return None;
     }
     if after.0 == "True" {
-        Some((false, "Ready".into(), "Tenant is OK: every mandatory consent is granted and storage is ready".into()))
+        Some((
+            false,
+            "Ready".into(),
+            "Tenant is OK: every mandatory consent is granted and storage is ready".into(),
+        ))
     } else {
-        Some((true, after.1, new.alarm.clone().unwrap_or_else(|| "tenant is not ready".into())))
+        Some((
+            true,
+            after.1,
+            new.alarm
+                .clone()
+                .unwrap_or_else(|| "tenant is not ready".into()),
+        ))
     }
 }
 
@@ -482,7 +568,9 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
     let consents = required
         .into_iter()
         .map(|r| {
-            let grant = grants_by_name.get(&consent_grant_name(r.key)).map(|g| g.as_ref());
+            let grant = grants_by_name
+                .get(&consent_grant_name(r.key))
+                .map(|g| g.as_ref());
             (r, grant)
         })
         .collect();
@@ -511,20 +599,33 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
 /// The CRD's rules, plus the immutability rules only status can check (the API server checks
 /// them against the previous object, which a reconcile does not have).
 fn validate(tenant: &Tenant, config: &OperatorConfig) -> Result<(), Violations> {
-    let mut violations = validate_tenant(tenant, None).err().map(|v| v.0).unwrap_or_default();
+    let mut violations = validate_tenant(tenant, None)
+        .err()
+        .map(|v| v.0)
+        .unwrap_or_default();
     let known = tenant.status.as_ref().and_then(|s| s.tenant_id.as_deref());
     if let (Some(spec_id), Some(known)) = (tenant.spec.tenant_id.as_deref(), known) {
         if !spec_id.eq_ignore_ascii_case(known) {
             violations.push(crate::crd::validation::Violation {
                 field: "spec.tenantId".into(),
-                message: format!("tenantId is immutable once set (the tenant was onboarded as {known})"),
+                message: format!(
+                    "tenantId is immutable once set (the tenant was onboarded as {known})"
+                ),
             });
         }
     }
     for key in unknown_optional_consents(tenant, config) {
         violations.push(crate::crd::validation::Violation {
             field: "spec.optionalConsents".into(),
-            message: format!("{key:?} is not a consent of the operator configuration (known: {})", config.consents.keys().cloned().collect::<Vec<_>>().join(", ")),
+            message: format!(
+                "{key:?} is not a consent of the operator configuration (known: {})",
+                config
+                    .consents
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         });
     }
     if violations.is_empty() {
@@ -550,9 +651,24 @@ async fn tenant_id(tenant: &Tenant, ctx: &Context) -> Result<String, GraphError>
 async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Result<()> {
     let client = ctx.client.clone();
     let ns = tenant.namespace_name();
-    apply(&Api::<Namespace>::all(client.clone()), &children.namespace, &ctx.applied).await?;
-    apply(&Api::<ResourceQuota>::namespaced(client.clone(), &ns), &children.quota, &ctx.applied).await?;
-    apply(&Api::<NetworkPolicy>::namespaced(client.clone(), &ns), &children.network_policy, &ctx.applied).await?;
+    apply(
+        &Api::<Namespace>::all(client.clone()),
+        &children.namespace,
+        &ctx.applied,
+    )
+    .await?;
+    apply(
+        &Api::<ResourceQuota>::namespaced(client.clone(), &ns),
+        &children.quota,
+        &ctx.applied,
+    )
+    .await?;
+    apply(
+        &Api::<NetworkPolicy>::namespaced(client.clone(), &ns),
+        &children.network_policy,
+        &ctx.applied,
+    )
+    .await?;
     let grants: Api<ConsentGrant> = Api::namespaced(client.clone(), &ns);
     for grant in &children.grants {
         apply(&grants, grant, &ctx.applied).await?;
@@ -565,11 +681,23 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
             && g.spec.tenant_ref == tenant.name_any()
             && !wanted.contains(&g.name_any())
     }) {
-        match grants.delete(&stale.name_any(), &DeleteParams::background()).await {
+        match grants
+            .delete(&stale.name_any(), &DeleteParams::background())
+            .await
+        {
             Ok(_) => {
                 forget(&ctx.applied, stale.as_ref());
                 ctx.events
-                    .publish(tenant, false, "ConsentRemoved", "Reconcile", format!("consent {} is no longer needed by license {:?}", stale.spec.consent, tenant.spec.license))
+                    .publish(
+                        tenant,
+                        false,
+                        "ConsentRemoved",
+                        "Reconcile",
+                        format!(
+                            "consent {} is no longer needed by license {:?}",
+                            stale.spec.consent, tenant.spec.license
+                        ),
+                    )
                     .await;
             }
             Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -591,10 +719,16 @@ async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> R
         "kind": "Tenant",
         "status": status,
     });
-    api.patch_status(&tenant.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await?;
+    api.patch_status(
+        &tenant.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
     if let Some((warning, reason, note)) = transition_event(old, &status) {
-        ctx.events.publish(tenant, warning, &reason, "Reconcile", note).await;
+        ctx.events
+            .publish(tenant, warning, &reason, "Reconcile", note)
+            .await;
     }
     Ok(())
 }
@@ -607,10 +741,20 @@ pub async fn forward_recheck(tenant: &Tenant, ctx: &Context) -> Result<()> {
     };
     let ns = tenant.namespace_name();
     let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), &ns);
-    for grant in ctx.grants.state().into_iter().filter(|g| g.namespace().as_deref() == Some(ns.as_str())) {
+    for grant in ctx
+        .grants
+        .state()
+        .into_iter()
+        .filter(|g| g.namespace().as_deref() == Some(ns.as_str()))
+    {
         if grant.annotations().get(RECHECK_ANNOTATION) != Some(requested) {
             let patch = json!({"metadata": {"annotations": {RECHECK_ANNOTATION: requested}}});
-            api.patch(&grant.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            api.patch(
+                &grant.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
         }
     }
     Ok(())

@@ -74,18 +74,27 @@ pub fn validate_recording_service(
 }
 
 /// Validates the `spec` of any of the operator's resources against its own CRD schema.
-pub fn validate<K: CustomResourceExt + Serialize>(obj: &K, old: Option<&K>) -> Result<(), Violations> {
+pub fn validate<K: CustomResourceExt + Serialize>(
+    obj: &K,
+    old: Option<&K>,
+) -> Result<(), Violations> {
     let compiled = compiled_crd::<K>();
     let object = spec_only(serde_json::to_value(obj).expect("resource serializes"));
     let old = old.map(|o| spec_only(serde_json::to_value(o).expect("resource serializes")));
 
     let mut found = Vec::new();
     if let Some(spec_schema) = compiled.schema.pointer("/properties/spec") {
-        check_schema(spec_schema, object.get("spec").unwrap_or(&Value::Null), "spec", &mut found);
+        check_schema(
+            spec_schema,
+            object.get("spec").unwrap_or(&Value::Null),
+            "spec",
+            &mut found,
+        );
     }
     // The CEL rules only make sense on a structurally valid object.
     if found.is_empty() {
-        let result = CEL_VALIDATOR.with(|v| v.validate_compiled(&compiled.cel, &object, old.as_ref()));
+        let result =
+            CEL_VALIDATOR.with(|v| v.validate_compiled(&compiled.cel, &object, old.as_ref()));
         if let Err(errors) = result {
             found.extend(errors.iter().map(|e| Violation {
                 field: e.field_path.trim_start_matches('.').to_string(),
@@ -113,7 +122,10 @@ struct CompiledCrd {
 fn compiled_crd<K: CustomResourceExt>() -> &'static CompiledCrd {
     static CACHE: OnceLock<Mutex<HashMap<String, &'static CompiledCrd>>> = OnceLock::new();
     let kind = K::crd_name();
-    let mut cache = CACHE.get_or_init(Default::default).lock().expect("cache lock");
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("cache lock");
     cache.entry(kind.to_string()).or_insert_with(|| {
         let crd = K::crd();
         let schema = crd.spec.versions[0]
@@ -183,7 +195,10 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
             }
             if let Some(max) = schema["maxItems"].as_u64() {
                 if items.len() as u64 > max {
-                    violation(format!("must have at most {max} items, has {}", items.len()));
+                    violation(format!(
+                        "must have at most {max} items, has {}",
+                        items.len()
+                    ));
                 }
             }
             if let Some(item_schema) = schema.get("items") {
@@ -209,7 +224,9 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
             }
             if let Some(pattern) = schema["pattern"].as_str() {
                 if !pattern_regex(pattern).is_match(s) {
-                    violation(format!("Invalid value {s:?}: must match the pattern {pattern}"));
+                    violation(format!(
+                        "Invalid value {s:?}: must match the pattern {pattern}"
+                    ));
                 }
             }
             check_enum(schema, value, &mut violation);
@@ -240,7 +257,10 @@ fn check_enum(schema: &Value, value: &Value, violation: &mut impl FnMut(String))
     if let Some(allowed) = schema["enum"].as_array() {
         if !allowed.contains(value) {
             let names: Vec<String> = allowed.iter().map(|v| v.to_string()).collect();
-            violation(format!("Unsupported value {value}: supported values: {}", names.join(", ")));
+            violation(format!(
+                "Unsupported value {value}: supported values: {}",
+                names.join(", ")
+            ));
         }
     }
 }
@@ -259,7 +279,10 @@ fn type_name(value: &Value) -> &'static str {
 /// Compiled patterns of the schema, kept for the process lifetime.
 fn pattern_regex(pattern: &str) -> Regex {
     static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
-    let mut cache = CACHE.get_or_init(Default::default).lock().expect("regex cache lock");
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .expect("regex cache lock");
     cache
         .entry(pattern.to_string())
         .or_insert_with(|| Regex::new(pattern).expect("CRD patterns are valid RE2"))
