@@ -1,0 +1,685 @@
+//! API semantics of the simulator over HTTPS, as a client sees them: authentication,
+//! Status errors, optimistic concurrency, generation and the status subresource, deletion
+//! with finalizers, garbage collection, namespaces, patches, the Deployment loop, lists,
+//! tables, fault injection and restarts.
+
+mod kube_support;
+
+use kube_support::*;
+use serde_json::{json, Value};
+
+const CMS: &str = "/api/v1/namespaces/default/configmaps";
+
+fn cm(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": "v"}})
+}
+
+#[tokio::test]
+async fn requests_without_the_token_are_401() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let anonymous = raw
+        .http
+        .get(format!("{}{CMS}", raw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "Unauthorized");
+    let wrong = raw
+        .http
+        .get(format!("{}{CMS}", raw.base))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let version = raw
+        .http
+        .get(format!("{}/version", raw.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(version.status(), 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn errors_are_status_objects_shaped_like_the_real_servers() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let (code, status) = raw
+        .post("/api/v1/namespaces/nope/configmaps", &cm("a"))
+        .await;
+    assert_eq!(code, 404);
+    assert_eq!(status["message"], "namespaces \"nope\" not found");
+    assert_eq!(
+        status["details"],
+        json!({"name": "nope", "kind": "namespaces"})
+    );
+
+    assert_eq!(raw.post(CMS, &cm("a")).await.0, 201);
+    let (code, status) = raw.post(CMS, &cm("a")).await;
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (409, Some("AlreadyExists"))
+    );
+    assert_eq!(status["message"], "configmaps \"a\" already exists");
+
+    let (code, status) = raw.get(&format!("{CMS}/missing")).await;
+    assert_eq!((code, status["reason"].as_str()), (404, Some("NotFound")));
+    assert_eq!(status["message"], "configmaps \"missing\" not found");
+
+    let (code, status) = raw
+        .post(CMS, &json!({"metadata": {"name": "Not_Valid"}}))
+        .await;
+    assert_eq!(code, 422);
+    assert_eq!(status["details"]["causes"][0]["field"], "metadata.name");
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("ConfigMap \"Not_Valid\" is invalid: metadata.name: Invalid value: \"Not_Valid\": a lowercase RFC 1123 subdomain"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn stale_updates_conflict() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let (_, created) = raw.post(CMS, &cm("c")).await;
+    let mut first = created.clone();
+    first["data"]["k"] = json!("first");
+    let (code, updated) = raw.put(&format!("{CMS}/c"), &first).await;
+    assert_eq!(code, 200);
+    assert_ne!(
+        updated["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    let mut second = created.clone();
+    second["data"]["k"] = json!("second");
+    let (code, status) = raw.put(&format!("{CMS}/c"), &second).await;
+    assert_eq!(code, 409);
+    assert_eq!(status["reason"], "Conflict");
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on configmaps \"c\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn generation_follows_spec_and_the_status_subresource_is_separate() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    install_widgets(&raw).await;
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "g"}, "spec": {"size": 1}, "status": {"conditions": [{"type": "Ready"}]}});
+    let (code, created) = raw.post(WIDGETS, &w).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert!(
+        created.get("status").is_none(),
+        "status is dropped on create"
+    );
+
+    // Labels and status through the main endpoint: no new generation, status ignored.
+    let mut o = created.clone();
+    o["metadata"]["labels"] = json!({"a": "b"});
+    o["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+    let (_, o) = raw.put(&format!("{WIDGETS}/g"), &o).await;
+    assert_eq!(o["metadata"]["generation"], 1);
+    assert!(o.get("status").is_none());
+
+    // A spec change bumps it.
+    let (_, o) = raw
+        .patch(
+            &format!("{WIDGETS}/g"),
+            "application/merge-patch+json",
+            &json!({"spec": {"size": 2}}),
+        )
+        .await;
+    assert_eq!(o["metadata"]["generation"], 2);
+
+    // Through /status only status changes.
+    let mut s = o.clone();
+    s["spec"]["size"] = json!(9);
+    s["status"] = json!({"conditions": [{"type": "Ready", "status": "True"}]});
+    let (code, s) = raw.put(&format!("{WIDGETS}/g/status"), &s).await;
+    assert_eq!(code, 200);
+    assert_eq!(s["spec"]["size"], 2);
+    assert_eq!(s["status"]["conditions"][0]["status"], "True");
+    assert_eq!(s["metadata"]["generation"], 2);
+
+    // Custom resources need a resourceVersion to be replaced.
+    let mut unconditional = s.clone();
+    unconditional["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let (code, status) = raw.put(&format!("{WIDGETS}/g"), &unconditional).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "Widget.example.com \"g\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn schema_and_cel_violations_are_422_with_field_causes() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    install_widgets(&raw).await;
+    let bad_schema = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "s"}, "spec": {"tags": ["a", "b", "c"]}});
+    let (code, status) = raw.post(WIDGETS, &bad_schema).await;
+    assert_eq!(code, 422);
+    let causes: Vec<(String, String)> = status["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["field"].as_str().unwrap().into(),
+                c["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        causes.contains(&("spec.size".into(), "FieldValueRequired".into())),
+        "{causes:?}"
+    );
+    assert!(
+        causes.contains(&("spec.tags".into(), "FieldValueTooMany".into())),
+        "{causes:?}"
+    );
+
+    let bad_cel = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "c"}, "spec": {"size": 50}});
+    let (code, status) = raw.post(WIDGETS, &bad_cel).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "Widget.example.com \"c\" is invalid: spec: Invalid value: \"object\": big widgets must be red"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "spec");
+
+    // A transition rule sees the old object on update.
+    let ok = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "t"}, "spec": {"size": 1, "color": "blue"}});
+    assert_eq!(raw.post(WIDGETS, &ok).await.0, 201);
+    let (code, status) = raw
+        .patch(
+            &format!("{WIDGETS}/t"),
+            "application/merge-patch+json",
+            &json!({"spec": {"color": "red"}}),
+        )
+        .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["details"]["causes"][0]["message"],
+        "Invalid value: \"object\": color is immutable"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn owner_deletion_collects_dependents_including_across_scopes() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    // A cluster-scoped owner of namespaced objects.
+    let (_, owner) = raw
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            &json!({"metadata": {"name": "owner"}, "rules": []}),
+        )
+        .await;
+    let owner_ref = json!([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "name": "owner", "uid": owner["metadata"]["uid"], "controller": true}]);
+    for name in ["plain", "finalized"] {
+        let mut o = cm(name);
+        o["metadata"]["ownerReferences"] = owner_ref.clone();
+        if name == "finalized" {
+            o["metadata"]["finalizers"] = json!(["example.com/keep"]);
+        }
+        assert_eq!(raw.post(CMS, &o).await.0, 201);
+    }
+    let (code, status) = raw
+        .delete("/apis/rbac.authorization.k8s.io/v1/clusterroles/owner")
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(status["status"], "Success");
+    assert_eq!(raw.get(&format!("{CMS}/plain")).await.0, 404);
+    let (_, finalized) = raw.get(&format!("{CMS}/finalized")).await;
+    assert!(finalized["metadata"]["deletionTimestamp"].is_string());
+
+    // Orphaning keeps the dependent and drops its owner reference.
+    let (_, owner) = raw
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            &json!({"metadata": {"name": "owner2"}, "rules": []}),
+        )
+        .await;
+    let mut o = cm("orphan");
+    o["metadata"]["ownerReferences"] = json!([{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "name": "owner2", "uid": owner["metadata"]["uid"]}]);
+    raw.post(CMS, &o).await;
+    raw.send(
+        reqwest::Method::DELETE,
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles/owner2",
+        "application/json",
+        Some(json!({"propagationPolicy": "Orphan"}).to_string()),
+    )
+    .await;
+    let (code, orphan) = raw.get(&format!("{CMS}/orphan")).await;
+    assert_eq!(code, 200);
+    assert_eq!(orphan["metadata"]["ownerReferences"], json!([]));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_contents_then_itself() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    raw.post("/api/v1/namespaces", &json!({"metadata": {"name": "t"}}))
+        .await;
+    let mut held = cm("held");
+    held["metadata"]["finalizers"] = json!(["example.com/keep"]);
+    raw.post("/api/v1/namespaces/t/configmaps", &held).await;
+    raw.post("/api/v1/namespaces/t/configmaps", &cm("free"))
+        .await;
+
+    let (code, ns) = raw.delete("/api/v1/namespaces/t").await;
+    assert_eq!(code, 202);
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert_eq!(raw.get("/api/v1/namespaces/t/configmaps/free").await.0, 404);
+    let (code, status) = raw
+        .post("/api/v1/namespaces/t/configmaps", &cm("new"))
+        .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status["message"],
+        "configmaps \"new\" is forbidden: unable to create new content in namespace t because it is being terminated"
+    );
+    // The namespace waits for its last object.
+    assert_eq!(raw.get("/api/v1/namespaces/t").await.0, 200);
+    raw.patch(
+        "/api/v1/namespaces/t/configmaps/held",
+        "application/merge-patch+json",
+        &json!({"metadata": {"finalizers": null}}),
+    )
+    .await;
+    assert_eq!(raw.get("/api/v1/namespaces/t/configmaps/held").await.0, 404);
+    assert_eq!(raw.get("/api/v1/namespaces/t").await.0, 404);
+    sim.shutdown().await;
+}
+
+fn deployment(name: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                {"name": "bot", "image": "bot:1", "env": [{"name": "A", "value": "1"}]},
+                {"name": "sidecar", "image": "side:1"}]}}}})
+}
+
+const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_containers_by_name() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    assert_eq!(raw.post(DEPLOYS, &deployment("d")).await.0, 201);
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "bot", "image": "bot:2", "env": [{"name": "B", "value": "2"}]}]}}}});
+    let (code, d) = raw
+        .patch(
+            &format!("{DEPLOYS}/d"),
+            "application/strategic-merge-patch+json",
+            &patch,
+        )
+        .await;
+    assert_eq!(code, 200, "{d}");
+    let containers = &d["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().unwrap().len(), 2);
+    assert_eq!(containers[0]["image"], "bot:2");
+    assert_eq!(
+        containers[0]["env"],
+        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+    );
+    assert_eq!(containers[1]["image"], "side:1");
+    assert_eq!(d["metadata"]["generation"], 2);
+
+    // Custom resources take no strategic merge patches.
+    install_widgets(&raw).await;
+    raw.post(
+        WIDGETS,
+        &json!({"metadata": {"name": "w"}, "spec": {"size": 1}}),
+    )
+    .await;
+    let (code, _) = raw
+        .patch(
+            &format!("{WIDGETS}/w"),
+            "application/strategic-merge-patch+json",
+            &json!({"spec": {"size": 2}}),
+        )
+        .await;
+    assert_eq!(code, 415);
+
+    // A selector that does not match the template is invalid.
+    let mut bad = deployment("bad");
+    bad["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+    let (code, status) = raw.post(DEPLOYS, &bad).await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "spec.template.metadata.labels"
+    );
+    sim.shutdown().await;
+}
+
+fn available(d: &Value) -> Option<bool> {
+    let cond = d["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Available")?
+        .clone();
+    Some(cond["status"] == "True")
+}
+
+#[tokio::test]
+async fn deployments_become_available_unless_held() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    raw.post(DEPLOYS, &deployment("bot")).await;
+    let ready = eventually("deployment available", || async {
+        let (_, d) = raw.get(&format!("{DEPLOYS}/bot")).await;
+        (available(&d) == Some(true)).then_some(d)
+    })
+    .await;
+    assert_eq!(ready["status"]["observedGeneration"], 1);
+    assert_eq!(ready["status"]["readyReplicas"], 2);
+    assert_eq!(ready["status"]["availableReplicas"], 2);
+
+    sim.hold_deployment_unavailable("default", "bot", true);
+    raw.patch(
+        &format!("{DEPLOYS}/bot"),
+        "application/merge-patch+json",
+        &json!({"spec": {"replicas": 3}}),
+    )
+    .await;
+    let held = eventually("new generation observed while held", || async {
+        let (_, d) = raw.get(&format!("{DEPLOYS}/bot")).await;
+        (d["status"]["observedGeneration"] == 2).then_some(d)
+    })
+    .await;
+    assert_eq!(available(&held), Some(false));
+    assert!(held["status"].get("availableReplicas").is_none());
+
+    sim.hold_deployment_unavailable("default", "bot", false);
+    let released = eventually("available after release", || async {
+        let (_, d) = raw.get(&format!("{DEPLOYS}/bot")).await;
+        (available(&d) == Some(true)).then_some(d)
+    })
+    .await;
+    assert_eq!(released["status"]["availableReplicas"], 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_side_apply_creates_and_conflicts_over_http() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let apply =
+        |manager: &str, force: bool| format!("{CMS}/applied?fieldManager={manager}&force={force}");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
+    let (code, created) = raw
+        .patch(
+            &apply("operator", false),
+            "application/apply-patch+yaml",
+            &body,
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["manager"],
+        "operator"
+    );
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["operation"],
+        "Apply"
+    );
+    assert_eq!(
+        created["metadata"]["managedFields"][0]["fieldsV1"],
+        json!({"f:data": {"f:a": {}}})
+    );
+
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "2", "b": "x"}});
+    let (code, status) = raw
+        .patch(
+            &apply("someone", false),
+            "application/apply-patch+yaml",
+            &other,
+        )
+        .await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        status["message"],
+        "Apply failed with 1 conflict: conflict with \"operator\": .data.a"
+    );
+    assert_eq!(
+        status["details"]["causes"][0],
+        json!({"reason": "FieldManagerConflict", "message": "conflict with \"operator\"", "field": ".data.a"})
+    );
+
+    let (code, missing) = raw
+        .patch(
+            &format!("{CMS}/applied"),
+            "application/apply-patch+yaml",
+            &other,
+        )
+        .await;
+    assert_eq!(code, 422, "{missing}");
+    assert_eq!(missing["details"]["causes"][0]["field"], "fieldManager");
+
+    // Applying the same configuration twice changes nothing.
+    let (_, again) = raw
+        .patch(
+            &apply("operator", false),
+            "application/apply-patch+yaml",
+            &body,
+        )
+        .await;
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn lists_page_and_filter() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    for (i, tier) in ["a", "b", "a", "c", "a"].iter().enumerate() {
+        let mut o = cm(&format!("cm{i}"));
+        o["metadata"]["labels"] = json!({"tier": tier});
+        raw.post(CMS, &o).await;
+    }
+    let (_, page) = raw.get(&format!("{CMS}?limit=2")).await;
+    assert_eq!(page["kind"], "ConfigMapList");
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    assert_eq!(page["metadata"]["remainingItemCount"], 3);
+    let mut names: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().into())
+        .collect();
+    let mut token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    loop {
+        let (_, next) = raw.get(&format!("{CMS}?limit=2&continue={token}")).await;
+        names.extend(
+            next["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match next["metadata"]["continue"].as_str() {
+            Some(t) => token = t.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["cm0", "cm1", "cm2", "cm3", "cm4"]);
+
+    let selected = |q: &str| {
+        let q = q.to_string();
+        let raw = &raw;
+        async move {
+            let (_, l) = raw.get(&format!("{CMS}?{q}")).await;
+            l["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        selected("labelSelector=tier%3Da").await,
+        ["cm0", "cm2", "cm4"]
+    );
+    assert_eq!(
+        selected("labelSelector=tier%20in%20(b,c)").await,
+        ["cm1", "cm3"]
+    );
+    assert_eq!(selected("labelSelector=tier!%3Da").await, ["cm1", "cm3"]);
+    assert_eq!(selected("fieldSelector=metadata.name%3Dcm3").await, ["cm3"]);
+
+    // A continue token from before a compaction is too old.
+    sim.compact();
+    let (code, status) = raw.get(&format!("{CMS}?limit=2&continue={token}")).await;
+    assert_eq!((code, status["reason"].as_str()), (410, Some("Expired")));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn tables_for_built_in_kinds() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    raw.post(CMS, &cm("t")).await;
+    let resp = raw
+        .http
+        .get(format!("{}{CMS}", raw.base))
+        .bearer_auth(&raw.token)
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .send()
+        .await
+        .unwrap();
+    let table: Value = resp.json().await.unwrap();
+    assert_eq!(table["kind"], "Table");
+    let columns: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["Name", "Data", "Age"]);
+    assert_eq!(table["rows"][0]["cells"][0], "t");
+    assert_eq!(table["rows"][0]["cells"][1], 1);
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_failures_and_request_counts() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    sim.inject_failures(sim::kube::FaultSpec {
+        resource: "configmaps".into(),
+        verb: Some("create".into()),
+        status: 429,
+        count: 2,
+    });
+    let url = format!("{}{CMS}", raw.base);
+    for _ in 0..2 {
+        let r = raw
+            .http
+            .post(&url)
+            .bearer_auth(&raw.token)
+            .json(&cm("f"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "1");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["reason"], "TooManyRequests");
+    }
+    // Other verbs are not affected, and the third create succeeds.
+    assert_eq!(raw.get(CMS).await.0, 200);
+    assert_eq!(raw.post(CMS, &cm("f")).await.0, 201);
+    let counts = sim.request_counts();
+    assert_eq!(counts[&("create".to_string(), "configmaps".to_string())], 3);
+    assert_eq!(counts[&("list".to_string(), "configmaps".to_string())], 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn restart_keeps_or_wipes_the_state() {
+    let sim = start().await;
+    let client = sim.client().await;
+    let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, "default");
+    let mut c = k8s_openapi::api::core::v1::ConfigMap::default();
+    c.metadata.name = Some("kept".into());
+    api.create(&Default::default(), &c).await.unwrap();
+    sim.restart(true).await;
+    let fresh: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(sim.client().await, "default");
+    assert!(fresh.get_opt("kept").await.unwrap().is_some());
+    sim.restart(false).await;
+    let fresh: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(sim.client().await, "default");
+    assert!(fresh.get_opt("kept").await.unwrap().is_none());
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(sim.client().await);
+    assert!(namespaces.get_opt("default").await.unwrap().is_some());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_crd_stops_serving_it_and_removes_its_objects() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    install_widgets(&raw).await;
+    let (_, crd) = raw
+        .get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+        .await;
+    let conditions: Vec<(&str, &str)> = crd["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        conditions,
+        [("NamesAccepted", "True"), ("Established", "True")]
+    );
+    raw.post(
+        WIDGETS,
+        &json!({"metadata": {"name": "w"}, "spec": {"size": 1}}),
+    )
+    .await;
+    assert_eq!(
+        raw.delete("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(raw.get(WIDGETS).await.0, 404);
+    assert_eq!(raw.get("/apis/example.com/v1").await.0, 404);
+    // Re-creating it serves an empty collection.
+    install_widgets(&raw).await;
+    let (_, list) = raw.get(WIDGETS).await;
+    assert_eq!(list["items"], json!([]));
+    sim.shutdown().await;
+}
