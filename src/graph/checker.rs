@@ -160,6 +160,7 @@ impl ConsentChecker {
 
     /// Forgets a tenant entirely (its Tenant is gone).
     pub fn forget_tenant(&self, tenant_id: &str) {
+        self.inner.tokens.forget_tenant(tenant_id);
         self.inner
             .tenants
             .lock()

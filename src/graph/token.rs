@@ -306,6 +306,15 @@ impl TokenProvider {
         self.slots.lock().expect("token slots lock").remove(&key);
     }
 
+    /// Drops every cached token of a tenant (its Tenant is gone).
+    pub fn forget_tenant(&self, tenant: &str) {
+        let tenant = tenant.to_ascii_lowercase();
+        self.slots
+            .lock()
+            .expect("token slots lock")
+            .retain(|(t, _), _| *t != tenant);
+    }
+
     fn slot(&self, tenant: &str, app_id: &str) -> Slot {
         let key = (tenant.to_ascii_lowercase(), app_id.to_ascii_lowercase());
         self.slots
