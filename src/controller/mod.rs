@@ -265,7 +265,12 @@ pub async fn run(
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
 
-    let service_controller = service::controller(ctx.clone(), tenant_for_services, controller_config.clone(), shutdown.clone());
+    let service_controller = service::controller(
+        ctx.clone(),
+        tenant_for_services,
+        controller_config.clone(),
+        shutdown.clone(),
+    );
 
     let grants_of_tenant = {
         let grants = grants.clone();

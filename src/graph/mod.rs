@@ -14,6 +14,7 @@
 //! - [`schedule`]: when to check again ([`next_check_after`]) and the admin-consent URL
 //!   ([`consent_url`]).
 
+pub mod application;
 pub mod checker;
 pub mod client;
 pub mod consent;
