@@ -483,9 +483,9 @@ impl Cluster {
             PatchType::Merge => patch::merge_patch(&base, body)?,
             PatchType::Strategic => {
                 if rt.is_custom() {
-                    return Err(ApiError::unsupported_media_type(format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                    )));
+                    return Err(ApiError::unsupported_media_type(
+                        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                    ));
                 }
                 patch::strategic_merge_patch(&base, body)?
             }
@@ -1226,15 +1226,13 @@ fn builtin_admission(
                 o["status"] = json!({"phase": "Bound", "accessModes": o["spec"]["accessModes"], "capacity": {"storage": storage}});
             }
         }
-        ("", "ResourceQuota") => {
-            if o["status"].is_null() || creating {
-                let hard = o["spec"]["hard"].clone();
-                let used: serde_json::Map<String, Value> = hard
-                    .as_object()
-                    .map(|m| m.keys().map(|k| (k.clone(), json!("0"))).collect())
-                    .unwrap_or_default();
-                o["status"] = json!({"hard": hard, "used": used});
-            }
+        ("", "ResourceQuota") if o["status"].is_null() || creating => {
+            let hard = o["spec"]["hard"].clone();
+            let used: serde_json::Map<String, Value> = hard
+                .as_object()
+                .map(|m| m.keys().map(|k| (k.clone(), json!("0"))).collect())
+                .unwrap_or_default();
+            o["status"] = json!({"hard": hard, "used": used});
         }
         ("events.k8s.io", "Event") => {
             for field in [

@@ -147,12 +147,9 @@ fn type_matches(expected: &str, value: &Value) -> bool {
 }
 
 fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
-    if value.is_null() {
-        if schema["nullable"] == Value::Bool(true) {
-            return;
-        }
-        // A null for a non-nullable field is treated as absent by the real server's pruning
-        // of nulls for defaulted fields; report a type error otherwise.
+    // null is fine where the schema says nullable; elsewhere it is a type error below.
+    if value.is_null() && schema["nullable"] == Value::Bool(true) {
+        return;
     }
     if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
