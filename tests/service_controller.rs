@@ -1,0 +1,708 @@
+//! The RecordingService controller end to end on the simulators: the recording bot of an
+//! Essentials tenant, the paired bot of a Pro tenant (and its removal on Pro → Essentials), a
+//! bot that does not become available, the customer's own app registration (authenticated,
+//! secret expiring, wrong or missing secret, never leaked), and bad manifests.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{ready_status, wait_for, Harness};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, Patch, PatchParams};
+use recording_operator::crd::RecordingService;
+use serde_json::{json, Value};
+use sim::m365::{AppSeed, SecretSeed};
+
+const T: Duration = Duration::from_secs(30);
+const CONTOSO_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
+/// The customer's own app registration, registered in its own tenant.
+const CUSTOMER_APP: &str = "6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7";
+
+fn tenant_yaml(name: &str, domain: &str, license: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: Tenant
+metadata:
+  name: {name}
+spec:
+  customerName: {name}-customer
+  domain: {domain}
+  shortName: {name}
+  contactEmails: [ops@example.com]
+  adminUpns: [admin@{domain}]
+  license: {license}
+  includedUsers: 100
+  storage:
+    location: westeurope
+  retention:
+    days: 400
+  compliance:
+    allowDeleteRecordings: true
+"#
+    )
+}
+
+fn service_yaml(name: &str, tenant: &str, short_name: &str, users: i32, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: RecordingService
+metadata:
+  name: {name}
+  namespace: tenant-{tenant}
+spec:
+  tenantRef: {tenant}
+  shortName: "{short_name}"
+  licensedUsers: {users}
+{extra}"#
+    )
+}
+
+fn app_registration(secret: &str) -> String {
+    format!(
+        "  appRegistration:\n    tenantId: {CONTOSO_ID}\n    clientId: {CUSTOMER_APP}\n    clientSecretRef:\n      name: {secret}\n      key: value\n"
+    )
+}
+
+fn secret_yaml(name: &str, namespace: &str, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  value: \"{value}\"\n"
+    )
+}
+
+/// Applies the Tenant, plays the customer's Global admin accepting every consent link, and
+/// waits for the Tenant to be Ready.
+async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
+    h.apply(&tenant_yaml(tenant, domain, license)).await;
+    let consents = if license == "Pro" { 5 } else { 4 };
+    h.wait_tenant(tenant, T, |t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.consents.len() == consents && s.consents.iter().all(|c| c.consent_url.is_some())
+        })
+    })
+    .await;
+    h.platform
+        .accept_all_consents(tenant, &h.browser)
+        .await
+        .unwrap();
+    h.wait_tenant(tenant, T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
+    })
+    .await;
+}
+
+/// Registers the customer's own app in its tenant, with one client secret valid for
+/// `valid_for` and `Application.Read.All` admin-consented (to read its own secrets' expiry).
+fn register_customer_app(h: &Harness, secret: &str, valid_for: SignedDuration) {
+    h.platform.m365.add_app(AppSeed {
+        app_id: CUSTOMER_APP.into(),
+        display_name: "contoso-recording".into(),
+        home_tenant: CONTOSO_ID.into(),
+        secrets: vec![SecretSeed {
+            value: secret.into(),
+            key_id: None,
+            display_name: Some("bots".into()),
+            start_date_time: None,
+            end_date_time: (Timestamp::now() + valid_for).to_string(),
+        }],
+        redirect_uris: vec![],
+        application_permissions: vec!["Application.Read.All".into()],
+        delegated_scopes: vec![],
+    });
+    h.platform.m365.grant_consent(CONTOSO_ID, CUSTOMER_APP);
+}
+
+async fn wait_service(
+    h: &Harness,
+    namespace: &str,
+    name: &str,
+    pred: impl Fn(&RecordingService) -> bool,
+) -> RecordingService {
+    let api: Api<RecordingService> = Api::namespaced(h.client(), namespace);
+    wait_for(
+        T,
+        || async { api.get_opt(name).await.ok().flatten() },
+        pred,
+        &format!("recordingservice {namespace}/{name}"),
+    )
+    .await
+}
+
+fn condition<'a>(service: &'a RecordingService, type_: &str) -> Option<&'a Condition> {
+    service
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+fn has_condition(service: &RecordingService, type_: &str, status: &str, reason: &str) -> bool {
+    condition(service, type_).is_some_and(|c| c.status == status && c.reason == reason)
+}
+
+async fn deployment_names(h: &Harness, namespace: &str) -> Vec<String> {
+    let api: Api<Deployment> = Api::namespaced(h.client(), namespace);
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn events_of(h: &Harness, namespace: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(h.client(), namespace);
+    api.list(&Default::default()).await.unwrap().items
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_essentials_service_runs_one_hardened_bot() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    h.apply(&service_yaml("main", "contoso", "Contoso-Rec", 250, ""))
+        .await;
+    let ns = "tenant-contoso";
+
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let status = service.status.clone().unwrap();
+    assert_eq!(status.bots_ready.as_deref(), Some("1/1"));
+    assert_eq!(status.bots.len(), 1);
+    assert_eq!(
+        (
+            status.bots[0].name.as_str(),
+            status.bots[0].ready,
+            status.bots[0].desired
+        ),
+        ("main-hue", 1, 1)
+    );
+    assert!(has_condition(&service, "BotsReady", "True", "BotsReady"));
+    assert!(
+        condition(&service, "Authenticated").is_none(),
+        "no app registration, no Authenticated condition"
+    );
+    for c in &status.conditions {
+        assert_eq!(c.observed_generation, service.metadata.generation, "{c:?}");
+    }
+    assert_eq!(deployment_names(&h, ns).await, ["main-hue"]);
+
+    // The bot: owned by the service, labelled, hardened, default image and resources.
+    let deployment = Api::<Deployment>::namespaced(h.client(), ns)
+        .get("main-hue")
+        .await
+        .unwrap();
+    let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("RecordingService", "main", Some(true))
+    );
+    let labels = deployment.metadata.labels.clone().unwrap();
+    for (k, v) in [
+        ("app.kubernetes.io/name", "recording-bot"),
+        ("app.kubernetes.io/instance", "main"),
+        ("app.kubernetes.io/managed-by", "recording-operator"),
+        ("recording.m365.io/tenant", "contoso"),
+    ] {
+        assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
+    }
+    let spec = deployment.spec.unwrap();
+    assert_eq!(spec.replicas, Some(1));
+    let pod = spec.template.spec.unwrap();
+    assert!(
+        pod.affinity.is_none(),
+        "a single bot needs no anti-affinity"
+    );
+    let pod_security = pod.security_context.unwrap();
+    assert_eq!(pod_security.run_as_non_root, Some(true));
+    assert_eq!(
+        pod_security.seccomp_profile.unwrap().type_,
+        "RuntimeDefault"
+    );
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some(recording_operator::controller::service::DEFAULT_BOT_IMAGE)
+    );
+    let security = container.security_context.clone().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        security.capabilities.unwrap().drop,
+        Some(vec!["ALL".to_string()])
+    );
+    let resources = container.resources.clone().unwrap();
+    assert_eq!(resources.requests.unwrap()["memory"].0, "512Mi");
+    assert_eq!(resources.limits.unwrap()["cpu"].0, "2");
+    assert!(
+        !container
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|e| e.name == "AZURE_CLIENT_SECRET"),
+        "no app registration, no secret"
+    );
+
+    // The bot configuration: tenant id, retention, compliance, short name, licensed users.
+    let cm = Api::<ConfigMap>::namespaced(h.client(), ns)
+        .get("main-bot-config")
+        .await
+        .unwrap();
+    let config: Value = serde_json::from_str(&cm.data.unwrap()["bot-config.json"]).unwrap();
+    assert_eq!(config["tenantId"], CONTOSO_ID);
+    assert_eq!(config["shortName"], "Contoso-Rec");
+    assert_eq!(config["licensedUsers"], 250);
+    assert_eq!(
+        config["retention"],
+        json!({"unlimited": false, "days": 400})
+    );
+    assert_eq!(config["compliance"]["allowDeleteRecordings"], true);
+    assert_eq!(config["licenseType"], "Audio Recording");
+    assert_eq!(config["bots"].as_array().unwrap().len(), 1);
+    assert_eq!(config["bots"][0]["source"], "platform");
+
+    // Its Service, PodDisruptionBudget and NetworkPolicy.
+    let svc = Api::<Service>::namespaced(h.client(), ns)
+        .get("main-hue")
+        .await
+        .unwrap();
+    let ports: Vec<i32> = svc
+        .spec
+        .unwrap()
+        .ports
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, [9441, 8445]);
+    Api::<PodDisruptionBudget>::namespaced(h.client(), ns)
+        .get("main-hue")
+        .await
+        .unwrap();
+    let policy = Api::<NetworkPolicy>::namespaced(h.client(), ns)
+        .get("main-bot")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    let egress = serde_json::to_string(&policy.egress).unwrap();
+    assert!(egress.contains("443") && egress.contains("53"), "{egress}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_drops() {
+    let h = Harness::start().await;
+    onboard(&h, "fabrikam", "fabrikam.onmicrosoft.com", "Pro").await;
+    h.apply(&service_yaml(
+        "rec",
+        "fabrikam",
+        "Fabrikam",
+        500,
+        "  bot:\n    image: registry.example.com/bot:2.1\n    replicas: 2\n",
+    ))
+    .await;
+    let ns = "tenant-fabrikam";
+    let service = wait_service(&h, ns, "rec", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    assert_eq!(
+        service.status.as_ref().unwrap().bots_ready.as_deref(),
+        Some("4/4")
+    );
+    assert_eq!(
+        deployment_names(&h, ns).await,
+        ["rec-hue", "rec-hue-paired"]
+    );
+
+    let paired = Api::<Deployment>::namespaced(h.client(), ns)
+        .get("rec-hue-paired")
+        .await
+        .unwrap();
+    let pod = paired.spec.unwrap().template.spec.unwrap();
+    assert_eq!(
+        pod.containers[0].image.as_deref(),
+        Some("registry.example.com/bot:2.1")
+    );
+    let anti = pod
+        .affinity
+        .unwrap()
+        .pod_anti_affinity
+        .unwrap()
+        .required_during_scheduling_ignored_during_execution
+        .unwrap();
+    assert_eq!(anti[0].topology_key, "kubernetes.io/hostname");
+    let selected = anti[0]
+        .label_selector
+        .clone()
+        .unwrap()
+        .match_labels
+        .unwrap();
+    assert_eq!(selected["app.kubernetes.io/instance"], "rec");
+    assert_eq!(
+        selected["app.kubernetes.io/component"], "primary",
+        "the paired bot keeps away from the first"
+    );
+    let spread = pod.topology_spread_constraints.unwrap();
+    assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(h.client(), ns);
+    budgets.get("rec-hue-paired").await.unwrap();
+
+    // Pro → Essentials: the paired bot and its budget go, the first stays.
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    let service = wait_service(&h, ns, "rec", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.bots_ready.as_deref() == Some("2/2"))
+            && has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    assert_eq!(service.status.unwrap().bots.len(), 1);
+    wait_for(
+        T,
+        || async { Some(deployment_names(&h, ns).await) },
+        |names| names == &["rec-hue".to_string()],
+        "the paired Deployment is deleted",
+    )
+    .await;
+    assert!(budgets.get_opt("rec-hue-paired").await.unwrap().is_none());
+    assert!(budgets.get_opt("rec-hue").await.unwrap().is_some());
+    let events = events_of(&h, ns).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("BotRemoved")),
+        "an Event says the paired bot was removed"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_never_becomes_available_holds_back_ready() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.platform
+        .kube
+        .hold_deployment_unavailable(ns, "main-hue", true);
+    h.apply(&service_yaml("main", "contoso", "Contoso", 10, ""))
+        .await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "BotsReady", "False", "BotsNotReady")
+    })
+    .await;
+    assert!(has_condition(&service, "Ready", "False", "BotsNotReady"));
+    assert_eq!(
+        service.status.as_ref().unwrap().bots_ready.as_deref(),
+        Some("0/1")
+    );
+    assert_eq!(
+        condition(&service, "BotsReady").unwrap().message,
+        "bot replicas available: main-hue 0/1"
+    );
+
+    // Released, the bot becomes available and the service Ready, with a Normal Event.
+    h.platform
+        .kube
+        .hold_deployment_unavailable(ns, "main-hue", false);
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let events = events_of(&h, ns).await;
+    let of = |reason: &str| {
+        events
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .count()
+    };
+    assert_eq!(
+        of("BotsNotReady"),
+        1,
+        "one Event per transition, not per reconcile"
+    );
+    assert_eq!(of("BotsReady"), 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_app_registration_authenticates_reports_expiry_and_never_leaks_its_secret() {
+    let h = Harness::start().await;
+    let good = "Cu5t~0mer.Secret-Valid-Value";
+    let wrong = "Wr0ng~Customer.Secret-Value";
+    register_customer_app(&h, good, SignedDuration::from_hours(90 * 24 + 1));
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+
+    // The Secret does not exist yet.
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "False", "SecretNotFound")
+    })
+    .await;
+    assert!(has_condition(&service, "Ready", "False", "SecretNotFound"));
+
+    // Created, the Secret is noticed and the credentials accepted.
+    h.apply(&secret_yaml("bot-credentials", ns, good)).await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "True", "Authenticated")
+            && has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    assert_eq!(
+        service
+            .status
+            .as_ref()
+            .unwrap()
+            .client_secret_expires_in_days,
+        Some(90)
+    );
+    assert!(has_condition(
+        &service,
+        "SecretExpiry",
+        "True",
+        "ClientSecretValid"
+    ));
+
+    // The bot gets the secret from the Secret itself.
+    let deployment = Api::<Deployment>::namespaced(h.client(), ns)
+        .get("main-hue")
+        .await
+        .unwrap();
+    let env = deployment.spec.unwrap().template.spec.unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let secret_env = env
+        .iter()
+        .find(|e| e.name == "AZURE_CLIENT_SECRET")
+        .unwrap();
+    assert!(secret_env.value.is_none());
+    let selector = secret_env
+        .value_from
+        .clone()
+        .unwrap()
+        .secret_key_ref
+        .unwrap();
+    assert_eq!(
+        (selector.name.as_str(), selector.key.as_str()),
+        ("bot-credentials", "value")
+    );
+    assert!(env
+        .iter()
+        .any(|e| e.name == "AZURE_CLIENT_ID" && e.value.as_deref() == Some(CUSTOMER_APP)));
+
+    // A wrong secret is noticed as soon as the Secret changes.
+    let secrets: Api<Secret> = Api::namespaced(h.client(), ns);
+    secrets
+        .patch(
+            "bot-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"stringData": {"value": wrong}})),
+        )
+        .await
+        .unwrap();
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "False", "InvalidClientSecret")
+    })
+    .await;
+    let ready = condition(&service, "Ready").unwrap();
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "InvalidClientSecret")
+    );
+    assert!(ready.message.contains("AADSTS7000215"), "{}", ready.message);
+    assert!(
+        condition(&service, "SecretExpiry").is_none(),
+        "no expiry is known for credentials Entra refuses"
+    );
+    let events = events_of(&h, ns).await;
+    assert!(events
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("InvalidClientSecret")
+            && e.type_.as_deref() == Some("Warning")));
+
+    // Neither value is in any status, event, owned object or log line.
+    let services: Api<RecordingService> = Api::namespaced(h.client(), ns);
+    let statuses =
+        serde_json::to_string(&services.list(&Default::default()).await.unwrap().items).unwrap();
+    let events = serde_json::to_string(
+        &Api::<Event>::all(h.client())
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items,
+    )
+    .unwrap();
+    let owned = serde_json::to_string(
+        &Api::<Deployment>::namespaced(h.client(), ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items,
+    )
+    .unwrap()
+        + &serde_json::to_string(
+            &Api::<ConfigMap>::namespaced(h.client(), ns)
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items,
+        )
+        .unwrap();
+    let logs = common::captured_logs();
+    assert!(
+        logs.contains("checked the app registration"),
+        "the check is logged"
+    );
+    for secret in [good, wrong] {
+        assert!(!statuses.contains(secret), "a client secret is in a status");
+        assert!(!events.contains(secret), "a client secret is in an event");
+        assert!(
+            !owned.contains(secret),
+            "a client secret was copied into an owned object"
+        );
+        assert!(!logs.contains(secret), "a client secret is in the logs");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_secret_expiring_within_thirty_days_is_a_warning() {
+    let h = Harness::start().await;
+    let value = "Exp1ring~Secret.Value";
+    register_customer_app(&h, value, SignedDuration::from_hours(10 * 24 + 1));
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&secret_yaml("bot-credentials", ns, value)).await;
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "SecretExpiry", "False", "ClientSecretExpiring")
+    })
+    .await;
+    assert_eq!(
+        service
+            .status
+            .as_ref()
+            .unwrap()
+            .client_secret_expires_in_days,
+        Some(10)
+    );
+    let message = &condition(&service, "SecretExpiry").unwrap().message;
+    assert!(message.contains("expires in 10 day(s)"), "{message}");
+    // Still working: the warning does not take the service out of Ready.
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let events = events_of(&h, ns).await;
+    let warning = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("ClientSecretExpiring"))
+        .expect("a Warning Event for the expiring secret");
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_services_are_refused_by_the_api_server_and_the_reconciler() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+
+    // The API server refuses bad short names and too many users, naming the field.
+    for (short, users, field) in [
+        ("ab", 10, "spec.shortName"),
+        ("abcdefghijklmnop", 10, "spec.shortName"),
+        ("con.toso", 10, "spec.shortName"),
+        ("con toso", 10, "spec.shortName"),
+        ("Contoso", 501, "spec.licensedUsers"),
+    ] {
+        let err = h
+            .platform
+            .apply_yaml(&service_yaml("bad", "contoso", short, users, ""))
+            .await
+            .expect_err("refused");
+        let text = err.to_string();
+        assert!(text.contains(field), "{short:?}/{users}: {text}");
+        assert!(text.contains("422") || text.contains("Invalid"), "{text}");
+    }
+    let services: Api<RecordingService> = Api::namespaced(h.client(), "tenant-contoso");
+    assert!(services.get_opt("bad").await.unwrap().is_none());
+
+    // What only the reconciler can know: the Tenant exists and owns the namespace.
+    h.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: elsewhere\n"
+    ))
+    .await;
+    h.apply(
+        &service_yaml("ghost", "nobody", "Ghost", 10, "").replace("tenant-nobody", "elsewhere"),
+    )
+    .await;
+    h.apply(
+        &service_yaml("stray", "contoso", "Stray", 10, "").replace("tenant-contoso", "elsewhere"),
+    )
+    .await;
+    for (name, field) in [("ghost", "spec.tenantRef"), ("stray", "metadata.namespace")] {
+        let service = wait_service(&h, "elsewhere", name, |s| {
+            has_condition(s, "Ready", "False", "InvalidSpec")
+        })
+        .await;
+        assert!(condition(&service, "Ready")
+            .unwrap()
+            .message
+            .contains(field));
+        assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
+        assert!(has_condition(
+            &service,
+            "BotsReady",
+            "Unknown",
+            "NotProvisioned"
+        ));
+    }
+    assert!(
+        deployment_names(&h, "elsewhere").await.is_empty(),
+        "nothing provisioned for an invalid service"
+    );
+    let events = events_of(&h, "elsewhere").await;
+    assert!(events.iter().any(
+        |e| e.reason.as_deref() == Some("InvalidSpec") && e.type_.as_deref() == Some("Warning")
+    ));
+    h.stop().await;
+}
