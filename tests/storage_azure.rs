@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use recording_operator::config::{ConfigError, SecretRef, SecretSource};
+use recording_operator::crd::Tenant;
 use recording_operator::storage::azure::AzureBlobBackend;
+use recording_operator::storage::tenant::TenantStorage;
 use recording_operator::storage::{
     default_region_pairs, plan_storage, AccountConfig, BackendKind, ByosCredential, ByosLocation,
     DeleteOutcome, EnsureStorage, ManagedRole, StorageBackend, StorageConfig, StorageError,
@@ -59,6 +61,8 @@ impl SecretSource for MemorySecrets {
 struct Fixture {
     azurite: Azurite,
     backend: AzureBlobBackend,
+    config: StorageConfig,
+    secrets: Arc<MemorySecrets>,
     /// Every SAS handed out, to prove none of them leaks into a message.
     secrets_handed_out: Vec<String>,
 }
@@ -97,10 +101,19 @@ impl Fixture {
             request_timeout_seconds: 20,
             ..Default::default()
         };
-        let backend = AzureBlobBackend::new(&config, Arc::new(secrets)).unwrap();
+        // A BYOS customer's Secret: a read-only SAS URL of their container.
+        let byos = azurite
+            .container_sas_url("customer1", "recordings", SasPermissions::READ_LIST, HOUR)
+            .unwrap();
+        handed_out.push(byos.split_once('?').unwrap().1.to_string());
+        secrets.0.insert("customer-archive".into(), byos);
+        let secrets = Arc::new(secrets);
+        let backend = AzureBlobBackend::new(&config, secrets.clone()).unwrap();
         Self {
             azurite,
             backend,
+            config,
+            secrets,
             secrets_handed_out: handed_out,
         }
     }
@@ -421,7 +434,8 @@ async fn byos_locations_are_checked_with_the_customers_credential_and_never_writ
     fx.create_foreign_container("customer1", "recordings", &[])
         .await;
     let location = ByosLocation {
-        location: "westeurope".into(),
+        name: "archive".into(),
+        location: Some("westeurope".into()),
         secret: MemorySecrets::reference("customer-byos"),
     };
     let customer = fx.azurite.account_endpoint("customer1").unwrap();
@@ -439,6 +453,7 @@ async fn byos_locations_are_checked_with_the_customers_credential_and_never_writ
         .unwrap();
     let status = check(good.clone()).await;
     assert_eq!(status.role, StorageRole::Byos);
+    assert_eq!(status.name.as_deref(), Some("archive"));
     assert!(status.ready, "{status:?}");
     assert_eq!(status.endpoint, format!("{customer}/recordings"));
     assert_eq!(
@@ -607,4 +622,110 @@ async fn an_unreadable_or_malformed_account_credential_is_reported_without_its_v
         "cannot read the storage credential: cannot read secret Secret recording-operator/missing \
          key sas: the Secret does not exist"
     );
+}
+
+fn tenant(license: &str, deletion_policy: &str) -> Tenant {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "recording.m365.io/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {"name": "contoso"},
+        "spec": {
+            "customerName": "Contoso", "domain": "contoso.onmicrosoft.com",
+            "shortName": "contoso", "contactEmails": ["it@contoso.com"],
+            "adminUpns": ["admin@contoso.com"], "license": license, "includedUsers": 10,
+            "retention": {"days": 90},
+            "deletionPolicy": deletion_policy,
+            "storage": {"location": "westeurope", "byos": {"enabled": true, "locations": [
+                {"name": "archive", "location": "westus", "secretRef": {"name": "customer-archive"}},
+                {"name": "legal", "secretRef": {"name": "customer-legal", "key": "sasUrl"}},
+            ]}},
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_pro_tenant_with_byos_gets_one_status_line_per_location() {
+    let fx = Fixture::start().await;
+    fx.create_foreign_container("customer1", "recordings", &[])
+        .await;
+    let backend = Arc::new(AzureBlobBackend::new(&fx.config, fx.secrets.clone()).unwrap());
+    let storage = TenantStorage::new(
+        &fx.config,
+        backend,
+        fx.secrets.clone(),
+        "recording-operator",
+    );
+
+    let lines = storage.reconcile(&tenant("Pro", "Delete")).await;
+    let summary: Vec<(&str, &str, Option<&str>, bool)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l.role.as_str(),
+                l.location.as_str(),
+                l.name.as_deref(),
+                l.ready,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("default", "westeurope", None, true),
+            ("paired", "northeurope", None, true),
+            ("byos", "westus", Some("archive"), true),
+            ("byos", "legal", Some("legal"), false),
+        ]
+    );
+    assert_eq!(
+        lines[3].message.as_deref(),
+        Some(
+            "cannot read the storage credential: cannot read secret Secret \
+             recording-operator/customer-legal key sasUrl: the Secret does not exist"
+        )
+    );
+    assert_eq!(
+        fx.container("westeurope", "contoso-default").await.unwrap()["retentiondays"],
+        "90"
+    );
+    fx.assert_no_secret(&format!("{lines:?}"));
+
+    // deletionPolicy: Delete removes both operator containers, never the customer's.
+    let done = storage.cleanup(&tenant("Pro", "Delete")).await.unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(fx.container("westeurope", "contoso-default").await, None);
+    assert_eq!(fx.container("northeurope", "contoso-paired").await, None);
+    assert!(fx.container("customer1", "recordings").await.is_some());
+}
+
+#[tokio::test]
+async fn retain_keeps_everything_and_a_missing_pair_is_its_own_line() {
+    let fx = Fixture::start().await;
+    let mut config = fx.config.clone();
+    config.region_pairs.remove("westeurope");
+    let backend = Arc::new(AzureBlobBackend::new(&config, fx.secrets.clone()).unwrap());
+    let storage = TenantStorage::new(&config, backend, fx.secrets.clone(), "recording-operator");
+
+    let mut retained = tenant("Pro", "Retain");
+    retained.spec.storage.byos.enabled = false;
+    retained.spec.storage.byos.locations.clear();
+    let lines = storage.reconcile(&retained).await;
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].ready && lines[0].role == "default");
+    assert_eq!(lines[1].role, "paired");
+    assert!(!lines[1].ready);
+    assert_eq!(
+        lines[1].message.as_deref(),
+        Some(
+            "region \"westeurope\" has no paired region configured, so the Pro geo-redundant \
+             copy has nowhere to go; add \"westeurope\" to storage.regionPairs"
+        )
+    );
+
+    assert!(storage.cleanup(&retained).await.unwrap().is_empty());
+    assert!(fx
+        .container("westeurope", "contoso-default")
+        .await
+        .is_some());
 }

@@ -264,7 +264,10 @@ impl Azurite {
             unsafe {
                 libc::kill(pid, libc::SIGTERM);
             }
-            if tokio::time::timeout(STOP_TIMEOUT, child.wait()).await.is_ok() {
+            if tokio::time::timeout(STOP_TIMEOUT, child.wait())
+                .await
+                .is_ok()
+            {
                 return;
             }
         }

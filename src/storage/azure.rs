@@ -235,6 +235,7 @@ impl StorageBackend for AzureBlobBackend {
         Ok(StorageLocationStatus {
             location: request.location.clone(),
             role: request.role.into(),
+            name: None,
             endpoint,
             ready: true,
             message,
@@ -323,15 +324,20 @@ impl ByosProbe {
         };
         Ok(match finding {
             Ok(()) => StorageLocationStatus {
-                location: byos.location.clone(),
+                location: byos.region_or_name().to_string(),
                 role: StorageRole::Byos,
+                name: Some(byos.name.clone()),
                 endpoint,
                 ready: true,
                 message: "reachable: the customer's credential lists the container".to_string(),
             },
-            Err(e) => {
-                StorageLocationStatus::failed(&byos.location, StorageRole::Byos, &endpoint, &e)
-            }
+            Err(e) => StorageLocationStatus::failed(
+                byos.region_or_name(),
+                StorageRole::Byos,
+                Some(&byos.name),
+                &endpoint,
+                &e,
+            ),
         })
     }
 

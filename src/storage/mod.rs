@@ -12,12 +12,16 @@
 //! - [`pvc::PvcBackend`]: a PersistentVolumeClaim per location in the tenant's namespace, for
 //!   clusters without Azure.
 //!
+//! [`tenant::TenantStorage`] is what the Tenant controller calls: it maps a Tenant to the
+//! locations above and back to `status.storage[]` lines.
+//!
 //! This module holds what both share: the configuration, the request and status types, the
 //! pure naming and region-pair rules, the one error type, and the scrubbing that keeps SAS
 //! tokens out of every message.
 
 pub mod azure;
 pub mod pvc;
+pub mod tenant;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -82,10 +86,19 @@ impl From<ManagedRole> for StorageRole {
 /// A customer's own storage location, as named in `spec.storage.byos.locations[]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ByosLocation {
-    /// The customer's name for the location (usually its region).
-    pub location: String,
+    /// The location's name, unique within the tenant.
+    pub name: String,
+    /// The Azure region of the customer's account, when known.
+    pub location: Option<String>,
     /// The Secret key that holds the customer's container SAS URL.
     pub secret: SecretRef,
+}
+
+impl ByosLocation {
+    /// The region for the status line: the one given, or else the location's name.
+    pub fn region_or_name(&self) -> &str {
+        self.location.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// The customer's credential for a BYOS location: a container (or account) SAS URL such as
@@ -129,9 +142,12 @@ impl std::fmt::Debug for ByosCredential {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageLocationStatus {
-    /// Azure region (or the customer's name for a BYOS location).
+    /// Azure region (for a BYOS location without a region: its name).
     pub location: String,
     pub role: StorageRole,
+    /// The BYOS location's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Where the recordings go: the container URL without any credential, or `pvc://ns/name`.
     pub endpoint: String,
     pub ready: bool,
@@ -141,10 +157,17 @@ pub struct StorageLocationStatus {
 
 impl StorageLocationStatus {
     /// The line for a location whose ensure or check failed with `error`.
-    pub fn failed(location: &str, role: StorageRole, endpoint: &str, error: &StorageError) -> Self {
+    pub fn failed(
+        location: &str,
+        role: StorageRole,
+        name: Option<&str>,
+        endpoint: &str,
+        error: &StorageError,
+    ) -> Self {
         Self {
             location: location.to_string(),
             role,
+            name: name.map(str::to_string),
             endpoint: redact_url(endpoint),
             ready: false,
             message: error.to_string(),
@@ -858,13 +881,14 @@ mod tests {
         let line = StorageLocationStatus {
             location: "westeurope".into(),
             role: StorageRole::Byos,
+            name: Some("archive".into()),
             endpoint: "https://a.blob.core.windows.net/c".into(),
             ready: true,
             message: "reachable".into(),
         };
         assert_eq!(
             serde_json::to_value(&line).unwrap(),
-            serde_json::json!({"location": "westeurope", "role": "byos",
+            serde_json::json!({"location": "westeurope", "role": "byos", "name": "archive",
                 "endpoint": "https://a.blob.core.windows.net/c", "ready": true, "message": "reachable"})
         );
     }

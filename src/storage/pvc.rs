@@ -183,6 +183,7 @@ impl StorageBackend for PvcBackend {
         Ok(StorageLocationStatus {
             location: request.location.clone(),
             role: request.role.into(),
+            name: None,
             endpoint: format!("pvc://{namespace}/{name}"),
             ready,
             message,
