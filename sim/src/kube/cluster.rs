@@ -1246,6 +1246,14 @@ fn builtin_admission(
                     errors.push(FieldError::required(field, ""));
                 }
             }
+            for (field, max) in [("note", 1024), ("reason", 128), ("action", 128)] {
+                if o[field].as_str().is_some_and(|v| v.len() > max) {
+                    errors.push(FieldError {
+                        field: field.into(),
+                        kind: super::error::FieldErrorKind::TooLong { max: max as u64 },
+                    });
+                }
+            }
             if !matches!(o["type"].as_str(), Some("Normal") | Some("Warning")) {
                 errors.push(FieldError {
                     field: "type".into(),

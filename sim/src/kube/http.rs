@@ -227,6 +227,7 @@ fn route(
                 filter: Filter::parse(
                     params.get("labelSelector").map(String::as_str),
                     Some(&field_selector),
+                    &rt.selectable_fields,
                 )?,
                 resource_version: params.get("resourceVersion").cloned().unwrap_or_default(),
                 send_initial_events: is_true(params.get("sendInitialEvents")),
@@ -444,6 +445,7 @@ fn list(
     let filter = Filter::parse(
         params.get("labelSelector").map(String::as_str),
         params.get("fieldSelector").map(String::as_str),
+        &rt.selectable_fields,
     )?;
     let limit = params.get("limit").and_then(|l| l.parse::<usize>().ok());
     let cluster = shared.lock();
@@ -525,6 +527,7 @@ fn delete_collection(
     let filter = Filter::parse(
         params.get("labelSelector").map(String::as_str),
         params.get("fieldSelector").map(String::as_str),
+        &rt.selectable_fields,
     )?;
     let opts = delete_options(params, body)?;
     let mut cluster = shared.lock();

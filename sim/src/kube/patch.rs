@@ -33,6 +33,20 @@ pub fn json_patch(current: &Value, body: &[u8]) -> Result<Value, ApiError> {
     let patch: json_patch::Patch = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
     let mut doc = current.clone();
+    // The real server's JSON patch treats a missing member as null in a "test" operation
+    // (kube-runtime's finalizer helper relies on it); json-patch reports a bad pointer instead.
+    let patch = json_patch::Patch(
+        patch
+            .0
+            .into_iter()
+            .filter(|op| match op {
+                json_patch::PatchOperation::Test(t) => {
+                    !(t.value.is_null() && current.pointer(t.path.as_str()).is_none())
+                }
+                _ => true,
+            })
+            .collect(),
+    );
     json_patch::patch(&mut doc, &patch).map_err(|e| {
         ApiError::new(
             422,
@@ -237,6 +251,16 @@ mod tests {
         let patch = json!({"metadata": {"finalizers": ["c"], "$deleteFromPrimitiveList/finalizers": ["a"]}});
         let out = strategic_merge_patch(&current, patch.to_string().as_bytes()).unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["b", "c"]));
+    }
+
+    #[test]
+    fn json_patch_test_for_null_passes_on_a_missing_member() {
+        let body = br#"[{"op":"test","path":"/metadata/finalizers","value":null},
+                        {"op":"add","path":"/metadata/finalizers","value":["f"]}]"#;
+        let out = json_patch(&json!({"metadata": {}}), body).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["f"]));
+        let err = json_patch(&json!({"metadata": {"finalizers": ["x"]}}), body).unwrap_err();
+        assert_eq!(err.code, 422);
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub struct ResourceType {
     pub status_subresource: bool,
     /// `metadata.generation` is maintained (and bumped on non-metadata/status changes).
     pub generation: bool,
+    /// Field selectors beyond metadata.name/metadata.namespace.
+    pub selectable_fields: Vec<String>,
     pub crd: Option<CrdVersion>,
 }
 
@@ -295,6 +297,47 @@ const BUILTINS: &[Builtin] = &[
     },
 ];
 
+/// The field selectors the real server supports per built-in kind.
+fn builtin_field_selectors(group: &str, kind: &str) -> Vec<String> {
+    let fields: &[&str] = match (group, kind) {
+        ("", "Event") => &[
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ],
+        ("events.k8s.io", "Event") => &[
+            "regarding.kind",
+            "regarding.namespace",
+            "regarding.name",
+            "regarding.uid",
+            "regarding.apiVersion",
+            "reason",
+            "reportingController",
+            "type",
+        ],
+        ("", "Namespace") => &["status.phase"],
+        ("", "Secret") => &["type"],
+        ("", "Pod") => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "status.phase",
+            "status.podIP",
+        ],
+        _ => &[],
+    };
+    fields.iter().map(|f| f.to_string()).collect()
+}
+
 /// The set of served resources.
 pub struct Registry {
     types: Vec<Arc<ResourceType>>,
@@ -316,6 +359,7 @@ impl Default for Registry {
                     categories: b.categories.iter().map(|s| s.to_string()).collect(),
                     status_subresource: b.status,
                     generation: b.generation,
+                    selectable_fields: builtin_field_selectors(b.group, b.kind),
                     crd: None,
                 })
             })
@@ -641,6 +685,13 @@ pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldErr
                 categories: strings(&names["categories"]),
                 status_subresource: v.pointer("/subresources/status").is_some(),
                 generation: true,
+                selectable_fields: v["selectableFields"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|f| f["jsonPath"].as_str())
+                    .map(|p| p.trim_start_matches('.').to_string())
+                    .collect(),
                 crd: Some(CrdVersion {
                     schema,
                     compiled,

@@ -104,15 +104,16 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A field selector: only `metadata.name` and `metadata.namespace` (plus `=`, `==`, `!=`),
-/// which is what every resource supports on the real server.
+/// A field selector: `metadata.name` and `metadata.namespace` everywhere, plus the fields a
+/// kind supports (`involvedObject.name` for Events, a CRD's `selectableFields`, …), with
+/// `=`, `==` and `!=`.
 #[derive(Debug, Default, Clone)]
 pub struct FieldSelector {
     terms: Vec<(String, bool, String)>, // (field, equal?, value)
 }
 
 impl FieldSelector {
-    pub fn parse(text: &str) -> Result<Self, ApiError> {
+    pub fn parse(text: &str, extra_fields: &[String]) -> Result<Self, ApiError> {
         let mut terms = Vec::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
             let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
@@ -127,9 +128,18 @@ impl FieldSelector {
                 )));
             };
             let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" {
+            let known = field == "metadata.name"
+                || field == "metadata.namespace"
+                || extra_fields.iter().any(|f| f == field);
+            if !known {
+                let mut all = vec![
+                    "\"metadata.name\"".to_string(),
+                    "\"metadata.namespace\"".to_string(),
+                ];
+                all.extend(extra_fields.iter().map(|f| format!("\"{f}\"")));
                 return Err(ApiError::bad_request(format!(
-                    "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+                    "\"{field}\" is not a known field selector: only {}",
+                    all.join(", ")
                 )));
             }
             terms.push((field.to_string(), equal, value.trim().to_string()));
@@ -139,12 +149,13 @@ impl FieldSelector {
 
     pub fn matches(&self, object: &Value) -> bool {
         self.terms.iter().all(|(field, equal, value)| {
-            let actual = match field.as_str() {
-                "metadata.name" => object["metadata"]["name"].as_str(),
-                _ => object["metadata"]["namespace"].as_str(),
-            }
-            .unwrap_or_default();
-            (actual == value) == *equal
+            let found = field.split('.').try_fold(object, |v, k| v.get(k));
+            let actual = match found {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            (actual == *value) == *equal
         })
     }
 }
@@ -157,10 +168,14 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn parse(label: Option<&str>, field: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(
+        label: Option<&str>,
+        field: Option<&str>,
+        extra_fields: &[String],
+    ) -> Result<Self, ApiError> {
         Ok(Filter {
             labels: parse_label_selector(label.unwrap_or_default())?,
-            fields: FieldSelector::parse(field.unwrap_or_default())?,
+            fields: FieldSelector::parse(field.unwrap_or_default(), extra_fields)?,
         })
     }
 
@@ -190,22 +205,25 @@ mod tests {
 
     #[test]
     fn equality_and_set_based_terms() {
-        let f = Filter::parse(Some("app=web,tier in (front, back),!legacy"), None).unwrap();
+        let f = Filter::parse(Some("app=web,tier in (front, back),!legacy"), None, &[]).unwrap();
         assert!(f.matches(&obj(json!({"app": "web", "tier": "front"}))));
         assert!(!f.matches(&obj(json!({"app": "web", "tier": "db"}))));
         assert!(!f.matches(&obj(json!({"app": "web", "tier": "front", "legacy": "1"}))));
-        let f = Filter::parse(Some("app!=web,env notin (prod),team"), None).unwrap();
+        let f = Filter::parse(Some("app!=web,env notin (prod),team"), None, &[]).unwrap();
         assert!(f.matches(&obj(json!({"app": "api", "team": "x"}))));
         assert!(!f.matches(&obj(json!({"app": "api", "team": "x", "env": "prod"}))));
     }
 
     #[test]
     fn field_selectors_name_and_namespace() {
-        let f = Filter::parse(None, Some("metadata.name=a,metadata.namespace!=m")).unwrap();
+        let f = Filter::parse(None, Some("metadata.name=a,metadata.namespace!=m"), &[]).unwrap();
         assert!(f.matches(&obj(json!({}))));
-        let f = Filter::parse(None, Some("metadata.name==b")).unwrap();
+        let f = Filter::parse(None, Some("metadata.name==b"), &[]).unwrap();
         assert!(!f.matches(&obj(json!({}))));
-        let e = Filter::parse(None, Some("spec.x=1")).unwrap_err();
+        let e = Filter::parse(None, Some("spec.x=1"), &[]).unwrap_err();
         assert_eq!(e.code, 400);
+        let f = Filter::parse(None, Some("spec.x=1"), &["spec.x".to_string()]).unwrap();
+        assert!(f.matches(&json!({"spec": {"x": 1}})));
+        assert!(!f.matches(&json!({"spec": {"x": 2}})));
     }
 }
