@@ -252,7 +252,16 @@ async fn a_bad_client_secret_is_an_error_that_never_shows_the_secret() {
     );
     // Without the directory consent usable, the others are judged by their own tokens.
     assert_eq!(state(&check, "recording"), CheckState::Granted);
-    assert_eq!(state(&check, "login"), CheckState::Pending);
+    // Nothing can be said of the delegated-only consent: its previous state stands.
+    let login = check.get("login").unwrap();
+    assert_eq!(login.state, CheckState::Unknown);
+    assert!(
+        login.message.starts_with(
+            "not verified: the directory consent cannot be used: the client secret of application"
+        ),
+        "{}",
+        login.message
+    );
     let everything = format!("{check:?}");
     assert!(
         !everything.contains(wrong),
@@ -467,7 +476,10 @@ async fn a_directory_token_graph_refuses_is_replaced_once() {
     let counts = w.sim.counts().total;
     assert_eq!(counts.token, 1, "one new directory token");
     assert_eq!(counts.graph_batch, 2, "the refused batch and its retry");
-    assert_eq!(w.checker.counters().graph_requests()[1], ("client_error", 1));
+    assert_eq!(
+        w.checker.counters().graph_requests()[1],
+        ("client_error", 1)
+    );
 }
 
 #[tokio::test]

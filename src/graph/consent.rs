@@ -447,7 +447,21 @@ pub async fn check_tenant(
         (Some(token), Some(directory)) => {
             verify_others(env, cache, tenant, token, directory, &others).await
         }
-        _ => check_by_tokens(env, tenant, &others, None).await,
+        _ => {
+            // A directory consent the customer has not (fully) granted is a wait; one the
+            // operator cannot use (bad secret, throttled) says nothing about the others.
+            let failing = results
+                .iter()
+                .find(|r| r.key == DIRECTORY_CONSENT)
+                .filter(|r| matches!(r.state, CheckState::Error | CheckState::Unknown))
+                .map(|r| {
+                    format!(
+                        "the {DIRECTORY_CONSENT} consent cannot be used: {}",
+                        r.message
+                    )
+                });
+            check_by_tokens(env, tenant, &others, failing.as_deref()).await
+        }
     };
     results.extend(others_checked);
 
@@ -491,25 +505,28 @@ async fn verify_others(
             },
         ) => {
             env.tokens.invalidate(tenant, &directory.app_id);
-            check_by_tokens(env, tenant, others, Some(&refused)).await
+            let reason = format!(
+                "Microsoft Graph refused the {DIRECTORY_CONSENT} application's token ({refused})"
+            );
+            check_by_tokens(env, tenant, others, Some(&reason)).await
         }
         Err(e) => others.iter().map(|s| from_error(s, &e)).collect(),
     }
 }
 
 /// One token per application-permission consent. Delegated-only consents wait for the
-/// directory consent, or are `Unknown` when Graph refused the directory token (`refused`).
+/// directory consent, or are `Unknown` when it exists but cannot be used (`failing` says why).
 async fn check_by_tokens(
     env: &CheckEnv<'_>,
     tenant: &str,
     specs: &[&ConsentSpec],
-    refused: Option<&GraphError>,
+    failing: Option<&str>,
 ) -> Vec<ConsentCheck> {
     join_all(specs.iter().map(|spec| async move {
         if spec.application_permissions.is_empty() {
-            return match refused {
+            return match failing {
                 None => awaiting_directory(spec),
-                Some(e) => unverifiable(spec, e),
+                Some(reason) => unverifiable(spec, reason),
             };
         }
         match env.token(tenant, spec).await {
@@ -520,17 +537,16 @@ async fn check_by_tokens(
     .await
 }
 
-/// The verdict for a consent that could be verified before and cannot be now.
-fn unverifiable(spec: &ConsentSpec, error: &GraphError) -> ConsentCheck {
+/// The verdict for a consent that cannot be verified now for a reason on the operator's side:
+/// its previous state stands.
+pub fn unverifiable(spec: &ConsentSpec, reason: &str) -> ConsentCheck {
     ConsentCheck {
         key: spec.key.clone(),
         app_id: spec.app_id.clone(),
         state: CheckState::Unknown,
         granted: vec![],
         missing: vec![],
-        message: format!(
-            "not verified: Microsoft Graph refused the {DIRECTORY_CONSENT} application's token ({error})"
-        ),
+        message: format!("not verified: {reason}"),
         retry_after: None,
     }
 }
