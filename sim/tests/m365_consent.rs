@@ -289,3 +289,42 @@ async fn a_token_issued_before_revocation_still_reads_graph_until_it_expires() {
         .await;
     assert_graph_error(response, 404, "Request_ResourceNotFound", &format!("Resource '{app}' does not exist or one of its queried reference-property objects are not present.")).await;
 }
+
+#[tokio::test]
+async fn with_a_propagation_delay_tokens_catch_up_with_a_consent_later() {
+    let w = world().await;
+    let app = w.app_id("rec-hue");
+    w.sim
+        .set_consent_propagation_delay(std::time::Duration::from_secs(60));
+    w.sim
+        .grant_partial(CONTOSO, &app, &["Calls.AccessMedia.All"], &[]);
+    // Just granted: the token service does not know the service principal yet.
+    assert_aad_error(
+        w.token(CONTOSO, "rec-hue").await,
+        401,
+        "invalid_client",
+        7000229,
+        "The client application",
+    )
+    .await;
+    w.sim.advance_clock(std::time::Duration::from_secs(61));
+    assert_eq!(
+        claims(&w.access_token(CONTOSO, "rec-hue").await)["roles"],
+        serde_json::json!(["Calls.AccessMedia.All"])
+    );
+    // The rest of the permissions arrive later than the service principal did.
+    w.sim.grant_consent(CONTOSO, &app);
+    assert_eq!(
+        claims(&w.access_token(CONTOSO, "rec-hue").await)["roles"],
+        serde_json::json!(["Calls.AccessMedia.All"])
+    );
+    w.sim.advance_clock(std::time::Duration::from_secs(61));
+    assert_eq!(
+        claims(&w.access_token(CONTOSO, "rec-hue").await)["roles"],
+        serde_json::json!([
+            "Calls.AccessMedia.All",
+            "Calls.JoinGroupCall.All",
+            "Calls.JoinGroupCallAsGuest.All"
+        ])
+    );
+}

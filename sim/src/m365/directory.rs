@@ -41,6 +41,7 @@ pub(crate) struct ServicePrincipal {
     pub account_enabled: bool,
     pub app_owner_tenant: String,
     pub reply_urls: Vec<String>,
+    pub created: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,12 +142,13 @@ impl Tenant {
             .find(|sp| sp.id.eq_ignore_ascii_case(id))
     }
 
-    /// Names of the Graph application permissions assigned to service principal `sp_id`.
-    pub fn granted_roles(&self, sp_id: &str) -> Vec<String> {
+    /// Names of the Graph application permissions assigned to service principal `sp_id`
+    /// no later than `cutoff`.
+    pub fn granted_roles(&self, sp_id: &str, cutoff: DateTime<Utc>) -> Vec<String> {
         let graph = self.graph_sp_id();
         self.assignments
             .iter()
-            .filter(|a| a.principal_id == sp_id && a.resource_id == graph)
+            .filter(|a| a.principal_id == sp_id && a.resource_id == graph && a.created <= cutoff)
             .filter_map(|a| catalog::app_role_by_id(&a.app_role_id))
             .map(|p| p.value.to_string())
             .collect()
@@ -245,6 +247,7 @@ impl Directory {
             account_enabled: true,
             app_owner_tenant: "f8cdef31-a31e-4b4a-93e4-5f571e91255a".to_string(),
             reply_urls: Vec::new(),
+            created: now,
         };
         self.tenants.insert(
             id.clone(),
@@ -325,7 +328,7 @@ impl Directory {
             application_permissions: seed.application_permissions.clone(),
             delegated_scopes: seed.delegated_scopes.clone(),
         };
-        let sp = service_principal_for(&app);
+        let sp = service_principal_for(&app, now);
         self.apps.insert(app_id, app);
         self.tenants
             .get_mut(&home)
@@ -398,7 +401,7 @@ impl Directory {
         }
         let t = self.tenant_mut(tenant)?;
         if t.sp_by_app_id(&app.app_id).is_none() {
-            t.service_principals.push(service_principal_for(&app));
+            t.service_principals.push(service_principal_for(&app, now));
         }
         let sp = t.sp_by_app_id(&app.app_id).expect("present").clone();
         let graph = t.graph_sp_id().to_string();
@@ -516,7 +519,7 @@ impl Directory {
     }
 }
 
-fn service_principal_for(app: &Application) -> ServicePrincipal {
+fn service_principal_for(app: &Application, now: DateTime<Utc>) -> ServicePrincipal {
     ServicePrincipal {
         id: new_guid(),
         app_id: app.app_id.clone(),
@@ -524,6 +527,7 @@ fn service_principal_for(app: &Application) -> ServicePrincipal {
         account_enabled: true,
         app_owner_tenant: app.home_tenant.clone(),
         reply_urls: app.redirect_uris.clone(),
+        created: now,
     }
 }
 
@@ -610,7 +614,7 @@ mod tests {
         let t = d.resolve_tenant(CUSTOMER).unwrap();
         let sp = t.sp_by_app_id(APP).unwrap().id.clone();
         assert_eq!(
-            t.granted_roles(&sp),
+            t.granted_roles(&sp, Utc::now()),
             ["User.Read.All", "Application.Read.All"]
         );
         assert_eq!(t.granted_scopes(&sp), ["openid", "profile"]);
@@ -621,7 +625,7 @@ mod tests {
         assert!(d.revoke_permission(CUSTOMER, APP, "User.Read.All").unwrap());
         assert!(d.revoke_permission(CUSTOMER, APP, "openid").unwrap());
         let t = d.resolve_tenant(CUSTOMER).unwrap();
-        assert_eq!(t.granted_roles(&sp), ["Application.Read.All"]);
+        assert_eq!(t.granted_roles(&sp, Utc::now()), ["Application.Read.All"]);
         assert_eq!(t.granted_scopes(&sp), ["profile"]);
         assert!(d.revoke_consent(CUSTOMER, APP).unwrap());
         let t = d.resolve_tenant(CUSTOMER).unwrap();

@@ -26,6 +26,9 @@ pub(crate) struct IdentityContext {
     /// Resource identifiers that name Microsoft Graph (token `aud` values Graph accepts).
     pub graph_resources: Vec<String>,
     pub token_lifetime_secs: u64,
+    /// How long a new consent takes to reach the token service (see
+    /// `M365Sim::set_consent_propagation_delay`).
+    pub propagation_delay: chrono::Duration,
 }
 
 /// `2025-09-18 01:17:37Z`, the timestamp format of AADSTS errors.
@@ -290,8 +293,10 @@ pub(crate) fn issue_token(
     let app = dir
         .app(client_id)
         .ok_or_else(|| AadError::app_not_found(client_id, &tenant.display_name))?;
+    let visible = now - ctx.propagation_delay;
     let sp = tenant
         .sp_by_app_id(&app.app_id)
+        .filter(|sp| sp.created <= visible)
         .ok_or_else(|| AadError::missing_service_principal(&app.app_id, &tenant.id))?;
     let secret = req
         .client_secret
@@ -310,7 +315,7 @@ pub(crate) fn issue_token(
     if !sp.account_enabled {
         return Err(AadError::app_disabled(&app.app_id, &app.display_name));
     }
-    let roles = tenant.granted_roles(&sp.id);
+    let roles = tenant.granted_roles(&sp.id, visible);
     let issued = now.timestamp();
     let issuer = format!("https://sts.windows.net/{}/", tenant.id);
     Ok(AppTokenClaims {

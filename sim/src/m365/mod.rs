@@ -65,6 +65,7 @@ pub(crate) struct Shared {
     settings: Settings,
     auto_consent: AtomicBool,
     clock_offset: Mutex<chrono::Duration>,
+    propagation_delay: Mutex<chrono::Duration>,
     dir: Mutex<Directory>,
     faults: Mutex<Faults>,
     counts: Mutex<RequestCounts>,
@@ -111,6 +112,7 @@ impl M365Sim {
             auto_consent: AtomicBool::new(seed.settings.auto_consent),
             settings: seed.settings,
             clock_offset: Mutex::new(chrono::Duration::zero()),
+            propagation_delay: Mutex::new(chrono::Duration::zero()),
             dir: Mutex::new(directory),
             faults: Mutex::new(Faults::default()),
             counts: Mutex::new(RequestCounts::default()),
@@ -265,6 +267,15 @@ impl M365Sim {
     pub fn advance_clock(&self, by: Duration) {
         let by = chrono::Duration::from_std(by).expect("duration fits");
         *lock(&self.shared.clock_offset) += by;
+    }
+
+    /// Makes consents reach the token endpoint `d` after they are given, as directory
+    /// replication does: until then a new service principal still answers AADSTS7000229 and
+    /// new app-role assignments are missing from `roles`. Graph reads see them at once.
+    /// Zero (the default) turns it off; combine with [`M365Sim::advance_clock`].
+    pub fn set_consent_propagation_delay(&self, d: Duration) {
+        *lock(&self.shared.propagation_delay) =
+            chrono::Duration::from_std(d).expect("duration fits");
     }
 
     /// The tenant id of a domain (or of an id, normalised).

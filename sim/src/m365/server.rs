@@ -61,6 +61,7 @@ fn identity_context(shared: &Shared) -> IdentityContext {
     IdentityContext {
         graph_resources: identity::graph_resources(&shared.url),
         token_lifetime_secs: shared.settings.token_lifetime_secs,
+        propagation_delay: *lock(&shared.propagation_delay),
     }
 }
 
