@@ -132,7 +132,9 @@ async fn essentials_tenant_needs_four_consents() {
     .await;
     let tenant = h
         .wait_tenant("contoso", T, |t| {
-            t.status.as_ref().is_some_and(|s| s.consents.len() == 4)
+            t.status.as_ref().is_some_and(|s| {
+                s.consents.len() == 4 && s.consents.iter().all(|c| c.consent_url.is_some())
+            })
         })
         .await;
     let status = tenant.status.unwrap();
@@ -141,15 +143,417 @@ async fn essentials_tenant_needs_four_consents() {
         .consents
         .iter()
         .any(|c| c.name == "redundantRecording"));
-    h.platform
+    let accepted = h
+        .platform
         .accept_all_consents("contoso", &h.browser)
         .await
         .unwrap();
+    assert_eq!(accepted, 4);
     h.wait_tenant("contoso", T, |t| {
         t.status
             .as_ref()
             .is_some_and(|s| s.health == Some(Health::Ok))
     })
     .await;
+    h.stop().await;
+}
+
+fn app_id(h: &Harness, display_name: &str) -> String {
+    h.platform
+        .seed
+        .app(display_name)
+        .expect("seeded app")
+        .app_id
+        .clone()
+}
+
+const FABRIKAM_ID: &str = "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
+    let h = Harness::start().await;
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    h.wait_tenant("fabrikam", T, |t| {
+        t.status.as_ref().is_some_and(|s| s.consents.len() == 4)
+    })
+    .await;
+
+    // Everything but the recording app in full; the recording app with one of three permissions.
+    let recording = app_id(&h, "recording-hue");
+    for name in ["recording-auth", "recording-aad", "recording-im"] {
+        h.platform
+            .m365
+            .grant_consent(FABRIKAM_ID, &app_id(&h, name));
+    }
+    h.platform
+        .m365
+        .grant_partial(FABRIKAM_ID, &recording, &["Calls.AccessMedia.All"], &[]);
+    let grant = h
+        .wait_grant("fabrikam", "recording", T, |g| {
+            g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Partial)
+        })
+        .await;
+    let s = grant.status.unwrap();
+    assert_eq!(
+        s.missing_permissions,
+        vec!["Calls.JoinGroupCall.All", "Calls.JoinGroupCallAsGuest.All"]
+    );
+    assert_eq!(s.granted_permissions, vec!["Calls.AccessMedia.All"]);
+    let tenant = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.consents
+                    .iter()
+                    .filter(|c| c.state == ConsentState::Granted)
+                    .count()
+                    == 3
+            })
+        })
+        .await;
+    let status = tenant.status.unwrap();
+    assert_eq!(status.health, Some(Health::Warning));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "ConsentPartial", "{ready:?}");
+    assert!(status
+        .alarm
+        .unwrap()
+        .contains("recording (recording-hue) lacks permissions"));
+
+    // The admin grants it fully; the tenant is OK.
+    h.platform.m365.grant_consent(FABRIKAM_ID, &recording);
+    h.wait_tenant("fabrikam", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+
+    // Later the admin deletes the enterprise app; the GitOps way to say "look now" is the
+    // recheck annotation on the Tenant.
+    h.platform.m365.revoke_consent(FABRIKAM_ID, &recording);
+    let tenants: kube::Api<recording_operator::crd::Tenant> = kube::Api::all(h.client());
+    let patch = serde_json::json!({"metadata": {"annotations": {"recording.m365.io/recheck-at": "2026-11-23T10:00:00Z"}}});
+    tenants
+        .patch(
+            "fabrikam",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    h.wait_grant("fabrikam", "recording", T, |g| {
+        g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Revoked)
+    })
+    .await;
+    let tenant = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.health == Some(Health::Warning))
+        })
+        .await;
+    let ready = tenant
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "ConsentRevoked");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_token_requests_wait_for_retry_after() {
+    let h = Harness::start().await;
+    h.platform.m365.throttle_token(sim::m365::Throttle {
+        tenant: Some(FABRIKAM_ID.into()),
+        status: 429,
+        retry_after_secs: Some(3),
+        count: 1000,
+    });
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    let grant = h
+        .wait_grant("fabrikam", "recording", T, |g| {
+            g.status
+                .as_ref()
+                .is_some_and(|s| s.last_checked_at.is_some())
+        })
+        .await;
+    let s = grant.status.unwrap();
+    let wait = s
+        .next_check_at
+        .unwrap()
+        .0
+        .duration_since(s.last_checked_at.unwrap().0);
+    assert!(
+        wait.as_secs_f64() >= 3.0,
+        "next check after {wait:?}, Retry-After said 3 s: {:?}",
+        s.message
+    );
+    assert_eq!(
+        s.state,
+        Some(ConsentState::Pending),
+        "throttling is not an answer about the consent"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_client_secret_is_an_error_for_the_platform_team_and_never_leaks() {
+    let h = Harness::start().await;
+    let wrong = "Wr0ng~Secret.Value-For-Test";
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(h.client(), recording_operator::demo::OPERATOR_NAMESPACE);
+    let patch = serde_json::json!({"stringData": {"directory": wrong}});
+    secrets
+        .patch(
+            recording_operator::demo::APP_SECRETS,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    h.platform
+        .accept_all_consents("fabrikam", &h.browser)
+        .await
+        .unwrap();
+    for name in [
+        "recording-auth",
+        "recording-aad",
+        "recording-hue",
+        "recording-im",
+    ] {
+        h.platform
+            .m365
+            .grant_consent(FABRIKAM_ID, &app_id(&h, name));
+    }
+    let grant = h
+        .wait_grant("fabrikam", "directory", T, |g| {
+            g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Error)
+        })
+        .await;
+    let message = grant.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("7000215") && message.contains("platform team"),
+        "{message}"
+    );
+    let tenant = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "ConsentCheckFailed")
+            })
+        })
+        .await;
+    assert_eq!(
+        tenant.status.as_ref().unwrap().health,
+        Some(Health::Warning)
+    );
+
+    // No secret, right or wrong, in any status, event or log line.
+    let mut secret_values: Vec<String> = h
+        .platform
+        .seed
+        .apps
+        .iter()
+        .flat_map(|a| a.secrets.iter().map(|s| s.value.clone()))
+        .collect();
+    secret_values.push(wrong.to_string());
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> = kube::Api::all(h.client());
+    let events =
+        serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
+    let tenants: kube::Api<recording_operator::crd::Tenant> = kube::Api::all(h.client());
+    let statuses = serde_json::to_string(&tenants.list(&Default::default()).await.unwrap().items)
+        .unwrap()
+        + &serde_json::to_string(&h.grants("fabrikam").await).unwrap();
+    let logs = common::captured_logs();
+    assert!(!events.is_empty() && !logs.is_empty());
+    for secret in &secret_values {
+        assert!(
+            !events.contains(secret.as_str()),
+            "a client secret is in an event"
+        );
+        assert!(
+            !statuses.contains(secret.as_str()),
+            "a client secret is in a status"
+        );
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a client secret is in the logs"
+        );
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pro_to_essentials_removes_the_paired_consent() {
+    let h = Harness::start().await;
+    h.apply(&tenant_yaml("fabrikam", "fabrikam.onmicrosoft.com", "Pro"))
+        .await;
+    h.wait_tenant("fabrikam", T, |t| {
+        t.status.as_ref().is_some_and(|s| s.consents.len() == 5)
+    })
+    .await;
+    assert!(h
+        .grants("fabrikam")
+        .await
+        .iter()
+        .any(|g| g.spec.consent == "redundantRecording"));
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    let tenant = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.consents.len() == 4 && s.license_type.as_deref() == Some("Audio Recording")
+            })
+        })
+        .await;
+    assert_eq!(tenant.status.unwrap().advanced_storage, Some(false));
+    common::wait_for(
+        T,
+        || async { Some(h.grants("fabrikam").await) },
+        |grants| {
+            grants.len() == 4
+                && !grants
+                    .iter()
+                    .any(|g| g.spec.consent == "redundantRecording")
+        },
+        "paired consent removed",
+    )
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_manifests_are_refused_by_the_api_server_and_the_reconciler() {
+    let h = Harness::start().await;
+    // The API server refuses a CEL violation at apply time, naming the field.
+    let bad = tenant_yaml("contoso", "contoso.onmicrosoft.com", "Essentials")
+        + "  retention:\n    days: 731\n";
+    let err = h
+        .platform
+        .apply_yaml(&bad)
+        .await
+        .expect_err("retention 731 is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("spec.retention.days") && text.contains("730"),
+        "{text}"
+    );
+    // A rule only the operator can know (an optional consent the configuration lacks) is the
+    // reconciler's: InvalidSpec, a Warning, nothing provisioned.
+    let unknown = tenant_yaml("contoso", "contoso.onmicrosoft.com", "Essentials")
+        + "  optionalConsents: [faxApp]\n";
+    h.apply(&unknown).await;
+    let tenant = h
+        .wait_tenant("contoso", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "InvalidSpec")
+            })
+        })
+        .await;
+    let status = tenant.status.unwrap();
+    assert_eq!(status.health, Some(Health::Warning));
+    assert!(status.alarm.unwrap().contains("spec.optionalConsents"));
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Stalled" && c.status == "True"));
+    assert!(
+        h.grants("contoso").await.is_empty(),
+        "nothing provisioned for an invalid tenant"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_shows_the_printer_columns() {
+    let h = Harness::start().await;
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    h.wait_tenant("contoso", T, |t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.consents.len() == 4 && s.consents.iter().all(|c| c.consent_url.is_some())
+        })
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("onboarding-kubectl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    h.platform.kube.write_kubeconfig(&kubeconfig).unwrap();
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let tenants = kubectl(&["get", "tenants"]);
+    let header: Vec<&str> = tenants.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "CUSTOMER", "LICENSE", "USERS", "STATUS", "READY", "AGE"],
+        "{tenants}"
+    );
+    let row = tenants.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("contoso")
+            && row.contains("contoso-customer")
+            && row.contains("Audio Recording")
+            && row.contains("Warning")
+            && row.contains("False"),
+        "{tenants}"
+    );
+    let grants = kubectl(&["get", "consentgrants", "-A"]);
+    let header: Vec<&str> = grants.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAMESPACE", "NAME", "CONSENT", "STATE", "AGE"],
+        "{grants}"
+    );
+    assert_eq!(
+        grants.lines().filter(|l| l.contains("Pending")).count(),
+        4,
+        "{grants}"
+    );
     h.stop().await;
 }
