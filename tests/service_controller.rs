@@ -668,7 +668,7 @@ async fn bad_services_are_refused_by_the_api_server_and_the_reconciler() {
 
     // What only the reconciler can know: the Tenant exists and owns the namespace.
     h.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: elsewhere\n")
-    .await;
+        .await;
     h.apply(
         &service_yaml("ghost", "nobody", "Ghost", 10, "").replace("tenant-nobody", "elsewhere"),
     )
