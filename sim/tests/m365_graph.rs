@@ -607,3 +607,40 @@ async fn throttling_answers_429_with_retry_after_for_the_throttled_tenant_only()
     assert_eq!(counts.tenant(FABRIKAM).throttled, 1);
     assert_eq!(counts.total.graph_requests(), 5);
 }
+
+#[tokio::test]
+async fn writes_are_refused_with_an_odata_405() {
+    let w = world().await;
+    let token = directory_token(&w).await;
+    let response = w
+        .http
+        .post(format!("{}/v1.0/servicePrincipals", w.sim.url()))
+        .bearer_auth(&token)
+        .json(&json!({"appId": w.app_id("rec-hue")}))
+        .send()
+        .await
+        .unwrap();
+    assert_graph_error(
+        response,
+        405,
+        "Request_BadRequest",
+        "The simulator does not serve POST requests on Graph.",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_the_port() {
+    let w = world().await;
+    let url = format!(
+        "{}/{CONTOSO}/v2.0/.well-known/openid-configuration",
+        w.sim.url()
+    );
+    assert_eq!(w.open(&url).await.status(), 200);
+    w.sim.clone().shutdown().await;
+    let refused = reqwest::Client::new().get(&url).send().await;
+    assert!(
+        refused.is_err_and(|e| e.is_connect()),
+        "nothing listens after shutdown"
+    );
+}

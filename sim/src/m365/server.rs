@@ -39,8 +39,8 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/{tenant}/v2.0/adminconsent", get(admin_consent_v2))
         .route("/{tenant}/adminconsent", get(admin_consent_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/v1.0/$batch", post(graph_batch))
-        .route("/v1.0/{*rest}", get(graph_get))
+        .route("/v1.0/$batch", post(graph_batch).fallback(graph_read_only))
+        .route("/v1.0/{*rest}", get(graph_get).fallback(graph_read_only))
         .layer(middleware::from_fn_with_state(shared.clone(), latency))
         .with_state(shared)
 }
@@ -389,6 +389,21 @@ async fn graph_get(State(shared): State<AppState>, uri: Uri, headers: HeaderMap)
         }
         Err(e) => graph_error(&shared, &ids, &e, None),
     }
+}
+
+/// Graph methods the simulator does not serve (it is read-only apart from `$batch`).
+async fn graph_read_only(
+    State(shared): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+) -> Response {
+    let ids = RequestIds::from(&headers);
+    let err = GraphError::new(
+        405,
+        "Request_BadRequest",
+        format!("The simulator does not serve {method} requests on Graph."),
+    );
+    graph_error(&shared, &ids, &err, None)
 }
 
 /// Path and query after `/v1.0/`, still percent-encoded.
