@@ -683,3 +683,51 @@ async fn deleting_a_crd_stops_serving_it_and_removes_its_objects() {
     assert_eq!(list["items"], json!([]));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn crds_with_broken_rules_and_objects_with_bad_metadata_are_refused() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let mut crd: Value = serde_saphyr::from_str(WIDGET_CRD).unwrap();
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["x-kubernetes-validations"][0]["rule"] = json!("self.size <=");
+    let (code, status) = raw
+        .post(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            &crd,
+        )
+        .await;
+    assert_eq!(code, 422, "{status}");
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+    );
+    assert_eq!(
+        raw.get(WIDGETS).await.0,
+        404,
+        "a refused CRD serves nothing"
+    );
+
+    let mut long_label = cm("labelled");
+    long_label["metadata"]["labels"] = json!({"recording.m365.io/tenant": "x".repeat(64)});
+    let (code, status) = raw.post(CMS, &long_label).await;
+    assert_eq!(code, 422);
+    assert_eq!(status["details"]["causes"][0]["field"], "metadata.labels");
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("must be no more than 63 characters"));
+
+    let mut two_controllers = cm("owned");
+    two_controllers["metadata"]["ownerReferences"] = json!([
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": "1", "controller": true},
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": "2", "controller": true}
+    ]);
+    let (code, status) = raw.post(CMS, &two_controllers).await;
+    assert_eq!(code, 422);
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("Only one reference can have Controller set to true"));
+    sim.shutdown().await;
+}

@@ -92,6 +92,83 @@ fn validate_name(rt: &ResourceType, name: &str) -> Option<FieldError> {
     (!ok).then(|| FieldError::invalid("metadata.name", &json!(name), what))
 }
 
+const LABEL_VALUE: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+const QUALIFIED_NAME: &str = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$";
+
+/// Labels and owner references, as `ValidateObjectMeta` checks them.
+fn validate_metadata(object: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let value_re = Regex::new(LABEL_VALUE).expect("valid regex");
+    let name_re = Regex::new(QUALIFIED_NAME).expect("valid regex");
+    for (key, value) in object["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        let (prefix, name) = match key.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, key.as_str()),
+        };
+        if name.len() > 63
+            || !name_re.is_match(name)
+            || prefix.is_some_and(|p| p.is_empty() || p.len() > 253)
+        {
+            errors.push(FieldError::invalid(
+                "metadata.labels",
+                &json!(key),
+                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+            ));
+        }
+        let v = value.as_str().unwrap_or_default();
+        if v.len() > 63 {
+            errors.push(FieldError::invalid(
+                "metadata.labels",
+                value,
+                "must be no more than 63 characters",
+            ));
+        } else if !value_re.is_match(v) {
+            errors.push(FieldError::invalid(
+                "metadata.labels",
+                value,
+                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+            ));
+        }
+    }
+    let refs = object["metadata"]["ownerReferences"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for r in &refs {
+        for (field, what) in [
+            ("apiVersion", "version"),
+            ("kind", "kind"),
+            ("name", "name"),
+            ("uid", "uid"),
+        ] {
+            if r[field].as_str().unwrap_or_default().is_empty() {
+                errors.push(FieldError::invalid(
+                    format!("metadata.ownerReferences.{field}"),
+                    &json!(""),
+                    format!("{what} must not be empty"),
+                ));
+            }
+        }
+    }
+    if refs
+        .iter()
+        .filter(|r| r["controller"] == json!(true))
+        .count()
+        > 1
+    {
+        errors.push(FieldError::invalid(
+            "metadata.ownerReferences",
+            &json!(refs),
+            "Only one reference can have Controller set to true",
+        ));
+    }
+    errors
+}
+
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     uuid::Uuid::new_v4()
@@ -608,6 +685,7 @@ impl Cluster {
         if old.is_none() {
             errors.extend(validate_name(rt, &name));
         }
+        errors.extend(validate_metadata(&object));
         if let Some(crd) = &rt.crd {
             if let Some(schema_v) = &crd.schema {
                 let pruned = schema::prune(schema_v, &mut object);

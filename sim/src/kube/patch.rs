@@ -132,6 +132,11 @@ fn merge_value(doc: &mut Value, patch: &Value, path: &[String]) {
         *doc = Value::Object(Map::new());
     }
     let doc_map = doc.as_object_mut().expect("object");
+    // `$retainKeys`: fields of the live object not listed are cleared (e.g. a strategy's
+    // `rollingUpdate` when the type becomes `Recreate`).
+    if let Some(keep) = patch_map.get("$retainKeys").and_then(Value::as_array) {
+        doc_map.retain(|k, _| keep.iter().any(|r| r == k));
+    }
     for (key, pv) in patch_map {
         if key == "$patch" || key == "$retainKeys" || key.starts_with("$setElementOrder/") {
             continue;
@@ -243,6 +248,14 @@ mod tests {
         assert_eq!(containers.as_array().unwrap().len(), 1);
         assert_eq!(containers[0]["image"], "a:2");
         assert_eq!(containers[0]["ports"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn retain_keys_clears_unlisted_fields() {
+        let current = json!({"spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
+        let out = strategic_merge_patch(&current, patch.to_string().as_bytes()).unwrap();
+        assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
     }
 
     #[test]

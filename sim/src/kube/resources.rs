@@ -665,15 +665,35 @@ pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldErr
         .as_str()
         .map(String::from)
         .unwrap_or_else(|| kind.to_lowercase());
+    // Schemas are required, and their CEL rules must compile (checked once, here).
+    let mut compiled_versions = Vec::new();
+    for (i, v) in versions.iter().enumerate() {
+        let at = format!("spec.versions[{i}].schema.openAPIV3Schema");
+        match v
+            .pointer("/schema/openAPIV3Schema")
+            .filter(|s| !s.is_null())
+        {
+            None => errors.push(FieldError::required(at, "schemas are required")),
+            Some(schema) => {
+                let compiled = kube_cel::compile_schema(schema);
+                rule_errors(&compiled, &at, &mut errors);
+                compiled_versions.push(compiled);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(versions
         .iter()
-        .filter(|v| v["served"] != json!(false))
-        .map(|v| {
+        .zip(compiled_versions)
+        .filter(|(v, _)| v["served"] != json!(false))
+        .map(|(v, compiled)| {
             let schema = v
                 .pointer("/schema/openAPIV3Schema")
                 .cloned()
                 .filter(|s| !s.is_null());
-            let compiled = schema.as_ref().map(kube_cel::compile_schema);
+            let compiled = Some(compiled);
             ResourceType {
                 group: group.clone(),
                 version: v["name"].as_str().unwrap_or_default().to_string(),
@@ -703,6 +723,30 @@ pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldErr
             }
         })
         .collect())
+}
+
+/// Report every CEL rule of a compiled schema that does not compile, at its schema path.
+fn rule_errors(schema: &kube_cel::CompiledSchema, at: &str, errors: &mut Vec<FieldError>) {
+    for (i, v) in schema.validations.iter().enumerate() {
+        if let Err(e) = v {
+            errors.push(FieldError::invalid(
+                format!("{at}.x-kubernetes-validations[{i}].rule"),
+                &Value::Null,
+                format!("compilation failed: {e}"),
+            ));
+        }
+    }
+    let mut props: Vec<(&String, &kube_cel::CompiledSchema)> = schema.properties.iter().collect();
+    props.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, child) in props {
+        rule_errors(child, &format!("{at}.properties[{name}]"), errors);
+    }
+    if let Some(items) = &schema.items {
+        rule_errors(items, &format!("{at}.items"), errors);
+    }
+    if let Some(additional) = &schema.additional_properties {
+        rule_errors(additional, &format!("{at}.additionalProperties"), errors);
+    }
 }
 
 /// `/version`
