@@ -515,3 +515,33 @@ async fn the_token_endpoint_can_be_throttled_per_tenant_with_retry_after() {
     assert_eq!(counts.tenant(CONTOSO).throttled, 1);
     assert_eq!(counts.tenant(FABRIKAM).token, 1);
 }
+
+#[tokio::test]
+async fn the_client_request_id_is_echoed_and_is_the_correlation_id_of_errors() {
+    let w = world().await;
+    let response = w
+        .http
+        .post(format!("{}/{CONTOSO}/oauth2/v2.0/token", w.sim.url()))
+        .header("client-request-id", "5eed0000-0000-4000-8000-000000000001")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["client-request-id"],
+        "5eed0000-0000-4000-8000-000000000001"
+    );
+    assert!(response.headers().contains_key("x-ms-request-id"));
+    let body = assert_aad_error(
+        response,
+        400,
+        "invalid_request",
+        900144,
+        "The request body must contain the following parameter: 'client_id'.",
+    )
+    .await;
+    assert_eq!(
+        body["correlation_id"],
+        "5eed0000-0000-4000-8000-000000000001"
+    );
+}

@@ -83,7 +83,19 @@ fn aad_error(shared: &Shared, err: &AadError, headers: &HeaderMap) -> Response {
     let body = err.body(&shared.url, shared.now(), correlation);
     let mut response = json_response(err.status, AAD_JSON, &body);
     no_store(&mut response);
+    stamp_identity(&mut response, headers);
     response
+}
+
+/// Identity-platform response headers: a request id of ours, the client's id echoed.
+fn stamp_identity(response: &mut Response, request: &HeaderMap) {
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&new_guid()) {
+        h.insert("x-ms-request-id", v);
+    }
+    if let Some(v) = request.get("client-request-id") {
+        h.insert("client-request-id", v.clone());
+    }
 }
 
 fn no_store(response: &mut Response) {
@@ -240,6 +252,7 @@ async fn token(
                 &identity::token_response(&access_token, ctx.token_lifetime_secs),
             );
             no_store(&mut response);
+            stamp_identity(&mut response, &headers);
             response
         }
         Err(err) => refuse(err),
