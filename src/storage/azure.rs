@@ -6,9 +6,11 @@
 //! `license`, `retentiondays` (days or `unlimited`) and `managedby=recording-operator` (metadata
 //! names must be C# identifiers, so no hyphens and, as Azure returns them, lower case).
 //!
-//! - ensure: create the container (201); if it exists (409 `ContainerAlreadyExists`) read its
-//!   metadata: the operator's own for this tenant → adopt and bring the metadata up to date;
+//! - ensure: read the container's properties; missing (404) → create it (201; a 409
+//!   `ContainerAlreadyExists` from a race is read again). An existing container's metadata
+//!   decides: the operator's own for this tenant → adopt and bring the metadata up to date;
 //!   no `managedby` stamp → adopt as is, and never delete it; another tenant's → refuse.
+//!   So the steady state costs one request per location.
 //! - delete: only a container stamped as the operator's for this tenant (202; 404 = gone).
 //! - BYOS: list at most one blob with the customer's SAS URL; never create or delete.
 //!
@@ -169,19 +171,14 @@ impl AzureBlobBackend {
         }
     }
 
-    /// The container exists already: decide whose it is.
+    /// The container exists already with metadata `found`: decide whose it is.
     async fn adopt(
         &self,
         request: &EnsureStorage,
         client: &BlobContainerClient,
         endpoint: &str,
+        found: HashMap<String, String>,
     ) -> Result<String, StorageError> {
-        let Some(found) = self.metadata_of(client, endpoint).await? else {
-            // Deleted between our create and our read; the next ensure creates it again.
-            return Err(StorageError::ContainerNotFound {
-                endpoint: endpoint.to_string(),
-            });
-        };
         match ownership(&found, &request.tenant) {
             Ownership::Ours => {
                 let wanted = desired_metadata(request);
@@ -214,23 +211,37 @@ impl StorageBackend for AzureBlobBackend {
     async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
         let name = container_name(&request.tenant, request.role);
         let (client, endpoint) = self.container(&request.location, &name).await?;
-        let options = BlobContainerClientCreateOptions {
-            metadata: Some(desired_metadata(request)),
-            ..Default::default()
-        };
-        let message = match self
-            .sdk
-            .bounded(&endpoint, client.create(Some(options)))
-            .await?
-        {
-            Ok(_) => {
-                tracing::info!(tenant = %request.tenant, %endpoint, "created storage container");
-                "container created".to_string()
+        // Steady state is one read; creating is the exception. A container created by someone
+        // else between the read and the create answers 409 and is looked at again.
+        let message = match self.metadata_of(&client, &endpoint).await? {
+            Some(found) => self.adopt(request, &client, &endpoint, found).await?,
+            None => {
+                let options = BlobContainerClientCreateOptions {
+                    metadata: Some(desired_metadata(request)),
+                    ..Default::default()
+                };
+                match self
+                    .sdk
+                    .bounded(&endpoint, client.create(Some(options)))
+                    .await?
+                {
+                    Ok(_) => {
+                        tracing::info!(tenant = %request.tenant, %endpoint, "created storage container");
+                        "container created".to_string()
+                    }
+                    Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => {
+                        let found =
+                            self.metadata_of(&client, &endpoint).await?.ok_or_else(|| {
+                                // Deleted again in between; the next ensure creates it.
+                                StorageError::ContainerNotFound {
+                                    endpoint: endpoint.clone(),
+                                }
+                            })?;
+                        self.adopt(request, &client, &endpoint, found).await?
+                    }
+                    Err(e) => return Err(classify(e, &endpoint)),
+                }
             }
-            Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => {
-                self.adopt(request, &client, &endpoint).await?
-            }
-            Err(e) => return Err(classify(e, &endpoint)),
         };
         Ok(StorageLocationStatus {
             location: request.location.clone(),

@@ -607,7 +607,9 @@ impl StorageError {
     pub fn is_transient(&self) -> bool {
         match self {
             StorageError::Unreachable { .. } | StorageError::Timeout { .. } => true,
-            StorageError::Service { status, .. } => *status == 429 || *status >= 500,
+            StorageError::Service { status, code, .. } => {
+                *status == 429 || *status >= 500 || code == "ContainerBeingDeleted"
+            }
             StorageError::Kubernetes { .. } => true,
             _ => false,
         }
@@ -859,6 +861,25 @@ mod tests {
             StorageConfig::default().validate().is_err(),
             "azureBlob without accounts"
         );
+    }
+
+    #[test]
+    fn outages_and_throttling_are_transient_configuration_is_not() {
+        let service = |status, code: &str| StorageError::Service {
+            endpoint: "https://a.blob.core.windows.net/c".into(),
+            status,
+            code: code.into(),
+        };
+        assert!(service(503, "ServerBusy").is_transient());
+        assert!(service(429, "TooManyRequests").is_transient());
+        assert!(service(409, "ContainerBeingDeleted").is_transient());
+        assert!(!service(400, "InvalidMetadata").is_transient());
+        assert!(!StorageError::NoPairedRegion { region: "x".into() }.is_transient());
+        assert!(!StorageError::AuthenticationFailed {
+            endpoint: "e".into(),
+            code: "AuthenticationFailed".into()
+        }
+        .is_transient());
     }
 
     #[test]
