@@ -162,7 +162,9 @@ pub const PLATFORM_CONSENTS: &[(&str, &str, &[&str], &[&str])] = &[
 impl Seed {
     /// Parses a YAML seed document.
     pub fn from_yaml(text: &str) -> Result<Seed, SimError> {
-        serde_saphyr::from_str(text).map_err(|e| SimError::SeedYaml(e.to_string()))
+        // Without the source snippet: a snippet could quote a secret's line.
+        serde_saphyr::from_str(text)
+            .map_err(|e| SimError::SeedYaml(e.without_snippet().to_string()))
     }
 
     /// Reads and parses a YAML seed file.
@@ -273,6 +275,13 @@ mod tests {
             a.app("rec-aad").unwrap().application_permissions,
             ["User.Read.All", "Group.Read.All", "Application.Read.All"]
         );
+    }
+
+    #[test]
+    fn yaml_errors_do_not_quote_the_seed() {
+        let text = "apps:\n  - app_id: 1\n    display_name: x\n    home_tenant: y\n    secrets:\n      - value: [Q~very-secret]\n        end_date_time: z\n";
+        let err = Seed::from_yaml(text).unwrap_err().to_string();
+        assert!(!err.contains("very-secret"), "{err}");
     }
 
     #[test]
