@@ -483,6 +483,31 @@ async fn a_directory_token_graph_refuses_is_replaced_once() {
 }
 
 #[tokio::test]
+async fn a_consent_no_longer_named_is_no_longer_checked() {
+    let w = world().await;
+    for spec in w.specs(true) {
+        w.sim.grant_consent(CONTOSO, &spec.app_id);
+    }
+    let pro = w.checker.check_now(CONTOSO, &w.specs(true)).await;
+    assert!(pro.get("redundantRecording").is_some());
+    // Pro → Essentials: the paired consent's grant is gone.
+    let essentials = w.checker.check(CONTOSO, &w.specs(false)).await;
+    assert!(
+        Arc::ptr_eq(&pro, &essentials),
+        "a subset shares the recent check"
+    );
+    w.sim.reset_counts();
+    let essentials = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    assert!(essentials.get("redundantRecording").is_none());
+    assert_eq!(essentials.consents.len(), 4);
+    assert_eq!(
+        w.sim.counts().tenant(CONTOSO).batch_items,
+        6,
+        "login: 2, recording: 2, IM: 2"
+    );
+}
+
+#[tokio::test]
 async fn a_pending_tenant_costs_no_graph_request_and_one_with_directory_granted() {
     let w = world_with(seed(), |config, _| {
         config.polling.check_cache_ttl = Duration::ZERO;

@@ -1,10 +1,11 @@
 //! [`ConsentChecker`]: the one object every reconcile shares (in an `Arc`) to ask "which
 //! consents has this tenant granted?".
 //!
-//! - Coalescing: the consents of a tenant are checked together. Each call adds its consents
-//!   to the tenant's set; a call that finds a check of that set started less than
-//!   `checkCacheTtl` ago (or still running) shares its result instead of asking again. So the
-//!   five ConsentGrants of a tenant reconciled together cost one check.
+//! - Coalescing: the consents of a tenant are checked together: each call names every consent
+//!   the tenant has now (a consent no longer named is no longer checked). A call that finds a
+//!   check covering its consents started less than `checkCacheTtl` ago (or still running)
+//!   shares its result instead of asking again. So the five ConsentGrants of a tenant
+//!   reconciled together cost one check.
 //! - Independence: each tenant has its own lock; requests have timeouts; a slow or failing
 //!   tenant holds up nobody else.
 //! - A tenant whose consents are all granted is only polled to notice revocation: a check
@@ -54,8 +55,6 @@ struct LastCheck {
 
 #[derive(Default)]
 struct TenantSlot {
-    /// Every consent asked about for this tenant, by key.
-    specs: Vec<ConsentSpec>,
     last: Option<LastCheck>,
     throttled_until: Option<Instant>,
     cache: TenantCache,
@@ -136,9 +135,9 @@ impl ConsentChecker {
         &self.inner.tokens
     }
 
-    /// Checks `specs` in `tenant_id`, sharing a check of the same tenant started within
-    /// `checkCacheTtl`. The result covers every consent asked about for the tenant so far;
-    /// pick yours with [`TenantCheck::get`].
+    /// Checks `specs` — every consent the tenant has now — in `tenant_id`, sharing a check of
+    /// the same tenant started within `checkCacheTtl`. Pick a consent's result with
+    /// [`TenantCheck::get`].
     pub async fn check(&self, tenant_id: &str, specs: &[ConsentSpec]) -> Arc<TenantCheck> {
         self.run(tenant_id, specs, false).await
     }
@@ -147,14 +146,6 @@ impl ConsentChecker {
     /// accepted). Still shares a check that started after this call.
     pub async fn check_now(&self, tenant_id: &str, specs: &[ConsentSpec]) -> Arc<TenantCheck> {
         self.run(tenant_id, specs, true).await
-    }
-
-    /// Stops checking a consent of a tenant (its ConsentGrant is gone).
-    pub async fn forget_consent(&self, tenant_id: &str, key: &str) {
-        let slot = self.slot(tenant_id);
-        let mut slot = slot.lock().await;
-        slot.specs.retain(|s| s.key != key);
-        slot.last = None;
     }
 
     /// Forgets a tenant entirely (its Tenant is gone).
@@ -205,12 +196,6 @@ impl ConsentChecker {
         let slot = self.slot(tenant_id);
         // Waiting here is waiting for the check of this tenant already running.
         let mut slot = slot.lock().await;
-        for spec in specs {
-            match slot.specs.iter_mut().find(|s| s.key == spec.key) {
-                Some(known) => *known = spec.clone(),
-                None => slot.specs.push(spec.clone()),
-            }
-        }
 
         if let Some(last) = &slot.last {
             let covers = specs.iter().all(|s| last.specs.contains(s));
@@ -238,7 +223,7 @@ impl ConsentChecker {
         let now = Instant::now();
         if let Some(until) = slot.throttled_until.filter(|until| *until > now) {
             self.inner.counters.check_coalesced();
-            return Arc::new(still_throttled(tenant_id, &slot.specs, until - now));
+            return Arc::new(still_throttled(tenant_id, specs, until - now));
         }
 
         self.inner.counters.check_run();
@@ -248,7 +233,7 @@ impl ConsentChecker {
             graph: &self.inner.graph,
             secrets: &self.inner.secrets,
         };
-        let specs_now = slot.specs.clone();
+        let specs_now = specs.to_vec();
         let result = Arc::new(check_tenant(&env, &mut slot.cache, tenant_id, &specs_now).await);
         slot.throttled_until = result
             .consents
