@@ -275,3 +275,74 @@ async fn lease_updates_are_optimistic() {
     assert_eq!(now.spec.unwrap().holder_identity.as_deref(), Some("pod-b"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn recorded_events_show_in_kubectl_get_events_and_the_core_api() {
+    let sim = start().await;
+    let api = accounts(&sim).await;
+    let account = api
+        .create(
+            &PostParams::default(),
+            &Account::new(
+                "acme",
+                AccountSpec {
+                    owner: "ann".into(),
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    let client = sim.client().await;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "recording-operator".into(),
+            instance: None,
+        },
+    );
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "ConsentMissing".into(),
+        note: Some("grant the recording consent".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder
+        .publish(&event, &account.object_ref(&()))
+        .await
+        .unwrap();
+
+    // The same event through core/v1, with the fields kubectl describe searches by.
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, "default");
+    let found = core
+        .list(&ListParams::default().fields("involvedObject.name=acme,involvedObject.kind=Account"))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(
+        found.items[0].message.as_deref(),
+        Some("grant the recording consent")
+    );
+    assert_eq!(
+        found.items[0].reporting_component.as_deref(),
+        Some("recording-operator")
+    );
+
+    let k = Kubectl::new(&sim);
+    let out = k.ok(&["get", "events"]).await;
+    let line = out.lines().nth(1).expect("one event row");
+    let cells: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(
+        &cells[1..],
+        [
+            "Warning",
+            "ConsentMissing",
+            "account/acme",
+            "grant",
+            "the",
+            "recording",
+            "consent"
+        ]
+    );
+    sim.shutdown().await;
+}

@@ -268,7 +268,7 @@ impl Cluster {
             .store
             .list(&rt.store_key(), ns)
             .into_iter()
-            .filter(|o| filter.matches(o))
+            .filter(|o| filter.matches(&served(rt, o)))
             .filter(|o| match continue_after {
                 None => true,
                 Some(after) => {
@@ -717,6 +717,10 @@ impl Cluster {
         if !errors.is_empty() {
             return Err(ApiError::invalid(&rt.kind, &rt.group, &name, &errors));
         }
+        if rt.is_events_v1() {
+            object = super::convert::event_to_core(object);
+            object["apiVersion"] = json!("v1");
+        }
         if rt.kind == "CustomResourceDefinition" && rt.group == "apiextensions.k8s.io" {
             let types = crd_resource_types(&object).map_err(|e| crd_invalid(&object, &e))?;
             if !opts.dry_run {
@@ -1120,7 +1124,11 @@ pub fn finalizers(object: &Value) -> Vec<String> {
 
 /// The object as served at this resource's version.
 pub fn served(rt: &ResourceType, object: &Value) -> Value {
-    let mut o = object.clone();
+    let mut o = if rt.is_events_v1() {
+        super::convert::event_to_v1(object.clone())
+    } else {
+        object.clone()
+    };
     o["apiVersion"] = json!(rt.api_version());
     o["kind"] = json!(rt.kind);
     o

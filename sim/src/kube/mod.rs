@@ -13,6 +13,7 @@
 
 mod apply;
 mod cluster;
+mod convert;
 mod error;
 mod http;
 mod patch;

@@ -44,8 +44,16 @@ impl ResourceType {
         }
     }
 
+    /// events.k8s.io Events share the core Events' storage.
     pub fn store_key(&self) -> StoreKey {
+        if self.is_events_v1() {
+            return (String::new(), "events".into());
+        }
         (self.group.clone(), self.plural.clone())
+    }
+
+    pub fn is_events_v1(&self) -> bool {
+        self.group == "events.k8s.io" && self.plural == "events"
     }
 
     pub fn is_custom(&self) -> bool {

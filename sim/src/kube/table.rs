@@ -152,6 +152,44 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             b("Holder", |o| o["spec"]["holderIdentity"].clone()),
             age,
         ],
+        // Served shapes differ (core: involvedObject/message, events.k8s.io: regarding/note).
+        "Event" => vec![
+            b("Last Seen", |o| {
+                let seen = [
+                    &o["series"]["lastObservedTime"],
+                    &o["lastTimestamp"],
+                    &o["deprecatedLastTimestamp"],
+                    &o["eventTime"],
+                    &o["metadata"]["creationTimestamp"],
+                ]
+                .into_iter()
+                .find(|t| t.is_string())
+                .cloned()
+                .unwrap_or(Value::Null);
+                age_of(&seen, Utc::now())
+            }),
+            b("Type", |o| o["type"].clone()),
+            b("Reason", |o| o["reason"].clone()),
+            b("Object", |o| {
+                let r = if o["regarding"].is_object() {
+                    &o["regarding"]
+                } else {
+                    &o["involvedObject"]
+                };
+                json!(format!(
+                    "{}/{}",
+                    r["kind"].as_str().unwrap_or_default().to_lowercase(),
+                    r["name"].as_str().unwrap_or_default()
+                ))
+            }),
+            b("Message", |o| {
+                if o["note"].is_string() {
+                    o["note"].clone()
+                } else {
+                    o["message"].clone()
+                }
+            }),
+        ],
         "CustomResourceDefinition" => vec![
             name,
             col(

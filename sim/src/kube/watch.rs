@@ -81,7 +81,7 @@ fn translate(request: &WatchRequest, change: &Change) -> Option<(&'static str, V
     {
         return None;
     }
-    let now = request.filter.matches(&change.object);
+    let now = request.filter.matches(&served(&request.rt, &change.object));
     match change.kind {
         EventType::Added => now.then(|| ("ADDED", change.object.clone())),
         EventType::Deleted => now.then(|| ("DELETED", change.object.clone())),
@@ -89,7 +89,7 @@ fn translate(request: &WatchRequest, change: &Change) -> Option<(&'static str, V
             let before = change
                 .previous
                 .as_ref()
-                .is_some_and(|p| request.filter.matches(p));
+                .is_some_and(|p| request.filter.matches(&served(&request.rt, p)));
             match (before, now) {
                 (true, true) => Some(("MODIFIED", change.object.clone())),
                 (false, true) => Some(("ADDED", change.object.clone())),
@@ -115,7 +115,7 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
         let from_now = request.resource_version.is_empty() || request.resource_version == "0";
         if request.send_initial_events || from_now {
             for o in store.list(&request.rt.store_key(), &request.namespace) {
-                if request.filter.matches(o) {
+                if request.filter.matches(&served(&request.rt, o)) {
                     initial.push(encoder.event("ADDED", o));
                 }
             }
