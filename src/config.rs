@@ -80,6 +80,13 @@ pub struct OperatorConfig {
     pub consents: BTreeMap<String, ConsentConfig>,
     /// Poll timings.
     pub polling: PollingConfig,
+    /// Per-tenant storage (Azure Blob accounts per region, or PersistentVolumeClaims); without
+    /// it the operator provisions no storage and reports `StorageReady` as `Unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<crate::storage::StorageConfig>,
+    /// Namespace the operator runs in: where its Lease and the customers' BYOS Secrets live
+    /// (default: `POD_NAMESPACE`, else `recording-operator-system`).
+    pub operator_namespace: String,
 }
 
 impl Default for OperatorConfig {
@@ -164,6 +171,11 @@ impl OperatorConfig {
             consent.check(key, &mut problems);
         }
         self.polling.check(&mut problems);
+        if let Some(storage) = &self.storage {
+            if let Err(e) = storage.validate() {
+                problems.push(format!("storage: {e}"));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -772,6 +784,9 @@ struct OperatorConfigFile {
     consents: BTreeMap<String, ConsentFile>,
     #[serde(default)]
     polling: PollingConfig,
+    #[serde(default)]
+    storage: Option<crate::storage::StorageConfig>,
+    operator_namespace: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -822,6 +837,11 @@ impl From<OperatorConfigFile> for OperatorConfig {
             consent_redirect_uri: file.consent_redirect_uri,
             consents,
             polling: file.polling,
+            storage: file.storage,
+            operator_namespace: file
+                .operator_namespace
+                .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                .unwrap_or_else(|| "recording-operator-system".to_owned()),
         }
     }
 }

@@ -16,11 +16,13 @@ use serde_json::{json, Value};
 use sim::kube::{KubeSim, KubeSimConfig};
 use sim::m365::{M365Sim, Seed};
 
-use crate::config::{CloudConfig, KubeSecrets, OperatorConfig, SecretRef};
+use crate::config::{CloudConfig, KubeSecrets, OperatorConfig, SecretRef, SecretSource};
 use crate::controller::{self, RunOptions};
 use crate::crd::{ConsentGrant, RecordingService, Tenant, FIELD_MANAGER};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
+use crate::storage::tenant::TenantStorage;
+use crate::storage::{backend_from_config, AccountConfig, BackendKind, StorageConfig};
 
 /// The platform's home tenant in the simulated directory.
 pub const HOME_TENANT_ID: &str = "8c1d5e2a-0b7f-4c3e-9a61-2f4b6d8e0c1a";
@@ -64,7 +66,27 @@ pub struct PlatformOptions {
     pub polling: crate::config::PollingConfig,
     /// How long the simulated Deployments take to become available.
     pub deployment_ready_delay: Duration,
+    /// Where tenants' storage goes.
+    pub storage: StorageMode,
 }
+
+/// The storage backend of the simulated platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageMode {
+    /// PersistentVolumeClaims in the Kubernetes simulator (no outside dependency).
+    Pvc,
+    /// Azure Blob Storage on Azurite (installed by `scripts/install-test-deps.sh`), one storage
+    /// account per region, plus a customer account for bring-your-own-storage.
+    Azurite,
+}
+
+/// Storage accounts of the Azurite platform, by region.
+pub const AZURITE_ACCOUNTS: &[(&str, &str)] =
+    &[("westeurope", "recweu"), ("northeurope", "recneu")];
+/// The customer's own storage account (BYOS) in the Azurite platform.
+pub const BYOS_ACCOUNT: &str = "fabrikamarchive";
+/// Secret with the platform accounts' SAS tokens, one key per region.
+pub const STORAGE_SECRETS: &str = "storage-accounts";
 
 impl Default for PlatformOptions {
     fn default() -> Self {
@@ -79,6 +101,7 @@ impl Default for PlatformOptions {
             redirect_uri: "http://127.0.0.1:9/consent/callback".into(),
             polling,
             deployment_ready_delay: Duration::from_millis(300),
+            storage: StorageMode::Pvc,
         }
     }
 }
@@ -90,6 +113,8 @@ pub struct Platform {
     pub seed: Seed,
     pub client: kube::Client,
     pub config: OperatorConfig,
+    /// The storage emulator, when the platform stores in Azure Blob.
+    pub azurite: Option<tokio::sync::Mutex<sim::azurite::Azurite>>,
 }
 
 impl Platform {
@@ -121,14 +146,30 @@ impl Platform {
         let client = kube.client().await;
 
         install_crds(&client).await?;
-        let config = platform_config(&seed, &m365.url(), &options)?;
+        let mut config = platform_config(&seed, &m365.url(), &options)?;
         store_app_secrets(&client, &seed, &config).await?;
+        let azurite = match options.storage {
+            StorageMode::Pvc => {
+                config.storage = Some(StorageConfig {
+                    backend: BackendKind::Pvc,
+                    ..Default::default()
+                });
+                None
+            }
+            StorageMode::Azurite => {
+                let (azurite, storage) = start_azurite(&client).await?;
+                config.storage = Some(storage);
+                Some(tokio::sync::Mutex::new(azurite))
+            }
+        };
+        config.validate()?;
         Ok(Platform {
             kube,
             m365,
             seed,
             client,
             config,
+            azurite,
         })
     }
 
@@ -138,11 +179,22 @@ impl Platform {
         metrics_sink: Option<tokio::sync::oneshot::Sender<Metrics>>,
         shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     ) -> Result<(), DemoError> {
-        let checker = ConsentChecker::new(
-            &self.config,
-            Arc::new(KubeSecrets::new(self.client.clone())),
-        )?;
+        let secrets: Arc<dyn SecretSource> = Arc::new(KubeSecrets::new(self.client.clone()));
+        let checker = ConsentChecker::new(&self.config, secrets.clone())?;
         let metrics = Metrics::new(checker.counters());
+        let storage = match &self.config.storage {
+            Some(config) => {
+                let backend = backend_from_config(config, self.client.clone(), secrets.clone())
+                    .map_err(|e| DemoError::Other(format!("storage backend: {e}")))?;
+                Some(TenantStorage::new(
+                    config,
+                    backend,
+                    secrets,
+                    OPERATOR_NAMESPACE,
+                ))
+            }
+            None => None,
+        };
         if let Some(sink) = metrics_sink {
             let _ = sink.send(metrics.clone());
         }
@@ -151,6 +203,7 @@ impl Platform {
             Arc::new(self.config.clone()),
             checker,
             metrics,
+            storage,
             RunOptions::default(),
             Arc::new(AtomicBool::new(false)),
             shutdown,
@@ -239,6 +292,7 @@ fn platform_config(
         },
         consent_redirect_uri: Some(options.redirect_uri.clone()),
         polling: options.polling.clone(),
+        operator_namespace: OPERATOR_NAMESPACE.into(),
         ..Default::default()
     };
     for (key, consent) in config.consents.iter_mut() {
@@ -345,4 +399,111 @@ pub async fn apply_yaml(client: &kube::Client, yaml: &str) -> Result<Vec<String>
         applied.push(format!("{kind}/{name}"));
     }
     Ok(applied)
+}
+
+/// Starts Azurite with one account per region and the customer's BYOS account; stores the
+/// platform accounts' SAS tokens in a Secret and hands the customer's container SAS URL over
+/// the way a BYOS customer would (a Secret named in the Tenant's spec).
+async fn start_azurite(
+    client: &kube::Client,
+) -> Result<(sim::azurite::Azurite, StorageConfig), DemoError> {
+    use sim::azurite::{Azurite, SasPermissions};
+    let other = |e: sim::azurite::AzuriteError| DemoError::Other(format!("Azurite: {e}"));
+    let mut names: Vec<&str> = AZURITE_ACCOUNTS.iter().map(|(_, a)| *a).collect();
+    names.push(BYOS_ACCOUNT);
+    let azurite = Azurite::start_with_accounts(&names).await.map_err(other)?;
+    let year = Duration::from_secs(365 * 24 * 3600);
+
+    let mut accounts = BTreeMap::new();
+    let mut tokens = BTreeMap::new();
+    for (region, account) in AZURITE_ACCOUNTS {
+        tokens.insert(
+            region.to_string(),
+            azurite
+                .account_sas(account, SasPermissions::OPERATOR, year)
+                .map_err(other)?,
+        );
+        accounts.insert(
+            region.to_string(),
+            AccountConfig {
+                endpoint: azurite.account_endpoint(account).map_err(other)?,
+                credential: SecretRef::SecretRef {
+                    namespace: OPERATOR_NAMESPACE.into(),
+                    name: STORAGE_SECRETS.into(),
+                    key: region.to_string(),
+                },
+            },
+        );
+    }
+    store_secret(client, STORAGE_SECRETS, tokens).await?;
+
+    // The customer's archive container exists already; the customer hands over a SAS URL.
+    let container = "recordings-archive";
+    let account_sas = azurite
+        .account_sas(BYOS_ACCOUNT, SasPermissions::OPERATOR, year)
+        .map_err(other)?;
+    let create = format!(
+        "{}/{container}?restype=container&{account_sas}",
+        azurite.account_endpoint(BYOS_ACCOUNT).map_err(other)?
+    );
+    let response = reqwest::Client::new()
+        .put(&create)
+        .header("x-ms-version", sim::azurite::SAS_VERSION)
+        .header("content-length", "0")
+        .send()
+        .await
+        .map_err(|e| {
+            DemoError::Other(format!(
+                "creating the customer's container: {}",
+                crate::storage::redact_urls_in(&e.to_string())
+            ))
+        })?;
+    if !(response.status().is_success() || response.status().as_u16() == 409) {
+        return Err(DemoError::Other(format!(
+            "creating the customer's container: HTTP {}",
+            response.status()
+        )));
+    }
+    let url = azurite
+        .container_sas_url(BYOS_ACCOUNT, container, SasPermissions::READ_LIST, year)
+        .map_err(other)?;
+    store_secret(
+        client,
+        "fabrikam-byos-archive",
+        BTreeMap::from([("url".to_string(), url)]),
+    )
+    .await?;
+
+    let storage = StorageConfig {
+        backend: BackendKind::AzureBlob,
+        accounts,
+        ..Default::default()
+    };
+    Ok((azurite, storage))
+}
+
+/// Creates or replaces a Secret in the operator's namespace.
+async fn store_secret(
+    client: &kube::Client,
+    name: &str,
+    data: BTreeMap<String, String>,
+) -> Result<(), DemoError> {
+    let secret = Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(OPERATOR_NAMESPACE.into()),
+            ..Default::default()
+        },
+        string_data: Some(data),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(())
 }

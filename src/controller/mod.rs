@@ -186,6 +186,8 @@ pub struct Context {
     pub grants: Store<ConsentGrant>,
     pub applied: apply::AppliedCache,
     pub backoff: Backoff,
+    /// The tenants' storage, when the configuration has a `storage` section.
+    pub storage: Option<crate::storage::tenant::TenantStorage>,
 }
 
 /// Settings of the controllers' run loop.
@@ -213,6 +215,7 @@ pub async fn run(
     config: Arc<OperatorConfig>,
     checker: ConsentChecker,
     metrics: Metrics,
+    storage: Option<crate::storage::tenant::TenantStorage>,
     options: RunOptions,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -251,6 +254,7 @@ pub async fn run(
         grants: grants.clone(),
         applied: Default::default(),
         backoff: Default::default(),
+        storage,
     });
 
     let controller_config = controller::Config::default()

@@ -26,6 +26,7 @@ use super::apply::{apply, forget, owner_reference};
 use super::{owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
+use crate::crd::tenant::DeletionPolicy;
 use crate::crd::tenant::{ConsentSummary, StorageLocationStatus};
 use crate::crd::validation::{validate_tenant, Violations};
 use crate::crd::{
@@ -521,8 +522,9 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
     let ctx = ctx.as_ref();
     let key = super::object_key(tenant.as_ref());
     if tenant.meta().deletion_timestamp.is_some() {
-        // Owned objects go with the Tenant through garbage collection.
-        return Ok(Action::await_change());
+        // Owned objects go with the Tenant through garbage collection; storage outside the
+        // cluster goes here, before the finalizer is released.
+        return finalize(&tenant, ctx).await;
     }
     if tenant.spec.suspend {
         tracing::info!(tenant = %tenant.name_any(), "suspended; not reconciling");
@@ -552,6 +554,7 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
     // 3. Children, only for a valid tenant with a known tenant id.
     let children = desired_children(&tenant, config);
     if blocker.is_none() {
+        ensure_finalizer(&tenant, ctx).await?;
         provision(&tenant, &children, ctx).await?;
         forward_recheck(&tenant, ctx).await?;
     }
@@ -574,12 +577,21 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
             (r, grant)
         })
         .collect();
+    // Storage: every location ensured or checked; failures are status lines, not errors.
+    let storage = match (&ctx.storage, &blocker) {
+        (Some(storage), None) => Some(storage.reconcile(&tenant).await),
+        (Some(_), Some(_)) => Some(Vec::new()),
+        (None, _) => None,
+    };
+    let storage_ready = storage
+        .as_ref()
+        .is_none_or(|lines| lines.iter().all(|l| l.ready));
     let observed = Observed {
         tenant: &tenant,
         tenant_id,
         blocker: blocker.clone(),
         consents,
-        storage: None,
+        storage,
         now,
     };
     let status = compute_status(&observed);
@@ -589,11 +601,157 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
     Ok(match blocker {
         Some(Blocker::InvalidSpec(_)) => Action::await_change(),
         Some(_) => Action::requeue(ctx.backoff.failed(&format!("{key}/tenant-id"))),
+        None if !storage_ready => Action::requeue(ctx.backoff.failed(&format!("{key}/storage"))),
         None => {
             ctx.backoff.succeeded(&format!("{key}/tenant-id"));
+            ctx.backoff.succeeded(&format!("{key}/storage"));
             Action::requeue(super::jittered(RESYNC, 0.1))
         }
     })
+}
+
+/// Finalizer that holds a `deletionPolicy: Delete` Tenant until its storage is deleted.
+pub const STORAGE_FINALIZER: &str = "recording.m365.io/storage-cleanup";
+
+/// Whether the tenant needs the storage finalizer: only when deleting it must delete storage
+/// outside the cluster.
+fn needs_finalizer(tenant: &Tenant, ctx: &Context) -> bool {
+    ctx.storage.is_some() && tenant.spec.deletion_policy == DeletionPolicy::Delete
+}
+
+/// Adds or removes the storage finalizer to match the deletion policy.
+async fn ensure_finalizer(tenant: &Tenant, ctx: &Context) -> Result<()> {
+    let has = tenant.finalizers().iter().any(|f| f == STORAGE_FINALIZER);
+    let needs = needs_finalizer(tenant, ctx);
+    if has == needs {
+        return Ok(());
+    }
+    let mut finalizers: Vec<String> = tenant
+        .finalizers()
+        .iter()
+        .filter(|f| f.as_str() != STORAGE_FINALIZER)
+        .cloned()
+        .collect();
+    if needs {
+        finalizers.push(STORAGE_FINALIZER.to_string());
+    }
+    set_finalizers(tenant, finalizers, ctx).await
+}
+
+/// Replaces the finalizer list, guarded by the resourceVersion it was read at (a concurrent
+/// change by someone else is a conflict and a retry, never a lost finalizer).
+async fn set_finalizers(tenant: &Tenant, finalizers: Vec<String>, ctx: &Context) -> Result<()> {
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tenant.resource_version()}});
+    api.patch(
+        &tenant.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A Tenant being deleted: with `deletionPolicy: Delete` its storage is deleted first; a
+/// failure keeps the finalizer, says why on the Tenant, and is retried with backoff.
+async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+    if !tenant.finalizers().iter().any(|f| f == STORAGE_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    let key = format!("{}/cleanup", super::object_key(tenant));
+    let outcome = match &ctx.storage {
+        Some(storage) => storage.cleanup(tenant).await,
+        None => Ok(Vec::new()),
+    };
+    match outcome {
+        Ok(done) => {
+            let note = if done.is_empty() {
+                "nothing to delete".to_string()
+            } else {
+                done.iter()
+                    .map(|(request, outcome)| {
+                        format!(
+                            "{} storage in {}: {outcome:?}",
+                            request.role.as_str(),
+                            request.location
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            ctx.events
+                .publish(
+                    tenant,
+                    false,
+                    "StorageDeleted",
+                    "Cleanup",
+                    format!("deletionPolicy Delete: {note}"),
+                )
+                .await;
+            let rest = tenant
+                .finalizers()
+                .iter()
+                .filter(|f| f.as_str() != STORAGE_FINALIZER)
+                .cloned()
+                .collect();
+            set_finalizers(tenant, rest, ctx).await?;
+            ctx.backoff.succeeded(&key);
+            Ok(Action::await_change())
+        }
+        Err(error) => {
+            let message = format!(
+                "deleting the tenant's storage failed, the Tenant is kept until it succeeds: {error}"
+            );
+            let mut status = tenant.status.clone().unwrap_or_default();
+            let generation = tenant.meta().generation;
+            let mut desired: Vec<Desired> = status
+                .conditions
+                .iter()
+                .filter(|c| c.type_ != READY)
+                .map(|c| {
+                    Desired::new(
+                        condition_type(&c.type_),
+                        status_of(&c.status),
+                        c.reason.clone(),
+                        c.message.clone(),
+                    )
+                })
+                .collect();
+            desired.push(Desired::new(
+                READY,
+                Status::False,
+                "CleanupFailed",
+                message.clone(),
+            ));
+            status.conditions =
+                conditions::merge(&status.conditions, desired, generation, Timestamp::now());
+            status.health = Some(Health::Warning);
+            status.alarm = Some(message.clone());
+            write_status(tenant, status, ctx).await?;
+            ctx.events
+                .publish(tenant, true, "CleanupFailed", "Cleanup", message)
+                .await;
+            Ok(Action::requeue(ctx.backoff.failed(&key)))
+        }
+    }
+}
+
+/// The known condition types, for re-merging conditions read back from status.
+fn condition_type(t: &str) -> &'static str {
+    match t {
+        CONSENTS_GRANTED => CONSENTS_GRANTED,
+        STORAGE_READY => STORAGE_READY,
+        STALLED => STALLED,
+        _ => READY,
+    }
+}
+
+fn status_of(s: &str) -> Status {
+    match s {
+        "True" => Status::True,
+        "False" => Status::False,
+        _ => Status::Unknown,
+    }
 }
 
 /// The CRD's rules, plus the immutability rules only status can check (the API server checks
