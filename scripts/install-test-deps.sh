@@ -4,6 +4,7 @@
 #    the version the storage tests were written against; sim::azurite finds
 #    node_modules/.bin/azurite-blob from there.
 #  - kubectl from Debian's packages when it is missing (the simulator tests drive it).
+#  - lua5.1 from Debian's packages when it is missing (the Argo CD health check test).
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
@@ -32,3 +33,13 @@ if ! command -v kubectl >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null
 fi
 echo "install-test-deps: $(kubectl version --client 2>/dev/null | head -n 1)" >&2
+
+# Lua 5.1 (the Lua of Argo CD's health checks) runs the documented Argo CD health check in
+# tests/deploy_argocd.rs. Helm is not among Debian's packages: the chart is rendered by the
+# tests' own renderer (tests/deploy_support/helm.rs).
+if ! command -v lua5.1 >/dev/null 2>&1; then
+    echo "install-test-deps: installing lua5.1 from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null
+fi
+echo "install-test-deps: $(lua5.1 -v 2>&1 | head -n 1)" >&2
