@@ -644,3 +644,28 @@ async fn shutdown_closes_the_port() {
         "nothing listens after shutdown"
     );
 }
+
+#[tokio::test]
+async fn a_slow_tenant_does_not_slow_the_others() {
+    let w = world().await;
+    let contoso = directory_token(&w).await;
+    w.sim.grant_consent(FABRIKAM, &w.app_id("rec-aad"));
+    let fabrikam = w.access_token(FABRIKAM, "rec-aad").await;
+    w.sim
+        .set_tenant_latency("contoso.example", Duration::from_secs(3600));
+    let slow = {
+        let (http, url) = (
+            w.http.clone(),
+            format!("{}/v1.0/servicePrincipals", w.sim.url()),
+        );
+        tokio::spawn(async move { http.get(url).bearer_auth(contoso).send().await })
+    };
+    // Wait until the slow request is being served, then show Fabrikam is answered meanwhile.
+    while w.sim.counts().tenant(CONTOSO).graph_get == 0 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(w.graph(&fabrikam, "servicePrincipals").await.status(), 200);
+    assert_eq!(w.token(FABRIKAM, "rec-aad").await.status(), 200);
+    assert!(!slow.is_finished(), "Contoso's request is still delayed");
+    slow.abort();
+}

@@ -101,7 +101,10 @@ pub(crate) enum Target {
 pub(crate) struct Faults {
     graph: Vec<Throttle>,
     token: Vec<Throttle>,
+    /// Added to every response.
     pub latency: Duration,
+    /// Added to the responses of one tenant (by tenant id).
+    pub tenant_latency: BTreeMap<String, Duration>,
 }
 
 impl Faults {
@@ -111,6 +114,14 @@ impl Faults {
 
     pub fn add_token(&mut self, t: Throttle) {
         self.token.push(t);
+    }
+
+    /// The extra delay of `tenant`'s requests.
+    pub fn latency_of(&self, tenant: Option<&str>) -> Duration {
+        tenant
+            .and_then(|t| self.tenant_latency.get(t))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn clear(&mut self) {

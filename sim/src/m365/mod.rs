@@ -263,6 +263,20 @@ impl M365Sim {
         lock(&self.shared.faults).latency = d;
     }
 
+    /// Delay the responses of one tenant (token endpoint, discovery, Graph) by `d`, on top
+    /// of [`M365Sim::set_latency`]; zero removes it. Panics on an unknown tenant.
+    pub fn set_tenant_latency(&self, tenant: &str, d: Duration) {
+        let id = self
+            .tenant_id(tenant)
+            .unwrap_or_else(|| panic!("M365Sim::set_tenant_latency: unknown tenant `{tenant}`"));
+        let mut faults = lock(&self.shared.faults);
+        if d.is_zero() {
+            faults.tenant_latency.remove(&id);
+        } else {
+            faults.tenant_latency.insert(id, d);
+        }
+    }
+
     /// Moves the simulator's clock forward: tokens and client secrets expire accordingly.
     pub fn advance_clock(&self, by: Duration) {
         let by = chrono::Duration::from_std(by).expect("duration fits");

@@ -53,6 +53,14 @@ async fn latency(State(shared): State<AppState>, request: Request, next: Next) -
     next.run(request).await
 }
 
+/// Waits out the extra latency of `tenant`, if any (no lock is held while waiting).
+async fn tenant_delay(shared: &Shared, tenant: Option<&str>) {
+    let delay = lock(&shared.faults).latency_of(tenant);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}
+
 fn count(shared: &Shared, tenant: Option<&str>, pick: fn(&mut EndpointCounts) -> &mut u64) {
     lock(&shared.counts).bump(tenant, pick);
 }
@@ -118,6 +126,7 @@ async fn discovery(
         .resolve_tenant(&tenant)
         .map(|t| t.id.clone());
     count(&shared, resolved.as_deref(), |c| &mut c.discovery);
+    tenant_delay(&shared, resolved.as_deref()).await;
     let tenant_in_doc = match resolved {
         Some(id) => id,
         None if identity::is_multi_tenant_alias(&tenant) => "{tenantid}".to_string(),
@@ -220,6 +229,7 @@ async fn token(
         .resolve_tenant(&tenant)
         .map(|t| t.id.clone());
     count(&shared, resolved.as_deref(), |c| &mut c.token);
+    tenant_delay(&shared, resolved.as_deref()).await;
     let refuse = |err: AadError| {
         count(&shared, resolved.as_deref(), |c| &mut c.token_errors);
         tracing::info!(tenant = %tenant, code = err.code, "token request refused");
@@ -383,6 +393,7 @@ async fn graph_get(State(shared): State<AppState>, uri: Uri, headers: HeaderMap)
     };
     let tenant = Some(caller.tenant_id.as_str());
     count(&shared, tenant, |c| &mut c.graph_get);
+    tenant_delay(&shared, tenant).await;
     let throttled = lock(&shared.faults).take(Target::GraphWork, tenant);
     if let Some((status, retry_after)) = throttled {
         count(&shared, tenant, |c| &mut c.throttled);
@@ -439,6 +450,7 @@ async fn graph_batch(State(shared): State<AppState>, headers: HeaderMap, body: B
     };
     let tenant = caller.tenant_id.clone();
     count(&shared, Some(&tenant), |c| &mut c.graph_batch);
+    tenant_delay(&shared, Some(&tenant)).await;
     let throttled = lock(&shared.faults).take(Target::GraphBatch, Some(&tenant));
     if let Some((status, retry_after)) = throttled {
         count(&shared, Some(&tenant), |c| &mut c.throttled);
