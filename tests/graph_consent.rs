@@ -581,6 +581,35 @@ async fn a_disabled_enterprise_application_is_reported() {
 }
 
 #[tokio::test]
+async fn an_unresponsive_service_times_out_as_unknown() {
+    // A server that accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = format!("http://{}", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let w = world_with(seed(), |config, _| {
+        config.cloud.authority_host = Some(silent.clone());
+        config.polling.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
+    let directory = check.get("directory").unwrap();
+    assert_eq!(directory.state, CheckState::Unknown);
+    assert!(
+        directory
+            .message
+            .starts_with("the Microsoft identity platform is unavailable: request timed out"),
+        "{}",
+        directory.message
+    );
+    held.abort();
+}
+
+#[tokio::test]
 async fn tenant_ids_come_from_domains() {
     let w = world().await;
     assert_eq!(

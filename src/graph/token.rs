@@ -181,8 +181,12 @@ pub fn token_outcome(result: &Result<AccessToken, GraphError>) -> TokenOutcome {
 /// Failures below the OAuth layer: no answer, or an answer that is throttling or an outage.
 #[derive(Debug, thiserror::Error)]
 enum Transport {
-    #[error("{0}")]
-    Network(String),
+    #[error("{reason}")]
+    Network {
+        reason: String,
+        /// The connection could not be made (worth an immediate retry; a timeout is not).
+        connect: bool,
+    },
     #[error("HTTP {status}")]
     Status {
         status: u16,
@@ -192,7 +196,7 @@ enum Transport {
 
 fn classify_transport(transport: Transport) -> GraphError {
     match transport {
-        Transport::Network(reason) => GraphError::Unavailable {
+        Transport::Network { reason, .. } => GraphError::Unavailable {
             service: Service::Identity,
             reason,
             retry_after: None,
@@ -356,7 +360,10 @@ impl TokenProvider {
             async move {
                 let response = oauth2::AsyncHttpClient::call(&http, request)
                     .await
-                    .map_err(|e| Transport::Network(describe_http_client_error(&e)))?;
+                    .map_err(|e| Transport::Network {
+                        reason: describe_http_client_error(&e),
+                        connect: matches!(&e, oauth2::HttpClientError::Reqwest(r) if r.is_connect()),
+                    })?;
                 let status = response.status().as_u16();
                 if status == 429 || status >= 500 {
                     let retry_after = response
@@ -386,7 +393,12 @@ impl TokenProvider {
                     .with_max_times(2)
                     .with_jitter(),
             )
-            .when(|e| matches!(e, RequestTokenError::Request(Transport::Network(_))))
+            .when(|e| {
+                matches!(
+                    e,
+                    RequestTokenError::Request(Transport::Network { connect: true, .. })
+                )
+            })
             .await;
 
         let scrub = |text: String| scrub_secret(text, secret);
