@@ -141,6 +141,20 @@ impl Harness {
             .unwrap_or_default()
     }
 
+    /// Plays the customer's Global admin once every ConsentGrant of the tenant shows its link.
+    pub async fn accept_consents(&self, tenant: &str) -> usize {
+        self.wait_tenant(tenant, Duration::from_secs(30), |t| {
+            t.status.as_ref().is_some_and(|s| {
+                !s.consents.is_empty() && s.consents.iter().all(|c| c.consent_url.is_some())
+            })
+        })
+        .await;
+        self.platform
+            .accept_all_consents(tenant, &self.browser)
+            .await
+            .expect("consent links open")
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

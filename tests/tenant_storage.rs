@@ -1,0 +1,320 @@
+//! A Tenant's storage on Azure Blob (Azurite, started by the test): containers per location,
+//! bring-your-own-storage checks, Retain vs Delete, and an outage of the storage service.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Harness;
+use kube::api::{Api, DeleteParams};
+use recording_operator::crd::{Health, Tenant};
+use recording_operator::demo::{PlatformOptions, StorageMode, AZURITE_ACCOUNTS};
+
+const T: Duration = Duration::from_secs(40);
+
+async fn harness() -> Harness {
+    Harness::start_with(PlatformOptions {
+        storage: StorageMode::Azurite,
+        ..Default::default()
+    })
+    .await
+}
+
+fn tenant_yaml(name: &str, domain: &str, license: &str, location: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: Tenant
+metadata:
+  name: {name}
+spec:
+  customerName: {name}-customer
+  domain: {domain}
+  shortName: {name}
+  contactEmails: [ops@example.com]
+  adminUpns: [admin@{domain}]
+  license: {license}
+  includedUsers: 10
+  storage:
+    location: {location}
+{extra}"#
+    )
+}
+
+/// Container names in an Azurite account, through the blob service's List Containers call.
+async fn containers(h: &Harness, region: &str) -> Vec<String> {
+    let account = AZURITE_ACCOUNTS
+        .iter()
+        .find(|(r, _)| *r == region)
+        .unwrap()
+        .1;
+    let azurite = h.platform.azurite.as_ref().unwrap().lock().await;
+    let sas = azurite
+        .account_sas(
+            account,
+            sim::azurite::SasPermissions::READ_LIST,
+            Duration::from_secs(600),
+        )
+        .unwrap();
+    let url = format!(
+        "{}/?comp=list&{sas}",
+        azurite.account_endpoint(account).unwrap()
+    );
+    let body = reqwest::Client::new()
+        .get(&url)
+        .header("x-ms-version", sim::azurite::SAS_VERSION)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    body.split("<Name>")
+        .skip(1)
+        .map(|s| s.split("</Name>").next().unwrap().to_string())
+        .collect()
+}
+
+fn storage_ready(t: &Tenant) -> Option<String> {
+    t.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "StorageReady")
+        .map(|c| c.status.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn essentials_gets_one_container_pro_gets_a_paired_copy() {
+    let h = harness().await;
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "",
+    ))
+    .await;
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Pro",
+        "northeurope",
+        "",
+    ))
+    .await;
+    let contoso = h
+        .wait_tenant("contoso", T, |t| {
+            storage_ready(t).as_deref() == Some("True")
+        })
+        .await;
+    let lines = contoso.status.unwrap().storage;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (lines[0].role.as_str(), lines[0].location.as_str()),
+        ("default", "westeurope")
+    );
+    let endpoint = lines[0].endpoint.clone().unwrap();
+    assert!(
+        !endpoint.contains("sig="),
+        "no credential in status: {endpoint}"
+    );
+
+    let fabrikam = h
+        .wait_tenant("fabrikam", T, |t| {
+            storage_ready(t).as_deref() == Some("True")
+        })
+        .await;
+    let lines = fabrikam.status.unwrap().storage;
+    let roles: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l.role.as_str(), l.location.as_str()))
+        .collect();
+    assert_eq!(
+        roles,
+        [("default", "northeurope"), ("paired", "westeurope")]
+    );
+
+    let weu = containers(&h, "westeurope").await;
+    let neu = containers(&h, "northeurope").await;
+    assert_eq!(
+        weu.len(),
+        2,
+        "contoso's default and fabrikam's paired copy: {weu:?}"
+    );
+    assert_eq!(neu.len(), 1, "fabrikam's default: {neu:?}");
+
+    // Storage ready and every consent granted: OK.
+    h.platform
+        .accept_all_consents("contoso", &h.browser)
+        .await
+        .unwrap();
+    h.wait_tenant("contoso", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byos_reachable_and_unreachable_locations_are_reported() {
+    let h = harness().await;
+    let byos = |secret: &str| {
+        format!(
+            "    byos:\n      enabled: true\n      locations:\n        - name: archive\n          secretRef:\n            name: {secret}\n            key: url\n"
+        )
+    };
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+        "northeurope",
+        &byos("fabrikam-byos-archive"),
+    ))
+    .await;
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        &byos("no-such-secret"),
+    ))
+    .await;
+
+    let ok = h
+        .wait_tenant("fabrikam", T, |t| {
+            storage_ready(t).as_deref() == Some("True")
+        })
+        .await;
+    let line = ok
+        .status
+        .unwrap()
+        .storage
+        .into_iter()
+        .find(|l| l.role == "byos")
+        .unwrap();
+    assert!(
+        line.ready && line.name.as_deref() == Some("archive"),
+        "{line:?}"
+    );
+    assert!(!line.endpoint.unwrap_or_default().contains("sig="));
+
+    let bad = h
+        .wait_tenant("contoso", T, |t| {
+            storage_ready(t).as_deref() == Some("False")
+        })
+        .await;
+    let status = bad.status.unwrap();
+    let line = status.storage.iter().find(|l| l.role == "byos").unwrap();
+    assert!(!line.ready);
+    assert!(
+        line.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no-such-secret"),
+        "{line:?}"
+    );
+    assert_eq!(status.health, Some(Health::Warning));
+    assert!(status.alarm.unwrap().contains("Storage"));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_keeps_the_container_delete_removes_it() {
+    let h = harness().await;
+    h.apply(&tenant_yaml(
+        "keep",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "  deletionPolicy: Retain\n",
+    ))
+    .await;
+    h.apply(&tenant_yaml(
+        "drop",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "  deletionPolicy: Delete\n",
+    ))
+    .await;
+    h.wait_tenant("keep", T, |t| storage_ready(t).as_deref() == Some("True"))
+        .await;
+    let drop = h
+        .wait_tenant("drop", T, |t| storage_ready(t).as_deref() == Some("True"))
+        .await;
+    assert!(drop
+        .metadata
+        .finalizers
+        .unwrap_or_default()
+        .contains(&"recording.m365.io/storage-cleanup".to_string()));
+    assert_eq!(containers(&h, "westeurope").await.len(), 2);
+
+    let api: Api<Tenant> = Api::all(h.client());
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    api.delete("drop", &DeleteParams::default()).await.unwrap();
+    common::wait_for(
+        T,
+        || async { Some(api.list(&Default::default()).await.unwrap().items.len()) },
+        |n| *n == 0,
+        "tenants gone",
+    )
+    .await;
+    let left = containers(&h, "westeurope").await;
+    assert_eq!(
+        left.len(),
+        1,
+        "only the Retain tenant's container is left: {left:?}"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storage_outage_is_reported_and_recovers() {
+    let h = harness().await;
+    h.platform
+        .azurite
+        .as_ref()
+        .unwrap()
+        .lock()
+        .await
+        .stop()
+        .await;
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "",
+    ))
+    .await;
+    let down = h
+        .wait_tenant("contoso", T, |t| {
+            storage_ready(t).as_deref() == Some("False")
+        })
+        .await;
+    let status = down.status.unwrap();
+    let cond = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "StorageReady")
+        .unwrap();
+    assert_eq!(cond.reason, "StorageNotReady");
+    assert!(!cond.message.contains("sig="), "{}", cond.message);
+    h.platform
+        .azurite
+        .as_ref()
+        .unwrap()
+        .lock()
+        .await
+        .start_again()
+        .await
+        .unwrap();
+    h.wait_tenant("contoso", Duration::from_secs(90), |t| {
+        storage_ready(t).as_deref() == Some("True")
+    })
+    .await;
+    h.stop().await;
+}
