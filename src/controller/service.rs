@@ -1160,7 +1160,10 @@ pub struct ServiceContext {
     pub deployments: Store<Deployment>,
     /// Every Secret's metadata (never its data: a metadata-only watch), as last seen.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Every RecordingService, as last seen.
+    pub services: Store<RecordingService>,
     graph: GraphClient,
+    /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
 }
 
@@ -1247,26 +1250,30 @@ pub fn controller(
                 .collect::<Vec<_>>()
         }
     };
-    let services_of_secret = move |secret: PartialObjectMeta<Secret>| {
-        let (namespace, name) = (secret.namespace(), secret.name_any());
-        services
-            .state()
-            .into_iter()
-            .filter(|s| {
-                s.namespace() == namespace
-                    && s.spec
-                        .app_registration
-                        .as_ref()
-                        .is_some_and(|r| r.client_secret_ref.name == name)
-            })
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
+    let services_of_secret = {
+        let services = services.clone();
+        move |secret: PartialObjectMeta<Secret>| {
+            let (namespace, name) = (secret.namespace(), secret.name_any());
+            services
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    s.namespace() == namespace
+                        && s.spec
+                            .app_registration
+                            .as_ref()
+                            .is_some_and(|r| r.client_secret_ref.name == name)
+                })
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        }
     };
 
     let sctx = Arc::new(ServiceContext {
         shared: ctx,
         deployments,
         secrets,
+        services,
         graph,
         checks: Mutex::new(HashMap::new()),
     });
@@ -1541,7 +1548,16 @@ async fn authenticate(
     match answer {
         Ok((outcome, valid_for)) => {
             tracing::info!(service = %service.name_any(), namespace = %namespace, outcome = ?outcome_label(&outcome), "checked the app registration");
-            sctx.checks.lock().expect("auth checks lock").insert(
+            let mut checks = sctx.checks.lock().expect("auth checks lock");
+            // Deleted services (no finalizer: no last reconcile) are forgotten here.
+            let live: BTreeSet<String> = sctx
+                .services
+                .state()
+                .iter()
+                .map(|s| super::object_key(s.as_ref()))
+                .collect();
+            checks.retain(|k, _| live.contains(k));
+            checks.insert(
                 key.clone(),
                 AuthMemo {
                     inputs,
@@ -1550,6 +1566,7 @@ async fn authenticate(
                     outcome: outcome.clone(),
                 },
             );
+            drop(checks);
             ctx.backoff.succeeded(&format!("{key}/auth"));
             (AuthState::Checked(outcome), valid_for)
         }
