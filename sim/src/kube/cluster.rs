@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use regex::Regex;
 use serde_json::{json, Value};
 
 use super::apply::{self, Scope};
@@ -88,7 +87,7 @@ fn validate_name(rt: &ResourceType, name: &str) -> Option<FieldError> {
             format!("must be no more than {max} characters"),
         ));
     }
-    let ok = Regex::new(re).map(|r| r.is_match(name)).unwrap_or(false);
+    let ok = schema::regex(re).map(|r| r.is_match(name)).unwrap_or(false);
     (!ok).then(|| FieldError::invalid("metadata.name", &json!(name), what))
 }
 
@@ -98,8 +97,8 @@ const QUALIFIED_NAME: &str = r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$";
 /// Labels and owner references, as `ValidateObjectMeta` checks them.
 fn validate_metadata(object: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    let value_re = Regex::new(LABEL_VALUE).expect("valid regex");
-    let name_re = Regex::new(QUALIFIED_NAME).expect("valid regex");
+    let value_re = schema::regex(LABEL_VALUE).expect("valid regex");
+    let name_re = schema::regex(QUALIFIED_NAME).expect("valid regex");
     for (key, value) in object["metadata"]["labels"]
         .as_object()
         .into_iter()

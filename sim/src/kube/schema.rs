@@ -84,6 +84,19 @@ pub fn apply_defaults(schema: &Value, value: &Value) -> Value {
     kube_cel::apply_defaults(schema, value)
 }
 
+/// Compile a pattern once per process: schemas and name rules are checked on every write.
+pub fn regex(pattern: &str) -> Result<Regex, regex::Error> {
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Regex>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(re) = cache.get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = Regex::new(pattern)?;
+    cache.insert(pattern.to_string(), re.clone());
+    Ok(re)
+}
+
 /// Validate a value against an OpenAPI v3 structural schema.
 pub fn validate(schema: &Value, value: &Value) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -308,7 +321,7 @@ fn validate_string(
         }
     }
     if let Some(pattern) = schema["pattern"].as_str() {
-        match Regex::new(pattern) {
+        match regex(pattern) {
             Ok(re) if !re.is_match(s) => errors.push(FieldError::invalid(
                 path,
                 value,
