@@ -545,3 +545,30 @@ async fn the_client_request_id_is_echoed_and_is_the_correlation_id_of_errors() {
         "5eed0000-0000-4000-8000-000000000001"
     );
 }
+
+#[tokio::test]
+async fn tenants_that_answer_700016_for_a_missing_service_principal_can_be_simulated() {
+    let mut seed = seed();
+    seed.settings.missing_service_principal_aadsts = 700016;
+    let w = world_with(seed).await;
+    let app = w.app_id("rec-aad");
+    let response = w.token(CONTOSO, "rec-aad").await;
+    assert_aad_error(
+        response,
+        400,
+        "unauthorized_client",
+        700016,
+        &format!("Application with identifier '{app}' was not found in the directory 'Contoso'."),
+    )
+    .await;
+    w.sim.grant_consent(CONTOSO, &app);
+    assert_eq!(w.token(CONTOSO, "rec-aad").await.status(), 200);
+
+    let mut bad = m365_support::seed();
+    bad.settings.missing_service_principal_aadsts = 1;
+    let err = sim::m365::M365Sim::start(bad).await.err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "invalid seed: settings.missing_service_principal_aadsts must be 7000229 or 700016, not 1"
+    );
+}

@@ -29,6 +29,8 @@ pub(crate) struct IdentityContext {
     /// How long a new consent takes to reach the token service (see
     /// `M365Sim::set_consent_propagation_delay`).
     pub propagation_delay: chrono::Duration,
+    /// 7000229 or 700016: the answer for an app without service principal in the tenant.
+    pub missing_sp_code: u32,
 }
 
 /// `2025-09-18 01:17:37Z`, the timestamp format of AADSTS errors.
@@ -297,7 +299,10 @@ pub(crate) fn issue_token(
     let sp = tenant
         .sp_by_app_id(&app.app_id)
         .filter(|sp| sp.created <= visible)
-        .ok_or_else(|| AadError::missing_service_principal(&app.app_id, &tenant.id))?;
+        .ok_or_else(|| match ctx.missing_sp_code {
+            700016 => AadError::app_not_found(&app.app_id, &tenant.display_name),
+            _ => AadError::missing_service_principal(&app.app_id, &tenant.id),
+        })?;
     let secret = req
         .client_secret
         .as_deref()

@@ -100,6 +100,12 @@ impl M365Sim {
 
     /// Starts on `addr`.
     pub async fn start_on(addr: SocketAddr, seed: Seed) -> Result<M365Sim, SimError> {
+        if ![7000229, 700016].contains(&seed.settings.missing_service_principal_aadsts) {
+            return Err(SimError::Seed(format!(
+                "settings.missing_service_principal_aadsts must be 7000229 or 700016, not {}",
+                seed.settings.missing_service_principal_aadsts
+            )));
+        }
         let directory = Directory::from_seed(&seed, Utc::now())?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await

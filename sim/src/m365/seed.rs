@@ -107,6 +107,10 @@ pub struct Settings {
     /// `Directory.Read.All` (or `Directory.ReadWrite.All`). Off by default: the project's
     /// spec lets `Application.Read.All` read grants too.
     pub grants_require_directory_read: bool,
+    /// How the token endpoint answers an app that has no service principal in the tenant:
+    /// `7000229` (401 `invalid_client`, the usual answer) or `700016` (400
+    /// `unauthorized_client`, which some tenants give). Clients must treat both as "no consent".
+    pub missing_service_principal_aadsts: u32,
 }
 
 impl Default for Settings {
@@ -116,6 +120,7 @@ impl Default for Settings {
             auto_consent: true,
             token_lifetime_secs: 3599,
             grants_require_directory_read: false,
+            missing_service_principal_aadsts: 7000229,
         }
     }
 }

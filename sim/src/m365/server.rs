@@ -70,6 +70,7 @@ fn identity_context(shared: &Shared) -> IdentityContext {
         graph_resources: identity::graph_resources(&shared.url),
         token_lifetime_secs: shared.settings.token_lifetime_secs,
         propagation_delay: *lock(&shared.propagation_delay),
+        missing_sp_code: shared.settings.missing_service_principal_aadsts,
     }
 }
 
