@@ -273,3 +273,77 @@ async fn kubectl_applies_the_rendered_chart() {
         .get_json("v1", "configmaps", "platform", "rec-config")
         .is_some());
 }
+
+/// The command line the operator's own flag definitions read from the chart's arguments.
+#[derive(clap::Parser, Debug)]
+struct RunFlags {
+    #[arg(long)]
+    config: PathBuf,
+    #[command(flatten)]
+    http: recording_operator::http::HttpArgs,
+    #[command(flatten)]
+    leader: recording_operator::leader::LeaderArgs,
+    #[command(flatten)]
+    log: recording_operator::telemetry::LogArgs,
+}
+
+#[test]
+fn the_operator_reads_the_arguments_and_values_the_manifests_pass() {
+    use clap::{Parser, ValueEnum};
+    use recording_operator::telemetry::LogFormat;
+    use std::time::Duration;
+
+    let docs = render(json!({"leaderElection": {"leaseDuration": "30s", "renewPeriod": "5s"}}));
+    let container =
+        &find(&docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "run");
+    let flags = RunFlags::try_parse_from(["recording-operator"].iter().chain(&args[1..])).unwrap();
+    assert_eq!(
+        flags.config,
+        PathBuf::from("/etc/recording-operator/config.yaml")
+    );
+    assert!(flags.leader.enabled);
+    assert_eq!(flags.leader.lease_name, "rec");
+    assert_eq!(flags.leader.lease_duration, Duration::from_secs(30));
+    assert_eq!(flags.leader.renew_period, Duration::from_secs(5));
+
+    let env = container["env"].as_array().unwrap();
+    let var = |name: &str| {
+        env.iter().find(|e| e["name"] == name).unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        LogFormat::from_str(&var("RECORDING_OPERATOR_LOG_FORMAT"), false),
+        Ok(LogFormat::Json)
+    );
+    assert_eq!(
+        var("RECORDING_OPERATOR_HTTP_ADDR")
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .port(),
+        8080
+    );
+    recording_operator::telemetry::filter(Some(&var("RUST_LOG"))).unwrap();
+
+    let plain = deploy_deployment();
+    let plain_args: Vec<&str> = plain["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let flags =
+        RunFlags::try_parse_from(["recording-operator"].iter().chain(&plain_args[1..])).unwrap();
+    assert_eq!(
+        flags.config,
+        PathBuf::from("/etc/recording-operator/config.yaml")
+    );
+}

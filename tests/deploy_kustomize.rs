@@ -216,3 +216,77 @@ fn chart_config() -> OperatorConfig {
         .unwrap();
     OperatorConfig::from_yaml(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap()
 }
+
+/// What docs/operations.md tells people to type, typed into kubectl.
+#[tokio::test]
+async fn the_documented_kubectl_commands_work() {
+    let sim = KubeSim::start(KubeSimConfig::default()).await.unwrap();
+    let kubectl = Kubectl::new(&sim, "deploy-docs");
+    kubectl.ok(&["apply", "-k", "deploy/"]).await;
+    kubectl
+        .ok(&["apply", "-f", "deploy/examples/tenant-essentials.yaml"])
+        .await;
+
+    // `kubectl wait --for=condition=Ready tenant/<name>` returns once Ready is True.
+    let ready = serde_json::json!({"status": {"observedGeneration": 1, "conditions": [{
+        "type": "Ready", "status": "True", "reason": "Onboarded", "message": "ok",
+        "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"
+    }]}})
+    .to_string();
+    kubectl
+        .ok(&[
+            "patch",
+            "tenant",
+            "contoso",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &ready,
+        ])
+        .await;
+    let waited = kubectl
+        .ok(&[
+            "wait",
+            "--for=condition=Ready",
+            "tenant/contoso",
+            "--timeout=20s",
+        ])
+        .await;
+    assert_eq!(
+        waited.trim(),
+        "tenant.recording.m365.io/contoso condition met"
+    );
+
+    // A Tenant whose cleanup can never finish is freed by the escape hatch.
+    kubectl
+        .ok(&[
+            "patch",
+            "tenant",
+            "contoso",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":["recording.m365.io/storage-cleanup"]}}"#,
+        ])
+        .await;
+    kubectl
+        .ok(&["delete", "tenant", "contoso", "--wait=false"])
+        .await;
+    let stuck = sim
+        .get_json("recording.m365.io/v1alpha1", "tenants", "", "contoso")
+        .expect("held by its finalizer");
+    assert!(stuck["metadata"]["deletionTimestamp"].is_string());
+    kubectl
+        .ok(&[
+            "patch",
+            "tenant",
+            "contoso",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .await;
+    assert!(sim
+        .get_json("recording.m365.io/v1alpha1", "tenants", "", "contoso")
+        .is_none());
+}
