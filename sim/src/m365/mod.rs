@@ -92,6 +92,14 @@ pub struct M365Sim {
     server: Arc<Mutex<Option<ServerTask>>>,
 }
 
+impl std::fmt::Debug for M365Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("M365Sim")
+            .field("url", &self.shared.url)
+            .finish()
+    }
+}
+
 impl M365Sim {
     /// Starts on an ephemeral loopback port.
     pub async fn start(seed: Seed) -> Result<M365Sim, SimError> {
