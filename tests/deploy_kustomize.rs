@@ -290,3 +290,25 @@ async fn the_documented_kubectl_commands_work() {
         .get_json("recording.m365.io/v1alpha1", "tenants", "", "contoso")
         .is_none());
 }
+
+/// The storage examples commented in deploy/operator-config.yaml, uncommented, are
+/// configurations the operator accepts.
+#[test]
+fn the_commented_storage_examples_are_valid() {
+    let text = std::fs::read_to_string(root().join("deploy/operator-config.yaml")).unwrap();
+    let commented: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# ")).collect();
+    let examples: Vec<String> = commented
+        .split(|l| !l.starts_with("storage:") && !l.starts_with("  "))
+        .filter(|block| block.first().is_some_and(|l| l.starts_with("storage:")))
+        .map(|block| block.join("\n"))
+        .collect();
+    assert_eq!(examples.len(), 2, "{examples:#?}");
+    for example in &examples {
+        let config =
+            OperatorConfig::from_yaml(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
+        let storage = config.storage.expect("a storage section");
+        storage
+            .validate()
+            .unwrap_or_else(|e| panic!("{e}\n{example}"));
+    }
+}
