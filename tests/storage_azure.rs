@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
 use recording_operator::config::{ConfigError, SecretRef, SecretSource};
@@ -19,7 +19,8 @@ use recording_operator::storage::{
 use secrecy::SecretString;
 use sim::azurite::{Azurite, SasPermissions};
 
-const HOUR: Duration = Duration::from_secs(3600);
+/// Validity of the SAS tokens handed out: long enough that no expiry note appears.
+const VALID: Duration = Duration::from_secs(90 * 24 * 3600);
 const X_MS_VERSION: &str = "2025-11-05";
 
 /// Secrets held in memory, keyed like Kubernetes Secrets.
@@ -77,7 +78,7 @@ impl Fixture {
         let mut handed_out = Vec::new();
         for region in ["westeurope", "northeurope"] {
             let sas = azurite
-                .account_sas(region, SasPermissions::OPERATOR, HOUR)
+                .account_sas(region, SasPermissions::OPERATOR, VALID)
                 .unwrap();
             handed_out.push(sas.clone());
             // One region gets a bare token, the other a full account SAS URL: both are accepted.
@@ -103,7 +104,7 @@ impl Fixture {
         };
         // A BYOS customer's Secret: a read-only SAS URL of their container.
         let byos = azurite
-            .container_sas_url("customer1", "recordings", SasPermissions::READ_LIST, HOUR)
+            .container_sas_url("customer1", "recordings", SasPermissions::READ_LIST, VALID)
             .unwrap();
         handed_out.push(byos.split_once('?').unwrap().1.to_string());
         secrets.0.insert("customer-archive".into(), byos);
@@ -122,7 +123,7 @@ impl Fixture {
     async fn container(&self, account: &str, container: &str) -> Option<HashMap<String, String>> {
         let sas = self
             .azurite
-            .account_sas(account, SasPermissions::OPERATOR, HOUR)
+            .account_sas(account, SasPermissions::OPERATOR, VALID)
             .unwrap();
         let url = format!(
             "{}/{container}?restype=container&{sas}",
@@ -160,7 +161,7 @@ impl Fixture {
     ) {
         let sas = self
             .azurite
-            .account_sas(account, SasPermissions::OPERATOR, HOUR)
+            .account_sas(account, SasPermissions::OPERATOR, VALID)
             .unwrap();
         let mut request = reqwest::Client::new()
             .put(format!(
@@ -449,7 +450,7 @@ async fn byos_locations_are_checked_with_the_customers_credential_and_never_writ
     // Reachable with a read-only container SAS.
     let good = fx
         .azurite
-        .container_sas_url("customer1", "recordings", SasPermissions::READ_LIST, HOUR)
+        .container_sas_url("customer1", "recordings", SasPermissions::READ_LIST, VALID)
         .unwrap();
     let status = check(good.clone()).await;
     assert_eq!(status.role, StorageRole::Byos);
@@ -464,7 +465,7 @@ async fn byos_locations_are_checked_with_the_customers_credential_and_never_writ
     // Bad credential: a signature made with the wrong key.
     let forged = fx
         .azurite
-        .container_sas_url("westeurope", "recordings", SasPermissions::READ_LIST, HOUR)
+        .container_sas_url("westeurope", "recordings", SasPermissions::READ_LIST, VALID)
         .unwrap()
         .replace("/westeurope/", "/customer1/");
     let status = check(forged.clone()).await;
@@ -482,7 +483,7 @@ async fn byos_locations_are_checked_with_the_customers_credential_and_never_writ
     // Missing container: the credential is fine, the container is not there.
     let missing = fx
         .azurite
-        .container_sas_url("customer1", "archive", SasPermissions::READ_LIST, HOUR)
+        .container_sas_url("customer1", "archive", SasPermissions::READ_LIST, VALID)
         .unwrap();
     let status = check(missing.clone()).await;
     assert!(!status.ready);
@@ -728,4 +729,80 @@ async fn retain_keeps_everything_and_a_missing_pair_is_its_own_line() {
         .container("westeurope", "contoso-default")
         .await
         .is_some());
+}
+
+#[tokio::test]
+async fn credentials_about_to_expire_are_noted_and_expired_ones_named() {
+    let fx = Fixture::start().await;
+    fx.create_foreign_container("customer1", "recordings", &[])
+        .await;
+    let location = ByosLocation {
+        name: "archive".into(),
+        location: Some("westus".into()),
+        secret: MemorySecrets::reference("customer-archive"),
+    };
+    let day = Duration::from_secs(24 * 3600);
+    let check = |expiry: SystemTime| {
+        let url = fx
+            .azurite
+            .container_sas_url_until("customer1", "recordings", SasPermissions::READ_LIST, expiry)
+            .unwrap();
+        let credential = ByosCredential::new(SecretString::from(url));
+        let backend = &fx.backend;
+        let location = &location;
+        async move { backend.check_byos(location, &credential).await.unwrap() }
+    };
+    let date = |at: SystemTime| sim::azurite::sas_time(at)[..10].to_string();
+
+    // Expires in ten days: works, and the status says it will stop working.
+    let soon = SystemTime::now() + 10 * day + Duration::from_secs(3600);
+    let status = check(soon).await;
+    assert!(status.ready);
+    assert_eq!(
+        status.message,
+        format!(
+            "reachable: the customer's credential lists the container; the SAS token expires in \
+             10 days ({}); renew it before then",
+            date(soon)
+        )
+    );
+
+    // Expired yesterday: rejected, and the message names the cause (Azurite's code for it is
+    // AuthorizationFailure).
+    let yesterday = SystemTime::now() - day;
+    let status = check(yesterday).await;
+    assert!(!status.ready);
+    assert_eq!(
+        status.message,
+        format!(
+            "storage at {}/recordings rejected the credential (HTTP 403 AuthorizationFailure): \
+             the SAS token expired on {}; renew it",
+            fx.azurite.account_endpoint("customer1").unwrap(),
+            date(yesterday)
+        )
+    );
+
+    // The platform's own account SAS gets the same treatment.
+    let mut secrets = MemorySecrets::default();
+    let short = SystemTime::now() + 3 * day + Duration::from_secs(3600);
+    secrets.0.insert(
+        "storage-westeurope".into(),
+        fx.azurite
+            .account_sas_until("westeurope", SasPermissions::OPERATOR, short)
+            .unwrap(),
+    );
+    let mut config = fx.config.clone();
+    config.accounts.remove("northeurope");
+    let backend = AzureBlobBackend::new(&config, Arc::new(secrets)).unwrap();
+    let status = backend
+        .ensure(&request("contoso", "westeurope", ManagedRole::Default))
+        .await
+        .unwrap();
+    assert_eq!(
+        status.message,
+        format!(
+            "container created; the SAS token expires in 3 days ({}); renew it before then",
+            date(short)
+        )
+    );
 }

@@ -288,12 +288,22 @@ impl Azurite {
         permissions: SasPermissions,
         valid_for: Duration,
     ) -> Result<String, AzuriteError> {
+        self.account_sas_until(account, permissions, SystemTime::now() + valid_for)
+    }
+
+    /// An account SAS token that expires at `expiry` (which may be in the past).
+    pub fn account_sas_until(
+        &self,
+        account: &str,
+        permissions: SasPermissions,
+        expiry: SystemTime,
+    ) -> Result<String, AzuriteError> {
         let account = self.account(account)?;
         Ok(account_sas_token(
             &account.name,
             &account.key,
             &permissions.account_form(),
-            &sas_time(SystemTime::now() + valid_for),
+            &sas_time(expiry),
         ))
     }
 
@@ -305,13 +315,29 @@ impl Azurite {
         permissions: SasPermissions,
         valid_for: Duration,
     ) -> Result<String, AzuriteError> {
+        self.container_sas_until(
+            account,
+            container,
+            permissions,
+            SystemTime::now() + valid_for,
+        )
+    }
+
+    /// A container SAS token that expires at `expiry` (which may be in the past).
+    pub fn container_sas_until(
+        &self,
+        account: &str,
+        container: &str,
+        permissions: SasPermissions,
+        expiry: SystemTime,
+    ) -> Result<String, AzuriteError> {
         let account = self.account(account)?;
         Ok(container_sas_token(
             &account.name,
             &account.key,
             container,
             &permissions.container_form(),
-            &sas_time(SystemTime::now() + valid_for),
+            &sas_time(expiry),
         ))
     }
 
@@ -324,7 +350,23 @@ impl Azurite {
         permissions: SasPermissions,
         valid_for: Duration,
     ) -> Result<String, AzuriteError> {
-        let sas = self.container_sas(account, container, permissions, valid_for)?;
+        self.container_sas_url_until(
+            account,
+            container,
+            permissions,
+            SystemTime::now() + valid_for,
+        )
+    }
+
+    /// A container SAS URL that expires at `expiry` (which may be in the past).
+    pub fn container_sas_url_until(
+        &self,
+        account: &str,
+        container: &str,
+        permissions: SasPermissions,
+        expiry: SystemTime,
+    ) -> Result<String, AzuriteError> {
+        let sas = self.container_sas_until(account, container, permissions, expiry)?;
         Ok(format!(
             "{}/{container}?{sas}",
             self.account_endpoint(account)?

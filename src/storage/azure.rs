@@ -28,6 +28,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RetryOptions, Url};
+use azure_core::time::OffsetDateTime;
 use azure_storage_blob::models::{
     BlobContainerClientCreateOptions, BlobContainerClientGetPropertiesResultHeaders,
     BlobContainerClientListBlobsOptions,
@@ -125,7 +126,7 @@ impl AzureBlobBackend {
         &self,
         location: &str,
         container: &str,
-    ) -> Result<(BlobContainerClient, String), StorageError> {
+    ) -> Result<(BlobContainerClient, String, Option<OffsetDateTime>), StorageError> {
         let account =
             self.accounts
                 .get(location)
@@ -150,7 +151,8 @@ impl AzureBlobBackend {
                 "storage.accounts.{location}.endpoint: not a URL ({e})"
             ))
         })?;
-        Ok((self.sdk.client(url, &endpoint)?, endpoint))
+        let expiry = sas_expiry(&sas);
+        Ok((self.sdk.client(url, &endpoint)?, endpoint, expiry))
     }
 
     async fn metadata_of(
@@ -168,6 +170,84 @@ impl AzureBlobBackend {
             ))),
             Err(e) if error_code(&e).as_deref() == Some("ContainerNotFound") => Ok(None),
             Err(e) => Err(classify(e, endpoint)),
+        }
+    }
+
+    /// Creates the container or adopts the existing one; says which.
+    async fn ensure_container(
+        &self,
+        request: &EnsureStorage,
+        client: &BlobContainerClient,
+        endpoint: &str,
+    ) -> Result<String, StorageError> {
+        // Steady state is one read; creating is the exception. A container created by someone
+        // else between the read and the create answers 409 and is looked at again.
+        match self.metadata_of(client, endpoint).await? {
+            Some(found) => self.adopt(request, client, endpoint, found).await,
+            None => {
+                let options = BlobContainerClientCreateOptions {
+                    metadata: Some(desired_metadata(request)),
+                    ..Default::default()
+                };
+                match self
+                    .sdk
+                    .bounded(endpoint, client.create(Some(options)))
+                    .await?
+                {
+                    Ok(_) => {
+                        tracing::info!(tenant = %request.tenant, %endpoint, "created storage container");
+                        Ok("container created".to_string())
+                    }
+                    Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => {
+                        let found = self.metadata_of(client, endpoint).await?.ok_or_else(|| {
+                            // Deleted again in between; the next ensure creates it.
+                            StorageError::ContainerNotFound {
+                                endpoint: endpoint.to_string(),
+                            }
+                        })?;
+                        self.adopt(request, client, endpoint, found).await
+                    }
+                    Err(e) => Err(classify(e, endpoint)),
+                }
+            }
+        }
+    }
+
+    /// Deletes the container if it is the operator's for this tenant.
+    async fn delete_container(
+        &self,
+        request: &EnsureStorage,
+        client: &BlobContainerClient,
+        endpoint: &str,
+    ) -> Result<DeleteOutcome, StorageError> {
+        let endpoint = endpoint.to_string();
+        let Some(found) = self.metadata_of(client, &endpoint).await? else {
+            return Ok(DeleteOutcome::AlreadyGone);
+        };
+        match ownership(&found, &request.tenant) {
+            Ownership::Ours => {}
+            Ownership::Unmanaged => {
+                return Ok(DeleteOutcome::Kept {
+                    reason: format!(
+                        "container {endpoint} was adopted, not created by the operator"
+                    ),
+                })
+            }
+            Ownership::OtherTenant(owner) => {
+                return Ok(DeleteOutcome::Kept {
+                    reason: format!("container {endpoint} belongs to tenant \"{owner}\""),
+                })
+            }
+        }
+        match self.sdk.bounded(&endpoint, client.delete(None)).await? {
+            Ok(_) => {
+                tracing::info!(tenant = %request.tenant, %endpoint, "deleted storage container");
+                Ok(DeleteOutcome::Deleted)
+            }
+            Err(e) if error_code(&e).as_deref() == Some("ContainerNotFound") => {
+                Ok(DeleteOutcome::AlreadyGone)
+            }
+            Err(e) => Err(classify(e, &endpoint)),
         }
     }
 
@@ -210,46 +290,19 @@ impl AzureBlobBackend {
 impl StorageBackend for AzureBlobBackend {
     async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
         let name = container_name(&request.tenant, request.role);
-        let (client, endpoint) = self.container(&request.location, &name).await?;
-        // Steady state is one read; creating is the exception. A container created by someone
-        // else between the read and the create answers 409 and is looked at again.
-        let message = match self.metadata_of(&client, &endpoint).await? {
-            Some(found) => self.adopt(request, &client, &endpoint, found).await?,
-            None => {
-                let options = BlobContainerClientCreateOptions {
-                    metadata: Some(desired_metadata(request)),
-                    ..Default::default()
-                };
-                match self
-                    .sdk
-                    .bounded(&endpoint, client.create(Some(options)))
-                    .await?
-                {
-                    Ok(_) => {
-                        tracing::info!(tenant = %request.tenant, %endpoint, "created storage container");
-                        "container created".to_string()
-                    }
-                    Err(e) if error_code(&e).as_deref() == Some("ContainerAlreadyExists") => {
-                        let found =
-                            self.metadata_of(&client, &endpoint).await?.ok_or_else(|| {
-                                // Deleted again in between; the next ensure creates it.
-                                StorageError::ContainerNotFound {
-                                    endpoint: endpoint.clone(),
-                                }
-                            })?;
-                        self.adopt(request, &client, &endpoint, found).await?
-                    }
-                    Err(e) => return Err(classify(e, &endpoint)),
-                }
-            }
-        };
+        let (client, endpoint, expiry) = self.container(&request.location, &name).await?;
+        let now = OffsetDateTime::now_utc();
+        let message = self
+            .ensure_container(request, &client, &endpoint)
+            .await
+            .map_err(|e| explain_expiry(e, expiry, now))?;
         Ok(StorageLocationStatus {
             location: request.location.clone(),
             role: request.role.into(),
             name: None,
             endpoint,
             ready: true,
-            message,
+            message: with_expiry_note(message, expiry, now),
         })
     }
 
@@ -267,35 +320,11 @@ impl StorageBackend for AzureBlobBackend {
 
     async fn delete(&self, request: &EnsureStorage) -> Result<DeleteOutcome, StorageError> {
         let name = container_name(&request.tenant, request.role);
-        let (client, endpoint) = self.container(&request.location, &name).await?;
-        let Some(found) = self.metadata_of(&client, &endpoint).await? else {
-            return Ok(DeleteOutcome::AlreadyGone);
-        };
-        match ownership(&found, &request.tenant) {
-            Ownership::Ours => {}
-            Ownership::Unmanaged => {
-                return Ok(DeleteOutcome::Kept {
-                    reason: format!(
-                        "container {endpoint} was adopted, not created by the operator"
-                    ),
-                })
-            }
-            Ownership::OtherTenant(owner) => {
-                return Ok(DeleteOutcome::Kept {
-                    reason: format!("container {endpoint} belongs to tenant \"{owner}\""),
-                })
-            }
-        }
-        match self.sdk.bounded(&endpoint, client.delete(None)).await? {
-            Ok(_) => {
-                tracing::info!(tenant = %request.tenant, %endpoint, "deleted storage container");
-                Ok(DeleteOutcome::Deleted)
-            }
-            Err(e) if error_code(&e).as_deref() == Some("ContainerNotFound") => {
-                Ok(DeleteOutcome::AlreadyGone)
-            }
-            Err(e) => Err(classify(e, &endpoint)),
-        }
+        let (client, endpoint, expiry) = self.container(&request.location, &name).await?;
+        let now = OffsetDateTime::now_utc();
+        self.delete_container(request, &client, &endpoint)
+            .await
+            .map_err(|e| explain_expiry(e, expiry, now))
     }
 }
 
@@ -319,7 +348,8 @@ impl ByosProbe {
         byos: &ByosLocation,
         credential: &ByosCredential,
     ) -> Result<StorageLocationStatus, StorageError> {
-        let (client, endpoint) = self.container(credential)?;
+        let (client, endpoint, expiry) = self.container(credential)?;
+        let now = OffsetDateTime::now_utc();
         let options = BlobContainerClientListBlobsOptions {
             maxresults: Some(1),
             ..Default::default()
@@ -330,7 +360,7 @@ impl ByosProbe {
         };
         let finding = match self.sdk.bounded(&endpoint, listing).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(classify(e, &endpoint)),
+            Ok(Err(e)) => Err(explain_expiry(classify(e, &endpoint), expiry, now)),
             Err(timeout) => Err(timeout),
         };
         Ok(match finding {
@@ -340,7 +370,11 @@ impl ByosProbe {
                 name: Some(byos.name.clone()),
                 endpoint,
                 ready: true,
-                message: "reachable: the customer's credential lists the container".to_string(),
+                message: with_expiry_note(
+                    "reachable: the customer's credential lists the container".to_string(),
+                    expiry,
+                    now,
+                ),
             },
             Err(e) => StorageLocationStatus::failed(
                 byos.region_or_name(),
@@ -355,7 +389,7 @@ impl ByosProbe {
     fn container(
         &self,
         credential: &ByosCredential,
-    ) -> Result<(BlobContainerClient, String), StorageError> {
+    ) -> Result<(BlobContainerClient, String, Option<OffsetDateTime>), StorageError> {
         let invalid = |reason: &str| StorageError::InvalidCredential {
             reason: format!("the customer's Secret {reason}"),
         };
@@ -370,7 +404,8 @@ impl ByosProbe {
                 reason: format!("the URL {endpoint} carries no SAS token (no sig= parameter)"),
             });
         }
-        Ok((self.sdk.client(url, &endpoint)?, endpoint))
+        let expiry = url.query().and_then(sas_expiry);
+        Ok((self.sdk.client(url, &endpoint)?, endpoint, expiry))
     }
 }
 
@@ -436,6 +471,67 @@ fn sas_query(value: &str) -> Result<String, &'static str> {
         return Err("holds no SAS token (no sig= parameter)");
     }
     Ok(query)
+}
+
+/// Days before a SAS expires from which status messages say so.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// When the SAS in `query` stops working (its `se`), if it says; date-only values mean the
+/// start of that day, UTC.
+fn sas_expiry(query: &str) -> Option<OffsetDateTime> {
+    let se = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "se")?
+        .1
+        .into_owned();
+    azure_core::time::parse_rfc3339(&se)
+        .or_else(|_| azure_core::time::parse_rfc3339(&format!("{se}T00:00:00Z")))
+        .ok()
+}
+
+/// A note for a working credential that expires soon.
+fn expiry_note(expiry: Option<OffsetDateTime>, now: OffsetDateTime) -> Option<String> {
+    let expiry = expiry?;
+    let days = (expiry - now).whole_days();
+    let within = match days {
+        0 => "less than a day".to_string(),
+        1 => "1 day".to_string(),
+        days => format!("{days} days"),
+    };
+    (expiry > now && days < EXPIRY_WARNING_DAYS).then(|| {
+        format!(
+            "the SAS token expires in {within} ({}); renew it before then",
+            expiry.date()
+        )
+    })
+}
+
+fn with_expiry_note(
+    message: String,
+    expiry: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> String {
+    match expiry_note(expiry, now) {
+        Some(note) => format!("{message}; {note}"),
+        None => message,
+    }
+}
+
+/// A rejected credential whose SAS has expired says so instead of guessing.
+fn explain_expiry(
+    error: StorageError,
+    expiry: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> StorageError {
+    match (error, expiry) {
+        (StorageError::AuthenticationFailed { endpoint, code }, Some(expiry)) if expiry <= now => {
+            StorageError::CredentialExpired {
+                endpoint,
+                code,
+                expired_on: expiry.date().to_string(),
+            }
+        }
+        (error, _) => error,
+    }
 }
 
 fn error_code(error: &azure_core::Error) -> Option<String> {
@@ -546,6 +642,60 @@ mod tests {
         assert_eq!(metadata["retentiondays"], "unlimited");
         assert_eq!(metadata["managedby"], "recording-operator");
         assert_eq!(desired_metadata(&request())["retentiondays"], "365");
+    }
+
+    #[test]
+    fn sas_expiry_is_read_from_se_in_both_forms() {
+        let at = |s: &str| azure_core::time::parse_rfc3339(s).unwrap();
+        assert_eq!(
+            sas_expiry("sv=1&se=2030-01-02T03%3A04%3A05Z&sig=x"),
+            Some(at("2030-01-02T03:04:05Z"))
+        );
+        assert_eq!(
+            sas_expiry("se=2030-01-02&sig=x"),
+            Some(at("2030-01-02T00:00:00Z"))
+        );
+        assert_eq!(sas_expiry("sv=1&sig=x"), None);
+        assert_eq!(sas_expiry("se=soon&sig=x"), None);
+    }
+
+    #[test]
+    fn soon_expiring_credentials_are_noted_and_expired_ones_named() {
+        let now = azure_core::time::parse_rfc3339("2026-11-23T12:00:00Z").unwrap();
+        let in_days = |d: i64| Some(now + azure_core::time::Duration::days(d));
+        assert_eq!(
+            expiry_note(in_days(12), now).as_deref(),
+            Some("the SAS token expires in 12 days (2026-12-05); renew it before then")
+        );
+        assert_eq!(
+            expiry_note(in_days(1), now).as_deref(),
+            Some("the SAS token expires in 1 day (2026-11-24); renew it before then")
+        );
+        assert_eq!(
+            expiry_note(Some(now + azure_core::time::Duration::hours(5)), now).as_deref(),
+            Some("the SAS token expires in less than a day (2026-11-23); renew it before then")
+        );
+        assert_eq!(expiry_note(in_days(30), now), None);
+        assert_eq!(expiry_note(None, now), None);
+        assert_eq!(
+            expiry_note(in_days(-1), now),
+            None,
+            "expired is an error, not a note"
+        );
+
+        let rejected = || StorageError::AuthenticationFailed {
+            endpoint: "https://a.blob.core.windows.net/c".into(),
+            code: "AuthenticationFailed".into(),
+        };
+        let expired = explain_expiry(rejected(), in_days(-2), now);
+        assert_eq!(expired.reason(), "StorageCredentialExpired");
+        assert_eq!(
+            expired.to_string(),
+            "storage at https://a.blob.core.windows.net/c rejected the credential (HTTP 403 \
+             AuthenticationFailed): the SAS token expired on 2026-11-21; renew it"
+        );
+        let still_valid = explain_expiry(rejected(), in_days(2), now);
+        assert_eq!(still_valid.reason(), "StorageAuthenticationFailed");
     }
 
     #[test]

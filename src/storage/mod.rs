@@ -554,6 +554,15 @@ pub enum StorageError {
     )]
     AuthenticationFailed { endpoint: String, code: String },
     #[error(
+        "storage at {endpoint} rejected the credential (HTTP 403 {code}): the SAS token expired \
+         on {expired_on}; renew it"
+    )]
+    CredentialExpired {
+        endpoint: String,
+        code: String,
+        expired_on: String,
+    },
+    #[error(
         "storage at {endpoint} refused the operation (HTTP 403 {code}): the SAS token lacks a \
          permission or resource type it needs"
     )]
@@ -592,6 +601,7 @@ impl StorageError {
             StorageError::Secret { .. } => "StorageCredentialUnavailable",
             StorageError::InvalidCredential { .. } => "StorageCredentialInvalid",
             StorageError::AuthenticationFailed { .. } => "StorageAuthenticationFailed",
+            StorageError::CredentialExpired { .. } => "StorageCredentialExpired",
             StorageError::PermissionDenied { .. } => "StoragePermissionDenied",
             StorageError::ContainerNotFound { .. } => "ContainerNotFound",
             StorageError::OwnedByAnotherTenant { .. } => "ContainerOwnedByAnotherTenant",
