@@ -1,9 +1,18 @@
 //! `recording-operator`: run the controllers, print the CRDs, or try everything on loopback.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use recording_operator::config::{OperatorConfig, SecretSource, Secrets};
+use recording_operator::controller::{self, RunOptions};
+use recording_operator::graph::ConsentChecker;
+use recording_operator::http::{self, HttpArgs, HttpState};
+use recording_operator::leader::{LeaderArgs, LeaderOutcome};
+use recording_operator::metrics::Metrics;
+use recording_operator::storage::{backend_from_config, tenant::TenantStorage};
+use recording_operator::telemetry::{self, LogArgs};
 
 #[derive(Parser)]
 #[command(name = "recording-operator", version, about)]
@@ -16,9 +25,18 @@ struct Cli {
 enum Command {
     /// Run the controllers against the cluster of the kubeconfig (or the in-cluster account).
     Run {
-        /// Operator configuration file (YAML).
+        /// Operator configuration file (YAML); see docs/operations.md.
         #[arg(long, env = "RECORDING_OPERATOR_CONFIG")]
         config: Option<PathBuf>,
+        /// Reconciles running at once per controller.
+        #[arg(long, default_value_t = 16)]
+        concurrency: u16,
+        #[command(flatten)]
+        http: HttpArgs,
+        #[command(flatten)]
+        leader: LeaderArgs,
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Print the CustomResourceDefinitions generated from the Rust types.
     Crdgen {
@@ -27,8 +45,9 @@ enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Start both simulators on loopback, run the controllers against them and onboard the
-    /// example tenants.
-    Demo,
+    /// example tenants (deploy/examples/).
+    #[cfg(feature = "demo")]
+    Demo(recording_operator::demo::runner::DemoArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,10 +66,130 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { .. } => anyhow::bail!("the controllers are not wired into `run` yet"),
-        Command::Demo => {
-            println!("demo: not yet available");
-            Ok(())
+        Command::Run {
+            config,
+            concurrency,
+            http,
+            leader,
+            log,
+        } => {
+            telemetry::init(log.log_format)?;
+            runtime()?.block_on(run(config, concurrency, http, leader))
         }
+        #[cfg(feature = "demo")]
+        Command::Demo(args) => {
+            let code = runtime()?.block_on(recording_operator::demo::runner::run(args))?;
+            std::process::exit(code);
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// The operator process: configuration, clients, the HTTP endpoint, and the controllers while
+/// this replica leads.
+async fn run(
+    config_path: Option<PathBuf>,
+    concurrency: u16,
+    http_args: HttpArgs,
+    leader: LeaderArgs,
+) -> anyhow::Result<()> {
+    let config =
+        OperatorConfig::load(config_path.as_deref()).context("reading the configuration")?;
+    config.validate().context("invalid configuration")?;
+    let config = Arc::new(config);
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster service account)")?;
+
+    let secrets: Arc<dyn SecretSource> = Arc::new(Secrets::with_kube(client.clone()));
+    let checker =
+        ConsentChecker::new(&config, secrets.clone()).context("configuring the Graph client")?;
+    let metrics = Metrics::new(checker.counters());
+    let storage = match &config.storage {
+        Some(storage_config) => {
+            let backend = backend_from_config(storage_config, client.clone(), secrets.clone())
+                .context("configuring storage")?;
+            Some(TenantStorage::new(
+                storage_config,
+                backend,
+                secrets.clone(),
+                config.operator_namespace.clone(),
+            ))
+        }
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let state = HttpState::new(metrics.clone());
+    let router =
+        http::router(state.clone()).merge(controller::consent::callback_router(client.clone()));
+    let server = tokio::spawn(http::serve(http_args.http_addr, router, stopped()));
+
+    let controllers = controller::run(
+        client.clone(),
+        config.clone(),
+        checker,
+        metrics.clone(),
+        storage,
+        RunOptions {
+            concurrency,
+            ..Default::default()
+        },
+        state.ready.clone(),
+        stopped(),
+    );
+    let result = if leader.enabled {
+        // A standby is ready: it serves /metrics and waits for the Lease.
+        state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+        let elector = leader
+            .elector(client.clone())?
+            .with_metrics(metrics.clone());
+        match elector.run_as_leader(controllers, stopped()).await? {
+            LeaderOutcome::LeadershipLost => Err(anyhow::anyhow!(
+                "leadership lost; exiting so the pod restarts as a standby"
+            )),
+            _ => Ok(()),
+        }
+    } else {
+        controllers.await;
+        Ok(())
+    };
+    let _ = server.await;
+    result
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

@@ -437,13 +437,16 @@ pub struct Callback {
 }
 
 /// The `/consent/callback` route: the customer's browser lands here after the admin-consent page.
-pub fn callback_router(ctx: Arc<Context>) -> Router {
+pub fn callback_router(client: kube::Client) -> Router {
     Router::new()
         .route("/consent/callback", get(callback))
-        .with_state(ctx)
+        .with_state(client)
 }
 
-async fn callback(State(ctx): State<Arc<Context>>, Query(q): Query<Callback>) -> impl IntoResponse {
+async fn callback(
+    State(client): State<kube::Client>,
+    Query(q): Query<Callback>,
+) -> impl IntoResponse {
     let Some((namespace, name)) = q.state.as_deref().and_then(|s| s.split_once('/')) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -467,7 +470,7 @@ async fn callback(State(ctx): State<Arc<Context>>, Query(q): Query<Callback>) ->
             Html("<p>The redirect does not say that consent was granted.</p>".to_string()),
         );
     }
-    let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<ConsentGrant> = Api::namespaced(client, namespace);
     let patch =
         json!({"metadata": {"annotations": {RECHECK_ANNOTATION: Timestamp::now().to_string()}}});
     match api

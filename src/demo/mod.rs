@@ -3,6 +3,8 @@
 //! operator configuration that points at them — for `recording-operator demo` and the tests.
 //! Compiled only with the `demo` feature; the production operator never links the simulators.
 
+pub mod runner;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -1,0 +1,332 @@
+//! `recording-operator demo`: the whole onboarding story on one machine, with no cluster and no
+//! Microsoft cloud — both simulators on loopback, the operator's controllers in this process,
+//! the example manifests applied, and the customer's admin (played by the demo, or by you with
+//! `curl -L`) accepting each consent link while the tenant table changes.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kube::api::Api;
+use kube::ResourceExt;
+
+use super::{Platform, PlatformOptions, StorageMode};
+use crate::crd::{Health, Tenant};
+
+/// The example manifests, built into the binary so the demo runs from any folder.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "tenant-essentials.yaml",
+        include_str!("../../deploy/examples/tenant-essentials.yaml"),
+    ),
+    (
+        "tenant-pro-byos.yaml",
+        include_str!("../../deploy/examples/tenant-pro-byos.yaml"),
+    ),
+    (
+        "recording-service.yaml",
+        include_str!("../../deploy/examples/recording-service.yaml"),
+    ),
+];
+
+/// Azurite version the demo installs when it is missing.
+const AZURITE_PACKAGE: &str = "azurite@3.37.0";
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Do not play the customer's admin: accept the consent links yourself (`curl -L '<url>'`).
+    #[arg(long)]
+    pub no_auto_consent: bool,
+    /// Where to write the kubeconfig for `kubectl`.
+    #[arg(long, default_value = "demo.kubeconfig")]
+    pub kubeconfig: PathBuf,
+    /// Exit 0 once every example tenant is Ready (non-zero after --timeout).
+    #[arg(long)]
+    pub exit_when_ready: bool,
+    /// How long --exit-when-ready waits.
+    #[arg(long, default_value = "300s", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Address of the operator's HTTP endpoint (/consent/callback, /metrics).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http_addr: SocketAddr,
+    /// Pause before the simulated admin accepts the links.
+    #[arg(long, default_value = "3s", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub consent_pause: Duration,
+}
+
+/// Runs the demo; returns the process exit code.
+pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    let listener = crate::http::bind(args.http_addr).await?;
+    let addr = listener.local_addr()?;
+    let storage = prepare_azurite().await;
+    let platform = Platform::start(PlatformOptions {
+        redirect_uri: format!("http://{addr}/consent/callback"),
+        storage,
+        polling: crate::config::PollingConfig {
+            pending_initial: Duration::from_secs(2),
+            pending_max: Duration::from_secs(10),
+            granted_interval: Duration::from_secs(6 * 3600),
+            check_cache_ttl: Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    let platform = std::sync::Arc::new(platform);
+    platform.kube.write_kubeconfig(&args.kubeconfig)?;
+    let kubeconfig = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
+
+    println!("Simulated Kubernetes API:        {}", platform.kube.url());
+    println!(
+        "Simulated Microsoft identity/Graph: {}",
+        platform.m365.url()
+    );
+    println!("Operator endpoint:               http://{addr} (/consent/callback, /metrics)");
+    match storage {
+        StorageMode::Azurite => println!("Storage:                         Azure Blob on Azurite (one account per region + the customer's own)"),
+        StorageMode::Pvc => println!("Storage:                         PersistentVolumeClaims (Azurite not available: fabrikam's bring-your-own-storage cannot be reached and stays Warning)"),
+    }
+    println!();
+    println!(
+        "Use kubectl against it:\n  export KUBECONFIG={}\n  kubectl get recording -A\n",
+        kubeconfig.display()
+    );
+
+    // The operator: controllers in this process, plus its HTTP endpoint.
+    let (metrics_tx, metrics_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let operator = {
+        let platform = platform.clone();
+        let stop = stopped();
+        tokio::spawn(async move { platform.run_operator(Some(metrics_tx), stop).await })
+    };
+    let metrics = metrics_rx.await?;
+    let state = crate::http::HttpState::new(metrics);
+    state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    let router = crate::http::router(state).merge(crate::controller::consent::callback_router(
+        platform.client.clone(),
+    ));
+    tokio::spawn(crate::http::serve_on(listener, router, stopped()));
+
+    for (file, yaml) in EXAMPLES {
+        // The RecordingService lives in the tenant's namespace, which exists once the operator
+        // has reconciled the Tenant: retry as Argo CD or Flux would.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let applied = loop {
+            match platform.apply_yaml(yaml).await {
+                Ok(applied) => break applied,
+                Err(super::DemoError::Kube(kube::Error::Api(s))) if s.code == 404 && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        println!("applied deploy/examples/{file}: {}", applied.join(", "));
+    }
+    println!();
+
+    let names: Vec<String> = EXAMPLES
+        .iter()
+        .flat_map(|(_, yaml)| yaml.split("\n---"))
+        .filter(|doc| doc.contains("kind: Tenant"))
+        .filter_map(|doc| {
+            doc.lines()
+                .skip_while(|l| !l.starts_with("metadata:"))
+                .find_map(|l| l.trim().strip_prefix("name: ").map(str::to_string))
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut last_table = String::new();
+    let mut consented = args.no_auto_consent;
+    let mut links_shown = false;
+    let http = reqwest::Client::new();
+    let tenants: Api<Tenant> = Api::all(platform.client.clone());
+    let code = loop {
+        let list = tenants.list(&Default::default()).await?.items;
+        let table = tenant_table(&list);
+        if table != last_table {
+            println!("[{:>5.1}s]\n{table}", started.elapsed().as_secs_f64());
+            last_table = table;
+        }
+        let linked = names.iter().all(|n| {
+            list.iter()
+                .find(|t| &t.name_any() == n)
+                .and_then(|t| t.status.as_ref())
+                .is_some_and(|s| {
+                    !s.consents.is_empty() && s.consents.iter().all(|c| c.consent_url.is_some())
+                })
+        });
+        if linked && !links_shown {
+            links_shown = true;
+            print_links(&list, &names);
+            if args.no_auto_consent {
+                println!(
+                    "Open each link as the customer's Global admin would, e.g.  curl -L '<link>'\n"
+                );
+            }
+        }
+        if linked && !consented {
+            println!(
+                "The customer's Global admin opens each link in {:?} ...",
+                args.consent_pause
+            );
+            tokio::time::sleep(args.consent_pause).await;
+            for name in &names {
+                let accepted = platform.accept_all_consents(name, &http).await?;
+                println!("  {name}: admin accepted {accepted} consent link(s)");
+            }
+            println!();
+            consented = true;
+        }
+        let all_ready = names
+            .iter()
+            .all(|n| list.iter().any(|t| &t.name_any() == n && is_ready(t)));
+        if args.exit_when_ready && all_ready {
+            println!("Every example tenant is Ready.");
+            break 0;
+        }
+        if args.exit_when_ready && started.elapsed() > args.timeout {
+            eprintln!(
+                "Not every example tenant was Ready within {:?}.",
+                args.timeout
+            );
+            break 1;
+        }
+        if !args.exit_when_ready && all_ready && consented && started.elapsed().as_secs() % 60 == 0
+        {
+            // Still serving kubectl; nothing to print until something changes.
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::signal::ctrl_c() => break 0,
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = operator.await;
+    Ok(code)
+}
+
+fn is_ready(t: &Tenant) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.health == Some(Health::Ok)
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+            && s.observed_generation == t.metadata.generation
+    })
+}
+
+/// The tenants as `kubectl get tenants` shows them.
+pub fn tenant_table(tenants: &[Tenant]) -> String {
+    let mut rows = vec![["NAME", "CUSTOMER", "LICENSE", "USERS", "STATUS", "READY"]
+        .map(String::from)
+        .to_vec()];
+    for t in tenants {
+        let status = t.status.clone().unwrap_or_default();
+        rows.push(vec![
+            t.name_any(),
+            t.spec.customer_name.clone(),
+            status.license_type.unwrap_or_default(),
+            t.spec.included_users.to_string(),
+            match status.health {
+                Some(Health::Ok) => "OK".into(),
+                Some(Health::Warning) => "Warning".into(),
+                None => String::new(),
+            },
+            status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.status.clone())
+                .unwrap_or_default(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    for t in tenants {
+        if let Some(alarm) = t.status.as_ref().and_then(|s| s.alarm.as_ref()) {
+            out.push_str(&format!("  {}: {alarm}\n", t.name_any()));
+        }
+    }
+    out
+}
+
+fn print_links(tenants: &[Tenant], names: &[String]) {
+    println!("Consent links to hand each customer's Global admin:");
+    for t in tenants.iter().filter(|t| names.contains(&t.name_any())) {
+        for c in t.status.iter().flat_map(|s| &s.consents) {
+            println!(
+                "  {} / {}{}: {}",
+                t.name_any(),
+                c.name,
+                if c.optional { " (optional)" } else { "" },
+                c.consent_url.as_deref().unwrap_or("")
+            );
+        }
+    }
+    println!();
+}
+
+/// Azure Blob storage on Azurite when it can be had — installed by the project's
+/// `scripts/install-test-deps.sh`, or installed now from the npm registry into a cache folder —
+/// else PersistentVolumeClaims.
+async fn prepare_azurite() -> StorageMode {
+    if std::env::var_os("AZURITE_BLOB_BIN").is_some() || local_azurite().is_some() {
+        return StorageMode::Azurite;
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("recording-operator-demo");
+    let bin = cache.join("node_modules/.bin/azurite-blob");
+    if !bin.is_file() {
+        println!("Installing the Azure Storage emulator ({AZURITE_PACKAGE}) from the npm registry into {} ...", cache.display());
+        let _ = std::fs::create_dir_all(&cache);
+        let status = tokio::process::Command::new("npm")
+            .args([
+                "install",
+                "--no-save",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                "--prefix",
+            ])
+            .arg(&cache)
+            .arg(AZURITE_PACKAGE)
+            .status()
+            .await;
+        if !matches!(status, Ok(s) if s.success()) || !bin.is_file() {
+            println!("Could not install Azurite (is npm installed?); using PersistentVolumeClaims instead.");
+            return StorageMode::Pvc;
+        }
+    }
+    std::env::set_var("AZURITE_BLOB_BIN", &bin);
+    StorageMode::Azurite
+}
+
+/// `node_modules/.bin/azurite-blob` in this folder or one above it.
+fn local_azurite() -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join("node_modules/.bin/azurite-blob"))
+        .find(|p| p.is_file())
+}
