@@ -552,6 +552,50 @@ async fn a_known_app_registration_authenticates_reports_expiry_and_never_leaks_i
         .iter()
         .any(|e| e.name == "AZURE_CLIENT_ID" && e.value.as_deref() == Some(CUSTOMER_APP)));
 
+    // Other changes (a spec edit, the bots' status) reuse the last answer: no new token.
+    let tokens_before = h.platform.m365.counts().tenant(CONTOSO_ID).token;
+    let kube_before = h.platform.kube.request_counts();
+    let services: Api<RecordingService> = Api::namespaced(h.client(), ns);
+    services
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"licensedUsers": 30}})),
+        )
+        .await
+        .unwrap();
+    let service = wait_service(&h, ns, "main", |s| {
+        s.status.as_ref().and_then(|st| st.observed_generation) == s.metadata.generation
+            && s.metadata.generation == Some(2)
+    })
+    .await;
+    assert!(has_condition(
+        &service,
+        "Authenticated",
+        "True",
+        "Authenticated"
+    ));
+    assert_eq!(
+        h.platform.m365.counts().tenant(CONTOSO_ID).token,
+        tokens_before,
+        "the credentials are checked again only when they (or the Secret) change, or daily"
+    );
+    // Only what the edit changed is sent again: the configuration and the bot it rolls.
+    let kube_after = h.platform.kube.request_counts();
+    let patches = |resource: &str| {
+        let key = ("patch".to_string(), resource.to_string());
+        kube_after.get(&key).copied().unwrap_or(0) - kube_before.get(&key).copied().unwrap_or(0)
+    };
+    assert_eq!(patches("configmaps"), 1);
+    for unchanged in [
+        "serviceaccounts",
+        "services",
+        "networkpolicies",
+        "poddisruptionbudgets",
+    ] {
+        assert_eq!(patches(unchanged), 0, "{unchanged} are not sent again");
+    }
+
     // A wrong secret is noticed as soon as the Secret changes.
     let secrets: Api<Secret> = Api::namespaced(h.client(), ns);
     secrets
