@@ -731,3 +731,47 @@ async fn crds_with_broken_rules_and_objects_with_bad_metadata_are_refused() {
         .contains("Only one reference can have Controller set to true"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn foreground_deletion_deletecollection_and_watch_timeouts() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let (_, owner) = raw.post(CMS, &cm("owner")).await;
+    let mut child = cm("child");
+    child["metadata"]["ownerReferences"] = json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}]);
+    raw.post(CMS, &child).await;
+    let (code, _) = raw
+        .send(
+            reqwest::Method::DELETE,
+            &format!("{CMS}/owner"),
+            "application/json",
+            Some(json!({"propagationPolicy": "Foreground"}).to_string()),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(raw.get(&format!("{CMS}/child")).await.0, 404);
+
+    for (name, tier) in [("x1", "x"), ("x2", "x"), ("y1", "y")] {
+        let mut o = cm(name);
+        o["metadata"]["labels"] = json!({"tier": tier});
+        raw.post(CMS, &o).await;
+    }
+    let (code, deleted) = raw.delete(&format!("{CMS}?labelSelector=tier%3Dx")).await;
+    assert_eq!(code, 200);
+    assert_eq!(deleted["items"].as_array().unwrap().len(), 2);
+    let (_, left) = raw.get(CMS).await;
+    let names: Vec<&str> = left["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["y1"]);
+
+    // A watch with timeoutSeconds ends by itself after its initial events.
+    let (code, body) = raw.get(&format!("{CMS}?watch=true&timeoutSeconds=1")).await;
+    assert_eq!(code, 200);
+    assert_eq!(body["type"], "ADDED");
+    assert_eq!(body["object"]["metadata"]["name"], "y1");
+    sim.shutdown().await;
+}

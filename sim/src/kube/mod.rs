@@ -1,4 +1,4 @@
-//! Kubernetes API simulator: an HTTP server on loopback that behaves like kube-apiserver for
+//! Kubernetes API simulator: an HTTPS server on loopback that behaves like kube-apiserver for
 //! what the operator (kube-rs clients, controllers, watchers, server-side apply, events,
 //! leases) and `kubectl` do. Test and demo infrastructure only.
 //!
@@ -10,6 +10,29 @@
 //! sim.shutdown().await;
 //! # Ok(()) }
 //! ```
+//!
+//! How it is put together, one module per concern: `store` (objects, the global
+//! resourceVersion, change history), `resources` (built-in kinds, CRD registration,
+//! discovery and OpenAPI v3 documents), `cluster` (admission and every verb, finalizers,
+//! namespaces, garbage collection, the Deployment loop), `schema` (pruning, defaults,
+//! structural validation, CEL), `patch` and `apply` (patches and field ownership),
+//! `table` (server-side printing), `watch`, `http` (routing and content negotiation),
+//! `tls`.
+//!
+//! Not simulated (the real server does these): protobuf and CBOR bodies (so `kubectl create
+//! configmap …`-style generators, which send protobuf, get 415; `kubectl apply/get/patch/
+//! delete/wait` all use JSON); strict field validation of built-in kinds (their schemas are
+//! not known; unknown fields are kept); CRD conversion webhooks and schema differences between
+//! served versions (objects are only relabelled); `allOf`/`anyOf`/`oneOf`/`not` and formats in
+//! schemas; server-side apply treats every list as atomic (no `listType: map/set` merging) and
+//! tracks ownership per leaf path; foreground deletion removes dependents synchronously instead
+//! of through a `foregroundDeletion` finalizer; garbage collection and namespace cleanup are
+//! synchronous; RBAC (every request with the token is allowed), admission webhooks,
+//! ValidatingAdmissionPolicy, aggregated discovery (the legacy form is served and kubectl falls
+//! back to it), `/openapi/v2`; Pods, ReplicaSets and the other controllers (only the Deployment
+//! status loop runs); the `kubernetes` Service and `kube-root-ca.crt` ConfigMaps; watch
+//! bookmarks come every 5 s rather than about once a minute; list continue tokens page over the
+//! current state rather than a snapshot.
 
 mod apply;
 mod cluster;
