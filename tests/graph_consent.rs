@@ -362,6 +362,39 @@ async fn graph_429_with_retry_after_3_holds_the_next_check_at_least_3s() {
 }
 
 #[tokio::test]
+async fn a_503_on_the_whole_batch_leaves_every_verified_consent_unknown() {
+    let w = world().await;
+    let specs = w.specs(false);
+    for spec in &specs {
+        w.sim.grant_consent(CONTOSO, &spec.app_id);
+    }
+    w.checker.check_now(CONTOSO, &specs).await;
+    w.sim.throttle(Throttle {
+        tenant: Some(CONTOSO.into()),
+        status: 503,
+        retry_after_secs: Some(2),
+        count: 1,
+    });
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert_eq!(
+        state(&check, "directory"),
+        CheckState::Granted,
+        "judged by its token"
+    );
+    for key in ["login", "recording", "instantMessages"] {
+        let c = check.get(key).unwrap();
+        assert_eq!(c.state, CheckState::Unknown, "{key}");
+        assert_eq!(c.retry_after, Some(Duration::from_secs(2)));
+        assert_eq!(
+            c.message,
+            "Microsoft Graph is throttling requests; retrying after 2s"
+        );
+    }
+    let by_outcome: HashMap<_, _> = w.checker.counters().graph_requests().into_iter().collect();
+    assert_eq!(by_outcome["throttled"], 1);
+}
+
+#[tokio::test]
 async fn a_throttled_token_endpoint_reports_its_retry_after() {
     let w = world().await;
     w.grant(CONTOSO, "directory");
