@@ -18,7 +18,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use recording_operator::crd::RecordingService;
 use serde_json::{json, Value};
-use sim::m365::{AppSeed, SecretSeed};
+use sim::m365::{AppSeed, SecretSeed, Throttle};
 
 const T: Duration = Duration::from_secs(30);
 const CONTOSO_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
@@ -104,6 +104,16 @@ async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
 /// Registers the customer's own app in its tenant, with one client secret valid for
 /// `valid_for` and `Application.Read.All` admin-consented (to read its own secrets' expiry).
 fn register_customer_app(h: &Harness, secret: &str, valid_for: SignedDuration) {
+    register_customer_app_with(h, secret, valid_for, &["Application.Read.All"]);
+}
+
+/// [`register_customer_app`] with the given application permissions admin-consented.
+fn register_customer_app_with(
+    h: &Harness,
+    secret: &str,
+    valid_for: SignedDuration,
+    permissions: &[&str],
+) {
     h.platform.m365.add_app(AppSeed {
         app_id: CUSTOMER_APP.into(),
         display_name: "contoso-recording".into(),
@@ -116,7 +126,7 @@ fn register_customer_app(h: &Harness, secret: &str, valid_for: SignedDuration) {
             end_date_time: (Timestamp::now() + valid_for).to_string(),
         }],
         redirect_uris: vec![],
-        application_permissions: vec!["Application.Read.All".into()],
+        application_permissions: permissions.iter().map(|p| p.to_string()).collect(),
         delegated_scopes: vec![],
     });
     h.platform.m365.grant_consent(CONTOSO_ID, CUSTOMER_APP);
@@ -830,6 +840,92 @@ async fn a_service_stored_before_the_rules_existed_is_invalid_spec_not_provision
     assert!(
         deployment_names(&h, ns).await.is_empty(),
         "nothing provisioned for an invalid service"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_trouble_is_reported_for_what_it_is() {
+    let h = Harness::start().await;
+    let value = "N0~Read.Permission-Secret";
+    // The customer's app may sign in but may not read its own registration.
+    register_customer_app_with(&h, value, SignedDuration::from_hours(90 * 24), &[]);
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&secret_yaml("bot-credentials", ns, value)).await;
+
+    // Throttling is no answer about the credentials: Unknown, and Ready waits.
+    h.platform.m365.throttle_token(Throttle {
+        tenant: Some(CONTOSO_ID.into()),
+        status: 429,
+        retry_after_secs: Some(1),
+        count: 10_000,
+    });
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "Unknown", "CheckFailed")
+    })
+    .await;
+    assert!(has_condition(
+        &service,
+        "Ready",
+        "False",
+        "AuthenticationPending"
+    ));
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(message.contains("throttling"), "{message}");
+
+    // Once Entra answers: authenticated, with the expiry unknown and the reason named.
+    h.platform.m365.clear_throttles();
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "True", "Authenticated")
+            && has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    assert!(has_condition(
+        &service,
+        "SecretExpiry",
+        "Unknown",
+        "ExpiryUnknown"
+    ));
+    let message = &condition(&service, "SecretExpiry").unwrap().message;
+    assert!(message.contains("Application.Read.All"), "{message}");
+    assert_eq!(
+        service
+            .status
+            .as_ref()
+            .unwrap()
+            .client_secret_expires_in_days,
+        None
+    );
+
+    // A client id the tenant does not know.
+    h.apply(
+        &service_yaml(
+            "other",
+            "contoso",
+            "Other",
+            20,
+            &app_registration("bot-credentials"),
+        )
+        .replace(CUSTOMER_APP, "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"),
+    )
+    .await;
+    let service = wait_service(&h, ns, "other", |s| {
+        has_condition(s, "Authenticated", "False", "AppNotFound")
+    })
+    .await;
+    let message = &condition(&service, "Ready").unwrap().message;
+    assert!(
+        message.contains("0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d") && message.contains("AADSTS"),
+        "{message}"
     );
     h.stop().await;
 }
