@@ -196,6 +196,16 @@ pub enum DeleteOutcome {
     Kept { reason: String },
 }
 
+impl std::fmt::Display for DeleteOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeleteOutcome::Deleted => f.write_str("deleted"),
+            DeleteOutcome::AlreadyGone => f.write_str("already gone"),
+            DeleteOutcome::Kept { reason } => write!(f, "kept: {reason}"),
+        }
+    }
+}
+
 /// A storage backend. Every method is safe to call again: `ensure` converges, `check_byos`
 /// only reads, `delete` of something gone succeeds.
 #[async_trait]
@@ -890,6 +900,16 @@ mod tests {
             code: "AuthenticationFailed".into()
         }
         .is_transient());
+    }
+
+    #[test]
+    fn delete_outcomes_read_well_in_events() {
+        assert_eq!(DeleteOutcome::Deleted.to_string(), "deleted");
+        assert_eq!(DeleteOutcome::AlreadyGone.to_string(), "already gone");
+        let kept = DeleteOutcome::Kept {
+            reason: "adopted".into(),
+        };
+        assert_eq!(kept.to_string(), "kept: adopted");
     }
 
     #[test]
