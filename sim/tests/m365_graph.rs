@@ -669,3 +669,32 @@ async fn a_slow_tenant_does_not_slow_the_others() {
     assert!(!slow.is_finished(), "Contoso's request is still delayed");
     slow.abort();
 }
+
+#[tokio::test]
+async fn app_role_assignments_filter_by_resource_with_a_guid_literal() {
+    let w = world().await;
+    let token = directory_token(&w).await;
+    let graph_sp = w.sim.service_principal_id(CONTOSO, GRAPH_APP_ID).unwrap();
+    let app = w.app_id("rec-aad");
+    let path = format!("servicePrincipals(appId='{app}')/appRoleAssignments?$filter=resourceId eq {graph_sp}&$top=10");
+    let body: Value = w.graph(&token, &path).await.json().await.unwrap();
+    assert_eq!(body["value"].as_array().unwrap().len(), 3);
+    let path = format!("servicePrincipals(appId='{app}')/appRoleAssignments?$filter=appRoleId eq '9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'");
+    let body: Value = w.graph(&token, &path).await.json().await.unwrap();
+    assert_eq!(body["value"].as_array().unwrap().len(), 1);
+    let response = w
+        .graph(
+            &token,
+            &format!(
+                "servicePrincipals(appId='{app}')/appRoleAssignments?$filter=resourceId eq graph"
+            ),
+        )
+        .await;
+    assert_graph_error(
+        response,
+        400,
+        "Request_BadRequest",
+        "Invalid filter clause: 'resourceId eq graph'.",
+    )
+    .await;
+}

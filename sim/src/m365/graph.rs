@@ -422,38 +422,22 @@ impl Query {
 }
 
 /// `prop eq 'value' [and prop eq 'value' …]`, the equality filters directory objects support.
+/// Values are quoted strings (`''` escapes a quote), or bare GUID and boolean literals
+/// (`resourceId eq 8fce…`).
 fn parse_filter(text: &str) -> Result<Vec<(String, String)>, GraphError> {
     let invalid = || GraphError::bad_request(format!("Invalid filter clause: '{text}'."));
     let mut clauses = Vec::new();
     let mut rest = text.trim();
     loop {
         let (prop, after) = rest.split_once(char::is_whitespace).ok_or_else(invalid)?;
-        let after = after.trim_start();
         let after = after
-            .strip_prefix("eq")
-            .filter(|a| a.starts_with(' '))
+            .trim_start()
+            .strip_prefix("eq ")
             .ok_or_else(invalid)?
             .trim_start();
-        let after = after.strip_prefix('\'').ok_or_else(invalid)?;
-        let mut value = String::new();
-        let mut chars = after.char_indices().peekable();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            if c == '\'' {
-                if matches!(chars.peek(), Some((_, '\''))) {
-                    value.push('\'');
-                    chars.next();
-                } else {
-                    end = Some(i + 1);
-                    break;
-                }
-            } else {
-                value.push(c);
-            }
-        }
-        let end = end.ok_or_else(invalid)?;
+        let (value, after) = filter_value(after).ok_or_else(invalid)?;
         clauses.push((prop.to_string(), value));
-        rest = after[end..].trim();
+        rest = after.trim();
         if rest.is_empty() {
             return Ok(clauses);
         }
@@ -463,6 +447,28 @@ fn parse_filter(text: &str) -> Result<Vec<(String, String)>, GraphError> {
         }
         rest = next.trim_start();
     }
+}
+
+/// One filter value at the start of `text`, and what follows it.
+fn filter_value(text: &str) -> Option<(String, &str)> {
+    let Some(quoted) = text.strip_prefix('\'') else {
+        let (literal, tail) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+        let valid = is_guid(literal) || literal == "true" || literal == "false";
+        return valid.then(|| (literal.to_string(), tail));
+    };
+    let mut value = String::new();
+    let mut chars = quoted.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\'' if matches!(chars.peek(), Some((_, '\''))) => {
+                value.push('\'');
+                chars.next();
+            }
+            '\'' => return Some((value, &quoted[i + 1..])),
+            _ => value.push(c),
+        }
+    }
+    None
 }
 
 /// What next links percent-encode in query keys and values: `$`, `,`, `'` and
@@ -507,6 +513,7 @@ fn filterable(type_name: &str) -> &'static [&'static str] {
         "servicePrincipal" => &["id", "appId", "displayName", "servicePrincipalType"],
         "oAuth2PermissionGrant" => &["id", "clientId", "consentType", "principalId", "resourceId"],
         "application" => &["id", "appId", "displayName"],
+        "appRoleAssignment" => &["appRoleId", "principalId", "resourceId"],
         _ => &[],
     }
 }
@@ -537,9 +544,11 @@ impl Page<'_> {
             }
             items.retain(|item| {
                 clauses.iter().all(|(prop, value)| {
-                    item.get(prop)
-                        .and_then(Value::as_str)
-                        .is_some_and(|v| v.eq_ignore_ascii_case(value))
+                    item.get(prop).is_some_and(|v| match v {
+                        Value::String(text) => text.eq_ignore_ascii_case(value),
+                        Value::Bool(b) => b.to_string() == *value,
+                        _ => false,
+                    })
                 })
             });
         }
@@ -806,6 +815,18 @@ mod tests {
                 ("consentType".to_string(), "AllPrincipals".to_string())
             ]
         );
+        assert_eq!(
+            parse_filter("resourceId eq 8fce32da-1246-437b-99cd-76d1d4677bd5 and appRoleId eq 'x'")
+                .unwrap(),
+            [
+                (
+                    "resourceId".to_string(),
+                    "8fce32da-1246-437b-99cd-76d1d4677bd5".to_string()
+                ),
+                ("appRoleId".to_string(), "x".to_string())
+            ]
+        );
+        assert!(parse_filter("clientId eq x").is_err());
         assert!(parse_filter("clientId ne 'x'").is_err());
         assert!(parse_filter("clientId eq 'x' or id eq 'y'").is_err());
     }
