@@ -141,7 +141,8 @@ impl EntraErrorResponse {
 /// Turns a token-endpoint refusal into the operator's meaning of it.
 pub fn classify_token_error(tenant: &str, app_id: &str, body: &EntraErrorResponse) -> GraphError {
     match body.code() {
-        Some(code @ (700016 | 7000229 | 50020 | 500011)) => GraphError::NotConsented {
+        // No service principal, or (65001) consent required: the customer has not consented.
+        Some(code @ (700016 | 7000229 | 50020 | 500011 | 65001)) => GraphError::NotConsented {
             tenant: tenant.to_owned(),
             app_id: app_id.to_owned(),
             code,
@@ -529,12 +530,19 @@ mod tests {
             classify_token_error("nosuch.example", APP, &not_found),
             GraphError::TenantNotFound { .. }
         ));
-        let other = body(
+        let consent_required = body(
             r#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented to use the application. Trace ID: 9 Correlation ID: 8 Timestamp: 2025-09-18 01:17:37Z","error_codes":[65001]}"#,
+        );
+        assert!(matches!(
+            classify_token_error(TENANT, APP, &consent_required),
+            GraphError::NotConsented { code: 65001, .. }
+        ));
+        let other = body(
+            r#"{"error":"unauthorized_client","error_description":"AADSTS7000112: Application '8b0f7a52-0000-4000-8000-000000000003'(recording-hue) is disabled. Trace ID: 9 Correlation ID: 8 Timestamp: 2025-09-18 01:17:37Z","error_codes":[7000112]}"#,
         );
         assert_eq!(
             classify_token_error(TENANT, APP, &other).to_string(),
-            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 (invalid_grant, AADSTS65001): AADSTS65001: The user or administrator has not consented to use the application."
+            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 (unauthorized_client, AADSTS7000112): AADSTS7000112: Application '8b0f7a52-0000-4000-8000-000000000003'(recording-hue) is disabled."
         );
     }
 
