@@ -61,6 +61,7 @@ fn default_values_render_the_objects_of_deploy() {
             "ClusterRoleBinding/rec",
             "ConfigMap/rec-config",
             "Deployment/rec",
+            "PodDisruptionBudget/rec",
             "Role/rec-leader-election",
             "RoleBinding/rec-leader-election",
             "Service/rec-metrics",
@@ -125,6 +126,12 @@ fn default_values_render_the_objects_of_deploy() {
         deployment["spec"]["selector"]["matchLabels"]
     );
     assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    let budget = find(&docs, "PodDisruptionBudget").unwrap();
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
     assert!(find(&docs, "Secret").is_none() && find(&docs, "ServiceMonitor").is_none());
 }
 

@@ -48,6 +48,7 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
         "CustomResourceDefinition/tenants.recording.m365.io".to_owned(),
         "Deployment/recording-operator".to_owned(),
         "Namespace/recording-operator-system".to_owned(),
+        "PodDisruptionBudget/recording-operator".to_owned(),
         "Role/recording-operator-leader-election".to_owned(),
         "RoleBinding/recording-operator-leader-election".to_owned(),
         "Service/recording-operator-metrics".to_owned(),

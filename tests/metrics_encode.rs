@@ -204,3 +204,33 @@ fn leader_gauge() {
         Some(1.0)
     );
 }
+
+#[test]
+fn docs_list_exactly_the_exposed_series() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .unwrap();
+    let documented: std::collections::BTreeSet<String> = docs
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `recording_operator_"))
+        .map(|rest| format!("recording_operator_{}", &rest[..rest.find('`').unwrap()]))
+        .collect();
+    // Every family with a series (a family shows once it has one).
+    let metrics = Metrics::default();
+    metrics.reconcile_started("tenant").error("kube");
+    let one = |key: &str| BTreeMap::from([(key.to_owned(), 1)]);
+    metrics.set_consents_by_state(&one("Pending"));
+    metrics.set_tenants_by_health(&one("Warning"));
+    let text = metrics.encode();
+    let exposed: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| {
+            let (name, kind) = l.split_once(' ').unwrap();
+            match kind {
+                "counter" => format!("{name}_total"),
+                _ => name.to_owned(),
+            }
+        })
+        .collect();
+    assert_eq!(documented, exposed);
+}
