@@ -18,7 +18,8 @@ use super::catalog::{self, GRAPH_APP_ID};
 use super::directory::{is_guid, Application, Directory, ServicePrincipal, Tenant};
 
 /// An OData error: HTTP status, `error.code`, `error.message`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
 pub(crate) struct GraphError {
     pub status: u16,
     pub code: &'static str,

@@ -12,7 +12,8 @@ use super::directory::{is_guid, new_guid, Directory};
 use super::jwt::AppTokenClaims;
 
 /// An error of the identity platform: HTTP status, OAuth `error`, AADSTS code and message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("AADSTS{code}: {message}")]
 pub(crate) struct AadError {
     pub status: u16,
     pub error: &'static str,
