@@ -328,3 +328,55 @@ async fn with_a_propagation_delay_tokens_catch_up_with_a_consent_later() {
         ])
     );
 }
+
+#[tokio::test]
+async fn edge_cases_of_the_consent_link() {
+    let w = world().await;
+    let url = w.sim.url();
+    let app = w.app_id("rec-im");
+
+    // `organizations`: the admin would pick a tenant; the simulator shows the prompt.
+    let response = w.open(&w.consent_url("organizations", "rec-im", "s")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("Permissions requested"));
+
+    // No redirect_uri: the first registered one is used.
+    let response = w
+        .open(&format!("{url}/{CONTOSO}/adminconsent?client_id={app}"))
+        .await;
+    assert_eq!(
+        location(&response).as_str(),
+        format!("{REDIRECT}?admin_consent=True&tenant={CONTOSO}")
+    );
+
+    // No client_id at all.
+    let response = w
+        .open(&format!("{url}/{CONTOSO}/v2.0/adminconsent?scope=x"))
+        .await;
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains(
+        "AADSTS900144: The request body must contain the following parameter: 'client_id'."
+    ));
+
+    // v2 without scope goes back to the app with invalid_request.
+    let response = w
+        .open(&format!(
+            "{url}/{FABRIKAM}/v2.0/adminconsent?client_id={app}&redirect_uri={}&state=q",
+            urlencode(REDIRECT)
+        ))
+        .await;
+    let pairs = query(&location(&response));
+    assert_eq!(
+        pairs[0],
+        ("error".to_string(), "invalid_request".to_string())
+    );
+    assert_eq!(
+        pairs[1].1,
+        "AADSTS900144: The request body must contain the following parameter: 'scope'."
+    );
+    assert!(w.sim.service_principal_id(FABRIKAM, &app).is_none());
+}
