@@ -175,12 +175,17 @@ async fn losing_the_lease_stops_the_work_and_leaves_the_new_holder_alone() {
     until_leading(&mut a).await;
 
     // Another party takes the Lease (an operator of the cluster, a split brain healing).
+    // (a renews all the while: retry when its renewal slips in between the read and the write.)
     let api = Api::<Lease>::namespaced(client.clone(), NAMESPACE);
-    let mut taken = api.get(LEASE).await.unwrap();
-    taken.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
-    api.replace(LEASE, &PostParams::default(), &taken)
-        .await
-        .unwrap();
+    loop {
+        let mut taken = api.get(LEASE).await.unwrap();
+        taken.spec.as_mut().unwrap().holder_identity = Some("intruder".into());
+        match api.replace(LEASE, &PostParams::default(), &taken).await {
+            Ok(_) => break,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
 
     let outcome = tokio::time::timeout(PATIENCE, a.task)
         .await
