@@ -26,7 +26,8 @@ use url::Url;
 
 use super::client::GraphClient;
 use super::consent::{
-    check_tenant, CheckEnv, CheckState, ConsentCheck, ConsentSpec, TenantCache, TenantCheck,
+    check_tenant, CheckEnv, CheckState, ConsentCheck, ConsentSpec, RoleNames, TenantCache,
+    TenantCheck,
 };
 use super::discovery::resolve_tenant_id;
 use super::metrics::Counters;
@@ -70,6 +71,7 @@ struct Inner {
     secrets: HashMap<String, SecretRef>,
     ttl: Duration,
     granted_reuse: Duration,
+    role_names: Mutex<Option<RoleNames>>,
     counters: Arc<Counters>,
     tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantSlot>>>>,
 }
@@ -119,6 +121,7 @@ impl ConsentChecker {
                 secrets,
                 ttl: config.polling.check_cache_ttl,
                 granted_reuse: config.polling.granted_interval / 2,
+                role_names: Mutex::new(None),
                 counters,
                 tenants: Mutex::new(HashMap::new()),
             }),
@@ -232,6 +235,7 @@ impl ConsentChecker {
             tokens: &self.inner.tokens,
             graph: &self.inner.graph,
             secrets: &self.inner.secrets,
+            role_names: &self.inner.role_names,
         };
         let specs_now = specs.to_vec();
         let result = Arc::new(check_tenant(&env, &mut slot.cache, tenant_id, &specs_now).await);

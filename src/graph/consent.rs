@@ -17,7 +17,7 @@
 //! The I/O shell ([`check_tenant`]) gathers tokens and Graph answers and hands them to the rules.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
@@ -251,21 +251,24 @@ impl ServicePrincipal {
     }
 }
 
+/// Microsoft Graph's application permissions by app role id (lower-case) → name. The same in
+/// every tenant: fetched once per process and shared.
+pub type RoleNames = Arc<HashMap<String, String>>;
+
 /// Microsoft Graph's own service principal in a tenant: its id (the `resourceId` of every
 /// grant to Graph) and its app roles by id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GraphResource {
     pub id: String,
-    pub role_names: HashMap<String, String>,
+    pub role_names: RoleNames,
 }
 
 impl GraphResource {
-    pub fn from_json(body: &Value) -> Option<Self> {
+    /// Reads the service principal; its `appRoles` when the body has them, else `known`.
+    pub fn from_json(body: &Value, known: Option<&RoleNames>) -> Option<Self> {
         let id = body.get("id")?.as_str()?.to_owned();
-        let role_names = body
-            .get("appRoles")
-            .and_then(Value::as_array)
-            .map(|roles| {
+        let listed = body.get("appRoles").and_then(Value::as_array).map(|roles| {
+            Arc::new(
                 roles
                     .iter()
                     .filter_map(|r| {
@@ -274,9 +277,10 @@ impl GraphResource {
                             r.get("value")?.as_str()?.to_owned(),
                         ))
                     })
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .collect::<HashMap<_, _>>(),
+            )
+        });
+        let role_names = listed.or_else(|| known.cloned()).unwrap_or_default();
         Some(GraphResource { id, role_names })
     }
 
@@ -350,8 +354,10 @@ pub fn can_verify_others(token: &AccessToken) -> bool {
 pub mod urls {
     use super::*;
 
-    pub fn graph_resource() -> String {
-        format!("/servicePrincipals(appId='{MICROSOFT_GRAPH_APP_ID}')?$select=id,appRoles")
+    /// Graph's service principal: its id, and its app roles unless they are known already.
+    pub fn graph_resource(with_roles: bool) -> String {
+        let select = if with_roles { "id,appRoles" } else { "id" };
+        format!("/servicePrincipals(appId='{MICROSOFT_GRAPH_APP_ID}')?$select={select}")
     }
 
     pub fn service_principal(app_id: &str) -> String {
@@ -381,6 +387,8 @@ pub struct CheckEnv<'a> {
     pub graph: &'a GraphClient,
     /// Client secret reference per application id (lower-case).
     pub secrets: &'a HashMap<String, SecretRef>,
+    /// Graph's app role names, once known (shared by all tenants).
+    pub role_names: &'a Mutex<Option<RoleNames>>,
 }
 
 impl CheckEnv<'_> {
@@ -579,8 +587,12 @@ async fn verify_through_graph(
     // Round 1: Graph's own service principal (once per tenant), every app's service principal,
     // and the details of those whose id is already known.
     let mut requests = Vec::new();
+    let known_roles = env.role_names.lock().expect("role names lock").clone();
     if cache.graph.is_none() {
-        requests.push(BatchRequest::get("graph", urls::graph_resource()));
+        requests.push(BatchRequest::get(
+            "graph",
+            urls::graph_resource(known_roles.is_none()),
+        ));
     }
     for (i, spec) in specs
         .iter()
@@ -600,12 +612,16 @@ async fn verify_through_graph(
 
     if let Some(graph_item) = item("graph") {
         let body = graph_item.result()?;
-        cache.graph = Some(
-            GraphResource::from_json(body).ok_or_else(|| GraphError::Protocol {
+        let resource = GraphResource::from_json(body, known_roles.as_ref()).ok_or_else(|| {
+            GraphError::Protocol {
                 service: super::Service::Graph,
                 reason: "Microsoft Graph's service principal has no id".to_owned(),
-            })?,
-        );
+            }
+        })?;
+        if known_roles.is_none() && !resource.role_names.is_empty() {
+            *env.role_names.lock().expect("role names lock") = Some(resource.role_names.clone());
+        }
+        cache.graph = Some(resource);
     }
     let graph = cache.graph.clone().expect("graph resource fetched above");
 
@@ -823,7 +839,7 @@ mod tests {
                 {"id": "f6b49018-60ab-4f81-83bd-22caeabfed2d", "value": "Calls.JoinGroupCall.All"},
                 {"id": "fd7ccf6b-3d28-418b-9701-cd10f5cd2fd4", "value": "Calls.JoinGroupCallAsGuest.All"}
             ]
-        }))
+        }), None)
         .unwrap()
     }
 
@@ -852,6 +868,22 @@ mod tests {
         assert_eq!(
             check.missing,
             ["Calls.JoinGroupCall.All", "Calls.JoinGroupCallAsGuest.All"]
+        );
+    }
+
+    #[test]
+    fn role_names_are_shared_between_tenants() {
+        let first = graph_resource();
+        let other = GraphResource::from_json(&json!({"id": "graph-sp-2"}), Some(&first.role_names))
+            .unwrap();
+        assert!(Arc::ptr_eq(&first.role_names, &other.role_names));
+        assert_eq!(
+            other.assigned_roles(&[json!({"appRoleId":"f6b49018-60ab-4f81-83bd-22caeabfed2d","resourceId":"graph-sp-2"})]),
+            ["Calls.JoinGroupCall.All"]
+        );
+        assert_eq!(
+            urls::graph_resource(false),
+            "/servicePrincipals(appId='00000003-0000-0000-c000-000000000000')?$select=id"
         );
     }
 
