@@ -144,11 +144,13 @@ async fn run(
     let server = tokio::spawn(http::serve(http_args.http_addr, router, stopped()));
 
     let controllers = controller::run(
-        client.clone(),
-        config.clone(),
-        checker,
-        metrics.clone(),
-        storage,
+        controller::Parts {
+            client: client.clone(),
+            config: config.clone(),
+            checker,
+            metrics: metrics.clone(),
+            storage,
+        },
         RunOptions {
             concurrency,
             ..Default::default()

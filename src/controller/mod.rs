@@ -190,6 +190,16 @@ pub struct Context {
     pub storage: Option<crate::storage::tenant::TenantStorage>,
 }
 
+/// What the controllers are built from.
+pub struct Parts {
+    pub client: kube::Client,
+    pub config: Arc<OperatorConfig>,
+    pub checker: ConsentChecker,
+    pub metrics: Metrics,
+    /// The tenants' storage, when the configuration has a `storage` section.
+    pub storage: Option<crate::storage::tenant::TenantStorage>,
+}
+
 /// Settings of the controllers' run loop.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -211,15 +221,18 @@ impl Default for RunOptions {
 /// Runs the Tenant and ConsentGrant controllers until `shutdown` completes. `ready` turns true
 /// once both caches hold the cluster's objects.
 pub async fn run(
-    client: kube::Client,
-    config: Arc<OperatorConfig>,
-    checker: ConsentChecker,
-    metrics: Metrics,
-    storage: Option<crate::storage::tenant::TenantStorage>,
+    parts: Parts,
     options: RunOptions,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let Parts {
+        client,
+        config,
+        checker,
+        metrics,
+        storage,
+    } = parts;
     // One watch per kind, shared by every controller that needs it.
     let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
     let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");

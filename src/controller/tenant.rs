@@ -671,7 +671,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
                 done.iter()
                     .map(|(request, outcome)| {
                         format!(
-                            "{} storage in {}: {outcome:?}",
+                            "{} storage in {}: {outcome}",
                             request.role.as_str(),
                             request.location
                         )

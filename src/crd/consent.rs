@@ -1,4 +1,7 @@
 //! `ConsentGrant` (namespaced, short name `cg`): one admin consent a customer must give.
+// Each `printcolumn(...)` of the derive repeats the keys `type_` and `priority`; that is its
+// syntax, not a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};

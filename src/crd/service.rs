@@ -1,5 +1,8 @@
 //! `RecordingService` (namespaced, in the tenant's namespace; short name `rsvc`): a recording
 //! service of a tenant, run as recording-bot Deployments.
+// Each `printcolumn(...)` of the derive repeats the keys `type_` and `priority`; that is its
+// syntax, not a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;

@@ -1,4 +1,7 @@
 //! `Tenant` (cluster-scoped, short name `tn`): one Microsoft 365 customer of the platform.
+// Each `printcolumn(...)` of the derive repeats the keys `type_` and `priority`; that is its
+// syntax, not a duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};

@@ -201,11 +201,13 @@ impl Platform {
             let _ = sink.send(metrics.clone());
         }
         controller::run(
-            self.client.clone(),
-            Arc::new(self.config.clone()),
-            checker,
-            metrics,
-            storage,
+            controller::Parts {
+                client: self.client.clone(),
+                config: Arc::new(self.config.clone()),
+                checker,
+                metrics,
+                storage,
+            },
             RunOptions::default(),
             Arc::new(AtomicBool::new(false)),
             shutdown,

@@ -121,7 +121,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         let applied = loop {
             match platform.apply_yaml(yaml).await {
                 Ok(applied) => break applied,
-                Err(super::DemoError::Kube(kube::Error::Api(s))) if s.code == 404 && Instant::now() < deadline => {
+                Err(super::DemoError::Kube(kube::Error::Api(s)))
+                    if s.code == 404 && Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 Err(e) => return Err(e.into()),
@@ -198,10 +200,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
                 args.timeout
             );
             break 1;
-        }
-        if !args.exit_when_ready && all_ready && consented && started.elapsed().as_secs() % 60 == 0
-        {
-            // Still serving kubectl; nothing to print until something changes.
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
