@@ -8,23 +8,59 @@ fn demo_brings_every_example_tenant_to_ready() {
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("demo.kubeconfig");
     let out = Command::new(env!("CARGO_BIN_EXE_recording-operator"))
-        .args(["demo", "--exit-when-ready", "--timeout", "120s", "--consent-pause", "1s", "--kubeconfig"])
+        .args([
+            "demo",
+            "--exit-when-ready",
+            "--timeout",
+            "120s",
+            "--consent-pause",
+            "1s",
+            "--kubeconfig",
+        ])
         .arg(&kubeconfig)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("the demo runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains(&format!("export KUBECONFIG={}", kubeconfig.display())), "{stdout}");
-    assert!(stdout.contains("Every example tenant is Ready."), "{stdout}");
+    assert!(
+        out.status.success(),
+        "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Every example tenant is Ready."),
+        "{stdout}"
+    );
 
     // The last table shows both example tenants OK and Ready, with their license types.
     let last_table = stdout.rsplit("NAME ").next().unwrap();
-    let row = |name: &str| last_table.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} row in\n{last_table}")).to_string();
+    let row = |name: &str| {
+        last_table
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} row in\n{last_table}"))
+            .to_string()
+    };
     let contoso = row("contoso");
     let fabrikam = row("fabrikam");
-    assert!(contoso.contains("Audio Recording") && contoso.contains(" OK ") && contoso.ends_with("True"), "{contoso}");
-    assert!(fabrikam.contains("Audio & Redundancy") && fabrikam.contains(" OK ") && fabrikam.ends_with("True"), "{fabrikam}");
-    assert!(stdout.contains("Warning"), "the tenants were Warning before the admin consented");
+    assert!(
+        contoso.contains("Audio Recording")
+            && contoso.contains(" OK ")
+            && contoso.ends_with("True"),
+        "{contoso}"
+    );
+    assert!(
+        fabrikam.contains("Audio & Redundancy")
+            && fabrikam.contains(" OK ")
+            && fabrikam.ends_with("True"),
+        "{fabrikam}"
+    );
+    assert!(
+        stdout.contains("Warning"),
+        "the tenants were Warning before the admin consented"
+    );
 }

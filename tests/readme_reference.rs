@@ -8,11 +8,17 @@ use serde_json::Value;
 const OPAQUE: &[&str] = &["spec.bot.resources", "spec.appRegistration.clientSecretRef"];
 
 fn paths(schema: &Value, prefix: &str, out: &mut Vec<String>, descend: bool) {
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else { return };
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return;
+    };
     for (name, sub) in props {
         let path = format!("{prefix}.{name}");
         let is_object = sub.get("type").and_then(Value::as_str) == Some("object");
-        if descend && is_object && !OPAQUE.contains(&path.as_str()) && sub.get("properties").is_some() {
+        if descend
+            && is_object
+            && !OPAQUE.contains(&path.as_str())
+            && sub.get("properties").is_some()
+        {
             paths(sub, &path, out, descend);
         } else {
             out.push(path);
@@ -22,23 +28,45 @@ fn paths(schema: &Value, prefix: &str, out: &mut Vec<String>, descend: bool) {
 
 #[test]
 fn readme_names_every_field_of_every_kind() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut missing = Vec::new();
     for crd in crds() {
-        let schema = serde_json::to_value(crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+        let schema = serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
         let mut fields = Vec::new();
         paths(&schema["properties"]["spec"], "spec", &mut fields, true);
-        paths(&schema["properties"]["status"], "status", &mut fields, false);
+        paths(
+            &schema["properties"]["status"],
+            "status",
+            &mut fields,
+            false,
+        );
         for field in fields {
             if !readme.contains(&format!("`{field}`")) {
                 missing.push(format!("{}: {field}", crd.spec.names.kind));
             }
         }
-        for column in crd.spec.versions[0].additional_printer_columns.iter().flatten() {
+        for column in crd.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+        {
             if !readme.contains(&column.name.to_uppercase()) {
                 missing.push(format!("{}: column {}", crd.spec.names.kind, column.name));
             }
         }
     }
-    assert!(missing.is_empty(), "README.md does not document: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "README.md does not document: {missing:#?}"
+    );
 }
