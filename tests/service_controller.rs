@@ -929,3 +929,60 @@ async fn entra_trouble_is_reported_for_what_it_is() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_check_waits_for_retry_after_whatever_else_changes() {
+    let h = Harness::start().await;
+    let value = "Thr0ttled~Secret.Value";
+    register_customer_app(&h, value, SignedDuration::from_hours(90 * 24));
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&secret_yaml("bot-credentials", ns, value)).await;
+    h.platform.m365.throttle_token(Throttle {
+        tenant: Some(CONTOSO_ID.into()),
+        status: 429,
+        retry_after_secs: Some(3600),
+        count: 10_000,
+    });
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "Unknown", "CheckFailed")
+    })
+    .await;
+    let tokens = h.platform.m365.counts().tenant(CONTOSO_ID).token;
+
+    // An edit reconciles the service (and rolls its bot) without asking Entra again.
+    let services: Api<RecordingService> = Api::namespaced(h.client(), ns);
+    services
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"licensedUsers": 30}})),
+        )
+        .await
+        .unwrap();
+    let service = wait_service(&h, ns, "main", |s| {
+        s.metadata.generation == Some(2)
+            && s.status.as_ref().and_then(|st| st.observed_generation) == Some(2)
+    })
+    .await;
+    assert!(has_condition(
+        &service,
+        "Authenticated",
+        "Unknown",
+        "CheckFailed"
+    ));
+    assert!(condition(&service, "Authenticated")
+        .unwrap()
+        .message
+        .contains("retrying after 3600s"));
+    assert_eq!(h.platform.m365.counts().tenant(CONTOSO_ID).token, tokens);
+    h.stop().await;
+}

@@ -1165,6 +1165,16 @@ pub struct ServiceContext {
     graph: GraphClient,
     /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
+    /// Checks that could not get an answer, per service: not tried again before `retry_at`.
+    failing: Mutex<HashMap<String, FailedCheck>>,
+}
+
+/// A check that got no answer (throttling, outage) and when to try again.
+#[derive(Clone)]
+struct FailedCheck {
+    inputs: AuthInputs,
+    retry_at: Instant,
+    message: String,
 }
 
 /// What the app registration check last answered, and for which inputs.
@@ -1276,6 +1286,7 @@ pub fn controller(
         services,
         graph,
         checks: Mutex::new(HashMap::new()),
+        failing: Mutex::new(HashMap::new()),
     });
     controller
         .owns_stream(deployment_events)
@@ -1505,6 +1516,26 @@ async fn authenticate(
         }
     }
 
+    // After throttling or an outage, not before the wait is over (other changes to the
+    // service or its bots must not hammer a throttled token endpoint).
+    let waiting = sctx
+        .failing
+        .lock()
+        .expect("failed checks lock")
+        .get(&key)
+        .filter(|f| f.inputs == inputs)
+        .cloned();
+    if let Some(failed) = waiting {
+        let now = Instant::now();
+        if failed.retry_at > now {
+            let state = match remembered.filter(|m| m.inputs == inputs) {
+                Some(memo) => AuthState::Checked(memo.outcome),
+                None => AuthState::Unavailable(failed.message),
+            };
+            return (state, failed.retry_at - now);
+        }
+    }
+
     // A fresh token request is the check: a cached token would vouch for an old secret.
     let tokens = ctx.checker.tokens();
     tokens.invalidate(&inputs.tenant_id, &inputs.client_id);
@@ -1557,6 +1588,10 @@ async fn authenticate(
                 .map(|s| super::object_key(s.as_ref()))
                 .collect();
             checks.retain(|k, _| live.contains(k));
+            sctx.failing
+                .lock()
+                .expect("failed checks lock")
+                .retain(|k, _| k != &key && live.contains(k));
             checks.insert(
                 key.clone(),
                 AuthMemo {
@@ -1573,6 +1608,14 @@ async fn authenticate(
         Err((message, retry_after)) => {
             let wait = retry_after.unwrap_or_else(|| ctx.backoff.failed(&format!("{key}/auth")));
             tracing::warn!(service = %service.name_any(), namespace = %namespace, error = %message, retry_in = ?wait, "could not check the app registration");
+            sctx.failing.lock().expect("failed checks lock").insert(
+                key.clone(),
+                FailedCheck {
+                    inputs: inputs.clone(),
+                    retry_at: Instant::now() + wait,
+                    message: message.clone(),
+                },
+            );
             // The last answer for the same inputs still stands until a check gets through.
             let state = match remembered.filter(|m| m.inputs == inputs) {
                 Some(memo) => AuthState::Checked(memo.outcome),
