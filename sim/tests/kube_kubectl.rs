@@ -431,3 +431,41 @@ async fn the_project_crds_and_examples_apply_and_a_bad_tenant_is_rejected() {
     ));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn switching_from_client_side_to_server_side_apply_moves_ownership_to_kubectl() {
+    let sim = start().await;
+    let k = Kubectl::new(&sim);
+    let cm = k.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\ndata:\n  a: \"1\"\n",
+    );
+    k.ok(&["apply", "-f", &cm]).await;
+    // After a successful server-side apply kubectl rewrites managedFields, handing the
+    // client-side apply ownership to its own manager; the server takes that rewrite.
+    k.ok(&["apply", "--server-side", "-f", &cm]).await;
+    let managers = k
+        .ok(&[
+            "get",
+            "cm",
+            "moved",
+            "--show-managed-fields",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+        .await;
+    // (kubectl-last-applied keeps the last-applied annotation current.)
+    assert_eq!(managers, "kubectl kubectl-last-applied");
+    // So a later change through server-side apply does not conflict.
+    let cm = k.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: moved\ndata:\n  a: \"2\"\n",
+    );
+    k.ok(&["apply", "--server-side", "-f", &cm]).await;
+    assert_eq!(
+        k.ok(&["get", "cm", "moved", "-o", "jsonpath={.data.a}"])
+            .await,
+        "2"
+    );
+    sim.shutdown().await;
+}

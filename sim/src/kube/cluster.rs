@@ -447,6 +447,26 @@ impl Cluster {
         applied_fields: Option<Value>,
     ) -> Result<Written, ApiError> {
         let name = meta_str(old, "name").to_string();
+        // Ownership the client sent (kubectl's client-side to server-side apply migration
+        // rewrites managedFields this way) becomes the baseline of this write.
+        let requested = body["metadata"]["managedFields"].clone();
+        let baseline = match requested.as_array() {
+            Some(list)
+                if applied_fields.is_none()
+                    && !list.is_empty()
+                    && requested != old["metadata"]["managedFields"] =>
+            {
+                let mut o = old.clone();
+                let kept: Vec<Value> = list
+                    .iter()
+                    .filter(|e| e.as_object().is_some_and(|m| !m.is_empty()))
+                    .cloned()
+                    .collect();
+                o["metadata"]["managedFields"] = json!(kept);
+                o
+            }
+            _ => old.clone(),
+        };
         let new = if status {
             let mut merged = old.clone();
             merged["status"] = body.get("status").cloned().unwrap_or(Value::Null);
@@ -480,7 +500,7 @@ impl Cluster {
                 };
             }
             meta.remove("managedFields");
-            if let Some(mf) = old["metadata"].get("managedFields") {
+            if let Some(mf) = baseline["metadata"].get("managedFields") {
                 meta.insert("managedFields".into(), mf.clone());
             }
             body
@@ -510,7 +530,7 @@ impl Cluster {
         match applied_fields {
             Some(applied) => object["metadata"]["managedFields"] = applied,
             None => apply::record_update(
-                Some(old),
+                Some(&baseline),
                 &mut object,
                 &opts.field_manager,
                 &rt.api_version(),
