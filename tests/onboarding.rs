@@ -557,3 +557,65 @@ async fn kubectl_shows_the_printer_columns() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_redirect_rechecks_at_once_and_metrics_count_it() {
+    // The operator's /consent/callback on a real port, registered as the apps' redirect URI;
+    // polling so slow that only the redirect can explain a quick Granted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut options = recording_operator::demo::PlatformOptions {
+        redirect_uri: format!("http://{addr}/consent/callback"),
+        ..Default::default()
+    };
+    options.polling.pending_initial = Duration::from_secs(600);
+    options.polling.pending_max = Duration::from_secs(600);
+    let h = Harness::start_with(options).await;
+    let router = recording_operator::controller::consent::callback_router(h.client());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    assert_eq!(h.accept_consents("contoso").await, 4);
+    let tenant = h
+        .wait_tenant("contoso", T, |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.health == Some(Health::Ok))
+        })
+        .await;
+    for grant in h.grants("contoso").await {
+        let status = grant.status.unwrap();
+        assert!(
+            status.last_recheck_request.is_some(),
+            "{} was re-checked through the redirect",
+            grant.spec.consent
+        );
+    }
+    assert_eq!(
+        tenant.metadata.annotations, None,
+        "the Tenant itself is untouched"
+    );
+
+    // The metrics endpoint's series after real reconciles.
+    let text = h.metrics.encode();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    assert!(value("recording_operator_reconciles_total{controller=\"tenant\"}") >= 1.0);
+    assert!(value("recording_operator_reconciles_total{controller=\"consentgrant\"}") >= 4.0);
+    assert!(value("recording_operator_token_requests_total{outcome=\"success\"}") >= 1.0);
+    assert!(
+        text.contains("recording_operator_reconcile_duration_seconds_bucket"),
+        "{text}"
+    );
+    h.stop().await;
+}
