@@ -122,7 +122,8 @@ pub struct RecordingServiceStatus {
     /// Days until the soonest-expiring client secret of the known app registration expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_expires_in_days: Option<i64>,
-    /// `Authenticated` (when an app registration is used), `BotsReady`, `Ready`.
+    /// `Authenticated` and `SecretExpiry` (when an app registration is used; `SecretExpiry` is
+    /// False below 30 days), `BotsReady`, `Ready`, and `Stalled` while the spec is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
