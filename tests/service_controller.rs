@@ -213,6 +213,12 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     }
     assert_eq!(deployment_names(&h, ns).await, ["main-hue"]);
 
+    let metrics = h.metrics.encode();
+    assert!(
+        metrics.contains(r#"recording_operator_reconciles_total{controller="recordingservice"}"#),
+        "reconciles are counted per controller"
+    );
+
     // `kubectl get rsvc` answers "is it working?" in one line.
     let dir = std::env::temp_dir().join(format!("service-kubectl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
