@@ -437,11 +437,18 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     assert!(budgets.get_opt("rec-hue-paired").await.unwrap().is_none());
     assert!(budgets.get_opt("rec-hue").await.unwrap().is_some());
     let events = events_of(&h, ns).await;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("BotRemoved")),
-        "an Event says the paired bot was removed"
+    let removed: Vec<_> = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("BotRemoved"))
+        .collect();
+    assert_eq!(
+        removed.len(),
+        1,
+        "one Event says the paired bot was removed"
+    );
+    assert_eq!(
+        removed[0].note.as_deref(),
+        Some("bot rec-hue-paired is no longer needed by the tenant's license")
     );
     h.stop().await;
 }

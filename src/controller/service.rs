@@ -1430,6 +1430,7 @@ async fn provision(
     let uid = service.uid();
     let stale = sctx.deployments.state().into_iter().filter(|d| {
         d.namespace().as_deref() == Some(ns.as_str())
+            && d.metadata.deletion_timestamp.is_none()
             && !wanted.contains(&d.name_any())
             && d.owner_references()
                 .iter()
@@ -1450,8 +1451,12 @@ async fn provision(
                 ..Default::default()
             },
         );
-        delete_if_present(&deployments, &name).await?;
+        let deleted = delete_if_present(&deployments, &name).await?;
         forget(&ctx.applied, deployment.as_ref());
+        if !deleted {
+            // Already gone: the cache had not seen it yet, and the Event was published then.
+            continue;
+        }
         ctx.events
             .publish(
                 service,
@@ -1465,13 +1470,14 @@ async fn provision(
     Ok(())
 }
 
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<()>
+/// Deletes an object; `false` when it was already gone.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
