@@ -775,3 +775,54 @@ async fn foreground_deletion_deletecollection_and_watch_timeouts() {
     assert_eq!(body["object"]["metadata"]["name"], "y1");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_merges_keyed_lists_per_element() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let apply = |manager: &str, containers: Value| {
+        let body = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "multi"},
+            "spec": {"selector": {"matchLabels": {"app": "m"}},
+                "template": {"metadata": {"labels": {"app": "m"}}, "spec": {"containers": containers}}}});
+        let path = format!("{DEPLOYS}/multi?fieldManager={manager}");
+        let raw = &raw;
+        async move {
+            raw.patch(&path, "application/apply-patch+yaml", &body)
+                .await
+        }
+    };
+    let (code, _) = apply("operator", json!([{"name": "bot", "image": "bot:1"}])).await;
+    assert_eq!(code, 201);
+    // Another manager adds its own container: both stay.
+    let (code, d) = apply("injector", json!([{"name": "sidecar", "image": "side:1"}])).await;
+    assert_eq!(code, 200, "{d}");
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bot", "sidecar"]);
+    // Changing the other manager's element conflicts on exactly that field.
+    let (code, status) = apply(
+        "injector",
+        json!([{"name": "sidecar", "image": "side:1"}, {"name": "bot", "image": "bot:2"}]),
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        status["message"],
+        "Apply failed with 1 conflict: conflict with \"operator\": .spec.template.spec.containers[name=\"bot\"].image"
+    );
+    // The owner updates its container without touching the sidecar.
+    let (code, d) = apply("operator", json!([{"name": "bot", "image": "bot:2"}])).await;
+    assert_eq!(code, 200);
+    let images: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert_eq!(images, ["bot:2", "side:1"]);
+    sim.shutdown().await;
+}

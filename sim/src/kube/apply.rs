@@ -1,7 +1,8 @@
 //! Field ownership (`metadata.managedFields`) and server-side apply.
 //!
-//! Field sets are tracked as leaf paths (maps are recursed, lists and scalars are atomic
-//! leaves); that is the simplification of structured-merge-diff used here. Ownership moves,
+//! Field sets are tracked as leaf paths, like structured-merge-diff's: maps are recursed,
+//! `listType: map` lists are recursed per element (`k:{"type":"Ready"}`), `listType: set`
+//! lists own each value (`v:"x"`), other lists and scalars are atomic leaves. Ownership moves,
 //! conflicts and the removal of fields an applier stops sending follow the real server.
 
 use std::collections::BTreeSet;
@@ -44,8 +45,48 @@ const SYSTEM_METADATA: &[&str] = &[
     "generateName",
 ];
 
+/// How a list merges, from the schema (`x-kubernetes-list-type`) or the built-in types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListType {
+    Atomic,
+    /// Elements identified by these key fields.
+    Map(Vec<String>),
+    Set,
+}
+
+/// Knows the list type at a field path (field names only, no element segments).
+pub trait ListTypes {
+    fn list_type(&self, path: &[String]) -> ListType;
+}
+
+/// Who writes, where, and how the object's lists behave.
+pub struct Writer<'a> {
+    pub manager: &'a str,
+    pub api_version: &'a str,
+    pub scope: Scope,
+    pub lists: &'a dyn ListTypes,
+    pub now: &'a str,
+}
+
+fn is_element(segment: &str) -> bool {
+    segment.starts_with("k:") || segment.starts_with("v:")
+}
+
+/// The field names of a path, without list element segments.
+fn schema_path(path: &[String]) -> Vec<String> {
+    path.iter().filter(|s| !is_element(s)).cloned().collect()
+}
+
+fn element_key(item: &Value, keys: &[String]) -> Option<String> {
+    let mut id = Map::new();
+    for k in keys {
+        id.insert(k.clone(), item.get(k)?.clone());
+    }
+    Some(format!("k:{}", Value::Object(id)))
+}
+
 /// The leaf paths an object sets, within a scope.
-pub fn fields_of(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
+pub fn fields_of(object: &Value, scope: Scope, lists: &dyn ListTypes) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
     let Some(map) = object.as_object() else {
         return out;
@@ -64,48 +105,138 @@ pub fn fields_of(object: &Value, scope: Scope) -> BTreeSet<FieldPath> {
             if let Some(meta) = value.as_object() {
                 for (mk, mv) in meta {
                     if !SYSTEM_METADATA.contains(&mk.as_str()) {
-                        collect(mv, vec!["metadata".into(), mk.clone()], &mut out);
+                        collect(mv, vec!["metadata".into(), mk.clone()], lists, &mut out);
                     }
                 }
             }
         } else {
-            collect(value, vec![key.clone()], &mut out);
+            collect(value, vec![key.clone()], lists, &mut out);
         }
     }
     out
 }
 
-fn collect(value: &Value, path: FieldPath, out: &mut BTreeSet<FieldPath>) {
+fn collect(value: &Value, path: FieldPath, lists: &dyn ListTypes, out: &mut BTreeSet<FieldPath>) {
     match value {
         // An empty map sets nothing by itself.
         Value::Object(map) => {
             for (k, v) in map {
                 let mut p = path.clone();
                 p.push(k.clone());
-                collect(v, p, out);
+                collect(v, p, lists, out);
             }
         }
+        Value::Array(items) if !items.is_empty() => match lists.list_type(&schema_path(&path)) {
+            ListType::Map(keys) => {
+                for item in items {
+                    match element_key(item, &keys) {
+                        Some(id) => {
+                            let mut p = path.clone();
+                            p.push(id);
+                            collect(item, p, lists, out);
+                        }
+                        // An element without its keys: the list is owned as a whole.
+                        None => {
+                            out.insert(path.clone());
+                        }
+                    }
+                }
+            }
+            ListType::Set => {
+                for item in items {
+                    let mut p = path.clone();
+                    p.push(format!("v:{item}"));
+                    out.insert(p);
+                }
+            }
+            ListType::Atomic => {
+                out.insert(path);
+            }
+        },
         _ => {
             out.insert(path);
         }
     }
 }
 
-fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
-    path.iter().try_fold(object, |v, k| v.get(k))
+/// Find the element a `k:`/`v:` segment names in a list.
+fn element_index(list: &[Value], segment: &str) -> Option<usize> {
+    if let Some(id) = segment.strip_prefix("k:") {
+        let id: Map<String, Value> = serde_json::from_str(id).ok()?;
+        list.iter()
+            .position(|item| id.iter().all(|(k, v)| item.get(k) == Some(v)))
+    } else {
+        let value: Value = serde_json::from_str(segment.strip_prefix("v:")?).ok()?;
+        list.iter().position(|item| *item == value)
+    }
 }
 
+fn step<'a>(v: &'a Value, segment: &str) -> Option<&'a Value> {
+    if is_element(segment) {
+        let list = v.as_array()?;
+        list.get(element_index(list, segment)?)
+    } else {
+        v.get(segment)
+    }
+}
+
+fn value_at<'a>(object: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(object, |v, k| step(v, k))
+}
+
+/// Remove what a path names; an element left with nothing but its key fields goes too.
 fn remove_at(object: &mut Value, path: &[String]) {
-    if let Some((last, parents)) = path.split_last() {
-        let mut cur = object;
-        for k in parents {
-            match cur.get_mut(k) {
-                Some(next) => cur = next,
-                None => return,
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    if let Some((parent_last, _)) = parents.split_last() {
+        if let Some(id) = parent_last.strip_prefix("k:") {
+            let keys: Map<String, Value> = serde_json::from_str(id).unwrap_or_default();
+            if keys.contains_key(last) {
+                // Key fields live and die with their element.
+                return;
             }
         }
-        if let Some(map) = cur.as_object_mut() {
-            map.remove(last);
+    }
+    let mut cur = &mut *object;
+    for k in parents {
+        let next = if is_element(k) {
+            match cur.as_array_mut() {
+                Some(list) => match element_index(list, k) {
+                    Some(i) => &mut list[i],
+                    None => return,
+                },
+                None => return,
+            }
+        } else {
+            match cur.get_mut(k) {
+                Some(n) => n,
+                None => return,
+            }
+        };
+        cur = next;
+    }
+    if is_element(last) {
+        if let Some(list) = cur.as_array_mut() {
+            if let Some(i) = element_index(list, last) {
+                list.remove(i);
+            }
+        }
+    } else if let Some(map) = cur.as_object_mut() {
+        map.remove(last);
+    }
+    // Drop a keyed element that now holds only its keys.
+    if let Some((parent_last, grand)) = parents.split_last() {
+        if let Some(id) = parent_last.strip_prefix("k:") {
+            let keys: Map<String, Value> = serde_json::from_str(id).unwrap_or_default();
+            let only_keys = value_at(object, parents)
+                .and_then(Value::as_object)
+                .is_some_and(|m| m.keys().all(|k| keys.contains_key(k)));
+            if only_keys {
+                let mut element_path = grand.to_vec();
+                element_path.push(parent_last.clone());
+                remove_at(object, &element_path);
+            }
         }
     }
 }
@@ -114,9 +245,21 @@ fn overlaps(a: &[String], b: &[String]) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// `.spec.replicas`
+/// `.spec.replicas`, `.status.conditions[type="Ready"].status`, `.metadata.finalizers[="x"]`
 pub fn path_string(path: &[String]) -> String {
-    path.iter().map(|p| format!(".{p}")).collect()
+    path.iter()
+        .map(|p| {
+            if let Some(id) = p.strip_prefix("k:") {
+                let keys: Map<String, Value> = serde_json::from_str(id).unwrap_or_default();
+                let parts: Vec<String> = keys.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                format!("[{}]", parts.join(","))
+            } else if let Some(v) = p.strip_prefix("v:") {
+                format!("[={v}]")
+            } else {
+                format!(".{p}")
+            }
+        })
+        .collect()
 }
 
 /// One `managedFields` entry.
@@ -163,8 +306,13 @@ fn encode(fields: &BTreeSet<FieldPath>) -> Value {
     for path in fields {
         let mut node = &mut root;
         for k in path {
+            let segment = if is_element(k) {
+                k.clone()
+            } else {
+                format!("f:{k}")
+            };
             node = node
-                .entry(format!("f:{k}"))
+                .entry(segment)
                 .or_insert_with(|| json!({}))
                 .as_object_mut()
                 .expect("object");
@@ -259,19 +407,14 @@ fn entry_mut<'a>(
     e
 }
 
-/// Record a non-apply write (create, update, patch) by `manager`: it takes over every field
-/// it changed, and the other managers lose those.
-pub fn record_update(
-    old: Option<&Value>,
-    new: &mut Value,
-    manager: &str,
-    api_version: &str,
-    scope: Scope,
-    now: &str,
-) {
+/// Record a non-apply write (create, update, patch): the writer takes over every field it
+/// changed, and the other managers lose those.
+pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) {
     let mut entries = old.map(entries_of).unwrap_or_default();
-    let new_fields = fields_of(new, scope);
-    let old_fields = old.map(|o| fields_of(o, scope)).unwrap_or_default();
+    let new_fields = fields_of(new, w.scope, w.lists);
+    let old_fields = old
+        .map(|o| fields_of(o, w.scope, w.lists))
+        .unwrap_or_default();
     let changed: BTreeSet<FieldPath> = new_fields
         .iter()
         .filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p))
@@ -283,46 +426,80 @@ pub fn record_update(
             .retain(|f| !changed.iter().chain(removed.iter()).any(|c| overlaps(c, f)));
     }
     if !changed.is_empty() {
-        let sub = scope.subresource();
-        let entry = entry_mut(&mut entries, manager, "Update", api_version, sub, now);
+        let sub = w.scope.subresource();
+        let entry = entry_mut(&mut entries, w.manager, "Update", w.api_version, sub, w.now);
         entry.fields.extend(changed);
     }
     store_entries(new, entries);
 }
 
-/// Deep-merge an applied configuration into the live object: maps merge, everything else is
-/// replaced by the applied value.
-fn merge(live: &mut Value, applied: &Value) {
+/// Deep-merge an applied configuration into the live object: maps merge, keyed lists merge
+/// per element, sets are unioned, everything else is replaced by the applied value.
+fn merge(live: &mut Value, applied: &Value, path: &mut FieldPath, lists: &dyn ListTypes) {
     match (live, applied) {
         (Value::Object(l), Value::Object(a)) => {
             for (k, v) in a {
+                path.push(k.clone());
                 match l.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        merge(existing, v, path, lists)
+                    }
+                    Some(existing) if existing.is_array() && v.is_array() => {
+                        merge(existing, v, path, lists)
+                    }
                     _ => {
                         l.insert(k.clone(), v.clone());
                     }
                 }
+                path.pop();
             }
         }
+        (Value::Array(l), Value::Array(a)) => match lists.list_type(&schema_path(path)) {
+            ListType::Map(keys) => {
+                for item in a {
+                    let found = element_key(item, &keys).and_then(|id| element_index(l, &id));
+                    match found {
+                        Some(i) => {
+                            let id = element_key(item, &keys).unwrap_or_default();
+                            path.push(id);
+                            merge(&mut l[i], item, path, lists);
+                            path.pop();
+                        }
+                        None => l.push(item.clone()),
+                    }
+                }
+            }
+            ListType::Set => {
+                for item in a {
+                    if !l.contains(item) {
+                        l.push(item.clone());
+                    }
+                }
+            }
+            ListType::Atomic => *l = a.clone(),
+        },
         (l, a) => *l = a.clone(),
     }
 }
 
-/// Server-side apply of `applied` by `manager` onto `live` (absent: the object is created).
+/// Server-side apply of `applied` onto `live` (absent: the object is created).
 pub fn apply(
     live: Option<&Value>,
     applied: &Value,
-    manager: &str,
     force: bool,
-    api_version: &str,
-    scope: Scope,
-    now: &str,
+    w: &Writer,
 ) -> Result<Value, ApiError> {
+    let (manager, scope) = (w.manager, w.scope);
     let base = live.cloned().unwrap_or_else(|| json!({}));
     let mut entries = live.map(entries_of).unwrap_or_default();
-    let applied_fields = fields_of(applied, scope);
+    let applied_fields = fields_of(applied, scope, w.lists);
     let mut candidate = base.clone();
-    merge(&mut candidate, &strip_system(applied, scope));
+    merge(
+        &mut candidate,
+        &strip_system(applied, scope),
+        &mut Vec::new(),
+        w.lists,
+    );
 
     let sub = scope.subresource();
     let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
@@ -360,7 +537,7 @@ pub fn apply(
             remove_at(&mut candidate, gone);
         }
     }
-    let entry = entry_mut(&mut entries, manager, "Apply", api_version, sub, now);
+    let entry = entry_mut(&mut entries, manager, "Apply", w.api_version, sub, w.now);
     entry.fields = applied_fields;
     store_entries(&mut candidate, entries);
     Ok(candidate)
@@ -432,75 +609,122 @@ mod tests {
     const MAIN: Scope = Scope::Main {
         exclude_status: true,
     };
-    const T: &str = "2026-01-01T00:00:00Z";
+
+    /// `status.conditions` is a map keyed by `type`, `metadata.finalizers` a set.
+    struct TestLists;
+
+    impl ListTypes for TestLists {
+        fn list_type(&self, path: &[String]) -> ListType {
+            match path.last().map(String::as_str) {
+                Some("conditions") => ListType::Map(vec!["type".into()]),
+                Some("finalizers") => ListType::Set,
+                _ => ListType::Atomic,
+            }
+        }
+    }
+
+    fn by(manager: &str) -> Writer<'_> {
+        Writer {
+            manager,
+            api_version: "v1",
+            scope: MAIN,
+            lists: &TestLists,
+            now: "2026-01-01T00:00:00Z",
+        }
+    }
 
     fn cm(data: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "d"}, "data": data})
     }
 
+    fn managers(o: &Value) -> Vec<&str> {
+        o["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect()
+    }
+
     #[test]
     fn apply_conflicts_with_another_manager_unless_forced() {
         let mut live = cm(json!({"a": "1"}));
-        record_update(None, &mut live, "kubectl-edit", "v1", MAIN, T);
-        let err = apply(
-            Some(&live),
-            &cm(json!({"a": "2"})),
-            "op",
-            false,
-            "v1",
-            MAIN,
-            T,
-        )
-        .unwrap_err();
+        record_update(None, &mut live, &by("kubectl-edit"));
+        let err = apply(Some(&live), &cm(json!({"a": "2"})), false, &by("op")).unwrap_err();
         assert_eq!(err.code, 409);
         assert_eq!(
             err.message,
             "Apply failed with 1 conflict: conflict with \"kubectl-edit\" using v1: .data.a"
         );
-        let forced = apply(
-            Some(&live),
-            &cm(json!({"a": "2"})),
-            "op",
-            true,
-            "v1",
-            MAIN,
-            T,
-        )
-        .unwrap();
+        let forced = apply(Some(&live), &cm(json!({"a": "2"})), true, &by("op")).unwrap();
         assert_eq!(forced["data"]["a"], "2");
-        let managers: Vec<&str> = forced["metadata"]["managedFields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["manager"].as_str().unwrap())
-            .collect();
-        assert_eq!(managers, vec!["op"]);
+        assert_eq!(managers(&forced), vec!["op"]);
     }
 
     #[test]
     fn same_value_is_shared_and_dropped_fields_are_removed() {
-        let first = apply(
-            None,
-            &cm(json!({"a": "1", "b": "2"})),
-            "op",
-            false,
-            "v1",
-            MAIN,
-            T,
-        )
-        .unwrap();
-        let second = apply(
-            Some(&first),
-            &cm(json!({"a": "1"})),
-            "other",
-            false,
-            "v1",
-            MAIN,
-            T,
-        )
-        .unwrap();
-        let third = apply(Some(&second), &cm(json!({})), "op", false, "v1", MAIN, T).unwrap();
+        let first = apply(None, &cm(json!({"a": "1", "b": "2"})), false, &by("op")).unwrap();
+        let second = apply(Some(&first), &cm(json!({"a": "1"})), false, &by("other")).unwrap();
+        let third = apply(Some(&second), &cm(json!({})), false, &by("op")).unwrap();
         // "a" is still owned by "other"; "b" was only op's and goes away.
         assert_eq!(third["data"], json!({"a": "1"}));
+    }
+
+    fn with_conditions(conditions: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"conditions": conditions}})
+    }
+
+    #[test]
+    fn keyed_list_elements_are_owned_merged_and_removed_one_by_one() {
+        let a = apply(
+            None,
+            &with_conditions(json!([{"type": "A", "status": "True"}])),
+            false,
+            &by("one"),
+        )
+        .unwrap();
+        let ab = apply(
+            Some(&a),
+            &with_conditions(json!([{"type": "B", "status": "False"}])),
+            false,
+            &by("two"),
+        )
+        .unwrap();
+        assert_eq!(
+            ab["spec"]["conditions"],
+            json!([{"type": "A", "status": "True"}, {"type": "B", "status": "False"}])
+        );
+        assert_eq!(
+            ab["metadata"]["managedFields"][1]["fieldsV1"],
+            json!({"f:spec": {"f:conditions": {"k:{\"type\":\"B\"}": {"f:status": {}, "f:type": {}}}}})
+        );
+        // Manager two changing A's status conflicts on that element only.
+        let err = apply(
+            Some(&ab),
+            &with_conditions(json!([{"type": "A", "status": "False"}])),
+            false,
+            &by("two"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message,
+            "Apply failed with 1 conflict: conflict with \"one\": .spec.conditions[type=\"A\"].status"
+        );
+        // Manager one stops sending A: the element goes, B stays.
+        let b = apply(Some(&ab), &with_conditions(json!([])), false, &by("one")).unwrap();
+        assert_eq!(
+            b["spec"]["conditions"],
+            json!([{"type": "B", "status": "False"}])
+        );
+    }
+
+    #[test]
+    fn set_lists_are_unioned() {
+        let f = |v: Value| json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x", "finalizers": v}});
+        let one = apply(None, &f(json!(["a"])), false, &by("one")).unwrap();
+        let both = apply(Some(&one), &f(json!(["b"])), false, &by("two")).unwrap();
+        assert_eq!(both["metadata"]["finalizers"], json!(["a", "b"]));
+        let only_b = apply(Some(&both), &f(json!([])), false, &by("one")).unwrap();
+        assert_eq!(only_b["metadata"]["finalizers"], json!(["b"]));
     }
 }

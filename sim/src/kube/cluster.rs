@@ -375,13 +375,11 @@ impl Cluster {
             meta.remove("generation");
         }
         let (mut object, warnings) = self.admit(rt, None, body, opts)?;
+        let (api_version, now) = (rt.api_version(), now_rfc3339());
         apply::record_update(
             None,
             &mut object,
-            &opts.field_manager,
-            &rt.api_version(),
-            main_scope(rt),
-            &now_rfc3339(),
+            &writer(rt, &opts.field_manager, &api_version, main_scope(rt), &now),
         );
         let object = self.persist(rt, object, opts.dry_run, None)?;
         Ok(Written {
@@ -529,14 +527,14 @@ impl Cluster {
         };
         match applied_fields {
             Some(applied) => object["metadata"]["managedFields"] = applied,
-            None => apply::record_update(
-                Some(&baseline),
-                &mut object,
-                &opts.field_manager,
-                &rt.api_version(),
-                scope,
-                &now_rfc3339(),
-            ),
+            None => {
+                let (api_version, now) = (rt.api_version(), now_rfc3339());
+                apply::record_update(
+                    Some(&baseline),
+                    &mut object,
+                    &writer(rt, &opts.field_manager, &api_version, scope, &now),
+                )
+            }
         }
         // A write that changes nothing (managedFields timestamps aside) is a no-op.
         if without_managed_fields(&object) == without_managed_fields(old)
@@ -645,15 +643,9 @@ impl Cluster {
                 if status {
                     return Err(ApiError::not_found(target(rt, name)));
                 }
-                let mut merged = apply::apply(
-                    None,
-                    &applied,
-                    &opts.field_manager,
-                    opts.force,
-                    &rt.api_version(),
-                    scope,
-                    &now,
-                )?;
+                let api_version = rt.api_version();
+                let w = writer(rt, &opts.field_manager, &api_version, scope, &now);
+                let mut merged = apply::apply(None, &applied, opts.force, &w)?;
                 let managed = merged["metadata"]["managedFields"].take();
                 let mut written = self.create(rt, ns, merged, opts)?;
                 if !opts.dry_run {
@@ -675,15 +667,9 @@ impl Cluster {
                 if !rv.is_empty() && rv != meta_str(&live, "resourceVersion") {
                     return Err(ApiError::stale(target(rt, name)));
                 }
-                let mut merged = apply::apply(
-                    Some(&served(rt, &live)),
-                    &applied,
-                    &opts.field_manager,
-                    opts.force,
-                    &rt.api_version(),
-                    scope,
-                    &now,
-                )?;
+                let api_version = rt.api_version();
+                let w = writer(rt, &opts.field_manager, &api_version, scope, &now);
+                let mut merged = apply::apply(Some(&served(rt, &live)), &applied, opts.force, &w)?;
                 let managed = merged["metadata"]["managedFields"].take();
                 self.write_over(rt, &live, merged, status, opts, Some(managed))
             }
@@ -1059,13 +1045,17 @@ impl Cluster {
             if let Some(status) = status {
                 let mut updated = d.clone();
                 updated["status"] = status;
+                let now = now_rfc3339();
                 apply::record_update(
                     Some(&d),
                     &mut updated,
-                    "kube-controller-manager",
-                    "apps/v1",
-                    Scope::Status,
-                    &now_rfc3339(),
+                    &writer(
+                        &rt,
+                        "kube-controller-manager",
+                        "apps/v1",
+                        Scope::Status,
+                        &now,
+                    ),
                 );
                 self.store.put(&rt.store_key(), updated);
                 wrote = true;
@@ -1121,6 +1111,22 @@ fn deployment_status(d: &Value, generation: i64, replicas: i64, ready: bool) -> 
                 condition("Progressing", "True", "ReplicaSetUpdated", format!("ReplicaSet \"{rs}\" is progressing.")),
             ],
         })
+    }
+}
+
+fn writer<'a>(
+    rt: &'a ResourceType,
+    manager: &'a str,
+    api_version: &'a str,
+    scope: Scope,
+    now: &'a str,
+) -> apply::Writer<'a> {
+    apply::Writer {
+        manager,
+        api_version,
+        scope,
+        lists: rt,
+        now,
     }
 }
 

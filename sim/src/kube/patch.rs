@@ -81,7 +81,7 @@ pub fn strategic_merge_patch(current: &Value, body: &[u8]) -> Result<Value, ApiE
 }
 
 /// The merge key of a list field, from the Go types' `patchMergeKey` tags.
-fn merge_key(path: &[String], field: &str) -> Option<&'static str> {
+pub fn merge_key(path: &[String], field: &str) -> Option<&'static str> {
     Some(match field {
         "containers"
         | "initContainers"

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::apply::ListType;
 use super::error::{ApiError, FieldError};
 
 /// Where objects of one resource live in the store: all served versions of a CRD share it.
@@ -98,6 +99,55 @@ impl ResourceType {
             }));
         }
         out
+    }
+}
+
+/// List types for server-side apply: the CRD schema's `x-kubernetes-list-type`, or the
+/// merge keys of the built-in types.
+impl super::apply::ListTypes for ResourceType {
+    fn list_type(&self, path: &[String]) -> ListType {
+        match path {
+            [m, f] if m == "metadata" && f == "finalizers" => return ListType::Set,
+            [m, f] if m == "metadata" && f == "ownerReferences" => {
+                return ListType::Map(vec!["uid".into()])
+            }
+            _ => {}
+        }
+        if let Some(schema) = self.crd.as_ref().and_then(|c| c.schema.as_ref()) {
+            return schema_list_type(schema, path);
+        }
+        match path.split_last() {
+            Some((field, parents)) => match super::patch::merge_key(parents, field) {
+                Some(key) => ListType::Map(vec![key.to_string()]),
+                None => ListType::Atomic,
+            },
+            None => ListType::Atomic,
+        }
+    }
+}
+
+fn schema_list_type(schema: &Value, path: &[String]) -> ListType {
+    let mut node = schema;
+    for segment in path {
+        while node["type"] == "array" && node.get("items").is_some() {
+            node = &node["items"];
+        }
+        node = node["properties"]
+            .get(segment)
+            .or_else(|| node.get("additionalProperties").filter(|a| a.is_object()))
+            .unwrap_or(&Value::Null);
+    }
+    match node["x-kubernetes-list-type"].as_str() {
+        Some("map") => ListType::Map(
+            node["x-kubernetes-list-map-keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect(),
+        ),
+        Some("set") => ListType::Set,
+        _ => ListType::Atomic,
     }
 }
 
