@@ -735,6 +735,32 @@ async fn a_client_secret_expiring_within_thirty_days_is_a_warning() {
         .find(|e| e.reason.as_deref() == Some("ClientSecretExpiring"))
         .expect("a Warning Event for the expiring secret");
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
+
+    // Eleven days later the secret has expired; touching the Secret checks again at once.
+    h.platform
+        .m365
+        .advance_clock(Duration::from_secs(11 * 24 * 3600));
+    let secrets: Api<Secret> = Api::namespaced(h.client(), ns);
+    secrets
+        .patch(
+            "bot-credentials",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"annotations": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "False", "ClientSecretExpired")
+    })
+    .await;
+    assert!(has_condition(
+        &service,
+        "Ready",
+        "False",
+        "ClientSecretExpired"
+    ));
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(message.contains("AADSTS7000222"), "{message}");
     h.stop().await;
 }
 
