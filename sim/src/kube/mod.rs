@@ -24,8 +24,9 @@
 //! delete/wait` all use JSON); strict field validation of built-in kinds (their schemas are
 //! not known; unknown fields are kept); CRD conversion webhooks and schema differences between
 //! served versions (objects are only relabelled); `allOf`/`anyOf`/`oneOf`/`not` and formats in
-//! schemas; server-side apply treats every list as atomic (no `listType: map/set` merging) and
-//! tracks ownership per leaf path; foreground deletion removes dependents synchronously instead
+//! schemas; server-side apply keys built-in lists on one merge key each (the real server keys
+//! container ports on port and protocol) and does not track element ownership separately
+//! from the element's fields; foreground deletion removes dependents synchronously instead
 //! of through a `foregroundDeletion` finalizer; garbage collection and namespace cleanup are
 //! synchronous; RBAC (every request with the token is allowed), admission webhooks,
 //! ValidatingAdmissionPolicy, aggregated discovery (the legacy form is served and kubectl falls
@@ -281,6 +282,16 @@ impl KubeSim {
             stop(s, &self.inner.shared).await;
         }
         self.inner.controller.abort();
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle gone: stop serving and stop the controllers.
+    fn drop(&mut self) {
+        self.controller.abort();
+        if let Some(serving) = self.serving.get_mut().take() {
+            serving.task.abort();
+        }
     }
 }
 
