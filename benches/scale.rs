@@ -1,0 +1,1011 @@
+//! Scale benchmark: how the operator's cost grows with the number of tenants.
+//!
+//! `cargo bench --bench scale -- --tenants 1000 [--phase ready|steady|all] [--concurrency 64]`
+//!
+//! Both simulators run in this process; the operator runs as its own process (the release
+//! binary), so its memory is measured alone. Phases:
+//!
+//! - **ready**: a plain client creates the N tenants' objects (Tenant, namespace, quota,
+//!   policy, ConsentGrants) as fast as it can against a fresh simulator — the baseline; then
+//!   N Tenants are applied with every consent already granted and the operator takes them to
+//!   Ready. Reported: both times and their ratio, API requests per tenant by verb, Graph and
+//!   token requests per tenant, peak RSS, reconcile duration p50/p99 per controller (all
+//!   reconciles of the run, and the reconciles of one "poke" of every Tenant, which make no
+//!   outside call because nothing changed).
+//! - **steady**: the poll timings scaled down (a simulated day of `--day-secs`), 90 % of the
+//!   tenants granted and 10 % pending (half with nothing granted, half with only the directory
+//!   consent): Graph and token requests per granted tenant per day, and per pending tenant
+//!   per poll (a poll counted as one new `lastCheckedAt` of the tenant's `directory` grant).
+//!
+//! The figures go to stdout as one table; BENCHMARKS.md records runs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{stream, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use recording_operator::config::{CloudConfig, OperatorConfig, PollingConfig, SecretRef};
+use recording_operator::controller::tenant::desired_children;
+use recording_operator::crd::{ConsentGrant, Tenant};
+use serde_json::json;
+use sim::kube::{KubeSim, KubeSimConfig};
+use sim::m365::{M365Sim, Seed};
+
+const HOME_TENANT: &str = "8c1d5e2a-0b7f-4c3e-9a61-2f4b6d8e0c1a";
+const REDIRECT: &str = "http://127.0.0.1:9/consent/callback";
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Ready,
+    Steady,
+    All,
+}
+
+#[derive(Clone, Debug)]
+struct Args {
+    tenants: usize,
+    phase: Phase,
+    concurrency: usize,
+    /// Real seconds of one simulated day in the steady phase.
+    day_secs: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        tenants: 1000,
+        phase: Phase::All,
+        concurrency: 64,
+        day_secs: 60,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().unwrap_or_else(|| panic!("{name} needs a value"));
+        match a.as_str() {
+            "--tenants" => args.tenants = value("--tenants").parse().expect("--tenants N"),
+            "--concurrency" => {
+                args.concurrency = value("--concurrency").parse().expect("--concurrency N")
+            }
+            "--day-secs" => args.day_secs = value("--day-secs").parse().expect("--day-secs S"),
+            "--phase" => {
+                args.phase = match value("--phase").as_str() {
+                    "ready" => Phase::Ready,
+                    "steady" => Phase::Steady,
+                    "all" => Phase::All,
+                    other => panic!("--phase ready|steady|all, not {other}"),
+                }
+            }
+            // `cargo bench` passes `--bench` to harness-less benches.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulated world
+// ---------------------------------------------------------------------------------------------
+
+fn tenant_id(i: usize) -> String {
+    format!("{i:08x}-0000-4000-8000-00000000beef")
+}
+
+fn tenant_name(i: usize) -> String {
+    format!("t{i:05}")
+}
+
+/// Every other tenant is Pro (five mandatory consents), the rest Essentials (four).
+fn tenant_object(i: usize) -> Tenant {
+    let name = tenant_name(i);
+    serde_json::from_value(json!({
+        "apiVersion": "recording.m365.io/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": {
+            "customerName": format!("{name}-customer"),
+            "domain": format!("{name}.onmicrosoft.com"),
+            "shortName": name,
+            "contactEmails": ["ops@example.com"],
+            "adminUpns": [format!("admin@{name}.onmicrosoft.com")],
+            "license": if i % 2 == 0 { "Pro" } else { "Essentials" },
+            "includedUsers": 100,
+            "storage": {"location": "westeurope"},
+        }
+    }))
+    .expect("a valid Tenant")
+}
+
+/// How much consent a tenant has given before its Tenant is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Granted {
+    All,
+    Nothing,
+    DirectoryOnly,
+}
+
+struct World {
+    kube: KubeSim,
+    m365: M365Sim,
+    client: kube::Client,
+    config: OperatorConfig,
+    /// Environment of the operator process: the platform apps' client secrets.
+    secret_env: Vec<(String, String)>,
+}
+
+impl World {
+    async fn start(polling: PollingConfig, token_lifetime_secs: u64) -> World {
+        let kube = KubeSim::start(KubeSimConfig::default())
+            .await
+            .expect("kube simulator");
+        let mut seed = Seed::platform_default(
+            "recording",
+            HOME_TENANT,
+            "recordingplatform.onmicrosoft.com",
+            REDIRECT,
+        );
+        seed.settings.token_lifetime_secs = token_lifetime_secs;
+        let m365 = M365Sim::start(seed.clone()).await.expect("m365 simulator");
+        let client = kube.client().await;
+        recording_operator::demo::install_crds(&client)
+            .await
+            .expect("CRDs installed");
+
+        let mut config = OperatorConfig {
+            cloud: CloudConfig {
+                authority_host: Some(m365.url()),
+                graph_endpoint: Some(m365.url()),
+                ..Default::default()
+            },
+            consent_redirect_uri: Some(REDIRECT.into()),
+            polling,
+            operator_namespace: "recording-operator-system".into(),
+            storage: None,
+            ..Default::default()
+        };
+        let mut secret_env = Vec::new();
+        for (key, consent) in config.consents.iter_mut() {
+            let app = seed.app(&consent.display_name).expect("seeded app");
+            consent.app_id = app.app_id.clone();
+            let var = format!("BENCH_SECRET_{}", key.to_ascii_uppercase());
+            secret_env.push((var.clone(), app.secrets[0].value.clone()));
+            consent.client_secret = Some(SecretRef::Env(var));
+        }
+        config.validate().expect("valid operator configuration");
+        World {
+            kube,
+            m365,
+            client,
+            config,
+            secret_env,
+        }
+    }
+
+    /// Registers tenants `0..n` in the identity simulator, with their consents.
+    fn add_customers(&self, n: usize, granted: impl Fn(usize) -> Granted) {
+        for i in 0..n {
+            let domain = format!("{}.onmicrosoft.com", tenant_name(i));
+            let id = tenant_id(i);
+            self.m365.add_tenant(&id, &[domain.as_str()]);
+            for (key, consent) in &self.config.consents {
+                let give = match granted(i) {
+                    Granted::All => true,
+                    Granted::Nothing => false,
+                    Granted::DirectoryOnly => key == "directory",
+                };
+                if give {
+                    self.m365.grant_consent(&id, &consent.app_id);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator process
+// ---------------------------------------------------------------------------------------------
+
+struct Operator {
+    child: tokio::process::Child,
+    pid: u32,
+    http: String,
+    peak_rss_kib: Arc<Mutex<u64>>,
+    _dir: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("port")
+        .port()
+}
+
+fn status_field(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+impl Operator {
+    async fn start(world: &World, label: &str) -> Operator {
+        let dir = std::env::temp_dir().join(format!(
+            "recording-operator-bench-{}-{label}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("bench folder");
+        let kubeconfig = dir.join("kubeconfig");
+        world
+            .kube
+            .write_kubeconfig(&kubeconfig)
+            .expect("kubeconfig written");
+        // YAML is a superset of JSON.
+        let config = dir.join("operator.yaml");
+        std::fs::write(
+            &config,
+            serde_json::to_string_pretty(&world.config).expect("config serializes"),
+        )
+        .expect("config written");
+        let port = free_port();
+        let http = format!("127.0.0.1:{port}");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_recording-operator"));
+        command
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--leader-election=false", "--http-addr", &http])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "warn")
+            .envs(world.secret_env.iter().cloned())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("operator.log")).expect("log file"))
+            .kill_on_drop(true);
+        let child = command.spawn().expect("operator binary starts");
+        let pid = child.id().expect("pid");
+        let peak_rss_kib = Arc::new(Mutex::new(0));
+        {
+            let peak = peak_rss_kib.clone();
+            tokio::spawn(async move {
+                while let Some(hwm) = status_field(pid, "VmHWM:") {
+                    *peak.lock().unwrap() = hwm;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            });
+        }
+        let operator = Operator {
+            child,
+            pid,
+            http,
+            peak_rss_kib,
+            _dir: dir,
+        };
+        operator.wait_ready().await;
+        operator
+    }
+
+    async fn wait_ready(&self) {
+        let url = format!("http://{}/readyz", self.http);
+        let http = reqwest::Client::new();
+        for _ in 0..600 {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the operator did not become ready within a minute");
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        let now = status_field(self.pid, "VmHWM:").unwrap_or(0);
+        let sampled = *self.peak_rss_kib.lock().unwrap();
+        now.max(sampled) as f64 / 1024.0
+    }
+
+    fn rss_mib(&self) -> f64 {
+        status_field(self.pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0
+    }
+
+    async fn stop(mut self) {
+        // SIGTERM for a graceful shutdown; the process is ours (pid from spawn).
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measurements
+// ---------------------------------------------------------------------------------------------
+
+/// Reconcile duration histogram of one controller: cumulative counts per upper bound.
+#[derive(Clone, Debug, Default)]
+struct Histogram {
+    buckets: Vec<(f64, f64)>,
+}
+
+impl Histogram {
+    /// Histograms per controller from the OpenMetrics text.
+    fn parse(text: &str) -> BTreeMap<String, Histogram> {
+        let mut out: BTreeMap<String, Histogram> = BTreeMap::new();
+        for line in text.lines() {
+            let Some(rest) =
+                line.strip_prefix("recording_operator_reconcile_duration_seconds_bucket{")
+            else {
+                continue;
+            };
+            let Some((labels, value)) = rest.split_once("} ") else {
+                continue;
+            };
+            let label = |name: &str| {
+                labels.split(',').find_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    (k == name).then(|| v.trim_matches('"').to_string())
+                })
+            };
+            let (Some(controller), Some(le)) = (label("controller"), label("le")) else {
+                continue;
+            };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::INFINITY)
+            };
+            let count: f64 = value
+                .split_whitespace()
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0.0);
+            out.entry(controller).or_default().buckets.push((le, count));
+        }
+        for h in out.values_mut() {
+            h.buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        out
+    }
+
+    fn minus(&self, before: Option<&Histogram>) -> Histogram {
+        let Some(before) = before else {
+            return self.clone();
+        };
+        Histogram {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(le, c)| {
+                    let b = before
+                        .buckets
+                        .iter()
+                        .find(|(l, _)| l == le)
+                        .map(|(_, c)| *c)
+                        .unwrap_or(0.0);
+                    (*le, c - b)
+                })
+                .collect(),
+        }
+    }
+
+    fn count(&self) -> f64 {
+        self.buckets.last().map(|(_, c)| *c).unwrap_or(0.0)
+    }
+
+    /// The q-quantile by linear interpolation inside its bucket (as Prometheus'
+    /// `histogram_quantile` does), in milliseconds.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.count();
+        if total <= 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let mut prev = (0.0, 0.0);
+        for &(le, c) in &self.buckets {
+            if c >= rank {
+                if le.is_infinite() {
+                    return Some(prev.0 * 1000.0);
+                }
+                let in_bucket = c - prev.1;
+                let frac = if in_bucket > 0.0 {
+                    (rank - prev.1) / in_bucket
+                } else {
+                    1.0
+                };
+                return Some((prev.0 + (le - prev.0) * frac) * 1000.0);
+            }
+            prev = (le, c);
+        }
+        None
+    }
+}
+
+fn fmt_quantiles(h: Option<&Histogram>) -> String {
+    match h {
+        Some(h) if h.count() > 0.0 => format!(
+            "p50 {:.1} ms, p99 {:.1} ms ({} reconciles)",
+            h.quantile_ms(0.5).unwrap_or(0.0),
+            h.quantile_ms(0.99).unwrap_or(0.0),
+            h.count()
+        ),
+        _ => "no reconciles".into(),
+    }
+}
+
+type KubeCounts = BTreeMap<(String, String), u64>;
+
+fn diff_counts(after: &KubeCounts, before: &KubeCounts) -> KubeCounts {
+    after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// Requests per verb, and the resources behind each.
+fn by_verb(counts: &KubeCounts) -> BTreeMap<String, (u64, Vec<String>)> {
+    let mut out: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+    for ((verb, resource), n) in counts {
+        let e = out.entry(verb.clone()).or_default();
+        e.0 += n;
+        e.1.push(format!("{resource} {n}"));
+    }
+    out
+}
+
+/// Table rows: (figure, value).
+#[derive(Default)]
+struct Table(Vec<(String, String)>);
+
+impl Table {
+    fn row(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push((name.into(), value.into()));
+    }
+
+    fn print(&self, title: &str) {
+        let width = self.0.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        println!("\n## {title}\n");
+        println!("| {:width$} | value |", "figure");
+        println!("|{}|-------|", "-".repeat(width + 2));
+        for (n, v) in &self.0 {
+            println!("| {n:width$} | {v} |");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Driving tenants
+// ---------------------------------------------------------------------------------------------
+
+/// Applies tenants `0..n`, `concurrency` requests in flight.
+async fn apply_tenants(client: &kube::Client, n: usize, concurrency: usize) {
+    let api: Api<Tenant> = Api::all(client.clone());
+    stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &tenant_object(i))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("tenants created");
+}
+
+/// The baseline: the same objects the operator would create, created by a plain client.
+async fn baseline(client: &kube::Client, config: &OperatorConfig, n: usize, concurrency: usize) {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    stream::iter(0..n)
+        .map(|i| {
+            let (tenants, namespaces, client) =
+                (tenants.clone(), namespaces.clone(), client.clone());
+            async move {
+                let pp = PostParams::default();
+                let tenant = tenants.create(&pp, &tenant_object(i)).await?;
+                let children = desired_children(&tenant, config);
+                let ns = tenant.namespace_name();
+                namespaces.create(&pp, &children.namespace).await?;
+                Api::<ResourceQuota>::namespaced(client.clone(), &ns)
+                    .create(&pp, &children.quota)
+                    .await?;
+                Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+                    .create(&pp, &children.network_policy)
+                    .await?;
+                let grants: Api<ConsentGrant> = Api::namespaced(client.clone(), &ns);
+                for g in &children.grants {
+                    grants.create(&pp, g).await?;
+                }
+                Ok::<_, kube::Error>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("baseline objects created");
+}
+
+fn is_ready(t: &Tenant) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+            && s.observed_generation == t.metadata.generation
+    })
+}
+
+/// Watches Tenants until `want` of them satisfy `pred`.
+async fn wait_tenants(client: &kube::Client, want: usize, pred: impl Fn(&Tenant) -> bool) {
+    let api: Api<Tenant> = Api::all(client.clone());
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut ok: HashSet<String> = HashSet::new();
+    while let Some(event) = stream.next().await {
+        let Ok(event) = event else { continue };
+        match event {
+            watcher::Event::Apply(t) | watcher::Event::InitApply(t) => {
+                if pred(&t) {
+                    ok.insert(t.name_any());
+                } else {
+                    ok.remove(&t.name_any());
+                }
+            }
+            watcher::Event::Delete(t) => {
+                ok.remove(&t.name_any());
+            }
+            _ => {}
+        }
+        if ok.len() >= want {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 1: time to Ready, requests, memory, reconcile durations
+// ---------------------------------------------------------------------------------------------
+
+async fn phase_ready(args: &Args) -> Table {
+    let n = args.tenants;
+    let mut table = Table::default();
+    table.row("tenants (every other Pro)", n.to_string());
+    table.row("client concurrency", args.concurrency.to_string());
+
+    // Baseline on a fresh simulator.
+    let world = World::start(PollingConfig::default(), 3599).await;
+    let started = Instant::now();
+    baseline(&world.client, &world.config, n, args.concurrency).await;
+    let base = started.elapsed();
+    let base_counts = world.kube.request_counts();
+    let base_requests: u64 = base_counts
+        .iter()
+        .filter(|((v, _), _)| v == "create")
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("baseline: {n} tenants' objects in {base:.2?} ({base_requests} creates)");
+    world.m365.clone().shutdown().await;
+    world.kube.clone().shutdown().await;
+
+    // The operator.
+    let world = World::start(PollingConfig::default(), 3599).await;
+    world.add_customers(n, |_| Granted::All);
+    let operator = Operator::start(&world, "ready").await;
+    let before = world.kube.request_counts();
+    world.m365.reset_counts();
+    let metrics_before = Histogram::parse(&operator.metrics().await);
+
+    let started = Instant::now();
+    let waiting = {
+        let client = world.client.clone();
+        tokio::spawn(async move { wait_tenants(&client, n, is_ready).await })
+    };
+    apply_tenants(&world.client, n, args.concurrency).await;
+    let applied = started.elapsed();
+    waiting.await.expect("watch");
+    let ready = started.elapsed();
+    eprintln!("operator: {n} tenants applied in {applied:.2?}, all Ready after {ready:.2?}");
+    // Let the last writes settle before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let after = world.kube.request_counts();
+    let m365 = world.m365.counts().total;
+    let metrics_ready = Histogram::parse(&operator.metrics().await);
+
+    table.row(
+        "baseline: objects created by a plain client",
+        format!("{base:.2?}"),
+    );
+    table.row("operator: Tenants applied", format!("{applied:.2?}"));
+    table.row("operator: all Ready", format!("{ready:.2?}"));
+    table.row(
+        "ratio operator / baseline (goal ≤ 1.5)",
+        format!("{:.2}", ready.as_secs_f64() / base.as_secs_f64()),
+    );
+
+    let mut diff = diff_counts(&after, &before);
+    // The bench's own requests: the Tenant creates (and its watch).
+    if let Some(c) = diff.get_mut(&("create".into(), "tenants".into())) {
+        *c -= n as u64;
+    }
+    for (verb, (count, resources)) in by_verb(&diff) {
+        table.row(
+            format!("API {verb} per tenant"),
+            format!("{:.2} ({})", count as f64 / n as f64, resources.join(", ")),
+        );
+    }
+    let total: u64 = diff.values().sum();
+    table.row(
+        "API requests per tenant (operator)",
+        format!("{:.2}", total as f64 / n as f64),
+    );
+    table.row(
+        "baseline API requests per tenant",
+        format!("{:.2}", base_requests as f64 / n as f64),
+    );
+    table.row(
+        "Graph requests per tenant (GET + $batch)",
+        format!(
+            "{:.2} (GET {}, $batch {} carrying {} items)",
+            m365.graph_requests() as f64 / n as f64,
+            m365.graph_get,
+            m365.graph_batch,
+            m365.batch_items
+        ),
+    );
+    table.row(
+        "token requests per tenant",
+        format!("{:.2}", m365.token as f64 / n as f64),
+    );
+    table.row(
+        "discovery requests per tenant",
+        format!("{:.2}", m365.discovery as f64 / n as f64),
+    );
+    for (controller, h) in &metrics_ready {
+        table.row(
+            format!("reconcile {controller}, whole run (with API/Graph calls)"),
+            fmt_quantiles(Some(&h.minus(metrics_before.get(controller)))),
+        );
+    }
+
+    // Reconciles without outside calls: touch every Tenant; nothing changed, so the Tenant
+    // reconcile reads its caches only and the grants (triggered through their Tenant) are not
+    // due for a check.
+    let poke_started = Instant::now();
+    let api: Api<Tenant> = Api::all(world.client.clone());
+    stream::iter(0..n)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let patch =
+                    json!({"metadata": {"annotations": {"bench.recording.m365.io/poke": "1"}}});
+                api.patch(
+                    &tenant_name(i),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+                .map(|_| ())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("tenants poked");
+    let poke_before = world.kube.request_counts();
+    // Wait until the tenant controller has reconciled every poked Tenant (its counter), at most
+    // a minute.
+    let total_of = |text: &str, controller: &str| -> f64 {
+        Histogram::parse(text)
+            .get(controller)
+            .map(Histogram::count)
+            .unwrap_or(0.0)
+    };
+    let want = metrics_ready
+        .get("tenant")
+        .map(Histogram::count)
+        .unwrap_or(0.0)
+        + n as f64;
+    for _ in 0..600 {
+        if total_of(&operator.metrics().await, "tenant") >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let metrics_poked = Histogram::parse(&operator.metrics().await);
+    let poke_calls: u64 = diff_counts(&world.kube.request_counts(), &poke_before)
+        .values()
+        .sum();
+    eprintln!("poke: {:.2?}", poke_started.elapsed());
+    for (controller, h) in &metrics_poked {
+        table.row(
+            format!("reconcile {controller}, poke (no outside calls)"),
+            fmt_quantiles(Some(&h.minus(metrics_ready.get(controller)))),
+        );
+    }
+    table.row(
+        "API requests by the operator during the poke",
+        poke_calls.to_string(),
+    );
+    table.row(
+        "operator peak RSS (VmHWM; goal ≤ 64 MiB at 10,000)",
+        format!("{:.1} MiB", operator.peak_rss_mib()),
+    );
+    table.row(
+        "operator RSS at the end",
+        format!("{:.1} MiB", operator.rss_mib()),
+    );
+    operator.stop().await;
+    world.m365.clone().shutdown().await;
+    world.kube.clone().shutdown().await;
+    table
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2: steady state over a simulated day, and pending tenants
+// ---------------------------------------------------------------------------------------------
+
+/// Which tenants stay pending: every tenth, half of them with the directory consent given.
+fn granted_of(i: usize) -> Granted {
+    match i % 20 {
+        9 => Granted::Nothing,
+        19 => Granted::DirectoryOnly,
+        _ => Granted::All,
+    }
+}
+
+async fn phase_steady(args: &Args) -> Table {
+    let n = args.tenants;
+    let day = Duration::from_secs(args.day_secs);
+    let scale = day.as_secs_f64() / 86_400.0;
+    let defaults = PollingConfig::default();
+    // Granted polling scaled to the simulated day; pending polling scaled to 1/30 so polls
+    // are frequent enough to count without flooding the simulators (per-poll figures do
+    // not depend on the scale as long as every timing shares it).
+    let pending_scale = 1.0 / 30.0;
+    let polling = PollingConfig {
+        granted_interval: defaults.granted_interval.mul_f64(scale),
+        token_renew_before: defaults.token_renew_before.mul_f64(scale),
+        pending_initial: defaults.pending_initial.mul_f64(pending_scale),
+        pending_max: defaults.pending_max.mul_f64(pending_scale),
+        check_cache_ttl: defaults.check_cache_ttl.mul_f64(pending_scale),
+        ..defaults.clone()
+    };
+    let token_lifetime = ((3599.0 * scale).round() as u64).max(1);
+    let mut table = Table::default();
+    table.row("tenants", n.to_string());
+    table.row(
+        "simulated day",
+        format!(
+            "{}s (granted interval {:.1?}, token lifetime {token_lifetime}s, renewed {:.2?} before expiry)",
+            day.as_secs(),
+            polling.granted_interval,
+            polling.token_renew_before
+        ),
+    );
+    table.row(
+        "pending timings (1/30)",
+        format!(
+            "initial {:.2?}, max {:.2?}, check cache {:.0?}",
+            polling.pending_initial, polling.pending_max, polling.check_cache_ttl
+        ),
+    );
+
+    let world = World::start(polling.clone(), token_lifetime).await;
+    world.add_customers(n, granted_of);
+    let operator = Operator::start(&world, "steady").await;
+    let granted: Vec<usize> = (0..n).filter(|i| granted_of(*i) == Granted::All).collect();
+    let nothing: Vec<usize> = (0..n)
+        .filter(|i| granted_of(*i) == Granted::Nothing)
+        .collect();
+    let directory_only: Vec<usize> = (0..n)
+        .filter(|i| granted_of(*i) == Granted::DirectoryOnly)
+        .collect();
+
+    let waiting = {
+        let client = world.client.clone();
+        let want = granted.len();
+        tokio::spawn(async move { wait_tenants(&client, want, is_ready).await })
+    };
+    apply_tenants(&world.client, n, args.concurrency).await;
+    waiting.await.expect("watch");
+    // Pending tenants reach their longest poll interval after a few doublings.
+    let settle = polling.pending_initial * 8 + polling.pending_max;
+    tokio::time::sleep(settle).await;
+
+    // Count polls of the pending tenants: each new lastCheckedAt of their `directory` grant.
+    let polls: Arc<Mutex<HashMap<String, (Option<String>, u64)>>> = Default::default();
+    let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poll_watch = {
+        let (polls, counting) = (polls.clone(), counting.clone());
+        let api: Api<ConsentGrant> = Api::all(world.client.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = stream.next().await {
+                let Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) = event else {
+                    continue;
+                };
+                if g.name_any() != "directory" {
+                    continue;
+                }
+                let checked = g
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.last_checked_at.as_ref())
+                    .map(|t| t.0.to_string());
+                let mut polls = polls.lock().unwrap();
+                let entry = polls
+                    .entry(g.namespace().unwrap_or_default())
+                    .or_insert((None, 0));
+                if entry.0 != checked {
+                    entry.0 = checked;
+                    if counting.load(std::sync::atomic::Ordering::SeqCst) {
+                        entry.1 += 1;
+                    }
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    world.m365.reset_counts();
+    let kube_before = world.kube.request_counts();
+    counting.store(true, std::sync::atomic::Ordering::SeqCst);
+    let started = Instant::now();
+    tokio::time::sleep(day).await;
+    counting.store(false, std::sync::atomic::Ordering::SeqCst);
+    let window = started.elapsed();
+    let counts = world.m365.counts();
+    let kube_after = world.kube.request_counts();
+    poll_watch.abort();
+    let polls = polls.lock().unwrap().clone();
+
+    let per = |set: &[usize], pick: fn(&sim::m365::EndpointCounts) -> u64| -> u64 {
+        set.iter()
+            .map(|i| pick(&counts.tenant(&tenant_id(*i))))
+            .sum()
+    };
+    let days = window.as_secs_f64() / day.as_secs_f64();
+    let g = granted.len().max(1) as f64;
+    let graph_granted = per(&granted, |c| c.graph_requests()) as f64 / g / days;
+    table.row(
+        "granted: Graph requests per tenant per day (goal ≤ 6)",
+        format!("{graph_granted:.2}"),
+    );
+    table.row(
+        "granted: token requests per tenant per day",
+        format!("{:.2}", per(&granted, |c| c.token) as f64 / g / days),
+    );
+    table.row(
+        "granted: $batch items per tenant per day",
+        format!("{:.2}", per(&granted, |c| c.batch_items) as f64 / g / days),
+    );
+    for (label, set) in [
+        ("pending, nothing granted", &nothing),
+        ("pending, directory granted", &directory_only),
+    ] {
+        let poll_count: u64 = set
+            .iter()
+            .map(|i| {
+                polls
+                    .get(&format!("tenant-{}", tenant_name(*i)))
+                    .map(|p| p.1)
+                    .unwrap_or(0)
+            })
+            .sum();
+        let per_poll = |pick: fn(&sim::m365::EndpointCounts) -> u64| {
+            per(set, pick) as f64 / (poll_count.max(1) as f64)
+        };
+        table.row(
+            format!("{label}: tenants, polls in the window"),
+            format!(
+                "{}, {poll_count} ({:.1} per tenant)",
+                set.len(),
+                poll_count as f64 / set.len().max(1) as f64
+            ),
+        );
+        table.row(
+            format!("{label}: Graph requests per tenant per poll (goal ≤ 1)"),
+            format!("{:.2}", per_poll(|c| c.graph_requests())),
+        );
+        table.row(
+            format!("{label}: token requests per tenant per poll"),
+            format!("{:.2}", per_poll(|c| c.token)),
+        );
+    }
+    let kube = diff_counts(&kube_after, &kube_before);
+    for (verb, (count, resources)) in by_verb(&kube) {
+        table.row(
+            format!("API {verb} per tenant per day"),
+            format!(
+                "{:.2} ({})",
+                count as f64 / n as f64 / days,
+                resources.join(", ")
+            ),
+        );
+    }
+    table.row(
+        "operator peak RSS",
+        format!("{:.1} MiB", operator.peak_rss_mib()),
+    );
+    operator.stop().await;
+    world.m365.clone().shutdown().await;
+    world.kube.clone().shutdown().await;
+    table
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cores} cores, {mem}, {cpu}")
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!("# scale benchmark: {} tenants", args.tenants);
+    println!("machine: {}", machine());
+    runtime.block_on(async {
+        if matches!(args.phase, Phase::Ready | Phase::All) {
+            phase_ready(&args)
+                .await
+                .print("time to Ready, requests, memory");
+        }
+        if matches!(args.phase, Phase::Steady | Phase::All) {
+            phase_steady(&args)
+                .await
+                .print("steady state over a simulated day");
+        }
+    });
+}
