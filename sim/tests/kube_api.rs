@@ -826,3 +826,94 @@ async fn server_side_apply_merges_keyed_lists_per_element() {
     assert_eq!(images, ["bot:2", "side:1"]);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn service_accounts_are_authorized_by_the_rbac_objects() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let bot = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        sim.service_account_client("default", "bot").await,
+        "default",
+    );
+    match bot.list(&Default::default()).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 403);
+            assert_eq!(
+                s.message,
+                "configmaps is forbidden: User \"system:serviceaccount:default:bot\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"default\""
+            );
+        }
+        other => panic!("an unbound service account must be forbidden, got {other:?}"),
+    }
+
+    let role = json!({"metadata": {"name": "reader"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch"]}]});
+    raw.post(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/roles",
+        &role,
+    )
+    .await;
+    let binding = json!({"metadata": {"name": "bot-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bot", "namespace": "default"}]});
+    raw.post(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+        &binding,
+    )
+    .await;
+    assert!(bot.list(&Default::default()).await.is_ok());
+    let mut c = k8s_openapi::api::core::v1::ConfigMap::default();
+    c.metadata.name = Some("nope".into());
+    match bot.create(&Default::default(), &c).await {
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (403, "Forbidden")),
+        other => panic!("create is not granted, got {other:?}"),
+    }
+    let elsewhere = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+        sim.service_account_client("default", "bot").await,
+        "kube-system",
+    );
+    assert!(
+        elsewhere.list(&Default::default()).await.is_err(),
+        "a RoleBinding grants only its namespace"
+    );
+
+    // kubectl auth can-i asks the server (SelfSubjectAccessReview), here impersonating.
+    let k = Kubectl::new(&sim);
+    let yes = k
+        .run(&[
+            "auth",
+            "can-i",
+            "list",
+            "configmaps",
+            "-n",
+            "default",
+            "--as=system:serviceaccount:default:bot",
+        ])
+        .await;
+    assert_eq!(String::from_utf8_lossy(&yes.stdout).trim(), "yes");
+    let no = k
+        .run(&[
+            "auth",
+            "can-i",
+            "delete",
+            "configmaps",
+            "-n",
+            "default",
+            "--as=system:serviceaccount:default:bot",
+        ])
+        .await;
+    assert_eq!(String::from_utf8_lossy(&no.stdout).trim(), "no");
+    assert!(!no.status.success());
+
+    // Only the admin may impersonate.
+    let sa_token = sim.service_account_token("default", "bot");
+    let r = raw
+        .http
+        .get(format!("{}{CMS}", raw.base))
+        .bearer_auth(sa_token)
+        .header("Impersonate-User", "kube-sim-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    sim.shutdown().await;
+}

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::cluster::{Cluster, DeleteOptions, WriteOptions};
 use super::error::ApiError;
 use super::patch::PatchType;
+use super::rbac::{self, Tokens, User};
 use super::resources::{core_versions, openapi_document, openapi_root, version_info, ResourceType};
 use super::selectors::Filter;
 use super::table::{self, partial_metadata, IncludeObject};
@@ -25,7 +26,9 @@ use super::FaultSpec;
 /// State shared by every request.
 pub struct Shared {
     pub cluster: Mutex<Cluster>,
+    /// The harness's (admin) token.
     pub token: String,
+    pub tokens: Mutex<Tokens>,
     pub server_address: String,
     pub faults: Mutex<Vec<FaultSpec>>,
     pub counts: Mutex<BTreeMap<(String, String), u64>>,
@@ -85,12 +88,30 @@ fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Respon
     r
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
-    headers
+/// The user behind the bearer token, after any impersonation.
+fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<User, ApiError> {
+    let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == shared.token)
+        .map(str::trim)
+        .unwrap_or_default();
+    let user = shared
+        .tokens
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .user(token)
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
+    let as_user = headers
+        .get("impersonate-user")
+        .and_then(|v| v.to_str().ok());
+    let as_groups: Vec<String> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    rbac::impersonate(user, as_user, as_groups)
 }
 
 /// A request for a resource (as opposed to discovery).
@@ -145,9 +166,7 @@ fn route(
         ["version"] => return Ok(json_response(StatusCode::OK, &version_info(), &[])),
         _ => {}
     }
-    if !authorized(shared, headers) {
-        return Err(ApiError::unauthorized());
-    }
+    let user = authenticate(shared, headers)?;
     let discovery = |v: Option<Value>| {
         v.map(|v| json_response(StatusCode::OK, &v, &[]))
             .ok_or_else(ApiError::not_found_path)
@@ -202,6 +221,36 @@ fn route(
         None => rt.plural.clone(),
     };
     count_and_check_faults(shared, verb, &resource)?;
+    let attributes = rbac::Attributes {
+        verb,
+        group: &rt.group,
+        resource: &rt.plural,
+        subresource: rp.subresource.as_deref(),
+        namespace: &rp.namespace,
+        name: rp.name.as_deref(),
+    };
+    if !rbac::allowed(&shared.lock().store, &user, &attributes) {
+        return Err(rbac::forbidden(&user, &attributes));
+    }
+    if rt.group == "authorization.k8s.io" {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let protobuf = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.contains("protobuf"));
+        let request = if protobuf && rt.kind == "SelfSubjectAccessReview" {
+            rbac::access_review_from_protobuf(body)
+                .ok_or_else(|| ApiError::bad_request("cannot decode the protobuf access review"))?
+        } else {
+            decode_body(body, headers)?
+        };
+        let review = rbac::review(&shared.lock().store, &user, &rt.kind, request);
+        return Ok(json_response(StatusCode::CREATED, &review, &[]));
+    }
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

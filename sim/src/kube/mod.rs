@@ -41,6 +41,7 @@ mod convert;
 mod error;
 mod http;
 mod patch;
+mod rbac;
 mod resources;
 mod schema;
 mod selectors;
@@ -138,6 +139,7 @@ impl KubeSim {
         let shared = Arc::new(Shared {
             cluster: Mutex::new(cluster),
             token: config.token.clone(),
+            tokens: Mutex::new(rbac::Tokens::new(&config.token)),
             server_address: addr.to_string(),
             faults: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
@@ -196,14 +198,44 @@ impl KubeSim {
 
     /// A client configured through the kubeconfig, exactly as a user's would be.
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(&self.kubeconfig_yaml())
-            .expect("the simulator writes a valid kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .expect("the simulator's kubeconfig loads");
-        kube::Client::try_from(config).expect("a client for the simulator")
+        client_from(&self.kubeconfig_yaml()).await
     }
 
+    /// A token that authenticates as the service account `namespace/name`, whose requests are
+    /// authorized by the RBAC objects in the cluster (the admin token bypasses RBAC, as a
+    /// `system:masters` member does).
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.inner
+            .shared
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .service_account_token(namespace, name)
+    }
+
+    /// A kubeconfig for the service account (see [`KubeSim::service_account_token`]).
+    pub fn service_account_kubeconfig_yaml(&self, namespace: &str, name: &str) -> String {
+        let token = self.service_account_token(namespace, name);
+        self.kubeconfig_yaml()
+            .replace(&self.inner.shared.token, &token)
+    }
+
+    /// A client that acts as the service account, subject to RBAC.
+    pub async fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
+        client_from(&self.service_account_kubeconfig_yaml(namespace, name)).await
+    }
+}
+
+async fn client_from(kubeconfig_yaml: &str) -> kube::Client {
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(kubeconfig_yaml)
+        .expect("the simulator writes a valid kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("the simulator's kubeconfig loads");
+    kube::Client::try_from(config).expect("a client for the simulator")
+}
+
+impl KubeSim {
     /// Keep a Deployment's status unavailable (or release it).
     pub fn hold_deployment_unavailable(&self, namespace: &str, name: &str, hold: bool) {
         let mut cluster = self.inner.shared.lock();

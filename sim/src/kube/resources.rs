@@ -62,6 +62,9 @@ impl ResourceType {
     }
 
     fn verbs(&self) -> Vec<&'static str> {
+        if self.group == "authorization.k8s.io" {
+            return vec!["create"];
+        }
         vec![
             "create",
             "delete",
@@ -312,6 +315,26 @@ const BUILTINS: &[Builtin] = &[
         categories: &["api-extensions"],
         status: true,
         generation: true,
+    },
+    Builtin {
+        group: "authorization.k8s.io",
+        kind: "SelfSubjectAccessReview",
+        plural: "selfsubjectaccessreviews",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
+    },
+    Builtin {
+        group: "authorization.k8s.io",
+        kind: "SubjectAccessReview",
+        plural: "subjectaccessreviews",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
     },
     Builtin {
         group: "rbac.authorization.k8s.io",

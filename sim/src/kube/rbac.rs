@@ -1,0 +1,434 @@
+//! Who is asking, and may they: bearer tokens map to users (the harness's admin token is in
+//! `system:masters`; service-account tokens are handed out by the simulator), the admin may
+//! impersonate (`kubectl --as`), and everyone else is authorized by the RBAC objects stored
+//! in the cluster (Roles, ClusterRoles and their bindings), as the real RBAC authorizer does.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::store::Store;
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn admin() -> User {
+        User {
+            name: "kube-sim-admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
+    }
+
+    pub fn service_account(namespace: &str, name: &str) -> User {
+        User {
+            name: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+        }
+    }
+
+    fn is_master(&self) -> bool {
+        self.groups.iter().any(|g| g == "system:masters")
+    }
+}
+
+/// Tokens the server accepts.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    by_token: BTreeMap<String, User>,
+}
+
+impl Tokens {
+    pub fn new(admin_token: &str) -> Tokens {
+        let mut by_token = BTreeMap::new();
+        by_token.insert(admin_token.to_string(), User::admin());
+        Tokens { by_token }
+    }
+
+    /// A token for a service account (the same one each time it is asked for).
+    pub fn service_account_token(&mut self, namespace: &str, name: &str) -> String {
+        let user = User::service_account(namespace, name);
+        if let Some((t, _)) = self.by_token.iter().find(|(_, u)| **u == user) {
+            return t.clone();
+        }
+        let token = format!("kube-sim-sa-{}", uuid::Uuid::new_v4().simple());
+        self.by_token.insert(token.clone(), user);
+        token
+    }
+
+    pub fn user(&self, token: &str) -> Option<&User> {
+        self.by_token.get(token)
+    }
+}
+
+/// Apply `Impersonate-User`/`Impersonate-Group`: only masters may impersonate here.
+pub fn impersonate(
+    user: User,
+    as_user: Option<&str>,
+    as_groups: Vec<String>,
+) -> Result<User, ApiError> {
+    let Some(name) = as_user else {
+        return Ok(user);
+    };
+    if !user.is_master() {
+        return Err(ApiError::new(
+            403,
+            "Forbidden",
+            format!("users \"{name}\" is forbidden: User \"{}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope", user.name),
+        ));
+    }
+    let mut groups = as_groups;
+    groups.push("system:authenticated".into());
+    if let Some(rest) = name.strip_prefix("system:serviceaccount:") {
+        if let Some((ns, _)) = rest.split_once(':') {
+            groups.push("system:serviceaccounts".into());
+            groups.push(format!("system:serviceaccounts:{ns}"));
+        }
+    }
+    Ok(User {
+        name: name.to_string(),
+        groups,
+    })
+}
+
+/// What a request wants to do.
+#[derive(Debug, Clone)]
+pub struct Attributes<'a> {
+    pub verb: &'a str,
+    pub group: &'a str,
+    pub resource: &'a str,
+    pub subresource: Option<&'a str>,
+    pub namespace: &'a str,
+    pub name: Option<&'a str>,
+}
+
+fn has(list: &Value, wanted: &str) -> bool {
+    list.as_array()
+        .is_some_and(|l| l.iter().any(|v| v == "*" || v == wanted))
+}
+
+fn rule_allows(rule: &Value, a: &Attributes) -> bool {
+    let resource_ok = rule["resources"].as_array().is_some_and(|list| {
+        list.iter().any(|r| {
+            let r = r.as_str().unwrap_or_default();
+            match a.subresource {
+                None => r == "*" || r == a.resource,
+                Some(sub) => {
+                    r == "*" || r == format!("{}/{sub}", a.resource) || r == format!("*/{sub}")
+                }
+            }
+        })
+    });
+    let names = rule["resourceNames"].as_array().filter(|n| !n.is_empty());
+    let name_ok = match names {
+        None => true,
+        Some(names) => a.name.is_some_and(|n| names.iter().any(|x| x == n)),
+    };
+    has(&rule["verbs"], a.verb) && has(&rule["apiGroups"], a.group) && resource_ok && name_ok
+}
+
+fn subject_matches(subject: &Value, user: &User, binding_namespace: &str) -> bool {
+    let name = subject["name"].as_str().unwrap_or_default();
+    match subject["kind"].as_str() {
+        Some("User") => user.name == name,
+        Some("Group") => user.groups.iter().any(|g| g == name),
+        Some("ServiceAccount") => {
+            let ns = subject["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(binding_namespace);
+            user.name == format!("system:serviceaccount:{ns}:{name}")
+        }
+        _ => false,
+    }
+}
+
+fn rbac_key(plural: &str) -> (String, String) {
+    ("rbac.authorization.k8s.io".into(), plural.into())
+}
+
+/// Is the request allowed? Masters always are; others need a matching rule through a
+/// ClusterRoleBinding, or a RoleBinding in the request's namespace.
+pub fn allowed(store: &Store, user: &User, a: &Attributes) -> bool {
+    // The bootstrap policy (system:basic-user): anyone may ask what they may do.
+    if user.is_master()
+        || (a.group == "authorization.k8s.io" && a.resource == "selfsubjectaccessreviews")
+    {
+        return true;
+    }
+    let role_rules = |kind: &str, name: &str, ns: &str| -> Vec<Value> {
+        let (plural, ns) = if kind == "ClusterRole" {
+            ("clusterroles", "")
+        } else {
+            ("roles", ns)
+        };
+        store
+            .get(&rbac_key(plural), ns, name)
+            .and_then(|r| r["rules"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let grants = |binding: &Value, ns: &str| -> bool {
+        let bound = binding["subjects"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| subject_matches(s, user, ns)));
+        bound
+            && role_rules(
+                binding["roleRef"]["kind"].as_str().unwrap_or_default(),
+                binding["roleRef"]["name"].as_str().unwrap_or_default(),
+                ns,
+            )
+            .iter()
+            .any(|r| rule_allows(r, a))
+    };
+    let cluster = store
+        .list(&rbac_key("clusterrolebindings"), "")
+        .into_iter()
+        .any(|b| grants(b, ""));
+    cluster
+        || (!a.namespace.is_empty()
+            && store
+                .list(&rbac_key("rolebindings"), a.namespace)
+                .into_iter()
+                .any(|b| grants(b, a.namespace)))
+}
+
+/// The real server's 403 for a denied request.
+pub fn forbidden(user: &User, a: &Attributes) -> ApiError {
+    let resource = match a.subresource {
+        Some(sub) => format!("{}/{sub}", a.resource),
+        None => a.resource.to_string(),
+    };
+    let qualified = if a.group.is_empty() {
+        a.resource.to_string()
+    } else {
+        format!("{}.{}", a.resource, a.group)
+    };
+    let subject = match a.name {
+        Some(n) => format!("{qualified} \"{n}\""),
+        None => qualified,
+    };
+    let scope = if a.namespace.is_empty() {
+        "at the cluster scope".to_string()
+    } else {
+        format!("in the namespace \"{}\"", a.namespace)
+    };
+    let mut e = ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "{subject} is forbidden: User \"{}\" cannot {} resource \"{resource}\" in API group \"{}\" {scope}",
+            user.name, a.verb, a.group
+        ),
+    );
+    let mut details = json!({"kind": a.resource});
+    if let Some(n) = a.name {
+        details["name"] = json!(n);
+    }
+    if !a.group.is_empty() {
+        details["group"] = json!(a.group);
+    }
+    e.details = Some(details);
+    e
+}
+
+/// A SelfSubjectAccessReview or SubjectAccessReview, answered (never stored).
+pub fn review(store: &Store, requester: &User, kind: &str, mut body: Value) -> Value {
+    let user = if kind == "SubjectAccessReview" {
+        User {
+            name: body["spec"]["user"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            groups: body["spec"]["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect(),
+        }
+    } else {
+        requester.clone()
+    };
+    let attrs = &body["spec"]["resourceAttributes"];
+    let allowed = if attrs.is_object() {
+        let s = |k: &str| attrs[k].as_str().unwrap_or_default().to_string();
+        let (verb, group, resource, sub, ns, name) = (
+            s("verb"),
+            s("group"),
+            s("resource"),
+            s("subresource"),
+            s("namespace"),
+            s("name"),
+        );
+        let a = Attributes {
+            verb: &verb,
+            group: &group,
+            resource: &resource,
+            subresource: Some(sub.as_str()).filter(|s| !s.is_empty()),
+            namespace: &ns,
+            name: Some(name.as_str()).filter(|n| !n.is_empty()),
+        };
+        allowed(store, &user, &a)
+    } else {
+        // Non-resource URLs (discovery, /healthz): open to every authenticated user.
+        true
+    };
+    // Like the RBAC authorizer, a denial carries no reason (kubectl prints a bare "no").
+    body["status"] = json!({"allowed": allowed});
+    body
+}
+
+/// `kubectl auth can-i` posts its SelfSubjectAccessReview as protobuf (the typed client's
+/// default); the little of protobuf needed to read one is decoded here: the `k8s\0` magic, the
+/// `runtime.Unknown` envelope, and the review's `spec.resourceAttributes` strings.
+pub fn access_review_from_protobuf(bytes: &[u8]) -> Option<Value> {
+    let envelope = fields(bytes.strip_prefix(b"k8s\0")?)?;
+    let review = fields(bytes_field(&envelope, 2)?)?;
+    let spec = fields(bytes_field(&review, 2)?)?;
+    let mut out = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {}, "spec": {}});
+    if let Some(attrs) = bytes_field(&spec, 1) {
+        let attrs = fields(attrs)?;
+        let mut ra = serde_json::Map::new();
+        for (n, key) in [
+            "namespace",
+            "verb",
+            "group",
+            "version",
+            "resource",
+            "subresource",
+            "name",
+        ]
+        .iter()
+        .enumerate()
+        {
+            if let Some(v) = bytes_field(&attrs, n as u64 + 1) {
+                ra.insert(key.to_string(), json!(String::from_utf8_lossy(v)));
+            }
+        }
+        out["spec"]["resourceAttributes"] = Value::Object(ra);
+    } else if let Some(attrs) = bytes_field(&spec, 2) {
+        let attrs = fields(attrs)?;
+        let s = |n| bytes_field(&attrs, n).map(|v| String::from_utf8_lossy(v).into_owned());
+        out["spec"]["nonResourceAttributes"] = json!({"path": s(1), "verb": s(2)});
+    }
+    Some(out)
+}
+
+fn bytes_field<'a>(fields: &[(u64, &'a [u8])], number: u64) -> Option<&'a [u8]> {
+    fields.iter().find(|(n, _)| *n == number).map(|(_, v)| *v)
+}
+
+/// The length-delimited fields of one protobuf message (other wire types are skipped).
+fn fields(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes)?;
+        match key & 7 {
+            0 => {
+                varint(&mut bytes)?;
+            }
+            1 => bytes = bytes.get(8..)?,
+            5 => bytes = bytes.get(4..)?,
+            2 => {
+                let len = usize::try_from(varint(&mut bytes)?).ok()?;
+                out.push((key >> 3, bytes.get(..len)?));
+                bytes = bytes.get(len..)?;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs<'a>(verb: &'a str, resource: &'a str, namespace: &'a str) -> Attributes<'a> {
+        Attributes {
+            verb,
+            group: "",
+            resource,
+            subresource: None,
+            namespace,
+            name: None,
+        }
+    }
+
+    #[test]
+    fn reads_a_protobuf_access_review() {
+        // spec.resourceAttributes {namespace: "default", verb: "list", resource: "configmaps"}
+        let attrs = [
+            &[0x0a, 7][..],
+            b"default",
+            &[0x12, 4],
+            b"list",
+            &[0x2a, 10],
+            b"configmaps",
+        ]
+        .concat();
+        let spec = [&[0x0a, attrs.len() as u8][..], &attrs].concat();
+        let review = [&[0x12, spec.len() as u8][..], &spec].concat();
+        let envelope = [&b"k8s\0"[..], &[0x12, review.len() as u8], &review].concat();
+        let v = access_review_from_protobuf(&envelope).unwrap();
+        assert_eq!(
+            v["spec"]["resourceAttributes"],
+            json!({"namespace": "default", "verb": "list", "resource": "configmaps"})
+        );
+    }
+
+    #[test]
+    fn rules_match_verbs_groups_resources_and_names() {
+        let rule = json!({"apiGroups": [""], "resources": ["configmaps", "pods/log"], "verbs": ["get", "list"]});
+        assert!(rule_allows(&rule, &attrs("list", "configmaps", "a")));
+        assert!(!rule_allows(&rule, &attrs("delete", "configmaps", "a")));
+        let mut sub = attrs("get", "pods", "a");
+        sub.subresource = Some("log");
+        assert!(rule_allows(&rule, &sub));
+        let named =
+            json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"], "resourceNames": ["x"]});
+        assert!(!rule_allows(&named, &attrs("list", "secrets", "a")));
+        let mut get_x = attrs("get", "secrets", "a");
+        get_x.name = Some("x");
+        assert!(rule_allows(&named, &get_x));
+    }
+
+    #[test]
+    fn forbidden_messages_name_user_verb_resource_and_scope() {
+        let user = User::service_account("ops", "bot");
+        let e = forbidden(&user, &attrs("list", "secrets", "default"));
+        assert_eq!(
+            e.message,
+            "secrets is forbidden: User \"system:serviceaccount:ops:bot\" cannot list resource \"secrets\" in API group \"\" in the namespace \"default\""
+        );
+        let mut a = attrs("patch", "tenants", "");
+        a.group = "recording.m365.io";
+        a.subresource = Some("status");
+        a.name = Some("t");
+        assert_eq!(
+            forbidden(&user, &a).message,
+            "tenants.recording.m365.io \"t\" is forbidden: User \"system:serviceaccount:ops:bot\" cannot patch resource \"tenants/status\" in API group \"recording.m365.io\" at the cluster scope"
+        );
+    }
+}
