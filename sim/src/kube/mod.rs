@@ -17,7 +17,7 @@
 //! namespaces, garbage collection, the Deployment loop), `schema` (pruning, defaults,
 //! structural validation, CEL), `patch` and `apply` (patches and field ownership),
 //! `table` (server-side printing), `watch`, `http` (routing and content negotiation),
-//! `tls`.
+//! `tls`, `rbac` (tokens, impersonation, RBAC authorization).
 //!
 //! Not simulated (the real server does these): protobuf and CBOR bodies (so `kubectl create
 //! configmap …`-style generators, which send protobuf, get 415; `kubectl apply/get/patch/
@@ -28,7 +28,10 @@
 //! container ports on port and protocol) and does not track element ownership separately
 //! from the element's fields; foreground deletion removes dependents synchronously instead
 //! of through a `foregroundDeletion` finalizer; garbage collection and namespace cleanup are
-//! synchronous; RBAC (every request with the token is allowed), admission webhooks,
+//! synchronous; RBAC covers Roles/ClusterRoles and their bindings for service-account tokens
+//! and impersonated users (the harness token is `system:masters`), but not aggregated
+//! ClusterRoles, the bootstrap roles beyond self access reviews, or non-resource URL rules
+//! (discovery is open to every authenticated user); admission webhooks,
 //! ValidatingAdmissionPolicy, aggregated discovery (the legacy form is served and kubectl falls
 //! back to it), `/openapi/v2`; Pods, ReplicaSets and the other controllers (only the Deployment
 //! status loop runs); the `kubernetes` Service and `kube-root-ca.crt` ConfigMaps; watch
