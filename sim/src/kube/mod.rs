@@ -21,7 +21,8 @@
 //!
 //! Not simulated (the real server does these): protobuf and CBOR bodies (so `kubectl create
 //! configmap …`-style generators, which send protobuf, get 415; `kubectl apply/get/patch/
-//! delete/wait` all use JSON); strict field validation of built-in kinds (their schemas are
+//! delete/wait` all use JSON, and the SelfSubjectAccessReview of `kubectl auth can-i` is
+//! decoded); lists at an exact old resourceVersion (410 instead of a snapshot); strict field validation of built-in kinds (their schemas are
 //! not known; unknown fields are kept); CRD conversion webhooks and schema differences between
 //! served versions (objects are only relabelled); `allOf`/`anyOf`/`oneOf`/`not` and formats in
 //! schemas; server-side apply keys built-in lists on one merge key each (the real server keys
@@ -71,7 +72,7 @@ use http::Shared;
 use store::Store;
 
 /// How the simulated cluster behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KubeSimConfig {
     /// The bearer token clients must present (401 otherwise).
     pub token: String,
@@ -80,6 +81,17 @@ pub struct KubeSimConfig {
     /// Serve HTTPS with the bundled test CA (the default: `kubectl` sends tokens only over
     /// TLS); `false` serves plain HTTP.
     pub tls: bool,
+}
+
+/// The token stays out of debug output.
+impl std::fmt::Debug for KubeSimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSimConfig")
+            .field("token", &"<redacted>")
+            .field("deployment_ready_delay", &self.deployment_ready_delay)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl Default for KubeSimConfig {
