@@ -13,8 +13,9 @@
 //!
 //! How it is put together, one module per concern: `store` (objects, the global
 //! resourceVersion, change history), `resources` (built-in kinds, CRD registration,
-//! discovery and OpenAPI v3 documents), `cluster` (admission and every verb, finalizers,
-//! namespaces, garbage collection, the Deployment loop), `schema` (pruning, defaults,
+//! discovery and OpenAPI v3 documents), `cluster` (every verb, finalizers, namespaces,
+//! garbage collection, the Deployment loop), `admission` (metadata rules and the built-in
+//! kinds' defaults and validation), `convert` (the two Event shapes), `schema` (pruning, defaults,
 //! structural validation, CEL), `patch` and `apply` (patches and field ownership),
 //! `table` (server-side printing), `watch`, `http` (routing and content negotiation),
 //! `tls`, `rbac` (tokens, impersonation, RBAC authorization).
@@ -39,6 +40,7 @@
 //! bookmarks come every 5 s rather than about once a minute; list continue tokens page over the
 //! current state rather than a snapshot.
 
+mod admission;
 mod apply;
 mod cluster;
 mod convert;
