@@ -917,3 +917,49 @@ async fn service_accounts_are_authorized_by_the_rbac_objects() {
     assert_eq!(r.status(), 403);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn immutable_fields_of_built_in_kinds_are_refused() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let pvc = json!({"metadata": {"name": "rec"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "westeurope",
+        "resources": {"requests": {"storage": "1Gi"}}}});
+    let pvcs = "/api/v1/namespaces/default/persistentvolumeclaims";
+    let (code, created) = raw.post(pvcs, &pvc).await;
+    assert_eq!(code, 201);
+    assert_eq!(created["status"]["phase"], "Bound");
+    let (code, status) = raw
+        .patch(
+            &format!("{pvcs}/rec"),
+            "application/merge-patch+json",
+            &json!({"spec": {"storageClassName": "northeurope"}}),
+        )
+        .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        status["message"],
+        "PersistentVolumeClaim \"rec\" is invalid: spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
+    );
+    let (code, _) = raw
+        .patch(
+            &format!("{pvcs}/rec"),
+            "application/merge-patch+json",
+            &json!({"spec": {"resources": {"requests": {"storage": "2Gi"}}}}),
+        )
+        .await;
+    assert_eq!(code, 200);
+
+    let mut frozen = cm("frozen");
+    frozen["immutable"] = json!(true);
+    raw.post(CMS, &frozen).await;
+    let (code, status) = raw
+        .patch(
+            &format!("{CMS}/frozen"),
+            "application/merge-patch+json",
+            &json!({"data": {"k": "changed"}}),
+        )
+        .await;
+    assert_eq!(code, 422);
+    assert_eq!(status["details"]["causes"][0]["field"], "data");
+    sim.shutdown().await;
+}

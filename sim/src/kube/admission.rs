@@ -157,7 +157,9 @@ pub fn builtin_admission(
                     ));
                 }
             }
+            immutable_data(old, o, errors);
         }
+        ("", "ConfigMap") => immutable_data(old, o, errors),
         ("", "Service") => {
             let spec = &mut o["spec"];
             if spec["type"].is_null() {
@@ -201,6 +203,23 @@ pub fn builtin_admission(
         ("", "PersistentVolumeClaim") => {
             if o["spec"]["volumeMode"].is_null() {
                 o["spec"]["volumeMode"] = json!("Filesystem");
+            }
+            if let Some(old) = old {
+                // Only the requested resources may change once a claim exists.
+                let frozen = |v: &Value| {
+                    let mut spec = v["spec"].clone();
+                    if let Some(m) = spec.as_object_mut() {
+                        m.remove("resources");
+                        m.remove("volumeAttributesClassName");
+                    }
+                    spec
+                };
+                if frozen(old) != frozen(o) {
+                    errors.push(FieldError::forbidden(
+                        "spec",
+                        "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+                    ));
+                }
             }
             if creating {
                 let storage = o["spec"]["resources"]["requests"]["storage"].clone();
@@ -247,6 +266,30 @@ pub fn builtin_admission(
         }
         ("apps", "Deployment") => deployment_admission(old, o, errors),
         _ => {}
+    }
+}
+
+/// ConfigMaps and Secrets marked `immutable: true` keep their data, and stay immutable.
+fn immutable_data(old: Option<&Value>, o: &Value, errors: &mut Vec<FieldError>) {
+    let Some(old) = old else {
+        return;
+    };
+    if old["immutable"] != json!(true) {
+        return;
+    }
+    if o["immutable"] != json!(true) {
+        errors.push(FieldError::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
+    }
+    for field in ["data", "binaryData"] {
+        if old[field] != o[field] {
+            errors.push(FieldError::forbidden(
+                field,
+                "field is immutable when `immutable` is set",
+            ));
+        }
     }
 }
 
