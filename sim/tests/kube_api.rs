@@ -963,3 +963,50 @@ async fn immutable_fields_of_built_in_kinds_are_refused() {
     assert_eq!(status["details"]["causes"][0]["field"], "data");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn resource_quotas_limit_object_counts_and_storage() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    let quota = json!({"metadata": {"name": "tenant-quota"}, "spec": {"hard": {"services": "1", "count/deployments.apps": "1", "requests.storage": "3Gi"}}});
+    assert_eq!(
+        raw.post("/api/v1/namespaces/default/resourcequotas", &quota)
+            .await
+            .0,
+        201
+    );
+    let svc = |name: &str| json!({"metadata": {"name": name}, "spec": {"ports": [{"port": 80}]}});
+    assert_eq!(
+        raw.post("/api/v1/namespaces/default/services", &svc("one"))
+            .await
+            .0,
+        201
+    );
+    let (code, status) = raw
+        .post("/api/v1/namespaces/default/services", &svc("two"))
+        .await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status["message"],
+        "services \"two\" is forbidden: exceeded quota: tenant-quota, requested: services=1, used: services=1, limited: services=1"
+    );
+    assert_eq!(raw.post(DEPLOYS, &deployment("a")).await.0, 201);
+    let (code, status) = raw.post(DEPLOYS, &deployment("b")).await;
+    assert_eq!(code, 403);
+    assert!(status["message"]
+        .as_str()
+        .unwrap()
+        .contains("count/deployments.apps=1"));
+
+    let pvc = |name: &str, size: &str| json!({"metadata": {"name": name}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}}});
+    let pvcs = "/api/v1/namespaces/default/persistentvolumeclaims";
+    assert_eq!(raw.post(pvcs, &pvc("p1", "2Gi")).await.0, 201);
+    let (code, status) = raw.post(pvcs, &pvc("p2", "2Gi")).await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        status["message"],
+        "persistentvolumeclaims \"p2\" is forbidden: exceeded quota: tenant-quota, requested: requests.storage=2Gi, used: requests.storage=2Gi, limited: requests.storage=3Gi"
+    );
+    assert_eq!(raw.post(pvcs, &pvc("p3", "1Gi")).await.0, 201);
+    sim.shutdown().await;
+}

@@ -220,6 +220,93 @@ impl Cluster {
         }
     }
 
+    /// Quota admission: a create that would take a namespace past a ResourceQuota's `hard`
+    /// object counts (`services`, `count/deployments.apps`, …) or `requests.storage` is
+    /// refused, as the real quota admission plugin does.
+    fn check_quota(&self, rt: &ResourceType, ns: &str, object: &Value) -> Result<(), ApiError> {
+        if ns.is_empty() {
+            return Ok(());
+        }
+        let quotas: StoreKey = (String::new(), "resourcequotas".into());
+        let count_key = if rt.group.is_empty() {
+            format!("count/{}", rt.plural)
+        } else {
+            format!("count/{}.{}", rt.plural, rt.group)
+        };
+        let legacy_key = matches!(
+            rt.plural.as_str(),
+            "pods"
+                | "services"
+                | "secrets"
+                | "configmaps"
+                | "persistentvolumeclaims"
+                | "resourcequotas"
+        ) && rt.group.is_empty();
+        let existing = self.store.list(&rt.store_key(), ns).len() as f64;
+        for quota in self.store.list(&quotas, ns) {
+            let Some(hard) = quota["spec"]["hard"].as_object() else {
+                continue;
+            };
+            let mut exceeded: Vec<(String, String, String, String)> = Vec::new();
+            for (key, limit) in hard {
+                let limit_text = limit
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| limit.to_string());
+                let Some(max) = quantity(&limit_text) else {
+                    continue;
+                };
+                let (requested, used) = if *key == count_key || (legacy_key && *key == rt.plural) {
+                    (1.0, existing)
+                } else if key == "requests.storage"
+                    && rt.kind == "PersistentVolumeClaim"
+                    && rt.group.is_empty()
+                {
+                    let size = |o: &Value| {
+                        o["spec"]["resources"]["requests"]["storage"]
+                            .as_str()
+                            .and_then(quantity)
+                            .unwrap_or(0.0)
+                    };
+                    let used: f64 = self
+                        .store
+                        .list(&rt.store_key(), ns)
+                        .into_iter()
+                        .map(size)
+                        .sum();
+                    (size(object), used)
+                } else {
+                    continue;
+                };
+                if used + requested > max {
+                    exceeded.push((
+                        key.clone(),
+                        format_quantity(requested),
+                        format_quantity(used),
+                        limit_text,
+                    ));
+                }
+            }
+            if !exceeded.is_empty() {
+                let join = |f: fn(&(String, String, String, String)) -> String| {
+                    exceeded.iter().map(f).collect::<Vec<_>>().join(",")
+                };
+                let why = format!(
+                    "exceeded quota: {}, requested: {}, used: {}, limited: {}",
+                    meta_str(quota, "name"),
+                    join(|e| format!("{}={}", e.0, e.1)),
+                    join(|e| format!("{}={}", e.0, e.2)),
+                    join(|e| format!("{}={}", e.0, e.3)),
+                );
+                return Err(ApiError::forbidden(
+                    target(rt, meta_str(object, "name")),
+                    &why,
+                ));
+            }
+        }
+        Ok(())
+    }
+
     // ----- writes -----
 
     pub fn create(
@@ -276,6 +363,7 @@ impl Cluster {
             meta.remove("generation");
         }
         let (mut object, warnings) = self.admit(rt, None, body, opts)?;
+        self.check_quota(rt, ns, &object)?;
         let (api_version, now) = (rt.api_version(), now_rfc3339());
         apply::record_update(
             None,
@@ -961,6 +1049,42 @@ impl Cluster {
             }
         }
         wrote
+    }
+}
+
+/// A Kubernetes quantity (`10`, `500m`, `2Gi`, `1G`, `1e3`) as a number.
+fn quantity(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let factor = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0_f64.powi(2),
+        "Gi" => 1024.0_f64.powi(3),
+        "Ti" => 1024.0_f64.powi(4),
+        "Pi" => 1024.0_f64.powi(5),
+        "Ei" => 1024.0_f64.powi(6),
+        _ => return None,
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+fn format_quantity(n: f64) -> String {
+    let gi = 1024.0_f64.powi(3);
+    if n >= gi && (n / gi).fract() == 0.0 {
+        format!("{}Gi", n / gi)
+    } else {
+        format!("{n}")
     }
 }
 
