@@ -336,24 +336,7 @@ async fn store_app_secrets(
             }
         }
     }
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some(APP_SECRETS.into()),
-            namespace: Some(OPERATOR_NAMESPACE.into()),
-            ..Default::default()
-        },
-        string_data: Some(data),
-        ..Default::default()
-    };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    secrets
-        .patch(
-            APP_SECRETS,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
-    Ok(())
+    store_secret(client, APP_SECRETS, data).await
 }
 
 /// Applies each document of a YAML stream by its kind; returns `kind/name` per document.
