@@ -36,7 +36,9 @@
 //! (discovery is open to every authenticated user); admission webhooks,
 //! ValidatingAdmissionPolicy, aggregated discovery (the legacy form is served and kubectl falls
 //! back to it), `/openapi/v2`; Pods, ReplicaSets and the other controllers (only the Deployment
-//! status loop runs); the `kubernetes` Service and `kube-root-ca.crt` ConfigMaps; watch
+//! status loop runs); ResourceQuota enforces object counts and `requests.storage` on create but
+//! compute resources (no Pods) are not counted and `status.used` is not maintained; the
+//! `kubernetes` Service and `kube-root-ca.crt` ConfigMaps; watch
 //! bookmarks come every 5 s rather than about once a minute; list continue tokens page over the
 //! current state rather than a snapshot.
 
