@@ -1010,3 +1010,32 @@ async fn resource_quotas_limit_object_counts_and_storage() {
     assert_eq!(raw.post(pvcs, &pvc("p3", "1Gi")).await.0, 201);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn aggregated_and_legacy_discovery_describe_the_same_resources() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    install_widgets(&raw).await;
+    let client = sim.client().await;
+    let aggregated = kube::Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .expect("aggregated discovery");
+    let legacy = kube::Discovery::new(client)
+        .run()
+        .await
+        .expect("legacy discovery");
+    for d in [&aggregated, &legacy] {
+        let group = d.get("example.com").expect("the CRD's group is discovered");
+        let (widget, caps) = group.recommended_kind("Widget").expect("Widget served");
+        assert_eq!(widget.plural, "widgets");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        assert!(caps
+            .subresources
+            .iter()
+            .any(|(r, _)| r.plural == "widgets/status" || r.plural == "status"));
+        let core = d.get("").expect("core group");
+        assert!(core.recommended_kind("ConfigMap").is_some());
+    }
+    sim.shutdown().await;
+}

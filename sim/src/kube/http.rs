@@ -171,6 +171,21 @@ fn route(
         v.map(|v| json_response(StatusCode::OK, &v, &[]))
             .ok_or_else(ApiError::not_found_path)
     };
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if wants_aggregated_discovery(accept) {
+        match segs.as_slice() {
+            ["api"] => return Ok(aggregated_response(shared.lock().registry.aggregated(true))),
+            ["apis"] => {
+                return Ok(aggregated_response(
+                    shared.lock().registry.aggregated(false),
+                ))
+            }
+            _ => {}
+        }
+    }
     match segs.as_slice() {
         ["api"] => return discovery(Some(core_versions(&shared.server_address))),
         ["apis"] => return discovery(Some(shared.lock().registry.group_list())),
@@ -368,6 +383,29 @@ fn route(
         }
         _ => delete_collection(shared, &rt, &rp, params, body),
     }
+}
+
+const AGGREGATED_DISCOVERY: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Does the client list the v2 aggregated discovery type among what it accepts?
+fn wants_aggregated_discovery(accept: &str) -> bool {
+    accept.split(',').any(|t| {
+        let t = t.replace(' ', "");
+        t.contains("g=apidiscovery.k8s.io")
+            && t.contains("v=v2")
+            && !t.contains("v=v2beta1")
+            && t.contains("as=APIGroupDiscoveryList")
+    })
+}
+
+fn aggregated_response(body: Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, AGGREGATED_DISCOVERY)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn is_true(v: Option<&String>) -> bool {

@@ -13,7 +13,7 @@
 //!
 //! How it is put together, one module per concern: `store` (objects, the global
 //! resourceVersion, change history), `resources` (built-in kinds, CRD registration,
-//! discovery and OpenAPI v3 documents), `cluster` (every verb, finalizers, namespaces,
+//! legacy and aggregated discovery and OpenAPI v3 documents), `cluster` (every verb, finalizers, namespaces,
 //! garbage collection, the Deployment loop), `admission` (metadata rules and the built-in
 //! kinds' defaults and validation), `convert` (the two Event shapes), `schema` (pruning, defaults,
 //! structural validation, CEL), `patch` and `apply` (patches and field ownership),
@@ -34,8 +34,7 @@
 //! and impersonated users (the harness token is `system:masters`), but not aggregated
 //! ClusterRoles, the bootstrap roles beyond self access reviews, or non-resource URL rules
 //! (discovery is open to every authenticated user); admission webhooks,
-//! ValidatingAdmissionPolicy, aggregated discovery (the legacy form is served and kubectl falls
-//! back to it), `/openapi/v2`; Pods, ReplicaSets and the other controllers (only the Deployment
+//! ValidatingAdmissionPolicy, `/openapi/v2` (v3 is served, which is what kubectl reads); Pods, ReplicaSets and the other controllers (only the Deployment
 //! status loop runs); ResourceQuota enforces object counts and `requests.storage` on create but
 //! compute resources (no Pods) are not counted and `status.used` is not maintained; the
 //! `kubernetes` Service and `kube-root-ca.crt` ConfigMaps; watch

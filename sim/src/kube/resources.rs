@@ -105,6 +105,30 @@ impl ResourceType {
     }
 }
 
+impl ResourceType {
+    /// This resource in aggregated discovery (`apidiscovery.k8s.io/v2`).
+    fn aggregated_entry(&self) -> Value {
+        let kind = json!({"group": self.group, "version": self.version, "kind": self.kind});
+        let mut r = json!({
+            "resource": self.plural,
+            "responseKind": kind,
+            "scope": if self.namespaced { "Namespaced" } else { "Cluster" },
+            "singularResource": self.singular,
+            "verbs": self.verbs(),
+        });
+        if !self.short_names.is_empty() {
+            r["shortNames"] = json!(self.short_names);
+        }
+        if !self.categories.is_empty() {
+            r["categories"] = json!(self.categories);
+        }
+        if self.status_subresource {
+            r["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+        }
+        r
+    }
+}
+
 /// List types for server-side apply: the CRD schema's `x-kubernetes-list-type`, or the
 /// merge keys of the built-in types.
 impl super::apply::ListTypes for ResourceType {
@@ -510,6 +534,35 @@ impl Registry {
             }
         }
         groups
+    }
+
+    /// `/api` (core) or `/apis` (every other group) as an `APIGroupDiscoveryList`, the
+    /// aggregated discovery document clients ask for first.
+    pub fn aggregated(&self, core: bool) -> Value {
+        let groups: Vec<(String, Vec<String>)> = if core {
+            vec![(String::new(), vec!["v1".to_string()])]
+        } else {
+            self.groups()
+        };
+        let items: Vec<Value> = groups
+            .into_iter()
+            .map(|(group, versions)| {
+                let versions: Vec<Value> = versions
+                    .iter()
+                    .map(|v| {
+                        let resources: Vec<Value> = self
+                            .types
+                            .iter()
+                            .filter(|t| t.group == group && t.version == *v)
+                            .map(|t| t.aggregated_entry())
+                            .collect();
+                        json!({"version": v, "resources": resources, "freshness": "Current"})
+                    })
+                    .collect();
+                json!({"metadata": {"name": group}, "versions": versions})
+            })
+            .collect();
+        json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
     }
 
     /// `/apis`: the `APIGroupList`.
