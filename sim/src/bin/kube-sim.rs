@@ -25,6 +25,9 @@ struct Args {
     /// Milliseconds until a created or changed Deployment reports ready.
     #[arg(long, default_value_t = 300)]
     deployment_ready_ms: u64,
+    /// Serve plain HTTP instead of HTTPS (kubectl then sends no token, so it cannot log in).
+    #[arg(long)]
+    plain_http: bool,
 }
 
 #[tokio::main]
@@ -32,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut config = KubeSimConfig {
         deployment_ready_delay: Duration::from_millis(args.deployment_ready_ms),
+        tls: !args.plain_http,
         ..KubeSimConfig::default()
     };
     if let Some(token) = args.token {
