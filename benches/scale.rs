@@ -15,7 +15,7 @@
 //! - **steady**: the poll timings scaled down (a simulated day of `--day-secs`), 90 % of the
 //!   tenants granted and 10 % pending (half with nothing granted, half with only the directory
 //!   consent): Graph and token requests per granted tenant per day, and per pending tenant
-//!   per poll (a poll counted as one new `lastCheckedAt` of the tenant's `directory` grant).
+//!   per poll (a poll counted as one new `lastCheckedAt` of the tenant's `recording` grant).
 //!
 //! The figures go to stdout as one table; BENCHMARKS.md records runs.
 
@@ -58,6 +58,8 @@ struct Args {
     concurrency: usize,
     /// Real seconds of one simulated day in the steady phase.
     day_secs: u64,
+    /// `--concurrency` of the operator (its own default when absent).
+    operator_concurrency: Option<u16>,
 }
 
 fn parse_args() -> Args {
@@ -66,6 +68,7 @@ fn parse_args() -> Args {
         phase: Phase::All,
         concurrency: 64,
         day_secs: 60,
+        operator_concurrency: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -76,6 +79,13 @@ fn parse_args() -> Args {
                 args.concurrency = value("--concurrency").parse().expect("--concurrency N")
             }
             "--day-secs" => args.day_secs = value("--day-secs").parse().expect("--day-secs S"),
+            "--operator-concurrency" => {
+                args.operator_concurrency = Some(
+                    value("--operator-concurrency")
+                        .parse()
+                        .expect("--operator-concurrency N"),
+                )
+            }
             "--phase" => {
                 args.phase = match value("--phase").as_str() {
                     "ready" => Phase::Ready,
@@ -117,7 +127,7 @@ fn tenant_object(i: usize) -> Tenant {
             "shortName": name,
             "contactEmails": ["ops@example.com"],
             "adminUpns": [format!("admin@{name}.onmicrosoft.com")],
-            "license": if i % 2 == 0 { "Pro" } else { "Essentials" },
+            "license": if i.is_multiple_of(2) { "Pro" } else { "Essentials" },
             "includedUsers": 100,
             "storage": {"location": "westeurope"},
         }
@@ -242,7 +252,7 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
 }
 
 impl Operator {
-    async fn start(world: &World, label: &str) -> Operator {
+    async fn start(world: &World, label: &str, concurrency: Option<u16>) -> Operator {
         let dir = std::env::temp_dir().join(format!(
             "recording-operator-bench-{}-{label}",
             std::process::id()
@@ -262,11 +272,19 @@ impl Operator {
         .expect("config written");
         let port = free_port();
         let http = format!("127.0.0.1:{port}");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_recording-operator"));
+        // SCALE_OPERATOR_BIN runs another build (e.g. a copy from before a change).
+        let binary = std::env::var("SCALE_OPERATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_recording-operator").to_string());
+        let mut command = tokio::process::Command::new(binary);
         command
             .args(["run", "--config"])
             .arg(&config)
             .args(["--leader-election=false", "--http-addr", &http])
+            .args(
+                concurrency
+                    .map(|c| vec!["--concurrency".to_string(), c.to_string()])
+                    .unwrap_or_default(),
+            )
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "warn")
             .envs(world.secret_env.iter().cloned())
@@ -461,6 +479,9 @@ fn fmt_quantiles(h: Option<&Histogram>) -> String {
 
 type KubeCounts = BTreeMap<(String, String), u64>;
 
+/// Per tenant namespace: the last `lastCheckedAt` seen and the polls counted.
+type PollCounts = HashMap<String, (Option<String>, u64)>;
+
 fn diff_counts(after: &KubeCounts, before: &KubeCounts) -> KubeCounts {
     after
         .iter()
@@ -599,6 +620,12 @@ async fn phase_ready(args: &Args) -> Table {
     let mut table = Table::default();
     table.row("tenants (every other Pro)", n.to_string());
     table.row("client concurrency", args.concurrency.to_string());
+    table.row(
+        "operator --concurrency",
+        args.operator_concurrency
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "default".into()),
+    );
 
     // Baseline on a fresh simulator.
     let world = World::start(PollingConfig::default(), 3599).await;
@@ -618,7 +645,7 @@ async fn phase_ready(args: &Args) -> Table {
     // The operator.
     let world = World::start(PollingConfig::default(), 3599).await;
     world.add_customers(n, |_| Granted::All);
-    let operator = Operator::start(&world, "ready").await;
+    let operator = Operator::start(&world, "ready", args.operator_concurrency).await;
     let before = world.kube.request_counts();
     world.m365.reset_counts();
     let metrics_before = Histogram::parse(&operator.metrics().await);
@@ -822,7 +849,7 @@ async fn phase_steady(args: &Args) -> Table {
 
     let world = World::start(polling.clone(), token_lifetime).await;
     world.add_customers(n, granted_of);
-    let operator = Operator::start(&world, "steady").await;
+    let operator = Operator::start(&world, "steady", args.operator_concurrency).await;
     let granted: Vec<usize> = (0..n).filter(|i| granted_of(*i) == Granted::All).collect();
     let nothing: Vec<usize> = (0..n)
         .filter(|i| granted_of(*i) == Granted::Nothing)
@@ -842,8 +869,9 @@ async fn phase_steady(args: &Args) -> Table {
     let settle = polling.pending_initial * 8 + polling.pending_max;
     tokio::time::sleep(settle).await;
 
-    // Count polls of the pending tenants: each new lastCheckedAt of their `directory` grant.
-    let polls: Arc<Mutex<HashMap<String, (Option<String>, u64)>>> = Default::default();
+    // Count polls of the pending tenants: each new lastCheckedAt of their `recording` grant
+    // (pending in both kinds of pending tenant).
+    let polls: Arc<Mutex<PollCounts>> = Default::default();
     let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poll_watch = {
         let (polls, counting) = (polls.clone(), counting.clone());
@@ -854,7 +882,7 @@ async fn phase_steady(args: &Args) -> Table {
                 let Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) = event else {
                     continue;
                 };
-                if g.name_any() != "directory" {
+                if g.name_any() != "recording" {
                     continue;
                 }
                 let checked = g

@@ -33,7 +33,7 @@ use crate::crd::validation::validate_consent_grant;
 use crate::crd::{
     ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
 };
-use crate::graph::{next_check_after, CheckState, ConsentCheck, ConsentSpec};
+use crate::graph::{next_check_after, schedule_rng, CheckState, ConsentCheck, ConsentSpec};
 
 /// Condition: the consent is granted.
 pub const GRANTED: &str = "Granted";
@@ -337,16 +337,10 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
     }
 
     // One check answers for every consent of the tenant.
-    let siblings: Vec<ConsentSpec> = ctx
-        .grants
-        .state()
-        .into_iter()
-        .filter(|g| {
-            g.namespace() == grant.namespace() && g.spec.tenant_ref == grant.spec.tenant_ref
-        })
-        .map(|g| spec_of(&g))
+    let mut specs: Vec<ConsentSpec> = siblings_of(&grant, ctx)
+        .iter()
+        .map(|g| spec_of(g))
         .collect();
-    let mut specs = siblings;
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
         specs.push(spec_of(&grant));
     }
@@ -362,24 +356,61 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         ))
     })?;
 
-    let since = grant
-        .status
-        .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, GRANTED))
-        .map(|c| c.last_transition_time.0)
-        .or(grant.meta().creation_timestamp.as_ref().map(|t| t.0))
-        .unwrap_or(now);
-    let pending_checks = consecutive_pending(since, now, ctx.config.polling.pending_initial);
+    // Siblings answered by one check share one schedule, so they come due together and
+    // share the next check too: counted from the check's start, with the same doubling
+    // (from the earliest change among siblings in the same state) and the same jitter.
+    let checked_at = Timestamp::try_from(result.checked_at).unwrap_or(now);
+    let since = shared_since(&grant, &siblings_of(&grant, ctx)).unwrap_or(now);
+    let pending_checks = consecutive_pending(since, checked_at, ctx.config.polling.pending_initial);
     let next_in = next_check_after(
         check.state,
         pending_checks,
         &ctx.config.polling,
         check.retry_after,
-        &mut rand::rng(),
+        &mut schedule_rng(&tenant_id, result.checked_at),
     );
-    let status = status_after_check(&grant, url, &check, now, next_in);
+    let wait = next_wait(checked_at, next_in, now);
+    let status = status_after_check(&grant, url, &check, now, wait);
     write_status(&grant, status, ctx).await?;
-    Ok(Action::requeue(next_in))
+    Ok(Action::requeue(wait))
+}
+
+/// The ConsentGrants of the same tenant as `grant` (itself included), as last seen.
+fn siblings_of(grant: &ConsentGrant, ctx: &Context) -> Vec<Arc<ConsentGrant>> {
+    ctx.grants_in(&grant.namespace().unwrap_or_default())
+        .into_iter()
+        .filter(|g| g.spec.tenant_ref == grant.spec.tenant_ref)
+        .collect()
+}
+
+/// When the consent last changed state, for the doubling pending interval: the earliest
+/// change among the siblings in the same state as `grant` (the grant's own when alone), so
+/// siblings created or changed together count the same number of pending checks.
+pub fn shared_since(grant: &ConsentGrant, siblings: &[Arc<ConsentGrant>]) -> Option<Timestamp> {
+    let state = |g: &ConsentGrant| g.status.as_ref().and_then(|s| s.state);
+    let changed = |g: &ConsentGrant| {
+        g.status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, GRANTED))
+            .map(|c| c.last_transition_time.0)
+            .or(g.meta().creation_timestamp.as_ref().map(|t| t.0))
+    };
+    siblings
+        .iter()
+        .map(|g| g.as_ref())
+        .filter(|g| state(g) == state(grant))
+        .chain(std::iter::once(grant))
+        .filter_map(changed)
+        .min()
+}
+
+/// The wait from `now` until `checked_at + next_in`, at least 200 ms.
+pub fn next_wait(checked_at: Timestamp, next_in: Duration, now: Timestamp) -> Duration {
+    let due =
+        checked_at + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6));
+    Duration::try_from(due.duration_since(now))
+        .unwrap_or_default()
+        .max(Duration::from_millis(200))
 }
 
 /// Writes the status when it changed, with an Event on each state transition.
@@ -528,6 +559,53 @@ mod tests {
             "throttling keeps the state"
         );
         assert_eq!(next_state(None, CheckState::Unknown), ConsentState::Pending);
+    }
+
+    fn grant_at(name: &str, created: i64, state: Option<ConsentState>) -> Arc<ConsentGrant> {
+        let mut g: ConsentGrant = serde_json::from_value(json!({
+            "apiVersion": "recording.m365.io/v1alpha1",
+            "kind": "ConsentGrant",
+            "metadata": {"name": name, "namespace": "tenant-a"},
+            "spec": {"tenantRef": "a", "consent": name, "appId": "00000000-0000-0000-0000-000000000001"}
+        }))
+        .unwrap();
+        g.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        g.status = state.map(|state| ConsentGrantStatus {
+            state: Some(state),
+            ..Default::default()
+        });
+        Arc::new(g)
+    }
+
+    #[test]
+    fn siblings_in_the_same_state_count_pending_checks_from_the_same_instant() {
+        let a = grant_at("login", 1_000_001, None);
+        let b = grant_at("directory", 1_000_000, None);
+        let c = grant_at("recording", 999_000, Some(ConsentState::Granted));
+        let siblings = vec![a.clone(), b.clone(), c.clone()];
+        let earliest = Timestamp::from_second(1_000_000).unwrap();
+        assert_eq!(shared_since(&a, &siblings), Some(earliest));
+        assert_eq!(shared_since(&b, &siblings), Some(earliest));
+        assert_eq!(
+            shared_since(&c, &siblings),
+            Some(Timestamp::from_second(999_000).unwrap()),
+            "a sibling in another state keeps its own"
+        );
+    }
+
+    #[test]
+    fn the_next_check_counts_from_the_shared_check_not_from_each_reconcile() {
+        let checked = Timestamp::from_second(1_000_000).unwrap();
+        let later = Timestamp::from_second(1_000_002).unwrap();
+        assert_eq!(
+            next_wait(checked, Duration::from_secs(30), later),
+            Duration::from_secs(28)
+        );
+        assert_eq!(
+            next_wait(checked, Duration::from_secs(1), later),
+            Duration::from_millis(200),
+            "never in the past"
+        );
     }
 
     #[test]

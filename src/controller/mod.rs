@@ -20,7 +20,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::RngExt;
@@ -101,21 +104,27 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     ObjectRef::from_obj(obj).to_string()
 }
 
-/// Publishes Kubernetes Events for one controller, one per transition (callers decide when a
-/// transition happened). Event failures are logged, never fail a reconcile.
+/// Publishes Kubernetes Events (`events.k8s.io/v1`) for one controller, one per transition
+/// (callers decide when a transition happened). Event failures are logged, never fail a
+/// reconcile.
+///
+/// Each Event is created as is. kube's `Recorder` would also remember every Event it sent for
+/// six minutes (to count repeats into a series) and sweep that memory on every publish — with
+/// thousands of tenants onboarding that memory dominated the operator's footprint and the
+/// sweep its CPU, while transitions never repeat within minutes anyway.
 #[derive(Clone)]
 pub struct Events {
-    recorder: Recorder,
+    client: kube::Client,
+    controller: String,
+    instance: String,
 }
 
 impl Events {
     pub fn new(client: kube::Client, controller: &str) -> Self {
-        let reporter = Reporter {
-            controller: controller.to_string(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            controller: controller.to_string(),
+            instance: std::env::var("POD_NAME").unwrap_or_else(|_| controller.to_string()),
         }
     }
 
@@ -127,19 +136,43 @@ impl Events {
         action: &str,
         note: String,
     ) {
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: reason.to_string(),
-            note: Some(truncate_note(note)),
-            action: action.to_string(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        let event = self.event(obj.object_ref(&()), warning, reason, action, note);
+        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(object = %obj.name_any(), reason, error = %e, "could not publish event");
+        }
+    }
+
+    /// The Event about `regarding`, named after it and the current time.
+    fn event(
+        &self,
+        regarding: ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> KubeEvent {
+        let now = k8s_openapi::jiff::Timestamp::now();
+        KubeEvent {
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(&self.controller),
+                    now.as_nanosecond()
+                )),
+                ..Default::default()
+            },
+            action: Some(action.to_string()),
+            reason: Some(reason.to_string()),
+            note: Some(truncate_note(note)),
+            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
         }
     }
 }
@@ -184,6 +217,8 @@ pub struct Context {
     pub tenants: Store<Tenant>,
     /// Every ConsentGrant, as last seen.
     pub grants: Store<ConsentGrant>,
+    /// The ConsentGrants' names by namespace, so a tenant's grants are found without a scan.
+    pub grant_index: NamespaceIndex,
     pub applied: apply::AppliedCache,
     pub backoff: Backoff,
     /// The tenants' storage, when the configuration has a `storage` section.
@@ -198,6 +233,98 @@ pub struct Parts {
     pub metrics: Metrics,
     /// The tenants' storage, when the configuration has a `storage` section.
     pub storage: Option<crate::storage::tenant::TenantStorage>,
+}
+
+impl Context {
+    /// The ConsentGrants in `namespace`, as last seen.
+    pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
+        self.grant_index
+            .names(namespace)
+            .into_iter()
+            .filter_map(|name| {
+                self.grants
+                    .get(&ObjectRef::<ConsentGrant>::new(&name).within(namespace))
+            })
+            .collect()
+    }
+}
+
+/// Object names by namespace, kept from a watch stream: with tens of thousands of
+/// ConsentGrants, finding a tenant's few by scanning the whole cache made every reconcile
+/// cost in proportion to the number of tenants.
+#[derive(Clone, Default)]
+pub struct NamespaceIndex {
+    inner: Arc<Mutex<IndexState>>,
+}
+
+#[derive(Default)]
+struct IndexState {
+    names: HashMap<String, std::collections::BTreeSet<String>>,
+    /// The listing being received during a (re)list, swapped in when it is complete.
+    relisting: Option<HashMap<String, std::collections::BTreeSet<String>>>,
+}
+
+impl NamespaceIndex {
+    /// The names of the objects in `namespace`.
+    pub fn names(&self, namespace: &str) -> Vec<String> {
+        let state = self.inner.lock().expect("index lock");
+        state
+            .names
+            .get(namespace)
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Follows one watch event.
+    pub fn apply<K: Resource>(&self, event: &watcher::Event<K>) {
+        let key = |obj: &K| {
+            (
+                obj.meta().namespace.clone().unwrap_or_default(),
+                obj.meta().name.clone().unwrap_or_default(),
+            )
+        };
+        let mut state = self.inner.lock().expect("index lock");
+        match event {
+            watcher::Event::Apply(obj) => {
+                let (ns, name) = key(obj);
+                state.names.entry(ns).or_default().insert(name);
+            }
+            watcher::Event::Delete(obj) => {
+                let (ns, name) = key(obj);
+                if let Some(names) = state.names.get_mut(&ns) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        state.names.remove(&ns);
+                    }
+                }
+            }
+            watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(obj) => {
+                let (ns, name) = key(obj);
+                state
+                    .relisting
+                    .get_or_insert_with(HashMap::new)
+                    .entry(ns)
+                    .or_default()
+                    .insert(name);
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = state.relisting.take() {
+                    state.names = listed;
+                }
+            }
+        }
+    }
+}
+
+/// Drops what no reconcile reads from a cached object: `managedFields` (often larger than
+/// the object itself) and the client-side apply annotation (a full copy of the object).
+pub fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
 }
 
 /// Settings of the controllers' run loop.
@@ -243,17 +370,29 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .modify(slim)
     .reflect_shared(tenant_writer)
     .for_each(|_| std::future::ready(()));
 
     let (grants, grant_writer) = reflector::store_shared::<ConsentGrant>(1024);
     let grant_for_grants = grant_writer.subscribe().expect("shared store subscribes");
     let grant_for_tenants = grant_writer.subscribe().expect("shared store subscribes");
+    let grant_index = NamespaceIndex::default();
     let grant_watch = watcher(
         Api::<ConsentGrant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .modify(slim)
+    .map({
+        let index = grant_index.clone();
+        move |event| {
+            if let Ok(event) = &event {
+                index.apply(event);
+            }
+            event
+        }
+    })
     .reflect_shared(grant_writer)
     .for_each(|_| std::future::ready(()));
 
@@ -265,6 +404,7 @@ pub async fn run(
         metrics,
         tenants: tenants.clone(),
         grants: grants.clone(),
+        grant_index: grant_index.clone(),
         applied: Default::default(),
         backoff: Default::default(),
         storage,
@@ -290,14 +430,13 @@ pub async fn run(
     );
 
     let grants_of_tenant = {
-        let grants = grants.clone();
+        let index = grant_index.clone();
         move |t: Arc<Tenant>| {
             let ns = t.namespace_name();
-            grants
-                .state()
+            index
+                .names(&ns)
                 .into_iter()
-                .filter(|g| g.namespace().as_deref() == Some(ns.as_str()))
-                .map(|g| ObjectRef::from_obj(g.as_ref()))
+                .map(|name| ObjectRef::<ConsentGrant>::new(&name).within(&ns))
                 .collect::<Vec<_>>()
         }
     };
@@ -353,5 +492,61 @@ async fn gauge_loop(ctx: Arc<Context>) {
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(ns: &str, name: &str) -> ConsentGrant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "recording.m365.io/v1alpha1",
+            "kind": "ConsentGrant",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"tenantRef": "t", "consent": name, "appId": "00000000-0000-0000-0000-000000000001"}
+        }))
+        .expect("grant")
+    }
+
+    #[test]
+    fn the_index_follows_applies_deletes_and_relists() {
+        let index = NamespaceIndex::default();
+        index.apply(&watcher::Event::Apply(grant("tenant-a", "login")));
+        index.apply(&watcher::Event::Apply(grant("tenant-a", "directory")));
+        index.apply(&watcher::Event::Apply(grant("tenant-b", "login")));
+        assert_eq!(index.names("tenant-a"), ["directory", "login"]);
+        index.apply(&watcher::Event::Delete(grant("tenant-a", "login")));
+        assert_eq!(index.names("tenant-a"), ["directory"]);
+
+        // A relist replaces everything once complete; until then the old view stands.
+        index.apply(&watcher::Event::<ConsentGrant>::Init);
+        index.apply(&watcher::Event::InitApply(grant("tenant-c", "recording")));
+        assert_eq!(index.names("tenant-b"), ["login"]);
+        index.apply(&watcher::Event::<ConsentGrant>::InitDone);
+        assert!(index.names("tenant-a").is_empty());
+        assert!(index.names("tenant-b").is_empty());
+        assert_eq!(index.names("tenant-c"), ["recording"]);
+    }
+
+    #[test]
+    fn slim_drops_managed_fields_and_the_client_side_apply_copy() {
+        let mut g = grant("tenant-a", "login");
+        g.metadata.managed_fields = Some(vec![Default::default()]);
+        g.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
+                ("recording.m365.io/recheck-at", "now"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        );
+        slim(&mut g);
+        assert_eq!(g.metadata.managed_fields, None);
+        assert_eq!(
+            g.metadata.annotations.unwrap().keys().collect::<Vec<_>>(),
+            ["recording.m365.io/recheck-at"]
+        );
     }
 }

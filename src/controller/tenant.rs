@@ -561,10 +561,8 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
 
     // 4. Status.
     let grants_by_name: BTreeMap<String, Arc<ConsentGrant>> = ctx
-        .grants
-        .state()
+        .grants_in(&tenant.namespace_name())
         .into_iter()
-        .filter(|g| g.namespace().as_deref() == Some(tenant.namespace_name().as_str()))
         .map(|g| (g.name_any(), g))
         .collect();
     let required = required_consents(&tenant, config);
@@ -834,11 +832,11 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
 
     // A consent the tenant no longer needs (Pro → Essentials drops the paired bot's).
     let wanted: BTreeSet<String> = children.grants.iter().map(|g| g.name_any()).collect();
-    for stale in ctx.grants.state().into_iter().filter(|g| {
-        g.namespace().as_deref() == Some(ns.as_str())
-            && g.spec.tenant_ref == tenant.name_any()
-            && !wanted.contains(&g.name_any())
-    }) {
+    for stale in ctx
+        .grants_in(&ns)
+        .into_iter()
+        .filter(|g| g.spec.tenant_ref == tenant.name_any() && !wanted.contains(&g.name_any()))
+    {
         match grants
             .delete(&stale.name_any(), &DeleteParams::background())
             .await
@@ -899,12 +897,7 @@ pub async fn forward_recheck(tenant: &Tenant, ctx: &Context) -> Result<()> {
     };
     let ns = tenant.namespace_name();
     let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), &ns);
-    for grant in ctx
-        .grants
-        .state()
-        .into_iter()
-        .filter(|g| g.namespace().as_deref() == Some(ns.as_str()))
-    {
+    for grant in ctx.grants_in(&ns) {
         if grant.annotations().get(RECHECK_ANNOTATION) != Some(requested) {
             let patch = json!({"metadata": {"annotations": {RECHECK_ANNOTATION: requested}}});
             api.patch(
