@@ -117,6 +117,41 @@ pub struct Events {
     client: kube::Client,
     controller: String,
     instance: String,
+    recent: Arc<Mutex<RecentEvents>>,
+}
+
+/// The same Event about the same object again within this window is a repeat, not a new
+/// transition: a reconcile that read its object from the cache just before its own status
+/// write arrived computes the same transition once more.
+const REPEAT_WINDOW: Duration = Duration::from_secs(60);
+
+/// Fingerprints of the Events published within [`REPEAT_WINDOW`], oldest first; small, since
+/// entries leave as soon as they are older than the window.
+#[derive(Default)]
+struct RecentEvents {
+    seen: HashMap<u64, std::time::Instant>,
+    order: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+impl RecentEvents {
+    /// Whether `fingerprint` was published within the window; records it when not.
+    fn repeat(&mut self, fingerprint: u64, now: std::time::Instant) -> bool {
+        while let Some(&(at, old)) = self.order.front() {
+            if now.duration_since(at) < REPEAT_WINDOW {
+                break;
+            }
+            self.order.pop_front();
+            if self.seen.get(&old) == Some(&at) {
+                self.seen.remove(&old);
+            }
+        }
+        if self.seen.contains_key(&fingerprint) {
+            return true;
+        }
+        self.seen.insert(fingerprint, now);
+        self.order.push_back((now, fingerprint));
+        false
+    }
 }
 
 impl Events {
@@ -125,6 +160,7 @@ impl Events {
             client,
             controller: controller.to_string(),
             instance: std::env::var("POD_NAME").unwrap_or_else(|_| controller.to_string()),
+            recent: Default::default(),
         }
     }
 
@@ -136,6 +172,30 @@ impl Events {
         action: &str,
         note: String,
     ) {
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (
+                obj.meta().uid.as_deref(),
+                obj.meta().namespace.as_deref(),
+                obj.meta().name.as_deref(),
+                warning,
+                reason,
+                &note,
+            )
+                .hash(&mut h);
+            h.finish()
+        };
+        let now = std::time::Instant::now();
+        if self
+            .recent
+            .lock()
+            .expect("recent events lock")
+            .repeat(fingerprint, now)
+        {
+            tracing::debug!(object = %obj.name_any(), reason, "same event within a minute; not repeated");
+            return;
+        }
         let event = self.event(obj.object_ref(&()), warning, reason, action, note);
         let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
         let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
@@ -492,6 +552,25 @@ async fn gauge_loop(ctx: Arc<Context>) {
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
         tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+
+    #[test]
+    fn an_event_repeated_within_the_window_is_dropped_and_allowed_after() {
+        let mut recent = RecentEvents::default();
+        let t0 = std::time::Instant::now();
+        assert!(!recent.repeat(1, t0));
+        assert!(recent.repeat(1, t0 + Duration::from_secs(1)));
+        assert!(!recent.repeat(2, t0 + Duration::from_secs(2)));
+        assert!(
+            !recent.repeat(1, t0 + REPEAT_WINDOW + Duration::from_secs(1)),
+            "after the window it is news again"
+        );
+        assert!(recent.seen.len() <= 2);
     }
 }
 
