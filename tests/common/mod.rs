@@ -87,6 +87,24 @@ impl Harness {
         }
     }
 
+    /// Both simulators and the platform's configuration, but no operator: for tests that run
+    /// the operator binary themselves.
+    pub async fn start_simulators() -> Harness {
+        log_buffer();
+        let platform = Arc::new(
+            Platform::start(PlatformOptions::default())
+                .await
+                .expect("simulated platform starts"),
+        );
+        let (stop, _stopped) = oneshot::channel::<()>();
+        Harness {
+            platform,
+            metrics: Metrics::default(),
+            browser: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
     pub fn client(&self) -> kube::Client {
         self.platform.client.clone()
     }

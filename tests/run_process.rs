@@ -1,0 +1,164 @@
+//! `recording-operator run` as platform engineers run it — a separate process with a
+//! configuration file and a kubeconfig — two replicas with leader election against the
+//! simulators: only the leader reconciles, and killing it hands over.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Harness;
+use recording_operator::crd::Health;
+
+struct Replica {
+    child: Child,
+    metrics: String,
+}
+
+impl Replica {
+    fn start(h: &Harness, dir: &std::path::Path, name: &str) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_recording-operator"))
+            .args(["run", "--config"])
+            .arg(dir.join("operator.yaml"))
+            .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--leader-election-identity", name])
+            .args([
+                "--leader-election-lease-duration",
+                "4s",
+                "--leader-election-renew-period",
+                "1s",
+            ])
+            .env("KUBECONFIG", dir.join("kubeconfig"))
+            .env(
+                "POD_NAMESPACE",
+                recording_operator::demo::OPERATOR_NAMESPACE,
+            )
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.join(format!("{name}.log"))).unwrap(),
+            ))
+            .spawn()
+            .expect("the operator binary starts");
+        Replica {
+            child,
+            metrics: format!("http://127.0.0.1:{port}/metrics"),
+        }
+    }
+
+    /// The replica's `recording_operator_leader` gauge, once its endpoint answers.
+    async fn leading(&self) -> Option<bool> {
+        let text = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("recording_operator_leader "))?;
+        Some(line.ends_with(" 1"))
+    }
+}
+
+fn tenant(name: &str, domain: &str) -> String {
+    format!(
+        "apiVersion: recording.m365.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n  customerName: {name}\n  domain: {domain}\n  shortName: {name}\n  contactEmails: [ops@example.com]\n  adminUpns: [admin@{domain}]\n  license: Essentials\n  includedUsers: 5\n  storage:\n    location: westeurope\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
+    // The simulators only: the operators under test are the two processes below.
+    let h = Harness::start_simulators().await;
+    let dir = std::env::temp_dir().join(format!("run-process-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    h.platform
+        .kube
+        .write_kubeconfig(&dir.join("kubeconfig"))
+        .unwrap();
+    std::fs::write(
+        dir.join("operator.yaml"),
+        serde_saphyr::to_string(&h.platform.config).unwrap(),
+    )
+    .unwrap();
+
+    let mut a = Replica::start(&h, &dir, "replica-a");
+    let mut b = Replica::start(&h, &dir, "replica-b");
+    let leaders = common::wait_for(
+        Duration::from_secs(30),
+        || async { Some((a.leading().await, b.leading().await)) },
+        |(x, y)| {
+            matches!(
+                (x, y),
+                (Some(true), Some(false)) | (Some(false), Some(true))
+            )
+        },
+        "exactly one leader",
+    )
+    .await;
+    let (leader, standby) = if leaders.0 == Some(true) {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+
+    h.apply(&tenant("contoso", "contoso.onmicrosoft.com")).await;
+    h.accept_consents("contoso").await;
+    h.wait_tenant("contoso", Duration::from_secs(30), |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+
+    // Only the leader reconciled.
+    let reconciles = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("recording_operator_reconciles_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let leader_text = reqwest::get(&leader.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let standby_text = reqwest::get(&standby.metrics)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(reconciles(&leader_text) >= 1.0, "{leader_text}");
+    assert_eq!(
+        reconciles(&standby_text),
+        0.0,
+        "the standby reconciled:\n{standby_text}"
+    );
+
+    // The leader dies without releasing the Lease; the standby takes over after it expires.
+    leader.child.kill().unwrap();
+    let _ = leader.child.wait();
+    common::wait_for(
+        Duration::from_secs(30),
+        || async { standby.leading().await },
+        |l| *l,
+        "the standby leads",
+    )
+    .await;
+    h.apply(&tenant("fabrikam", "fabrikam.onmicrosoft.com"))
+        .await;
+    h.accept_consents("fabrikam").await;
+    h.wait_tenant("fabrikam", Duration::from_secs(30), |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+
+    let _ = standby.child.kill();
+    let _ = standby.child.wait();
+    h.stop().await;
+}
