@@ -145,10 +145,7 @@ async fn essentials_gets_one_container_pro_gets_a_paired_copy() {
     assert_eq!(neu.len(), 1, "fabrikam's default: {neu:?}");
 
     // Storage ready and every consent granted: OK.
-    h.platform
-        .accept_all_consents("contoso", &h.browser)
-        .await
-        .unwrap();
+    assert_eq!(h.accept_consents("contoso").await, 4);
     h.wait_tenant("contoso", T, |t| {
         t.status
             .as_ref()
