@@ -344,8 +344,15 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
         specs.push(spec_of(&grant));
     }
+    let due = grant
+        .status
+        .as_ref()
+        .and_then(|s| s.next_check_at.as_ref())
+        .map(|t| std::time::SystemTime::from(t.0));
     let result = if recheck_requested(&grant) {
         ctx.checker.check_now(&tenant_id, &specs).await
+    } else if let Some(due) = due {
+        ctx.checker.check_due(&tenant_id, &specs, due).await
     } else {
         ctx.checker.check(&tenant_id, &specs).await
     };

@@ -142,13 +142,25 @@ impl ConsentChecker {
     /// the same tenant started within `checkCacheTtl`. Pick a consent's result with
     /// [`TenantCheck::get`].
     pub async fn check(&self, tenant_id: &str, specs: &[ConsentSpec]) -> Arc<TenantCheck> {
-        self.run(tenant_id, specs, false).await
+        self.run(tenant_id, specs, false, None).await
+    }
+
+    /// Like [`ConsentChecker::check`], and also shares any check that started at or after
+    /// `due`: sibling ConsentGrants scheduled for the same instant are answered by the first
+    /// check of that instant however long they waited in the controller's queue.
+    pub async fn check_due(
+        &self,
+        tenant_id: &str,
+        specs: &[ConsentSpec],
+        due: std::time::SystemTime,
+    ) -> Arc<TenantCheck> {
+        self.run(tenant_id, specs, false, Some(due)).await
     }
 
     /// Checks at once, ignoring earlier results (the consent callback: the admin has just
     /// accepted). Still shares a check that started after this call.
     pub async fn check_now(&self, tenant_id: &str, specs: &[ConsentSpec]) -> Arc<TenantCheck> {
-        self.run(tenant_id, specs, true).await
+        self.run(tenant_id, specs, true, None).await
     }
 
     /// Forgets a tenant entirely (its Tenant is gone).
@@ -194,7 +206,13 @@ impl ConsentChecker {
             .clone()
     }
 
-    async fn run(&self, tenant_id: &str, specs: &[ConsentSpec], force: bool) -> Arc<TenantCheck> {
+    async fn run(
+        &self,
+        tenant_id: &str,
+        specs: &[ConsentSpec],
+        force: bool,
+        due: Option<std::time::SystemTime>,
+    ) -> Arc<TenantCheck> {
         let asked = Instant::now();
         let slot = self.slot(tenant_id);
         // Waiting here is waiting for the check of this tenant already running.
@@ -216,6 +234,7 @@ impl ConsentChecker {
                 last.started >= asked
             } else {
                 last.started.elapsed() < window
+                    || due.is_some_and(|due| last.result.checked_at >= due)
             };
             if covers && recent {
                 self.inner.counters.check_coalesced();
