@@ -716,3 +716,33 @@ async fn the_consent_url_grants_in_the_simulator() {
     let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
     assert_eq!(state(&check, "recording"), CheckState::Granted);
 }
+
+#[tokio::test]
+async fn pending_grants_due_together_share_the_check_of_their_due_instant() {
+    let w = world_with(seed(), |config, _| {
+        config.polling.check_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let specs = w.specs(true);
+    w.grant(CONTOSO, "directory");
+    let before = w.checker.check(CONTOSO, &specs).await;
+
+    // Five grants due at the same instant, reconciled one after another long after the
+    // check cache window: the first checks, the others share its result.
+    let due = std::time::SystemTime::now();
+    w.sim.reset_counts();
+    let first = w.checker.check_due(CONTOSO, &specs, due).await;
+    assert!(first.checked_at >= due);
+    for _ in 1..specs.len() {
+        let shared = w.checker.check_due(CONTOSO, &specs, due).await;
+        assert!(Arc::ptr_eq(&shared, &first));
+    }
+    assert_eq!(w.sim.counts().tenant(CONTOSO).graph_requests(), 1);
+
+    // A check that started before the due instant answers nobody due after it.
+    assert!(before.checked_at < due);
+    let later = std::time::SystemTime::now();
+    let fresh = w.checker.check_due(CONTOSO, &specs, later).await;
+    assert!(!Arc::ptr_eq(&fresh, &first));
+    assert_eq!(w.sim.counts().tenant(CONTOSO).graph_requests(), 2);
+}
