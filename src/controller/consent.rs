@@ -204,7 +204,9 @@ pub fn transition_event(
     new: &ConsentGrantStatus,
 ) -> Option<(bool, &'static str, String)> {
     let state = new.state?;
-    if old == Some(state) {
+    // A new grant starts out Pending: that is where every consent begins, not a transition
+    // (the Tenant's own Event already says which consents are awaited).
+    if old == Some(state) || (old.is_none() && state == ConsentState::Pending) {
         return None;
     }
     let consent = &grant.spec.consent;
@@ -612,6 +614,52 @@ mod tests {
             next_wait(checked, Duration::from_secs(1), later),
             Duration::from_millis(200),
             "never in the past"
+        );
+    }
+
+    #[test]
+    fn a_new_grant_is_pending_without_an_event_but_every_change_has_one() {
+        let grant: ConsentGrant = serde_json::from_value(serde_json::json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "ConsentGrant",
+            "metadata": {"name": "recording", "namespace": "tenant-contoso"},
+            "spec": {"tenantRef": "contoso", "consent": "recording",
+                     "appId": "1b4e29c8-1111-4a7b-9c3e-5f6a7b8c9d0e"}
+        }))
+        .unwrap();
+        let status = |state| ConsentGrantStatus {
+            state: Some(state),
+            ..Default::default()
+        };
+        assert_eq!(
+            transition_event(&grant, None, &status(ConsentState::Pending)),
+            None
+        );
+        assert_eq!(
+            transition_event(
+                &grant,
+                Some(ConsentState::Pending),
+                &status(ConsentState::Granted)
+            )
+            .map(|e| e.1),
+            Some("ConsentGranted")
+        );
+        assert_eq!(
+            transition_event(
+                &grant,
+                Some(ConsentState::Error),
+                &status(ConsentState::Pending)
+            )
+            .map(|e| e.1),
+            Some("ConsentPending"),
+            "recovering from an error to pending is news"
+        );
+        assert_eq!(
+            transition_event(
+                &grant,
+                Some(ConsentState::Granted),
+                &status(ConsentState::Granted)
+            ),
+            None
         );
     }
 
