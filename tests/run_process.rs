@@ -16,7 +16,7 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(h: &Harness, dir: &std::path::Path, name: &str) -> Replica {
+    fn start(dir: &std::path::Path, name: &str) -> Replica {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -83,8 +83,8 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
     )
     .unwrap();
 
-    let mut a = Replica::start(&h, &dir, "replica-a");
-    let mut b = Replica::start(&h, &dir, "replica-b");
+    let mut a = Replica::start(&dir, "replica-a");
+    let mut b = Replica::start(&dir, "replica-b");
     let leaders = common::wait_for(
         Duration::from_secs(30),
         || async { Some((a.leading().await, b.leading().await)) },
