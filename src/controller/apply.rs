@@ -96,6 +96,23 @@ where
     }
 }
 
+/// [`apply`] for a namespaced object, in the namespace its metadata names.
+pub async fn apply_in<K>(
+    client: &kube::Client,
+    obj: &K,
+    cache: &AppliedCache,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let namespace = obj.namespace().unwrap_or_default();
+    apply(&Api::namespaced(client.clone(), &namespace), obj, cache).await
+}
+
 /// Forgets one object, e.g. after deleting it.
 pub fn forget<K: Resource<DynamicType = ()>>(cache: &AppliedCache, obj: &K) {
     cache

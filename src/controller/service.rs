@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::apply::{apply, forget, owner_reference};
+use super::apply::{apply, apply_in, forget, owner_reference};
 use super::{owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{OperatorConfig, SecretRef};
@@ -1393,30 +1393,10 @@ async fn provision(
     let ctx = sctx.shared.as_ref();
     let client = ctx.client.clone();
     let ns = service.namespace().unwrap_or_default();
-    apply(
-        &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
-        &children.service_account,
-        &ctx.applied,
-    )
-    .await?;
-    apply(
-        &Api::<ConfigMap>::namespaced(client.clone(), &ns),
-        &children.config_map,
-        &ctx.applied,
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(client.clone(), &ns),
-        &children.service,
-        &ctx.applied,
-    )
-    .await?;
-    apply(
-        &Api::<NetworkPolicy>::namespaced(client.clone(), &ns),
-        &children.network_policy,
-        &ctx.applied,
-    )
-    .await?;
+    apply_in(&client, &children.service_account, &ctx.applied).await?;
+    apply_in(&client, &children.config_map, &ctx.applied).await?;
+    apply_in(&client, &children.service, &ctx.applied).await?;
+    apply_in(&client, &children.network_policy, &ctx.applied).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     for deployment in &children.deployments {
         apply(&deployments, deployment, &ctx.applied).await?;

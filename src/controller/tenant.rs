@@ -22,7 +22,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{apply, forget, owner_reference};
+use super::apply::{apply, apply_in, forget, owner_reference};
 use super::{owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
@@ -813,18 +813,8 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
         &ctx.applied,
     )
     .await?;
-    apply(
-        &Api::<ResourceQuota>::namespaced(client.clone(), &ns),
-        &children.quota,
-        &ctx.applied,
-    )
-    .await?;
-    apply(
-        &Api::<NetworkPolicy>::namespaced(client.clone(), &ns),
-        &children.network_policy,
-        &ctx.applied,
-    )
-    .await?;
+    apply_in(&client, &children.quota, &ctx.applied).await?;
+    apply_in(&client, &children.network_policy, &ctx.applied).await?;
     let grants: Api<ConsentGrant> = Api::namespaced(client.clone(), &ns);
     for grant in &children.grants {
         apply(&grants, grant, &ctx.applied).await?;
