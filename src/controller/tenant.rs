@@ -702,27 +702,23 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             );
             let mut status = tenant.status.clone().unwrap_or_default();
             let generation = tenant.meta().generation;
-            let mut desired: Vec<Desired> = status
-                .conditions
-                .iter()
-                .filter(|c| c.type_ != READY)
-                .map(|c| {
-                    Desired::new(
-                        condition_type(&c.type_),
-                        status_of(&c.status),
-                        c.reason.clone(),
-                        c.message.clone(),
-                    )
-                })
-                .collect();
-            desired.push(Desired::new(
-                READY,
-                Status::False,
-                "CleanupFailed",
-                message.clone(),
-            ));
-            status.conditions =
-                conditions::merge(&status.conditions, desired, generation, Timestamp::now());
+            // Only Ready changes; the other conditions stay as last computed.
+            let ready = conditions::merge(
+                &status.conditions,
+                vec![Desired::new(
+                    READY,
+                    Status::False,
+                    "CleanupFailed",
+                    message.clone(),
+                )],
+                generation,
+                Timestamp::now(),
+            );
+            status.conditions.retain(|c| c.type_ != READY);
+            for c in &mut status.conditions {
+                c.observed_generation = generation;
+            }
+            status.conditions.extend(ready);
             status.health = Some(Health::Warning);
             status.alarm = Some(message.clone());
             write_status(tenant, status, ctx).await?;
@@ -731,24 +727,6 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
                 .await;
             Ok(Action::requeue(ctx.backoff.failed(&key)))
         }
-    }
-}
-
-/// The known condition types, for re-merging conditions read back from status.
-fn condition_type(t: &str) -> &'static str {
-    match t {
-        CONSENTS_GRANTED => CONSENTS_GRANTED,
-        STORAGE_READY => STORAGE_READY,
-        STALLED => STALLED,
-        _ => READY,
-    }
-}
-
-fn status_of(s: &str) -> Status {
-    match s {
-        "True" => Status::True,
-        "False" => Status::False,
-        _ => Status::Unknown,
     }
 }
 
