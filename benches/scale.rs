@@ -1,6 +1,6 @@
 //! Scale benchmark: how the operator's cost grows with the number of tenants.
 //!
-//! `cargo bench --bench scale -- --tenants 1000 [--phase ready|steady|all] [--concurrency 64]`
+//! `cargo bench --bench scale -- --tenants 1000 [--phase ready|steady|baseline|all] [--concurrency 64]`
 //!
 //! Both simulators run in this process; the operator runs as its own process (the release
 //! binary), so its memory is measured alone. Phases:
@@ -12,6 +12,8 @@
 //!   token requests per tenant, peak RSS, reconcile duration p50/p99 per controller (all
 //!   reconciles of the run, and the reconciles of one "poke" of every Tenant, which make no
 //!   outside call because nothing changed).
+//! - **baseline**: only the baseline of `ready` (the simulator's own cost, no operator):
+//!   time, API requests and requests per second.
 //! - **steady**: the poll timings scaled down (a simulated day of `--day-secs`), 90 % of the
 //!   tenants granted and 10 % pending (half with nothing granted, half with only the directory
 //!   consent): Graph and token requests per granted tenant per day, and per pending tenant
@@ -48,6 +50,7 @@ const REDIRECT: &str = "http://127.0.0.1:9/consent/callback";
 enum Phase {
     Ready,
     Steady,
+    Baseline,
     All,
 }
 
@@ -90,8 +93,9 @@ fn parse_args() -> Args {
                 args.phase = match value("--phase").as_str() {
                     "ready" => Phase::Ready,
                     "steady" => Phase::Steady,
+                    "baseline" => Phase::Baseline,
                     "all" => Phase::All,
-                    other => panic!("--phase ready|steady|all, not {other}"),
+                    other => panic!("--phase ready|steady|baseline|all, not {other}"),
                 }
             }
             // `cargo bench` passes `--bench` to harness-less benches.
@@ -611,6 +615,48 @@ async fn wait_tenants(client: &kube::Client, want: usize, pred: impl Fn(&Tenant)
     }
 }
 
+/// The baseline on a fresh simulator: its time and the number of creates it made.
+async fn run_baseline(args: &Args) -> (Duration, u64) {
+    let n = args.tenants;
+    let world = World::start(PollingConfig::default(), 3599).await;
+    let started = Instant::now();
+    baseline(&world.client, &world.config, n, args.concurrency).await;
+    let base = started.elapsed();
+    let base_requests: u64 = world
+        .kube
+        .request_counts()
+        .iter()
+        .filter(|((v, _), _)| v == "create")
+        .map(|(_, n)| n)
+        .sum();
+    eprintln!("baseline: {n} tenants' objects in {base:.2?} ({base_requests} creates)");
+    world.m365.clone().shutdown().await;
+    world.kube.clone().shutdown().await;
+    (base, base_requests)
+}
+
+/// Only the baseline: what the simulator costs per request at this size.
+async fn phase_baseline(args: &Args) -> Table {
+    let n = args.tenants;
+    let mut table = Table::default();
+    table.row("tenants (every other Pro)", n.to_string());
+    table.row("client concurrency", args.concurrency.to_string());
+    let (base, requests) = run_baseline(args).await;
+    table.row(
+        "baseline: objects created by a plain client",
+        format!("{base:.2?}"),
+    );
+    table.row(
+        "baseline API requests (creates)",
+        format!("{requests} ({:.2} per tenant)", requests as f64 / n as f64),
+    );
+    table.row(
+        "baseline requests per second",
+        format!("{:.0}", requests as f64 / base.as_secs_f64()),
+    );
+    table
+}
+
 // ---------------------------------------------------------------------------------------------
 // Phase 1: time to Ready, requests, memory, reconcile durations
 // ---------------------------------------------------------------------------------------------
@@ -627,20 +673,7 @@ async fn phase_ready(args: &Args) -> Table {
             .unwrap_or_else(|| "default".into()),
     );
 
-    // Baseline on a fresh simulator.
-    let world = World::start(PollingConfig::default(), 3599).await;
-    let started = Instant::now();
-    baseline(&world.client, &world.config, n, args.concurrency).await;
-    let base = started.elapsed();
-    let base_counts = world.kube.request_counts();
-    let base_requests: u64 = base_counts
-        .iter()
-        .filter(|((v, _), _)| v == "create")
-        .map(|(_, n)| n)
-        .sum();
-    eprintln!("baseline: {n} tenants' objects in {base:.2?} ({base_requests} creates)");
-    world.m365.clone().shutdown().await;
-    world.kube.clone().shutdown().await;
+    let (base, base_requests) = run_baseline(args).await;
 
     // The operator.
     let world = World::start(PollingConfig::default(), 3599).await;
@@ -1029,6 +1062,11 @@ fn main() {
             phase_ready(&args)
                 .await
                 .print("time to Ready, requests, memory");
+        }
+        if args.phase == Phase::Baseline {
+            phase_baseline(&args)
+                .await
+                .print("baseline: the simulator alone");
         }
         if matches!(args.phase, Phase::Steady | Phase::All) {
             phase_steady(&args)
