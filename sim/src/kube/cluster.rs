@@ -155,7 +155,8 @@ impl Cluster {
             .ok_or_else(|| ApiError::not_found(target(rt, name)))
     }
 
-    /// Objects matching a filter, in key order, starting after `continue_after`.
+    /// Objects matching a filter, in key order, starting after `continue_after`: at most
+    /// `limit` of them, the key of the last one when more match, and how many more match.
     pub fn list(
         &self,
         rt: &ResourceType,
@@ -164,34 +165,19 @@ impl Cluster {
         limit: Option<usize>,
         continue_after: Option<&(String, String)>,
     ) -> (Vec<Value>, Option<(String, String)>, usize) {
-        let all: Vec<&Value> = self
+        let mut matching = self
             .store
-            .list(&rt.store_key(), ns)
-            .into_iter()
-            .filter(|o| filter.matches(&served(rt, o)))
-            .filter(|o| match continue_after {
-                None => true,
-                Some(after) => {
-                    (
-                        meta_str(o, "namespace").to_string(),
-                        meta_str(o, "name").to_string(),
-                    ) > *after
-                }
-            })
-            .collect();
-        let take = limit
-            .filter(|l| *l > 0)
-            .unwrap_or(usize::MAX)
-            .min(all.len());
-        let items: Vec<Value> = all[..take].iter().map(|o| served(rt, o)).collect();
-        let remaining = all.len() - take;
-        let next = (remaining > 0).then(|| {
-            let last = &all[take - 1];
-            (
-                meta_str(last, "namespace").to_string(),
-                meta_str(last, "name").to_string(),
-            )
-        });
+            .objects_after(&rt.store_key(), ns, continue_after)
+            .filter(|(_, o)| filter.selects_all() || filter.matches(&served(rt, o)));
+        let limit = limit.filter(|l| *l > 0).unwrap_or(usize::MAX);
+        let mut items = Vec::new();
+        let mut last = None;
+        for (key, object) in matching.by_ref().take(limit) {
+            items.push(served(rt, object));
+            last = Some(key);
+        }
+        let remaining = matching.count();
+        let next = last.filter(|_| remaining > 0).cloned();
         (items, next, remaining)
     }
 
@@ -242,7 +228,7 @@ impl Cluster {
                 | "persistentvolumeclaims"
                 | "resourcequotas"
         ) && rt.group.is_empty();
-        let existing = self.store.list(&rt.store_key(), ns).len() as f64;
+        let existing = self.store.count(&rt.store_key(), ns) as f64;
         for quota in self.store.list(&quotas, ns) {
             let Some(hard) = quota["spec"]["hard"].as_object() else {
                 continue;
@@ -850,14 +836,7 @@ impl Cluster {
         marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
         marked["status"]["phase"] = json!("Terminating");
         let stored = self.store.put(&rt.store_key(), marked);
-        let contents: Vec<(StoreKey, String)> = self
-            .store
-            .all()
-            .into_iter()
-            .filter(|(_, (o_ns, _), _)| *o_ns == ns)
-            .map(|(k, (_, n), _)| (k, n))
-            .collect();
-        for (key, name) in contents {
+        for (key, name) in self.store.in_namespace(&ns) {
             if let Some(t) = self.registry.by_store_key(&key) {
                 let _ = self.delete(&t, &ns, &name, &DeleteOptions::default());
             }
@@ -873,7 +852,7 @@ impl Cluster {
             .store
             .get(&key, "", ns)
             .is_some_and(|n| !n["metadata"]["deletionTimestamp"].is_null());
-        let empty = !self.store.all().iter().any(|(_, (o_ns, _), _)| o_ns == ns);
+        let empty = self.store.in_namespace(ns).is_empty();
         if terminating && empty {
             if let Some(removed) = self.store.remove(&key, "", ns) {
                 let rt = self

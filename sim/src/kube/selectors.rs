@@ -182,6 +182,11 @@ impl Filter {
     pub fn matches(&self, object: &Value) -> bool {
         self.labels.matches(&labels_of(object)) && self.fields.matches(object)
     }
+
+    /// No label or field terms: every object matches, without looking at it.
+    pub fn selects_all(&self) -> bool {
+        self.labels.selects_all() && self.fields.terms.is_empty()
+    }
 }
 
 /// Does a `metav1.LabelSelector` object (matchLabels/matchExpressions) select these labels?
@@ -204,6 +209,16 @@ mod tests {
     }
 
     #[test]
+    fn no_terms_select_everything() {
+        let f = Filter::parse(None, None, &[]).unwrap();
+        assert!(f.selects_all());
+        assert!(f.matches(&obj(json!({}))));
+        assert!(!Filter::parse(Some("app=web"), None, &[])
+            .unwrap()
+            .selects_all());
+    }
+
+    #[test]
     fn equality_and_set_based_terms() {
         let f = Filter::parse(Some("app=web,tier in (front, back),!legacy"), None, &[]).unwrap();
         assert!(f.matches(&obj(json!({"app": "web", "tier": "front"}))));
@@ -218,6 +233,7 @@ mod tests {
     fn field_selectors_name_and_namespace() {
         let f = Filter::parse(None, Some("metadata.name=a,metadata.namespace!=m"), &[]).unwrap();
         assert!(f.matches(&obj(json!({}))));
+        assert!(!f.selects_all());
         let f = Filter::parse(None, Some("metadata.name==b"), &[]).unwrap();
         assert!(!f.matches(&obj(json!({}))));
         let e = Filter::parse(None, Some("spec.x=1"), &[]).unwrap_err();

@@ -2,6 +2,7 @@
 //! every resource, and a bounded history of changes that watches replay from.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -73,14 +74,49 @@ impl Store {
 
     /// Objects of a resource, in namespace/name order; `namespace` empty means all.
     pub fn list(&self, key: &StoreKey, namespace: &str) -> Vec<&Value> {
-        match self.objects.get(key) {
-            None => Vec::new(),
-            Some(objs) => objs
-                .iter()
-                .filter(|((ns, _), _)| namespace.is_empty() || ns == namespace)
-                .map(|(_, v)| v)
-                .collect(),
-        }
+        self.objects_after(key, namespace, None)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// How many objects of a resource one namespace holds (all of them when empty).
+    pub fn count(&self, key: &StoreKey, namespace: &str) -> usize {
+        self.objects_after(key, namespace, None).count()
+    }
+
+    /// Objects of a resource in namespace/name order (`namespace` empty means all), starting
+    /// after the key `after` when given. One namespace is a contiguous range of the
+    /// (namespace, name) keys, so reading it costs its own size, not the whole resource's.
+    pub fn objects_after<'a>(
+        &'a self,
+        key: &StoreKey,
+        namespace: &str,
+        after: Option<&ObjectKey>,
+    ) -> impl Iterator<Item = (&'a ObjectKey, &'a Value)> + 'a {
+        let first = (namespace.to_string(), String::new());
+        let start = match after {
+            Some(after) if *after >= first => Bound::Excluded(after.clone()),
+            _ => Bound::Included(first.clone()),
+        };
+        let namespace = first.0;
+        self.objects
+            .get(key)
+            .map(|objs| objs.range((start, Bound::Unbounded)))
+            .into_iter()
+            .flatten()
+            .take_while(move |((ns, _), _)| namespace.is_empty() || *ns == namespace)
+    }
+
+    /// The resources and names of every object in one (non-empty) namespace.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<(StoreKey, String)> {
+        self.objects
+            .iter()
+            .flat_map(|(key, objs)| {
+                objs.range((namespace.to_string(), String::new())..)
+                    .take_while(|((ns, _), _)| ns == namespace)
+                    .map(|((_, name), _)| (key.clone(), name.clone()))
+            })
+            .collect()
     }
 
     /// Every object of every resource: for garbage collection and namespace cleanup.
@@ -160,7 +196,9 @@ impl Store {
         if rv < self.oldest_watchable {
             return Err(self.oldest_watchable + 1);
         }
-        Ok(self.history.iter().filter(|c| c.rv > rv).cloned().collect())
+        // History is in resourceVersion order: find the first newer change, then copy the rest.
+        let first = self.history.partition_point(|c| c.rv <= rv);
+        Ok(self.history.range(first..).cloned().collect())
     }
 
     /// Forget all history: every resourceVersion handed out so far becomes too old to watch

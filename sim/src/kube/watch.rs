@@ -75,25 +75,24 @@ fn line(v: Value) -> Bytes {
 }
 
 /// What a change means for this watch: which event (if any) it sees.
-fn translate(request: &WatchRequest, change: &Change) -> Option<(&'static str, Value)> {
+fn translate<'c>(request: &WatchRequest, change: &'c Change) -> Option<(&'static str, &'c Value)> {
     if change.key != request.rt.store_key()
         || (!request.namespace.is_empty() && change.namespace != request.namespace)
     {
         return None;
     }
-    let now = request.filter.matches(&served(&request.rt, &change.object));
+    let selected =
+        |o: &Value| request.filter.selects_all() || request.filter.matches(&served(&request.rt, o));
+    let now = selected(&change.object);
     match change.kind {
-        EventType::Added => now.then(|| ("ADDED", change.object.clone())),
-        EventType::Deleted => now.then(|| ("DELETED", change.object.clone())),
+        EventType::Added => now.then_some(("ADDED", &change.object)),
+        EventType::Deleted => now.then_some(("DELETED", &change.object)),
         EventType::Modified => {
-            let before = change
-                .previous
-                .as_ref()
-                .is_some_and(|p| request.filter.matches(&served(&request.rt, p)));
+            let before = change.previous.as_ref().is_some_and(selected);
             match (before, now) {
-                (true, true) => Some(("MODIFIED", change.object.clone())),
-                (false, true) => Some(("ADDED", change.object.clone())),
-                (true, false) => Some(("DELETED", change.object.clone())),
+                (true, true) => Some(("MODIFIED", &change.object)),
+                (false, true) => Some(("ADDED", &change.object)),
+                (true, false) => Some(("DELETED", &change.object)),
                 (false, false) => None,
             }
         }
@@ -115,7 +114,7 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
         let from_now = request.resource_version.is_empty() || request.resource_version == "0";
         if request.send_initial_events || from_now {
             for o in store.list(&request.rt.store_key(), &request.namespace) {
-                if request.filter.matches(&served(&request.rt, o)) {
+                if request.filter.selects_all() || request.filter.matches(&served(&request.rt, o)) {
                     initial.push(encoder.event("ADDED", o));
                 }
             }
@@ -142,7 +141,7 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
                 Ok(changes) => {
                     for c in changes {
                         if let Some((kind, object)) = translate(&request, &c) {
-                            initial.push(encoder.event(kind, &object));
+                            initial.push(encoder.event(kind, object));
                         }
                     }
                 }
@@ -175,7 +174,7 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
                         }
                         last_rv = c.rv;
                         match translate(&request, &c) {
-                            Some((kind, object)) => encoder.event(kind, &object),
+                            Some((kind, object)) => encoder.event(kind, object),
                             None => continue,
                         }
                     }
