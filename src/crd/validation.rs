@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, Resource};
 use kube_cel::{compile_schema, CompiledSchema, Validator};
 use regex::Regex;
 use serde::Serialize;
@@ -74,7 +74,63 @@ pub fn validate_recording_service(
 }
 
 /// Validates the `spec` of any of the operator's resources against its own CRD schema.
-pub fn validate<K: CustomResourceExt + Serialize>(
+pub fn validate<K: CustomResourceExt + Resource + Serialize>(
+    obj: &K,
+    old: Option<&K>,
+) -> Result<(), Violations> {
+    // An object already seen valid at this generation has the same spec (the API server bumps
+    // `metadata.generation` on every spec change), so it needs no second walk. Transition
+    // rules depend on the old object as well: those calls are never remembered.
+    let seen = old.is_none().then(|| seen_key(obj)).flatten();
+    if seen.is_some_and(|(key, generation)| PASSED.passed(key, generation)) {
+        return Ok(());
+    }
+    let verdict = validate_uncached(obj, old);
+    if let (Some((key, generation)), Ok(())) = (seen, &verdict) {
+        PASSED.remember(key, generation);
+    }
+    verdict
+}
+
+/// The objects (by uid) whose spec passed at a generation: a re-validation costs a
+/// serialization, the schema walk and the CEL rules (whose `matches()` compiles its regex on
+/// every call), which was most of a reconcile's CPU before this memo.
+struct Passed {
+    by_uid: Mutex<HashMap<u64, i64>>,
+}
+
+/// Entries beyond which the memo starts afresh (about 1.5 MiB; 10,000 tenants hold ~55,000
+/// objects).
+const PASSED_LIMIT: usize = 100_000;
+
+static PASSED: LazyLock<Passed> = LazyLock::new(|| Passed {
+    by_uid: Mutex::new(HashMap::new()),
+});
+
+impl Passed {
+    fn passed(&self, key: u64, generation: i64) -> bool {
+        self.by_uid.lock().expect("memo lock").get(&key) == Some(&generation)
+    }
+
+    fn remember(&self, key: u64, generation: i64) {
+        let mut map = self.by_uid.lock().expect("memo lock");
+        if map.len() >= PASSED_LIMIT {
+            map.clear();
+        }
+        map.insert(key, generation);
+    }
+}
+
+/// `(hash of kind and uid, generation)`, for objects that came from the API server.
+fn seen_key<K: CustomResourceExt + Resource>(obj: &K) -> Option<(u64, i64)> {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let meta = obj.meta();
+    let (uid, generation) = (meta.uid.as_deref()?, meta.generation?);
+    let key = BuildHasherDefault::<DefaultHasher>::default().hash_one((K::crd_name(), uid));
+    Some((key, generation))
+}
+
+fn validate_uncached<K: CustomResourceExt + Serialize>(
     obj: &K,
     old: Option<&K>,
 ) -> Result<(), Violations> {
@@ -277,14 +333,17 @@ fn type_name(value: &Value) -> &'static str {
 }
 
 /// Compiled patterns of the schema, kept for the process lifetime.
-fn pattern_regex(pattern: &str) -> Regex {
-    static CACHE: OnceLock<Mutex<HashMap<String, Regex>>> = OnceLock::new();
+/// The same `Regex` is handed out every time: a clone would start an empty matching cache of
+/// its own on every call.
+fn pattern_regex(pattern: &str) -> &'static Regex {
+    static CACHE: OnceLock<Mutex<HashMap<String, &'static Regex>>> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Default::default)
         .lock()
         .expect("regex cache lock");
-    cache
-        .entry(pattern.to_string())
-        .or_insert_with(|| Regex::new(pattern).expect("CRD patterns are valid RE2"))
-        .clone()
+    cache.entry(pattern.to_string()).or_insert_with(|| {
+        Box::leak(Box::new(
+            Regex::new(pattern).expect("CRD patterns are valid RE2"),
+        ))
+    })
 }
