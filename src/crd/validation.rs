@@ -7,11 +7,11 @@
 //! validation turned off all reach the reconcilers through here, and get `InvalidSpec` with
 //! every violation and its field path instead of being acted on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{LazyLock, Mutex, OnceLock};
 
-use kube::{CustomResourceExt, Resource};
+use kube::CustomResourceExt;
 use kube_cel::{compile_schema, CompiledSchema, Validator};
 use regex::Regex;
 use serde::Serialize;
@@ -74,68 +74,71 @@ pub fn validate_recording_service(
 }
 
 /// Validates the `spec` of any of the operator's resources against its own CRD schema.
-pub fn validate<K: CustomResourceExt + Resource + Serialize>(
+pub fn validate<K: CustomResourceExt + Serialize>(
     obj: &K,
     old: Option<&K>,
 ) -> Result<(), Violations> {
-    // An object already seen valid at this generation has the same spec (the API server bumps
-    // `metadata.generation` on every spec change), so it needs no second walk. Transition
-    // rules depend on the old object as well: those calls are never remembered.
-    let seen = old.is_none().then(|| seen_key(obj)).flatten();
-    if seen.is_some_and(|(key, generation)| PASSED.passed(key, generation)) {
+    let object = spec_only(serde_json::to_value(obj).expect("resource serializes"));
+    // A spec already seen valid needs no second walk: a reconcile of an unchanged object
+    // would otherwise run the schema walk and the CEL rules (whose `matches()` compiles its
+    // regex on every call) each time. Transition rules depend on the old object as well:
+    // those calls are never remembered, nor are failures.
+    let key = old.is_none().then(|| spec_key(K::crd_name(), &object));
+    if key.is_some_and(|k| PASSED.contains(k)) {
         return Ok(());
     }
-    let verdict = validate_uncached(obj, old);
-    if let (Some((key, generation)), Ok(())) = (seen, &verdict) {
-        PASSED.remember(key, generation);
+    let verdict = validate_value::<K>(object, old);
+    if let (Some(k), Ok(())) = (key, &verdict) {
+        PASSED.remember(k);
     }
     verdict
 }
 
-/// The objects (by uid) whose spec passed at a generation: a re-validation costs a
-/// serialization, the schema walk and the CEL rules (whose `matches()` compiles its regex on
-/// every call), which was most of a reconcile's CPU before this memo.
+/// The specs (by digest of kind and content) that passed the rules.
 struct Passed {
-    by_uid: Mutex<HashMap<u64, i64>>,
+    digests: Mutex<HashSet<[u8; 16]>>,
 }
 
-/// Entries beyond which the memo starts afresh (about 1.5 MiB; 10,000 tenants hold ~55,000
+/// Entries beyond which the memo starts afresh (a few MiB; 10,000 tenants hold ~55,000
 /// objects).
 const PASSED_LIMIT: usize = 100_000;
 
 static PASSED: LazyLock<Passed> = LazyLock::new(|| Passed {
-    by_uid: Mutex::new(HashMap::new()),
+    digests: Mutex::new(HashSet::new()),
 });
 
 impl Passed {
-    fn passed(&self, key: u64, generation: i64) -> bool {
-        self.by_uid.lock().expect("memo lock").get(&key) == Some(&generation)
+    fn contains(&self, key: [u8; 16]) -> bool {
+        self.digests.lock().expect("memo lock").contains(&key)
     }
 
-    fn remember(&self, key: u64, generation: i64) {
-        let mut map = self.by_uid.lock().expect("memo lock");
-        if map.len() >= PASSED_LIMIT {
-            map.clear();
+    fn remember(&self, key: [u8; 16]) {
+        let mut set = self.digests.lock().expect("memo lock");
+        if set.len() >= PASSED_LIMIT {
+            set.clear();
         }
-        map.insert(key, generation);
+        set.insert(key);
     }
 }
 
-/// `(hash of kind and uid, generation)`, for objects that came from the API server.
-fn seen_key<K: CustomResourceExt + Resource>(obj: &K) -> Option<(u64, i64)> {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let meta = obj.meta();
-    let (uid, generation) = (meta.uid.as_deref()?, meta.generation?);
-    let key = BuildHasherDefault::<DefaultHasher>::default().hash_one((K::crd_name(), uid));
-    Some((key, generation))
+/// SHA-256 of the kind and the spec's JSON, cut to 128 bits.
+fn spec_key(kind: &str, object: &Value) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_bytes());
+    hasher.update([0]);
+    hasher.update(object.to_string().as_bytes());
+    let digest = hasher.finalize();
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
-fn validate_uncached<K: CustomResourceExt + Serialize>(
-    obj: &K,
+fn validate_value<K: CustomResourceExt + Serialize>(
+    object: Value,
     old: Option<&K>,
 ) -> Result<(), Violations> {
     let compiled = compiled_crd::<K>();
-    let object = spec_only(serde_json::to_value(obj).expect("resource serializes"));
     let old = old.map(|o| spec_only(serde_json::to_value(o).expect("resource serializes")));
 
     let mut found = Vec::new();
