@@ -204,9 +204,13 @@ pub fn transition_event(
     new: &ConsentGrantStatus,
 ) -> Option<(bool, &'static str, String)> {
     let state = new.state?;
-    // A new grant starts out Pending: that is where every consent begins, not a transition
-    // (the Tenant's own Event already says which consents are awaited).
-    if old == Some(state) || (old.is_none() && state == ConsentState::Pending) {
+    // A grant's first check records where the consent stands; Pending or Granted there is
+    // not a change the consent went through, and the Tenant's own Event (consents missing, or
+    // Ready) tells the customer's story. A first check that finds a problem (Partial, Error)
+    // has its Event.
+    if old == Some(state)
+        || (old.is_none() && matches!(state, ConsentState::Pending | ConsentState::Granted))
+    {
         return None;
     }
     let consent = &grant.spec.consent;
@@ -338,7 +342,8 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         return Ok(Action::requeue(wait.max(Duration::from_millis(200))));
     }
 
-    // One check answers for every consent of the tenant.
+    // One check answers for every consent of the tenant; a due grant joins any check of its
+    // tenant started since the middle of its wait (see `share_from`).
     let mut specs: Vec<ConsentSpec> = siblings_of(&grant, ctx)
         .iter()
         .map(|g| spec_of(g))
@@ -346,15 +351,15 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
         specs.push(spec_of(&grant));
     }
-    let due = grant
+    let joinable = grant
         .status
         .as_ref()
-        .and_then(|s| s.next_check_at.as_ref())
-        .map(|t| std::time::SystemTime::from(t.0));
+        .and_then(share_from)
+        .map(std::time::SystemTime::from);
     let result = if recheck_requested(&grant) {
         ctx.checker.check_now(&tenant_id, &specs).await
-    } else if let Some(due) = due {
-        ctx.checker.check_due(&tenant_id, &specs, due).await
+    } else if let Some(joinable) = joinable {
+        ctx.checker.check_due(&tenant_id, &specs, joinable).await
     } else {
         ctx.checker.check(&tenant_id, &specs).await
     };
@@ -411,6 +416,25 @@ pub fn shared_since(grant: &ConsentGrant, siblings: &[Arc<ConsentGrant>]) -> Opt
         .chain(std::iter::once(grant))
         .filter_map(changed)
         .min()
+}
+
+/// The earliest start of a tenant check that may answer this grant when it comes due: the
+/// middle of the interval it was waiting (`lastCheckedAt` → `nextCheckAt`).
+///
+/// Siblings that drifted apart (checked at different instants after a restart, a recheck, a
+/// busy queue) thereby join the latest check of their tenant instead of each starting their
+/// own, and take its schedule from then on; a granted sibling of a pending tenant (hours
+/// between its checks) is answered by the pending siblings' checks (minutes apart) instead of
+/// asking Graph for itself. No grant takes an answer older than half its interval.
+pub fn share_from(status: &ConsentGrantStatus) -> Option<Timestamp> {
+    let due = status.next_check_at.as_ref()?.0;
+    let waited = status
+        .last_checked_at
+        .as_ref()
+        .map(|last| due.duration_since(last.0))
+        .filter(|waited| waited.is_positive())
+        .unwrap_or(SignedDuration::ZERO);
+    Some(due - waited / 2)
 }
 
 /// The wait from `now` until `checked_at + next_in`, at least 200 ms.
@@ -618,7 +642,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_grant_is_pending_without_an_event_but_every_change_has_one() {
+    fn a_first_check_pending_or_granted_has_no_event_but_every_change_has_one() {
         let grant: ConsentGrant = serde_json::from_value(serde_json::json!({
             "apiVersion": "recording.m365.io/v1alpha1", "kind": "ConsentGrant",
             "metadata": {"name": "recording", "namespace": "tenant-contoso"},
@@ -633,6 +657,16 @@ mod tests {
         assert_eq!(
             transition_event(&grant, None, &status(ConsentState::Pending)),
             None
+        );
+        assert_eq!(
+            transition_event(&grant, None, &status(ConsentState::Granted)),
+            None,
+            "granted before the operator first looked: the Tenant's Ready Event says it"
+        );
+        assert_eq!(
+            transition_event(&grant, None, &status(ConsentState::Partial)).map(|e| e.1),
+            Some("ConsentPartial"),
+            "a problem found by the first check is news"
         );
         assert_eq!(
             transition_event(
@@ -672,5 +706,178 @@ mod tests {
         assert_eq!(consecutive_pending(t0, at(30), initial), 1);
         assert_eq!(consecutive_pending(t0, at(90), initial), 2);
         assert_eq!(consecutive_pending(t0, at(210), initial), 3);
+    }
+
+    #[test]
+    fn a_due_grant_takes_checks_started_since_the_middle_of_its_wait() {
+        let at = |s: i64| Some(Time(Timestamp::from_second(1_000_000 + s).unwrap()));
+        let status = |last, next| ConsentGrantStatus {
+            last_checked_at: last,
+            next_check_at: next,
+            ..Default::default()
+        };
+        assert_eq!(
+            share_from(&status(at(0), at(300))),
+            at(150).map(|t| t.0),
+            "a pending grant waiting 5 minutes takes a check up to 2.5 minutes old"
+        );
+        assert_eq!(
+            share_from(&status(at(0), at(6 * 3600))),
+            at(3 * 3600).map(|t| t.0)
+        );
+        assert_eq!(
+            share_from(&status(None, at(30))),
+            at(30).map(|t| t.0),
+            "without a last check only a check since the due instant"
+        );
+        assert_eq!(share_from(&status(at(40), at(30))), at(30).map(|t| t.0));
+        assert_eq!(share_from(&status(at(0), None)), None);
+    }
+
+    const TENANT: &str = "00000013-0000-4000-8000-00000000beef";
+
+    /// A grant last checked at `last` and due at `due` (seconds from the start of
+    /// [`play`]), in `state`, created long before.
+    fn scheduled(name: &str, state: ConsentState, last: i64, due: i64) -> Arc<ConsentGrant> {
+        let mut g = (*grant_at(name, 1_000_000 - 86_400, Some(state))).clone();
+        let status = g.status.as_mut().unwrap();
+        status.last_checked_at = Some(Time(Timestamp::from_second(1_000_000 + last).unwrap()));
+        status.next_check_at = Some(Time(Timestamp::from_second(1_000_000 + due).unwrap()));
+        Arc::new(g)
+    }
+
+    /// Plays the controller's scheduling rules for one tenant over `hours`: the grant due
+    /// first is reconciled at its `nextCheckAt`; it takes the tenant's last check when that
+    /// started since [`share_from`], else it starts a check; then its status is written as
+    /// the reconcile writes it (through JSON, so times keep whole seconds as on the API
+    /// server). Each grant finds the state given beside it. Returns the tenant's checks and
+    /// the first grant's polls (new `lastCheckedAt`s).
+    fn play(grants: &mut [(Arc<ConsentGrant>, CheckState)], hours: i64) -> (u32, u32) {
+        let polling = crate::config::PollingConfig::default();
+        let start = Timestamp::from_second(1_000_000).unwrap();
+        let end = start + SignedDuration::from_hours(hours);
+        let due = |g: &ConsentGrant| g.status.as_ref().unwrap().next_check_at.clone().unwrap().0;
+        let (mut last_check, mut checks, mut polls) = (None::<Timestamp>, 0, 0);
+        loop {
+            let i = (0..grants.len())
+                .min_by_key(|i| due(&grants[*i].0))
+                .unwrap();
+            let (grant, found) = grants[i].clone();
+            let now = due(&grant);
+            if now > end {
+                return (checks, polls);
+            }
+            let joinable = share_from(grant.status.as_ref().unwrap()).unwrap();
+            let checked_at = match last_check {
+                Some(started) if started >= joinable => started,
+                _ => {
+                    checks += 1;
+                    last_check = Some(now);
+                    now
+                }
+            };
+            let siblings: Vec<_> = grants.iter().map(|(g, _)| g.clone()).collect();
+            let since = shared_since(&grant, &siblings).unwrap();
+            let next_in = next_check_after(
+                found,
+                consecutive_pending(since, checked_at, polling.pending_initial),
+                &polling,
+                None,
+                &mut schedule_rng(TENANT, checked_at.into()),
+            );
+            let check = ConsentCheck {
+                key: grant.spec.consent.clone(),
+                app_id: grant.spec.app_id.clone(),
+                state: found,
+                granted: vec![],
+                missing: vec![],
+                message: String::new(),
+                retry_after: None,
+            };
+            let status = status_after_check(
+                &grant,
+                None,
+                &check,
+                now,
+                next_wait(checked_at, next_in, now),
+            );
+            let mut next = (*grant).clone();
+            next.status =
+                Some(serde_json::from_value(serde_json::to_value(status).unwrap()).unwrap());
+            if i == 0
+                && next.status.as_ref().unwrap().last_checked_at
+                    != grant.status.as_ref().unwrap().last_checked_at
+            {
+                polls += 1;
+            }
+            grants[i].0 = Arc::new(next);
+        }
+    }
+
+    #[test]
+    fn drifted_siblings_of_a_pending_tenant_join_one_check_per_poll() {
+        use ConsentState::{Granted, Pending};
+        // Directory granted, the rest pending at the longest interval (5 min); login drifted
+        // 2.5 minutes - 1 s away from recording, instantMessages 20 s, the directory grant on
+        // its own six-hour schedule.
+        let mut grants = [
+            (
+                scheduled("recording", Pending, -297, 3),
+                CheckState::Pending,
+            ),
+            (scheduled("login", Pending, -150, 152), CheckState::Pending),
+            (
+                scheduled("instantMessages", Pending, -280, 23),
+                CheckState::Pending,
+            ),
+            (
+                scheduled("directory", Granted, -4 * 3600, 2 * 3600),
+                CheckState::Granted,
+            ),
+        ];
+        let (checks, polls) = play(&mut grants, 24);
+        assert!(
+            (270..=320).contains(&polls),
+            "{polls} polls of 5 min ± 10 % in a day"
+        );
+        assert_eq!(
+            checks, polls,
+            "one tenant check per poll, the directory grant's included"
+        );
+        let dues: std::collections::BTreeSet<_> = grants[..3]
+            .iter()
+            .map(|(g, _)| g.status.as_ref().unwrap().next_check_at.clone())
+            .collect();
+        assert_eq!(
+            dues.len(),
+            1,
+            "the pending grants are on one schedule: {dues:?}"
+        );
+    }
+
+    #[test]
+    fn granted_siblings_on_different_schedules_realign_to_four_checks_a_day() {
+        use ConsentState::Granted;
+        let mut grants = [
+            (
+                scheduled("recording", Granted, -3600, 5 * 3600),
+                CheckState::Granted,
+            ),
+            (
+                scheduled("login", Granted, -2 * 3600, 4 * 3600),
+                CheckState::Granted,
+            ),
+            (
+                scheduled("directory", Granted, -5 * 3600, 3600),
+                CheckState::Granted,
+            ),
+            (
+                scheduled("instantMessages", Granted, -100, 21_000),
+                CheckState::Granted,
+            ),
+        ];
+        let (checks, _) = play(&mut grants, 30 * 24);
+        // 30 days of six hours ± 10 % (jitter): 109–133 checks.
+        assert!((109..=134).contains(&checks), "{checks} checks in 30 days");
     }
 }

@@ -6,6 +6,9 @@
 //!   check covering its consents started less than `checkCacheTtl` ago (or still running)
 //!   shares its result instead of asking again. So the five ConsentGrants of a tenant
 //!   reconciled together cost one check.
+//! - A due grant names how old an answer it takes ([`ConsentChecker::check_due`]): any check
+//!   of its tenant started at or after that instant, so grants of one tenant that drifted onto
+//!   different schedules join one check and its schedule again.
 //! - Independence: each tenant has its own lock; requests have timeouts; a slow or failing
 //!   tenant holds up nobody else.
 //! - A tenant whose consents are all granted is only polled to notice revocation: a check
@@ -146,15 +149,17 @@ impl ConsentChecker {
     }
 
     /// Like [`ConsentChecker::check`], and also shares any check that started at or after
-    /// `due`: sibling ConsentGrants scheduled for the same instant are answered by the first
-    /// check of that instant however long they waited in the controller's queue.
+    /// `since`: sibling ConsentGrants scheduled for the same instant are answered by the first
+    /// check of that instant however long they waited in the controller's queue, and a grant
+    /// that names an earlier `since` (the ConsentGrant controller's `share_from`: halfway
+    /// through its wait) joins a sibling's recent check instead of starting its own.
     pub async fn check_due(
         &self,
         tenant_id: &str,
         specs: &[ConsentSpec],
-        due: std::time::SystemTime,
+        since: std::time::SystemTime,
     ) -> Arc<TenantCheck> {
-        self.run(tenant_id, specs, false, Some(due)).await
+        self.run(tenant_id, specs, false, Some(since)).await
     }
 
     /// Checks at once, ignoring earlier results (the consent callback: the admin has just
