@@ -118,6 +118,103 @@ async fn pro_tenant_goes_from_warning_to_ok_as_the_admin_consents() {
         assert!(s.granted_at.is_some() && s.last_checked_at.is_some() && s.next_check_at.is_some());
         assert!(s.missing_permissions.is_empty());
     }
+
+    // What `kubectl describe` shows: the Tenant's Warning naming the consents to grant, then
+    // Ready; each grant's change from Pending to Granted.
+    let tenant_events = events(&h, "default", "Tenant", "fabrikam").await;
+    let warning = tenant_events
+        .iter()
+        .find(|e| e.type_.as_deref() == Some("Warning"))
+        .expect("a Warning Event on the Tenant");
+    assert_eq!(warning.reason.as_deref(), Some("ConsentsMissing"));
+    let note = warning.message.as_deref().unwrap();
+    assert!(
+        note.starts_with("The customer's Global admin must grant consent for ")
+            && note.contains("login (recording-auth)")
+            && note.contains("redundantRecording (recording-hue-paired)"),
+        "{note}"
+    );
+    assert!(
+        tenant_events
+            .iter()
+            .any(|e| e.type_.as_deref() == Some("Normal") && e.reason.as_deref() == Some("Ready")),
+        "{tenant_events:?}"
+    );
+    assert!(
+        !tenant_events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("CheckingConsents")),
+        "waiting for the first checks is no Event: {tenant_events:?}"
+    );
+    let granted = events(&h, "tenant-fabrikam", "ConsentGrant", "recording").await;
+    assert_eq!(
+        granted
+            .iter()
+            .filter_map(|e| e.reason.as_deref())
+            .collect::<Vec<_>>(),
+        vec!["ConsentGranted"],
+        "{granted:?}"
+    );
+    h.stop().await;
+}
+
+/// The Events about one object.
+async fn events(
+    h: &Harness,
+    namespace: &str,
+    kind: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::core::v1::Event> {
+    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(h.client(), namespace);
+    api.list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.involved_object.kind.as_deref() == Some(kind)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consents_granted_before_onboarding_go_straight_to_ready() {
+    // The admin consented before the Tenant existed (re-onboarding): the first checks find
+    // everything granted; the Tenant never names a consent as missing.
+    let h = Harness::start().await;
+    for name in [
+        "recording-auth",
+        "recording-aad",
+        "recording-hue",
+        "recording-im",
+    ] {
+        h.platform
+            .m365
+            .grant_consent(FABRIKAM_ID, &app_id(&h, name));
+    }
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    h.wait_tenant("fabrikam", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+    let tenant_events = events(&h, "default", "Tenant", "fabrikam").await;
+    assert_eq!(
+        tenant_events
+            .iter()
+            .map(|e| (e.type_.as_deref().unwrap(), e.reason.as_deref().unwrap()))
+            .collect::<Vec<_>>(),
+        vec![("Normal", "Ready")],
+        "{tenant_events:?}"
+    );
     h.stop().await;
 }
 

@@ -41,6 +41,10 @@ pub const CONSENTS_GRANTED: &str = "ConsentsGranted";
 pub const STORAGE_READY: &str = "StorageReady";
 /// Condition (present only when true): the spec must change before anything can progress.
 pub const STALLED: &str = "Stalled";
+/// Reason of ConsentsGranted and Ready while the grants' first checks are still running.
+pub const CHECKING_CONSENTS: &str = "CheckingConsents";
+const CHECKING_MESSAGE: &str =
+    "Waiting for the first check of the tenant's consents with Microsoft Graph.";
 
 /// How often a healthy tenant is looked at again even when nothing changed.
 const RESYNC: Duration = Duration::from_secs(600);
@@ -264,7 +268,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
     }
     conditions.push(Desired::new(
         CONSENTS_GRANTED,
-        if o.blocker.is_some() {
+        if o.blocker.is_some() || consent_reason == CHECKING_CONSENTS {
             Status::Unknown
         } else {
             Status::from_bool(consents_ok)
@@ -415,6 +419,22 @@ fn consent_condition(
     let revoked = mandatory(ConsentState::Revoked);
     let partial = mandatory(ConsentState::Partial);
     let pending = mandatory(ConsentState::Pending);
+    // Before a grant's first check its Pending is a guess, not news: while every mandatory
+    // consent is either granted or not checked yet, the tenant says so instead of sending the
+    // customer's admin to grant what may be granted already.
+    let unchecked = o
+        .consents
+        .iter()
+        .filter(|(r, g)| !r.optional && !first_check_done(*g))
+        .count();
+    if unchecked > 0
+        && errors.is_empty()
+        && revoked.is_empty()
+        && partial.is_empty()
+        && pending.len() == unchecked
+    {
+        return (false, CHECKING_CONSENTS, CHECKING_MESSAGE.to_string());
+    }
 
     let mut parts = Vec::new();
     if !revoked.is_empty() {
@@ -463,6 +483,34 @@ fn consent_condition(
     }
 }
 
+/// Whether the grant has answered at least once: its first check ran, or it failed for a
+/// reason of its own (an invalid spec).
+pub fn first_check_done(grant: Option<&ConsentGrant>) -> bool {
+    grant
+        .and_then(|g| g.status.as_ref())
+        .is_some_and(|s| s.last_checked_at.is_some() || s.state == Some(ConsentState::Error))
+}
+
+/// Whether a status change may wait: the grants' first checks are still coming in (the
+/// ConsentsGranted reason is [`CHECKING_CONSENTS`] before and after) and nothing but their
+/// lines in `status.consents` moved. Each grant's answer re-triggers the reconcile, so the
+/// status is written once they have all answered (or anything else changes) instead of once
+/// per grant.
+pub fn may_wait_for_first_checks(old: Option<&TenantStatus>, new: &TenantStatus) -> bool {
+    let checking = |s: &TenantStatus| {
+        conditions::find(&s.conditions, CONSENTS_GRANTED)
+            .is_some_and(|c| c.reason == CHECKING_CONSENTS)
+    };
+    let Some(old) = old else { return false };
+    if !(checking(old) && checking(new)) {
+        return false;
+    }
+    let (mut a, mut b) = (old.clone(), new.clone());
+    a.consents.clear();
+    b.consents.clear();
+    !status_changed(Some(&a), &b)
+}
+
 /// Whether two statuses differ in anything but condition timestamps.
 pub fn status_changed(old: Option<&TenantStatus>, new: &TenantStatus) -> bool {
     let Some(old) = old else { return true };
@@ -485,6 +533,11 @@ pub fn transition_event(
     let before = old.and_then(ready);
     let after = ready(new)?;
     if before.as_ref() == Some(&after) && old.and_then(|o| o.health) == new.health {
+        return None;
+    }
+    // Waiting for the grants' first checks is progress, not an alarm: the state they lead to
+    // (consents missing, or Ready) has the Event.
+    if after.1 == CHECKING_CONSENTS {
         return None;
     }
     if after.0 == "True" {
@@ -834,7 +887,7 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
 /// Writes the status when it changed, with an Event on each transition.
 async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<()> {
     let old = tenant.status.as_ref();
-    if !status_changed(old, &status) {
+    if !status_changed(old, &status) || may_wait_for_first_checks(old, &status) {
         return Ok(());
     }
     let api: Api<Tenant> = Api::all(ctx.client.clone());
@@ -884,4 +937,134 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
     let delay = ctx.backoff.failed(&super::object_key(tenant.as_ref()));
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ConsentGrantStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn tenant(license: &str) -> Tenant {
+        serde_json::from_value(json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": "contoso", "generation": 1,
+                         "uid": "0b7c4e1a-2f3d-4c5b-8a9e-1d2c3b4a5f60"},
+            "spec": {
+                "customerName": "Contoso", "domain": "contoso.onmicrosoft.com",
+                "shortName": "Contoso", "contactEmails": ["ops@contoso.com"],
+                "adminUpns": ["admin@contoso.onmicrosoft.com"], "license": license,
+                "includedUsers": 10, "storage": {"location": "westeurope"}
+            }
+        }))
+        .unwrap()
+    }
+
+    /// The tenant's grants, each `None` (never checked) or checked with a state.
+    fn grants(
+        config: &OperatorConfig,
+        t: &Tenant,
+        states: &[Option<ConsentState>],
+    ) -> Vec<ConsentGrant> {
+        let children = desired_children(t, config);
+        assert_eq!(children.grants.len(), states.len());
+        children
+            .grants
+            .into_iter()
+            .zip(states)
+            .map(|(mut g, state)| {
+                g.status = state.map(|state| ConsentGrantStatus {
+                    state: Some(state),
+                    last_checked_at: Some(Time(Timestamp::from_second(1_000_000).unwrap())),
+                    ..Default::default()
+                });
+                g
+            })
+            .collect()
+    }
+
+    fn status(t: &Tenant, config: &OperatorConfig, grants: &[ConsentGrant]) -> TenantStatus {
+        let consents = required_consents(t, config)
+            .into_iter()
+            .map(|r| {
+                let name = consent_grant_name(r.key);
+                (r, grants.iter().find(|g| g.name_any() == name))
+            })
+            .collect();
+        compute_status(&Observed {
+            tenant: t,
+            tenant_id: Some("00000000-0000-0000-0000-0000000000c1".into()),
+            blocker: None,
+            consents,
+            storage: None,
+            now: Timestamp::from_second(1_000_100).unwrap(),
+        })
+    }
+
+    fn reason(s: &TenantStatus, type_: &str) -> (String, String) {
+        let c = conditions::find(&s.conditions, type_).unwrap();
+        (c.status.clone(), c.reason.clone())
+    }
+
+    #[test]
+    fn before_the_first_checks_the_tenant_is_checking_not_missing_consents() {
+        let config = OperatorConfig::default();
+        let mut t = tenant("Essentials");
+        let n = required_consents(&t, &config).len();
+        let s = status(&t, &config, &grants(&config, &t, &vec![None; n]));
+        assert_eq!(s.health, Some(Health::Warning));
+        assert_eq!(
+            reason(&s, READY),
+            ("False".into(), CHECKING_CONSENTS.into())
+        );
+        assert_eq!(
+            reason(&s, CONSENTS_GRANTED),
+            ("Unknown".into(), CHECKING_CONSENTS.into())
+        );
+        assert_eq!(s.alarm.as_deref(), Some(CHECKING_MESSAGE));
+        assert_eq!(transition_event(None, &s), None, "progress, not an alarm");
+
+        // One grant answers Granted: the rest are still unchecked, the write may wait.
+        let mut states = vec![None; n];
+        states[0] = Some(ConsentState::Granted);
+        let one = status(&t, &config, &grants(&config, &t, &states));
+        t.status = Some(s.clone());
+        assert!(status_changed(Some(&s), &one));
+        assert!(may_wait_for_first_checks(Some(&s), &one));
+
+        // One answers Pending: that is news for the customer, written with a Warning Event.
+        states[0] = Some(ConsentState::Pending);
+        let missing = status(&t, &config, &grants(&config, &t, &states));
+        assert_eq!(reason(&missing, READY).1, "ConsentsMissing");
+        assert!(!may_wait_for_first_checks(Some(&s), &missing));
+        let (warning, event_reason, note) = transition_event(Some(&s), &missing).unwrap();
+        assert!(warning);
+        assert_eq!(event_reason, "ConsentsMissing");
+        assert!(note.contains("must grant consent for"), "{note}");
+
+        // All granted: Ready, written, with the Ready Event.
+        let ready = status(
+            &t,
+            &config,
+            &grants(&config, &t, &vec![Some(ConsentState::Granted); n]),
+        );
+        assert_eq!(ready.health, Some(Health::Ok));
+        assert!(!may_wait_for_first_checks(Some(&s), &ready));
+        assert_eq!(transition_event(Some(&s), &ready).unwrap().1, "Ready");
+    }
+
+    #[test]
+    fn a_status_change_beyond_the_consent_lines_is_written_while_checking() {
+        let config = OperatorConfig::default();
+        let t = tenant("Pro");
+        let n = required_consents(&t, &config).len();
+        let s = status(&t, &config, &grants(&config, &t, &vec![None; n]));
+        let mut newer = s.clone();
+        newer.observed_generation = Some(2);
+        assert!(!may_wait_for_first_checks(Some(&s), &newer));
+        assert!(
+            !may_wait_for_first_checks(None, &s),
+            "the first status is always written"
+        );
+    }
 }
