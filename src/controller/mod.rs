@@ -377,13 +377,25 @@ impl NamespaceIndex {
     }
 }
 
-/// Drops what no reconcile reads from a cached object: `managedFields` (often larger than
-/// the object itself) and the client-side apply annotation (a full copy of the object).
+/// Drops what no reconcile reads from a cached Tenant or ConsentGrant: `managedFields` (often
+/// larger than the object itself), the labels, and every annotation but
+/// [`RECHECK_ANNOTATION`](crate::crd::RECHECK_ANNOTATION) (among them the client-side apply
+/// annotation, a full copy of the object).
+///
+/// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
+/// byte here is paid once per object: a label map alone takes a 0.5 KiB tree node plus its
+/// strings, for each of the five or six objects a tenant has. The reconcilers find a
+/// tenant's grants through [`NamespaceIndex`] and their owner through `ownerReferences`
+/// (kept), never through labels.
 pub fn slim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
+    meta.labels = None;
     if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        annotations.retain(|key, _| key == crate::crd::RECHECK_ANNOTATION);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
     }
 }
 
@@ -609,23 +621,58 @@ mod tests {
     }
 
     #[test]
-    fn slim_drops_managed_fields_and_the_client_side_apply_copy() {
+    fn slim_keeps_only_what_the_reconcilers_read() {
         let mut g = grant("tenant-a", "login");
         g.metadata.managed_fields = Some(vec![Default::default()]);
+        g.metadata.labels = Some(owned_labels("a"));
         g.metadata.annotations = Some(
             [
                 ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
                 ("recording.m365.io/recheck-at", "now"),
+                ("example.com/note", "kept by nobody"),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         );
+        g.metadata.owner_references = Some(vec![Default::default()]);
+        g.metadata.uid = Some("6f1c".into());
+        g.metadata.resource_version = Some("42".into());
+        g.metadata.generation = Some(3);
+        let before = g.clone();
         slim(&mut g);
         assert_eq!(g.metadata.managed_fields, None);
+        assert_eq!(g.metadata.labels, None);
         assert_eq!(
-            g.metadata.annotations.unwrap().keys().collect::<Vec<_>>(),
+            g.metadata
+                .annotations
+                .clone()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
             ["recording.m365.io/recheck-at"]
         );
+        // What reconciles, Events and owner lookups use stays as it was.
+        assert_eq!(
+            g.metadata.owner_references,
+            before.metadata.owner_references
+        );
+        assert_eq!(g.object_ref(&()), before.object_ref(&()));
+        assert_eq!(g.meta().generation, Some(3));
+        assert_eq!(g.spec, before.spec);
+        assert_eq!(g.status, before.status);
+    }
+
+    #[test]
+    fn slim_leaves_no_empty_annotation_map() {
+        let mut g = grant("tenant-a", "login");
+        g.metadata.annotations = Some(
+            [("kubectl.kubernetes.io/last-applied-configuration", "{...}")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        slim(&mut g);
+        assert_eq!(g.metadata.annotations, None);
     }
 }
