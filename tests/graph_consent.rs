@@ -418,6 +418,8 @@ async fn a_throttled_token_endpoint_reports_its_retry_after() {
 async fn a_granted_pro_tenant_is_polled_with_one_batch_and_no_token_request() {
     let w = world_with(seed(), |config, _| {
         config.polling.check_cache_ttl = Duration::ZERO;
+        // Polled within the token's hour, so the token is kept (see tests/graph_tokens.rs).
+        config.polling.granted_interval = Duration::from_secs(600);
     })
     .await;
     let specs = w.specs(true);
@@ -487,7 +489,11 @@ async fn the_grants_of_a_granted_tenant_coming_due_apart_share_one_check() {
 
 #[tokio::test]
 async fn a_directory_token_graph_refuses_is_replaced_once() {
-    let w = world().await;
+    // Polled within the token's hour, so the token is kept (see tests/graph_tokens.rs).
+    let w = world_with(seed(), |config, _| {
+        config.polling.granted_interval = Duration::from_secs(600);
+    })
+    .await;
     let specs = w.specs(false);
     for spec in &specs {
         w.sim.grant_consent(CONTOSO, &spec.app_id);

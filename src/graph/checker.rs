@@ -275,6 +275,18 @@ impl ConsentChecker {
             specs: specs_now,
             result: result.clone(),
         });
+        if result
+            .consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted)
+        {
+            // Not checked again for hours: its tokens would expire unused in the cache.
+            self.inner.tokens.release_unless_fresh_at(
+                tenant_id,
+                specs.iter().map(|s| s.app_id.as_str()),
+                std::time::SystemTime::now() + self.inner.granted_reuse,
+            );
+        }
         result
     }
 }

@@ -320,6 +320,41 @@ impl TokenProvider {
             .retain(|(t, _), _| *t != tenant);
     }
 
+    /// Drops the cached tokens of `app_ids` in `tenant` that will no longer be fresh at
+    /// `next_use`, the earliest the caller expects to need them again.
+    ///
+    /// A token is kept to save a token request, and only saves one while it lasts: the
+    /// tenants whose consents are all granted are checked hours apart, their tokens last an
+    /// hour, so keeping them would hold about 1.5 KiB per tenant that is never used again.
+    /// A token being fetched or used at this moment is left alone.
+    pub fn release_unless_fresh_at<'a>(
+        &self,
+        tenant: &str,
+        app_ids: impl IntoIterator<Item = &'a str>,
+        next_use: SystemTime,
+    ) {
+        let tenant = tenant.to_ascii_lowercase();
+        let mut slots = self.slots.lock().expect("token slots lock");
+        for app_id in app_ids {
+            let key = (tenant.clone(), app_id.to_ascii_lowercase());
+            let stale = slots.get(&key).is_some_and(|slot| {
+                slot.try_lock().is_ok_and(|cached| {
+                    cached
+                        .as_ref()
+                        .is_none_or(|token| !token.is_fresh(next_use, self.renew_before))
+                })
+            });
+            if stale {
+                slots.remove(&key);
+            }
+        }
+    }
+
+    /// How many (tenant, app) pairs hold a cached token or a fetch in progress.
+    pub fn cached(&self) -> usize {
+        self.slots.lock().expect("token slots lock").len()
+    }
+
     fn slot(&self, tenant: &str, app_id: &str) -> Slot {
         let key = (tenant.to_ascii_lowercase(), app_id.to_ascii_lowercase());
         self.slots
