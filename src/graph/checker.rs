@@ -53,8 +53,25 @@ impl ConsentSpec {
 
 struct LastCheck {
     started: Instant,
-    specs: Vec<ConsentSpec>,
+    /// [`fingerprint`]s of the consents it was asked about.
+    specs: Vec<u64>,
     result: Arc<TenantCheck>,
+}
+
+/// What a consent check is asked about, in eight bytes: the last check of every tenant
+/// keeps these rather than copies of its specs (about 1 KiB a tenant), which is all it
+/// needs to tell whether it answers a later call.
+fn fingerprint(spec: &ConsentSpec) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        &spec.key,
+        &spec.app_id,
+        &spec.application_permissions,
+        &spec.delegated_scopes,
+    )
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 #[derive(Default)]
@@ -224,7 +241,7 @@ impl ConsentChecker {
         let mut slot = slot.lock().await;
 
         if let Some(last) = &slot.last {
-            let covers = specs.iter().all(|s| last.specs.contains(s));
+            let covers = specs.iter().all(|s| last.specs.contains(&fingerprint(s)));
             let all_granted = last
                 .result
                 .consents
@@ -261,8 +278,7 @@ impl ConsentChecker {
             secrets: &self.inner.secrets,
             role_names: &self.inner.role_names,
         };
-        let specs_now = specs.to_vec();
-        let result = Arc::new(check_tenant(&env, &mut slot.cache, tenant_id, &specs_now).await);
+        let result = Arc::new(check_tenant(&env, &mut slot.cache, tenant_id, specs).await);
         slot.throttled_until = result
             .consents
             .iter()
@@ -272,7 +288,7 @@ impl ConsentChecker {
             .map(|wait| started + wait);
         slot.last = Some(LastCheck {
             started,
-            specs: specs_now,
+            specs: specs.iter().map(fingerprint).collect(),
             result: result.clone(),
         });
         if result
@@ -312,5 +328,42 @@ fn still_throttled(tenant_id: &str, specs: &[ConsentSpec], left: Duration) -> Te
                 retry_after: Some(wait),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(key: &str, permissions: &[&str]) -> ConsentSpec {
+        ConsentSpec {
+            key: key.to_owned(),
+            app_id: "0c0ffee0-0000-4000-8000-000000000001".to_owned(),
+            application_permissions: permissions.iter().map(|p| p.to_string()).collect(),
+            delegated_scopes: vec![],
+        }
+    }
+
+    #[test]
+    fn a_spec_asking_for_anything_else_has_another_fingerprint() {
+        let recording = spec("recording", &["Calls.AccessMedia.All"]);
+        assert_eq!(fingerprint(&recording), fingerprint(&recording.clone()));
+        assert_ne!(
+            fingerprint(&recording),
+            fingerprint(&spec(
+                "recording",
+                &["Calls.AccessMedia.All", "Chat.Read.All"]
+            ))
+        );
+        assert_ne!(
+            fingerprint(&recording),
+            fingerprint(&spec("redundantRecording", &["Calls.AccessMedia.All"]))
+        );
+        let mut other_app = recording.clone();
+        other_app.app_id = "0c0ffee0-0000-4000-8000-000000000002".to_owned();
+        assert_ne!(fingerprint(&recording), fingerprint(&other_app));
+        let mut scoped = recording.clone();
+        scoped.delegated_scopes = vec!["User.Read".to_owned()];
+        assert_ne!(fingerprint(&recording), fingerprint(&scoped));
     }
 }
