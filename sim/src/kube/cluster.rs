@@ -2,6 +2,7 @@
 //! validation, metadata), create/update/patch/apply/delete, finalizers, namespace
 //! termination, owner-reference garbage collection and the Deployment status loop.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,25 +80,41 @@ fn random_suffix() -> String {
         .collect()
 }
 
-/// Everything but metadata (and status, when it is a subresource): what bumps `generation`.
-fn generation_relevant(rt: &ResourceType, object: &Value) -> Value {
-    let mut v = object.clone();
-    if let Some(map) = v.as_object_mut() {
-        map.remove("metadata");
-        if rt.status_subresource {
-            map.remove("status");
+/// Equal apart from the fields named in `skip` (compared in place, without copies).
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |m: &'_ serde_json::Map<String, Value>| {
+                m.keys().filter(|k| !skip.contains(&k.as_str())).count()
+            };
+            kept(a) == kept(b)
+                && a.iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .all(|(k, v)| b.get(k) == Some(v))
         }
+        _ => a == b,
     }
-    v
 }
 
-fn without_managed_fields(object: &Value) -> Value {
-    let mut v = object.clone();
-    if let Some(meta) = v["metadata"].as_object_mut() {
-        meta.remove("managedFields");
-        meta.remove("resourceVersion");
-    }
-    v
+/// Does the new version change what bumps `generation`: everything but metadata (and
+/// status, when it is a subresource)?
+fn generation_relevant_change(rt: &ResourceType, new: &Value, old: &Value) -> bool {
+    let skip: &[&str] = if rt.status_subresource {
+        &["metadata", "status"]
+    } else {
+        &["metadata"]
+    };
+    !same_except(new, old, skip)
+}
+
+/// The same object, its managedFields and resourceVersion aside.
+fn same_content(a: &Value, b: &Value) -> bool {
+    same_except(a, b, &["metadata"])
+        && same_except(
+            &a["metadata"],
+            &b["metadata"],
+            &["managedFields", "resourceVersion"],
+        )
 }
 
 impl Cluster {
@@ -385,8 +402,7 @@ impl Cluster {
         set_namespace(rt, ns, &mut body)?;
         let old = self
             .store
-            .get(&rt.store_key(), ns, name)
-            .cloned()
+            .shared(&rt.store_key(), ns, name)
             .ok_or_else(|| ApiError::not_found(target(rt, name)))?;
         let rv = meta_str(&body, "resourceVersion").to_string();
         if rv.is_empty() {
@@ -436,9 +452,9 @@ impl Cluster {
                     .cloned()
                     .collect();
                 o["metadata"]["managedFields"] = json!(kept);
-                o
+                Cow::Owned(o)
             }
-            _ => old.clone(),
+            _ => Cow::Borrowed(old),
         };
         let new = if status {
             let mut merged = old.clone();
@@ -488,10 +504,7 @@ impl Cluster {
             }
         }
         let (mut object, warnings) = self.admit(rt, Some(old), new, opts)?;
-        if rt.generation
-            && !status
-            && generation_relevant(rt, &object) != generation_relevant(rt, old)
-        {
+        if rt.generation && !status && generation_relevant_change(rt, &object, old) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             object["metadata"]["generation"] = json!(g);
         }
@@ -512,9 +525,7 @@ impl Cluster {
             }
         }
         // A write that changes nothing (managedFields timestamps aside) is a no-op.
-        if without_managed_fields(&object) == without_managed_fields(old)
-            && same_ownership(old, &object)
-        {
+        if same_content(&object, old) && same_ownership(old, &object) {
             return Ok(Written {
                 object: served(rt, old),
                 warnings,
@@ -541,7 +552,7 @@ impl Cluster {
         status: bool,
         opts: &WriteOptions,
     ) -> Result<Written, ApiError> {
-        let current = self.store.get(&rt.store_key(), ns, name).cloned();
+        let current = self.store.shared(&rt.store_key(), ns, name);
         if kind == PatchType::Apply {
             return self.server_side_apply(rt, ns, name, current, body, status, opts);
         }
@@ -573,7 +584,7 @@ impl Cluster {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        current: Option<Value>,
+        current: Option<Arc<Value>>,
         body: &[u8],
         status: bool,
         opts: &WriteOptions,
@@ -688,7 +699,9 @@ impl Cluster {
                 }
                 object = schema::apply_defaults(schema_v, &object);
                 errors.extend(schema::validate(schema_v, &object));
-                let old_served = old.map(|o| served(rt, o));
+                let old_served = old
+                    .filter(|_| schema::has_cel_rules(crd))
+                    .map(|o| served(rt, o));
                 errors.extend(schema::validate_cel(crd, &object, old_served.as_ref()));
             }
         } else {
@@ -767,8 +780,7 @@ impl Cluster {
     ) -> Result<Value, ApiError> {
         let current = self
             .store
-            .get(&rt.store_key(), ns, name)
-            .cloned()
+            .shared(&rt.store_key(), ns, name)
             .ok_or_else(|| ApiError::not_found(target(rt, name)))?;
         let uid = meta_str(&current, "uid").to_string();
         if let Some(p) = &opts.precondition_uid {
@@ -801,10 +813,10 @@ impl Cluster {
             _ => {}
         }
         if rt.kind == "Namespace" && rt.group.is_empty() {
-            return Ok(self.terminate_namespace(rt, current));
+            return Ok(self.terminate_namespace(rt, Arc::unwrap_or_clone(current)));
         }
         if !finalizers(&current).is_empty() {
-            let mut marked = current.clone();
+            let mut marked = Arc::unwrap_or_clone(current);
             marked["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
             if let Some(g) = marked["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
@@ -1067,19 +1079,22 @@ fn format_quantity(n: f64) -> String {
     }
 }
 
+/// The same managers own the same fields, the times of their entries aside.
 fn same_ownership(old: &Value, new: &Value) -> bool {
-    let strip_times = |v: &Value| -> Value {
-        let mut list = v["metadata"]["managedFields"].clone();
-        if let Some(entries) = list.as_array_mut() {
-            for e in entries {
-                if let Some(m) = e.as_object_mut() {
-                    m.remove("time");
-                }
-            }
+    let (old, new) = (
+        &old["metadata"]["managedFields"],
+        &new["metadata"]["managedFields"],
+    );
+    match (old.as_array(), new.as_array()) {
+        (Some(old), Some(new)) => {
+            old.len() == new.len()
+                && old
+                    .iter()
+                    .zip(new)
+                    .all(|(a, b)| same_except(a, b, &["time"]))
         }
-        list
-    };
-    strip_times(old) == strip_times(new)
+        _ => old == new,
+    }
 }
 
 fn deployment_status(d: &Value, generation: i64, replicas: i64, ready: bool) -> Value {

@@ -2,6 +2,7 @@
 //! prune unknown fields, apply defaults, validate against the OpenAPI v3 schema, then run the
 //! `x-kubernetes-validations` CEL rules (with the old object for transition rules).
 
+use kube_cel::CompiledSchema;
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -379,10 +380,21 @@ fn validate_number(
 
 /// Run the CEL rules of a CRD version (compiled once when the CRD was registered).
 pub fn validate_cel(crd: &CrdVersion, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    let Some(compiled) = &crd.compiled else {
+    let Some(compiled) = crd.compiled.as_ref().filter(|c| has_rules(c)) else {
         return Vec::new();
     };
-    match kube_cel::validate_compiled(compiled, object, old) {
+    let checked = match rule_fields(compiled) {
+        Some(fields) => {
+            let new = only_fields(object, &fields);
+            kube_cel::validate_compiled(
+                compiled,
+                &new,
+                old.map(|o| only_fields(o, &fields)).as_ref(),
+            )
+        }
+        None => kube_cel::validate_compiled(compiled, object, old),
+    };
+    match checked {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()
@@ -416,6 +428,58 @@ pub fn validate_cel(crd: &CrdVersion, object: &Value, old: Option<&Value>) -> Ve
             })
             .collect(),
     }
+}
+
+/// Does a CRD version have any CEL rule (that the old object is needed for)?
+pub fn has_cel_rules(crd: &CrdVersion) -> bool {
+    crd.compiled.as_ref().is_some_and(has_rules)
+}
+
+/// Is there a CEL rule at this schema node or anywhere below it?
+fn has_rules(node: &CompiledSchema) -> bool {
+    !node.validations.is_empty()
+        || node.properties.values().any(has_rules)
+        || node.items.as_deref().is_some_and(has_rules)
+        || node.additional_properties.as_deref().is_some_and(has_rules)
+        || node
+            .all_of
+            .iter()
+            .chain(&node.one_of)
+            .chain(&node.any_of)
+            .any(has_rules)
+}
+
+/// The top-level fields the rules need to see, when the root itself has none.
+///
+/// kube-cel converts every node it visits into a CEL value, starting with the whole object
+/// (metadata with its managedFields, status and all) at the root, whether or not that node
+/// has rules. A top-level field without a rule at or below it yields no error, so leaving it
+/// out gives the same errors in the same order; a rule at the root (or in a root-level
+/// branch or `additionalProperties`) sees the whole object, so then nothing is left out.
+fn rule_fields(root: &CompiledSchema) -> Option<Vec<&str>> {
+    let whole = !root.validations.is_empty()
+        || root.additional_properties.as_deref().is_some_and(has_rules)
+        || root
+            .all_of
+            .iter()
+            .chain(&root.one_of)
+            .chain(&root.any_of)
+            .any(has_rules);
+    (!whole).then(|| {
+        root.properties
+            .iter()
+            .filter(|(_, node)| has_rules(node))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    })
+}
+
+fn only_fields(object: &Value, fields: &[&str]) -> Value {
+    let kept = fields
+        .iter()
+        .filter_map(|f| Some((f.to_string(), object.get(*f)?.clone())))
+        .collect();
+    Value::Object(kept)
 }
 
 #[cfg(test)]
@@ -470,6 +534,79 @@ mod tests {
         );
         let missing = validate(&schema(), &json!({"spec": {}}));
         assert_eq!(missing[0].full(), "spec.name: Required value");
+    }
+
+    fn crd_version(schema: Value) -> CrdVersion {
+        CrdVersion {
+            compiled: Some(kube_cel::compile_schema(&schema)),
+            schema: Some(schema),
+            printer_columns: Vec::new(),
+        }
+    }
+
+    fn cel_errors(crd: &CrdVersion, object: &Value, old: Option<&Value>) -> Vec<String> {
+        validate_cel(crd, object, old)
+            .iter()
+            .map(FieldError::full)
+            .collect()
+    }
+
+    #[test]
+    fn cel_rules_below_the_root_see_only_their_fields() {
+        let crd = crd_version(json!({"type": "object", "properties": {
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {
+                "name": {"type": "string", "x-kubernetes-validations": [
+                    {"rule": "self.matches('^[a-z]+$')", "message": "lower case only"}]},
+                "id": {"type": "string", "x-kubernetes-validations": [
+                    {"rule": "self == oldSelf", "message": "id is immutable"}]}
+            }},
+            "status": {"type": "object", "properties": {"note": {"type": "string"}}}
+        }}));
+        let root = crd.compiled.as_ref().unwrap();
+        assert_eq!(rule_fields(root), Some(vec!["spec"]));
+        let object = |name: &str, id: &str| {
+            json!({"apiVersion": "x/v1", "kind": "K",
+                "metadata": {"name": "a", "managedFields": [{"manager": "m"}]},
+                "spec": {"name": name, "id": id}, "status": {"note": "anything"}})
+        };
+        assert!(cel_errors(&crd, &object("ok", "1"), None).is_empty());
+        assert_eq!(
+            cel_errors(&crd, &object("NO", "1"), None),
+            ["spec.name: Invalid value: \"string\": lower case only"]
+        );
+        assert_eq!(
+            cel_errors(&crd, &object("ok", "2"), Some(&object("ok", "1"))),
+            ["spec.id: Invalid value: \"string\": id is immutable"]
+        );
+        assert!(cel_errors(&crd, &object("ok", "1"), Some(&object("ok", "1"))).is_empty());
+    }
+
+    #[test]
+    fn a_cel_rule_at_the_root_sees_the_whole_object() {
+        let crd = crd_version(json!({"type": "object",
+        "x-kubernetes-validations": [
+            {"rule": "!has(self.status) || self.status.size <= self.spec.size",
+             "message": "status beyond spec"}],
+        "properties": {
+            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+            "status": {"type": "object", "properties": {"size": {"type": "integer"}}}
+        }}));
+        assert_eq!(rule_fields(crd.compiled.as_ref().unwrap()), None);
+        let object =
+            |spec: i64, status: i64| json!({"spec": {"size": spec}, "status": {"size": status}});
+        assert!(cel_errors(&crd, &object(2, 1), None).is_empty());
+        assert_eq!(
+            cel_errors(&crd, &object(1, 2), None),
+            [": Invalid value: \"object\": status beyond spec"]
+        );
+    }
+
+    #[test]
+    fn a_schema_without_cel_rules_checks_nothing() {
+        let crd = crd_version(schema());
+        assert!(!has_cel_rules(&crd));
+        assert!(cel_errors(&crd, &json!({"spec": {"name": "ABCDEFG"}}), None).is_empty());
     }
 
     #[test]

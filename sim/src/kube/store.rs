@@ -27,16 +27,17 @@ pub struct Change {
     pub key: StoreKey,
     pub namespace: String,
     pub kind: EventType,
-    pub object: Value,
+    /// Shared with the store (and with the next change's `previous`): never copied.
+    pub object: Arc<Value>,
     /// The object before a modification (to tell selector entry/exit apart).
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
 }
 
 pub type ObjectKey = (String, String); // (namespace, name)
 
 pub struct Store {
     rv: u64,
-    objects: BTreeMap<StoreKey, BTreeMap<ObjectKey, Value>>,
+    objects: BTreeMap<StoreKey, BTreeMap<ObjectKey, Arc<Value>>>,
     history: VecDeque<Arc<Change>>,
     /// Watches must start at or after this resourceVersion.
     oldest_watchable: u64,
@@ -70,6 +71,15 @@ impl Store {
         self.objects
             .get(key)?
             .get(&(namespace.to_string(), name.to_string()))
+            .map(|o| &**o)
+    }
+
+    /// The stored object itself, shared rather than copied.
+    pub fn shared(&self, key: &StoreKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(key)?
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Objects of a resource, in namespace/name order; `namespace` empty means all.
@@ -105,6 +115,7 @@ impl Store {
             .into_iter()
             .flatten()
             .take_while(move |((ns, _), _)| namespace.is_empty() || *ns == namespace)
+            .map(|(k, v)| (k, &**v))
     }
 
     /// The resources and names of every object in one (non-empty) namespace.
@@ -123,12 +134,15 @@ impl Store {
     pub fn all(&self) -> Vec<(StoreKey, ObjectKey, &Value)> {
         self.objects
             .iter()
-            .flat_map(|(k, objs)| objs.iter().map(move |(ok, v)| (k.clone(), ok.clone(), v)))
+            .flat_map(|(k, objs)| {
+                objs.iter()
+                    .map(move |(ok, v)| (k.clone(), ok.clone(), &**v))
+            })
             .collect()
     }
 
     /// Write an object (create or replace), assigning the next resourceVersion.
-    pub fn put(&mut self, key: &StoreKey, mut object: Value) -> Value {
+    pub fn put(&mut self, key: &StoreKey, mut object: Value) -> Arc<Value> {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let ns = object["metadata"]["namespace"]
@@ -139,6 +153,7 @@ impl Store {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let object = Arc::new(object);
         let previous = self
             .objects
             .entry(key.clone())
@@ -161,13 +176,15 @@ impl Store {
     }
 
     /// Remove an object for good; the DELETED event carries a fresh resourceVersion.
-    pub fn remove(&mut self, key: &StoreKey, namespace: &str, name: &str) -> Option<Value> {
-        let mut object = self
+    pub fn remove(&mut self, key: &StoreKey, namespace: &str, name: &str) -> Option<Arc<Value>> {
+        let stored = self
             .objects
             .get_mut(key)?
             .remove(&(namespace.to_string(), name.to_string()))?;
         self.rv += 1;
+        let mut object = Arc::unwrap_or_clone(stored);
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let object = Arc::new(object);
         self.record(Change {
             rv: self.rv,
             key: key.clone(),

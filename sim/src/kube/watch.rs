@@ -85,14 +85,14 @@ fn translate<'c>(request: &WatchRequest, change: &'c Change) -> Option<(&'static
         |o: &Value| request.filter.selects_all() || request.filter.matches(&served(&request.rt, o));
     let now = selected(&change.object);
     match change.kind {
-        EventType::Added => now.then_some(("ADDED", &change.object)),
-        EventType::Deleted => now.then_some(("DELETED", &change.object)),
+        EventType::Added => now.then_some(("ADDED", &*change.object)),
+        EventType::Deleted => now.then_some(("DELETED", &*change.object)),
         EventType::Modified => {
-            let before = change.previous.as_ref().is_some_and(selected);
+            let before = change.previous.as_deref().is_some_and(selected);
             match (before, now) {
-                (true, true) => Some(("MODIFIED", &change.object)),
-                (false, true) => Some(("ADDED", &change.object)),
-                (true, false) => Some(("DELETED", &change.object)),
+                (true, true) => Some(("MODIFIED", &*change.object)),
+                (false, true) => Some(("ADDED", &*change.object)),
+                (true, false) => Some(("DELETED", &*change.object)),
                 (false, false) => None,
             }
         }
