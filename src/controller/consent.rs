@@ -3,9 +3,11 @@
 //! One reconcile: validate → find the Tenant and its Entra tenant id → build the admin-consent
 //! URL → if a check is due (new object, spec change, `recording.m365.io/recheck-at` changed,
 //! or `status.nextCheckAt` reached) ask the shared [`ConsentChecker`](crate::graph::ConsentChecker)
-//! about *all* of the tenant's consents at once (one `$batch` serves the tenant's every grant)
-//! → derive the state, with `Revoked` from history → write status and an Event on each
-//! transition → come back at `nextCheckAt`.
+//! about *all* of the tenant's consents at once (one `$batch` serves the tenant's every grant;
+//! a due grant takes any check of its tenant started since the middle of its wait, so the
+//! grants of a tenant share one check per poll and one schedule) → derive the state, with
+//! `Revoked` from history → write status and an Event on each transition → come back at
+//! `nextCheckAt`.
 //!
 //! The redirect endpoint (`/consent/callback`) does what the annotation does: it stamps
 //! `recheck-at` on the grant named by the redirect's `state`, so the check runs at once.
