@@ -18,9 +18,13 @@ use crate::crd::FIELD_MANAGER;
 
 /// Remembers a hash of the last successfully applied body per object. Forgotten on any error
 /// touching that object and whenever the caller learns the object may have changed under us.
+///
+/// Objects are known by a hash of their kind, namespace and name too: the cache holds an
+/// entry for each of the eight or so objects of every tenant for the life of the process, and
+/// two numbers take a third of what the name as a string did.
 #[derive(Default)]
 pub struct AppliedCache {
-    applied: Mutex<HashMap<String, (u64, Instant)>>,
+    applied: Mutex<HashMap<u64, (u64, Instant)>>,
 }
 
 /// How long a remembered apply stays trusted: past it the object is applied again, which
@@ -28,21 +32,15 @@ pub struct AppliedCache {
 pub const REAPPLY_AFTER: Duration = Duration::from_secs(600);
 
 impl AppliedCache {
-    fn key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-        format!(
-            "{}/{}/{}",
+    fn key<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
+        let mut hasher = DefaultHasher::new();
+        (
             K::kind(&()),
-            obj.namespace().unwrap_or_default(),
-            obj.name_any()
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+            obj.meta().name.as_deref().unwrap_or_default(),
         )
-    }
-
-    /// Forgets everything known about objects whose key starts with `prefix` (all of a tenant's).
-    pub fn forget_matching(&self, needle: &str) {
-        self.applied
-            .lock()
-            .expect("applied cache lock")
-            .retain(|k, _| !k.contains(needle));
+            .hash(&mut hasher);
+        hasher.finish()
     }
 
     pub fn len(&self) -> usize {
@@ -127,4 +125,55 @@ pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferen
     owner
         .controller_owner_ref(&())
         .expect("owners read from the API server have a name and uid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn config_map(namespace: &str, name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.into()),
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn objects_are_told_apart_by_kind_namespace_and_name() {
+        let a = AppliedCache::key(&config_map("tenant-a", "bot"));
+        assert_eq!(a, AppliedCache::key(&config_map("tenant-a", "bot")));
+        assert_ne!(a, AppliedCache::key(&config_map("tenant-b", "bot")));
+        assert_ne!(a, AppliedCache::key(&config_map("tenant-a", "bot-paired")));
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some("bot".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_ne!(
+            AppliedCache::key(&config_map("", "bot")),
+            AppliedCache::key(&namespace)
+        );
+    }
+
+    #[test]
+    fn a_forgotten_object_is_applied_again() {
+        let cache = AppliedCache::default();
+        let cm = config_map("tenant-a", "bot");
+        cache
+            .applied
+            .lock()
+            .unwrap()
+            .insert(AppliedCache::key(&cm), (1, Instant::now()));
+        assert_eq!(cache.len(), 1);
+        forget(&cache, &cm);
+        assert!(cache.is_empty());
+    }
 }
