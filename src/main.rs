@@ -103,9 +103,10 @@ async fn run(
         OperatorConfig::load(config_path.as_deref()).context("reading the configuration")?;
     config.validate().context("invalid configuration")?;
     let config = Arc::new(config);
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
         .context("connecting to Kubernetes (kubeconfig or in-cluster service account)")?;
+    let client = kube_client(kube_config, idle_connections(concurrency))?;
 
     let secrets: Arc<dyn SecretSource> = Arc::new(Secrets::with_kube(client.clone()));
     let checker =
@@ -176,6 +177,69 @@ async fn run(
     };
     let _ = server.await;
     result
+}
+
+/// How many idle connections to the API server the client keeps: enough for the requests of
+/// every running reconcile (three controllers, `concurrency` reconciles each, one request at
+/// a time), so a busy operator reuses connections rather than opening new ones.
+fn idle_connections(concurrency: u16) -> usize {
+    3 * usize::from(concurrency.max(1))
+}
+
+/// Connections to the API server being opened at once; more requests wait for one of these
+/// or for a connection to come free, whichever is first.
+const CONNECTS_IN_FLIGHT: usize = 8;
+
+/// The Kubernetes client: kube's own stack (base URL, retries of server errors, credentials,
+/// extra headers, TLS, timeouts) over a connection pool that keeps at most `max_idle` idle
+/// connections.
+///
+/// The HTTP/1 pool opens a connection for every request that finds no idle one, lets it
+/// finish connecting even when another connection frees up first, and by default keeps every
+/// connection it ever made for 90 s of idleness. When connecting is slow (a busy API server
+/// that accepts slowly), a burst of reconciles at onboarding thus left hundreds of idle TLS
+/// connections with some 30–40 KiB of buffers each in the operator. Bounded, at most
+/// [`CONNECTS_IN_FLIGHT`] connections are being opened at a time, and connections beyond
+/// `max_idle` close as soon as they are idle.
+///
+/// With an HTTP proxy in the kubeconfig, kube's default client is used as is.
+fn kube_client(config: kube::Config, max_idle: usize) -> anyhow::Result<kube::Client> {
+    use kube::client::ConfigExt as _;
+    if config.proxy_url.is_some() {
+        return kube::Client::try_from(config).context("building the Kubernetes client");
+    }
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    let https = config
+        .rustls_https_connector_with_connector(http)
+        .context("configuring TLS for the Kubernetes API")?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let connector = tower::limit::ConcurrencyLimit::new(connector, CONNECTS_IN_FLIGHT);
+    let pool = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle)
+        .build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| {
+            tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
+        }))
+        .option_layer(
+            config
+                .auth_layer()
+                .context("configuring credentials for the Kubernetes API")?,
+        )
+        .layer(
+            config
+                .extra_headers_layer()
+                .context("configuring headers for the Kubernetes API")?,
+        )
+        .map_err(tower::BoxError::from)
+        .service(pool);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 /// Ctrl-C or SIGTERM.
