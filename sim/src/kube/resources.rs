@@ -16,6 +16,8 @@ pub struct CrdVersion {
     pub schema: Option<Value>,
     pub compiled: Option<kube_cel::CompiledSchema>,
     pub printer_columns: Vec<Value>,
+    /// What the compiled rules answered to inputs seen before.
+    pub cel_verdicts: super::schema::CelVerdicts,
 }
 
 /// One served group/version/resource.
@@ -849,6 +851,7 @@ pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldErr
                 crd: Some(CrdVersion {
                     schema,
                     compiled,
+                    cel_verdicts: Default::default(),
                     printer_columns: v["additionalPrinterColumns"]
                         .as_array()
                         .cloned()

@@ -2,6 +2,9 @@
 //! prune unknown fields, apply defaults, validate against the OpenAPI v3 schema, then run the
 //! `x-kubernetes-validations` CEL rules (with the old object for transition rules).
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use kube_cel::CompiledSchema;
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -383,18 +386,60 @@ pub fn validate_cel(crd: &CrdVersion, object: &Value, old: Option<&Value>) -> Ve
     let Some(compiled) = crd.compiled.as_ref().filter(|c| has_rules(c)) else {
         return Vec::new();
     };
-    let checked = match rule_fields(compiled) {
-        Some(fields) => {
-            let new = only_fields(object, &fields);
-            kube_cel::validate_compiled(
-                compiled,
-                &new,
-                old.map(|o| only_fields(o, &fields)).as_ref(),
-            )
-        }
-        None => kube_cel::validate_compiled(compiled, object, old),
+    let Some(fields) = rule_fields(compiled) else {
+        return cel_errors(compiled, object, old, object);
     };
-    match checked {
+    let new_view = only_fields(object, &fields);
+    let old_view = old.map(|o| only_fields(o, &fields));
+    let input = format!(
+        "{new_view}\n{}",
+        old_view.as_ref().map(Value::to_string).unwrap_or_default()
+    );
+    if let Some(known) = crd.cel_verdicts.get(&input) {
+        return known;
+    }
+    let errors = cel_errors(compiled, &new_view, old_view.as_ref(), object);
+    crd.cel_verdicts.remember(input, errors.clone());
+    errors
+}
+
+/// Verdicts of one CRD version's CEL rules by their input (what the rules see of the new and
+/// the old object). The rules are a pure function of that input (CEL in Kubernetes has no
+/// clock and no randomness), and most writes hand them the same input again: every status
+/// write and every repeated apply leaves the spec as it was. Lives and dies with the
+/// compiled rules it remembers verdicts of.
+#[derive(Default)]
+pub struct CelVerdicts(Mutex<HashMap<String, Vec<FieldError>>>);
+
+/// Inputs remembered before the memo starts afresh.
+const CEL_VERDICTS_LIMIT: usize = 4096;
+
+impl CelVerdicts {
+    fn get(&self, input: &str) -> Option<Vec<FieldError>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(input)
+            .cloned()
+    }
+
+    fn remember(&self, input: String, errors: Vec<FieldError>) {
+        let mut verdicts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if verdicts.len() >= CEL_VERDICTS_LIMIT {
+            verdicts.clear();
+        }
+        verdicts.insert(input, errors);
+    }
+}
+
+/// kube-cel's verdict on `new` (and `old`), as field errors; values are typed from `object`.
+fn cel_errors(
+    compiled: &CompiledSchema,
+    new: &Value,
+    old: Option<&Value>,
+    object: &Value,
+) -> Vec<FieldError> {
+    match kube_cel::validate_compiled(compiled, new, old) {
         Ok(()) => Vec::new(),
         Err(errors) => errors
             .into_vec()
@@ -541,6 +586,7 @@ mod tests {
             compiled: Some(kube_cel::compile_schema(&schema)),
             schema: Some(schema),
             printer_columns: Vec::new(),
+            cel_verdicts: CelVerdicts::default(),
         }
     }
 
@@ -580,6 +626,15 @@ mod tests {
             ["spec.id: Invalid value: \"string\": id is immutable"]
         );
         assert!(cel_errors(&crd, &object("ok", "1"), Some(&object("ok", "1"))).is_empty());
+        // The same spec under another status and resourceVersion: the same verdict, remembered.
+        let mut again = object("NO", "1");
+        again["status"]["note"] = json!("other");
+        again["metadata"]["resourceVersion"] = json!("9");
+        assert_eq!(
+            cel_errors(&crd, &again, None),
+            ["spec.name: Invalid value: \"string\": lower case only"]
+        );
+        assert_eq!(crd.cel_verdicts.0.lock().unwrap().len(), 4);
     }
 
     #[test]
