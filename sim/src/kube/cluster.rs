@@ -894,23 +894,11 @@ impl Cluster {
     }
 
     fn dependents(&self, owner_uid: &str) -> Vec<(StoreKey, (String, String), Value)> {
-        self.store
-            .all()
-            .into_iter()
-            .filter(|(_, _, o)| {
-                o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
-            })
-            .map(|(k, ok, o)| (k, ok, o.clone()))
-            .collect()
+        self.store.dependents(owner_uid)
     }
 
     fn uid_exists(&self, uid: &str) -> bool {
-        self.store
-            .all()
-            .iter()
-            .any(|(_, _, o)| o["metadata"]["uid"] == uid)
+        self.store.uid_exists(uid)
     }
 
     /// Garbage collection (background propagation) and bookkeeping after an object is gone.

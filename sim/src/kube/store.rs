@@ -1,7 +1,7 @@
 //! Object storage: one global resourceVersion counter (like etcd's revision), the objects of
 //! every resource, and a bounded history of changes that watches replay from.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -38,6 +38,9 @@ pub type ObjectKey = (String, String); // (namespace, name)
 pub struct Store {
     rv: u64,
     objects: BTreeMap<StoreKey, BTreeMap<ObjectKey, Arc<Value>>>,
+    /// Owners as garbage collection needs them: which stored objects carry a uid, and which
+    /// name each uid in their ownerReferences (so dependents are found without a scan).
+    owners: Owners,
     history: VecDeque<Arc<Change>>,
     /// Watches must start at or after this resourceVersion.
     oldest_watchable: u64,
@@ -49,6 +52,7 @@ impl Store {
         Store {
             rv: start_rv,
             objects: BTreeMap::new(),
+            owners: Owners::default(),
             history: VecDeque::new(),
             oldest_watchable: start_rv,
             changes,
@@ -130,13 +134,22 @@ impl Store {
             .collect()
     }
 
-    /// Every object of every resource: for garbage collection and namespace cleanup.
-    pub fn all(&self) -> Vec<(StoreKey, ObjectKey, &Value)> {
-        self.objects
-            .iter()
-            .flat_map(|(k, objs)| {
-                objs.iter()
-                    .map(move |(ok, v)| (k.clone(), ok.clone(), &**v))
+    /// Is some stored object's `metadata.uid` this one?
+    pub fn uid_exists(&self, uid: &str) -> bool {
+        self.owners.uids.get(uid).is_some_and(|n| *n > 0)
+    }
+
+    /// The objects naming `owner_uid` in their ownerReferences, in resource/namespace/name
+    /// order.
+    pub fn dependents(&self, owner_uid: &str) -> Vec<(StoreKey, ObjectKey, Value)> {
+        self.owners
+            .dependents
+            .get(owner_uid)
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, at)| {
+                let object = self.objects.get(key)?.get(at)?;
+                Some((key.clone(), at.clone(), (**object).clone()))
             })
             .collect()
     }
@@ -154,11 +167,16 @@ impl Store {
             .unwrap_or_default()
             .to_string();
         let object = Arc::new(object);
+        let at = (ns.clone(), name);
         let previous = self
             .objects
             .entry(key.clone())
             .or_default()
-            .insert((ns.clone(), name), object.clone());
+            .insert(at.clone(), object.clone());
+        if let Some(previous) = &previous {
+            self.owners.forget(key, &at, previous);
+        }
+        self.owners.note(key, &at, &object);
         let kind = if previous.is_some() {
             EventType::Modified
         } else {
@@ -181,6 +199,8 @@ impl Store {
             .objects
             .get_mut(key)?
             .remove(&(namespace.to_string(), name.to_string()))?;
+        self.owners
+            .forget(key, &(namespace.to_string(), name.to_string()), &stored);
         self.rv += 1;
         let mut object = Arc::unwrap_or_clone(stored);
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -229,6 +249,56 @@ impl Store {
     /// Drop every object (a fresh cluster) while keeping the counter moving forward.
     pub fn wipe(&mut self) {
         self.objects.clear();
+        self.owners = Owners::default();
         self.compact();
     }
+}
+
+/// The uids of stored objects (counted: nothing stops two objects from carrying the same one)
+/// and, per uid, the objects whose ownerReferences name it.
+#[derive(Default)]
+struct Owners {
+    uids: HashMap<String, usize>,
+    dependents: HashMap<String, BTreeSet<(StoreKey, ObjectKey)>>,
+}
+
+impl Owners {
+    fn note(&mut self, key: &StoreKey, at: &ObjectKey, object: &Value) {
+        if let Some(uid) = object["metadata"]["uid"].as_str() {
+            *self.uids.entry(uid.to_string()).or_default() += 1;
+        }
+        for owner in owner_uids(object) {
+            self.dependents
+                .entry(owner.to_string())
+                .or_default()
+                .insert((key.clone(), at.clone()));
+        }
+    }
+
+    fn forget(&mut self, key: &StoreKey, at: &ObjectKey, object: &Value) {
+        if let Some(uid) = object["metadata"]["uid"].as_str() {
+            if let Some(n) = self.uids.get_mut(uid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.uids.remove(uid);
+                }
+            }
+        }
+        for owner in owner_uids(object) {
+            if let Some(set) = self.dependents.get_mut(owner) {
+                set.remove(&(key.clone(), at.clone()));
+                if set.is_empty() {
+                    self.dependents.remove(owner);
+                }
+            }
+        }
+    }
+}
+
+fn owner_uids(object: &Value) -> impl Iterator<Item = &str> {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str())
 }
