@@ -85,10 +85,30 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    limit_malloc_arenas();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// glibc's allocator arenas the process may use, unless `MALLOC_ARENA_MAX` says otherwise.
+const MALLOC_ARENAS: i32 = 2;
+
+/// Caps glibc's allocator at [`MALLOC_ARENAS`] arenas, before any thread starts.
+///
+/// glibc gives threads up to eight arenas per core, and each keeps the memory freed into it
+/// for reuse by that arena only. The operator's live heap is small (28 MiB at 1,000 tenants)
+/// but passes through several runtime threads: at 1,000 tenants the default arenas held the
+/// process at 71–72 MiB RSS, two arenas at 60–65 MiB, with no measurable cost in time.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only changes allocator tuning; called before the runtime's threads.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
 }
 
 /// The operator process: configuration, clients, the HTTP endpoint, and the controllers while
