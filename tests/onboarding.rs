@@ -184,16 +184,7 @@ async fn consents_granted_before_onboarding_go_straight_to_ready() {
     // The admin consented before the Tenant existed (re-onboarding): the first checks find
     // everything granted; the Tenant never names a consent as missing.
     let h = Harness::start().await;
-    for name in [
-        "recording-auth",
-        "recording-aad",
-        "recording-hue",
-        "recording-im",
-    ] {
-        h.platform
-            .m365
-            .grant_consent(FABRIKAM_ID, &app_id(&h, name));
-    }
+    grant_essentials_consents(&h);
     h.apply(&tenant_yaml(
         "fabrikam",
         "fabrikam.onmicrosoft.com",
@@ -265,6 +256,18 @@ fn app_id(h: &Harness, display_name: &str) -> String {
 }
 
 const FABRIKAM_ID: &str = "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b";
+
+/// Fabrikam's Global admin grants every consent an Essentials tenant needs, in full.
+fn grant_essentials_consents(h: &Harness) {
+    for name in [
+        "recording-auth",
+        "recording-aad",
+        "recording-hue",
+        "recording-im",
+    ] {
+        h.platform.m365.grant_consent(FABRIKAM_ID, &app_id(h, name));
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
@@ -435,16 +438,7 @@ async fn a_bad_client_secret_is_an_error_for_the_platform_team_and_never_leaks()
         .accept_all_consents("fabrikam", &h.browser)
         .await
         .unwrap();
-    for name in [
-        "recording-auth",
-        "recording-aad",
-        "recording-hue",
-        "recording-im",
-    ] {
-        h.platform
-            .m365
-            .grant_consent(FABRIKAM_ID, &app_id(&h, name));
-    }
+    grant_essentials_consents(&h);
     let grant = h
         .wait_grant("fabrikam", "directory", T, |g| {
             g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Error)

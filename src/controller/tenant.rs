@@ -850,12 +850,11 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
     futures::try_join!(
         apply_in(&client, &children.quota, &ctx.applied),
         apply_in(&client, &children.network_policy, &ctx.applied),
-        futures::future::try_join_all(
-            children
-                .grants
-                .iter()
-                .map(|grant| apply(&grants, grant, &ctx.applied))
-        ),
+        futures::future::try_join_all(children.grants.iter().map(|grant| apply(
+            &grants,
+            grant,
+            &ctx.applied
+        ))),
     )?;
 
     // A consent the tenant no longer needs (Pro → Essentials drops the paired bot's).
