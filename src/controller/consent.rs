@@ -31,6 +31,7 @@ use serde_json::json;
 
 use super::{Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
+use crate::config::PollingConfig;
 use crate::crd::validation::validate_consent_grant;
 use crate::crd::{
     ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
@@ -372,23 +373,44 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         ))
     })?;
 
-    // Siblings answered by one check share one schedule, so they come due together and
-    // share the next check too: counted from the check's start, with the same doubling
-    // (from the earliest change among siblings in the same state) and the same jitter.
     let checked_at = Timestamp::try_from(result.checked_at).unwrap_or(now);
-    let since = shared_since(&grant, &siblings_of(&grant, ctx)).unwrap_or(now);
-    let pending_checks = consecutive_pending(since, checked_at, ctx.config.polling.pending_initial);
-    let next_in = next_check_after(
-        check.state,
-        pending_checks,
+    let wait = wait_after_check(
+        &grant,
+        &siblings_of(&grant, ctx),
+        &check,
+        &tenant_id,
+        checked_at,
+        now,
         &ctx.config.polling,
-        check.retry_after,
-        &mut schedule_rng(&tenant_id, result.checked_at),
     );
-    let wait = next_wait(checked_at, next_in, now);
     let status = status_after_check(&grant, url, &check, now, wait);
     write_status(&grant, status, ctx).await?;
     Ok(Action::requeue(wait))
+}
+
+/// How long after `now` the grant's next check is due, once a check of its tenant that
+/// started at `checked_at` answered it. Siblings answered by one check share one schedule, so
+/// they come due together and share the next check too: counted from the check's start, with
+/// the same doubling (from the earliest change among siblings in the same state) and the same
+/// jitter.
+pub fn wait_after_check(
+    grant: &ConsentGrant,
+    siblings: &[Arc<ConsentGrant>],
+    check: &ConsentCheck,
+    tenant_id: &str,
+    checked_at: Timestamp,
+    now: Timestamp,
+    polling: &PollingConfig,
+) -> Duration {
+    let since = shared_since(grant, siblings).unwrap_or(now);
+    let next_in = next_check_after(
+        check.state,
+        consecutive_pending(since, checked_at, polling.pending_initial),
+        polling,
+        check.retry_after,
+        &mut schedule_rng(tenant_id, checked_at.into()),
+    );
+    next_wait(checked_at, next_in, now)
 }
 
 /// The ConsentGrants of the same tenant as `grant` (itself included), as last seen.
@@ -751,7 +773,7 @@ mod tests {
     /// Plays the controller's scheduling rules for one tenant over `hours`: the grant due
     /// first is reconciled at its `nextCheckAt`; it takes the tenant's last check when that
     /// started since [`share_from`], else it starts a check; then its status is written as
-    /// the reconcile writes it (through JSON, so times keep whole seconds as on the API
+    /// the reconcile writes it ([`wait_after_check`], [`status_after_check`]) (through JSON, so times keep whole seconds as on the API
     /// server). Each grant finds the state given beside it. Returns the tenant's checks and
     /// the first grant's polls (new `lastCheckedAt`s).
     fn play(grants: &mut [(Arc<ConsentGrant>, CheckState)], hours: i64) -> (u32, u32) {
@@ -779,14 +801,6 @@ mod tests {
                 }
             };
             let siblings: Vec<_> = grants.iter().map(|(g, _)| g.clone()).collect();
-            let since = shared_since(&grant, &siblings).unwrap();
-            let next_in = next_check_after(
-                found,
-                consecutive_pending(since, checked_at, polling.pending_initial),
-                &polling,
-                None,
-                &mut schedule_rng(TENANT, checked_at.into()),
-            );
             let check = ConsentCheck {
                 key: grant.spec.consent.clone(),
                 app_id: grant.spec.app_id.clone(),
@@ -796,13 +810,9 @@ mod tests {
                 message: String::new(),
                 retry_after: None,
             };
-            let status = status_after_check(
-                &grant,
-                None,
-                &check,
-                now,
-                next_wait(checked_at, next_in, now),
-            );
+            let wait =
+                wait_after_check(&grant, &siblings, &check, TENANT, checked_at, now, &polling);
+            let status = status_after_check(&grant, None, &check, now, wait);
             let mut next = (*grant).clone();
             next.status =
                 Some(serde_json::from_value(serde_json::to_value(status).unwrap()).unwrap());
