@@ -2,47 +2,26 @@
 //! going from Pending to Granted to Partial to revoked, secrets that are wrong, throttling,
 //! the request budget of a steady-state poll, and tenant ids from domains.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use recording_operator::config::{ConfigError, Mandatory, OperatorConfig, SecretRef, SecretSource};
+use recording_operator::config::{Mandatory, OperatorConfig, SecretRef};
 use recording_operator::graph::{
     next_check_after, CheckState, ConsentChecker, ConsentSpec, GraphError, TenantCheck,
 };
-use secrecy::SecretString;
 use sim::m365::{M365Sim, Seed, TenantSeed, Throttle, PLATFORM_CONSENTS};
+
+use common::secrets::MapSecrets;
 
 const HOME: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const CONTOSO: &str = "c0275050-0000-4000-8000-00000000c0c0";
 const FABRIKAM: &str = "fab41ca0-0000-4000-8000-00000000fabf";
 const REDIRECT: &str = "https://operator.example/consent/callback";
-
-/// Client secrets by name, as the Secrets of a cluster would hold them.
-struct MapSecrets(HashMap<String, String>);
-
-impl SecretSource for MapSecrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        Box::pin(async move {
-            let SecretRef::Env(name) = reference else {
-                unreachable!("the tests only use env references")
-            };
-            self.0
-                .get(name)
-                .map(|v| SecretString::from(v.as_str()))
-                .ok_or_else(|| ConfigError::Secret {
-                    reference: reference.to_string(),
-                    reason: "not set".into(),
-                })
-        })
-    }
-}
 
 struct World {
     sim: M365Sim,

@@ -1,34 +1,21 @@
 //! The request budget of consent polling across many tenants, measured on the simulator's
 //! counters: what one poll of a granted, a half-granted and a pending Pro tenant costs.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::{join_all, BoxFuture};
-use recording_operator::config::{ConfigError, Mandatory, OperatorConfig, SecretRef, SecretSource};
+use futures::future::join_all;
+use recording_operator::config::{Mandatory, OperatorConfig, SecretRef};
 use recording_operator::graph::{CheckState, ConsentChecker, ConsentSpec};
-use secrecy::SecretString;
 use sim::m365::{M365Sim, Seed, TenantSeed, PLATFORM_CONSENTS};
+
+use common::secrets::MapSecrets;
 
 const HOME: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const TENANTS: usize = 60;
-
-struct MapSecrets(HashMap<String, String>);
-
-impl SecretSource for MapSecrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        Box::pin(async move {
-            let SecretRef::Env(name) = reference else {
-                unreachable!("env references only")
-            };
-            Ok(SecretString::from(self.0[name].as_str()))
-        })
-    }
-}
 
 fn tenant_id(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-00000000beef")

@@ -3,34 +3,20 @@
 //! hours later) keeps none, and a tenant still pending (checked again within minutes) keeps
 //! its directory token.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use recording_operator::config::{ConfigError, Mandatory, OperatorConfig, SecretRef, SecretSource};
+use recording_operator::config::{Mandatory, OperatorConfig, SecretRef};
 use recording_operator::graph::{CheckState, ConsentChecker, ConsentSpec, TenantCheck};
-use secrecy::SecretString;
 use sim::m365::{M365Sim, Seed, TenantSeed, PLATFORM_CONSENTS};
+
+use common::secrets::MapSecrets;
 
 const HOME: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const CONTOSO: &str = "c0275050-0000-4000-8000-00000000c0c0";
-
-struct MapSecrets(HashMap<String, String>);
-
-impl SecretSource for MapSecrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        Box::pin(async move {
-            let SecretRef::Env(name) = reference else {
-                unreachable!("env references only")
-            };
-            Ok(SecretString::from(self.0[name].as_str()))
-        })
-    }
-}
 
 struct World {
     sim: M365Sim,

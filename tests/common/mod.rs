@@ -2,6 +2,8 @@
 //! the operator's controllers running in this process.
 #![allow(dead_code)]
 
+pub mod secrets;
+
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
