@@ -210,6 +210,67 @@ async fn consents_granted_before_onboarding_go_straight_to_ready() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_is_noticed_at_the_next_scheduled_check_of_a_granted_tenant() {
+    // Granted consents are re-checked on the granted interval, woken by their Tenant rather
+    // than by timers of their own; a revocation shows without anyone asking for a re-check.
+    let mut options = recording_operator::demo::PlatformOptions::default();
+    options.polling.granted_interval = Duration::from_secs(3);
+    let h = Harness::start_with(options).await;
+    grant_essentials_consents(&h);
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    h.wait_tenant("fabrikam", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+    let first = h
+        .wait_grant("fabrikam", "recording", T, |g| {
+            g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Granted)
+        })
+        .await;
+    let first_check = first.status.unwrap().last_checked_at.unwrap();
+
+    // Still granted: the next scheduled check happens all the same.
+    h.wait_grant("fabrikam", "recording", T, |g| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.last_checked_at.as_ref())
+            .is_some_and(|at| at.0 > first_check.0)
+    })
+    .await;
+
+    h.platform
+        .m365
+        .revoke_consent(FABRIKAM_ID, &app_id(&h, "recording-hue"));
+    h.wait_grant("fabrikam", "recording", T, |g| {
+        g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Revoked)
+    })
+    .await;
+    let tenant = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.health == Some(Health::Warning))
+        })
+        .await;
+    let ready = tenant
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "ConsentRevoked");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn essentials_tenant_needs_four_consents() {
     let h = Harness::start().await;
     h.apply(&tenant_yaml(

@@ -342,7 +342,11 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         let wait = next
             .and_then(|d| Duration::try_from(d).ok())
             .unwrap_or(Duration::from_secs(1));
-        return Ok(Action::requeue(wait.max(Duration::from_millis(200))));
+        return Ok(come_back(
+            grant.status.as_ref(),
+            tenant.as_deref(),
+            wait.max(Duration::from_millis(200)),
+        ));
     }
 
     // One check answers for every consent of the tenant; a due grant joins any check of its
@@ -384,8 +388,37 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         &ctx.config.polling,
     );
     let status = status_after_check(&grant, url, &check, now, wait);
+    let action = come_back(Some(&status), tenant.as_deref(), wait);
     write_status(&grant, status, ctx).await?;
-    Ok(Action::requeue(wait))
+    Ok(action)
+}
+
+/// Whether the grant's next check is left to its Tenant's reconcile ([`woken_by_tenant`]) or
+/// needs a timer of its own.
+fn come_back(
+    status: Option<&ConsentGrantStatus>,
+    tenant: Option<&Tenant>,
+    wait: Duration,
+) -> Action {
+    let tenant_alive = tenant.is_some_and(|t| t.meta().deletion_timestamp.is_none());
+    if tenant_alive && status.is_some_and(woken_by_tenant) {
+        Action::await_change()
+    } else {
+        Action::requeue(wait)
+    }
+}
+
+/// Whether the grant's next check is woken by its Tenant's reconcile (see
+/// [`crate::controller::tenant::wake_due_grants`]) instead of a timer of the grant's own: a
+/// granted consent is only re-checked every few hours to notice a revocation, and the Tenant
+/// comes back every few minutes anyway.
+///
+/// Every scheduled wake-up is an entry in the controller's queue (the object's reference,
+/// twice, with its strings): with ten thousand tenants of four or five grants each, one entry
+/// per tenant instead of one per grant is tens of MiB. Grants that are pending, failing or
+/// not checked yet keep their own timers (seconds to minutes).
+pub fn woken_by_tenant(status: &ConsentGrantStatus) -> bool {
+    status.state == Some(ConsentState::Granted) && status.next_check_at.is_some()
 }
 
 /// How long after `now` the grant's next check is due, once a check of its tenant that
@@ -762,6 +795,53 @@ mod tests {
 
     /// A grant last checked at `last` and due at `due` (seconds from the start of
     /// [`play`]), in `state`, created long before.
+    #[test]
+    fn granted_grants_leave_their_wake_up_to_the_tenant_and_the_rest_keep_their_own() {
+        let tenant = crate::controller::tenant::tests::tenant("Essentials");
+        let wait = Duration::from_secs(6 * 3600);
+        let granted = scheduled("login", ConsentState::Granted, 0, 21_600);
+        let pending = scheduled("recording", ConsentState::Pending, 0, 300);
+        let status = |g: &Arc<ConsentGrant>| g.status.clone();
+
+        // A granted consent hands its next check to its (living) Tenant…
+        assert_eq!(
+            come_back(status(&granted).as_ref(), Some(&tenant), wait),
+            Action::await_change()
+        );
+        // …but keeps its own timer when there is no Tenant to wake it, or it is going away.
+        assert_eq!(
+            come_back(status(&granted).as_ref(), None, wait),
+            Action::requeue(wait)
+        );
+        let mut leaving = tenant.clone();
+        leaving.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
+        assert_eq!(
+            come_back(status(&granted).as_ref(), Some(&leaving), wait),
+            Action::requeue(wait)
+        );
+        // Pending consents are polled by their own timers (seconds to minutes).
+        let short = Duration::from_secs(300);
+        assert_eq!(
+            come_back(status(&pending).as_ref(), Some(&tenant), short),
+            Action::requeue(short)
+        );
+
+        // The Tenant wakes the granted grants that are due and comes back for the next one;
+        // pending grants are not its business.
+        let later = scheduled("directory", ConsentState::Granted, 0, 30_000);
+        let grants = [granted.clone(), pending, later.clone()];
+        let at = |s: i64| Timestamp::from_second(1_000_000 + s).unwrap();
+        let (due, next) = crate::controller::tenant::grants_to_wake(&grants, at(100));
+        assert!(due.is_empty());
+        assert_eq!(next, Some(Duration::from_secs(21_500)));
+        let (due, next) = crate::controller::tenant::grants_to_wake(&grants, at(21_600));
+        assert_eq!(due, [ObjectRef::from_obj(granted.as_ref())]);
+        assert_eq!(next, Some(Duration::from_secs(8_400)));
+        let (due, next) = crate::controller::tenant::grants_to_wake(&grants, at(40_000));
+        assert_eq!(due.len(), 2);
+        assert_eq!(next, None);
+    }
+
     fn scheduled(name: &str, state: ConsentState, last: i64, due: i64) -> Arc<ConsentGrant> {
         let mut g = (*grant_at(name, 1_000_000 - 86_400, Some(state))).clone();
         let status = g.status.as_mut().unwrap();

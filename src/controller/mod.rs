@@ -283,6 +283,9 @@ pub struct Context {
     pub backoff: Backoff,
     /// The tenants' storage, when the configuration has a `storage` section.
     pub storage: Option<crate::storage::tenant::TenantStorage>,
+    /// Asks the ConsentGrant controller to reconcile a grant now (a Tenant waking its granted
+    /// consents' re-checks).
+    pub wake_grants: futures::channel::mpsc::UnboundedSender<ObjectRef<ConsentGrant>>,
 }
 
 /// What the controllers are built from.
@@ -296,6 +299,12 @@ pub struct Parts {
 }
 
 impl Context {
+    /// Has the ConsentGrant controller reconcile `grant` soon.
+    pub fn wake_grant(&self, grant: ObjectRef<ConsentGrant>) {
+        // Fails only when the controllers are shutting down.
+        let _ = self.wake_grants.unbounded_send(grant);
+    }
+
     /// The ConsentGrants in `namespace`, as last seen.
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
         self.grant_index
@@ -468,7 +477,9 @@ pub async fn run(
     .reflect_shared(grant_writer)
     .for_each(|_| std::future::ready(()));
 
+    let (wake_grants, grant_wake_ups) = futures::channel::mpsc::unbounded();
     let ctx = Arc::new(Context {
+        wake_grants,
         events: Events::new(client.clone(), "recording-operator"),
         client,
         config,
@@ -514,6 +525,7 @@ pub async fn run(
     };
     let consent_controller = Controller::for_shared_stream(grant_for_grants, grants.clone())
         .watches_shared_stream(tenant_for_grants, grants_of_tenant)
+        .reconcile_on(grant_wake_ups)
         .with_config(controller_config)
         .graceful_shutdown_on(shutdown.clone())
         .run(consent::reconcile, consent::error_policy, ctx.clone())

@@ -19,10 +19,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::{apply, apply_in, forget, owner_reference};
+use super::consent::woken_by_tenant;
 use super::{owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
@@ -564,14 +566,76 @@ pub fn transition_event(
 /// Reconciles one Tenant.
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started("tenant");
-    let result = reconcile_inner(tenant, &ctx).await;
+    let result = reconcile_inner(tenant.clone(), &ctx).await;
     if let Err(e) = &result {
         timer.error(e.metric_label());
     }
-    result
+    let requeue = result?;
+    // The granted consents' re-checks ride on the Tenant's own wake-ups.
+    let grants_due = if tenant.meta().deletion_timestamp.is_none() {
+        wake_due_grants(&tenant, &ctx, Timestamp::now())
+    } else {
+        None
+    };
+    Ok(match earliest(requeue, grants_due) {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
+    })
 }
 
-async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Action> {
+/// The sooner of two optional waits.
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Among a tenant's grants whose re-check its Tenant wakes
+/// ([`woken_by_tenant`](super::consent::woken_by_tenant)): the ones due at `now`, and the wait
+/// until the next one is due.
+pub fn grants_to_wake(
+    grants: &[Arc<ConsentGrant>],
+    now: Timestamp,
+) -> (Vec<ObjectRef<ConsentGrant>>, Option<Duration>) {
+    let mut due = Vec::new();
+    let mut next: Option<Duration> = None;
+    for grant in grants {
+        let Some(status) = grant.status.as_ref().filter(|s| woken_by_tenant(s)) else {
+            continue;
+        };
+        let Some(at) = status.next_check_at.as_ref().map(|t| t.0) else {
+            continue;
+        };
+        match Duration::try_from(at.duration_since(now)) {
+            Ok(wait) if !wait.is_zero() => {
+                next = earliest(next, Some(wait));
+            }
+            _ => due.push(ObjectRef::from_obj(grant.as_ref())),
+        }
+    }
+    (due, next)
+}
+
+/// Asks the ConsentGrant controller to re-check the tenant's granted consents that are due,
+/// and returns when the next one is (the Tenant comes back then at the latest).
+fn wake_due_grants(tenant: &Tenant, ctx: &Context, now: Timestamp) -> Option<Duration> {
+    let grants: Vec<Arc<ConsentGrant>> = ctx
+        .grants_in(&tenant.namespace_name())
+        .into_iter()
+        .filter(|g| g.spec.tenant_ref == tenant.name_any())
+        .collect();
+    let (due, next) = grants_to_wake(&grants, now);
+    for grant in due {
+        ctx.wake_grant(grant);
+    }
+    // Come back shortly after a due grant was woken: its check writes a new `nextCheckAt`
+    // (which triggers this reconcile anyway); the wait covers a wake-up that was lost.
+    next.map(|n| n.max(Duration::from_secs(1)))
+}
+
+/// One reconcile; `Ok(Some(wait))` to come back after `wait`, `Ok(None)` to wait for a change.
+async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Option<Duration>> {
     let ctx = ctx.as_ref();
     let key = super::object_key(tenant.as_ref());
     if tenant.meta().deletion_timestamp.is_some() {
@@ -581,7 +645,7 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
     }
     if tenant.spec.suspend {
         tracing::info!(tenant = %tenant.name_any(), "suspended; not reconciling");
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let config = ctx.config.as_ref();
     let now = Timestamp::now();
@@ -650,13 +714,13 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Acti
 
     ctx.backoff.succeeded(&key);
     Ok(match blocker {
-        Some(Blocker::InvalidSpec(_)) => Action::await_change(),
-        Some(_) => Action::requeue(ctx.backoff.failed(&format!("{key}/tenant-id"))),
-        None if !storage_ready => Action::requeue(ctx.backoff.failed(&format!("{key}/storage"))),
+        Some(Blocker::InvalidSpec(_)) => None,
+        Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
+        None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
         None => {
             ctx.backoff.succeeded(&format!("{key}/tenant-id"));
             ctx.backoff.succeeded(&format!("{key}/storage"));
-            Action::requeue(super::jittered(RESYNC, 0.1))
+            Some(super::jittered(RESYNC, 0.1))
         }
     })
 }
@@ -705,9 +769,9 @@ async fn set_finalizers(tenant: &Tenant, finalizers: Vec<String>, ctx: &Context)
 
 /// A Tenant being deleted: with `deletionPolicy: Delete` its storage is deleted first; a
 /// failure keeps the finalizer, says why on the Tenant, and is retried with backoff.
-async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
+async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
     if !tenant.finalizers().iter().any(|f| f == STORAGE_FINALIZER) {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let key = format!("{}/cleanup", super::object_key(tenant));
     let outcome = match &ctx.storage {
@@ -747,7 +811,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
                 .collect();
             set_finalizers(tenant, rest, ctx).await?;
             ctx.backoff.succeeded(&key);
-            Ok(Action::await_change())
+            Ok(None)
         }
         Err(error) => {
             let message = format!(
@@ -778,7 +842,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Action> {
             ctx.events
                 .publish(tenant, true, "CleanupFailed", "Cleanup", message)
                 .await;
-            Ok(Action::requeue(ctx.backoff.failed(&key)))
+            Ok(Some(ctx.backoff.failed(&key)))
         }
     }
 }
@@ -946,12 +1010,13 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::crd::ConsentGrantStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn tenant(license: &str) -> Tenant {
+    /// A valid Tenant of the given license, for tests in this and neighbouring modules.
+    pub(crate) fn tenant(license: &str) -> Tenant {
         serde_json::from_value(json!({
             "apiVersion": "recording.m365.io/v1alpha1", "kind": "Tenant",
             "metadata": {"name": "contoso", "generation": 1,
