@@ -394,8 +394,8 @@ impl NamespaceIndex {
 /// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
 /// byte here is paid once per object: a label map alone takes a 0.5 KiB tree node plus its
 /// strings, for each of the five or six objects a tenant has. The reconcilers find a
-/// tenant's grants through [`NamespaceIndex`] and their owner through `ownerReferences`
-/// (kept), never through labels.
+/// tenant's grants through [`NamespaceIndex`] and a grant's Tenant through `spec.tenantRef`,
+/// never through labels.
 pub fn slim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
@@ -406,6 +406,15 @@ pub fn slim<K: Resource>(obj: &mut K) {
             meta.annotations = None;
         }
     }
+}
+
+/// [`slim`], and what a cached ConsentGrant needs least: its `ownerReferences` (the Tenant
+/// controller finds a grant's Tenant by `spec.tenantRef`) and `spec.displayName` (shown to
+/// the customer by Entra, never read here). About 0.25 KiB per grant.
+pub fn slim_grant(grant: &mut ConsentGrant) {
+    slim(grant);
+    grant.metadata.owner_references = None;
+    grant.spec.display_name = None;
 }
 
 /// Settings of the controllers' run loop.
@@ -464,7 +473,7 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(slim)
+    .modify(slim_grant)
     .map({
         let index = grant_index.clone();
         move |event| {
@@ -499,7 +508,9 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     let tenant_controller = Controller::for_shared_stream(tenant_for_tenants, tenants.clone())
-        .owns_shared_stream(grant_for_tenants)
+        .watches_shared_stream(grant_for_tenants, |grant: Arc<ConsentGrant>| {
+            Some(ObjectRef::<Tenant>::new(&grant.spec.tenant_ref))
+        })
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
@@ -673,6 +684,22 @@ mod tests {
         assert_eq!(g.meta().generation, Some(3));
         assert_eq!(g.spec, before.spec);
         assert_eq!(g.status, before.status);
+    }
+
+    #[test]
+    fn a_cached_grant_keeps_no_owner_references_nor_display_name() {
+        let mut g = grant("tenant-a", "login");
+        g.metadata.owner_references = Some(vec![Default::default()]);
+        g.spec.display_name = Some("recording-auth".into());
+        let before = g.clone();
+        slim_grant(&mut g);
+        assert_eq!(g.metadata.owner_references, None);
+        assert_eq!(g.spec.display_name, None);
+        // What the reconcilers read stays.
+        assert_eq!(g.spec.tenant_ref, before.spec.tenant_ref);
+        assert_eq!(g.spec.consent, before.spec.consent);
+        assert_eq!(g.spec.app_id, before.spec.app_id);
+        assert_eq!(g.object_ref(&()), before.object_ref(&()));
     }
 
     #[test]
