@@ -279,6 +279,9 @@ pub struct Context {
     pub grants: Store<ConsentGrant>,
     /// The ConsentGrants' names by namespace, so a tenant's grants are found without a scan.
     pub grant_index: NamespaceIndex,
+    /// What decides a Tenant's status write, from the status last seen (the cached Tenants
+    /// keep only part of it).
+    pub tenant_digests: DerivedByName<tenant::StatusDigest>,
     pub applied: apply::AppliedCache,
     pub backoff: Backoff,
     /// The tenants' storage, when the configuration has a `storage` section.
@@ -386,6 +389,87 @@ impl NamespaceIndex {
     }
 }
 
+/// Values derived from each object a watch delivers, by object name, kept next to a cache
+/// whose objects are slimmed: what the reconcilers need of the parts the cache drops (see
+/// [`tenant::StatusDigest`]). Keys are 64-bit hashes of the names, so an entry is a few dozen
+/// bytes.
+pub struct DerivedByName<V> {
+    inner: Arc<Mutex<DerivedState<V>>>,
+}
+
+impl<V> Clone for DerivedByName<V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V> Default for DerivedByName<V> {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(DerivedState {
+                values: HashMap::new(),
+                relisting: None,
+            })),
+        }
+    }
+}
+
+struct DerivedState<V> {
+    values: HashMap<u64, V>,
+    /// The values of a (re)list being received, swapped in when it is complete.
+    relisting: Option<HashMap<u64, V>>,
+}
+
+fn name_key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+impl<V: Copy> DerivedByName<V> {
+    /// The value derived from the object named `name` as last delivered.
+    pub fn get(&self, name: &str) -> Option<V> {
+        let state = self.inner.lock().expect("derived values lock");
+        state.values.get(&name_key(name)).copied()
+    }
+
+    /// Follows one watch event; `derive` gives an object's value (`None`: nothing to keep).
+    pub fn apply<K: Resource>(&self, event: &watcher::Event<K>, derive: impl Fn(&K) -> Option<V>) {
+        let key = |obj: &K| name_key(obj.meta().name.as_deref().unwrap_or_default());
+        let mut state = self.inner.lock().expect("derived values lock");
+        match event {
+            watcher::Event::Apply(obj) => match derive(obj) {
+                Some(v) => {
+                    state.values.insert(key(obj), v);
+                }
+                None => {
+                    state.values.remove(&key(obj));
+                }
+            },
+            watcher::Event::Delete(obj) => {
+                state.values.remove(&key(obj));
+            }
+            watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            watcher::Event::InitApply(obj) => {
+                if let Some(v) = derive(obj) {
+                    state
+                        .relisting
+                        .get_or_insert_with(HashMap::new)
+                        .insert(key(obj), v);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(listed) = state.relisting.take() {
+                    state.values = listed;
+                }
+            }
+        }
+    }
+}
+
 /// Drops what no reconcile reads from a cached Tenant or ConsentGrant: `managedFields` (often
 /// larger than the object itself), the labels, and every annotation but
 /// [`RECHECK_ANNOTATION`](crate::crd::RECHECK_ANNOTATION) (among them the client-side apply
@@ -455,12 +539,24 @@ pub async fn run(
     let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_grants = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
+    let tenant_digests = DerivedByName::<tenant::StatusDigest>::default();
     let tenant_watch = watcher(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(slim)
+    .map({
+        let digests = tenant_digests.clone();
+        move |event| {
+            if let Ok(event) = &event {
+                digests.apply(event, |t: &Tenant| {
+                    t.status.as_ref().map(tenant::StatusDigest::of)
+                });
+            }
+            event
+        }
+    })
+    .modify(tenant::slim_tenant)
     .reflect_shared(tenant_writer)
     .for_each(|_| std::future::ready(()));
 
@@ -497,6 +593,7 @@ pub async fn run(
         tenants: tenants.clone(),
         grants: grants.clone(),
         grant_index: grant_index.clone(),
+        tenant_digests,
         applied: Default::default(),
         backoff: Default::default(),
         storage,
@@ -641,6 +738,36 @@ mod tests {
         assert!(index.names("tenant-a").is_empty());
         assert!(index.names("tenant-b").is_empty());
         assert_eq!(index.names("tenant-c"), ["recording"]);
+    }
+
+    #[test]
+    fn derived_values_follow_applies_deletes_and_relists() {
+        let derived = DerivedByName::<usize>::default();
+        let len = |g: &ConsentGrant| Some(g.spec.consent.len());
+        derived.apply(&watcher::Event::Apply(grant("tenant-a", "login")), len);
+        derived.apply(&watcher::Event::Apply(grant("tenant-a", "directory")), len);
+        assert_eq!(derived.get("login"), Some(5));
+        assert_eq!(derived.get("directory"), Some(9));
+        derived.apply(&watcher::Event::Delete(grant("tenant-a", "login")), len);
+        assert_eq!(derived.get("login"), None);
+        // An object that derives nothing leaves no value behind.
+        derived.apply(
+            &watcher::Event::Apply(grant("tenant-a", "directory")),
+            |_| None,
+        );
+        assert_eq!(derived.get("directory"), None);
+
+        // A relist replaces everything once complete; until then the old view stands.
+        derived.apply(&watcher::Event::Apply(grant("tenant-a", "login")), len);
+        derived.apply(&watcher::Event::<ConsentGrant>::Init, len);
+        derived.apply(
+            &watcher::Event::InitApply(grant("tenant-c", "recording")),
+            len,
+        );
+        assert_eq!(derived.get("login"), Some(5));
+        derived.apply(&watcher::Event::<ConsentGrant>::InitDone, len);
+        assert_eq!(derived.get("login"), None);
+        assert_eq!(derived.get("recording"), Some(9));
     }
 
     #[test]

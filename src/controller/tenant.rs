@@ -15,7 +15,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -498,30 +498,72 @@ pub fn first_check_done(grant: Option<&ConsentGrant>) -> bool {
 /// lines in `status.consents` moved. Each grant's answer re-triggers the reconcile, so the
 /// status is written once they have all answered (or anything else changes) instead of once
 /// per grant.
-pub fn may_wait_for_first_checks(old: Option<&TenantStatus>, new: &TenantStatus) -> bool {
-    let checking = |s: &TenantStatus| {
-        conditions::find(&s.conditions, CONSENTS_GRANTED)
-            .is_some_and(|c| c.reason == CHECKING_CONSENTS)
-    };
-    let Some(old) = old else { return false };
-    if !(checking(old) && checking(new)) {
-        return false;
-    }
-    let (mut a, mut b) = (old.clone(), new.clone());
-    a.consents.clear();
-    b.consents.clear();
-    !status_changed(Some(&a), &b)
+pub fn may_wait_for_first_checks(old: Option<&StatusDigest>, new: &StatusDigest) -> bool {
+    old.is_some_and(|old| {
+        old.checking && new.checking && old.without_consents == new.without_consents
+    })
 }
 
 /// Whether two statuses differ in anything but condition timestamps.
-pub fn status_changed(old: Option<&TenantStatus>, new: &TenantStatus) -> bool {
-    let Some(old) = old else { return true };
-    let mut a = old.clone();
-    let mut b = new.clone();
-    let same_conditions = conditions::same_ignoring_time(&a.conditions, &b.conditions);
-    a.conditions.clear();
-    b.conditions.clear();
-    a != b || !same_conditions
+pub fn status_changed(old: Option<&StatusDigest>, new: &StatusDigest) -> bool {
+    old.is_none_or(|old| old.whole != new.whole)
+}
+
+/// What decides whether a Tenant's status must be written, in seventeen bytes: digests of
+/// the status with condition timestamps left out, with and without `status.consents`, and
+/// whether its consents are still being checked for the first time.
+///
+/// The cached Tenants keep neither `status.consents` (each line with its consent URL) nor
+/// `status.alarm` nor the messages of conditions other than Ready (see [`slim_tenant`]):
+/// nothing but the write decision reads them, and it reads these digests, taken from each
+/// Tenant the watch delivers before it is slimmed. About 1.5 KiB per Tenant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatusDigest {
+    whole: u64,
+    without_consents: u64,
+    checking: bool,
+}
+
+impl StatusDigest {
+    pub fn of(status: &TenantStatus) -> Self {
+        use std::hash::{Hash, Hasher};
+        let digest = |s: &TenantStatus| {
+            let mut s = s.clone();
+            for c in &mut s.conditions {
+                c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+            }
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            serde_json::to_vec(&s)
+                .expect("a status serialises")
+                .hash(&mut h);
+            h.finish()
+        };
+        let mut without = status.clone();
+        without.consents.clear();
+        StatusDigest {
+            whole: digest(status),
+            without_consents: digest(&without),
+            checking: conditions::find(&status.conditions, CONSENTS_GRANTED)
+                .is_some_and(|c| c.reason == CHECKING_CONSENTS),
+        }
+    }
+}
+
+/// [`slim`](super::slim), and what only the status write decision reads from a cached
+/// Tenant (it reads [`StatusDigest`]s instead): `status.consents`, `status.alarm` and the
+/// messages of every condition but Ready (whose message the RecordingService controller
+/// shows).
+pub fn slim_tenant(tenant: &mut Tenant) {
+    super::slim(tenant);
+    if let Some(status) = tenant.status.as_mut() {
+        status.consents = Vec::new();
+        status.alarm = None;
+        for c in &mut status.conditions {
+            if c.type_ != READY {
+                c.message = String::new();
+            }
+        }
+    }
 }
 
 /// The Event a status change deserves, if any: `(warning, reason, note)`.
@@ -817,7 +859,11 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
             let message = format!(
                 "deleting the tenant's storage failed, the Tenant is kept until it succeeds: {error}"
             );
-            let mut status = tenant.status.clone().unwrap_or_default();
+            // The whole status as stored (the cached Tenant keeps only part of it).
+            let stored = Api::<Tenant>::all(ctx.client.clone())
+                .get(&tenant.name_any())
+                .await?;
+            let mut status = stored.status.unwrap_or_default();
             let generation = tenant.meta().generation;
             // Only Ready changes; the other conditions stay as last computed.
             let ready = conditions::merge(
@@ -957,7 +1003,9 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
 /// Writes the status when it changed, with an Event on each transition.
 async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<()> {
     let old = tenant.status.as_ref();
-    if !status_changed(old, &status) || may_wait_for_first_checks(old, &status) {
+    let seen = ctx.tenant_digests.get(&tenant.name_any());
+    let new = StatusDigest::of(&status);
+    if !status_changed(seen.as_ref(), &new) || may_wait_for_first_checks(seen.as_ref(), &new) {
         return Ok(());
     }
     let api: Api<Tenant> = Api::all(ctx.client.clone());
@@ -1100,14 +1148,15 @@ pub(crate) mod tests {
         states[0] = Some(ConsentState::Granted);
         let one = status(&t, &config, &grants(&config, &t, &states));
         t.status = Some(s.clone());
-        assert!(status_changed(Some(&s), &one));
-        assert!(may_wait_for_first_checks(Some(&s), &one));
+        let d = StatusDigest::of;
+        assert!(status_changed(Some(&d(&s)), &d(&one)));
+        assert!(may_wait_for_first_checks(Some(&d(&s)), &d(&one)));
 
         // One answers Pending: that is news for the customer, written with a Warning Event.
         states[0] = Some(ConsentState::Pending);
         let missing = status(&t, &config, &grants(&config, &t, &states));
         assert_eq!(reason(&missing, READY).1, "ConsentsMissing");
-        assert!(!may_wait_for_first_checks(Some(&s), &missing));
+        assert!(!may_wait_for_first_checks(Some(&d(&s)), &d(&missing)));
         let (warning, event_reason, note) = transition_event(Some(&s), &missing).unwrap();
         assert!(warning);
         assert_eq!(event_reason, "ConsentsMissing");
@@ -1120,8 +1169,55 @@ pub(crate) mod tests {
             &grants(&config, &t, &vec![Some(ConsentState::Granted); n]),
         );
         assert_eq!(ready.health, Some(Health::Ok));
-        assert!(!may_wait_for_first_checks(Some(&s), &ready));
+        assert!(!may_wait_for_first_checks(Some(&d(&s)), &d(&ready)));
         assert_eq!(transition_event(Some(&s), &ready).unwrap().1, "Ready");
+    }
+
+    #[test]
+    fn the_write_decision_ignores_condition_times_and_survives_the_slimmed_cache() {
+        let config = OperatorConfig::default();
+        let mut t = tenant("Pro");
+        let n = required_consents(&t, &config).len();
+        let granted = grants(&config, &t, &vec![Some(ConsentState::Granted); n]);
+        let ready = status(&t, &config, &granted);
+
+        // The same status computed a minute later: only condition times differ.
+        let mut later = ready.clone();
+        for c in &mut later.conditions {
+            c.last_transition_time = Time(Timestamp::from_second(1_900_000_000).unwrap());
+        }
+        assert_eq!(StatusDigest::of(&ready), StatusDigest::of(&later));
+
+        // A consent line that changes is a write, even while nothing else does.
+        let mut other_url = ready.clone();
+        other_url.consents[0].consent_url = Some("https://login.example/other".into());
+        assert!(status_changed(
+            Some(&StatusDigest::of(&ready)),
+            &StatusDigest::of(&other_url)
+        ));
+
+        // The cached Tenant drops the consent lines, the alarm and all but Ready's message,
+        // and keeps what compute_status, transition_event and the services read.
+        t.status = Some(ready.clone());
+        let mut cached = t.clone();
+        slim_tenant(&mut cached);
+        let kept = cached.status.as_ref().unwrap();
+        assert!(kept.consents.is_empty());
+        assert_eq!(kept.alarm, None);
+        assert_eq!(kept.tenant_id, ready.tenant_id);
+        assert_eq!(kept.health, ready.health);
+        assert_eq!(kept.storage, ready.storage);
+        assert_eq!(
+            conditions::find(&kept.conditions, READY),
+            conditions::find(&ready.conditions, READY)
+        );
+        // A status recomputed from the cached Tenant is the status last written: no write.
+        let again = status(&cached, &config, &granted);
+        assert!(!status_changed(
+            Some(&StatusDigest::of(&ready)),
+            &StatusDigest::of(&again)
+        ));
+        assert_eq!(transition_event(cached.status.as_ref(), &again), None);
     }
 
     #[test]
@@ -1132,9 +1228,10 @@ pub(crate) mod tests {
         let s = status(&t, &config, &grants(&config, &t, &vec![None; n]));
         let mut newer = s.clone();
         newer.observed_generation = Some(2);
-        assert!(!may_wait_for_first_checks(Some(&s), &newer));
+        let d = StatusDigest::of;
+        assert!(!may_wait_for_first_checks(Some(&d(&s)), &d(&newer)));
         assert!(
-            !may_wait_for_first_checks(None, &s),
+            !may_wait_for_first_checks(None, &d(&s)),
             "the first status is always written"
         );
     }
