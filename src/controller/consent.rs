@@ -300,6 +300,7 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
             .clone()
             .map(|id| id.to_ascii_lowercase())
             .or_else(|| t.status.as_ref().and_then(|s| s.tenant_id.clone()))
+            .or_else(|| ctx.resolved_tenant_ids.get(t))
     });
     let Some(tenant_id) = tenant_id else {
         let message = match tenant {

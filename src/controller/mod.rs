@@ -279,6 +279,8 @@ pub struct Context {
     pub grants: Store<ConsentGrant>,
     /// The ConsentGrants' names by namespace, so a tenant's grants are found without a scan.
     pub grant_index: NamespaceIndex,
+    /// Tenant ids resolved and not yet seen in a Tenant's status.
+    pub resolved_tenant_ids: ResolvedTenantIds,
     /// What decides a Tenant's status write, from the status last seen (the cached Tenants
     /// keep only part of it).
     pub tenant_digests: DerivedByName<tenant::StatusDigest>,
@@ -384,6 +386,54 @@ impl NamespaceIndex {
                 if let Some(listed) = state.relisting.take() {
                     state.names = listed;
                 }
+            }
+        }
+    }
+}
+
+/// Entra tenant ids the Tenant controller resolved (OpenID discovery of `spec.domain`) whose
+/// Tenant's status does not show them yet, by Tenant uid.
+///
+/// A new Tenant's ConsentGrants are created before its first status write lands in the
+/// cache; a grant reconciled in between would otherwise report "waiting for the tenant id"
+/// (a status write, and later a ConsentGranted Event that is no news) and try again five
+/// seconds later. An entry lives only until the Tenant's status carries the id.
+#[derive(Clone, Default)]
+pub struct ResolvedTenantIds {
+    ids: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl ResolvedTenantIds {
+    fn uid(tenant: &Tenant) -> Option<&str> {
+        tenant.meta().uid.as_deref()
+    }
+
+    /// The id resolved for this Tenant (the same object: same uid), if any.
+    pub fn get(&self, tenant: &Tenant) -> Option<String> {
+        let uid = Self::uid(tenant)?;
+        self.ids
+            .lock()
+            .expect("resolved ids lock")
+            .get(uid)
+            .cloned()
+    }
+
+    pub fn remember(&self, tenant: &Tenant, id: &str) {
+        if let Some(uid) = Self::uid(tenant) {
+            self.ids
+                .lock()
+                .expect("resolved ids lock")
+                .insert(uid.to_string(), id.to_string());
+        }
+    }
+
+    /// Forgets the Tenant's entry (its status carries the id, or it is being deleted or
+    /// gone).
+    pub fn forget(&self, tenant: &Tenant) {
+        if let Some(uid) = Self::uid(tenant) {
+            let mut ids = self.ids.lock().expect("resolved ids lock");
+            if !ids.is_empty() {
+                ids.remove(uid);
             }
         }
     }
@@ -540,6 +590,7 @@ pub async fn run(
     let tenant_for_grants = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_digests = DerivedByName::<tenant::StatusDigest>::default();
+    let resolved_tenant_ids = ResolvedTenantIds::default();
     let tenant_watch = watcher(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -547,7 +598,11 @@ pub async fn run(
     .default_backoff()
     .map({
         let digests = tenant_digests.clone();
+        let resolved = resolved_tenant_ids.clone();
         move |event| {
+            if let Ok(watcher::Event::Delete(gone)) = &event {
+                resolved.forget(gone);
+            }
             if let Ok(event) = &event {
                 digests.apply(event, |t: &Tenant| {
                     t.status.as_ref().map(tenant::StatusDigest::of)
@@ -594,6 +649,7 @@ pub async fn run(
         grants: grants.clone(),
         grant_index: grant_index.clone(),
         tenant_digests,
+        resolved_tenant_ids: resolved_tenant_ids.clone(),
         applied: Default::default(),
         backoff: Default::default(),
         storage,
@@ -738,6 +794,27 @@ mod tests {
         assert!(index.names("tenant-a").is_empty());
         assert!(index.names("tenant-b").is_empty());
         assert_eq!(index.names("tenant-c"), ["recording"]);
+    }
+
+    #[test]
+    fn a_resolved_tenant_id_belongs_to_that_tenant_object_until_forgotten() {
+        let ids = ResolvedTenantIds::default();
+        let mut tenant = tenant::tests::tenant("Pro");
+        ids.remember(&tenant, "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b");
+        assert_eq!(
+            ids.get(&tenant).as_deref(),
+            Some("3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b")
+        );
+        // A Tenant of the same name created again is another object: its id is its own.
+        let mut again = tenant.clone();
+        again.metadata.uid = Some("9d1e0c55-7a31-4f62-b0a8-5e4c3d2b1a09".into());
+        assert_eq!(ids.get(&again), None);
+        ids.forget(&tenant);
+        assert_eq!(ids.get(&tenant), None);
+        // Without a uid nothing is kept.
+        tenant.metadata.uid = None;
+        ids.remember(&tenant, "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b");
+        assert_eq!(ids.get(&tenant), None);
     }
 
     #[test]

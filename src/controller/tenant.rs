@@ -681,6 +681,7 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Opti
     let ctx = ctx.as_ref();
     let key = super::object_key(tenant.as_ref());
     if tenant.meta().deletion_timestamp.is_some() {
+        ctx.resolved_tenant_ids.forget(&tenant);
         // Owned objects go with the Tenant through garbage collection; storage outside the
         // cluster goes here, before the finalizer is released.
         return finalize(&tenant, ctx).await;
@@ -939,9 +940,15 @@ async fn tenant_id(tenant: &Tenant, ctx: &Context) -> Result<String, GraphError>
         return Ok(id.to_ascii_lowercase());
     }
     if let Some(id) = tenant.status.as_ref().and_then(|s| s.tenant_id.clone()) {
+        ctx.resolved_tenant_ids.forget(tenant);
         return Ok(id);
     }
-    ctx.checker.resolve_tenant_id(&tenant.spec.domain).await
+    if let Some(id) = ctx.resolved_tenant_ids.get(tenant) {
+        return Ok(id);
+    }
+    let id = ctx.checker.resolve_tenant_id(&tenant.spec.domain).await?;
+    ctx.resolved_tenant_ids.remember(tenant, &id);
+    Ok(id)
 }
 
 /// Applies the tenant's children and deletes the ConsentGrants it no longer needs.
