@@ -1039,3 +1039,78 @@ async fn aggregated_and_legacy_discovery_describe_the_same_resources() {
     }
     sim.shutdown().await;
 }
+
+/// Change the schema of the Widgets' spec in their CRD.
+async fn tighten_widget_spec(raw: &Raw, change: impl Fn(&mut Value)) {
+    let path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com";
+    let (_, mut crd) = raw.get(path).await;
+    change(&mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]);
+    let (code, body) = raw.put(path, &crd).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn validation_ratchets_values_an_update_leaves_unchanged() {
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    install_widgets(&raw).await;
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "r"},
+        "spec": {"size": 20, "color": "red", "label": "abcdefg"}});
+    assert_eq!(raw.post(WIDGETS, &w).await.0, 201);
+    let status =
+        |ready: &str| json!({"status": {"conditions": [{"type": "Ready", "status": ready}]}});
+    let merge = "application/merge-patch+json";
+    let widget = format!("{WIDGETS}/r");
+
+    // Stricter schema: the stored size and label no longer pass.
+    tighten_widget_spec(&raw, |spec| {
+        spec["properties"]["size"]["maximum"] = json!(10);
+        spec["properties"]["label"]["maxLength"] = json!(4);
+    })
+    .await;
+    let (code, body) = raw
+        .patch(&format!("{widget}/status"), merge, &status("True"))
+        .await;
+    assert_eq!(
+        code, 200,
+        "a status write leaves the spec as it was: {body}"
+    );
+    let (code, body) = raw
+        .patch(&widget, merge, &json!({"spec": {"tags": ["x"]}}))
+        .await;
+    assert_eq!(code, 200, "another spec field changes: {body}");
+    let (code, body) = raw
+        .patch(&widget, merge, &json!({"spec": {"label": "abcdefgh"}}))
+        .await;
+    assert_eq!(code, 422, "a changed value is checked: {body}");
+    assert_eq!(
+        body["message"],
+        "Widget.example.com \"r\" is invalid: spec.label: Too long: may not be more than 4 bytes"
+    );
+
+    // A stricter CEL rule: writes leaving the spec alone pass, changing it runs the rule.
+    tighten_widget_spec(&raw, |spec| {
+        spec["x-kubernetes-validations"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"rule": "self.size <= 10", "message": "at most 10"}));
+    })
+    .await;
+    let (code, body) = raw
+        .patch(&format!("{widget}/status"), merge, &status("False"))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = raw
+        .patch(&widget, merge, &json!({"metadata": {"labels": {"a": "b"}}}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = raw
+        .patch(&widget, merge, &json!({"spec": {"tags": ["y"]}}))
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(
+        body["message"],
+        "Widget.example.com \"r\" is invalid: spec: Invalid value: \"object\": at most 10"
+    );
+    sim.shutdown().await;
+}

@@ -105,35 +105,43 @@ pub fn fields_of(object: &Value, scope: Scope, lists: &dyn ListTypes) -> BTreeSe
             if let Some(meta) = value.as_object() {
                 for (mk, mv) in meta {
                     if !SYSTEM_METADATA.contains(&mk.as_str()) {
-                        collect(mv, vec!["metadata".into(), mk.clone()], lists, &mut out);
+                        let mut path = vec!["metadata".to_string(), mk.clone()];
+                        collect(mv, &mut path, lists, &mut out);
                     }
                 }
             }
         } else {
-            collect(value, vec![key.clone()], lists, &mut out);
+            collect(value, &mut vec![key.clone()], lists, &mut out);
         }
     }
     out
 }
 
-fn collect(value: &Value, path: FieldPath, lists: &dyn ListTypes, out: &mut BTreeSet<FieldPath>) {
+/// `path` is the value's path; children extend it and put it back as it was, so that only
+/// the leaves are copied.
+fn collect(
+    value: &Value,
+    path: &mut FieldPath,
+    lists: &dyn ListTypes,
+    out: &mut BTreeSet<FieldPath>,
+) {
     match value {
         // An empty map sets nothing by itself.
         Value::Object(map) => {
             for (k, v) in map {
-                let mut p = path.clone();
-                p.push(k.clone());
-                collect(v, p, lists, out);
+                path.push(k.clone());
+                collect(v, path, lists, out);
+                path.pop();
             }
         }
-        Value::Array(items) if !items.is_empty() => match lists.list_type(&schema_path(&path)) {
+        Value::Array(items) if !items.is_empty() => match lists.list_type(&schema_path(path)) {
             ListType::Map(keys) => {
                 for item in items {
                     match element_key(item, &keys) {
                         Some(id) => {
-                            let mut p = path.clone();
-                            p.push(id);
-                            collect(item, p, lists, out);
+                            path.push(id);
+                            collect(item, path, lists, out);
+                            path.pop();
                         }
                         // An element without its keys: the list is owned as a whole.
                         None => {
@@ -150,11 +158,11 @@ fn collect(value: &Value, path: FieldPath, lists: &dyn ListTypes, out: &mut BTre
                 }
             }
             ListType::Atomic => {
-                out.insert(path);
+                out.insert(path.clone());
             }
         },
         _ => {
-            out.insert(path);
+            out.insert(path.clone());
         }
     }
 }
@@ -271,6 +279,9 @@ struct Entry {
     time: String,
     subresource: Option<String>,
     fields: BTreeSet<FieldPath>,
+    /// The entry's place in the `managedFields` it was read from, as long as that JSON is
+    /// exactly what [`Entry::to_json`] would write for it (so it can be kept as it is).
+    kept: Option<usize>,
 }
 
 impl Entry {
@@ -302,23 +313,35 @@ impl Entry {
 }
 
 fn encode(fields: &BTreeSet<FieldPath>) -> Value {
-    let mut root = Map::new();
-    for path in fields {
-        let mut node = &mut root;
-        for k in path {
-            let segment = if is_element(k) {
-                k.clone()
-            } else {
-                format!("f:{k}")
-            };
-            node = node
-                .entry(segment)
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .expect("object");
-        }
+    let paths: Vec<&FieldPath> = fields.iter().collect();
+    encode_level(&paths, 0)
+}
+
+/// The `fieldsV1` node of `paths` (sorted, sharing their first `depth` segments): one member
+/// per distinct segment at `depth`, each built once from the run of paths that share it.
+fn encode_level(paths: &[&FieldPath], depth: usize) -> Value {
+    let mut node = Map::new();
+    let mut rest = paths;
+    while let Some(first) = rest.first() {
+        let Some(segment) = first.get(depth) else {
+            rest = &rest[1..];
+            continue;
+        };
+        let run = rest
+            .iter()
+            .take_while(|p| p.get(depth) == Some(segment))
+            .count();
+        let key = if is_element(segment) {
+            segment.clone()
+        } else {
+            format!("f:{segment}")
+        };
+        // Paths are sorted, so the ones sharing this segment follow each other, and
+        // distinct segments give distinct members (`k:`/`v:` stay, the rest gain `f:`).
+        node.insert(key, encode_level(&rest[..run], depth + 1));
+        rest = &rest[run..];
     }
-    Value::Object(root)
+    Value::Object(node)
 }
 
 fn decode(node: &Value, prefix: FieldPath, out: &mut BTreeSet<FieldPath>) {
@@ -345,10 +368,12 @@ fn entries_of(object: &Value) -> Vec<Entry> {
         .as_array()
         .map(|list| {
             list.iter()
-                .map(|e| {
+                .enumerate()
+                .map(|(i, e)| {
                     let mut fields = BTreeSet::new();
                     decode(&e["fieldsV1"], Vec::new(), &mut fields);
                     Entry {
+                        kept: canonical_entry(e).then_some(i),
                         manager: e["manager"].as_str().unwrap_or_default().to_string(),
                         operation: e["operation"].as_str().unwrap_or("Update").to_string(),
                         api_version: e["apiVersion"].as_str().unwrap_or_default().to_string(),
@@ -362,11 +387,45 @@ fn entries_of(object: &Value) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
-fn store_entries(object: &mut Value, entries: Vec<Entry>) {
+/// Is this `managedFields` entry what [`Entry::to_json`] writes for what it decodes to?
+fn canonical_entry(e: &Value) -> bool {
+    let Some(map) = e.as_object() else {
+        return false;
+    };
+    let strings = ["manager", "operation", "apiVersion", "time"]
+        .iter()
+        .all(|k| map.get(*k).is_some_and(Value::is_string));
+    strings
+        && map.get("subresource").is_none_or(Value::is_string)
+        && map.len() == 6 + usize::from(map.contains_key("subresource"))
+        && map.get("fieldsType").and_then(Value::as_str) == Some("FieldsV1")
+        && map.get("fieldsV1").is_some_and(canonical_fields)
+}
+
+/// Is this `fieldsV1` node what `encode` writes for what `decode` reads from it: objects all
+/// the way down, members named `f:<field>` or by a list element (`k:…`, `v:…`)?
+fn canonical_fields(node: &Value) -> bool {
+    node.as_object().is_some_and(|members| {
+        members.iter().all(|(k, v)| {
+            let field = k.strip_prefix("f:").is_some_and(|name| !is_element(name));
+            (field || is_element(k)) && canonical_fields(v)
+        })
+    })
+}
+
+/// Write the entries as the object's `managedFields`. `originals` is the list they were read
+/// from, when the caller has it to give away: entries unchanged since keep their JSON
+/// instead of being encoded again.
+fn store_entries(object: &mut Value, entries: Vec<Entry>, mut originals: Vec<Value>) {
     let list: Vec<Value> = entries
         .into_iter()
         .filter(|e| !e.fields.is_empty())
-        .map(|e| e.to_json())
+        .map(|e| match e.kept.and_then(|i| originals.get_mut(i)) {
+            Some(original) if original["manager"].as_str() == Some(e.manager.as_str()) => {
+                original.take()
+            }
+            _ => e.to_json(),
+        })
         .collect();
     if list.is_empty() {
         if let Some(meta) = object["metadata"].as_object_mut() {
@@ -397,11 +456,13 @@ fn entry_mut<'a>(
                 time: now.to_string(),
                 subresource: subresource.map(String::from),
                 fields: BTreeSet::new(),
+                kept: None,
             });
             entries.len() - 1
         }
     };
     let e = &mut entries[i];
+    e.kept = None;
     e.time = now.to_string();
     e.api_version = api_version.to_string();
     e
@@ -415,22 +476,31 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer) {
     let old_fields = old
         .map(|o| fields_of(o, w.scope, w.lists))
         .unwrap_or_default();
-    let changed: BTreeSet<FieldPath> = new_fields
-        .iter()
-        .filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p))
-        .cloned()
-        .collect();
+    // Without an old object every field the new one sets is a change (each path is found in
+    // the object it was collected from).
+    let changed: BTreeSet<FieldPath> = match old {
+        None => new_fields.clone(),
+        Some(o) => new_fields
+            .iter()
+            .filter(|p| value_at(o, p) != value_at(new, p))
+            .cloned()
+            .collect(),
+    };
     let removed: BTreeSet<FieldPath> = old_fields.difference(&new_fields).cloned().collect();
     for e in entries.iter_mut() {
+        let had = e.fields.len();
         e.fields
             .retain(|f| !changed.iter().chain(removed.iter()).any(|c| overlaps(c, f)));
+        if e.fields.len() != had {
+            e.kept = None;
+        }
     }
     if !changed.is_empty() {
         let sub = w.scope.subresource();
         let entry = entry_mut(&mut entries, w.manager, "Update", w.api_version, sub, w.now);
         entry.fields.extend(changed);
     }
-    store_entries(new, entries);
+    store_entries(new, entries, Vec::new());
 }
 
 /// Deep-merge an applied configuration into the live object: maps merge, keyed lists merge
@@ -490,7 +560,8 @@ pub fn apply(
     w: &Writer,
 ) -> Result<Value, ApiError> {
     let (manager, scope) = (w.manager, w.scope);
-    let base = live.cloned().unwrap_or_else(|| json!({}));
+    let empty = json!({});
+    let base: &Value = live.unwrap_or(&empty);
     let mut entries = live.map(entries_of).unwrap_or_default();
     let applied_fields = fields_of(applied, scope, w.lists);
     let mut candidate = base.clone();
@@ -507,14 +578,16 @@ pub fn apply(
         let mut lost = Vec::new();
         for owned in &e.fields {
             let touched = applied_fields.iter().any(|p| overlaps(p, owned));
-            if touched && value_at(&base, owned) != value_at(&candidate, owned) {
+            if touched && value_at(base, owned) != value_at(&candidate, owned) {
                 conflicts.push((e.identity(), owned.clone()));
                 lost.push(owned.clone());
             }
         }
         if force {
             for l in lost {
-                e.fields.remove(&l);
+                if e.fields.remove(&l) {
+                    e.kept = None;
+                }
             }
         }
     }
@@ -539,7 +612,16 @@ pub fn apply(
     }
     let entry = entry_mut(&mut entries, manager, "Apply", w.api_version, sub, w.now);
     entry.fields = applied_fields;
-    store_entries(&mut candidate, entries);
+    // The candidate is a copy of the live object: its managedFields are the ones the entries
+    // were read from.
+    let originals = match candidate
+        .get_mut("metadata")
+        .and_then(|m| m.get_mut("managedFields"))
+    {
+        Some(Value::Array(list)) => std::mem::take(list),
+        _ => Vec::new(),
+    };
+    store_entries(&mut candidate, entries, originals);
     Ok(candidate)
 }
 
@@ -716,6 +798,73 @@ mod tests {
             b["spec"]["conditions"],
             json!([{"type": "B", "status": "False"}])
         );
+    }
+
+    #[test]
+    fn fields_encode_as_built_path_by_path() {
+        let paths: BTreeSet<FieldPath> = [
+            vec!["spec"],
+            vec!["spec", "a"],
+            vec!["spec", "b", "c"],
+            vec!["spec", "b", "d"],
+            vec!["status", "conditions", "k:{\"type\":\"A\"}", "status"],
+            vec!["status", "conditions", "k:{\"type\":\"A\"}", "type"],
+            vec!["status", "conditions", "k:{\"type\":\"B\"}", "type"],
+            vec!["metadata", "finalizers", "v:\"x\""],
+            vec!["metadata", "labels", "app"],
+        ]
+        .into_iter()
+        .map(|p| p.into_iter().map(String::from).collect())
+        .collect();
+        // The tree as it used to be built: one path at a time from the root.
+        let mut root = Map::new();
+        for path in &paths {
+            let mut node = &mut root;
+            for k in path {
+                let segment = if is_element(k) {
+                    k.clone()
+                } else {
+                    format!("f:{k}")
+                };
+                node = node
+                    .entry(segment)
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .unwrap();
+            }
+        }
+        assert_eq!(encode(&paths), Value::Object(root));
+        let mut back = BTreeSet::new();
+        decode(&encode(&paths), Vec::new(), &mut back);
+        // A path that is a prefix of another is not a leaf of the tree.
+        let leaves: BTreeSet<FieldPath> = paths
+            .iter()
+            .filter(|p| !paths.iter().any(|q| q.len() > p.len() && q.starts_with(p)))
+            .cloned()
+            .collect();
+        assert_eq!(back, leaves);
+    }
+
+    #[test]
+    fn entries_an_apply_leaves_alone_keep_their_json_and_odd_ones_are_rewritten() {
+        let first = apply(None, &cm(json!({"a": "1"})), false, &by("one")).unwrap();
+        let mut live = first.clone();
+        // An entry as some clients write it, with a "." member.
+        live["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(
+                json!({"manager": "odd", "operation": "Update", "apiVersion": "v1",
+                "time": "2026-01-01T00:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:data": {".": {}, "f:b": {}}}}),
+            );
+        live["data"]["b"] = json!("2");
+        let second = apply(Some(&live), &cm(json!({"c": "3"})), false, &by("two")).unwrap();
+        let entries = second["metadata"]["managedFields"].as_array().unwrap();
+        assert_eq!(entries[0], first["metadata"]["managedFields"][0]);
+        assert_eq!(entries[1]["fieldsV1"], json!({"f:data": {"f:b": {}}}));
+        assert_eq!(entries[2]["manager"], "two");
+        assert_eq!(entries.len(), 3);
     }
 
     #[test]

@@ -16,10 +16,23 @@ use super::patch::{self, PatchType};
 use super::resources::{crd_invalid, crd_resource_types, Registry, ResourceType, StoreKey};
 use super::schema;
 use super::selectors::Filter;
-use super::store::Store;
+use super::store::{Change, Store};
 
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    // Formatted once per second and thread: a write asks for the time several times.
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let now = chrono::Utc::now();
+    LAST.with_borrow_mut(|(second, text)| {
+        if *second != now.timestamp() {
+            *second = now.timestamp();
+            *text = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        text.clone()
+    })
 }
 
 /// Per-request options of a write.
@@ -35,7 +48,11 @@ pub struct WriteOptions {
 
 /// The outcome of a write: the object and any `Warning` headers.
 pub struct Written {
-    pub object: Value,
+    /// Shared with the store when the stored object is already in its served form.
+    pub object: Arc<Value>,
+    /// The change that stored `object` as it is served, whose JSON the response can share
+    /// with the watches sending it.
+    pub change: Option<Arc<Change>>,
     pub warnings: Vec<String>,
     pub created: bool,
 }
@@ -245,7 +262,8 @@ impl Cluster {
                 | "persistentvolumeclaims"
                 | "resourcequotas"
         ) && rt.group.is_empty();
-        let existing = self.store.count(&rt.store_key(), ns) as f64;
+        // Counted when a quota limits this resource's count (most writes meet none).
+        let mut existing: Option<f64> = None;
         for quota in self.store.list(&quotas, ns) {
             let Some(hard) = quota["spec"]["hard"].as_object() else {
                 continue;
@@ -260,7 +278,9 @@ impl Cluster {
                     continue;
                 };
                 let (requested, used) = if *key == count_key || (legacy_key && *key == rt.plural) {
-                    (1.0, existing)
+                    let used = *existing
+                        .get_or_insert_with(|| self.store.count(&rt.store_key(), ns) as f64);
+                    (1.0, used)
                 } else if key == "requests.storage"
                     && rt.kind == "PersistentVolumeClaim"
                     && rt.group.is_empty()
@@ -373,9 +393,10 @@ impl Cluster {
             &mut object,
             &writer(rt, &opts.field_manager, &api_version, main_scope(rt), &now),
         );
-        let object = self.persist(rt, object, opts.dry_run, None)?;
+        let (object, change) = self.persist(rt, object, opts.dry_run, None)?;
         Ok(Written {
             object,
+            change,
             warnings,
             created: true,
         })
@@ -429,12 +450,13 @@ impl Cluster {
     fn write_over(
         &mut self,
         rt: &ResourceType,
-        old: &Value,
+        stored: &Arc<Value>,
         mut body: Value,
         status: bool,
         opts: &WriteOptions,
         applied_fields: Option<Value>,
     ) -> Result<Written, ApiError> {
+        let old: &Value = stored;
         let name = meta_str(old, "name").to_string();
         // Ownership the client sent (kubectl's client-side to server-side apply migration
         // rewrites managedFields this way) becomes the baseline of this write.
@@ -527,14 +549,16 @@ impl Cluster {
         // A write that changes nothing (managedFields timestamps aside) is a no-op.
         if same_content(&object, old) && same_ownership(old, &object) {
             return Ok(Written {
-                object: served(rt, old),
+                object: served_shared(rt, stored),
+                change: None,
                 warnings,
                 created: false,
             });
         }
-        let object = self.persist(rt, object, opts.dry_run, Some(old))?;
+        let (object, change) = self.persist(rt, object, opts.dry_run, Some(old))?;
         Ok(Written {
             object,
+            change,
             warnings,
             created: false,
         })
@@ -557,7 +581,7 @@ impl Cluster {
             return self.server_side_apply(rt, ns, name, current, body, status, opts);
         }
         let current = current.ok_or_else(|| ApiError::not_found(target(rt, name)))?;
-        let base = served(rt, &current);
+        let base = served_cow(rt, &current);
         let patched = match kind {
             PatchType::Json => patch::json_patch(&base, body)?,
             PatchType::Merge => patch::merge_patch(&base, body)?,
@@ -642,9 +666,11 @@ impl Cluster {
                         .cloned()
                         .expect("just created");
                     obj["metadata"]["managedFields"] = managed;
-                    written.object = served(rt, &self.store.put(&rt.store_key(), obj));
+                    let change = self.store.put_change(&rt.store_key(), obj);
+                    written.object = served_shared(rt, &change.object);
+                    written.change = in_served_form(rt, &change.object).then_some(change);
                 } else {
-                    written.object["metadata"]["managedFields"] = managed;
+                    Arc::make_mut(&mut written.object)["metadata"]["managedFields"] = managed;
                 }
                 Ok(written)
             }
@@ -655,7 +681,8 @@ impl Cluster {
                 }
                 let api_version = rt.api_version();
                 let w = writer(rt, &opts.field_manager, &api_version, scope, &now);
-                let mut merged = apply::apply(Some(&served(rt, &live)), &applied, opts.force, &w)?;
+                let mut merged =
+                    apply::apply(Some(&served_cow(rt, &live)), &applied, opts.force, &w)?;
                 let managed = merged["metadata"]["managedFields"].take();
                 self.write_over(rt, &live, merged, status, opts, Some(managed))
             }
@@ -697,12 +724,12 @@ impl Cluster {
                             .map(|p| format!("unknown field \"{}\"", p.trim_start_matches('.'))),
                     );
                 }
-                object = schema::apply_defaults(schema_v, &object);
-                errors.extend(schema::validate(schema_v, &object));
+                schema::apply_defaults(schema_v, &mut object);
+                errors.extend(schema::validate(schema_v, &object, old));
                 let old_served = old
                     .filter(|_| schema::has_cel_rules(crd))
-                    .map(|o| served(rt, o));
-                errors.extend(schema::validate_cel(crd, &object, old_served.as_ref()));
+                    .map(|o| served_cow(rt, o));
+                errors.extend(schema::validate_cel(crd, &object, old_served.as_deref()));
             }
         } else {
             builtin_admission(rt, old, &mut object, &mut errors);
@@ -732,9 +759,9 @@ impl Cluster {
         object: Value,
         dry_run: bool,
         old: Option<&Value>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Arc<Value>, Option<Arc<Change>>), ApiError> {
         if dry_run {
-            return Ok(served(rt, &object));
+            return Ok((Arc::new(served_owned(rt, object)), None));
         }
         let deleting = !object["metadata"]["deletionTimestamp"].is_null();
         if deleting && finalizers(&object).is_empty() && rt.kind != "Namespace" {
@@ -746,14 +773,16 @@ impl Cluster {
                 .remove(&rt.store_key(), &ns, &name)
                 .expect("just stored");
             self.after_removal(rt, &removed);
-            return Ok(served(rt, &removed));
+            return Ok((served_shared(rt, &removed), None));
         }
-        let stored = self.store.put(&rt.store_key(), object);
+        let change = self.store.put_change(&rt.store_key(), object);
+        let stored = change.object.clone();
         if old.is_none() && rt.kind == "Namespace" && rt.group.is_empty() {
             let ns = meta_str(&stored, "name").to_string();
             self.namespace_defaults(&ns);
         }
-        Ok(served(rt, &stored))
+        let change = in_served_form(rt, &stored).then_some(change);
+        Ok((served_shared(rt, &stored), change))
     }
 
     /// What the service-account controller adds to every new namespace.
@@ -1150,6 +1179,53 @@ pub fn finalizers(object: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Is the object already as this resource serves it (a stored object written through the
+/// same version)?
+pub fn in_served_form(rt: &ResourceType, object: &Value) -> bool {
+    if rt.is_events_v1() || object["kind"].as_str() != Some(rt.kind.as_str()) {
+        return false;
+    }
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    if rt.group.is_empty() {
+        api_version == rt.version
+    } else {
+        api_version
+            .strip_prefix(rt.group.as_str())
+            .and_then(|v| v.strip_prefix('/'))
+            == Some(rt.version.as_str())
+    }
+}
+
+/// The object as served, borrowed when it already is in that form (no copy).
+pub fn served_cow<'a>(rt: &ResourceType, object: &'a Value) -> Cow<'a, Value> {
+    if in_served_form(rt, object) {
+        Cow::Borrowed(object)
+    } else {
+        Cow::Owned(served(rt, object))
+    }
+}
+
+/// The stored object as served, shared with the store when it already is in that form.
+pub fn served_shared(rt: &ResourceType, object: &Arc<Value>) -> Arc<Value> {
+    if in_served_form(rt, object) {
+        object.clone()
+    } else {
+        Arc::new(served(rt, object))
+    }
+}
+
+/// [`served`] of an object the caller owns, converted in place.
+fn served_owned(rt: &ResourceType, object: Value) -> Value {
+    let mut o = if rt.is_events_v1() {
+        super::convert::event_to_v1(object)
+    } else {
+        object
+    };
+    o["apiVersion"] = json!(rt.api_version());
+    o["kind"] = json!(rt.kind);
+    o
 }
 
 /// The object as served at this resource's version.

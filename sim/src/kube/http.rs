@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::cluster::{Cluster, DeleteOptions, WriteOptions};
+use super::cluster::{Cluster, DeleteOptions, WriteOptions, Written};
 use super::error::ApiError;
 use super::patch::PatchType;
 use super::rbac::{self, Tokens, User};
@@ -74,12 +74,20 @@ pub fn error_response(e: &ApiError) -> Response {
 }
 
 fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Response {
-    let mut r = (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        value.to_string(),
-    )
-        .into_response();
+    json_body_response(code, Body::from(value.to_string()), warnings)
+}
+
+/// The response to a write: the stored change's JSON when the object is served as stored.
+fn written_response(code: StatusCode, written: &Written) -> Response {
+    let body = match &written.change {
+        Some(change) => Body::from(change.json().clone()),
+        None => Body::from(written.object.to_string()),
+    };
+    json_body_response(code, body, &written.warnings)
+}
+
+fn json_body_response(code: StatusCode, body: Body, warnings: &[String]) -> Response {
+    let mut r = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     for w in warnings {
         if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", super::error::go_quote(w))) {
             r.headers_mut().append(header::WARNING, v);
@@ -312,11 +320,7 @@ fn route(
             let object = decode_body(body, headers)?;
             let opts = write_options(params, headers);
             let written = shared.lock().create(&rt, &rp.namespace, object, &opts)?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &written.object,
-                &written.warnings,
-            ))
+            Ok(written_response(StatusCode::CREATED, &written))
         }
         "update" => {
             let object = decode_body(body, headers)?;
@@ -330,11 +334,7 @@ fn route(
                 status,
                 &opts,
             )?;
-            Ok(json_response(
-                StatusCode::OK,
-                &written.object,
-                &written.warnings,
-            ))
+            Ok(written_response(StatusCode::OK, &written))
         }
         "patch" => {
             let content_type = headers
@@ -366,7 +366,7 @@ fn route(
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(code, &written.object, &written.warnings))
+            Ok(written_response(code, &written))
         }
         "delete" => {
             let opts = delete_options(params, body)?;

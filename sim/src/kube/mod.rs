@@ -16,7 +16,7 @@
 //! legacy and aggregated discovery and OpenAPI v3 documents), `cluster` (every verb, finalizers, namespaces,
 //! garbage collection, the Deployment loop), `admission` (metadata rules and the built-in
 //! kinds' defaults and validation), `convert` (the two Event shapes), `schema` (pruning, defaults,
-//! structural validation, CEL), `patch` and `apply` (patches and field ownership),
+//! structural validation, CEL, validation ratcheting), `patch` and `apply` (patches and field ownership),
 //! `table` (server-side printing), `watch`, `http` (routing and content negotiation),
 //! `tls`, `rbac` (tokens, impersonation, RBAC authorization).
 //!
@@ -26,7 +26,10 @@
 //! decoded); lists at an exact old resourceVersion (410 instead of a snapshot); strict field validation of built-in kinds (their schemas are
 //! not known; unknown fields are kept); CRD conversion webhooks and schema differences between
 //! served versions (objects are only relabelled); `allOf`/`anyOf`/`oneOf`/`not` and formats in
-//! schemas; server-side apply keys built-in lists on one merge key each (the real server keys
+//! schemas; validation ratcheting in full (on an update the value checks of the schema are
+//! skipped on unchanged values, but wrong types, missing required fields and duplicates in sets
+//! are still reported there, and CEL rules ratchet by top-level field: a rule on an unchanged
+//! value below a changed `spec` still answers); server-side apply keys built-in lists on one merge key each (the real server keys
 //! container ports on port and protocol) and does not track element ownership separately
 //! from the element's fields; foreground deletion removes dependents synchronously instead
 //! of through a `foregroundDeletion` finalizer; garbage collection and namespace cleanup are

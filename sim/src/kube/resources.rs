@@ -15,6 +15,8 @@ pub type StoreKey = (String, String); // (group, plural)
 pub struct CrdVersion {
     pub schema: Option<Value>,
     pub compiled: Option<kube_cel::CompiledSchema>,
+    /// The rules a create runs and the rules that answer for unchanged values on an update.
+    pub variants: Option<super::schema::RuleVariants>,
     pub printer_columns: Vec<Value>,
     /// What the compiled rules answered to inputs seen before.
     pub cel_verdicts: super::schema::CelVerdicts,
@@ -829,6 +831,9 @@ pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldErr
                 .pointer("/schema/openAPIV3Schema")
                 .cloned()
                 .filter(|s| !s.is_null());
+            let variants = schema
+                .as_ref()
+                .map(|s| super::schema::RuleVariants::of(s, &compiled));
             let compiled = Some(compiled);
             ResourceType {
                 group: group.clone(),
@@ -851,6 +856,7 @@ pub fn crd_resource_types(crd: &Value) -> Result<Vec<ResourceType>, Vec<FieldErr
                 crd: Some(CrdVersion {
                     schema,
                     compiled,
+                    variants,
                     cel_verdicts: Default::default(),
                     printer_columns: v["additionalPrinterColumns"]
                         .as_array()

@@ -3,9 +3,10 @@
 //! `x-kubernetes-validations` CEL rules (with the old object for transition rules).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
-use kube_cel::CompiledSchema;
+use kube_cel::{CompilationResult, CompiledSchema};
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -22,8 +23,9 @@ pub fn prune(schema: &Value, value: &mut Value) -> Vec<String> {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
-            if let Some(s) = schema.pointer(&format!("/properties/{}", escape(key))) {
-                prune_node(s, child, &format!(".{key}"), &mut pruned);
+            if let Some(s) = schema.get("properties").and_then(|p| p.get(key)) {
+                let mut path = format!(".{key}");
+                prune_node(s, child, &mut path, &mut pruned);
             }
         }
         let declared = schema.get("properties").and_then(Value::as_object);
@@ -42,11 +44,8 @@ pub fn prune(schema: &Value, value: &mut Value) -> Vec<String> {
     pruned
 }
 
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
-fn prune_node(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<String>) {
+/// `path` is the value's path; children extend it and put it back as it was.
+fn prune_node(schema: &Value, value: &mut Value, path: &mut String, pruned: &mut Vec<String>) {
     let preserve = schema["x-kubernetes-preserve-unknown-fields"] == Value::Bool(true);
     if schema["x-kubernetes-embedded-resource"] == Value::Bool(true) && preserve {
         return;
@@ -57,16 +56,19 @@ fn prune_node(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<St
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             let additional_any = schema.get("additionalProperties") == Some(&Value::Bool(true));
             let mut remove = Vec::new();
+            let at = path.len();
             for (key, child) in map.iter_mut() {
-                let child_path = format!("{path}.{key}");
+                path.push('.');
+                path.push_str(key);
                 if let Some(s) = props.and_then(|p| p.get(key)) {
-                    prune_node(s, child, &child_path, pruned);
+                    prune_node(s, child, path, pruned);
                 } else if let Some(s) = additional {
-                    prune_node(s, child, &child_path, pruned);
+                    prune_node(s, child, path, pruned);
                 } else if !preserve && !additional_any {
                     remove.push(key.clone());
-                    pruned.push(child_path);
+                    pruned.push(path.clone());
                 }
+                path.truncate(at);
             }
             for key in remove {
                 map.remove(&key);
@@ -74,8 +76,11 @@ fn prune_node(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<St
         }
         Value::Array(items) => {
             if let Some(s) = schema.get("items") {
+                let at = path.len();
                 for (i, item) in items.iter_mut().enumerate() {
-                    prune_node(s, item, &format!("{path}[{i}]"), pruned);
+                    let _ = write!(path, "[{i}]");
+                    prune_node(s, item, path, pruned);
+                    path.truncate(at);
                 }
             }
         }
@@ -83,35 +88,113 @@ fn prune_node(schema: &Value, value: &mut Value, path: &str, pruned: &mut Vec<St
     }
 }
 
-/// Fill in `default`s (kube-cel's implementation of the server's defaulting pass).
-pub fn apply_defaults(schema: &Value, value: &Value) -> Value {
-    kube_cel::apply_defaults(schema, value)
+/// How deep defaulting goes (kube-cel's limit, shared with its validators).
+const MAX_DEFAULT_DEPTH: usize = 64;
+
+/// Fill in `default`s in place, as kube-cel's `apply_defaults` does (the server's defaulting
+/// pass): a missing declared property gets its default, existing children (declared ones, or
+/// map values under `additionalProperties` unless unknown fields are preserved) and array
+/// items are defaulted in turn, an inserted default is taken as it is. In place rather than
+/// kube-cel's copy of every level, which copied the whole object once per level of depth.
+pub fn apply_defaults(schema: &Value, value: &mut Value) {
+    default_node(schema, value, 0);
+}
+
+fn default_node(schema: &Value, value: &mut Value, depth: usize) {
+    if depth > MAX_DEFAULT_DEPTH {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let preserve = schema
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let additional = if preserve {
+                None
+            } else {
+                schema.get("additionalProperties").filter(|a| a.is_object())
+            };
+            if props.is_none_or(Map::is_empty) && additional.is_none() {
+                return;
+            }
+            // Existing children first, so that defaults inserted below are not walked.
+            for (key, child) in map.iter_mut() {
+                if let Some(s) = props.and_then(|p| p.get(key)) {
+                    default_node(s, child, depth + 1);
+                } else if let Some(s) = additional {
+                    default_node(s, child, depth + 1);
+                }
+            }
+            for (key, s) in props.into_iter().flatten() {
+                if !map.contains_key(key) {
+                    if let Some(default) = s.get("default") {
+                        map.insert(key.clone(), default.clone());
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for item in items {
+                    default_node(s, item, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Compile a pattern once per process: schemas and name rules are checked on every write.
-pub fn regex(pattern: &str) -> Result<Regex, regex::Error> {
-    static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, Regex>>> =
+/// Shared rather than cloned: a cloned `Regex` starts with an empty pool of match caches,
+/// which its first match then has to build.
+pub fn regex(pattern: &str) -> Result<Arc<Regex>, regex::Error> {
+    static CACHE: std::sync::LazyLock<Mutex<HashMap<String, Arc<Regex>>>> =
         std::sync::LazyLock::new(Default::default);
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(re) = cache.get(pattern) {
         return Ok(re.clone());
     }
-    let re = Regex::new(pattern)?;
+    let re = Arc::new(Regex::new(pattern)?);
     cache.insert(pattern.to_string(), re.clone());
     Ok(re)
 }
 
-/// Validate a value against an OpenAPI v3 structural schema.
-pub fn validate(schema: &Value, value: &Value) -> Vec<FieldError> {
+/// What a value being validated is known to have been before the write, for validation
+/// ratcheting (Kubernetes ≥ 1.30: on an update, errors on values the update left unchanged
+/// are not reported).
+#[derive(Clone, Copy)]
+enum Before<'a> {
+    /// Nothing to compare with: a create, or a value new at this place.
+    Nothing,
+    /// The value at the same place in the stored object (map properties, and the element with
+    /// the same keys of a `listType: map` list).
+    Was(&'a Value),
+    /// Deep-equal to the stored value (so is everything below).
+    Unchanged,
+}
+
+/// Validate a value against an OpenAPI v3 structural schema; `old` (an update) ratchets: the
+/// value checks (enum, pattern, lengths, bounds, item and property counts) are skipped on
+/// values deep-equal to the stored ones. Types, required fields and duplicates in sets are
+/// checked everywhere.
+pub fn validate(schema: &Value, value: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
     // The root's apiVersion/kind/metadata are the server's business, not the schema's.
     if let (Some(props), Value::Object(map)) = (schema["properties"].as_object(), value) {
+        let mut path = String::new();
         for (key, s) in props {
             if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
                 continue;
             }
             if let Some(child) = map.get(key) {
-                validate_node(s, child, key, &mut errors);
+                path.clear();
+                path.push_str(key);
+                let before = old
+                    .and_then(|o| o.get(key))
+                    .map_or(Before::Nothing, Before::Was);
+                validate_node(s, child, before, &mut path, &mut errors);
             }
         }
         required(schema, map, "", &mut errors);
@@ -163,7 +246,31 @@ fn type_matches(expected: &str, value: &Value) -> bool {
     }
 }
 
-fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+/// The stored element a `listType: map` list element corresponds to (same key values).
+fn keyed_element<'a>(schema: &Value, old: &'a Value, item: &Value) -> Option<&'a Value> {
+    if schema["x-kubernetes-list-type"] != "map" {
+        return None;
+    }
+    let keys = schema["x-kubernetes-list-map-keys"].as_array()?;
+    old.as_array()?.iter().find(|o| {
+        keys.iter()
+            .all(|k| k.as_str().is_some_and(|k| o.get(k) == item.get(k)))
+    })
+}
+
+/// `path` is the value's field path; children extend it and put it back as it was.
+fn validate_node(
+    schema: &Value,
+    value: &Value,
+    before: Before,
+    path: &mut String,
+    errors: &mut Vec<FieldError>,
+) {
+    let before = match before {
+        Before::Was(old) if old == value => Before::Unchanged,
+        other => other,
+    };
+    let ratcheted = matches!(before, Before::Unchanged);
     // null is fine where the schema says nullable; elsewhere it is a type error below.
     if value.is_null() && schema["nullable"] == Value::Bool(true) {
         return;
@@ -171,7 +278,7 @@ fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fie
     if schema["x-kubernetes-int-or-string"] == Value::Bool(true) {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
             errors.push(FieldError {
-                field: path.to_string(),
+                field: path.clone(),
                 kind: FieldErrorKind::TypeInvalid {
                     value: format!("\"{}\"", type_name(value)),
                     detail: format!(
@@ -186,7 +293,7 @@ fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fie
     if let Some(expected) = schema["type"].as_str() {
         if !type_matches(expected, value) {
             errors.push(FieldError {
-                field: path.to_string(),
+                field: path.clone(),
                 kind: FieldErrorKind::TypeInvalid {
                     value: format!("\"{}\"", type_name(value)),
                     detail: format!(
@@ -198,10 +305,10 @@ fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fie
             return;
         }
     }
-    if let Some(options) = schema["enum"].as_array() {
+    if let Some(options) = schema["enum"].as_array().filter(|_| !ratcheted) {
         if !options.contains(value) {
             errors.push(FieldError {
-                field: path.to_string(),
+                field: path.clone(),
                 kind: FieldErrorKind::NotSupported {
                     value: go_value(value),
                     supported: options
@@ -216,30 +323,33 @@ fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fie
             });
         }
     }
+    let at = path.len();
     match value {
-        Value::String(s) => validate_string(schema, s, value, path, errors),
-        Value::Number(n) => {
+        Value::String(s) if !ratcheted => validate_string(schema, s, value, path, errors),
+        Value::Number(n) if !ratcheted => {
             validate_number(schema, n.as_f64().unwrap_or_default(), value, path, errors)
         }
         Value::Array(items) => {
-            if let Some(max) = schema["maxItems"].as_u64() {
-                if items.len() as u64 > max {
-                    errors.push(FieldError {
-                        field: path.to_string(),
-                        kind: FieldErrorKind::TooMany {
-                            count: items.len(),
-                            max,
-                        },
-                    });
+            if !ratcheted {
+                if let Some(max) = schema["maxItems"].as_u64() {
+                    if items.len() as u64 > max {
+                        errors.push(FieldError {
+                            field: path.clone(),
+                            kind: FieldErrorKind::TooMany {
+                                count: items.len(),
+                                max,
+                            },
+                        });
+                    }
                 }
-            }
-            if let Some(min) = schema["minItems"].as_u64() {
-                if (items.len() as u64) < min {
-                    errors.push(FieldError::invalid(
-                        path,
-                        &Value::from(items.len()),
-                        format!("{path} in body should have at least {min} items"),
-                    ));
+                if let Some(min) = schema["minItems"].as_u64() {
+                    if (items.len() as u64) < min {
+                        errors.push(FieldError::invalid(
+                            path.as_str(),
+                            &Value::from(items.len()),
+                            format!("{path} in body should have at least {min} items"),
+                        ));
+                    }
                 }
             }
             if schema["x-kubernetes-list-type"] == "set"
@@ -258,40 +368,59 @@ fn validate_node(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fie
             }
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter().enumerate() {
-                    validate_node(item_schema, item, &format!("{path}[{i}]"), errors);
+                    let item_before = match before {
+                        Before::Unchanged => Before::Unchanged,
+                        Before::Was(old) => {
+                            keyed_element(schema, old, item).map_or(Before::Nothing, Before::Was)
+                        }
+                        Before::Nothing => Before::Nothing,
+                    };
+                    let _ = write!(path, "[{i}]");
+                    validate_node(item_schema, item, item_before, path, errors);
+                    path.truncate(at);
                 }
             }
         }
         Value::Object(map) => {
-            if let Some(max) = schema["maxProperties"].as_u64() {
-                if map.len() as u64 > max {
-                    errors.push(FieldError {
-                        field: path.to_string(),
-                        kind: FieldErrorKind::TooMany {
-                            count: map.len(),
-                            max,
-                        },
-                    });
+            if !ratcheted {
+                if let Some(max) = schema["maxProperties"].as_u64() {
+                    if map.len() as u64 > max {
+                        errors.push(FieldError {
+                            field: path.clone(),
+                            kind: FieldErrorKind::TooMany {
+                                count: map.len(),
+                                max,
+                            },
+                        });
+                    }
                 }
-            }
-            if let Some(min) = schema["minProperties"].as_u64() {
-                if (map.len() as u64) < min {
-                    errors.push(FieldError::invalid(
-                        path,
-                        value,
-                        format!("{path} in body should have at least {min} properties"),
-                    ));
+                if let Some(min) = schema["minProperties"].as_u64() {
+                    if (map.len() as u64) < min {
+                        errors.push(FieldError::invalid(
+                            path.as_str(),
+                            value,
+                            format!("{path} in body should have at least {min} properties"),
+                        ));
+                    }
                 }
             }
             let props = schema["properties"].as_object();
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             for (key, child) in map {
-                let child_path = join(path, key);
-                if let Some(s) = props.and_then(|p| p.get(key)) {
-                    validate_node(s, child, &child_path, errors);
-                } else if let Some(s) = additional {
-                    validate_node(s, child, &child_path, errors);
+                let Some(s) = props.and_then(|p| p.get(key)).or(additional) else {
+                    continue;
+                };
+                let child_before = match before {
+                    Before::Unchanged => Before::Unchanged,
+                    Before::Was(old) => old.get(key).map_or(Before::Nothing, Before::Was),
+                    Before::Nothing => Before::Nothing,
+                };
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(key);
+                validate_node(s, child, child_before, path, errors);
+                path.truncate(at);
             }
             required(schema, map, path, errors);
         }
@@ -381,24 +510,185 @@ fn validate_number(
     }
 }
 
+/// The CEL rules of a CRD version as two kinds of writes need them, compiled once with the
+/// CRD (kube-cel evaluates every rule it is given; leaving out the ones whose verdict is known
+/// spares the conversion of the values they would see).
+pub struct RuleVariants {
+    /// What a create runs: transition rules (those using `oldSelf`) do not run without an old
+    /// object, unless `optionalOldSelf` asks for them.
+    on_create: CompiledSchema,
+    /// What still answers for a value an update leaves deep-equal (validation ratcheting,
+    /// Kubernetes ≥ 1.30): transition rules, which are never ratcheted, except
+    /// `self == oldSelf`, which holds there.
+    on_unchanged: CompiledSchema,
+}
+
+impl RuleVariants {
+    /// The variants of a schema whose full set of rules is `compiled`.
+    pub fn of(schema: &Value, compiled: &CompiledSchema) -> RuleVariants {
+        let runs_on_create =
+            |r: &CompilationResult| !r.is_transition_rule || r.rule.optional_old_self == Some(true);
+        let answers_unchanged = |r: &CompilationResult| r.is_transition_rule && !holds_on_equal(r);
+        RuleVariants {
+            on_create: kube_cel::compile_schema(&rules_where(schema, compiled, &runs_on_create)),
+            on_unchanged: kube_cel::compile_schema(&rules_where(
+                schema,
+                compiled,
+                &answers_unchanged,
+            )),
+        }
+    }
+}
+
+/// Does the rule hold whenever `self` equals `oldSelf`? True of the immutability rule
+/// `self == oldSelf`; any other rule counts as needing evaluation.
+fn holds_on_equal(rule: &CompilationResult) -> bool {
+    let text: String = rule.rule.rule.split_whitespace().collect();
+    rule.is_transition_rule
+        && rule.rule.optional_old_self != Some(true)
+        && (text == "self==oldSelf" || text == "oldSelf==self")
+}
+
+/// The schema with only the `x-kubernetes-validations` entries whose compiled rule `keep`s
+/// (rules that did not compile are kept); `compiled` is `schema` compiled, node for node.
+fn rules_where(
+    schema: &Value,
+    compiled: &CompiledSchema,
+    keep: &dyn Fn(&CompilationResult) -> bool,
+) -> Value {
+    let Some(map) = schema.as_object() else {
+        return schema.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in map {
+        let value = match (key.as_str(), value) {
+            ("x-kubernetes-validations", Value::Array(rules)) => Value::Array(
+                rules
+                    .iter()
+                    .zip(&compiled.validations)
+                    .filter(|(_, c)| c.as_ref().map_or(true, keep))
+                    .map(|(r, _)| r.clone())
+                    .collect(),
+            ),
+            ("properties", Value::Object(props)) => Value::Object(
+                props
+                    .iter()
+                    .map(|(name, s)| {
+                        let s = match compiled.properties.get(name) {
+                            Some(c) => rules_where(s, c, keep),
+                            None => s.clone(),
+                        };
+                        (name.clone(), s)
+                    })
+                    .collect(),
+            ),
+            ("items", s) => match compiled.items.as_deref() {
+                Some(c) => rules_where(s, c, keep),
+                None => s.clone(),
+            },
+            ("additionalProperties", s) if s.is_object() => {
+                match compiled.additional_properties.as_deref() {
+                    Some(c) => rules_where(s, c, keep),
+                    None => s.clone(),
+                }
+            }
+            ("allOf" | "oneOf" | "anyOf", Value::Array(branches)) => {
+                let compiled_branches = match key.as_str() {
+                    "allOf" => &compiled.all_of,
+                    "oneOf" => &compiled.one_of,
+                    _ => &compiled.any_of,
+                };
+                Value::Array(
+                    branches
+                        .iter()
+                        .zip(compiled_branches)
+                        .map(|(s, c)| rules_where(s, c, keep))
+                        .collect(),
+                )
+            }
+            (_, v) => v.clone(),
+        };
+        out.insert(key.clone(), value);
+    }
+    Value::Object(out)
+}
+
 /// Run the CEL rules of a CRD version (compiled once when the CRD was registered).
+///
+/// A create runs the rules that need no old object. An update ratchets as the real server
+/// does (Kubernetes ≥ 1.30), by top-level field: a field the update leaves deep-equal runs
+/// only its transition rules other than `self == oldSelf` (so a status write usually runs
+/// nothing of an unchanged spec), a changed one runs all of its rules. Finer than the real
+/// server's per-node ratcheting it is not: a rule on an unchanged value below a changed
+/// top-level field still answers.
 pub fn validate_cel(crd: &CrdVersion, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let Some(compiled) = crd.compiled.as_ref().filter(|c| has_rules(c)) else {
         return Vec::new();
     };
-    let Some(fields) = rule_fields(compiled) else {
-        return cel_errors(compiled, object, old, object);
+    let variants = crd.variants.as_ref();
+    let Some(old) = old else {
+        let rules = variants.map_or(compiled, |v| &v.on_create);
+        return match rule_fields(rules) {
+            None => cel_errors(rules, object, None, object),
+            Some(fields) => remembered(crd, "create", rules, &fields, object, None),
+        };
     };
+    let Some(fields) = rule_fields(compiled) else {
+        return cel_errors(compiled, object, Some(old), object);
+    };
+    let mut changed = Vec::with_capacity(fields.len());
+    let mut unchanged = Vec::new();
+    for field in fields {
+        let same = old
+            .get(field)
+            .is_some_and(|was| object.get(field) == Some(was));
+        match variants {
+            Some(_) if same => unchanged.push(field),
+            _ => changed.push(field),
+        }
+    }
+    let mut errors = remembered(crd, "update", compiled, &changed, object, Some(old));
+    if let Some(v) = variants {
+        errors.extend(remembered(
+            crd,
+            "unchanged",
+            &v.on_unchanged,
+            &unchanged,
+            object,
+            Some(old),
+        ));
+    }
+    errors
+}
+
+/// The verdict of `rules` (one of the CRD version's sets, named by `set`) on the top-level
+/// `fields` of the object (and of the old one), remembered by that input.
+fn remembered(
+    crd: &CrdVersion,
+    set: &str,
+    rules: &CompiledSchema,
+    fields: &[&str],
+    object: &Value,
+    old: Option<&Value>,
+) -> Vec<FieldError> {
+    let fields: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|f| rules.properties.get(*f).is_some_and(has_rules))
+        .collect();
+    if fields.is_empty() {
+        return Vec::new();
+    }
     let new_view = only_fields(object, &fields);
     let old_view = old.map(|o| only_fields(o, &fields));
     let input = format!(
-        "{new_view}\n{}",
+        "{set}\n{new_view}\n{}",
         old_view.as_ref().map(Value::to_string).unwrap_or_default()
     );
     if let Some(known) = crd.cel_verdicts.get(&input) {
         return known;
     }
-    let errors = cel_errors(compiled, &new_view, old_view.as_ref(), object);
+    let errors = cel_errors(rules, &new_view, old_view.as_ref(), object);
     crd.cel_verdicts.remember(input, errors.clone());
     errors
 }
@@ -561,7 +851,7 @@ mod tests {
     fn reports_each_violation_with_its_path_and_reason() {
         let v =
             json!({"spec": {"name": "ABCDEFG", "tier": "C", "count": 9, "tags": ["a", "b", "c"]}});
-        let errs = validate(&schema(), &v);
+        let errs = validate(&schema(), &v, None);
         let got: Vec<(String, &str)> = errs.iter().map(|e| (e.field.clone(), e.reason())).collect();
         assert_eq!(
             got,
@@ -577,13 +867,15 @@ mod tests {
             errs[2].full(),
             "spec.name: Invalid value: \"ABCDEFG\": spec.name in body should match '^[a-z]+$'"
         );
-        let missing = validate(&schema(), &json!({"spec": {}}));
+        let missing = validate(&schema(), &json!({"spec": {}}), None);
         assert_eq!(missing[0].full(), "spec.name: Required value");
     }
 
     fn crd_version(schema: Value) -> CrdVersion {
+        let compiled = kube_cel::compile_schema(&schema);
         CrdVersion {
-            compiled: Some(kube_cel::compile_schema(&schema)),
+            variants: Some(RuleVariants::of(&schema, &compiled)),
+            compiled: Some(compiled),
             schema: Some(schema),
             printer_columns: Vec::new(),
             cel_verdicts: CelVerdicts::default(),
@@ -634,7 +926,8 @@ mod tests {
             cel_errors(&crd, &again, None),
             ["spec.name: Invalid value: \"string\": lower case only"]
         );
-        assert_eq!(crd.cel_verdicts.0.lock().unwrap().len(), 4);
+        // The unchanged spec of the fourth write was ratcheted, not evaluated: three inputs.
+        assert_eq!(crd.cel_verdicts.0.lock().unwrap().len(), 3);
     }
 
     #[test]
@@ -666,7 +959,162 @@ mod tests {
 
     #[test]
     fn defaults_fill_missing_fields() {
-        let v = apply_defaults(&schema(), &json!({"spec": {"name": "a"}}));
+        let mut v = json!({"spec": {"name": "a"}});
+        apply_defaults(&schema(), &mut v);
         assert_eq!(v["spec"]["tier"], "A");
+    }
+
+    #[test]
+    fn defaults_in_place_are_kube_cels_defaults() {
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "mode": {"type": "string", "default": "fast"},
+                "nested": {"type": "object", "default": {"inner": {}},
+                    "properties": {"inner": {"type": "object",
+                        "properties": {"x": {"type": "integer", "default": 1}}}}},
+                "list": {"type": "array", "items": {"type": "object",
+                    "properties": {"on": {"type": "boolean", "default": true}}}},
+                "byName": {"type": "object", "additionalProperties": {"type": "object",
+                    "properties": {"weight": {"type": "integer", "default": 5}}}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                    "additionalProperties": {"type": "object",
+                        "properties": {"weight": {"type": "integer", "default": 5}}},
+                    "properties": {"kept": {"type": "string", "default": "k"}}}
+            }},
+            "status": {"type": "object", "properties": {"phase": {"type": "string", "default": "New"}}}
+        }});
+        for object in [
+            json!({"metadata": {"name": "a"}}),
+            json!({"spec": {}}),
+            json!({"spec": {"mode": "slow", "nested": {}, "list": [{}, {"on": false}, 3],
+                "byName": {"a": {}, "b": {"weight": 2}}, "free": {"a": {}}}, "status": {}}),
+            json!({"spec": {"nested": {"inner": {"x": 7}}, "list": "not a list", "byName": null}}),
+        ] {
+            let mut in_place = object.clone();
+            apply_defaults(&schema, &mut in_place);
+            assert_eq!(
+                in_place,
+                kube_cel::apply_defaults(&schema, &object),
+                "{object}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_update_ratchets_value_checks_on_unchanged_values() {
+        // Stored under a laxer schema: a name too long and upper case, a tier since removed.
+        let old =
+            json!({"spec": {"name": "ABCDEFG", "tier": "C", "count": 2, "tags": ["a", "b", "c"]}});
+        // Only count changes, to another bad value: only it is reported.
+        let mut new = old.clone();
+        new["spec"]["count"] = json!(9);
+        let got: Vec<String> = validate(&schema(), &new, Some(&old))
+            .iter()
+            .map(FieldError::full)
+            .collect();
+        assert_eq!(
+            got,
+            ["spec.count: Invalid value: 9: spec.count in body should be less than or equal to 3"]
+        );
+        assert!(validate(&schema(), &old, Some(&old)).is_empty());
+        // A changed value is checked again, and a create checks everything.
+        new["spec"]["name"] = json!("ABCDEFGH");
+        assert_eq!(validate(&schema(), &new, Some(&old)).len(), 3);
+        assert_eq!(validate(&schema(), &old, None).len(), 4);
+        // Missing required fields and wrong types are reported unchanged or not.
+        let untyped = json!({"spec": {"count": "two"}});
+        let got: Vec<&str> = validate(&schema(), &untyped, Some(&untyped))
+            .iter()
+            .map(FieldError::reason)
+            .collect();
+        assert_eq!(got, ["FieldValueTypeInvalid", "FieldValueRequired"]);
+    }
+
+    #[test]
+    fn keyed_list_elements_ratchet_against_the_element_with_the_same_keys() {
+        let schema = json!({"type": "object", "properties": {"status": {"type": "object", "properties": {
+            "conditions": {"type": "array", "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+                "items": {"type": "object", "properties": {
+                    "type": {"type": "string"},
+                    "reason": {"type": "string", "pattern": "^[A-Z][A-Za-z]*$"}}}}}}}});
+        let old = json!({"status": {"conditions": [
+            {"type": "A", "reason": "bad reason"}, {"type": "B", "reason": "Fine"}]}});
+        // B changes and moves first; A keeps its (bad) reason.
+        let new = json!({"status": {"conditions": [
+            {"type": "B", "reason": "also bad"}, {"type": "A", "reason": "bad reason"}]}});
+        let got: Vec<String> = validate(&schema, &new, Some(&old))
+            .iter()
+            .map(|e| e.field.clone())
+            .collect();
+        assert_eq!(got, ["status.conditions[0].reason"]);
+    }
+
+    #[test]
+    fn cel_rules_ratchet_on_an_unchanged_top_level_field() {
+        let crd = crd_version(json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "size": {"type": "integer", "x-kubernetes-validations": [
+                    {"rule": "self <= 3", "message": "too big"}]},
+                "id": {"type": "string", "x-kubernetes-validations": [
+                    {"rule": "self == oldSelf", "message": "id is immutable"}]}
+            }},
+            "status": {"type": "object", "properties": {"note": {"type": "string"}}}
+        }}));
+        let object = |size: i64, note: &str| json!({"spec": {"size": size, "id": "1"}, "status": {"note": note}});
+        // Stored before the rule existed: a status write passes without evaluating anything.
+        assert!(cel_errors(&crd, &object(9, "b"), Some(&object(9, "a"))).is_empty());
+        assert!(crd.cel_verdicts.0.lock().unwrap().is_empty());
+        // Changing the spec evaluates it again, and a create always does.
+        assert_eq!(
+            cel_errors(&crd, &object(10, "a"), Some(&object(9, "a"))),
+            ["spec.size: Invalid value: \"integer\": too big"]
+        );
+        assert_eq!(
+            cel_errors(&crd, &object(9, "a"), None),
+            ["spec.size: Invalid value: \"integer\": too big"]
+        );
+    }
+
+    #[test]
+    fn a_create_hands_transition_rules_nothing() {
+        let crd = crd_version(json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "id": {"type": "string", "x-kubernetes-validations": [
+                    {"rule": "self == oldSelf", "message": "id is immutable"}]}
+            }}
+        }}));
+        let object = |id: &str| json!({"spec": {"id": id}});
+        assert!(cel_errors(&crd, &object("1"), None).is_empty());
+        assert!(cel_errors(&crd, &object("1"), Some(&object("1"))).is_empty());
+        assert!(crd.cel_verdicts.0.lock().unwrap().is_empty());
+        assert_eq!(
+            cel_errors(&crd, &object("2"), Some(&object("1"))),
+            ["spec.id: Invalid value: \"string\": id is immutable"]
+        );
+    }
+
+    #[test]
+    fn transition_rules_are_not_ratcheted() {
+        let crd = crd_version(json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "size": {"type": "integer", "x-kubernetes-validations": [
+                    {"rule": "self <= 3", "message": "too big"},
+                    {"rule": "self > oldSelf", "message": "must grow"}]}
+            }}
+        }}));
+        let object = |size: i64| json!({"spec": {"size": size}});
+        // Unchanged: the plain rule is ratcheted, the transition rule still answers.
+        assert_eq!(
+            cel_errors(&crd, &object(9), Some(&object(9))),
+            ["spec.size: Invalid value: \"integer\": must grow"]
+        );
+        assert_eq!(
+            cel_errors(&crd, &object(8), Some(&object(9))),
+            [
+                "spec.size: Invalid value: \"integer\": too big",
+                "spec.size: Invalid value: \"integer\": must grow"
+            ]
+        );
     }
 }

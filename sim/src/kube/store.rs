@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use axum::body::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -31,6 +32,18 @@ pub struct Change {
     pub object: Arc<Value>,
     /// The object before a modification (to tell selector entry/exit apart).
     pub previous: Option<Arc<Value>>,
+    /// `object` as JSON, written once by whichever needs it first: the write's response or
+    /// a watch sending the event.
+    json: OnceLock<Bytes>,
+}
+
+impl Change {
+    /// The object as JSON (what `object.to_string()` gives).
+    pub fn json(&self) -> &Bytes {
+        self.json.get_or_init(|| {
+            Bytes::from(serde_json::to_vec(&*self.object).expect("a JSON value serializes"))
+        })
+    }
 }
 
 pub type ObjectKey = (String, String); // (namespace, name)
@@ -155,7 +168,12 @@ impl Store {
     }
 
     /// Write an object (create or replace), assigning the next resourceVersion.
-    pub fn put(&mut self, key: &StoreKey, mut object: Value) -> Arc<Value> {
+    pub fn put(&mut self, key: &StoreKey, object: Value) -> Arc<Value> {
+        self.put_change(key, object).object.clone()
+    }
+
+    /// [`Store::put`], answering with the change it recorded.
+    pub fn put_change(&mut self, key: &StoreKey, mut object: Value) -> Arc<Change> {
         self.rv += 1;
         object["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let ns = object["metadata"]["namespace"]
@@ -187,10 +205,10 @@ impl Store {
             key: key.clone(),
             namespace: ns,
             kind,
-            object: object.clone(),
+            object,
             previous,
-        });
-        object
+            json: OnceLock::new(),
+        })
     }
 
     /// Remove an object for good; the DELETED event carries a fresh resourceVersion.
@@ -212,11 +230,12 @@ impl Store {
             kind: EventType::Deleted,
             object: object.clone(),
             previous: None,
+            json: OnceLock::new(),
         });
         Some(object)
     }
 
-    fn record(&mut self, change: Change) {
+    fn record(&mut self, change: Change) -> Arc<Change> {
         let change = Arc::new(change);
         self.history.push_back(change.clone());
         while self.history.len() > HISTORY_LIMIT {
@@ -225,7 +244,8 @@ impl Store {
             }
         }
         // No receivers is fine: nobody watches.
-        let _ = self.changes.send(change);
+        let _ = self.changes.send(change.clone());
+        change
     }
 
     /// Changes after `rv`, or `Err(oldest)` when history no longer reaches back that far.

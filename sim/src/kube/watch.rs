@@ -2,6 +2,7 @@
 //! resourceVersion (replaying history), from "now" with synthetic ADDED events, or with
 //! `sendInitialEvents` and the initial-events-end bookmark; 410 Gone once history is gone.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use super::cluster::served;
+use super::cluster::{in_served_form, served_cow};
 use super::error::ApiError;
 use super::http::{streaming_response, Shared};
 use super::resources::ResourceType;
@@ -43,18 +44,40 @@ struct Encoder {
 
 impl Encoder {
     fn event(&mut self, kind: &str, object: &Value) -> Bytes {
-        let object = served(&self.rt, object);
+        let object = served_cow(&self.rt, object);
         let object = match self.table {
             Some(include) => {
                 let meta = json!({"resourceVersion": object["metadata"]["resourceVersion"]});
-                let t = table::table(&self.rt, &[object], meta, include, !self.headers_sent);
+                let t = table::table(
+                    &self.rt,
+                    &[object.into_owned()],
+                    meta,
+                    include,
+                    !self.headers_sent,
+                );
                 self.headers_sent = true;
-                t
+                Cow::Owned(t)
             }
-            None if self.metadata_only => partial_metadata(&object),
+            None if self.metadata_only => Cow::Owned(partial_metadata(&object)),
             None => object,
         };
-        line(json!({"type": kind, "object": object}))
+        event_line(kind, &object)
+    }
+
+    /// The event of a change, its object as the change's JSON (shared with the write's
+    /// response and the other watches) when this watch sends objects as stored.
+    fn change_event(&mut self, kind: &str, change: &Change) -> Bytes {
+        if self.table.is_some() || self.metadata_only || !in_served_form(&self.rt, &change.object) {
+            return self.event(kind, &change.object);
+        }
+        let json = change.json();
+        let mut out = Vec::with_capacity(json.len() + 32);
+        out.extend_from_slice(b"{\"object\":");
+        out.extend_from_slice(json);
+        out.extend_from_slice(b",\"type\":");
+        serde_json::to_writer(&mut out, kind).expect("a string serializes");
+        out.extend_from_slice(b"}\n");
+        Bytes::from(out)
     }
 
     fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
@@ -66,6 +89,18 @@ impl Encoder {
             json!({"type": "BOOKMARK", "object": {"kind": self.rt.kind, "apiVersion": self.rt.api_version(), "metadata": meta}}),
         )
     }
+}
+
+/// `{"object":…,"type":…}` and a newline, as `line(json!({"type": kind, "object": object}))`
+/// writes it (keys in order), without copying the object into a new value first.
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(b"{\"object\":");
+    serde_json::to_writer(&mut out, object).expect("a JSON value serializes");
+    out.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut out, kind).expect("a string serializes");
+    out.extend_from_slice(b"}\n");
+    Bytes::from(out)
 }
 
 fn line(v: Value) -> Bytes {
@@ -81,8 +116,9 @@ fn translate<'c>(request: &WatchRequest, change: &'c Change) -> Option<(&'static
     {
         return None;
     }
-    let selected =
-        |o: &Value| request.filter.selects_all() || request.filter.matches(&served(&request.rt, o));
+    let selected = |o: &Value| {
+        request.filter.selects_all() || request.filter.matches(&served_cow(&request.rt, o))
+    };
     let now = selected(&change.object);
     match change.kind {
         EventType::Added => now.then_some(("ADDED", &*change.object)),
@@ -131,7 +167,9 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
         let from_now = request.resource_version.is_empty() || request.resource_version == "0";
         if request.send_initial_events || from_now {
             for o in store.list(&request.rt.store_key(), &request.namespace) {
-                if request.filter.selects_all() || request.filter.matches(&served(&request.rt, o)) {
+                if request.filter.selects_all()
+                    || request.filter.matches(&served_cow(&request.rt, o))
+                {
                     initial.push(encoder.event("ADDED", o));
                 }
             }
@@ -157,8 +195,8 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
                 }
                 Ok(changes) => {
                     for c in changes {
-                        if let Some((kind, object)) = translate(&request, &c) {
-                            initial.push(encoder.event(kind, object));
+                        if let Some((kind, _)) = translate(&request, &c) {
+                            initial.push(encoder.change_event(kind, &c));
                         }
                     }
                 }
@@ -191,7 +229,7 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
                         }
                         last_rv = c.rv;
                         match translate(&request, &c) {
-                            Some((kind, object)) => encoder.event(kind, object),
+                            Some((kind, _)) => encoder.change_event(kind, &c),
                             None => continue,
                         }
                     }
@@ -217,6 +255,39 @@ pub fn start(shared: Arc<Shared>, request: WatchRequest) -> Result<Response, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_line_is_what_the_json_value_of_the_event_writes() {
+        let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a\"b", "resourceVersion": "7"}, "data": {"k": "v\n"}});
+        let expected = line(json!({"type": "MODIFIED", "object": object.clone()}));
+        assert_eq!(event_line("MODIFIED", &object), expected);
+    }
+
+    #[test]
+    fn a_change_event_shares_the_changes_json_and_reads_as_the_object_event() {
+        let rt = super::super::resources::Registry::default()
+            .find("", "v1", "configmaps")
+            .unwrap();
+        let (changes, _) = broadcast::channel(4);
+        let mut store = super::super::store::Store::new(changes, 0);
+        let change = store.put_change(
+            &rt.store_key(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "c", "namespace": "d"}, "data": {"k": "v"}}),
+        );
+        let mut encoder = Encoder {
+            rt: rt.clone(),
+            table: None,
+            metadata_only: false,
+            headers_sent: false,
+        };
+        assert_eq!(
+            encoder.change_event("ADDED", &change),
+            encoder.event("ADDED", &change.object)
+        );
+        assert_eq!(change.json(), &Bytes::from(change.object.to_string()));
+    }
 
     #[tokio::test]
     async fn waiting_events_go_out_as_one_chunk_in_order() {
