@@ -427,6 +427,11 @@ async fn server_side_apply_creates_and_conflicts_over_http() {
     let apply =
         |manager: &str, force: bool| format!("{CMS}/applied?fieldManager={manager}&force={force}");
     let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"a": "1"}});
+    let (_, list) = raw.get(CMS).await;
+    let before = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (code, created) = raw
         .patch(
             &apply("operator", false),
@@ -475,6 +480,35 @@ async fn server_side_apply_creates_and_conflicts_over_http() {
         .await;
     assert_eq!(code, 422, "{missing}");
     assert_eq!(missing["details"]["causes"][0]["field"], "fieldManager");
+
+    // Creation through apply is one write, as on a real server: a watch from before it sees
+    // one ADDED event, carrying the applier's managedFields, and nothing else.
+    let (_, watched) = raw
+        .get(&format!(
+            "{CMS}?watch=true&timeoutSeconds=1&resourceVersion={before}"
+        ))
+        .await;
+    let events: Vec<Value> = match &watched {
+        Value::String(lines) => lines
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        one => vec![one.clone()],
+    };
+    let applied: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["object"]["metadata"]["name"] == "applied")
+        .collect();
+    assert_eq!(applied.len(), 1, "{events:?}");
+    assert_eq!(applied[0]["type"], "ADDED");
+    assert_eq!(
+        applied[0]["object"]["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    assert_eq!(
+        applied[0]["object"]["metadata"]["managedFields"][0]["operation"],
+        "Apply"
+    );
 
     // Applying the same configuration twice changes nothing.
     let (_, again) = raw

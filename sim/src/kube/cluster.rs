@@ -336,8 +336,22 @@ impl Cluster {
         &mut self,
         rt: &ResourceType,
         ns: &str,
+        body: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written, ApiError> {
+        self.create_owned(rt, ns, body, opts, None)
+    }
+
+    /// A create; `managed` is the managedFields of a server-side apply that creates the
+    /// object (the applier owns what it sent), otherwise the creator owns every field as an
+    /// Update. Either way the object is written once: one resourceVersion, one ADDED event.
+    fn create_owned(
+        &mut self,
+        rt: &ResourceType,
+        ns: &str,
         mut body: Value,
         opts: &WriteOptions,
+        managed: Option<Value>,
     ) -> Result<Written, ApiError> {
         check_type(rt, &mut body)?;
         if !meta_str(&body, "resourceVersion").is_empty() {
@@ -387,12 +401,17 @@ impl Cluster {
         }
         let (mut object, warnings) = self.admit(rt, None, body, opts)?;
         self.check_quota(rt, ns, &object)?;
-        let (api_version, now) = (rt.api_version(), now_rfc3339());
-        apply::record_update(
-            None,
-            &mut object,
-            &writer(rt, &opts.field_manager, &api_version, main_scope(rt), &now),
-        );
+        match managed {
+            Some(managed) => object["metadata"]["managedFields"] = managed,
+            None => {
+                let (api_version, now) = (rt.api_version(), now_rfc3339());
+                apply::record_update(
+                    None,
+                    &mut object,
+                    &writer(rt, &opts.field_manager, &api_version, main_scope(rt), &now),
+                );
+            }
+        }
         let (object, change) = self.persist(rt, object, opts.dry_run, None)?;
         Ok(Written {
             object,
@@ -656,23 +675,9 @@ impl Cluster {
                 let api_version = rt.api_version();
                 let w = writer(rt, &opts.field_manager, &api_version, scope, &now);
                 let mut merged = apply::apply(None, &applied, opts.force, &w)?;
+                // Creation through apply: the applier owns the fields it sent.
                 let managed = merged["metadata"]["managedFields"].take();
-                let mut written = self.create(rt, ns, merged, opts)?;
-                if !opts.dry_run {
-                    // Creation through apply: the applier owns the fields it sent.
-                    let mut obj = self
-                        .store
-                        .get(&rt.store_key(), ns, name)
-                        .cloned()
-                        .expect("just created");
-                    obj["metadata"]["managedFields"] = managed;
-                    let change = self.store.put_change(&rt.store_key(), obj);
-                    written.object = served_shared(rt, &change.object);
-                    written.change = in_served_form(rt, &change.object).then_some(change);
-                } else {
-                    Arc::make_mut(&mut written.object)["metadata"]["managedFields"] = managed;
-                }
-                Ok(written)
+                self.create_owned(rt, ns, merged, opts, Some(managed))
             }
             Some(live) => {
                 let rv = meta_str(&applied, "resourceVersion");
