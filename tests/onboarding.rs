@@ -248,25 +248,7 @@ async fn a_revocation_is_noticed_at_the_next_scheduled_check_of_a_granted_tenant
     h.platform
         .m365
         .revoke_consent(FABRIKAM_ID, &app_id(&h, "recording-hue"));
-    h.wait_grant("fabrikam", "recording", T, |g| {
-        g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Revoked)
-    })
-    .await;
-    let tenant = h
-        .wait_tenant("fabrikam", T, |t| {
-            t.status
-                .as_ref()
-                .is_some_and(|s| s.health == Some(Health::Warning))
-        })
-        .await;
-    let ready = tenant
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.reason, "ConsentRevoked");
+    fabrikam_recording_turns_revoked(&h).await;
     h.stop().await;
 }
 
@@ -317,6 +299,30 @@ fn app_id(h: &Harness, display_name: &str) -> String {
 }
 
 const FABRIKAM_ID: &str = "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b";
+
+/// Waits for Fabrikam's `recording` grant to turn Revoked and the Tenant to say so: Warning,
+/// Ready=False with reason ConsentRevoked.
+async fn fabrikam_recording_turns_revoked(h: &Harness) {
+    h.wait_grant("fabrikam", "recording", T, |g| {
+        g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Revoked)
+    })
+    .await;
+    let tenant = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.health == Some(Health::Warning))
+        })
+        .await;
+    let ready = tenant
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "ConsentRevoked");
+}
 
 /// Fabrikam's Global admin grants every consent an Essentials tenant needs, in full.
 fn grant_essentials_consents(h: &Harness) {
@@ -411,25 +417,7 @@ async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
         )
         .await
         .unwrap();
-    h.wait_grant("fabrikam", "recording", T, |g| {
-        g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Revoked)
-    })
-    .await;
-    let tenant = h
-        .wait_tenant("fabrikam", T, |t| {
-            t.status
-                .as_ref()
-                .is_some_and(|s| s.health == Some(Health::Warning))
-        })
-        .await;
-    let ready = tenant
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.reason, "ConsentRevoked");
+    fabrikam_recording_turns_revoked(&h).await;
     h.stop().await;
 }
 
