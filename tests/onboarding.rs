@@ -184,19 +184,7 @@ async fn consents_granted_before_onboarding_go_straight_to_ready() {
     // The admin consented before the Tenant existed (re-onboarding): the first checks find
     // everything granted; the Tenant never names a consent as missing.
     let h = Harness::start().await;
-    grant_essentials_consents(&h);
-    h.apply(&tenant_yaml(
-        "fabrikam",
-        "fabrikam.onmicrosoft.com",
-        "Essentials",
-    ))
-    .await;
-    h.wait_tenant("fabrikam", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    onboard_fabrikam_with_every_consent_granted(&h).await;
     let tenant_events = events(&h, "default", "Tenant", "fabrikam").await;
     assert_eq!(
         tenant_events
@@ -216,19 +204,7 @@ async fn a_revocation_is_noticed_at_the_next_scheduled_check_of_a_granted_tenant
     let mut options = recording_operator::demo::PlatformOptions::default();
     options.polling.granted_interval = Duration::from_secs(3);
     let h = Harness::start_with(options).await;
-    grant_essentials_consents(&h);
-    h.apply(&tenant_yaml(
-        "fabrikam",
-        "fabrikam.onmicrosoft.com",
-        "Essentials",
-    ))
-    .await;
-    h.wait_tenant("fabrikam", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    onboard_fabrikam_with_every_consent_granted(&h).await;
     let first = h
         .wait_grant("fabrikam", "recording", T, |g| {
             g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Granted)
@@ -299,6 +275,23 @@ fn app_id(h: &Harness, display_name: &str) -> String {
 }
 
 const FABRIKAM_ID: &str = "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b";
+
+/// Fabrikam's admin has granted every Essentials consent; its Tenant is applied and turns OK.
+async fn onboard_fabrikam_with_every_consent_granted(h: &Harness) {
+    grant_essentials_consents(h);
+    h.apply(&tenant_yaml(
+        "fabrikam",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    h.wait_tenant("fabrikam", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| s.health == Some(Health::Ok))
+    })
+    .await;
+}
 
 /// Waits for Fabrikam's `recording` grant to turn Revoked and the Tenant to say so: Warning,
 /// Ready=False with reason ConsentRevoked.
