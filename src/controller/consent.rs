@@ -449,10 +449,10 @@ pub fn wait_after_check(
 
 /// The ConsentGrants of the same tenant as `grant` (itself included), as last seen.
 fn siblings_of(grant: &ConsentGrant, ctx: &Context) -> Vec<Arc<ConsentGrant>> {
-    ctx.grants_in(&grant.namespace().unwrap_or_default())
-        .into_iter()
-        .filter(|g| g.spec.tenant_ref == grant.spec.tenant_ref)
-        .collect()
+    ctx.grants_of(
+        &grant.namespace().unwrap_or_default(),
+        &grant.spec.tenant_ref,
+    )
 }
 
 /// When the consent last changed state, for the doubling pending interval: the earliest

@@ -310,6 +310,15 @@ impl Context {
         let _ = self.wake_grants.unbounded_send(grant);
     }
 
+    /// The ConsentGrants in `namespace` that belong to the Tenant named `tenant`, as last
+    /// seen.
+    pub fn grants_of(&self, namespace: &str, tenant: &str) -> Vec<Arc<ConsentGrant>> {
+        self.grants_in(namespace)
+            .into_iter()
+            .filter(|g| g.spec.tenant_ref == tenant)
+            .collect()
+    }
+
     /// The ConsentGrants in `namespace`, as last seen.
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
         self.grant_index
@@ -328,14 +337,7 @@ impl Context {
 /// cost in proportion to the number of tenants.
 #[derive(Clone, Default)]
 pub struct NamespaceIndex {
-    inner: Arc<Mutex<IndexState>>,
-}
-
-#[derive(Default)]
-struct IndexState {
-    names: HashMap<String, std::collections::BTreeSet<String>>,
-    /// The listing being received during a (re)list, swapped in when it is complete.
-    relisting: Option<HashMap<String, std::collections::BTreeSet<String>>>,
+    inner: Arc<Mutex<Followed<HashMap<String, std::collections::BTreeSet<String>>>>>,
 }
 
 impl NamespaceIndex {
@@ -343,7 +345,7 @@ impl NamespaceIndex {
     pub fn names(&self, namespace: &str) -> Vec<String> {
         let state = self.inner.lock().expect("index lock");
         state
-            .names
+            .current
             .get(namespace)
             .map(|names| names.iter().cloned().collect())
             .unwrap_or_default()
@@ -357,34 +359,53 @@ impl NamespaceIndex {
                 obj.meta().name.clone().unwrap_or_default(),
             )
         };
-        let mut state = self.inner.lock().expect("index lock");
-        match event {
-            watcher::Event::Apply(obj) => {
+        self.inner.lock().expect("index lock").follow(
+            event,
+            |names, obj| {
                 let (ns, name) = key(obj);
-                state.names.entry(ns).or_default().insert(name);
-            }
-            watcher::Event::Delete(obj) => {
+                names.entry(ns).or_default().insert(name);
+            },
+            |names, obj| {
                 let (ns, name) = key(obj);
-                if let Some(names) = state.names.get_mut(&ns) {
-                    names.remove(&name);
-                    if names.is_empty() {
-                        state.names.remove(&ns);
+                if let Some(in_ns) = names.get_mut(&ns) {
+                    in_ns.remove(&name);
+                    if in_ns.is_empty() {
+                        names.remove(&ns);
                     }
                 }
-            }
-            watcher::Event::Init => state.relisting = Some(HashMap::new()),
+            },
+        );
+    }
+}
+
+/// State kept from a watch stream: events update `current`; the objects of a (re)list go
+/// into a fresh state that replaces `current` once the list is complete (until then the old
+/// view stands, and objects deleted meanwhile leave nothing behind).
+#[derive(Default)]
+struct Followed<S> {
+    current: S,
+    relisting: Option<S>,
+}
+
+impl<S: Default> Followed<S> {
+    /// Follows one watch event: `apply` adds or updates an object in a state, `delete`
+    /// removes it.
+    fn follow<K>(
+        &mut self,
+        event: &watcher::Event<K>,
+        apply: impl Fn(&mut S, &K),
+        delete: impl Fn(&mut S, &K),
+    ) {
+        match event {
+            watcher::Event::Apply(obj) => apply(&mut self.current, obj),
+            watcher::Event::Delete(obj) => delete(&mut self.current, obj),
+            watcher::Event::Init => self.relisting = Some(S::default()),
             watcher::Event::InitApply(obj) => {
-                let (ns, name) = key(obj);
-                state
-                    .relisting
-                    .get_or_insert_with(HashMap::new)
-                    .entry(ns)
-                    .or_default()
-                    .insert(name);
+                apply(self.relisting.get_or_insert_with(S::default), obj)
             }
             watcher::Event::InitDone => {
-                if let Some(listed) = state.relisting.take() {
-                    state.names = listed;
+                if let Some(listed) = self.relisting.take() {
+                    self.current = listed;
                 }
             }
         }
@@ -431,10 +452,7 @@ impl ResolvedTenantIds {
     /// gone).
     pub fn forget(&self, tenant: &Tenant) {
         if let Some(uid) = Self::uid(tenant) {
-            let mut ids = self.ids.lock().expect("resolved ids lock");
-            if !ids.is_empty() {
-                ids.remove(uid);
-            }
+            self.ids.lock().expect("resolved ids lock").remove(uid);
         }
     }
 }
@@ -444,7 +462,7 @@ impl ResolvedTenantIds {
 /// [`tenant::StatusDigest`]). Keys are 64-bit hashes of the names, so an entry is a few dozen
 /// bytes.
 pub struct DerivedByName<V> {
-    inner: Arc<Mutex<DerivedState<V>>>,
+    inner: Arc<Mutex<Followed<HashMap<u64, V>>>>,
 }
 
 impl<V> Clone for DerivedByName<V> {
@@ -458,18 +476,12 @@ impl<V> Clone for DerivedByName<V> {
 impl<V> Default for DerivedByName<V> {
     fn default() -> Self {
         Self {
-            inner: Arc::new(Mutex::new(DerivedState {
-                values: HashMap::new(),
+            inner: Arc::new(Mutex::new(Followed {
+                current: HashMap::new(),
                 relisting: None,
             })),
         }
     }
-}
-
-struct DerivedState<V> {
-    values: HashMap<u64, V>,
-    /// The values of a (re)list being received, swapped in when it is complete.
-    relisting: Option<HashMap<u64, V>>,
 }
 
 fn name_key(name: &str) -> u64 {
@@ -483,40 +495,26 @@ impl<V: Copy> DerivedByName<V> {
     /// The value derived from the object named `name` as last delivered.
     pub fn get(&self, name: &str) -> Option<V> {
         let state = self.inner.lock().expect("derived values lock");
-        state.values.get(&name_key(name)).copied()
+        state.current.get(&name_key(name)).copied()
     }
 
     /// Follows one watch event; `derive` gives an object's value (`None`: nothing to keep).
     pub fn apply<K: Resource>(&self, event: &watcher::Event<K>, derive: impl Fn(&K) -> Option<V>) {
         let key = |obj: &K| name_key(obj.meta().name.as_deref().unwrap_or_default());
-        let mut state = self.inner.lock().expect("derived values lock");
-        match event {
-            watcher::Event::Apply(obj) => match derive(obj) {
+        self.inner.lock().expect("derived values lock").follow(
+            event,
+            |values, obj| match derive(obj) {
                 Some(v) => {
-                    state.values.insert(key(obj), v);
+                    values.insert(key(obj), v);
                 }
                 None => {
-                    state.values.remove(&key(obj));
+                    values.remove(&key(obj));
                 }
             },
-            watcher::Event::Delete(obj) => {
-                state.values.remove(&key(obj));
-            }
-            watcher::Event::Init => state.relisting = Some(HashMap::new()),
-            watcher::Event::InitApply(obj) => {
-                if let Some(v) = derive(obj) {
-                    state
-                        .relisting
-                        .get_or_insert_with(HashMap::new)
-                        .insert(key(obj), v);
-                }
-            }
-            watcher::Event::InitDone => {
-                if let Some(listed) = state.relisting.take() {
-                    state.values = listed;
-                }
-            }
-        }
+            |values, obj| {
+                values.remove(&key(obj));
+            },
+        );
     }
 }
 

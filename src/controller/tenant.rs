@@ -528,21 +528,22 @@ impl StatusDigest {
     pub fn of(status: &TenantStatus) -> Self {
         use std::hash::{Hash, Hasher};
         let digest = |s: &TenantStatus| {
-            let mut s = s.clone();
-            for c in &mut s.conditions {
-                c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
-            }
             let mut h = std::collections::hash_map::DefaultHasher::new();
-            serde_json::to_vec(&s)
+            serde_json::to_vec(s)
                 .expect("a status serialises")
                 .hash(&mut h);
             h.finish()
         };
-        let mut without = status.clone();
-        without.consents.clear();
+        // One copy with the condition times left out, hashed with and without the consents.
+        let mut timeless = status.clone();
+        for c in &mut timeless.conditions {
+            c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
+        }
+        let whole = digest(&timeless);
+        timeless.consents.clear();
         StatusDigest {
-            whole: digest(status),
-            without_consents: digest(&without),
+            whole,
+            without_consents: digest(&timeless),
             checking: conditions::find(&status.conditions, CONSENTS_GRANTED)
                 .is_some_and(|c| c.reason == CHECKING_CONSENTS),
         }
@@ -662,11 +663,7 @@ pub fn grants_to_wake(
 /// Asks the ConsentGrant controller to re-check the tenant's granted consents that are due,
 /// and returns when the next one is (the Tenant comes back then at the latest).
 fn wake_due_grants(tenant: &Tenant, ctx: &Context, now: Timestamp) -> Option<Duration> {
-    let grants: Vec<Arc<ConsentGrant>> = ctx
-        .grants_in(&tenant.namespace_name())
-        .into_iter()
-        .filter(|g| g.spec.tenant_ref == tenant.name_any())
-        .collect();
+    let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
     let (due, next) = grants_to_wake(&grants, now);
     for grant in due {
         ctx.wake_grant(grant);
@@ -977,9 +974,9 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
     // A consent the tenant no longer needs (Pro → Essentials drops the paired bot's).
     let wanted: BTreeSet<String> = children.grants.iter().map(|g| g.name_any()).collect();
     for stale in ctx
-        .grants_in(&ns)
+        .grants_of(&ns, &tenant.name_any())
         .into_iter()
-        .filter(|g| g.spec.tenant_ref == tenant.name_any() && !wanted.contains(&g.name_any()))
+        .filter(|g| !wanted.contains(&g.name_any()))
     {
         match grants
             .delete(&stale.name_any(), &DeleteParams::background())
