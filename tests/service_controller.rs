@@ -180,6 +180,18 @@ async fn events_of(h: &Harness, namespace: &str) -> Vec<Event> {
     api.list(&Default::default()).await.unwrap().items
 }
 
+/// The namespace's Events once one of them has `reason`: the controller publishes an Event
+/// just after the status write a test waits for, so listing at once can miss it.
+async fn events_once(h: &Harness, namespace: &str, reason: &str) -> Vec<Event> {
+    wait_for(
+        T,
+        || async { Some(events_of(h, namespace).await) },
+        |events: &Vec<Event>| events.iter().any(|e| e.reason.as_deref() == Some(reason)),
+        &format!("an Event {reason} in {namespace}"),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_essentials_service_runs_one_hardened_bot() {
     let h = Harness::start().await;
@@ -643,7 +655,7 @@ async fn a_known_app_registration_authenticates_reports_expiry_and_never_leaks_i
         condition(&service, "SecretExpiry").is_none(),
         "no expiry is known for credentials Entra refuses"
     );
-    let events = events_of(&h, ns).await;
+    let events = events_once(&h, ns, "InvalidClientSecret").await;
     assert!(events
         .iter()
         .any(|e| e.reason.as_deref() == Some("InvalidClientSecret")
@@ -729,7 +741,7 @@ async fn a_client_secret_expiring_within_thirty_days_is_a_warning() {
         has_condition(s, "Ready", "True", "Ready")
     })
     .await;
-    let events = events_of(&h, ns).await;
+    let events = events_once(&h, ns, "ClientSecretExpiring").await;
     let warning = events
         .iter()
         .find(|e| e.reason.as_deref() == Some("ClientSecretExpiring"))
@@ -821,7 +833,7 @@ async fn bad_services_are_refused_by_the_api_server_and_the_reconciler() {
         deployment_names(&h, "elsewhere").await.is_empty(),
         "nothing provisioned for an invalid service"
     );
-    let events = events_of(&h, "elsewhere").await;
+    let events = events_once(&h, "elsewhere", "InvalidSpec").await;
     assert!(events.iter().any(
         |e| e.reason.as_deref() == Some("InvalidSpec") && e.type_.as_deref() == Some("Warning")
     ));
