@@ -337,8 +337,10 @@ impl Context {
 /// cost in proportion to the number of tenants.
 #[derive(Clone, Default)]
 pub struct NamespaceIndex {
-    inner: Arc<Mutex<Followed<HashMap<String, std::collections::BTreeSet<String>>>>>,
+    inner: Arc<Mutex<Followed<NamesByNamespace>>>,
 }
+
+type NamesByNamespace = HashMap<String, std::collections::BTreeSet<String>>;
 
 impl NamespaceIndex {
     /// The names of the objects in `namespace`.
