@@ -331,26 +331,8 @@ fn validate_node(
         }
         Value::Array(items) => {
             if !ratcheted {
-                if let Some(max) = schema["maxItems"].as_u64() {
-                    if items.len() as u64 > max {
-                        errors.push(FieldError {
-                            field: path.clone(),
-                            kind: FieldErrorKind::TooMany {
-                                count: items.len(),
-                                max,
-                            },
-                        });
-                    }
-                }
-                if let Some(min) = schema["minItems"].as_u64() {
-                    if (items.len() as u64) < min {
-                        errors.push(FieldError::invalid(
-                            path.as_str(),
-                            &Value::from(items.len()),
-                            format!("{path} in body should have at least {min} items"),
-                        ));
-                    }
-                }
+                let count = Value::from(items.len());
+                validate_count(schema, Counted::Items, items.len(), &count, path, errors);
             }
             if schema["x-kubernetes-list-type"] == "set"
                 || schema["uniqueItems"] == Value::Bool(true)
@@ -383,26 +365,7 @@ fn validate_node(
         }
         Value::Object(map) => {
             if !ratcheted {
-                if let Some(max) = schema["maxProperties"].as_u64() {
-                    if map.len() as u64 > max {
-                        errors.push(FieldError {
-                            field: path.clone(),
-                            kind: FieldErrorKind::TooMany {
-                                count: map.len(),
-                                max,
-                            },
-                        });
-                    }
-                }
-                if let Some(min) = schema["minProperties"].as_u64() {
-                    if (map.len() as u64) < min {
-                        errors.push(FieldError::invalid(
-                            path.as_str(),
-                            value,
-                            format!("{path} in body should have at least {min} properties"),
-                        ));
-                    }
-                }
+                validate_count(schema, Counted::Properties, map.len(), value, path, errors);
             }
             let props = schema["properties"].as_object();
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
@@ -425,6 +388,47 @@ fn validate_node(
             required(schema, map, path, errors);
         }
         _ => {}
+    }
+}
+
+/// What `maxItems`/`minItems` or `maxProperties`/`minProperties` count.
+#[derive(Clone, Copy)]
+enum Counted {
+    Items,
+    Properties,
+}
+
+/// The bounds on how many items an array (or properties an object) has: too many is
+/// TooMany, too few is Invalid with `shown` as the value (the count for an array, the object
+/// itself for an object, as the real server reports them).
+fn validate_count(
+    schema: &Value,
+    counted: Counted,
+    len: usize,
+    shown: &Value,
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let (max_key, min_key, noun) = match counted {
+        Counted::Items => ("maxItems", "minItems", "items"),
+        Counted::Properties => ("maxProperties", "minProperties", "properties"),
+    };
+    if let Some(max) = schema[max_key].as_u64() {
+        if len as u64 > max {
+            errors.push(FieldError {
+                field: path.to_string(),
+                kind: FieldErrorKind::TooMany { count: len, max },
+            });
+        }
+    }
+    if let Some(min) = schema[min_key].as_u64() {
+        if (len as u64) < min {
+            errors.push(FieldError::invalid(
+                path,
+                shown,
+                format!("{path} in body should have at least {min} {noun}"),
+            ));
+        }
     }
 }
 
@@ -845,6 +849,39 @@ mod tests {
         );
         assert_eq!(v["spec"]["free"]["anything"]["goes"], json!(true));
         assert!(v.get("extra").is_none());
+    }
+
+    #[test]
+    fn counts_of_items_and_properties_are_bounded_both_ways() {
+        let bounded = json!({"type": "object", "properties": {
+            "list": {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "string"}},
+            "map": {"type": "object", "minProperties": 1, "maxProperties": 2,
+                    "additionalProperties": {"type": "string"}}
+        }});
+        let ok = json!({"list": ["a", "b"], "map": {"k": "v"}});
+        assert!(validate(&bounded, &ok, None).is_empty());
+
+        let few = json!({"list": ["a"], "map": {}});
+        let errs = validate(&bounded, &few, None);
+        let got: Vec<(String, &str)> = errs.iter().map(|e| (e.field.clone(), e.reason())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("list".to_string(), "FieldValueInvalid"),
+                ("map".to_string(), "FieldValueInvalid"),
+            ]
+        );
+
+        let many = json!({"list": ["a", "b", "c", "d"], "map": {"a": "1", "b": "2", "c": "3"}});
+        let errs = validate(&bounded, &many, None);
+        let got: Vec<(String, &str)> = errs.iter().map(|e| (e.field.clone(), e.reason())).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("list".to_string(), "FieldValueTooMany"),
+                ("map".to_string(), "FieldValueTooMany"),
+            ]
+        );
     }
 
     #[test]
