@@ -266,7 +266,7 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 /// Reconciles one ConsentGrant.
 pub async fn reconcile(grant: Arc<ConsentGrant>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started("consentgrant");
-    let result = reconcile_inner(grant, &ctx).await;
+    let result = reconcile_inner(ctx.unpacked(grant), &ctx).await;
     if let Err(e) = &result {
         timer.error(e.metric_label());
     }
@@ -319,11 +319,7 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
 
-    let state = format!(
-        "{}/{}",
-        grant.namespace().unwrap_or_default(),
-        grant.name_any()
-    );
+    let state = super::packing::consent_state(&grant);
     let url = Some(
         ctx.checker
             .consent_url(&tenant_id, &grant.spec.app_id, &state),

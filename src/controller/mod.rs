@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod consent;
+pub mod packing;
 pub mod service;
 pub mod tenant;
 
@@ -328,7 +329,16 @@ impl Context {
                 self.grants
                     .get(&ObjectRef::<ConsentGrant>::new(&name).within(namespace))
             })
+            .map(|grant| self.unpacked(grant))
             .collect()
+    }
+
+    /// A cached ConsentGrant as the API server sent it (the cache keeps it
+    /// [packed](packing)).
+    pub fn unpacked(&self, grant: Arc<ConsentGrant>) -> Arc<ConsentGrant> {
+        packing::unpack(grant, &|tenant, app, state| {
+            self.checker.consent_url(tenant, app, state)
+        })
     }
 }
 
@@ -543,11 +553,14 @@ pub fn slim<K: Resource>(obj: &mut K) {
 }
 
 /// [`slim`], and what a cached ConsentGrant needs least: its `ownerReferences` (the Tenant
-/// controller finds a grant's Tenant by `spec.tenantRef`) and `spec.displayName` (shown to
-/// the customer by Entra, never read here). About 0.25 KiB per grant.
+/// controller finds a grant's Tenant by `spec.tenantRef`), `spec.displayName` (shown to the
+/// customer by Entra, never read here) and `resourceVersion` (grant writes are server-side
+/// applies, which need none; kube-runtime copies it into every reference to the grant it
+/// queues). About 0.3 KiB per grant.
 pub fn slim_grant(grant: &mut ConsentGrant) {
     slim(grant);
     grant.metadata.owner_references = None;
+    grant.metadata.resource_version = None;
     grant.spec.display_name = None;
 }
 
@@ -624,7 +637,15 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify(slim_grant)
+    .modify({
+        let checker = checker.clone();
+        move |grant| {
+            slim_grant(grant);
+            packing::pack(grant, &|tenant, app, state| {
+                checker.consent_url(tenant, app, state)
+            });
+        }
+    })
     .map({
         let index = grant_index.clone();
         move |event| {
@@ -891,19 +912,23 @@ mod tests {
     }
 
     #[test]
-    fn a_cached_grant_keeps_no_owner_references_nor_display_name() {
+    fn a_cached_grant_keeps_no_owner_references_display_name_nor_version() {
         let mut g = grant("tenant-a", "login");
         g.metadata.owner_references = Some(vec![Default::default()]);
+        g.metadata.resource_version = Some("42".into());
+        g.metadata.uid = Some("6f1c".into());
         g.spec.display_name = Some("recording-auth".into());
         let before = g.clone();
         slim_grant(&mut g);
         assert_eq!(g.metadata.owner_references, None);
+        assert_eq!(g.metadata.resource_version, None);
         assert_eq!(g.spec.display_name, None);
         // What the reconcilers read stays.
         assert_eq!(g.spec.tenant_ref, before.spec.tenant_ref);
         assert_eq!(g.spec.consent, before.spec.consent);
         assert_eq!(g.spec.app_id, before.spec.app_id);
-        assert_eq!(g.object_ref(&()), before.object_ref(&()));
+        // Events name the grant by its uid (`kubectl describe` matches on it).
+        assert_eq!(g.metadata.uid.as_deref(), Some("6f1c"));
     }
 
     #[test]
