@@ -10,8 +10,8 @@
 //!   N Tenants are applied with every consent already granted and the operator takes them to
 //!   Ready. Reported: both times and their ratio, API requests per tenant by verb, Graph and
 //!   token requests per tenant, peak RSS, reconcile duration p50/p99 per controller (all
-//!   reconciles of the run, and the reconciles of one "poke" of every Tenant, which make no
-//!   outside call because nothing changed).
+//!   reconciles of the run, and the reconciles of one "poke" of every Tenant and every
+//!   ConsentGrant, which make no outside call because nothing the operator reads changed).
 //! - **baseline**: only the baseline of `ready` (the simulator's own cost, no operator):
 //!   time, API requests and requests per second.
 //! - **steady**: the poll timings scaled down (a simulated day of `--day-secs`), 90 % of the
@@ -756,10 +756,13 @@ async fn phase_ready(args: &Args) -> Table {
         );
     }
 
-    // Reconciles without outside calls: touch every Tenant; nothing changed, so the Tenant
-    // reconcile reads its caches only and the grants (triggered through their Tenant) are not
-    // due for a check.
+    let peak_when_ready = operator.peak_rss_mib();
+
+    // Reconciles without outside calls: touch every Tenant and every ConsentGrant. Nothing
+    // the operator reads changed, so the Tenant reconcile reads its caches only and the
+    // grants are not due for a check. (A Tenant's annotation does not wake its grants.)
     let poke_started = Instant::now();
+    let poke_before = world.kube.request_counts();
     let api: Api<Tenant> = Api::all(world.client.clone());
     stream::iter(0..n)
         .map(|i| {
@@ -780,7 +783,31 @@ async fn phase_ready(args: &Args) -> Table {
         .try_collect::<Vec<_>>()
         .await
         .expect("tenants poked");
-    let poke_before = world.kube.request_counts();
+    let grants: Vec<(String, String)> = Api::<ConsentGrant>::all(world.client.clone())
+        .list(&Default::default())
+        .await
+        .expect("grants listed")
+        .items
+        .iter()
+        .map(|g| (g.namespace().unwrap_or_default(), g.name_any()))
+        .collect();
+    stream::iter(grants.iter())
+        .map(|(ns, name)| {
+            let api: Api<ConsentGrant> = Api::namespaced(world.client.clone(), ns);
+            async move {
+                let patch =
+                    json!({"metadata": {"annotations": {"bench.recording.m365.io/poke": "1"}}});
+                api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("grants poked");
+    // The bench's own requests: one patch per Tenant and per grant, and the list.
+    let bench_requests = (n + grants.len() + 1) as u64;
     // Wait until the tenant controller has reconciled every poked Tenant (its counter), at most
     // a minute.
     let total_of = |text: &str, controller: &str| -> f64 {
@@ -789,13 +816,19 @@ async fn phase_ready(args: &Args) -> Table {
             .map(Histogram::count)
             .unwrap_or(0.0)
     };
-    let want = metrics_ready
-        .get("tenant")
-        .map(Histogram::count)
-        .unwrap_or(0.0)
-        + n as f64;
+    let want = |controller: &str, poked: usize| {
+        metrics_ready
+            .get(controller)
+            .map(Histogram::count)
+            .unwrap_or(0.0)
+            + poked as f64
+    };
+    let (want_tenants, want_grants) = (want("tenant", n), want("consentgrant", grants.len()));
     for _ in 0..600 {
-        if total_of(&operator.metrics().await, "tenant") >= want {
+        let text = operator.metrics().await;
+        if total_of(&text, "tenant") >= want_tenants
+            && total_of(&text, "consentgrant") >= want_grants
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -804,7 +837,8 @@ async fn phase_ready(args: &Args) -> Table {
     let metrics_poked = Histogram::parse(&operator.metrics().await);
     let poke_calls: u64 = diff_counts(&world.kube.request_counts(), &poke_before)
         .values()
-        .sum();
+        .sum::<u64>()
+        .saturating_sub(bench_requests);
     eprintln!("poke: {:.2?}", poke_started.elapsed());
     for (controller, h) in &metrics_poked {
         table.row(
@@ -815,6 +849,10 @@ async fn phase_ready(args: &Args) -> Table {
     table.row(
         "API requests by the operator during the poke",
         poke_calls.to_string(),
+    );
+    table.row(
+        "operator peak RSS when all Ready",
+        format!("{peak_when_ready:.1} MiB"),
     );
     table.row(
         "operator peak RSS (VmHWM; goal ≤ 64 MiB at 10,000)",

@@ -405,6 +405,23 @@ fn come_back(
     }
 }
 
+/// What a grant's reconcile reads of its Tenant, in eight bytes: which Tenant object it is,
+/// its Entra tenant id (spec or status) and whether it is being deleted. A Tenant's change
+/// wakes its grants only when this changes; its condition and consent lines, which it writes
+/// twice on every onboarding, are the Tenant's own business.
+pub fn tenant_facts(tenant: &Tenant) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        tenant.meta().uid.as_deref(),
+        tenant.spec.tenant_id.as_deref(),
+        tenant.status.as_ref().and_then(|s| s.tenant_id.as_deref()),
+        tenant.meta().deletion_timestamp.is_some(),
+    )
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Whether the grant's next check is woken by its Tenant's reconcile (see
 /// [`crate::controller::tenant::wake_due_grants`]) instead of a timer of the grant's own: a
 /// granted consent is only re-checked every few hours to notice a revocation, and the Tenant
@@ -620,6 +637,41 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_wakes_its_grants_only_when_what_they_read_of_it_changes() {
+        use crate::crd::TenantStatus;
+        let tenant = crate::controller::tenant::tests::tenant("Pro");
+        let before = tenant_facts(&tenant);
+
+        // Its own conditions and consent lines, written twice per onboarding: not news.
+        let mut checking = tenant.clone();
+        checking.status = Some(TenantStatus {
+            conditions: conditions::merge(
+                &[],
+                vec![Desired::new(READY, Status::False, "CheckingConsents", "x")],
+                Some(1),
+                Timestamp::from_second(1_800_000_000).unwrap(),
+            ),
+            ..Default::default()
+        });
+        assert_eq!(tenant_facts(&checking), before);
+
+        // Its Entra tenant id, from the status or the spec, its deletion, another object.
+        let mut resolved = checking.clone();
+        resolved.status.as_mut().unwrap().tenant_id =
+            Some("3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b".into());
+        assert_ne!(tenant_facts(&resolved), before);
+        let mut pinned = tenant.clone();
+        pinned.spec.tenant_id = Some("3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b".into());
+        assert_ne!(tenant_facts(&pinned), before);
+        let mut deleting = tenant.clone();
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        assert_ne!(tenant_facts(&deleting), before);
+        let mut again = tenant.clone();
+        again.metadata.uid = Some("9d1e0c55-7a31-4f62-b0a8-5e4c3d2b1a09".into());
+        assert_ne!(tenant_facts(&again), before);
+    }
 
     #[test]
     fn a_consent_that_disappears_is_revoked_not_pending() {

@@ -424,6 +424,30 @@ impl<S: Default> Followed<S> {
     }
 }
 
+/// The last value seen per object name, to pass on only the changes of one aspect of an
+/// object (see [`consent::tenant_facts`]). Keys and values are 64-bit hashes: 16 bytes an
+/// object.
+#[derive(Clone, Default)]
+pub struct LastSeen {
+    inner: Arc<Mutex<HashMap<u64, u64>>>,
+}
+
+impl LastSeen {
+    /// Records `value` for `name`; true when it differs from the last one (or is the first).
+    pub fn changed(&self, name: &str, value: u64) -> bool {
+        let mut seen = self.inner.lock().expect("last seen lock");
+        seen.insert(name_key(name), value) != Some(value)
+    }
+
+    /// Forgets `name`, so its next value counts as a change.
+    pub fn forget(&self, name: &str) {
+        self.inner
+            .lock()
+            .expect("last seen lock")
+            .remove(&name_key(name));
+    }
+}
+
 /// Entra tenant ids the Tenant controller resolved (OpenID discovery of `spec.domain`) whose
 /// Tenant's status does not show them yet, by Tenant uid.
 ///
@@ -604,6 +628,7 @@ pub async fn run(
     let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_digests = DerivedByName::<tenant::StatusDigest>::default();
     let resolved_tenant_ids = ResolvedTenantIds::default();
+    let tenant_facts = LastSeen::default();
     let tenant_watch = watcher(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -612,9 +637,11 @@ pub async fn run(
     .map({
         let digests = tenant_digests.clone();
         let resolved = resolved_tenant_ids.clone();
+        let facts = tenant_facts.clone();
         move |event| {
             if let Ok(watcher::Event::Delete(gone)) = &event {
                 resolved.forget(gone);
+                facts.forget(&gone.name_any());
             }
             if let Ok(event) = &event {
                 digests.apply(event, |t: &Tenant| {
@@ -697,9 +724,14 @@ pub async fn run(
         shutdown.clone(),
     );
 
+    // A Tenant's change wakes its grants only when it changes what they read of it.
     let grants_of_tenant = {
         let index = grant_index.clone();
+        let facts = tenant_facts.clone();
         move |t: Arc<Tenant>| {
+            if !facts.changed(&t.name_any(), consent::tenant_facts(&t)) {
+                return Vec::new();
+            }
             let ns = t.namespace_name();
             index
                 .names(&ns)
@@ -836,6 +868,20 @@ mod tests {
         tenant.metadata.uid = None;
         ids.remember(&tenant, "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b");
         assert_eq!(ids.get(&tenant), None);
+    }
+
+    #[test]
+    fn last_seen_passes_on_first_sightings_and_changes_only() {
+        let seen = LastSeen::default();
+        assert!(seen.changed("contoso", 1));
+        assert!(!seen.changed("contoso", 1));
+        assert!(seen.changed("fabrikam", 1), "names are apart");
+        assert!(seen.changed("contoso", 2));
+        seen.forget("contoso");
+        assert!(
+            seen.changed("contoso", 2),
+            "forgotten: a first sighting again"
+        );
     }
 
     #[test]
