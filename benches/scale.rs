@@ -114,6 +114,30 @@ fn tenant_id(i: usize) -> String {
     format!("{i:08x}-0000-4000-8000-00000000beef")
 }
 
+/// Merges the bench's poke annotation into each `(api, name)`, `concurrency` at a time.
+async fn poke<K>(
+    targets: impl Iterator<Item = (Api<K>, String)>,
+    concurrency: usize,
+) -> kube::Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = json!({"metadata": {"annotations": {"bench.recording.m365.io/poke": "1"}}});
+    stream::iter(targets)
+        .map(|(api, name)| {
+            let patch = &patch;
+            async move {
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .map(|_| ())
+}
+
 fn tenant_name(i: usize) -> String {
     format!("t{i:05}")
 }
@@ -764,25 +788,12 @@ async fn phase_ready(args: &Args) -> Table {
     let poke_started = Instant::now();
     let poke_before = world.kube.request_counts();
     let api: Api<Tenant> = Api::all(world.client.clone());
-    stream::iter(0..n)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let patch =
-                    json!({"metadata": {"annotations": {"bench.recording.m365.io/poke": "1"}}});
-                api.patch(
-                    &tenant_name(i),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-                .map(|_| ())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("tenants poked");
+    poke(
+        (0..n).map(|i| (api.clone(), tenant_name(i))),
+        args.concurrency,
+    )
+    .await
+    .expect("tenants poked");
     let grants: Vec<(String, String)> = Api::<ConsentGrant>::all(world.client.clone())
         .list(&Default::default())
         .await
@@ -791,21 +802,15 @@ async fn phase_ready(args: &Args) -> Table {
         .iter()
         .map(|g| (g.namespace().unwrap_or_default(), g.name_any()))
         .collect();
-    stream::iter(grants.iter())
-        .map(|(ns, name)| {
+    poke(
+        grants.iter().map(|(ns, name)| {
             let api: Api<ConsentGrant> = Api::namespaced(world.client.clone(), ns);
-            async move {
-                let patch =
-                    json!({"metadata": {"annotations": {"bench.recording.m365.io/poke": "1"}}});
-                api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("grants poked");
+            (api, name.clone())
+        }),
+        args.concurrency,
+    )
+    .await
+    .expect("grants poked");
     // The bench's own requests: one patch per Tenant and per grant, and the list.
     let bench_requests = (n + grants.len() + 1) as u64;
     // Wait until the tenant controller has reconciled every poked Tenant (its counter), at most

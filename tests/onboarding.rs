@@ -117,6 +117,30 @@ async fn pro_tenant_goes_from_warning_to_ok_as_the_admin_consents() {
         assert_eq!(s.state, Some(ConsentState::Granted), "{}", g.spec.consent);
         assert!(s.granted_at.is_some() && s.last_checked_at.is_some() && s.next_check_at.is_some());
         assert!(s.missing_permissions.is_empty());
+        // Written whole, whatever shorter form the operator's cache keeps: every required
+        // permission, the full consent URL (the Tenant's line shows the same one), and each
+        // condition's message.
+        let required: Vec<String> = g
+            .spec
+            .application_permissions
+            .iter()
+            .chain(&g.spec.delegated_scopes)
+            .cloned()
+            .collect();
+        assert_eq!(s.granted_permissions, required, "{}", g.spec.consent);
+        let url = s.consent_url.clone().expect("consent URL");
+        assert!(url.contains("/v2.0/adminconsent?"), "{url}");
+        let line = status
+            .consents
+            .iter()
+            .find(|c| c.name == g.spec.consent)
+            .expect("the Tenant's line of the consent");
+        assert_eq!(line.consent_url.as_deref(), Some(url.as_str()));
+        assert!(
+            !s.conditions.is_empty() && s.conditions.iter().all(|c| !c.message.is_empty()),
+            "{:?}",
+            s.conditions
+        );
     }
 
     // What `kubectl describe` shows: the Tenant's Warning naming the consents to grant, then
