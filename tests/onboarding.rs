@@ -145,7 +145,7 @@ async fn pro_tenant_goes_from_warning_to_ok_as_the_admin_consents() {
 
     // What `kubectl describe` shows: the Tenant's Warning naming the consents to grant, then
     // Ready; each grant's change from Pending to Granted.
-    let tenant_events = events(&h, "default", "Tenant", "fabrikam").await;
+    let tenant_events = h.events("default", "Tenant", "fabrikam").await;
     let warning = tenant_events
         .iter()
         .find(|e| e.type_.as_deref() == Some("Warning"))
@@ -170,7 +170,9 @@ async fn pro_tenant_goes_from_warning_to_ok_as_the_admin_consents() {
             .any(|e| e.reason.as_deref() == Some("CheckingConsents")),
         "waiting for the first checks is no Event: {tenant_events:?}"
     );
-    let granted = events(&h, "tenant-fabrikam", "ConsentGrant", "recording").await;
+    let granted = h
+        .events("tenant-fabrikam", "ConsentGrant", "recording")
+        .await;
     assert_eq!(
         granted
             .iter()
@@ -182,34 +184,13 @@ async fn pro_tenant_goes_from_warning_to_ok_as_the_admin_consents() {
     h.stop().await;
 }
 
-/// The Events about one object.
-async fn events(
-    h: &Harness,
-    namespace: &str,
-    kind: &str,
-    name: &str,
-) -> Vec<k8s_openapi::api::core::v1::Event> {
-    let api: kube::Api<k8s_openapi::api::core::v1::Event> =
-        kube::Api::namespaced(h.client(), namespace);
-    api.list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| {
-            e.involved_object.kind.as_deref() == Some(kind)
-                && e.involved_object.name.as_deref() == Some(name)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consents_granted_before_onboarding_go_straight_to_ready() {
     // The admin consented before the Tenant existed (re-onboarding): the first checks find
     // everything granted; the Tenant never names a consent as missing.
     let h = Harness::start().await;
     onboard_fabrikam_with_every_consent_granted(&h).await;
-    let tenant_events = events(&h, "default", "Tenant", "fabrikam").await;
+    let tenant_events = h.events("default", "Tenant", "fabrikam").await;
     assert_eq!(
         tenant_events
             .iter()

@@ -1,5 +1,6 @@
 //! A Tenant's storage on Azure Blob (Azurite, started by the test): containers per location,
-//! bring-your-own-storage checks, Retain vs Delete, and an outage of the storage service.
+//! bring-your-own-storage checks, Retain vs Delete, an outage of the storage service, and a
+//! deletion while storage is down.
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::time::Duration;
 
 use common::Harness;
 use kube::api::{Api, DeleteParams};
+use kube::ResourceExt;
 use recording_operator::crd::{Health, Tenant};
 use recording_operator::demo::{PlatformOptions, StorageMode, AZURITE_ACCOUNTS};
 
@@ -313,5 +315,84 @@ async fn a_storage_outage_is_reported_and_recovers() {
         storage_ready(t).as_deref() == Some("True")
     })
     .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_cleanup_keeps_the_tenant_with_its_status_until_storage_is_back() {
+    let h = harness().await;
+    h.apply(&tenant_yaml(
+        "drop",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "  deletionPolicy: Delete\n",
+    ))
+    .await;
+    let before = h
+        .wait_tenant("drop", T, |t| {
+            storage_ready(t).as_deref() == Some("True")
+                && t.status.as_ref().is_some_and(|s| !s.consents.is_empty())
+        })
+        .await;
+    let consents = before.status.unwrap().consents;
+    assert_eq!(containers(&h, "westeurope").await.len(), 1);
+
+    // Storage is down when the platform engineer deletes the Tenant.
+    let azurite = h.platform.azurite.as_ref().unwrap();
+    azurite.lock().await.stop().await;
+    let api: Api<Tenant> = Api::all(h.client());
+    api.delete("drop", &DeleteParams::default()).await.unwrap();
+    let kept = h
+        .wait_tenant("drop", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == "CleanupFailed")
+            })
+        })
+        .await;
+    assert!(kept.metadata.deletion_timestamp.is_some());
+    assert!(kept
+        .finalizers()
+        .contains(&"recording.m365.io/storage-cleanup".to_string()));
+    let status = kept.status.unwrap();
+    assert_eq!(status.health, Some(Health::Warning));
+    let alarm = status.alarm.clone().expect("an alarm");
+    assert!(
+        alarm.starts_with(
+            "deleting the tenant's storage failed, the Tenant is kept until it succeeds: "
+        ),
+        "{alarm}"
+    );
+    assert!(
+        !alarm.contains("sig="),
+        "no SAS signature in the alarm: {alarm}"
+    );
+    // Written from the stored status, not the operator's slimmed copy (which keeps no
+    // consent lines): the consent lines and the other conditions are still there.
+    assert_eq!(status.consents, consents);
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "StorageReady" && !c.message.is_empty()));
+    let warning = h
+        .events("default", "Tenant", "drop")
+        .await
+        .into_iter()
+        .find(|e| e.reason.as_deref() == Some("CleanupFailed"))
+        .expect("a CleanupFailed Event");
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+
+    // Storage is back: the retry deletes the container and lets the Tenant go.
+    azurite.lock().await.start_again().await.unwrap();
+    common::wait_for(
+        Duration::from_secs(90),
+        || async { Some(api.get_opt("drop").await.unwrap().is_none()) },
+        |gone| *gone,
+        "tenant gone",
+    )
+    .await;
+    assert!(containers(&h, "westeurope").await.is_empty());
     h.stop().await;
 }

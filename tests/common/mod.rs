@@ -175,6 +175,27 @@ impl Harness {
             .expect("consent links open")
     }
 
+    /// The Events about one object (`kubectl describe`'s list): cluster-scoped objects' Events
+    /// are in `default`.
+    pub async fn events(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+    ) -> Vec<k8s_openapi::api::core::v1::Event> {
+        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client(), namespace);
+        api.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.involved_object.kind.as_deref() == Some(kind)
+                    && e.involved_object.name.as_deref() == Some(name)
+            })
+            .collect()
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
