@@ -43,6 +43,18 @@ spec:
     )
 }
 
+/// Fabrikam's Essentials Tenant in westeurope whose storage goes with it (`deletionPolicy:
+/// Delete`).
+fn drop_tenant_yaml() -> String {
+    tenant_yaml(
+        "drop",
+        "fabrikam.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "  deletionPolicy: Delete\n",
+    )
+}
+
 /// Container names in an Azurite account, through the blob service's List Containers call.
 async fn containers(h: &Harness, region: &str) -> Vec<String> {
     let account = AZURITE_ACCOUNTS
@@ -231,14 +243,7 @@ async fn retain_keeps_the_container_delete_removes_it() {
         "  deletionPolicy: Retain\n",
     ))
     .await;
-    h.apply(&tenant_yaml(
-        "drop",
-        "fabrikam.onmicrosoft.com",
-        "Essentials",
-        "westeurope",
-        "  deletionPolicy: Delete\n",
-    ))
-    .await;
+    h.apply(&drop_tenant_yaml()).await;
     h.wait_tenant("keep", T, |t| storage_ready(t).as_deref() == Some("True"))
         .await;
     let drop = h
@@ -321,14 +326,7 @@ async fn a_storage_outage_is_reported_and_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_cleanup_keeps_the_tenant_with_its_status_until_storage_is_back() {
     let h = harness().await;
-    h.apply(&tenant_yaml(
-        "drop",
-        "fabrikam.onmicrosoft.com",
-        "Essentials",
-        "westeurope",
-        "  deletionPolicy: Delete\n",
-    ))
-    .await;
+    h.apply(&drop_tenant_yaml()).await;
     let before = h
         .wait_tenant("drop", T, |t| {
             storage_ready(t).as_deref() == Some("True")
