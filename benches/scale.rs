@@ -356,6 +356,16 @@ impl Operator {
         panic!("the operator did not become ready within a minute");
     }
 
+    /// The operator's heap in use (its `recording_operator_heap_in_use_bytes`), in MiB.
+    async fn heap_mib(&self) -> Option<f64> {
+        let text = self.metrics().await;
+        let value = text.lines().find_map(|l| {
+            l.strip_prefix("recording_operator_heap_in_use_bytes ")
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })?;
+        Some(value / (1024.0 * 1024.0))
+    }
+
     async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.http))
             .await
@@ -781,6 +791,7 @@ async fn phase_ready(args: &Args) -> Table {
     }
 
     let peak_when_ready = operator.peak_rss_mib();
+    let heap_when_ready = operator.heap_mib().await;
 
     // Reconciles without outside calls: touch every Tenant and every ConsentGrant. Nothing
     // the operator reads changed, so the Tenant reconcile reads its caches only and the
@@ -866,6 +877,15 @@ async fn phase_ready(args: &Args) -> Table {
     table.row(
         "operator RSS at the end",
         format!("{:.1} MiB", operator.rss_mib()),
+    );
+    let mib = |v: Option<f64>| v.map_or("not exposed".to_string(), |v| format!("{v:.1} MiB"));
+    table.row(
+        "operator heap in use when all Ready (live memory, steadier than RSS)",
+        mib(heap_when_ready),
+    );
+    table.row(
+        "operator heap in use at the end",
+        mib(operator.heap_mib().await),
     );
     operator.stop().await;
     world.m365.clone().shutdown().await;

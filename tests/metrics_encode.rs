@@ -205,6 +205,22 @@ fn leader_gauge() {
     );
 }
 
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn heap_in_use_follows_what_the_process_holds() {
+    const HELD: f64 = (64 << 20) as f64;
+    let metrics = Metrics::default();
+    let heap = || sample(&metrics.encode(), "recording_operator_heap_in_use_bytes").unwrap();
+    let before = heap();
+    let held = std::hint::black_box(vec![1u8; 64 << 20]);
+    let during = heap();
+    drop(held);
+    let after = heap();
+    // Other tests of this binary allocate meanwhile, a few MiB at most.
+    assert!(during - before > HELD * 0.9, "{before} -> {during}");
+    assert!(during - after > HELD * 0.9, "{during} -> {after}");
+}
+
 #[test]
 fn docs_list_exactly_the_exposed_series() {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
