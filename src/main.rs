@@ -242,7 +242,45 @@ fn kube_client(config: kube::Config, max_idle: usize) -> anyhow::Result<kube::Cl
     let pool = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(max_idle)
         .build(connector);
+    // One debug span per request — method, path and query, status — as kube's own client
+    // stack has, which this one replaces. Headers (the bearer token) are never recorded.
+    let request_spans = tower_http::trace::TraceLayer::new_for_http()
+        .make_span_with(|req: &::http::Request<kube::client::Body>| {
+            tracing::debug_span!(
+                target: KUBE_HTTP,
+                "kube_request",
+                http.method = %req.method(),
+                http.url = %req.uri(),
+                http.status_code = tracing::field::Empty,
+            )
+        })
+        .on_request(())
+        .on_response(
+            |res: &::http::Response<_>, latency: std::time::Duration, span: &tracing::Span| {
+                span.record("http.status_code", res.status().as_u16());
+                tracing::debug!(
+                    target: KUBE_HTTP,
+                    latency_ms = latency.as_millis() as u64,
+                    "answered"
+                );
+            },
+        )
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(
+            |failure: tower_http::classify::ServerErrorsFailureClass,
+             latency: std::time::Duration,
+             _span: &tracing::Span| {
+                tracing::debug!(
+                    target: KUBE_HTTP,
+                    %failure,
+                    latency_ms = latency.as_millis() as u64,
+                    "failed"
+                );
+            },
+        );
     let service = tower::ServiceBuilder::new()
+        .layer(request_spans)
         .layer(config.base_uri_layer())
         .option_layer(config.default_retry.then(|| {
             tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
@@ -261,6 +299,10 @@ fn kube_client(config: kube::Config, max_idle: usize) -> anyhow::Result<kube::Cl
         .service(pool);
     Ok(kube::Client::new(service, config.default_namespace))
 }
+
+/// Where the Kubernetes client's request spans and events go: `RUST_LOG=info,{KUBE_HTTP}=debug`
+/// shows every API request with its status and duration.
+const KUBE_HTTP: &str = "recording_operator::kube_http";
 
 /// Ctrl-C or SIGTERM.
 async fn shutdown_signal() {

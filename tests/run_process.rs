@@ -13,6 +13,7 @@ use recording_operator::crd::Health;
 struct Replica {
     child: Child,
     metrics: String,
+    log: std::path::PathBuf,
 }
 
 impl Replica {
@@ -22,6 +23,7 @@ impl Replica {
             .local_addr()
             .unwrap()
             .port();
+        let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_recording-operator"))
             .args(["run", "--config"])
             .arg(dir.join("operator.yaml"))
@@ -38,16 +40,16 @@ impl Replica {
                 "POD_NAMESPACE",
                 recording_operator::demo::OPERATOR_NAMESPACE,
             )
-            .env("RUST_LOG", "info")
+            // Every Kubernetes API request as a debug span.
+            .env("RUST_LOG", "info,recording_operator::kube_http=debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join(format!("{name}.log"))).unwrap(),
-            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .expect("the operator binary starts");
         Replica {
             child,
             metrics: format!("http://127.0.0.1:{port}/metrics"),
+            log,
         }
     }
 
@@ -137,6 +139,20 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
         0.0,
         "the standby reconciled:\n{standby_text}"
     );
+
+    // `RUST_LOG=…,recording_operator::kube_http=debug` shows each API request: method, path,
+    // status; never the bearer token of the request's headers.
+    let log = std::fs::read_to_string(&leader.log).unwrap();
+    let status_patch = log
+        .lines()
+        .find(|l| {
+            l.contains("kube_request{http.method=PATCH")
+                && l.contains("/tenants/contoso/status")
+                && l.contains("http.status_code=200")
+        })
+        .unwrap_or_else(|| panic!("a span of the Tenant's status write:\n{log}"));
+    assert!(status_patch.contains("answered"), "{status_patch}");
+    assert!(!log.to_ascii_lowercase().contains("bearer"), "{log}");
 
     // The leader dies without releasing the Lease; the standby takes over after it expires.
     leader.child.kill().unwrap();
