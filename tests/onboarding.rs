@@ -93,13 +93,7 @@ async fn pro_tenant_goes_from_warning_to_ok_as_the_admin_consents() {
         .unwrap();
     assert_eq!(accepted, 5);
 
-    let tenant = h
-        .wait_tenant("fabrikam", T, |t| {
-            t.status
-                .as_ref()
-                .is_some_and(|s| s.health == Some(Health::Ok))
-        })
-        .await;
+    let tenant = h.wait_health("fabrikam", T, Health::Ok).await;
     let status = tenant.status.unwrap();
     assert_eq!(ready_status(&status.conditions).as_deref(), Some("True"));
     assert!(
@@ -261,12 +255,7 @@ async fn essentials_tenant_needs_four_consents() {
         .await
         .unwrap();
     assert_eq!(accepted, 4);
-    h.wait_tenant("contoso", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    h.wait_health("contoso", T, Health::Ok).await;
     h.stop().await;
 }
 
@@ -290,12 +279,7 @@ async fn onboard_fabrikam_with_every_consent_granted(h: &Harness) {
         "Essentials",
     ))
     .await;
-    h.wait_tenant("fabrikam", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    h.wait_health("fabrikam", T, Health::Ok).await;
 }
 
 /// Waits for Fabrikam's `recording` grant to turn Revoked and the Tenant to say so: Warning,
@@ -305,13 +289,7 @@ async fn fabrikam_recording_turns_revoked(h: &Harness) {
         g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Revoked)
     })
     .await;
-    let tenant = h
-        .wait_tenant("fabrikam", T, |t| {
-            t.status
-                .as_ref()
-                .is_some_and(|s| s.health == Some(Health::Warning))
-        })
-        .await;
+    let tenant = h.wait_health("fabrikam", T, Health::Warning).await;
     let ready = tenant
         .status
         .unwrap()
@@ -395,12 +373,7 @@ async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
 
     // The admin grants it fully; the tenant is OK.
     h.platform.m365.grant_consent(FABRIKAM_ID, &recording);
-    h.wait_tenant("fabrikam", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    h.wait_health("fabrikam", T, Health::Ok).await;
 
     // Later the admin deletes the enterprise app; the GitOps way to say "look now" is the
     // recheck annotation on the Tenant.
@@ -497,13 +470,7 @@ async fn a_bad_client_secret_is_an_error_for_the_platform_team_and_never_leaks()
         "{message}"
     );
     let tenant = h
-        .wait_tenant("fabrikam", T, |t| {
-            t.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.reason == "ConsentCheckFailed")
-            })
-        })
+        .wait_ready_reason("fabrikam", T, "ConsentCheckFailed")
         .await;
     assert_eq!(
         tenant.status.as_ref().unwrap().health,
@@ -609,15 +576,7 @@ async fn bad_manifests_are_refused_by_the_api_server_and_the_reconciler() {
     let unknown = tenant_yaml("contoso", "contoso.onmicrosoft.com", "Essentials")
         + "  optionalConsents: [faxApp]\n";
     h.apply(&unknown).await;
-    let tenant = h
-        .wait_tenant("contoso", T, |t| {
-            t.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.reason == "InvalidSpec")
-            })
-        })
-        .await;
+    let tenant = h.wait_ready_reason("contoso", T, "InvalidSpec").await;
     let status = tenant.status.unwrap();
     assert_eq!(status.health, Some(Health::Warning));
     assert!(status.alarm.unwrap().contains("spec.optionalConsents"));
@@ -719,13 +678,7 @@ async fn the_consent_redirect_rechecks_at_once_and_metrics_count_it() {
     ))
     .await;
     assert_eq!(h.accept_consents("contoso").await, 4);
-    let tenant = h
-        .wait_tenant("contoso", T, |t| {
-            t.status
-                .as_ref()
-                .is_some_and(|s| s.health == Some(Health::Ok))
-        })
-        .await;
+    let tenant = h.wait_health("contoso", T, Health::Ok).await;
     for grant in h.grants("contoso").await {
         let status = grant.status.unwrap();
         assert!(

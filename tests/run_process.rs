@@ -107,12 +107,8 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
 
     h.apply(&tenant("contoso", "contoso.onmicrosoft.com")).await;
     h.accept_consents("contoso").await;
-    h.wait_tenant("contoso", Duration::from_secs(30), |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    h.wait_health("contoso", Duration::from_secs(30), Health::Ok)
+        .await;
 
     // Only the leader reconciled.
     let reconciles = |text: &str| {
@@ -167,12 +163,8 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
     h.apply(&tenant("fabrikam", "fabrikam.onmicrosoft.com"))
         .await;
     h.accept_consents("fabrikam").await;
-    h.wait_tenant("fabrikam", Duration::from_secs(30), |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    h.wait_health("fabrikam", Duration::from_secs(30), Health::Ok)
+        .await;
 
     let _ = standby.child.kill();
     let _ = standby.child.wait();

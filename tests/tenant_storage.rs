@@ -160,12 +160,7 @@ async fn essentials_gets_one_container_pro_gets_a_paired_copy() {
 
     // Storage ready and every consent granted: OK.
     assert_eq!(h.accept_consents("contoso").await, 4);
-    h.wait_tenant("contoso", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| s.health == Some(Health::Ok))
-    })
-    .await;
+    h.wait_health("contoso", T, Health::Ok).await;
     h.stop().await;
 }
 
@@ -341,15 +336,7 @@ async fn a_failed_cleanup_keeps_the_tenant_with_its_status_until_storage_is_back
     azurite.lock().await.stop().await;
     let api: Api<Tenant> = Api::all(h.client());
     api.delete("drop", &DeleteParams::default()).await.unwrap();
-    let kept = h
-        .wait_tenant("drop", T, |t| {
-            t.status.as_ref().is_some_and(|s| {
-                s.conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.reason == "CleanupFailed")
-            })
-        })
-        .await;
+    let kept = h.wait_ready_reason("drop", T, "CleanupFailed").await;
     assert!(kept.metadata.deletion_timestamp.is_some());
     assert!(kept
         .finalizers()

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use kube::api::Api;
-use recording_operator::crd::{ConsentGrant, Tenant};
+use recording_operator::crd::{ConsentGrant, Health, Tenant};
 use recording_operator::demo::{Platform, PlatformOptions};
 use recording_operator::metrics::Metrics;
 use tokio::sync::oneshot;
@@ -132,6 +132,26 @@ impl Harness {
             pred,
             &format!("tenant {name}"),
         )
+        .await
+    }
+
+    /// Waits until the Tenant's `status.health` is `health`.
+    pub async fn wait_health(&self, name: &str, timeout: Duration, health: Health) -> Tenant {
+        self.wait_tenant(name, timeout, |t| {
+            t.status.as_ref().is_some_and(|s| s.health == Some(health))
+        })
+        .await
+    }
+
+    /// Waits until the Tenant's Ready condition has `reason`.
+    pub async fn wait_ready_reason(&self, name: &str, timeout: Duration, reason: &str) -> Tenant {
+        self.wait_tenant(name, timeout, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.reason == reason)
+            })
+        })
         .await
     }
 
