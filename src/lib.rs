@@ -15,3 +15,13 @@ pub mod metrics;
 pub mod rbac;
 pub mod storage;
 pub mod telemetry;
+
+/// A 64-bit digest of `value`: std's SipHash with its fixed keys, so the same value gives
+/// the same digest in every process. The caches, fingerprints and write decisions keep these
+/// in place of the values themselves.
+pub fn hash64<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::hash::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}

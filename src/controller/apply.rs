@@ -1,10 +1,8 @@
 //! Server-side apply of owned objects, with one field manager, and a memory of what was last
 //! applied so an unchanged desired object is not sent again on every reconcile.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -33,14 +31,11 @@ pub const REAPPLY_AFTER: Duration = Duration::from_secs(600);
 
 impl AppliedCache {
     fn key<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
-        let mut hasher = DefaultHasher::new();
-        (
+        crate::hash64(&(
             K::kind(&()),
             obj.meta().namespace.as_deref().unwrap_or_default(),
             obj.meta().name.as_deref().unwrap_or_default(),
-        )
-            .hash(&mut hasher);
-        hasher.finish()
+        ))
     }
 
     pub fn len(&self) -> usize {
@@ -60,9 +55,7 @@ where
 {
     let key = AppliedCache::key(obj);
     let body = serde_json::to_vec(obj).expect("desired objects serialize");
-    let mut hasher = DefaultHasher::new();
-    body.hash(&mut hasher);
-    let hash = hasher.finish();
+    let hash = crate::hash64(&body);
     let fresh = matches!(
         cache.applied.lock().expect("applied cache lock").get(&key),
         Some((h, at)) if *h == hash && at.elapsed() < REAPPLY_AFTER

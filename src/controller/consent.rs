@@ -410,16 +410,12 @@ fn come_back(
 /// wakes its grants only when this changes; its condition and consent lines, which it writes
 /// twice on every onboarding, are the Tenant's own business.
 pub fn tenant_facts(tenant: &Tenant) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (
+    crate::hash64(&(
         tenant.meta().uid.as_deref(),
         tenant.spec.tenant_id.as_deref(),
         tenant.status.as_ref().and_then(|s| s.tenant_id.as_deref()),
         tenant.meta().deletion_timestamp.is_some(),
-    )
-        .hash(&mut hasher);
-    hasher.finish()
+    ))
 }
 
 /// Whether the grant's next check is woken by its Tenant's reconcile (see

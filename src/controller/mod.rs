@@ -173,20 +173,14 @@ impl Events {
         action: &str,
         note: String,
     ) {
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (
-                obj.meta().uid.as_deref(),
-                obj.meta().namespace.as_deref(),
-                obj.meta().name.as_deref(),
-                warning,
-                reason,
-                &note,
-            )
-                .hash(&mut h);
-            h.finish()
-        };
+        let fingerprint = crate::hash64(&(
+            obj.meta().uid.as_deref(),
+            obj.meta().namespace.as_deref(),
+            obj.meta().name.as_deref(),
+            warning,
+            reason,
+            &note,
+        ));
         let now = std::time::Instant::now();
         if self
             .recent
@@ -521,10 +515,7 @@ impl<V> Default for DerivedByName<V> {
 }
 
 fn name_key(name: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    h.finish()
+    crate::hash64(name)
 }
 
 impl<V: Copy> DerivedByName<V> {

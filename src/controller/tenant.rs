@@ -526,14 +526,8 @@ pub struct StatusDigest {
 
 impl StatusDigest {
     pub fn of(status: &TenantStatus) -> Self {
-        use std::hash::{Hash, Hasher};
-        let digest = |s: &TenantStatus| {
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            serde_json::to_vec(s)
-                .expect("a status serialises")
-                .hash(&mut h);
-            h.finish()
-        };
+        let digest =
+            |s: &TenantStatus| crate::hash64(&serde_json::to_vec(s).expect("a status serialises"));
         // One copy with the condition times left out, hashed with and without the consents.
         let mut timeless = status.clone();
         for c in &mut timeless.conditions {

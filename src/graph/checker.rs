@@ -62,16 +62,12 @@ struct LastCheck {
 /// keeps these rather than copies of its specs (about 1 KiB a tenant), which is all it
 /// needs to tell whether it answers a later call.
 fn fingerprint(spec: &ConsentSpec) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (
+    crate::hash64(&(
         &spec.key,
         &spec.app_id,
         &spec.application_permissions,
         &spec.delegated_scopes,
-    )
-        .hash(&mut hasher);
-    hasher.finish()
+    ))
 }
 
 #[derive(Default)]

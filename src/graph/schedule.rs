@@ -1,6 +1,5 @@
 //! When to check a consent again, and the link that asks a customer's admin for it.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
@@ -49,14 +48,13 @@ pub fn next_check_after(
 /// same state then come due at the same instant (counted from `checked_at`) and share the next
 /// check, while different tenants and different checks still spread apart.
 pub fn schedule_rng(tenant_id: &str, checked_at: SystemTime) -> StdRng {
-    let mut hasher = DefaultHasher::new();
-    tenant_id.to_ascii_lowercase().hash(&mut hasher);
-    checked_at
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis()
-        .hash(&mut hasher);
-    StdRng::seed_from_u64(hasher.finish())
+    StdRng::seed_from_u64(crate::hash64(&(
+        tenant_id.to_ascii_lowercase(),
+        checked_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )))
 }
 
 /// The v2.0 admin-consent URL for `app_id` in `tenant`:
