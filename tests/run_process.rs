@@ -136,6 +136,37 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
         "the standby reconciled:\n{standby_text}"
     );
 
+    // A burst of twenty Tenants at once: namespaces, quotas, policies, grants and statuses,
+    // many requests in flight. Each replica talks to the API server over one HTTP/2
+    // connection all along (the test's own client speaks HTTP/1.1), as client-go does, rather
+    // than opening a connection per request in flight.
+    let burst: Vec<String> = (0..20).map(|i| format!("burst{i:02}")).collect();
+    for (i, name) in burst.iter().enumerate() {
+        h.platform.m365.add_tenant(
+            &format!("{i:08x}-0000-4000-8000-00000000b057"),
+            &[&format!("{name}.onmicrosoft.com")],
+        );
+    }
+    let harness = &h;
+    futures::future::join_all(burst.iter().map(|name| {
+        let yaml = tenant(name, &format!("{name}.onmicrosoft.com"));
+        async move { harness.apply(&yaml).await }
+    }))
+    .await;
+    for name in &burst {
+        h.wait_tenant(name, Duration::from_secs(60), |t| {
+            t.status.as_ref().is_some_and(|s| {
+                !s.consents.is_empty() && s.consents.iter().all(|c| c.consent_url.is_some())
+            })
+        })
+        .await;
+    }
+    let connections = h.platform.kube.connections();
+    assert_eq!(
+        connections.http2, 2,
+        "one HTTP/2 connection per replica: {connections:?}"
+    );
+
     // `RUST_LOG=…,recording_operator::kube_http=debug` shows each API request: method, path,
     // status; never the bearer token of the request's headers.
     let log = std::fs::read_to_string(&leader.log).unwrap();

@@ -32,6 +32,8 @@ pub struct Shared {
     pub server_address: String,
     pub faults: Mutex<Vec<FaultSpec>>,
     pub counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// TLS connections accepted so far, by the protocol they agreed on.
+    pub connections: super::tls::ConnectionCounts,
     /// Bumped to close every open watch.
     pub drop_watches: tokio::sync::watch::Sender<u64>,
 }

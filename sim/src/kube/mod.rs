@@ -72,6 +72,7 @@ use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 pub use error::{ApiError, SimError};
+pub use tls::Connections;
 
 use cluster::Cluster;
 use http::Shared;
@@ -164,6 +165,7 @@ impl KubeSim {
             server_address: addr.to_string(),
             faults: Mutex::new(Vec::new()),
             counts: Mutex::new(BTreeMap::new()),
+            connections: Default::default(),
             drop_watches,
         });
         let controller = tokio::spawn(run_controllers(Arc::downgrade(&shared)));
@@ -287,6 +289,12 @@ impl KubeSim {
         self.inner.shared.lock().store.compact();
     }
 
+    /// TLS connections accepted so far (since the simulator started, across restarts), by
+    /// the protocol agreed on.
+    pub fn connections(&self) -> Connections {
+        self.inner.shared.connections.snapshot()
+    }
+
     /// API requests served so far, by (verb, resource); the status subresource counts as
     /// `plural/status`. Discovery requests are not counted.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
@@ -366,7 +374,7 @@ async fn bind_again(addr: SocketAddr) -> TcpListener {
 fn serve(listener: TcpListener, shared: Arc<Shared>, with_tls: bool) -> Serving {
     let router = axum::Router::new()
         .fallback(http::handle)
-        .with_state(shared);
+        .with_state(shared.clone());
     let (stop, stopped) = oneshot::channel::<()>();
     let stopped = async {
         let _ = stopped.await;
@@ -376,6 +384,7 @@ fn serve(listener: TcpListener, shared: Arc<Shared>, with_tls: bool) -> Serving 
             let listener = tls::TlsListener {
                 tcp: listener,
                 acceptor: tls::acceptor(),
+                shared,
             };
             axum::serve(listener, router)
                 .with_graceful_shutdown(stopped)

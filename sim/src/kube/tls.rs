@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,14 +34,50 @@ pub fn acceptor() -> TlsAcceptor {
         )
         .expect("the bundled certificate and key match");
     let mut config = config;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // HTTP/2 first, as a real API server offers it (client-go then multiplexes every request
+    // over one connection); HTTP/1.1 for clients that do not speak it.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     TlsAcceptor::from(Arc::new(config))
+}
+
+/// TLS connections accepted, by the application protocol agreed by ALPN.
+#[derive(Debug, Default)]
+pub struct ConnectionCounts {
+    http2: AtomicU64,
+    http1: AtomicU64,
+}
+
+impl ConnectionCounts {
+    fn count(&self, alpn: Option<&[u8]>) {
+        let counter = if alpn == Some(b"h2") {
+            &self.http2
+        } else {
+            &self.http1
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> Connections {
+        Connections {
+            http2: self.http2.load(Ordering::Relaxed),
+            http1: self.http1.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How many TLS connections the simulator has accepted: those that agreed on HTTP/2 and the
+/// others (HTTP/1.1, or no ALPN at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connections {
+    pub http2: u64,
+    pub http1: u64,
 }
 
 /// A TCP listener that completes the TLS handshake before handing connections to axum.
 pub struct TlsListener {
     pub tcp: TcpListener,
     pub acceptor: TlsAcceptor,
+    pub shared: Arc<super::http::Shared>,
 }
 
 impl axum::serve::Listener for TlsListener {
@@ -58,7 +95,12 @@ impl axum::serve::Listener for TlsListener {
                 }
             };
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => return (tls, addr),
+                Ok(Ok(tls)) => {
+                    self.shared
+                        .connections
+                        .count(tls.get_ref().1.alpn_protocol());
+                    return (tls, addr);
+                }
                 Ok(Err(e)) => tracing::debug!(%addr, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%addr, "TLS handshake timed out"),
             }
