@@ -666,7 +666,7 @@ async fn an_unknown_tenant_id_makes_every_consent_an_error() {
     let w = world().await;
     let unknown = "00000000-0000-4000-8000-0000000000ff";
     let check = w.checker.check_now(unknown, &w.specs(false)).await;
-    for c in &check.consents {
+    for c in check.consents.iter() {
         assert_eq!(c.state, CheckState::Error, "{}: {}", c.key, c.message);
         assert!(c.message.contains("AADSTS90002"), "{}", c.message);
     }

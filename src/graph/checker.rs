@@ -90,6 +90,8 @@ struct Inner {
     role_names: Mutex<Option<RoleNames>>,
     counters: Arc<Counters>,
     tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantSlot>>>>,
+    /// All-granted results shared by the tenants' last checks ([`shared_if_granted`]).
+    shared_granted: Mutex<Vec<Arc<[ConsentCheck]>>>,
 }
 
 /// Consent checks for all tenants, shared by every reconcile.
@@ -140,6 +142,7 @@ impl ConsentChecker {
                 role_names: Mutex::new(None),
                 counters,
                 tenants: Mutex::new(HashMap::new()),
+                shared_granted: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -274,7 +277,9 @@ impl ConsentChecker {
             secrets: &self.inner.secrets,
             role_names: &self.inner.role_names,
         };
-        let result = Arc::new(check_tenant(&env, &mut slot.cache, tenant_id, specs).await);
+        let mut result = check_tenant(&env, &mut slot.cache, tenant_id, specs).await;
+        result.consents = shared_if_granted(&self.inner.shared_granted, result.consents);
+        let result = Arc::new(result);
         slot.throttled_until = result
             .consents
             .iter()
@@ -301,6 +306,39 @@ impl ConsentChecker {
         }
         result
     }
+}
+
+/// At most this many distinct all-granted results are shared; past it the table starts
+/// again (it only grows when the configured consents change).
+const SHARED_GRANTED_MAX: usize = 64;
+
+/// `consents` itself, or an equal list already kept in `shared` by another tenant's last
+/// check.
+///
+/// Every tenant that has granted all of a given set of consents gets the same results: same
+/// keys, applications, permissions and messages. Kept once per set rather than once per
+/// tenant, they cost a pointer a tenant instead of about 2 KiB. Results with anything short
+/// of granted carry tenant-specific messages and are never shared.
+fn shared_if_granted(
+    shared: &Mutex<Vec<Arc<[ConsentCheck]>>>,
+    consents: Arc<[ConsentCheck]>,
+) -> Arc<[ConsentCheck]> {
+    if consents.is_empty()
+        || !consents
+            .iter()
+            .all(|c| c.state == CheckState::Granted && c.retry_after.is_none())
+    {
+        return consents;
+    }
+    let mut shared = shared.lock().expect("shared results lock");
+    if let Some(same) = shared.iter().find(|kept| kept[..] == consents[..]) {
+        return same.clone();
+    }
+    if shared.len() >= SHARED_GRANTED_MAX {
+        shared.clear();
+    }
+    shared.push(consents.clone());
+    consents
 }
 
 /// The answer while a tenant's `Retry-After` has not passed: no request, state unknown.
@@ -338,6 +376,90 @@ mod tests {
             application_permissions: permissions.iter().map(|p| p.to_string()).collect(),
             delegated_scopes: vec![],
         }
+    }
+
+    fn check(key: &str, state: CheckState, message: &str) -> ConsentCheck {
+        ConsentCheck {
+            key: key.to_owned(),
+            app_id: "0c0ffee0-0000-4000-8000-000000000001".to_owned(),
+            state,
+            granted: vec!["Calls.AccessMedia.All".to_owned()],
+            missing: vec![],
+            message: message.to_owned(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn tenants_that_granted_everything_share_one_result_list() {
+        let table = Mutex::new(Vec::new());
+        let granted = || -> Arc<[ConsentCheck]> {
+            vec![
+                check(
+                    "directory",
+                    CheckState::Granted,
+                    "all 1 required permissions granted",
+                ),
+                check(
+                    "recording",
+                    CheckState::Granted,
+                    "all 1 required permissions granted",
+                ),
+            ]
+            .into()
+        };
+        let first = shared_if_granted(&table, granted());
+        let second = shared_if_granted(&table, granted());
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "equal all-granted results are one list"
+        );
+        assert_eq!(second[..], granted()[..]);
+
+        // Another set of consents granted: a list of its own.
+        let fewer: Arc<[ConsentCheck]> = vec![check(
+            "directory",
+            CheckState::Granted,
+            "all 1 required permissions granted",
+        )]
+        .into();
+        let kept = shared_if_granted(&table, fewer.clone());
+        assert!(Arc::ptr_eq(&kept, &fewer));
+        assert!(!Arc::ptr_eq(&kept, &first));
+
+        // Anything short of granted stays the tenant's own and is not kept.
+        let pending = || -> Arc<[ConsentCheck]> {
+            vec![
+                check(
+                    "directory",
+                    CheckState::Granted,
+                    "all 1 required permissions granted",
+                ),
+                check("recording", CheckState::Pending, "not granted in tenant t1"),
+            ]
+            .into()
+        };
+        let (a, b) = (
+            shared_if_granted(&table, pending()),
+            shared_if_granted(&table, pending()),
+        );
+        assert!(!Arc::ptr_eq(&a, &b));
+        let mut throttled = check("recording", CheckState::Granted, "all granted");
+        throttled.retry_after = Some(Duration::from_secs(5));
+        let throttled: Arc<[ConsentCheck]> = vec![throttled].into();
+        assert!(Arc::ptr_eq(
+            &shared_if_granted(&table, throttled.clone()),
+            &throttled
+        ));
+        assert_eq!(table.lock().unwrap().len(), 2);
+
+        // The table is bounded: past its size it starts again.
+        for i in 0..SHARED_GRANTED_MAX + 1 {
+            let own: Arc<[ConsentCheck]> =
+                vec![check(&format!("k{i}"), CheckState::Granted, "all granted")].into();
+            shared_if_granted(&table, own);
+        }
+        assert!(table.lock().unwrap().len() <= SHARED_GRANTED_MAX);
     }
 
     #[test]

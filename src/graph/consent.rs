@@ -86,7 +86,9 @@ pub struct TenantCheck {
     /// sibling ConsentGrants can schedule their next check at the same instant (see
     /// [`crate::graph::schedule::schedule_rng`]) and be checked together again.
     pub checked_at: SystemTime,
-    pub consents: Vec<ConsentCheck>,
+    /// One result per requested consent, in the order asked. Tenants that have granted
+    /// everything get identical results, which the checker shares between them.
+    pub consents: Arc<[ConsentCheck]>,
 }
 
 impl TenantCheck {
@@ -478,7 +480,7 @@ pub async fn check_tenant(
     TenantCheck {
         tenant_id: tenant.to_owned(),
         checked_at,
-        consents: results,
+        consents: results.into(),
     }
 }
 
