@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use common::Harness;
 use recording_operator::crd::Health;
+use recording_operator::demo::PlatformOptions;
 
 struct Replica {
     child: Child,
@@ -63,17 +64,9 @@ impl Replica {
     }
 }
 
-fn tenant(name: &str, domain: &str) -> String {
-    format!(
-        "apiVersion: recording.m365.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n  customerName: {name}\n  domain: {domain}\n  shortName: {name}\n  contactEmails: [ops@example.com]\n  adminUpns: [admin@{domain}]\n  license: Essentials\n  includedUsers: 5\n  storage:\n    location: westeurope\n"
-    )
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
-    // The simulators only: the operators under test are the two processes below.
-    let h = Harness::start_simulators().await;
-    let dir = std::env::temp_dir().join(format!("run-process-{}", std::process::id()));
+/// A directory with the operator's kubeconfig and configuration file for the simulators.
+fn operator_files(h: &Harness, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     h.platform
         .kube
@@ -84,6 +77,20 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
         serde_saphyr::to_string(&h.platform.config).unwrap(),
     )
     .unwrap();
+    dir
+}
+
+fn tenant(name: &str, domain: &str) -> String {
+    format!(
+        "apiVersion: recording.m365.io/v1alpha1\nkind: Tenant\nmetadata:\n  name: {name}\nspec:\n  customerName: {name}\n  domain: {domain}\n  shortName: {name}\n  contactEmails: [ops@example.com]\n  adminUpns: [admin@{domain}]\n  license: Essentials\n  includedUsers: 5\n  storage:\n    location: westeurope\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
+    // The simulators only: the operators under test are the two processes below.
+    let h = Harness::start_simulators().await;
+    let dir = operator_files(&h, "run-process");
 
     let mut a = Replica::start(&dir, "replica-a");
     let mut b = Replica::start(&dir, "replica-b");
@@ -199,5 +206,36 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
 
     let _ = standby.child.kill();
     let _ = standby.child.wait();
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_without_http2_is_spoken_to_over_http1() {
+    // An API server (or a proxy in front of it) that offers HTTP/1.1 only by ALPN.
+    let h = Harness::start_simulators_with(PlatformOptions {
+        kube_http2: false,
+        ..Default::default()
+    })
+    .await;
+    let dir = operator_files(&h, "run-process-http1");
+    let mut operator = Replica::start(&dir, "replica-http1");
+    common::wait_for(
+        Duration::from_secs(30),
+        || async { operator.leading().await },
+        |l| *l,
+        "the operator leads",
+    )
+    .await;
+
+    h.apply(&tenant("contoso", "contoso.onmicrosoft.com")).await;
+    h.accept_consents("contoso").await;
+    h.wait_health("contoso", Duration::from_secs(30), Health::Ok)
+        .await;
+    let connections = h.platform.kube.connections();
+    assert_eq!(connections.http2, 0, "{connections:?}");
+    assert!(connections.http1 > 0, "{connections:?}");
+
+    let _ = operator.child.kill();
+    let _ = operator.child.wait();
     h.stop().await;
 }

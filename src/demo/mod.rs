@@ -70,6 +70,9 @@ pub struct PlatformOptions {
     pub deployment_ready_delay: Duration,
     /// Where tenants' storage goes.
     pub storage: StorageMode,
+    /// Whether the simulated API server offers HTTP/2 (as a real one does) or plays one
+    /// behind a proxy that speaks HTTP/1.1 only.
+    pub kube_http2: bool,
 }
 
 /// The storage backend of the simulated platform.
@@ -104,6 +107,7 @@ impl Default for PlatformOptions {
             polling,
             deployment_ready_delay: Duration::from_millis(300),
             storage: StorageMode::Pvc,
+            kube_http2: true,
         }
     }
 }
@@ -125,6 +129,7 @@ impl Platform {
     pub async fn start(options: PlatformOptions) -> Result<Platform, DemoError> {
         let kube = KubeSim::start(KubeSimConfig {
             deployment_ready_delay: options.deployment_ready_delay,
+            http2: options.kube_http2,
             ..Default::default()
         })
         .await

@@ -92,9 +92,14 @@ impl Harness {
     /// Both simulators and the platform's configuration, but no operator: for tests that run
     /// the operator binary themselves.
     pub async fn start_simulators() -> Harness {
+        Self::start_simulators_with(PlatformOptions::default()).await
+    }
+
+    /// [`Harness::start_simulators`] with other platform options.
+    pub async fn start_simulators_with(options: PlatformOptions) -> Harness {
         log_buffer();
         let platform = Arc::new(
-            Platform::start(PlatformOptions::default())
+            Platform::start(options)
                 .await
                 .expect("simulated platform starts"),
         );

@@ -88,6 +88,9 @@ pub struct KubeSimConfig {
     /// Serve HTTPS with the bundled test CA (the default: `kubectl` sends tokens only over
     /// TLS); `false` serves plain HTTP.
     pub tls: bool,
+    /// Offer HTTP/2 by ALPN besides HTTP/1.1, as a real API server does (the default);
+    /// `false` plays a server or proxy that speaks HTTP/1.1 only.
+    pub http2: bool,
 }
 
 /// The token stays out of debug output.
@@ -97,6 +100,7 @@ impl std::fmt::Debug for KubeSimConfig {
             .field("token", &"<redacted>")
             .field("deployment_ready_delay", &self.deployment_ready_delay)
             .field("tls", &self.tls)
+            .field("http2", &self.http2)
             .finish()
     }
 }
@@ -107,6 +111,7 @@ impl Default for KubeSimConfig {
             token: format!("kube-sim-{}", uuid::Uuid::new_v4().simple()),
             deployment_ready_delay: Duration::from_millis(300),
             tls: true,
+            http2: true,
         }
     }
 }
@@ -131,6 +136,7 @@ struct Inner {
     shared: Arc<Shared>,
     addr: SocketAddr,
     tls: bool,
+    http2: bool,
     serving: tokio::sync::Mutex<Option<Serving>>,
     controller: JoinHandle<()>,
 }
@@ -169,12 +175,13 @@ impl KubeSim {
             drop_watches,
         });
         let controller = tokio::spawn(run_controllers(Arc::downgrade(&shared)));
-        let serving = serve(listener, shared.clone(), config.tls);
+        let serving = serve(listener, shared.clone(), config.tls, config.http2);
         Ok(KubeSim {
             inner: Arc::new(Inner {
                 shared,
                 addr,
                 tls: config.tls,
+                http2: config.http2,
                 serving: tokio::sync::Mutex::new(Some(serving)),
                 controller,
             }),
@@ -335,7 +342,12 @@ impl KubeSim {
             self.inner.shared.lock().reset();
         }
         let listener = bind_again(self.inner.addr).await;
-        *serving = Some(serve(listener, self.inner.shared.clone(), self.inner.tls));
+        *serving = Some(serve(
+            listener,
+            self.inner.shared.clone(),
+            self.inner.tls,
+            self.inner.http2,
+        ));
     }
 
     pub async fn shutdown(self) {
@@ -371,7 +383,7 @@ async fn bind_again(addr: SocketAddr) -> TcpListener {
     }
 }
 
-fn serve(listener: TcpListener, shared: Arc<Shared>, with_tls: bool) -> Serving {
+fn serve(listener: TcpListener, shared: Arc<Shared>, with_tls: bool, http2: bool) -> Serving {
     let router = axum::Router::new()
         .fallback(http::handle)
         .with_state(shared.clone());
@@ -383,7 +395,7 @@ fn serve(listener: TcpListener, shared: Arc<Shared>, with_tls: bool) -> Serving 
         let result = if with_tls {
             let listener = tls::TlsListener {
                 tcp: listener,
-                acceptor: tls::acceptor(),
+                acceptor: tls::acceptor(http2),
                 shared,
             };
             axum::serve(listener, router)

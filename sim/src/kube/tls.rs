@@ -22,7 +22,8 @@ const SERVER_KEY_DER: &[u8] = include_bytes!("tls/server-key.der");
 /// the accept loop.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn acceptor() -> TlsAcceptor {
+/// The TLS side of the server; `http2` offers HTTP/2 by ALPN besides HTTP/1.1.
+pub fn acceptor(http2: bool) -> TlsAcceptor {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -36,7 +37,11 @@ pub fn acceptor() -> TlsAcceptor {
     let mut config = config;
     // HTTP/2 first, as a real API server offers it (client-go then multiplexes every request
     // over one connection); HTTP/1.1 for clients that do not speak it.
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     TlsAcceptor::from(Arc::new(config))
 }
 
