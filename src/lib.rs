@@ -10,6 +10,7 @@ pub mod crd;
 pub mod demo;
 pub mod graph;
 pub mod http;
+pub mod kube_client;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
