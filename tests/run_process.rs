@@ -54,6 +54,17 @@ impl Replica {
         }
     }
 
+    /// Waits until the replica says it leads.
+    async fn wait_leading(&self, what: &str) {
+        common::wait_for(
+            Duration::from_secs(30),
+            || async { self.leading().await },
+            |l| *l,
+            what,
+        )
+        .await;
+    }
+
     /// The replica's `recording_operator_leader` gauge, once its endpoint answers.
     async fn leading(&self) -> Option<bool> {
         let text = reqwest::get(&self.metrics).await.ok()?.text().await.ok()?;
@@ -78,6 +89,15 @@ fn operator_files(h: &Harness, name: &str) -> std::path::PathBuf {
     )
     .unwrap();
     dir
+}
+
+/// Applies a Tenant, accepts every consent it asks for and waits until it is healthy.
+async fn onboard(h: &Harness, name: &str) {
+    h.apply(&tenant(name, &format!("{name}.onmicrosoft.com")))
+        .await;
+    h.accept_consents(name).await;
+    h.wait_health(name, Duration::from_secs(30), Health::Ok)
+        .await;
 }
 
 fn tenant(name: &str, domain: &str) -> String {
@@ -112,10 +132,7 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
         (&mut b, &mut a)
     };
 
-    h.apply(&tenant("contoso", "contoso.onmicrosoft.com")).await;
-    h.accept_consents("contoso").await;
-    h.wait_health("contoso", Duration::from_secs(30), Health::Ok)
-        .await;
+    onboard(&h, "contoso").await;
 
     // Only the leader reconciled.
     let reconciles = |text: &str| {
@@ -191,18 +208,8 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
     // The leader dies without releasing the Lease; the standby takes over after it expires.
     leader.child.kill().unwrap();
     let _ = leader.child.wait();
-    common::wait_for(
-        Duration::from_secs(30),
-        || async { standby.leading().await },
-        |l| *l,
-        "the standby leads",
-    )
-    .await;
-    h.apply(&tenant("fabrikam", "fabrikam.onmicrosoft.com"))
-        .await;
-    h.accept_consents("fabrikam").await;
-    h.wait_health("fabrikam", Duration::from_secs(30), Health::Ok)
-        .await;
+    standby.wait_leading("the standby leads").await;
+    onboard(&h, "fabrikam").await;
 
     let _ = standby.child.kill();
     let _ = standby.child.wait();
@@ -219,18 +226,8 @@ async fn an_api_server_without_http2_is_spoken_to_over_http1() {
     .await;
     let dir = operator_files(&h, "run-process-http1");
     let mut operator = Replica::start(&dir, "replica-http1");
-    common::wait_for(
-        Duration::from_secs(30),
-        || async { operator.leading().await },
-        |l| *l,
-        "the operator leads",
-    )
-    .await;
-
-    h.apply(&tenant("contoso", "contoso.onmicrosoft.com")).await;
-    h.accept_consents("contoso").await;
-    h.wait_health("contoso", Duration::from_secs(30), Health::Ok)
-        .await;
+    operator.wait_leading("the operator leads").await;
+    onboard(&h, "contoso").await;
     let connections = h.platform.kube.connections();
     assert_eq!(connections.http2, 0, "{connections:?}");
     assert!(connections.http1 > 0, "{connections:?}");
