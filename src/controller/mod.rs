@@ -330,9 +330,13 @@ impl Context {
     /// A cached ConsentGrant as the API server sent it (the cache keeps it
     /// [packed](packing)).
     pub fn unpacked(&self, grant: Arc<ConsentGrant>) -> Arc<ConsentGrant> {
-        packing::unpack(grant, &|tenant, app, state| {
-            self.checker.consent_url(tenant, app, state)
-        })
+        packing::unpack(
+            grant,
+            packing::Sources {
+                url_of: &|tenant, app, state| self.checker.consent_url(tenant, app, state),
+                consents: &self.config.consents,
+            },
+        )
     }
 }
 
@@ -657,11 +661,16 @@ pub async fn run(
     .default_backoff()
     .modify({
         let checker = checker.clone();
+        let config = config.clone();
         move |grant| {
             slim_grant(grant);
-            packing::pack(grant, &|tenant, app, state| {
-                checker.consent_url(tenant, app, state)
-            });
+            packing::pack(
+                grant,
+                packing::Sources {
+                    url_of: &|tenant, app, state| checker.consent_url(tenant, app, state),
+                    consents: &config.consents,
+                },
+            );
         }
     })
     .map({

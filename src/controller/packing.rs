@@ -1,28 +1,43 @@
-//! How a cached ConsentGrant's status is kept shorter, and given back whole.
+//! How a cached ConsentGrant is kept shorter, and given back whole.
 //!
 //! The grant cache holds every ConsentGrant for the life of the process (4.5 per tenant), and
-//! three parts of a grant's status repeat what the operator can rebuild:
+//! several parts of a grant repeat what the operator can rebuild:
 //!
-//! - `consentUrl` (about 0.3 KiB) is the checker's admin-consent URL for the grant's tenant,
-//!   application and `namespace/name`: only the tenant segment is kept;
-//! - `grantedPermissions`, when everything is granted, is the spec's application permissions
-//!   followed by its delegated scopes;
+//! - `spec.appId`, `spec.applicationPermissions` and `spec.delegatedScopes` are the
+//!   configured consent's (`consents.<spec.consent>` in the operator configuration), from
+//!   which the Tenant controller made the grant;
+//! - `status.consentUrl` (about 0.3 KiB) is the checker's admin-consent URL for the grant's
+//!   tenant, application and `namespace/name`: only the tenant segment is kept;
+//! - `status.grantedPermissions`, when everything is granted, is the spec's application
+//!   permissions followed by its delegated scopes;
 //! - each condition's message is `status.message`.
 //!
 //! [`pack`] shortens a part only when [`unpack`] rebuilds exactly the value it replaced, so
 //! every reader (reconciles, status write decisions, the Tenant's consent lines) sees the
 //! grant as the API server sent it. A packed part is marked by a value the operator never
-//! writes: a `consentUrl` without `://`, a `grantedPermissions` of one empty name, and
-//! conditions whose messages are all empty while `status.message` is not.
+//! writes and the CRD does not admit: an empty `appId`, a list of one empty name, a
+//! `consentUrl` without `://`, and conditions whose messages are all empty while
+//! `status.message` is not.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use url::Url;
 
+use crate::config::ConsentConfig;
 use crate::crd::ConsentGrant;
 
 /// Builds the admin-consent URL of `(tenant, app_id, state)`, as the consent checker does.
 pub type UrlOf<'a> = &'a dyn Fn(&str, &str, &str) -> String;
+
+/// What packed parts are rebuilt from.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    /// The checker's admin-consent URLs.
+    pub url_of: UrlOf<'a>,
+    /// The operator configuration's consents, by key.
+    pub consents: &'a BTreeMap<String, ConsentConfig>,
+}
 
 /// The admin-consent URL's `state`: the grant's `namespace/name`.
 pub fn consent_state(grant: &ConsentGrant) -> String {
@@ -33,8 +48,40 @@ pub fn consent_state(grant: &ConsentGrant) -> String {
     )
 }
 
+/// The marker of a packed list: one empty name.
+fn packed_list() -> Vec<String> {
+    vec![String::new()]
+}
+
+fn is_packed_list(list: &[String]) -> bool {
+    list.len() == 1 && list[0].is_empty()
+}
+
 /// Shortens what [`unpack`] can rebuild exactly; leaves everything else as it is.
-pub fn pack(grant: &mut ConsentGrant, url_of: UrlOf<'_>) {
+pub fn pack(grant: &mut ConsentGrant, from: Sources<'_>) {
+    pack_status(grant, from.url_of);
+    // After the status, whose packing compares with the spec's lists.
+    let spec = &mut grant.spec;
+    if let Some(configured) = from.consents.get(&spec.consent) {
+        if !spec.app_id.is_empty() && spec.app_id == configured.app_id {
+            spec.app_id = String::new();
+        }
+        let lists = [
+            (
+                &mut spec.application_permissions,
+                &configured.application_permissions,
+            ),
+            (&mut spec.delegated_scopes, &configured.delegated_scopes),
+        ];
+        for (list, configured) in lists {
+            if !list.is_empty() && list == configured {
+                *list = packed_list();
+            }
+        }
+    }
+}
+
+fn pack_status(grant: &mut ConsentGrant, url_of: UrlOf<'_>) {
     let state = consent_state(grant);
     let spec = &grant.spec;
     let Some(status) = grant.status.as_mut() else {
@@ -54,7 +101,7 @@ pub fn pack(grant: &mut ConsentGrant, url_of: UrlOf<'_>) {
             .iter()
             .chain(&spec.delegated_scopes))
     {
-        status.granted_permissions = vec![String::new()];
+        status.granted_permissions = packed_list();
     }
     if let Some(message) = status.message.as_deref().filter(|m| !m.is_empty()) {
         if !status.conditions.is_empty() && status.conditions.iter().all(|c| c.message == message) {
@@ -66,44 +113,63 @@ pub fn pack(grant: &mut ConsentGrant, url_of: UrlOf<'_>) {
 }
 
 /// The grant as it was before [`pack`]; the same `Arc` when nothing was packed.
-pub fn unpack(grant: Arc<ConsentGrant>, url_of: UrlOf<'_>) -> Arc<ConsentGrant> {
-    let Some(status) = grant.status.as_ref() else {
-        return grant;
-    };
+pub fn unpack(grant: Arc<ConsentGrant>, from: Sources<'_>) -> Arc<ConsentGrant> {
+    let spec = &grant.spec;
+    let configured = from.consents.get(&spec.consent);
+    let spec_packed = configured.is_some()
+        && (spec.app_id.is_empty()
+            || is_packed_list(&spec.application_permissions)
+            || is_packed_list(&spec.delegated_scopes));
+    let status = grant.status.as_ref();
     let url_packed = status
-        .consent_url
-        .as_deref()
+        .and_then(|s| s.consent_url.as_deref())
         .is_some_and(|u| !u.contains("://"));
-    let granted_packed = status.granted_permissions.len() == 1
-        && status.granted_permissions[0].is_empty()
-        && status.missing_permissions.is_empty();
-    let messages_packed = status.message.as_deref().is_some_and(|m| !m.is_empty())
-        && !status.conditions.is_empty()
-        && status.conditions.iter().all(|c| c.message.is_empty());
-    if !(url_packed || granted_packed || messages_packed) {
+    let granted_packed = status.is_some_and(|s| {
+        is_packed_list(&s.granted_permissions) && s.missing_permissions.is_empty()
+    });
+    let messages_packed = status.is_some_and(|s| {
+        s.message.as_deref().is_some_and(|m| !m.is_empty())
+            && !s.conditions.is_empty()
+            && s.conditions.iter().all(|c| c.message.is_empty())
+    });
+    if !(spec_packed || url_packed || granted_packed || messages_packed) {
         return grant;
     }
 
     let mut whole = ConsentGrant::clone(&grant);
+    // The spec first: the status is rebuilt from it.
+    if let Some(configured) = configured.filter(|_| spec_packed) {
+        let spec = &mut whole.spec;
+        if spec.app_id.is_empty() {
+            spec.app_id = configured.app_id.clone();
+        }
+        if is_packed_list(&spec.application_permissions) {
+            spec.application_permissions = configured.application_permissions.clone();
+        }
+        if is_packed_list(&spec.delegated_scopes) {
+            spec.delegated_scopes = configured.delegated_scopes.clone();
+        }
+    }
     let state = consent_state(&whole);
     let spec = &whole.spec;
-    let status = whole.status.as_mut().expect("checked above");
-    if url_packed {
-        let tenant = status.consent_url.take().unwrap_or_default();
-        status.consent_url = Some(url_of(&tenant, &spec.app_id, &state));
-    }
-    if granted_packed {
-        status.granted_permissions = spec
-            .application_permissions
-            .iter()
-            .chain(&spec.delegated_scopes)
-            .cloned()
-            .collect();
-    }
-    if messages_packed {
-        let message = status.message.clone().unwrap_or_default();
-        for c in &mut status.conditions {
-            c.message = message.clone();
+    if let Some(status) = whole.status.as_mut() {
+        if url_packed {
+            let tenant = status.consent_url.take().unwrap_or_default();
+            status.consent_url = Some((from.url_of)(&tenant, &spec.app_id, &state));
+        }
+        if granted_packed {
+            status.granted_permissions = spec
+                .application_permissions
+                .iter()
+                .chain(&spec.delegated_scopes)
+                .cloned()
+                .collect();
+        }
+        if messages_packed {
+            let message = status.message.clone().unwrap_or_default();
+            for c in &mut status.conditions {
+                c.message = message.clone();
+            }
         }
     }
     Arc::new(whole)
@@ -193,11 +259,38 @@ mod tests {
         serde_json::to_value(g).unwrap()
     }
 
-    fn round_trip(g: &ConsentGrant) -> (ConsentGrant, ConsentGrant) {
+    /// The configured consents the test grants were made from.
+    fn configured() -> BTreeMap<String, ConsentConfig> {
+        let g = granted_grant();
+        BTreeMap::from([(
+            "recording".to_string(),
+            ConsentConfig {
+                app_id: g.spec.app_id.clone(),
+                display_name: "recording-hue".into(),
+                client_secret: None,
+                application_permissions: g.spec.application_permissions.clone(),
+                delegated_scopes: g.spec.delegated_scopes.clone(),
+                mandatory: Default::default(),
+            },
+        )])
+    }
+
+    fn round_trip_with(
+        g: &ConsentGrant,
+        consents: &BTreeMap<String, ConsentConfig>,
+    ) -> (ConsentGrant, ConsentGrant) {
+        let from = Sources {
+            url_of: &url_of,
+            consents,
+        };
         let mut packed = g.clone();
-        pack(&mut packed, &url_of);
-        let whole = unpack(Arc::new(packed.clone()), &url_of);
+        pack(&mut packed, from);
+        let whole = unpack(Arc::new(packed.clone()), from);
         (packed, ConsentGrant::clone(&whole))
+    }
+
+    fn round_trip(g: &ConsentGrant) -> (ConsentGrant, ConsentGrant) {
+        round_trip_with(g, &configured())
     }
 
     #[test]
@@ -205,6 +298,9 @@ mod tests {
         let g = granted_grant();
         let (packed, whole) = round_trip(&g);
         assert_eq!(json(&whole), json(&g));
+        assert_eq!(packed.spec.app_id, "");
+        assert_eq!(packed.spec.application_permissions, [""]);
+        assert_eq!(packed.spec.delegated_scopes, [""]);
         let status = packed.status.as_ref().unwrap();
         assert_eq!(status.consent_url.as_deref(), Some(TENANT_ID));
         assert_eq!(status.granted_permissions, [""]);
@@ -267,10 +363,37 @@ mod tests {
     }
 
     #[test]
+    fn a_spec_unlike_its_configured_consent_is_kept_as_it_is() {
+        // Another configuration: other permissions, another application; and a consent key
+        // the configuration does not have.
+        let mut consents = configured();
+        let recording = consents.get_mut("recording").unwrap();
+        recording
+            .application_permissions
+            .push("Chat.Read.All".into());
+        recording.app_id = "0c0ffee0-0000-4000-8000-000000000009".into();
+        let g = granted_grant();
+        let (packed, whole) = round_trip_with(&g, &consents);
+        assert_eq!(json(&whole), json(&g));
+        assert_eq!(packed.spec.app_id, g.spec.app_id);
+        assert_eq!(packed.spec.application_permissions.len(), 2);
+        assert_eq!(packed.spec.delegated_scopes, [""]);
+        // The status is still packed against the grant's own spec.
+        assert_eq!(packed.status.as_ref().unwrap().granted_permissions, [""]);
+
+        let (packed, whole) = round_trip_with(&g, &BTreeMap::new());
+        assert_eq!(json(&whole), json(&g));
+        assert_eq!(packed.spec, g.spec);
+    }
+
+    #[test]
     fn a_grant_without_status_or_url_passes_through_unchanged() {
         let mut g = granted_grant();
         g.status = None;
         let (packed, whole) = round_trip(&g);
+        assert_eq!(packed.spec.delegated_scopes, [""]);
+        assert_eq!(json(&whole), json(&g));
+        let (packed, whole) = round_trip_with(&g, &BTreeMap::new());
         assert_eq!(json(&packed), json(&g));
         assert_eq!(json(&whole), json(&g));
 
@@ -286,6 +409,10 @@ mod tests {
         let mut g = granted_grant();
         g.status = None;
         let cached = Arc::new(g);
-        assert!(Arc::ptr_eq(&unpack(cached.clone(), &url_of), &cached));
+        let from = Sources {
+            url_of: &url_of,
+            consents: &BTreeMap::new(),
+        };
+        assert!(Arc::ptr_eq(&unpack(cached.clone(), from), &cached));
     }
 }
