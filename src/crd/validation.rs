@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{LazyLock, Mutex, OnceLock};
 
+use kube::core::object::HasSpec;
 use kube::CustomResourceExt;
 use kube_cel::{compile_schema, CompiledSchema, Validator};
 use regex::Regex;
@@ -74,11 +75,12 @@ pub fn validate_recording_service(
 }
 
 /// Validates the `spec` of any of the operator's resources against its own CRD schema.
-pub fn validate<K: CustomResourceExt + Serialize>(
-    obj: &K,
-    old: Option<&K>,
-) -> Result<(), Violations> {
-    let object = spec_only(serde_json::to_value(obj).expect("resource serializes"));
+pub fn validate<K>(obj: &K, old: Option<&K>) -> Result<(), Violations>
+where
+    K: CustomResourceExt + HasSpec,
+    K::Spec: Serialize,
+{
+    let object = spec_only(obj);
     // A spec already seen valid needs no second walk: a reconcile of an unchanged object
     // would otherwise run the schema walk and the CEL rules (whose `matches()` compiles its
     // regex on every call) each time. Transition rules depend on the old object as well:
@@ -134,12 +136,13 @@ fn spec_key(kind: &str, object: &Value) -> [u8; 16] {
     key
 }
 
-fn validate_value<K: CustomResourceExt + Serialize>(
-    object: Value,
-    old: Option<&K>,
-) -> Result<(), Violations> {
+fn validate_value<K>(object: Value, old: Option<&K>) -> Result<(), Violations>
+where
+    K: CustomResourceExt + HasSpec,
+    K::Spec: Serialize,
+{
     let compiled = compiled_crd::<K>();
-    let old = old.map(|o| spec_only(serde_json::to_value(o).expect("resource serializes")));
+    let old = old.map(spec_only);
 
     let mut found = Vec::new();
     if let Some(spec_schema) = compiled.schema.pointer("/properties/spec") {
@@ -199,11 +202,15 @@ fn compiled_crd<K: CustomResourceExt>() -> &'static CompiledCrd {
 }
 
 /// Keeps `spec` only: metadata belongs to the API server and status to the operator.
-fn spec_only(mut value: Value) -> Value {
-    if let Value::Object(map) = &mut value {
-        map.retain(|k, _| k == "spec");
-    }
-    value
+/// `{"spec": …}`, all the rules look at: the object's metadata and status are not serialised
+/// (a reconcile validates its object every time; most of them find the spec remembered).
+fn spec_only<K>(obj: &K) -> Value
+where
+    K: HasSpec,
+    K::Spec: Serialize,
+{
+    let spec = serde_json::to_value(obj.spec()).expect("a spec serializes");
+    Value::Object(serde_json::Map::from_iter([("spec".to_string(), spec)]))
 }
 
 /// Walks one schema node and the value at `path`, recording every broken OpenAPI constraint.
