@@ -78,3 +78,17 @@ async fn watches_nobody_reads_leave_room_for_other_requests() {
     let connections = kube.connections();
     assert_eq!(connections.http2, 1, "{connections:?}");
 }
+
+#[test]
+fn a_tls_server_name_that_is_no_host_name_is_refused_by_name() {
+    let mut config = kube::Config::new("https://127.0.0.1:6443".parse().unwrap());
+    config.root_cert = Some(vec![]);
+    config.tls_server_name = Some("api server!".into());
+    let error = recording_operator::kube_client::build(config, 8)
+        .err()
+        .expect("an invalid tls-server-name is refused");
+    assert_eq!(
+        error.to_string(),
+        "the kubeconfig's tls-server-name \"api server!\" is not a valid server name"
+    );
+}

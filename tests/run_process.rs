@@ -178,12 +178,7 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
     }))
     .await;
     for name in &burst {
-        h.wait_tenant(name, Duration::from_secs(60), |t| {
-            t.status.as_ref().is_some_and(|s| {
-                !s.consents.is_empty() && s.consents.iter().all(|c| c.consent_url.is_some())
-            })
-        })
-        .await;
+        h.wait_consent_links(name, Duration::from_secs(60)).await;
     }
     let connections = h.platform.kube.connections();
     assert_eq!(

@@ -201,9 +201,9 @@ fn compiled_crd<K: CustomResourceExt>() -> &'static CompiledCrd {
     })
 }
 
-/// Keeps `spec` only: metadata belongs to the API server and status to the operator.
-/// `{"spec": …}`, all the rules look at: the object's metadata and status are not serialised
-/// (a reconcile validates its object every time; most of them find the spec remembered).
+/// `{"spec": …}`, all the rules look at: metadata belongs to the API server and status to the
+/// operator, and neither is serialised (a reconcile validates its object every time; most
+/// find the spec remembered).
 fn spec_only<K>(obj: &K) -> Value
 where
     K: HasSpec,

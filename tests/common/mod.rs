@@ -188,16 +188,22 @@ impl Harness {
 
     /// Plays the customer's Global admin once every ConsentGrant of the tenant shows its link.
     pub async fn accept_consents(&self, tenant: &str) -> usize {
-        self.wait_tenant(tenant, Duration::from_secs(30), |t| {
-            t.status.as_ref().is_some_and(|s| {
-                !s.consents.is_empty() && s.consents.iter().all(|c| c.consent_url.is_some())
-            })
-        })
-        .await;
+        self.wait_consent_links(tenant, Duration::from_secs(30))
+            .await;
         self.platform
             .accept_all_consents(tenant, &self.browser)
             .await
             .expect("consent links open")
+    }
+
+    /// Waits until the Tenant's status lists its consents, each with its consent link.
+    pub async fn wait_consent_links(&self, tenant: &str, timeout: Duration) -> Tenant {
+        self.wait_tenant(tenant, timeout, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                !s.consents.is_empty() && s.consents.iter().all(|c| c.consent_url.is_some())
+            })
+        })
+        .await
     }
 
     /// The Events about one object (`kubectl describe`'s list): cluster-scoped objects' Events
