@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
@@ -263,19 +263,53 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 // The async shell
 // ---------------------------------------------------------------------------------------------
 
-/// Reconciles one ConsentGrant.
-pub async fn reconcile(grant: Arc<ConsentGrant>, ctx: Arc<Context>) -> Result<Action> {
+/// Reconciles the ConsentGrants of one Tenant: those in its namespace that name it.
+///
+/// The controller runs per Tenant, not per grant: one queue entry and one timer per tenant
+/// whatever its number of consents, and the grants that share a tenant's check are looked at
+/// together. Each grant is reconciled on its own rules ([`reconcile_grant`]); the Tenant comes
+/// back at the earliest wait any of them asks for. Grants no Tenant covers are
+/// [strays](reconcile_strays).
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started("consentgrant");
-    let result = reconcile_inner(ctx.unpacked(grant), &ctx).await;
-    if let Err(e) = &result {
-        timer.error(e.metric_label());
+    let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
+    let results =
+        futures::future::join_all(grants.into_iter().map(|g| reconcile_grant(g, &ctx))).await;
+    let mut next: Option<Duration> = None;
+    let mut failed = None;
+    for result in results {
+        match result {
+            Ok(wait) => next = earliest(next, wait),
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
     }
-    result
+    if let Some(e) = failed {
+        timer.error(e.metric_label());
+        return Err(e);
+    }
+    ctx.backoff.succeeded(&backoff_key(&tenant));
+    Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
-async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Action> {
+/// The sooner of two optional waits.
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn backoff_key(tenant: &Tenant) -> String {
+    format!("{}/consents", super::object_key(tenant))
+}
+
+/// Reconciles one ConsentGrant (as the API server sent it: unpacked); `Ok(Some(wait))` to
+/// come back after `wait`, `Ok(None)` to wait for a change.
+pub async fn reconcile_grant(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Option<Duration>> {
     if grant.meta().deletion_timestamp.is_some() {
-        return Ok(Action::await_change());
+        return Ok(None);
     }
     let now = Timestamp::now();
 
@@ -288,7 +322,7 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
             now,
         );
         write_status(&grant, status, ctx).await?;
-        return Ok(Action::await_change());
+        return Ok(None);
     }
 
     let tenant = ctx
@@ -316,7 +350,7 @@ async fn reconcile_inner(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Acti
             ctx,
         )
         .await?;
-        return Ok(Action::requeue(Duration::from_secs(5)));
+        return Ok(Some(Duration::from_secs(5)));
     };
 
     let state = super::packing::consent_state(&grant);
@@ -396,12 +430,12 @@ fn come_back(
     status: Option<&ConsentGrantStatus>,
     tenant: Option<&Tenant>,
     wait: Duration,
-) -> Action {
+) -> Option<Duration> {
     let tenant_alive = tenant.is_some_and(|t| t.meta().deletion_timestamp.is_none());
     if tenant_alive && status.is_some_and(woken_by_tenant) {
-        Action::await_change()
+        None
     } else {
-        Action::requeue(wait)
+        Some(wait)
     }
 }
 
@@ -546,11 +580,82 @@ async fn write_status(
     Ok(())
 }
 
-/// After a failed reconcile: retry with per-grant exponential backoff.
-pub fn error_policy(grant: Arc<ConsentGrant>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(&super::object_key(grant.as_ref()));
-    tracing::warn!(grant = %grant.name_any(), namespace = ?grant.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
+/// After a failed reconcile of a Tenant's grants: retry with per-tenant exponential backoff.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&backoff_key(&tenant));
+    tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "consent reconcile failed");
     Action::requeue(delay)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strays: grants no Tenant's reconcile covers
+// ---------------------------------------------------------------------------------------------
+
+/// How often the grants no Tenant covers are looked at again.
+pub const STRAY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether the consent reconcile of a Tenant covers a grant in `namespace` naming `tenant`:
+/// that Tenant exists and the grant is in its namespace.
+pub fn covered(tenants: &Store<Tenant>, namespace: &str, tenant: &str) -> bool {
+    tenants
+        .get(&ObjectRef::<Tenant>::new(tenant))
+        .is_some_and(|t| t.namespace_name() == namespace)
+}
+
+fn grant_covered(grant: &ConsentGrant, ctx: &Context) -> bool {
+    covered(
+        &ctx.tenants,
+        grant.metadata.namespace.as_deref().unwrap_or_default(),
+        &grant.spec.tenant_ref,
+    )
+}
+
+/// Reconciles the grants no Tenant covers, one at a time, when the grant watch reports one
+/// and every [`STRAY_INTERVAL`]: a grant whose Tenant does not exist (not yet, or no more)
+/// says so in its status, and one made by hand outside its Tenant's namespace is checked
+/// like any other. A stray whose Tenant appears is handed to that Tenant's reconcile.
+pub async fn reconcile_strays(
+    ctx: Arc<Context>,
+    mut found: futures::channel::mpsc::UnboundedReceiver<super::grants::Touched>,
+) {
+    let _ = ctx.tenants.wait_until_ready().await;
+    ctx.grants.wait_until_ready().await;
+    let mut strays = std::collections::BTreeSet::new();
+    ctx.grants.for_each(|g| {
+        if !grant_covered(g, &ctx) {
+            strays.insert((g.namespace().unwrap_or_default(), g.name_any()));
+        }
+    });
+    let mut tick = tokio::time::interval(STRAY_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            next = futures::StreamExt::next(&mut found) => match next {
+                Some(t) => { strays.insert((t.namespace, t.name)); }
+                None => return,
+            },
+            _ = tick.tick() => {}
+        }
+        while let Ok(t) = found.try_recv() {
+            strays.insert((t.namespace, t.name));
+        }
+        for key in strays.clone() {
+            let Some(grant) = ctx.grants.get(&key.0, &key.1) else {
+                strays.remove(&key);
+                continue;
+            };
+            if grant_covered(&grant, &ctx) {
+                strays.remove(&key);
+                ctx.wake_consents(ObjectRef::new(&grant.spec.tenant_ref));
+                continue;
+            }
+            let timer = ctx.metrics.reconcile_started("consentgrant");
+            if let Err(error) = reconcile_grant(ctx.unpacked(grant), &ctx).await {
+                timer.error(error.metric_label());
+                tracing::warn!(grant = %key.1, namespace = %key.0, error = %error, retry_in = ?STRAY_INTERVAL, "reconcile failed");
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,24 +956,24 @@ mod tests {
         // A granted consent hands its next check to its (living) Tenant…
         assert_eq!(
             come_back(status(&granted).as_ref(), Some(&tenant), wait),
-            Action::await_change()
+            None
         );
         // …but keeps its own timer when there is no Tenant to wake it, or it is going away.
         assert_eq!(
             come_back(status(&granted).as_ref(), None, wait),
-            Action::requeue(wait)
+            Some(wait)
         );
         let mut leaving = tenant.clone();
         leaving.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
         assert_eq!(
             come_back(status(&granted).as_ref(), Some(&leaving), wait),
-            Action::requeue(wait)
+            Some(wait)
         );
         // Pending consents are polled by their own timers (seconds to minutes).
         let short = Duration::from_secs(300);
         assert_eq!(
             come_back(status(&pending).as_ref(), Some(&tenant), short),
-            Action::requeue(short)
+            Some(short)
         );
 
         // The Tenant wakes the granted grants that are due and comes back for the next one;

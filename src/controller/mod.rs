@@ -13,6 +13,7 @@
 
 pub mod apply;
 pub mod consent;
+pub mod grants;
 pub mod packing;
 pub mod service;
 pub mod tenant;
@@ -251,7 +252,7 @@ fn truncate_note(mut note: String) -> String {
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Future, StreamExt};
+use futures::{Future, FutureExt, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
@@ -260,6 +261,7 @@ use crate::config::OperatorConfig;
 use crate::crd::{ConsentGrant, Tenant};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
+use grants::GrantCache;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -270,10 +272,8 @@ pub struct Context {
     pub events: Events,
     /// Every Tenant, as last seen.
     pub tenants: Store<Tenant>,
-    /// Every ConsentGrant, as last seen.
-    pub grants: Store<ConsentGrant>,
-    /// The ConsentGrants' names by namespace, so a tenant's grants are found without a scan.
-    pub grant_index: NamespaceIndex,
+    /// Every ConsentGrant, as last seen, by namespace.
+    pub grants: GrantCache,
     /// Tenant ids resolved and not yet seen in a Tenant's status.
     pub resolved_tenant_ids: ResolvedTenantIds,
     /// What decides a Tenant's status write, from the status last seen (the cached Tenants
@@ -283,9 +283,9 @@ pub struct Context {
     pub backoff: Backoff,
     /// The tenants' storage, when the configuration has a `storage` section.
     pub storage: Option<crate::storage::tenant::TenantStorage>,
-    /// Asks the ConsentGrant controller to reconcile a grant now (a Tenant waking its granted
-    /// consents' re-checks).
-    pub wake_grants: futures::channel::mpsc::UnboundedSender<ObjectRef<ConsentGrant>>,
+    /// Asks the consent reconcile of a Tenant's grants to run now (a Tenant waking its
+    /// granted consents' re-checks).
+    pub wake_consents: futures::channel::mpsc::UnboundedSender<ObjectRef<Tenant>>,
 }
 
 /// What the controllers are built from.
@@ -299,10 +299,10 @@ pub struct Parts {
 }
 
 impl Context {
-    /// Has the ConsentGrant controller reconcile `grant` soon.
-    pub fn wake_grant(&self, grant: ObjectRef<ConsentGrant>) {
+    /// Has the consent reconcile of `tenant`'s grants run soon.
+    pub fn wake_consents(&self, tenant: ObjectRef<Tenant>) {
         // Fails only when the controllers are shutting down.
-        let _ = self.wake_grants.unbounded_send(grant);
+        let _ = self.wake_consents.unbounded_send(tenant);
     }
 
     /// The ConsentGrants in `namespace` that belong to the Tenant named `tenant`, as last
@@ -316,13 +316,9 @@ impl Context {
 
     /// The ConsentGrants in `namespace`, as last seen.
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
-        self.grant_index
-            .names(namespace)
+        self.grants
+            .in_namespace(namespace)
             .into_iter()
-            .filter_map(|name| {
-                self.grants
-                    .get(&ObjectRef::<ConsentGrant>::new(&name).within(namespace))
-            })
             .map(|grant| self.unpacked(grant))
             .collect()
     }
@@ -337,54 +333,6 @@ impl Context {
                 consents: &self.config.consents,
             },
         )
-    }
-}
-
-/// Object names by namespace, kept from a watch stream: with tens of thousands of
-/// ConsentGrants, finding a tenant's few by scanning the whole cache made every reconcile
-/// cost in proportion to the number of tenants.
-#[derive(Clone, Default)]
-pub struct NamespaceIndex {
-    inner: Arc<Mutex<Followed<NamesByNamespace>>>,
-}
-
-type NamesByNamespace = HashMap<String, std::collections::BTreeSet<String>>;
-
-impl NamespaceIndex {
-    /// The names of the objects in `namespace`.
-    pub fn names(&self, namespace: &str) -> Vec<String> {
-        let state = self.inner.lock().expect("index lock");
-        state
-            .current
-            .get(namespace)
-            .map(|names| names.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Follows one watch event.
-    pub fn apply<K: Resource>(&self, event: &watcher::Event<K>) {
-        let key = |obj: &K| {
-            (
-                obj.meta().namespace.clone().unwrap_or_default(),
-                obj.meta().name.clone().unwrap_or_default(),
-            )
-        };
-        self.inner.lock().expect("index lock").follow(
-            event,
-            |names, obj| {
-                let (ns, name) = key(obj);
-                names.entry(ns).or_default().insert(name);
-            },
-            |names, obj| {
-                let (ns, name) = key(obj);
-                if let Some(in_ns) = names.get_mut(&ns) {
-                    in_ns.remove(&name);
-                    if in_ns.is_empty() {
-                        names.remove(&ns);
-                    }
-                }
-            },
-        );
     }
 }
 
@@ -557,7 +505,7 @@ impl<V: Copy> DerivedByName<V> {
 /// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
 /// byte here is paid once per object: a label map alone takes a 0.5 KiB tree node plus its
 /// strings, for each of the five or six objects a tenant has. The reconcilers find a
-/// tenant's grants through [`NamespaceIndex`] and a grant's Tenant through `spec.tenantRef`,
+/// tenant's grants through [`GrantCache`] (by namespace) and a grant's Tenant through `spec.tenantRef`,
 /// never through labels.
 pub fn slim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
@@ -619,11 +567,14 @@ pub async fn run(
     // One watch per kind, shared by every controller that needs it.
     let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
     let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_for_grants = tenant_writer.subscribe().expect("shared store subscribes");
+    let tenant_for_consents = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_digests = DerivedByName::<tenant::StatusDigest>::default();
     let resolved_tenant_ids = ResolvedTenantIds::default();
     let tenant_facts = LastSeen::default();
+    let grants = GrantCache::default();
+    // Grants no Tenant's consent reconcile covers, as the watches find them.
+    let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
     let tenant_watch = watcher(
         Api::<Tenant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -633,10 +584,21 @@ pub async fn run(
         let digests = tenant_digests.clone();
         let resolved = resolved_tenant_ids.clone();
         let facts = tenant_facts.clone();
+        let (grants, found_strays) = (grants.clone(), found_strays.clone());
         move |event| {
             if let Ok(watcher::Event::Delete(gone)) = &event {
                 resolved.forget(gone);
                 facts.forget(&gone.name_any());
+                // Its grants are strays until garbage collection takes them.
+                for g in grants.in_namespace(&gone.namespace_name()) {
+                    if g.spec.tenant_ref == gone.name_any() {
+                        let _ = found_strays.unbounded_send(grants::Touched {
+                            namespace: g.namespace().unwrap_or_default(),
+                            name: g.name_any(),
+                            tenant: g.spec.tenant_ref.clone(),
+                        });
+                    }
+                }
             }
             if let Ok(event) = &event {
                 digests.apply(event, |t: &Tenant| {
@@ -650,10 +612,10 @@ pub async fn run(
     .reflect_shared(tenant_writer)
     .for_each(|_| std::future::ready(()));
 
-    let (grants, grant_writer) = reflector::store_shared::<ConsentGrant>(1024);
-    let grant_for_grants = grant_writer.subscribe().expect("shared store subscribes");
-    let grant_for_tenants = grant_writer.subscribe().expect("shared store subscribes");
-    let grant_index = NamespaceIndex::default();
+    // Grant events wake the grant's Tenant in both controllers: the Tenant controller for its
+    // consent lines, the consent controller for the grants themselves.
+    let (wake_tenants, tenant_wake_ups) = futures::channel::mpsc::unbounded();
+    let (wake_consents, consent_wake_ups) = futures::channel::mpsc::unbounded();
     let grant_watch = watcher(
         Api::<ConsentGrant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -673,21 +635,33 @@ pub async fn run(
             );
         }
     })
-    .map({
-        let index = grant_index.clone();
+    .for_each({
+        let (grants, tenants) = (grants.clone(), tenants.clone());
+        let wake_consents = wake_consents.clone();
         move |event| {
-            if let Ok(event) = &event {
-                index.apply(event);
+            let Ok(event) = event else {
+                // The watcher backs off and retries; the cache keeps its last view.
+                return std::future::ready(());
+            };
+            let tenants_ready = tenants.wait_until_ready().now_or_never().is_some();
+            for touched in grants.apply(event) {
+                let tenant = ObjectRef::<Tenant>::new(&touched.tenant);
+                let _ = wake_tenants.unbounded_send(tenant.clone());
+                let _ = wake_consents.unbounded_send(tenant);
+                // Before the Tenants are listed, the stray reconcile looks at every grant
+                // once they are.
+                if tenants_ready
+                    && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
+                {
+                    let _ = found_strays.unbounded_send(touched);
+                }
             }
-            event
+            std::future::ready(())
         }
-    })
-    .reflect_shared(grant_writer)
-    .for_each(|_| std::future::ready(()));
+    });
 
-    let (wake_grants, grant_wake_ups) = futures::channel::mpsc::unbounded();
     let ctx = Arc::new(Context {
-        wake_grants,
+        wake_consents,
         events: Events::new(client.clone(), "recording-operator"),
         client,
         config,
@@ -695,7 +669,6 @@ pub async fn run(
         metrics,
         tenants: tenants.clone(),
         grants: grants.clone(),
-        grant_index: grant_index.clone(),
         tenant_digests,
         resolved_tenant_ids: resolved_tenant_ids.clone(),
         applied: Default::default(),
@@ -709,9 +682,7 @@ pub async fn run(
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
     let tenant_controller = Controller::for_shared_stream(tenant_for_tenants, tenants.clone())
-        .watches_shared_stream(grant_for_tenants, |grant: Arc<ConsentGrant>| {
-            Some(ObjectRef::<Tenant>::new(&grant.spec.tenant_ref))
-        })
+        .reconcile_on(tenant_wake_ups)
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(tenant::reconcile, tenant::error_policy, ctx.clone())
@@ -724,29 +695,21 @@ pub async fn run(
         shutdown.clone(),
     );
 
-    // A Tenant's change wakes its grants only when it changes what they read of it.
-    let grants_of_tenant = {
-        let index = grant_index.clone();
+    // The consent controller runs per Tenant (see `consent::reconcile`). A Tenant's own
+    // change wakes it only when it changes what the grants read of it.
+    let consent_triggers = tenant_for_consents.filter({
         let facts = tenant_facts.clone();
-        move |t: Arc<Tenant>| {
-            if !facts.changed(&t.name_any(), consent::tenant_facts(&t)) {
-                return Vec::new();
-            }
-            let ns = t.namespace_name();
-            index
-                .names(&ns)
-                .into_iter()
-                .map(|name| ObjectRef::<ConsentGrant>::new(&name).within(&ns))
-                .collect::<Vec<_>>()
+        move |t: &Arc<Tenant>| {
+            std::future::ready(facts.changed(&t.name_any(), consent::tenant_facts(t)))
         }
-    };
-    let consent_controller = Controller::for_shared_stream(grant_for_grants, grants.clone())
-        .watches_shared_stream(tenant_for_grants, grants_of_tenant)
-        .reconcile_on(grant_wake_ups)
+    });
+    let consent_controller = Controller::for_shared_stream(consent_triggers, tenants.clone())
+        .reconcile_on(consent_wake_ups)
         .with_config(controller_config)
         .graceful_shutdown_on(shutdown.clone())
         .run(consent::reconcile, consent::error_policy, ctx.clone())
         .for_each(|_| std::future::ready(()));
+    let strays = consent::reconcile_strays(ctx.clone(), strays);
 
     let readiness = {
         let (tenants, grants, ready) = (tenants.clone(), grants.clone(), ready.clone());
@@ -764,6 +727,7 @@ pub async fn run(
         _ = tenant_watch => {}
         _ = grant_watch => {}
         _ = gauges => {}
+        _ = strays => {}
     }
     ready.store(false, Ordering::SeqCst);
 }
@@ -781,7 +745,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
             *by_health.entry(health.to_string()).or_insert(0i64) += 1;
         }
         let mut by_state = std::collections::BTreeMap::new();
-        for g in ctx.grants.state() {
+        ctx.grants.for_each(|g| {
             let state = g
                 .status
                 .as_ref()
@@ -789,7 +753,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
                 .map(|s| s.as_str())
                 .unwrap_or("Unknown");
             *by_state.entry(state.to_string()).or_insert(0i64) += 1;
-        }
+        });
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -827,26 +791,6 @@ mod tests {
             "spec": {"tenantRef": "t", "consent": name, "appId": "00000000-0000-0000-0000-000000000001"}
         }))
         .expect("grant")
-    }
-
-    #[test]
-    fn the_index_follows_applies_deletes_and_relists() {
-        let index = NamespaceIndex::default();
-        index.apply(&watcher::Event::Apply(grant("tenant-a", "login")));
-        index.apply(&watcher::Event::Apply(grant("tenant-a", "directory")));
-        index.apply(&watcher::Event::Apply(grant("tenant-b", "login")));
-        assert_eq!(index.names("tenant-a"), ["directory", "login"]);
-        index.apply(&watcher::Event::Delete(grant("tenant-a", "login")));
-        assert_eq!(index.names("tenant-a"), ["directory"]);
-
-        // A relist replaces everything once complete; until then the old view stands.
-        index.apply(&watcher::Event::<ConsentGrant>::Init);
-        index.apply(&watcher::Event::InitApply(grant("tenant-c", "recording")));
-        assert_eq!(index.names("tenant-b"), ["login"]);
-        index.apply(&watcher::Event::<ConsentGrant>::InitDone);
-        assert!(index.names("tenant-a").is_empty());
-        assert!(index.names("tenant-b").is_empty());
-        assert_eq!(index.names("tenant-c"), ["recording"]);
     }
 
     #[test]

@@ -659,8 +659,8 @@ pub fn grants_to_wake(
 fn wake_due_grants(tenant: &Tenant, ctx: &Context, now: Timestamp) -> Option<Duration> {
     let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
     let (due, next) = grants_to_wake(&grants, now);
-    for grant in due {
-        ctx.wake_grant(grant);
+    if !due.is_empty() {
+        ctx.wake_consents(ObjectRef::from_obj(tenant));
     }
     // Come back shortly after a due grant was woken: its check writes a new `nextCheckAt`
     // (which triggers this reconcile anyway); the wait covers a wake-up that was lost.

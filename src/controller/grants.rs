@@ -1,0 +1,252 @@
+//! The ConsentGrant cache: every grant, as last seen, grouped by namespace.
+//!
+//! Both controllers read a tenant's grants (the Tenant for its consent lines and to wake due
+//! re-checks, the consent reconcile for the siblings that share a check), and the consent
+//! reconcile runs per tenant (see [`consent`](super::consent)), so nothing looks a grant up on
+//! its own: the cache keeps one entry per namespace holding that namespace's grants, kept
+//! [packed](super::packing) and sorted by name.
+//!
+//! It replaces kube-runtime's `Store` for this kind. A `Store` keeps, for each object, a key
+//! of four strings next to the object, and a `Controller` over the kind keeps every queued
+//! object's reference twice more; with ten thousand tenants of four or five grants each, that
+//! was most of the operator's memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use kube::runtime::watcher;
+use kube::ResourceExt;
+use tokio::sync::watch;
+
+use crate::crd::ConsentGrant;
+
+/// Where a grant event came from and which Tenant it names: what the grant watch passes on
+/// to the controllers after the cache took the event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Touched {
+    pub namespace: String,
+    pub name: String,
+    /// The grant's `spec.tenantRef`.
+    pub tenant: String,
+}
+
+impl Touched {
+    fn of(grant: &ConsentGrant) -> Self {
+        Self {
+            namespace: grant.namespace().unwrap_or_default(),
+            name: grant.name_any(),
+            tenant: grant.spec.tenant_ref.clone(),
+        }
+    }
+}
+
+type ByNamespace = HashMap<Box<str>, Vec<Arc<ConsentGrant>>>;
+
+#[derive(Default)]
+struct State {
+    current: ByNamespace,
+    /// The objects of a (re)list in progress; they replace `current` once it completes.
+    relisting: Option<ByNamespace>,
+}
+
+/// Every ConsentGrant, packed, by namespace. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct GrantCache {
+    state: Arc<RwLock<State>>,
+    ready: Arc<watch::Sender<bool>>,
+}
+
+impl Default for GrantCache {
+    fn default() -> Self {
+        Self {
+            state: Default::default(),
+            ready: Arc::new(watch::channel(false).0),
+        }
+    }
+}
+
+fn put(by_ns: &mut ByNamespace, grant: ConsentGrant) {
+    let ns = grant.namespace().unwrap_or_default();
+    let grants = by_ns.entry(ns.into_boxed_str()).or_default();
+    let name = grant.metadata.name.as_deref().unwrap_or_default();
+    match grants.binary_search_by(|g| g.metadata.name.as_deref().unwrap_or_default().cmp(name)) {
+        Ok(at) => grants[at] = Arc::new(grant),
+        Err(at) => grants.insert(at, Arc::new(grant)),
+    }
+}
+
+fn remove(by_ns: &mut ByNamespace, grant: &ConsentGrant) {
+    let ns = grant.namespace().unwrap_or_default();
+    let name = grant.metadata.name.as_deref().unwrap_or_default();
+    if let Some(grants) = by_ns.get_mut(ns.as_str()) {
+        grants.retain(|g| g.metadata.name.as_deref().unwrap_or_default() != name);
+        if grants.is_empty() {
+            by_ns.remove(ns.as_str());
+        }
+    }
+}
+
+impl GrantCache {
+    /// Takes one watch event (its object already [slimmed](super::slim_grant) and
+    /// [packed](super::packing::pack)) and returns the grants it touched: the event's object,
+    /// or every grant of a completed (re)list.
+    pub fn apply(&self, event: watcher::Event<ConsentGrant>) -> Vec<Touched> {
+        let mut state = self.state.write().expect("grant cache lock");
+        let touched = match event {
+            watcher::Event::Apply(grant) => {
+                let touched = Touched::of(&grant);
+                put(&mut state.current, grant);
+                vec![touched]
+            }
+            watcher::Event::Delete(grant) => {
+                remove(&mut state.current, &grant);
+                vec![Touched::of(&grant)]
+            }
+            watcher::Event::Init => {
+                state.relisting = Some(ByNamespace::new());
+                Vec::new()
+            }
+            watcher::Event::InitApply(grant) => {
+                put(state.relisting.get_or_insert_with(Default::default), grant);
+                Vec::new()
+            }
+            watcher::Event::InitDone => {
+                // Until the list completes the old view stands; grants deleted meanwhile
+                // leave nothing behind.
+                let listed = state.relisting.take().unwrap_or_default();
+                let mut touched: Vec<Touched> = state
+                    .current
+                    .values()
+                    .chain(listed.values())
+                    .flatten()
+                    .map(|g| Touched::of(g))
+                    .collect();
+                touched.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+                touched.dedup();
+                state.current = listed;
+                state.current.shrink_to_fit();
+                self.ready.send_replace(true);
+                touched
+            }
+        };
+        touched
+    }
+
+    /// The grants in `namespace`, packed, by name.
+    pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
+        let state = self.state.read().expect("grant cache lock");
+        state.current.get(namespace).cloned().unwrap_or_default()
+    }
+
+    /// One grant, packed.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<ConsentGrant>> {
+        let state = self.state.read().expect("grant cache lock");
+        state
+            .current
+            .get(namespace)?
+            .iter()
+            .find(|g| g.metadata.name.as_deref() == Some(name))
+            .cloned()
+    }
+
+    /// Calls `f` with every grant, packed (under the cache's read lock: `f` must not block).
+    pub fn for_each(&self, mut f: impl FnMut(&ConsentGrant)) {
+        let state = self.state.read().expect("grant cache lock");
+        state.current.values().flatten().for_each(|g| f(g));
+    }
+
+    /// How many grants the cache holds.
+    pub fn len(&self) -> usize {
+        let state = self.state.read().expect("grant cache lock");
+        state.current.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the first list has completed.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Returns once the first list has completed.
+    pub async fn wait_until_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ConsentGrantSpec;
+
+    fn grant(ns: &str, name: &str, tenant: &str) -> ConsentGrant {
+        let mut g = ConsentGrant::new(
+            name,
+            ConsentGrantSpec {
+                tenant_ref: tenant.into(),
+                consent: "recording".into(),
+                app_id: "app".into(),
+                display_name: None,
+                application_permissions: vec![],
+                delegated_scopes: vec![],
+                optional: false,
+            },
+        );
+        g.metadata.namespace = Some(ns.into());
+        g
+    }
+
+    fn names(cache: &GrantCache, ns: &str) -> Vec<String> {
+        cache.in_namespace(ns).iter().map(|g| g.name_any()).collect()
+    }
+
+    #[tokio::test]
+    async fn follows_applies_deletes_and_relists() {
+        let cache = GrantCache::default();
+        assert!(!cache.is_ready());
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(grant("tenant-a", "consent-b", "a")));
+        cache.apply(watcher::Event::InitApply(grant("tenant-a", "consent-a", "a")));
+        assert!(cache.is_empty(), "a list shows once complete");
+        let touched = cache.apply(watcher::Event::InitDone);
+        assert_eq!(touched.len(), 2);
+        assert_eq!(touched[0].name, "consent-a");
+        assert_eq!(touched[0].tenant, "a");
+        cache.wait_until_ready().await;
+        assert_eq!(names(&cache, "tenant-a"), ["consent-a", "consent-b"]);
+
+        let touched = cache.apply(watcher::Event::Apply(grant("tenant-c", "consent-a", "c")));
+        assert_eq!(
+            touched,
+            [Touched {
+                namespace: "tenant-c".into(),
+                name: "consent-a".into(),
+                tenant: "c".into()
+            }]
+        );
+        let mut changed = grant("tenant-a", "consent-a", "a");
+        changed.spec.optional = true;
+        cache.apply(watcher::Event::Apply(changed));
+        assert!(cache.get("tenant-a", "consent-a").unwrap().spec.optional);
+        assert_eq!(cache.len(), 3);
+
+        cache.apply(watcher::Event::Delete(grant("tenant-c", "consent-a", "c")));
+        assert!(cache.in_namespace("tenant-c").is_empty());
+        assert!(cache.get("tenant-c", "consent-a").is_none());
+
+        // A relist without consent-b: it is gone once the list completes, and both the
+        // grants of the old view and of the new are passed on.
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(grant("tenant-a", "consent-a", "a")));
+        assert_eq!(names(&cache, "tenant-a"), ["consent-a", "consent-b"]);
+        let touched = cache.apply(watcher::Event::InitDone);
+        assert_eq!(touched.len(), 2);
+        assert_eq!(names(&cache, "tenant-a"), ["consent-a"]);
+        let mut seen = 0;
+        cache.for_each(|_| seen += 1);
+        assert_eq!(seen, 1);
+    }
+}
