@@ -313,6 +313,95 @@ fn grant_essentials_consents(h: &Harness) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_no_tenant_covers_says_why_and_is_checked_once_its_tenant_exists() {
+    // Grants made by hand outside a Tenant's namespace: one naming a Tenant that does not
+    // exist yet, one naming Fabrikam (onboarded, everything granted).
+    let h = Harness::start().await;
+    onboard_fabrikam_with_every_consent_granted(&h).await;
+    let template = h
+        .grants("fabrikam")
+        .await
+        .into_iter()
+        .find(|g| g.spec.consent == "recording")
+        .expect("recording grant");
+    let api: kube::Api<recording_operator::crd::ConsentGrant> =
+        kube::Api::namespaced(h.client(), "default");
+    for (name, tenant) in [
+        ("contoso-recording", "contoso"),
+        ("fabrikam-recording", "fabrikam"),
+    ] {
+        let mut spec = template.spec.clone();
+        spec.tenant_ref = tenant.into();
+        let grant = recording_operator::crd::ConsentGrant::new(name, spec);
+        api.create(&Default::default(), &grant).await.unwrap();
+    }
+    let reason = |g: &recording_operator::crd::ConsentGrant| {
+        g.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    let get = |name: &'static str| {
+        let api = api.clone();
+        move || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok().flatten() }
+        }
+    };
+    let orphan = common::wait_for(
+        T,
+        get("contoso-recording"),
+        |g| reason(g).is_some(),
+        "contoso-recording status",
+    )
+    .await;
+    assert_eq!(
+        reason(&orphan),
+        Some((
+            "TenantNotReady".to_string(),
+            r#"Tenant "contoso" does not exist"#.to_string()
+        ))
+    );
+    let checked = common::wait_for(
+        T,
+        get("fabrikam-recording"),
+        |g| g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Granted),
+        "fabrikam-recording granted",
+    )
+    .await;
+    let url = checked.status.unwrap().consent_url.unwrap();
+    assert!(
+        url.contains(&format!("/{FABRIKAM_ID}/v2.0/adminconsent?")),
+        "{url}"
+    );
+
+    // Contoso's Tenant arrives: the grant stops waiting and is checked (nothing granted).
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    let checked = common::wait_for(
+        T,
+        get("contoso-recording"),
+        |g| reason(g).is_some_and(|(r, _)| r != "TenantNotReady"),
+        "contoso-recording checked",
+    )
+    .await;
+    let status = checked.status.unwrap();
+    assert_eq!(status.state, Some(ConsentState::Pending));
+    assert!(
+        status
+            .consent_url
+            .unwrap()
+            .contains("/5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d/v2.0/adminconsent?"),
+        "contoso's consent link"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
     let h = Harness::start().await;
     h.apply(&tenant_yaml(

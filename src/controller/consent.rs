@@ -628,11 +628,13 @@ pub async fn reconcile_strays(
     });
     let mut tick = tokio::time::interval(STRAY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Runs as long as the controllers do, whether or not the watches still report.
+    let mut reported = true;
     loop {
         tokio::select! {
-            next = futures::StreamExt::next(&mut found) => match next {
+            next = futures::StreamExt::next(&mut found), if reported => match next {
                 Some(t) => { strays.insert((t.namespace, t.name)); }
-                None => return,
+                None => reported = false,
             },
             _ = tick.tick() => {}
         }
@@ -959,10 +961,7 @@ mod tests {
             None
         );
         // …but keeps its own timer when there is no Tenant to wake it, or it is going away.
-        assert_eq!(
-            come_back(status(&granted).as_ref(), None, wait),
-            Some(wait)
-        );
+        assert_eq!(come_back(status(&granted).as_ref(), None, wait), Some(wait));
         let mut leaving = tenant.clone();
         leaving.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(1).unwrap()));
         assert_eq!(

@@ -200,7 +200,11 @@ mod tests {
     }
 
     fn names(cache: &GrantCache, ns: &str) -> Vec<String> {
-        cache.in_namespace(ns).iter().map(|g| g.name_any()).collect()
+        cache
+            .in_namespace(ns)
+            .iter()
+            .map(|g| g.name_any())
+            .collect()
     }
 
     #[tokio::test]
@@ -208,8 +212,16 @@ mod tests {
         let cache = GrantCache::default();
         assert!(!cache.is_ready());
         cache.apply(watcher::Event::Init);
-        cache.apply(watcher::Event::InitApply(grant("tenant-a", "consent-b", "a")));
-        cache.apply(watcher::Event::InitApply(grant("tenant-a", "consent-a", "a")));
+        cache.apply(watcher::Event::InitApply(grant(
+            "tenant-a",
+            "consent-b",
+            "a",
+        )));
+        cache.apply(watcher::Event::InitApply(grant(
+            "tenant-a",
+            "consent-a",
+            "a",
+        )));
         assert!(cache.is_empty(), "a list shows once complete");
         let touched = cache.apply(watcher::Event::InitDone);
         assert_eq!(touched.len(), 2);
@@ -240,7 +252,11 @@ mod tests {
         // A relist without consent-b: it is gone once the list completes, and both the
         // grants of the old view and of the new are passed on.
         cache.apply(watcher::Event::Init);
-        cache.apply(watcher::Event::InitApply(grant("tenant-a", "consent-a", "a")));
+        cache.apply(watcher::Event::InitApply(grant(
+            "tenant-a",
+            "consent-a",
+            "a",
+        )));
         assert_eq!(names(&cache, "tenant-a"), ["consent-a", "consent-b"]);
         let touched = cache.apply(watcher::Event::InitDone);
         assert_eq!(touched.len(), 2);

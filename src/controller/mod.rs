@@ -650,8 +650,7 @@ pub async fn run(
                 let _ = wake_consents.unbounded_send(tenant);
                 // Before the Tenants are listed, the stray reconcile looks at every grant
                 // once they are.
-                if tenants_ready
-                    && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
+                if tenants_ready && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
                 {
                     let _ = found_strays.unbounded_send(touched);
                 }
