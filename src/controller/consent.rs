@@ -1,13 +1,18 @@
 //! The ConsentGrant controller: is this admin consent given?
 //!
-//! One reconcile: validate → find the Tenant and its Entra tenant id → build the admin-consent
-//! URL → if a check is due (new object, spec change, `recording.m365.io/recheck-at` changed,
-//! or `status.nextCheckAt` reached) ask the shared [`ConsentChecker`](crate::graph::ConsentChecker)
-//! about *all* of the tenant's consents at once (one `$batch` serves the tenant's every grant;
-//! a due grant takes any check of its tenant started since the middle of its wait, so the
-//! grants of a tenant share one check per poll and one schedule) → derive the state, with
-//! `Revoked` from history → write status and an Event on each transition → come back at
-//! `nextCheckAt`.
+//! It runs per Tenant: a reconcile takes the Tenant's grants (those in its namespace that name
+//! it) and reconciles each on its own rules; the Tenant comes back at the earliest wait any of
+//! them asks for. Grants no Tenant covers (their Tenant missing, or made outside its
+//! namespace) are [strays](reconcile_strays), reconciled one by one.
+//!
+//! One grant's reconcile: validate → find the Tenant and its Entra tenant id → build the
+//! admin-consent URL → if a check is due (new object, spec change,
+//! `recording.m365.io/recheck-at` changed, or `status.nextCheckAt` reached) ask the shared
+//! [`ConsentChecker`](crate::graph::ConsentChecker) about *all* of the tenant's consents at
+//! once (one `$batch` serves the tenant's every grant; a due grant takes any check of its
+//! tenant started since the middle of its wait, so the grants of a tenant share one check per
+//! poll and one schedule) → derive the state, with `Revoked` from history → write status and
+//! an Event on each transition → come back at `nextCheckAt`.
 //!
 //! The redirect endpoint (`/consent/callback`) does what the annotation does: it stamps
 //! `recheck-at` on the grant named by the redirect's `state`, so the check runs at once.
@@ -457,10 +462,9 @@ pub fn tenant_facts(tenant: &Tenant) -> u64 {
 /// granted consent is only re-checked every few hours to notice a revocation, and the Tenant
 /// comes back every few minutes anyway.
 ///
-/// Every scheduled wake-up is an entry in the controller's queue (the object's reference,
-/// twice, with its strings): with ten thousand tenants of four or five grants each, one entry
-/// per tenant instead of one per grant is tens of MiB. Grants that are pending, failing or
-/// not checked yet keep their own timers (seconds to minutes).
+/// A fully granted tenant thereby has no timer in the consent controller's queue at all, only
+/// the Tenant controller's. Grants that are pending, failing or not checked yet keep their
+/// tenant's consent timer (seconds to minutes).
 pub fn woken_by_tenant(status: &ConsentGrantStatus) -> bool {
     status.state == Some(ConsentState::Granted) && status.next_check_at.is_some()
 }
