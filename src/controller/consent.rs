@@ -278,8 +278,12 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     let timer = ctx.metrics.reconcile_started("consentgrant");
     let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
-    let results =
-        futures::future::join_all(grants.into_iter().map(|g| reconcile_grant(g, &ctx))).await;
+    let results = futures::future::join_all(
+        grants
+            .iter()
+            .map(|g| reconcile_grant(g.clone(), &grants, &ctx)),
+    )
+    .await;
     let mut next: Option<Duration> = None;
     let mut failed = None;
     for result in results {
@@ -310,9 +314,14 @@ fn backoff_key(tenant: &Tenant) -> String {
     format!("{}/consents", super::object_key(tenant))
 }
 
-/// Reconciles one ConsentGrant (as the API server sent it: unpacked); `Ok(Some(wait))` to
-/// come back after `wait`, `Ok(None)` to wait for a change.
-pub async fn reconcile_grant(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<Option<Duration>> {
+/// Reconciles one ConsentGrant (as the API server sent it: unpacked), among `siblings`, the
+/// grants of the same tenant (itself included) as the reconcile found them; `Ok(Some(wait))`
+/// to come back after `wait`, `Ok(None)` to wait for a change.
+pub async fn reconcile_grant(
+    grant: Arc<ConsentGrant>,
+    siblings: &[Arc<ConsentGrant>],
+    ctx: &Context,
+) -> Result<Option<Duration>> {
     if grant.meta().deletion_timestamp.is_some() {
         return Ok(None);
     }
@@ -387,10 +396,7 @@ pub async fn reconcile_grant(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<
 
     // One check answers for every consent of the tenant; a due grant joins any check of its
     // tenant started since the middle of its wait (see `share_from`).
-    let mut specs: Vec<ConsentSpec> = siblings_of(&grant, ctx)
-        .iter()
-        .map(|g| spec_of(g))
-        .collect();
+    let mut specs: Vec<ConsentSpec> = siblings.iter().map(|g| spec_of(g)).collect();
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
         specs.push(spec_of(&grant));
     }
@@ -416,7 +422,7 @@ pub async fn reconcile_grant(grant: Arc<ConsentGrant>, ctx: &Context) -> Result<
     let checked_at = Timestamp::try_from(result.checked_at).unwrap_or(now);
     let wait = wait_after_check(
         &grant,
-        &siblings_of(&grant, ctx),
+        siblings,
         &check,
         &tenant_id,
         checked_at,
@@ -492,14 +498,6 @@ pub fn wait_after_check(
         &mut schedule_rng(tenant_id, checked_at.into()),
     );
     next_wait(checked_at, next_in, now)
-}
-
-/// The ConsentGrants of the same tenant as `grant` (itself included), as last seen.
-fn siblings_of(grant: &ConsentGrant, ctx: &Context) -> Vec<Arc<ConsentGrant>> {
-    ctx.grants_of(
-        &grant.namespace().unwrap_or_default(),
-        &grant.spec.tenant_ref,
-    )
 }
 
 /// When the consent last changed state, for the doubling pending interval: the earliest
@@ -656,7 +654,8 @@ pub async fn reconcile_strays(
                 continue;
             }
             let timer = ctx.metrics.reconcile_started("consentgrant");
-            if let Err(error) = reconcile_grant(ctx.unpacked(grant), &ctx).await {
+            let siblings = ctx.grants_of(&key.0, &grant.spec.tenant_ref);
+            if let Err(error) = reconcile_grant(ctx.unpacked(grant), &siblings, &ctx).await {
                 timer.error(error.metric_label());
                 tracing::warn!(grant = %key.1, namespace = %key.0, error = %error, retry_in = ?STRAY_INTERVAL, "reconcile failed");
             }
