@@ -744,15 +744,10 @@ async fn gauge_loop(ctx: Arc<Context>) {
             *by_health.entry(health.to_string()).or_insert(0i64) += 1;
         }
         let mut by_state = std::collections::BTreeMap::new();
-        ctx.grants.for_each(|g| {
-            let state = g
-                .status
-                .as_ref()
-                .and_then(|s| s.state)
-                .map(|s| s.as_str())
-                .unwrap_or("Unknown");
-            *by_state.entry(state.to_string()).or_insert(0i64) += 1;
-        });
+        for (state, n) in ctx.grants.count_by_state() {
+            let state = state.map(|s| s.as_str()).unwrap_or("Unknown");
+            *by_state.entry(state.to_string()).or_insert(0i64) += n as i64;
+        }
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
         tokio::time::sleep(Duration::from_secs(5)).await;

@@ -136,7 +136,7 @@ pub fn unpack(grant: Arc<ConsentGrant>, from: Sources<'_>) -> Arc<ConsentGrant> 
         return grant;
     }
 
-    let mut whole = ConsentGrant::clone(&grant);
+    let mut whole = Arc::unwrap_or_clone(grant);
     // The spec first: the status is rebuilt from it.
     if let Some(configured) = configured.filter(|_| spec_packed) {
         let spec = &mut whole.spec;
