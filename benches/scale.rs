@@ -824,8 +824,9 @@ async fn phase_ready(args: &Args) -> Table {
     .expect("grants poked");
     // The bench's own requests: one patch per Tenant and per grant, and the list.
     let bench_requests = (n + grants.len() + 1) as u64;
-    // Wait until the tenant controller has reconciled every poked Tenant (its counter), at most
-    // a minute.
+    // Wait until the tenant controller has reconciled every poked Tenant and the consent
+    // controller every tenant whose grants were poked (it reconciles a tenant's grants
+    // together), at most a minute.
     let total_of = |text: &str, controller: &str| -> f64 {
         Histogram::parse(text)
             .get(controller)
@@ -839,7 +840,12 @@ async fn phase_ready(args: &Args) -> Table {
             .unwrap_or(0.0)
             + poked as f64
     };
-    let (want_tenants, want_grants) = (want("tenant", n), want("consentgrant", grants.len()));
+    let poked_tenants = grants
+        .iter()
+        .map(|(ns, _)| ns)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let (want_tenants, want_grants) = (want("tenant", n), want("consentgrant", poked_tenants));
     for _ in 0..600 {
         let text = operator.metrics().await;
         if total_of(&text, "tenant") >= want_tenants
