@@ -285,7 +285,7 @@ pub struct Context {
     pub storage: Option<crate::storage::tenant::TenantStorage>,
     /// Asks the consent reconcile of a Tenant's grants to run now (a Tenant waking its
     /// granted consents' re-checks).
-    pub wake_consents: futures::channel::mpsc::UnboundedSender<ObjectRef<Tenant>>,
+    pub wake_consents: Wakes,
 }
 
 /// What the controllers are built from.
@@ -301,8 +301,7 @@ pub struct Parts {
 impl Context {
     /// Has the consent reconcile of `tenant`'s grants run soon.
     pub fn wake_consents(&self, tenant: ObjectRef<Tenant>) {
-        // Fails only when the controllers are shutting down.
-        let _ = self.wake_consents.unbounded_send(tenant);
+        self.wake_consents.wake(&tenant.name);
     }
 
     /// The ConsentGrants in `namespace` that belong to the Tenant named `tenant`, as last
@@ -333,6 +332,47 @@ impl Context {
                 consents: &self.config.consents,
             },
         )
+    }
+}
+
+/// Requests to reconcile Tenants, by name, that a controller takes through
+/// [`Controller::reconcile_on`]: a name already waiting is not queued again.
+///
+/// A burst of grant events (4.5 per tenant) finds the controllers' queues full; kube-runtime
+/// stops reading its triggers while every reconcile slot is busy, and an unbounded channel
+/// then held one request per event (23 MiB with ten thousand tenants' grants touched at
+/// once). Here at most one request per Tenant waits.
+#[derive(Clone)]
+pub struct Wakes {
+    waiting: Arc<Mutex<std::collections::HashSet<String>>>,
+    sender: futures::channel::mpsc::UnboundedSender<String>,
+}
+
+impl Wakes {
+    /// The sending side, and the stream of requests for the controller.
+    pub fn new() -> (
+        Self,
+        impl futures::Stream<Item = ObjectRef<Tenant>> + Send + 'static,
+    ) {
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<String>();
+        let waiting: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
+        let taken = waiting.clone();
+        let requests = receiver.map(move |name| {
+            taken.lock().expect("wakes lock").remove(&name);
+            ObjectRef::new(&name)
+        });
+        (Self { waiting, sender }, requests)
+    }
+
+    /// Asks for a reconcile of the Tenant `name`, unless one is already waiting.
+    pub fn wake(&self, name: &str) {
+        let mut waiting = self.waiting.lock().expect("wakes lock");
+        if !waiting.contains(name) {
+            // Fails only when the controllers are shutting down.
+            if self.sender.unbounded_send(name.to_string()).is_ok() {
+                waiting.insert(name.to_string());
+            }
+        }
     }
 }
 
@@ -614,8 +654,8 @@ pub async fn run(
 
     // Grant events wake the grant's Tenant in both controllers: the Tenant controller for its
     // consent lines, the consent controller for the grants themselves.
-    let (wake_tenants, tenant_wake_ups) = futures::channel::mpsc::unbounded();
-    let (wake_consents, consent_wake_ups) = futures::channel::mpsc::unbounded();
+    let (wake_tenants, tenant_wake_ups) = Wakes::new();
+    let (wake_consents, consent_wake_ups) = Wakes::new();
     let grant_watch = watcher(
         Api::<ConsentGrant>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -645,9 +685,8 @@ pub async fn run(
             };
             let tenants_ready = tenants.wait_until_ready().now_or_never().is_some();
             for touched in grants.apply(event) {
-                let tenant = ObjectRef::<Tenant>::new(&touched.tenant);
-                let _ = wake_tenants.unbounded_send(tenant.clone());
-                let _ = wake_consents.unbounded_send(tenant);
+                wake_tenants.wake(&touched.tenant);
+                wake_consents.wake(&touched.tenant);
                 // Before the Tenants are listed, the stray reconcile looks at every grant
                 // once they are.
                 if tenants_ready && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
@@ -785,6 +824,22 @@ mod tests {
             "spec": {"tenantRef": "t", "consent": name, "appId": "00000000-0000-0000-0000-000000000001"}
         }))
         .expect("grant")
+    }
+
+    #[tokio::test]
+    async fn a_tenant_waiting_to_be_reconciled_is_not_queued_again() {
+        let (wakes, mut requests) = Wakes::new();
+        wakes.wake("fabrikam");
+        wakes.wake("contoso");
+        wakes.wake("fabrikam");
+        let next = |r: Option<ObjectRef<Tenant>>| r.map(|r| r.name);
+        assert_eq!(next(requests.next().await).as_deref(), Some("fabrikam"));
+        assert_eq!(next(requests.next().await).as_deref(), Some("contoso"));
+        // Taken by the controller: a new request is queued again.
+        wakes.wake("fabrikam");
+        assert_eq!(next(requests.next().await).as_deref(), Some("fabrikam"));
+        drop(wakes);
+        assert_eq!(next(requests.next().await), None);
     }
 
     #[test]
