@@ -65,19 +65,24 @@ struct Kept<M, S, T> {
 }
 
 impl Entry {
-    fn of(mut grant: ConsentGrant) -> Self {
+    /// The entry of `grant`, its JSON written into `scratch` first and then copied into an
+    /// allocation of its exact length: growing a string for each grant would leave its
+    /// smaller buffers freed between the long-lived entries (a rewrite of every grant took
+    /// the process 23 MiB more resident memory for the same live heap).
+    fn of(mut grant: ConsentGrant, scratch: &mut Vec<u8>) -> Self {
         grant.metadata.namespace = None;
         let kept = Kept {
             metadata: &grant.metadata,
             spec: &grant.spec,
             status: grant.status.as_ref(),
         };
+        scratch.clear();
+        serde_json::to_writer(&mut *scratch, &kept).expect("a ConsentGrant serialises");
+        let json = std::str::from_utf8(scratch).expect("serde_json writes UTF-8");
         Self {
             name: grant.metadata.name.clone().unwrap_or_default().into(),
             state: grant.status.as_ref().and_then(|s| s.state),
-            json: serde_json::to_string(&kept)
-                .expect("a ConsentGrant serialises")
-                .into(),
+            json: json.into(),
         }
     }
 
@@ -106,6 +111,8 @@ struct State {
     current: ByNamespace,
     /// The objects of a (re)list in progress; they replace `current` once it completes.
     relisting: Option<ByNamespace>,
+    /// Where a grant's JSON is written before it is kept (see [`Entry::of`]).
+    scratch: Vec<u8>,
 }
 
 /// Every ConsentGrant, packed, by namespace. Cheap to clone (shared).
@@ -124,9 +131,9 @@ impl Default for GrantCache {
     }
 }
 
-fn put(by_ns: &mut ByNamespace, grant: ConsentGrant) {
+fn put(by_ns: &mut ByNamespace, grant: ConsentGrant, scratch: &mut Vec<u8>) {
     let ns = grant.namespace().unwrap_or_default();
-    let entry = Entry::of(grant);
+    let entry = Entry::of(grant, scratch);
     let grants = by_ns.entry(ns.into_boxed_str()).or_default();
     match grants.binary_search_by(|e| e.name.cmp(&entry.name)) {
         Ok(at) => grants[at] = entry,
@@ -150,11 +157,12 @@ impl GrantCache {
     /// [packed](super::packing::pack)) and returns the grants it touched: the event's object,
     /// or every grant of a completed (re)list.
     pub fn apply(&self, event: watcher::Event<ConsentGrant>) -> Vec<Touched> {
-        let mut state = self.state.write().expect("grant cache lock");
+        let mut guard = self.state.write().expect("grant cache lock");
+        let state = &mut *guard;
         let touched = match event {
             watcher::Event::Apply(grant) => {
                 let touched = Touched::of(&grant);
-                put(&mut state.current, grant);
+                put(&mut state.current, grant, &mut state.scratch);
                 vec![touched]
             }
             watcher::Event::Delete(grant) => {
@@ -166,7 +174,11 @@ impl GrantCache {
                 Vec::new()
             }
             watcher::Event::InitApply(grant) => {
-                put(state.relisting.get_or_insert_with(Default::default), grant);
+                put(
+                    state.relisting.get_or_insert_with(Default::default),
+                    grant,
+                    &mut state.scratch,
+                );
                 Vec::new()
             }
             watcher::Event::InitDone => {

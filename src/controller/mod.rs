@@ -338,10 +338,9 @@ impl Context {
 /// Requests to reconcile Tenants, by name, that a controller takes through
 /// [`Controller::reconcile_on`]: a name already waiting is not queued again.
 ///
-/// A burst of grant events (4.5 per tenant) finds the controllers' queues full; kube-runtime
-/// stops reading its triggers while every reconcile slot is busy, and an unbounded channel
-/// then held one request per event (23 MiB with ten thousand tenants' grants touched at
-/// once). Here at most one request per Tenant waits.
+/// A burst of grant events (4.5 per tenant) can find a controller with every reconcile slot
+/// busy, when kube-runtime does not read its triggers; a plain unbounded channel would then
+/// hold one request per event. Here at most one request per Tenant waits.
 #[derive(Clone)]
 pub struct Wakes {
     waiting: Arc<Mutex<std::collections::HashSet<String>>>,
