@@ -34,7 +34,7 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Context, Error, Result};
+use super::{earliest, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::PollingConfig;
 use crate::crd::validation::validate_consent_grant;
@@ -300,14 +300,6 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     }
     ctx.backoff.succeeded(&backoff_key(&tenant));
     Ok(next.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// The sooner of two optional waits.
-fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 fn backoff_key(tenant: &Tenant) -> String {

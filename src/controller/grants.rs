@@ -40,7 +40,8 @@ pub struct Touched {
 }
 
 impl Touched {
-    fn of(grant: &ConsentGrant) -> Self {
+    /// The grant's own.
+    pub fn of(grant: &ConsentGrant) -> Self {
         Self {
             namespace: grant.namespace().unwrap_or_default(),
             name: grant.name_any(),

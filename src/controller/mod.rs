@@ -95,6 +95,14 @@ impl Backoff {
     }
 }
 
+/// The sooner of two optional waits (`None`: no wait asked for).
+pub fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// `d` moved randomly by up to `fraction` either way, so retries of many objects spread out.
 pub fn jittered(d: Duration, fraction: f64) -> Duration {
     let f = rand::rng().random_range((1.0 - fraction)..=(1.0 + fraction));
@@ -631,11 +639,7 @@ pub async fn run(
                 // Its grants are strays until garbage collection takes them.
                 for g in grants.in_namespace(&gone.namespace_name()) {
                     if g.spec.tenant_ref == gone.name_any() {
-                        let _ = found_strays.unbounded_send(grants::Touched {
-                            namespace: g.namespace().unwrap_or_default(),
-                            name: g.name_any(),
-                            tenant: g.spec.tenant_ref.clone(),
-                        });
+                        let _ = found_strays.unbounded_send(grants::Touched::of(&g));
                     }
                 }
             }

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::apply::{apply, apply_in, forget, owner_reference};
 use super::consent::woken_by_tenant;
-use super::{owned_labels, Context, Error, Result};
+use super::{earliest, owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
 use crate::crd::tenant::DeletionPolicy;
@@ -618,14 +618,6 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     })
-}
-
-/// The sooner of two optional waits.
-fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Among a tenant's grants whose re-check its Tenant wakes
