@@ -143,6 +143,8 @@ struct State {
     current: ByNamespace,
     /// The objects of a (re)list in progress; they replace `current` once it completes.
     relisting: Option<ByNamespace>,
+    /// The grants the (re)list in progress delivered.
+    relisted: Vec<Touched>,
     /// Where a grant's entry is written before it is kept (see [`Entry::of`]).
     scratch: Scratch,
 }
@@ -203,9 +205,11 @@ impl GrantCache {
             }
             watcher::Event::Init => {
                 state.relisting = Some(ByNamespace::new());
+                state.relisted.clear();
                 Vec::new()
             }
             watcher::Event::InitApply(grant) => {
+                state.relisted.push(Touched::of(&grant));
                 put(
                     state.relisting.get_or_insert_with(Default::default),
                     grant,
@@ -216,14 +220,26 @@ impl GrantCache {
             watcher::Event::InitDone => {
                 // Until the list completes the old view stands; grants deleted meanwhile
                 // leave nothing behind.
+                // Passed on: every grant listed, and every grant of the old view the list
+                // did not give back unchanged (read back for the Tenant it named).
                 let listed = state.relisting.take().unwrap_or_default();
-                let mut touched: Vec<Touched> = state
-                    .current
-                    .iter()
-                    .chain(listed.iter())
-                    .flat_map(|(ns, entries)| entries.iter().filter_map(|e| e.grant(ns)))
-                    .map(|g| Touched::of(&g))
-                    .collect();
+                let unchanged = |ns: &str, old: &Entry| {
+                    listed.get(ns).is_some_and(|entries| {
+                        entries
+                            .binary_search_by(|e| e.name.cmp(&old.name))
+                            .is_ok_and(|at| entries[at].lz4 == old.lz4)
+                    })
+                };
+                let mut touched = std::mem::take(&mut state.relisted);
+                for (ns, entries) in &state.current {
+                    touched.extend(
+                        entries
+                            .iter()
+                            .filter(|e| !unchanged(ns, e))
+                            .filter_map(|e| e.grant(ns))
+                            .map(|g| Touched::of(&g)),
+                    );
+                }
                 touched.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
                 touched.dedup();
                 state.current = listed;
@@ -448,6 +464,29 @@ mod tests {
         let mut seen = 0;
         cache.for_each(|_| seen += 1);
         assert_eq!(seen, 1);
+
+        // A relist giving a grant back unchanged passes it on once; one that now names
+        // another Tenant passes on both Tenants.
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(grant(
+            "tenant-a",
+            "consent-a",
+            "a",
+        )));
+        assert_eq!(cache.apply(watcher::Event::InitDone).len(), 1);
+        cache.apply(watcher::Event::Init);
+        cache.apply(watcher::Event::InitApply(grant(
+            "tenant-a",
+            "consent-a",
+            "z",
+        )));
+        let mut tenants: Vec<String> = cache
+            .apply(watcher::Event::InitDone)
+            .into_iter()
+            .map(|t| t.tenant)
+            .collect();
+        tenants.sort();
+        assert_eq!(tenants, ["a", "z"]);
     }
 
     #[test]
