@@ -18,8 +18,8 @@ COPY src ./src
 
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --no-default-features --bin recording-operator \
- && install -D -m 0755 target/release/recording-operator /out/recording-operator
+    cargo build --profile dist --locked --no-default-features --bin recording-operator \
+ && install -D -m 0755 target/dist/recording-operator /out/recording-operator
 
 # ---- runtime --------------------------------------------------------------------------------
 # glibc and libgcc only (TLS is rustls): the distroless "cc" base, its non-root variant.

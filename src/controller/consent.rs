@@ -34,6 +34,7 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::cached_tenant::CachedTenant;
 use super::{earliest, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::PollingConfig;
@@ -275,13 +276,16 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 /// together. Each grant is reconciled on its own rules ([`reconcile_grant`]); the Tenant comes
 /// back at the earliest wait any of them asks for. Grants no Tenant covers are
 /// [strays](reconcile_strays).
-pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<Action> {
+    let Some(tenant) = cached.tenant() else {
+        return Ok(Action::await_change());
+    };
     let timer = ctx.metrics.reconcile_started("consentgrant");
     let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
     let results = futures::future::join_all(
         grants
             .iter()
-            .map(|g| reconcile_grant(g.clone(), &grants, &ctx)),
+            .map(|g| reconcile_grant(g.clone(), &grants, Some(&tenant), &ctx)),
     )
     .await;
     let mut next: Option<Duration> = None;
@@ -298,20 +302,22 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
         timer.error(e.metric_label());
         return Err(e);
     }
-    ctx.backoff.succeeded(&backoff_key(&tenant));
+    ctx.backoff.succeeded(&backoff_key(cached.as_ref()));
     Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
-fn backoff_key(tenant: &Tenant) -> String {
+fn backoff_key(tenant: &impl Resource<DynamicType = ()>) -> String {
     format!("{}/consents", super::object_key(tenant))
 }
 
 /// Reconciles one ConsentGrant (as the API server sent it: unpacked), among `siblings`, the
-/// grants of the same tenant (itself included) as the reconcile found them; `Ok(Some(wait))`
-/// to come back after `wait`, `Ok(None)` to wait for a change.
+/// grants of the same tenant (itself included) as the reconcile found them, for `tenant`, the
+/// Tenant it names (`None`: there is none); `Ok(Some(wait))` to come back after `wait`,
+/// `Ok(None)` to wait for a change.
 pub async fn reconcile_grant(
     grant: Arc<ConsentGrant>,
     siblings: &[Arc<ConsentGrant>],
+    tenant: Option<&Tenant>,
     ctx: &Context,
 ) -> Result<Option<Duration>> {
     if grant.meta().deletion_timestamp.is_some() {
@@ -331,10 +337,7 @@ pub async fn reconcile_grant(
         return Ok(None);
     }
 
-    let tenant = ctx
-        .tenants
-        .get(&ObjectRef::<Tenant>::new(&grant.spec.tenant_ref));
-    let tenant_id = tenant.as_ref().and_then(|t| {
+    let tenant_id = tenant.and_then(|t| {
         t.spec
             .tenant_id
             .clone()
@@ -381,7 +384,7 @@ pub async fn reconcile_grant(
             .unwrap_or(Duration::from_secs(1));
         return Ok(come_back(
             grant.status.as_ref(),
-            tenant.as_deref(),
+            tenant,
             wait.max(Duration::from_millis(200)),
         ));
     }
@@ -422,7 +425,7 @@ pub async fn reconcile_grant(
         &ctx.config.polling,
     );
     let status = status_after_check(&grant, url, &check, now, wait);
-    let action = come_back(Some(&status), tenant.as_deref(), wait);
+    let action = come_back(Some(&status), tenant, wait);
     write_status(&grant, status, ctx).await?;
     Ok(action)
 }
@@ -575,8 +578,8 @@ async fn write_status(
 }
 
 /// After a failed reconcile of a Tenant's grants: retry with per-tenant exponential backoff.
-pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(&backoff_key(&tenant));
+pub fn error_policy(tenant: Arc<CachedTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.backoff.failed(&backoff_key(tenant.as_ref()));
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "consent reconcile failed");
     Action::requeue(delay)
 }
@@ -590,9 +593,9 @@ pub const STRAY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Whether the consent reconcile of a Tenant covers a grant in `namespace` naming `tenant`:
 /// that Tenant exists and the grant is in its namespace.
-pub fn covered(tenants: &Store<Tenant>, namespace: &str, tenant: &str) -> bool {
+pub fn covered(tenants: &Store<CachedTenant>, namespace: &str, tenant: &str) -> bool {
     tenants
-        .get(&ObjectRef::<Tenant>::new(tenant))
+        .get(&ObjectRef::<CachedTenant>::new(tenant))
         .is_some_and(|t| t.namespace_name() == namespace)
 }
 
@@ -647,7 +650,10 @@ pub async fn reconcile_strays(
             }
             let timer = ctx.metrics.reconcile_started("consentgrant");
             let siblings = ctx.grants_of(&key.0, &grant.spec.tenant_ref);
-            if let Err(error) = reconcile_grant(ctx.unpacked(grant), &siblings, &ctx).await {
+            let tenant = ctx.tenant(&grant.spec.tenant_ref);
+            if let Err(error) =
+                reconcile_grant(ctx.unpacked(grant), &siblings, tenant.as_deref(), &ctx).await
+            {
                 timer.error(error.metric_label());
                 tracing::warn!(grant = %key.1, namespace = %key.0, error = %error, retry_in = ?STRAY_INTERVAL, "reconcile failed");
             }

@@ -12,7 +12,7 @@
 //! was most of the operator's memory.
 //!
 //! Each grant is kept as its (packed) JSON without `apiVersion`, `kind` and namespace, about
-//! 0.85 KiB, LZ4-compressed against a dictionary of what grants have in common (field names,
+//! 0.85 KiB, [compressed](super::compact) against a dictionary of what grants have in common (field names,
 //! states, condition types and reasons), and read back into a `ConsentGrant` when asked for:
 //! the Rust value is about 1.5 KiB (0.75 KiB of struct, most of it `ObjectMeta`'s empty
 //! fields, and a dozen small strings), and the grants are read a few times per reconcile of
@@ -27,6 +27,7 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::compact::Compact;
 use crate::crd::{ConsentGrant, ConsentGrantSpec, ConsentGrantStatus, ConsentState};
 
 /// Where a grant event came from and which Tenant it names: what the grant watch passes on
@@ -54,10 +55,8 @@ impl Touched {
 struct Entry {
     name: Box<str>,
     state: Option<ConsentState>,
-    /// The JSON's length.
-    len: u32,
-    /// The JSON, LZ4 block-compressed with [`DICTIONARY`].
-    lz4: Box<[u8]>,
+    /// [`Kept`], compressed with [`DICTIONARY`].
+    json: Compact,
 }
 
 /// What cached grants' JSON has in common, for LZ4 to refer to instead of repeating it in
@@ -76,44 +75,25 @@ struct Kept<M, S, T> {
 }
 
 impl Entry {
-    /// The entry of `grant`: its JSON and then the compressed JSON are written into
-    /// `scratch` first and the result copied into an allocation of its exact length. Growing
-    /// a buffer for each grant would leave its smaller buffers freed between the long-lived
-    /// entries (a rewrite of every grant took the process 23 MiB more resident memory for the
-    /// same live heap).
-    fn of(mut grant: ConsentGrant, scratch: &mut Scratch) -> Self {
+    fn of(mut grant: ConsentGrant) -> Self {
         grant.metadata.namespace = None;
         let kept = Kept {
             metadata: &grant.metadata,
             spec: &grant.spec,
             status: grant.status.as_ref(),
         };
-        scratch.json.clear();
-        serde_json::to_writer(&mut scratch.json, &kept).expect("a ConsentGrant serialises");
-        let json = &scratch.json;
-        scratch
-            .lz4
-            .resize(lz4_flex::block::get_maximum_output_size(json.len()), 0);
-        let n = lz4_flex::block::compress_into_with_dict(json, &mut scratch.lz4, DICTIONARY)
-            .expect("the output holds the maximum compressed size");
         Self {
+            json: Compact::of(&kept, DICTIONARY),
             name: grant.metadata.name.clone().unwrap_or_default().into(),
             state: grant.status.as_ref().and_then(|s| s.state),
-            len: u32::try_from(json.len()).expect("a grant's JSON is under 4 GiB"),
-            lz4: scratch.lz4[..n].into(),
         }
     }
 
     fn grant(&self, namespace: &str) -> Option<ConsentGrant> {
-        let read = lz4_flex::block::decompress_with_dict(&self.lz4, self.len as usize, DICTIONARY)
-            .map_err(|e| e.to_string())
-            .and_then(|json| {
-                serde_json::from_slice::<Kept<ObjectMeta, ConsentGrantSpec, ConsentGrantStatus>>(
-                    &json,
-                )
-                .map_err(|e| e.to_string())
-            });
-        let kept = match read {
+        let kept = match self
+            .json
+            .read::<Kept<ObjectMeta, ConsentGrantSpec, ConsentGrantStatus>>(DICTIONARY)
+        {
             Ok(kept) => kept,
             Err(e) => {
                 // Written by `Entry::of` from a ConsentGrant: cannot happen.
@@ -129,13 +109,6 @@ impl Entry {
     }
 }
 
-/// Buffers an entry is written into before it is kept (see [`Entry::of`]).
-#[derive(Default)]
-struct Scratch {
-    json: Vec<u8>,
-    lz4: Vec<u8>,
-}
-
 type ByNamespace = HashMap<Box<str>, Vec<Entry>>;
 
 #[derive(Default)]
@@ -145,8 +118,6 @@ struct State {
     relisting: Option<ByNamespace>,
     /// The grants the (re)list in progress delivered.
     relisted: Vec<Touched>,
-    /// Where a grant's entry is written before it is kept (see [`Entry::of`]).
-    scratch: Scratch,
 }
 
 /// Every ConsentGrant, packed, by namespace. Cheap to clone (shared).
@@ -165,9 +136,9 @@ impl Default for GrantCache {
     }
 }
 
-fn put(by_ns: &mut ByNamespace, grant: ConsentGrant, scratch: &mut Scratch) {
+fn put(by_ns: &mut ByNamespace, grant: ConsentGrant) {
     let ns = grant.namespace().unwrap_or_default();
-    let entry = Entry::of(grant, scratch);
+    let entry = Entry::of(grant);
     let grants = by_ns.entry(ns.into_boxed_str()).or_default();
     match grants.binary_search_by(|e| e.name.cmp(&entry.name)) {
         Ok(at) => grants[at] = entry,
@@ -196,7 +167,7 @@ impl GrantCache {
         let touched = match event {
             watcher::Event::Apply(grant) => {
                 let touched = Touched::of(&grant);
-                put(&mut state.current, grant, &mut state.scratch);
+                put(&mut state.current, grant);
                 vec![touched]
             }
             watcher::Event::Delete(grant) => {
@@ -210,11 +181,7 @@ impl GrantCache {
             }
             watcher::Event::InitApply(grant) => {
                 state.relisted.push(Touched::of(&grant));
-                put(
-                    state.relisting.get_or_insert_with(Default::default),
-                    grant,
-                    &mut state.scratch,
-                );
+                put(state.relisting.get_or_insert_with(Default::default), grant);
                 Vec::new()
             }
             watcher::Event::InitDone => {
@@ -227,7 +194,7 @@ impl GrantCache {
                     listed.get(ns).is_some_and(|entries| {
                         entries
                             .binary_search_by(|e| e.name.cmp(&old.name))
-                            .is_ok_and(|at| entries[at].lz4 == old.lz4)
+                            .is_ok_and(|at| entries[at].json == old.json)
                     })
                 };
                 let mut touched = std::mem::take(&mut state.relisted);
@@ -492,13 +459,11 @@ mod tests {
     #[test]
     fn a_granted_grant_is_kept_in_a_fraction_of_its_json_and_given_back_exactly() {
         let g = granted();
-        let mut scratch = Scratch::default();
-        let entry = Entry::of(g.clone(), &mut scratch);
+        let entry = Entry::of(g.clone());
         assert!(
-            entry.lz4.len() * 3 < entry.len as usize,
-            "{} bytes kept for {} bytes of JSON",
-            entry.lz4.len(),
-            entry.len
+            entry.json.compressed_len() * 3 < entry.json.json_len(),
+            "{:?}",
+            entry.json
         );
         let json = |g: &ConsentGrant| serde_json::to_value(g).unwrap();
         assert_eq!(json(&entry.grant("tenant-t00042").unwrap()), json(&g));

@@ -12,6 +12,8 @@
 //! changed.
 
 pub mod apply;
+pub mod cached_tenant;
+pub mod compact;
 pub mod consent;
 pub mod grants;
 pub mod packing;
@@ -260,7 +262,7 @@ fn truncate_note(mut note: String) -> String {
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Future, FutureExt, StreamExt};
+use futures::{Future, FutureExt, StreamExt, TryStreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
@@ -269,6 +271,7 @@ use crate::config::OperatorConfig;
 use crate::crd::{ConsentGrant, Tenant};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
+use cached_tenant::CachedTenant;
 use grants::GrantCache;
 
 /// What every reconcile shares.
@@ -278,8 +281,9 @@ pub struct Context {
     pub checker: ConsentChecker,
     pub metrics: Metrics,
     pub events: Events,
-    /// Every Tenant, as last seen.
-    pub tenants: Store<Tenant>,
+    /// Every Tenant, as last seen ([`CachedTenant`]: read one back with
+    /// [`Context::tenant`]).
+    pub tenants: Store<CachedTenant>,
     /// Every ConsentGrant, as last seen, by namespace.
     pub grants: GrantCache,
     /// Tenant ids resolved and not yet seen in a Tenant's status.
@@ -307,6 +311,11 @@ pub struct Parts {
 }
 
 impl Context {
+    /// The Tenant named `name`, as last seen.
+    pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
+        self.tenants.get(&ObjectRef::new(name))?.tenant()
+    }
+
     /// Has the consent reconcile of `tenant`'s grants run soon.
     pub fn wake_consents(&self, tenant: ObjectRef<Tenant>) {
         self.wake_consents.wake(&tenant.name);
@@ -359,7 +368,7 @@ impl Wakes {
     /// The sending side, and the stream of requests for the controller.
     pub fn new() -> (
         Self,
-        impl futures::Stream<Item = ObjectRef<Tenant>> + Send + 'static,
+        impl futures::Stream<Item = ObjectRef<CachedTenant>> + Send + 'static,
     ) {
         let (sender, receiver) = futures::channel::mpsc::unbounded::<String>();
         let waiting: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
@@ -612,7 +621,7 @@ pub async fn run(
         storage,
     } = parts;
     // One watch per kind, shared by every controller that needs it.
-    let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
+    let (tenants, tenant_writer) = reflector::store_shared::<CachedTenant>(1024);
     let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_consents = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
@@ -652,6 +661,7 @@ pub async fn run(
         }
     })
     .modify(tenant::slim_tenant)
+    .map_ok(cached_tenant::event_of)
     .reflect_shared(tenant_writer)
     .for_each(|_| std::future::ready(()));
 
@@ -740,9 +750,7 @@ pub async fn run(
     // change wakes it only when it changes what the grants read of it.
     let consent_triggers = tenant_for_consents.filter({
         let facts = tenant_facts.clone();
-        move |t: &Arc<Tenant>| {
-            std::future::ready(facts.changed(&t.name_any(), consent::tenant_facts(t)))
-        }
+        move |t: &Arc<CachedTenant>| std::future::ready(facts.changed(&t.name_any(), t.facts()))
     });
     let consent_controller = Controller::for_shared_stream(consent_triggers, tenants.clone())
         .reconcile_on(consent_wake_ups)
@@ -778,7 +786,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
     loop {
         let mut by_health = std::collections::BTreeMap::new();
         for t in ctx.tenants.state() {
-            let health = match t.status.as_ref().and_then(|s| s.health) {
+            let health = match t.health() {
                 Some(crate::crd::Health::Ok) => "OK",
                 Some(crate::crd::Health::Warning) => "Warning",
                 None => "Unknown",
@@ -835,7 +843,7 @@ mod tests {
         wakes.wake("fabrikam");
         wakes.wake("contoso");
         wakes.wake("fabrikam");
-        let next = |r: Option<ObjectRef<Tenant>>| r.map(|r| r.name);
+        let next = |r: Option<ObjectRef<CachedTenant>>| r.map(|r| r.name);
         assert_eq!(next(requests.next().await).as_deref(), Some("fabrikam"));
         assert_eq!(next(requests.next().await).as_deref(), Some("contoso"));
         // Taken by the controller: a new request is queued again.

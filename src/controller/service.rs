@@ -53,6 +53,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::apply::{apply, apply_in, forget, owner_reference};
+use super::cached_tenant::CachedTenant;
 use super::{owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{OperatorConfig, SecretRef};
@@ -1201,7 +1202,7 @@ struct AuthInputs {
 /// `tenants` is a subscription to the shared Tenant watch.
 pub fn controller(
     ctx: Arc<Context>,
-    tenants: impl Stream<Item = Arc<Tenant>> + Send + 'static,
+    tenants: impl Stream<Item = Arc<CachedTenant>> + Send + 'static,
     config: controller::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> + Send {
@@ -1250,7 +1251,7 @@ pub fn controller(
     let services = controller.store();
     let services_of_tenant = {
         let services = services.clone();
-        move |tenant: Arc<Tenant>| {
+        move |tenant: Arc<CachedTenant>| {
             let name = tenant.name_any();
             services
                 .state()
@@ -1322,9 +1323,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     let now = Timestamp::now();
 
     // 1. The spec and the tenant.
-    let tenant = ctx
-        .tenants
-        .get(&ObjectRef::<Tenant>::new(&service.spec.tenant_ref));
+    let tenant = ctx.tenant(&service.spec.tenant_ref);
     let tenant_id = tenant.as_deref().and_then(tenant_id_of);
     let blocker = match (validate(&service, tenant.as_deref()), &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),

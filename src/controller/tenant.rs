@@ -24,6 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::{apply, apply_in, forget, owner_reference};
+use super::cached_tenant::CachedTenant;
 use super::consent::woken_by_tenant;
 use super::{earliest, owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
@@ -601,7 +602,10 @@ pub fn transition_event(
 // ---------------------------------------------------------------------------------------------
 
 /// Reconciles one Tenant.
-pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<Action> {
+    let Some(tenant) = cached.tenant() else {
+        return Ok(Action::await_change());
+    };
     let timer = ctx.metrics.reconcile_started("tenant");
     let result = reconcile_inner(tenant.clone(), &ctx).await;
     if let Err(e) = &result {
@@ -1041,7 +1045,7 @@ pub async fn forward_recheck(tenant: &Tenant, ctx: &Context) -> Result<()> {
 }
 
 /// What to do after a failed reconcile: retry with per-tenant exponential backoff.
-pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(tenant: Arc<CachedTenant>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(&super::object_key(tenant.as_ref()));
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)

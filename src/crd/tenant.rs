@@ -369,6 +369,11 @@ pub struct ConsentSummary {
 impl Tenant {
     /// Name of the namespace the operator creates for this tenant.
     pub fn namespace_name(&self) -> String {
-        format!("tenant-{}", kube::ResourceExt::name_any(self))
+        tenant_namespace(&kube::ResourceExt::name_any(self))
     }
+}
+
+/// Name of the namespace the operator creates for the Tenant named `tenant`.
+pub fn tenant_namespace(tenant: &str) -> String {
+    format!("tenant-{tenant}")
 }
