@@ -52,25 +52,25 @@ impl Compact {
         SCRATCH.with_borrow_mut(|scratch| {
             scratch.json.clear();
             serde_json::to_writer(&mut scratch.json, value).expect("cached values serialise");
-            let json = &scratch.json;
-            scratch
-                .lz4
-                .resize(lz4_flex::block::get_maximum_output_size(json.len()), 0);
-            let n = lz4_flex::block::compress_into_with_dict(json, &mut scratch.lz4, dictionary)
-                .expect("the output holds the maximum compressed size");
-            Self {
-                len: u32::try_from(json.len()).expect("a cached value's JSON is under 4 GiB"),
-                lz4: scratch.lz4[..n].into(),
-            }
+            compress(&scratch.json, &mut scratch.lz4, dictionary)
         })
+    }
+
+    /// Compresses text that is already JSON (or several JSON values one after another).
+    pub fn from_json(json: &[u8], dictionary: &[u8]) -> Self {
+        SCRATCH.with_borrow_mut(|scratch| compress(json, &mut scratch.lz4, dictionary))
+    }
+
+    /// The JSON, decompressed. An error means the entry was not written with this dictionary.
+    pub fn json(&self, dictionary: &[u8]) -> Result<Vec<u8>, String> {
+        lz4_flex::block::decompress_with_dict(&self.lz4, self.len as usize, dictionary)
+            .map_err(|e| e.to_string())
     }
 
     /// Reads the value back. An error means the entry was not written by [`Compact::of`]
     /// with this dictionary and type.
     pub fn read<T: DeserializeOwned>(&self, dictionary: &[u8]) -> Result<T, String> {
-        let json = lz4_flex::block::decompress_with_dict(&self.lz4, self.len as usize, dictionary)
-            .map_err(|e| e.to_string())?;
-        serde_json::from_slice(&json).map_err(|e| e.to_string())
+        serde_json::from_slice(&self.json(dictionary)?).map_err(|e| e.to_string())
     }
 
     /// Bytes of compressed JSON kept.
@@ -81,6 +81,17 @@ impl Compact {
     /// Bytes of JSON it stands for.
     pub fn json_len(&self) -> usize {
         self.len as usize
+    }
+}
+
+/// `json` compressed through `buffer`, kept in an allocation of its exact length.
+fn compress(json: &[u8], buffer: &mut Vec<u8>, dictionary: &[u8]) -> Compact {
+    buffer.resize(lz4_flex::block::get_maximum_output_size(json.len()), 0);
+    let n = lz4_flex::block::compress_into_with_dict(json, buffer, dictionary)
+        .expect("the output holds the maximum compressed size");
+    Compact {
+        len: u32::try_from(json.len()).expect("a cached value's JSON is under 4 GiB"),
+        lz4: buffer[..n].into(),
     }
 }
 
