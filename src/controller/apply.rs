@@ -17,12 +17,24 @@ use crate::crd::FIELD_MANAGER;
 /// Remembers a hash of the last successfully applied body per object. Forgotten on any error
 /// touching that object and whenever the caller learns the object may have changed under us.
 ///
-/// Objects are known by a hash of their kind, namespace and name too: the cache holds an
-/// entry for each of the eight or so objects of every tenant for the life of the process, and
-/// two numbers take a third of what the name as a string did.
-#[derive(Default)]
+/// The cache holds an entry for each of the eight or so objects of every tenant for the life
+/// of the process, so an entry is two numbers, 16 bytes: a hash of the object's kind,
+/// namespace and name, and 32 bits of a hash of the body beside the seconds since the cache
+/// began when it was applied (a name as a string, a 64-bit body hash and an `Instant` took
+/// twice that). Two bodies of one object that share those 32 bits (one change in four
+/// billion) would have the second skipped until [`REAPPLY_AFTER`] has passed.
 pub struct AppliedCache {
-    applied: Mutex<HashMap<u64, (u64, Instant)>>,
+    applied: Mutex<HashMap<u64, u64>>,
+    began: Instant,
+}
+
+impl Default for AppliedCache {
+    fn default() -> Self {
+        Self {
+            applied: Mutex::default(),
+            began: Instant::now(),
+        }
+    }
 }
 
 /// How long a remembered apply stays trusted: past it the object is applied again, which
@@ -38,8 +50,33 @@ impl AppliedCache {
         ))
     }
 
+    /// Whether the object's last apply was of a body of this hash, less than
+    /// [`REAPPLY_AFTER`] ago.
+    fn fresh(&self, key: u64, body_hash: u64) -> bool {
+        let Some(entry) = self.lock().get(&key).copied() else {
+            return false;
+        };
+        let applied_at = Duration::from_secs(entry & u64::from(u32::MAX));
+        entry >> 32 == body_hash >> 32
+            && self.began.elapsed().saturating_sub(applied_at) < REAPPLY_AFTER
+    }
+
+    fn remember(&self, key: u64, body_hash: u64) {
+        let now = u32::try_from(self.began.elapsed().as_secs()).unwrap_or(u32::MAX);
+        self.lock()
+            .insert(key, (body_hash >> 32 << 32) | u64::from(now));
+    }
+
+    fn forget_key(&self, key: u64) {
+        self.lock().remove(&key);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
+        self.applied.lock().expect("applied cache lock")
+    }
+
     pub fn len(&self) -> usize {
-        self.applied.lock().expect("applied cache lock").len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -56,11 +93,7 @@ where
     let key = AppliedCache::key(obj);
     let body = serde_json::to_vec(obj).expect("desired objects serialize");
     let hash = crate::hash64(&body);
-    let fresh = matches!(
-        cache.applied.lock().expect("applied cache lock").get(&key),
-        Some((h, at)) if *h == hash && at.elapsed() < REAPPLY_AFTER
-    );
-    if fresh {
+    if cache.fresh(key, hash) {
         return Ok(false);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -69,19 +102,11 @@ where
         .await
     {
         Ok(_) => {
-            cache
-                .applied
-                .lock()
-                .expect("applied cache lock")
-                .insert(key, (hash, Instant::now()));
+            cache.remember(key, hash);
             Ok(true)
         }
         Err(e) => {
-            cache
-                .applied
-                .lock()
-                .expect("applied cache lock")
-                .remove(&key);
+            cache.forget_key(key);
             Err(e)
         }
     }
@@ -106,11 +131,7 @@ where
 
 /// Forgets one object, e.g. after deleting it.
 pub fn forget<K: Resource<DynamicType = ()>>(cache: &AppliedCache, obj: &K) {
-    cache
-        .applied
-        .lock()
-        .expect("applied cache lock")
-        .remove(&AppliedCache::key(obj));
+    cache.forget_key(AppliedCache::key(obj));
 }
 
 /// The controller owner reference pointing at `owner`, for garbage collection.
@@ -160,11 +181,12 @@ mod tests {
     fn a_forgotten_object_is_applied_again() {
         let cache = AppliedCache::default();
         let cm = config_map("tenant-a", "bot");
-        cache
-            .applied
-            .lock()
-            .unwrap()
-            .insert(AppliedCache::key(&cm), (1, Instant::now()));
+        cache.remember(AppliedCache::key(&cm), 1 << 40);
+        assert!(cache.fresh(AppliedCache::key(&cm), 1 << 40));
+        assert!(
+            !cache.fresh(AppliedCache::key(&cm), 2 << 40),
+            "another body"
+        );
         assert_eq!(cache.len(), 1);
         forget(&cache, &cm);
         assert!(cache.is_empty());

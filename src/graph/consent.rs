@@ -409,8 +409,77 @@ impl CheckEnv<'_> {
 pub struct TenantCache {
     /// Microsoft Graph's service principal in the tenant.
     pub graph: Option<GraphResource>,
-    /// Service principal id per application id (lower-case).
-    pub sp_ids: HashMap<String, String>,
+    /// Service principal id per application id.
+    pub sp_ids: SpIds,
+}
+
+/// The service principal id of each application in one tenant, kept between polls for every
+/// tenant. Both ids are GUIDs, kept here as 16 bytes each (a map of strings took about
+/// 0.8 KiB per tenant for four applications); an id that is not a GUID in lower-case
+/// canonical form is kept as it came.
+#[derive(Clone, Debug, Default)]
+pub struct SpIds(Vec<(ObjectId, ObjectId)>);
+
+/// A directory object id, as compact as it can be kept and given back exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum ObjectId {
+    Guid([u8; 16]),
+    Text(Box<str>),
+}
+
+impl ObjectId {
+    fn new(id: &str) -> Self {
+        match uuid::Uuid::try_parse(id) {
+            Ok(guid) if guid.hyphenated().to_string() == id => Self::Guid(guid.into_bytes()),
+            _ => Self::Text(id.into()),
+        }
+    }
+
+    /// Application ids are compared regardless of case.
+    fn of_app(app_id: &str) -> Self {
+        Self::new(&app_id.to_ascii_lowercase())
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Self::Guid(bytes) => uuid::Uuid::from_bytes(*bytes).hyphenated().to_string(),
+            Self::Text(id) => id.to_string(),
+        }
+    }
+}
+
+impl SpIds {
+    /// The service principal id of the application `app_id`, if known.
+    pub fn get(&self, app_id: &str) -> Option<String> {
+        let app = ObjectId::of_app(app_id);
+        self.0
+            .iter()
+            .find(|(a, _)| *a == app)
+            .map(|(_, sp)| sp.text())
+    }
+
+    /// Remembers `sp_id` for `app_id`; true when it was not the one known.
+    pub fn insert(&mut self, app_id: &str, sp_id: &str) -> bool {
+        let (app, sp) = (ObjectId::of_app(app_id), ObjectId::new(sp_id));
+        match self.0.iter_mut().find(|(a, _)| *a == app) {
+            Some((_, known)) if *known == sp => false,
+            Some((_, known)) => {
+                *known = sp;
+                true
+            }
+            None => {
+                self.0.push((app, sp));
+                self.0.shrink_to_fit();
+                true
+            }
+        }
+    }
+
+    /// Forgets the application's service principal (it is gone).
+    pub fn remove(&mut self, app_id: &str) {
+        let app = ObjectId::of_app(app_id);
+        self.0.retain(|(a, _)| *a != app);
+    }
 }
 
 /// Checks `specs` in `tenant`.
@@ -605,8 +674,8 @@ async fn verify_through_graph(
             format!("sp{i}"),
             urls::service_principal(&spec.app_id),
         ));
-        if let Some(sp_id) = cache.sp_ids.get(&spec.app_id.to_ascii_lowercase()) {
-            requests.extend(detail_requests(i, spec, sp_id));
+        if let Some(sp_id) = cache.sp_ids.get(&spec.app_id) {
+            requests.extend(detail_requests(i, spec, &sp_id));
         }
     }
     let items = env.graph.batch(token, requests).await?;
@@ -633,11 +702,10 @@ async fn verify_through_graph(
     let open: Vec<usize> = (0..specs.len()).filter(|i| checks[*i].is_none()).collect();
     for i in open {
         let spec = specs[i];
-        let app_key = spec.app_id.to_ascii_lowercase();
         let sp_item = item(&format!("sp{i}")).expect("every request is answered");
         match sp_item.result() {
             Err(GraphError::Graph { status: 404, .. }) => {
-                cache.sp_ids.remove(&app_key);
+                cache.sp_ids.remove(&spec.app_id);
                 checks[i] = Some(not_consented(spec, tenant));
             }
             Err(e) => checks[i] = Some(from_error(spec, &e)),
@@ -652,8 +720,7 @@ async fn verify_through_graph(
                     ))
                 }
                 Some(sp) => {
-                    let known = cache.sp_ids.insert(app_key, sp.id.clone());
-                    if known.as_deref() != Some(sp.id.as_str()) {
+                    if cache.sp_ids.insert(&spec.app_id, &sp.id) {
                         second_round.extend(detail_requests(i, spec, &sp.id));
                     }
                     found[i] = Some(sp);
@@ -696,7 +763,7 @@ async fn verify_through_graph(
             (Err(GraphError::Graph { status: 404, .. }), _)
             | (_, Err(GraphError::Graph { status: 404, .. })) => {
                 // Deleted between the look-up and the details: consent withdrawn.
-                cache.sp_ids.remove(&spec.app_id.to_ascii_lowercase());
+                cache.sp_ids.remove(&spec.app_id);
                 not_consented(spec, tenant)
             }
             (Err(e), _) | (_, Err(e)) => from_error(spec, &e),
@@ -761,6 +828,32 @@ mod tests {
             application_permissions: app.iter().map(|s| s.to_string()).collect(),
             delegated_scopes: delegated.iter().map(|s| s.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn service_principal_ids_are_given_back_exactly_by_application_whatever_its_case() {
+        let mut ids = SpIds::default();
+        let app = "8B0F7A52-0000-4000-8000-000000000003";
+        assert!(ids.insert(app, "5f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"));
+        assert!(!ids.insert(
+            &app.to_ascii_lowercase(),
+            "5f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+        ));
+        assert_eq!(
+            ids.get("8b0f7a52-0000-4000-8000-000000000003").as_deref(),
+            Some("5f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")
+        );
+        // Not a GUID in canonical form: kept as it came.
+        assert!(ids.insert("other-app", "SP-42"));
+        assert_eq!(ids.get("OTHER-APP").as_deref(), Some("SP-42"));
+        assert!(ids.insert("other-app", "5F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9"));
+        assert_eq!(
+            ids.get("other-app").as_deref(),
+            Some("5F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9")
+        );
+        ids.remove(app);
+        assert_eq!(ids.get(app), None);
+        assert!(ids.get("other-app").is_some());
     }
 
     fn strings(v: &[&str]) -> Vec<String> {
