@@ -7,7 +7,7 @@
 //! Tenants. A `Store` keeps an `Arc` of each object and a key of four strings; a slimmed
 //! `Tenant` is about 0.85 KiB of struct (`ObjectMeta` alone 360 bytes) and some thirty
 //! small strings besides, about 1.9 KiB a tenant in all. A `CachedTenant` has the name
-//! as its only metadata (so the store's key is that one string) and about 0.3 KiB of
+//! as its only metadata (so the store's key is that one string) and about 0.2 KiB of
 //! compressed JSON.
 
 use std::borrow::Cow;
