@@ -80,7 +80,7 @@ struct Block {
 const DICTIONARY: &[u8] = br#"{"metadata":{"creationTimestamp":"2026-01-01T00:00:00Z","generation":1,"name":"redundantRecording","uid":"00000000-0000-0000-0000-000000000000"},"spec":{"tenantRef":"tenant","consent":"instantMessages","appId":"","applicationPermissions":[""],"delegatedScopes":[""],"optional":false},"status":{"observedGeneration":1,"state":"Pending","consentUrl":"00000000-0000-0000-0000-000000000000","missingPermissions":["User.Read.All","Calls.AccessMedia.All"],"lastCheckedAt":"2026-01-01T00:00:00Z","nextCheckAt":"2026-01-01T00:00:00Z","message":"the admin has not granted consent yet","conditions":[{"lastTransitionTime":"2026-01-01T00:00:00Z","message":"","observedGeneration":1,"reason":"NotGranted","status":"False","type":"Granted"},{"lastTransitionTime":"2026-01-01T00:00:00Z","message":"","observedGeneration":1,"reason":"NotGranted","status":"False","type":"Ready"}]}}{"metadata":{"creationTimestamp":"2026-01-01T00:00:00Z","generation":1,"name":"recording","uid":"00000000-0000-0000-0000-000000000000"},"spec":{"tenantRef":"tenant","consent":"directory","appId":"","applicationPermissions":[""],"delegatedScopes":[""],"optional":false},"status":{"observedGeneration":1,"state":"Granted","consentUrl":"00000000-0000-0000-0000-000000000000","grantedPermissions":[""],"grantedAt":"2026-01-01T00:00:00Z","lastCheckedAt":"2026-01-01T00:00:00Z","nextCheckAt":"2026-01-01T00:00:00Z","message":"all 3 required permissions granted","conditions":[{"lastTransitionTime":"2026-01-01T00:00:00Z","message":"","observedGeneration":1,"reason":"Granted","status":"True","type":"Granted"},{"lastTransitionTime":"2026-01-01T00:00:00Z","message":"","observedGeneration":1,"reason":"Granted","status":"True","type":"Ready"}]}}"#;
 
 /// What is kept of a grant: everything but `apiVersion`, `kind` and the namespace (the key
-/// of its entry's list).
+/// of its block).
 #[derive(Serialize, Deserialize)]
 struct Kept<M, S, T> {
     metadata: M,
@@ -154,29 +154,29 @@ impl Block {
     }
 
     /// The block with `grant` put in (added, or in place of its older self), or taken out
-    /// (`None`: the block is empty then).
-    fn with(old: Option<&Block>, name: &str, grant: Option<ConsentGrant>) -> Option<Block> {
-        let old_json = old.map(Block::json).unwrap_or_default();
-        let mut entries = Vec::new();
+    /// (`None`: the block is empty then). The old block's entries move into the new one.
+    fn with(old: Option<Block>, name: &str, grant: Option<ConsentGrant>) -> Option<Block> {
+        let old_json = old.as_ref().map(Block::json).unwrap_or_default();
+        let old_entries = old.map(|b| b.entries.into_vec()).unwrap_or_default();
+        let mut entries = Vec::with_capacity(old_entries.len() + 1);
         let mut json = Vec::with_capacity(old_json.len() + 1024);
         let mut new = grant.map(kept_json);
-        if let Some(old) = old {
-            for (e, segment) in old.segments(&old_json) {
-                if new.as_ref().is_some_and(|(n, _)| n.name < e.name) {
-                    let (n, j) = new.take().expect("checked");
-                    entries.push(n);
-                    json.extend_from_slice(&j);
-                }
-                if &*e.name == name {
-                    continue;
-                }
-                entries.push(Entry {
-                    name: e.name.clone(),
-                    state: e.state,
-                    len: e.len,
-                });
-                json.extend_from_slice(segment);
+        let mut at = 0;
+        for e in old_entries {
+            let Some(segment) = old_json.get(at..at + e.len as usize) else {
+                break;
+            };
+            at += e.len as usize;
+            if new.as_ref().is_some_and(|(n, _)| n.name < e.name) {
+                let (n, j) = new.take().expect("checked");
+                entries.push(n);
+                json.extend_from_slice(&j);
             }
+            if &*e.name == name {
+                continue;
+            }
+            entries.push(e);
+            json.extend_from_slice(segment);
         }
         if let Some((n, j)) = new {
             entries.push(n);
@@ -219,23 +219,18 @@ impl Default for GrantCache {
 fn put(by_ns: &mut ByNamespace, grant: ConsentGrant) {
     let ns = grant.namespace().unwrap_or_default();
     let name = grant.name_any();
-    let block = Block::with(by_ns.get(ns.as_str()), &name, Some(grant))
+    let block = Block::with(by_ns.remove(ns.as_str()), &name, Some(grant))
         .expect("a block with a grant put in is not empty");
     by_ns.insert(ns.into_boxed_str(), block);
 }
 
 fn remove(by_ns: &mut ByNamespace, grant: &ConsentGrant) {
     let ns = grant.namespace().unwrap_or_default();
-    let Some(old) = by_ns.get(ns.as_str()) else {
+    let Some(old) = by_ns.remove(ns.as_str()) else {
         return;
     };
-    match Block::with(Some(old), &grant.name_any(), None) {
-        Some(block) => {
-            by_ns.insert(ns.into_boxed_str(), block);
-        }
-        None => {
-            by_ns.remove(ns.as_str());
-        }
+    if let Some(block) = Block::with(Some(old), &grant.name_any(), None) {
+        by_ns.insert(ns.into_boxed_str(), block);
     }
 }
 
