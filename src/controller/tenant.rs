@@ -607,14 +607,22 @@ pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::await_change());
     };
     let timer = ctx.metrics.reconcile_started("tenant");
-    let result = reconcile_inner(tenant.clone(), &ctx).await;
+    // The grants in the tenant's namespace, read from the cache once for the whole reconcile
+    // (each read unpacks them): the stale ones to delete, the consent lines of the status and
+    // the re-checks due. A grant event during the reconcile queues another one.
+    let grants = if tenant.meta().deletion_timestamp.is_none() {
+        ctx.grants_in(&tenant.namespace_name())
+    } else {
+        Vec::new()
+    };
+    let result = reconcile_inner(tenant.clone(), &grants, &ctx).await;
     if let Err(e) = &result {
         timer.error(e.metric_label());
     }
     let requeue = result?;
     // The granted consents' re-checks ride on the Tenant's own wake-ups.
     let grants_due = if tenant.meta().deletion_timestamp.is_none() {
-        wake_due_grants(&tenant, &ctx, Timestamp::now())
+        wake_due_grants(&tenant, &grants, &ctx, Timestamp::now())
     } else {
         None
     };
@@ -651,9 +659,15 @@ pub fn grants_to_wake(
 }
 
 /// Asks the ConsentGrant controller to re-check the tenant's granted consents that are due,
-/// and returns when the next one is (the Tenant comes back then at the latest).
-fn wake_due_grants(tenant: &Tenant, ctx: &Context, now: Timestamp) -> Option<Duration> {
-    let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
+/// and returns when the next one is (the Tenant comes back then at the latest). `in_namespace`
+/// are the grants in the tenant's namespace; those naming another Tenant are not its own.
+fn wake_due_grants(
+    tenant: &Tenant,
+    in_namespace: &[Arc<ConsentGrant>],
+    ctx: &Context,
+    now: Timestamp,
+) -> Option<Duration> {
+    let grants = own_grants(tenant, in_namespace);
     let (due, next) = grants_to_wake(&grants, now);
     if !due.is_empty() {
         ctx.wake_consents(ObjectRef::from_obj(tenant));
@@ -663,8 +677,23 @@ fn wake_due_grants(tenant: &Tenant, ctx: &Context, now: Timestamp) -> Option<Dur
     next.map(|n| n.max(Duration::from_secs(1)))
 }
 
-/// One reconcile; `Ok(Some(wait))` to come back after `wait`, `Ok(None)` to wait for a change.
-async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Option<Duration>> {
+/// The grants among `in_namespace` that name `tenant` in `spec.tenantRef`.
+fn own_grants(tenant: &Tenant, in_namespace: &[Arc<ConsentGrant>]) -> Vec<Arc<ConsentGrant>> {
+    let name = tenant.name_any();
+    in_namespace
+        .iter()
+        .filter(|g| g.spec.tenant_ref == name)
+        .cloned()
+        .collect()
+}
+
+/// One reconcile, given the grants in the tenant's namespace as last seen; `Ok(Some(wait))`
+/// to come back after `wait`, `Ok(None)` to wait for a change.
+async fn reconcile_inner(
+    tenant: Arc<Tenant>,
+    grants: &[Arc<ConsentGrant>],
+    ctx: &Arc<Context>,
+) -> Result<Option<Duration>> {
     let ctx = ctx.as_ref();
     let key = super::object_key(tenant.as_ref());
     if tenant.meta().deletion_timestamp.is_some() {
@@ -702,23 +731,18 @@ async fn reconcile_inner(tenant: Arc<Tenant>, ctx: &Arc<Context>) -> Result<Opti
     let children = desired_children(&tenant, config);
     if blocker.is_none() {
         ensure_finalizer(&tenant, ctx).await?;
-        provision(&tenant, &children, ctx).await?;
-        forward_recheck(&tenant, ctx).await?;
+        provision(&tenant, &children, grants, ctx).await?;
+        forward_recheck(&tenant, grants, ctx).await?;
     }
 
     // 4. Status.
-    let grants_by_name: BTreeMap<String, Arc<ConsentGrant>> = ctx
-        .grants_in(&tenant.namespace_name())
-        .into_iter()
-        .map(|g| (g.name_any(), g))
-        .collect();
+    let grants_by_name: BTreeMap<String, &ConsentGrant> =
+        grants.iter().map(|g| (g.name_any(), g.as_ref())).collect();
     let required = required_consents(&tenant, config);
     let consents = required
         .into_iter()
         .map(|r| {
-            let grant = grants_by_name
-                .get(&consent_grant_name(r.key))
-                .map(|g| g.as_ref());
+            let grant = grants_by_name.get(&consent_grant_name(r.key)).copied();
             (r, grant)
         })
         .collect();
@@ -939,7 +963,12 @@ async fn tenant_id(tenant: &Tenant, ctx: &Context) -> Result<String, GraphError>
 }
 
 /// Applies the tenant's children and deletes the ConsentGrants it no longer needs.
-async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Result<()> {
+async fn provision(
+    tenant: &Tenant,
+    children: &Children,
+    in_namespace: &[Arc<ConsentGrant>],
+    ctx: &Context,
+) -> Result<()> {
     let client = ctx.client.clone();
     let ns = tenant.namespace_name();
     apply(
@@ -963,8 +992,7 @@ async fn provision(tenant: &Tenant, children: &Children, ctx: &Context) -> Resul
 
     // A consent the tenant no longer needs (Pro → Essentials drops the paired bot's).
     let wanted: BTreeSet<String> = children.grants.iter().map(|g| g.name_any()).collect();
-    for stale in ctx
-        .grants_of(&ns, &tenant.name_any())
+    for stale in own_grants(tenant, in_namespace)
         .into_iter()
         .filter(|g| !wanted.contains(&g.name_any()))
     {
@@ -1024,13 +1052,17 @@ async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> R
 
 /// Asks every ConsentGrant of the tenant for an immediate re-check, when the Tenant's
 /// `recording.m365.io/recheck-at` annotation names a request its grants have not seen.
-pub async fn forward_recheck(tenant: &Tenant, ctx: &Context) -> Result<()> {
+pub async fn forward_recheck(
+    tenant: &Tenant,
+    in_namespace: &[Arc<ConsentGrant>],
+    ctx: &Context,
+) -> Result<()> {
     let Some(requested) = tenant.annotations().get(RECHECK_ANNOTATION) else {
         return Ok(());
     };
     let ns = tenant.namespace_name();
     let api: Api<ConsentGrant> = Api::namespaced(ctx.client.clone(), &ns);
-    for grant in ctx.grants_in(&ns) {
+    for grant in in_namespace {
         if grant.annotations().get(RECHECK_ANNOTATION) != Some(requested) {
             let patch = json!({"metadata": {"annotations": {RECHECK_ANNOTATION: requested}}});
             api.patch(
