@@ -279,6 +279,22 @@ fn status_field(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// CPU time a process has used so far (user + system, all its threads), in seconds: fields
+/// 14 and 15 of `/proc/<pid>/stat`, counted in the kernel's fixed 100 ticks per second.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// The CPU time the bench process (both simulators and the bench's own client) has used.
+fn bench_cpu_secs() -> f64 {
+    cpu_secs(std::process::id()).unwrap_or(0.0)
+}
+
 impl Operator {
     async fn start(world: &World, label: &str, concurrency: Option<u16>) -> Operator {
         let dir = std::env::temp_dir().join(format!(
@@ -656,12 +672,14 @@ async fn wait_tenants(client: &kube::Client, want: usize, pred: impl Fn(&Tenant)
 }
 
 /// The baseline on a fresh simulator: its time and the number of creates it made.
-async fn run_baseline(args: &Args) -> (Duration, u64) {
+async fn run_baseline(args: &Args) -> BaselineRun {
     let n = args.tenants;
     let world = World::start(PollingConfig::default(), 3599).await;
     let started = Instant::now();
+    let cpu_before = bench_cpu_secs();
     baseline(&world.client, &world.config, n, args.concurrency).await;
     let base = started.elapsed();
+    let cpu = bench_cpu_secs() - cpu_before;
     let base_requests: u64 = world
         .kube
         .request_counts()
@@ -672,7 +690,19 @@ async fn run_baseline(args: &Args) -> (Duration, u64) {
     eprintln!("baseline: {n} tenants' objects in {base:.2?} ({base_requests} creates)");
     world.m365.clone().shutdown().await;
     world.kube.clone().shutdown().await;
-    (base, base_requests)
+    BaselineRun {
+        time: base,
+        creates: base_requests,
+        cpu,
+    }
+}
+
+/// What the baseline took: its time, its creates and the CPU time of the bench process
+/// (simulator and client) meanwhile.
+struct BaselineRun {
+    time: Duration,
+    creates: u64,
+    cpu: f64,
 }
 
 /// Only the baseline: what the simulator costs per request at this size.
@@ -681,10 +711,18 @@ async fn phase_baseline(args: &Args) -> Table {
     let mut table = Table::default();
     table.row("tenants (every other Pro)", n.to_string());
     table.row("client concurrency", args.concurrency.to_string());
-    let (base, requests) = run_baseline(args).await;
+    let BaselineRun {
+        time: base,
+        creates: requests,
+        cpu: base_cpu,
+    } = run_baseline(args).await;
     table.row(
         "baseline: objects created by a plain client",
         format!("{base:.2?}"),
+    );
+    table.row(
+        "baseline CPU time (simulators + client)",
+        format!("{base_cpu:.2}s"),
     );
     table.row(
         "baseline API requests (creates)",
@@ -713,7 +751,11 @@ async fn phase_ready(args: &Args) -> Table {
             .unwrap_or_else(|| "default".into()),
     );
 
-    let (base, base_requests) = run_baseline(args).await;
+    let BaselineRun {
+        time: base,
+        creates: base_requests,
+        cpu: base_cpu,
+    } = run_baseline(args).await;
 
     // The operator.
     let world = World::start(PollingConfig::default(), 3599).await;
@@ -724,6 +766,8 @@ async fn phase_ready(args: &Args) -> Table {
     let metrics_before = Histogram::parse(&operator.metrics().await);
 
     let started = Instant::now();
+    let operator_cpu_before = cpu_secs(operator.pid).unwrap_or(0.0);
+    let bench_cpu_before = bench_cpu_secs();
     let waiting = {
         let client = world.client.clone();
         tokio::spawn(async move { wait_tenants(&client, n, is_ready).await })
@@ -732,6 +776,8 @@ async fn phase_ready(args: &Args) -> Table {
     let applied = started.elapsed();
     waiting.await.expect("watch");
     let ready = started.elapsed();
+    let operator_cpu = cpu_secs(operator.pid).unwrap_or(0.0) - operator_cpu_before;
+    let bench_cpu = bench_cpu_secs() - bench_cpu_before;
     eprintln!("operator: {n} tenants applied in {applied:.2?}, all Ready after {ready:.2?}");
     // Let the last writes settle before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -749,6 +795,14 @@ async fn phase_ready(args: &Args) -> Table {
     table.row(
         "ratio operator / baseline (goal ≤ 1.5)",
         format!("{:.2}", ready.as_secs_f64() / base.as_secs_f64()),
+    );
+    table.row(
+        "CPU time: baseline (simulators + client)",
+        format!("{base_cpu:.2}s"),
+    );
+    table.row(
+        "CPU time until all Ready: operator / simulators + bench client",
+        format!("{operator_cpu:.2}s / {bench_cpu:.2}s"),
     );
 
     let mut diff = diff_counts(&after, &before);
