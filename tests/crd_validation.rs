@@ -1,6 +1,7 @@
 //! The field rules of the three resources, each at its edges, through the same validation the
 //! reconcilers run (the CRD's own schema + CEL rules).
 
+use kube::CustomResourceExt;
 use recording_operator::crd::validation::{
     validate_consent_grant, validate_recording_service, validate_tenant, Violations,
 };
@@ -112,6 +113,57 @@ fn customer_name_forbidden_characters_full_stop_and_white_space() {
         errs.to_string().contains("white space"),
         "the message names the rule: {errs}"
     );
+}
+
+#[test]
+fn customer_name_white_space_means_every_unicode_space() {
+    // Vertical tab, next line, no-break space, en quad, ideographic space, line separator.
+    for c in [
+        '\u{b}', '\u{85}', '\u{a0}', '\u{2000}', '\u{3000}', '\u{2028}',
+    ] {
+        assert_rejected(
+            "spec.customerName",
+            json!(format!("Contoso{c}Ltd")),
+            "spec.customerName",
+        );
+        assert_rejected("spec.shortName", json!(format!("a{c}b")), "spec.shortName");
+    }
+    // Letters and symbols near those code points are still allowed.
+    assert_accepted(
+        "spec.customerName",
+        json!("Contoso\u{ff}\u{2010}\u{3001}Ltd"),
+    );
+}
+
+#[test]
+fn name_rules_spell_white_space_out_for_the_api_server() {
+    // The API server's CEL runs RE2, where `\s` is ASCII white space only: a rule written with
+    // `\s` would let a no-break space through there while the operator refuses the name.
+    fn rules(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(rule)) = map.get("rule") {
+                    out.push(rule.clone());
+                }
+                map.values().for_each(|v| rules(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| rules(v, out)),
+            _ => {}
+        }
+    }
+    for (crd, wanted) in [
+        (serde_json::to_value(Tenant::crd()).unwrap(), 2),
+        (serde_json::to_value(RecordingService::crd()).unwrap(), 1),
+    ] {
+        let mut found = Vec::new();
+        rules(&crd, &mut found);
+        let matches: Vec<&String> = found.iter().filter(|r| r.contains("matches(")).collect();
+        assert_eq!(matches.len(), wanted, "name rules: {matches:?}");
+        for rule in matches {
+            assert!(!rule.contains(r"\s"), "no \\s in {rule}");
+            assert!(rule.contains(r"\p{Z}"), "separators named in {rule}");
+        }
+    }
 }
 
 #[test]

@@ -30,12 +30,33 @@ pub const TENANT_LABEL: &str = "recording.m365.io/tenant";
 /// "the admin has just accepted").
 pub const RECHECK_ANNOTATION: &str = "recording.m365.io/recheck-at";
 
+/// Every Unicode white space character (the `White_Space` property), spelled out for a
+/// character class. Not `\s`: in RE2, which the API server's CEL runs, `\s` is the ASCII
+/// `[\t\n\f\r ]` only, while the regex engine of the operator's and the simulator's CEL reads
+/// it as Unicode white space. A name with a no-break space would then pass the API server and
+/// fail the operator's own check. This list means the same to both: the ASCII controls tab to
+/// carriage return, next line (U+0085) and the separators (`\p{Z}`: the space, no-break and
+/// ideographic spaces among them, line and paragraph separators).
+macro_rules! white_space {
+    () => {
+        r"\t\n\v\f\r\x{85}\p{Z}"
+    };
+}
+
 /// Character rule shared by `customerName`, `shortName` and the service short name: none of
 /// `\ / : * ? " < > |`, no full stop, no white space; hyphens allowed but never first, last or
 /// doubled. Written once as an RE2 expression (the dialect of CEL's `matches`).
-pub(crate) const NAME_CHARS_RE: &str = r#"^[^\\/:*?"<>|.\s-]+(-[^\\/:*?"<>|.\s-]+)*$"#;
+pub(crate) const NAME_CHARS_RE: &str = concat!(
+    r#"^[^\\/:*?"<>|."#,
+    white_space!(),
+    r#"-]+(-[^\\/:*?"<>|."#,
+    white_space!(),
+    r#"-]+)*$"#
+);
 /// The same rule without the hyphen constraints (service short names).
-pub(crate) const SERVICE_NAME_CHARS_RE: &str = r#"^[^\\/:*?"<>|.\s]+$"#;
+pub(crate) const SERVICE_NAME_CHARS_RE: &str =
+    concat!(r#"^[^\\/:*?"<>|."#, white_space!(), r#"]+$"#);
+
 /// A DNS name: dot-separated labels of letters, digits and inner hyphens, ending in a
 /// letters-only top-level label.
 pub(crate) const DNS_NAME_RE: &str =
