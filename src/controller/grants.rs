@@ -52,6 +52,19 @@ impl Touched {
     }
 }
 
+/// The grants among `grants` that name the Tenant `tenant` in `spec.tenantRef`: in a
+/// tenant's namespace, its own.
+pub fn naming<'a>(
+    tenant: &'a str,
+    grants: impl IntoIterator<Item = &'a Arc<ConsentGrant>>,
+) -> Vec<Arc<ConsentGrant>> {
+    grants
+        .into_iter()
+        .filter(|g| g.spec.tenant_ref == tenant)
+        .cloned()
+        .collect()
+}
+
 /// One cached grant: its name, its state (for the gauges) and the length of its JSON in its
 /// namespace's [`Block`].
 struct Entry {

@@ -324,10 +324,7 @@ impl Context {
     /// The ConsentGrants in `namespace` that belong to the Tenant named `tenant`, as last
     /// seen.
     pub fn grants_of(&self, namespace: &str, tenant: &str) -> Vec<Arc<ConsentGrant>> {
-        self.grants_in(namespace)
-            .into_iter()
-            .filter(|g| g.spec.tenant_ref == tenant)
-            .collect()
+        grants::naming(tenant, &self.grants_in(namespace))
     }
 
     /// The ConsentGrants in `namespace`, as last seen.
@@ -646,10 +643,9 @@ pub async fn run(
                 resolved.forget(gone);
                 facts.forget(&gone.name_any());
                 // Its grants are strays until garbage collection takes them.
-                for g in grants.in_namespace(&gone.namespace_name()) {
-                    if g.spec.tenant_ref == gone.name_any() {
-                        let _ = found_strays.unbounded_send(grants::Touched::of(&g));
-                    }
+                let name = gone.name_any();
+                for g in grants::naming(&name, &grants.in_namespace(&gone.namespace_name())) {
+                    let _ = found_strays.unbounded_send(grants::Touched::of(&g));
                 }
             }
             if let Ok(event) = &event {

@@ -667,7 +667,7 @@ fn wake_due_grants(
     ctx: &Context,
     now: Timestamp,
 ) -> Option<Duration> {
-    let grants = own_grants(tenant, in_namespace);
+    let grants = super::grants::naming(&tenant.name_any(), in_namespace);
     let (due, next) = grants_to_wake(&grants, now);
     if !due.is_empty() {
         ctx.wake_consents(ObjectRef::from_obj(tenant));
@@ -675,16 +675,6 @@ fn wake_due_grants(
     // Come back shortly after a due grant was woken: its check writes a new `nextCheckAt`
     // (which triggers this reconcile anyway); the wait covers a wake-up that was lost.
     next.map(|n| n.max(Duration::from_secs(1)))
-}
-
-/// The grants among `in_namespace` that name `tenant` in `spec.tenantRef`.
-fn own_grants(tenant: &Tenant, in_namespace: &[Arc<ConsentGrant>]) -> Vec<Arc<ConsentGrant>> {
-    let name = tenant.name_any();
-    in_namespace
-        .iter()
-        .filter(|g| g.spec.tenant_ref == name)
-        .cloned()
-        .collect()
 }
 
 /// One reconcile, given the grants in the tenant's namespace as last seen; `Ok(Some(wait))`
@@ -992,7 +982,7 @@ async fn provision(
 
     // A consent the tenant no longer needs (Pro → Essentials drops the paired bot's).
     let wanted: BTreeSet<String> = children.grants.iter().map(|g| g.name_any()).collect();
-    for stale in own_grants(tenant, in_namespace)
+    for stale in super::grants::naming(&tenant.name_any(), in_namespace)
         .into_iter()
         .filter(|g| !wanted.contains(&g.name_any()))
     {
