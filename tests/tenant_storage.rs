@@ -361,12 +361,22 @@ async fn a_failed_cleanup_keeps_the_tenant_with_its_status_until_storage_is_back
         .conditions
         .iter()
         .any(|c| c.type_ == "StorageReady" && !c.message.is_empty()));
-    let warning = h
-        .events("default", "Tenant", "drop")
-        .await
-        .into_iter()
-        .find(|e| e.reason.as_deref() == Some("CleanupFailed"))
-        .expect("a CleanupFailed Event");
+    // The Event is published after the status write that the wait above saw.
+    let warning = common::wait_for(
+        T,
+        || async {
+            Some(
+                h.events("default", "Tenant", "drop")
+                    .await
+                    .into_iter()
+                    .find(|e| e.reason.as_deref() == Some("CleanupFailed")),
+            )
+        },
+        Option::is_some,
+        "a CleanupFailed Event",
+    )
+    .await
+    .expect("a CleanupFailed Event");
     assert_eq!(warning.type_.as_deref(), Some("Warning"));
 
     // Storage is back: the retry deletes the container and lets the Tenant go.
