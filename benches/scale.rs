@@ -12,6 +12,10 @@
 //!   token requests per tenant, peak RSS, reconcile duration p50/p99 per controller (all
 //!   reconciles of the run, and the reconciles of one "poke" of every Tenant and every
 //!   ConsentGrant, which make no outside call because nothing the operator reads changed).
+//!   Last, the floor on a fresh simulator: every write the operator made for a tenant (server-
+//!   side applies, statuses as the operator wrote them, the Event), made by a plain client as
+//!   fast as it can, with no watch, cache or Graph — no operator that writes what the spec
+//!   asks for can be faster on this machine.
 //! - **baseline**: only the baseline of `ready` (the simulator's own cost, no operator):
 //!   time, API requests and requests per second.
 //! - **steady**: the poll timings scaled down (a simulated day of `--day-secs`), 90 % of the
@@ -34,7 +38,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use recording_operator::config::{CloudConfig, OperatorConfig, PollingConfig, SecretRef};
 use recording_operator::controller::tenant::desired_children;
-use recording_operator::crd::{ConsentGrant, Tenant};
+use recording_operator::crd::{ConsentGrant, Tenant, FIELD_MANAGER};
 use serde_json::json;
 use sim::kube::{KubeSim, KubeSimConfig};
 use sim::m365::{M365Sim, Seed};
@@ -636,6 +640,149 @@ async fn baseline(client: &kube::Client, config: &OperatorConfig, n: usize, conc
         .expect("baseline objects created");
 }
 
+/// What the operator's run wrote last for one tenant of each kind (Pro, Essentials): the
+/// Tenant's status and its grants' statuses by grant name. The floor replays them.
+#[derive(Clone, Default)]
+struct Written {
+    tenant: [serde_json::Value; 2],
+    grants: [BTreeMap<String, serde_json::Value>; 2],
+}
+
+impl Written {
+    /// Reads tenants 0 (Pro) and 1 (Essentials) and their grants after the operator's run.
+    async fn read(client: &kube::Client) -> Written {
+        let mut written = Written::default();
+        for i in 0..2 {
+            let tenant = Api::<Tenant>::all(client.clone())
+                .get(&tenant_name(i))
+                .await
+                .expect("tenant read");
+            written.tenant[i] = serde_json::to_value(&tenant.status).expect("status");
+            let grants = Api::<ConsentGrant>::namespaced(client.clone(), &tenant.namespace_name())
+                .list(&Default::default())
+                .await
+                .expect("grants listed");
+            for g in grants.items {
+                let status = serde_json::to_value(&g.status).expect("status");
+                written.grants[i].insert(g.name_any(), status);
+            }
+        }
+        written
+    }
+}
+
+/// The floor: every write the operator's run makes for a tenant, made by a plain client with
+/// nothing else: no watch, no cache, no Graph, no decision. The Tenant create (the user's),
+/// the namespace, quota, policy and grants by server-side apply as the operator applies them,
+/// each grant's final status, the Tenant's final status (one write, where the operator makes
+/// two) and the Event of its transition, published by the operator's own `Events`.
+async fn floor(
+    client: &kube::Client,
+    config: &OperatorConfig,
+    written: &Written,
+    n: usize,
+    concurrency: usize,
+) {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    let events = recording_operator::controller::Events::new(client.clone(), "tenant");
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    stream::iter(0..n)
+        .map(|i| {
+            let (tenants, client, events, apply) = (
+                tenants.clone(),
+                client.clone(),
+                events.clone(),
+                apply.clone(),
+            );
+            async move {
+                let tenant = tenants
+                    .create(&PostParams::default(), &tenant_object(i))
+                    .await?;
+                let children = desired_children(&tenant, config);
+                let ns = tenant.namespace_name();
+                Api::<Namespace>::all(client.clone())
+                    .patch(&ns, &apply, &Patch::Apply(&children.namespace))
+                    .await?;
+                Api::<ResourceQuota>::namespaced(client.clone(), &ns)
+                    .patch(
+                        &children.quota.name_any(),
+                        &apply,
+                        &Patch::Apply(&children.quota),
+                    )
+                    .await?;
+                Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+                    .patch(
+                        &children.network_policy.name_any(),
+                        &apply,
+                        &Patch::Apply(&children.network_policy),
+                    )
+                    .await?;
+                let grants: Api<ConsentGrant> = Api::namespaced(client.clone(), &ns);
+                for g in &children.grants {
+                    grants
+                        .patch(&g.name_any(), &apply, &Patch::Apply(g))
+                        .await?;
+                }
+                for g in &children.grants {
+                    let status = written.grants[i % 2].get(&g.name_any());
+                    let patch = json!({
+                        "apiVersion": "recording.m365.io/v1alpha1",
+                        "kind": "ConsentGrant",
+                        "status": status,
+                    });
+                    grants
+                        .patch_status(&g.name_any(), &apply, &Patch::Apply(&patch))
+                        .await?;
+                }
+                let patch = json!({
+                    "apiVersion": "recording.m365.io/v1alpha1",
+                    "kind": "Tenant",
+                    "status": written.tenant[i % 2],
+                });
+                let tenant = tenants
+                    .patch_status(&tenant.name_any(), &apply, &Patch::Apply(&patch))
+                    .await?;
+                events
+                    .publish(
+                        &tenant,
+                        false,
+                        "Ready",
+                        "Reconcile",
+                        "all mandatory consents granted".into(),
+                    )
+                    .await;
+                Ok::<_, kube::Error>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("floor writes made");
+}
+
+/// The floor on a fresh simulator: its time, its requests and the bench process's CPU time.
+async fn run_floor(args: &Args, written: &Written) -> BaselineRun {
+    let n = args.tenants;
+    let world = World::start(PollingConfig::default(), 3599).await;
+    let before = world.kube.request_counts();
+    let started = Instant::now();
+    let cpu_before = bench_cpu_secs();
+    floor(&world.client, &world.config, written, n, args.concurrency).await;
+    let time = started.elapsed();
+    let cpu = bench_cpu_secs() - cpu_before;
+    let requests = diff_counts(&world.kube.request_counts(), &before)
+        .values()
+        .sum();
+    eprintln!("floor: {n} tenants' writes in {time:.2?} ({requests} requests)");
+    world.m365.clone().shutdown().await;
+    world.kube.clone().shutdown().await;
+    BaselineRun {
+        time,
+        requests,
+        cpu,
+    }
+}
+
 fn is_ready(t: &Tenant) -> bool {
     t.status.as_ref().is_some_and(|s| {
         s.conditions
@@ -692,16 +839,16 @@ async fn run_baseline(args: &Args) -> BaselineRun {
     world.kube.clone().shutdown().await;
     BaselineRun {
         time: base,
-        creates: base_requests,
+        requests: base_requests,
         cpu,
     }
 }
 
-/// What the baseline took: its time, its creates and the CPU time of the bench process
+/// What the baseline (or the floor) took: its time, its requests and the CPU time of the bench process
 /// (simulator and client) meanwhile.
 struct BaselineRun {
     time: Duration,
-    creates: u64,
+    requests: u64,
     cpu: f64,
 }
 
@@ -713,7 +860,7 @@ async fn phase_baseline(args: &Args) -> Table {
     table.row("client concurrency", args.concurrency.to_string());
     let BaselineRun {
         time: base,
-        creates: requests,
+        requests,
         cpu: base_cpu,
     } = run_baseline(args).await;
     table.row(
@@ -753,7 +900,7 @@ async fn phase_ready(args: &Args) -> Table {
 
     let BaselineRun {
         time: base,
-        creates: base_requests,
+        requests: base_requests,
         cpu: base_cpu,
     } = run_baseline(args).await;
 
@@ -957,9 +1104,28 @@ async fn phase_ready(args: &Args) -> Table {
         "operator heap in use at the end",
         mib(operator.heap_mib().await),
     );
+    let written = Written::read(&world.client).await;
     operator.stop().await;
     world.m365.clone().shutdown().await;
     world.kube.clone().shutdown().await;
+
+    let floor = run_floor(args, &written).await;
+    table.row(
+        "floor: the operator's writes by a plain client (no reads, no Graph)",
+        format!("{:.2?}", floor.time),
+    );
+    table.row(
+        "ratio floor / baseline",
+        format!("{:.2}", floor.time.as_secs_f64() / base.as_secs_f64()),
+    );
+    table.row(
+        "CPU time: floor (simulators + client)",
+        format!("{:.2}s", floor.cpu),
+    );
+    table.row(
+        "floor API requests per tenant (the Tenant's create included)",
+        format!("{:.2}", floor.requests as f64 / n as f64),
+    );
     table
 }
 
