@@ -545,6 +545,43 @@ async fn a_pending_tenant_costs_no_graph_request_and_one_with_directory_granted(
 }
 
 #[tokio::test]
+async fn permissions_granted_after_a_partial_token_show_at_the_next_poll() {
+    let w = world_with(seed(), |config, _| {
+        config.polling.check_cache_ttl = Duration::ZERO;
+    })
+    .await;
+    let specs = w.specs(false);
+    // An older consent: two of the directory app's three permissions.
+    w.sim.grant_partial(
+        CONTOSO,
+        &w.app_id("directory"),
+        &["User.Read.All", "Group.Read.All"],
+        &[],
+    );
+    let check = w.checker.check(CONTOSO, &specs).await;
+    let directory = check.get("directory").unwrap();
+    assert_eq!(
+        directory.state,
+        CheckState::Partial,
+        "{}",
+        directory.message
+    );
+    assert_eq!(directory.missing, ["Application.Read.All"]);
+
+    // The admin consents again, to all three. The token of the first check (valid for an
+    // hour) does not carry the new role; the next poll must not judge by it.
+    w.grant(CONTOSO, "directory");
+    let check = w.checker.check(CONTOSO, &specs).await;
+    let directory = check.get("directory").unwrap();
+    assert_eq!(
+        directory.state,
+        CheckState::Granted,
+        "{}",
+        directory.message
+    );
+}
+
+#[tokio::test]
 async fn concurrent_checks_of_one_tenant_share_one_check() {
     let w = world().await; // checkCacheTtl 5s
     let specs = w.specs(true);

@@ -2252,7 +2252,8 @@ mod tests {
             reason(GraphError::NotConsented {
                 tenant: TENANT_ID.into(),
                 app_id: app.clone(),
-                code: 700016
+                code: 700016,
+                detail: None,
             })
             .0,
             "AppNotFound"

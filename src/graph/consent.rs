@@ -402,6 +402,16 @@ impl CheckEnv<'_> {
         let secret = self.secrets.get(&spec.app_id.to_ascii_lowercase());
         self.tokens.token(tenant, &spec.app_id, secret).await
     }
+
+    /// Drops the cached token of `spec` unless its roles granted the consent. A token's
+    /// `roles` are fixed when Entra issues it, and a permission granted after that (or one
+    /// that reached the directory late) shows only in a new token: a token that fell short
+    /// would otherwise hold the consent at Partial until it expires, an hour later.
+    fn keep_token_only_if_granted(&self, tenant: &str, spec: &ConsentSpec, check: &ConsentCheck) {
+        if check.state != CheckState::Granted {
+            self.tokens.invalidate(tenant, &spec.app_id);
+        }
+    }
 }
 
 /// What a tenant's checks remember between polls.
@@ -501,11 +511,9 @@ pub async fn check_tenant(
     if let Some(directory) = directory {
         match env.token(tenant, directory).await {
             Ok(token) => {
-                results.push(verdict(
-                    directory,
-                    &token.roles,
-                    Delegated::AwaitingDirectory,
-                ));
+                let check = verdict(directory, &token.roles, Delegated::AwaitingDirectory);
+                env.keep_token_only_if_granted(tenant, directory, &check);
+                results.push(check);
                 if can_verify_others(&token) {
                     verifier = Some(token);
                 }
@@ -609,7 +617,11 @@ async fn check_by_tokens(
             };
         }
         match env.token(tenant, spec).await {
-            Ok(token) => verdict(spec, &token.roles, Delegated::AwaitingDirectory),
+            Ok(token) => {
+                let check = verdict(spec, &token.roles, Delegated::AwaitingDirectory);
+                env.keep_token_only_if_granted(tenant, spec, &check);
+                check
+            }
             Err(e) => from_error(spec, &e),
         }
     }))
@@ -904,6 +916,7 @@ mod tests {
                 tenant: "t".into(),
                 app_id: s.app_id.clone(),
                 code: 7000229,
+                detail: None,
             },
         );
         assert_eq!(pending.state, CheckState::Pending);

@@ -42,11 +42,15 @@ pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 pub enum GraphError {
     #[error("tenant {tenant} not found (AADSTS90002): check the Tenant's domain or tenant id")]
     TenantNotFound { tenant: String },
-    #[error("application {app_id} has no service principal in tenant {tenant} (AADSTS{code}): admin consent not given")]
+    /// The token endpoint's answer means the customer has not consented. AADSTS700016 and
+    /// 7000229 say the application has no service principal in the tenant; the other codes
+    /// read the same way (50020, 500011, 65001) carry Entra's own text in `detail`.
+    #[error("{}", not_consented(tenant, app_id, *code, detail.as_deref()))]
     NotConsented {
         tenant: String,
         app_id: String,
         code: u64,
+        detail: Option<String>,
     },
     #[error("the client secret of application {app_id} is invalid (AADSTS7000215): the platform team must correct the operator's configuration")]
     InvalidSecret { app_id: String },
@@ -80,6 +84,13 @@ pub enum GraphError {
     },
     #[error("unexpected answer from {service}: {reason}")]
     Protocol { service: Service, reason: String },
+}
+
+fn not_consented(tenant: &str, app_id: &str, code: u64, detail: Option<&str>) -> String {
+    match detail {
+        None => format!("application {app_id} has no service principal in tenant {tenant} (AADSTS{code}): admin consent not given"),
+        Some(detail) => format!("the token endpoint refused application {app_id} in tenant {tenant} (AADSTS{code}: {detail}): admin consent not given"),
+    }
 }
 
 fn code_suffix(code: Option<u64>) -> String {

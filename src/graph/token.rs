@@ -131,9 +131,12 @@ impl EntraErrorResponse {
 
     /// The description without the trace/correlation ids and timestamp Entra appends, so the
     /// text is the same from one request to the next.
+    ///
+    /// Entra puts them on lines of their own (`\r\n` before each), so the cut is at the
+    /// first "Trace ID:" whatever precedes it.
     pub fn stable_description(&self) -> String {
         let text = self.error_description.as_deref().unwrap_or_default();
-        let cut = text.find(" Trace ID:").unwrap_or(text.len());
+        let cut = text.find("Trace ID:").unwrap_or(text.len());
         text[..cut].trim().to_owned()
     }
 }
@@ -141,11 +144,21 @@ impl EntraErrorResponse {
 /// Turns a token-endpoint refusal into the operator's meaning of it.
 pub fn classify_token_error(tenant: &str, app_id: &str, body: &EntraErrorResponse) -> GraphError {
     match body.code() {
-        // No service principal, or (65001) consent required: the customer has not consented.
-        Some(code @ (700016 | 7000229 | 50020 | 500011 | 65001)) => GraphError::NotConsented {
+        // No service principal: the customer has not consented.
+        Some(code @ (700016 | 7000229)) => GraphError::NotConsented {
             tenant: tenant.to_owned(),
             app_id: app_id.to_owned(),
             code,
+            detail: None,
+        },
+        // Other principal-not-found variants, or (65001) consent required: read as not
+        // consented too, with Entra's text, since they can also point at a wrong app id or
+        // cloud.
+        Some(code @ (50020 | 500011 | 65001)) => GraphError::NotConsented {
+            tenant: tenant.to_owned(),
+            app_id: app_id.to_owned(),
+            code,
+            detail: Some(body.stable_description()),
         },
         Some(7000215) => GraphError::InvalidSecret {
             app_id: app_id.to_owned(),
@@ -156,6 +169,19 @@ pub fn classify_token_error(tenant: &str, app_id: &str, body: &EntraErrorRespons
         Some(90002) => GraphError::TenantNotFound {
             tenant: tenant.to_owned(),
         },
+        // OAuth's "try again later" answers, whatever the HTTP status: a passing outage, not
+        // a refusal.
+        _ if matches!(
+            body.error.as_str(),
+            "server_error" | "temporarily_unavailable"
+        ) =>
+        {
+            GraphError::Unavailable {
+                service: Service::Identity,
+                reason: format!("{}: {}", body.error, body.stable_description()),
+                retry_after: None,
+            }
+        }
         code => GraphError::TokenRejected {
             app_id: app_id.to_owned(),
             error: body.error.clone(),
@@ -461,6 +487,26 @@ impl TokenProvider {
                         code,
                         description: scrub(description),
                     },
+                    GraphError::NotConsented {
+                        tenant,
+                        app_id,
+                        code,
+                        detail,
+                    } => GraphError::NotConsented {
+                        tenant,
+                        app_id,
+                        code,
+                        detail: detail.map(scrub),
+                    },
+                    GraphError::Unavailable {
+                        service,
+                        reason,
+                        retry_after,
+                    } => GraphError::Unavailable {
+                        service,
+                        reason: scrub(reason),
+                        retry_after,
+                    },
                     other => other,
                 })
             }
@@ -515,7 +561,8 @@ mod tests {
             GraphError::NotConsented {
                 tenant: TENANT.into(),
                 app_id: APP.into(),
-                code: 700016
+                code: 700016,
+                detail: None,
             }
         );
         let missing_sp = body(
@@ -534,6 +581,52 @@ mod tests {
                 classify_token_error(TENANT, APP, &b),
                 GraphError::NotConsented { .. }
             ));
+        }
+    }
+
+    #[test]
+    fn other_not_consented_codes_keep_entras_text() {
+        // As Entra sends it: the trace id, correlation id and timestamp on lines of their own.
+        let resource = body(
+            "{\"error\":\"invalid_resource\",\"error_description\":\"AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.\\r\\nTrace ID: 5d1c\\r\\nCorrelation ID: 0f2e\\r\\nTimestamp: 2025-09-18 01:17:37Z\",\"error_codes\":[500011]}",
+        );
+        let err = classify_token_error(TENANT, APP, &resource);
+        assert_eq!(
+            err.to_string(),
+            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 in tenant 4a7c1d2e-0000-4000-8000-00000000c0de (AADSTS500011: AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.): admin consent not given"
+        );
+    }
+
+    #[test]
+    fn trace_lines_are_cut_whatever_separates_them() {
+        for sep in ["\r\n", " ", "\n"] {
+            let b = EntraErrorResponse {
+                error: "unauthorized_client".into(),
+                error_description: Some(format!(
+                    "AADSTS7000112: Application is disabled.{sep}Trace ID: 1{sep}Correlation ID: 2{sep}Timestamp: 2025-09-18 01:17:37Z"
+                )),
+                ..body(r#"{"error":"x"}"#)
+            };
+            assert_eq!(
+                b.stable_description(),
+                "AADSTS7000112: Application is disabled.",
+                "{sep:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn try_again_answers_are_an_outage_not_a_refusal() {
+        for error in ["server_error", "temporarily_unavailable"] {
+            let b = body(&format!(
+                r#"{{"error":"{error}","error_description":"AADSTS90033: A transient error has occurred. Please try again.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2025-09-18 01:17:37Z","error_codes":[90033]}}"#
+            ));
+            let err = classify_token_error(TENANT, APP, &b);
+            assert!(err.is_transient(), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("the Microsoft identity platform is unavailable: {error}: AADSTS90033: A transient error has occurred. Please try again.")
+            );
         }
     }
 
