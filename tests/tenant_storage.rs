@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::Harness;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
 use recording_operator::crd::{Health, Tenant};
@@ -267,6 +268,70 @@ async fn retain_keeps_the_container_delete_removes_it() {
         1,
         "only the Retain tenant's container is left: {left:?}"
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_claims_retain_keeps_the_namespace_and_its_claims_delete_removes_them() {
+    let h = Harness::start_with(PlatformOptions {
+        storage: StorageMode::Pvc,
+        ..Default::default()
+    })
+    .await;
+    h.apply(&tenant_yaml(
+        "keep",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "  deletionPolicy: Retain\n",
+    ))
+    .await;
+    h.apply(&drop_tenant_yaml()).await;
+    for name in ["keep", "drop"] {
+        h.wait_tenant(name, T, |t| storage_ready(t).as_deref() == Some("True"))
+            .await;
+    }
+    let namespaces: Api<Namespace> = Api::all(h.client());
+    let keep_ns = namespaces.get("tenant-keep").await.unwrap();
+    assert_eq!(
+        keep_ns.owner_references(),
+        [],
+        "the claims' namespace is not the Tenant's to take along"
+    );
+    let drop_ns = namespaces.get("tenant-drop").await.unwrap();
+    assert_eq!(drop_ns.owner_references()[0].name, "drop");
+
+    let api: Api<Tenant> = Api::all(h.client());
+    api.delete("keep", &DeleteParams::default()).await.unwrap();
+    api.delete("drop", &DeleteParams::default()).await.unwrap();
+    common::wait_for(
+        T,
+        || async { Some(api.list(&Default::default()).await.unwrap().items.len()) },
+        |n| *n == 0,
+        "tenants gone",
+    )
+    .await;
+    let claims = |ns: &str| {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(h.client(), ns);
+        async move {
+            api.list(&Default::default())
+                .await
+                .map(|l| l.items.iter().map(|c| c.name_any()).collect::<Vec<_>>())
+                .unwrap_or_default()
+        }
+    };
+    // Retain: the namespace and the recordings' claim stay.
+    assert_eq!(claims("tenant-keep").await, ["recordings-default"]);
+    assert!(namespaces.get_opt("tenant-keep").await.unwrap().is_some());
+    // Delete: the claim and, through its owner, the namespace go.
+    common::wait_for(
+        T,
+        || async { Some(namespaces.get_opt("tenant-drop").await.unwrap().is_none()) },
+        |gone| *gone,
+        "tenant-drop deleted",
+    )
+    .await;
+    assert_eq!(claims("tenant-drop").await, Vec::<String>::new());
     h.stop().await;
 }
 

@@ -131,6 +131,16 @@ pub struct Children {
     pub grants: Vec<ConsentGrant>,
 }
 
+/// Whether the tenant's recordings are claims in its namespace that must outlive the Tenant
+/// (the PVC backend with `deletionPolicy: Retain`).
+pub fn keeps_claims_in_namespace(tenant: &Tenant, config: &OperatorConfig) -> bool {
+    tenant.spec.deletion_policy == DeletionPolicy::Retain
+        && config
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.backend == crate::storage::BackendKind::Pvc)
+}
+
 /// Computes the desired namespace, quota, network policy and ConsentGrants of a tenant.
 pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
     let name = tenant.name_any();
@@ -145,6 +155,11 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
     };
 
     let mut ns_meta = meta(&ns, None);
+    if keeps_claims_in_namespace(tenant, config) {
+        // The recordings' claims live in this namespace: owned by the Tenant, it would be
+        // deleted with it, and every claim in it. `Retain` keeps the namespace instead.
+        ns_meta.owner_references = None;
+    }
     // Pods of the tenant run under the restricted Pod Security Standard.
     let labels = ns_meta.labels.get_or_insert_with(Default::default);
     labels.insert(

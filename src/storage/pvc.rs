@@ -5,7 +5,9 @@
 //! `recording-operator`, labelled `app.kubernetes.io/managed-by=recording-operator`,
 //! `recording.m365.io/tenant=<name>` and `recording.m365.io/storage-role=<role>`, with the
 //! StorageClass configured for its region (none configured: the cluster's default class).
-//! No owner reference: with `deletionPolicy: Retain` the claim outlives the Tenant object.
+//! No owner reference: with `deletionPolicy: Retain` the claim outlives the Tenant object, and
+//! so does its namespace, which the Tenant then does not own either
+//! ([`keeps_claims_in_namespace`](crate::controller::tenant::keeps_claims_in_namespace)).
 //!
 //! Readiness: a claim is ready once it exists and has not lost its volume. A `Bound` claim
 //! says so; a `Pending` one is still ready, because with `WaitForFirstConsumer` storage classes
