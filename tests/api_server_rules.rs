@@ -126,6 +126,37 @@ async fn each_rule_is_refused_with_422_naming_the_field() {
             with(&["spec", "storage", "location"], json!("West Europe")),
             "spec.storage.location",
         ),
+        // The namespace tenant-<name> must be a DNS label of at most 63 characters.
+        (
+            with(&["metadata", "name"], json!("c".repeat(57))),
+            "metadata.name",
+        ),
+        (
+            with(&["metadata", "name"], json!("contoso.com")),
+            "metadata.name",
+        ),
+        // Beyond int32: refused, not stored for every list of Tenants to fail on.
+        (
+            with(&["spec", "includedUsers"], json!(2_147_483_648u64)),
+            "spec.includedUsers",
+        ),
+        (
+            with(
+                &["spec", "contactEmails"],
+                json!(["ops@contoso.com", "ops@contoso.com"]),
+            ),
+            "spec.contactEmails[1]",
+        ),
+        (
+            with(
+                &["spec", "storage", "byos"],
+                json!({"enabled": true, "locations": [
+                    {"name": "archive", "secretRef": {"name": "a"}},
+                    {"name": "archive", "secretRef": {"name": "b"}}
+                ]}),
+            ),
+            "spec.storage.byos.locations[1]",
+        ),
     ];
     let mut wrong = Vec::new();
     for (doc, field) in &cases {

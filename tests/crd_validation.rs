@@ -252,6 +252,50 @@ fn included_users_at_least_one() {
 }
 
 #[test]
+fn tenant_name_makes_a_valid_namespace_name() {
+    // tenant-<name> is a DNS label: at most 63 characters, lower-case letters, digits, hyphens.
+    assert_accepted("metadata.name", json!("c".repeat(56)));
+    assert_accepted("metadata.name", json!("0contoso-ltd"));
+    for bad in [
+        "c".repeat(57),
+        "contoso.com".into(),
+        "Contoso".into(),
+        "contoso-".into(),
+    ] {
+        assert_rejected("metadata.name", json!(bad), "metadata.name");
+    }
+}
+
+#[test]
+fn lists_hold_no_duplicates() {
+    assert_rejected(
+        "spec.contactEmails",
+        json!(["ops@contoso.com", "ops@contoso.com"]),
+        "spec.contactEmails[1]",
+    );
+    assert_rejected(
+        "spec.adminUpns",
+        json!(["a@contoso.com", "b@contoso.com", "a@contoso.com"]),
+        "spec.adminUpns[2]",
+    );
+    assert_rejected(
+        "spec.storage.byos",
+        json!({"enabled": true, "locations": [
+            {"name": "archive", "secretRef": {"name": "a"}},
+            {"name": "archive", "secretRef": {"name": "b"}}
+        ]}),
+        "spec.storage.byos.locations[1]",
+    );
+    assert_accepted(
+        "spec.storage.byos",
+        json!({"enabled": true, "locations": [
+            {"name": "archive", "secretRef": {"name": "a"}},
+            {"name": "archive2", "secretRef": {"name": "a"}}
+        ]}),
+    );
+}
+
+#[test]
 fn allow_exceed_included_users_must_be_false() {
     let errs = tenant_errors("spec.allowExceedIncludedUsers", json!(true)).unwrap();
     assert!(errs.names_field("spec.allowExceedIncludedUsers"), "{errs}");
@@ -378,6 +422,26 @@ fn service_short_name_is_3_to_15_characters() {
     ] {
         let errs = validate_recording_service(&service(bad, 1), None).expect_err(bad);
         assert!(errs.names_field("spec.shortName"), "{bad}: {errs}");
+    }
+}
+
+#[test]
+fn service_name_makes_valid_bot_object_names() {
+    // <name>-hue-paired names a Deployment and a Service: a DNS-1035 label (63).
+    let named = |name: &str| {
+        let mut s = service("main", 1);
+        s.metadata.name = Some(name.into());
+        s
+    };
+    validate_recording_service(&named(&"r".repeat(52)), None).unwrap();
+    for bad in [
+        "r".repeat(53),
+        "1rec".into(),
+        "rec.main".into(),
+        "Rec".into(),
+    ] {
+        let errs = validate_recording_service(&named(&bad), None).expect_err(&bad);
+        assert!(errs.names_field("metadata.name"), "{bad}: {errs}");
     }
 }
 

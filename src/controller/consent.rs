@@ -80,13 +80,27 @@ pub fn check_due(grant: &ConsentGrant, now: Timestamp) -> bool {
 
 /// Whether the recheck annotation names a request no check has answered yet.
 pub fn recheck_requested(grant: &ConsentGrant) -> bool {
-    let requested = grant.annotations().get(RECHECK_ANNOTATION);
+    let requested = recheck_request(grant);
     requested.is_some()
-        && requested
+        && requested.as_ref()
             != grant
                 .status
                 .as_ref()
                 .and_then(|s| s.last_recheck_request.as_ref())
+}
+
+/// The recheck request of `grant` as `status.lastRecheckRequest` records it: the annotation's
+/// value, or for a value longer than the field's 64 characters, its SHA-256 in hex (the
+/// annotation is the user's, of any length; a longer value in the status would have the API
+/// server refuse every status write of the grant).
+pub fn recheck_request(grant: &ConsentGrant) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let value = grant.annotations().get(RECHECK_ANNOTATION)?;
+    if value.chars().count() <= 64 {
+        return Some(value.clone());
+    }
+    let digest = Sha256::digest(value.as_bytes());
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// How many pending checks have happened since the consent last changed, for the doubling
@@ -161,7 +175,7 @@ pub fn status_after_check(
         next_check_at: Some(Time(
             now + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6)),
         )),
-        last_recheck_request: grant.annotations().get(RECHECK_ANNOTATION).cloned(),
+        last_recheck_request: recheck_request(grant),
         message: Some(message),
         conditions: conditions::merge(&previous.conditions, desired, generation, now),
     }
@@ -741,6 +755,37 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recheck_request_of_any_length_fits_the_status() {
+        let grant_with = |value: &str| -> ConsentGrant {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "recording.m365.io/v1alpha1", "kind": "ConsentGrant",
+                "metadata": {"name": "recording", "namespace": "tenant-contoso",
+                             "annotations": {RECHECK_ANNOTATION: value}},
+                "spec": {"tenantRef": "contoso", "consent": "recording",
+                         "appId": "8b0f7a52-0000-4000-8000-000000000003"}
+            }))
+            .unwrap()
+        };
+        let short = grant_with("2026-11-26T15:00:00Z");
+        assert_eq!(
+            recheck_request(&short).as_deref(),
+            Some("2026-11-26T15:00:00Z")
+        );
+
+        let long_value = format!("after the admin's call: {}", "x".repeat(100));
+        let mut long = grant_with(&long_value);
+        let recorded = recheck_request(&long).unwrap();
+        assert_eq!(recorded.len(), 64, "{recorded}");
+        assert!(recorded.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(recheck_requested(&long));
+        long.status = Some(ConsentGrantStatus {
+            last_recheck_request: Some(recorded),
+            ..Default::default()
+        });
+        assert!(!recheck_requested(&long), "answered once, not again");
+    }
 
     #[test]
     fn a_tenant_wakes_its_grants_only_when_what_they_read_of_it_changes() {

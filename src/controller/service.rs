@@ -101,8 +101,6 @@ const RESYNC: Duration = Duration::from_secs(600);
 const AUTH_RECHECK: Duration = Duration::from_secs(24 * 3600);
 /// How soon an expiry that could not be read for a passing reason is read again.
 const EXPIRY_RETRY: Duration = Duration::from_secs(300);
-/// The longest name a service may have: `<name>-hue-paired` must be a DNS label (63).
-const MAX_SERVICE_NAME: usize = 63 - "-hue-paired".len();
 
 // ---------------------------------------------------------------------------------------------
 // The bots a service runs
@@ -174,22 +172,13 @@ pub fn client_secret_key(registration: &AppRegistration) -> &str {
 // Validation: the CRD's rules plus what only the reconciler can see
 // ---------------------------------------------------------------------------------------------
 
-/// The CRD's rules, plus: the Tenant exists, the service lives in the tenant's namespace, and
-/// its name makes valid names for the bot objects (`<name>-hue-paired` is a DNS label).
+/// The CRD's rules (its name among them: `<name>-hue-paired` must be a DNS label), plus: the
+/// Tenant exists and the service lives in the tenant's namespace.
 pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(), Violations> {
     let mut violations = validate_recording_service(service, None)
         .err()
         .map(|v| v.0)
         .unwrap_or_default();
-    let name = service.name_any();
-    if !is_dns_label(&name) || name.len() > MAX_SERVICE_NAME {
-        violations.push(Violation {
-            field: "metadata.name".into(),
-            message: format!(
-                "must be at most {MAX_SERVICE_NAME} characters of lowercase letters, digits and inner hyphens, starting with a letter, so that {name}-hue-paired is a valid object name"
-            ),
-        });
-    }
     match tenant {
         None => violations.push(Violation {
             field: "spec.tenantRef".into(),
@@ -213,18 +202,6 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
     } else {
         Err(Violations(violations))
     }
-}
-
-/// A DNS-1035 label: lowercase letters, digits and inner hyphens, starting with a letter.
-fn is_dns_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes[0].is_ascii_lowercase()
-        && bytes[bytes.len() - 1] != b'-'
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 // ---------------------------------------------------------------------------------------------

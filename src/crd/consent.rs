@@ -162,7 +162,8 @@ pub struct ConsentGrantStatus {
     /// When the next check is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_check_at: Option<Time>,
-    /// The `recording.m365.io/recheck-at` annotation value the last check answered.
+    /// The `recording.m365.io/recheck-at` annotation value the last check answered (a value
+    /// longer than 64 characters as its SHA-256 in hex).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub last_recheck_request: Option<String>,

@@ -79,9 +79,60 @@ pub(crate) const CONSENT_KEY_RE: &str = r"^[a-z][A-Za-z0-9]*$";
 /// A Graph permission or scope name such as `Calls.AccessMedia.All` or `openid`.
 pub(crate) const PERMISSION_RE: &str = r"^[A-Za-z][A-Za-z0-9._-]*$";
 
+/// A DNS-1123 label (RFC 1123): lower-case letters, digits and inner hyphens.
+pub(crate) const DNS_LABEL_RE: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A DNS-1035 label (RFC 1035), what a Service's name must be: a DNS-1123 label that starts
+/// with a letter.
+pub(crate) const DNS_1035_LABEL_RE: &str = r"^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// The longest Tenant name: its namespace `tenant-<name>` is a DNS label (63).
+pub const MAX_TENANT_NAME: u64 = 63 - "tenant-".len() as u64;
+/// The longest RecordingService name: its paired bot's Deployment and Service
+/// `<name>-hue-paired` are DNS labels (63).
+pub const MAX_SERVICE_NAME: u64 = 63 - "-hue-paired".len() as u64;
+
 /// The three CRDs, in the order `crdgen` prints them.
+///
+/// The Tenant's and the RecordingService's names become other objects' names, so their CRDs
+/// restrict `metadata.name` (the one field of metadata a CRD schema may restrict, besides
+/// `generateName`): the API server refuses a name that would make an invalid namespace,
+/// Deployment or Service name, and the reconcilers' validation reads the same schema.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Tenant::crd(), ConsentGrant::crd(), RecordingService::crd()]
+    vec![
+        with_name_rule(Tenant::crd(), MAX_TENANT_NAME, DNS_LABEL_RE),
+        ConsentGrant::crd(),
+        with_name_rule(RecordingService::crd(), MAX_SERVICE_NAME, DNS_1035_LABEL_RE),
+    ]
+}
+
+/// `crd` with `metadata.name` limited to `max` characters matching `pattern`.
+fn with_name_rule(
+    mut crd: CustomResourceDefinition,
+    max: u64,
+    pattern: &str,
+) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+    for version in &mut crd.spec.versions {
+        let root = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .expect("derived CRDs carry an openAPIV3Schema");
+        let name = JSONSchemaProps {
+            type_: Some("string".into()),
+            max_length: Some(max as i64),
+            pattern: Some(pattern.into()),
+            ..Default::default()
+        };
+        let metadata = JSONSchemaProps {
+            type_: Some("object".into()),
+            properties: Some([("name".to_string(), name)].into()),
+            ..Default::default()
+        };
+        root.properties
+            .get_or_insert_with(Default::default)
+            .insert("metadata".into(), metadata);
+    }
+    crd
 }
 
 /// One CRD as the YAML document `crdgen` prints and `crds/` holds.

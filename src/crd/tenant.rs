@@ -82,10 +82,12 @@ pub struct TenantSpec {
 
     /// E-mail addresses that receive the platform's notifications (at least one).
     #[schemars(length(min = 1, max = 20), inner(length(max = 254), pattern(EMAIL_RE)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub contact_emails: Vec<String>,
 
     /// Default administrator User Principal Names, `prefix@domain` (at least one).
     #[schemars(length(min = 1, max = 20), inner(length(max = 256), pattern(UPN_RE)))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub admin_upns: Vec<String>,
 
     /// `Essentials` (single recording) or `Pro` (double recording with a paired, redundant bot
@@ -93,7 +95,7 @@ pub struct TenantSpec {
     pub license: License,
 
     /// Licensed users included in the contract.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub included_users: i32,
 
     /// Not in use: must be `false`.
@@ -119,6 +121,7 @@ pub struct TenantSpec {
         length(max = 16),
         inner(length(min = 1, max = 63), pattern(CONSENT_KEY_RE))
     )]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub optional_consents: Vec<String>,
 
     /// Free text for the platform team.
@@ -188,6 +191,7 @@ pub struct ByosSpec {
     /// The customer's storage locations; each names a Secret with the storage URL and credential.
     #[serde(default)]
     #[schemars(length(max = 8))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub locations: Vec<ByosLocation>,
 }
 

@@ -77,7 +77,7 @@ pub fn validate_recording_service(
 /// Validates the `spec` of any of the operator's resources against its own CRD schema.
 pub fn validate<K>(obj: &K, old: Option<&K>) -> Result<(), Violations>
 where
-    K: CustomResourceExt + HasSpec,
+    K: CustomResourceExt + HasSpec + kube::Resource,
     K::Spec: Serialize,
 {
     let object = spec_only(obj);
@@ -138,13 +138,19 @@ fn spec_key(kind: &str, object: &Value) -> [u8; 16] {
 
 fn validate_value<K>(object: Value, old: Option<&K>) -> Result<(), Violations>
 where
-    K: CustomResourceExt + HasSpec,
+    K: CustomResourceExt + HasSpec + kube::Resource,
     K::Spec: Serialize,
 {
     let compiled = compiled_crd::<K>();
     let old = old.map(spec_only);
 
     let mut found = Vec::new();
+    if let (Some(schema), Some(metadata)) = (
+        compiled.schema.pointer("/properties/metadata"),
+        object.get("metadata"),
+    ) {
+        check_schema(schema, metadata, "metadata", &mut found);
+    }
     if let Some(spec_schema) = compiled.schema.pointer("/properties/spec") {
         check_schema(
             spec_schema,
@@ -189,7 +195,10 @@ fn compiled_crd<K: CustomResourceExt>() -> &'static CompiledCrd {
         .lock()
         .expect("cache lock");
     cache.entry(kind.to_string()).or_insert_with(|| {
-        let crd = K::crd();
+        let crd = super::crds()
+            .into_iter()
+            .find(|crd| crd.metadata.name.as_deref() == Some(kind))
+            .expect("every resource of the operator has its CRD in crds()");
         let schema = crd.spec.versions[0]
             .schema
             .as_ref()
@@ -201,16 +210,20 @@ fn compiled_crd<K: CustomResourceExt>() -> &'static CompiledCrd {
     })
 }
 
-/// `{"spec": …}`, all the rules look at: metadata belongs to the API server and status to the
-/// operator, and neither is serialised (a reconcile validates its object every time; most
-/// find the spec remembered).
+/// `{"metadata": {"name": …}, "spec": …}`, all the rules look at: the rest of metadata belongs
+/// to the API server and status to the operator, and neither is serialised (a reconcile
+/// validates its object every time; most find the spec remembered).
 fn spec_only<K>(obj: &K) -> Value
 where
-    K: HasSpec,
+    K: HasSpec + kube::Resource,
     K::Spec: Serialize,
 {
     let spec = serde_json::to_value(obj.spec()).expect("a spec serializes");
-    Value::Object(serde_json::Map::from_iter([("spec".to_string(), spec)]))
+    let mut object = serde_json::Map::from_iter([("spec".to_string(), spec)]);
+    if let Some(name) = &obj.meta().name {
+        object.insert("metadata".into(), serde_json::json!({ "name": name }));
+    }
+    Value::Object(object)
 }
 
 /// Walks one schema node and the value at `path`, recording every broken OpenAPI constraint.
@@ -265,6 +278,34 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
                         "must have at most {max} items, has {}",
                         items.len()
                     ));
+                }
+            }
+            // Duplicates: a set's equal items, a map's items with equal keys.
+            let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let key_of = |item: &Value| -> Value {
+                match schema["x-kubernetes-list-type"].as_str() {
+                    Some("set") => item.clone(),
+                    Some("map") => Value::Array(keys.iter().map(|k| item[*k].clone()).collect()),
+                    _ => Value::Null,
+                }
+            };
+            if matches!(
+                schema["x-kubernetes-list-type"].as_str(),
+                Some("set" | "map")
+            ) {
+                let seen: Vec<Value> = items.iter().map(key_of).collect();
+                for (i, key) in seen.iter().enumerate() {
+                    if seen[..i].contains(key) {
+                        found.push(Violation {
+                            field: format!("{path}[{i}]"),
+                            message: format!("Duplicate value: {key}"),
+                        });
+                    }
                 }
             }
             if let Some(item_schema) = schema.get("items") {

@@ -181,11 +181,31 @@ enum Before<'a> {
 /// checked everywhere.
 pub fn validate(schema: &Value, value: &Value, old: Option<&Value>) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    // The root's apiVersion/kind/metadata are the server's business, not the schema's.
+    // The root's apiVersion/kind/metadata are the server's business, not the schema's — except
+    // `metadata.name` and `metadata.generateName`, the two fields of metadata a CRD's schema
+    // may restrict (structural schemas allow nothing else there).
     if let (Some(props), Value::Object(map)) = (schema["properties"].as_object(), value) {
         let mut path = String::new();
         for (key, s) in props {
-            if matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+            if key == "metadata" {
+                for field in ["name", "generateName"] {
+                    let (Some(rule), Some(child)) = (
+                        s["properties"].get(field),
+                        map.get("metadata").and_then(|m| m.get(field)),
+                    ) else {
+                        continue;
+                    };
+                    path.clear();
+                    path.push_str("metadata.");
+                    path.push_str(field);
+                    let before = old
+                        .and_then(|o| o["metadata"].get(field))
+                        .map_or(Before::Nothing, Before::Was);
+                    validate_node(rule, child, before, &mut path, &mut errors);
+                }
+                continue;
+            }
+            if matches!(key.as_str(), "apiVersion" | "kind") {
                 continue;
             }
             if let Some(child) = map.get(key) {
@@ -343,6 +363,31 @@ fn validate_node(
                             field: format!("{path}[{i}]"),
                             kind: FieldErrorKind::Duplicate {
                                 value: go_value(item),
+                            },
+                        });
+                    }
+                }
+            }
+            if schema["x-kubernetes-list-type"] == "map" {
+                // Two items with the same keys: the API server names the second with its keys.
+                let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let key_of = |item: &Value| -> Map<String, Value> {
+                    keys.iter()
+                        .filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+                        .collect()
+                };
+                let seen: Vec<Map<String, Value>> = items.iter().map(key_of).collect();
+                for (i, key) in seen.iter().enumerate() {
+                    if seen[..i].contains(key) {
+                        errors.push(FieldError {
+                            field: format!("{path}[{i}]"),
+                            kind: FieldErrorKind::Duplicate {
+                                value: go_value(&Value::Object(key.clone())),
                             },
                         });
                     }
