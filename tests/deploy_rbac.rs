@@ -1,14 +1,40 @@
 //! deploy/ and the Helm chart grant exactly the permissions of `recording_operator::rbac`: no
-//! rule missing (the operator would fail with 403), none more (least privilege).
+//! rule missing (the operator would fail with 403), none more (least privilege). And the
+//! controllers, run on the simulators as the operator's ServiceAccount under deploy/rbac.yaml,
+//! make no request those rules refuse and use every permission they grant.
 
+mod common;
 #[path = "deploy_support/helm.rs"]
 mod helm;
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use common::{ready_status, wait_for, Harness};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{Api, DeleteParams, PostParams};
+use recording_operator::config::{SecretSource, Secrets};
+use recording_operator::controller::{self, RunOptions};
+use recording_operator::crd::{RecordingService, Tenant};
+use recording_operator::demo::{PlatformOptions, OPERATOR_NAMESPACE};
+use recording_operator::graph::ConsentChecker;
+use recording_operator::leader::LeaderElector;
+use recording_operator::metrics::Metrics;
 use recording_operator::rbac::{grants, NAMESPACED_RULES, RULES};
+use recording_operator::storage::backend_from_config;
+use recording_operator::storage::tenant::TenantStorage;
 use serde_json::{json, Value};
+use sim::kube::FaultSpec;
+use sim::m365::{AppSeed, SecretSeed};
 
 type Grants = BTreeSet<(String, String, String)>;
 
@@ -136,7 +162,7 @@ fn the_rules_cover_what_the_spec_names() {
         all.contains(&(group.to_owned(), resource.to_owned(), verb.to_owned()))
     };
     for resource in ["tenants", "consentgrants", "recordingservices"] {
-        for verb in ["get", "list", "watch", "patch"] {
+        for verb in ["list", "watch"] {
             assert!(
                 has("recording.m365.io", resource, verb),
                 "{resource} {verb}"
@@ -147,11 +173,25 @@ fn the_rules_cover_what_the_spec_names() {
             &format!("{resource}/status"),
             "patch"
         ));
-        assert!(has(
-            "recording.m365.io",
-            &format!("{resource}/finalizers"),
-            "update"
-        ));
+    }
+    // A server-side apply that creates an object is authorized as `create` as well as
+    // `patch`: every kind the operator applies needs both.
+    for (group, resource) in [
+        ("recording.m365.io", "consentgrants"),
+        ("", "namespaces"),
+        ("", "resourcequotas"),
+        ("", "configmaps"),
+        ("", "serviceaccounts"),
+        ("", "services"),
+        ("", "persistentvolumeclaims"),
+        ("networking.k8s.io", "networkpolicies"),
+        ("apps", "deployments"),
+        ("policy", "poddisruptionbudgets"),
+    ] {
+        assert!(
+            has(group, resource, "create") && has(group, resource, "patch"),
+            "{resource} are applied: create and patch"
+        );
     }
     assert!(
         !has("", "secrets", "create") && !has("", "secrets", "patch"),
@@ -161,8 +201,449 @@ fn the_rules_cover_what_the_spec_names() {
         !has("recording.m365.io", "tenants", "create"),
         "tenants are the users' to create"
     );
+    for (group, resource) in [
+        ("", "namespaces"),
+        ("", "resourcequotas"),
+        ("", "configmaps"),
+        ("", "serviceaccounts"),
+        ("", "services"),
+        ("networking.k8s.io", "networkpolicies"),
+    ] {
+        assert!(
+            !has(group, resource, "delete"),
+            "{resource} go with their owner through garbage collection"
+        );
+    }
+    assert!(
+        !has("", "events", "create"),
+        "Events are events.k8s.io/v1 only"
+    );
     assert!(
         !has("coordination.k8s.io", "leases", "get"),
         "leases only in the Role"
+    );
+}
+
+/// No `update` on the owners' `finalizers` subresource is granted: that holds only while the
+/// operator's owner references leave `blockOwnerDeletion` unset (with it true, the
+/// OwnerReferencesPermissionEnforcement admission plugin asks for that permission).
+#[test]
+fn owner_references_do_not_block_owner_deletion() {
+    let text =
+        std::fs::read_to_string(root().join("deploy/examples/tenant-essentials.yaml")).unwrap();
+    let mut doc: Value = serde_saphyr::from_str(&text).unwrap();
+    doc["metadata"]["uid"] = json!("0f5c2a9e-7d41-4b8a-9c3e-1a2b3c4d5e6f");
+    let tenant: Tenant = serde_json::from_value(doc).unwrap();
+    let owner = recording_operator::controller::apply::owner_reference(&tenant);
+    assert_eq!(owner.controller, Some(true));
+    assert_ne!(
+        owner.block_owner_deletion,
+        Some(true),
+        "blockOwnerDeletion needs update on */finalizers in src/rbac.rs"
+    );
+    for (_, resource, verb) in grants(RULES) {
+        assert!(
+            !resource.ends_with("/finalizers"),
+            "{verb} {resource} granted but not needed"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controllers under the shipped RBAC
+// ---------------------------------------------------------------------------------------------
+
+/// One request the operator's client made, and the status it got.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: http::Method,
+    path: String,
+    query: String,
+    status: u16,
+}
+
+impl Seen {
+    /// `(api group, resource, verb)` the API server authorizes the request as: a server-side
+    /// apply that creates the object (201) as `create` too. `None` for non-resource paths.
+    fn grants(&self) -> Vec<(String, String, String)> {
+        let segments: Vec<&str> = self.path.trim_matches('/').split('/').collect();
+        let (group, rest) = match segments.as_slice() {
+            ["api", _version, rest @ ..] => ("", rest),
+            ["apis", group, _version, rest @ ..] => (*group, rest),
+            _ => return Vec::new(),
+        };
+        let (resource, name, subresource) = match rest {
+            ["namespaces", _namespace, resource, tail @ ..] => {
+                (*resource, tail.first(), tail.get(1))
+            }
+            [resource, tail @ ..] => (*resource, tail.first(), tail.get(1)),
+            [] => return Vec::new(),
+        };
+        let resource = match subresource {
+            Some(sub) => format!("{resource}/{sub}"),
+            None => resource.to_owned(),
+        };
+        let watching = self
+            .query
+            .split('&')
+            .any(|p| p == "watch=true" || p == "watch=1");
+        let verbs: &[&str] = match (self.method.as_str(), name.is_some()) {
+            ("GET", _) if watching => &["watch"],
+            ("GET", true) => &["get"],
+            ("GET", false) => &["list"],
+            ("POST", _) => &["create"],
+            ("PUT", _) => &["update"],
+            ("PATCH", _) if self.status == 201 => &["patch", "create"],
+            ("PATCH", _) => &["patch"],
+            ("DELETE", true) => &["delete"],
+            ("DELETE", false) => &["deletecollection"],
+            _ => &[],
+        };
+        verbs
+            .iter()
+            .map(|v| (group.to_owned(), resource.clone(), (*v).to_owned()))
+            .collect()
+    }
+}
+
+/// A layer of the operator's client stack that notes every request and its response status.
+struct Recording<S> {
+    inner: S,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl<S, B> tower::Service<http::Request<kube::client::Body>> for Recording<S>
+where
+    S: tower::Service<http::Request<kube::client::Body>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<kube::client::Body>) -> Self::Future {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or_default().to_owned();
+        let seen = self.seen.clone();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            if let Ok(r) = &response {
+                seen.lock().unwrap().push(Seen {
+                    method,
+                    path,
+                    query,
+                    status: r.status().as_u16(),
+                });
+            }
+            response
+        })
+    }
+}
+
+/// A client authenticated as the operator's ServiceAccount (authorized by the RBAC objects in
+/// the cluster), recording its requests into `seen`.
+async fn service_account_client(h: &Harness, seen: &Arc<Mutex<Vec<Seen>>>) -> kube::Client {
+    let yaml = h
+        .platform
+        .kube
+        .service_account_kubeconfig_yaml(OPERATOR_NAMESPACE, "recording-operator");
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let seen = seen.clone();
+    kube::client::ClientBuilder::try_from(config)
+        .unwrap()
+        .with_layer(&tower::layer::layer_fn(move |inner| Recording {
+            inner,
+            seen: seen.clone(),
+        }))
+        .build()
+}
+
+/// Installs deploy/rbac.yaml's ClusterRole, Role and their bindings, as an admin would.
+async fn install_rbac(admin: &kube::Client) {
+    let text = std::fs::read_to_string(root().join("deploy/rbac.yaml")).unwrap();
+    let post = PostParams::default();
+    for doc in helm::split_documents(&text).unwrap() {
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or_default();
+        match doc["kind"].as_str().unwrap() {
+            "ClusterRole" => {
+                let o: ClusterRole = serde_json::from_value(doc.clone()).unwrap();
+                Api::all(admin.clone()).create(&post, &o).await.unwrap();
+            }
+            "ClusterRoleBinding" => {
+                let o: ClusterRoleBinding = serde_json::from_value(doc.clone()).unwrap();
+                Api::all(admin.clone()).create(&post, &o).await.unwrap();
+            }
+            "Role" => {
+                let o: Role = serde_json::from_value(doc.clone()).unwrap();
+                Api::namespaced(admin.clone(), ns)
+                    .create(&post, &o)
+                    .await
+                    .unwrap();
+            }
+            "RoleBinding" => {
+                let o: RoleBinding = serde_json::from_value(doc.clone()).unwrap();
+                Api::namespaced(admin.clone(), ns)
+                    .create(&post, &o)
+                    .await
+                    .unwrap();
+            }
+            other => panic!("unexpected kind {other} in deploy/rbac.yaml"),
+        }
+    }
+}
+
+const T: Duration = Duration::from_secs(30);
+const CONTOSO_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
+const CUSTOMER_APP: &str = "6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7";
+const CUSTOMER_SECRET: &str = "Cu5t~0mer.Secret-Valid-Value";
+
+fn tenant_yaml(license: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: Tenant
+metadata:
+  name: contoso
+spec:
+  customerName: contoso-customer
+  domain: contoso.onmicrosoft.com
+  shortName: contoso
+  contactEmails: [ops@example.com]
+  adminUpns: [admin@contoso.onmicrosoft.com]
+  license: {license}
+  includedUsers: 100
+  storage:
+    location: westeurope
+  deletionPolicy: Delete
+"#
+    )
+}
+
+fn service_condition(service: &RecordingService, type_: &str, status: &str) -> bool {
+    service.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == status)
+    })
+}
+
+/// The whole life of a Pro tenant and its recording service, with the operator's client
+/// authenticated as its ServiceAccount: onboarding through the consent redirect, a service
+/// with the customer's own app registration, Pro → Essentials (a ConsentGrant, the paired bot
+/// and its budget deleted), and deletion with `deletionPolicy: Delete` whose first storage
+/// cleanup fails. Leader election runs in the operator's namespace under the Role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
+    // The consent redirect is served by the operator, with its own client.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let options = PlatformOptions {
+        redirect_uri: format!("http://{}/consent/callback", listener.local_addr().unwrap()),
+        ..Default::default()
+    };
+    let h = Harness::start_simulators_with(options).await;
+    let admin = h.client();
+    install_rbac(&admin).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = service_account_client(&h, &seen).await;
+
+    // The operator's process (src/main.rs) with the ServiceAccount's client.
+    let config = Arc::new(h.platform.config.clone());
+    let secrets: Arc<dyn SecretSource> = Arc::new(Secrets::with_kube(client.clone()));
+    let checker = ConsentChecker::new(&config, secrets.clone()).unwrap();
+    let metrics = Metrics::new(checker.counters());
+    let storage_config = config.storage.clone().expect("the platform stores in PVCs");
+    let backend = backend_from_config(&storage_config, client.clone(), secrets.clone()).unwrap();
+    let storage = TenantStorage::new(&storage_config, backend, secrets, OPERATOR_NAMESPACE);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let callback = recording_operator::controller::consent::callback_router(client.clone());
+    tokio::spawn(async move { axum::serve(listener, callback).await });
+    let controllers = controller::run(
+        controller::Parts {
+            client: client.clone(),
+            config: config.clone(),
+            checker,
+            metrics,
+            storage: Some(storage),
+        },
+        RunOptions::default(),
+        Arc::new(AtomicBool::new(false)),
+        until_stopped(),
+    );
+    let elector = LeaderElector::new(
+        client.clone(),
+        OPERATOR_NAMESPACE,
+        "recording-operator",
+        "rbac-test",
+        Duration::from_secs(4),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let operator = tokio::spawn(elector.run_as_leader(controllers, until_stopped()));
+
+    // Onboarding: consent links, the admin accepts them (redirected to the operator), Ready.
+    h.apply(&tenant_yaml("Pro")).await;
+    assert_eq!(h.accept_consents("contoso").await, 5);
+    h.wait_tenant("contoso", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
+    })
+    .await;
+
+    // A Pro service with the customer's own app registration and its client secret.
+    h.platform.m365.add_app(AppSeed {
+        app_id: CUSTOMER_APP.into(),
+        display_name: "contoso-recording".into(),
+        home_tenant: CONTOSO_ID.into(),
+        secrets: vec![SecretSeed {
+            value: CUSTOMER_SECRET.into(),
+            key_id: None,
+            display_name: Some("bots".into()),
+            start_date_time: None,
+            end_date_time: (Timestamp::now() + SignedDuration::from_hours(90 * 24)).to_string(),
+        }],
+        redirect_uris: vec![],
+        application_permissions: vec!["Application.Read.All".into()],
+        delegated_scopes: vec![],
+    });
+    h.platform.m365.grant_consent(CONTOSO_ID, CUSTOMER_APP);
+    let ns = "tenant-contoso";
+    h.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bot-credentials\n  namespace: {ns}\nstringData:\n  value: \"{CUSTOMER_SECRET}\"\n"
+    ))
+    .await;
+    h.apply(&format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: RecordingService
+metadata:
+  name: main
+  namespace: {ns}
+spec:
+  tenantRef: contoso
+  shortName: contoso-main
+  licensedUsers: 50
+  appRegistration:
+    tenantId: {CONTOSO_ID}
+    clientId: {CUSTOMER_APP}
+    clientSecretRef:
+      name: bot-credentials
+      key: value
+"#
+    ))
+    .await;
+    let services: Api<RecordingService> = Api::namespaced(admin.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), ns);
+    let service_where = |pred: fn(&RecordingService) -> bool, what: &'static str| {
+        let services = services.clone();
+        async move {
+            wait_for(
+                T,
+                || async { services.get_opt("main").await.ok().flatten() },
+                pred,
+                what,
+            )
+            .await
+        }
+    };
+    service_where(
+        |s| service_condition(s, "Ready", "True") && service_condition(s, "Authenticated", "True"),
+        "the Pro service Ready and authenticated",
+    )
+    .await;
+    let names = |list: Vec<Deployment>| -> Vec<String> {
+        let mut names: Vec<String> = list.into_iter().filter_map(|d| d.metadata.name).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(deployments.list(&Default::default()).await.unwrap().items),
+        ["main-hue", "main-hue-paired"]
+    );
+
+    // Pro → Essentials: the paired bot's consent, Deployment and budget are deleted.
+    h.apply(&tenant_yaml("Essentials")).await;
+    wait_for(
+        T,
+        || async {
+            Some((
+                names(deployments.list(&Default::default()).await.unwrap().items),
+                h.grants("contoso").await.len(),
+            ))
+        },
+        |(bots, grants)| bots == &["main-hue".to_string()] && *grants == 4,
+        "the paired bot and its consent gone",
+    )
+    .await;
+
+    // Deleted with deletionPolicy Delete: the first deletion of a storage claim fails, the
+    // Tenant says so, the retry deletes it and lets the Tenant go.
+    h.platform.kube.inject_failures(FaultSpec {
+        resource: "persistentvolumeclaims".into(),
+        verb: Some("delete".into()),
+        status: 500,
+        count: 1,
+    });
+    let tenants: Api<Tenant> = Api::all(admin.clone());
+    tenants
+        .delete("contoso", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_ready_reason("contoso", T, "CleanupFailed").await;
+    wait_for(
+        Duration::from_secs(60),
+        || async { Some(tenants.get_opt("contoso").await.unwrap().is_none()) },
+        |gone| *gone,
+        "the Tenant gone after its storage",
+    )
+    .await;
+
+    // The Lease is the operator's; stopping hands it back.
+    let lease = Api::<Lease>::namespaced(admin.clone(), OPERATOR_NAMESPACE)
+        .get("recording-operator")
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some("rbac-test")
+    );
+    stop.send(true).unwrap();
+    tokio::time::timeout(T, operator)
+        .await
+        .expect("the operator stops")
+        .unwrap()
+        .unwrap();
+
+    let seen = seen.lock().unwrap().clone();
+    let refused: Vec<String> = seen
+        .iter()
+        .filter(|r| r.status == 401 || r.status == 403)
+        .map(|r| format!("{} {}?{} -> {}", r.method, r.path, r.query, r.status))
+        .collect();
+    assert!(refused.is_empty(), "refused requests: {refused:#?}");
+    let used: Grants = seen.iter().flat_map(Seen::grants).collect();
+    let granted: Grants = grants(RULES)
+        .union(&grants(NAMESPACED_RULES))
+        .cloned()
+        .collect();
+    assert_same(
+        "what the operator used against what deploy/rbac.yaml grants",
+        &used,
+        &granted,
     );
 }
