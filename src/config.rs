@@ -74,7 +74,8 @@ pub struct OperatorConfig {
     /// Which Microsoft cloud the customer tenants live in.
     pub cloud: CloudConfig,
     /// Public URL of the operator's `/consent/callback` endpoint, registered on every platform
-    /// application as a Web redirect URI (default: none, admins then land on Microsoft's page).
+    /// application as a Web redirect URI. Required: the admin-consent link must carry a
+    /// `redirect_uri` registered on the application, where Entra sends the admin back.
     pub consent_redirect_uri: Option<String>,
     /// Consents by key (defaults: SPEC section 2, merged key by key with the file).
     pub consents: BTreeMap<String, ConsentConfig>,
@@ -159,13 +160,16 @@ impl OperatorConfig {
         if let Err(e) = self.cloud.graph_endpoint() {
             problems.push(e);
         }
-        if let Some(uri) = &self.consent_redirect_uri {
-            match Url::parse(uri) {
+        match self.consent_redirect_uri.as_deref() {
+            None | Some("") => problems.push(
+                "consentRedirectUri: required: the admin-consent link carries it, and it must be a Web redirect URI registered on every platform application (the operator's public /consent/callback)".to_owned(),
+            ),
+            Some(uri) => match Url::parse(uri) {
                 Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
                 _ => problems.push(format!(
                     "consentRedirectUri: {uri:?} is not an absolute http(s) URL"
                 )),
-            }
+            },
         }
         for (key, consent) in &self.consents {
             consent.check(key, &mut problems);
@@ -853,6 +857,7 @@ mod tests {
     const GUID: &str = "11111111-2222-4333-8444-555555555555";
 
     fn with_app_ids(mut config: OperatorConfig) -> OperatorConfig {
+        config.consent_redirect_uri = Some("https://operator.example.com/consent/callback".into());
         for consent in config.consents.values_mut() {
             consent.app_id = GUID.to_owned();
             if !consent.application_permissions.is_empty() {

@@ -172,7 +172,7 @@ fn the_deployment_runs_hardened() {
 }
 
 #[test]
-fn the_shipped_configuration_is_read_by_the_operator_and_only_lacks_app_ids() {
+fn the_shipped_configuration_is_read_by_the_operator_and_only_lacks_ids_and_the_redirect() {
     let text = std::fs::read_to_string(root().join("deploy/operator-config.yaml")).unwrap();
     let config = OperatorConfig::from_yaml(&text).unwrap();
     assert_eq!(
@@ -187,11 +187,15 @@ fn the_shipped_configuration_is_read_by_the_operator_and_only_lacks_app_ids() {
         ))
     );
     let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
-        panic!("expected the missing application ids")
+        panic!("expected the missing application ids and redirect URI")
     };
-    assert_eq!(problems.len(), config.consents.len(), "{problems:?}");
+    let (redirect, app_ids): (Vec<_>, Vec<_>) = problems
+        .iter()
+        .partition(|p| p.starts_with("consentRedirectUri: required"));
+    assert_eq!(redirect.len(), 1, "{problems:?}");
+    assert_eq!(app_ids.len(), config.consents.len(), "{problems:?}");
     assert!(
-        problems
+        app_ids
             .iter()
             .all(|p| p.ends_with(".appId: \"\" is not an application (client) id GUID")),
         "{problems:?}"

@@ -99,6 +99,7 @@ async fn a_consent_is_checked_with_a_secret_from_the_cluster() {
     secret_in_cluster(&client, &[("directory", aad.secrets[0].value.as_str())]).await;
 
     let mut config = OperatorConfig::default();
+    config.consent_redirect_uri = Some("https://operator.example.com/consent/callback".into());
     config.cloud.authority_host = Some(m365.url());
     config.cloud.graph_endpoint = Some(m365.url());
     for consent in config.consents.values_mut() {

@@ -37,6 +37,7 @@ async fn world(granted_interval: Option<Duration>) -> World {
         .await
         .expect("simulator starts");
     let mut config = OperatorConfig::default();
+    config.consent_redirect_uri = Some("https://operator.example.com/consent/callback".into());
     config.cloud.authority_host = Some(sim.url());
     config.cloud.graph_endpoint = Some(sim.url());
     config.polling.check_cache_ttl = Duration::ZERO;

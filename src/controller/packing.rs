@@ -201,7 +201,7 @@ mod tests {
             tenant,
             app_id,
             "https://graph.microsoft.com/.default",
-            Some("https://operator.example.com/consent/callback"),
+            "https://operator.example.com/consent/callback",
             state,
         )
     }

@@ -81,7 +81,7 @@ struct Inner {
     http: reqwest::Client,
     authority: Url,
     graph_scope: String,
-    redirect_uri: Option<String>,
+    redirect_uri: String,
     tokens: TokenProvider,
     graph: GraphClient,
     secrets: HashMap<String, SecretRef>,
@@ -133,7 +133,7 @@ impl ConsentChecker {
                 http,
                 authority,
                 graph_scope,
-                redirect_uri: config.consent_redirect_uri.clone(),
+                redirect_uri: config.consent_redirect_uri.clone().unwrap_or_default(),
                 tokens,
                 graph,
                 secrets,
@@ -212,7 +212,7 @@ impl ConsentChecker {
             tenant,
             app_id,
             &self.inner.graph_scope,
-            self.inner.redirect_uri.as_deref(),
+            &self.inner.redirect_uri,
             state,
         )
     }

@@ -64,7 +64,7 @@ pub fn consent_url(
     tenant: &str,
     app_id: &str,
     graph_scope: &str,
-    redirect_uri: Option<&str>,
+    redirect_uri: &str,
     state: &str,
 ) -> String {
     let mut url = authority.clone();
@@ -76,9 +76,7 @@ pub fn consent_url(
         let mut query = url.query_pairs_mut();
         query.append_pair("client_id", app_id);
         query.append_pair("scope", graph_scope);
-        if let Some(redirect) = redirect_uri {
-            query.append_pair("redirect_uri", redirect);
-        }
+        query.append_pair("redirect_uri", redirect_uri);
         if !state.is_empty() {
             query.append_pair("state", state);
         }
@@ -195,7 +193,7 @@ mod tests {
             "contoso.onmicrosoft.com",
             "8b0f7a52-0000-4000-8000-000000000003",
             "https://graph.microsoft.com/.default",
-            Some("https://operator.example.com/consent/callback"),
+            "https://operator.example.com/consent/callback",
             "tenant-contoso/recording&x=1",
         );
         assert_eq!(
@@ -203,10 +201,10 @@ mod tests {
             "https://login.microsoftonline.com/contoso.onmicrosoft.com/v2.0/adminconsent?client_id=8b0f7a52-0000-4000-8000-000000000003&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default&redirect_uri=https%3A%2F%2Foperator.example.com%2Fconsent%2Fcallback&state=tenant-contoso%2Frecording%26x%3D1"
         );
         let prefixed = Url::parse("http://127.0.0.1:8443/login/").unwrap();
-        let url = consent_url(&prefixed, "t", "a", "s", None, "");
+        let url = consent_url(&prefixed, "t", "a", "s", "http://localhost/cb", "");
         assert_eq!(
             url,
-            "http://127.0.0.1:8443/login/t/v2.0/adminconsent?client_id=a&scope=s"
+            "http://127.0.0.1:8443/login/t/v2.0/adminconsent?client_id=a&scope=s&redirect_uri=http%3A%2F%2Flocalhost%2Fcb"
         );
     }
 }
