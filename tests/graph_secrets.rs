@@ -98,8 +98,10 @@ async fn a_consent_is_checked_with_a_secret_from_the_cluster() {
     let aad = seed.app("rec-aad").unwrap();
     secret_in_cluster(&client, &[("directory", aad.secrets[0].value.as_str())]).await;
 
-    let mut config = OperatorConfig::default();
-    config.consent_redirect_uri = Some("https://operator.example.com/consent/callback".into());
+    let mut config = OperatorConfig {
+        consent_redirect_uri: Some("https://operator.example.com/consent/callback".into()),
+        ..OperatorConfig::default()
+    };
     config.cloud.authority_host = Some(m365.url());
     config.cloud.graph_endpoint = Some(m365.url());
     for consent in config.consents.values_mut() {

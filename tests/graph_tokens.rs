@@ -36,8 +36,10 @@ async fn world(granted_interval: Option<Duration>) -> World {
     let sim = M365Sim::start(seed.clone())
         .await
         .expect("simulator starts");
-    let mut config = OperatorConfig::default();
-    config.consent_redirect_uri = Some("https://operator.example.com/consent/callback".into());
+    let mut config = OperatorConfig {
+        consent_redirect_uri: Some("https://operator.example.com/consent/callback".into()),
+        ..OperatorConfig::default()
+    };
     config.cloud.authority_host = Some(sim.url());
     config.cloud.graph_endpoint = Some(sim.url());
     config.polling.check_cache_ttl = Duration::ZERO;
