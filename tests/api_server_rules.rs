@@ -220,3 +220,44 @@ fn check(err: Option<kube::Error>, field: &str, wrong: &mut Vec<String>) {
         other => wrong.push(format!("{field}: {other:?}")),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_service_with_a_bad_quantity_or_name_is_refused() {
+    use recording_operator::crd::RecordingService;
+    let h = common::Harness::start_simulators().await;
+    let api: Api<RecordingService> = Api::namespaced(h.client(), "default");
+    let service = |name: &str, cpu: Value| -> Value {
+        json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"tenantRef": "contoso", "shortName": "main", "licensedUsers": 10,
+                     "bot": {"resources": {"limits": {"cpu": cpu}}}}
+        })
+    };
+    let mut wrong = Vec::new();
+    for (doc, field) in [
+        (
+            service("main", json!("1 core")),
+            "spec.bot.resources.limits.cpu",
+        ),
+        (service(&"r".repeat(53), json!("2")), "metadata.name"),
+        (service("1main", json!("2")), "metadata.name"),
+    ] {
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        let r = api
+            .patch(&name, &PatchParams::apply("test"), &Patch::Apply(&doc))
+            .await;
+        check(r.err(), field, &mut wrong);
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    for (name, cpu) in [("main", json!("500m")), ("paired", json!(2))] {
+        api.patch(
+            name,
+            &PatchParams::apply("test"),
+            &Patch::Apply(&service(name, cpu)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    h.stop().await;
+}

@@ -446,6 +446,35 @@ fn service_name_makes_valid_bot_object_names() {
 }
 
 #[test]
+fn bot_resources_are_quantities() {
+    let with_resources = |resources: Value| -> RecordingService {
+        let mut s = serde_json::to_value(service("main", 1)).unwrap();
+        s["spec"]["bot"] = json!({ "resources": resources });
+        serde_json::from_value(s).unwrap()
+    };
+    validate_recording_service(
+        &with_resources(json!({"requests": {"cpu": "500m", "memory": "1Gi"},
+                               "limits": {"cpu": 2, "memory": "1.5e9"}})),
+        None,
+    )
+    .unwrap();
+    for (bad, field) in [
+        (
+            json!({"limits": {"cpu": "1 core"}}),
+            "spec.bot.resources.limits.cpu",
+        ),
+        (
+            json!({"requests": {"memory": "1GB"}}),
+            "spec.bot.resources.requests.memory",
+        ),
+    ] {
+        let errs = validate_recording_service(&with_resources(bad.clone()), None)
+            .expect_err("a bad quantity");
+        assert!(errs.names_field(field), "{bad}: {errs}");
+    }
+}
+
+#[test]
 fn service_licensed_users_1_to_500() {
     validate_recording_service(&service("main", 500), None).unwrap();
     validate_recording_service(&service("main", 1), None).unwrap();

@@ -101,9 +101,41 @@ pub struct BotSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 20))]
     pub replicas: Option<i32>,
-    /// Resource requests and limits; sane defaults when absent.
+    /// Resource requests and limits of each bot container; sane defaults when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "bot_resources_schema")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// A Kubernetes resource quantity such as `500m`, `2`, `1.5Gi` or `1e3` (the API server's
+/// own syntax for `resource.Quantity`).
+pub(crate) const QUANTITY_RE: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+
+/// The schema of `bot.resources`: `requests` and `limits` maps of quantities, each checked
+/// against the quantity syntax. The container type's own schema would accept any string, and
+/// a bad one would then fail only when the operator applies the Deployment.
+fn bot_resources_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let quantities = |what: &str| {
+        serde_json::json!({
+            "description": format!("{what} by resource name (`cpu`, `memory`, ...), as quantities such as `500m` or `1Gi`."),
+            "type": "object",
+            "maxProperties": 16,
+            "additionalProperties": {
+                "pattern": QUANTITY_RE,
+                "x-kubernetes-int-or-string": true
+            }
+        })
+    };
+    serde_json::from_value(serde_json::json!({
+        "description": "Resource requests and limits of each bot container; sane defaults when absent.",
+        "type": "object",
+        "nullable": true,
+        "properties": {
+            "limits": quantities("Limits"),
+            "requests": quantities("Requests")
+        }
+    }))
+    .expect("a valid schema")
 }
 
 /// Observed state of a recording service.

@@ -262,6 +262,19 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
                     }
                 }
             }
+            if let Some(max) = schema["maxProperties"].as_u64() {
+                if map.len() as u64 > max {
+                    found.push(Violation {
+                        field: path.to_string(),
+                        message: format!("must have at most {max} entries, has {}", map.len()),
+                    });
+                }
+            }
+            if let Some(sub) = schema.get("additionalProperties").filter(|s| s.is_object()) {
+                for (name, v) in map {
+                    check_schema(sub, v, &format!("{path}.{name}"), found);
+                }
+            }
         }
         Some("array") => {
             let Some(items) = value.as_array() else {
@@ -356,6 +369,23 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
         Some("boolean") if !value.is_boolean() => {
             violation(format!("must be a boolean, got {}", type_name(value)))
         }
+        // An int-or-string (a quantity): its pattern applies to the string form.
+        None if schema["x-kubernetes-int-or-string"] == Value::Bool(true) => match value {
+            Value::Number(n) if n.is_i64() || n.is_u64() => {}
+            Value::String(s) => {
+                if let Some(pattern) = schema["pattern"].as_str() {
+                    if !pattern_regex(pattern).is_match(s) {
+                        violation(format!(
+                            "Invalid value {s:?}: must match the pattern {pattern}"
+                        ));
+                    }
+                }
+            }
+            other => violation(format!(
+                "must be an integer or a string, got {}",
+                type_name(other)
+            )),
+        },
         _ => {}
     }
 }

@@ -307,6 +307,9 @@ fn validate_node(
                     ),
                 },
             });
+        } else if let (Value::String(s), false) = (value, ratcheted) {
+            // The string form still obeys the value validations (a quantity's pattern).
+            validate_string(schema, s, value, path, errors);
         }
         return;
     }
