@@ -100,6 +100,31 @@ async fn collections_are_read_to_the_last_page() {
 }
 
 #[tokio::test]
+async fn a_next_page_link_outside_graph_is_not_followed_with_the_token() {
+    let s = setup().await;
+    let aad = s.seed.app("rec-aad").unwrap().app_id.clone();
+    s.sim.grant_consent(CONTOSO, &aad);
+    let token = s
+        .tokens
+        .token(CONTOSO, &aad, Some(&any_ref()))
+        .await
+        .unwrap();
+    // Another origin, listening, which must receive nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere = format!(
+        "http://{}/v1.0/servicePrincipals",
+        listener.local_addr().unwrap()
+    );
+    let err = s.graph.get(&token, &elsewhere).await.unwrap_err();
+    assert!(
+        matches!(&err, GraphError::Protocol { reason, .. } if reason.starts_with("a next-page link outside http://127.0.0.1:")),
+        "{err:?}"
+    );
+    let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+    assert!(accepted.is_err(), "a connection reached the other origin");
+}
+
+#[tokio::test]
 async fn a_large_batch_is_split_and_every_item_answered() {
     let s = setup().await;
     let aad = s.seed.app("rec-aad").unwrap().app_id.clone();

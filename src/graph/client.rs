@@ -290,6 +290,17 @@ impl GraphClient {
         let url = if relative_or_absolute.starts_with("http://")
             || relative_or_absolute.starts_with("https://")
         {
+            // The bearer token goes to Microsoft Graph only, whatever a page links to.
+            let origin = Url::parse(relative_or_absolute).map(|u| u.origin());
+            if origin.as_ref().ok() != Some(&self.root.origin()) {
+                return Err(GraphError::Protocol {
+                    service: Service::Graph,
+                    reason: format!(
+                        "a next-page link outside {} was not followed",
+                        self.root.origin().ascii_serialization()
+                    ),
+                });
+            }
             relative_or_absolute.to_owned()
         } else {
             self.url(relative_or_absolute)
