@@ -119,6 +119,24 @@ fn a_tenant_waiting_for_consent_is_progressing_with_the_alarm() {
 }
 
 #[test]
+fn a_suspended_tenant_is_suspended_whatever_its_status() {
+    // Suspending bumps the generation; the operator then leaves the status alone.
+    let mut obj = tenant(
+        4,
+        3,
+        json!([condition("Ready", "True", 3, "all mandatory consents granted")]),
+    );
+    obj["spec"] = json!({"suspend": true});
+    assert_eq!(
+        health(obj),
+        (
+            "Suspended".into(),
+            "Reconciling is suspended (spec.suspend)".into()
+        )
+    );
+}
+
+#[test]
 fn a_ready_tenant_on_its_current_generation_is_healthy() {
     let obj = tenant(
         3,
