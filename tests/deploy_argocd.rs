@@ -124,7 +124,12 @@ fn a_suspended_tenant_is_suspended_whatever_its_status() {
     let mut obj = tenant(
         4,
         3,
-        json!([condition("Ready", "True", 3, "all mandatory consents granted")]),
+        json!([condition(
+            "Ready",
+            "True",
+            3,
+            "all mandatory consents granted"
+        )]),
     );
     obj["spec"] = json!({"suspend": true});
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use recording_operator::config::{graph_default_scope, ConfigError, SecretRef, SecretSource};
 use recording_operator::graph::client::{BatchRequest, GraphClient};
-use recording_operator::graph::token::TokenProvider;
+use recording_operator::graph::token::{AccessToken, TokenProvider};
 use recording_operator::graph::{http_client, Counters, GraphError};
 use secrecy::SecretString;
 use sim::m365::{M365Sim, Seed, TenantSeed};
@@ -63,6 +63,18 @@ async fn setup() -> Setup {
     }
 }
 
+impl Setup {
+    /// A token of the directory app in Contoso, which has consented to it.
+    async fn directory_token(&self) -> Arc<AccessToken> {
+        let aad = self.seed.app("rec-aad").unwrap().app_id.clone();
+        self.sim.grant_consent(CONTOSO, &aad);
+        self.tokens
+            .token(CONTOSO, &aad, Some(&any_ref()))
+            .await
+            .unwrap()
+    }
+}
+
 fn any_ref() -> SecretRef {
     SecretRef::Env("unused".into())
 }
@@ -102,13 +114,7 @@ async fn collections_are_read_to_the_last_page() {
 #[tokio::test]
 async fn a_next_page_link_outside_graph_is_not_followed_with_the_token() {
     let s = setup().await;
-    let aad = s.seed.app("rec-aad").unwrap().app_id.clone();
-    s.sim.grant_consent(CONTOSO, &aad);
-    let token = s
-        .tokens
-        .token(CONTOSO, &aad, Some(&any_ref()))
-        .await
-        .unwrap();
+    let token = s.directory_token().await;
     // Another origin, listening, which must receive nothing.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let elsewhere = format!(
@@ -127,13 +133,8 @@ async fn a_next_page_link_outside_graph_is_not_followed_with_the_token() {
 #[tokio::test]
 async fn a_large_batch_is_split_and_every_item_answered() {
     let s = setup().await;
+    let token = s.directory_token().await;
     let aad = s.seed.app("rec-aad").unwrap().app_id.clone();
-    s.sim.grant_consent(CONTOSO, &aad);
-    let token = s
-        .tokens
-        .token(CONTOSO, &aad, Some(&any_ref()))
-        .await
-        .unwrap();
     let requests: Vec<BatchRequest> = (0..45)
         .map(|i| {
             let app = if i % 2 == 0 {

@@ -56,6 +56,21 @@ fn drop_tenant_yaml() -> String {
     )
 }
 
+/// Deletes the Tenants `names` and waits until no Tenant is left.
+async fn delete_all(h: &Harness, names: &[&str]) {
+    let api: Api<Tenant> = Api::all(h.client());
+    for name in names {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    common::wait_for(
+        T,
+        || async { Some(api.list(&Default::default()).await.unwrap().items.len()) },
+        |n| *n == 0,
+        "tenants gone",
+    )
+    .await;
+}
+
 /// Container names in an Azurite account, through the blob service's List Containers call.
 async fn containers(h: &Harness, region: &str) -> Vec<String> {
     let account = AZURITE_ACCOUNTS
@@ -252,16 +267,7 @@ async fn retain_keeps_the_container_delete_removes_it() {
         .contains(&"recording.m365.io/storage-cleanup".to_string()));
     assert_eq!(containers(&h, "westeurope").await.len(), 2);
 
-    let api: Api<Tenant> = Api::all(h.client());
-    api.delete("keep", &DeleteParams::default()).await.unwrap();
-    api.delete("drop", &DeleteParams::default()).await.unwrap();
-    common::wait_for(
-        T,
-        || async { Some(api.list(&Default::default()).await.unwrap().items.len()) },
-        |n| *n == 0,
-        "tenants gone",
-    )
-    .await;
+    delete_all(&h, &["keep", "drop"]).await;
     let left = containers(&h, "westeurope").await;
     assert_eq!(
         left.len(),
@@ -301,16 +307,7 @@ async fn on_claims_retain_keeps_the_namespace_and_its_claims_delete_removes_them
     let drop_ns = namespaces.get("tenant-drop").await.unwrap();
     assert_eq!(drop_ns.owner_references()[0].name, "drop");
 
-    let api: Api<Tenant> = Api::all(h.client());
-    api.delete("keep", &DeleteParams::default()).await.unwrap();
-    api.delete("drop", &DeleteParams::default()).await.unwrap();
-    common::wait_for(
-        T,
-        || async { Some(api.list(&Default::default()).await.unwrap().items.len()) },
-        |n| *n == 0,
-        "tenants gone",
-    )
-    .await;
+    delete_all(&h, &["keep", "drop"]).await;
     let claims = |ns: &str| {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(h.client(), ns);
         async move {
