@@ -333,6 +333,41 @@ async fn on_claims_retain_keeps_the_namespace_and_its_claims_delete_removes_them
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_removes_the_paired_copy_of_a_tenant_once_pro() {
+    let h = harness().await;
+    let pro = tenant_yaml(
+        "drop",
+        "fabrikam.onmicrosoft.com",
+        "Pro",
+        "northeurope",
+        "  deletionPolicy: Delete\n",
+    );
+    h.apply(&pro).await;
+    h.wait_tenant("drop", T, |t| storage_ready(t).as_deref() == Some("True"))
+        .await;
+    assert_eq!(
+        containers(&h, "westeurope").await.len(),
+        1,
+        "the paired copy"
+    );
+
+    // Down to Essentials: the paired copy (with its recordings) stays while the Tenant lives.
+    h.apply(&pro.replace("license: Pro", "license: Essentials"))
+        .await;
+    h.wait_tenant("drop", T, |t| {
+        t.status.as_ref().is_some_and(|s| s.storage.len() == 1)
+    })
+    .await;
+    assert_eq!(containers(&h, "westeurope").await.len(), 1);
+
+    // Deleted: both copies go.
+    delete_all(&h, &["drop"]).await;
+    assert_eq!(containers(&h, "northeurope").await, Vec::<String>::new());
+    assert_eq!(containers(&h, "westeurope").await, Vec::<String>::new());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_outage_is_reported_and_recovers() {
     let h = harness().await;
     h.platform
@@ -364,6 +399,15 @@ async fn a_storage_outage_is_reported_and_recovers() {
         .unwrap();
     assert_eq!(cond.reason, "StorageNotReady");
     assert!(!cond.message.contains("sig="), "{}", cond.message);
+    // The line keeps where the location is: what the bots are configured with does not
+    // change over an outage.
+    let line = &status.storage[0];
+    assert!(!line.ready);
+    let endpoint = line.endpoint.as_deref().unwrap_or_default();
+    assert!(
+        endpoint.ends_with("/recweu/contoso-default"),
+        "{endpoint:?}"
+    );
     h.platform
         .azurite
         .as_ref()

@@ -305,6 +305,15 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
 
     // Storage.
     let (storage_ok, storage_gates) = match &o.storage {
+        Some(_) if o.blocker.is_some() => {
+            conditions.push(Desired::new(
+                STORAGE_READY,
+                Status::Unknown,
+                "NotChecked",
+                "storage is checked once the tenant is valid and its tenant id known",
+            ));
+            (false, true)
+        }
         None => {
             conditions.push(Desired::new(
                 STORAGE_READY,
@@ -754,7 +763,15 @@ async fn reconcile_inner(
     // Storage: every location ensured or checked; failures are status lines, not errors.
     let storage = match (&ctx.storage, &blocker) {
         (Some(storage), None) => Some(storage.reconcile(&tenant).await),
-        (Some(_), Some(_)) => Some(Vec::new()),
+        // Not checked while blocked: the lines of the last check stand (the bots read their
+        // endpoints from them).
+        (Some(_), Some(_)) => Some(
+            tenant
+                .status
+                .as_ref()
+                .map(|s| s.storage.clone())
+                .unwrap_or_default(),
+        ),
         (None, _) => None,
     };
     let storage_ready = storage
@@ -1154,6 +1171,37 @@ pub(crate) mod tests {
     fn reason(s: &TenantStatus, type_: &str) -> (String, String) {
         let c = conditions::find(&s.conditions, type_).unwrap();
         (c.status.clone(), c.reason.clone())
+    }
+
+    #[test]
+    fn a_blocked_tenant_keeps_its_storage_lines_and_says_storage_was_not_checked() {
+        let config = OperatorConfig::default();
+        let t = tenant("Essentials");
+        let line = StorageLocationStatus {
+            location: "westeurope".into(),
+            role: "default".into(),
+            name: None,
+            endpoint: Some("https://recweu.blob.core.windows.net/contoso-default".into()),
+            ready: true,
+            message: None,
+        };
+        let s = compute_status(&Observed {
+            tenant: &t,
+            tenant_id: None,
+            blocker: Some(Blocker::TenantIdUnavailable("throttled".into())),
+            consents: required_consents(&t, &config)
+                .into_iter()
+                .map(|r| (r, None))
+                .collect(),
+            storage: Some(vec![line.clone()]),
+            now: Timestamp::from_second(1_000_100).unwrap(),
+        });
+        assert_eq!(s.storage, [line]);
+        assert_eq!(
+            reason(&s, STORAGE_READY),
+            ("Unknown".into(), "NotChecked".into())
+        );
+        assert_eq!(reason(&s, READY).0, "False");
     }
 
     #[test]

@@ -288,6 +288,15 @@ impl AzureBlobBackend {
 
 #[async_trait]
 impl StorageBackend for AzureBlobBackend {
+    fn endpoint(&self, request: &EnsureStorage) -> Option<String> {
+        let account = self.accounts.get(&request.location)?;
+        Some(format!(
+            "{}/{}",
+            account.endpoint.trim_end_matches('/'),
+            container_name(&request.tenant, request.role)
+        ))
+    }
+
     async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
         let name = container_name(&request.tenant, request.role);
         let (client, endpoint, expiry) = self.container(&request.location, &name).await?;

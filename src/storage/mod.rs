@@ -224,6 +224,12 @@ pub trait StorageBackend: Send + Sync {
 
     /// Deletes what the operator created for this request, and nothing else.
     async fn delete(&self, request: &EnsureStorage) -> Result<DeleteOutcome, StorageError>;
+
+    /// Where the location of `request` is (without credentials), known without asking the
+    /// storage service; `None` when the configuration names no place for it. A location that
+    /// fails a check keeps its endpoint in the status, so the bots' configuration does not
+    /// change (and roll the bots) over a passing outage.
+    fn endpoint(&self, request: &EnsureStorage) -> Option<String>;
 }
 
 /// Builds the backend the configuration asks for.

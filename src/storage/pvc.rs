@@ -162,6 +162,14 @@ fn kube_error(action: String, namespace: &str, error: kube::Error) -> StorageErr
 
 #[async_trait]
 impl StorageBackend for PvcBackend {
+    fn endpoint(&self, request: &EnsureStorage) -> Option<String> {
+        Some(format!(
+            "pvc://{}/{}",
+            tenant_namespace(&request.tenant),
+            claim_name(request.role)
+        ))
+    }
+
     async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
         let namespace = tenant_namespace(&request.tenant);
         let name = claim_name(request.role);

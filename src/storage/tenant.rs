@@ -72,7 +72,7 @@ impl TenantStorage {
                     &request.location,
                     request.role.into(),
                     None,
-                    "",
+                    &self.backend.endpoint(request).unwrap_or_default(),
                     &error,
                 )
             })
@@ -113,11 +113,26 @@ impl TenantStorage {
         if tenant.spec.deletion_policy != DeletionPolicy::Delete {
             return Ok(Vec::new());
         }
-        // Without a pair there is no paired copy to delete: the default location is enough.
-        let requests = match operator_locations(tenant, &self.region_pairs) {
+        // Both roles whatever the license now: a tenant once Pro may have a paired copy
+        // (deleting a location that does not exist is a no-op). Without a pair there is no
+        // paired copy: the default location is enough.
+        let requests = match cleanup_locations(tenant, &self.region_pairs) {
             Ok(requests) | Err((requests, _)) => requests,
         };
-        let outcomes = join_all(requests.iter().map(|r| self.backend.delete(r))).await;
+        let essentials_now = !tenant.spec.license.advanced_storage();
+        let outcomes = join_all(requests.iter().map(|r| async move {
+            match self.backend.delete(r).await {
+                // A tenant Essentials now, in a region whose pair has no account configured:
+                // the operator cannot have made a copy there.
+                Err(StorageError::NoAccountForRegion { .. })
+                    if essentials_now && r.role == super::ManagedRole::Paired =>
+                {
+                    Ok(DeleteOutcome::AlreadyGone)
+                }
+                other => other,
+            }
+        }))
+        .await;
         let mut done = Vec::new();
         let mut first_error = None;
         for (request, outcome) in requests.into_iter().zip(outcomes) {
@@ -165,6 +180,17 @@ pub fn operator_locations(
             Err((plan(false).unwrap_or_default(), error))
         }
     }
+}
+
+/// What a deletion cleans up: the operator's locations as if the tenant were Pro, since it
+/// may have been (the paired copy outlives a change to Essentials).
+fn cleanup_locations(
+    tenant: &Tenant,
+    region_pairs: &BTreeMap<String, String>,
+) -> Result<Vec<EnsureStorage>, (Vec<EnsureStorage>, StorageError)> {
+    let mut as_pro = tenant.clone();
+    as_pro.spec.license = crd::License::Pro;
+    operator_locations(&as_pro, region_pairs)
 }
 
 /// The tenant's BYOS locations (none unless BYOS is enabled), with their Secrets in the
