@@ -362,6 +362,21 @@ async fn an_essentials_service_runs_one_hardened_bot() {
         .unwrap();
     let egress = serde_json::to_string(&policy.egress).unwrap();
     assert!(egress.contains("443") && egress.contains("53"), "{egress}");
+
+    // A bot Deployment deleted by hand is back at once, not after the next resync.
+    let deployments: Api<Deployment> = Api::namespaced(h.client(), ns);
+    let old_uid = deployments.get("main-hue").await.unwrap().metadata.uid;
+    deployments
+        .delete("main-hue", &Default::default())
+        .await
+        .unwrap();
+    wait_for(
+        T,
+        || async { deployments.get_opt("main-hue").await.ok().flatten() },
+        |d| d.metadata.uid != old_uid,
+        "main-hue recreated",
+    )
+    .await;
     h.stop().await;
 }
 

@@ -398,6 +398,7 @@ pub fn desired_objects(
     service: &RecordingService,
     tenant: &Tenant,
     tenant_id: &str,
+    client_secret_version: Option<&str>,
     config: &OperatorConfig,
 ) -> Children {
     let name = service.name_any();
@@ -427,7 +428,16 @@ pub fn desired_objects(
     let bot_config = bot_config(service, tenant, tenant_id, config);
     let config_json =
         serde_json::to_string_pretty(&bot_config).expect("the bot configuration serializes");
-    let config_hash = format!("{:x}", Sha256::digest(config_json.as_bytes()));
+    // The pods' configuration: the bot config and, with a known app registration, the
+    // version of the client secret's Secret, which the pods read once at start (an
+    // environment variable): a rotated secret rolls the bots onto it.
+    let mut hasher = Sha256::new();
+    hasher.update(config_json.as_bytes());
+    if let Some(version) = client_secret_version {
+        hasher.update(b"\0client-secret:");
+        hasher.update(version.as_bytes());
+    }
+    let config_hash = format!("{:x}", hasher.finalize());
     let config_map = ConfigMap {
         metadata: meta(format!("{name}-bot-config"), None),
         data: Some([(BOT_CONFIG_FILE.to_string(), config_json)].into()),
@@ -1105,7 +1115,29 @@ pub fn transition_events(
         .collect()
 }
 
-/// Available/desired replicas of each desired Deployment, from the observed Deployments.
+/// The pods of a Deployment that run its current template and are available: the rules
+/// kstatus applies. Nothing while the Deployment controller has not seen the latest spec;
+/// otherwise the available pods minus those of an older template still running (with
+/// `maxUnavailable: 0` the old pods stay available until the new ones are). So a rollout that
+/// cannot finish (a bad image, an unschedulable pod) never counts as ready, though the old
+/// pod keeps serving.
+pub fn rolled_out_and_available(deployment: &Deployment) -> i32 {
+    let Some(status) = deployment.status.as_ref() else {
+        return 0;
+    };
+    if status.observed_generation < deployment.metadata.generation {
+        return 0;
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let old = status.replicas.unwrap_or(0).saturating_sub(updated).max(0);
+    status
+        .available_replicas
+        .unwrap_or(0)
+        .saturating_sub(old)
+        .clamp(0, updated)
+}
+
+/// Ready/desired replicas of each desired Deployment, from the observed Deployments.
 pub fn observe_bots(
     desired: &[Deployment],
     observed: impl Fn(&str) -> Option<Arc<Deployment>>,
@@ -1115,12 +1147,9 @@ pub fn observe_bots(
         .map(|d| {
             let name = d.name_any();
             let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            let available = observed(&name)
-                .and_then(|o| o.status.as_ref().and_then(|s| s.available_replicas))
-                .unwrap_or(0);
             BotStatus {
                 name,
-                ready: available,
+                ready: observed(&d.name_any()).map_or(0, |o| rolled_out_and_available(&o)),
                 desired: want,
             }
         })
@@ -1314,7 +1343,21 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
-        let children = desired_objects(&service, tenant, tenant_id, &ctx.config);
+        let secret_version = service.spec.app_registration.as_ref().and_then(|r| {
+            sctx.secrets
+                .get(
+                    &ObjectRef::new(&r.client_secret_ref.name)
+                        .within(&service.namespace().unwrap_or_default()),
+                )
+                .and_then(|m| m.resource_version())
+        });
+        let children = desired_objects(
+            &service,
+            tenant,
+            tenant_id,
+            secret_version.as_deref(),
+            &ctx.config,
+        );
         provision(&service, &children, sctx).await?;
         bots = observe_bots(&children.deployments, |name| {
             sctx.deployments
@@ -1375,6 +1418,15 @@ async fn provision(
     apply_in(&client, &children.network_policy, &ctx.applied).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     for deployment in &children.deployments {
+        // Deleted behind the operator's back (or going): apply it again now, not when the
+        // remembered apply expires.
+        let present = sctx
+            .deployments
+            .get(&ObjectRef::new(&deployment.name_any()).within(&ns))
+            .is_some_and(|d| d.metadata.deletion_timestamp.is_none());
+        if !present {
+            forget(&ctx.applied, deployment);
+        }
         apply(&deployments, deployment, &ctx.applied).await?;
     }
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
@@ -1725,7 +1777,13 @@ mod tests {
     #[test]
     fn essentials_runs_one_bot_and_pro_a_pair_kept_apart() {
         let svc = service("main", "tenant-contoso", json!({}));
-        let essentials = desired_objects(&svc, &tenant("Essentials", true), TENANT_ID, &config());
+        let essentials = desired_objects(
+            &svc,
+            &tenant("Essentials", true),
+            TENANT_ID,
+            None,
+            &config(),
+        );
         let names: Vec<String> = essentials
             .deployments
             .iter()
@@ -1742,7 +1800,7 @@ mod tests {
             .unwrap();
         assert!(pod.affinity.is_none() && pod.topology_spread_constraints.is_none());
 
-        let pro = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, &config());
+        let pro = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, None, &config());
         let names: Vec<String> = pro.deployments.iter().map(|d| d.name_any()).collect();
         assert_eq!(names, ["main-hue", "main-hue-paired"]);
         let budgets: Vec<String> = pro
@@ -1816,7 +1874,7 @@ mod tests {
     #[test]
     fn the_bot_configuration_carries_the_tenant_and_never_a_secret() {
         let svc = with_app_registration();
-        let children = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, &config());
+        let children = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, None, &config());
         let text = &children.config_map.data.as_ref().unwrap()[BOT_CONFIG_FILE];
         let parsed: BotConfig = serde_json::from_str(text).unwrap();
         assert_eq!(parsed.tenant_id, TENANT_ID);
@@ -1894,7 +1952,7 @@ mod tests {
     fn a_changed_configuration_rolls_the_bots() {
         let svc = service("main", "tenant-contoso", json!({}));
         let hash = |t: &Tenant| {
-            desired_objects(&svc, t, TENANT_ID, &config()).deployments[0]
+            desired_objects(&svc, t, TENANT_ID, None, &config()).deployments[0]
                 .spec
                 .clone()
                 .unwrap()
@@ -1913,6 +1971,59 @@ mod tests {
         };
         assert_eq!(hash(&before), hash(&before.clone()));
         assert_ne!(hash(&before), hash(&after));
+    }
+
+    #[test]
+    fn a_rotated_client_secret_rolls_the_bots() {
+        let svc = service("main", "tenant-contoso", json!({}));
+        let t = tenant("Essentials", true);
+        let hash = |version: Option<&str>| {
+            desired_objects(&svc, &t, TENANT_ID, version, &config()).deployments[0]
+                .spec
+                .clone()
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()[CONFIG_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_eq!(hash(Some("41")), hash(Some("41")));
+        assert_ne!(hash(Some("41")), hash(Some("57")), "the Secret was updated");
+        assert_ne!(hash(None), hash(Some("41")));
+    }
+
+    #[test]
+    fn bots_count_as_ready_once_their_rollout_is_done() {
+        let deployment =
+            |generation: i64, observed: i64, replicas: i32, updated: i32, available: i32| {
+                Deployment {
+                    metadata: ObjectMeta {
+                        name: Some("main-hue".into()),
+                        generation: Some(generation),
+                        ..Default::default()
+                    },
+                    status: Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+                        observed_generation: Some(observed),
+                        replicas: Some(replicas),
+                        updated_replicas: Some(updated),
+                        available_replicas: Some(available),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            };
+        // Settled.
+        assert_eq!(rolled_out_and_available(&deployment(2, 2, 1, 1, 1)), 1);
+        // A new spec the Deployment controller has not seen yet.
+        assert_eq!(rolled_out_and_available(&deployment(3, 2, 1, 1, 1)), 0);
+        // Rolling: the old pod serves, the new one is not ready (or never will be).
+        assert_eq!(rolled_out_and_available(&deployment(3, 3, 2, 1, 1)), 0);
+        // Scaling 1 → 2 on the same template: one of two.
+        assert_eq!(rolled_out_and_available(&deployment(4, 4, 2, 2, 1)), 1);
+        // No status yet.
+        assert_eq!(rolled_out_and_available(&Deployment::default()), 0);
     }
 
     #[test]
