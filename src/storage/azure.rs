@@ -570,6 +570,10 @@ fn classify(error: azure_core::Error, endpoint: &str) -> StorageError {
                     | "AuthorizationProtocolMismatch"
                     | "AuthorizationSourceIPMismatch",
                 ) => StorageError::PermissionDenied { endpoint, code },
+                (403, "AuthorizationFailure") => StorageError::NetworkDenied { endpoint, code },
+                (403, "KeyBasedAuthenticationNotPermitted") => {
+                    StorageError::SharedKeyDisabled { endpoint, code }
+                }
                 (403, _) => StorageError::AuthenticationFailed { endpoint, code },
                 (404, "ContainerNotFound") => StorageError::ContainerNotFound { endpoint },
                 _ => StorageError::Service {
@@ -617,6 +621,36 @@ mod tests {
             role: ManagedRole::Default,
             retention_days: Some(365),
             license: "Essentials".into(),
+        }
+    }
+
+    #[test]
+    fn forbidden_answers_name_their_cause() {
+        let forbidden = |code: &str| {
+            let kind = ErrorKind::HttpResponse {
+                status: azure_core::http::StatusCode::Forbidden,
+                error_code: Some(code.to_string()),
+                raw_response: None,
+            };
+            let endpoint = "https://recweu.blob.core.windows.net/contoso-default?sv=1&sig=secret";
+            classify(azure_core::Error::with_message(kind, "refused"), endpoint)
+        };
+        let network = forbidden("AuthorizationFailure");
+        assert_eq!(network.reason(), "StorageNetworkDenied");
+        assert!(network.to_string().contains("network rules"), "{network}");
+        let shared_key = forbidden("KeyBasedAuthenticationNotPermitted");
+        assert_eq!(shared_key.reason(), "StorageSharedKeyDisabled");
+        assert!(
+            shared_key.to_string().contains("user delegation SAS"),
+            "{shared_key}"
+        );
+        assert_eq!(
+            forbidden("AuthenticationFailed").reason(),
+            "StorageAuthenticationFailed"
+        );
+        for e in [network, shared_key] {
+            assert!(!e.is_transient());
+            assert!(!e.to_string().contains("sig="), "{e}");
         }
     }
 

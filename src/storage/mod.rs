@@ -583,6 +583,18 @@ pub enum StorageError {
          permission or resource type it needs"
     )]
     PermissionDenied { endpoint: String, code: String },
+    #[error(
+        "storage at {endpoint} refused the request (HTTP 403 {code}): the storage account's \
+         network rules (firewall, private endpoint) may not admit the operator's network, or the \
+         SAS does not authorize this request"
+    )]
+    NetworkDenied { endpoint: String, code: String },
+    #[error(
+        "storage at {endpoint} refused a key-signed SAS (HTTP 403 {code}): the storage account \
+         does not allow shared key authorization; allow it, or give the operator a user \
+         delegation SAS"
+    )]
+    SharedKeyDisabled { endpoint: String, code: String },
     #[error("container {endpoint} does not exist (HTTP 404 ContainerNotFound)")]
     ContainerNotFound { endpoint: String },
     #[error(
@@ -619,6 +631,8 @@ impl StorageError {
             StorageError::AuthenticationFailed { .. } => "StorageAuthenticationFailed",
             StorageError::CredentialExpired { .. } => "StorageCredentialExpired",
             StorageError::PermissionDenied { .. } => "StoragePermissionDenied",
+            StorageError::NetworkDenied { .. } => "StorageNetworkDenied",
+            StorageError::SharedKeyDisabled { .. } => "StorageSharedKeyDisabled",
             StorageError::ContainerNotFound { .. } => "ContainerNotFound",
             StorageError::OwnedByAnotherTenant { .. } => "ContainerOwnedByAnotherTenant",
             StorageError::Unreachable { .. } => "StorageUnreachable",
