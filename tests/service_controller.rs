@@ -14,6 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use recording_operator::crd::RecordingService;
@@ -384,6 +385,18 @@ async fn an_essentials_service_runs_one_hardened_bot() {
 async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_drops() {
     let h = Harness::start().await;
     onboard(&h, "fabrikam", "fabrikam.onmicrosoft.com", "Pro").await;
+    let ns = "tenant-fabrikam";
+    // What an earlier version of the operator kept: a budget for the paired bot alone.
+    let legacy: PodDisruptionBudget = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "rec-hue-paired", "namespace": ns},
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {
+            "app.kubernetes.io/instance": "rec", "app.kubernetes.io/component": "paired"}}}
+    }))
+    .unwrap();
+    Api::<PodDisruptionBudget>::namespaced(h.client(), ns)
+        .create(&Default::default(), &legacy)
+        .await
+        .unwrap();
     h.apply(&service_yaml(
         "rec",
         "fabrikam",
@@ -392,7 +405,6 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         "  bot:\n    image: registry.example.com/bot:2.1\n    replicas: 2\n",
     ))
     .await;
-    let ns = "tenant-fabrikam";
     let service = wait_service(&h, ns, "rec", |s| {
         has_condition(s, "Ready", "True", "Ready")
     })
@@ -436,10 +448,27 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     );
     let spread = pod.topology_spread_constraints.unwrap();
     assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+    // One budget over both bots: a drain takes one of them at a time. The per-bot budget an
+    // earlier version left (created by hand here, before the service) is gone: with two
+    // budgets over a pod, the eviction API refuses to evict it at all.
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(h.client(), ns);
-    budgets.get("rec-hue-paired").await.unwrap();
+    let budget = budgets.get("rec-hue").await.unwrap().spec.unwrap();
+    let selected = budget.selector.unwrap().match_labels.unwrap();
+    assert_eq!(selected["app.kubernetes.io/instance"], "rec");
+    assert!(
+        !selected.contains_key("app.kubernetes.io/component"),
+        "{selected:?}"
+    );
+    assert_eq!(budget.max_unavailable, Some(IntOrString::Int(1)));
+    wait_for(
+        T,
+        || async { Some(budgets.get_opt("rec-hue-paired").await.unwrap().is_none()) },
+        |gone| *gone,
+        "the old per-bot budget is deleted",
+    )
+    .await;
 
-    // Pro → Essentials: the paired bot and its budget go, the first stays.
+    // Pro → Essentials: the paired bot goes, the first stays.
     h.apply(&tenant_yaml(
         "fabrikam",
         "fabrikam.onmicrosoft.com",

@@ -5,7 +5,7 @@
 //! lives in that tenant's namespace, its name fits the bot objects' names) → compute the
 //! desired objects from the service, the Tenant and the configuration (ServiceAccount,
 //! ConfigMap with the bot configuration, Service, NetworkPolicy, Deployment `<name>-hue`,
-//! for Pro also `<name>-hue-paired`, a PodDisruptionBudget per Deployment) → server-side
+//! for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all bot pods) → server-side
 //! apply them and delete owned bots no longer desired (Pro → Essentials) → when the service
 //! brings its own app registration, check its credentials with a client-credentials token and
 //! read its client secrets' expiry through Graph (daily, and whenever the Secret changes) →
@@ -124,7 +124,7 @@ impl BotRole {
         }
     }
 
-    /// Name of the bot's Deployment and PodDisruptionBudget.
+    /// Name of the bot's Deployment (the primary's is also the service's PodDisruptionBudget's).
     pub fn object_name(self, service: &str) -> String {
         match self {
             BotRole::Primary => format!("{service}-hue"),
@@ -493,27 +493,23 @@ pub fn desired_objects(
             ..Default::default()
         })
         .collect();
-    let disruption_budgets = roles
-        .iter()
-        .map(|&role| PodDisruptionBudget {
-            metadata: meta(
-                role.object_name(&name),
-                Some(("app.kubernetes.io/component", role.component())),
-            ),
-            spec: Some(PodDisruptionBudgetSpec {
-                // One bot pod at a time: drains proceed (a single replica never blocks a node
-                // forever), bigger bots never lose more than one pod at once.
-                max_unavailable: Some(IntOrString::Int(1)),
-                selector: Some(LabelSelector {
-                    match_labels: Some(selector_labels(&name, Some(role))),
-                    ..Default::default()
-                }),
-                unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
+    // One budget over every bot pod of the service: one pod at a time may be disrupted, so a
+    // drain never takes a Pro tenant's first and paired bot at once, and a single replica
+    // never blocks a node forever. (One budget, not one per bot: the eviction API refuses to
+    // evict a pod that more than one budget covers.)
+    let disruption_budgets = vec![PodDisruptionBudget {
+        metadata: meta(BotRole::Primary.object_name(&name), None),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(&name, None)),
                 ..Default::default()
             }),
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..Default::default()
-        })
-        .collect();
+        }),
+        ..Default::default()
+    }];
 
     Children {
         service_account,
@@ -1403,7 +1399,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
 }
 
 /// Applies the service's objects and deletes the bots it no longer needs (Pro → Essentials
-/// removes the paired bot and its PodDisruptionBudget).
+/// removes the paired bot).
 async fn provision(
     service: &RecordingService,
     children: &Children,
@@ -1431,7 +1427,12 @@ async fn provision(
     }
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for budget in &children.disruption_budgets {
-        apply(&budgets, budget, &ctx.applied).await?;
+        if apply(&budgets, budget, &ctx.applied).await? {
+            // Earlier versions kept a budget per bot; the paired bot's would now cover its
+            // pods a second time and block their eviction. Looked for whenever the budget is
+            // applied (once per service and process, and after changes).
+            delete_if_present(&budgets, &BotRole::Paired.object_name(&service.name_any())).await?;
+        }
     }
 
     let wanted: BTreeSet<String> = children.deployments.iter().map(|d| d.name_any()).collect();
@@ -1803,12 +1804,14 @@ mod tests {
         let pro = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, None, &config());
         let names: Vec<String> = pro.deployments.iter().map(|d| d.name_any()).collect();
         assert_eq!(names, ["main-hue", "main-hue-paired"]);
-        let budgets: Vec<String> = pro
-            .disruption_budgets
-            .iter()
-            .map(|d| d.name_any())
-            .collect();
-        assert_eq!(budgets, names, "one budget per bot, named after it");
+        assert_eq!(pro.disruption_budgets.len(), 1, "one budget over both bots");
+        let budget = pro.disruption_budgets[0].spec.clone().unwrap();
+        assert_eq!(budget.max_unavailable, Some(IntOrString::Int(1)));
+        let selected = budget.selector.unwrap().match_labels.unwrap();
+        assert!(
+            !selected.contains_key("app.kubernetes.io/component"),
+            "the first and the paired bot: {selected:?}"
+        );
         let primary = pro.deployments[0].spec.clone().unwrap();
         let paired = pro.deployments[1].spec.clone().unwrap();
         let term = &paired
@@ -1855,7 +1858,7 @@ mod tests {
             &pro.service.metadata,
             &pro.network_policy.metadata,
             &pro.deployments[1].metadata,
-            &pro.disruption_budgets[1].metadata,
+            &pro.disruption_budgets[0].metadata,
         ];
         for meta in metas {
             let owner = &meta.owner_references.as_ref().unwrap()[0];
