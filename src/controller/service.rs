@@ -28,10 +28,11 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
+    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPort,
@@ -93,6 +94,8 @@ pub const CONFIG_HASH_ANNOTATION: &str = "recording.m365.io/config-hash";
 
 /// Where the bot configuration is mounted.
 const CONFIG_DIR: &str = "/etc/recording-bot";
+/// Where a bot finds its recordings' claim, with the PVC storage backend.
+pub const RECORDINGS_DIR: &str = "/var/lib/recording-bot/recordings";
 /// The non-root user the bots run as.
 const BOT_UID: i64 = 10001;
 /// How often a service is looked at again even when nothing changed.
@@ -584,6 +587,22 @@ pub fn bot_resources(spec: Option<&ResourceRequirements>) -> ResourceRequirement
     }
 }
 
+/// The claim a bot of `role` records to: the name in its location's `pvc://<namespace>/<claim>`
+/// endpoint, when the tenant's storage is on claims.
+fn recordings_claim(config: &BotConfig, role: BotRole) -> Option<String> {
+    let location = match role {
+        BotRole::Primary => "default",
+        BotRole::Paired => "paired",
+    };
+    config
+        .storage
+        .iter()
+        .find(|s| s.role == location)
+        .and_then(|s| s.endpoint.strip_prefix("pvc://"))
+        .and_then(|path| path.rsplit_once('/'))
+        .map(|(_, claim)| claim.to_string())
+}
+
 fn bot_deployment_spec(
     service: &RecordingService,
     role: BotRole,
@@ -595,6 +614,9 @@ fn bot_deployment_spec(
     let bot = &service.spec.bot;
     let pod_labels = selector_labels(&name, Some(role));
     let identity = config.bots.iter().find(|b| b.role == role.component());
+    // With the PVC backend the bot writes to its location's claim: the first bot to the
+    // default location's, the paired bot to the paired copy's.
+    let claim = recordings_claim(config, role);
 
     let env_value = |key: &str, value: &str| EnvVar {
         name: key.into(),
@@ -695,19 +717,28 @@ fn bot_deployment_spec(
             seccomp_profile: Some(runtime_default()),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
-                read_only: Some(true),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "tmp".into(),
+                    mount_path: "/tmp".into(),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(claim.as_ref().map(|_| VolumeMount {
+                name: "recordings".into(),
+                mount_path: RECORDINGS_DIR.into(),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Default::default()
     };
 
@@ -773,21 +804,33 @@ fn bot_deployment_spec(
                     ..Default::default()
                 }),
                 containers: vec![container],
-                volumes: Some(vec![
-                    Volume {
-                        name: "config".into(),
-                        config_map: Some(ConfigMapVolumeSource {
-                            name: format!("{name}-bot-config"),
+                volumes: Some(
+                    vec![
+                        Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: format!("{name}-bot-config"),
+                                ..Default::default()
+                            }),
                             ..Default::default()
+                        },
+                        Volume {
+                            name: "tmp".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                    ]
+                    .into_iter()
+                    .chain(claim.map(|claim_name| Volume {
+                        name: "recordings".into(),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name,
+                            read_only: None,
                         }),
                         ..Default::default()
-                    },
-                    Volume {
-                        name: "tmp".into(),
-                        empty_dir: Some(EmptyDirVolumeSource::default()),
-                        ..Default::default()
-                    },
-                ]),
+                    }))
+                    .collect(),
+                ),
                 affinity,
                 topology_spread_constraints: spread,
                 termination_grace_period_seconds: Some(60),
@@ -1974,6 +2017,50 @@ mod tests {
         };
         assert_eq!(hash(&before), hash(&before.clone()));
         assert_ne!(hash(&before), hash(&after));
+    }
+
+    #[test]
+    fn on_claims_each_bot_mounts_its_locations_claim() {
+        let svc = service("main", "tenant-contoso", json!({}));
+        let mut t = tenant("Pro", true);
+        t.status.as_mut().unwrap().storage = serde_json::from_value(json!([
+            {"location": "westeurope", "role": "default", "endpoint": "pvc://tenant-contoso/recordings-default", "ready": true},
+            {"location": "northeurope", "role": "paired", "endpoint": "pvc://tenant-contoso/recordings-paired", "ready": true}
+        ]))
+        .unwrap();
+        let claims = |t: &Tenant| -> Vec<(Option<String>, Option<String>)> {
+            desired_objects(&svc, t, TENANT_ID, None, &config())
+                .deployments
+                .iter()
+                .map(|d| {
+                    let pod = d.spec.clone().unwrap().template.spec.unwrap();
+                    let claim = pod
+                        .volumes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find_map(|v| v.persistent_volume_claim)
+                        .map(|c| c.claim_name);
+                    let mount = pod.containers[0]
+                        .volume_mounts
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|m| m.name == "recordings")
+                        .map(|m| m.mount_path);
+                    (claim, mount)
+                })
+                .collect()
+        };
+        let dir = Some(RECORDINGS_DIR.to_string());
+        assert_eq!(
+            claims(&t),
+            [
+                (Some("recordings-default".into()), dir.clone()),
+                (Some("recordings-paired".into()), dir)
+            ]
+        );
+        // On Azure Blob the bots write over HTTPS: no claim.
+        assert_eq!(claims(&tenant("Pro", true)), [(None, None), (None, None)]);
     }
 
     #[test]
