@@ -46,6 +46,51 @@ async fn create_namespace(client: &kube::Client, name: &str) {
 }
 
 #[tokio::test]
+async fn a_changed_class_or_size_leaves_an_existing_claim_as_it_is() {
+    let (_sim, client, backend) = cluster().await;
+    create_namespace(&client, "tenant-contoso").await;
+    let plan = plan_storage(
+        "contoso",
+        "westeurope",
+        "Essentials",
+        false,
+        Some(365),
+        &default_region_pairs(),
+    )
+    .unwrap();
+    backend.ensure(&plan[0]).await.unwrap();
+
+    // The platform team changes the class and size of the region's claims.
+    let changed = PvcBackend::new(
+        &StorageConfig {
+            backend: BackendKind::Pvc,
+            pvc: PvcConfig {
+                storage_class_by_region: BTreeMap::from([(
+                    "westeurope".to_string(),
+                    "premium-csi".to_string(),
+                )]),
+                size: "40Gi".into(),
+            },
+            ..Default::default()
+        },
+        client.clone(),
+    );
+    let line = changed.ensure(&plan[0]).await.unwrap();
+    assert!(line.ready);
+    assert!(
+        line.message.ends_with("the claim keeps its StorageClass managed-csi (configured: premium-csi) and size 20Gi (configured: 40Gi): a claim's class and size do not change once it exists"),
+        "{}",
+        line.message
+    );
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client, "tenant-contoso")
+        .get("recordings-default")
+        .await
+        .unwrap();
+    let spec = claim.spec.unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("managed-csi"));
+}
+
+#[tokio::test]
 async fn pro_gets_a_claim_per_location_with_class_size_and_labels() {
     let (_sim, client, backend) = cluster().await;
     create_namespace(&client, "tenant-contoso").await;

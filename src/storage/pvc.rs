@@ -106,6 +106,47 @@ pub fn desired_claim(request: &EnsureStorage, config: &PvcConfig) -> PersistentV
     }
 }
 
+/// A claim's class and size cannot change once it exists (the API server refuses the write,
+/// and would for every reconcile after): `desired` keeps what `existing` has, and the note
+/// says what the configuration asks for instead.
+pub fn keep_immutable(
+    desired: &mut PersistentVolumeClaim,
+    existing: &PersistentVolumeClaim,
+) -> Option<String> {
+    let (Some(want), Some(have)) = (desired.spec.as_mut(), existing.spec.as_ref()) else {
+        return None;
+    };
+    let mut notes = Vec::new();
+    if want.storage_class_name.is_some() && want.storage_class_name != have.storage_class_name {
+        notes.push(format!(
+            "StorageClass {} (configured: {})",
+            have.storage_class_name.as_deref().unwrap_or("none"),
+            want.storage_class_name.as_deref().unwrap_or_default()
+        ));
+        want.storage_class_name = have.storage_class_name.clone();
+    }
+    let size = |s: &PersistentVolumeClaimSpec| -> Option<Quantity> {
+        s.resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("storage")
+            .cloned()
+    };
+    if let (Some(configured), Some(held)) = (size(want), size(have)) {
+        if configured != held {
+            notes.push(format!("size {} (configured: {})", held.0, configured.0));
+            want.resources = have.resources.clone();
+        }
+    }
+    (!notes.is_empty()).then(|| {
+        format!(
+            "the claim keeps its {}: a claim's class and size do not change once it exists",
+            notes.join(" and ")
+        )
+    })
+}
+
 /// Whether the claim can take recordings, and what to tell people about it.
 pub fn claim_readiness(claim: &PersistentVolumeClaim) -> (bool, String) {
     let class = claim
@@ -174,7 +215,17 @@ impl StorageBackend for PvcBackend {
         let namespace = tenant_namespace(&request.tenant);
         let name = claim_name(request.role);
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
-        let claim = desired_claim(request, &self.config);
+        let mut claim = desired_claim(request, &self.config);
+        let existing = api.get_opt(&name).await.map_err(|e| {
+            kube_error(
+                format!("reading PersistentVolumeClaim {namespace}/{name}"),
+                &namespace,
+                e,
+            )
+        })?;
+        let kept = existing
+            .as_ref()
+            .and_then(|existing| keep_immutable(&mut claim, existing));
         let applied = api
             .patch(
                 &name,
@@ -189,7 +240,10 @@ impl StorageBackend for PvcBackend {
                     e,
                 )
             })?;
-        let (ready, message) = claim_readiness(&applied);
+        let (ready, mut message) = claim_readiness(&applied);
+        if let Some(kept) = kept {
+            message = format!("{message}; {kept}");
+        }
         Ok(StorageLocationStatus {
             location: request.location.clone(),
             role: request.role.into(),
@@ -263,6 +317,30 @@ mod tests {
             )]),
             size: "50Gi".into(),
         }
+    }
+
+    #[test]
+    fn an_existing_claim_keeps_its_class_and_size() {
+        let existing = desired_claim(&request(ManagedRole::Default, "westeurope"), &config());
+        let mut changed = config();
+        changed
+            .storage_class_by_region
+            .insert("westeurope".into(), "premium-csi".into());
+        changed.size = "100Gi".into();
+        let mut desired = desired_claim(&request(ManagedRole::Default, "westeurope"), &changed);
+        let note = keep_immutable(&mut desired, &existing).unwrap();
+        assert_eq!(desired.spec, existing.spec);
+        assert_eq!(
+            note,
+            "the claim keeps its StorageClass managed-csi (configured: premium-csi) and size 50Gi (configured: 100Gi): a claim's class and size do not change once it exists"
+        );
+        // Unchanged configuration: nothing to say. No class configured: the one the cluster
+        // gave the claim is not the operator's to repeat.
+        let mut same = desired_claim(&request(ManagedRole::Default, "westeurope"), &config());
+        assert_eq!(keep_immutable(&mut same, &existing), None);
+        let mut defaulted = desired_claim(&request(ManagedRole::Paired, "northeurope"), &config());
+        assert_eq!(keep_immutable(&mut defaulted, &existing), None);
+        assert_eq!(defaulted.spec.unwrap().storage_class_name, None);
     }
 
     #[test]
