@@ -1994,21 +1994,25 @@ mod tests {
         );
     }
 
+    /// The configuration hash on the first bot's pod template.
+    fn config_hash_of(children: &Children) -> String {
+        children.deployments[0]
+            .spec
+            .clone()
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[CONFIG_HASH_ANNOTATION]
+            .clone()
+    }
+
     #[test]
     fn a_changed_configuration_rolls_the_bots() {
         let svc = service("main", "tenant-contoso", json!({}));
-        let hash = |t: &Tenant| {
-            desired_objects(&svc, t, TENANT_ID, None, &config()).deployments[0]
-                .spec
-                .clone()
-                .unwrap()
-                .template
-                .metadata
-                .unwrap()
-                .annotations
-                .unwrap()[CONFIG_HASH_ANNOTATION]
-                .clone()
-        };
+        let hash =
+            |t: &Tenant| config_hash_of(&desired_objects(&svc, t, TENANT_ID, None, &config()));
         let before = tenant("Essentials", true);
         let mut after = before.clone();
         after.spec.retention = crate::crd::tenant::RetentionSpec {
@@ -2068,16 +2072,7 @@ mod tests {
         let svc = service("main", "tenant-contoso", json!({}));
         let t = tenant("Essentials", true);
         let hash = |version: Option<&str>| {
-            desired_objects(&svc, &t, TENANT_ID, version, &config()).deployments[0]
-                .spec
-                .clone()
-                .unwrap()
-                .template
-                .metadata
-                .unwrap()
-                .annotations
-                .unwrap()[CONFIG_HASH_ANNOTATION]
-                .clone()
+            config_hash_of(&desired_objects(&svc, &t, TENANT_ID, version, &config()))
         };
         assert_eq!(hash(Some("41")), hash(Some("41")));
         assert_ne!(hash(Some("41")), hash(Some("57")), "the Secret was updated");
