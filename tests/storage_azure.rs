@@ -475,7 +475,8 @@ async fn byos_locations_are_checked_with_the_customers_credential_and_never_writ
         format!(
             "storage at {customer}/recordings rejected the credential (HTTP 403 \
              AuthorizationFailure): the SAS token is invalid, expired, or signed for another \
-             account"
+             account, or the storage account's network rules (firewall, private endpoint) do \
+             not admit the operator's network"
         )
     );
     assert_eq!(status.endpoint, format!("{customer}/recordings"));

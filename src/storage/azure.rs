@@ -570,7 +570,6 @@ fn classify(error: azure_core::Error, endpoint: &str) -> StorageError {
                     | "AuthorizationProtocolMismatch"
                     | "AuthorizationSourceIPMismatch",
                 ) => StorageError::PermissionDenied { endpoint, code },
-                (403, "AuthorizationFailure") => StorageError::NetworkDenied { endpoint, code },
                 (403, "KeyBasedAuthenticationNotPermitted") => {
                     StorageError::SharedKeyDisabled { endpoint, code }
                 }
@@ -635,9 +634,10 @@ mod tests {
             let endpoint = "https://recweu.blob.core.windows.net/contoso-default?sv=1&sig=secret";
             classify(azure_core::Error::with_message(kind, "refused"), endpoint)
         };
+        // Ambiguous: a bad SAS or the account's network rules. Both are named.
         let network = forbidden("AuthorizationFailure");
-        assert_eq!(network.reason(), "StorageNetworkDenied");
-        assert!(network.to_string().contains("network rules"), "{network}");
+        assert_eq!(network.reason(), "StorageAuthenticationFailed");
+        assert!(network.to_string().contains("the SAS token is invalid, expired, or signed for another account, or the storage account's network rules"), "{network}");
         let shared_key = forbidden("KeyBasedAuthenticationNotPermitted");
         assert_eq!(shared_key.reason(), "StorageSharedKeyDisabled");
         assert!(

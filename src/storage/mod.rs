@@ -566,7 +566,8 @@ pub enum StorageError {
     InvalidCredential { reason: String },
     #[error(
         "storage at {endpoint} rejected the credential (HTTP 403 {code}): the SAS token is \
-         invalid, expired, or signed for another account"
+         invalid, expired, or signed for another account{}",
+        network_hint(code)
     )]
     AuthenticationFailed { endpoint: String, code: String },
     #[error(
@@ -583,12 +584,6 @@ pub enum StorageError {
          permission or resource type it needs"
     )]
     PermissionDenied { endpoint: String, code: String },
-    #[error(
-        "storage at {endpoint} refused the request (HTTP 403 {code}): the storage account's \
-         network rules (firewall, private endpoint) may not admit the operator's network, or the \
-         SAS does not authorize this request"
-    )]
-    NetworkDenied { endpoint: String, code: String },
     #[error(
         "storage at {endpoint} refused a key-signed SAS (HTTP 403 {code}): the storage account \
          does not allow shared key authorization; allow it, or give the operator a user \
@@ -619,6 +614,17 @@ pub enum StorageError {
     Kubernetes { action: String, detail: String },
 }
 
+/// `AuthorizationFailure` is also what Azure Storage answers when its network rules
+/// (firewall, private endpoint) do not admit the caller, whatever the credential.
+fn network_hint(code: &str) -> &'static str {
+    if code == "AuthorizationFailure" {
+        ", or the storage account's network rules (firewall, private endpoint) do not admit \
+         the operator's network"
+    } else {
+        ""
+    }
+}
+
 impl StorageError {
     /// A CamelCase reason for a `StorageReady=False` condition.
     pub fn reason(&self) -> &'static str {
@@ -631,7 +637,6 @@ impl StorageError {
             StorageError::AuthenticationFailed { .. } => "StorageAuthenticationFailed",
             StorageError::CredentialExpired { .. } => "StorageCredentialExpired",
             StorageError::PermissionDenied { .. } => "StoragePermissionDenied",
-            StorageError::NetworkDenied { .. } => "StorageNetworkDenied",
             StorageError::SharedKeyDisabled { .. } => "StorageSharedKeyDisabled",
             StorageError::ContainerNotFound { .. } => "ContainerNotFound",
             StorageError::OwnedByAnotherTenant { .. } => "ContainerOwnedByAnotherTenant",
