@@ -261,3 +261,55 @@ async fn a_recording_service_with_a_bad_quantity_or_name_is_refused() {
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_keep_the_shape_of_metav1_condition() {
+    let h = common::Harness::start_simulators().await;
+    let api: Api<Tenant> = Api::all(h.client());
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(valid()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let status = |condition: Value| {
+        json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "Tenant",
+            "status": {"conditions": [condition]}
+        })
+    };
+    let condition = |status: &str, reason: &str| {
+        json!({"type": "Ready", "status": status, "reason": reason, "message": "m",
+               "lastTransitionTime": "2026-11-26T16:00:00Z", "observedGeneration": 1})
+    };
+    let mut wrong = Vec::new();
+    for (doc, field) in [
+        (
+            status(condition("Maybe", "Ready")),
+            "status.conditions[0].status",
+        ),
+        (
+            status(condition("True", "not CamelCase")),
+            "status.conditions[0].reason",
+        ),
+        (status(condition("True", "")), "status.conditions[0].reason"),
+    ] {
+        let r = api
+            .patch_status(
+                "contoso",
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&doc),
+            )
+            .await;
+        check(r.err(), field, &mut wrong);
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    api.patch_status(
+        "contoso",
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&status(condition("Unknown", "CheckingConsents"))),
+    )
+    .await
+    .unwrap();
+    h.stop().await;
+}

@@ -102,6 +102,58 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ConsentGrant::crd(),
         with_name_rule(RecordingService::crd(), MAX_SERVICE_NAME, DNS_1035_LABEL_RE),
     ]
+    .into_iter()
+    .map(with_condition_rules)
+    .collect()
+}
+
+/// `status.conditions[]` items with the rules of `metav1.Condition` (the type's Go markers,
+/// which k8s-openapi's schema leaves out): `status` one of True, False, Unknown; `reason` and
+/// `type` in their CamelCase shapes and lengths; `message` at most 32 KiB.
+fn with_condition_rules(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaPropsOrArray, JSON,
+    };
+    for version in &mut crd.spec.versions {
+        let item = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|root| root.properties.as_mut()?.get_mut("status"))
+            .and_then(|status| status.properties.as_mut()?.get_mut("conditions"))
+            .and_then(|conditions| match conditions.items.as_mut()? {
+                JSONSchemaPropsOrArray::Schema(item) => Some(item),
+                JSONSchemaPropsOrArray::Schemas(_) => None,
+            });
+        let Some(fields) = item.and_then(|item| item.properties.as_mut()) else {
+            continue;
+        };
+        if let Some(status) = fields.get_mut("status") {
+            status.enum_ = Some(
+                ["True", "False", "Unknown"]
+                    .map(|v| JSON(serde_json::Value::from(v)))
+                    .to_vec(),
+            );
+        }
+        if let Some(reason) = fields.get_mut("reason") {
+            reason.min_length = Some(1);
+            reason.max_length = Some(1024);
+            reason.pattern = Some(r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$".into());
+        }
+        if let Some(type_) = fields.get_mut("type") {
+            type_.max_length = Some(316);
+            type_.pattern = Some(
+                r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$".into(),
+            );
+        }
+        if let Some(message) = fields.get_mut("message") {
+            message.max_length = Some(32768);
+        }
+        if let Some(generation) = fields.get_mut("observedGeneration") {
+            generation.minimum = Some(0.0);
+        }
+    }
+    crd
 }
 
 /// `crd` with `metadata.name` limited to `max` characters matching `pattern`.
