@@ -196,6 +196,7 @@ fn request(tenant: &str, location: &str, role: ManagedRole) -> EnsureStorage {
         role,
         retention_days: Some(365),
         license: "Essentials".into(),
+        tenant_uid: None,
     }
 }
 
@@ -426,6 +427,37 @@ async fn delete_removes_the_operators_containers_and_tolerates_gone_ones() {
     assert_eq!(
         fx.backend.delete(&plan[0]).await.unwrap(),
         DeleteOutcome::AlreadyGone
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_of_the_same_name_in_another_cluster_never_deletes_the_container() {
+    let fx = Fixture::start().await;
+    let in_cluster = |uid: &str| EnsureStorage {
+        tenant_uid: Some(uid.into()),
+        ..request("contoso", "westeurope", ManagedRole::Default)
+    };
+    let (first, second) = (in_cluster("uid-first"), in_cluster("uid-second"));
+    fx.backend.ensure(&first).await.unwrap();
+
+    // A second cluster on the same storage account with its own Tenant "contoso".
+    let line = fx.backend.ensure(&second).await.unwrap();
+    assert!(line.ready);
+    assert!(line.message.contains("another uid"), "{}", line.message);
+    assert!(matches!(
+        fx.backend.delete(&second).await.unwrap(),
+        DeleteOutcome::Kept { .. }
+    ));
+    let metadata = fx.container("westeurope", "contoso-default").await.unwrap();
+    assert_eq!(
+        metadata["tenantuid"], "uid-first",
+        "the stamp is not taken over"
+    );
+
+    // The Tenant that created it deletes it.
+    assert_eq!(
+        fx.backend.delete(&first).await.unwrap(),
+        DeleteOutcome::Deleted
     );
 }
 

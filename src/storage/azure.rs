@@ -49,6 +49,7 @@ const META_ROLE: &str = "role";
 const META_LICENSE: &str = "license";
 const META_RETENTION: &str = "retentiondays";
 const META_MANAGED_BY: &str = "managedby";
+const META_TENANT_UID: &str = "tenantuid";
 
 /// Blob containers in one storage account per region.
 pub struct AzureBlobBackend {
@@ -224,8 +225,16 @@ impl AzureBlobBackend {
         let Some(found) = self.metadata_of(client, &endpoint).await? else {
             return Ok(DeleteOutcome::AlreadyGone);
         };
-        match ownership(&found, &request.tenant) {
+        match ownership(&found, request) {
             Ownership::Ours => {}
+            Ownership::OtherInstallation => {
+                return Ok(DeleteOutcome::Kept {
+                    reason: format!(
+                        "container {endpoint} was created for another Tenant named \"{}\" (another uid: another cluster on the same storage account)",
+                        request.tenant
+                    ),
+                })
+            }
             Ownership::Unmanaged => {
                 return Ok(DeleteOutcome::Kept {
                     reason: format!(
@@ -259,7 +268,13 @@ impl AzureBlobBackend {
         endpoint: &str,
         found: HashMap<String, String>,
     ) -> Result<String, StorageError> {
-        match ownership(&found, &request.tenant) {
+        match ownership(&found, request) {
+            Ownership::OtherInstallation => Ok(
+                "container exists, created for a Tenant of the same name with another uid \
+                 (another cluster on the same storage account); it is kept when this tenant is \
+                 deleted"
+                    .to_string(),
+            ),
             Ownership::Ours => {
                 let wanted = desired_metadata(request);
                 if found == wanted {
@@ -427,13 +442,17 @@ fn desired_metadata(request: &EnsureStorage) -> HashMap<String, String> {
     let retention = request
         .retention_days
         .map_or_else(|| "unlimited".to_string(), |days| days.to_string());
-    HashMap::from([
+    let mut metadata = HashMap::from([
         (META_TENANT.to_string(), request.tenant.clone()),
         (META_ROLE.to_string(), request.role.as_str().to_string()),
         (META_LICENSE.to_string(), request.license.clone()),
         (META_RETENTION.to_string(), retention),
         (META_MANAGED_BY.to_string(), MANAGER.to_string()),
-    ])
+    ]);
+    if let Some(uid) = &request.tenant_uid {
+        metadata.insert(META_TENANT_UID.to_string(), uid.clone());
+    }
+    metadata
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -444,14 +463,24 @@ enum Ownership {
     Unmanaged,
     /// Created by the operator for another tenant.
     OtherTenant(String),
+    /// Created by the operator for a Tenant of this name with another uid: another cluster
+    /// on the same storage account, whose recordings these are.
+    OtherInstallation,
 }
 
-fn ownership(metadata: &HashMap<String, String>, tenant: &str) -> Ownership {
+/// Whose the container stamped `metadata` is. A stamp without a uid (from before uids were
+/// stamped) counts as this tenant's, and gets the uid at the next ensure.
+fn ownership(metadata: &HashMap<String, String>, request: &EnsureStorage) -> Ownership {
     if metadata.get(META_MANAGED_BY).map(String::as_str) != Some(MANAGER) {
         return Ownership::Unmanaged;
     }
     match metadata.get(META_TENANT) {
-        Some(owner) if owner == tenant => Ownership::Ours,
+        Some(owner) if *owner == request.tenant => {
+            match (metadata.get(META_TENANT_UID), &request.tenant_uid) {
+                (Some(stamped), Some(uid)) if stamped != uid => Ownership::OtherInstallation,
+                _ => Ownership::Ours,
+            }
+        }
         Some(owner) => Ownership::OtherTenant(owner.clone()),
         None => Ownership::OtherTenant("(unknown)".to_string()),
     }
@@ -620,6 +649,7 @@ mod tests {
             role: ManagedRole::Default,
             retention_days: Some(365),
             license: "Essentials".into(),
+            tenant_uid: Some("uid-1".into()),
         }
     }
 
@@ -744,13 +774,28 @@ mod tests {
     #[test]
     fn ownership_comes_from_the_stamp() {
         let ours = desired_metadata(&request());
-        assert_eq!(ownership(&ours, "contoso"), Ownership::Ours);
+        assert_eq!(ours["tenantuid"], "uid-1");
+        assert_eq!(ownership(&ours, &request()), Ownership::Ours);
+        let fabrikam = EnsureStorage {
+            tenant: "fabrikam".into(),
+            ..request()
+        };
         assert_eq!(
-            ownership(&ours, "fabrikam"),
+            ownership(&ours, &fabrikam),
             Ownership::OtherTenant("contoso".into())
         );
-        assert_eq!(ownership(&HashMap::new(), "contoso"), Ownership::Unmanaged);
+        assert_eq!(ownership(&HashMap::new(), &request()), Ownership::Unmanaged);
         let foreign = HashMap::from([("tenant".to_string(), "contoso".to_string())]);
-        assert_eq!(ownership(&foreign, "contoso"), Ownership::Unmanaged);
+        assert_eq!(ownership(&foreign, &request()), Ownership::Unmanaged);
+        // The same name in another cluster: not this Tenant's to delete.
+        let elsewhere = EnsureStorage {
+            tenant_uid: Some("uid-2".into()),
+            ..request()
+        };
+        assert_eq!(ownership(&ours, &elsewhere), Ownership::OtherInstallation);
+        // A stamp from before uids: this tenant's.
+        let mut legacy = ours.clone();
+        legacy.remove("tenantuid");
+        assert_eq!(ownership(&legacy, &elsewhere), Ownership::Ours);
     }
 }

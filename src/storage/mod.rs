@@ -54,6 +54,9 @@ pub struct EnsureStorage {
     pub retention_days: Option<u32>,
     /// `Essentials` or `Pro`, recorded with the storage for people looking at the account.
     pub license: String,
+    /// The Tenant object's uid, stamped on what the operator creates: a Tenant of the same
+    /// name elsewhere (another cluster on the same storage account) never deletes it.
+    pub tenant_uid: Option<String>,
 }
 
 /// The two locations the operator provisions.
@@ -452,6 +455,7 @@ pub fn plan_storage(
     pairs: &BTreeMap<String, String>,
 ) -> Result<Vec<EnsureStorage>, StorageError> {
     let request = |location: String, role| EnsureStorage {
+        tenant_uid: None,
         tenant: tenant.to_string(),
         location,
         role,

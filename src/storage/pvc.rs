@@ -306,6 +306,7 @@ mod tests {
             role,
             retention_days: Some(730),
             license: "Pro".into(),
+            tenant_uid: None,
         }
     }
 

@@ -173,11 +173,17 @@ pub fn operator_locations(
             region_pairs,
         )
     };
+    let stamped = |mut requests: Vec<EnsureStorage>| {
+        for request in &mut requests {
+            request.tenant_uid = tenant.uid();
+        }
+        requests
+    };
     match plan(spec.license.advanced_storage()) {
-        Ok(requests) => Ok(requests),
+        Ok(requests) => Ok(stamped(requests)),
         Err(error) => {
             // Planning without the paired copy cannot fail: only pairs are looked up.
-            Err((plan(false).unwrap_or_default(), error))
+            Err((stamped(plan(false).unwrap_or_default()), error))
         }
     }
 }
