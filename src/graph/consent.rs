@@ -403,14 +403,22 @@ impl CheckEnv<'_> {
         self.tokens.token(tenant, &spec.app_id, secret).await
     }
 
-    /// Drops the cached token of `spec` unless its roles granted the consent. A token's
-    /// `roles` are fixed when Entra issues it, and a permission granted after that (or one
-    /// that reached the directory late) shows only in a new token: a token that fell short
-    /// would otherwise hold the consent at Partial until it expires, an hour later.
-    fn keep_token_only_if_granted(&self, tenant: &str, spec: &ConsentSpec, check: &ConsentCheck) {
+    /// The verdict on `spec` from its token's `roles`; the cached token is dropped unless they
+    /// granted the consent. A token's `roles` are fixed when Entra issues it, and a permission
+    /// granted after that (or one that reached the directory late) shows only in a new token:
+    /// a token that fell short would otherwise hold the consent at Partial until it expires,
+    /// an hour later.
+    fn judge_by_token(
+        &self,
+        tenant: &str,
+        spec: &ConsentSpec,
+        token: &AccessToken,
+    ) -> ConsentCheck {
+        let check = verdict(spec, &token.roles, Delegated::AwaitingDirectory);
         if check.state != CheckState::Granted {
             self.tokens.invalidate(tenant, &spec.app_id);
         }
+        check
     }
 }
 
@@ -511,9 +519,7 @@ pub async fn check_tenant(
     if let Some(directory) = directory {
         match env.token(tenant, directory).await {
             Ok(token) => {
-                let check = verdict(directory, &token.roles, Delegated::AwaitingDirectory);
-                env.keep_token_only_if_granted(tenant, directory, &check);
-                results.push(check);
+                results.push(env.judge_by_token(tenant, directory, &token));
                 if can_verify_others(&token) {
                     verifier = Some(token);
                 }
@@ -617,11 +623,7 @@ async fn check_by_tokens(
             };
         }
         match env.token(tenant, spec).await {
-            Ok(token) => {
-                let check = verdict(spec, &token.roles, Delegated::AwaitingDirectory);
-                env.keep_token_only_if_granted(tenant, spec, &check);
-                check
-            }
+            Ok(token) => env.judge_by_token(tenant, spec, &token),
             Err(e) => from_error(spec, &e),
         }
     }))

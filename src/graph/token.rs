@@ -475,40 +475,13 @@ impl TokenProvider {
                 reason,
             }),
             Err(RequestTokenError::ServerResponse(body)) => {
-                Err(match classify_token_error(tenant, app_id, &body) {
-                    GraphError::TokenRejected {
-                        app_id,
-                        error,
-                        code,
-                        description,
-                    } => GraphError::TokenRejected {
-                        app_id,
-                        error: scrub(error),
-                        code,
-                        description: scrub(description),
-                    },
-                    GraphError::NotConsented {
-                        tenant,
-                        app_id,
-                        code,
-                        detail,
-                    } => GraphError::NotConsented {
-                        tenant,
-                        app_id,
-                        code,
-                        detail: detail.map(scrub),
-                    },
-                    GraphError::Unavailable {
-                        service,
-                        reason,
-                        retry_after,
-                    } => GraphError::Unavailable {
-                        service,
-                        reason: scrub(reason),
-                        retry_after,
-                    },
-                    other => other,
-                })
+                // Scrubbed once, at the source: every error made from the answer is clean.
+                let body = EntraErrorResponse {
+                    error: scrub(body.error),
+                    error_description: body.error_description.map(scrub),
+                    error_codes: body.error_codes,
+                };
+                Err(classify_token_error(tenant, app_id, &body))
             }
             Err(RequestTokenError::Request(transport)) => Err(classify_transport(transport)),
             Err(RequestTokenError::Parse(e, _)) => Err(GraphError::Protocol {
