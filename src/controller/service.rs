@@ -1382,14 +1382,11 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
-        let secret_version = service.spec.app_registration.as_ref().and_then(|r| {
-            sctx.secrets
-                .get(
-                    &ObjectRef::new(&r.client_secret_ref.name)
-                        .within(&service.namespace().unwrap_or_default()),
-                )
-                .and_then(|m| m.resource_version())
-        });
+        let secret_version = service
+            .spec
+            .app_registration
+            .as_ref()
+            .and_then(|r| client_secret_version(&service, r, sctx));
         let children = desired_objects(
             &service,
             tenant,
@@ -1534,6 +1531,21 @@ where
     }
 }
 
+/// The `resourceVersion` of the Secret holding the service's client secret, from the Secrets'
+/// metadata watch: it changes whenever the secret is rotated.
+fn client_secret_version(
+    service: &RecordingService,
+    registration: &AppRegistration,
+    sctx: &ServiceContext,
+) -> Option<String> {
+    sctx.secrets
+        .get(
+            &ObjectRef::new(&registration.client_secret_ref.name)
+                .within(&service.namespace().unwrap_or_default()),
+        )
+        .and_then(|m| m.resource_version())
+}
+
 /// Checks the app registration when due (first time, inputs changed, the Secret changed, or a
 /// day passed), else answers from the last check. Returns what the status shows and when to
 /// look again.
@@ -1550,10 +1562,7 @@ async fn authenticate(
     let inputs = AuthInputs {
         tenant_id: registration.tenant_id.to_ascii_lowercase(),
         client_id: registration.client_id.to_ascii_lowercase(),
-        secret_version: sctx
-            .secrets
-            .get(&ObjectRef::new(&secret_name).within(&namespace))
-            .and_then(|m| m.resource_version()),
+        secret_version: client_secret_version(service, registration, sctx),
         secret_name,
         secret_key,
     };
