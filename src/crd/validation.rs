@@ -74,7 +74,8 @@ pub fn validate_recording_service(
     validate(obj, old)
 }
 
-/// Validates the `spec` of any of the operator's resources against its own CRD schema.
+/// Validates the `spec` (and `metadata.name`) of any of the operator's resources against its
+/// own CRD schema.
 pub fn validate<K>(obj: &K, old: Option<&K>) -> Result<(), Violations>
 where
     K: CustomResourceExt + HasSpec + kube::Resource,
@@ -294,23 +295,18 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
                 }
             }
             // Duplicates: a set's equal items, a map's items with equal keys.
-            let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            let key_of = |item: &Value| -> Value {
-                match schema["x-kubernetes-list-type"].as_str() {
+            let list_type = schema["x-kubernetes-list-type"].as_str();
+            if matches!(list_type, Some("set" | "map")) {
+                let keys: Vec<&str> = schema["x-kubernetes-list-map-keys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let key_of = |item: &Value| match list_type {
                     Some("set") => item.clone(),
-                    Some("map") => Value::Array(keys.iter().map(|k| item[*k].clone()).collect()),
-                    _ => Value::Null,
-                }
-            };
-            if matches!(
-                schema["x-kubernetes-list-type"].as_str(),
-                Some("set" | "map")
-            ) {
+                    _ => Value::Array(keys.iter().map(|k| item[*k].clone()).collect()),
+                };
                 let seen: Vec<Value> = items.iter().map(key_of).collect();
                 for (i, key) in seen.iter().enumerate() {
                     if seen[..i].contains(key) {
@@ -331,24 +327,7 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
             let Some(s) = value.as_str() else {
                 return violation(format!("must be a string, got {}", type_name(value)));
             };
-            let chars = s.chars().count() as u64;
-            if let Some(min) = schema["minLength"].as_u64() {
-                if chars < min {
-                    violation(format!("must be at least {min} character(s) long"));
-                }
-            }
-            if let Some(max) = schema["maxLength"].as_u64() {
-                if chars > max {
-                    violation(format!("must be at most {max} characters long, is {chars}"));
-                }
-            }
-            if let Some(pattern) = schema["pattern"].as_str() {
-                if !pattern_regex(pattern).is_match(s) {
-                    violation(format!(
-                        "Invalid value {s:?}: must match the pattern {pattern}"
-                    ));
-                }
-            }
+            check_string(schema, s, &mut violation);
             check_enum(schema, value, &mut violation);
         }
         Some("integer") | Some("number") => {
@@ -372,21 +351,35 @@ fn check_schema(schema: &Value, value: &Value, path: &str, found: &mut Vec<Viola
         // An int-or-string (a quantity): its pattern applies to the string form.
         None if schema["x-kubernetes-int-or-string"] == Value::Bool(true) => match value {
             Value::Number(n) if n.is_i64() || n.is_u64() => {}
-            Value::String(s) => {
-                if let Some(pattern) = schema["pattern"].as_str() {
-                    if !pattern_regex(pattern).is_match(s) {
-                        violation(format!(
-                            "Invalid value {s:?}: must match the pattern {pattern}"
-                        ));
-                    }
-                }
-            }
+            Value::String(s) => check_string(schema, s, &mut violation),
             other => violation(format!(
                 "must be an integer or a string, got {}",
                 type_name(other)
             )),
         },
         _ => {}
+    }
+}
+
+/// A string's lengths and pattern.
+fn check_string(schema: &Value, s: &str, violation: &mut impl FnMut(String)) {
+    let chars = s.chars().count() as u64;
+    if let Some(min) = schema["minLength"].as_u64() {
+        if chars < min {
+            violation(format!("must be at least {min} character(s) long"));
+        }
+    }
+    if let Some(max) = schema["maxLength"].as_u64() {
+        if chars > max {
+            violation(format!("must be at most {max} characters long, is {chars}"));
+        }
+    }
+    if let Some(pattern) = schema["pattern"].as_str() {
+        if !pattern_regex(pattern).is_match(s) {
+            violation(format!(
+                "Invalid value {s:?}: must match the pattern {pattern}"
+            ));
+        }
     }
 }
 
