@@ -762,18 +762,33 @@ async fn floor(
 
 /// The floor on a fresh simulator: its time, its requests and the bench process's CPU time.
 async fn run_floor(args: &Args, written: &Written) -> BaselineRun {
-    let n = args.tenants;
+    let (n, concurrency, written) = (args.tenants, args.concurrency, written.clone());
+    let run = timed_on_fresh_world(move |w| {
+        Box::pin(async move { floor(&w.client, &w.config, &written, n, concurrency).await })
+    })
+    .await;
+    eprintln!(
+        "floor: {n} tenants' writes in {:.2?} ({} requests)",
+        run.time, run.requests
+    );
+    run
+}
+
+/// Runs `work` against fresh simulators: its time, the API requests it made and the bench
+/// process's CPU time (simulators and client) meanwhile.
+async fn timed_on_fresh_world(
+    work: impl for<'w> FnOnce(&'w World) -> futures::future::BoxFuture<'w, ()>,
+) -> BaselineRun {
     let world = World::start(PollingConfig::default(), 3599).await;
     let before = world.kube.request_counts();
     let started = Instant::now();
     let cpu_before = bench_cpu_secs();
-    floor(&world.client, &world.config, written, n, args.concurrency).await;
+    work(&world).await;
     let time = started.elapsed();
     let cpu = bench_cpu_secs() - cpu_before;
     let requests = diff_counts(&world.kube.request_counts(), &before)
         .values()
         .sum();
-    eprintln!("floor: {n} tenants' writes in {time:.2?} ({requests} requests)");
     world.m365.clone().shutdown().await;
     world.kube.clone().shutdown().await;
     BaselineRun {
@@ -821,27 +836,14 @@ async fn wait_tenants(client: &kube::Client, want: usize, pred: impl Fn(&Tenant)
 /// The baseline on a fresh simulator: its time and the number of creates it made.
 async fn run_baseline(args: &Args) -> BaselineRun {
     let n = args.tenants;
-    let world = World::start(PollingConfig::default(), 3599).await;
-    let started = Instant::now();
-    let cpu_before = bench_cpu_secs();
-    baseline(&world.client, &world.config, n, args.concurrency).await;
-    let base = started.elapsed();
-    let cpu = bench_cpu_secs() - cpu_before;
-    let base_requests: u64 = world
-        .kube
-        .request_counts()
-        .iter()
-        .filter(|((v, _), _)| v == "create")
-        .map(|(_, n)| n)
-        .sum();
-    eprintln!("baseline: {n} tenants' objects in {base:.2?} ({base_requests} creates)");
-    world.m365.clone().shutdown().await;
-    world.kube.clone().shutdown().await;
-    BaselineRun {
-        time: base,
-        requests: base_requests,
-        cpu,
-    }
+    let run =
+        timed_on_fresh_world(|w| Box::pin(baseline(&w.client, &w.config, n, args.concurrency)))
+            .await;
+    eprintln!(
+        "baseline: {n} tenants' objects in {:.2?} ({} creates)",
+        run.time, run.requests
+    );
+    run
 }
 
 /// What the baseline (or the floor) took: its time, its requests and the CPU time of the bench process

@@ -44,6 +44,18 @@ spec:
     )
 }
 
+/// Contoso's Essentials Tenant in westeurope whose storage outlives it (`deletionPolicy:
+/// Retain`).
+fn keep_tenant_yaml() -> String {
+    tenant_yaml(
+        "keep",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "  deletionPolicy: Retain\n",
+    )
+}
+
 /// Fabrikam's Essentials Tenant in westeurope whose storage goes with it (`deletionPolicy:
 /// Delete`).
 fn drop_tenant_yaml() -> String {
@@ -246,14 +258,7 @@ async fn byos_reachable_and_unreachable_locations_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retain_keeps_the_container_delete_removes_it() {
     let h = harness().await;
-    h.apply(&tenant_yaml(
-        "keep",
-        "contoso.onmicrosoft.com",
-        "Essentials",
-        "westeurope",
-        "  deletionPolicy: Retain\n",
-    ))
-    .await;
+    h.apply(&keep_tenant_yaml()).await;
     h.apply(&drop_tenant_yaml()).await;
     h.wait_tenant("keep", T, |t| storage_ready(t).as_deref() == Some("True"))
         .await;
@@ -284,14 +289,7 @@ async fn on_claims_retain_keeps_the_namespace_and_its_claims_delete_removes_them
         ..Default::default()
     })
     .await;
-    h.apply(&tenant_yaml(
-        "keep",
-        "contoso.onmicrosoft.com",
-        "Essentials",
-        "westeurope",
-        "  deletionPolicy: Retain\n",
-    ))
-    .await;
+    h.apply(&keep_tenant_yaml()).await;
     h.apply(&drop_tenant_yaml()).await;
     for name in ["keep", "drop"] {
         h.wait_tenant(name, T, |t| storage_ready(t).as_deref() == Some("True"))
