@@ -33,10 +33,11 @@ use super::consent::{
     TenantCheck,
 };
 use super::discovery::resolve_tenant_id;
+use super::error::GraphError;
+use super::http::http_client;
 use super::metrics::Counters;
 use super::schedule::consent_url;
 use super::token::TokenProvider;
-use super::{http_client, GraphError};
 use crate::config::{ConfigError, ConsentConfig, OperatorConfig, SecretRef, SecretSource};
 
 impl ConsentSpec {

@@ -24,8 +24,9 @@ use futures::future::join_all;
 use serde_json::Value;
 
 use super::client::{encode_query_value, BatchItem, BatchRequest, GraphClient};
+use super::error::{GraphError, Service};
 use super::token::{AccessToken, TokenProvider};
-use super::{GraphError, MICROSOFT_GRAPH_APP_ID};
+use super::MICROSOFT_GRAPH_APP_ID;
 use crate::config::{is_guid, SecretRef, DIRECTORY_CONSENT};
 
 // ---------------------------------------------------------------------------------------------
@@ -662,7 +663,7 @@ async fn verify_through_graph(
             checks[i] = Some(from_error(
                 spec,
                 &GraphError::Protocol {
-                    service: super::Service::Graph,
+                    service: Service::Graph,
                     reason: format!("application id {:?} is not a GUID", spec.app_id),
                 },
             ));
@@ -699,7 +700,7 @@ async fn verify_through_graph(
         let body = graph_item.result()?;
         let resource = GraphResource::from_json(body, known_roles.as_ref()).ok_or_else(|| {
             GraphError::Protocol {
-                service: super::Service::Graph,
+                service: Service::Graph,
                 reason: "Microsoft Graph's service principal has no id".to_owned(),
             }
         })?;
@@ -728,7 +729,7 @@ async fn verify_through_graph(
                     checks[i] = Some(from_error(
                         spec,
                         &GraphError::Protocol {
-                            service: super::Service::Graph,
+                            service: Service::Graph,
                             reason: "a service principal without id".to_owned(),
                         },
                     ))
@@ -822,7 +823,7 @@ async fn collection(
     // The last answer with this id wins (a second round supersedes a stale first one).
     let Some(item) = items.iter().rev().find(|it| it.id == id) else {
         return Err(GraphError::Protocol {
-            service: super::Service::Graph,
+            service: Service::Graph,
             reason: format!("no answer for batch item {id}"),
         });
     };
@@ -933,7 +934,7 @@ mod tests {
         let throttled = from_error(
             &s,
             &GraphError::Throttled {
-                service: super::super::Service::Identity,
+                service: Service::Identity,
                 retry_after: Duration::from_secs(3),
             },
         );

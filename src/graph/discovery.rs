@@ -7,8 +7,12 @@
 use serde::Deserialize;
 use url::Url;
 
+use super::entra::EntraErrorResponse;
+use super::error::{GraphError, Service};
+use super::http::{
+    describe_reqwest_error, is_tenant_segment, join, parse_retry_after, DEFAULT_THROTTLE_WAIT,
+};
 use super::metrics::Counters;
-use super::{is_tenant_segment, join, parse_retry_after, GraphError, Service};
 use crate::config::is_guid;
 
 /// The part of the OpenID configuration the operator reads.
@@ -17,38 +21,6 @@ pub struct OpenIdConfiguration {
     pub issuer: String,
     #[serde(default)]
     pub token_endpoint: Option<String>,
-}
-
-/// An error body of the identity platform (`error`, `error_description`, `error_codes`).
-#[derive(Debug, Default, Deserialize)]
-pub struct IdentityErrorBody {
-    #[serde(default)]
-    pub error: String,
-    #[serde(default)]
-    pub error_description: String,
-    #[serde(default)]
-    pub error_codes: Vec<u64>,
-}
-
-impl IdentityErrorBody {
-    /// The AADSTS code: the first of `error_codes`, else the number after `AADSTS` in the
-    /// description.
-    pub fn code(&self) -> Option<u64> {
-        self.error_codes
-            .first()
-            .copied()
-            .or_else(|| aadsts_code(&self.error_description))
-    }
-}
-
-/// The number in `AADSTS<digits>:` at the start of (or anywhere in) an error description.
-pub fn aadsts_code(description: &str) -> Option<u64> {
-    let start = description.find("AADSTS")? + "AADSTS".len();
-    let digits: String = description[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
 }
 
 /// The tenant id in a discovery document: the path segment before `v2.0` in `issuer` (or,
@@ -94,7 +66,7 @@ pub async fn resolve_tenant_id(
         .await
         .map_err(|e| GraphError::Unavailable {
             service: Service::Identity,
-            reason: super::client::describe_reqwest_error(&e),
+            reason: describe_reqwest_error(&e),
             retry_after: None,
         })?;
     let status = response.status();
@@ -118,7 +90,7 @@ pub async fn resolve_tenant_id(
             ),
         });
     }
-    let error: IdentityErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+    let error: EntraErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
     Err(classify_discovery_failure(
         domain,
         status.as_u16(),
@@ -132,7 +104,7 @@ pub fn classify_discovery_failure(
     domain: &str,
     status: u16,
     retry_after: Option<std::time::Duration>,
-    error: &IdentityErrorBody,
+    error: &EntraErrorResponse,
 ) -> GraphError {
     match (status, error.code()) {
         (_, Some(90002)) | (404, _) => GraphError::TenantNotFound {
@@ -140,7 +112,7 @@ pub fn classify_discovery_failure(
         },
         (429, _) => GraphError::Throttled {
             service: Service::Identity,
-            retry_after: retry_after.unwrap_or(super::client::DEFAULT_THROTTLE_WAIT),
+            retry_after: retry_after.unwrap_or(DEFAULT_THROTTLE_WAIT),
         },
         (s, _) if s >= 500 => GraphError::Unavailable {
             service: Service::Identity,
@@ -198,7 +170,7 @@ mod tests {
 
     #[test]
     fn unknown_domain_is_tenant_not_found() {
-        let body: IdentityErrorBody = serde_json::from_str(
+        let body: EntraErrorResponse = serde_json::from_str(
             r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'nosuch.onmicrosoft.com' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Trace ID: 0b1f Correlation ID: 9c2e Timestamp: 2025-09-18 01:17:37Z","error_codes":[90002],"timestamp":"2025-09-18 01:17:37Z","trace_id":"0b1f","correlation_id":"9c2e","error_uri":"https://login.microsoftonline.com/error?code=90002"}"#,
         )
         .unwrap();
@@ -207,14 +179,5 @@ mod tests {
             err.to_string(),
             "tenant nosuch.onmicrosoft.com not found (AADSTS90002): check the Tenant's domain or tenant id"
         );
-    }
-
-    #[test]
-    fn aadsts_code_is_read_from_the_description() {
-        assert_eq!(
-            aadsts_code("AADSTS7000215: Invalid client secret provided."),
-            Some(7000215)
-        );
-        assert_eq!(aadsts_code("no code here"), None);
     }
 }
