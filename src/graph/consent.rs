@@ -26,8 +26,10 @@ use serde_json::Value;
 use super::client::{encode_query_value, BatchItem, BatchRequest, GraphClient};
 use super::error::{GraphError, Service};
 use super::token::{AccessToken, TokenProvider};
-use super::MICROSOFT_GRAPH_APP_ID;
 use crate::config::{is_guid, SecretRef, DIRECTORY_CONSENT};
+
+/// The application id of Microsoft Graph, the same in every tenant and cloud.
+pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
 // ---------------------------------------------------------------------------------------------
 // Input and output

@@ -27,11 +27,8 @@ pub mod schedule;
 pub mod token;
 
 pub use checker::ConsentChecker;
-pub use consent::{CheckState, ConsentCheck, ConsentSpec, TenantCheck};
+pub use consent::{CheckState, ConsentCheck, ConsentSpec, TenantCheck, MICROSOFT_GRAPH_APP_ID};
 pub use error::{GraphError, Service};
 pub use http::{http_client, parse_retry_after};
 pub use metrics::{Counters, GraphOutcome, TokenOutcome};
 pub use schedule::{consent_url, next_check_after, schedule_rng};
-
-/// The application id of Microsoft Graph, the same in every tenant and cloud.
-pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
