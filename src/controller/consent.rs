@@ -64,6 +64,8 @@ pub fn next_state(previous: Option<ConsentState>, found: CheckState) -> ConsentS
             _ => S::Pending,
         },
         CheckState::Unknown => previous.unwrap_or(S::Pending),
+        // Not verified is not granted, and not known to be withdrawn either.
+        CheckState::Unverified => S::Pending,
     }
 }
 

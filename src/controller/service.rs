@@ -914,7 +914,9 @@ pub fn classify_auth_error(
             format!("application {app} is not known in tenant {tenant} (AADSTS{code}): check spec.appRegistration.clientId and tenantId"),
         ),
         GraphError::MissingSecret { reason, .. } => rejected("SecretNotFound", format!("the client secret cannot be read: {reason}")),
-        GraphError::TokenRejected { .. } => rejected("TokenRejected", error.to_string()),
+        GraphError::TokenRejected { .. }
+        | GraphError::Misconfigured { .. }
+        | GraphError::OtherCloud { .. } => rejected("TokenRejected", error.to_string()),
         GraphError::Throttled { .. }
         | GraphError::Unavailable { .. }
         | GraphError::Graph { .. }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::{GraphError, Service};
+use super::http::DEFAULT_THROTTLE_WAIT;
 
 /// The token endpoint's error body, with the Entra fields the standard one drops.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -46,52 +47,81 @@ impl EntraErrorResponse {
 }
 
 /// Turns a token-endpoint refusal into the operator's meaning of it.
+///
+/// The OAuth `error` decides first (RFC 6749 section 5.2 and Entra's additions); the AADSTS
+/// code only refines within that answer, since Microsoft documents the codes as subject to
+/// change. A code the operator does not know keeps the refusal's own words.
 pub fn classify_token_error(tenant: &str, app_id: &str, body: &EntraErrorResponse) -> GraphError {
-    match body.code() {
-        // No service principal: the customer has not consented.
-        Some(code @ (700016 | 7000229)) => GraphError::NotConsented {
-            tenant: tenant.to_owned(),
-            app_id: app_id.to_owned(),
-            code,
-            detail: None,
-        },
-        // Other principal-not-found variants, or (65001) consent required: read as not
-        // consented too, with Entra's text, since they can also point at a wrong app id or
-        // cloud.
-        Some(code @ (50020 | 500011 | 65001)) => GraphError::NotConsented {
-            tenant: tenant.to_owned(),
-            app_id: app_id.to_owned(),
-            code,
-            detail: Some(body.stable_description()),
-        },
-        Some(7000215) => GraphError::InvalidSecret {
-            app_id: app_id.to_owned(),
-        },
-        Some(7000222) => GraphError::SecretExpired {
-            app_id: app_id.to_owned(),
-        },
-        Some(90002) => GraphError::TenantNotFound {
-            tenant: tenant.to_owned(),
-        },
-        // OAuth's "try again later" answers, whatever the HTTP status: a passing outage, not
-        // a refusal.
-        _ if matches!(
-            body.error.as_str(),
-            "server_error" | "temporarily_unavailable"
-        ) =>
-        {
-            GraphError::Unavailable {
+    let code = body.code();
+    let not_consented = |code: u64, detail: Option<String>| GraphError::NotConsented {
+        tenant: tenant.to_owned(),
+        app_id: app_id.to_owned(),
+        code,
+        detail,
+    };
+    let misconfigured = |setting: &'static str| GraphError::Misconfigured {
+        tenant: tenant.to_owned(),
+        app_id: app_id.to_owned(),
+        detail: body.stable_description(),
+        setting,
+    };
+    let rejected = || GraphError::TokenRejected {
+        app_id: app_id.to_owned(),
+        error: body.error.clone(),
+        code,
+        description: body.stable_description(),
+    };
+    match (body.error.as_str(), code) {
+        // "Try again later", whatever the HTTP status: throttling or a passing outage.
+        ("server_error" | "temporarily_unavailable" | "invalid_request", Some(90055 | 50196)) => {
+            GraphError::Throttled {
                 service: Service::Identity,
-                reason: format!("{}: {}", body.error, body.stable_description()),
-                retry_after: None,
+                retry_after: DEFAULT_THROTTLE_WAIT,
             }
         }
-        code => GraphError::TokenRejected {
-            app_id: app_id.to_owned(),
-            error: body.error.clone(),
-            code,
-            description: body.stable_description(),
+        ("server_error" | "temporarily_unavailable", _) => GraphError::Unavailable {
+            service: Service::Identity,
+            reason: format!("{}: {}", body.error, body.stable_description()),
+            retry_after: None,
         },
+        // The client could not be authenticated: its secret, or its presence in the tenant.
+        ("invalid_client", Some(7000215)) => GraphError::InvalidSecret {
+            app_id: app_id.to_owned(),
+        },
+        ("invalid_client", Some(7000222)) => GraphError::SecretExpired {
+            app_id: app_id.to_owned(),
+        },
+        ("invalid_client" | "unauthorized_client", Some(code @ (7000229 | 700016))) => {
+            not_consented(code, None)
+        }
+        // The tenant.
+        ("invalid_tenant", _) | ("invalid_request", Some(90002 | 900023)) => {
+            GraphError::TenantNotFound {
+                tenant: tenant.to_owned(),
+            }
+        }
+        ("invalid_request", Some(900382)) => GraphError::OtherCloud {
+            tenant: tenant.to_owned(),
+            cloud_instance: None,
+            region_scope: None,
+            expected: None,
+        },
+        // What the operator asks for: a resource or scope this cloud does not know, a tenant
+        // this authority does not reach. Never the customer's doing.
+        ("invalid_resource", _) | (_, Some(500011)) => {
+            misconfigured("cloud.graphEndpoint and cloud.preset: Microsoft Graph's resource must be the one of the tenant's national cloud")
+        }
+        ("invalid_scope", _) => {
+            misconfigured("cloud.graphEndpoint: the token scope is `{graphEndpoint}/.default`")
+        }
+        (_, Some(50020)) => misconfigured(
+            "cloud.authorityHost and cloud.preset, and the Tenant's tenant id: the tenant is not reachable through this authority",
+        ),
+        // Consent required (a delegated-flow answer, read the same way).
+        ("invalid_grant" | "consent_required", Some(code @ 65001)) => {
+            not_consented(code, Some(body.stable_description()))
+        }
+        _ => rejected(),
     }
 }
 
@@ -138,19 +168,19 @@ mod tests {
             err.to_string(),
             "application 8b0f7a52-0000-4000-8000-000000000003 has no service principal in tenant 4a7c1d2e-0000-4000-8000-00000000c0de (AADSTS7000229): admin consent not given"
         );
-        for code in [50020, 500011] {
-            let b = body(&format!(
-                r#"{{"error":"invalid_request","error_description":"AADSTS{code}: something not found.","error_codes":[{code}]}}"#
-            ));
-            assert!(matches!(
-                classify_token_error(TENANT, APP, &b),
-                GraphError::NotConsented { .. }
-            ));
-        }
+        // The same code under an `error` that does not mean "client not found" is not read
+        // as a missing consent.
+        let odd = body(
+            r#"{"error":"invalid_grant","error_description":"AADSTS700016: Application not found.","error_codes":[700016]}"#,
+        );
+        assert!(matches!(
+            classify_token_error(TENANT, APP, &odd),
+            GraphError::TokenRejected { .. }
+        ));
     }
 
     #[test]
-    fn other_not_consented_codes_keep_entras_text() {
+    fn resource_principal_not_found_and_50020_name_the_configuration() {
         // As Entra sends it: the trace id, correlation id and timestamp on lines of their own.
         let resource = body(
             "{\"error\":\"invalid_resource\",\"error_description\":\"AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.\\r\\nTrace ID: 5d1c\\r\\nCorrelation ID: 0f2e\\r\\nTimestamp: 2025-09-18 01:17:37Z\",\"error_codes\":[500011]}",
@@ -158,8 +188,49 @@ mod tests {
         let err = classify_token_error(TENANT, APP, &resource);
         assert_eq!(
             err.to_string(),
-            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 in tenant 4a7c1d2e-0000-4000-8000-00000000c0de (AADSTS500011: AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.): admin consent not given"
+            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 in tenant 4a7c1d2e-0000-4000-8000-00000000c0de (AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.): this is the operator's configuration, not a missing consent: check cloud.graphEndpoint and cloud.preset: Microsoft Graph's resource must be the one of the tenant's national cloud"
         );
+        let guest = body(
+            r#"{"error":"invalid_request","error_description":"AADSTS50020: User account from identity provider does not exist in tenant.","error_codes":[50020]}"#,
+        );
+        let err = classify_token_error(TENANT, APP, &guest);
+        assert!(
+            matches!(err, GraphError::Misconfigured { setting, .. } if setting.starts_with("cloud.authorityHost")),
+            "{err:?}"
+        );
+        assert!(
+            !err.to_string().contains("admin consent not given"),
+            "{err}"
+        );
+        let scope = body(
+            r#"{"error":"invalid_scope","error_description":"AADSTS1002012: The provided value for scope x is not valid.","error_codes":[1002012]}"#,
+        );
+        assert!(matches!(
+            classify_token_error(TENANT, APP, &scope),
+            GraphError::Misconfigured { .. }
+        ));
+    }
+
+    #[test]
+    fn a_cross_cloud_refusal_names_the_other_cloud() {
+        let cross = body(
+            r#"{"error":"invalid_request","error_description":"AADSTS900382: Confidential Client is not supported in Cross Cloud request.","error_codes":[900382]}"#,
+        );
+        let err = classify_token_error(TENANT, APP, &cross);
+        assert!(matches!(err, GraphError::OtherCloud { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "tenant 4a7c1d2e-0000-4000-8000-00000000c0de belongs to another national cloud (AADSTS900382: cross-cloud request refused), not to the cloud this operator is configured for: onboard it with an operator whose cloud.preset is that tenant's cloud"
+        );
+    }
+
+    #[test]
+    fn token_endpoint_throttling_codes_wait() {
+        let b = body(
+            r#"{"error":"invalid_request","error_description":"AADSTS90055: TenantThrottlingError.","error_codes":[90055]}"#,
+        );
+        let err = classify_token_error(TENANT, APP, &b);
+        assert!(matches!(err, GraphError::Throttled { .. }), "{err:?}");
     }
 
     #[test]

@@ -13,8 +13,8 @@ pub enum GraphError {
     #[error("tenant {tenant} not found (AADSTS90002): check the Tenant's domain or tenant id")]
     TenantNotFound { tenant: String },
     /// The token endpoint's answer means the customer has not consented. AADSTS700016 and
-    /// 7000229 say the application has no service principal in the tenant; the other codes
-    /// read the same way (50020, 500011, 65001) carry Entra's own text in `detail`.
+    /// 7000229 say the application has no service principal in the tenant; 65001 (consent
+    /// required) carries Entra's own text in `detail`.
     #[error("{}", not_consented(tenant, app_id, *code, detail.as_deref()))]
     NotConsented {
         tenant: String,
@@ -34,6 +34,29 @@ pub enum GraphError {
         error: String,
         code: Option<u64>,
         description: String,
+    },
+    /// The token endpoint's answer points at the platform's configuration, not at the
+    /// customer: AADSTS500011 (Graph's resource principal not found: usually a Graph endpoint
+    /// of another cloud), 50020 (the tenant is not reachable through this authority), an
+    /// invalid scope. `setting` names what to check.
+    #[error("the token endpoint refused application {app_id} in tenant {tenant} ({detail}): this is the operator's configuration, not a missing consent: check {setting}")]
+    Misconfigured {
+        tenant: String,
+        app_id: String,
+        detail: String,
+        setting: &'static str,
+    },
+    /// The tenant lives in another national cloud than the one the operator is configured
+    /// for (its OpenID document's `cloud_instance_name`, or AADSTS900382).
+    #[error("{}", other_cloud(tenant, cloud_instance.as_deref(), region_scope.as_deref(), expected.as_deref()))]
+    OtherCloud {
+        tenant: String,
+        /// `cloud_instance_name` of the tenant's OpenID document, when read.
+        cloud_instance: Option<String>,
+        /// `tenant_region_scope` of the tenant's OpenID document, when read.
+        region_scope: Option<String>,
+        /// The cloud instance the operator is configured for, when known here.
+        expected: Option<String>,
     },
     #[error("{service} is throttling requests; retrying after {}s", .retry_after.as_secs())]
     Throttled {
@@ -61,6 +84,26 @@ fn not_consented(tenant: &str, app_id: &str, code: u64, detail: Option<&str>) ->
         None => format!("application {app_id} has no service principal in tenant {tenant} (AADSTS{code}): admin consent not given"),
         Some(detail) => format!("the token endpoint refused application {app_id} in tenant {tenant} (AADSTS{code}: {detail}): admin consent not given"),
     }
+}
+
+fn other_cloud(
+    tenant: &str,
+    cloud_instance: Option<&str>,
+    region_scope: Option<&str>,
+    expected: Option<&str>,
+) -> String {
+    let found = match (cloud_instance, region_scope) {
+        (Some(cloud), Some(scope)) => format!("the {cloud} cloud (tenant_region_scope {scope})"),
+        (Some(cloud), None) => format!("the {cloud} cloud"),
+        _ => "another national cloud (AADSTS900382: cross-cloud request refused)".to_owned(),
+    };
+    let expected = match expected {
+        Some(cloud) => format!("{cloud} that this operator is configured for"),
+        None => "the cloud this operator is configured for".to_owned(),
+    };
+    format!(
+        "tenant {tenant} belongs to {found}, not to {expected}: onboard it with an operator whose cloud.preset is that tenant's cloud"
+    )
 }
 
 fn code_suffix(code: Option<u64>) -> String {

@@ -1,18 +1,24 @@
 //! Has this customer tenant consented? Entra ID tokens, Microsoft Graph and the consent checks.
 //!
 //! The story, file by file:
-//! - [`discovery`]: the tenant id behind a customer's domain (OpenID discovery document);
-//! - [`token`]: client-credentials tokens per (tenant, app), cached until shortly before they
-//!   expire, with the token endpoint's AADSTS codes turned into [`GraphError`] variants;
+//! - [`error`]: [`GraphError`], what can go wrong, in the operator's words;
+//! - [`http`]: the HTTP client, `Retry-After`, URL joining;
+//! - [`entra`]: the identity platform's error answers, read on the OAuth `error` first and
+//!   refined by AADSTS code;
+//! - [`discovery`]: the tenant id behind a customer's domain, and the national cloud its
+//!   OpenID document names;
+//! - [`token`]: client-credentials tokens per (tenant, app), opaque by contract: cached for
+//!   `expires_in` less a margin, their `roles` a hint when they decode;
 //! - [`client`]: Microsoft Graph reads: paging, `$batch` (20 per request), `Retry-After`,
 //!   OData errors;
-//! - [`consent`]: the check of one tenant's consents — pure rules over tokens' `roles` and the
-//!   tenant's service principals, app role assignments and permission grants, plus the thin
-//!   I/O that gathers them (one `$batch` per steady-state poll);
+//! - [`consent`]: the rules of a tenant's consents — pure functions over roles, service
+//!   principals, app role assignments and permission grants;
+//! - [`verify`]: the I/O that gathers them (one `$batch` per steady-state poll);
 //! - [`checker`]: [`ConsentChecker`], shared by all reconciles: coalesces concurrent checks of a
 //!   tenant, keeps tenants independent, remembers throttling, counts requests;
 //! - [`schedule`]: when to check again ([`next_check_after`]) and the admin-consent URL
-//!   ([`consent_url`]).
+//!   ([`consent_url`]);
+//! - [`application`]: a platform app's client-secret expiry, from its home tenant.
 
 pub mod application;
 pub mod checker;
@@ -25,6 +31,7 @@ pub mod http;
 pub mod metrics;
 pub mod schedule;
 pub mod token;
+pub mod verify;
 
 pub use checker::ConsentChecker;
 pub use consent::{CheckState, ConsentCheck, ConsentSpec, TenantCheck, MICROSOFT_GRAPH_APP_ID};

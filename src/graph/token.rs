@@ -1,13 +1,14 @@
 //! Client-credentials tokens for one platform application in one customer tenant.
 //!
 //! `POST {authority}/{tenant}/oauth2/v2.0/token` with `scope={graph}/.default`, through the
-//! `oauth2` crate. A token is cached per (tenant, app) until `exp - tokenRenewBefore`; callers
+//! `oauth2` crate. A token is cached per (tenant, app) until `expires_in - tokenRenewBefore`; callers
 //! asking for the same key at once share one request. A refusal is read from its AADSTS code:
 //! no service principal (no consent yet), bad or expired secret, unknown tenant; 429/503 are
 //! throttling, other 5xx and network failures an outage. The application permissions granted
-//! in the tenant are the token's `roles` claim, decoded without a signature check
-//! (`jsonwebtoken::dangerous::insecure_decode_claims`): the token came straight from the
-//! token endpoint over TLS, and the operator only reads which roles Entra put in it.
+//! in the tenant are hinted at by the token's `roles` claim, decoded without a signature check
+//! (`jsonwebtoken::dangerous::insecure_decode_claims`) when the token is a JWT: it came
+//! straight from the token endpoint over TLS. Microsoft treats tokens as opaque, so a token
+//! that does not decode is still a token, and its lifetime is `expires_in`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,16 +39,21 @@ use crate::config::{SecretRef, SecretSource};
 // ---------------------------------------------------------------------------------------------
 
 /// An app-only access token for Microsoft Graph in one tenant.
+///
+/// The token itself is opaque by contract: its lifetime comes from the token endpoint's
+/// `expires_in`, and what its payload says (when it is a readable JWT) is a hint only.
 #[derive(Debug)]
 pub struct AccessToken {
     bearer: SecretString,
-    /// Application permissions granted to the app in the tenant (`roles` claim).
-    pub roles: Vec<String>,
-    /// When the token stops being accepted (`exp`).
+    /// The application permissions granted to the app in the tenant, from the `roles` claim
+    /// (absent claim: none); `None` when the token is not a readable JWT. A hint: Graph's
+    /// app role assignments are the truth.
+    pub roles: Option<Vec<String>>,
+    /// When the token stops being accepted: `expires_in` after it was received.
     pub expires_at: SystemTime,
-    /// The tenant that issued it (`tid`).
+    /// The tenant that issued it (`tid`), when readable.
     pub tenant_id: Option<String>,
-    /// The object id of the app's service principal in that tenant (`oid`).
+    /// The object id of the app's service principal in that tenant (`oid`), when readable.
     pub object_id: Option<String>,
 }
 
@@ -57,9 +63,11 @@ impl AccessToken {
         self.bearer.expose_secret()
     }
 
-    /// Whether `roles` holds `name` (permission names compare case-insensitively).
-    pub fn has_role(&self, name: &str) -> bool {
-        self.roles.iter().any(|r| r.eq_ignore_ascii_case(name))
+    /// Whether `roles` holds `name` (permission names compare case-insensitively); `None`
+    /// when the token cannot say.
+    pub fn has_role(&self, name: &str) -> Option<bool> {
+        let roles = self.roles.as_ref()?;
+        Some(roles.iter().any(|r| r.eq_ignore_ascii_case(name)))
     }
 
     /// Whether the token may still be used at `now`, renewing `renew_before` ahead of expiry.
@@ -77,26 +85,34 @@ struct Claims {
     oid: Option<String>,
 }
 
-/// Builds the token from the endpoint's answer: claims from the JWT, expiry from `exp`
-/// (falling back to `expires_in`).
+/// Builds the token from the endpoint's answer. The lifetime is `expires_in` (the OAuth
+/// contract); only an answer without it falls back to the JWT's `exp`. The payload is read
+/// for hints when it is a JWT, and a token that is not one is kept all the same.
 pub fn token_from_response(
     access_token: &str,
     expires_in: Option<Duration>,
     now: SystemTime,
 ) -> Result<AccessToken, String> {
-    let claims: Claims = jsonwebtoken::dangerous::insecure_decode_claims(access_token)
-        .map_err(|e| format!("the access token is not a readable JWT ({e})"))?;
-    let expires_at = match (claims.exp, expires_in) {
-        (Some(exp), _) => UNIX_EPOCH + Duration::from_secs(exp),
-        (None, Some(lifetime)) => now + lifetime,
-        (None, None) => return Err("the access token carries no expiry".to_owned()),
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(access_token).ok();
+    let expires_at = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
+        (Some(lifetime), _) => now + lifetime,
+        (None, Some(exp)) => UNIX_EPOCH + Duration::from_secs(exp),
+        (None, None) => {
+            return Err(
+                "the token response has no expires_in and the token no readable expiry".to_owned(),
+            )
+        }
+    };
+    let (roles, tenant_id, object_id) = match claims {
+        Some(c) => (Some(c.roles), c.tid, c.oid),
+        None => (None, None, None),
     };
     Ok(AccessToken {
         bearer: SecretString::from(access_token),
-        roles: claims.roles,
+        roles,
         expires_at,
-        tenant_id: claims.tid,
-        object_id: claims.oid,
+        tenant_id,
+        object_id,
     })
 }
 
@@ -457,36 +473,33 @@ mod tests {
     }
 
     #[test]
-    fn roles_and_expiry_come_from_the_jwt() {
+    fn lifetime_from_expires_in_roles_from_the_jwt_as_a_hint() {
         let token = jwt(
             r#"{"aud":"https://graph.microsoft.com","iss":"https://sts.windows.net/4a7c1d2e-0000-4000-8000-00000000c0de/","tid":"4a7c1d2e-0000-4000-8000-00000000c0de","appid":"8b0f7a52-0000-4000-8000-000000000003","oid":"5d1a","idtyp":"app","exp":1900000000,"roles":["Calls.AccessMedia.All","Calls.JoinGroupCall.All"]}"#,
         );
         let parsed =
             token_from_response(&token, Some(Duration::from_secs(3599)), UNIX_EPOCH).unwrap();
         assert_eq!(
-            parsed.roles,
+            parsed.roles.as_deref().unwrap(),
             ["Calls.AccessMedia.All", "Calls.JoinGroupCall.All"]
         );
-        assert!(parsed.has_role("calls.accessmedia.all"));
-        assert_eq!(
-            parsed.expires_at,
-            UNIX_EPOCH + Duration::from_secs(1_900_000_000)
-        );
+        assert_eq!(parsed.has_role("calls.accessmedia.all"), Some(true));
+        // expires_in wins over the payload's exp.
+        assert_eq!(parsed.expires_at, UNIX_EPOCH + Duration::from_secs(3599));
         assert_eq!(parsed.object_id.as_deref(), Some("5d1a"));
         assert!(
             !format!("{parsed:?}").contains(&token),
             "Debug must not print the bearer"
         );
 
-        // No roles claim: nothing granted. No exp: expires_in counts from now.
+        // No roles claim: nothing granted.
         let bare = token_from_response(
             &jwt(r#"{"idtyp":"app"}"#),
             Some(Duration::from_secs(3599)),
             UNIX_EPOCH,
         )
         .unwrap();
-        assert!(bare.roles.is_empty());
-        assert_eq!(bare.expires_at, UNIX_EPOCH + Duration::from_secs(3599));
+        assert_eq!(bare.roles.as_deref(), Some(&[][..]));
         assert!(bare.is_fresh(
             UNIX_EPOCH + Duration::from_secs(3000),
             Duration::from_secs(300)
@@ -495,7 +508,27 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(3300),
             Duration::from_secs(300)
         ));
+        // Only an answer without expires_in falls back to exp.
+        let no_lifetime = token_from_response(&token, None, UNIX_EPOCH).unwrap();
+        assert_eq!(
+            no_lifetime.expires_at,
+            UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+        );
+    }
 
+    #[test]
+    fn an_opaque_token_is_a_token_that_says_nothing() {
+        let opaque = token_from_response(
+            "EwBwA8l6BAAUs5+HQn0N+h2FxWzLS31ZgQVuHsYAAV",
+            Some(Duration::from_secs(3599)),
+            UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(opaque.roles, None);
+        assert_eq!(opaque.has_role("Directory.Read.All"), None);
+        assert_eq!(opaque.object_id, None);
+        assert_eq!(opaque.expires_at, UNIX_EPOCH + Duration::from_secs(3599));
+        // Without expires_in nothing tells how long it lasts.
         assert!(token_from_response("opaque-token", None, UNIX_EPOCH).is_err());
     }
 

@@ -376,7 +376,7 @@ fn home_apps<'d>(dir: &'d Directory, tenant: &'d Tenant) -> impl Iterator<Item =
 #[derive(Debug, Default)]
 struct Query {
     select: Option<Vec<String>>,
-    filter: Option<Vec<(String, String)>>,
+    filter: Option<Vec<Clause>>,
     top: Option<usize>,
     skip: usize,
     /// All options in order except `$skiptoken`, to rebuild `@odata.nextLink`.
@@ -422,10 +422,20 @@ impl Query {
     }
 }
 
+/// One `prop eq value` clause of a `$filter`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Clause {
+    prop: String,
+    value: String,
+    /// A quoted string literal (`'…'`), not a bare GUID or boolean literal.
+    quoted: bool,
+}
+
 /// `prop eq 'value' [and prop eq 'value' …]`, the equality filters directory objects support.
 /// Values are quoted strings (`''` escapes a quote), or bare GUID and boolean literals
-/// (`resourceId eq 8fce…`).
-fn parse_filter(text: &str) -> Result<Vec<(String, String)>, GraphError> {
+/// (`resourceId eq 8fce…`); which one a property takes is its type's business (see
+/// [`Page::collection`]).
+fn parse_filter(text: &str) -> Result<Vec<Clause>, GraphError> {
     let invalid = || GraphError::bad_request(format!("Invalid filter clause: '{text}'."));
     let mut clauses = Vec::new();
     let mut rest = text.trim();
@@ -436,8 +446,13 @@ fn parse_filter(text: &str) -> Result<Vec<(String, String)>, GraphError> {
             .strip_prefix("eq ")
             .ok_or_else(invalid)?
             .trim_start();
+        let quoted = after.starts_with('\'');
         let (value, after) = filter_value(after).ok_or_else(invalid)?;
-        clauses.push((prop.to_string(), value));
+        clauses.push(Clause {
+            prop: prop.to_string(),
+            value,
+            quoted,
+        });
         rest = after.trim();
         if rest.is_empty() {
             return Ok(clauses);
@@ -508,6 +523,16 @@ fn decode_skiptoken(token: &str) -> Option<usize> {
     text.strip_prefix("sim-offset:")?.parse().ok()
 }
 
+/// Filterable properties typed `Edm.Guid` (compared with bare GUID literals); every other
+/// filterable property is an `Edm.String` and takes a quoted string, as in Graph's metadata
+/// (`oAuth2PermissionGrant.clientId` is a string: `clientId eq '…'`).
+fn guid_typed(type_name: &str) -> &'static [&'static str] {
+    match type_name {
+        "appRoleAssignment" => &["appRoleId", "principalId", "resourceId"],
+        _ => &[],
+    }
+}
+
 /// Filterable properties per entity type (Graph supports `eq` on these).
 fn filterable(type_name: &str) -> &'static [&'static str] {
     match type_name {
@@ -534,7 +559,7 @@ impl Page<'_> {
     ) -> Result<Value, GraphError> {
         let mut items = items;
         if let Some(clauses) = &self.query.filter {
-            for (prop, _) in clauses {
+            for Clause { prop, quoted, .. } in clauses {
                 if !filterable(type_name).contains(&prop.as_str()) {
                     let resource =
                         format!("{}{}", type_name[..1].to_ascii_uppercase(), &type_name[1..]);
@@ -542,9 +567,17 @@ impl Page<'_> {
                         "Unsupported or invalid query filter clause specified for property '{prop}' of resource '{resource}'."
                     )));
                 }
+                let (want, found) = match (guid_typed(type_name).contains(&prop.as_str()), quoted) {
+                    (true, true) => ("Edm.Guid", "Edm.String"),
+                    (false, false) => ("Edm.String", "Edm.Guid"),
+                    _ => continue,
+                };
+                return Err(GraphError::new(400, "BadRequest", format!(
+                    "A binary operator with incompatible types was detected. Found operand types '{want}' and '{found}' for operator kind 'Equal'."
+                )));
             }
             items.retain(|item| {
-                clauses.iter().all(|(prop, value)| {
+                clauses.iter().all(|Clause { prop, value, .. }| {
                     item.get(prop).is_some_and(|v| match v {
                         Value::String(text) => text.eq_ignore_ascii_case(value),
                         Value::Bool(b) => b.to_string() == *value,
@@ -727,9 +760,9 @@ fn sp_json(sp: &ServicePrincipal) -> Value {
 fn grant_json(g: &super::directory::PermissionGrant) -> Value {
     json!({
         "clientId": g.client_id,
-        "consentType": "AllPrincipals",
+        "consentType": g.consent_type(),
         "id": g.id,
-        "principalId": null,
+        "principalId": g.principal_id,
         "resourceId": g.resource_id,
         "scope": g.scope,
     })
@@ -809,22 +842,24 @@ mod tests {
 
     #[test]
     fn filters_parse_equality_clauses_joined_by_and() {
+        let clause = |prop: &str, value: &str, quoted: bool| Clause {
+            prop: prop.into(),
+            value: value.into(),
+            quoted,
+        };
         assert_eq!(
             parse_filter("clientId eq 'a''b' and consentType eq 'AllPrincipals'").unwrap(),
             [
-                ("clientId".to_string(), "a'b".to_string()),
-                ("consentType".to_string(), "AllPrincipals".to_string())
+                clause("clientId", "a'b", true),
+                clause("consentType", "AllPrincipals", true)
             ]
         );
         assert_eq!(
             parse_filter("resourceId eq 8fce32da-1246-437b-99cd-76d1d4677bd5 and appRoleId eq 'x'")
                 .unwrap(),
             [
-                (
-                    "resourceId".to_string(),
-                    "8fce32da-1246-437b-99cd-76d1d4677bd5".to_string()
-                ),
-                ("appRoleId".to_string(), "x".to_string())
+                clause("resourceId", "8fce32da-1246-437b-99cd-76d1d4677bd5", false),
+                clause("appRoleId", "x", true)
             ]
         );
         assert!(parse_filter("clientId eq x").is_err());
