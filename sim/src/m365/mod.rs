@@ -17,6 +17,7 @@ mod faults;
 mod graph;
 mod identity;
 mod jwt;
+mod odata;
 mod seed;
 mod server;
 
