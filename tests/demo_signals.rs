@@ -108,6 +108,23 @@ struct Demo {
 impl Demo {
     /// Starts the demo binary and waits until its controllers have the example manifests.
     fn start(name: &str) -> Demo {
+        let mut demo = Demo::launch(name);
+        // "Azurite:   http://127.0.0.1:<port> (process <pid>, data in <folder>)"
+        let line = demo.wait_for_line(|l| l.starts_with("Azurite:"));
+        let (url, rest) = line["Azurite:".len()..]
+            .trim()
+            .split_once(" (process ")
+            .unwrap();
+        let (pid, data) = rest.trim_end_matches(')').split_once(", data in ").unwrap();
+        demo.azurite_port = url.rsplit(':').next().unwrap().parse().unwrap();
+        demo.azurite_pid = pid.parse().unwrap();
+        demo.azurite_data = PathBuf::from(data);
+        demo.wait_for_line(|l| l.starts_with("applied deploy/examples/recording-service.yaml"));
+        demo
+    }
+
+    /// Starts the demo binary.
+    fn launch(name: &str) -> Demo {
         let dir = std::env::temp_dir().join(format!("demo-signals-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_recording-operator"))
@@ -130,7 +147,7 @@ impl Demo {
                 }
             }
         });
-        let mut demo = Demo {
+        Demo {
             child,
             lines,
             output: String::new(),
@@ -139,19 +156,29 @@ impl Demo {
             azurite_port: 0,
             azurite_data: PathBuf::new(),
             seen: BTreeSet::new(),
-        };
-        // "Azurite:   http://127.0.0.1:<port> (process <pid>, data in <folder>)"
-        let line = demo.wait_for_line(|l| l.starts_with("Azurite:"));
-        let (url, rest) = line["Azurite:".len()..]
-            .trim()
-            .split_once(" (process ")
-            .unwrap();
-        let (pid, data) = rest.trim_end_matches(')').split_once(", data in ").unwrap();
-        demo.azurite_port = url.rsplit(':').next().unwrap().parse().unwrap();
-        demo.azurite_pid = pid.parse().unwrap();
-        demo.azurite_data = PathBuf::from(data);
-        demo.wait_for_line(|l| l.starts_with("applied deploy/examples/recording-service.yaml"));
-        demo
+        }
+    }
+
+    /// Waits until the demo has started Azurite, which has not answered yet (no `Azurite:`
+    /// line); returns the demo's processes.
+    fn wait_for_azurite_starting(&mut self) -> BTreeSet<Proc> {
+        let deadline = Instant::now() + START;
+        loop {
+            let ours = descendants(self.child.id());
+            if let Some(azurite) = ours
+                .iter()
+                .find(|p| command_line(p.pid).contains("azurite-blob"))
+            {
+                let line = command_line(azurite.pid);
+                let data = line.split(" --location ").nth(1).unwrap();
+                self.azurite_pid = azurite.pid;
+                self.azurite_data = PathBuf::from(data.split(' ').next().unwrap());
+                self.seen = ours.clone();
+                return ours;
+            }
+            assert!(Instant::now() < deadline, "the demo started no Azurite");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn wait_for_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
@@ -219,6 +246,25 @@ impl Demo {
         }
     }
 
+    /// Sends `signal` and expects an orderly stop: status 0, nothing of the demo left, and
+    /// Azurite's data folder removed.
+    fn stop_in_order(&mut self, signal: libc::c_int, processes: &BTreeSet<Proc>) {
+        self.signal(signal);
+        let status = self.wait_exit(Duration::from_secs(60));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{status}; the demo printed:\n{}",
+            self.output
+        );
+        self.assert_all_gone(processes);
+        assert!(
+            !self.azurite_data.exists(),
+            "Azurite's data folder {} was left behind",
+            self.azurite_data.display()
+        );
+    }
+
     /// Waits until none of `processes` runs any more and nothing on the machine uses the data
     /// folder of the demo's Azurite; names what is left if anything is.
     fn assert_all_gone(&self, processes: &BTreeSet<Proc>) {
@@ -267,22 +313,16 @@ impl Drop for Demo {
     }
 }
 
-#[test]
-fn sigterm_stops_the_demo_and_its_azurite_and_exits_0() {
-    let mut demo = Demo::start("term");
+/// Stops a running demo with `signal` as a user or a process manager would.
+fn stop_with(signal: libc::c_int, name: &str) {
+    let mut demo = Demo::start(name);
     let processes = demo.processes();
 
-    demo.signal(libc::SIGTERM);
-    let status = demo.wait_exit(Duration::from_secs(60));
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "{status}; the demo printed:\n{}",
-        demo.output
-    );
+    demo.stop_in_order(signal, &processes);
     assert!(
-        demo.output
-            .contains("SIGTERM: stopping the operator, Azurite and the simulators"),
+        demo.output.contains(&format!(
+            "{name}: stopping the operator, Azurite and the simulators"
+        )),
         "{}",
         demo.output
     );
@@ -291,11 +331,31 @@ fn sigterm_stops_the_demo_and_its_azurite_and_exits_0() {
         "{}",
         demo.output
     );
-    demo.assert_all_gone(&processes);
+}
+
+#[test]
+fn sigterm_stops_the_demo_and_its_azurite_and_exits_0() {
+    stop_with(libc::SIGTERM, "SIGTERM");
+}
+
+#[test]
+fn ctrl_c_stops_the_demo_and_its_azurite_and_exits_0() {
+    stop_with(libc::SIGINT, "SIGINT");
+}
+
+#[test]
+fn sigterm_while_azurite_starts_leaves_nothing_behind() {
+    let mut demo = Demo::launch("starting");
+    let processes = demo.wait_for_azurite_starting();
+
+    demo.stop_in_order(libc::SIGTERM, &processes);
+    // Azurite usually takes a second or more to answer; should the demo have been up by the
+    // time the signal came, it stopped as it does when running.
     assert!(
-        !demo.azurite_data.exists(),
-        "Azurite's data folder {} was left behind",
-        demo.azurite_data.display()
+        demo.output.contains("SIGTERM: stopped while starting.")
+            || demo.output.contains("SIGTERM: stopping the operator"),
+        "{}",
+        demo.output
     );
 }
 
