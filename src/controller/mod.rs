@@ -781,7 +781,9 @@ pub async fn run(
 async fn gauge_loop(ctx: Arc<Context>) {
     loop {
         let mut by_health = std::collections::BTreeMap::new();
+        let mut live = std::collections::HashSet::new();
         for t in ctx.tenants.state() {
+            live.insert(t.name_any());
             let health = match t.health() {
                 Some(crate::crd::Health::Ok) => "OK",
                 Some(crate::crd::Health::Warning) => "Warning",
@@ -794,8 +796,12 @@ async fn gauge_loop(ctx: Arc<Context>) {
             let state = state.map(|s| s.as_str()).unwrap_or("Unknown");
             *by_state.entry(state.to_string()).or_insert(0i64) += n as i64;
         }
+        let mut figures = crate::metrics::ConsentFigures::default();
+        ctx.grants.for_each(|g| figures.add(g));
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
+        ctx.metrics.retain_tenants(&live);
+        ctx.metrics.set_consent_figures(&figures);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
