@@ -297,7 +297,11 @@ fn onboard_contoso(metrics: &Metrics) {
     ));
     metrics.consent_status_written(&pending, pending.status.as_ref(), &granted);
     let mut figures = ConsentFigures::default();
-    figures.add(&grant("fabrikam", "Revoked"));
+    figures.add(
+        "fabrikam",
+        "recording",
+        Some(recording_operator::crd::ConsentState::Revoked),
+    );
     metrics.set_consent_figures(&figures);
 
     let service: RecordingService = serde_json::from_value(json!({

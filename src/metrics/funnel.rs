@@ -88,16 +88,14 @@ pub struct ConsentFigures {
 }
 
 impl ConsentFigures {
-    /// Counts one grant.
-    pub fn add(&mut self, grant: &ConsentGrant) {
-        let key = grant.spec.consent.clone();
-        let state = grant.status.as_ref().and_then(|s| s.state);
-        let waiting = self.waiting.entry(key.clone()).or_insert(0);
+    /// Counts one grant: of `tenant`, for the consent `key`, in `state` (`None`: no status).
+    pub fn add(&mut self, tenant: &str, key: &str, state: Option<ConsentState>) {
+        let waiting = self.waiting.entry(key.to_owned()).or_insert(0);
         if state != Some(ConsentState::Granted) {
             *waiting += 1;
         }
         if state == Some(ConsentState::Revoked) {
-            self.revoked.insert((grant.spec.tenant_ref.clone(), key));
+            self.revoked.insert((tenant.to_owned(), key.to_owned()));
         }
     }
 }
@@ -495,27 +493,11 @@ mod tests {
 
     #[test]
     fn consent_figures_count_waiting_per_key_and_name_revoked_grants() {
-        let grant = |tenant: &str, consent: &str, state: Option<&str>| -> ConsentGrant {
-            let mut g = serde_json::json!({
-                "apiVersion": "recording.m365.io/v1alpha1", "kind": "ConsentGrant",
-                "metadata": {"name": format!("{consent}"), "namespace": format!("tenant-{tenant}")},
-                "spec": {"tenantRef": tenant, "consent": consent,
-                         "appId": "5b1f0a2c-0000-4000-8000-0000000000aa"}
-            });
-            if let Some(s) = state {
-                g["status"] = serde_json::json!({"state": s});
-            }
-            serde_json::from_value(g).unwrap()
-        };
         let mut f = ConsentFigures::default();
-        for g in [
-            grant("contoso", "directory", Some("Granted")),
-            grant("fabrikam", "directory", Some("Pending")),
-            grant("fabrikam", "recording", None),
-            grant("contoso", "recording", Some("Revoked")),
-        ] {
-            f.add(&g);
-        }
+        f.add("contoso", "directory", Some(ConsentState::Granted));
+        f.add("fabrikam", "directory", Some(ConsentState::Pending));
+        f.add("fabrikam", "recording", None);
+        f.add("contoso", "recording", Some(ConsentState::Revoked));
         assert_eq!(f.waiting.get("directory"), Some(&1));
         assert_eq!(f.waiting.get("recording"), Some(&2));
         assert_eq!(
