@@ -583,6 +583,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.metrics.consent_status_written(grant, old, &status);
     if let Some((warning, reason, note)) =
         transition_event(grant, old.and_then(|s| s.state), &status)
     {
