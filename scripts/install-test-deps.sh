@@ -7,9 +7,12 @@
 #  - lua5.1 from Debian's packages when it is missing (the Argo CD health check test).
 #  - prometheus (the server and promtool) from Debian's packages when missing (the alert rules'
 #    and the dashboard's tests: tests/monitoring_rules.rs, tests/monitoring_prometheus.rs).
+#  - Helm v4, as the helm-sdkpy package from PyPI (Helm's own Go code built as a shared library,
+#    driven by tests/deploy_support/helm_driver.py), pinned; the chart tests run it.
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
+HELM_SDKPY_VERSION="0.1.32"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
@@ -37,8 +40,7 @@ fi
 echo "install-test-deps: $(kubectl version --client 2>/dev/null | head -n 1)" >&2
 
 # Lua 5.1 (the Lua of Argo CD's health checks) runs the documented Argo CD health check in
-# tests/deploy_argocd.rs. Helm is not among Debian's packages: the chart is rendered by the
-# tests' own renderer (tests/deploy_support/helm.rs).
+# tests/deploy_argocd.rs.
 if ! command -v lua5.1 >/dev/null 2>&1; then
     echo "install-test-deps: installing lua5.1 from Debian" >&2
     apt-get update -qq
@@ -55,3 +57,20 @@ if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 echo "install-test-deps: $(promtool --version 2>&1 | head -n 1)" >&2
+
+# Helm is not among Debian's packages; helm-sdkpy ships it for Linux amd64. Its metadata asks
+# for a newer Python than some machines have, which the library does not need.
+installed_helm_sdkpy() {
+    python3 -c 'import importlib.metadata as m; print(m.version("helm-sdkpy"))' 2>/dev/null || true
+}
+if [ "$(installed_helm_sdkpy)" != "$HELM_SDKPY_VERSION" ]; then
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        echo "install-test-deps: installing python3-pip from Debian" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+    fi
+    echo "install-test-deps: installing helm-sdkpy==$HELM_SDKPY_VERSION" >&2
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+        --ignore-requires-python "helm-sdkpy==$HELM_SDKPY_VERSION" cffi
+fi
+echo "install-test-deps: helm $(python3 -c 'import helm_sdkpy; print(helm_sdkpy.get_version())')" >&2

@@ -171,13 +171,13 @@ fn the_deployment_runs_hardened() {
     }
 }
 
-#[test]
-fn the_shipped_configuration_is_read_by_the_operator_and_only_lacks_ids_and_the_redirect() {
+#[tokio::test]
+async fn the_shipped_configuration_is_read_by_the_operator_and_only_lacks_ids_and_the_redirect() {
     let text = std::fs::read_to_string(root().join("deploy/operator-config.yaml")).unwrap();
     let config = OperatorConfig::from_yaml(&text).unwrap();
     assert_eq!(
         config,
-        chart_config(),
+        chart_config().await,
         "deploy/ and the chart ship the same configuration"
     );
     assert_eq!(
@@ -203,22 +203,15 @@ fn the_shipped_configuration_is_read_by_the_operator_and_only_lacks_ids_and_the_
 }
 
 /// The configuration the chart renders with its default values.
-fn chart_config() -> OperatorConfig {
-    let release = helm::Release {
-        name: "recording-operator",
-        namespace: "recording-operator-system",
-    };
+async fn chart_config() -> OperatorConfig {
     let rendered = helm::render(
         &root().join("charts/recording-operator"),
-        &release,
+        "recording-operator",
+        "recording-operator-system",
         serde_json::json!({}),
     )
-    .unwrap();
-    let config_map = rendered
-        .iter()
-        .flat_map(|r| &r.documents)
-        .find(|d| d["kind"] == "ConfigMap")
-        .unwrap();
+    .await;
+    let config_map = rendered.iter().find(|d| d["kind"] == "ConfigMap").unwrap();
     OperatorConfig::from_yaml(config_map["data"]["config.yaml"].as_str().unwrap()).unwrap()
 }
 

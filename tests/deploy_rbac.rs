@@ -124,19 +124,15 @@ fn deploy_grants_exactly_the_rules() {
     );
 }
 
-#[test]
-fn chart_grants_exactly_the_rules() {
-    let release = helm::Release {
-        name: "rec",
-        namespace: "platform",
-    };
-    let rendered = helm::render(
+#[tokio::test]
+async fn chart_grants_exactly_the_rules() {
+    let docs = helm::render(
         &root().join("charts/recording-operator"),
-        &release,
+        "rec",
+        "platform",
         json!({}),
     )
-    .unwrap();
-    let docs: Vec<Value> = rendered.into_iter().flat_map(|r| r.documents).collect();
+    .await;
     assert_same(
         "chart ClusterRole",
         &grants_of(only(&docs, "ClusterRole")),

@@ -56,10 +56,12 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let params: Params = query.into_iter().collect();
-    match route(&shared, &method, &uri, &headers, &params, &body) {
+    let response = match route(&shared, &method, &uri, &headers, &params, &body) {
         Ok(response) => response,
         Err(e) => error_response(&e, accept_of(&headers)),
-    }
+    };
+    tracing::debug!(%method, %uri, accept = accept_of(&headers), status = response.status().as_u16(), "request");
+    response
 }
 
 fn accept_of(headers: &HeaderMap) -> &str {

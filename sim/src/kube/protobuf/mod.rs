@@ -83,6 +83,7 @@ kinds! {
     "v1" "Pod" => api::core::v1::Pod, api::core::v1::PodList;
     "events.k8s.io/v1" "Event" => api::events::v1::Event, api::events::v1::EventList;
     "apps/v1" "Deployment" => api::apps::v1::Deployment, api::apps::v1::DeploymentList;
+    "apps/v1" "ReplicaSet" => api::apps::v1::ReplicaSet, api::apps::v1::ReplicaSetList;
     "networking.k8s.io/v1" "NetworkPolicy" => api::networking::v1::NetworkPolicy, api::networking::v1::NetworkPolicyList;
     "policy/v1" "PodDisruptionBudget" => api::policy::v1::PodDisruptionBudget, api::policy::v1::PodDisruptionBudgetList;
     "coordination.k8s.io/v1" "Lease" => api::coordination::v1::Lease, api::coordination::v1::LeaseList;
