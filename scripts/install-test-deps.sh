@@ -8,11 +8,13 @@
 #  - prometheus (the server and promtool) from Debian's packages when missing (the alert rules'
 #    and the dashboard's tests: tests/monitoring_rules.rs, tests/monitoring_prometheus.rs).
 #  - Helm v4, as the helm-sdkpy package from PyPI (Helm's own Go code built as a shared library,
-#    driven by tests/deploy_support/helm_driver.py), pinned; the chart tests run it.
+#    driven by tests/deploy_support/helm_driver.py), pinned; the chart tests run it. PyYAML
+#    reads `helm -f values.yaml` in the documentation tests' `helm` command.
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
 HELM_SDKPY_VERSION="0.1.32"
+PYYAML_VERSION="6.0.3"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
@@ -63,7 +65,10 @@ echo "install-test-deps: $(promtool --version 2>&1 | head -n 1)" >&2
 installed_helm_sdkpy() {
     python3 -c 'import importlib.metadata as m; print(m.version("helm-sdkpy"))' 2>/dev/null || true
 }
-if [ "$(installed_helm_sdkpy)" != "$HELM_SDKPY_VERSION" ]; then
+installed_pyyaml() {
+    python3 -c 'import yaml; print(yaml.__version__)' 2>/dev/null || true
+}
+if [ "$(installed_helm_sdkpy)" != "$HELM_SDKPY_VERSION" ] || [ "$(installed_pyyaml)" != "$PYYAML_VERSION" ]; then
     if ! python3 -m pip --version >/dev/null 2>&1; then
         echo "install-test-deps: installing python3-pip from Debian" >&2
         apt-get update -qq
@@ -71,6 +76,6 @@ if [ "$(installed_helm_sdkpy)" != "$HELM_SDKPY_VERSION" ]; then
     fi
     echo "install-test-deps: installing helm-sdkpy==$HELM_SDKPY_VERSION" >&2
     PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
-        --ignore-requires-python "helm-sdkpy==$HELM_SDKPY_VERSION" cffi
+        --ignore-requires-python "helm-sdkpy==$HELM_SDKPY_VERSION" cffi "PyYAML==$PYYAML_VERSION"
 fi
 echo "install-test-deps: helm $(python3 -c 'import helm_sdkpy; print(helm_sdkpy.get_version())')" >&2
