@@ -69,13 +69,8 @@ impl Helm {
         values: &Value,
         wait: bool,
     ) -> Result<Value, String> {
-        let values = values.to_string();
-        let wait = if wait { "wait" } else { "no-wait" };
-        self.run(
-            "install",
-            &[chart.to_str().unwrap(), release, &values, wait],
-        )
-        .await
+        self.release_action("install", release, chart, values, wait)
+            .await
     }
 
     pub async fn upgrade(
@@ -85,13 +80,23 @@ impl Helm {
         values: &Value,
         wait: bool,
     ) -> Result<Value, String> {
+        self.release_action("upgrade", release, chart, values, wait)
+            .await
+    }
+
+    /// An install or upgrade of `release` from `chart` with `values`, waiting for readiness or not.
+    async fn release_action(
+        &self,
+        action: &str,
+        release: &str,
+        chart: &Path,
+        values: &Value,
+        wait: bool,
+    ) -> Result<Value, String> {
         let values = values.to_string();
         let wait = if wait { "wait" } else { "no-wait" };
-        self.run(
-            "upgrade",
-            &[chart.to_str().unwrap(), release, &values, wait],
-        )
-        .await
+        self.run(action, &[chart.to_str().unwrap(), release, &values, wait])
+            .await
     }
 
     pub async fn status(&self, release: &str) -> Result<Value, String> {
