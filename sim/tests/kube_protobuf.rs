@@ -394,3 +394,20 @@ async fn bodies_that_cannot_be_read_get_the_servers_answer_and_create_nothing() 
     assert_eq!(list["items"], json!([]), "nothing was created");
     sim.shutdown().await;
 }
+
+/// The field map of the protobuf messages is what the generator makes of the k8s-pb and
+/// k8s-openapi versions in Cargo.lock.
+#[test]
+fn the_protobuf_field_map_is_generated_from_the_locked_crates() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("python3")
+        .args(["sim/tools/gen_protobuf_fields.py", "--check"])
+        .current_dir(&root)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -10,6 +10,7 @@ sim/src/kube/protobuf/json.rs and left out here.
 
 Run from the repository root after changing either crate's version:
     python3 sim/tools/gen_protobuf_fields.py
+`--check` writes nothing and fails when the file is not what it would write (a sim test runs it).
 """
 import json
 import os
@@ -63,7 +64,7 @@ EMBEDDED_FIELDS = {
 
 def crate_dirs():
     meta = json.loads(subprocess.check_output(
-        ["cargo", "metadata", "--format-version", "1", "--locked"], text=True))
+        ["cargo", "metadata", "--format-version", "1", "--locked", "--offline"], text=True))
     dirs = {}
     for p in meta["packages"]:
         if p["name"] in ("k8s-pb", "k8s-openapi"):
@@ -150,8 +151,14 @@ def main():
             lines.append("    }")
     lines.append("}")
     out = os.path.join("sim", "src", "kube", "protobuf", "fields.rs")
+    text = "\n".join(lines) + "\n"
+    if "--check" in sys.argv:
+        with open(out) as f:
+            if f.read() != text:
+                sys.exit(f"{out} is stale: run python3 sim/tools/gen_protobuf_fields.py")
+        return
     with open(out, "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(text)
     for u in unmatched:
         print("no k8s-openapi field for", u, file=sys.stderr)
 
