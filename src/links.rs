@@ -352,6 +352,32 @@ impl QuickStartLinks {
         Ok(keys)
     }
 
+    /// The link `tenant`'s status should carry at `now`, and how long until it is due for
+    /// renewal. Signing keys that cannot be read keep the link the status has (logged: the
+    /// page refuses every link until the keys are fixed).
+    pub async fn for_tenant(
+        &self,
+        tenant: &crate::crd::Tenant,
+        now: Timestamp,
+    ) -> Option<(String, Option<Duration>)> {
+        let previous = tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.quick_start_url.clone());
+        let keys = match self.keys().await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot sign Quick Start links");
+                return previous.map(|url| (url, None));
+            }
+        };
+        let name = kube::ResourceExt::name_any(tenant);
+        let uid = tenant.metadata.uid.as_deref().unwrap_or_default();
+        let (url, renew_at) = self.current_link(&keys, previous.as_deref(), &name, uid, now);
+        let wait = Duration::try_from(renew_at.duration_since(now)).unwrap_or_default();
+        Some((url, Some(wait.max(Duration::from_secs(1)))))
+    }
+
     /// [`current_link`] with this operator's base URL and validity.
     pub fn current_link(
         &self,

@@ -46,9 +46,12 @@ pub struct DemoArgs {
     /// How long --exit-when-ready waits.
     #[arg(long, default_value = "300s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub timeout: Duration,
-    /// Address of the operator's HTTP endpoint (/consent/callback, /metrics).
+    /// Address of the operator's metrics and probes endpoint (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_addr: SocketAddr,
+    /// Address of the operator's public listener (/consent/callback, the Quick Start pages).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub public_addr: SocketAddr,
     /// Pause before the simulated admin accepts the links.
     #[arg(long, default_value = "3s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub consent_pause: Duration,
@@ -58,9 +61,11 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let listener = crate::http::bind(args.http_addr).await?;
     let addr = listener.local_addr()?;
+    let public_listener = crate::http::bind(args.public_addr).await?;
+    let public_addr = public_listener.local_addr()?;
     let storage = prepare_azurite().await;
     let platform = Platform::start(PlatformOptions {
-        redirect_uri: format!("http://{addr}/consent/callback"),
+        redirect_uri: format!("http://{public_addr}/consent/callback"),
         storage,
         polling: crate::config::PollingConfig {
             pending_initial: Duration::from_secs(2),
@@ -81,7 +86,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         "Simulated Microsoft identity/Graph: {}",
         platform.m365.url()
     );
-    println!("Operator endpoint:               http://{addr} (/consent/callback, /metrics)");
+    println!("Operator metrics:                http://{addr}/metrics");
+    println!("Operator public listener:        http://{public_addr} (/consent/callback, Quick Start pages)");
     match storage {
         StorageMode::Azurite => println!("Storage:                         Azure Blob on Azurite (one account per region + the customer's own)"),
         StorageMode::Pvc => println!("Storage:                         PersistentVolumeClaims (Azurite not available: fabrikam's bring-your-own-storage cannot be reached and stays Warning)"),
@@ -109,10 +115,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let metrics = metrics_rx.await?;
     let state = crate::http::HttpState::new(metrics);
     state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let router = crate::http::router(state).merge(crate::controller::consent::callback_router(
-        platform.client.clone(),
+    tokio::spawn(crate::http::serve_on(
+        listener,
+        crate::http::router(state),
+        stopped(),
     ));
-    tokio::spawn(crate::http::serve_on(listener, router, stopped()));
+    tokio::spawn(crate::http::public::serve(
+        public_listener,
+        platform.public_router(),
+        stopped(),
+    ));
 
     for (file, yaml) in EXAMPLES {
         // The RecordingService lives in the tenant's namespace, which exists once the operator
@@ -170,7 +182,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             print_links(&list, &names);
             if args.no_auto_consent {
                 println!(
-                    "Open each link as the customer's Global admin would, e.g.  curl -L '<link>'\n"
+                    "Open a Quick Start page in a browser and click each consent as the customer's Global admin would\n(or open each consent link, e.g.  curl -L '<link>')\n"
                 );
             }
         }
@@ -268,6 +280,12 @@ pub fn tenant_table(tenants: &[Tenant]) -> String {
 }
 
 fn print_links(tenants: &[Tenant], names: &[String]) {
+    println!("Quick Start pages (the link the customer's admin receives):");
+    for t in tenants.iter().filter(|t| names.contains(&t.name_any())) {
+        let url = t.status.as_ref().and_then(|s| s.quick_start_url.as_deref());
+        println!("  {}: {}", t.name_any(), url.unwrap_or("(not signed yet)"));
+    }
+    println!();
     println!("Consent links to hand each customer's Global admin:");
     for t in tenants.iter().filter(|t| names.contains(&t.name_any())) {
         for c in t.status.iter().flat_map(|s| &s.consents) {
