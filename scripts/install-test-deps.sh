@@ -5,6 +5,7 @@
 #    node_modules/.bin/azurite-blob from there.
 #  - kubectl from Debian's packages when it is missing (the simulator tests drive it).
 #  - lua5.1 from Debian's packages when it is missing (the Argo CD health check test).
+#  - chromium and chromium-driver from Debian's packages (the Quick Start page browser test).
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
@@ -43,3 +44,12 @@ if ! command -v lua5.1 >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null
 fi
 echo "install-test-deps: $(lua5.1 -v 2>&1 | head -n 1)" >&2
+
+# Headless Chromium and its WebDriver from Debian's packages: tests/quickstart_browser.rs
+# clicks through the Quick Start page in a real browser.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "install-test-deps: installing chromium and chromium-driver from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+echo "install-test-deps: $(chromium --version 2>/dev/null | head -n 1); $(chromedriver --version 2>/dev/null | head -n 1)" >&2

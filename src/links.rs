@@ -459,7 +459,10 @@ mod tests {
         let old = keys(&[A]);
         let rotated = keys(&[B, A]);
         let from_old = Token::parse(&old.sign("t", "u", at(2_000))).unwrap();
-        assert!(from_old.verify(&rotated, "u", at(1_000)), "links in flight survive");
+        assert!(
+            from_old.verify(&rotated, "u", at(1_000)),
+            "links in flight survive"
+        );
         let from_new = Token::parse(&rotated.sign("t", "u", at(2_000))).unwrap();
         assert!(!from_new.verify(&old, "u", at(1_000)), "signed with B");
         assert!(from_new.verify(&keys(&[B]), "u", at(1_000)));
@@ -497,8 +500,15 @@ mod tests {
         assert_ne!(renewed, first);
         assert_eq!(next, at(1_000_000 + 14 * 86_400));
         // The key that signed it is gone: a new link at once.
-        let (resigned, _) =
-            current_link(BASE, &keys(&[B]), 14 * DAY, Some(&first), "contoso", "u", later);
+        let (resigned, _) = current_link(
+            BASE,
+            &keys(&[B]),
+            14 * DAY,
+            Some(&first),
+            "contoso",
+            "u",
+            later,
+        );
         assert_ne!(resigned, first);
         // Another base URL (the operator moved): a new link.
         let (moved, _) = current_link(
@@ -531,11 +541,23 @@ mod tests {
         QuickStartConfig::default().check(Some("https://x.example.com"), &mut problems);
         QuickStartConfig::default().check(None, &mut problems);
         let text = problems.join("\n");
-        assert!(text.contains("publicUrl: required with quickStart.signingKeys"), "{text}");
-        assert!(text.contains("publicUrl: \"ftp://x\" is not an http(s) URL"), "{text}");
+        assert!(
+            text.contains("publicUrl: required with quickStart.signingKeys"),
+            "{text}"
+        );
+        assert!(
+            text.contains("publicUrl: \"ftp://x\" is not an http(s) URL"),
+            "{text}"
+        );
         assert!(text.contains("must have no query"), "{text}");
-        assert!(text.contains("quickStart.linkValidity: 1m is not between 1h and 90d"), "{text}");
-        assert!(text.contains("quickStart.signingKeys: required with publicUrl"), "{text}");
+        assert!(
+            text.contains("quickStart.linkValidity: 1m is not between 1h and 90d"),
+            "{text}"
+        );
+        assert!(
+            text.contains("quickStart.signingKeys: required with publicUrl"),
+            "{text}"
+        );
         assert_eq!(problems.len(), 7, "{text}");
         assert_eq!(
             base_url("https://x.example.com/onboarding/").unwrap(),

@@ -471,13 +471,12 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let callback = recording_operator::http::public::router(
-        recording_operator::http::public::PublicState {
+    let callback =
+        recording_operator::http::public::router(recording_operator::http::public::PublicState {
             client: client.clone(),
             config: config.clone(),
             links: links.clone(),
-        },
-    );
+        });
     tokio::spawn(recording_operator::http::public::serve(
         listener,
         callback,

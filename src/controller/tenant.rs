@@ -797,16 +797,19 @@ async fn reconcile_inner(
 
     ctx.backoff.succeeded(&key);
     let renew_link = link.and_then(|(_, renew)| renew);
-    Ok(earliest(renew_link, match blocker {
-        Some(Blocker::InvalidSpec(_)) => None,
-        Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
-        None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
-        None => {
-            ctx.backoff.succeeded(&format!("{key}/tenant-id"));
-            ctx.backoff.succeeded(&format!("{key}/storage"));
-            Some(super::jittered(RESYNC, 0.1))
-        }
-    }))
+    Ok(earliest(
+        renew_link,
+        match blocker {
+            Some(Blocker::InvalidSpec(_)) => None,
+            Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
+            None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
+            None => {
+                ctx.backoff.succeeded(&format!("{key}/tenant-id"));
+                ctx.backoff.succeeded(&format!("{key}/storage"));
+                Some(super::jittered(RESYNC, 0.1))
+            }
+        },
+    ))
 }
 
 /// Finalizer that holds a `deletionPolicy: Delete` Tenant until its storage is deleted.

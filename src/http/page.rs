@@ -41,6 +41,8 @@ pub struct PageView {
 #[serde(rename_all = "camelCase")]
 pub struct ConsentView {
     pub key: String,
+    /// What the consent is for, in two words.
+    pub title: String,
     /// The platform application the admin consents to, e.g. `recording-hue`.
     pub app: String,
     pub optional: bool,
@@ -79,6 +81,7 @@ pub fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
                 .unwrap_or_else(|| line.name.clone());
             ConsentView {
                 key: line.name.clone(),
+                title: title(&line.name),
                 allows: allows(&line.name, &app, &permissions),
                 app,
                 optional: line.optional,
@@ -100,7 +103,7 @@ pub fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
         .filter(|c| !c.optional && c.state != "Granted")
         .count();
     let summary = if ready {
-        "Ready: every required consent is granted and recording is set up.".to_owned()
+        "Every required consent is granted and recording is set up.".to_owned()
     } else if consents.is_empty() {
         "Your consents are being prepared; this page updates by itself.".to_owned()
     } else if missing == 0 {
@@ -122,12 +125,13 @@ pub fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
     }
 }
 
-/// The order consents are granted in: sign-in, the directory (which lets the platform verify
-/// the rest), recording, the paired bot, messages; other keys after, by name.
+/// The order consents are granted in: the directory first (its token is how the platform
+/// verifies the rest, the sign-in consent in particular), sign-in, recording, the paired bot,
+/// messages; other keys after, by name.
 fn rank(key: &str) -> (usize, String) {
     const ORDER: &[&str] = &[
-        "login",
         "directory",
+        "login",
         "recording",
         "redundantRecording",
         "instantMessages",
@@ -137,6 +141,19 @@ fn rank(key: &str) -> (usize, String) {
         ORDER.iter().position(|k| *k == key).unwrap_or(ORDER.len()),
         key.to_owned(),
     )
+}
+
+fn title(key: &str) -> String {
+    match key {
+        "login" => "Sign-in",
+        "directory" => "Users and groups",
+        "recording" => "Call recording",
+        "redundantRecording" => "Redundant recording",
+        "instantMessages" => "Chat messages",
+        "teamsApp" => "Teams app",
+        other => other,
+    }
+    .to_owned()
 }
 
 fn state_label(state: ConsentState) -> &'static str {
@@ -251,7 +268,11 @@ pub fn render(view: &PageView, state_path: &str) -> String {
         license = e(&view.license_type),
         state = e(state_path),
         progress_class = if view.ready { "ready" } else { "waiting" },
-        overall = if view.ready { "Ready" } else { "Waiting for consents" },
+        overall = if view.ready {
+            "Ready"
+        } else {
+            "Waiting for consents"
+        },
         summary = e(&view.summary),
     )
 }
@@ -264,20 +285,23 @@ fn render_consent(c: &ConsentView) -> String {
             r#"<a class="button" id="{id}-link" href="{}" aria-describedby="{id}-title">Grant consent</a>"#,
             e(url)
         ),
-        None => format!(r#"<a class="button" id="{id}-link" hidden aria-describedby="{id}-title">Grant consent</a>"#),
+        None => format!(
+            r#"<a class="button" id="{id}-link" hidden aria-describedby="{id}-title">Grant consent</a>"#
+        ),
     };
     format!(
         r#"<li class="consent state-{state_class}" id="{id}" data-key="{key}" data-state="{state}">
-<div class="consent-head"><h3 id="{id}-title">{app}{optional}</h3>
+<div class="consent-head"><h3 id="{id}-title">{title}{optional}</h3>
 <p class="state" id="{id}-state"><span class="visually-hidden">State: </span><span class="badge">{label}</span></p></div>
 <p class="allows">{allows}</p>
-<p class="permissions"><span class="visually-hidden">Permissions: </span>{permissions}</p>
+<p class="permissions">Application <strong>{app}</strong>: {permissions}</p>
 {button}
 </li>
 "#,
         state_class = e(&c.state.to_ascii_lowercase()),
         state = e(&c.state),
         key = e(&c.key),
+        title = e(&c.title),
         app = e(&c.app),
         optional = if c.optional {
             r#" <span class="optional">(optional)</span>"#
@@ -343,16 +367,22 @@ mod tests {
         let keys: Vec<&str> = v.consents.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["login", "directory", "recording", "instantMessages", "teamsApp"]
+            [
+                "directory",
+                "login",
+                "recording",
+                "instantMessages",
+                "teamsApp"
+            ]
         );
         assert_eq!(v.summary, "3 of 4 required consents still to grant.");
         assert!(!v.ready);
         assert_eq!(v.license_type, "Audio & Redundancy");
-        let directory = &v.consents[1];
+        let directory = &v.consents[0];
         assert_eq!(directory.url, None, "a granted consent has no button");
         assert_eq!(directory.app, "recording-aad");
         assert!(directory.permissions.contains(&"Group.Read.All".to_owned()));
-        let login = &v.consents[0];
+        let login = &v.consents[1];
         assert_eq!(login.label, "Revoked: please grant it again");
         let url = login.url.as_deref().unwrap();
         assert!(
@@ -367,7 +397,10 @@ mod tests {
         let t = tenant("Contoso", &[("login", ConsentState::Granted, false)], true);
         let v = view(&t, &OperatorConfig::default(), "T");
         assert!(v.ready);
-        assert!(v.summary.starts_with("Ready"));
+        assert_eq!(
+            v.summary,
+            "Every required consent is granted and recording is set up."
+        );
         assert!(render(&v, "/s").contains(r#"<span id="overall">Ready</span>"#));
     }
 
@@ -384,6 +417,10 @@ mod tests {
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"));
         assert!(html.contains("href=\"https://x.example.com/?a=1&amp;b=&quot;&gt;&lt;script&gt;\""));
-        assert_eq!(html.matches("<script").count(), 1, "only the page's own script");
+        assert_eq!(
+            html.matches("<script").count(),
+            1,
+            "only the page's own script"
+        );
     }
 }

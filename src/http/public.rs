@@ -117,7 +117,9 @@ fn unavailable() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::RETRY_AFTER, "10")],
-        Html("<!doctype html>\n<p>The page is not available right now; try again in a minute.</p>\n"),
+        Html(
+            "<!doctype html>\n<p>The page is not available right now; try again in a minute.</p>\n",
+        ),
     )
         .into_response()
 }

@@ -41,7 +41,7 @@
         return;
       }
       if (row.getAttribute("data-state") !== c.state) {
-        changes.push(c.app + ": " + c.label);
+        changes.push(c.title + ": " + c.label);
       }
       row.setAttribute("data-state", c.state);
       row.className = "consent state-" + c.state.toLowerCase();
