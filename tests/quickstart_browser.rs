@@ -513,5 +513,23 @@ async fn every_bad_link_gets_the_same_answer_and_the_page_sends_strict_headers()
         assert_eq!(response.text().await.unwrap(), REFUSAL_BODY, "{bad}");
     }
     assert!(!REFUSAL_BODY.contains("contoso"));
+
+    // The signing key itself appears in no status, no Event and no log line.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(h.client(), recording_operator::demo::OPERATOR_NAMESPACE);
+    let secret = secrets
+        .get(recording_operator::demo::QUICKSTART_SECRET)
+        .await
+        .unwrap();
+    let key = String::from_utf8(secret.data.unwrap()["keys"].0.clone()).unwrap();
+    assert!(key.len() >= 32);
+    let tenant = linked_tenant(&h, "contoso").await;
+    assert!(!serde_json::to_string(&tenant).unwrap().contains(&key));
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::all(h.client())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(!serde_json::to_string(&events).unwrap().contains(&key));
+    assert!(!common::captured_logs().contains(&key));
     h.stop().await;
 }
