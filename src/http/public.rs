@@ -59,7 +59,7 @@ pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// The page's Content-Security-Policy: this origin's script, style and JSON, nothing else.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 /// The one answer to a link that does not open a page.
-pub const REFUSAL_BODY: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Link not valid</title></head><body><h1>This link is not valid</h1><p>The link may have expired. Ask your platform contact for a new Quick Start link.</p></body></html>\n";
+pub const REFUSAL_BODY: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Link not valid</title><link rel=\"stylesheet\" href=\"/quickstart-assets/page.css\"></head><body><main><p class=\"platform\">Teams compliance recording</p><h1>This link is not valid</h1><p>The link may have expired. Ask your platform contact for a new Quick Start link.</p></main></body></html>\n";
 
 /// What the public routes read.
 #[derive(Clone)]
