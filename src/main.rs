@@ -12,6 +12,7 @@ use recording_operator::http::{self, HttpArgs, HttpState};
 use recording_operator::leader::{LeaderArgs, LeaderOutcome};
 use recording_operator::links::QuickStartLinks;
 use recording_operator::metrics::Metrics;
+use recording_operator::signals::StopSignals;
 use recording_operator::storage::{backend_from_config, tenant::TenantStorage};
 use recording_operator::telemetry::{self, LogArgs};
 
@@ -151,9 +152,10 @@ async fn run(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
     tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
+        let signal = signals.recv().await;
+        tracing::info!(signal, "shutting down");
         let _ = stop_tx.send(true);
     });
     let stopped = move || {
@@ -178,7 +180,11 @@ async fn run(
         client: client.clone(),
         config: config.clone(),
         links: links.clone(),
-    });
+    })
+    .layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        recording_operator::metrics::count_public_request,
+    ));
     let public_listener = http::bind(http_args.public_addr).await?;
     let public_server = tokio::spawn(http::public::serve(public_listener, public, stopped()));
 
@@ -217,22 +223,4 @@ async fn run(
     let _ = server.await;
     let _ = public_server.await;
     result
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
