@@ -22,7 +22,7 @@ use recording_operator::crd::Tenant;
 use recording_operator::demo::PlatformOptions;
 use recording_operator::http::public::REFUSAL_BODY;
 use serde_json::json;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const T: Duration = Duration::from_secs(45);
 
@@ -46,9 +46,10 @@ fn chromium_args(profile: &std::path::Path) -> Vec<String> {
     .collect()
 }
 
-/// chromedriver on a free loopback port, killed on drop.
+/// chromedriver on a free loopback port. It leads its own process group with the browser it
+/// starts, and the group is killed on drop, so a failing test leaves no browser behind.
 pub struct Driver {
-    child: Child,
+    _child: sim::process::ChildProcess,
     pub url: String,
     _profile: tempdir::Dir,
 }
@@ -70,12 +71,12 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("chromedriver")
+        let mut command = Command::new("chromedriver");
+        command
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
+            .stderr(Stdio::null());
+        let child = sim::process::spawn_child(command)
             .expect("chromedriver runs (scripts/install-test-deps.sh installs chromium-driver)");
         let url = format!("http://127.0.0.1:{port}");
         let profile =
@@ -102,18 +103,12 @@ impl Driver {
         };
         (
             Driver {
-                child,
+                _child: child,
                 url,
                 _profile: tempdir::Dir(profile),
             },
             client,
         )
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
     }
 }
 
