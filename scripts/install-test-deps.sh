@@ -10,6 +10,7 @@
 #  - Helm v4, as the helm-sdkpy package from PyPI (Helm's own Go code built as a shared library,
 #    driven by tests/deploy_support/helm_driver.py), pinned; the chart tests run it. PyYAML
 #    reads `helm -f values.yaml` in the documentation tests' `helm` command.
+#  - chromium and chromium-driver from Debian's packages (the Quick Start page browser test).
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
@@ -79,3 +80,11 @@ if [ "$(installed_helm_sdkpy)" != "$HELM_SDKPY_VERSION" ] || [ "$(installed_pyya
         --ignore-requires-python "helm-sdkpy==$HELM_SDKPY_VERSION" cffi "PyYAML==$PYYAML_VERSION"
 fi
 echo "install-test-deps: helm $(python3 -c 'import helm_sdkpy; print(helm_sdkpy.get_version())')" >&2
+# Headless Chromium and its WebDriver from Debian's packages: tests/quickstart_browser.rs
+# clicks through the Quick Start page in a real browser.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "install-test-deps: installing chromium and chromium-driver from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+echo "install-test-deps: $(chromium --version 2>/dev/null | head -n 1); $(chromedriver --version 2>/dev/null | head -n 1)" >&2

@@ -57,6 +57,7 @@ async fn default_values_render_the_objects_of_deploy() {
             "Role/rec-leader-election",
             "RoleBinding/rec-leader-election",
             "Service/rec-metrics",
+            "Service/rec-public",
             "ServiceAccount/rec",
         ]
     );
@@ -118,6 +119,27 @@ async fn default_values_render_the_objects_of_deploy() {
         deployment["spec"]["selector"]["matchLabels"]
     );
     assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    // The public Service exposes the public listener only, never /metrics or the probes.
+    let public = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rec-public")
+        .unwrap();
+    assert_eq!(
+        public["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(public["spec"]["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(public["spec"]["ports"][0]["targetPort"], "public");
+    let port = |name: &str| {
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["containerPort"]
+            .clone()
+    };
+    assert_eq!((port("http"), port("public")), (json!(8080), json!(8081)));
     let budget = find(&docs, "PodDisruptionBudget").unwrap();
     assert_eq!(
         budget["spec"]["selector"]["matchLabels"],

@@ -52,6 +52,7 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
         "Role/recording-operator-leader-election".to_owned(),
         "RoleBinding/recording-operator-leader-election".to_owned(),
         "Service/recording-operator-metrics".to_owned(),
+        "Service/recording-operator-public".to_owned(),
         "ServiceAccount/recording-operator".to_owned(),
     ];
     expected.sort();
