@@ -13,6 +13,7 @@ pub mod http;
 pub mod kube_client;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod rbac;
 pub mod signals;
 pub mod storage;

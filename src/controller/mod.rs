@@ -298,6 +298,8 @@ pub struct Context {
     /// Asks the consent reconcile of a Tenant's grants to run now (a Tenant waking its
     /// granted consents' re-checks).
     pub wake_consents: Wakes,
+    /// E-mail to the customers' contacts, when the configuration sets a transport up.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// What the controllers are built from.
@@ -707,7 +709,20 @@ pub async fn run(
         }
     });
 
+    let notifier = match crate::notify::Notifier::from_config(
+        &config,
+        Arc::new(crate::config::Secrets::with_kube(client.clone())),
+        metrics.clone(),
+        checker.counters(),
+    ) {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => {
+            tracing::error!(error = %e, "notifications disabled: the configuration is not usable");
+            None
+        }
+    };
     let ctx = Arc::new(Context {
+        notifier,
         wake_consents,
         events: Events::new(client.clone(), "recording-operator"),
         client,
