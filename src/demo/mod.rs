@@ -73,6 +73,8 @@ pub struct PlatformOptions {
     /// Whether the simulated API server offers HTTP/2 (as a real one does) or plays one
     /// behind a proxy that speaks HTTP/1.1 only.
     pub kube_http2: bool,
+    /// E-mail to the tenants' contacts (e.g. SMTP to MailDev on loopback); none by default.
+    pub notifications: Option<crate::notify::NotificationsConfig>,
 }
 
 /// The storage backend of the simulated platform.
@@ -108,6 +110,7 @@ impl Default for PlatformOptions {
             deployment_ready_delay: Duration::from_millis(300),
             storage: StorageMode::Pvc,
             kube_http2: true,
+            notifications: None,
         }
     }
 }
@@ -169,6 +172,7 @@ impl Platform {
                 Some(tokio::sync::Mutex::new(azurite))
             }
         };
+        config.notifications = options.notifications.clone();
         config.validate()?;
         Ok(Platform {
             kube,
