@@ -405,3 +405,107 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
     );
     let _ = third.send(());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_login_is_named_in_status_events_and_metrics_retried_and_never_shows_the_password(
+) {
+    use k8s_openapi::api::core::v1::Secret;
+    use recording_operator::demo::OPERATOR_NAMESPACE;
+
+    let maildev = MailDev::start_with(MailDevOptions {
+        incoming_auth: Some(("mailer".into(), "the-right-one".into())),
+    })
+    .await
+    .expect("MailDev starts");
+    let notifications: NotificationsConfig = serde_saphyr::from_str(&format!(
+        "from: notify@platform.example.com\nsmtp: {{host: 127.0.0.1, port: {}, tls: none, username: mailer, password: {{secretRef: {{namespace: {OPERATOR_NAMESPACE}, name: smtp, key: password}}}}}}\nretryInitial: 1s\n",
+        maildev.smtp_port()
+    ))
+    .unwrap();
+    let h = Harness::start_with(PlatformOptions {
+        notifications: Some(notifications),
+        ..Default::default()
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(h.client(), OPERATOR_NAMESPACE);
+    let smtp_secret = |password: &str| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "smtp", "namespace": OPERATOR_NAMESPACE},
+            "stringData": {"password": password}
+        })
+    };
+    secrets
+        .patch(
+            "smtp",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(smtp_secret(SMTP_PASSWORD)),
+        )
+        .await
+        .unwrap();
+    h.apply(&tenant_yaml("ops@contoso.com")).await;
+
+    let failed = h
+        .wait_tenant("contoso", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.notifications
+                    .iter()
+                    .any(|n| n.state == NotificationState::Failed)
+            })
+        })
+        .await;
+    let record = failed.status.as_ref().unwrap().notifications[0].clone();
+    let why = record.message.clone().unwrap();
+    assert!(why.contains("refused the login of \"mailer\""), "{why}");
+    assert!(record.next_attempt_at.is_some());
+    let events = h.events("default", "Tenant", "contoso").await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("NotificationFailed")),
+        "{events:?}"
+    );
+    let metrics = h.metrics.encode();
+    assert!(
+        metrics.contains(
+            "recording_operator_notifications_failed_total{kind=\"OnboardingStarted\",reason=\"auth\"}"
+        ),
+        "{metrics}"
+    );
+
+    // The password fixed in its Secret: the next retry goes through, once.
+    secrets
+        .patch(
+            "smtp",
+            &PatchParams::apply("test").force(),
+            &Patch::Apply(smtp_secret("the-right-one")),
+        )
+        .await
+        .unwrap();
+    let sent = h
+        .wait_tenant("contoso", T, |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.notifications
+                    .iter()
+                    .any(|n| n.state == NotificationState::Sent)
+            })
+        })
+        .await;
+    assert!(sent.status.unwrap().notifications[0].attempts >= 2);
+    assert_eq!(maildev.wait_for(1, T).await.unwrap().len(), 1);
+    assert!(h
+        .metrics
+        .encode()
+        .contains("recording_operator_notifications_sent_total{kind=\"OnboardingStarted\"} 1"));
+
+    // The password is nowhere: status, Events, the operator's log.
+    let tenant_json =
+        serde_json::to_string(&Api::<Tenant>::all(h.client()).get("contoso").await.unwrap())
+            .unwrap();
+    let events_json =
+        serde_json::to_string(&h.events("default", "Tenant", "contoso").await).unwrap();
+    for place in [tenant_json, events_json, common::captured_logs()] {
+        assert!(!place.contains(SMTP_PASSWORD), "the password leaked");
+    }
+    h.stop().await;
+}

@@ -17,6 +17,7 @@
 //!   #   sender: notifications@platform.example.com   # the mailbox it sends as
 //!   storageGrace: 1h                            # storage failing this long is news
 //!   maxPerHour: 4                               # e-mails per tenant per hour, at most
+//!   retryInitial: 1m                            # a failed e-mail: 1m, 2m, 4m ... 1h
 //!   sendTimeout: 30s
 //! ```
 //!
@@ -49,6 +50,10 @@ pub struct NotificationsConfig {
     /// At most this many e-mails per tenant in any hour (default 4).
     #[serde(default = "default_max_per_hour")]
     pub max_per_hour: u32,
+    /// First wait before a failed e-mail is tried again; it doubles per attempt, up to an
+    /// hour (default 1m).
+    #[serde(default = "default_retry_initial", with = "humantime_serde")]
+    pub retry_initial: Duration,
     /// Time allowed for one message's delivery to the transport (default 30s).
     #[serde(default = "default_send_timeout", with = "humantime_serde")]
     pub send_timeout: Duration,
@@ -60,6 +65,10 @@ fn default_storage_grace() -> Duration {
 
 fn default_max_per_hour() -> u32 {
     4
+}
+
+fn default_retry_initial() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_send_timeout() -> Duration {
@@ -176,6 +185,9 @@ impl NotificationsConfig {
                 "notifications.maxPerHour: must be at least 1 (leave the section out to send no e-mail)"
                     .into(),
             );
+        }
+        if self.retry_initial.is_zero() {
+            problems.push("notifications.retryInitial: must be greater than zero".into());
         }
         if self.send_timeout.is_zero() {
             problems.push("notifications.sendTimeout: must be greater than zero".into());

@@ -36,6 +36,8 @@ pub const MAX_RECORDS: usize = 64;
 pub struct Policy {
     pub storage_grace: Duration,
     pub max_per_hour: u32,
+    /// First wait before a failed e-mail is tried again.
+    pub retry_initial: Duration,
 }
 
 /// A ConsentGrant, as notifications read it.
@@ -310,6 +312,7 @@ pub fn begin(
 /// Records the outcome of one send: `Sent`, or `Failed` with the next attempt (`GaveUp` after
 /// [`MAX_ATTEMPTS`]).
 pub fn finish(
+    policy: &Policy,
     records: &mut [NotificationRecord],
     kind: NotificationKind,
     occurrence: &str,
@@ -336,7 +339,7 @@ pub fn finish(
                 r.next_attempt_at = None;
             } else {
                 r.state = NotificationState::Failed;
-                let wait = retry_after(r.attempts);
+                let wait = retry_after(policy.retry_initial, r.attempts);
                 r.next_attempt_at = Some(Time(
                     now + SignedDuration::try_from(wait).unwrap_or_default(),
                 ));
@@ -345,12 +348,14 @@ pub fn finish(
     }
 }
 
-/// Wait before attempt `attempts + 1`: one minute, doubling, at most an hour.
-pub fn retry_after(attempts: i32) -> Duration {
+/// Wait before attempt `attempts + 1`: `initial`, doubling, at most an hour.
+pub fn retry_after(initial: Duration, attempts: i32) -> Duration {
     let doublings = u32::try_from(attempts.saturating_sub(1))
         .unwrap_or(0)
-        .min(6);
-    Duration::from_secs(60 << doublings).min(Duration::from_secs(3600))
+        .min(16);
+    initial
+        .saturating_mul(1 << doublings)
+        .min(Duration::from_secs(3600))
 }
 
 /// Keeps what the decision needs: the last record of each kind and subject (the part of the
@@ -419,6 +424,7 @@ mod tests {
     const POLICY: Policy = Policy {
         storage_grace: Duration::from_secs(3600),
         max_per_hour: 3,
+        retry_initial: Duration::from_secs(60),
     };
 
     fn at(s: i64) -> Timestamp {
@@ -496,7 +502,7 @@ mod tests {
     fn sent(records: &[NotificationRecord], p: &Plan, now: i64) -> Vec<NotificationRecord> {
         let mut r = begin(records, &p.send, 2, at(now));
         for d in &p.send {
-            finish(&mut r, d.kind, &d.occurrence, Ok(()), at(now));
+            finish(&POLICY, &mut r, d.kind, &d.occurrence, Ok(()), at(now));
         }
         r
     }
@@ -655,6 +661,7 @@ mod tests {
         let p = plan(&facts(&pending, &[], &[], &[], 10), &POLICY);
         let mut records = begin(&[], &p.send, 1, at(10));
         finish(
+            &POLICY,
             &mut records,
             p.send[0].kind,
             &p.send[0].occurrence,
@@ -669,10 +676,17 @@ mod tests {
             kinds(&plan(&facts(&pending, &[], &[], &records, 70), &POLICY)),
             [NotificationKind::OnboardingStarted]
         );
-        assert_eq!(retry_after(3), Duration::from_secs(240));
-        assert_eq!(retry_after(20), Duration::from_secs(3600));
+        assert_eq!(
+            retry_after(POLICY.retry_initial, 3),
+            Duration::from_secs(240)
+        );
+        assert_eq!(
+            retry_after(POLICY.retry_initial, 20),
+            Duration::from_secs(3600)
+        );
         records[0].attempts = MAX_ATTEMPTS;
         finish(
+            &POLICY,
             &mut records,
             p.send[0].kind,
             &p.send[0].occurrence,
@@ -693,6 +707,7 @@ mod tests {
         let policy = Policy {
             storage_grace: Duration::from_secs(60),
             max_per_hour: 2,
+            retry_initial: Duration::from_secs(60),
         };
         for i in 0..12 {
             let t = i * 600;
@@ -717,6 +732,7 @@ mod tests {
         let sending = begin(&[], &p.send, 1, at(10));
         let mut done = sending.clone();
         finish(
+            &POLICY,
             &mut done,
             p.send[0].kind,
             &p.send[0].occurrence,

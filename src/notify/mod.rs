@@ -116,6 +116,7 @@ impl Notifier {
             policy: Policy {
                 storage_grace: n.storage_grace,
                 max_per_hour: n.max_per_hour,
+                retry_initial: n.retry_initial,
             },
             send_timeout: n.send_timeout,
             secrets,
@@ -363,6 +364,7 @@ pub async fn reconcile(
             }
         }
         due::finish(
+            &notifier.policy,
             &mut records,
             d.kind,
             &d.occurrence,
