@@ -73,8 +73,11 @@ pub struct PlatformOptions {
     /// Whether the simulated API server offers HTTP/2 (as a real one does) or plays one
     /// behind a proxy that speaks HTTP/1.1 only.
     pub kube_http2: bool,
-    /// E-mail to the tenants' contacts (e.g. SMTP to MailDev on loopback); none by default.
+    /// E-mail to the tenants' contacts; none by default.
     pub notifications: Option<crate::notify::NotificationsConfig>,
+    /// Start MailDev (installed by `scripts/install-test-deps.sh`) and send the contacts'
+    /// e-mails to it, unless `notifications` says otherwise.
+    pub maildev: bool,
 }
 
 /// The storage backend of the simulated platform.
@@ -111,6 +114,7 @@ impl Default for PlatformOptions {
             storage: StorageMode::Pvc,
             kube_http2: true,
             notifications: None,
+            maildev: false,
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct Platform {
     pub config: OperatorConfig,
     /// The storage emulator, when the platform stores in Azure Blob.
     pub azurite: Option<tokio::sync::Mutex<sim::azurite::Azurite>>,
+    /// The SMTP server the contacts' e-mails go to, when started.
+    pub maildev: Option<tokio::sync::Mutex<sim::maildev::MailDev>>,
 }
 
 impl Platform {
@@ -173,6 +179,18 @@ impl Platform {
             }
         };
         config.notifications = options.notifications.clone();
+        let maildev = match options.maildev {
+            true => {
+                let maildev = sim::maildev::MailDev::start()
+                    .await
+                    .map_err(|e| DemoError::Other(format!("MailDev: {e}")))?;
+                if config.notifications.is_none() {
+                    config.notifications = Some(maildev_notifications(maildev.smtp_port()));
+                }
+                Some(tokio::sync::Mutex::new(maildev))
+            }
+            false => None,
+        };
         config.validate()?;
         Ok(Platform {
             kube,
@@ -181,6 +199,7 @@ impl Platform {
             client,
             config,
             azurite,
+            maildev,
         })
     }
 
@@ -230,6 +249,9 @@ impl Platform {
     pub async fn stop(&self) {
         if let Some(azurite) = &self.azurite {
             azurite.lock().await.stop().await;
+        }
+        if let Some(maildev) = &self.maildev {
+            maildev.lock().await.stop().await;
         }
     }
 
@@ -510,4 +532,24 @@ async fn store_secret(
         )
         .await?;
     Ok(())
+}
+
+/// The contacts' e-mails by SMTP to MailDev on loopback.
+pub fn maildev_notifications(smtp_port: u16) -> crate::notify::NotificationsConfig {
+    crate::notify::NotificationsConfig {
+        from: "Recording Platform <notifications@recordingplatform.example>".into(),
+        reply_to: None,
+        smtp: Some(crate::notify::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(smtp_port),
+            tls: crate::notify::config::SmtpTls::None,
+            username: None,
+            password: None,
+        }),
+        graph: None,
+        storage_grace: Duration::from_secs(3600),
+        max_per_hour: 10,
+        retry_initial: Duration::from_secs(5),
+        send_timeout: Duration::from_secs(10),
+    }
 }
