@@ -4,15 +4,17 @@
 //! Nothing is installed at run time: the harness finds `node_modules/.bin/maildev` (put there
 //! by `scripts/install-test-deps.sh`, i.e. `npm install maildev@2.2.1`) in the workspace, or
 //! takes the path in `MAILDEV_BIN`. Each [`MailDev`] listens on two free loopback ports (SMTP
-//! and the web UI with its REST API, `GET /email`) and stops when dropped.
+//! and the web UI with its REST API, `GET /email`) and stops when dropped; it is started with
+//! [`crate::process::spawn_child`], so it also dies with the process that started it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::process::{find_node_tool, spawn_child, ChildProcess};
 
 /// The MailDev release the tests were written against (see the install script).
 pub const MAILDEV_VERSION: &str = "2.2.1";
@@ -98,7 +100,7 @@ pub struct MailDev {
     smtp_port: u16,
     web_port: u16,
     options: MailDevOptions,
-    child: Option<Child>,
+    child: Option<ChildProcess>,
 }
 
 impl MailDev {
@@ -156,8 +158,7 @@ impl MailDev {
     /// Stops the server (received e-mails are lost).
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            kill_group(&child);
-            let _ = child.kill().await;
+            let _ = child.stop(Duration::from_secs(5)).await;
         }
     }
 
@@ -184,25 +185,17 @@ impl MailDev {
         args
     }
 
-    /// Spawns the server (the one place that does, so it can move to a shared helper) in a
-    /// process group of its own, killed with its parent's handle.
-    fn spawn(&self) -> Result<Child, MailDevError> {
-        Command::new(&self.program)
+    async fn launch(&mut self) -> Result<(), MailDevError> {
+        let mut command = Command::new(&self.program);
+        command
             .args(self.args())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| MailDevError::Spawn {
-                program: self.program.display().to_string(),
-                source,
-            })
-    }
-
-    async fn launch(&mut self) -> Result<(), MailDevError> {
-        let mut child = self.spawn()?;
+            .stderr(Stdio::piped());
+        let mut child = spawn_child(command).map_err(|source| MailDevError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        })?;
         let web = self.web_url();
         let probe = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -224,16 +217,15 @@ impl MailDev {
             }
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(MailDevError::Exited {
-                    output: drain_output(&mut child).await,
+                    output: child.output().await,
                 });
             }
             if Instant::now() >= deadline {
-                kill_group(&child);
                 let _ = child.kill().await;
                 return Err(MailDevError::NotAnswering {
                     web,
                     seconds: START_TIMEOUT.as_secs(),
-                    output: drain_output(&mut child).await,
+                    output: child.output().await,
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -241,63 +233,11 @@ impl MailDev {
     }
 }
 
-impl Drop for MailDev {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            kill_group(child);
-            let _ = child.start_kill();
-        }
-    }
-}
-
-/// Kills the child's process group (node may have started helpers of its own).
-fn kill_group(child: &Child) {
-    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-        // SAFETY: sends a signal to the group this harness created for the child.
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-    }
-}
-
 fn find_maildev() -> Result<PathBuf, MailDevError> {
-    if let Some(path) = std::env::var_os("MAILDEV_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let current_dir = std::env::current_dir().ok();
-    let starts: Vec<&Path> = std::iter::once(manifest_dir.as_path())
-        .chain(current_dir.as_deref())
-        .collect();
-    for start in &starts {
-        for dir in start.ancestors() {
-            let candidate = dir.join("node_modules/.bin/maildev");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    Err(MailDevError::NotInstalled {
-        searched: starts
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and "),
-    })
+    find_node_tool("MAILDEV_BIN", "maildev")
+        .map_err(|searched| MailDevError::NotInstalled { searched })
 }
 
 fn free_loopback_port() -> Result<u16, MailDevError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(MailDevError::Port)?;
-    Ok(listener.local_addr().map_err(MailDevError::Port)?.port())
-}
-
-async fn drain_output(child: &mut Child) -> String {
-    let mut output = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut output).await;
-    }
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut output).await;
-    }
-    output.trim().to_string()
+    crate::process::free_loopback_port().map_err(MailDevError::Port)
 }

@@ -253,9 +253,10 @@ async fn onboard_examples(platform: &Platform, args: &DemoArgs) -> anyhow::Resul
             .all(|n| list.iter().any(|t| &t.name_any() == n && is_ready(t)));
         // With e-mail, the "you are live" e-mails are part of the story: wait for them too.
         let all_told = platform.maildev.is_none()
-            || names
-                .iter()
-                .all(|n| list.iter().any(|t| &t.name_any() == n && live_e_mail_sent(t)));
+            || names.iter().all(|n| {
+                list.iter()
+                    .any(|t| &t.name_any() == n && live_e_mail_sent(t))
+            });
         if args.exit_when_ready && all_ready && all_told {
             println!("Every example tenant is Ready.");
             if platform.maildev.is_some() {
@@ -377,13 +378,19 @@ fn print_links(tenants: &[Tenant], names: &[String]) {
 /// `scripts/install-test-deps.sh`, or installed now from the npm registry into a cache folder —
 /// else PersistentVolumeClaims.
 async fn prepare_azurite() -> StorageMode {
-    if npm_tool("AZURITE_BLOB_BIN", "azurite-blob", "the Azure Storage emulator")
-        .await
-        .is_some()
+    if npm_tool(
+        "AZURITE_BLOB_BIN",
+        "azurite-blob",
+        "the Azure Storage emulator",
+    )
+    .await
+    .is_some()
     {
         StorageMode::Azurite
     } else {
-        println!("Could not install Azurite (is npm installed?); using PersistentVolumeClaims instead.");
+        println!(
+            "Could not install Azurite (is npm installed?); using PersistentVolumeClaims instead."
+        );
         StorageMode::Pvc
     }
 }
