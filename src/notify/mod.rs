@@ -277,18 +277,19 @@ pub async fn reconcile(
     let mine = crate::controller::grants::naming(&tenant.name_any(), grants);
     let grant_facts = grant_facts(&mine);
     let services = services_of(notifier, tenant, &uid, ctx).await?;
-    let now = Timestamp::now();
-    let plan = due::plan(
-        &Facts {
+    let plan_at = |records: &[NotificationRecord], now: Timestamp| {
+        let facts = Facts {
             uid: &uid,
             status,
             grants: &grant_facts,
             services: &services,
-            records: &records,
+            records,
             now,
-        },
-        &notifier.policy,
-    );
+        };
+        due::plan(&facts, &notifier.policy)
+    };
+    let now = Timestamp::now();
+    let plan = plan_at(&records, now);
     if !plan.held.is_empty() {
         tracing::info!(tenant = %tenant.name_any(), held = plan.held.len(), "notifications: hourly cap reached; the rest waits");
     }
@@ -376,17 +377,7 @@ pub async fn reconcile(
     // 3. The outcome, recorded.
     write(tenant, &records, ctx).await?;
     notifier.remember(&uid, &records);
-    let again = due::plan(
-        &Facts {
-            uid: &uid,
-            status,
-            grants: &grant_facts,
-            services: &services,
-            records: &records,
-            now: Timestamp::now(),
-        },
-        &notifier.policy,
-    );
+    let again = plan_at(&records, Timestamp::now());
     Ok(match again.send.is_empty() {
         true => again.wake,
         false => Some(Duration::from_secs(1)),
