@@ -3,6 +3,8 @@
 #  - Azurite (the Azure Storage emulator) from the npm registry into ./node_modules, pinned to
 #    the version the storage tests were written against; sim::azurite finds
 #    node_modules/.bin/azurite-blob from there.
+#  - MailDev (an SMTP server on loopback whose REST API lists what it received) from the npm
+#    registry, pinned the same way; sim::maildev finds node_modules/.bin/maildev.
 #  - kubectl from Debian's packages when it is missing (the simulator tests drive it).
 #  - lua5.1 from Debian's packages when it is missing (the Argo CD health check test).
 #  - prometheus (the server and promtool) from Debian's packages when missing (the alert rules'
@@ -16,6 +18,7 @@ set -euo pipefail
 AZURITE_VERSION="3.37.0"
 HELM_SDKPY_VERSION="0.1.32"
 PYYAML_VERSION="6.0.3"
+MAILDEV_VERSION="2.2.1"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
@@ -31,9 +34,18 @@ fi
 
 if [ "$(installed_azurite)" != "$AZURITE_VERSION" ] || [ ! -x node_modules/.bin/azurite-blob ]; then
     echo "install-test-deps: installing azurite@$AZURITE_VERSION" >&2
-    npm install --no-save --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION"
+    npm install --no-save --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" "maildev@$MAILDEV_VERSION"
 fi
 echo "install-test-deps: azurite $(installed_azurite) at $root/node_modules/.bin/azurite-blob" >&2
+
+installed_maildev() {
+    node -e 'process.stdout.write(require("./node_modules/maildev/package.json").version)' 2>/dev/null || true
+}
+if [ "$(installed_maildev)" != "$MAILDEV_VERSION" ] || [ ! -x node_modules/.bin/maildev ]; then
+    echo "install-test-deps: installing maildev@$MAILDEV_VERSION" >&2
+    npm install --no-save --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" "maildev@$MAILDEV_VERSION"
+fi
+echo "install-test-deps: maildev $(installed_maildev) at $root/node_modules/.bin/maildev" >&2
 
 if ! command -v kubectl >/dev/null 2>&1; then
     echo "install-test-deps: installing kubectl from Debian" >&2

@@ -85,6 +85,10 @@ pub struct OperatorConfig {
     /// it the operator provisions no storage and reports `StorageReady` as `Unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<crate::storage::StorageConfig>,
+    /// E-mail to the customers' contacts (SMTP or Graph `sendMail`); without it no e-mail is
+    /// sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<crate::notify::NotificationsConfig>,
     /// Namespace the operator runs in: where its Lease and the customers' BYOS Secrets live
     /// (default: `POD_NAMESPACE`, else `recording-operator-system`).
     pub operator_namespace: String,
@@ -188,6 +192,9 @@ impl OperatorConfig {
             if let Err(e) = storage.validate() {
                 problems.push(format!("storage: {e}"));
             }
+        }
+        if let Some(notifications) = &self.notifications {
+            notifications.check(&mut problems);
         }
         if problems.is_empty() {
             Ok(())
@@ -805,6 +812,8 @@ struct OperatorConfigFile {
     polling: PollingConfig,
     #[serde(default)]
     storage: Option<crate::storage::StorageConfig>,
+    #[serde(default)]
+    notifications: Option<crate::notify::NotificationsConfig>,
     operator_namespace: Option<String>,
     public_url: Option<String>,
     #[serde(default)]
@@ -860,6 +869,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             consents,
             polling: file.polling,
             storage: file.storage,
+            notifications: file.notifications,
             operator_namespace: file
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())

@@ -14,6 +14,7 @@ pub mod kube_client;
 pub mod leader;
 pub mod links;
 pub mod metrics;
+pub mod notify;
 pub mod rbac;
 pub mod signals;
 pub mod storage;

@@ -18,6 +18,8 @@
 //! | `recording_operator_consents` | gauge | `state` |
 //! | `recording_operator_tenants` | gauge | `health` |
 //! | `recording_operator_leader` | gauge | — |
+//! | `recording_operator_notifications_sent_total` | counter | `kind` |
+//! | `recording_operator_notifications_failed_total` | counter | `kind`, `reason` |
 //!
 //! The onboarding funnel and the per-Tenant figures the alert rules read are in [`funnel`]
 //! (its table says which series carry a `tenant` label); requests to the public listener in
@@ -72,6 +74,17 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailedLabels {
+    kind: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HealthLabels {
     health: String,
 }
@@ -95,6 +108,8 @@ struct Inner {
     leader: Gauge,
     funnel: funnel::Funnel,
     public: public::PublicRequests,
+    notifications_sent: Family<KindLabels, Counter>,
+    notifications_failed: Family<FailedLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -161,6 +176,19 @@ impl Metrics {
         let funnel = funnel::Funnel::register(&mut registry);
         let public = public::PublicRequests::register(&mut registry);
 
+        let notifications_sent = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "recording_operator_notifications_sent",
+            "E-mail notifications the mail transport accepted, by kind",
+            notifications_sent.clone(),
+        );
+        let notifications_failed = Family::<FailedLabels, Counter>::default();
+        registry.register(
+            "recording_operator_notifications_failed",
+            "E-mail notification attempts that failed, by kind and reason",
+            notifications_failed.clone(),
+        );
+
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -173,6 +201,8 @@ impl Metrics {
                 leader,
                 funnel,
                 public,
+                notifications_sent,
+                notifications_failed,
             }),
         }
     }
@@ -267,6 +297,28 @@ impl Metrics {
     /// Counts one request to the public listener (see [`count_public_request`]).
     pub fn public_request(&self, route: &str, status: axum::http::StatusCode) {
         self.inner.public.count(route, status);
+    }
+
+    /// Counts one notification of `kind` the mail transport accepted.
+    pub fn notification_sent(&self, kind: &str) {
+        self.inner
+            .notifications_sent
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one failed attempt to send a notification of `kind`; `reason` is a short,
+    /// bounded label such as `"unreachable"` or `"auth"`.
+    pub fn notification_failed(&self, kind: &str, reason: &str) {
+        self.inner
+            .notifications_failed
+            .get_or_create(&FailedLabels {
+                kind: kind.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Every series in the OpenMetrics text format (ends with `# EOF`).

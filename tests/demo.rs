@@ -74,4 +74,18 @@ fn demo_brings_every_example_tenant_to_ready() {
         stdout.contains("Warning"),
         "the tenants were Warning before the admin consented"
     );
+
+    // The contacts' e-mails went to MailDev on loopback and are recorded in status.
+    assert!(
+        stdout.contains("SMTP on MailDev, web UI http://127.0.0.1:"),
+        "{stdout}"
+    );
+    for tenant in ["contoso", "fabrikam"] {
+        for kind in ["OnboardingStarted", "TenantLive"] {
+            assert!(
+                stdout.contains(&format!("  {tenant}: {kind} Sent to ")),
+                "{tenant} {kind}:\n{stdout}"
+            );
+        }
+    }
 }

@@ -239,7 +239,12 @@ fn docs_list_exactly_the_exposed_series() {
     metrics.set_consents_by_state(&one("Pending"));
     metrics.set_tenants_by_health(&one("Warning"));
     onboard_contoso(&metrics);
+    metrics.notification_sent("OnboardingStarted");
+    metrics.notification_failed("TenantLive", "auth");
     let text = metrics.encode();
+    assert!(text.contains(
+        "recording_operator_notifications_failed_total{kind=\"TenantLive\",reason=\"auth\"} 1"
+    ));
     let exposed: std::collections::BTreeSet<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

@@ -26,7 +26,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::process::{spawn_child, ChildProcess};
+use crate::process::{find_node_tool, spawn_child, ChildProcess};
 
 /// The development account every Azure Storage emulator knows.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
@@ -545,38 +545,14 @@ fn encode_query(pairs: &[(&str, &str)]) -> String {
     query.finish()
 }
 
-/// Looks for `node_modules/.bin/azurite-blob` in this crate's folder and above it (the
-/// workspace root), then in the current directory and above, unless `AZURITE_BLOB_BIN` names
-/// the program.
+/// `node_modules/.bin/azurite-blob` ([`find_node_tool`]), unless `AZURITE_BLOB_BIN` names it.
 fn find_azurite_blob() -> Result<PathBuf, AzuriteError> {
-    if let Some(path) = std::env::var_os("AZURITE_BLOB_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let current_dir = std::env::current_dir().ok();
-    let starts: Vec<&Path> = std::iter::once(manifest_dir.as_path())
-        .chain(current_dir.as_deref())
-        .collect();
-    for start in &starts {
-        for dir in start.ancestors() {
-            let candidate = dir.join("node_modules/.bin/azurite-blob");
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    Err(AzuriteError::NotInstalled {
-        searched: starts
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(" and "),
-    })
+    find_node_tool("AZURITE_BLOB_BIN", "azurite-blob")
+        .map_err(|searched| AzuriteError::NotInstalled { searched })
 }
 
 fn free_loopback_port() -> Result<u16, AzuriteError> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(AzuriteError::Port)?;
-    Ok(listener.local_addr().map_err(AzuriteError::Port)?.port())
+    crate::process::free_loopback_port().map_err(AzuriteError::Port)
 }
 
 #[cfg(test)]

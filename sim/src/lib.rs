@@ -7,4 +7,5 @@
 pub mod azurite;
 pub mod kube;
 pub mod m365;
+pub mod maildev;
 pub mod process;

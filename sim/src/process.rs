@@ -181,6 +181,42 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     })
 }
 
+/// The npm-installed program `node_modules/.bin/<bin>` in this crate's folder and above it (the
+/// workspace root, where `scripts/install-test-deps.sh` installs), then in the current
+/// directory and above, unless the environment variable `env` names it. The error says where it
+/// looked.
+pub fn find_node_tool(env: &str, bin: &str) -> Result<std::path::PathBuf, String> {
+    use std::path::{Path, PathBuf};
+    if let Some(path) = std::env::var_os(env) {
+        return Ok(PathBuf::from(path));
+    }
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let current_dir = std::env::current_dir().ok();
+    let starts: Vec<&Path> = std::iter::once(manifest_dir.as_path())
+        .chain(current_dir.as_deref())
+        .collect();
+    let relative = Path::new("node_modules/.bin").join(bin);
+    for start in &starts {
+        for dir in start.ancestors() {
+            let candidate = dir.join(&relative);
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(starts
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" and "))
+}
+
+/// A port on 127.0.0.1 free at the time of asking, for a child server to listen on.
+pub fn free_loopback_port() -> io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

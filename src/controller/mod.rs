@@ -300,6 +300,8 @@ pub struct Context {
     pub wake_consents: Wakes,
     /// Signs the Tenants' Quick Start links, when the configuration has a `publicUrl`.
     pub links: Option<crate::links::QuickStartLinks>,
+    /// E-mail to the customers' contacts, when the configuration sets a transport up.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// What the controllers are built from.
@@ -712,7 +714,20 @@ pub async fn run(
         }
     });
 
+    let notifier = match crate::notify::Notifier::from_config(
+        &config,
+        Arc::new(crate::config::Secrets::with_kube(client.clone())),
+        metrics.clone(),
+        checker.counters(),
+    ) {
+        Ok(n) => n.map(Arc::new),
+        Err(e) => {
+            tracing::error!(error = %e, "notifications disabled: the configuration is not usable");
+            None
+        }
+    };
     let ctx = Arc::new(Context {
+        notifier,
         wake_consents,
         events: Events::new(client.clone(), "recording-operator"),
         client,

@@ -415,6 +415,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         // Signed by the shell ([`crate::links::QuickStartLinks::for_tenant`]).
         quick_start_url: None,
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
+        ..Default::default()
     }
 }
 
@@ -557,6 +558,8 @@ impl StatusDigest {
             |s: &TenantStatus| crate::hash64(&serde_json::to_vec(s).expect("a status serialises"));
         // One copy with the condition times left out, hashed with and without the consents.
         let mut timeless = status.clone();
+        // Written by the notifications' own field manager (crate::notify), not by this write.
+        timeless.notifications.clear();
         for c in &mut timeless.conditions {
             c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
         }
@@ -793,23 +796,22 @@ async fn reconcile_inner(
         None => None,
     };
     status.quick_start_url = link.as_ref().map(|(url, _)| url.clone());
-    write_status(&tenant, status, ctx).await?;
+    write_status(&tenant, &status, ctx).await?;
+    let notify_wait = crate::notify::reconcile(&tenant, &status, grants, ctx).await?;
 
     ctx.backoff.succeeded(&key);
     let renew_link = link.and_then(|(_, renew)| renew);
-    Ok(earliest(
-        renew_link,
-        match blocker {
-            Some(Blocker::InvalidSpec(_)) => None,
-            Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
-            None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
-            None => {
-                ctx.backoff.succeeded(&format!("{key}/tenant-id"));
-                ctx.backoff.succeeded(&format!("{key}/storage"));
-                Some(super::jittered(RESYNC, 0.1))
-            }
-        },
-    ))
+    let requeue = match blocker {
+        Some(Blocker::InvalidSpec(_)) => None,
+        Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
+        None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
+        None => {
+            ctx.backoff.succeeded(&format!("{key}/tenant-id"));
+            ctx.backoff.succeeded(&format!("{key}/storage"));
+            Some(super::jittered(RESYNC, 0.1))
+        }
+    };
+    Ok(earliest(earliest(requeue, notify_wait), renew_link))
 }
 
 /// Finalizer that holds a `deletionPolicy: Delete` Tenant until its storage is deleted.
@@ -909,6 +911,8 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
                 .get(&tenant.name_any())
                 .await?;
             let mut status = stored.status.unwrap_or_default();
+            // Owned by the notifications' field manager: not taken over here.
+            status.notifications.clear();
             let generation = tenant.meta().generation;
             // Only Ready changes; the other conditions stay as last computed.
             let ready = conditions::merge(
@@ -929,7 +933,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
             status.conditions.extend(ready);
             status.health = Some(Health::Warning);
             status.alarm = Some(message.clone());
-            write_status(tenant, status, ctx).await?;
+            write_status(tenant, &status, ctx).await?;
             ctx.events
                 .publish(tenant, true, "CleanupFailed", "Cleanup", message)
                 .await;
@@ -1056,11 +1060,11 @@ async fn provision(
 }
 
 /// Writes the status when it changed, with an Event on each transition.
-async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<()> {
+async fn write_status(tenant: &Tenant, status: &TenantStatus, ctx: &Context) -> Result<()> {
     let old = tenant.status.as_ref();
-    ctx.metrics.tenant_status(&tenant.name_any(), &status);
+    ctx.metrics.tenant_status(&tenant.name_any(), status);
     let seen = ctx.tenant_digests.get(&tenant.name_any());
-    let new = StatusDigest::of(&status);
+    let new = StatusDigest::of(status);
     if !status_changed(seen.as_ref(), &new) || may_wait_for_first_checks(seen.as_ref(), &new) {
         return Ok(());
     }
@@ -1076,8 +1080,8 @@ async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> R
         &Patch::Apply(&patch),
     )
     .await?;
-    ctx.metrics.tenant_status_written(tenant, old, &status);
-    if let Some((warning, reason, note)) = transition_event(old, &status) {
+    ctx.metrics.tenant_status_written(tenant, old, status);
+    if let Some((warning, reason, note)) = transition_event(old, status) {
         ctx.events
             .publish(tenant, warning, &reason, "Reconcile", note)
             .await;

@@ -3,7 +3,7 @@
 // syntax, not a duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -335,6 +335,110 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The e-mails sent to `spec.contactEmails`, one line per occurrence (written by the
+    /// operator before it sends, so nothing is sent twice).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub notifications: Vec<NotificationRecord>,
+}
+
+/// What a notification is about.
+#[derive(
+    schemars::JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
+pub enum NotificationKind {
+    /// The tenant was created: the Quick Start link and each consent link.
+    OnboardingStarted,
+    /// Every mandatory consent is granted and the tenant is `OK`.
+    TenantLive,
+    /// A consent the customer had granted was revoked, or lacks permissions.
+    ConsentRevoked,
+    /// The tenant's storage has been failing for longer than the grace period.
+    StorageFailing,
+    /// A recording service's client secret expires within 30 days.
+    SecretExpiring30Days,
+    /// A recording service's client secret expires within 7 days.
+    SecretExpiring7Days,
+    /// A recording service's client secret has expired.
+    SecretExpired,
+}
+
+impl NotificationKind {
+    pub const ALL: [NotificationKind; 7] = [
+        NotificationKind::OnboardingStarted,
+        NotificationKind::TenantLive,
+        NotificationKind::ConsentRevoked,
+        NotificationKind::StorageFailing,
+        NotificationKind::SecretExpiring30Days,
+        NotificationKind::SecretExpiring7Days,
+        NotificationKind::SecretExpired,
+    ];
+
+    /// The name in status, metrics and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationKind::OnboardingStarted => "OnboardingStarted",
+            NotificationKind::TenantLive => "TenantLive",
+            NotificationKind::ConsentRevoked => "ConsentRevoked",
+            NotificationKind::StorageFailing => "StorageFailing",
+            NotificationKind::SecretExpiring30Days => "SecretExpiring30Days",
+            NotificationKind::SecretExpiring7Days => "SecretExpiring7Days",
+            NotificationKind::SecretExpired => "SecretExpired",
+        }
+    }
+}
+
+/// Where a notification stands.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationState {
+    /// Recorded, and being handed to the mail transport. A send interrupted by a restart
+    /// stays here: it is never repeated.
+    Sending,
+    /// The mail transport accepted the message for every recipient.
+    Sent,
+    /// The last attempt failed; retried at `nextAttemptAt`.
+    Failed,
+    /// Failed too many times; not tried again.
+    GaveUp,
+}
+
+/// One notification: what it is about, to how many, and how it went.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    /// What the notification is about.
+    pub kind: NotificationKind,
+    /// Which occurrence of it (e.g. the time a consent was revoked); one e-mail per occurrence.
+    #[schemars(length(max = 512))]
+    pub occurrence: String,
+    /// Where it stands.
+    pub state: NotificationState,
+    /// How many addresses it went (or goes) to.
+    pub recipients: i32,
+    /// Attempts so far.
+    pub attempts: i32,
+    /// When the last attempt started.
+    pub last_attempt_at: Time,
+    /// When the transport accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<Time>,
+    /// When a failed notification is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<Time>,
+    /// Why the last attempt failed (never a credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
 }
 
 /// One storage location of a tenant, as observed.

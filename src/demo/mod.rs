@@ -75,6 +75,11 @@ pub struct PlatformOptions {
     /// Whether the simulated API server offers HTTP/2 (as a real one does) or plays one
     /// behind a proxy that speaks HTTP/1.1 only.
     pub kube_http2: bool,
+    /// E-mail to the tenants' contacts; none by default.
+    pub notifications: Option<crate::notify::NotificationsConfig>,
+    /// Start MailDev (installed by `scripts/install-test-deps.sh`) and send the contacts'
+    /// e-mails to it, unless `notifications` says otherwise.
+    pub maildev: bool,
 }
 
 /// The storage backend of the simulated platform.
@@ -110,6 +115,8 @@ impl Default for PlatformOptions {
             deployment_ready_delay: Duration::from_millis(300),
             storage: StorageMode::Pvc,
             kube_http2: true,
+            notifications: None,
+            maildev: false,
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct Platform {
     pub config: OperatorConfig,
     /// The storage emulator, when the platform stores in Azure Blob.
     pub azurite: Option<tokio::sync::Mutex<sim::azurite::Azurite>>,
+    /// The SMTP server the contacts' e-mails go to, when started.
+    pub maildev: Option<tokio::sync::Mutex<sim::maildev::MailDev>>,
 }
 
 impl Platform {
@@ -177,6 +186,19 @@ impl Platform {
                 Some(tokio::sync::Mutex::new(azurite))
             }
         };
+        config.notifications = options.notifications.clone();
+        let maildev = match options.maildev {
+            true => {
+                let maildev = sim::maildev::MailDev::start()
+                    .await
+                    .map_err(|e| DemoError::Other(format!("MailDev: {e}")))?;
+                if config.notifications.is_none() {
+                    config.notifications = Some(maildev_notifications(maildev.smtp_port()));
+                }
+                Some(tokio::sync::Mutex::new(maildev))
+            }
+            false => None,
+        };
         config.validate()?;
         Ok(Platform {
             kube,
@@ -185,6 +207,7 @@ impl Platform {
             client,
             config,
             azurite,
+            maildev,
         })
     }
 
@@ -252,6 +275,9 @@ impl Platform {
     pub async fn stop(&self) {
         if let Some(azurite) = &self.azurite {
             azurite.lock().await.stop().await;
+        }
+        if let Some(maildev) = &self.maildev {
+            maildev.lock().await.stop().await;
         }
     }
 
@@ -554,4 +580,24 @@ async fn store_secret(
         )
         .await?;
     Ok(())
+}
+
+/// The contacts' e-mails by SMTP to MailDev on loopback.
+pub fn maildev_notifications(smtp_port: u16) -> crate::notify::NotificationsConfig {
+    crate::notify::NotificationsConfig {
+        from: "Recording Platform <notifications@recordingplatform.example>".into(),
+        reply_to: None,
+        smtp: Some(crate::notify::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: Some(smtp_port),
+            tls: crate::notify::config::SmtpTls::None,
+            username: None,
+            password: None,
+        }),
+        graph: None,
+        storage_grace: Duration::from_secs(3600),
+        max_per_hour: 10,
+        retry_initial: Duration::from_secs(5),
+        send_timeout: Duration::from_secs(10),
+    }
 }

@@ -32,6 +32,8 @@ const EXAMPLES: &[(&str, &str)] = &[
 
 /// Azurite version the demo installs when it is missing.
 const AZURITE_PACKAGE: &str = "azurite@3.37.0";
+/// MailDev version the demo installs when it is missing.
+const MAILDEV_PACKAGE: &str = "maildev@2.2.1";
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
@@ -101,6 +103,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         }
         None => println!("Storage:                         PersistentVolumeClaims (Azurite not available: fabrikam's bring-your-own-storage cannot be reached and stays Warning)"),
     }
+    match &platform.maildev {
+        Some(maildev) => {
+            let web = maildev.lock().await.web_url();
+            println!("E-mail to the contacts:          SMTP on MailDev, web UI {web} (REST: {web}/email)");
+        }
+        None => println!("E-mail to the contacts:          none (MailDev not available)"),
+    }
     println!();
     println!(
         "Use kubectl against it:\n  export KUBECONFIG={}\n  kubectl get recording -A\n",
@@ -163,9 +172,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
 /// back to the operator's public listener at `public_addr`.
 async fn start_platform(public_addr: SocketAddr) -> anyhow::Result<Platform> {
     let storage = prepare_azurite().await;
+    let maildev = prepare_maildev().await;
     let platform = Platform::start(PlatformOptions {
         redirect_uri: format!("http://{public_addr}/consent/callback"),
         storage,
+        maildev,
         polling: crate::config::PollingConfig {
             pending_initial: Duration::from_secs(2),
             pending_max: Duration::from_secs(10),
@@ -259,8 +270,17 @@ async fn onboard_examples(platform: &Platform, args: &DemoArgs) -> anyhow::Resul
         let all_ready = names
             .iter()
             .all(|n| list.iter().any(|t| &t.name_any() == n && is_ready(t)));
-        if args.exit_when_ready && all_ready {
+        // With e-mail, the "you are live" e-mails are part of the story: wait for them too.
+        let all_told = platform.maildev.is_none()
+            || names.iter().all(|n| {
+                list.iter()
+                    .any(|t| &t.name_any() == n && live_e_mail_sent(t))
+            });
+        if args.exit_when_ready && all_ready && all_told {
             println!("Every example tenant is Ready.");
+            if platform.maildev.is_some() {
+                print_notifications(&list, &names);
+            }
             break 0;
         }
         if args.exit_when_ready && started.elapsed() > args.timeout {
@@ -273,6 +293,32 @@ async fn onboard_examples(platform: &Platform, args: &DemoArgs) -> anyhow::Resul
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     Ok(code)
+}
+
+fn live_e_mail_sent(t: &Tenant) -> bool {
+    t.status.as_ref().is_some_and(|s| {
+        s.notifications.iter().any(|n| {
+            n.kind == crate::crd::NotificationKind::TenantLive
+                && n.state == crate::crd::NotificationState::Sent
+        })
+    })
+}
+
+/// What each tenant's contacts were sent, from `status.notifications`.
+fn print_notifications(tenants: &[Tenant], names: &[String]) {
+    println!("E-mails sent to the contacts (status.notifications):");
+    for t in tenants.iter().filter(|t| names.contains(&t.name_any())) {
+        for n in t.status.iter().flat_map(|s| &s.notifications) {
+            println!(
+                "  {}: {} {:?} to {} recipient(s)",
+                t.name_any(),
+                n.kind.as_str(),
+                n.state,
+                n.recipients
+            );
+        }
+    }
+    println!();
 }
 
 fn is_ready(t: &Tenant) -> bool {
@@ -357,18 +403,62 @@ fn print_links(tenants: &[Tenant], names: &[String]) {
 /// `scripts/install-test-deps.sh`, or installed now from the npm registry into a cache folder —
 /// else PersistentVolumeClaims.
 async fn prepare_azurite() -> StorageMode {
-    if std::env::var_os("AZURITE_BLOB_BIN").is_some() || local_azurite().is_some() {
-        return StorageMode::Azurite;
+    if npm_tool(
+        "AZURITE_BLOB_BIN",
+        "azurite-blob",
+        "the Azure Storage emulator",
+    )
+    .await
+    .is_some()
+    {
+        StorageMode::Azurite
+    } else {
+        println!(
+            "Could not install Azurite (is npm installed?); using PersistentVolumeClaims instead."
+        );
+        StorageMode::Pvc
+    }
+}
+
+/// Whether MailDev, a real SMTP server for the example tenants' e-mails, can be had (found or
+/// installed like Azurite); without it the demo sends no e-mail.
+async fn prepare_maildev() -> bool {
+    let found = npm_tool("MAILDEV_BIN", "maildev", "the MailDev SMTP server")
+        .await
+        .is_some();
+    if !found {
+        println!("Could not install MailDev (is npm installed?); the demo sends no e-mail.");
+    }
+    found
+}
+
+/// The npm tool `node_modules/.bin/<bin>`: named by the environment variable `env`, in this
+/// folder or one above it (`scripts/install-test-deps.sh`), or installed now from the npm
+/// registry into a cache folder; `env` then names it for the harness that starts it.
+async fn npm_tool(env: &str, bin: &str, what: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(env) {
+        return Some(PathBuf::from(path));
+    }
+    let rel = format!("node_modules/.bin/{bin}");
+    if let Some(local) = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| cwd.ancestors().map(|d| d.join(&rel)).find(|p| p.is_file()))
+    {
+        return Some(local);
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
         .join("recording-operator-demo");
-    let bin = cache.join("node_modules/.bin/azurite-blob");
-    if !bin.is_file() {
-        println!("Installing the Azure Storage emulator ({AZURITE_PACKAGE}) from the npm registry into {} ...", cache.display());
+    let path = cache.join(&rel);
+    if !path.is_file() {
+        println!(
+            "Installing {what} ({AZURITE_PACKAGE}, {MAILDEV_PACKAGE}) from the npm registry into {} ...",
+            cache.display()
+        );
         let _ = std::fs::create_dir_all(&cache);
+        // Both tools at once: npm removes from the folder what a `--no-save` install omits.
         let mut npm = tokio::process::Command::new("npm");
         npm.args([
             "install",
@@ -379,24 +469,15 @@ async fn prepare_azurite() -> StorageMode {
             "--prefix",
         ])
         .arg(&cache)
-        .arg(AZURITE_PACKAGE);
+        .args([AZURITE_PACKAGE, MAILDEV_PACKAGE]);
         let status = match sim::process::spawn_child(npm) {
             Ok(mut child) => child.wait().await,
             Err(e) => Err(e),
         };
-        if !matches!(status, Ok(s) if s.success()) || !bin.is_file() {
-            println!("Could not install Azurite (is npm installed?); using PersistentVolumeClaims instead.");
-            return StorageMode::Pvc;
+        if !matches!(status, Ok(s) if s.success()) || !path.is_file() {
+            return None;
         }
     }
-    std::env::set_var("AZURITE_BLOB_BIN", &bin);
-    StorageMode::Azurite
-}
-
-/// `node_modules/.bin/azurite-blob` in this folder or one above it.
-fn local_azurite() -> Option<PathBuf> {
-    let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
-        .map(|d| d.join("node_modules/.bin/azurite-blob"))
-        .find(|p| p.is_file())
+    std::env::set_var(env, &path);
+    Some(path)
 }

@@ -17,6 +17,7 @@ mod faults;
 mod graph;
 mod identity;
 mod jwt;
+mod mail;
 mod odata;
 mod seed;
 mod server;
@@ -77,7 +78,10 @@ pub(crate) struct Shared {
     dir: Mutex<Directory>,
     faults: Mutex<Faults>,
     counts: Mutex<RequestCounts>,
+    mail: Mutex<Vec<SentMail>>,
 }
+
+pub use mail::SentMail;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -140,6 +144,7 @@ impl M365Sim {
             dir: Mutex::new(directory),
             faults: Mutex::new(Faults::default()),
             counts: Mutex::new(RequestCounts::default()),
+            mail: Mutex::new(Vec::new()),
         });
         let app = server::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -235,6 +240,11 @@ impl M365Sim {
         let now = self.shared.now();
         let result = self.directory().user_consent(tenant, app_id, user_id, now);
         self.harness("user_consent", result);
+    }
+
+    /// The e-mails accepted by `sendMail`, oldest first.
+    pub fn sent_mail(&self) -> Vec<SentMail> {
+        lock(&self.shared.mail).clone()
     }
 
     /// Deletes the app's enterprise application (service principal) in the tenant, with

@@ -40,6 +40,7 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/{tenant}/adminconsent", get(admin_consent_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token))
         .route("/v1.0/$batch", post(graph_batch).fallback(graph_read_only))
+        .route("/v1.0/users/{user}/sendMail", post(graph_send_mail))
         .route("/v1.0/{*rest}", get(graph_get).fallback(graph_read_only))
         .layer(middleware::from_fn_with_state(shared.clone(), latency))
         .with_state(shared)
@@ -439,6 +440,43 @@ async fn graph_get(State(shared): State<AppState>, uri: Uri, headers: HeaderMap)
     match answer {
         Ok(body) => {
             let mut response = json_response(200, ODATA_JSON, &body);
+            ids.stamp(&mut response);
+            response
+        }
+        Err(e) => graph_error(&shared, &ids, &e, None),
+    }
+}
+
+async fn graph_send_mail(
+    State(shared): State<AppState>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ids = RequestIds::from(&headers);
+    let caller = match authenticate(&shared, &headers) {
+        Ok(c) => c,
+        Err(e) => return graph_error(&shared, &ids, &e, None),
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let outcome = {
+        let dir = lock(&shared.dir);
+        match dir.tenants.get(&caller.tenant_id) {
+            Some(tenant) => super::mail::send_mail(tenant, &caller, &user, content_type, &body),
+            None => Err(GraphError::new(
+                401,
+                "InvalidAuthenticationToken",
+                "Access token validation failure.",
+            )),
+        }
+    };
+    match outcome {
+        Ok(mail) => {
+            lock(&shared.mail).push(mail);
+            let mut response = StatusCode::ACCEPTED.into_response();
             ids.stamp(&mut response);
             response
         }
