@@ -14,6 +14,7 @@ pub mod kube_client;
 pub mod leader;
 pub mod metrics;
 pub mod rbac;
+pub mod retention;
 pub mod storage;
 pub mod telemetry;
 

@@ -18,6 +18,9 @@
 //! | `recording_operator_consents` | gauge | `state` |
 //! | `recording_operator_tenants` | gauge | `health` |
 //! | `recording_operator_leader` | gauge | — |
+//! | `recording_operator_retention_sweeps_total` | counter | `result` |
+//! | `recording_operator_retention_blobs_total` | counter | `outcome` |
+//! | `recording_operator_retention_deleted_bytes_total` | counter | — |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -63,6 +66,16 @@ struct HealthLabels {
     health: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
 type DurationFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// The operator's metrics. Clones share the same registry and series.
@@ -80,6 +93,9 @@ struct Inner {
     consents: LabelledGauges<StateLabels>,
     tenants: LabelledGauges<HealthLabels>,
     leader: Gauge,
+    retention_sweeps: Family<ResultLabels, Counter>,
+    retention_blobs: Family<OutcomeLabels, Counter>,
+    retention_bytes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -143,6 +159,26 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controllers, else 0",
             leader.clone(),
         );
+        let retention_sweeps = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "recording_operator_retention_sweeps",
+            "Retention sweeps of a tenant, by result (completed, dry_run, failed, not_swept)",
+            retention_sweeps.clone(),
+        );
+        let retention_blobs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "recording_operator_retention_blobs",
+            "Recordings the retention sweeps dealt with, by outcome (deleted, past_retention, \
+             kept_for_hold, kept_unknown_age, refused)",
+            retention_blobs.clone(),
+        );
+        let retention_bytes = Counter::default();
+        registry.register_with_unit(
+            "recording_operator_retention_deleted",
+            "Bytes of recordings the retention sweeps deleted",
+            Unit::Bytes,
+            retention_bytes.clone(),
+        );
 
         Metrics {
             inner: Arc::new(Inner {
@@ -154,6 +190,9 @@ impl Metrics {
                 consents,
                 tenants,
                 leader,
+                retention_sweeps,
+                retention_blobs,
+                retention_bytes,
             }),
         }
     }
@@ -189,6 +228,27 @@ impl Metrics {
     /// Sets `recording_operator_leader` (1 while leading).
     pub fn set_leader(&self, leading: bool) {
         self.inner.leader.set(i64::from(leading));
+    }
+
+    /// Counts one retention sweep of a tenant: its result, its recordings by outcome, and the
+    /// bytes it deleted.
+    pub fn retention_swept(&self, result: &str, blobs: &[(&str, u64)], bytes_deleted: u64) {
+        let inner = &self.inner;
+        inner
+            .retention_sweeps
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        for (outcome, n) in blobs {
+            inner
+                .retention_blobs
+                .get_or_create(&OutcomeLabels {
+                    outcome: (*outcome).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        inner.retention_bytes.inc_by(bytes_deleted);
     }
 
     /// Every series in the OpenMetrics text format (ends with `# EOF`).

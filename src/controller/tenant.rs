@@ -413,6 +413,8 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         storage: o.storage.clone().unwrap_or_default(),
         consents,
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
+        // Written by the retention sweep alone (its own field manager): left out here.
+        retention: None,
     }
 }
 

@@ -228,10 +228,14 @@ pub enum SweepOutcome {
     Swept(SweepTally),
     /// The location is not the operator's for this tenant (adopted, another tenant's, another
     /// cluster's), or it does not exist: nothing is listed, nothing deleted.
-    Skipped { reason: String },
+    Skipped {
+        reason: String,
+    },
     /// The backend has no blob ages (PersistentVolumeClaims): the recording bots keep the
     /// retention of their configuration.
-    Unsupported { reason: String },
+    Unsupported {
+        reason: String,
+    },
 }
 
 /// A sweep that stopped: what it did until then, and why it stopped.
@@ -436,7 +440,10 @@ mod tests {
     fn only_a_known_age_past_the_cutoff_is_deleted() {
         let p = plan(1000, None);
         let now = at(5000);
-        assert_eq!(verdict(Some(at(999)), false, None, now, &p), Verdict::Delete);
+        assert_eq!(
+            verdict(Some(at(999)), false, None, now, &p),
+            Verdict::Delete
+        );
         assert_eq!(verdict(Some(at(1000)), false, None, now, &p), Verdict::Keep);
         assert_eq!(verdict(Some(at(4000)), false, None, now, &p), Verdict::Keep);
         assert_eq!(verdict(None, false, None, now, &p), Verdict::UnknownAge);
@@ -464,7 +471,10 @@ mod tests {
     fn a_pending_shorter_retention_only_counts() {
         let p = plan(1000, Some(3000));
         let now = at(5000);
-        assert_eq!(verdict(Some(at(500)), false, None, now, &p), Verdict::Delete);
+        assert_eq!(
+            verdict(Some(at(500)), false, None, now, &p),
+            Verdict::Delete
+        );
         assert_eq!(
             verdict(Some(at(2000)), false, None, now, &p),
             Verdict::KeepPending
