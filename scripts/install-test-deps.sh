@@ -5,6 +5,7 @@
 #    node_modules/.bin/azurite-blob from there.
 #  - kubectl from Debian's packages when it is missing (the simulator tests drive it).
 #  - lua5.1 from Debian's packages when it is missing (the Argo CD health check test).
+#  - faketime (libfaketime) from Debian's packages when missing (the retention tests).
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
@@ -43,3 +44,12 @@ if ! command -v lua5.1 >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lua5.1 >/dev/null
 fi
 echo "install-test-deps: $(lua5.1 -v 2>&1 | head -n 1)" >&2
+
+# libfaketime runs Azurite with its clock in the past, so the retention tests have really old
+# blobs by Azurite's own clock (sim::azurite's Azurite::set_clock_behind).
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+    echo "install-test-deps: installing faketime from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
+fi
+echo "install-test-deps: libfaketime $(ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n 1)" >&2

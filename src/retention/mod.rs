@@ -119,6 +119,12 @@ pub fn decide(
     }
 }
 
+/// Now, in whole seconds: what the API server keeps of a time in the status.
+pub fn now() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
 /// The instant `days` before `now`: recordings created before it are past retention.
 pub fn cutoff(now: Timestamp, days: u32) -> Timestamp {
     now.checked_sub(SignedDuration::from_secs(i64::from(days) * DAY))

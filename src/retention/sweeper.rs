@@ -75,7 +75,7 @@ impl Sweeper {
             (config.interval / 20).clamp(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             while tasks.try_join_next().is_some() {}
-            let now = Timestamp::now();
+            let now = super::now();
             for tenant in (this.tenants)() {
                 if tenant.metadata.deletion_timestamp.is_some() {
                     continue;
@@ -132,7 +132,7 @@ impl Sweeper {
                                 this.storage.retention().interval,
                                 this.storage.retention().retry_failed_after,
                                 Some(&status),
-                                Timestamp::now(),
+                                super::now(),
                             );
                             lock(&due_after).insert(uid, next);
                         }
@@ -148,7 +148,7 @@ impl Sweeper {
     /// Sweeps one tenant now and writes its `status.retention`; returns what was written.
     pub async fn sweep_tenant(&self, tenant: &Tenant) -> Result<RetentionStatus, SweepError> {
         let config = self.storage.retention();
-        let now = Timestamp::now();
+        let now = super::now();
         let previous = tenant.status.as_ref().and_then(|s| s.retention.as_ref());
         let decision = decide(
             tenant.spec.retention.limit_days(),

@@ -357,10 +357,14 @@ pub(super) async fn sweep_container(
                 Ok(Deleted::Held) => tally.kept_for_hold += 1,
                 Ok(Deleted::Refused) => tally.errors += 1,
                 Err(error) => {
-                    first_error.get_or_insert(error);
+                    // Stop here: the deletes still in flight are dropped (each either happened
+                    // or not; the next sweep lists again), none is started.
+                    first_error = Some(error);
+                    break;
                 }
             }
         }
+        drop(outcomes);
         if let Some(error) = first_error {
             return Err(SweepFailure { tally, error });
         }

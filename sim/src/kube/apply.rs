@@ -232,6 +232,12 @@ fn remove_at(object: &mut Value, path: &[String]) {
         }
     } else if let Some(map) = cur.as_object_mut() {
         map.remove(last);
+        // A map left empty goes with its last field, as structured-merge-diff drops a map
+        // whose fields the applier no longer sends (elements are handled below).
+        if map.is_empty() && parents.last().is_some_and(|p| !is_element(p)) {
+            remove_at(object, parents);
+            return;
+        }
     }
     // Drop a keyed element that now holds only its keys.
     if let Some((parent_last, grand)) = parents.split_last() {

@@ -1,0 +1,505 @@
+//! The retention sweep against a real Azurite, with recordings that are really old by Azurite's
+//! own clock: the emulator first runs 400 days in the past (libfaketime) while the old
+//! recordings are written, then restarts on the real clock over the same data folder, where the
+//! young ones are written. Tenants live in the Kubernetes simulator; the sweep writes their
+//! `status.retention` and Events there.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::secrets::MapSecrets;
+use common::Harness;
+use kube::api::{Api, Patch, PatchParams};
+use recording_operator::config::SecretRef;
+use recording_operator::controller::Events;
+use recording_operator::crd::Tenant;
+use recording_operator::metrics::Metrics;
+use recording_operator::retention::sweeper::Sweeper;
+use recording_operator::storage::azure::AzureBlobBackend;
+use recording_operator::storage::retention::RetentionConfig;
+use recording_operator::storage::tenant::TenantStorage;
+use recording_operator::storage::{container_name, AccountConfig, ManagedRole, StorageConfig};
+use sim::azurite::{Azurite, BlobData, SasPermissions};
+
+const DAY: Duration = Duration::from_secs(86_400);
+/// How old the old recordings are.
+const OLD: Duration = Duration::from_secs(400 * 86_400);
+const T: Duration = Duration::from_secs(60);
+const REGIONS: [&str; 2] = ["westeurope", "northeurope"];
+
+fn tenant_yaml(name: &str, license: &str, retention: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: Tenant
+metadata:
+  name: {name}
+spec:
+  customerName: {name}-customer
+  domain: {name}.onmicrosoft.com
+  shortName: {name}
+  contactEmails: [ops@example.com]
+  adminUpns: [admin@{name}.onmicrosoft.com]
+  license: {license}
+  includedUsers: 10
+  storage:
+    location: westeurope
+{extra}  retention: {retention}
+"#
+    )
+}
+
+/// The Kubernetes simulator (no operator running), an Azurite with the platform's two regional
+/// accounts and a customer's account, and the tenants' storage over them.
+struct Fixture {
+    h: Harness,
+    azurite: Azurite,
+    secrets: Arc<MapSecrets>,
+    accounts: std::collections::BTreeMap<String, AccountConfig>,
+}
+
+impl Fixture {
+    /// Starts everything with Azurite's clock 400 days behind.
+    async fn start() -> Self {
+        let h = Harness::start_simulators().await;
+        let azurite = Azurite::start_behind(&["westeurope", "northeurope", "customer1"], Some(OLD))
+            .await
+            .expect("Azurite starts under libfaketime (run scripts/install-test-deps.sh)");
+        let mut values = HashMap::new();
+        let mut accounts = std::collections::BTreeMap::new();
+        for region in REGIONS {
+            let sas = azurite
+                .account_sas(region, SasPermissions::OPERATOR, 3 * 365 * DAY)
+                .unwrap();
+            let var = format!("STORAGE_{}", region.to_uppercase());
+            values.insert(var.clone(), sas);
+            accounts.insert(
+                region.to_string(),
+                AccountConfig {
+                    endpoint: azurite.account_endpoint(region).unwrap(),
+                    credential: SecretRef::Env(var),
+                },
+            );
+        }
+        Self {
+            h,
+            azurite,
+            secrets: Arc::new(MapSecrets(values)),
+            accounts,
+        }
+    }
+
+    fn storage(&self, retention: RetentionConfig) -> TenantStorage {
+        let config = StorageConfig {
+            accounts: self.accounts.clone(),
+            request_timeout_seconds: 20,
+            retention,
+            ..Default::default()
+        };
+        let backend = AzureBlobBackend::new(&config, self.secrets.clone()).unwrap();
+        TenantStorage::new(
+            &config,
+            Arc::new(backend),
+            self.secrets.clone(),
+            "recording-operator-system",
+        )
+    }
+
+    fn sweeper(&self, retention: RetentionConfig, metrics: &Metrics) -> Sweeper {
+        Sweeper {
+            client: self.h.client(),
+            storage: self.storage(retention),
+            tenants: Arc::new(Vec::new),
+            events: Arc::new(Events::new(self.h.client(), "recording-operator")),
+            metrics: metrics.clone(),
+        }
+    }
+
+    fn data(&self, account: &str) -> BlobData {
+        self.azurite.data_client(account).unwrap()
+    }
+
+    async fn tenant(&self, name: &str) -> Tenant {
+        Api::<Tenant>::all(self.h.client()).get(name).await.unwrap()
+    }
+
+    /// Applies the Tenant and provisions its containers as the Tenant controller would.
+    async fn onboard(&self, yaml: &str, name: &str) -> Tenant {
+        self.h.apply(yaml).await;
+        let tenant = self.tenant(name).await;
+        // The customer's own locations are only checked, never provisioned.
+        let mut provisioned = tenant.clone();
+        provisioned.spec.storage.byos = Default::default();
+        let lines = self
+            .storage(RetentionConfig::default())
+            .reconcile(&provisioned)
+            .await;
+        for line in &lines {
+            assert!(line.ready, "{line:?}");
+        }
+        tenant
+    }
+
+    /// Restarts Azurite on the real clock over the same data.
+    async fn back_to_now(&mut self) {
+        self.azurite.set_clock_behind(None);
+        self.azurite.start_again().await.unwrap();
+    }
+}
+
+/// Writes `n` recordings named `{prefix}-{i}` of `size` bytes.
+async fn write(data: &BlobData, container: &str, prefix: &str, n: usize, size: usize) {
+    use futures::StreamExt;
+    let written: Vec<_> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            data.put_blob(container, &format!("{prefix}-{i:04}"), vec![b'r'; size])
+                .await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for result in written {
+        result.unwrap();
+    }
+}
+
+async fn names(data: &BlobData, container: &str) -> Vec<String> {
+    data.blob_names(container).await.unwrap()
+}
+
+fn with_prefix(names: &[String], prefix: &str) -> usize {
+    names.iter().filter(|n| n.starts_with(prefix)).count()
+}
+
+fn retention() -> RetentionConfig {
+    RetentionConfig {
+        grace_period: Duration::from_secs(3),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_recordings_go_young_ones_byos_and_unlimited_tenants_stay() {
+    let mut fx = Fixture::start().await;
+    let byos =
+        "    byos:\n      enabled: true\n      locations:\n        - name: archive\n          \
+                secretRef:\n            name: contoso-archive\n";
+    let contoso = fx
+        .onboard(
+            &tenant_yaml("contoso", "Pro", "{days: 365}", byos),
+            "contoso",
+        )
+        .await;
+    fx.onboard(
+        &tenant_yaml("fabrikam", "Essentials", "{unlimited: true}", ""),
+        "fabrikam",
+    )
+    .await;
+    let (weu, neu, customer) = (
+        fx.data("westeurope"),
+        fx.data("northeurope"),
+        fx.data("customer1"),
+    );
+    let default = container_name("contoso", ManagedRole::Default);
+    let paired = container_name("contoso", ManagedRole::Paired);
+    let unlimited = container_name("fabrikam", ManagedRole::Default);
+    customer.create_container("recordings", &[]).await.unwrap();
+    // 400 days ago by Azurite's clock.
+    write(&weu, &default, "old", 5, 1000).await;
+    write(&neu, &paired, "old", 3, 1000).await;
+    write(&weu, &unlimited, "old", 4, 10).await;
+    write(&customer, "recordings", "old", 4, 10).await;
+    weu.put_blob(&default, "old-leased", vec![1; 10])
+        .await
+        .unwrap();
+    weu.lease_blob(&default, "old-leased").await.unwrap();
+
+    fx.back_to_now().await;
+    write(&weu, &default, "young", 2, 1000).await;
+    write(&neu, &paired, "young", 1, 1000).await;
+
+    let metrics = Metrics::default();
+    let sweeper = fx.sweeper(retention(), &metrics);
+    let status = sweeper.sweep_tenant(&contoso).await.unwrap();
+    assert_eq!(
+        status.last_result.as_deref(),
+        Some("Completed"),
+        "{status:?}"
+    );
+    assert_eq!(status.effective_days, Some(365));
+    assert_eq!(status.blobs_deleted, 8, "{status:?}");
+    assert_eq!(status.bytes_deleted, 8000);
+    // Past retention: the 8 deleted and the leased one, which the service refused to delete.
+    assert_eq!(status.blobs_past_retention, 9);
+    assert_eq!(status.errors, 1);
+
+    let left = names(&weu, &default).await;
+    assert_eq!(with_prefix(&left, "old-0"), 0, "{left:?}");
+    assert_eq!(with_prefix(&left, "young"), 2);
+    assert!(left.contains(&"old-leased".to_string()));
+    let left = names(&neu, &paired).await;
+    assert_eq!(
+        (with_prefix(&left, "old"), with_prefix(&left, "young")),
+        (0, 1)
+    );
+    assert_eq!(
+        names(&customer, "recordings").await.len(),
+        4,
+        "BYOS is never swept"
+    );
+
+    // What people see: the status, an Event, the metrics.
+    let stored = fx
+        .tenant("contoso")
+        .await
+        .status
+        .unwrap()
+        .retention
+        .unwrap();
+    assert_eq!(stored, status);
+    assert!(stored.last_sweep_time.is_some());
+    let events = fx.h.events("default", "Tenant", "contoso").await;
+    let swept = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("RetentionSwept"))
+        .expect("an Event for a sweep that deleted");
+    assert!(
+        swept
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("recordings older than 365 days: 8 recordings deleted (8000 bytes)"),
+        "{swept:?}"
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("recording_operator_retention_blobs_total{outcome=\"deleted\"} 8"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recording_operator_retention_sweeps_total{result=\"completed\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("recording_operator_retention_deleted_bytes_total 8000"),
+        "{text}"
+    );
+
+    // Unlimited: nothing listed, nothing deleted.
+    let fabrikam = fx.tenant("fabrikam").await;
+    let status = sweeper.sweep_tenant(&fabrikam).await.unwrap();
+    assert_eq!(status.last_result.as_deref(), Some("NotSwept"));
+    assert!(status.unlimited && status.effective_days.is_none());
+    assert_eq!(names(&weu, &unlimited).await.len(), 4);
+
+    // A second sweep finds nothing more to do.
+    let again = sweeper
+        .sweep_tenant(&fx.tenant("contoso").await)
+        .await
+        .unwrap();
+    assert_eq!((again.blobs_deleted, again.errors), (0, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_counts_and_deletes_nothing() {
+    let mut fx = Fixture::start().await;
+    let contoso = fx
+        .onboard(
+            &tenant_yaml("contoso", "Essentials", "{days: 30}", ""),
+            "contoso",
+        )
+        .await;
+    let weu = fx.data("westeurope");
+    let default = container_name("contoso", ManagedRole::Default);
+    write(&weu, &default, "old", 6, 100).await;
+    fx.back_to_now().await;
+    write(&weu, &default, "young", 2, 100).await;
+
+    let metrics = Metrics::default();
+    let config = RetentionConfig {
+        dry_run: true,
+        ..retention()
+    };
+    let status = fx
+        .sweeper(config, &metrics)
+        .sweep_tenant(&contoso)
+        .await
+        .unwrap();
+    assert_eq!(status.last_result.as_deref(), Some("DryRun"));
+    assert!(status.dry_run);
+    assert_eq!((status.blobs_past_retention, status.blobs_deleted), (6, 0));
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("dry run: 6 recordings past retention would be deleted"),
+        "{status:?}"
+    );
+    assert_eq!(names(&weu, &default).await.len(), 8);
+    let events = fx.h.events("default", "Tenant", "contoso").await;
+    assert!(events
+        .iter()
+        .all(|e| e.reason.as_deref() != Some("RetentionSwept")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortened_retention_waits_for_its_grace_period() {
+    let mut fx = Fixture::start().await;
+    fx.onboard(
+        &tenant_yaml("contoso", "Essentials", "{days: 730}", ""),
+        "contoso",
+    )
+    .await;
+    let weu = fx.data("westeurope");
+    let default = container_name("contoso", ManagedRole::Default);
+    write(&weu, &default, "old", 4, 100).await;
+    fx.back_to_now().await;
+    write(&weu, &default, "young", 1, 100).await;
+
+    let metrics = Metrics::default();
+    let sweeper = fx.sweeper(retention(), &metrics);
+    let first = sweeper
+        .sweep_tenant(&fx.tenant("contoso").await)
+        .await
+        .unwrap();
+    assert_eq!((first.effective_days, first.blobs_deleted), (Some(730), 0));
+
+    // The platform team shortens retention to a year: the 400-day-old recordings are now past
+    // it, but the grace period (3 s here) runs first.
+    Api::<Tenant>::all(fx.h.client())
+        .patch(
+            "contoso",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"retention": {"days": 365}}})),
+        )
+        .await
+        .unwrap();
+    let waiting = sweeper
+        .sweep_tenant(&fx.tenant("contoso").await)
+        .await
+        .unwrap();
+    assert_eq!(waiting.effective_days, Some(730), "{waiting:?}");
+    assert_eq!(waiting.blobs_deleted, 0);
+    let pending = waiting.pending.clone().expect("the shortening is pending");
+    assert_eq!((pending.days, pending.blobs_affected), (365, Some(4)));
+    assert_eq!(
+        names(&weu, &default).await.len(),
+        5,
+        "nothing deleted during the grace period"
+    );
+    let events = fx.h.events("default", "Tenant", "contoso").await;
+    let announced = events
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("RetentionShortened"))
+        .expect("the shortening is announced");
+    assert_eq!(announced.type_.as_deref(), Some("Warning"));
+    assert!(
+        announced
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("from 730 days to 365 days"),
+        "{announced:?}"
+    );
+
+    // Still within the grace period on the next sweep.
+    let still = sweeper
+        .sweep_tenant(&fx.tenant("contoso").await)
+        .await
+        .unwrap();
+    assert_eq!((still.effective_days, still.blobs_deleted), (Some(730), 0));
+    assert_eq!(
+        still.pending.as_ref().unwrap().announced_time,
+        pending.announced_time
+    );
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let applied = sweeper
+        .sweep_tenant(&fx.tenant("contoso").await)
+        .await
+        .unwrap();
+    assert_eq!(applied.effective_days, Some(365));
+    assert!(applied.pending.is_none());
+    assert_eq!(applied.blobs_deleted, 4);
+    assert_eq!(names(&weu, &default).await, ["young-0000"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_stopping_mid_sweep_leaves_a_consistent_state_the_next_sweep_finishes() {
+    let mut fx = Fixture::start().await;
+    let contoso = fx
+        .onboard(
+            &tenant_yaml("contoso", "Essentials", "{days: 365}", ""),
+            "contoso",
+        )
+        .await;
+    let weu = fx.data("westeurope");
+    let default = container_name("contoso", ManagedRole::Default);
+    const OLD_BLOBS: usize = 600;
+    for chunk in 0..6 {
+        write(&weu, &default, &format!("old{chunk}"), OLD_BLOBS / 6, 10).await;
+    }
+    fx.back_to_now().await;
+    write(&weu, &default, "young", 3, 10).await;
+
+    let metrics = Metrics::default();
+    // Small pages and one delete at a time, so the sweep is still running when storage stops.
+    let config = RetentionConfig {
+        page_size: 10,
+        deletes_in_flight: 1,
+        ..retention()
+    };
+    let sweeper = Arc::new(fx.sweeper(config, &metrics));
+    let sweep = tokio::spawn({
+        let (sweeper, contoso) = (sweeper.clone(), contoso.clone());
+        async move { sweeper.sweep_tenant(&contoso).await.unwrap() }
+    });
+    common::wait_for(
+        T,
+        || async { Some(names(&weu, &default).await.len()) },
+        |n| *n <= OLD_BLOBS + 3 - 30,
+        "the first deletions",
+    )
+    .await;
+    fx.azurite.stop().await;
+    let failed = tokio::time::timeout(Duration::from_secs(150), sweep)
+        .await
+        .expect("the sweep gives up")
+        .unwrap();
+    assert_eq!(failed.last_result.as_deref(), Some("Failed"), "{failed:?}");
+    assert!(failed.last_sweep_time.is_none(), "not a completed sweep");
+    assert!(
+        failed.blobs_deleted >= 30 && failed.blobs_deleted < OLD_BLOBS as i64,
+        "{failed:?}"
+    );
+    let message = failed.message.clone().unwrap();
+    assert!(message.contains("is unreachable"), "{message}");
+    assert!(!message.contains("sig="), "no SAS in the status: {message}");
+    let events = fx.h.events("default", "Tenant", "contoso").await;
+    assert!(events
+        .iter()
+        .any(|e| e.reason.as_deref() == Some("RetentionSweepFailed")));
+
+    // Storage is back: what is left is exactly the old recordings not yet deleted, plus the
+    // young ones; the next sweep finishes the job.
+    fx.azurite.start_again().await.unwrap();
+    let left = names(&weu, &default).await;
+    assert_eq!(left.len(), OLD_BLOBS + 3 - failed.blobs_deleted as usize);
+    let done = sweeper
+        .sweep_tenant(&fx.tenant("contoso").await)
+        .await
+        .unwrap();
+    assert_eq!(done.last_result.as_deref(), Some("Completed"), "{done:?}");
+    assert_eq!(
+        done.blobs_deleted as usize,
+        OLD_BLOBS - failed.blobs_deleted as usize
+    );
+    assert_eq!(
+        names(&weu, &default).await,
+        ["young-0000", "young-0001", "young-0002"]
+    );
+}
