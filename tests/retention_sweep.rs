@@ -503,3 +503,93 @@ async fn storage_stopping_mid_sweep_leaves_a_consistent_state_the_next_sweep_fin
         ["young-0000", "young-0001", "young-0002"]
     );
 }
+
+/// The operator as it runs: the sweep task started beside the controllers sweeps on its own,
+/// once per interval, and the Tenant controller's status writes leave `status.retention` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_sweeps_on_its_own_and_its_status_survives_the_tenant_controller() {
+    use recording_operator::demo::{Platform, PlatformOptions, StorageMode};
+    let mut platform = Platform::start(PlatformOptions {
+        storage: StorageMode::Azurite,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let interval = Duration::from_secs(3);
+    platform.config.storage.as_mut().unwrap().retention = RetentionConfig {
+        interval,
+        ..Default::default()
+    };
+    let platform = Arc::new(platform);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = tokio::spawn({
+        let platform = platform.clone();
+        async move {
+            platform
+                .run_operator(None, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap()
+        }
+    });
+    platform
+        .apply_yaml(&tenant_yaml("contoso", "Essentials", "{days: 365}", ""))
+        .await
+        .unwrap();
+    let api: Api<Tenant> = Api::all(platform.client.clone());
+    let retention_of = |t: &Tenant| t.status.as_ref().and_then(|s| s.retention.clone());
+    let first = common::wait_for(
+        T,
+        || async { Some(api.get("contoso").await.unwrap()) },
+        |t| retention_of(t).is_some_and(|r| r.last_result.as_deref() == Some("Completed")),
+        "the first sweep",
+    )
+    .await;
+    let first = retention_of(&first).unwrap();
+    assert_eq!(first.effective_days, Some(365));
+
+    // A spec change makes the Tenant controller write its status again.
+    api.patch(
+        "contoso",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"includedUsers": 11}})),
+    )
+    .await
+    .unwrap();
+    let after = common::wait_for(
+        T,
+        || async { Some(api.get("contoso").await.unwrap()) },
+        |t| t.status.as_ref().and_then(|s| s.observed_generation) == Some(2),
+        "the Tenant controller's status write",
+    )
+    .await;
+    assert!(retention_of(&after).is_some(), "{:?}", after.status);
+    let owners: Vec<String> = after
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:status/f:retention").is_some())
+        })
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(owners, ["recording-operator-retention"]);
+
+    // The next sweep comes one interval after the last, not before.
+    let second = common::wait_for(
+        T,
+        || async { retention_of(&api.get("contoso").await.unwrap()) },
+        |r| r.last_sweep_time != first.last_sweep_time,
+        "the next sweep",
+    )
+    .await;
+    let gap = second.last_sweep_time.unwrap().0 - first.last_sweep_time.clone().unwrap().0;
+    assert!(gap.get_seconds() >= interval.as_secs() as i64, "{gap:?}");
+
+    let _ = stop.send(());
+    operator.await.unwrap();
+}

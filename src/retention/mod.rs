@@ -132,15 +132,17 @@ pub fn cutoff(now: Timestamp, days: u32) -> Timestamp {
 }
 
 /// When the tenant is swept next. `slot` (from the tenant's uid) places the first sweep in the
-/// interval; after a completed sweep the next comes one interval later; after a failed one,
+/// interval: at the first instant of its slot from `first_seen` (when the sweeper first saw the
+/// tenant) on. After a completed sweep the next comes one interval later; after a failed one,
 /// `retry` later.
 pub fn next_sweep(
     slot: u64,
     interval: Duration,
     retry: Duration,
     status: Option<&RetentionStatus>,
-    now: Timestamp,
+    first_seen: Timestamp,
 ) -> Timestamp {
+    let now = first_seen;
     let plus = |t: Timestamp, d: Duration| {
         t.checked_add(SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX))
             .unwrap_or(Timestamp::MAX)

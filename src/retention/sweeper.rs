@@ -70,13 +70,19 @@ impl Sweeper {
         // Next sweeps known before the cache shows the status that says so.
         let due_after: Arc<Mutex<HashMap<String, Timestamp>>> = Default::default();
         let mut announced: HashSet<(String, i32)> = HashSet::new();
+        let mut first_seen: HashMap<String, Timestamp> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         let tick =
             (config.interval / 20).clamp(Duration::from_millis(200), Duration::from_secs(30));
         loop {
             while tasks.try_join_next().is_some() {}
             let now = super::now();
-            for tenant in (this.tenants)() {
+            let tenants = (this.tenants)();
+            // Forget tenants that are gone.
+            let uids: HashSet<String> = tenants.iter().filter_map(|t| t.uid()).collect();
+            first_seen.retain(|uid, _| uids.contains(uid));
+            lock(&due_after).retain(|uid, _| uids.contains(uid));
+            for tenant in tenants {
                 if tenant.metadata.deletion_timestamp.is_some() {
                     continue;
                 }
@@ -102,12 +108,13 @@ impl Sweeper {
                         continue;
                     }
                 }
+                let first_seen = *first_seen.entry(uid.clone()).or_insert(now);
                 let mut due = next_sweep(
                     crate::hash64(&uid),
                     config.interval,
                     config.retry_failed_after,
                     status,
-                    now,
+                    first_seen,
                 );
                 if let Some(known) = lock(&due_after).get(&uid) {
                     due = due.max(*known);
