@@ -236,6 +236,7 @@ fn docs_list_exactly_the_exposed_series() {
     let one = |key: &str| BTreeMap::from([(key.to_owned(), 1)]);
     metrics.set_consents_by_state(&one("Pending"));
     metrics.set_tenants_by_health(&one("Warning"));
+    metrics.retention_swept("completed", &[("deleted", 1)], 1);
     let text = metrics.encode();
     let exposed: std::collections::BTreeSet<String> = text
         .lines()
