@@ -79,8 +79,12 @@ async fn write(data: &BlobData, container: &str, prefix: &str, n: usize) -> Dura
     let started = Instant::now();
     let results: Vec<_> = futures::stream::iter(0..n)
         .map(|i| async move {
-            data.put_blob(container, &format!("{prefix}-{i:07}"), vec![b'r'; BLOB_BYTES])
-                .await
+            data.put_blob(
+                container,
+                &format!("{prefix}-{i:07}"),
+                vec![b'r'; BLOB_BYTES],
+            )
+            .await
         })
         .buffer_unordered(32)
         .collect()
@@ -168,13 +172,24 @@ async fn main() {
     }
     let mut wrote = Duration::ZERO;
     for (tenant, n) in sizes {
-        wrote += write(&data, &container_name(tenant, ManagedRole::Default), "old", n / 10).await;
+        wrote += write(
+            &data,
+            &container_name(tenant, ManagedRole::Default),
+            "old",
+            n / 10,
+        )
+        .await;
     }
     azurite.set_clock_behind(None);
     azurite.start_again().await.unwrap();
     for (tenant, n) in sizes {
-        wrote += write(&data, &container_name(tenant, ManagedRole::Default), "young", n - n / 10)
-            .await;
+        wrote += write(
+            &data,
+            &container_name(tenant, ManagedRole::Default),
+            "young",
+            n - n / 10,
+        )
+        .await;
     }
     let written = sizes.iter().map(|(_, n)| n).sum::<usize>();
     println!(

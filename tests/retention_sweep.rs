@@ -30,25 +30,14 @@ const OLD: Duration = Duration::from_secs(400 * 86_400);
 const T: Duration = Duration::from_secs(60);
 const REGIONS: [&str; 2] = ["westeurope", "northeurope"];
 
+/// A westeurope Tenant with the given retention (`{days: 365}`, `{unlimited: true}`).
 fn tenant_yaml(name: &str, license: &str, retention: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: Tenant
-metadata:
-  name: {name}
-spec:
-  customerName: {name}-customer
-  domain: {name}.onmicrosoft.com
-  shortName: {name}
-  contactEmails: [ops@example.com]
-  adminUpns: [admin@{name}.onmicrosoft.com]
-  license: {license}
-  includedUsers: 10
-  storage:
-    location: westeurope
-{extra}  retention: {retention}
-"#
+    common::tenant_yaml(
+        name,
+        &format!("{name}.onmicrosoft.com"),
+        license,
+        "westeurope",
+        &format!("{extra}  retention: {retention}\n"),
     )
 }
 
@@ -141,6 +130,25 @@ impl Fixture {
             assert!(line.ready, "{line:?}");
         }
         tenant
+    }
+
+    /// Essentials Tenant `contoso` with `retention`, its default container holding `old`
+    /// recordings 400 days old and `young` new ones (Azurite back on the real clock). Returns
+    /// the Tenant, the account's data client and the container.
+    async fn aged_contoso(
+        &mut self,
+        retention: &str,
+        old: usize,
+        young: usize,
+    ) -> (Tenant, BlobData, String) {
+        let yaml = tenant_yaml("contoso", "Essentials", retention, "");
+        let tenant = self.onboard(&yaml, "contoso").await;
+        let weu = self.data("westeurope");
+        let default = container_name("contoso", ManagedRole::Default);
+        write(&weu, &default, "old", old, 100).await;
+        self.back_to_now().await;
+        write(&weu, &default, "young", young, 100).await;
+        (tenant, weu, default)
     }
 
     /// Restarts Azurite on the real clock over the same data.
@@ -306,17 +314,7 @@ async fn old_recordings_go_young_ones_byos_and_unlimited_tenants_stay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_counts_and_deletes_nothing() {
     let mut fx = Fixture::start().await;
-    let contoso = fx
-        .onboard(
-            &tenant_yaml("contoso", "Essentials", "{days: 30}", ""),
-            "contoso",
-        )
-        .await;
-    let weu = fx.data("westeurope");
-    let default = container_name("contoso", ManagedRole::Default);
-    write(&weu, &default, "old", 6, 100).await;
-    fx.back_to_now().await;
-    write(&weu, &default, "young", 2, 100).await;
+    let (contoso, weu, default) = fx.aged_contoso("{days: 30}", 6, 2).await;
 
     let metrics = Metrics::default();
     let config = RetentionConfig {
@@ -349,16 +347,7 @@ async fn a_dry_run_counts_and_deletes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shortened_retention_waits_for_its_grace_period() {
     let mut fx = Fixture::start().await;
-    fx.onboard(
-        &tenant_yaml("contoso", "Essentials", "{days: 730}", ""),
-        "contoso",
-    )
-    .await;
-    let weu = fx.data("westeurope");
-    let default = container_name("contoso", ManagedRole::Default);
-    write(&weu, &default, "old", 4, 100).await;
-    fx.back_to_now().await;
-    write(&weu, &default, "young", 1, 100).await;
+    let (_, weu, default) = fx.aged_contoso("{days: 730}", 4, 1).await;
 
     let metrics = Metrics::default();
     let sweeper = fx.sweeper(retention(), &metrics);
@@ -431,20 +420,8 @@ async fn a_shortened_retention_waits_for_its_grace_period() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_stopping_mid_sweep_leaves_a_consistent_state_the_next_sweep_finishes() {
     let mut fx = Fixture::start().await;
-    let contoso = fx
-        .onboard(
-            &tenant_yaml("contoso", "Essentials", "{days: 365}", ""),
-            "contoso",
-        )
-        .await;
-    let weu = fx.data("westeurope");
-    let default = container_name("contoso", ManagedRole::Default);
     const OLD_BLOBS: usize = 600;
-    for chunk in 0..6 {
-        write(&weu, &default, &format!("old{chunk}"), OLD_BLOBS / 6, 10).await;
-    }
-    fx.back_to_now().await;
-    write(&weu, &default, "young", 3, 10).await;
+    let (contoso, weu, default) = fx.aged_contoso("{days: 365}", OLD_BLOBS, 3).await;
 
     let metrics = Metrics::default();
     // Small pages and one delete at a time, so the sweep is still running when storage stops.
