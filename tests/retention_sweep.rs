@@ -570,3 +570,102 @@ async fn the_operator_sweeps_on_its_own_and_its_status_survives_the_tenant_contr
     let _ = stop.send(());
     operator.await.unwrap();
 }
+
+/// Azure answers a busy account with 503 `ServerBusy` and a `Retry-After`: the sweep waits that
+/// long, tries again, and finishes. A loopback proxy in front of Azurite plays the busy account
+/// for the first two listing requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_answers_are_waited_out_for_their_retry_after() {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    let mut fx = Fixture::start().await;
+    let (contoso, weu, default) = fx.aged_contoso("{days: 365}", 3, 1).await;
+
+    #[derive(Clone)]
+    struct Proxy {
+        upstream: String,
+        http: reqwest::Client,
+        /// When each listing request arrived.
+        listings: Arc<Mutex<Vec<Instant>>>,
+    }
+    async fn forward(State(p): State<Proxy>, request: Request) -> Response {
+        let path_and_query = request.uri().path_and_query().unwrap().to_string();
+        if path_and_query.contains("comp=list") {
+            let mut seen = p.listings.lock().unwrap();
+            seen.push(Instant::now());
+            if seen.len() <= 2 {
+                return Response::builder()
+                    .status(503)
+                    .header("retry-after", "2")
+                    .header("x-ms-error-code", "ServerBusy")
+                    .body(Body::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>ServerBusy</Code><Message>The server is busy.</Message></Error>"))
+                    .unwrap();
+            }
+        }
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let mut upstream = p
+            .http
+            .request(parts.method, format!("{}{path_and_query}", p.upstream))
+            .body(body);
+        // Hop-by-hop headers and the length are the connections' own.
+        let own = |name: &str| {
+            matches!(
+                name,
+                "host" | "connection" | "keep-alive" | "transfer-encoding" | "content-length"
+            )
+        };
+        for (name, value) in &parts.headers {
+            if !own(name.as_str()) {
+                upstream = upstream.header(name, value);
+            }
+        }
+        let answer = upstream.send().await.unwrap();
+        let mut response = Response::builder().status(answer.status());
+        for (name, value) in answer.headers() {
+            if !own(name.as_str()) {
+                response = response.header(name, value);
+            }
+        }
+        response
+            .body(Body::from(answer.bytes().await.unwrap()))
+            .unwrap()
+    }
+    let proxy = Proxy {
+        upstream: fx.azurite.blob_service_url(),
+        http: reqwest::Client::new(),
+        listings: Default::default(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(proxy.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    fx.accounts.get_mut("westeurope").unwrap().endpoint = format!("http://{address}/westeurope");
+
+    let started = Instant::now();
+    let status = fx
+        .sweeper(retention(), &Metrics::default())
+        .sweep_tenant(&contoso)
+        .await
+        .unwrap();
+    assert_eq!(
+        status.last_result.as_deref(),
+        Some("Completed"),
+        "{status:?}"
+    );
+    assert_eq!(status.blobs_deleted, 3);
+    let listings = proxy.listings.lock().unwrap().clone();
+    assert_eq!(listings.len(), 3, "two refused, one answered");
+    for pair in listings.windows(2) {
+        let waited = pair[1] - pair[0];
+        assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    assert_eq!(names(&weu, &default).await, ["young-0000"]);
+}
