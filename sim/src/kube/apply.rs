@@ -758,6 +758,24 @@ mod tests {
         assert_eq!(third["data"], json!({"a": "1"}));
     }
 
+    #[test]
+    fn a_map_whose_fields_are_no_longer_applied_goes_too() {
+        let obj = |spec: Value| json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": spec});
+        let first = apply(
+            None,
+            &obj(json!({"keep": "1", "pending": {"days": 30, "at": "t"}})),
+            false,
+            &by("op"),
+        )
+        .unwrap();
+        let second = apply(Some(&first), &obj(json!({"keep": "1"})), false, &by("op")).unwrap();
+        assert_eq!(
+            second["spec"],
+            json!({"keep": "1"}),
+            "no empty `pending: {{}}` is left"
+        );
+    }
+
     fn with_conditions(conditions: Value) -> Value {
         json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"conditions": conditions}})
     }
