@@ -5,6 +5,8 @@
 #    node_modules/.bin/azurite-blob from there.
 #  - kubectl from Debian's packages when it is missing (the simulator tests drive it).
 #  - lua5.1 from Debian's packages when it is missing (the Argo CD health check test).
+#  - prometheus (the server and promtool) from Debian's packages when missing (the alert rules'
+#    and the dashboard's tests: tests/monitoring_rules.rs, tests/monitoring_prometheus.rs).
 #  - faketime (libfaketime) from Debian's packages when missing (the retention tests).
 set -euo pipefail
 
@@ -45,6 +47,15 @@ if ! command -v lua5.1 >/dev/null 2>&1; then
 fi
 echo "install-test-deps: $(lua5.1 -v 2>&1 | head -n 1)" >&2
 
+# The alert rules are checked and unit-tested by promtool, and a real Prometheus server scrapes
+# the operator and answers every dashboard query (tests/monitoring_*.rs). The package's service
+# is not started: the tests run the server themselves on a free loopback port.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    echo "install-test-deps: installing prometheus (server and promtool) from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+echo "install-test-deps: $(promtool --version 2>&1 | head -n 1)" >&2
 # libfaketime runs Azurite with its clock in the past, so the retention tests have really old
 # blobs by Azurite's own clock (sim::azurite's Azurite::set_clock_behind).
 if ! ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 >/dev/null 2>&1; then

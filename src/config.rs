@@ -308,7 +308,8 @@ fn base_url(raw: &str) -> Result<Url, &'static str> {
 // Consents
 // ---------------------------------------------------------------------------------------------
 
-/// Key of the consent whose application (`Application.Read.All`) verifies the others.
+/// Key of the consent whose application (`Application.Read.All`, `Directory.Read.All`)
+/// verifies every consent through Microsoft Graph.
 pub const DIRECTORY_CONSENT: &str = "directory";
 
 /// Whether a consent holds back a tenant's `OK` / `Ready`.
@@ -425,7 +426,12 @@ fn default_consents(server: &str) -> BTreeMap<String, ConsentConfig> {
         ),
         (
             "directory",
-            &["User.Read.All", "Group.Read.All", "Application.Read.All"],
+            &[
+                "User.Read.All",
+                "Group.Read.All",
+                "Application.Read.All",
+                "Directory.Read.All",
+            ],
             &[],
             Mandatory::Always,
         ),
@@ -932,7 +938,7 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
         );
         let directory = &config.consents["directory"];
         assert_eq!(directory.display_name, "acme-aad");
-        assert_eq!(directory.application_permissions.len(), 3);
+        assert_eq!(directory.application_permissions.len(), 4);
         assert_eq!(
             directory.client_secret,
             Some(SecretRef::SecretRef {

@@ -11,6 +11,7 @@ use recording_operator::graph::ConsentChecker;
 use recording_operator::http::{self, HttpArgs, HttpState};
 use recording_operator::leader::{LeaderArgs, LeaderOutcome};
 use recording_operator::metrics::Metrics;
+use recording_operator::signals::StopSignals;
 use recording_operator::storage::{backend_from_config, tenant::TenantStorage};
 use recording_operator::telemetry::{self, LogArgs};
 
@@ -150,9 +151,10 @@ async fn run(
     };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
     tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
+        let signal = signals.recv().await;
+        tracing::info!(signal, "shutting down");
         let _ = stop_tx.send(true);
     });
     let stopped = move || {
@@ -200,22 +202,4 @@ async fn run(
     };
     let _ = server.await;
     result
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

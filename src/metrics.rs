@@ -21,10 +21,16 @@
 //! | `recording_operator_retention_sweeps_total` | counter | `result` |
 //! | `recording_operator_retention_blobs_total` | counter | `outcome` |
 //! | `recording_operator_retention_deleted_bytes_total` | counter | — |
+//!
+//! The onboarding funnel and the per-Tenant figures the alert rules read are in [`funnel`]
+//! (its table says which series carry a `tenant` label); requests to the public listener in
+//! [`public`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -34,7 +40,14 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::crd::{ConsentGrant, ConsentGrantStatus, RecordingService, Tenant, TenantStatus};
 use crate::graph::Counters;
+
+pub mod funnel;
+pub mod public;
+
+pub use funnel::ConsentFigures;
+pub use public::count_public_request;
 
 /// `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -93,6 +106,8 @@ struct Inner {
     consents: LabelledGauges<StateLabels>,
     tenants: LabelledGauges<HealthLabels>,
     leader: Gauge,
+    funnel: funnel::Funnel,
+    public: public::PublicRequests,
     retention_sweeps: Family<ResultLabels, Counter>,
     retention_blobs: Family<OutcomeLabels, Counter>,
     retention_bytes: Counter,
@@ -159,6 +174,8 @@ impl Metrics {
             "1 while this replica holds the leader Lease and runs the controllers, else 0",
             leader.clone(),
         );
+        let funnel = funnel::Funnel::register(&mut registry);
+        let public = public::PublicRequests::register(&mut registry);
         let retention_sweeps = Family::<ResultLabels, Counter>::default();
         registry.register(
             "recording_operator_retention_sweeps",
@@ -190,6 +207,8 @@ impl Metrics {
                 consents,
                 tenants,
                 leader,
+                funnel,
+                public,
                 retention_sweeps,
                 retention_blobs,
                 retention_bytes,
@@ -230,6 +249,65 @@ impl Metrics {
         self.inner.leader.set(i64::from(leading));
     }
 
+    /// After the Tenant controller wrote `new` over `old` as the Tenant's status: observes the
+    /// first Ready in the funnel (once; see [`funnel::first_ready`]).
+    pub fn tenant_status_written(
+        &self,
+        tenant: &Tenant,
+        old: Option<&TenantStatus>,
+        new: &TenantStatus,
+    ) {
+        self.inner.funnel.tenant_status_written(tenant, old, new);
+    }
+
+    /// Sets the per-Tenant gauges (`tenant_warning`, `tenant_storage_ready`) from the status
+    /// the Tenant controller computed for `tenant`, written or not.
+    pub fn tenant_status(&self, tenant: &str, status: &TenantStatus) {
+        self.inner.funnel.tenant_status(tenant, status);
+    }
+
+    /// Drops the per-Tenant series of Tenants that are gone.
+    pub fn retain_tenants(&self, live: &std::collections::HashSet<String>) {
+        self.inner.funnel.retain_tenants(live);
+    }
+
+    /// After the consent controller wrote `new` over `old` as a grant's status: observes the
+    /// first Granted in the funnel (once; see [`funnel::first_granted`]).
+    pub fn consent_status_written(
+        &self,
+        grant: &ConsentGrant,
+        old: Option<&ConsentGrantStatus>,
+        new: &ConsentGrantStatus,
+    ) {
+        self.inner.funnel.consent_status_written(grant, old, new);
+    }
+
+    /// Sets the tenants waiting per consent and the revoked grants from one pass over the
+    /// grants.
+    pub fn set_consent_figures(&self, figures: &ConsentFigures) {
+        self.inner.funnel.set_consent_figures(figures);
+    }
+
+    /// Records the app registration a RecordingService uses: its application id and when its
+    /// soonest still-valid client secret expires; `None` when none is known. The series' `owner`
+    /// label is the service's `namespace/name`.
+    pub fn client_secret(&self, service: &RecordingService, secret: Option<(&str, Timestamp)>) {
+        self.inner
+            .funnel
+            .client_secret(&owner_label(service), secret);
+    }
+
+    /// Forgets the client secrets of RecordingServices not among `live`.
+    pub fn retain_client_secrets<'a>(&self, live: impl IntoIterator<Item = &'a RecordingService>) {
+        let live: BTreeSet<String> = live.into_iter().map(owner_label).collect();
+        self.inner.funnel.retain_client_secrets(&live);
+    }
+
+    /// Counts one request to the public listener (see [`count_public_request`]).
+    pub fn public_request(&self, route: &str, status: axum::http::StatusCode) {
+        self.inner.public.count(route, status);
+    }
+
     /// Counts one retention sweep of a tenant: its result, its recordings by outcome, and the
     /// bytes it deleted.
     pub fn retention_swept(&self, result: &str, blobs: &[(&str, u64)], bytes_deleted: u64) {
@@ -258,6 +336,16 @@ impl Metrics {
             .expect("writing metrics into a String cannot fail");
         out
     }
+}
+
+/// `namespace/name` of a RecordingService, as the secret expiry series name it.
+fn owner_label(service: &RecordingService) -> String {
+    use kube::ResourceExt;
+    format!(
+        "{}/{}",
+        service.namespace().unwrap_or_default(),
+        service.name_any()
+    )
 }
 
 /// Times one reconcile; see [`Metrics::reconcile_started`].

@@ -10,114 +10,11 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use recording_operator::config::{Mandatory, OperatorConfig, SecretRef};
-use recording_operator::graph::{
-    next_check_after, CheckState, ConsentChecker, ConsentSpec, GraphError, TenantCheck,
-};
-use sim::m365::{M365Sim, Seed, TenantSeed, Throttle, PLATFORM_CONSENTS};
+use recording_operator::config::SecretRef;
+use recording_operator::graph::{next_check_after, CheckState, GraphError};
+use sim::m365::Throttle;
 
-use common::secrets::MapSecrets;
-
-const HOME: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
-const CONTOSO: &str = "c0275050-0000-4000-8000-00000000c0c0";
-const FABRIKAM: &str = "fab41ca0-0000-4000-8000-00000000fabf";
-const REDIRECT: &str = "https://operator.example/consent/callback";
-
-struct World {
-    sim: M365Sim,
-    seed: Seed,
-    config: OperatorConfig,
-    checker: ConsentChecker,
-}
-
-fn seed() -> Seed {
-    let mut seed = Seed::platform_default("rec", HOME, "platform.example", REDIRECT);
-    seed.tenants.push(TenantSeed {
-        id: CONTOSO.into(),
-        display_name: Some("Contoso".into()),
-        domains: vec!["contoso.example".into(), "contoso.onmicrosoft.com".into()],
-    });
-    seed.tenants.push(TenantSeed {
-        id: FABRIKAM.into(),
-        display_name: Some("Fabrikam".into()),
-        domains: vec!["fabrikam.onmicrosoft.com".into()],
-    });
-    seed
-}
-
-async fn world() -> World {
-    world_with(seed(), |_, _| {}).await
-}
-
-/// Starts the simulator and a checker configured for it; `adjust` may change the
-/// configuration and the secrets before the checker is built.
-async fn world_with(
-    seed: Seed,
-    adjust: impl FnOnce(&mut OperatorConfig, &mut HashMap<String, String>),
-) -> World {
-    let sim = M365Sim::start(seed.clone())
-        .await
-        .expect("simulator starts");
-    let mut config = OperatorConfig {
-        server_name: "rec".into(),
-        consent_redirect_uri: Some(REDIRECT.into()),
-        ..OperatorConfig::default()
-    };
-    config.cloud.authority_host = Some(sim.url());
-    config.cloud.graph_endpoint = Some(sim.url());
-    let mut secrets = HashMap::new();
-    for (key, suffix, _, _) in PLATFORM_CONSENTS {
-        let app = seed.app(&format!("rec-{suffix}")).expect("platform app");
-        let consent = config.consents.get_mut(*key).expect("default consent");
-        consent.app_id = app.app_id.clone();
-        consent.client_secret = Some(SecretRef::Env(format!("{key}-secret")));
-        secrets.insert(format!("{key}-secret"), app.secrets[0].value.clone());
-    }
-    adjust(&mut config, &mut secrets);
-    let checker =
-        ConsentChecker::new(&config, Arc::new(MapSecrets(secrets))).expect("valid configuration");
-    World {
-        sim,
-        seed,
-        config,
-        checker,
-    }
-}
-
-impl World {
-    /// The mandatory consents of an Essentials (`pro == false`) or Pro tenant.
-    fn specs(&self, pro: bool) -> Vec<ConsentSpec> {
-        self.config
-            .consents_for(pro)
-            .into_iter()
-            .filter(|(_, c)| c.mandatory != Mandatory::Never)
-            .map(|(key, c)| ConsentSpec::from_config(key, c))
-            .collect()
-    }
-
-    fn app_id(&self, key: &str) -> String {
-        self.config.consents[key].app_id.clone()
-    }
-
-    fn grant(&self, tenant: &str, key: &str) {
-        self.sim.grant_consent(tenant, &self.app_id(key));
-    }
-}
-
-fn state(check: &TenantCheck, key: &str) -> CheckState {
-    check
-        .get(key)
-        .unwrap_or_else(|| panic!("no result for {key}"))
-        .state
-}
-
-fn states(check: &TenantCheck) -> Vec<(String, CheckState)> {
-    check
-        .consents
-        .iter()
-        .map(|c| (c.key.clone(), c.state))
-        .collect()
-}
+use common::consent_world::*;
 
 #[tokio::test]
 async fn a_tenant_goes_from_pending_to_granted_to_partial_to_revoked() {
@@ -142,7 +39,12 @@ async fn a_tenant_goes_from_pending_to_granted_to_partial_to_revoked() {
     let directory = check.get("directory").unwrap();
     assert_eq!(
         directory.missing,
-        ["User.Read.All", "Group.Read.All", "Application.Read.All"]
+        [
+            "User.Read.All",
+            "Group.Read.All",
+            "Application.Read.All",
+            "Directory.Read.All"
+        ]
     );
     assert!(
         directory.message.contains("admin consent not given"),
@@ -170,14 +72,7 @@ async fn a_tenant_goes_from_pending_to_granted_to_partial_to_revoked() {
         w.grant(CONTOSO, key);
     }
     let check = w.checker.check_now(CONTOSO, &specs).await;
-    assert!(
-        check
-            .consents
-            .iter()
-            .all(|c| c.state == CheckState::Granted),
-        "{:?}",
-        check.consents
-    );
+    assert_all_granted(&check);
     assert_eq!(
         check.get("login").unwrap().granted,
         ["openid", "profile", "User.Read"]
@@ -231,9 +126,9 @@ async fn a_bad_client_secret_is_an_error_that_never_shows_the_secret() {
     );
     // Without the directory consent usable, the others are judged by their own tokens.
     assert_eq!(state(&check, "recording"), CheckState::Granted);
-    // Nothing can be said of the delegated-only consent: its previous state stands.
+    // The delegated-only consent cannot be verified until the secret is fixed: never Granted.
     let login = check.get("login").unwrap();
-    assert_eq!(login.state, CheckState::Unknown);
+    assert_eq!(login.state, CheckState::Unverified);
     assert!(
         login.message.starts_with(
             "not verified: the directory consent cannot be used: the client secret of application"
@@ -344,9 +239,7 @@ async fn graph_429_with_retry_after_3_holds_the_next_check_at_least_3s() {
 async fn a_503_on_the_whole_batch_leaves_every_verified_consent_unknown() {
     let w = world().await;
     let specs = w.specs(false);
-    for spec in &specs {
-        w.sim.grant_consent(CONTOSO, &spec.app_id);
-    }
+    w.grant_all(CONTOSO, &specs);
     w.checker.check_now(CONTOSO, &specs).await;
     w.sim.throttle(Throttle {
         tenant: Some(CONTOSO.into()),
@@ -403,19 +296,10 @@ async fn a_granted_pro_tenant_is_polled_with_one_batch_and_no_token_request() {
     .await;
     let specs = w.specs(true);
     assert_eq!(specs.len(), 5);
-    for spec in &specs {
-        w.sim.grant_consent(CONTOSO, &spec.app_id);
-    }
+    w.grant_all(CONTOSO, &specs);
     // First poll learns the service principal ids and Graph's app roles.
     let first = w.checker.check(CONTOSO, &specs).await;
-    assert!(
-        first
-            .consents
-            .iter()
-            .all(|c| c.state == CheckState::Granted),
-        "{:?}",
-        first.consents
-    );
+    assert_all_granted(&first);
     let first_counts = w.sim.counts().tenant(CONTOSO);
     assert_eq!(first_counts.token, 1, "one token, for the directory app");
     assert_eq!(first_counts.graph_requests(), 2, "look-ups, then details");
@@ -446,9 +330,7 @@ async fn the_grants_of_a_granted_tenant_coming_due_apart_share_one_check() {
     })
     .await;
     let specs = w.specs(true);
-    for spec in &specs {
-        w.sim.grant_consent(CONTOSO, &spec.app_id);
-    }
+    w.grant_all(CONTOSO, &specs);
     // Five ConsentGrants, each polling on its own jittered schedule.
     for _ in &specs {
         let check = w.checker.check(CONTOSO, &specs).await;
@@ -474,22 +356,13 @@ async fn a_directory_token_graph_refuses_is_replaced_once() {
     })
     .await;
     let specs = w.specs(false);
-    for spec in &specs {
-        w.sim.grant_consent(CONTOSO, &spec.app_id);
-    }
+    w.grant_all(CONTOSO, &specs);
     w.checker.check_now(CONTOSO, &specs).await;
     // The simulator's clock moves past the cached token's expiry: Graph answers 401.
     w.sim.advance_clock(Duration::from_secs(2 * 3600));
     w.sim.reset_counts();
     let check = w.checker.check_now(CONTOSO, &specs).await;
-    assert!(
-        check
-            .consents
-            .iter()
-            .all(|c| c.state == CheckState::Granted),
-        "{:?}",
-        check.consents
-    );
+    assert_all_granted(&check);
     // (A refused token names no tenant the simulator trusts: count the totals.)
     let counts = w.sim.counts().total;
     assert_eq!(counts.token, 1, "one new directory token");
@@ -503,9 +376,7 @@ async fn a_directory_token_graph_refuses_is_replaced_once() {
 #[tokio::test]
 async fn a_consent_no_longer_named_is_no_longer_checked() {
     let w = world().await;
-    for spec in w.specs(true) {
-        w.sim.grant_consent(CONTOSO, &spec.app_id);
-    }
+    w.grant_all(CONTOSO, &w.specs(true));
     let pro = w.checker.check_now(CONTOSO, &w.specs(true)).await;
     assert!(pro.get("redundantRecording").is_some());
     // Pro → Essentials: the paired consent's grant is gone.
@@ -520,8 +391,8 @@ async fn a_consent_no_longer_named_is_no_longer_checked() {
     assert_eq!(essentials.consents.len(), 4);
     assert_eq!(
         w.sim.counts().tenant(CONTOSO).batch_items,
-        6,
-        "login: 2, recording: 2, IM: 2"
+        8,
+        "directory: 2, login: 2, recording: 2, IM: 2"
     );
 }
 
@@ -566,7 +437,10 @@ async fn permissions_granted_after_a_partial_token_show_at_the_next_poll() {
         "{}",
         directory.message
     );
-    assert_eq!(directory.missing, ["Application.Read.All"]);
+    assert_eq!(
+        directory.missing,
+        ["Application.Read.All", "Directory.Read.All"]
+    );
 
     // The admin consents again, to all three. The token of the first check (valid for an
     // hour) does not carry the new role; the next poll must not judge by it.
@@ -585,34 +459,12 @@ async fn permissions_granted_after_a_partial_token_show_at_the_next_poll() {
 async fn concurrent_checks_of_one_tenant_share_one_check() {
     let w = world().await; // checkCacheTtl 5s
     let specs = w.specs(true);
-    for spec in &specs {
-        w.sim.grant_consent(CONTOSO, &spec.app_id);
-    }
+    w.grant_all(CONTOSO, &specs);
     let calls = (0..5).map(|_| w.checker.check(CONTOSO, &specs));
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().all(|r| Arc::ptr_eq(r, &results[0])));
     assert_eq!(w.checker.counters().checks(), (1, 4));
     assert_eq!(w.sim.counts().tenant(CONTOSO).token, 1);
-}
-
-#[tokio::test]
-async fn delegated_scopes_when_graph_applies_its_directory_read_rule() {
-    let mut strict = seed();
-    strict.settings.grants_require_directory_read = true;
-    let w = world_with(strict, |_, _| {}).await;
-    for key in ["directory", "login"] {
-        w.grant(CONTOSO, key);
-    }
-    let check = w.checker.check_now(CONTOSO, &w.specs(false)).await;
-    let login = check.get("login").unwrap();
-    assert_eq!(login.state, CheckState::Granted, "{}", login.message);
-    assert!(
-        login
-            .message
-            .contains("reading permission grants needs Directory.Read.All"),
-        "{}",
-        login.message
-    );
 }
 
 #[tokio::test]

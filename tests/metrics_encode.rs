@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use recording_operator::crd::{ConsentGrant, RecordingService, Tenant};
 use recording_operator::graph::{Counters, GraphOutcome, TokenOutcome};
-use recording_operator::metrics::Metrics;
+use recording_operator::metrics::{ConsentFigures, Metrics};
+use serde_json::json;
 
 /// The value of the sample line `series` (name and labels exactly as encoded).
 fn sample(text: &str, series: &str) -> Option<f64> {
@@ -236,6 +238,7 @@ fn docs_list_exactly_the_exposed_series() {
     let one = |key: &str| BTreeMap::from([(key.to_owned(), 1)]);
     metrics.set_consents_by_state(&one("Pending"));
     metrics.set_tenants_by_health(&one("Warning"));
+    onboard_contoso(&metrics);
     metrics.retention_swept("completed", &[("deleted", 1)], 1);
     let text = metrics.encode();
     let exposed: std::collections::BTreeSet<String> = text
@@ -250,4 +253,124 @@ fn docs_list_exactly_the_exposed_series() {
         })
         .collect();
     assert_eq!(documented, exposed);
+}
+
+/// What the controllers report while contoso onboards: its grant of `recording` granted ten
+/// minutes after creation, the Tenant Ready an hour after, fabrikam's `recording` revoked, a
+/// service's app registration whose secret ends in 20 days, two Quick Start requests.
+fn onboard_contoso(metrics: &Metrics) {
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "recording.m365.io/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "contoso", "uid": "u-contoso", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"customerName": "Contoso", "domain": "contoso.onmicrosoft.com", "shortName": "contoso",
+                 "contactEmails": ["ops@contoso.com"], "adminUpns": ["admin@contoso.onmicrosoft.com"],
+                 "license": "Pro", "includedUsers": 10, "storage": {"location": "westeurope"}},
+        "status": {"health": "Warning", "conditions": [
+            {"type": "Ready", "status": "False", "reason": "ConsentsPending", "message": "",
+             "lastTransitionTime": "2026-01-01T00:00:02Z"}]}
+    }))
+    .unwrap();
+    let mut ready = tenant.status.clone().unwrap();
+    ready.health = Some(recording_operator::crd::Health::Ok);
+    ready.conditions[0].status = "True".into();
+    ready.conditions[0].last_transition_time.0 = "2026-01-01T01:00:00Z".parse().unwrap();
+    metrics.tenant_status("contoso", tenant.status.as_ref().unwrap());
+    metrics.tenant_status_written(&tenant, tenant.status.as_ref(), &ready);
+    // The same transition seen again (a watch that lags): not a second observation.
+    metrics.tenant_status_written(&tenant, tenant.status.as_ref(), &ready);
+
+    let grant = |tenant: &str, state: &str| -> ConsentGrant {
+        serde_json::from_value(json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "ConsentGrant",
+            "metadata": {"name": "recording", "namespace": format!("tenant-{tenant}"),
+                         "uid": format!("g-{tenant}"), "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"tenantRef": tenant, "consent": "recording",
+                     "appId": "5b1f0a2c-0000-4000-8000-0000000000aa"},
+            "status": {"state": state}
+        }))
+        .unwrap()
+    };
+    let pending = grant("contoso", "Pending");
+    let mut granted = pending.status.clone().unwrap();
+    granted.state = Some(recording_operator::crd::ConsentState::Granted);
+    granted.granted_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-01-01T00:10:00Z".parse().unwrap(),
+    ));
+    metrics.consent_status_written(&pending, pending.status.as_ref(), &granted);
+    let mut figures = ConsentFigures::default();
+    figures.add(
+        "fabrikam",
+        "recording",
+        Some(recording_operator::crd::ConsentState::Revoked),
+    );
+    metrics.set_consent_figures(&figures);
+
+    let service: RecordingService = serde_json::from_value(json!({
+        "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+        "metadata": {"name": "main", "namespace": "tenant-contoso"},
+        "spec": {"tenantRef": "contoso", "shortName": "contoso-main", "licensedUsers": 5}
+    }))
+    .unwrap();
+    let end =
+        k8s_openapi::jiff::Timestamp::now() + k8s_openapi::jiff::SignedDuration::from_hours(480);
+    metrics.client_secret(
+        &service,
+        Some(("6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7", end)),
+    );
+    for _ in 0..2 {
+        metrics.public_request("/quickstart/{token}", axum::http::StatusCode::OK);
+    }
+}
+
+#[test]
+fn the_funnel_and_the_per_tenant_series_show_what_the_controllers_reported() {
+    let metrics = Metrics::default();
+    onboard_contoso(&metrics);
+    let text = metrics.encode();
+    let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("{series}\n{text}"));
+    assert_eq!(
+        value("recording_operator_tenant_time_to_ready_seconds_count{license=\"Pro\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("recording_operator_tenant_time_to_ready_seconds_sum{license=\"Pro\"}"),
+        3600.0
+    );
+    assert_eq!(
+        value("recording_operator_consent_time_to_granted_seconds_sum{consent=\"recording\"}"),
+        600.0
+    );
+    assert_eq!(
+        value("recording_operator_tenant_warning{tenant=\"contoso\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("recording_operator_tenant_storage_ready{tenant=\"contoso\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("recording_operator_consent_revoked{tenant=\"fabrikam\",consent=\"recording\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("recording_operator_consent_waiting_tenants{consent=\"recording\"}"),
+        1.0
+    );
+    let days = value(
+        "recording_operator_client_secret_expiry_days{kind=\"app_registration\",owner=\"tenant-contoso/main\",app_id=\"6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7\"}",
+    );
+    assert!((19.99..=20.0).contains(&days), "{days}");
+
+    // Gone objects lose their series; a revoked grant granted again is no longer named.
+    metrics.retain_tenants(&std::collections::HashSet::new());
+    metrics.set_consent_figures(&ConsentFigures::default());
+    metrics.retain_client_secrets(std::iter::empty());
+    let text = metrics.encode();
+    for gone in [
+        "tenant=\"contoso\"",
+        "tenant=\"fabrikam\"",
+        "owner=\"tenant-contoso/main\"",
+    ] {
+        assert!(!text.contains(gone), "{gone} still in\n{text}");
+    }
 }

@@ -3,7 +3,9 @@
 //! Nothing is installed at run time: the harness finds `node_modules/.bin/azurite-blob` (put
 //! there by `scripts/install-test-deps.sh`, i.e. `npm install azurite@3.37.0`) in the
 //! workspace, or takes the path in `AZURITE_BLOB_BIN`. Each [`Azurite`] runs its own blob
-//! service on `127.0.0.1:<free port>` with a fresh data folder, and stops it when dropped.
+//! service on `127.0.0.1:<free port>` with a fresh data folder, and stops it when dropped; the
+//! emulator is started with [`crate::process::spawn_child`], so it also dies with the process
+//! that started it, even one killed outright.
 //!
 //! Several storage accounts run side by side in one emulator (Azurite's `AZURITE_ACCOUNTS`):
 //! each has its own path-style endpoint `http://127.0.0.1:<port>/<account>` and its own key, so
@@ -28,8 +30,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+
+use crate::process::{spawn_child, ChildProcess};
 
 /// The development account every Azure Storage emulator knows.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
@@ -186,8 +189,9 @@ pub struct Azurite {
     program: PathBuf,
     port: u16,
     accounts: Vec<AzuriteAccount>,
+    /// Declared before the data folder, so a dropped emulator is killed before its folder goes.
+    child: Option<ChildProcess>,
     data_dir: tempfile::TempDir,
-    child: Option<Child>,
     /// How far behind the real clock the emulator's clock runs (libfaketime), if at all.
     clock_behind: Option<Duration>,
 }
@@ -226,8 +230,8 @@ impl Azurite {
             program,
             port,
             accounts,
-            data_dir,
             child: None,
+            data_dir,
             clock_behind: behind,
         };
         azurite.launch().await?;
@@ -264,6 +268,11 @@ impl Azurite {
         parts.join(" ")
     }
 
+    /// The emulator's process id while it runs: the node process that holds the port.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildProcess::id)
+    }
+
     /// Whether the emulator process is running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -278,23 +287,9 @@ impl Azurite {
     /// Azurite gets SIGTERM first so it writes its metadata to disk (a killed Azurite forgets
     /// containers created in its last seconds); SIGKILL follows if it has not exited in time.
     pub async fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if let Some(pid) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
-            // SAFETY: `kill` only sends a signal; `pid` is our own child, which has not been
-            // reaped yet (we still hold its handle), so the id cannot belong to another process.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-            if tokio::time::timeout(STOP_TIMEOUT, child.wait())
-                .await
-                .is_ok()
-            {
-                return;
-            }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.stop(STOP_TIMEOUT).await;
         }
-        let _ = child.kill().await;
     }
 
     /// Sets how far in the past the emulator's clock runs from its next start on (`None`: the
@@ -456,18 +451,16 @@ impl Azurite {
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
                 .env("FAKETIME_NO_CACHE", "1");
         }
-        let mut child = command
+        command
             .args(self.args())
             .env("AZURITE_ACCOUNTS", self.accounts_env())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| AzuriteError::Spawn {
-                program: self.program.display().to_string(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        let mut child = spawn_child(command).map_err(|source| AzuriteError::Spawn {
+            program: self.program.display().to_string(),
+            source,
+        })?;
         let endpoint = self.blob_service_url();
         let probe = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -488,7 +481,7 @@ impl Azurite {
             if let Ok(Some(_)) = child.try_wait() {
                 return Err(AzuriteError::Exited {
                     endpoint,
-                    output: drain_output(&mut child).await,
+                    output: child.output().await,
                 });
             }
             if Instant::now() >= deadline {
@@ -496,18 +489,10 @@ impl Azurite {
                 return Err(AzuriteError::NotAnswering {
                     endpoint,
                     seconds: START_TIMEOUT.as_secs(),
-                    output: drain_output(&mut child).await,
+                    output: child.output().await,
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
         }
     }
 }
@@ -811,17 +796,6 @@ fn find_libfaketime() -> Result<PathBuf, AzuriteError> {
 fn free_loopback_port() -> Result<u16, AzuriteError> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(AzuriteError::Port)?;
     Ok(listener.local_addr().map_err(AzuriteError::Port)?.port())
-}
-
-async fn drain_output(child: &mut Child) -> String {
-    let mut output = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut output).await;
-    }
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut output).await;
-    }
-    output.trim().to_string()
 }
 
 #[cfg(test)]

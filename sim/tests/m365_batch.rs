@@ -143,7 +143,8 @@ async fn a_failed_dependency_makes_dependents_424() {
     assert_eq!(items["after-ok"]["status"], 200);
     assert_eq!(
         items["after-ok"]["body"]["value"].as_array().unwrap().len(),
-        3
+        4,
+        "the directory app's four application permissions"
     );
 }
 
@@ -241,4 +242,43 @@ async fn a_batch_needs_a_valid_token() {
         "Access token is empty.",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_token_graph_stops_accepting_fails_single_items_with_401() {
+    let (w, token) = setup().await;
+    let aad = w.app_id("rec-aad");
+    w.sim.reject_tokens_on_graph(CONTOSO, 1);
+    let body: Value = w
+        .batch(
+            &token,
+            &json!({"requests": [
+                {"id": "1", "method": "GET", "url": format!("/servicePrincipals(appId='{aad}')?$select=id")},
+                {"id": "2", "method": "GET", "url": format!("/servicePrincipals(appId='{aad}')?$select=id")},
+            ]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = by_id(&body);
+    let statuses = [items["1"]["status"].as_u64(), items["2"]["status"].as_u64()];
+    assert!(
+        statuses.contains(&Some(401)) && statuses.contains(&Some(200)),
+        "{body}"
+    );
+    let refused = if items["1"]["status"] == 401 {
+        &items["1"]
+    } else {
+        &items["2"]
+    };
+    assert_eq!(
+        refused["body"]["error"]["code"],
+        "InvalidAuthenticationToken"
+    );
+    assert_eq!(
+        w.sim.counts().tenant(CONTOSO).throttled,
+        0,
+        "not throttling"
+    );
 }

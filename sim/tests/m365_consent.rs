@@ -42,7 +42,7 @@ async fn accepting_v2_admin_consent_redirects_with_tenant_state_and_scope() {
             ("state".to_string(), "cg-contoso-directory".to_string()),
             (
                 "scope".to_string(),
-                format!("{url}/User.Read.All {url}/Group.Read.All {url}/Application.Read.All")
+                format!("{url}/User.Read.All {url}/Group.Read.All {url}/Application.Read.All {url}/Directory.Read.All")
             ),
         ]
     );

@@ -342,7 +342,14 @@ async fn applications_are_read_in_their_home_tenant_without_secret_text() {
 #[tokio::test]
 async fn organization_needs_organization_or_directory_read() {
     let w = world().await;
-    let token = directory_token(&w).await;
+    // The directory app without Directory.Read.All (an older consent).
+    w.sim.grant_partial(
+        CONTOSO,
+        &w.app_id("rec-aad"),
+        &["User.Read.All", "Group.Read.All", "Application.Read.All"],
+        &[],
+    );
+    let token = w.access_token(CONTOSO, "rec-aad").await;
     let response = w.graph(&token, "organization").await;
     assert_graph_error(
         response,
@@ -353,9 +360,7 @@ async fn organization_needs_organization_or_directory_read() {
     .await;
 
     let mut seed = seed();
-    seed.apps[1]
-        .application_permissions
-        .push("Organization.Read.All".into());
+    seed.apps[1].application_permissions = vec!["Organization.Read.All".into()];
     let w = world_with(seed).await;
     let token = directory_token(&w).await;
     let body: Value = w
@@ -426,21 +431,57 @@ async fn reading_service_principals_without_application_read_all_is_403() {
 }
 
 #[tokio::test]
-async fn strict_mode_requires_directory_read_for_permission_grants() {
-    let mut seed = seed();
-    seed.settings = Settings {
-        grants_require_directory_read: true,
-        ..Settings::default()
+async fn listing_permission_grants_needs_directory_read_as_on_graph() {
+    let partial_directory = |w: &World| {
+        w.sim.grant_partial(
+            CONTOSO,
+            &w.app_id("rec-aad"),
+            &["User.Read.All", "Group.Read.All", "Application.Read.All"],
+            &[],
+        )
     };
-    let w = world_with(seed).await;
-    let token = directory_token(&w).await;
+    let w = world().await;
+    partial_directory(&w);
+    let token = w.access_token(CONTOSO, "rec-aad").await;
     assert_eq!(
         w.graph(&token, "servicePrincipals?$top=1").await.status(),
         200
     );
+    let sp = w
+        .sim
+        .service_principal_id(CONTOSO, &w.app_id("rec-aad"))
+        .unwrap();
+    for path in [
+        "oauth2PermissionGrants".to_string(),
+        format!("servicePrincipals/{sp}/oauth2PermissionGrants"),
+    ] {
+        assert_graph_error(
+            w.graph(&token, &path).await,
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        )
+        .await;
+    }
+    // With Directory.Read.All granted as well, the grants can be listed.
+    let token = directory_token(&w).await;
     assert_eq!(
         w.graph(&token, "oauth2PermissionGrants").await.status(),
-        403
+        200
+    );
+
+    // The lax setting lets Application.Read.All list them (not Graph's behaviour).
+    let mut lax = seed();
+    lax.settings = Settings {
+        grants_require_directory_read: false,
+        ..Settings::default()
+    };
+    let w = world_with(lax).await;
+    partial_directory(&w);
+    let token = w.access_token(CONTOSO, "rec-aad").await;
+    assert_eq!(
+        w.graph(&token, "oauth2PermissionGrants").await.status(),
+        200
     );
 }
 
@@ -678,10 +719,19 @@ async fn app_role_assignments_filter_by_resource_with_a_guid_literal() {
     let app = w.app_id("rec-aad");
     let path = format!("servicePrincipals(appId='{app}')/appRoleAssignments?$filter=resourceId eq {graph_sp}&$top=10");
     let body: Value = w.graph(&token, &path).await.json().await.unwrap();
-    assert_eq!(body["value"].as_array().unwrap().len(), 3);
-    let path = format!("servicePrincipals(appId='{app}')/appRoleAssignments?$filter=appRoleId eq '9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'");
+    assert_eq!(body["value"].as_array().unwrap().len(), 4);
+    let path = format!("servicePrincipals(appId='{app}')/appRoleAssignments?$filter=appRoleId eq 9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30");
     let body: Value = w.graph(&token, &path).await.json().await.unwrap();
     assert_eq!(body["value"].as_array().unwrap().len(), 1);
+    // appRoleId is an Edm.Guid: a quoted string does not compare with it.
+    let path = format!("servicePrincipals(appId='{app}')/appRoleAssignments?$filter=appRoleId eq '9a5d68dd-52b0-4cc2-bd40-abcf44ac3a30'");
+    assert_graph_error(
+        w.graph(&token, &path).await,
+        400,
+        "BadRequest",
+        "A binary operator with incompatible types was detected. Found operand types 'Edm.Guid' and 'Edm.String' for operator kind 'Equal'.",
+    )
+    .await;
     let response = w
         .graph(
             &token,
@@ -695,6 +745,105 @@ async fn app_role_assignments_filter_by_resource_with_a_guid_literal() {
         400,
         "Request_BadRequest",
         "Invalid filter clause: 'resourceId eq graph'.",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_users_own_consent_is_a_principal_grant_not_admin_consent() {
+    let w = world().await;
+    let token = directory_token(&w).await;
+    let user = "0b0b0b0b-1111-4222-8333-444455556666";
+    w.sim.user_consent(CONTOSO, &w.app_id("rec-auth"), user);
+    // The enterprise application exists, as after an admin's consent...
+    let sp = w
+        .sim
+        .service_principal_id(CONTOSO, &w.app_id("rec-auth"))
+        .expect("a user's consent creates the service principal");
+    // ...but its only grant is for that user.
+    let path = format!("oauth2PermissionGrants?$filter=clientId eq '{sp}'");
+    let body: Value = w.graph(&token, &path).await.json().await.unwrap();
+    let grants = body["value"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{body}");
+    assert_eq!(grants[0]["consentType"], "Principal");
+    assert_eq!(grants[0]["principalId"], user);
+    assert_eq!(grants[0]["scope"], "openid profile User.Read");
+
+    // The admin consents later: an AllPrincipals grant beside the user's.
+    w.sim.grant_consent(CONTOSO, &w.app_id("rec-auth"));
+    let path = format!(
+        "oauth2PermissionGrants?$filter=clientId eq '{sp}' and consentType eq 'AllPrincipals'"
+    );
+    let body: Value = w.graph(&token, &path).await.json().await.unwrap();
+    let grants = body["value"].as_array().unwrap();
+    assert_eq!(grants.len(), 1, "{body}");
+    assert_eq!(grants[0]["principalId"], Value::Null);
+}
+
+#[tokio::test]
+async fn a_user_consent_can_be_seeded() {
+    let mut seed = seed();
+    let app = seed.app("rec-auth").unwrap().app_id.clone();
+    let yaml = format!(
+        "consents:\n  - tenant: contoso.example\n    app_id: {app}\n    user: 0b0b0b0b-1111-4222-8333-444455556666\n"
+    );
+    seed.consents = sim::m365::Seed::from_yaml(&yaml).unwrap().consents;
+    let w = world_with(seed.clone()).await;
+    let token = directory_token(&w).await;
+    let body: Value = w
+        .graph(&token, "oauth2PermissionGrants")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["value"][0]["consentType"], "Principal", "{body}");
+
+    // A user cannot consent to a chosen part of an app.
+    let yaml = format!("{yaml}    delegated_scopes: [openid]\n");
+    seed.consents = sim::m365::Seed::from_yaml(&yaml).unwrap().consents;
+    let err = sim::m365::M365Sim::start(seed).await.unwrap_err();
+    assert!(err.to_string().contains("user"), "{err}");
+}
+
+#[tokio::test]
+async fn client_id_filters_take_a_quoted_string_as_graph_does() {
+    let w = world().await;
+    let token = directory_token(&w).await;
+    w.sim.grant_consent(CONTOSO, &w.app_id("rec-auth"));
+    let sp = w
+        .sim
+        .service_principal_id(CONTOSO, &w.app_id("rec-auth"))
+        .unwrap();
+    // clientId is an Edm.String: a bare GUID literal does not compare with it.
+    let response = w
+        .graph(
+            &token,
+            &format!("oauth2PermissionGrants?$filter=clientId eq {sp}"),
+        )
+        .await;
+    assert_graph_error(
+        response,
+        400,
+        "BadRequest",
+        "A binary operator with incompatible types was detected. Found operand types 'Edm.String' and 'Edm.Guid' for operator kind 'Equal'.",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_accepted_by_graph_and_expire() {
+    let w = world().await;
+    w.sim.set_opaque_tokens(true);
+    let token = directory_token(&w).await;
+    assert!(!token.contains('.'), "not a JWT: {token}");
+    let response = w.graph(&token, "servicePrincipals?$top=1").await;
+    assert_eq!(response.status(), 200);
+    w.sim.advance_clock(Duration::from_secs(2 * 3600));
+    assert_graph_error(
+        w.graph(&token, "servicePrincipals?$top=1").await,
+        401,
+        "InvalidAuthenticationToken",
+        "Lifetime validation failed, the token is expired.",
     )
     .await;
 }

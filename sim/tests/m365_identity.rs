@@ -103,7 +103,12 @@ async fn tokens_carry_the_granted_roles_and_verify_against_the_jwks() {
     );
     assert_eq!(
         c["roles"],
-        serde_json::json!(["User.Read.All", "Group.Read.All", "Application.Read.All"])
+        serde_json::json!([
+            "User.Read.All",
+            "Group.Read.All",
+            "Application.Read.All",
+            "Directory.Read.All"
+        ])
     );
     let (iat, exp) = (c["iat"].as_i64().unwrap(), c["exp"].as_i64().unwrap());
     assert_eq!(c["nbf"].as_i64().unwrap(), iat);
@@ -571,4 +576,65 @@ async fn tenants_that_answer_700016_for_a_missing_service_principal_can_be_simul
         err.to_string(),
         "invalid seed: settings.missing_service_principal_aadsts must be 7000229 or 700016, not 1"
     );
+}
+
+#[tokio::test]
+async fn a_tenant_of_another_national_cloud_is_found_but_refused_tokens() {
+    let w = world().await;
+    let gov = "60760760-0000-4000-8000-000000000005";
+    w.sim
+        .add_tenant_in_cloud(gov, &["agency.us"], sim::m365::NationalCloud::UsGov);
+    let doc: Value = w
+        .open(&format!(
+            "{}/agency.us/v2.0/.well-known/openid-configuration",
+            w.sim.url()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["cloud_instance_name"], "microsoftonline.us");
+    assert_eq!(doc["tenant_region_scope"], "USGov");
+    assert_eq!(
+        doc["issuer"],
+        format!("https://login.microsoftonline.us/{gov}/v2.0")
+    );
+    assert_eq!(
+        doc["token_endpoint"],
+        format!("https://login.microsoftonline.us/{gov}/oauth2/v2.0/token")
+    );
+    // A tenant of this cloud says so too.
+    let public: Value = w
+        .open(&format!(
+            "{}/{CONTOSO}/v2.0/.well-known/openid-configuration",
+            w.sim.url()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["cloud_instance_name"], "microsoftonline.com");
+
+    assert_aad_error(
+        w.token(gov, "rec-aad").await,
+        400,
+        "invalid_request",
+        900382,
+        "Confidential Client is not supported in Cross Cloud request.",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn opaque_tokens_are_no_jwt() {
+    let w = world().await;
+    w.sim.grant_consent(CONTOSO, &w.app_id("rec-aad"));
+    w.sim.set_opaque_tokens(true);
+    let body: Value = w.token(CONTOSO, "rec-aad").await.json().await.unwrap();
+    assert_eq!(body["expires_in"], 3599);
+    let token = body["access_token"].as_str().unwrap();
+    assert_eq!(token.split('.').count(), 1, "{token}");
+    w.sim.set_opaque_tokens(false);
+    let body: Value = w.token(CONTOSO, "rec-aad").await.json().await.unwrap();
+    assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
 }

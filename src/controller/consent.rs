@@ -64,6 +64,8 @@ pub fn next_state(previous: Option<ConsentState>, found: CheckState) -> ConsentS
             _ => S::Pending,
         },
         CheckState::Unknown => previous.unwrap_or(S::Pending),
+        // Not verified is not granted, and not known to be withdrawn either.
+        CheckState::Unverified => S::Pending,
     }
 }
 
@@ -581,6 +583,7 @@ async fn write_status(
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.metrics.consent_status_written(grant, old, &status);
     if let Some((warning, reason, note)) =
         transition_event(grant, old.and_then(|s| s.state), &status)
     {

@@ -340,6 +340,17 @@ impl GrantCache {
         }
     }
 
+    /// Calls `f` with the namespace, name and state of every grant, without reading any
+    /// grant back (cheap enough for the gauges, every few seconds, at any scale).
+    pub fn for_each_state(&self, mut f: impl FnMut(&str, &str, Option<ConsentState>)) {
+        let state = self.state.read().expect("grant cache lock");
+        for (ns, block) in &state.current {
+            for e in block.entries.iter() {
+                f(ns, &e.name, e.state);
+            }
+        }
+    }
+
     /// How many grants are in each state (`None`: no status yet).
     pub fn count_by_state(&self) -> Vec<(Option<ConsentState>, usize)> {
         let state = self.state.read().expect("grant cache lock");

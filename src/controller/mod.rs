@@ -808,7 +808,9 @@ impl crate::retention::sweeper::Announce for Events {
 async fn gauge_loop(ctx: Arc<Context>) {
     loop {
         let mut by_health = std::collections::BTreeMap::new();
+        let mut live = std::collections::HashSet::new();
         for t in ctx.tenants.state() {
+            live.insert(t.name_any());
             let health = match t.health() {
                 Some(crate::crd::Health::Ok) => "OK",
                 Some(crate::crd::Health::Warning) => "Warning",
@@ -821,10 +823,30 @@ async fn gauge_loop(ctx: Arc<Context>) {
             let state = state.map(|s| s.as_str()).unwrap_or("Unknown");
             *by_state.entry(state.to_string()).or_insert(0i64) += n as i64;
         }
+        let figures = consent_figures(&ctx.grants, &ctx.config);
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
+        ctx.metrics.retain_tenants(&live);
+        ctx.metrics.set_consent_figures(&figures);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
+}
+
+/// Tenants waiting per consent and the revoked grants, from the grants' names and states:
+/// a Tenant's grant of consent `key` is `consent_grant_name(key)` in the Tenant's namespace.
+fn consent_figures(grants: &GrantCache, config: &OperatorConfig) -> crate::metrics::ConsentFigures {
+    let keys: HashMap<String, &str> = config
+        .consents
+        .keys()
+        .map(|key| (tenant::consent_grant_name(key), key.as_str()))
+        .collect();
+    let mut figures = crate::metrics::ConsentFigures::default();
+    grants.for_each_state(|namespace, name, state| {
+        if let (Some(tenant), Some(key)) = (namespace.strip_prefix("tenant-"), keys.get(name)) {
+            figures.add(tenant, key, state);
+        }
+    });
+    figures
 }
 
 #[cfg(test)]

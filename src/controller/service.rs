@@ -868,6 +868,20 @@ pub enum Expiry {
     Unreadable(String),
 }
 
+/// The app registration's id and the soonest end of its valid secrets, when known.
+fn secret_expiry<'a>(
+    service: &'a RecordingService,
+    auth: &AuthState,
+) -> Option<(&'a str, Timestamp)> {
+    let registration = service.spec.app_registration.as_ref()?;
+    match auth {
+        AuthState::Checked(AuthOutcome::Authenticated {
+            expiry: Expiry::At(end),
+        }) => Some((registration.client_id.as_str(), *end)),
+        _ => None,
+    }
+}
+
 /// What the status shows about the app registration.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AuthState {
@@ -914,7 +928,9 @@ pub fn classify_auth_error(
             format!("application {app} is not known in tenant {tenant} (AADSTS{code}): check spec.appRegistration.clientId and tenantId"),
         ),
         GraphError::MissingSecret { reason, .. } => rejected("SecretNotFound", format!("the client secret cannot be read: {reason}")),
-        GraphError::TokenRejected { .. } => rejected("TokenRejected", error.to_string()),
+        GraphError::TokenRejected { .. }
+        | GraphError::Misconfigured { .. }
+        | GraphError::OtherCloud { .. } => rejected("TokenRejected", error.to_string()),
         GraphError::Throttled { .. }
         | GraphError::Unavailable { .. }
         | GraphError::Graph { .. }
@@ -1415,6 +1431,10 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         }
     };
 
+    sctx.shared
+        .metrics
+        .client_secret(&service, secret_expiry(&service, &auth));
+
     // 4. Status.
     let observed = Observed {
         service: &service,
@@ -1655,6 +1675,8 @@ async fn authenticate(
                 .map(|s| super::object_key(s.as_ref()))
                 .collect();
             checks.retain(|k, _| live.contains(k));
+            ctx.metrics
+                .retain_client_secrets(sctx.services.state().iter().map(|s| s.as_ref()));
             sctx.failing
                 .lock()
                 .expect("failed checks lock")

@@ -1049,6 +1049,7 @@ async fn provision(
 /// Writes the status when it changed, with an Event on each transition.
 async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<()> {
     let old = tenant.status.as_ref();
+    ctx.metrics.tenant_status(&tenant.name_any(), &status);
     let seen = ctx.tenant_digests.get(&tenant.name_any());
     let new = StatusDigest::of(&status);
     if !status_changed(seen.as_ref(), &new) || may_wait_for_first_checks(seen.as_ref(), &new) {
@@ -1066,6 +1067,7 @@ async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> R
         &Patch::Apply(&patch),
     )
     .await?;
+    ctx.metrics.tenant_status_written(tenant, old, &status);
     if let Some((warning, reason, note)) = transition_event(old, &status) {
         ctx.events
             .publish(tenant, warning, &reason, "Reconcile", note)

@@ -221,6 +221,14 @@ impl Platform {
         Ok(())
     }
 
+    /// Stops the child processes of the platform — Azurite, given time to write its state to
+    /// disk. The simulators in this process stop when the platform is dropped.
+    pub async fn stop(&self) {
+        if let Some(azurite) = &self.azurite {
+            azurite.lock().await.stop().await;
+        }
+    }
+
     /// The customer tenant id the simulated directory gave a domain.
     pub fn tenant_id(&self, domain: &str) -> Option<String> {
         self.m365.tenant_id(domain)

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 
 use super::{Platform, PlatformOptions, StorageMode};
 use crate::crd::{Health, Tenant};
+use crate::signals::StopSignals;
 
 /// The example manifests, built into the binary so the demo runs from any folder.
 const EXAMPLES: &[(&str, &str)] = &[
@@ -55,23 +56,22 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo; returns the process exit code.
+///
+/// SIGINT (Ctrl-C) and SIGTERM stop it in order at any point — the controllers, then Azurite,
+/// then the simulators — and it exits 0. Its child processes die with it even when it is killed
+/// outright (see [`sim::process`]).
 pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
+    let mut signals = StopSignals::listen()?;
     let listener = crate::http::bind(args.http_addr).await?;
     let addr = listener.local_addr()?;
-    let storage = prepare_azurite().await;
-    let platform = Platform::start(PlatformOptions {
-        redirect_uri: format!("http://{addr}/consent/callback"),
-        storage,
-        polling: crate::config::PollingConfig {
-            pending_initial: Duration::from_secs(2),
-            pending_max: Duration::from_secs(10),
-            granted_interval: Duration::from_secs(6 * 3600),
-            check_cache_ttl: Duration::from_millis(500),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await?;
+    let platform = tokio::select! {
+        started = start_platform(addr) => started?,
+        signal = signals.recv() => {
+            // Dropping what was started so far kills the children among it.
+            println!("{signal}: stopped while starting.");
+            return Ok(0);
+        }
+    };
     let platform = std::sync::Arc::new(platform);
     platform.kube.write_kubeconfig(&args.kubeconfig)?;
     let kubeconfig = std::fs::canonicalize(&args.kubeconfig).unwrap_or(args.kubeconfig.clone());
@@ -82,14 +82,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         platform.m365.url()
     );
     println!("Operator endpoint:               http://{addr} (/consent/callback, /metrics)");
-    match storage {
-        StorageMode::Azurite => println!("Storage:                         Azure Blob on Azurite (one account per region + the customer's own)"),
-        StorageMode::Pvc => println!("Storage:                         PersistentVolumeClaims (Azurite not available: fabrikam's bring-your-own-storage cannot be reached and stays Warning)"),
+    match &platform.azurite {
+        Some(azurite) => {
+            let azurite = azurite.lock().await;
+            println!("Storage:                         Azure Blob on Azurite (one account per region + the customer's own)");
+            println!(
+                "Azurite:                         {} (process {}, data in {})",
+                azurite.blob_service_url(),
+                azurite.pid().map(|p| p.to_string()).unwrap_or_default(),
+                azurite.data_dir().display()
+            );
+        }
+        None => println!("Storage:                         PersistentVolumeClaims (Azurite not available: fabrikam's bring-your-own-storage cannot be reached and stays Warning)"),
     }
     println!();
     println!(
         "Use kubectl against it:\n  export KUBECONFIG={}\n  kubectl get recording -A\n",
         kubeconfig.display()
+    );
+    println!(
+        "Stop it with Ctrl-C or SIGTERM (kill {}).\n",
+        std::process::id()
     );
 
     // The operator: controllers in this process, plus its HTTP endpoint.
@@ -114,6 +127,43 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     ));
     tokio::spawn(crate::http::serve_on(listener, router, stopped()));
 
+    let outcome = tokio::select! {
+        outcome = onboard_examples(&platform, &args) => outcome,
+        signal = signals.recv() => {
+            println!("{signal}: stopping the operator, Azurite and the simulators ...");
+            Ok(0)
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = operator.await;
+    platform.stop().await;
+    println!("Stopped.");
+    outcome
+}
+
+/// Azurite if it can be had, then both simulators as one platform.
+async fn start_platform(addr: SocketAddr) -> anyhow::Result<Platform> {
+    let storage = prepare_azurite().await;
+    let platform = Platform::start(PlatformOptions {
+        redirect_uri: format!("http://{addr}/consent/callback"),
+        storage,
+        polling: crate::config::PollingConfig {
+            pending_initial: Duration::from_secs(2),
+            pending_max: Duration::from_secs(10),
+            granted_interval: Duration::from_secs(6 * 3600),
+            check_cache_ttl: Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await?;
+    Ok(platform)
+}
+
+/// Applies the example manifests, prints the tenant table as it changes and plays the
+/// customer's admin; returns the exit code once `--exit-when-ready` is settled, else runs until
+/// it is stopped.
+async fn onboard_examples(platform: &Platform, args: &DemoArgs) -> anyhow::Result<i32> {
     for (file, yaml) in EXAMPLES {
         // The RecordingService lives in the tenant's namespace, which exists once the operator
         // has reconciled the Tenant: retry as Argo CD or Flux would.
@@ -201,13 +251,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
             );
             break 1;
         }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = tokio::signal::ctrl_c() => break 0,
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let _ = stop_tx.send(true);
-    let _ = operator.await;
     Ok(code)
 }
 
@@ -299,19 +344,21 @@ async fn prepare_azurite() -> StorageMode {
     if !bin.is_file() {
         println!("Installing the Azure Storage emulator ({AZURITE_PACKAGE}) from the npm registry into {} ...", cache.display());
         let _ = std::fs::create_dir_all(&cache);
-        let status = tokio::process::Command::new("npm")
-            .args([
-                "install",
-                "--no-save",
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-                "--prefix",
-            ])
-            .arg(&cache)
-            .arg(AZURITE_PACKAGE)
-            .status()
-            .await;
+        let mut npm = tokio::process::Command::new("npm");
+        npm.args([
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&cache)
+        .arg(AZURITE_PACKAGE);
+        let status = match sim::process::spawn_child(npm) {
+            Ok(mut child) => child.wait().await,
+            Err(e) => Err(e),
+        };
         if !matches!(status, Ok(s) if s.success()) || !bin.is_file() {
             println!("Could not install Azurite (is npm installed?); using PersistentVolumeClaims instead.");
             return StorageMode::Pvc;

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::client::GraphClient;
+use super::error::{GraphError, Service};
 use super::token::AccessToken;
-use super::{GraphError, Service};
 
 /// One client secret (password credential) of an application, without its value.
 #[derive(Clone, Debug, PartialEq, Eq)]

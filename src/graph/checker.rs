@@ -28,15 +28,14 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use super::client::GraphClient;
-use super::consent::{
-    check_tenant, CheckEnv, CheckState, ConsentCheck, ConsentSpec, RoleNames, TenantCache,
-    TenantCheck,
-};
-use super::discovery::resolve_tenant_id;
+use super::consent::{CheckState, ConsentCheck, ConsentSpec, RoleNames, TenantCheck};
+use super::discovery::{cloud_instance_names, Discovery};
+use super::error::GraphError;
+use super::http::http_client;
 use super::metrics::Counters;
 use super::schedule::consent_url;
 use super::token::TokenProvider;
-use super::{http_client, GraphError};
+use super::verify::{check_tenant, CheckEnv, TenantCache};
 use crate::config::{ConfigError, ConsentConfig, OperatorConfig, SecretRef, SecretSource};
 
 impl ConsentSpec {
@@ -78,7 +77,7 @@ struct TenantSlot {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    discovery: Discovery,
     authority: Url,
     graph_scope: String,
     redirect_uri: String,
@@ -130,7 +129,12 @@ impl ConsentChecker {
             .collect();
         Ok(ConsentChecker {
             inner: Arc::new(Inner {
-                http,
+                discovery: Discovery {
+                    http,
+                    authority: authority.clone(),
+                    cloud: cloud_instance_names(config.cloud.preset),
+                    counters: counters.clone(),
+                },
                 authority,
                 graph_scope,
                 redirect_uri: config.consent_redirect_uri.clone().unwrap_or_default(),
@@ -196,13 +200,7 @@ impl ConsentChecker {
 
     /// The tenant id behind a domain (OpenID discovery).
     pub async fn resolve_tenant_id(&self, domain: &str) -> Result<String, GraphError> {
-        resolve_tenant_id(
-            &self.inner.http,
-            &self.inner.authority,
-            domain,
-            &self.inner.counters,
-        )
-        .await
+        self.inner.discovery.resolve_tenant_id(domain).await
     }
 
     /// The admin-consent URL of an application for a tenant.
@@ -276,6 +274,7 @@ impl ConsentChecker {
             graph: &self.inner.graph,
             secrets: &self.inner.secrets,
             role_names: &self.inner.role_names,
+            discovery: &self.inner.discovery,
         };
         let mut result = check_tenant(&env, &mut slot.cache, tenant_id, specs).await;
         result.consents = shared_if_granted(&self.inner.shared_granted, result.consents);

@@ -13,14 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+use super::error::{GraphError, Service};
+use super::http::{describe_reqwest_error, join, parse_retry_after, DEFAULT_THROTTLE_WAIT};
 use super::metrics::{Counters, GraphOutcome};
 use super::token::AccessToken;
-use super::{join, parse_retry_after, GraphError, Service};
 
 /// Graph answers at most this many requests per `$batch`.
 pub const MAX_BATCH: usize = 20;
-/// How long to wait after a 429 that names no `Retry-After`.
-pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(30);
 /// Paging stops after this many pages (a guard against a server that never ends a list).
 const MAX_PAGES: usize = 100;
 
@@ -103,28 +102,6 @@ fn outcome_of(status: u16, retry_after: Option<Duration>) -> GraphOutcome {
         503 | 504 if retry_after.is_some() => GraphOutcome::Throttled,
         500..=599 => GraphOutcome::ServerError,
         _ => GraphOutcome::ClientError,
-    }
-}
-
-/// A reqwest error in a few words, without the URL's query (no secrets are in Graph URLs,
-/// but a SAS-style URL elsewhere must not leak through a shared helper either).
-pub fn describe_reqwest_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "request timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the response body could not be read"
-    } else {
-        "request failed"
-    };
-    match e.url() {
-        Some(url) => format!(
-            "{kind} ({}{})",
-            url.origin().ascii_serialization(),
-            url.path()
-        ),
-        None => kind.to_owned(),
     }
 }
 

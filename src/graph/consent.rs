@@ -1,32 +1,35 @@
-//! The consent check of one customer tenant.
+//! The consent check of one customer tenant: the rules (pure functions).
 //!
-//! Rules (pure functions, top of the file):
-//! - an application-permission consent is granted when a token for its app can be had in the
-//!   tenant and the token's `roles` hold every required permission;
-//! - no service principal (AADSTS700016/7000229/…, or Graph 404) → `Pending`;
-//! - a bad, expired or missing client secret, an unknown tenant → `Error`, for the platform team;
-//! - throttling or an outage → `Unknown`: the previous state stands, retry after the wait;
-//! - once `directory` is granted (its token holds `Application.Read.All`), the other apps are
-//!   verified through Graph with that token: service principal (`accountEnabled`), app role
-//!   assignments to Microsoft Graph (application permissions, ids mapped to names through
-//!   Graph's own `appRoles`) and `AllPrincipals` permission grants (delegated scopes) — all in
-//!   `$batch` calls, service principal ids cached, so a steady-state poll is one batch;
-//! - without `directory`, one token per application-permission consent; delegated-only
-//!   consents stay `Pending` until the directory consent lets the operator look.
+//! - An application-permission consent is granted when Microsoft Graph's app role
+//!   assignments of its service principal, read with the `directory` consent's token, hold
+//!   every required permission. Without that token a client-credentials token of the app
+//!   itself tells the app is there, and its `roles` claim hints at what it was granted (tokens
+//!   are opaque by contract: one that does not decode says nothing, and the consent is
+//!   `Unverified`, never `Granted` or `Error`).
+//! - A delegated consent is granted only by an admin's grant for the whole organisation
+//!   (`consentType: AllPrincipals`) holding every required scope. A user's own consent
+//!   (`Principal`) creates the service principal too, and does not count. Grants Graph will
+//!   not list (that needs `Directory.Read.All`) leave the consent `Unverified`, saying why.
+//! - No service principal (AADSTS700016/7000229, or Graph 404) → `Pending`.
+//! - A bad, expired or missing client secret, an unknown tenant, a tenant of another cloud,
+//!   a configuration Entra refuses → `Error`, for the platform team.
+//! - Throttling or an outage → `Unknown`: the previous state stands, retry after the wait.
 //!
-//! The I/O shell ([`check_tenant`]) gathers tokens and Graph answers and hands them to the rules.
+//! [`super::verify`] gathers the tokens and Graph answers these rules judge.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::future::join_all;
 use serde_json::Value;
 
-use super::client::{encode_query_value, BatchItem, BatchRequest, GraphClient};
-use super::token::{AccessToken, TokenProvider};
-use super::{GraphError, MICROSOFT_GRAPH_APP_ID};
-use crate::config::{is_guid, SecretRef, DIRECTORY_CONSENT};
+use super::client::encode_query_value;
+use super::error::GraphError;
+use super::token::AccessToken;
+use crate::config::DIRECTORY_CONSENT;
+
+/// The application id of Microsoft Graph, the same in every tenant and cloud.
+pub const MICROSOFT_GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 
 // ---------------------------------------------------------------------------------------------
 // Input and output
@@ -60,6 +63,10 @@ pub enum CheckState {
     /// The check could not complete (throttling, outage): keep the previous state and check
     /// again after `retry_after`.
     Unknown,
+    /// The application is there, but what it was granted could not be verified (an opaque
+    /// token and no Graph to ask, grants Graph will not list): never `Granted`; the message
+    /// says what could not be checked and why.
+    Unverified,
 }
 
 /// The result for one consent.
@@ -130,16 +137,16 @@ pub enum Delegated<'a> {
     Read(&'a [String]),
     /// Not looked at: the directory consent, which lets the operator read grants, is missing.
     AwaitingDirectory,
-    /// Graph refused to list the grants (listing `oauth2PermissionGrants` needs
-    /// `Directory.Read.All`); the enterprise application's presence is all that is known.
-    Unreadable,
+    /// Graph refused to list the grants; the reason says why and who must act.
+    Unreadable(&'a str),
 }
 
 /// The verdict from what the tenant holds: roles (application permissions) and what could
 /// be learnt of the delegated scopes.
 pub fn verdict(spec: &ConsentSpec, roles: &[String], delegated: Delegated<'_>) -> ConsentCheck {
     let (mut granted, mut missing) = compare(&spec.application_permissions, roles);
-    let mut note = "";
+    let mut note = String::new();
+    let mut unverified = None;
     match delegated {
         Delegated::Read(scopes) => {
             let (g, m) = compare(&spec.delegated_scopes, scopes);
@@ -148,11 +155,30 @@ pub fn verdict(spec: &ConsentSpec, roles: &[String], delegated: Delegated<'_>) -
         }
         _ if spec.delegated_scopes.is_empty() => {}
         Delegated::AwaitingDirectory => {
-            note = "; delegated scopes are verified once the directory consent is granted";
+            note = "; delegated scopes are verified once the directory consent is granted".into();
+            unverified = Some("the directory consent is not granted".to_owned());
         }
-        Delegated::Unreadable => {
-            note = "; the enterprise application is present, its delegated scopes are not verified (reading permission grants needs Directory.Read.All on the directory application)";
+        Delegated::Unreadable(reason) => {
+            note = format!(
+                "; delegated scopes {} not verified: {reason}",
+                spec.delegated_scopes.join(", ")
+            );
+            unverified = Some(reason.to_owned());
         }
+    }
+    if let (true, Some(reason)) = (missing.is_empty(), unverified) {
+        return ConsentCheck {
+            key: spec.key.clone(),
+            app_id: spec.app_id.clone(),
+            state: CheckState::Unverified,
+            granted,
+            missing: spec.delegated_scopes.clone(),
+            message: format!(
+                "the enterprise application is present; its delegated scopes {} are not verified: {reason}",
+                spec.delegated_scopes.join(", ")
+            ),
+            retry_after: None,
+        };
     }
     let (state, message) = if missing.is_empty() {
         (
@@ -225,6 +251,86 @@ pub fn awaiting_directory(spec: &ConsentSpec) -> ConsentCheck {
             "delegated consent: verification waits for the {DIRECTORY_CONSENT} consent to be granted"
         ),
         retry_after: None,
+    }
+}
+
+/// The verdict for a consent that cannot be verified, for `reason`: never `Granted`.
+pub fn unverified(spec: &ConsentSpec, reason: &str) -> ConsentCheck {
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state: CheckState::Unverified,
+        granted: vec![],
+        missing: all_required(spec),
+        message: format!("not verified: {reason}"),
+        retry_after: None,
+    }
+}
+
+/// The verdict for a consent that cannot be verified now for a passing reason on the
+/// operator's side (throttling, an outage): its previous state stands.
+pub fn unverifiable(spec: &ConsentSpec, reason: &str) -> ConsentCheck {
+    ConsentCheck {
+        key: spec.key.clone(),
+        app_id: spec.app_id.clone(),
+        state: CheckState::Unknown,
+        granted: vec![],
+        missing: vec![],
+        message: format!("not verified: {reason}"),
+        retry_after: None,
+    }
+}
+
+/// The verdict on an application-permission consent from its own token: the `roles` hint,
+/// or `Unverified` when the token is opaque. `why_no_graph` says why Graph, the truth, was not
+/// asked.
+pub fn by_token(spec: &ConsentSpec, token: &AccessToken, why_no_graph: &str) -> ConsentCheck {
+    match &token.roles {
+        Some(roles) => verdict(spec, roles, Delegated::AwaitingDirectory),
+        None => unverified(
+            spec,
+            &format!(
+                "the application is present in the tenant, but its access token is not a readable JWT (access tokens are opaque by contract), so its permissions are read from Microsoft Graph's app role assignments, and {why_no_graph}"
+            ),
+        ),
+    }
+}
+
+/// Why the tenant's permission grants could not be listed with the directory token, and
+/// the state that leaves a delegated consent in: the customer's part (`Unverified`: the
+/// directory consent's `Directory.Read.All` is not granted yet) or the configuration's
+/// (`Error`: the directory consent does not ask for it).
+pub fn grants_unreadable(directory: &ConsentSpec) -> (String, CheckState) {
+    let asks = directory
+        .application_permissions
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(READ_GRANTS));
+    if asks {
+        (
+            format!("Microsoft Graph refused to list the tenant's oauth2PermissionGrants with the {DIRECTORY_CONSENT} application's token: its {READ_GRANTS} is not granted (yet); the customer's Global admin must grant the {DIRECTORY_CONSENT} consent again"),
+            CheckState::Unverified,
+        )
+    } else {
+        (
+            format!("Microsoft Graph refused to list the tenant's oauth2PermissionGrants with the {DIRECTORY_CONSENT} application's token: listing them needs {READ_GRANTS}, which consents.{DIRECTORY_CONSENT}.applicationPermissions of the operator's configuration does not ask for; the platform team must add it (and to that app's registration)"),
+            CheckState::Error,
+        )
+    }
+}
+
+/// The application permission that lets an app list a tenant's permission grants (and read
+/// service principals and their app role assignments).
+pub const READ_GRANTS: &str = "Directory.Read.All";
+
+/// Whether the directory token may read other applications' service principals, as far as
+/// its `roles` hint tells (an opaque token is tried).
+pub fn may_read_others(token: &AccessToken) -> bool {
+    match (
+        token.has_role("Application.Read.All"),
+        token.has_role(READ_GRANTS),
+    ) {
+        (None, _) | (_, None) => true,
+        (Some(app), Some(dir)) => app || dir,
     }
 }
 
@@ -323,7 +429,7 @@ pub fn from_graph(
     sp: &ServicePrincipal,
     graph: &GraphResource,
     assignments: &[Value],
-    grants: Option<&[Value]>,
+    grants: Result<&[Value], (&str, CheckState)>,
 ) -> ConsentCheck {
     if !sp.account_enabled {
         return ConsentCheck {
@@ -339,17 +445,34 @@ pub fn from_graph(
             retry_after: None,
         };
     }
-    let scopes = grants.map(|g| graph.admin_granted_scopes(g));
-    let delegated = match &scopes {
-        Some(scopes) => Delegated::Read(scopes),
-        None => Delegated::Unreadable,
-    };
-    verdict(spec, &graph.assigned_roles(assignments), delegated)
-}
-
-/// Whether a token can read other applications' service principals and grants.
-pub fn can_verify_others(token: &AccessToken) -> bool {
-    token.has_role("Application.Read.All") || token.has_role("Directory.Read.All")
+    let roles = graph.assigned_roles(assignments);
+    match grants {
+        Ok(grants) => {
+            let mut check = verdict(
+                spec,
+                &roles,
+                Delegated::Read(&graph.admin_granted_scopes(grants)),
+            );
+            let user_consent = grants
+                .iter()
+                .any(|g| g.get("consentType").and_then(Value::as_str) == Some("Principal"));
+            let scopes_missing = spec
+                .delegated_scopes
+                .iter()
+                .any(|s| check.missing.contains(s));
+            if user_consent && scopes_missing {
+                check.message.push_str("; the tenant holds only users' own consents (consentType Principal), which are not admin consent for the organisation");
+            }
+            check
+        }
+        Err((reason, state)) => {
+            let mut check = verdict(spec, &roles, Delegated::Unreadable(reason));
+            if check.state == CheckState::Unverified {
+                check.state = state;
+            }
+            check
+        }
+    }
 }
 
 /// Graph URLs of the verification requests.
@@ -379,457 +502,6 @@ pub mod urls {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The I/O shell
-// ---------------------------------------------------------------------------------------------
-
-/// What a check needs from outside.
-pub struct CheckEnv<'a> {
-    pub tokens: &'a TokenProvider,
-    pub graph: &'a GraphClient,
-    /// Client secret reference per application id (lower-case).
-    pub secrets: &'a HashMap<String, SecretRef>,
-    /// Graph's app role names, once known (shared by all tenants).
-    pub role_names: &'a Mutex<Option<RoleNames>>,
-}
-
-impl CheckEnv<'_> {
-    async fn token(
-        &self,
-        tenant: &str,
-        spec: &ConsentSpec,
-    ) -> Result<Arc<AccessToken>, GraphError> {
-        let secret = self.secrets.get(&spec.app_id.to_ascii_lowercase());
-        self.tokens.token(tenant, &spec.app_id, secret).await
-    }
-
-    /// The verdict on `spec` from its token's `roles`; the cached token is dropped unless they
-    /// granted the consent. A token's `roles` are fixed when Entra issues it, and a permission
-    /// granted after that (or one that reached the directory late) shows only in a new token:
-    /// a token that fell short would otherwise hold the consent at Partial until it expires,
-    /// an hour later.
-    fn judge_by_token(
-        &self,
-        tenant: &str,
-        spec: &ConsentSpec,
-        token: &AccessToken,
-    ) -> ConsentCheck {
-        let check = verdict(spec, &token.roles, Delegated::AwaitingDirectory);
-        if check.state != CheckState::Granted {
-            self.tokens.invalidate(tenant, &spec.app_id);
-        }
-        check
-    }
-}
-
-/// What a tenant's checks remember between polls.
-#[derive(Clone, Debug, Default)]
-pub struct TenantCache {
-    /// Microsoft Graph's service principal in the tenant.
-    pub graph: Option<GraphResource>,
-    /// Service principal id per application id.
-    pub sp_ids: SpIds,
-}
-
-/// The service principal id of each application in one tenant, kept between polls for every
-/// tenant. Both ids are GUIDs, kept here as 16 bytes each (a map of strings took about
-/// 0.55 KiB per tenant for four applications); an id that is not a GUID in lower-case
-/// canonical form is kept as it came.
-#[derive(Clone, Debug, Default)]
-pub struct SpIds(Vec<(ObjectId, ObjectId)>);
-
-/// A directory object id, as compact as it can be kept and given back exactly.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum ObjectId {
-    Guid([u8; 16]),
-    Text(Box<str>),
-}
-
-impl ObjectId {
-    fn new(id: &str) -> Self {
-        match uuid::Uuid::try_parse(id) {
-            Ok(guid) if guid.hyphenated().to_string() == id => Self::Guid(guid.into_bytes()),
-            _ => Self::Text(id.into()),
-        }
-    }
-
-    /// Application ids are compared regardless of case.
-    fn of_app(app_id: &str) -> Self {
-        Self::new(&app_id.to_ascii_lowercase())
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Self::Guid(bytes) => uuid::Uuid::from_bytes(*bytes).hyphenated().to_string(),
-            Self::Text(id) => id.to_string(),
-        }
-    }
-}
-
-impl SpIds {
-    /// The service principal id of the application `app_id`, if known.
-    pub fn get(&self, app_id: &str) -> Option<String> {
-        let app = ObjectId::of_app(app_id);
-        self.0
-            .iter()
-            .find(|(a, _)| *a == app)
-            .map(|(_, sp)| sp.text())
-    }
-
-    /// Remembers `sp_id` for `app_id`; true when it was not the one known.
-    pub fn insert(&mut self, app_id: &str, sp_id: &str) -> bool {
-        let (app, sp) = (ObjectId::of_app(app_id), ObjectId::new(sp_id));
-        match self.0.iter_mut().find(|(a, _)| *a == app) {
-            Some((_, known)) if *known == sp => false,
-            Some((_, known)) => {
-                *known = sp;
-                true
-            }
-            None => {
-                self.0.push((app, sp));
-                self.0.shrink_to_fit();
-                true
-            }
-        }
-    }
-
-    /// Forgets the application's service principal (it is gone).
-    pub fn remove(&mut self, app_id: &str) {
-        let app = ObjectId::of_app(app_id);
-        self.0.retain(|(a, _)| *a != app);
-    }
-}
-
-/// Checks `specs` in `tenant`.
-pub async fn check_tenant(
-    env: &CheckEnv<'_>,
-    cache: &mut TenantCache,
-    tenant: &str,
-    specs: &[ConsentSpec],
-) -> TenantCheck {
-    let checked_at = SystemTime::now();
-    let mut results: Vec<ConsentCheck> = Vec::with_capacity(specs.len());
-    let directory = specs.iter().find(|s| s.key == DIRECTORY_CONSENT);
-    let others: Vec<&ConsentSpec> = specs
-        .iter()
-        .filter(|s| s.key != DIRECTORY_CONSENT)
-        .collect();
-
-    let mut verifier = None;
-    if let Some(directory) = directory {
-        match env.token(tenant, directory).await {
-            Ok(token) => {
-                results.push(env.judge_by_token(tenant, directory, &token));
-                if can_verify_others(&token) {
-                    verifier = Some(token);
-                }
-            }
-            Err(e @ GraphError::TenantNotFound { .. }) => {
-                // Nothing can be known about any consent of a tenant that does not exist.
-                return TenantCheck {
-                    tenant_id: tenant.to_owned(),
-                    checked_at,
-                    consents: specs.iter().map(|s| from_error(s, &e)).collect(),
-                };
-            }
-            Err(e) => results.push(from_error(directory, &e)),
-        }
-    }
-
-    let others_checked = match (verifier, directory) {
-        (Some(token), Some(directory)) => {
-            verify_others(env, cache, tenant, token, directory, &others).await
-        }
-        _ => {
-            // A directory consent the customer has not (fully) granted is a wait; one the
-            // operator cannot use (bad secret, throttled) says nothing about the others.
-            let failing = results
-                .iter()
-                .find(|r| r.key == DIRECTORY_CONSENT)
-                .filter(|r| matches!(r.state, CheckState::Error | CheckState::Unknown))
-                .map(|r| {
-                    format!(
-                        "the {DIRECTORY_CONSENT} consent cannot be used: {}",
-                        r.message
-                    )
-                });
-            check_by_tokens(env, tenant, &others, failing.as_deref()).await
-        }
-    };
-    results.extend(others_checked);
-
-    // Report in the order asked.
-    results.sort_by_key(|r| specs.iter().position(|s| s.key == r.key));
-    TenantCheck {
-        tenant_id: tenant.to_owned(),
-        checked_at,
-        consents: results.into(),
-    }
-}
-
-/// Verifies the other consents through Graph with the directory token. A token Graph
-/// refuses (401: expired or revoked early) is replaced once; when Graph still refuses, the
-/// others are judged by their own tokens and delegated-only consents are `Unknown` (they were
-/// verifiable a moment ago: no reason to call them pending).
-async fn verify_others(
-    env: &CheckEnv<'_>,
-    cache: &mut TenantCache,
-    tenant: &str,
-    token: Arc<AccessToken>,
-    directory: &ConsentSpec,
-    others: &[&ConsentSpec],
-) -> Vec<ConsentCheck> {
-    let mut result = verify_through_graph(env, cache, tenant, &token, others).await;
-    if let Err(GraphError::Graph { status: 401, .. }) = result {
-        env.tokens.invalidate(tenant, &directory.app_id);
-        result = match env.token(tenant, directory).await {
-            Ok(fresh) if can_verify_others(&fresh) => {
-                verify_through_graph(env, cache, tenant, &fresh, others).await
-            }
-            Ok(_) => result,
-            Err(e) => Err(e),
-        };
-    }
-    match result {
-        Ok(checks) => checks,
-        Err(
-            refused @ GraphError::Graph {
-                status: 401 | 403, ..
-            },
-        ) => {
-            env.tokens.invalidate(tenant, &directory.app_id);
-            let reason = format!(
-                "Microsoft Graph refused the {DIRECTORY_CONSENT} application's token ({refused})"
-            );
-            check_by_tokens(env, tenant, others, Some(&reason)).await
-        }
-        Err(e) => others.iter().map(|s| from_error(s, &e)).collect(),
-    }
-}
-
-/// One token per application-permission consent. Delegated-only consents wait for the
-/// directory consent, or are `Unknown` when it exists but cannot be used (`failing` says why).
-async fn check_by_tokens(
-    env: &CheckEnv<'_>,
-    tenant: &str,
-    specs: &[&ConsentSpec],
-    failing: Option<&str>,
-) -> Vec<ConsentCheck> {
-    join_all(specs.iter().map(|spec| async move {
-        if spec.application_permissions.is_empty() {
-            return match failing {
-                None => awaiting_directory(spec),
-                Some(reason) => unverifiable(spec, reason),
-            };
-        }
-        match env.token(tenant, spec).await {
-            Ok(token) => env.judge_by_token(tenant, spec, &token),
-            Err(e) => from_error(spec, &e),
-        }
-    }))
-    .await
-}
-
-/// The verdict for a consent that cannot be verified now for a reason on the operator's side:
-/// its previous state stands.
-pub fn unverifiable(spec: &ConsentSpec, reason: &str) -> ConsentCheck {
-    ConsentCheck {
-        key: spec.key.clone(),
-        app_id: spec.app_id.clone(),
-        state: CheckState::Unknown,
-        granted: vec![],
-        missing: vec![],
-        message: format!("not verified: {reason}"),
-        retry_after: None,
-    }
-}
-
-/// Verifies `specs` through Graph with the directory token: one `$batch` when every service
-/// principal id is known and unchanged, two otherwise (look-ups, then details).
-async fn verify_through_graph(
-    env: &CheckEnv<'_>,
-    cache: &mut TenantCache,
-    tenant: &str,
-    token: &AccessToken,
-    specs: &[&ConsentSpec],
-) -> Result<Vec<ConsentCheck>, GraphError> {
-    if specs.is_empty() {
-        return Ok(vec![]);
-    }
-    let mut checks: Vec<Option<ConsentCheck>> = vec![None; specs.len()];
-    for (i, spec) in specs.iter().enumerate() {
-        if !is_guid(&spec.app_id) {
-            checks[i] = Some(from_error(
-                spec,
-                &GraphError::Protocol {
-                    service: super::Service::Graph,
-                    reason: format!("application id {:?} is not a GUID", spec.app_id),
-                },
-            ));
-        }
-    }
-
-    // Round 1: Graph's own service principal (once per tenant), every app's service principal,
-    // and the details of those whose id is already known.
-    let mut requests = Vec::new();
-    let known_roles = env.role_names.lock().expect("role names lock").clone();
-    if cache.graph.is_none() {
-        requests.push(BatchRequest::get(
-            "graph",
-            urls::graph_resource(known_roles.is_none()),
-        ));
-    }
-    for (i, spec) in specs
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| checks[*i].is_none())
-    {
-        requests.push(BatchRequest::get(
-            format!("sp{i}"),
-            urls::service_principal(&spec.app_id),
-        ));
-        if let Some(sp_id) = cache.sp_ids.get(&spec.app_id) {
-            requests.extend(detail_requests(i, spec, &sp_id));
-        }
-    }
-    let items = env.graph.batch(token, requests).await?;
-    let item = |id: &str| items.iter().find(|it| it.id == id);
-
-    if let Some(graph_item) = item("graph") {
-        let body = graph_item.result()?;
-        let resource = GraphResource::from_json(body, known_roles.as_ref()).ok_or_else(|| {
-            GraphError::Protocol {
-                service: super::Service::Graph,
-                reason: "Microsoft Graph's service principal has no id".to_owned(),
-            }
-        })?;
-        if known_roles.is_none() && !resource.role_names.is_empty() {
-            *env.role_names.lock().expect("role names lock") = Some(resource.role_names.clone());
-        }
-        cache.graph = Some(resource);
-    }
-    let graph = cache.graph.clone().expect("graph resource fetched above");
-
-    // Which apps are there, and whose details are still to fetch.
-    let mut found: Vec<Option<ServicePrincipal>> = vec![None; specs.len()];
-    let mut second_round = Vec::new();
-    let open: Vec<usize> = (0..specs.len()).filter(|i| checks[*i].is_none()).collect();
-    for i in open {
-        let spec = specs[i];
-        let sp_item = item(&format!("sp{i}")).expect("every request is answered");
-        match sp_item.result() {
-            Err(GraphError::Graph { status: 404, .. }) => {
-                cache.sp_ids.remove(&spec.app_id);
-                checks[i] = Some(not_consented(spec, tenant));
-            }
-            Err(e) => checks[i] = Some(from_error(spec, &e)),
-            Ok(body) => match ServicePrincipal::from_json(body) {
-                None => {
-                    checks[i] = Some(from_error(
-                        spec,
-                        &GraphError::Protocol {
-                            service: super::Service::Graph,
-                            reason: "a service principal without id".to_owned(),
-                        },
-                    ))
-                }
-                Some(sp) => {
-                    if cache.sp_ids.insert(&spec.app_id, &sp.id) {
-                        second_round.extend(detail_requests(i, spec, &sp.id));
-                    }
-                    found[i] = Some(sp);
-                }
-            },
-        }
-    }
-    let mut items = items;
-    if !second_round.is_empty() {
-        items.extend(env.graph.batch(token, second_round).await?);
-    }
-
-    // Details → verdicts.
-    for (i, spec) in specs.iter().enumerate() {
-        if checks[i].is_some() {
-            continue;
-        }
-        let sp = found[i].as_ref().expect("found or judged above");
-        let assignments = collection(
-            env,
-            token,
-            &items,
-            &format!("ra{i}"),
-            !spec.application_permissions.is_empty(),
-        )
-        .await;
-        let grants = collection(
-            env,
-            token,
-            &items,
-            &format!("pg{i}"),
-            !spec.delegated_scopes.is_empty(),
-        )
-        .await;
-        checks[i] = Some(match (assignments, grants) {
-            (Ok(a), Ok(g)) => from_graph(spec, sp, &graph, &a, Some(&g)),
-            (Ok(a), Err(GraphError::Graph { status: 403, .. })) => {
-                from_graph(spec, sp, &graph, &a, None)
-            }
-            (Err(GraphError::Graph { status: 404, .. }), _)
-            | (_, Err(GraphError::Graph { status: 404, .. })) => {
-                // Deleted between the look-up and the details: consent withdrawn.
-                cache.sp_ids.remove(&spec.app_id);
-                not_consented(spec, tenant)
-            }
-            (Err(e), _) | (_, Err(e)) => from_error(spec, &e),
-        });
-    }
-    Ok(checks
-        .into_iter()
-        .map(|c| c.expect("every consent judged"))
-        .collect())
-}
-
-/// The detail requests of one app: its app role assignments and/or its permission grants.
-fn detail_requests(i: usize, spec: &ConsentSpec, sp_id: &str) -> Vec<BatchRequest> {
-    let mut requests = Vec::new();
-    if !spec.application_permissions.is_empty() {
-        requests.push(BatchRequest::get(
-            format!("ra{i}"),
-            urls::app_role_assignments(sp_id),
-        ));
-    }
-    if !spec.delegated_scopes.is_empty() {
-        requests.push(BatchRequest::get(
-            format!("pg{i}"),
-            urls::permission_grants(sp_id),
-        ));
-    }
-    requests
-}
-
-/// The full collection answered to batch item `id` (following its next pages), or nothing
-/// when that kind of detail was not needed.
-async fn collection(
-    env: &CheckEnv<'_>,
-    token: &AccessToken,
-    items: &[BatchItem],
-    id: &str,
-    needed: bool,
-) -> Result<Vec<Value>, GraphError> {
-    if !needed {
-        return Ok(vec![]);
-    }
-    // The last answer with this id wins (a second round supersedes a stale first one).
-    let Some(item) = items.iter().rev().find(|it| it.id == id) else {
-        return Err(GraphError::Protocol {
-            service: super::Service::Graph,
-            reason: format!("no answer for batch item {id}"),
-        });
-    };
-    let body = item.result()?.clone();
-    env.graph.rest_of_pages(token, body).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -842,32 +514,6 @@ mod tests {
             application_permissions: app.iter().map(|s| s.to_string()).collect(),
             delegated_scopes: delegated.iter().map(|s| s.to_string()).collect(),
         }
-    }
-
-    #[test]
-    fn service_principal_ids_are_given_back_exactly_by_application_whatever_its_case() {
-        let mut ids = SpIds::default();
-        let app = "8B0F7A52-0000-4000-8000-000000000003";
-        assert!(ids.insert(app, "5f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"));
-        assert!(!ids.insert(
-            &app.to_ascii_lowercase(),
-            "5f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
-        ));
-        assert_eq!(
-            ids.get("8b0f7a52-0000-4000-8000-000000000003").as_deref(),
-            Some("5f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9")
-        );
-        // Not a GUID in canonical form: kept as it came.
-        assert!(ids.insert("other-app", "SP-42"));
-        assert_eq!(ids.get("OTHER-APP").as_deref(), Some("SP-42"));
-        assert!(ids.insert("other-app", "5F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9"));
-        assert_eq!(
-            ids.get("other-app").as_deref(),
-            Some("5F1E2D3C-4B5A-4978-8695-A4B3C2D1E0F9")
-        );
-        ids.remove(app);
-        assert_eq!(ids.get(app), None);
-        assert!(ids.get("other-app").is_some());
     }
 
     fn strings(v: &[&str]) -> Vec<String> {
@@ -933,7 +579,7 @@ mod tests {
         let throttled = from_error(
             &s,
             &GraphError::Throttled {
-                service: super::super::Service::Identity,
+                service: crate::graph::Service::Identity,
                 retry_after: Duration::from_secs(3),
             },
         );
@@ -971,7 +617,7 @@ mod tests {
             &sp,
             &graph,
             &assignments,
-            Some(&[]),
+            Ok(&[]),
         );
         assert_eq!(check.state, CheckState::Partial);
         assert_eq!(check.granted, ["Calls.AccessMedia.All"]);
@@ -1009,25 +655,72 @@ mod tests {
         let user_only = [
             json!({"clientId":"sp-2","consentType":"Principal","resourceId":"graph-sp","scope":"openid profile User.Read"}),
         ];
+        let check = from_graph(&login, &sp, &graph, &[], Ok(&user_only));
         assert_eq!(
-            from_graph(&login, &sp, &graph, &[], Some(&user_only)).state,
-            CheckState::Partial
+            check.state,
+            CheckState::Partial,
+            "a user's own consent is not admin consent"
+        );
+        assert!(
+            check.message.ends_with("the tenant holds only users' own consents (consentType Principal), which are not admin consent for the organisation"),
+            "{}",
+            check.message
         );
         let admin = [
             json!({"clientId":"sp-2","consentType":"AllPrincipals","resourceId":"graph-sp","scope":" openid  profile User.Read "}),
         ];
-        let check = from_graph(&login, &sp, &graph, &[], Some(&admin));
+        let check = from_graph(&login, &sp, &graph, &[], Ok(&admin));
         assert_eq!(check.state, CheckState::Granted, "{}", check.message);
         assert_eq!(check.granted, ["openid", "profile", "User.Read"]);
 
-        // Real Graph refuses to list grants without Directory.Read.All: presence is all we know.
-        let check = from_graph(&login, &sp, &graph, &[], None);
-        assert_eq!(check.state, CheckState::Granted);
-        assert!(check.granted.is_empty() && check.missing.is_empty());
+        // Grants Graph will not list: never Granted, and the reason says who must act.
+        let directory = spec(
+            "directory",
+            &["Application.Read.All", "Directory.Read.All"],
+            &[],
+        );
+        let (reason, state) = grants_unreadable(&directory);
+        let check = from_graph(&login, &sp, &graph, &[], Err((&reason, state)));
+        assert_eq!(check.state, CheckState::Unverified);
+        assert_eq!(check.missing, ["openid", "profile", "User.Read"]);
         assert!(
-            check.message.contains("needs Directory.Read.All"),
+            check.message.starts_with("the enterprise application is present; its delegated scopes openid, profile, User.Read are not verified: Microsoft Graph refused to list the tenant's oauth2PermissionGrants"),
             "{}",
             check.message
+        );
+        assert!(check.message.contains("Directory.Read.All is not granted"));
+        // A configuration that does not ask for Directory.Read.All: the platform's to fix.
+        let old = spec("directory", &["Application.Read.All"], &[]);
+        let (reason, state) = grants_unreadable(&old);
+        let check = from_graph(&login, &sp, &graph, &[], Err((&reason, state)));
+        assert_eq!(check.state, CheckState::Error);
+        assert!(
+            check
+                .message
+                .contains("consents.directory.applicationPermissions"),
+            "{}",
+            check.message
+        );
+    }
+
+    #[test]
+    fn an_opaque_token_leaves_its_consent_unverified_not_granted_nor_error() {
+        let recording = spec("recording", &CALLS, &[]);
+        let opaque = crate::graph::token::token_from_response(
+            "opaque",
+            Some(Duration::from_secs(3599)),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let check = by_token(&recording, &opaque, "the directory consent is not granted");
+        assert_eq!(check.state, CheckState::Unverified);
+        assert_eq!(
+            check.message,
+            "not verified: the application is present in the tenant, but its access token is not a readable JWT (access tokens are opaque by contract), so its permissions are read from Microsoft Graph's app role assignments, and the directory consent is not granted"
+        );
+        assert!(
+            may_read_others(&opaque),
+            "an opaque directory token is tried"
         );
     }
 
@@ -1043,7 +736,7 @@ mod tests {
             &sp,
             &graph_resource(),
             &[],
-            Some(&[]),
+            Ok(&[]),
         );
         assert_eq!(check.state, CheckState::Error);
         assert!(check.message.contains("recording-im"), "{}", check.message);

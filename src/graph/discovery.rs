@@ -2,14 +2,23 @@
 //!
 //! `GET {authority}/{domain}/v2.0/.well-known/openid-configuration` answers with the tenant's
 //! OpenID configuration, whose `issuer` is `{authority}/{tenantId}/v2.0`; an unknown domain
-//! answers 400 with AADSTS90002.
+//! answers 400 with AADSTS90002. The document also names the tenant's national cloud
+//! (`cloud_instance_name`, `tenant_region_scope`): a tenant of another cloud than the one the
+//! operator is configured for is found through this authority, but can be served only by an
+//! operator of its own cloud, and is reported so.
+
+use std::sync::Arc;
 
 use serde::Deserialize;
 use url::Url;
 
+use super::entra::EntraErrorResponse;
+use super::error::{GraphError, Service};
+use super::http::{
+    describe_reqwest_error, is_tenant_segment, join, parse_retry_after, DEFAULT_THROTTLE_WAIT,
+};
 use super::metrics::Counters;
-use super::{is_tenant_segment, join, parse_retry_after, GraphError, Service};
-use crate::config::is_guid;
+use crate::config::{is_guid, CloudPreset};
 
 /// The part of the OpenID configuration the operator reads.
 #[derive(Debug, Deserialize)]
@@ -17,38 +26,39 @@ pub struct OpenIdConfiguration {
     pub issuer: String,
     #[serde(default)]
     pub token_endpoint: Option<String>,
+    /// The tenant's cloud: `microsoftonline.com`, `microsoftonline.us`, ...
+    #[serde(default)]
+    pub cloud_instance_name: Option<String>,
+    /// The tenant's region within its cloud (`EU`, `NA`, `USGov`, ...).
+    #[serde(default)]
+    pub tenant_region_scope: Option<String>,
 }
 
-/// An error body of the identity platform (`error`, `error_description`, `error_codes`).
-#[derive(Debug, Default, Deserialize)]
-pub struct IdentityErrorBody {
-    #[serde(default)]
-    pub error: String,
-    #[serde(default)]
-    pub error_description: String,
-    #[serde(default)]
-    pub error_codes: Vec<u64>,
-}
-
-impl IdentityErrorBody {
-    /// The AADSTS code: the first of `error_codes`, else the number after `AADSTS` in the
-    /// description.
-    pub fn code(&self) -> Option<u64> {
-        self.error_codes
-            .first()
-            .copied()
-            .or_else(|| aadsts_code(&self.error_description))
+/// The `cloud_instance_name` values of a cloud's tenants (the first is the current one).
+pub fn cloud_instance_names(preset: CloudPreset) -> &'static [&'static str] {
+    match preset {
+        CloudPreset::Public => &["microsoftonline.com"],
+        CloudPreset::UsGov | CloudPreset::UsGovDoD => &["microsoftonline.us"],
+        CloudPreset::China => &["partner.microsoftonline.cn", "chinacloudapi.cn"],
     }
 }
 
-/// The number in `AADSTS<digits>:` at the start of (or anywhere in) an error description.
-pub fn aadsts_code(description: &str) -> Option<u64> {
-    let start = description.find("AADSTS")? + "AADSTS".len();
-    let digits: String = description[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+/// The error for a tenant whose document names another cloud than `expected`, if it does.
+pub fn other_cloud(
+    tenant: &str,
+    config: &OpenIdConfiguration,
+    expected: &[&str],
+) -> Option<GraphError> {
+    let cloud = config.cloud_instance_name.as_deref()?;
+    if expected.iter().any(|e| e.eq_ignore_ascii_case(cloud)) {
+        return None;
+    }
+    Some(GraphError::OtherCloud {
+        tenant: tenant.to_owned(),
+        cloud_instance: Some(cloud.to_owned()),
+        region_scope: config.tenant_region_scope.clone(),
+        expected: expected.first().map(|e| e.to_string()),
+    })
 }
 
 /// The tenant id in a discovery document: the path segment before `v2.0` in `issuer` (or,
@@ -71,60 +81,93 @@ pub fn tenant_id_from_configuration(config: &OpenIdConfiguration) -> Option<Stri
         .map(|id| id.to_ascii_lowercase())
 }
 
-/// Resolves the tenant id of `domain` (a tenant id is answered as itself, lower-cased).
-pub async fn resolve_tenant_id(
-    http: &reqwest::Client,
-    authority: &Url,
-    domain: &str,
-    counters: &Counters,
-) -> Result<String, GraphError> {
-    if !is_tenant_segment(domain) {
-        return Err(GraphError::TenantNotFound {
-            tenant: domain.to_owned(),
-        });
-    }
-    let url = join(
-        authority,
-        &format!("{domain}/v2.0/.well-known/openid-configuration"),
-    );
-    counters.discovery_request();
-    let response = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| GraphError::Unavailable {
-            service: Service::Identity,
-            reason: super::client::describe_reqwest_error(&e),
-            retry_after: None,
-        })?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let body = response.bytes().await.unwrap_or_default();
-    if status.is_success() {
-        let config: OpenIdConfiguration =
-            serde_json::from_slice(&body).map_err(|e| GraphError::Protocol {
-                service: Service::Identity,
-                reason: format!("OpenID configuration of {domain} is not valid JSON: {e}"),
-            })?;
-        return tenant_id_from_configuration(&config).ok_or_else(|| GraphError::Protocol {
+/// OpenID discovery through the configured authority.
+pub struct Discovery {
+    pub http: reqwest::Client,
+    pub authority: Url,
+    /// `cloud_instance_name` values of the configured cloud.
+    pub cloud: &'static [&'static str],
+    pub counters: Arc<Counters>,
+}
+
+impl Discovery {
+    /// The tenant id of `domain` (a tenant id is answered as itself, lower-cased); a tenant
+    /// of another cloud is an error saying so.
+    pub async fn resolve_tenant_id(&self, domain: &str) -> Result<String, GraphError> {
+        let config = self.document(domain).await?;
+        if let Some(e) = other_cloud(domain, &config, self.cloud) {
+            return Err(e);
+        }
+        tenant_id_from_configuration(&config).ok_or_else(|| GraphError::Protocol {
             service: Service::Identity,
             reason: format!(
                 "OpenID configuration of {domain} has no tenant id in issuer {:?}",
                 config.issuer
             ),
-        });
+        })
     }
-    let error: IdentityErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-    Err(classify_discovery_failure(
-        domain,
-        status.as_u16(),
-        retry_after,
-        &error,
-    ))
+
+    /// `error` made more precise when it was a cross-cloud refusal: the tenant's own document
+    /// names its cloud. Any other error, or a document that cannot be had, leaves it as is.
+    pub async fn explain(&self, tenant: &str, error: GraphError) -> GraphError {
+        let GraphError::OtherCloud { .. } = error else {
+            return error;
+        };
+        let found = match self.document(tenant).await {
+            Ok(config) => other_cloud(tenant, &config, self.cloud),
+            Err(_) => None,
+        };
+        found.unwrap_or(GraphError::OtherCloud {
+            tenant: tenant.to_owned(),
+            cloud_instance: None,
+            region_scope: None,
+            expected: self.cloud.first().map(|e| e.to_string()),
+        })
+    }
+
+    /// The OpenID configuration of a tenant (by id or domain).
+    async fn document(&self, domain: &str) -> Result<OpenIdConfiguration, GraphError> {
+        if !is_tenant_segment(domain) {
+            return Err(GraphError::TenantNotFound {
+                tenant: domain.to_owned(),
+            });
+        }
+        let url = join(
+            &self.authority,
+            &format!("{domain}/v2.0/.well-known/openid-configuration"),
+        );
+        self.counters.discovery_request();
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| GraphError::Unavailable {
+                service: Service::Identity,
+                reason: describe_reqwest_error(&e),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| GraphError::Protocol {
+                service: Service::Identity,
+                reason: format!("OpenID configuration of {domain} is not valid JSON: {e}"),
+            });
+        }
+        let error: EntraErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
+        Err(classify_discovery_failure(
+            domain,
+            status.as_u16(),
+            retry_after,
+            &error,
+        ))
+    }
 }
 
 /// What a failed discovery request means.
@@ -132,7 +175,7 @@ pub fn classify_discovery_failure(
     domain: &str,
     status: u16,
     retry_after: Option<std::time::Duration>,
-    error: &IdentityErrorBody,
+    error: &EntraErrorResponse,
 ) -> GraphError {
     match (status, error.code()) {
         (_, Some(90002)) | (404, _) => GraphError::TenantNotFound {
@@ -140,7 +183,7 @@ pub fn classify_discovery_failure(
         },
         (429, _) => GraphError::Throttled {
             service: Service::Identity,
-            retry_after: retry_after.unwrap_or(super::client::DEFAULT_THROTTLE_WAIT),
+            retry_after: retry_after.unwrap_or(DEFAULT_THROTTLE_WAIT),
         },
         (s, _) if s >= 500 => GraphError::Unavailable {
             service: Service::Identity,
@@ -179,6 +222,8 @@ mod tests {
         let config = OpenIdConfiguration {
             issuer: "http://127.0.0.1:8080/login/0b5c3e7e-1111-4222-8333-444455556666/v2.0".into(),
             token_endpoint: None,
+            cloud_instance_name: None,
+            tenant_region_scope: None,
         };
         assert_eq!(
             tenant_id_from_configuration(&config).as_deref(),
@@ -189,6 +234,8 @@ mod tests {
             token_endpoint: Some(
                 "https://login.microsoftonline.us/0b5c3e7e-1111-4222-8333-444455556666/oauth2/v2.0/token".into(),
             ),
+            cloud_instance_name: None,
+            tenant_region_scope: None,
         };
         assert_eq!(
             tenant_id_from_configuration(&config).as_deref(),
@@ -198,7 +245,7 @@ mod tests {
 
     #[test]
     fn unknown_domain_is_tenant_not_found() {
-        let body: IdentityErrorBody = serde_json::from_str(
+        let body: EntraErrorResponse = serde_json::from_str(
             r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'nosuch.onmicrosoft.com' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Trace ID: 0b1f Correlation ID: 9c2e Timestamp: 2025-09-18 01:17:37Z","error_codes":[90002],"timestamp":"2025-09-18 01:17:37Z","trace_id":"0b1f","correlation_id":"9c2e","error_uri":"https://login.microsoftonline.com/error?code=90002"}"#,
         )
         .unwrap();
@@ -210,11 +257,31 @@ mod tests {
     }
 
     #[test]
-    fn aadsts_code_is_read_from_the_description() {
+    fn a_tenant_of_another_cloud_is_named_with_its_cloud() {
+        let gov: OpenIdConfiguration = serde_json::from_str(
+            r#"{"issuer":"https://login.microsoftonline.us/0b5c3e7e-1111-4222-8333-444455556666/v2.0",
+                "cloud_instance_name":"microsoftonline.us","tenant_region_scope":"USGov"}"#,
+        )
+        .unwrap();
+        let public = cloud_instance_names(CloudPreset::Public);
+        let err = other_cloud("agency.us", &gov, public).unwrap();
         assert_eq!(
-            aadsts_code("AADSTS7000215: Invalid client secret provided."),
-            Some(7000215)
+            err.to_string(),
+            "tenant agency.us belongs to the microsoftonline.us cloud (tenant_region_scope USGov), not to microsoftonline.com that this operator is configured for: onboard it with an operator whose cloud.preset is that tenant's cloud"
         );
-        assert_eq!(aadsts_code("no code here"), None);
+        assert!(other_cloud(
+            "agency.us",
+            &gov,
+            cloud_instance_names(CloudPreset::UsGovDoD)
+        )
+        .is_none());
+        // A document without the field says nothing either way.
+        let bare = OpenIdConfiguration {
+            issuer: gov.issuer.clone(),
+            token_endpoint: None,
+            cloud_instance_name: None,
+            tenant_region_scope: None,
+        };
+        assert!(other_cloud("agency.us", &bare, public).is_none());
     }
 }

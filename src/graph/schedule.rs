@@ -25,7 +25,11 @@ pub fn next_check_after(
 ) -> Duration {
     let base = match state {
         CheckState::Granted => polling.granted_interval,
-        CheckState::Pending | CheckState::Partial | CheckState::Error | CheckState::Unknown => {
+        CheckState::Pending
+        | CheckState::Partial
+        | CheckState::Error
+        | CheckState::Unknown
+        | CheckState::Unverified => {
             let factor = 2u32.saturating_pow(consecutive_pending.min(30));
             polling
                 .pending_initial

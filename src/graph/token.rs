@@ -1,13 +1,14 @@
 //! Client-credentials tokens for one platform application in one customer tenant.
 //!
 //! `POST {authority}/{tenant}/oauth2/v2.0/token` with `scope={graph}/.default`, through the
-//! `oauth2` crate. A token is cached per (tenant, app) until `exp - tokenRenewBefore`; callers
+//! `oauth2` crate. A token is cached per (tenant, app) until `expires_in - tokenRenewBefore`; callers
 //! asking for the same key at once share one request. A refusal is read from its AADSTS code:
 //! no service principal (no consent yet), bad or expired secret, unknown tenant; 429/503 are
 //! throttling, other 5xx and network failures an outage. The application permissions granted
-//! in the tenant are the token's `roles` claim, decoded without a signature check
-//! (`jsonwebtoken::dangerous::insecure_decode_claims`): the token came straight from the
-//! token endpoint over TLS, and the operator only reads which roles Entra put in it.
+//! in the tenant are hinted at by the token's `roles` claim, decoded without a signature check
+//! (`jsonwebtoken::dangerous::insecure_decode_claims`) when the token is a JWT: it came
+//! straight from the token endpoint over TLS. Microsoft treats tokens as opaque, so a token
+//! that does not decode is still a token, and its lifetime is `expires_in`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,11 +23,15 @@ use oauth2::{
     StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 
+use super::entra::{classify_token_error, EntraErrorResponse};
+use super::error::{GraphError, Service};
+use super::http::{
+    describe_reqwest_error, is_tenant_segment, join, parse_retry_after, DEFAULT_THROTTLE_WAIT,
+};
 use super::metrics::{Counters, TokenOutcome};
-use super::{is_tenant_segment, join, parse_retry_after, GraphError, Service};
 use crate::config::{SecretRef, SecretSource};
 
 // ---------------------------------------------------------------------------------------------
@@ -34,16 +39,21 @@ use crate::config::{SecretRef, SecretSource};
 // ---------------------------------------------------------------------------------------------
 
 /// An app-only access token for Microsoft Graph in one tenant.
+///
+/// The token itself is opaque by contract: its lifetime comes from the token endpoint's
+/// `expires_in`, and what its payload says (when it is a readable JWT) is a hint only.
 #[derive(Debug)]
 pub struct AccessToken {
     bearer: SecretString,
-    /// Application permissions granted to the app in the tenant (`roles` claim).
-    pub roles: Vec<String>,
-    /// When the token stops being accepted (`exp`).
+    /// The application permissions granted to the app in the tenant, from the `roles` claim
+    /// (absent claim: none); `None` when the token is not a readable JWT. A hint: Graph's
+    /// app role assignments are the truth.
+    pub roles: Option<Vec<String>>,
+    /// When the token stops being accepted: `expires_in` after it was received.
     pub expires_at: SystemTime,
-    /// The tenant that issued it (`tid`).
+    /// The tenant that issued it (`tid`), when readable.
     pub tenant_id: Option<String>,
-    /// The object id of the app's service principal in that tenant (`oid`).
+    /// The object id of the app's service principal in that tenant (`oid`), when readable.
     pub object_id: Option<String>,
 }
 
@@ -53,9 +63,11 @@ impl AccessToken {
         self.bearer.expose_secret()
     }
 
-    /// Whether `roles` holds `name` (permission names compare case-insensitively).
-    pub fn has_role(&self, name: &str) -> bool {
-        self.roles.iter().any(|r| r.eq_ignore_ascii_case(name))
+    /// Whether `roles` holds `name` (permission names compare case-insensitively); `None`
+    /// when the token cannot say.
+    pub fn has_role(&self, name: &str) -> Option<bool> {
+        let roles = self.roles.as_ref()?;
+        Some(roles.iter().any(|r| r.eq_ignore_ascii_case(name)))
     }
 
     /// Whether the token may still be used at `now`, renewing `renew_before` ahead of expiry.
@@ -73,123 +85,40 @@ struct Claims {
     oid: Option<String>,
 }
 
-/// Builds the token from the endpoint's answer: claims from the JWT, expiry from `exp`
-/// (falling back to `expires_in`).
+/// Builds the token from the endpoint's answer. The lifetime is `expires_in` (the OAuth
+/// contract); only an answer without it falls back to the JWT's `exp`. The payload is read
+/// for hints when it is a JWT, and a token that is not one is kept all the same.
 pub fn token_from_response(
     access_token: &str,
     expires_in: Option<Duration>,
     now: SystemTime,
 ) -> Result<AccessToken, String> {
-    let claims: Claims = jsonwebtoken::dangerous::insecure_decode_claims(access_token)
-        .map_err(|e| format!("the access token is not a readable JWT ({e})"))?;
-    let expires_at = match (claims.exp, expires_in) {
-        (Some(exp), _) => UNIX_EPOCH + Duration::from_secs(exp),
-        (None, Some(lifetime)) => now + lifetime,
-        (None, None) => return Err("the access token carries no expiry".to_owned()),
+    let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(access_token).ok();
+    let expires_at = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
+        (Some(lifetime), _) => now + lifetime,
+        (None, Some(exp)) => UNIX_EPOCH + Duration::from_secs(exp),
+        (None, None) => {
+            return Err(
+                "the token response has no expires_in and the token no readable expiry".to_owned(),
+            )
+        }
+    };
+    let (roles, tenant_id, object_id) = match claims {
+        Some(c) => (Some(c.roles), c.tid, c.oid),
+        None => (None, None, None),
     };
     Ok(AccessToken {
         bearer: SecretString::from(access_token),
-        roles: claims.roles,
+        roles,
         expires_at,
-        tenant_id: claims.tid,
-        object_id: claims.oid,
+        tenant_id,
+        object_id,
     })
 }
 
 // ---------------------------------------------------------------------------------------------
 // What a refusal means
 // ---------------------------------------------------------------------------------------------
-
-/// The token endpoint's error body, with the Entra fields the standard one drops.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct EntraErrorResponse {
-    #[serde(default)]
-    pub error: String,
-    #[serde(default)]
-    pub error_description: Option<String>,
-    #[serde(default)]
-    pub error_codes: Vec<u64>,
-}
-
-impl std::fmt::Display for EntraErrorResponse {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.error)
-    }
-}
-
-impl oauth2::ErrorResponse for EntraErrorResponse {}
-
-impl EntraErrorResponse {
-    /// The AADSTS code: first of `error_codes`, else read from the description.
-    pub fn code(&self) -> Option<u64> {
-        self.error_codes.first().copied().or_else(|| {
-            self.error_description
-                .as_deref()
-                .and_then(super::discovery::aadsts_code)
-        })
-    }
-
-    /// The description without the trace/correlation ids and timestamp Entra appends, so the
-    /// text is the same from one request to the next.
-    ///
-    /// Entra puts them on lines of their own (`\r\n` before each), so the cut is at the
-    /// first "Trace ID:" whatever precedes it.
-    pub fn stable_description(&self) -> String {
-        let text = self.error_description.as_deref().unwrap_or_default();
-        let cut = text.find("Trace ID:").unwrap_or(text.len());
-        text[..cut].trim().to_owned()
-    }
-}
-
-/// Turns a token-endpoint refusal into the operator's meaning of it.
-pub fn classify_token_error(tenant: &str, app_id: &str, body: &EntraErrorResponse) -> GraphError {
-    match body.code() {
-        // No service principal: the customer has not consented.
-        Some(code @ (700016 | 7000229)) => GraphError::NotConsented {
-            tenant: tenant.to_owned(),
-            app_id: app_id.to_owned(),
-            code,
-            detail: None,
-        },
-        // Other principal-not-found variants, or (65001) consent required: read as not
-        // consented too, with Entra's text, since they can also point at a wrong app id or
-        // cloud.
-        Some(code @ (50020 | 500011 | 65001)) => GraphError::NotConsented {
-            tenant: tenant.to_owned(),
-            app_id: app_id.to_owned(),
-            code,
-            detail: Some(body.stable_description()),
-        },
-        Some(7000215) => GraphError::InvalidSecret {
-            app_id: app_id.to_owned(),
-        },
-        Some(7000222) => GraphError::SecretExpired {
-            app_id: app_id.to_owned(),
-        },
-        Some(90002) => GraphError::TenantNotFound {
-            tenant: tenant.to_owned(),
-        },
-        // OAuth's "try again later" answers, whatever the HTTP status: a passing outage, not
-        // a refusal.
-        _ if matches!(
-            body.error.as_str(),
-            "server_error" | "temporarily_unavailable"
-        ) =>
-        {
-            GraphError::Unavailable {
-                service: Service::Identity,
-                reason: format!("{}: {}", body.error, body.stable_description()),
-                retry_after: None,
-            }
-        }
-        code => GraphError::TokenRejected {
-            app_id: app_id.to_owned(),
-            error: body.error.clone(),
-            code,
-            description: body.stable_description(),
-        },
-    }
-}
 
 /// The metrics label of a token request's end.
 pub fn token_outcome(result: &Result<AccessToken, GraphError>) -> TokenOutcome {
@@ -234,7 +163,7 @@ fn classify_transport(transport: Transport) -> GraphError {
             retry_after,
         } => GraphError::Throttled {
             service: Service::Identity,
-            retry_after: retry_after.unwrap_or(super::client::DEFAULT_THROTTLE_WAIT),
+            retry_after: retry_after.unwrap_or(DEFAULT_THROTTLE_WAIT),
         },
         Transport::Status {
             status,
@@ -498,7 +427,7 @@ impl TokenProvider {
 
 fn describe_http_client_error(e: &oauth2::HttpClientError<reqwest::Error>) -> String {
     match e {
-        oauth2::HttpClientError::Reqwest(e) => super::client::describe_reqwest_error(e),
+        oauth2::HttpClientError::Reqwest(e) => describe_reqwest_error(e),
         other => other.to_string(),
     }
 }
@@ -516,136 +445,6 @@ fn scrub_secret(text: String, secret: &SecretString) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn body(json: &str) -> EntraErrorResponse {
-        serde_json::from_str(json).unwrap()
-    }
-
-    const TENANT: &str = "4a7c1d2e-0000-4000-8000-00000000c0de";
-    const APP: &str = "8b0f7a52-0000-4000-8000-000000000003";
-
-    #[test]
-    fn missing_service_principal_is_not_consented_in_both_forms() {
-        let unauthorized = body(
-            r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application with identifier '8b0f7a52-0000-4000-8000-000000000003' was not found in the directory 'Contoso'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant. Trace ID: 1e0b Correlation ID: 77aa Timestamp: 2025-09-18 01:17:37Z","error_codes":[700016],"timestamp":"2025-09-18 01:17:37Z","trace_id":"1e0b","correlation_id":"77aa","error_uri":"https://login.microsoftonline.com/error?code=700016"}"#,
-        );
-        assert_eq!(
-            classify_token_error(TENANT, APP, &unauthorized),
-            GraphError::NotConsented {
-                tenant: TENANT.into(),
-                app_id: APP.into(),
-                code: 700016,
-                detail: None,
-            }
-        );
-        let missing_sp = body(
-            r#"{"error":"invalid_client","error_description":"AADSTS7000229: The client application 8b0f7a52-0000-4000-8000-000000000003 is missing service principal in the tenant 4a7c1d2e-0000-4000-8000-00000000c0de. Trace ID: 2f Correlation ID: 3a Timestamp: 2025-09-18 01:17:37Z","error_codes":[7000229]}"#,
-        );
-        let err = classify_token_error(TENANT, APP, &missing_sp);
-        assert_eq!(
-            err.to_string(),
-            "application 8b0f7a52-0000-4000-8000-000000000003 has no service principal in tenant 4a7c1d2e-0000-4000-8000-00000000c0de (AADSTS7000229): admin consent not given"
-        );
-        for code in [50020, 500011] {
-            let b = body(&format!(
-                r#"{{"error":"invalid_request","error_description":"AADSTS{code}: something not found.","error_codes":[{code}]}}"#
-            ));
-            assert!(matches!(
-                classify_token_error(TENANT, APP, &b),
-                GraphError::NotConsented { .. }
-            ));
-        }
-    }
-
-    #[test]
-    fn other_not_consented_codes_keep_entras_text() {
-        // As Entra sends it: the trace id, correlation id and timestamp on lines of their own.
-        let resource = body(
-            "{\"error\":\"invalid_resource\",\"error_description\":\"AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.\\r\\nTrace ID: 5d1c\\r\\nCorrelation ID: 0f2e\\r\\nTimestamp: 2025-09-18 01:17:37Z\",\"error_codes\":[500011]}",
-        );
-        let err = classify_token_error(TENANT, APP, &resource);
-        assert_eq!(
-            err.to_string(),
-            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 in tenant 4a7c1d2e-0000-4000-8000-00000000c0de (AADSTS500011: AADSTS500011: The resource principal named https://graph.microsoft.us was not found in the tenant named Contoso.): admin consent not given"
-        );
-    }
-
-    #[test]
-    fn trace_lines_are_cut_whatever_separates_them() {
-        for sep in ["\r\n", " ", "\n"] {
-            let b = EntraErrorResponse {
-                error: "unauthorized_client".into(),
-                error_description: Some(format!(
-                    "AADSTS7000112: Application is disabled.{sep}Trace ID: 1{sep}Correlation ID: 2{sep}Timestamp: 2025-09-18 01:17:37Z"
-                )),
-                ..body(r#"{"error":"x"}"#)
-            };
-            assert_eq!(
-                b.stable_description(),
-                "AADSTS7000112: Application is disabled.",
-                "{sep:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn try_again_answers_are_an_outage_not_a_refusal() {
-        for error in ["server_error", "temporarily_unavailable"] {
-            let b = body(&format!(
-                r#"{{"error":"{error}","error_description":"AADSTS90033: A transient error has occurred. Please try again.\r\nTrace ID: 1\r\nCorrelation ID: 2\r\nTimestamp: 2025-09-18 01:17:37Z","error_codes":[90033]}}"#
-            ));
-            let err = classify_token_error(TENANT, APP, &b);
-            assert!(err.is_transient(), "{err:?}");
-            assert_eq!(
-                err.to_string(),
-                format!("the Microsoft identity platform is unavailable: {error}: AADSTS90033: A transient error has occurred. Please try again.")
-            );
-        }
-    }
-
-    #[test]
-    fn secret_problems_are_for_the_platform_team() {
-        let invalid = body(
-            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '8b0f7a52-0000-4000-8000-000000000003'. Trace ID: a Correlation ID: b Timestamp: 2025-09-18 01:17:37Z","error_codes":[7000215]}"#,
-        );
-        assert_eq!(
-            classify_token_error(TENANT, APP, &invalid).to_string(),
-            "the client secret of application 8b0f7a52-0000-4000-8000-000000000003 is invalid (AADSTS7000215): the platform team must correct the operator's configuration"
-        );
-        // Code only in the description (no error_codes array).
-        let expired = body(
-            r#"{"error":"invalid_client","error_description":"AADSTS7000222: The provided client secret keys for app '8b0f7a52-0000-4000-8000-000000000003' are expired. Visit the Azure portal to create new keys for your app."}"#,
-        );
-        assert_eq!(
-            classify_token_error(TENANT, APP, &expired),
-            GraphError::SecretExpired { app_id: APP.into() }
-        );
-    }
-
-    #[test]
-    fn unknown_tenant_and_other_codes() {
-        let not_found = body(
-            r#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'nosuch.example' not found.","error_codes":[90002]}"#,
-        );
-        assert!(matches!(
-            classify_token_error("nosuch.example", APP, &not_found),
-            GraphError::TenantNotFound { .. }
-        ));
-        let consent_required = body(
-            r#"{"error":"invalid_grant","error_description":"AADSTS65001: The user or administrator has not consented to use the application. Trace ID: 9 Correlation ID: 8 Timestamp: 2025-09-18 01:17:37Z","error_codes":[65001]}"#,
-        );
-        assert!(matches!(
-            classify_token_error(TENANT, APP, &consent_required),
-            GraphError::NotConsented { code: 65001, .. }
-        ));
-        let other = body(
-            r#"{"error":"unauthorized_client","error_description":"AADSTS7000112: Application '8b0f7a52-0000-4000-8000-000000000003'(recording-hue) is disabled. Trace ID: 9 Correlation ID: 8 Timestamp: 2025-09-18 01:17:37Z","error_codes":[7000112]}"#,
-        );
-        assert_eq!(
-            classify_token_error(TENANT, APP, &other).to_string(),
-            "the token endpoint refused application 8b0f7a52-0000-4000-8000-000000000003 (unauthorized_client, AADSTS7000112): AADSTS7000112: Application '8b0f7a52-0000-4000-8000-000000000003'(recording-hue) is disabled."
-        );
-    }
 
     #[test]
     fn throttling_and_outages_at_the_token_endpoint() {
@@ -674,36 +473,33 @@ mod tests {
     }
 
     #[test]
-    fn roles_and_expiry_come_from_the_jwt() {
+    fn lifetime_from_expires_in_roles_from_the_jwt_as_a_hint() {
         let token = jwt(
             r#"{"aud":"https://graph.microsoft.com","iss":"https://sts.windows.net/4a7c1d2e-0000-4000-8000-00000000c0de/","tid":"4a7c1d2e-0000-4000-8000-00000000c0de","appid":"8b0f7a52-0000-4000-8000-000000000003","oid":"5d1a","idtyp":"app","exp":1900000000,"roles":["Calls.AccessMedia.All","Calls.JoinGroupCall.All"]}"#,
         );
         let parsed =
             token_from_response(&token, Some(Duration::from_secs(3599)), UNIX_EPOCH).unwrap();
         assert_eq!(
-            parsed.roles,
+            parsed.roles.as_deref().unwrap(),
             ["Calls.AccessMedia.All", "Calls.JoinGroupCall.All"]
         );
-        assert!(parsed.has_role("calls.accessmedia.all"));
-        assert_eq!(
-            parsed.expires_at,
-            UNIX_EPOCH + Duration::from_secs(1_900_000_000)
-        );
+        assert_eq!(parsed.has_role("calls.accessmedia.all"), Some(true));
+        // expires_in wins over the payload's exp.
+        assert_eq!(parsed.expires_at, UNIX_EPOCH + Duration::from_secs(3599));
         assert_eq!(parsed.object_id.as_deref(), Some("5d1a"));
         assert!(
             !format!("{parsed:?}").contains(&token),
             "Debug must not print the bearer"
         );
 
-        // No roles claim: nothing granted. No exp: expires_in counts from now.
+        // No roles claim: nothing granted.
         let bare = token_from_response(
             &jwt(r#"{"idtyp":"app"}"#),
             Some(Duration::from_secs(3599)),
             UNIX_EPOCH,
         )
         .unwrap();
-        assert!(bare.roles.is_empty());
-        assert_eq!(bare.expires_at, UNIX_EPOCH + Duration::from_secs(3599));
+        assert_eq!(bare.roles.as_deref(), Some(&[][..]));
         assert!(bare.is_fresh(
             UNIX_EPOCH + Duration::from_secs(3000),
             Duration::from_secs(300)
@@ -712,7 +508,27 @@ mod tests {
             UNIX_EPOCH + Duration::from_secs(3300),
             Duration::from_secs(300)
         ));
+        // Only an answer without expires_in falls back to exp.
+        let no_lifetime = token_from_response(&token, None, UNIX_EPOCH).unwrap();
+        assert_eq!(
+            no_lifetime.expires_at,
+            UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+        );
+    }
 
+    #[test]
+    fn an_opaque_token_is_a_token_that_says_nothing() {
+        let opaque = token_from_response(
+            "EwBwA8l6BAAUs5+HQn0N+h2FxWzLS31ZgQVuHsYAAV",
+            Some(Duration::from_secs(3599)),
+            UNIX_EPOCH,
+        )
+        .unwrap();
+        assert_eq!(opaque.roles, None);
+        assert_eq!(opaque.has_role("Directory.Read.All"), None);
+        assert_eq!(opaque.object_id, None);
+        assert_eq!(opaque.expires_at, UNIX_EPOCH + Duration::from_secs(3599));
+        // Without expires_in nothing tells how long it lasts.
         assert!(token_from_response("opaque-token", None, UNIX_EPOCH).is_err());
     }
 

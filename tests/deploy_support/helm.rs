@@ -5,8 +5,9 @@
 //! It implements the part of Go's `text/template` and Helm's functions the chart uses, with
 //! the same semantics: actions `{{ }}` with `{{-`/`-}}` whitespace trimming and comments;
 //! `define`, `if`/`else`, `with`/`else`, `end`; pipelines of fields (`.Values.a.b`, `.`, `$`),
-//! string, number and boolean literals; functions `include`, `default`, `quote`, `toYaml`,
-//! `nindent`, `indent`, `trunc`, `trimSuffix`, `sha256sum`, `required`. Anything else in a
+//! string, number and boolean literals, parenthesised pipelines; functions `include`,
+//! `default`, `quote`, `toYaml`, `nindent`, `indent`, `trunc`, `trimSuffix`, `sha256sum`,
+//! `required`, `replace`, `printf` (`%s` only) and `.Files.Get` (files of the chart). Anything else in a
 //! template is an error, and so is printing a value that does not exist — stricter than Helm,
 //! so a typo in a template or a values key fails the tests instead of rendering nothing.
 
@@ -54,7 +55,10 @@ pub fn render(dir: &Path, release: &Release, overrides: Value) -> Result<Vec<Ren
     files.sort();
 
     // Every file is parsed, so `define`s in `_helpers.tpl` are known to all.
-    let mut engine = Engine::default();
+    let mut engine = Engine {
+        chart_dir: dir.to_path_buf(),
+        ..Engine::default()
+    };
     let mut bodies = Vec::new();
     for (name, text) in &files {
         let nodes = engine
@@ -182,6 +186,7 @@ enum Arg {
     Field { from_root: bool, path: Vec<String> },
     Literal(Value),
     Function(String),
+    Pipeline(Pipeline),
 }
 
 type Command = Vec<Arg>;
@@ -204,6 +209,8 @@ enum Stop {
 #[derive(Default)]
 struct Engine {
     defines: BTreeMap<String, Vec<Node>>,
+    /// Where `.Files.Get` reads from.
+    chart_dir: std::path::PathBuf,
 }
 
 impl Engine {
@@ -348,6 +355,7 @@ impl Engine {
                 Ok(v.clone())
             }
             Arg::Function(name) => self.call(name, Vec::new(), root),
+            Arg::Pipeline(p) => self.eval(p, dot, root),
         }
     }
 
@@ -436,6 +444,31 @@ impl Engine {
                     digest.iter().map(|b| format!("{b:02x}")).collect(),
                 ))
             }
+            "replace" => {
+                want(3)?;
+                let (old, new) = (text_of(&args[0])?, text_of(&args[1])?);
+                Ok(Value::String(text_of(&args[2])?.replace(&old, &new)))
+            }
+            "printf" => {
+                let format = text_of(args.first().ok_or("printf takes a format")?)?;
+                let mut parts = format.split("%s");
+                let mut out = parts.next().unwrap_or_default().to_owned();
+                let mut rest = args[1..].iter();
+                for part in parts {
+                    let arg = rest.next().ok_or("printf: too few arguments")?;
+                    out.push_str(&text_of(arg)?);
+                    out.push_str(part);
+                }
+                Ok(Value::String(out))
+            }
+            "Files.Get" => {
+                want(1)?;
+                let path = self.chart_dir.join(text_of(&args[0])?);
+                // Helm gives an empty string for a missing file; a test wants to know.
+                std::fs::read_to_string(&path)
+                    .map(Value::String)
+                    .map_err(|e| format!(".Files.Get {}: {e}", path.display()))
+            }
             "true" => Ok(Value::Bool(true)),
             "false" => Ok(Value::Bool(false)),
             "nil" => Ok(Value::Null),
@@ -454,7 +487,13 @@ fn parse_pipeline(src: &str) -> Result<Pipeline, String> {
             pipeline.push(Vec::new());
             continue;
         }
-        let arg = if word.starts_with('"') {
+        let arg = if let Some(inner) = word.strip_prefix('(') {
+            Arg::Pipeline(parse_pipeline(
+                inner.strip_suffix(')').ok_or("unbalanced (")?,
+            )?)
+        } else if word == ".Files.Get" {
+            Arg::Function("Files.Get".to_owned())
+        } else if word.starts_with('"') {
             Arg::Literal(Value::String(unquote(&word)?))
         } else if word == "." {
             Arg::Field {
@@ -515,10 +554,28 @@ fn split_words(src: &str) -> Result<Vec<String>, String> {
                 }
             }
             words.push(word);
-        } else if c == '(' || c == ')' {
-            return Err(format!(
-                "parentheses are not supported by the test renderer: {src:?}"
-            ));
+        } else if c == '(' {
+            // A parenthesised pipeline, kept whole (strings in it may hold parentheses).
+            let mut word = String::new();
+            let (mut depth, mut quoted) = (0, false);
+            for c in chars.by_ref() {
+                word.push(c);
+                match c {
+                    '"' => quoted = !quoted,
+                    '(' if !quoted => depth += 1,
+                    ')' if !quoted => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    break;
+                }
+            }
+            if depth != 0 {
+                return Err(format!("unbalanced parentheses in {src:?}"));
+            }
+            words.push(word);
+        } else if c == ')' {
+            return Err(format!("unbalanced parentheses in {src:?}"));
         } else {
             let mut word = String::new();
             while let Some(&c) = chars.peek() {

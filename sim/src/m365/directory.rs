@@ -12,7 +12,7 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 
 use super::catalog::{self, GRAPH_APP_ID, GRAPH_DISPLAY_NAME};
-use super::seed::{parse_instant, AppSeed, Seed, TenantSeed};
+use super::seed::{parse_instant, AppSeed, NationalCloud, Seed, TenantSeed};
 use super::SimError;
 
 #[derive(Debug, Clone)]
@@ -27,6 +27,8 @@ pub(crate) struct Tenant {
     pub id: String,
     pub display_name: String,
     pub domains: Vec<Domain>,
+    /// The national cloud the tenant lives in, when not the one the simulator plays.
+    pub national_cloud: Option<NationalCloud>,
     pub created: DateTime<Utc>,
     pub service_principals: Vec<ServicePrincipal>,
     pub assignments: Vec<AppRoleAssignment>,
@@ -59,8 +61,21 @@ pub(crate) struct PermissionGrant {
     pub id: String,
     pub client_id: String,
     pub resource_id: String,
+    /// `None` for an admin's consent for all users (`consentType: AllPrincipals`); the user's
+    /// object id for a user's own consent (`consentType: Principal`).
+    pub principal_id: Option<String>,
     /// Space-separated delegated scopes.
     pub scope: String,
+}
+
+impl PermissionGrant {
+    /// `AllPrincipals` or `Principal`, as Graph names the two kinds.
+    pub fn consent_type(&self) -> &'static str {
+        match self.principal_id {
+            None => "AllPrincipals",
+            Some(_) => "Principal",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -159,7 +174,7 @@ impl Tenant {
     pub fn granted_scopes(&self, sp_id: &str) -> Vec<String> {
         self.grants
             .iter()
-            .filter(|g| g.client_id == sp_id)
+            .filter(|g| g.client_id == sp_id && g.principal_id.is_none())
             .flat_map(|g| g.scope.split_whitespace().map(str::to_string))
             .collect()
     }
@@ -176,6 +191,17 @@ impl Directory {
             dir.add_app(a, now)?;
         }
         for c in &seed.consents {
+            if let Some(user) = &c.user {
+                if c.application_permissions.is_some() || c.delegated_scopes.is_some() {
+                    return Err(SimError::Seed(format!(
+                        "consent of app `{}` by user `{user}`: a user consents to the app's delegated scopes as a whole; drop application_permissions and delegated_scopes",
+                        c.app_id
+                    )));
+                }
+                dir.user_consent(&c.tenant, &c.app_id, user, now)
+                    .map_err(|e| SimError::Seed(e.to_string()))?;
+                continue;
+            }
             let scope = ConsentScope {
                 application_permissions: c.application_permissions.clone(),
                 delegated_scopes: c.delegated_scopes.clone(),
@@ -255,6 +281,7 @@ impl Directory {
                 id,
                 display_name,
                 domains,
+                national_cloud: None,
                 created: now,
                 service_principals: vec![graph_sp],
                 assignments: Vec::new(),
@@ -422,11 +449,9 @@ impl Directory {
             }
         }
         if !scopes.is_empty() {
-            match t
-                .grants
-                .iter_mut()
-                .find(|g| g.client_id == sp.id && g.resource_id == graph)
-            {
+            match t.grants.iter_mut().find(|g| {
+                g.client_id == sp.id && g.resource_id == graph && g.principal_id.is_none()
+            }) {
                 Some(g) => {
                     let mut have: Vec<String> =
                         g.scope.split_whitespace().map(str::to_string).collect();
@@ -441,11 +466,55 @@ impl Directory {
                     id: new_opaque_id(),
                     client_id: sp.id.clone(),
                     resource_id: graph.clone(),
+                    principal_id: None,
                     scope: scopes.join(" "),
                 }),
             }
         }
         Ok((app_perms, scopes))
+    }
+
+    /// What a user's own consent does (no admin involved): the app's service principal in
+    /// the tenant (created when missing) and a `Principal` grant of the app's delegated
+    /// scopes for that user alone. No application permission can be consented this way.
+    pub fn user_consent(
+        &mut self,
+        tenant: &str,
+        app_id: &str,
+        user_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), SimError> {
+        if !is_guid(user_id) {
+            return Err(SimError::Harness(format!(
+                "user id `{user_id}` is not a GUID"
+            )));
+        }
+        let app = self
+            .app(app_id)
+            .cloned()
+            .ok_or_else(|| SimError::Harness(format!("unknown app `{app_id}`")))?;
+        if app.delegated_scopes.is_empty() {
+            return Err(SimError::Harness(format!(
+                "app `{app_id}` asks for no delegated scope: a user cannot consent to it"
+            )));
+        }
+        let t = self.tenant_mut(tenant)?;
+        if t.sp_by_app_id(&app.app_id).is_none() {
+            t.service_principals.push(service_principal_for(&app, now));
+        }
+        let sp = t.sp_by_app_id(&app.app_id).expect("present").id.clone();
+        let graph = t.graph_sp_id().to_string();
+        let user = user_id.to_ascii_lowercase();
+        t.grants
+            .retain(|g| !(g.client_id == sp && g.principal_id.as_deref() == Some(&user)));
+        t.grants.push(PermissionGrant {
+            id: new_opaque_id(),
+            client_id: sp,
+            resource_id: graph,
+            principal_id: Some(user),
+            scope: app.delegated_scopes.join(" "),
+        });
+        Ok(())
     }
 
     /// Deleting the enterprise application: the service principal goes, and with it every
@@ -496,6 +565,16 @@ impl Directory {
         }
         t.grants.retain(|g| !g.scope.trim().is_empty());
         Ok(removed)
+    }
+
+    /// Moves a tenant to another national cloud.
+    pub fn set_national_cloud(
+        &mut self,
+        tenant: &str,
+        cloud: NationalCloud,
+    ) -> Result<(), SimError> {
+        self.tenant_mut(tenant)?.national_cloud = Some(cloud);
+        Ok(())
     }
 
     pub fn set_sp_enabled(

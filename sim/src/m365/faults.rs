@@ -84,7 +84,7 @@ impl RequestCounts {
     }
 }
 
-/// Where a throttle applies.
+/// Where a throttle applies (a 401 applies where a 429 does: to units of work).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     /// A Graph request or batch item (any status).
@@ -138,8 +138,8 @@ impl Faults {
         };
         let applies = |t: &Throttle| match target {
             Target::GraphWork | Target::Token => true,
-            Target::GraphBatch => t.status != 429,
-            Target::GraphBatchItem => t.status == 429,
+            Target::GraphBatch => ![429, 401].contains(&t.status),
+            Target::GraphBatchItem => [429, 401].contains(&t.status),
         };
         let hit = list.iter_mut().find(|t| {
             t.count > 0

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::catalog::GRAPH_APP_ID;
 use super::directory::{is_guid, new_guid, Directory};
 use super::jwt::AppTokenClaims;
+use super::seed::NationalCloud;
 
 /// An error of the identity platform: HTTP status, OAuth `error`, AADSTS code and message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +74,16 @@ impl AadError {
         Self::new(400, error, 90002, format!(
             "Tenant '{segment}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
         ))
+    }
+
+    /// A client-credentials request to this cloud's authority for a tenant of another cloud.
+    pub fn cross_cloud() -> Self {
+        Self::new(
+            400,
+            "invalid_request",
+            900382,
+            "Confidential Client is not supported in Cross Cloud request.".to_string(),
+        )
     }
 
     pub fn missing_parameter(name: &str) -> Self {
@@ -192,6 +203,16 @@ pub(crate) fn openid_configuration(authority: &str, tenant: &str, graph_host: &s
     })
 }
 
+/// The OpenID document of a tenant of another national cloud, as the public authority serves
+/// it: that cloud's endpoints, `cloud_instance_name` and `tenant_region_scope`.
+pub(crate) fn national_cloud_configuration(tenant: &str, cloud: NationalCloud) -> Value {
+    let graph = format!("https://{}", cloud.graph_host());
+    let mut doc = openid_configuration(cloud.authority(), tenant, &graph);
+    doc["tenant_region_scope"] = json!(cloud.region_scope());
+    doc["cloud_instance_name"] = json!(cloud.instance_name());
+    doc
+}
+
 /// The multi-tenant aliases of the authority, which resolve to no single tenant.
 pub(crate) fn is_multi_tenant_alias(segment: &str) -> bool {
     ["common", "organizations", "consumers"]
@@ -263,6 +284,9 @@ pub(crate) fn issue_token(
     let tenant = dir
         .resolve_tenant(tenant_segment)
         .ok_or_else(|| AadError::tenant_not_found(tenant_segment, "invalid_request"))?;
+    if tenant.national_cloud.is_some() {
+        return Err(AadError::cross_cloud());
+    }
     let grant_type = req
         .grant_type
         .as_deref()

@@ -66,6 +66,16 @@ pub fn sign(claims: &AppTokenClaims) -> String {
         .expect("signing with the built-in RSA key cannot fail")
 }
 
+/// An opaque access token: random base64url text with no dots, which no JWT library reads.
+pub fn opaque_token() -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::with_capacity(48);
+    for _ in 0..3 {
+        bytes.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Checks a bearer token as Graph does: signed by this issuer, meant for one of
 /// `audiences`, not expired at `now` (seconds since the epoch).
 pub fn verify(

@@ -17,9 +17,11 @@ mod faults;
 mod graph;
 mod identity;
 mod jwt;
+mod odata;
 mod seed;
 mod server;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,7 +35,9 @@ pub use batch::MAX_BATCH_REQUESTS;
 pub use catalog::{Permission, APP_ROLES, GRAPH_APP_ID, SCOPES};
 pub use faults::{EndpointCounts, RequestCounts, Throttle};
 pub use jwt::AppTokenClaims;
-pub use seed::{AppSeed, ConsentSeed, SecretSeed, Seed, Settings, TenantSeed, PLATFORM_CONSENTS};
+pub use seed::{
+    AppSeed, ConsentSeed, NationalCloud, SecretSeed, Seed, Settings, TenantSeed, PLATFORM_CONSENTS,
+};
 
 use directory::{ConsentScope, Directory};
 use faults::Faults;
@@ -64,6 +68,10 @@ pub(crate) struct Shared {
     url: String,
     settings: Settings,
     auto_consent: AtomicBool,
+    /// Issue opaque access tokens (not JWTs) instead of signed ones.
+    opaque_tokens: AtomicBool,
+    /// The claims behind each opaque token issued, by token.
+    opaque: Mutex<HashMap<String, AppTokenClaims>>,
     clock_offset: Mutex<chrono::Duration>,
     propagation_delay: Mutex<chrono::Duration>,
     dir: Mutex<Directory>,
@@ -124,6 +132,8 @@ impl M365Sim {
         let shared = Arc::new(Shared {
             url: format!("http://{local}"),
             auto_consent: AtomicBool::new(seed.settings.auto_consent),
+            opaque_tokens: AtomicBool::new(false),
+            opaque: Mutex::new(HashMap::new()),
             settings: seed.settings,
             clock_offset: Mutex::new(chrono::Duration::zero()),
             propagation_delay: Mutex::new(chrono::Duration::zero()),
@@ -175,6 +185,15 @@ impl M365Sim {
         self.harness("add_tenant", result);
     }
 
+    /// Adds a tenant of another national cloud: OpenID discovery through this (public)
+    /// authority finds it and names its cloud; the token endpoint refuses it (AADSTS900382).
+    /// Panics as [`M365Sim::add_tenant`] does.
+    pub fn add_tenant_in_cloud(&self, tenant_id: &str, domains: &[&str], cloud: NationalCloud) {
+        self.add_tenant(tenant_id, domains);
+        let result = self.directory().set_national_cloud(tenant_id, cloud);
+        self.harness("add_tenant_in_cloud", result);
+    }
+
     /// Registers a multi-tenant app in its home tenant. Panics on an invalid app.
     pub fn add_app(&self, app: AppSeed) {
         let now = self.shared.now();
@@ -207,6 +226,15 @@ impl M365Sim {
         let now = self.shared.now();
         let result = self.directory().grant(tenant, app_id, &scope, now);
         self.harness("grant_partial", result);
+    }
+
+    /// A user of the tenant consents for themselves (no admin): the app's service principal
+    /// appears with a `consentType: Principal` grant of its delegated scopes for that user
+    /// (a GUID) only. Panics on an unknown tenant or app, or an app without delegated scopes.
+    pub fn user_consent(&self, tenant: &str, app_id: &str, user_id: &str) {
+        let now = self.shared.now();
+        let result = self.directory().user_consent(tenant, app_id, user_id, now);
+        self.harness("user_consent", result);
     }
 
     /// Deletes the app's enterprise application (service principal) in the tenant, with
@@ -249,15 +277,42 @@ impl M365Sim {
         lock(&self.shared.faults).add_token(t);
     }
 
+    /// Answers the next `count` Graph units of work of `tenant` (plain requests, or single
+    /// `$batch` items: the batch itself still answers 200) with 401
+    /// `InvalidAuthenticationToken`, as Graph does for a token it stopped accepting.
+    pub fn reject_tokens_on_graph(&self, tenant: &str, count: u32) {
+        let t = self.resolve_throttle(
+            "reject_tokens_on_graph",
+            Throttle {
+                tenant: Some(tenant.to_string()),
+                status: 401,
+                retry_after_secs: None,
+                count,
+            },
+        );
+        lock(&self.shared.faults).add_graph(t);
+    }
+
+    /// When on, the token endpoint issues opaque access tokens (random text, not a JWT), as
+    /// Microsoft may at any time: a client must not depend on reading them. Graph still
+    /// accepts them. Off by default.
+    pub fn set_opaque_tokens(&self, on: bool) {
+        self.shared.opaque_tokens.store(on, Ordering::SeqCst);
+    }
+
     /// Removes every pending throttle.
     pub fn clear_throttles(&self) {
         lock(&self.shared.faults).clear();
     }
 
     fn resolve_throttle(&self, what: &str, mut t: Throttle) -> Throttle {
-        if ![429, 503, 504].contains(&t.status) {
+        let allowed: &[u16] = match what {
+            "reject_tokens_on_graph" => &[401],
+            _ => &[429, 503, 504],
+        };
+        if !allowed.contains(&t.status) {
             panic!(
-                "M365Sim::{what}: status {} is not 429, 503 or 504",
+                "M365Sim::{what}: status {} is not one of {allowed:?}",
                 t.status
             );
         }

@@ -90,6 +90,57 @@ pub struct ConsentSeed {
     /// Only these delegated scopes (all the app requires when absent).
     #[serde(default)]
     pub delegated_scopes: Option<Vec<String>>,
+    /// A user's own consent instead of an admin's: the user's object id (a GUID). It creates
+    /// the app's service principal and a `consentType: Principal` grant of the app's
+    /// delegated scopes for that user only, which is not admin consent.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// A national cloud other than the one the simulator plays (the public cloud). A tenant of
+/// one is found by OpenID discovery through the public authority, whose document names its
+/// cloud, but the public token endpoint refuses client credentials for it (AADSTS900382).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum NationalCloud {
+    /// Azure Government (GCC High, DoD): `login.microsoftonline.us`.
+    UsGov,
+    /// Microsoft Azure operated by 21Vianet: `login.partner.microsoftonline.cn`.
+    China,
+}
+
+impl NationalCloud {
+    /// `cloud_instance_name` of the cloud's OpenID documents.
+    pub fn instance_name(self) -> &'static str {
+        match self {
+            NationalCloud::UsGov => "microsoftonline.us",
+            NationalCloud::China => "partner.microsoftonline.cn",
+        }
+    }
+
+    /// `tenant_region_scope` of its tenants' OpenID documents.
+    pub fn region_scope(self) -> &'static str {
+        match self {
+            NationalCloud::UsGov => "USGov",
+            NationalCloud::China => "CN",
+        }
+    }
+
+    /// The cloud's authority host.
+    pub fn authority(self) -> &'static str {
+        match self {
+            NationalCloud::UsGov => "https://login.microsoftonline.us",
+            NationalCloud::China => "https://login.partner.microsoftonline.cn",
+        }
+    }
+
+    /// The cloud's Microsoft Graph host.
+    pub fn graph_host(self) -> &'static str {
+        match self {
+            NationalCloud::UsGov => "graph.microsoft.us",
+            NationalCloud::China => "microsoftgraph.chinacloudapi.cn",
+        }
+    }
 }
 
 /// Knobs of the simulator itself.
@@ -104,8 +155,8 @@ pub struct Settings {
     /// `expires_in` of access tokens, in seconds.
     pub token_lifetime_secs: u64,
     /// Apply Graph's documented rule that listing `oauth2PermissionGrants` needs
-    /// `Directory.Read.All` (or `Directory.ReadWrite.All`). Off by default: the project's
-    /// spec lets `Application.Read.All` read grants too.
+    /// `Directory.Read.All` (or `Directory.ReadWrite.All`). On by default, as on the real
+    /// service; off lets `Application.Read.All` read grants too (laxer than Graph).
     pub grants_require_directory_read: bool,
     /// How the token endpoint answers an app that has no service principal in the tenant:
     /// `7000229` (401 `invalid_client`, the usual answer) or `700016` (400
@@ -119,7 +170,7 @@ impl Default for Settings {
             graph_page_size: 2,
             auto_consent: true,
             token_lifetime_secs: 3599,
-            grants_require_directory_read: false,
+            grants_require_directory_read: true,
             missing_service_principal_aadsts: 7000229,
         }
     }
@@ -132,7 +183,12 @@ pub const PLATFORM_CONSENTS: &[(&str, &str, &[&str], &[&str])] = &[
     (
         "directory",
         "aad",
-        &["User.Read.All", "Group.Read.All", "Application.Read.All"],
+        &[
+            "User.Read.All",
+            "Group.Read.All",
+            "Application.Read.All",
+            "Directory.Read.All",
+        ],
         &[],
     ),
     (
@@ -278,7 +334,12 @@ mod tests {
         assert_eq!(a.apps[1].app_id, b.apps[1].app_id);
         assert_eq!(
             a.app("rec-aad").unwrap().application_permissions,
-            ["User.Read.All", "Group.Read.All", "Application.Read.All"]
+            [
+                "User.Read.All",
+                "Group.Read.All",
+                "Application.Read.All",
+                "Directory.Read.All"
+            ]
         );
     }
 

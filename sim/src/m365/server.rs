@@ -123,11 +123,16 @@ async fn discovery(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let resolved = lock(&shared.dir)
+    let (resolved, cloud) = lock(&shared.dir)
         .resolve_tenant(&tenant)
-        .map(|t| t.id.clone());
+        .map(|t| (Some(t.id.clone()), t.national_cloud))
+        .unwrap_or_default();
     count(&shared, resolved.as_deref(), |c| &mut c.discovery);
     tenant_delay(&shared, resolved.as_deref()).await;
+    if let (Some(id), Some(cloud)) = (&resolved, cloud) {
+        let doc = identity::national_cloud_configuration(id, cloud);
+        return json_response(200, AAD_JSON, &doc);
+    }
     let tenant_in_doc = match resolved {
         Some(id) => id,
         None if identity::is_multi_tenant_alias(&tenant) => "{tenantid}".to_string(),
@@ -256,7 +261,13 @@ async fn token(
     match issued {
         Ok(claims) => {
             tracing::info!(tenant = %claims.tid, app_id = %claims.appid, roles = ?claims.roles, "token issued");
-            let access_token = jwt::sign(&claims);
+            let access_token = if shared.opaque_tokens.load(Ordering::SeqCst) {
+                let opaque = jwt::opaque_token();
+                lock(&shared.opaque).insert(opaque.clone(), claims.clone());
+                opaque
+            } else {
+                jwt::sign(&claims)
+            };
             let mut response = json_response(
                 200,
                 AAD_JSON,
@@ -341,6 +352,11 @@ fn graph_error(
 /// The error a throttle answers with.
 fn throttle_error(status: u16) -> GraphError {
     match status {
+        401 => GraphError::new(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure.",
+        ),
         429 => GraphError::new(429, "TooManyRequests", "Too many requests."),
         503 => GraphError::new(
             503,
@@ -368,8 +384,20 @@ fn authenticate(shared: &Shared, headers: &HeaderMap) -> Result<Caller, GraphErr
         })
         .unwrap_or_default();
     let audiences = identity::graph_resources(&shared.url);
-    let claims = jwt::verify(&token, &audiences, shared.now().timestamp())
-        .map_err(|e| GraphError::new(401, "InvalidAuthenticationToken", e.to_string()))?;
+    let now = shared.now().timestamp();
+    let opaque = lock(&shared.opaque).get(&token).cloned();
+    let claims = match opaque {
+        Some(claims) if claims.exp > now => claims,
+        Some(_) => {
+            return Err(GraphError::new(
+                401,
+                "InvalidAuthenticationToken",
+                jwt::TokenRejection::Expired.to_string(),
+            ))
+        }
+        None => jwt::verify(&token, &audiences, now)
+            .map_err(|e| GraphError::new(401, "InvalidAuthenticationToken", e.to_string()))?,
+    };
     if !lock(&shared.dir).tenants.contains_key(&claims.tid) {
         return Err(GraphError::new(
             401,
@@ -397,7 +425,9 @@ async fn graph_get(State(shared): State<AppState>, uri: Uri, headers: HeaderMap)
     tenant_delay(&shared, tenant).await;
     let throttled = lock(&shared.faults).take(Target::GraphWork, tenant);
     if let Some((status, retry_after)) = throttled {
-        count(&shared, tenant, |c| &mut c.throttled);
+        if status != 401 {
+            count(&shared, tenant, |c| &mut c.throttled);
+        }
         return graph_error(&shared, &ids, &throttle_error(status), retry_after);
     }
     let relative = relative_url(&uri);
@@ -482,7 +512,9 @@ async fn graph_batch(State(shared): State<AppState>, headers: HeaderMap, body: B
         };
         let throttled = lock(&shared.faults).take(Target::GraphBatchItem, Some(&tenant));
         if let Some((status, retry_after)) = throttled {
-            count(&shared, Some(&tenant), |c| &mut c.throttled);
+            if status != 401 {
+                count(&shared, Some(&tenant), |c| &mut c.throttled);
+            }
             return error_reply(throttle_error(status), retry_after);
         }
         if !item.method.eq_ignore_ascii_case("GET") {
