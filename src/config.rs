@@ -88,6 +88,13 @@ pub struct OperatorConfig {
     /// Namespace the operator runs in: where its Lease and the customers' BYOS Secrets live
     /// (default: `POD_NAMESPACE`, else `recording-operator-system`).
     pub operator_namespace: String,
+    /// Public base URL of the operator's public listener (behind the Ingress), e.g.
+    /// `https://onboarding.example.com`: the Quick Start links start with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// The customers' Quick Start page: its link signing keys and how long a link lasts.
+    #[serde(default)]
+    pub quick_start: crate::links::QuickStartConfig,
 }
 
 impl Default for OperatorConfig {
@@ -175,6 +182,8 @@ impl OperatorConfig {
             consent.check(key, &mut problems);
         }
         self.polling.check(&mut problems);
+        self.quick_start
+            .check(self.public_url.as_deref(), &mut problems);
         if let Some(storage) = &self.storage {
             if let Err(e) = storage.validate() {
                 problems.push(format!("storage: {e}"));
@@ -576,7 +585,7 @@ impl std::fmt::Display for SecretRef {
 }
 
 impl SecretRef {
-    fn check(&self, field: &str, problems: &mut Vec<String>) {
+    pub(crate) fn check(&self, field: &str, problems: &mut Vec<String>) {
         match self {
             SecretRef::SecretRef {
                 namespace,
@@ -797,6 +806,9 @@ struct OperatorConfigFile {
     #[serde(default)]
     storage: Option<crate::storage::StorageConfig>,
     operator_namespace: Option<String>,
+    public_url: Option<String>,
+    #[serde(default)]
+    quick_start: crate::links::QuickStartConfig,
 }
 
 #[derive(Default, Deserialize)]
@@ -852,6 +864,8 @@ impl From<OperatorConfigFile> for OperatorConfig {
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
                 .unwrap_or_else(|| "recording-operator-system".to_owned()),
+            public_url: file.public_url,
+            quick_start: file.quick_start,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod http;
 pub mod kube_client;
 pub mod leader;
+pub mod links;
 pub mod metrics;
 pub mod rbac;
 pub mod retention;

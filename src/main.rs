@@ -10,6 +10,7 @@ use recording_operator::controller::{self, RunOptions};
 use recording_operator::graph::ConsentChecker;
 use recording_operator::http::{self, HttpArgs, HttpState};
 use recording_operator::leader::{LeaderArgs, LeaderOutcome};
+use recording_operator::links::QuickStartLinks;
 use recording_operator::metrics::Metrics;
 use recording_operator::signals::StopSignals;
 use recording_operator::storage::{backend_from_config, tenant::TenantStorage};
@@ -164,10 +165,28 @@ async fn run(
         }
     };
 
+    let links = QuickStartLinks::from_config(&config, secrets.clone());
+    if links.is_none() {
+        tracing::info!("no publicUrl configured: Tenants get no Quick Start link");
+    }
     let state = HttpState::new(metrics.clone());
-    let router =
-        http::router(state.clone()).merge(controller::consent::callback_router(client.clone()));
-    let server = tokio::spawn(http::serve(http_args.http_addr, router, stopped()));
+    let server = tokio::spawn(http::serve(
+        http_args.http_addr,
+        http::router(state.clone()),
+        stopped(),
+    ));
+    // The public listener answers on every replica, leader or not: it reads the API server.
+    let public = http::public::router(http::public::PublicState {
+        client: client.clone(),
+        config: config.clone(),
+        links: links.clone(),
+    })
+    .layer(axum::middleware::from_fn_with_state(
+        metrics.clone(),
+        recording_operator::metrics::count_public_request,
+    ));
+    let public_listener = http::bind(http_args.public_addr).await?;
+    let public_server = tokio::spawn(http::public::serve(public_listener, public, stopped()));
 
     let controllers = controller::run(
         controller::Parts {
@@ -176,6 +195,7 @@ async fn run(
             checker,
             metrics: metrics.clone(),
             storage,
+            links,
         },
         RunOptions {
             concurrency,
@@ -201,5 +221,6 @@ async fn run(
         Ok(())
     };
     let _ = server.await;
+    let _ = public_server.await;
     result
 }

@@ -35,6 +35,17 @@ fn demo_brings_every_example_tenant_to_ready() {
         stdout.contains("Every example tenant is Ready."),
         "{stdout}"
     );
+    // Each example tenant's Quick Start link, on the operator's public listener.
+    for name in ["contoso", "fabrikam"] {
+        let line = stdout
+            .lines()
+            .find(|l| {
+                l.trim_start()
+                    .starts_with(&format!("{name}: http://127.0.0.1:"))
+            })
+            .unwrap_or_else(|| panic!("no Quick Start link of {name} in\n{stdout}"));
+        assert!(line.contains("/quickstart/"), "{line}");
+    }
 
     // The last table shows both example tenants OK and Ready, with their license types.
     let last_table = stdout.rsplit("NAME ").next().unwrap();

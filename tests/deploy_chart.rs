@@ -1,6 +1,6 @@
-//! The Helm chart, rendered by the test renderer (`helm` is not among Debian's packages; see
-//! deploy_support/helm.rs): the objects of deploy/ with values for what differs per install,
-//! accepted by a Kubernetes API server (the simulator).
+//! The Helm chart under real Helm (v4, see deploy_support/helm.rs): lint, install, upgrade,
+//! status and uninstall against the Kubernetes simulator; the objects of deploy/ with values for
+//! what differs per install.
 
 #[path = "deploy_support/helm.rs"]
 mod helm;
@@ -9,6 +9,7 @@ mod kubectl;
 
 use std::path::{Path, PathBuf};
 
+use helm::Helm;
 use kubectl::Kubectl;
 use serde_json::{json, Value};
 use sim::kube::{KubeSim, KubeSimConfig};
@@ -17,17 +18,8 @@ fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/recording-operator")
 }
 
-const RELEASE: helm::Release = helm::Release {
-    name: "rec",
-    namespace: "platform",
-};
-
-fn render(overrides: Value) -> Vec<Value> {
-    helm::render(&chart(), &RELEASE, overrides)
-        .unwrap()
-        .into_iter()
-        .flat_map(|r| r.documents)
-        .collect()
+async fn render(values: Value) -> Vec<Value> {
+    helm::render(&chart(), "rec", "platform", values).await
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
@@ -40,9 +32,9 @@ fn deploy_deployment() -> Value {
     helm::split_documents(&text).unwrap().remove(0)
 }
 
-#[test]
-fn default_values_render_the_objects_of_deploy() {
-    let docs = render(json!({}));
+#[tokio::test]
+async fn default_values_render_the_objects_of_deploy() {
+    let docs = render(json!({})).await;
     let mut objects: Vec<String> = docs
         .iter()
         .map(|d| {
@@ -65,6 +57,7 @@ fn default_values_render_the_objects_of_deploy() {
             "Role/rec-leader-election",
             "RoleBinding/rec-leader-election",
             "Service/rec-metrics",
+            "Service/rec-public",
             "ServiceAccount/rec",
         ]
     );
@@ -126,6 +119,27 @@ fn default_values_render_the_objects_of_deploy() {
         deployment["spec"]["selector"]["matchLabels"]
     );
     assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+    // The public Service exposes the public listener only, never /metrics or the probes.
+    let public = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "rec-public")
+        .unwrap();
+    assert_eq!(
+        public["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(public["spec"]["ports"].as_array().unwrap().len(), 1);
+    assert_eq!(public["spec"]["ports"][0]["targetPort"], "public");
+    let port = |name: &str| {
+        container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["containerPort"]
+            .clone()
+    };
+    assert_eq!((port("http"), port("public")), (json!(8080), json!(8081)));
     let budget = find(&docs, "PodDisruptionBudget").unwrap();
     assert_eq!(
         budget["spec"]["selector"]["matchLabels"],
@@ -135,8 +149,8 @@ fn default_values_render_the_objects_of_deploy() {
     assert!(find(&docs, "Secret").is_none() && find(&docs, "ServiceMonitor").is_none());
 }
 
-#[test]
-fn values_change_what_they_document() {
+#[tokio::test]
+async fn values_change_what_they_document() {
     let docs = render(json!({
         "image": {"repository": "registry.example/recording-operator", "tag": "1.2.3"},
         "replicas": 3,
@@ -146,7 +160,8 @@ fn values_change_what_they_document() {
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "fullnameOverride": "recorder",
-    }));
+    }))
+    .await;
     let deployment = find(&docs, "Deployment").unwrap();
     assert_eq!(deployment["metadata"]["name"], "recorder");
     assert_eq!(deployment["spec"]["replicas"], 3);
@@ -176,95 +191,146 @@ fn values_change_what_they_document() {
     );
 }
 
-#[test]
-fn a_configuration_change_rolls_the_pods() {
-    let checksum = |docs: &[Value]| {
-        find(docs, "Deployment").unwrap()["spec"]["template"]["metadata"]["annotations"]
-            ["checksum/config"]
-            .clone()
-    };
-    let before = checksum(&render(json!({})));
-    let after = checksum(&render(json!({"config": {"serverName": "rec2"}})));
-    assert_eq!(before.as_str().unwrap().len(), 64);
-    assert_ne!(before, after);
-    assert_eq!(
-        before,
-        checksum(&render(json!({"replicas": 5}))),
-        "other values do not"
-    );
-}
+#[tokio::test]
+async fn helm_lints_the_chart_and_flags_a_broken_one() {
+    let sim = KubeSim::start(KubeSimConfig::default()).await.unwrap();
+    let helm = Helm::new(&sim, "lint", "platform");
+    let lint = helm.lint(&chart()).await.unwrap();
+    assert_eq!(lint["TotalChartsLinted"], 1);
+    let serious: Vec<&Value> = lint["Messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["Severity"].as_i64().unwrap() >= WARNING)
+        .collect();
+    assert!(serious.is_empty(), "{lint}");
 
-#[test]
-fn the_renderer_refuses_what_it_cannot_render_faithfully() {
-    let dir = std::env::temp_dir().join(format!("recording-operator-chart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    // A copy with a template that does not parse fails the lint.
+    let broken = std::env::temp_dir().join(format!(
+        "recording-operator-broken-chart-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&broken);
+    copy_dir(&chart(), &broken);
     std::fs::write(
-        dir.join("Chart.yaml"),
-        "name: c\nversion: 0.1.0\nappVersion: \"1\"\n",
+        broken.join("templates/broken.yaml"),
+        "x: {{ .Values.image.tag\n",
     )
     .unwrap();
-    std::fs::write(dir.join("values.yaml"), "a: 1\n").unwrap();
-    let attempt = |template: &str| {
-        std::fs::write(dir.join("templates/t.yaml"), template).unwrap();
-        helm::render(&dir, &RELEASE, json!({})).err()
+    let failed = match helm.lint(&broken).await {
+        Ok(result) => result["Messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["Severity"].as_i64().unwrap() >= ERROR),
+        Err(_) => true,
     };
-    let typo = attempt("x: {{ .Values.b }}\n").unwrap();
-    assert!(typo.contains("the value does not exist"), "{typo}");
-    let range = attempt("{{ range .Values.a }}{{ end }}\n").unwrap();
-    assert!(
-        range.contains("not supported by the test renderer"),
-        "{range}"
-    );
-    assert!(attempt("x: {{- if .Values.a }} {{ .Values.a }}{{ end }}\n").is_none());
-    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&broken).unwrap();
+    assert!(failed, "a template that does not parse must fail the lint");
+    sim.shutdown().await;
+}
+
+/// Helm's lint severities (helm's `support` package).
+const WARNING: i64 = 2;
+const ERROR: i64 = 3;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn template_checksum(sim: &KubeSim) -> Value {
+    let deployment = sim
+        .get_json("apps/v1", "deployments", "platform", "rec")
+        .unwrap();
+    deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"].clone()
+}
+
+/// The rules of the one object of `kind` in a deploy/ file.
+fn deploy_rules(file: &str, kind: &str) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy").join(file)).unwrap();
+    let docs = helm::split_documents(&text).unwrap();
+    docs.into_iter().find(|d| d["kind"] == kind).unwrap()["rules"].clone()
 }
 
 #[tokio::test]
-async fn kubectl_applies_the_rendered_chart() {
+async fn helm_installs_upgrades_reports_and_uninstalls_the_chart() {
     let sim = KubeSim::start(KubeSimConfig::default()).await.unwrap();
     let kubectl = Kubectl::new(&sim, "deploy-chart");
-    let mut stream = String::new();
-    for entry in std::fs::read_dir(chart().join("crds")).unwrap() {
-        stream.push_str("---\n");
-        stream.push_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap());
-    }
-    for doc in render(json!({"secrets": {"create": true, "values": {"directory": "x"}}})) {
-        stream.push_str("---\n");
-        stream.push_str(&serde_json::to_string(&doc).unwrap());
-        stream.push('\n');
-    }
-    let manifest = kubectl.dir().join("chart.yaml");
-    std::fs::write(&manifest, stream).unwrap();
-    let manifest = manifest.to_str().unwrap();
-
-    // (`kubectl create namespace` would send protobuf, which the simulator does not speak.)
-    let namespace = kubectl.dir().join("namespace.yaml");
-    std::fs::write(
-        &namespace,
-        "apiVersion: v1\nkind: Namespace\nmetadata: {name: platform}\n",
-    )
-    .unwrap();
+    // As docs/operations.md has it: the namespace and the Secret first, with kubectl's
+    // generators (protobuf bodies).
+    kubectl.ok(&["create", "namespace", "platform"]).await;
     kubectl
-        .ok(&["apply", "-f", namespace.to_str().unwrap()])
+        .ok(&[
+            "-n",
+            "platform",
+            "create",
+            "secret",
+            "generic",
+            "recording-operator-entra-apps",
+            "--from-literal=directory=dir-secret",
+        ])
         .await;
-    let dry = kubectl
-        .ok(&["apply", "-f", manifest, "--dry-run=server"])
-        .await;
-    assert!(
-        dry.contains("deployment.apps/rec created (server dry run)"),
-        "{dry}"
-    );
-    assert!(sim
-        .get_json("apps/v1", "deployments", "platform", "rec")
-        .is_none());
 
-    let applied = kubectl
-        .ok(&["apply", "--server-side", "-f", manifest])
-        .await;
-    assert!(
-        applied.contains("deployment.apps/rec serverside-applied"),
-        "{applied}"
+    let helm = Helm::new(&sim, "lifecycle", "platform");
+    let installed = helm
+        .install("rec", &chart(), &json!({}), true)
+        .await
+        .unwrap();
+    assert_eq!(installed["info"]["status"], "deployed");
+    assert_eq!(installed["version"], 1);
+    // The CRDs of crds/ come first, then the templates' objects, which match deploy/'s.
+    for crd in [
+        "tenants.recording.m365.io",
+        "recordingservices.recording.m365.io",
+    ] {
+        assert!(
+            sim.get_json(
+                "apiextensions.k8s.io/v1",
+                "customresourcedefinitions",
+                "",
+                crd
+            )
+            .is_some(),
+            "{crd}"
+        );
+    }
+    let cluster_role = sim
+        .get_json("rbac.authorization.k8s.io/v1", "clusterroles", "", "rec")
+        .unwrap();
+    assert_eq!(
+        cluster_role["rules"],
+        deploy_rules("rbac.yaml", "ClusterRole")
+    );
+    let role = sim
+        .get_json(
+            "rbac.authorization.k8s.io/v1",
+            "roles",
+            "platform",
+            "rec-leader-election",
+        )
+        .unwrap();
+    assert_eq!(role["rules"], deploy_rules("rbac.yaml", "Role"));
+    let binding = sim
+        .get_json(
+            "rbac.authorization.k8s.io/v1",
+            "clusterrolebindings",
+            "",
+            "rec",
+        )
+        .unwrap();
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "rec", "namespace": "platform"}])
     );
     let deployment = sim
         .get_json("apps/v1", "deployments", "platform", "rec")
@@ -273,12 +339,96 @@ async fn kubectl_applies_the_rendered_chart() {
         deployment["spec"]["template"]["spec"]["serviceAccountName"],
         "rec"
     );
+    assert_eq!(
+        deployment["metadata"]["annotations"]["meta.helm.sh/release-name"],
+        "rec"
+    );
+    for (kind, name) in [
+        ("serviceaccounts", "rec"),
+        ("configmaps", "rec-config"),
+        ("services", "rec-metrics"),
+    ] {
+        assert!(
+            sim.get_json("v1", kind, "platform", name).is_some(),
+            "{kind}/{name}"
+        );
+    }
+    assert!(sim
+        .get_json("policy/v1", "poddisruptionbudgets", "platform", "rec")
+        .is_some());
+    // Helm keeps its release in a Secret.
+    assert!(sim
+        .get_json("v1", "secrets", "platform", "sh.helm.release.v1.rec.v1")
+        .is_some());
+
+    let status = helm.status("rec").await.unwrap();
+    assert_eq!(status["info"]["status"], "deployed");
+    assert_eq!(status["version"], 1);
+
+    // A configuration change rolls the pods: the template's checksum changes.
+    let before = template_checksum(&sim);
+    assert_eq!(before.as_str().unwrap().len(), 64);
+    let upgraded = helm
+        .upgrade(
+            "rec",
+            &chart(),
+            &json!({"config": {"serverName": "rec2"}}),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(upgraded["version"], 2);
+    assert_eq!(upgraded["info"]["status"], "deployed");
+    let after = template_checksum(&sim);
+    assert_ne!(before, after);
+    let config = sim
+        .get_json("v1", "configmaps", "platform", "rec-config")
+        .unwrap();
+    assert!(config["data"]["config.yaml"]
+        .as_str()
+        .unwrap()
+        .contains("serverName: rec2"));
+    // Other values leave the pods' template alone.
+    helm.upgrade(
+        "rec",
+        &chart(),
+        &json!({"config": {"serverName": "rec2"}, "replicas": 3}),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(template_checksum(&sim), after);
+    let deployment = sim
+        .get_json("apps/v1", "deployments", "platform", "rec")
+        .unwrap();
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    assert_eq!(helm.status("rec").await.unwrap()["version"], 3);
+
+    helm.uninstall("rec").await.unwrap();
+    assert!(sim
+        .get_json("apps/v1", "deployments", "platform", "rec")
+        .is_none());
+    assert!(sim
+        .get_json("rbac.authorization.k8s.io/v1", "clusterroles", "", "rec")
+        .is_none());
+    assert!(sim
+        .get_json("v1", "secrets", "platform", "sh.helm.release.v1.rec.v1")
+        .is_none());
+    // The Secret the user made stays, and so do the CRDs (Helm never deletes crds/).
     assert!(sim
         .get_json("v1", "secrets", "platform", "recording-operator-entra-apps")
         .is_some());
     assert!(sim
-        .get_json("v1", "configmaps", "platform", "rec-config")
+        .get_json(
+            "apiextensions.k8s.io/v1",
+            "customresourcedefinitions",
+            "",
+            "tenants.recording.m365.io"
+        )
         .is_some());
+    let gone = helm.status("rec").await.unwrap_err();
+    assert!(gone.contains("not found"), "{gone}");
+    sim.shutdown().await;
 }
 
 /// The command line the operator's own flag definitions read from the chart's arguments.
@@ -294,13 +444,14 @@ struct RunFlags {
     log: recording_operator::telemetry::LogArgs,
 }
 
-#[test]
-fn the_operator_reads_the_arguments_and_values_the_manifests_pass() {
+#[tokio::test]
+async fn the_operator_reads_the_arguments_and_values_the_manifests_pass() {
     use clap::{Parser, ValueEnum};
     use recording_operator::telemetry::LogFormat;
     use std::time::Duration;
 
-    let docs = render(json!({"leaderElection": {"leaseDuration": "30s", "renewPeriod": "5s"}}));
+    let docs =
+        render(json!({"leaderElection": {"leaseDuration": "30s", "renewPeriod": "5s"}})).await;
     let container =
         &find(&docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"]

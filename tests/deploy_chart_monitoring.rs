@@ -1,6 +1,6 @@
-//! The chart's PrometheusRule and dashboard ConfigMap, rendered by the test renderer
-//! (deploy_support/helm.rs; `helm` is not among Debian's packages): off by default, one value
-//! turns each on, and they carry the files of the chart unchanged but for the Warning hold time.
+//! The chart's PrometheusRule and dashboard ConfigMap, rendered by real Helm
+//! (deploy_support/helm.rs): off by default, one value turns each on, and they carry the files
+//! of the chart unchanged but for the Warning hold time.
 
 #[path = "deploy_support/helm.rs"]
 mod helm;
@@ -13,17 +13,8 @@ fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/recording-operator")
 }
 
-const RELEASE: helm::Release = helm::Release {
-    name: "rec",
-    namespace: "platform",
-};
-
-fn render(overrides: Value) -> Vec<Value> {
-    helm::render(&chart(), &RELEASE, overrides)
-        .unwrap()
-        .into_iter()
-        .flat_map(|r| r.documents)
-        .collect()
+async fn render(values: Value) -> Vec<Value> {
+    helm::render(&chart(), "rec", "platform", values).await
 }
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
@@ -35,18 +26,18 @@ fn rules_file() -> Value {
     serde_saphyr::from_str(&text.unwrap()).unwrap()
 }
 
-#[test]
-fn rules_and_dashboard_are_off_by_default() {
-    let docs = render(json!({}));
+#[tokio::test]
+async fn rules_and_dashboard_are_off_by_default() {
+    let docs = render(json!({})).await;
     assert!(find(&docs, "PrometheusRule").is_none());
     assert!(docs
         .iter()
         .all(|d| d["metadata"]["labels"]["grafana_dashboard"].is_null()));
 }
 
-#[test]
-fn one_value_renders_the_prometheus_rule_with_the_rules_file() {
-    let docs = render(json!({"metrics": {"prometheusRule": {"enabled": true}}}));
+#[tokio::test]
+async fn one_value_renders_the_prometheus_rule_with_the_rules_file() {
+    let docs = render(json!({"metrics": {"prometheusRule": {"enabled": true}}})).await;
     let rule = find(&docs, "PrometheusRule").expect("a PrometheusRule");
     assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(rule["metadata"]["name"], "rec");
@@ -58,13 +49,14 @@ fn one_value_renders_the_prometheus_rule_with_the_rules_file() {
     assert_eq!(rule["spec"], rules_file(), "the rules file, unchanged");
 }
 
-#[test]
-fn the_warning_hold_time_and_extra_labels_are_values() {
+#[tokio::test]
+async fn the_warning_hold_time_and_extra_labels_are_values() {
     let docs = render(json!({"metrics": {"prometheusRule": {
         "enabled": true,
         "tenantWarningFor": "2h",
         "labels": {"release": "kube-prometheus-stack"},
-    }}}));
+    }}}))
+    .await;
     let rule = find(&docs, "PrometheusRule").unwrap();
     assert_eq!(
         rule["metadata"]["labels"]["release"],
@@ -87,9 +79,9 @@ fn the_warning_hold_time_and_extra_labels_are_values() {
     );
 }
 
-#[test]
-fn one_value_renders_the_dashboard_for_the_grafana_sidecar() {
-    let docs = render(json!({"metrics": {"dashboard": {"enabled": true}}}));
+#[tokio::test]
+async fn one_value_renders_the_dashboard_for_the_grafana_sidecar() {
+    let docs = render(json!({"metrics": {"dashboard": {"enabled": true}}})).await;
     let map = docs
         .iter()
         .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["labels"]["grafana_dashboard"] == "1")

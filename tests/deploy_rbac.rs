@@ -124,19 +124,15 @@ fn deploy_grants_exactly_the_rules() {
     );
 }
 
-#[test]
-fn chart_grants_exactly_the_rules() {
-    let release = helm::Release {
-        name: "rec",
-        namespace: "platform",
-    };
-    let rendered = helm::render(
+#[tokio::test]
+async fn chart_grants_exactly_the_rules() {
+    let docs = helm::render(
         &root().join("charts/recording-operator"),
-        &release,
+        "rec",
+        "platform",
         json!({}),
     )
-    .unwrap();
-    let docs: Vec<Value> = rendered.into_iter().flat_map(|r| r.documents).collect();
+    .await;
     assert_same(
         "chart ClusterRole",
         &grants_of(only(&docs, "ClusterRole")),
@@ -462,6 +458,7 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
     let metrics = Metrics::new(checker.counters());
     let storage_config = config.storage.clone().expect("the platform stores in PVCs");
     let backend = backend_from_config(&storage_config, client.clone(), secrets.clone()).unwrap();
+    let links = recording_operator::links::QuickStartLinks::from_config(&config, secrets.clone());
     let storage = TenantStorage::new(&storage_config, backend, secrets, OPERATOR_NAMESPACE);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
@@ -470,8 +467,17 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    let callback = recording_operator::controller::consent::callback_router(client.clone());
-    tokio::spawn(async move { axum::serve(listener, callback).await });
+    let callback =
+        recording_operator::http::public::router(recording_operator::http::public::PublicState {
+            client: client.clone(),
+            config: config.clone(),
+            links: links.clone(),
+        });
+    tokio::spawn(recording_operator::http::public::serve(
+        listener,
+        callback,
+        std::future::pending(),
+    ));
     let controllers = controller::run(
         controller::Parts {
             client: client.clone(),
@@ -479,6 +485,7 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
             checker,
             metrics,
             storage: Some(storage),
+            links,
         },
         RunOptions::default(),
         Arc::new(AtomicBool::new(false)),

@@ -757,8 +757,12 @@ async fn the_consent_redirect_rechecks_at_once_and_metrics_count_it() {
     options.polling.pending_initial = Duration::from_secs(600);
     options.polling.pending_max = Duration::from_secs(600);
     let h = Harness::start_with(options).await;
-    let router = recording_operator::controller::consent::callback_router(h.client());
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let router = h.platform.public_router();
+    tokio::spawn(recording_operator::http::public::serve(
+        listener,
+        router,
+        std::future::pending(),
+    ));
 
     h.apply(&tenant_yaml(
         "contoso",

@@ -29,6 +29,7 @@ impl Replica {
             .args(["run", "--config"])
             .arg(dir.join("operator.yaml"))
             .args(["--http-addr", &format!("127.0.0.1:{port}")])
+            .args(["--public-addr", "127.0.0.1:0"])
             .args(["--leader-election-identity", name])
             .args([
                 "--leader-election-lease-duration",

@@ -14,24 +14,19 @@
 //! poll and one schedule) → derive the state, with `Revoked` from history → write status and
 //! an Event on each transition → come back at `nextCheckAt`.
 //!
-//! The redirect endpoint (`/consent/callback`) does what the annotation does: it stamps
-//! `recheck-at` on the grant named by the redirect's `state`, so the check runs at once.
+//! The redirect endpoint (`/consent/callback`, served on the public listener by
+//! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at`
+//! ([`recheck_stamp`]) on the grant named by the redirect's `state`, so the check runs at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
-use axum::Router;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::cached_tenant::CachedTenant;
@@ -679,74 +674,8 @@ pub async fn reconcile_strays(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The consent redirect endpoint
+// The consent redirect endpoint's stamp
 // ---------------------------------------------------------------------------------------------
-
-/// Query of the admin-consent redirect.
-#[derive(Debug, Deserialize)]
-pub struct Callback {
-    admin_consent: Option<String>,
-    tenant: Option<String>,
-    state: Option<String>,
-    error: Option<String>,
-    error_description: Option<String>,
-}
-
-/// The `/consent/callback` route: the customer's browser lands here after the admin-consent page.
-pub fn callback_router(client: kube::Client) -> Router {
-    Router::new()
-        .route("/consent/callback", get(callback))
-        .with_state(client)
-}
-
-async fn callback(
-    State(client): State<kube::Client>,
-    Query(q): Query<Callback>,
-) -> impl IntoResponse {
-    let Some((namespace, name)) = q.state.as_deref().and_then(|s| s.split_once('/')) else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Html("<p>The consent link is missing its state parameter.</p>".to_string()),
-        );
-    };
-    if let Some(error) = &q.error {
-        tracing::info!(namespace, name, error, description = ?q.error_description, "admin consent was not granted");
-        return (
-            StatusCode::OK,
-            Html(format!("<p>Consent was not granted ({}). You can close this page and open the consent link again.</p>", html_escape(error))),
-        );
-    }
-    if !q
-        .admin_consent
-        .as_deref()
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-    {
-        return (
-            StatusCode::BAD_REQUEST,
-            Html("<p>The redirect does not say that consent was granted.</p>".to_string()),
-        );
-    }
-    let api: Api<ConsentGrant> = Api::namespaced(client, namespace);
-    let patch =
-        json!({"metadata": {"annotations": {RECHECK_ANNOTATION: recheck_stamp(Timestamp::now())}}});
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(namespace, name, tenant = ?q.tenant, "admin consent redirect: re-checking now");
-            (StatusCode::OK, Html("<p>Thank you. Consent was recorded; the platform is verifying it now. You can close this page.</p>".to_string()))
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => (
-            StatusCode::NOT_FOUND,
-            Html("<p>This consent link is no longer valid.</p>".to_string()),
-        ),
-        Err(e) => {
-            tracing::warn!(namespace, name, error = %e, "could not request a consent re-check");
-            (StatusCode::SERVICE_UNAVAILABLE, Html("<p>The platform could not record the consent right now; it will notice it on its next check.</p>".to_string()))
-        }
-    }
-}
 
 /// How often the redirect can have a grant re-checked: the endpoint needs no credential
 /// (Entra's redirect carries none), and its `state` is no secret, so repeated hits within
@@ -760,13 +689,6 @@ pub fn recheck_stamp(now: Timestamp) -> String {
     Timestamp::from_second(second - second.rem_euclid(CALLBACK_WINDOW_SECS))
         .unwrap_or(now)
         .to_string()
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -298,6 +298,8 @@ pub struct Context {
     /// Asks the consent reconcile of a Tenant's grants to run now (a Tenant waking its
     /// granted consents' re-checks).
     pub wake_consents: Wakes,
+    /// Signs the Tenants' Quick Start links, when the configuration has a `publicUrl`.
+    pub links: Option<crate::links::QuickStartLinks>,
 }
 
 /// What the controllers are built from.
@@ -308,6 +310,8 @@ pub struct Parts {
     pub metrics: Metrics,
     /// The tenants' storage, when the configuration has a `storage` section.
     pub storage: Option<crate::storage::tenant::TenantStorage>,
+    /// The Quick Start links, when the configuration has a `publicUrl`.
+    pub links: Option<crate::links::QuickStartLinks>,
 }
 
 impl Context {
@@ -616,6 +620,7 @@ pub async fn run(
         checker,
         metrics,
         storage,
+        links,
     } = parts;
     // One watch per kind, shared by every controller that needs it.
     let (tenants, tenant_writer) = reflector::store_shared::<CachedTenant>(1024);
@@ -721,6 +726,7 @@ pub async fn run(
         applied: Default::default(),
         backoff: Default::default(),
         storage,
+        links,
     });
 
     let controller_config = controller::Config::default()

@@ -412,6 +412,8 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         namespace: Some(tenant.namespace_name()),
         storage: o.storage.clone().unwrap_or_default(),
         consents,
+        // Signed by the shell ([`crate::links::QuickStartLinks::for_tenant`]).
+        quick_start_url: None,
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
         // Written by the retention sweep alone (its own field manager): left out here.
         retention: None,
@@ -787,20 +789,29 @@ async fn reconcile_inner(
         storage,
         now,
     };
-    let status = compute_status(&observed);
+    let mut status = compute_status(&observed);
+    let link = match &ctx.links {
+        Some(links) => links.for_tenant(&tenant, now).await,
+        None => None,
+    };
+    status.quick_start_url = link.as_ref().map(|(url, _)| url.clone());
     write_status(&tenant, status, ctx).await?;
 
     ctx.backoff.succeeded(&key);
-    Ok(match blocker {
-        Some(Blocker::InvalidSpec(_)) => None,
-        Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
-        None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
-        None => {
-            ctx.backoff.succeeded(&format!("{key}/tenant-id"));
-            ctx.backoff.succeeded(&format!("{key}/storage"));
-            Some(super::jittered(RESYNC, 0.1))
-        }
-    })
+    let renew_link = link.and_then(|(_, renew)| renew);
+    Ok(earliest(
+        renew_link,
+        match blocker {
+            Some(Blocker::InvalidSpec(_)) => None,
+            Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
+            None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
+            None => {
+                ctx.backoff.succeeded(&format!("{key}/tenant-id"));
+                ctx.backoff.succeeded(&format!("{key}/storage"));
+                Some(super::jittered(RESYNC, 0.1))
+            }
+        },
+    ))
 }
 
 /// Finalizer that holds a `deletionPolicy: Delete` Tenant until its storage is deleted.

@@ -334,6 +334,10 @@ pub struct TenantStatus {
     /// One line per consent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consents: Vec<ConsentSummary>,
+    /// The customer's Quick Start page: a signed link that expires, renewed before it does
+    /// (absent when the operator has no `publicUrl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quick_start_url: Option<String>,
     /// `ConsentsGranted`, `StorageReady`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

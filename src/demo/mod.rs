@@ -32,6 +32,8 @@ pub const HOME_TENANT_ID: &str = "8c1d5e2a-0b7f-4c3e-9a61-2f4b6d8e0c1a";
 pub const OPERATOR_NAMESPACE: &str = "recording-operator-system";
 /// Secret holding one client secret per consent key.
 pub const APP_SECRETS: &str = "platform-app-secrets";
+/// Secret holding the Quick Start link signing keys (key `keys`, one per line).
+pub const QUICKSTART_SECRET: &str = "quickstart-signing";
 
 /// Customer tenants the simulated directory knows, matching `deploy/examples/`.
 pub const CUSTOMERS: &[(&str, &str)] = &[
@@ -155,6 +157,12 @@ impl Platform {
         install_crds(&client).await?;
         let mut config = platform_config(&seed, &m365.url(), &options)?;
         store_app_secrets(&client, &seed, &config).await?;
+        store_secret(
+            &client,
+            QUICKSTART_SECRET,
+            BTreeMap::from([("keys".to_string(), random_key())]),
+        )
+        .await?;
         let azurite = match options.storage {
             StorageMode::Pvc => {
                 config.storage = Some(StorageConfig {
@@ -205,6 +213,7 @@ impl Platform {
         if let Some(sink) = metrics_sink {
             let _ = sink.send(metrics.clone());
         }
+        let links = self.links();
         controller::run(
             controller::Parts {
                 client: self.client.clone(),
@@ -212,6 +221,7 @@ impl Platform {
                 checker,
                 metrics,
                 storage,
+                links,
             },
             RunOptions::default(),
             Arc::new(AtomicBool::new(false)),
@@ -219,6 +229,22 @@ impl Platform {
         )
         .await;
         Ok(())
+    }
+
+    /// The Quick Start links of the platform's configuration (keys read from the simulator).
+    pub fn links(&self) -> Option<crate::links::QuickStartLinks> {
+        let secrets: Arc<dyn SecretSource> = Arc::new(KubeSecrets::new(self.client.clone()));
+        crate::links::QuickStartLinks::from_config(&self.config, secrets)
+    }
+
+    /// The operator's public routes (`/consent/callback`, the Quick Start pages) on this
+    /// platform, for a listener at the redirect URI's address.
+    pub fn public_router(&self) -> axum::Router {
+        crate::http::public::router(crate::http::public::PublicState {
+            client: self.client.clone(),
+            config: Arc::new(self.config.clone()),
+            links: self.links(),
+        })
     }
 
     /// Stops the child processes of the platform — Azurite, given time to write its state to
@@ -310,6 +336,21 @@ fn platform_config(
         consent_redirect_uri: Some(options.redirect_uri.clone()),
         polling: options.polling.clone(),
         operator_namespace: OPERATOR_NAMESPACE.into(),
+        // The public listener serves the callback and the Quick Start pages at one origin.
+        public_url: Some(
+            options
+                .redirect_uri
+                .trim_end_matches("/consent/callback")
+                .to_string(),
+        ),
+        quick_start: crate::links::QuickStartConfig {
+            signing_keys: Some(SecretRef::SecretRef {
+                namespace: OPERATOR_NAMESPACE.into(),
+                name: QUICKSTART_SECRET.into(),
+                key: "keys".into(),
+            }),
+            ..Default::default()
+        },
         ..Default::default()
     };
     for (key, consent) in config.consents.iter_mut() {
@@ -480,6 +521,13 @@ async fn start_azurite(
         ..Default::default()
     };
     Ok((azurite, storage))
+}
+
+/// A fresh signing key: 32 random bytes, hexadecimal.
+fn random_key() -> String {
+    use rand::RngExt;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Creates or replaces a Secret in the operator's namespace.

@@ -47,9 +47,12 @@ pub struct DemoArgs {
     /// How long --exit-when-ready waits.
     #[arg(long, default_value = "300s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub timeout: Duration,
-    /// Address of the operator's HTTP endpoint (/consent/callback, /metrics).
+    /// Address of the operator's metrics and probes endpoint (/metrics, /healthz, /readyz).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http_addr: SocketAddr,
+    /// Address of the operator's public listener (/consent/callback, the Quick Start pages).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub public_addr: SocketAddr,
     /// Pause before the simulated admin accepts the links.
     #[arg(long, default_value = "3s", value_parser = humantime_serde::re::humantime::parse_duration)]
     pub consent_pause: Duration,
@@ -64,8 +67,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     let mut signals = StopSignals::listen()?;
     let listener = crate::http::bind(args.http_addr).await?;
     let addr = listener.local_addr()?;
+    let public_listener = crate::http::bind(args.public_addr).await?;
+    let public_addr = public_listener.local_addr()?;
     let platform = tokio::select! {
-        started = start_platform(addr) => started?,
+        started = start_platform(public_addr) => started?,
         signal = signals.recv() => {
             // Dropping what was started so far kills the children among it.
             println!("{signal}: stopped while starting.");
@@ -81,7 +86,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         "Simulated Microsoft identity/Graph: {}",
         platform.m365.url()
     );
-    println!("Operator endpoint:               http://{addr} (/consent/callback, /metrics)");
+    println!("Operator metrics:                http://{addr}/metrics");
+    println!("Operator public listener:        http://{public_addr} (/consent/callback, Quick Start pages)");
     match &platform.azurite {
         Some(azurite) => {
             let azurite = azurite.lock().await;
@@ -120,12 +126,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         tokio::spawn(async move { platform.run_operator(Some(metrics_tx), stop).await })
     };
     let metrics = metrics_rx.await?;
+    let public = platform
+        .public_router()
+        .layer(axum::middleware::from_fn_with_state(
+            metrics.clone(),
+            crate::metrics::count_public_request,
+        ));
     let state = crate::http::HttpState::new(metrics);
     state.ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    let router = crate::http::router(state).merge(crate::controller::consent::callback_router(
-        platform.client.clone(),
+    tokio::spawn(crate::http::serve_on(
+        listener,
+        crate::http::router(state),
+        stopped(),
     ));
-    tokio::spawn(crate::http::serve_on(listener, router, stopped()));
+    tokio::spawn(crate::http::public::serve(
+        public_listener,
+        public,
+        stopped(),
+    ));
 
     let outcome = tokio::select! {
         outcome = onboard_examples(&platform, &args) => outcome,
@@ -141,11 +159,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
     outcome
 }
 
-/// Azurite if it can be had, then both simulators as one platform.
-async fn start_platform(addr: SocketAddr) -> anyhow::Result<Platform> {
+/// Azurite if it can be had, then both simulators as one platform, whose apps send the admin
+/// back to the operator's public listener at `public_addr`.
+async fn start_platform(public_addr: SocketAddr) -> anyhow::Result<Platform> {
     let storage = prepare_azurite().await;
     let platform = Platform::start(PlatformOptions {
-        redirect_uri: format!("http://{addr}/consent/callback"),
+        redirect_uri: format!("http://{public_addr}/consent/callback"),
         storage,
         polling: crate::config::PollingConfig {
             pending_initial: Duration::from_secs(2),
@@ -220,7 +239,7 @@ async fn onboard_examples(platform: &Platform, args: &DemoArgs) -> anyhow::Resul
             print_links(&list, &names);
             if args.no_auto_consent {
                 println!(
-                    "Open each link as the customer's Global admin would, e.g.  curl -L '<link>'\n"
+                    "Open a Quick Start page in a browser and click each consent as the customer's Global admin would\n(or open each consent link, e.g.  curl -L '<link>')\n"
                 );
             }
         }
@@ -313,6 +332,12 @@ pub fn tenant_table(tenants: &[Tenant]) -> String {
 }
 
 fn print_links(tenants: &[Tenant], names: &[String]) {
+    println!("Quick Start pages (the link the customer's admin receives):");
+    for t in tenants.iter().filter(|t| names.contains(&t.name_any())) {
+        let url = t.status.as_ref().and_then(|s| s.quick_start_url.as_deref());
+        println!("  {}: {}", t.name_any(), url.unwrap_or("(not signed yet)"));
+    }
+    println!();
     println!("Consent links to hand each customer's Global admin:");
     for t in tenants.iter().filter(|t| names.contains(&t.name_any())) {
         for c in t.status.iter().flat_map(|s| &s.consents) {

@@ -33,6 +33,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // RUST_LOG=sim=debug logs every request (method, URL, Accept, status code).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut config = KubeSimConfig {
         deployment_ready_delay: Duration::from_millis(args.deployment_ready_ms),
         tls: !args.plain_http,

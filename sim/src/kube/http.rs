@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::cluster::{Cluster, DeleteOptions, WriteOptions, Written};
 use super::error::ApiError;
 use super::patch::PatchType;
+use super::protobuf;
 use super::rbac::{self, Tokens, User};
 use super::resources::{core_versions, openapi_document, openapi_root, version_info, ResourceType};
 use super::selectors::Filter;
@@ -55,19 +56,39 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let params: Params = query.into_iter().collect();
-    match route(&shared, &method, &uri, &headers, &params, &body) {
+    let response = match route(&shared, &method, &uri, &headers, &params, &body) {
         Ok(response) => response,
-        Err(e) => error_response(&e),
-    }
+        Err(e) => error_response(&e, accept_of(&headers)),
+    };
+    tracing::debug!(%method, %uri, accept = accept_of(&headers), status = response.status().as_u16(), "request");
+    response
 }
 
-pub fn error_response(e: &ApiError) -> Response {
-    let mut r = (
-        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        [(header::CONTENT_TYPE, "application/json")],
-        e.status().to_string(),
-    )
-        .into_response();
+fn accept_of(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The error as a `Status`, in protobuf when the client asks for protobuf first.
+pub fn error_response(e: &ApiError, accept: &str) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = e.status();
+    let body = protobuf::wanted(accept)
+        .then(|| protobuf::encode(&status).ok())
+        .flatten();
+    let mut r = match body {
+        Some(bytes) => {
+            (code, [(header::CONTENT_TYPE, protobuf::MEDIA_TYPE)], bytes).into_response()
+        }
+        None => (
+            code,
+            [(header::CONTENT_TYPE, "application/json")],
+            status.to_string(),
+        )
+            .into_response(),
+    };
     if let Some(secs) = e.retry_after {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
@@ -79,17 +100,48 @@ fn json_response(code: StatusCode, value: &Value, warnings: &[String]) -> Respon
     json_body_response(code, Body::from(value.to_string()), warnings)
 }
 
+/// An object or list: protobuf when the client lists protobuf first in `Accept` and the kind
+/// has a protobuf form (built-in kinds), JSON otherwise.
+fn object_response(
+    code: StatusCode,
+    value: &Value,
+    warnings: &[String],
+    accept: &str,
+) -> Result<Response, ApiError> {
+    if protobuf::wanted(accept) && protobuf::encodable(value) {
+        let body = Body::from(protobuf::encode(value)?);
+        return Ok(body_response(code, protobuf::MEDIA_TYPE, body, warnings));
+    }
+    Ok(json_response(code, value, warnings))
+}
+
 /// The response to a write: the stored change's JSON when the object is served as stored.
-fn written_response(code: StatusCode, written: &Written) -> Response {
+fn written_response(
+    code: StatusCode,
+    written: &Written,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    if protobuf::wanted(accept) {
+        return object_response(code, &written.object, &written.warnings, accept);
+    }
     let body = match &written.change {
         Some(change) => Body::from(change.json().clone()),
         None => Body::from(written.object.to_string()),
     };
-    json_body_response(code, body, &written.warnings)
+    Ok(json_body_response(code, body, &written.warnings))
 }
 
 fn json_body_response(code: StatusCode, body: Body, warnings: &[String]) -> Response {
-    let mut r = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    body_response(code, "application/json", body, warnings)
+}
+
+fn body_response(
+    code: StatusCode,
+    content_type: &'static str,
+    body: Body,
+    warnings: &[String],
+) -> Response {
+    let mut r = (code, [(header::CONTENT_TYPE, content_type)], body).into_response();
     for w in warnings {
         if let Ok(v) = HeaderValue::from_str(&format!("299 - {}", super::error::go_quote(w))) {
             r.headers_mut().append(header::WARNING, v);
@@ -263,33 +315,19 @@ fn route(
                 "the server does not allow this method on the requested resource",
             ));
         }
-        let protobuf = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.contains("protobuf"));
-        let request = if protobuf && rt.kind == "SelfSubjectAccessReview" {
-            rbac::access_review_from_protobuf(body)
-                .ok_or_else(|| ApiError::bad_request("cannot decode the protobuf access review"))?
-        } else {
-            decode_body(body, headers)?
-        };
+        let request = decode_body(body, headers, &rt)?;
         let review = rbac::review(&shared.lock().store, &user, &rt.kind, request);
-        return Ok(json_response(StatusCode::CREATED, &review, &[]));
+        return object_response(StatusCode::CREATED, &review, &[], accept);
     }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
     match verb {
         "get" => {
             let object =
                 shared
                     .lock()
                     .get(&rt, &rp.namespace, rp.name.as_deref().unwrap_or_default())?;
-            Ok(render_one(&rt, object, &accept, params))
+            render_one(&rt, object, accept, params)
         }
-        "list" => list(shared, &rt, &rp, params, &accept),
+        "list" => list(shared, &rt, &rp, params, accept),
         "watch" => {
             let mut field_selector = params.get("fieldSelector").cloned().unwrap_or_default();
             if let Some(name) = &rp.name {
@@ -312,20 +350,20 @@ fn route(
                         .and_then(|t| t.parse().ok())
                         .unwrap_or(1800),
                 ),
-                table: wants_table(&accept)
+                table: wants_table(accept)
                     .then(|| IncludeObject::parse(params.get("includeObject").map(String::as_str))),
                 metadata_only: accept.contains("as=PartialObjectMetadata"),
             };
             watch::start(shared.clone(), request)
         }
         "create" => {
-            let object = decode_body(body, headers)?;
+            let object = decode_body(body, headers, &rt)?;
             let opts = write_options(params, headers);
             let written = shared.lock().create(&rt, &rp.namespace, object, &opts)?;
-            Ok(written_response(StatusCode::CREATED, &written))
+            written_response(StatusCode::CREATED, &written, accept)
         }
         "update" => {
-            let object = decode_body(body, headers)?;
+            let object = decode_body(body, headers, &rt)?;
             let opts = write_options(params, headers);
             let status = rp.subresource.is_some();
             let written = shared.lock().update(
@@ -336,7 +374,7 @@ fn route(
                 status,
                 &opts,
             )?;
-            Ok(written_response(StatusCode::OK, &written))
+            written_response(StatusCode::OK, &written, accept)
         }
         "patch" => {
             let content_type = headers
@@ -368,10 +406,10 @@ fn route(
             } else {
                 StatusCode::OK
             };
-            Ok(written_response(code, &written))
+            written_response(code, &written, accept)
         }
         "delete" => {
-            let opts = delete_options(params, body)?;
+            let opts = delete_options(params, body, headers)?;
             let name = rp.name.as_deref().unwrap_or_default();
             let mut cluster = shared.lock();
             let result = cluster.delete(&rt, &rp.namespace, name, &opts)?;
@@ -381,9 +419,9 @@ fn route(
             } else {
                 StatusCode::OK
             };
-            Ok(json_response(code, &result, &[]))
+            object_response(code, &result, &[], accept)
         }
-        _ => delete_collection(shared, &rt, &rp, params, body),
+        _ => delete_collection(shared, &rt, &rp, params, body, headers),
     }
 }
 
@@ -443,15 +481,21 @@ fn count_and_check_faults(shared: &Shared, verb: &str, resource: &str) -> Result
     Ok(())
 }
 
-fn decode_body(body: &Bytes, headers: &HeaderMap) -> Result<Value, ApiError> {
-    let ct = headers
+fn content_type(headers: &HeaderMap) -> &str {
+    headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    if ct.contains("protobuf") || ct.contains("cbor") {
-        return Err(ApiError::unsupported_media_type(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
-        ));
+        .unwrap_or("application/json")
+}
+
+/// A create or update body: JSON, YAML, or (built-in kinds only) protobuf.
+fn decode_body(body: &Bytes, headers: &HeaderMap, rt: &ResourceType) -> Result<Value, ApiError> {
+    let ct = content_type(headers);
+    if protobuf::is_protobuf(ct) && !rt.is_custom() {
+        return protobuf::decode(body, (&rt.api_version(), &rt.kind));
+    }
+    if !is_json_or_yaml(ct) {
+        return Err(unsupported_media_type(rt));
     }
     let parsed = if ct.contains("yaml") {
         serde_saphyr::from_slice::<Value>(body).map_err(|e| e.to_string())
@@ -461,6 +505,26 @@ fn decode_body(body: &Bytes, headers: &HeaderMap) -> Result<Value, ApiError> {
     parsed.map_err(|e| {
         ApiError::bad_request(format!("the body of the request could not be decoded: {e}"))
     })
+}
+
+fn is_json_or_yaml(ct: &str) -> bool {
+    let media_type = ct.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/json")
+        || media_type.eq_ignore_ascii_case("application/yaml")
+        || media_type.is_empty()
+}
+
+/// The 415 of a body in a format the resource does not take (custom resources have no
+/// protobuf form).
+fn unsupported_media_type(rt: &ResourceType) -> ApiError {
+    let protobuf = if rt.is_custom() {
+        String::new()
+    } else {
+        format!(", {}", protobuf::MEDIA_TYPE)
+    };
+    ApiError::unsupported_media_type(format!(
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml{protobuf}"
+    ))
 }
 
 /// The field manager of a non-apply write: `fieldManager`, else the User-Agent's product.
@@ -479,9 +543,15 @@ fn write_options(params: &Params, headers: &HeaderMap) -> WriteOptions {
     }
 }
 
-fn delete_options(params: &Params, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    params: &Params,
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> Result<DeleteOptions, ApiError> {
     let body: Value = if body.is_empty() {
         json!({})
+    } else if protobuf::is_protobuf(content_type(headers)) {
+        protobuf::decode(body, ("", "DeleteOptions"))?
     } else {
         serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
@@ -504,17 +574,26 @@ fn delete_options(params: &Params, body: &Bytes) -> Result<DeleteOptions, ApiErr
     })
 }
 
-fn render_one(rt: &ResourceType, object: Value, accept: &str, params: &Params) -> Response {
+fn render_one(
+    rt: &ResourceType,
+    object: Value,
+    accept: &str,
+    params: &Params,
+) -> Result<Response, ApiError> {
     if wants_table(accept) {
         let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
         let rv = object["metadata"]["resourceVersion"].clone();
         let t = table::table(rt, &[object], json!({"resourceVersion": rv}), include, true);
-        return json_response(StatusCode::OK, &t, &[]);
+        return Ok(json_response(StatusCode::OK, &t, &[]));
     }
     if accept.contains("as=PartialObjectMetadata") {
-        return json_response(StatusCode::OK, &partial_metadata(&object), &[]);
+        return Ok(json_response(
+            StatusCode::OK,
+            &partial_metadata(&object),
+            &[],
+        ));
     }
-    json_response(StatusCode::OK, &object, &[])
+    object_response(StatusCode::OK, &object, &[], accept)
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -603,7 +682,7 @@ fn list(
         "metadata": meta,
         "items": items,
     });
-    Ok(json_response(StatusCode::OK, &list, &[]))
+    object_response(StatusCode::OK, &list, &[], accept)
 }
 
 fn delete_collection(
@@ -612,13 +691,14 @@ fn delete_collection(
     rp: &ResourcePath,
     params: &Params,
     body: &Bytes,
+    headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let filter = Filter::parse(
         params.get("labelSelector").map(String::as_str),
         params.get("fieldSelector").map(String::as_str),
         &rt.selectable_fields,
     )?;
-    let opts = delete_options(params, body)?;
+    let opts = delete_options(params, body, headers)?;
     let mut cluster = shared.lock();
     let (items, _, _) = cluster.list(rt, &rp.namespace, &filter, None, None);
     let mut deleted = Vec::new();
@@ -637,7 +717,7 @@ fn delete_collection(
     }
     let rv = cluster.store.current_rv().to_string();
     let list = json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {"resourceVersion": rv}, "items": deleted});
-    Ok(json_response(StatusCode::OK, &list, &[]))
+    object_response(StatusCode::OK, &list, &[], accept_of(headers))
 }
 
 pub fn streaming_response(body: Body) -> Response {

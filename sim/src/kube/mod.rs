@@ -18,12 +18,15 @@
 //! kinds' defaults and validation), `convert` (the two Event shapes), `schema` (pruning, defaults,
 //! structural validation, CEL, validation ratcheting), `patch` and `apply` (patches and field ownership),
 //! `table` (server-side printing), `watch`, `http` (routing and content negotiation),
-//! `tls`, `rbac` (tokens, impersonation, RBAC authorization).
+//! `protobuf` (protobuf bodies of built-in kinds, through the k8s-pb bindings), `tls`, `rbac`
+//! (tokens, impersonation, RBAC authorization).
 //!
-//! Not simulated (the real server does these): protobuf and CBOR bodies (so `kubectl create
-//! configmap …`-style generators, which send protobuf, get 415; `kubectl apply/get/patch/
-//! delete/wait` all use JSON, and the SelfSubjectAccessReview of `kubectl auth can-i` is
-//! decoded); lists at an exact old resourceVersion (410 instead of a snapshot); strict field validation of built-in kinds (their schemas are
+//! Not simulated (the real server does these): CBOR bodies (415); protobuf watch streams
+//! (a watch is answered in JSON whatever the client lists first, which client-go reads), Tables
+//! and PartialObjectMetadata in protobuf (JSON instead), protobuf for custom resources (415,
+//! as on a real server), and Go's pointer/omitempty distinction for numbers and booleans read
+//! from protobuf (a zero number or `false` is kept in the stored JSON, where the real server
+//! would leave a non-pointer zero out); lists at an exact old resourceVersion (410 instead of a snapshot); strict field validation of built-in kinds (their schemas are
 //! not known; unknown fields are kept); CRD conversion webhooks and schema differences between
 //! served versions (objects are only relabelled); `allOf`/`anyOf`/`oneOf`/`not` and formats in
 //! schemas; validation ratcheting in full (on an update the value checks of the schema are
@@ -51,6 +54,7 @@ mod convert;
 mod error;
 mod http;
 mod patch;
+mod protobuf;
 mod rbac;
 mod resources;
 mod schema;

@@ -287,80 +287,6 @@ pub fn review(store: &Store, requester: &User, kind: &str, mut body: Value) -> V
     body
 }
 
-/// `kubectl auth can-i` posts its SelfSubjectAccessReview as protobuf (the typed client's
-/// default); the little of protobuf needed to read one is decoded here: the `k8s\0` magic, the
-/// `runtime.Unknown` envelope, and the review's `spec.resourceAttributes` strings.
-pub fn access_review_from_protobuf(bytes: &[u8]) -> Option<Value> {
-    let envelope = fields(bytes.strip_prefix(b"k8s\0")?)?;
-    let review = fields(bytes_field(&envelope, 2)?)?;
-    let spec = fields(bytes_field(&review, 2)?)?;
-    let mut out = json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "metadata": {}, "spec": {}});
-    if let Some(attrs) = bytes_field(&spec, 1) {
-        let attrs = fields(attrs)?;
-        let mut ra = serde_json::Map::new();
-        for (n, key) in [
-            "namespace",
-            "verb",
-            "group",
-            "version",
-            "resource",
-            "subresource",
-            "name",
-        ]
-        .iter()
-        .enumerate()
-        {
-            if let Some(v) = bytes_field(&attrs, n as u64 + 1) {
-                ra.insert(key.to_string(), json!(String::from_utf8_lossy(v)));
-            }
-        }
-        out["spec"]["resourceAttributes"] = Value::Object(ra);
-    } else if let Some(attrs) = bytes_field(&spec, 2) {
-        let attrs = fields(attrs)?;
-        let s = |n| bytes_field(&attrs, n).map(|v| String::from_utf8_lossy(v).into_owned());
-        out["spec"]["nonResourceAttributes"] = json!({"path": s(1), "verb": s(2)});
-    }
-    Some(out)
-}
-
-fn bytes_field<'a>(fields: &[(u64, &'a [u8])], number: u64) -> Option<&'a [u8]> {
-    fields.iter().find(|(n, _)| *n == number).map(|(_, v)| *v)
-}
-
-/// The length-delimited fields of one protobuf message (other wire types are skipped).
-fn fields(mut bytes: &[u8]) -> Option<Vec<(u64, &[u8])>> {
-    fn varint(bytes: &mut &[u8]) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = bytes.split_first()?;
-            *bytes = rest;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    }
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let key = varint(&mut bytes)?;
-        match key & 7 {
-            0 => {
-                varint(&mut bytes)?;
-            }
-            1 => bytes = bytes.get(8..)?,
-            5 => bytes = bytes.get(4..)?,
-            2 => {
-                let len = usize::try_from(varint(&mut bytes)?).ok()?;
-                out.push((key >> 3, bytes.get(..len)?));
-                bytes = bytes.get(len..)?;
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,28 +300,6 @@ mod tests {
             namespace,
             name: None,
         }
-    }
-
-    #[test]
-    fn reads_a_protobuf_access_review() {
-        // spec.resourceAttributes {namespace: "default", verb: "list", resource: "configmaps"}
-        let attrs = [
-            &[0x0a, 7][..],
-            b"default",
-            &[0x12, 4],
-            b"list",
-            &[0x2a, 10],
-            b"configmaps",
-        ]
-        .concat();
-        let spec = [&[0x0a, attrs.len() as u8][..], &attrs].concat();
-        let review = [&[0x12, spec.len() as u8][..], &spec].concat();
-        let envelope = [&b"k8s\0"[..], &[0x12, review.len() as u8], &review].concat();
-        let v = access_review_from_protobuf(&envelope).unwrap();
-        assert_eq!(
-            v["spec"]["resourceAttributes"],
-            json!({"namespace": "default", "verb": "list", "resource": "configmaps"})
-        );
     }
 
     #[test]

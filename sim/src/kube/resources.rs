@@ -304,6 +304,18 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         generation: true,
     },
+    // Served so that clients which look up a Deployment's ReplicaSets (Helm's readiness wait)
+    // find the resource; no controller creates any.
+    Builtin {
+        group: "apps",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        namespaced: true,
+        short_names: &["rs"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+    },
     Builtin {
         group: "networking.k8s.io",
         kind: "NetworkPolicy",

@@ -1,7 +1,8 @@
-//! The operator's HTTP endpoint: `/metrics`, `/healthz`, `/readyz`.
+//! The operator's HTTP endpoints: `/metrics`, `/healthz`, `/readyz` here, on the port the
+//! kubelet and Prometheus reach; the customer-facing routes (`/consent/callback`, the Quick
+//! Start pages) on a listener of their own, [`public`], the only one an Ingress exposes.
 //!
-//! [`router`] builds an axum [`Router`] other routes can be merged into (the consent redirect
-//! endpoint lives beside these), [`serve`] runs it until a shutdown future completes, letting
+//! [`router`] builds the axum [`Router`] of the probes and metrics, [`serve`] runs it until a shutdown future completes, letting
 //! requests in flight finish.
 //!
 //! - `/healthz` answers 200 while the process can answer at all (liveness).
@@ -21,6 +22,9 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::metrics::{self, Metrics};
+
+pub mod page;
+pub mod public;
 
 /// Default listen address of the HTTP endpoint.
 pub const DEFAULT_ADDR: &str = "0.0.0.0:8080";
@@ -43,6 +47,9 @@ pub struct HttpArgs {
     /// Address of the /metrics, /healthz and /readyz endpoint.
     #[arg(long, env = "RECORDING_OPERATOR_HTTP_ADDR", default_value = DEFAULT_ADDR)]
     pub http_addr: SocketAddr,
+    /// Address of the public listener: /consent/callback and the Quick Start pages.
+    #[arg(long, env = "RECORDING_OPERATOR_PUBLIC_ADDR", default_value = public::DEFAULT_PUBLIC_ADDR)]
+    pub public_addr: SocketAddr,
 }
 
 /// What the endpoints read.

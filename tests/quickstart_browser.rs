@@ -1,0 +1,530 @@
+//! The Quick Start page in a real browser: headless Chromium (Debian's `chromium` and
+//! `chromium-driver`, installed by scripts/install-test-deps.sh) driven through WebDriver,
+//! against both simulators and the operator's controllers and public listener. The admin
+//! opens the Tenant's `status.quickStartUrl`, clicks each consent (the identity simulator's
+//! admin-consent page grants and redirects through the operator's callback back to the page),
+//! and watches each row turn Granted and the page turn Ready without reloading it. A tampered,
+//! expired or foreign link is refused with one answer. Each step's screenshot is saved under
+//! target/quickstart-screens/.
+//!
+//! The steps are helper functions ([`QuickStart`]) so a longer story (the onboarding e-mail's
+//! link → this page) can reuse them.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::Harness;
+use fantoccini::{Client, ClientBuilder, Locator};
+use recording_operator::crd::Tenant;
+use recording_operator::demo::PlatformOptions;
+use recording_operator::http::public::REFUSAL_BODY;
+use serde_json::json;
+use tokio::process::Command;
+
+const T: Duration = Duration::from_secs(45);
+
+/// Flags for headless Chromium on a shared build machine, with a profile of its own.
+fn chromium_args(profile: &std::path::Path) -> Vec<String> {
+    [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1100,1400",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([format!("--user-data-dir={}", profile.display())])
+    .collect()
+}
+
+/// chromedriver on a free loopback port. It leads its own process group with the browser it
+/// starts, and the group is killed on drop, so a failing test leaves no browser behind.
+pub struct Driver {
+    _child: sim::process::ChildProcess,
+    pub url: String,
+    _profile: tempdir::Dir,
+}
+
+mod tempdir {
+    /// A folder removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Driver {
+    pub async fn start() -> (Driver, Client) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = Command::new("chromedriver");
+        command
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = sim::process::spawn_child(command)
+            .expect("chromedriver runs (scripts/install-test-deps.sh installs chromium-driver)");
+        let url = format!("http://127.0.0.1:{port}");
+        let profile =
+            std::env::temp_dir().join(format!("quickstart-chromium-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&profile).unwrap();
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": chromium_binary(), "args": chromium_args(&profile)}),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            // chromedriver speaks plain HTTP on loopback.
+            let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+            match ClientBuilder::new(connector)
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => break client,
+                Err(e) if Instant::now() > deadline => panic!("no WebDriver session: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        (
+            Driver {
+                _child: child,
+                url,
+                _profile: tempdir::Dir(profile),
+            },
+            client,
+        )
+    }
+}
+
+fn chromium_binary() -> String {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or(&"/usr/bin/chromium")
+        .to_string()
+}
+
+/// Where the screenshots go.
+pub fn screens_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/quickstart-screens");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The browser on one tenant's Quick Start page.
+pub struct QuickStart {
+    pub browser: Client,
+    pub step: usize,
+}
+
+impl QuickStart {
+    /// Saves a screenshot named after the step.
+    pub async fn screenshot(&mut self, name: &str) {
+        self.step += 1;
+        let png = self.browser.screenshot().await.expect("screenshot");
+        let path = screens_dir().join(format!("{:02}-{name}.png", self.step));
+        std::fs::write(&path, png).unwrap();
+    }
+
+    /// Opens a Quick Start link and marks the document, so a reload would show.
+    pub async fn open(&mut self, url: &str) {
+        self.browser.goto(url).await.expect("page opens");
+        self.browser
+            .wait()
+            .for_element(Locator::Css("#consents"))
+            .await
+            .expect("the page lists the consents");
+        self.mark_document().await;
+    }
+
+    async fn mark_document(&self) {
+        self.browser
+            .execute("window.quickStartMark = 'unchanged'; return null;", vec![])
+            .await
+            .unwrap();
+    }
+
+    /// Whether the document is still the one [`QuickStart::open`] (or the last landing) marked.
+    pub async fn not_reloaded(&self) -> bool {
+        self.browser
+            .execute("return window.quickStartMark === 'unchanged';", vec![])
+            .await
+            .unwrap()
+            == json!(true)
+    }
+
+    /// `(key, state, label)` of each consent row, top to bottom.
+    pub async fn rows(&self) -> Vec<(String, String, String)> {
+        let mut rows = Vec::new();
+        for row in self
+            .browser
+            .find_all(Locator::Css("li.consent"))
+            .await
+            .unwrap()
+        {
+            let key = row.attr("data-key").await.unwrap().unwrap_or_default();
+            let state = row.attr("data-state").await.unwrap().unwrap_or_default();
+            let label = row
+                .find(Locator::Css(".badge"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            rows.push((key, state, label));
+        }
+        rows
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        self.browser
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"))
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Clicks a consent's button as the admin would: Microsoft's consent page, the operator's
+    /// callback, and back on this page.
+    pub async fn grant(&mut self, key: &str) {
+        let link = self
+            .browser
+            .find(Locator::Css(&format!("#consent-{key}-link")))
+            .await
+            .unwrap();
+        assert_eq!(
+            link.text().await.unwrap(),
+            "Grant consent",
+            "{key} has a button"
+        );
+        let page = self.browser.current_url().await.unwrap();
+        link.click().await.unwrap();
+        let deadline = Instant::now() + T;
+        // Back on the same page, a new document (the marker is gone) with the rows.
+        loop {
+            let here = self.browser.current_url().await.unwrap();
+            let marked = self.not_reloaded().await;
+            if here == page && !marked && self.browser.find(Locator::Css("#consents")).await.is_ok()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "not back on the page: {here}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.mark_document().await;
+    }
+
+    /// Waits, without reloading, until `key`'s row shows `state`.
+    pub async fn wait_row(&self, key: &str, state: &str) {
+        let deadline = Instant::now() + T;
+        loop {
+            let rows = self.rows().await;
+            if rows.iter().any(|(k, s, _)| k == key && s == state) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never showed {state}: {rows:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits, without reloading, until the status says Ready.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + T;
+        while self.text("#overall").await != "Ready" {
+            assert!(
+                Instant::now() < deadline,
+                "never Ready: {}",
+                self.text("#summary").await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn tenant_yaml() -> &'static str {
+    r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: Tenant
+metadata:
+  name: contoso
+spec:
+  customerName: Contoso&Co'Ltd
+  domain: contoso.onmicrosoft.com
+  shortName: contoso
+  contactEmails: [ops@contoso.example]
+  adminUpns: [admin@contoso.onmicrosoft.com]
+  license: Essentials
+  includedUsers: 50
+  optionalConsents: [teamsApp]
+  storage:
+    location: westeurope
+"#
+}
+
+/// The harness with the operator's public listener at the apps' redirect URI; polling so slow
+/// that only the consent callback explains a row turning Granted within the test.
+async fn harness() -> Harness {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut options = PlatformOptions {
+        redirect_uri: format!("http://{}/consent/callback", listener.local_addr().unwrap()),
+        ..Default::default()
+    };
+    options.polling.pending_initial = Duration::from_secs(600);
+    options.polling.pending_max = Duration::from_secs(600);
+    let h = Harness::start_with(options).await;
+    tokio::spawn(recording_operator::http::public::serve(
+        listener,
+        h.platform.public_router(),
+        std::future::pending(),
+    ));
+    h
+}
+
+/// The Tenant once its status has the Quick Start link and every consent's link.
+async fn linked_tenant(h: &Harness, name: &str) -> Tenant {
+    h.wait_tenant(name, T, |t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.quick_start_url.is_some()
+                && !s.consents.is_empty()
+                && s.consents.iter().all(|c| c.consent_url.is_some())
+        })
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_clicks_through_the_quick_start_page_until_ready() {
+    let h = harness().await;
+    h.apply(tenant_yaml()).await;
+    let tenant = linked_tenant(&h, "contoso").await;
+    let url = tenant.status.unwrap().quick_start_url.unwrap();
+    assert!(url.contains("/quickstart/"), "{url}");
+
+    let (_driver, browser) = Driver::start().await;
+    let mut page = QuickStart { browser, step: 0 };
+    page.open(&url).await;
+    page.screenshot("opened").await;
+
+    // What the admin sees first: who, which license, every consent pending, mandatory first.
+    assert_eq!(
+        page.browser.title().await.unwrap(),
+        "Quick Start: Contoso&Co'Ltd"
+    );
+    assert_eq!(page.text("#customer").await, "Contoso&Co'Ltd");
+    assert_eq!(page.text("#license").await, "Audio Recording");
+    assert_eq!(page.text("#overall").await, "Waiting for consents");
+    assert_eq!(
+        page.text("#summary").await,
+        "4 of 4 required consents still to grant."
+    );
+    let rows = page.rows().await;
+    let keys: Vec<&str> = rows.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "directory",
+            "login",
+            "recording",
+            "instantMessages",
+            "teamsApp"
+        ]
+    );
+    assert!(rows.iter().all(|(_, s, _)| s == "Pending"), "{rows:?}");
+    assert!(page
+        .text("#consent-recording")
+        .await
+        .contains("join the Teams calls"));
+    assert!(page.text("#consent-teamsApp").await.contains("(optional)"));
+
+    // A phone's width: one column, nothing cut off.
+    page.browser.set_window_size(390, 844).await.unwrap();
+    let overflow = page
+        .browser
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow, json!(false), "no sideways scrolling on a phone");
+    page.screenshot("phone").await;
+    page.browser.set_window_size(1100, 1400).await.unwrap();
+
+    // Keyboard: Tab reaches the skip link first, then the first consent's button.
+    let tab: char = fantoccini::key::Key::Tab.into();
+    let body = page.browser.find(Locator::Css("body")).await.unwrap();
+    let mut focused = Vec::new();
+    for _ in 0..2 {
+        body.send_keys(&tab.to_string()).await.unwrap();
+        let active = page
+            .browser
+            .execute(
+                "return document.activeElement.id || document.activeElement.className;",
+                vec![],
+            )
+            .await
+            .unwrap();
+        focused.push(active.as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(focused, ["skip", "consent-directory-link"]);
+    page.screenshot("keyboard-focus").await;
+
+    for key in ["directory", "login", "recording", "instantMessages"] {
+        page.grant(key).await;
+        page.wait_row(key, "Granted").await;
+        assert!(page.not_reloaded().await, "{key} turned Granted by itself");
+        page.screenshot(&format!("granted-{key}")).await;
+    }
+    page.wait_ready().await;
+    assert!(page.not_reloaded().await, "Ready arrived without a reload");
+    assert_eq!(
+        page.text("#summary").await,
+        "Every required consent is granted and recording is set up."
+    );
+    assert!(
+        page.text("#announce").await.contains("Ready"),
+        "the live region announces it"
+    );
+    let optional = page.rows().await;
+    assert_eq!(
+        optional.last().unwrap().1,
+        "Pending",
+        "optional, still open"
+    );
+    page.screenshot("ready").await;
+
+    // The optional Teams app afterwards: granted the same way, Ready throughout.
+    page.grant("teamsApp").await;
+    page.wait_row("teamsApp", "Granted").await;
+    page.screenshot("granted-teamsApp").await;
+
+    // A tampered link: the one refusal.
+    let tampered = tamper(&url);
+    page.browser.goto(&tampered).await.unwrap();
+    assert_eq!(page.text("h1").await, "This link is not valid");
+    page.screenshot("tampered").await;
+    page.browser.close().await.unwrap();
+
+    let response = reqwest::get(&tampered).await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.text().await.unwrap(), REFUSAL_BODY);
+    h.stop().await;
+}
+
+/// The link with one character of its signature changed.
+fn tamper(url: &str) -> String {
+    let mut chars: Vec<char> = url.chars().collect();
+    let at = chars.len() - 3;
+    chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_link_gets_the_same_answer_and_the_page_sends_strict_headers() {
+    let h = harness().await;
+    h.apply(tenant_yaml()).await;
+    let tenant = linked_tenant(&h, "contoso").await;
+    let uid = tenant.metadata.uid.clone().unwrap();
+    let url = tenant.status.unwrap().quick_start_url.unwrap();
+    let http = reqwest::Client::new();
+    let good = http.get(&url).send().await.unwrap();
+    assert_eq!(good.status(), 200);
+    let headers = good.headers().clone();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    let html = good.text().await.unwrap();
+    assert!(
+        html.contains("Contoso&amp;Co&#39;Ltd"),
+        "the customer's name is escaped"
+    );
+    assert!(
+        html.contains(r#"<script src="/quickstart-assets/page.js" defer>"#)
+            && html.contains(r#"<link rel="stylesheet" href="/quickstart-assets/page.css">"#)
+            && !html.contains("src=\"http"),
+        "no external assets"
+    );
+    let state = http
+        .get(format!("{url}/state"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(state["customer"], "Contoso&Co'Ltd");
+    assert_eq!(state["consents"].as_array().unwrap().len(), 5);
+
+    // Tampered, for another (unknown) tenant, garbage, expired, and the JSON view of each.
+    let (base, token) = url.rsplit_once('/').unwrap();
+    let mut parts = token.split('.');
+    let (_, expires, tag) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    use base64::Engine as _;
+    let other = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("fabrikam");
+    let expired = h.platform.links().unwrap().keys().await.unwrap().sign(
+        "contoso",
+        &uid,
+        k8s_openapi::jiff::Timestamp::from_second(1).unwrap(),
+    );
+    for bad in [
+        tamper(&url),
+        format!("{base}/{other}.{expires}.{tag}"),
+        format!("{base}/not-a-token"),
+        format!("{base}/{expired}"),
+        format!("{}/state", tamper(&url)),
+    ] {
+        let response = http.get(&bad).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{bad}");
+        assert_eq!(response.text().await.unwrap(), REFUSAL_BODY, "{bad}");
+    }
+    assert!(!REFUSAL_BODY.contains("contoso"));
+
+    // The signing key itself appears in no status, no Event and no log line.
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(h.client(), recording_operator::demo::OPERATOR_NAMESPACE);
+    let secret = secrets
+        .get(recording_operator::demo::QUICKSTART_SECRET)
+        .await
+        .unwrap();
+    let key = String::from_utf8(secret.data.unwrap()["keys"].0.clone()).unwrap();
+    assert!(key.len() >= 32);
+    let tenant = linked_tenant(&h, "contoso").await;
+    assert!(!serde_json::to_string(&tenant).unwrap().contains(&key));
+    let events = kube::Api::<k8s_openapi::api::events::v1::Event>::all(h.client())
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(!serde_json::to_string(&events).unwrap().contains(&key));
+    assert!(!common::captured_logs().contains(&key));
+    h.stop().await;
+}
