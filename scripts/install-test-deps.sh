@@ -13,6 +13,7 @@
 #    driven by tests/deploy_support/helm_driver.py), pinned; the chart tests run it. PyYAML
 #    reads `helm -f values.yaml` in the documentation tests' `helm` command.
 #  - chromium and chromium-driver from Debian's packages (the Quick Start page browser test).
+#  - faketime (libfaketime) from Debian's packages when missing (the retention tests).
 set -euo pipefail
 
 AZURITE_VERSION="3.37.0"
@@ -100,3 +101,12 @@ if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 echo "install-test-deps: $(chromium --version 2>/dev/null | head -n 1); $(chromedriver --version 2>/dev/null | head -n 1)" >&2
+
+# libfaketime runs Azurite with its clock in the past, so the retention tests have really old
+# blobs by Azurite's own clock (sim::azurite's Azurite::set_clock_behind).
+if ! ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 >/dev/null 2>&1; then
+    echo "install-test-deps: installing faketime from Debian" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null
+fi
+echo "install-test-deps: libfaketime $(ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null | head -n 1)" >&2

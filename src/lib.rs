@@ -16,6 +16,7 @@ pub mod links;
 pub mod metrics;
 pub mod notify;
 pub mod rbac;
+pub mod retention;
 pub mod signals;
 pub mod storage;
 pub mod telemetry;

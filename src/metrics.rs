@@ -20,6 +20,9 @@
 //! | `recording_operator_leader` | gauge | — |
 //! | `recording_operator_notifications_sent_total` | counter | `kind` |
 //! | `recording_operator_notifications_failed_total` | counter | `kind`, `reason` |
+//! | `recording_operator_retention_sweeps_total` | counter | `result` |
+//! | `recording_operator_retention_blobs_total` | counter | `outcome` |
+//! | `recording_operator_retention_deleted_bytes_total` | counter | — |
 //!
 //! The onboarding funnel and the per-Tenant figures the alert rules read are in [`funnel`]
 //! (its table says which series carry a `tenant` label); requests to the public listener in
@@ -89,6 +92,16 @@ struct HealthLabels {
     health: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
 type DurationFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// The operator's metrics. Clones share the same registry and series.
@@ -110,6 +123,9 @@ struct Inner {
     public: public::PublicRequests,
     notifications_sent: Family<KindLabels, Counter>,
     notifications_failed: Family<FailedLabels, Counter>,
+    retention_sweeps: Family<ResultLabels, Counter>,
+    retention_blobs: Family<OutcomeLabels, Counter>,
+    retention_bytes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -175,6 +191,26 @@ impl Metrics {
         );
         let funnel = funnel::Funnel::register(&mut registry);
         let public = public::PublicRequests::register(&mut registry);
+        let retention_sweeps = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "recording_operator_retention_sweeps",
+            "Retention sweeps of a tenant, by result (completed, dry_run, failed, not_swept)",
+            retention_sweeps.clone(),
+        );
+        let retention_blobs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "recording_operator_retention_blobs",
+            "Recordings the retention sweeps dealt with, by outcome (deleted, past_retention, \
+             kept_for_hold, kept_unknown_age, refused)",
+            retention_blobs.clone(),
+        );
+        let retention_bytes = Counter::default();
+        registry.register_with_unit(
+            "recording_operator_retention_deleted",
+            "Bytes of recordings the retention sweeps deleted",
+            Unit::Bytes,
+            retention_bytes.clone(),
+        );
 
         let notifications_sent = Family::<KindLabels, Counter>::default();
         registry.register(
@@ -203,6 +239,9 @@ impl Metrics {
                 public,
                 notifications_sent,
                 notifications_failed,
+                retention_sweeps,
+                retention_blobs,
+                retention_bytes,
             }),
         }
     }
@@ -319,6 +358,27 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one retention sweep of a tenant: its result, its recordings by outcome, and the
+    /// bytes it deleted.
+    pub fn retention_swept(&self, result: &str, blobs: &[(&str, u64)], bytes_deleted: u64) {
+        let inner = &self.inner;
+        inner
+            .retention_sweeps
+            .get_or_create(&ResultLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+        for (outcome, n) in blobs {
+            inner
+                .retention_blobs
+                .get_or_create(&OutcomeLabels {
+                    outcome: (*outcome).to_owned(),
+                })
+                .inc_by(*n);
+        }
+        inner.retention_bytes.inc_by(bytes_deleted);
     }
 
     /// Every series in the OpenMetrics text format (ends with `# EOF`).

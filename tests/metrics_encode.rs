@@ -241,6 +241,7 @@ fn docs_list_exactly_the_exposed_series() {
     onboard_contoso(&metrics);
     metrics.notification_sent("OnboardingStarted");
     metrics.notification_failed("TenantLive", "auth");
+    metrics.retention_swept("completed", &[("deleted", 1)], 1);
     let text = metrics.encode();
     assert!(text.contains(
         "recording_operator_notifications_failed_total{kind=\"TenantLive\",reason=\"auth\"} 1"

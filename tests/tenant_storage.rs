@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Harness;
+use common::{tenant_yaml, Harness};
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::{Api, DeleteParams};
 use kube::ResourceExt;
@@ -21,27 +21,6 @@ async fn harness() -> Harness {
         ..Default::default()
     })
     .await
-}
-
-fn tenant_yaml(name: &str, domain: &str, license: &str, location: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: Tenant
-metadata:
-  name: {name}
-spec:
-  customerName: {name}-customer
-  domain: {domain}
-  shortName: {name}
-  contactEmails: [ops@example.com]
-  adminUpns: [admin@{domain}]
-  license: {license}
-  includedUsers: 10
-  storage:
-    location: {location}
-{extra}"#
-    )
 }
 
 /// Contoso's Essentials Tenant in westeurope whose storage outlives it (`deletionPolicy:

@@ -15,6 +15,12 @@
 //! Credentials are minted the way Azure does it: account SAS and container (service) SAS tokens,
 //! HMAC-SHA256 over the string-to-sign with the account key. The operator receives them as SAS
 //! URLs, the same code path a bring-your-own-storage customer's SAS URL takes.
+//!
+//! Old data, for the retention tests: [`Azurite::set_clock_behind`] makes the next
+//! [`Azurite::start_again`] run the emulator under libfaketime (Debian's `faketime` package,
+//! preloaded with a relative offset), so the blobs written then carry creation times that far
+//! in the past by Azurite's own clock; a later restart on the real clock over the same data
+//! folder serves them as the old blobs they are.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -69,6 +75,11 @@ pub enum AzuriteError {
         seconds: u64,
         output: String,
     },
+    #[error(
+        "libfaketime not found (looked for {searched}, and FAKETIME_LIB): run \
+         scripts/install-test-deps.sh"
+    )]
+    NoFaketime { searched: String },
     #[error("Azurite exited before answering on {endpoint}; its output: {output}")]
     Exited { endpoint: String, output: String },
 }
@@ -181,6 +192,8 @@ pub struct Azurite {
     /// Declared before the data folder, so a dropped emulator is killed before its folder goes.
     child: Option<ChildProcess>,
     data_dir: tempfile::TempDir,
+    /// How far behind the real clock the emulator's clock runs (libfaketime), if at all.
+    clock_behind: Option<Duration>,
 }
 
 impl Azurite {
@@ -192,6 +205,15 @@ impl Azurite {
     /// Starts the emulator with the development account plus one account per name (3–24
     /// lowercase letters and digits), each with its own derived key.
     pub async fn start_with_accounts(extra: &[&str]) -> Result<Self, AzuriteError> {
+        Self::start_behind(extra, None).await
+    }
+
+    /// [`Azurite::start_with_accounts`] with the emulator's clock `behind` the real one (see
+    /// [`Azurite::set_clock_behind`]).
+    pub async fn start_behind(
+        extra: &[&str],
+        behind: Option<Duration>,
+    ) -> Result<Self, AzuriteError> {
         let program = find_azurite_blob()?;
         let mut accounts = vec![AzuriteAccount::dev()];
         for name in extra {
@@ -210,6 +232,7 @@ impl Azurite {
             accounts,
             child: None,
             data_dir,
+            clock_behind: behind,
         };
         azurite.launch().await?;
         Ok(azurite)
@@ -267,6 +290,12 @@ impl Azurite {
         if let Some(mut child) = self.child.take() {
             let _ = child.stop(STOP_TIMEOUT).await;
         }
+    }
+
+    /// Sets how far in the past the emulator's clock runs from its next start on (`None`: the
+    /// real clock). Needs libfaketime.
+    pub fn set_clock_behind(&mut self, behind: Option<Duration>) {
+        self.clock_behind = behind;
     }
 
     /// Starts the emulator again on the same port with the same data folder and accounts.
@@ -368,6 +397,22 @@ impl Azurite {
         ))
     }
 
+    /// A client for the data helpers below: account-SAS requests to this emulator.
+    pub fn data_client(&self, account: &str) -> Result<BlobData, AzuriteError> {
+        Ok(BlobData {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a plain HTTP client builds"),
+            endpoint: self.account_endpoint(account)?,
+            sas: self.account_sas(
+                account,
+                SasPermissions::OPERATOR,
+                Duration::from_secs(3 * 365 * 86_400),
+            )?,
+        })
+    }
+
     fn account(&self, name: &str) -> Result<&AzuriteAccount, AzuriteError> {
         self.accounts
             .iter()
@@ -398,6 +443,14 @@ impl Azurite {
 
     async fn launch(&mut self) -> Result<(), AzuriteError> {
         let mut command = Command::new(&self.program);
+        if let Some(behind) = self.clock_behind {
+            command
+                .env("LD_PRELOAD", find_libfaketime()?)
+                .env("FAKETIME", format!("-{}s", behind.as_secs()))
+                // Timers keep the real pace; only the wall clock is moved.
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_NO_CACHE", "1");
+        }
         command
             .args(self.args())
             .env("AZURITE_ACCOUNTS", self.accounts_env())
@@ -442,6 +495,151 @@ impl Azurite {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Test data in one account of the emulator, written and read over its REST API with an
+/// account SAS: containers, block blobs, leases, listings.
+#[derive(Clone)]
+pub struct BlobData {
+    http: reqwest::Client,
+    endpoint: String,
+    sas: String,
+}
+
+/// A data request the emulator refused or did not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {detail}")]
+pub struct DataError {
+    what: String,
+    detail: String,
+}
+
+impl BlobData {
+    async fn send(
+        &self,
+        what: String,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, DataError> {
+        let response = request
+            .header("x-ms-version", SAS_VERSION)
+            .send()
+            .await
+            .map_err(|e| DataError {
+                what: what.clone(),
+                detail: e.to_string(),
+            })?;
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            Err(DataError {
+                what,
+                detail: format!("HTTP {status}: {body}"),
+            })
+        }
+    }
+
+    /// Creates a container with the given metadata (201; 409 if it exists is an error).
+    pub async fn create_container(
+        &self,
+        container: &str,
+        metadata: &[(&str, &str)],
+    ) -> Result<(), DataError> {
+        let mut request = self.http.put(format!(
+            "{}/{container}?restype=container&{}",
+            self.endpoint, self.sas
+        ));
+        for (name, value) in metadata {
+            request = request.header(format!("x-ms-meta-{name}"), *value);
+        }
+        self.send(format!("create container {container}"), request)
+            .await
+            .map(|_| ())
+    }
+
+    /// Writes a block blob.
+    pub async fn put_blob(
+        &self,
+        container: &str,
+        blob: &str,
+        content: Vec<u8>,
+    ) -> Result<(), DataError> {
+        let request = self
+            .http
+            .put(format!("{}/{container}/{blob}?{}", self.endpoint, self.sas))
+            .header("x-ms-blob-type", "BlockBlob")
+            .body(content);
+        self.send(format!("put blob {container}/{blob}"), request)
+            .await
+            .map(|_| ())
+    }
+
+    /// Takes an infinite lease on a blob; returns the lease id.
+    pub async fn lease_blob(&self, container: &str, blob: &str) -> Result<String, DataError> {
+        let request = self
+            .http
+            .put(format!(
+                "{}/{container}/{blob}?comp=lease&{}",
+                self.endpoint, self.sas
+            ))
+            .header("x-ms-lease-action", "acquire")
+            .header("x-ms-lease-duration", "-1")
+            // A body-less PUT still states its length, as Azure requires.
+            .header("content-length", "0");
+        let response = self
+            .send(format!("lease blob {container}/{blob}"), request)
+            .await?;
+        Ok(response
+            .headers()
+            .get("x-ms-lease-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// The names of every blob in the container, sorted (all pages).
+    pub async fn blob_names(&self, container: &str) -> Result<Vec<String>, DataError> {
+        let mut names = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let request = self.http.get(format!(
+                "{}/{container}?restype=container&comp=list&maxresults=5000&marker={}&{}",
+                self.endpoint,
+                url::form_urlencoded::byte_serialize(marker.as_bytes()).collect::<String>(),
+                self.sas
+            ));
+            let body = self
+                .send(format!("list blobs of {container}"), request)
+                .await?
+                .text()
+                .await
+                .map_err(|e| DataError {
+                    what: format!("list blobs of {container}"),
+                    detail: e.to_string(),
+                })?;
+            names.extend(between_all(&body, "<Name>", "</Name>"));
+            marker = between_all(&body, "<NextMarker>", "</NextMarker>")
+                .next()
+                .unwrap_or_default();
+            if marker.is_empty() {
+                break;
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Every text between `open` and `close` in `text` (the listing's XML is flat enough).
+fn between_all<'a>(
+    text: &'a str,
+    open: &'a str,
+    close: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    text.split(open)
+        .skip(1)
+        .filter_map(move |rest| rest.split_once(close).map(|(value, _)| value.to_string()))
 }
 
 /// An account SAS for the blob service (`ss=b`, `srt=sco`, HTTPS or HTTP), signed with the
@@ -549,6 +747,27 @@ fn encode_query(pairs: &[(&str, &str)]) -> String {
 fn find_azurite_blob() -> Result<PathBuf, AzuriteError> {
     find_node_tool("AZURITE_BLOB_BIN", "azurite-blob")
         .map_err(|searched| AzuriteError::NotInstalled { searched })
+}
+
+/// Debian's libfaketime (package `faketime`), or the library `FAKETIME_LIB` names.
+fn find_libfaketime() -> Result<PathBuf, AzuriteError> {
+    if let Some(path) = std::env::var_os("FAKETIME_LIB") {
+        return Ok(PathBuf::from(path));
+    }
+    let candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketime.so.1")])
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| AzuriteError::NoFaketime {
+            searched: "/usr/lib/*/faketime/libfaketime.so.1".to_string(),
+        })
 }
 
 fn free_loopback_port() -> Result<u16, AzuriteError> {

@@ -787,6 +787,7 @@ pub async fn run(
         }
     };
     let gauges = gauge_loop(ctx.clone());
+    let retention = retention_sweeps(&ctx);
 
     tokio::select! {
         _ = async { futures::join!(tenant_controller, consent_controller, service_controller, readiness) } => {}
@@ -794,8 +795,34 @@ pub async fn run(
         _ = grant_watch => {}
         _ = gauges => {}
         _ = strays => {}
+        _ = retention => {}
     }
     ready.store(false, Ordering::SeqCst);
+}
+
+/// The retention sweeps (leader only, like everything here), when storage is configured.
+async fn retention_sweeps(ctx: &Arc<Context>) {
+    let Some(storage) = ctx.storage.clone() else {
+        return std::future::pending().await;
+    };
+    let tenants = ctx.tenants.clone();
+    crate::retention::sweeper::Sweeper {
+        client: ctx.client.clone(),
+        storage,
+        tenants: Arc::new(move || tenants.state().iter().filter_map(|t| t.tenant()).collect()),
+        events: Arc::new(ctx.events.clone()),
+        metrics: ctx.metrics.clone(),
+    }
+    .run()
+    .await
+}
+
+#[async_trait::async_trait]
+impl crate::retention::sweeper::Announce for Events {
+    async fn announce(&self, tenant: &Tenant, warning: bool, reason: &str, note: String) {
+        self.publish(tenant, warning, reason, "Retention", note)
+            .await;
+    }
 }
 
 /// Keeps the "tenants by health" and "consents by state" gauges current.

@@ -245,6 +245,13 @@ fn default_retention_days() -> i32 {
     365
 }
 
+impl RetentionSpec {
+    /// The effective retention in days; `None` when recordings are kept without limit.
+    pub fn limit_days(&self) -> Option<u32> {
+        (!self.unlimited).then(|| u32::try_from(self.days).unwrap_or(0))
+    }
+}
+
 impl Default for RetentionSpec {
     fn default() -> Self {
         Self {
@@ -340,6 +347,74 @@ pub struct TenantStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub notifications: Vec<NotificationRecord>,
+    /// The retention sweep (written by the sweep alone, under its own field manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionStatus>,
+}
+
+/// What the retention sweep applies and what its last sweep did.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionStatus {
+    /// Days after which recordings are deleted now; absent when they are kept without limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_days: Option<i32>,
+    /// Recordings are kept without limit: nothing is deleted.
+    #[serde(default)]
+    pub unlimited: bool,
+    /// The sweep only counts (the operator's configuration says `dryRun`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// When the last sweep that went through every location finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sweep_time: Option<Time>,
+    /// When the last sweep, finished or not, ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_time: Option<Time>,
+    /// `Completed`, `DryRun`, `Failed` or `NotSwept` (nothing to sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_result: Option<String>,
+    /// Of the last sweep: recordings deleted.
+    #[serde(default)]
+    pub blobs_deleted: i64,
+    /// Of the last sweep: bytes deleted.
+    #[serde(default)]
+    pub bytes_deleted: i64,
+    /// Of the last sweep: recordings past retention (in a dry run: what would be deleted).
+    #[serde(default)]
+    pub blobs_past_retention: i64,
+    /// Of the last sweep: recordings past retention kept for a legal hold or an immutability
+    /// policy.
+    #[serde(default)]
+    pub kept_for_hold: i64,
+    /// Of the last sweep: recordings kept because their age could not be read.
+    #[serde(default)]
+    pub kept_unknown_age: i64,
+    /// Of the last sweep: deletions refused (lease, changed meanwhile) and locations that failed.
+    #[serde(default)]
+    pub errors: i64,
+    /// For people: what the last sweep did, or why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// A shortened retention waiting for its grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingRetention>,
+}
+
+/// A shortened retention, announced and not yet applied.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingRetention {
+    /// The new retention in days.
+    pub days: i32,
+    /// When the shortening was first seen and announced.
+    pub announced_time: Time,
+    /// From when recordings older than `days` are deleted.
+    pub applies_time: Time,
+    /// Recordings the new retention will delete that the current one keeps, as of the last
+    /// sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobs_affected: Option<i64>,
 }
 
 /// What a notification is about.

@@ -37,6 +37,7 @@ use azure_storage_blob::{BlobContainerClient, BlobContainerClientOptions};
 use futures::TryStreamExt;
 use secrecy::ExposeSecret;
 
+use super::retention::{self, SweepFailure, SweepOutcome, SweepPlan};
 use super::{
     container_name, redact_url, redact_urls_in, AccountConfig, ByosCredential, ByosLocation,
     DeleteOutcome, EnsureStorage, StorageBackend, StorageConfig, StorageError,
@@ -63,6 +64,9 @@ pub struct AzureBlobBackend {
 struct Sdk {
     timeout: Duration,
     client_options: BlobContainerClientOptions,
+    /// For the retention sweep, which is in no hurry: more and longer retries, each waiting
+    /// at least as long as a 429/503 answer's `Retry-After` asks.
+    sweep_options: BlobContainerClientOptions,
 }
 
 impl Sdk {
@@ -70,22 +74,30 @@ impl Sdk {
         // The SDK's HTTP client uses rustls without a built-in crypto provider; use ring, which
         // the Kubernetes client already brings. Installing twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client_options = BlobContainerClientOptions {
+        let with_retry = |retry| BlobContainerClientOptions {
             client_options: ClientOptions {
-                // A few quick retries for blips; the controller's requeue backoff does the rest.
-                retry: RetryOptions::exponential(ExponentialRetryOptions {
-                    initial_delay: azure_core::time::Duration::milliseconds(200),
-                    max_retries: 2,
-                    max_total_elapsed: azure_core::time::Duration::seconds(10),
-                    max_delay: azure_core::time::Duration::seconds(2),
-                }),
+                retry,
                 ..Default::default()
             },
             ..Default::default()
         };
+        // A few quick retries for blips; the controller's requeue backoff does the rest.
+        let client_options = with_retry(RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(200),
+            max_retries: 2,
+            max_total_elapsed: azure_core::time::Duration::seconds(10),
+            max_delay: azure_core::time::Duration::seconds(2),
+        }));
+        let sweep_options = with_retry(RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: azure_core::time::Duration::milliseconds(500),
+            max_retries: 5,
+            max_total_elapsed: azure_core::time::Duration::seconds(120),
+            max_delay: azure_core::time::Duration::seconds(60),
+        }));
         Self {
             timeout,
             client_options,
+            sweep_options,
         }
     }
 
@@ -349,6 +361,64 @@ impl StorageBackend for AzureBlobBackend {
         self.delete_container(request, &client, &endpoint)
             .await
             .map_err(|e| explain_expiry(e, expiry, now))
+    }
+
+    /// Sweeps the container only when it is stamped as the operator's for this tenant.
+    async fn sweep(
+        &self,
+        request: &EnsureStorage,
+        plan: &SweepPlan,
+    ) -> Result<SweepOutcome, SweepFailure> {
+        let failed = |error| SweepFailure {
+            tally: Default::default(),
+            error,
+        };
+        let name = container_name(&request.tenant, request.role);
+        let (client, endpoint, expiry) = self
+            .container(&request.location, &name)
+            .await
+            .map_err(failed)?;
+        let now = OffsetDateTime::now_utc();
+        let Some(found) = self
+            .metadata_of(&client, &endpoint)
+            .await
+            .map_err(|e| failed(explain_expiry(e, expiry, now)))?
+        else {
+            return Ok(SweepOutcome::Skipped {
+                reason: format!("container {endpoint} does not exist"),
+            });
+        };
+        match ownership(&found, request) {
+            Ownership::Ours => {}
+            other => {
+                return Ok(SweepOutcome::Skipped {
+                    reason: format!(
+                        "container {endpoint} is not the operator's for this tenant ({})",
+                        match other {
+                            Ownership::Unmanaged => "adopted".to_string(),
+                            Ownership::OtherInstallation => "another cluster's".to_string(),
+                            Ownership::OtherTenant(owner) => format!("tenant {owner:?}'s"),
+                            Ownership::Ours => unreachable!(),
+                        }
+                    ),
+                })
+            }
+        }
+        let client = BlobContainerClient::new(
+            client.url().clone(),
+            None,
+            Some(self.sdk.sweep_options.clone()),
+        )
+        .map_err(|e| failed(classify(e, &endpoint)))?;
+        // Each request may wait out throttling: up to the retries' own budget and a bit more.
+        let timeout = self.sdk.timeout.max(Duration::from_secs(150));
+        retention::sweep_container(&client, &endpoint, plan, timeout, classify)
+            .await
+            .map(SweepOutcome::Swept)
+            .map_err(|mut failure| {
+                failure.error = explain_expiry(failure.error, expiry, now);
+                failure
+            })
     }
 }
 

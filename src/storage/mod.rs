@@ -21,6 +21,7 @@
 
 pub mod azure;
 pub mod pvc;
+pub mod retention;
 pub mod tenant;
 
 use std::collections::BTreeMap;
@@ -233,6 +234,22 @@ pub trait StorageBackend: Send + Sync {
     /// fails a check keeps its endpoint in the status, so the bots' configuration does not
     /// change (and roll the bots) over a passing outage.
     fn endpoint(&self, request: &EnsureStorage) -> Option<String>;
+
+    /// Deletes the recordings of `request`'s location that `plan` finds past retention, if
+    /// the location is the operator's for this tenant. Backends without blob ages
+    /// (PersistentVolumeClaims) leave retention to the recording bots.
+    async fn sweep(
+        &self,
+        request: &EnsureStorage,
+        plan: &retention::SweepPlan,
+    ) -> Result<retention::SweepOutcome, retention::SweepFailure> {
+        let _ = (request, plan);
+        Ok(retention::SweepOutcome::Unsupported {
+            reason: "volumes have no per-recording ages; the recording bots apply the retention \
+                     of their configuration"
+                .to_string(),
+        })
+    }
 }
 
 /// Builds the backend the configuration asks for.
@@ -283,6 +300,9 @@ pub struct StorageConfig {
     /// Upper bound for one storage call including the SDK's own retries.
     #[serde(default = "default_request_timeout_seconds")]
     pub request_timeout_seconds: u64,
+    /// The daily sweep of recordings past the tenants' retention.
+    #[serde(default)]
+    pub retention: retention::RetentionConfig,
 }
 
 impl Default for StorageConfig {
@@ -293,6 +313,7 @@ impl Default for StorageConfig {
             pvc: PvcConfig::default(),
             region_pairs: default_region_pairs(),
             request_timeout_seconds: default_request_timeout_seconds(),
+            retention: retention::RetentionConfig::default(),
         }
     }
 }
@@ -419,6 +440,7 @@ impl StorageConfig {
         if self.request_timeout_seconds == 0 {
             problems.push("storage.requestTimeoutSeconds: must be at least 1".to_string());
         }
+        problems.extend(self.retention.problems());
         if problems.is_empty() {
             Ok(())
         } else {

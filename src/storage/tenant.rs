@@ -14,6 +14,7 @@ use std::sync::Arc;
 use futures::future::join_all;
 use kube::ResourceExt;
 
+use super::retention::{RetentionConfig, SweepFailure, SweepOutcome, SweepPlan, SweepTally};
 use super::{
     plan_storage, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, StorageBackend,
     StorageConfig, StorageError, StorageLocationStatus, StorageRole,
@@ -25,12 +26,14 @@ use crate::crd::tenant::{self as crd, DeletionPolicy, Tenant};
 pub const DEFAULT_BYOS_KEY: &str = "url";
 
 /// Storage for Tenants: the configured backend, where secrets come from, the region pairs,
-/// and the namespace BYOS Secrets live in (the operator's own).
+/// the namespace BYOS Secrets live in (the operator's own), and the retention sweep's settings.
+#[derive(Clone)]
 pub struct TenantStorage {
     backend: Arc<dyn StorageBackend>,
     secrets: Arc<dyn SecretSource>,
     region_pairs: BTreeMap<String, String>,
     operator_namespace: String,
+    retention: RetentionConfig,
 }
 
 impl TenantStorage {
@@ -45,7 +48,45 @@ impl TenantStorage {
             secrets,
             region_pairs: config.region_pairs.clone(),
             operator_namespace: operator_namespace.into(),
+            retention: config.retention.clone(),
         }
+    }
+
+    /// The retention sweep's settings (`storage.retention`).
+    pub fn retention(&self) -> &RetentionConfig {
+        &self.retention
+    }
+
+    /// Sweeps the locations the operator provisions for the tenant (default, and paired for
+    /// Pro; never BYOS), one after the other; the first failure stops the sweep. Returns each
+    /// location with its outcome.
+    pub async fn sweep(
+        &self,
+        tenant: &Tenant,
+        plan: &SweepPlan,
+    ) -> Result<Vec<(EnsureStorage, SweepOutcome)>, SweepFailure> {
+        let requests = match operator_locations(tenant, &self.region_pairs) {
+            Ok(requests) | Err((requests, _)) => requests,
+        };
+        let mut done = Vec::new();
+        let mut tally = SweepTally::default();
+        for request in requests {
+            match self.backend.sweep(&request, plan).await {
+                Ok(outcome) => {
+                    if let SweepOutcome::Swept(t) = &outcome {
+                        tally.add(t);
+                    }
+                    done.push((request, outcome));
+                }
+                Err(mut failure) => {
+                    // What the earlier locations did counts too.
+                    tally.add(&failure.tally);
+                    failure.tally = tally;
+                    return Err(failure);
+                }
+            }
+        }
+        Ok(done)
     }
 
     /// Ensures the operator's locations and checks the customer's, all at once; one status
@@ -157,11 +198,7 @@ pub fn operator_locations(
     region_pairs: &BTreeMap<String, String>,
 ) -> Result<Vec<EnsureStorage>, (Vec<EnsureStorage>, StorageError)> {
     let spec = &tenant.spec;
-    let retention_days = if spec.retention.unlimited {
-        None
-    } else {
-        Some(u32::try_from(spec.retention.days).unwrap_or(0))
-    };
+    let retention_days = spec.retention.limit_days();
     let license = format!("{:?}", spec.license);
     let plan = |geo_redundant| {
         plan_storage(

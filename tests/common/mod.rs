@@ -272,3 +272,26 @@ pub fn ready_status(
         .find(|c| c.type_ == "Ready")
         .map(|c| c.status.clone())
 }
+
+/// A Tenant manifest with the fields every test needs; `extra` adds spec lines (indented by
+/// two spaces).
+pub fn tenant_yaml(name: &str, domain: &str, license: &str, location: &str, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: Tenant
+metadata:
+  name: {name}
+spec:
+  customerName: {name}-customer
+  domain: {domain}
+  shortName: {name}
+  contactEmails: [ops@example.com]
+  adminUpns: [admin@{domain}]
+  license: {license}
+  includedUsers: 10
+  storage:
+    location: {location}
+{extra}"#
+    )
+}

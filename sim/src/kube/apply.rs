@@ -232,6 +232,12 @@ fn remove_at(object: &mut Value, path: &[String]) {
         }
     } else if let Some(map) = cur.as_object_mut() {
         map.remove(last);
+        // A map left empty goes with its last field, as structured-merge-diff drops a map
+        // whose fields the applier no longer sends (elements are handled below).
+        if map.is_empty() && parents.last().is_some_and(|p| !is_element(p)) {
+            remove_at(object, parents);
+            return;
+        }
     }
     // Drop a keyed element that now holds only its keys.
     if let Some((parent_last, grand)) = parents.split_last() {
@@ -750,6 +756,24 @@ mod tests {
         let third = apply(Some(&second), &cm(json!({})), false, &by("op")).unwrap();
         // "a" is still owned by "other"; "b" was only op's and goes away.
         assert_eq!(third["data"], json!({"a": "1"}));
+    }
+
+    #[test]
+    fn a_map_whose_fields_are_no_longer_applied_goes_too() {
+        let obj = |spec: Value| json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": spec});
+        let first = apply(
+            None,
+            &obj(json!({"keep": "1", "pending": {"days": 30, "at": "t"}})),
+            false,
+            &by("op"),
+        )
+        .unwrap();
+        let second = apply(Some(&first), &obj(json!({"keep": "1"})), false, &by("op")).unwrap();
+        assert_eq!(
+            second["spec"],
+            json!({"keep": "1"}),
+            "no empty `pending: {{}}` is left"
+        );
     }
 
     fn with_conditions(conditions: Value) -> Value {
