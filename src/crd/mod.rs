@@ -13,7 +13,10 @@ pub mod validation;
 
 pub use consent::{ConsentGrant, ConsentGrantSpec, ConsentGrantStatus, ConsentState};
 pub use service::{RecordingService, RecordingServiceSpec, RecordingServiceStatus};
-pub use tenant::{tenant_namespace, Health, License, Tenant, TenantSpec, TenantStatus};
+pub use tenant::{
+    tenant_namespace, AdministratorState, AdministratorStatus, Health, License, Tenant, TenantSpec,
+    TenantStatus,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
