@@ -468,6 +468,19 @@ fn administrators_of(o: &Observed<'_>) -> Vec<AdministratorStatus> {
         .collect()
 }
 
+/// The UPNs of the tenant's administrators its directory knows and lets sign in.
+pub fn verified_administrators(tenant: &Tenant) -> Vec<String> {
+    tenant
+        .status
+        .as_ref()
+        .map(|s| s.administrators.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a.state == AdministratorState::Verified)
+        .map(|a| a.upn.clone())
+        .collect()
+}
+
 /// The alarm words for administrators missing from the directory or blocked, if any.
 fn administrators_alarm(admins: &[AdministratorStatus]) -> Option<String> {
     let named = |state| {
