@@ -88,6 +88,30 @@ pub struct OperatorConfig {
     /// Namespace the operator runs in: where its Lease and the customers' BYOS Secrets live
     /// (default: `POD_NAMESPACE`, else `recording-operator-system`).
     pub operator_namespace: String,
+    /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<SignInConfig>,
+}
+
+/// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignInConfig {
+    /// Turns sign-in on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Public URL of the operator's `/signin/callback`, registered on the `login` application
+    /// as a Web redirect URI.
+    pub redirect_uri: String,
+    /// Key the sign-in cookies are signed with (at least 32 characters).
+    pub cookie_key: SecretRef,
+    /// How long a sign-in lasts (default 30 minutes).
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 impl Default for OperatorConfig {
@@ -797,6 +821,8 @@ struct OperatorConfigFile {
     #[serde(default)]
     storage: Option<crate::storage::StorageConfig>,
     operator_namespace: Option<String>,
+    #[serde(default)]
+    sign_in: Option<SignInConfig>,
 }
 
 #[derive(Default, Deserialize)]
@@ -848,6 +874,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             consents,
             polling: file.polling,
             storage: file.storage,
+            sign_in: file.sign_in,
             operator_namespace: file
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod rbac;
 pub mod signals;
+pub mod signin;
 pub mod storage;
 pub mod telemetry;
 
