@@ -165,8 +165,16 @@ async fn run(
     };
 
     let state = HttpState::new(metrics.clone());
-    let router =
+    let mut router =
         http::router(state.clone()).merge(controller::consent::callback_router(client.clone()));
+    let signin =
+        recording_operator::signin::SignIn::from_config(&config, secrets.as_ref(), client.clone())
+            .await
+            .context("configuring sign-in")?;
+    if let Some(signin) = signin {
+        tracing::info!("sign-in with Microsoft is on: /signin/start, /signin/callback");
+        router = router.merge(signin.router());
+    }
     let server = tokio::spawn(http::serve(http_args.http_addr, router, stopped()));
 
     let controllers = controller::run(

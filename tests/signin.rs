@@ -266,7 +266,9 @@ async fn only_listed_administrators_of_the_tenant_sign_in_and_bad_tokens_are_ref
 
     // A listed UPN, but of another Entra tenant (whose admin consented to the login app).
     let fabrikam = h.platform.tenant_id("fabrikam.onmicrosoft.com").unwrap();
-    h.platform.m365.grant_consent(&fabrikam, &h.platform.config.consents["login"].app_id);
+    h.platform
+        .m365
+        .grant_consent(&fabrikam, &h.platform.config.consents["login"].app_id);
     let mut stranger = Browser::new();
     let page = stranger
         .sign_in(&page_url, "admin@fabrikam.onmicrosoft.com")
