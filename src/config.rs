@@ -986,6 +986,24 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
     }
 
     #[test]
+    fn sign_in_is_off_unless_enabled_and_its_session_lasts_thirty_minutes_by_default() {
+        assert_eq!(OperatorConfig::from_yaml("{}").unwrap().sign_in, None);
+        let config = OperatorConfig::from_yaml(
+            "signIn:\n  enabled: true\n  redirectUri: https://rec.example/signin/callback\n  cookieKey: {env: COOKIE_KEY}\n",
+        )
+        .unwrap();
+        let sign_in = config.sign_in.unwrap();
+        assert!(sign_in.enabled);
+        assert_eq!(sign_in.session_ttl, Duration::from_secs(1800));
+        assert_eq!(sign_in.cookie_key, SecretRef::Env("COOKIE_KEY".into()));
+        let err = OperatorConfig::from_yaml(
+            "signIn:\n  redirectUri: https://rec.example/cb\n  cookieKey: {env: K}\n  sessionTTL: 5m\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("sessionTTL"), "{err}");
+    }
+
+    #[test]
     fn unknown_fields_are_rejected_with_their_name() {
         let err = OperatorConfig::from_yaml("serverNmae: x\n").unwrap_err();
         assert!(err.contains("serverNmae"), "{err}");
