@@ -99,6 +99,30 @@ pub struct OperatorConfig {
     /// The customers' Quick Start page: its link signing keys and how long a link lasts.
     #[serde(default)]
     pub quick_start: crate::links::QuickStartConfig,
+    /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_in: Option<SignInConfig>,
+}
+
+/// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignInConfig {
+    /// Turns sign-in on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Public URL of the operator's `/signin/callback`, registered on the `login` application
+    /// as a Web redirect URI.
+    pub redirect_uri: String,
+    /// Key the sign-in cookies are signed with (at least 32 characters).
+    pub cookie_key: SecretRef,
+    /// How long a sign-in lasts (default 30 minutes).
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    pub session_ttl: Duration,
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(30 * 60)
 }
 
 impl Default for OperatorConfig {
@@ -818,6 +842,8 @@ struct OperatorConfigFile {
     public_url: Option<String>,
     #[serde(default)]
     quick_start: crate::links::QuickStartConfig,
+    #[serde(default)]
+    sign_in: Option<SignInConfig>,
 }
 
 #[derive(Default, Deserialize)]
@@ -870,6 +896,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             polling: file.polling,
             storage: file.storage,
             notifications: file.notifications,
+            sign_in: file.sign_in,
             operator_namespace: file
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
@@ -980,6 +1007,24 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
         assert_eq!(config.polling.pending_initial, Duration::from_secs(10));
         assert_eq!(config.polling.granted_interval, Duration::from_secs(5400));
         assert_eq!(config.polling.pending_max, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn sign_in_is_off_unless_enabled_and_its_session_lasts_thirty_minutes_by_default() {
+        assert_eq!(OperatorConfig::from_yaml("{}").unwrap().sign_in, None);
+        let config = OperatorConfig::from_yaml(
+            "signIn:\n  enabled: true\n  redirectUri: https://rec.example/signin/callback\n  cookieKey: {env: COOKIE_KEY}\n",
+        )
+        .unwrap();
+        let sign_in = config.sign_in.unwrap();
+        assert!(sign_in.enabled);
+        assert_eq!(sign_in.session_ttl, Duration::from_secs(1800));
+        assert_eq!(sign_in.cookie_key, SecretRef::Env("COOKIE_KEY".into()));
+        let err = OperatorConfig::from_yaml(
+            "signIn:\n  redirectUri: https://rec.example/cb\n  cookieKey: {env: K}\n  sessionTTL: 5m\n",
+        )
+        .unwrap_err();
+        assert!(err.contains("sessionTTL"), "{err}");
     }
 
     #[test]

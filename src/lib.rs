@@ -18,6 +18,7 @@ pub mod notify;
 pub mod rbac;
 pub mod retention;
 pub mod signals;
+pub mod signin;
 pub mod storage;
 pub mod telemetry;
 

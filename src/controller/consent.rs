@@ -33,10 +33,13 @@ use super::cached_tenant::CachedTenant;
 use super::{earliest, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::PollingConfig;
+use crate::config::DIRECTORY_CONSENT;
 use crate::crd::validation::validate_consent_grant;
+use crate::crd::{AdministratorState, AdministratorStatus};
 use crate::crd::{
     ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
 };
+use crate::graph::admins::{AdminCheck, AdminState};
 use crate::graph::{next_check_after, schedule_rng, CheckState, ConsentCheck, ConsentSpec};
 
 /// Condition: the consent is granted.
@@ -168,6 +171,7 @@ pub fn status_after_check(
             check.missing.clone()
         },
         granted_at,
+        administrators: previous.administrators,
         last_checked_at: Some(Time(now)),
         next_check_at: Some(Time(
             now + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6)),
@@ -267,13 +271,45 @@ pub fn transition_event(
     })
 }
 
-fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
+/// The check's spec of a grant; the `directory` consent's also names the Tenant's
+/// administrators, whom its token looks up in the same `$batch`.
+fn spec_of(grant: &ConsentGrant, tenant: Option<&Tenant>) -> ConsentSpec {
+    let administrators = match tenant {
+        Some(t) if grant.spec.consent == DIRECTORY_CONSENT => t.spec.admin_upns.clone(),
+        _ => vec![],
+    };
     ConsentSpec {
         key: grant.spec.consent.clone(),
         app_id: grant.spec.app_id.clone(),
         application_permissions: grant.spec.application_permissions.clone(),
         delegated_scopes: grant.spec.delegated_scopes.clone(),
+        administrators,
     }
+}
+
+/// The `directory` grant's administrators after a check: as found, unless the check could
+/// not complete (the last known states stand).
+pub fn administrators_after_check(
+    previous: &[AdministratorStatus],
+    check: &ConsentCheck,
+    found: &[AdminCheck],
+) -> Vec<AdministratorStatus> {
+    if check.state == CheckState::Unknown && found.is_empty() {
+        return previous.to_vec();
+    }
+    found
+        .iter()
+        .map(|a| AdministratorStatus {
+            upn: a.upn.clone(),
+            state: match a.state {
+                AdminState::Verified => AdministratorState::Verified,
+                AdminState::Missing => AdministratorState::Missing,
+                AdminState::Disabled => AdministratorState::Disabled,
+                AdminState::NotChecked => AdministratorState::NotChecked,
+            },
+            message: a.message.clone(),
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,9 +438,9 @@ pub async fn reconcile_grant(
 
     // One check answers for every consent of the tenant; a due grant joins any check of its
     // tenant started since the middle of its wait (see `share_from`).
-    let mut specs: Vec<ConsentSpec> = siblings.iter().map(|g| spec_of(g)).collect();
+    let mut specs: Vec<ConsentSpec> = siblings.iter().map(|g| spec_of(g, tenant)).collect();
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
-        specs.push(spec_of(&grant));
+        specs.push(spec_of(&grant, tenant));
     }
     let joinable = grant
         .status
@@ -435,7 +471,11 @@ pub async fn reconcile_grant(
         now,
         &ctx.config.polling,
     );
-    let status = status_after_check(&grant, url, &check, now, wait);
+    let mut status = status_after_check(&grant, url, &check, now, wait);
+    if grant.spec.consent == DIRECTORY_CONSENT {
+        status.administrators =
+            administrators_after_check(&status.administrators, &check, &result.administrators);
+    }
     let action = come_back(Some(&status), tenant, wait);
     write_status(&grant, status, ctx).await?;
     Ok(action)
@@ -457,7 +497,8 @@ fn come_back(
 }
 
 /// What a grant's reconcile reads of its Tenant, in eight bytes: which Tenant object it is,
-/// its Entra tenant id (spec or status) and whether it is being deleted. A Tenant's change
+/// its Entra tenant id (spec or status), whether it is being deleted and its administrators
+/// (which the `directory` consent's check looks up). A Tenant's change
 /// wakes its grants only when this changes; its condition and consent lines, which it writes
 /// twice on every onboarding, are the Tenant's own business.
 pub fn tenant_facts(tenant: &Tenant) -> u64 {
@@ -466,6 +507,7 @@ pub fn tenant_facts(tenant: &Tenant) -> u64 {
         tenant.spec.tenant_id.as_deref(),
         tenant.status.as_ref().and_then(|s| s.tenant_id.as_deref()),
         tenant.meta().deletion_timestamp.is_some(),
+        &tenant.spec.admin_upns,
     ))
 }
 

@@ -236,6 +236,10 @@ pub struct BotConfig {
     pub graph_endpoint: String,
     /// The application each bot signs in as.
     pub bots: Vec<BotIdentity>,
+    /// The customer's default administrators found in its directory (UPNs), whom the
+    /// platform grants default access.
+    #[serde(default)]
+    pub administrators: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -350,6 +354,7 @@ pub fn bot_config(
             .map(|u| u.to_string())
             .unwrap_or_default(),
         bots,
+        administrators: super::tenant::verified_administrators(tenant),
     }
 }
 
@@ -2037,6 +2042,33 @@ mod tests {
             .annotations
             .unwrap()[CONFIG_HASH_ANNOTATION]
             .clone()
+    }
+
+    #[test]
+    fn verified_administrators_reach_the_bot_configuration_and_a_change_rolls_the_bots() {
+        let svc = service("main", "tenant-contoso", json!({}));
+        let with = |admins: serde_json::Value| {
+            let mut t = tenant("Essentials", true);
+            t.status.as_mut().unwrap().administrators = serde_json::from_value(admins).unwrap();
+            t
+        };
+        let before = with(json!([
+            {"upn": "admin@contoso.onmicrosoft.com", "state": "Verified"},
+            {"upn": "ghost@contoso.onmicrosoft.com", "state": "Missing"},
+            {"upn": "off@contoso.onmicrosoft.com", "state": "Disabled"}
+        ]));
+        let children = desired_objects(&svc, &before, TENANT_ID, None, &config());
+        let file = &children.config_map.data.as_ref().unwrap()[BOT_CONFIG_FILE];
+        let read: BotConfig = serde_json::from_str(file).unwrap();
+        assert_eq!(read.administrators, vec!["admin@contoso.onmicrosoft.com"]);
+        let after = with(json!([
+            {"upn": "admin@contoso.onmicrosoft.com", "state": "Verified"},
+            {"upn": "ghost@contoso.onmicrosoft.com", "state": "Verified"},
+            {"upn": "off@contoso.onmicrosoft.com", "state": "Disabled"}
+        ]));
+        let hash =
+            |t: &Tenant| config_hash_of(&desired_objects(&svc, t, TENANT_ID, None, &config()));
+        assert_ne!(hash(&before), hash(&after));
     }
 
     #[test]

@@ -28,9 +28,11 @@ use super::cached_tenant::CachedTenant;
 use super::consent::woken_by_tenant;
 use super::{earliest, owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
-use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
+use crate::config::{ConsentConfig, Mandatory, OperatorConfig, DIRECTORY_CONSENT};
 use crate::crd::tenant::DeletionPolicy;
-use crate::crd::tenant::{ConsentSummary, StorageLocationStatus};
+use crate::crd::tenant::{
+    AdministratorState, AdministratorStatus, ConsentSummary, StorageLocationStatus,
+};
 use crate::crd::validation::{validate_tenant, Violations};
 use crate::crd::{
     ConsentGrant, ConsentGrantSpec, ConsentState, Health, Tenant, TenantStatus, FIELD_MANAGER,
@@ -361,6 +363,17 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         }
     };
 
+    // Administrators: a warning for people, a blocker only when none of them exists.
+    let administrators = administrators_of(o);
+    let admin_alarm = administrators_alarm(&administrators);
+    let nobody = !administrators.is_empty()
+        && administrators
+            .iter()
+            .all(|a| a.state == AdministratorState::Missing);
+    if let Some(a) = &admin_alarm {
+        alarms.push(a.clone());
+    }
+
     // The aggregate.
     let (ready, reason, message) = match &o.blocker {
         Some(Blocker::InvalidSpec(v)) => {
@@ -379,6 +392,11 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             alarms.insert(0, format!("Tenant id not resolved yet: {m}"));
             (false, "TenantIdUnavailable", m.clone())
         }
+        None if nobody && consents_ok => (
+            false,
+            "NoAdministrator",
+            "none of spec.adminUpns exists in the customer's directory".to_string(),
+        ),
         None if consents_ok && (storage_ok || !storage_gates) => (
             true,
             "Ready",
@@ -405,7 +423,11 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
     TenantStatus {
         observed_generation: generation,
         health: Some(if ready { Health::Ok } else { Health::Warning }),
-        alarm: (!ready).then(|| alarms.join(" ")).filter(|a| !a.is_empty()),
+        alarm: if ready {
+            admin_alarm
+        } else {
+            Some(alarms.join(" ")).filter(|a| !a.is_empty())
+        },
         license_type: Some(license.display_type().to_string()),
         advanced_storage: Some(license.advanced_storage()),
         tenant_id: o.tenant_id.clone().or(previous.tenant_id),
@@ -414,9 +436,76 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         consents,
         // Signed by the shell ([`crate::links::QuickStartLinks::for_tenant`]).
         quick_start_url: None,
+        administrators,
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
         ..Default::default()
     }
+}
+
+/// The administrators as the `directory` grant found them; each `NotChecked` until then.
+fn administrators_of(o: &Observed<'_>) -> Vec<AdministratorStatus> {
+    let found = o
+        .consents
+        .iter()
+        .find(|(required, _)| required.key == DIRECTORY_CONSENT)
+        .and_then(|(_, grant)| grant.and_then(|g| g.status.as_ref()))
+        .map(|s| s.administrators.as_slice())
+        .unwrap_or_default();
+    o.tenant
+        .spec
+        .admin_upns
+        .iter()
+        .map(|upn| {
+            found
+                .iter()
+                .find(|a| a.upn.eq_ignore_ascii_case(upn))
+                .cloned()
+                .unwrap_or_else(|| AdministratorStatus {
+                    upn: upn.clone(),
+                    state: AdministratorState::NotChecked,
+                    message: Some(format!(
+                        "looked up once the {DIRECTORY_CONSENT} consent is granted"
+                    )),
+                })
+        })
+        .collect()
+}
+
+/// The UPNs of the tenant's administrators its directory knows and lets sign in.
+pub fn verified_administrators(tenant: &Tenant) -> Vec<String> {
+    tenant
+        .status
+        .as_ref()
+        .map(|s| s.administrators.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| a.state == AdministratorState::Verified)
+        .map(|a| a.upn.clone())
+        .collect()
+}
+
+/// The alarm words for administrators missing from the directory or blocked, if any.
+fn administrators_alarm(admins: &[AdministratorStatus]) -> Option<String> {
+    let named = |state| {
+        admins
+            .iter()
+            .filter(|a| a.state == state)
+            .map(|a| a.upn.as_str())
+            .collect::<Vec<_>>()
+    };
+    let missing = named(AdministratorState::Missing);
+    let disabled = named(AdministratorState::Disabled);
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "not found in the customer's directory: {}",
+            missing.join(", ")
+        ));
+    }
+    if !disabled.is_empty() {
+        parts.push(format!("blocked from signing in: {}", disabled.join(", ")));
+    }
+    (!parts.is_empty()).then(|| format!("Administrators {}.", parts.join("; ")))
 }
 
 /// `(all mandatory granted, reason, message)` of the ConsentsGranted condition; the message

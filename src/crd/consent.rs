@@ -170,6 +170,10 @@ pub struct ConsentGrantStatus {
     /// Human-readable detail of the last check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// On the `directory` consent only: the Tenant's administrators as its token found them in
+    /// the customer's directory (the Tenant shows them in its own status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub administrators: Vec<super::tenant::AdministratorStatus>,
     /// `Granted`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

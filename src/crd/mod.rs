@@ -14,8 +14,8 @@ pub mod validation;
 pub use consent::{ConsentGrant, ConsentGrantSpec, ConsentGrantStatus, ConsentState};
 pub use service::{RecordingService, RecordingServiceSpec, RecordingServiceStatus};
 pub use tenant::{
-    tenant_namespace, Health, License, NotificationKind, NotificationRecord, NotificationState,
-    Tenant, TenantSpec, TenantStatus,
+    tenant_namespace, AdministratorState, AdministratorStatus, Health, License, NotificationKind,
+    NotificationRecord, NotificationState, Tenant, TenantSpec, TenantStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

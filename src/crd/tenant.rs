@@ -338,6 +338,10 @@ pub struct TenantStatus {
     /// (absent when the operator has no `publicUrl`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quick_start_url: Option<String>,
+    /// The default administrators (`spec.adminUpns`) as the customer's directory knows them,
+    /// once the `directory` consent is granted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub administrators: Vec<AdministratorStatus>,
     /// `ConsentsGranted`, `StorageReady`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
@@ -551,6 +555,32 @@ pub struct ConsentSummary {
     /// The admin-consent link to hand the customer's Global admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_url: Option<String>,
+}
+
+/// One default administrator, looked up in the customer's directory.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdministratorStatus {
+    /// User principal name, from `spec.adminUpns`.
+    pub upn: String,
+    /// `Verified`, `Missing`, `Disabled` or `NotChecked`.
+    pub state: AdministratorState,
+    /// Why, when not `Verified`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What the customer's directory says about an administrator.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdministratorState {
+    /// The user exists and may sign in.
+    Verified,
+    /// No such user in the customer's directory.
+    Missing,
+    /// The user exists, but is blocked from signing in.
+    Disabled,
+    /// Not looked up yet (the `directory` consent is missing, or Graph could not answer).
+    NotChecked,
 }
 
 impl Tenant {

@@ -35,6 +35,13 @@ pub const APP_SECRETS: &str = "platform-app-secrets";
 /// Secret holding the Quick Start link signing keys (key `keys`, one per line).
 pub const QUICKSTART_SECRET: &str = "quickstart-signing";
 
+/// The administrators each simulated customer tenant has (user name before `@{domain}`),
+/// matching the `adminUpns` of `deploy/examples/` and the tests; their password is
+/// [`DEMO_PASSWORD`].
+pub const CUSTOMER_ADMINS: &[&str] = &["admin", "globaladmin"];
+/// Password of the simulated customers' users (a test value, not a secret).
+pub const DEMO_PASSWORD: &str = "demo-password";
+
 /// Customer tenants the simulated directory knows, matching `deploy/examples/`.
 pub const CUSTOMERS: &[(&str, &str)] = &[
     (
@@ -157,6 +164,15 @@ impl Platform {
                 display_name: None,
                 domains: vec![domain.to_string()],
             });
+            for name in CUSTOMER_ADMINS {
+                seed.users.push(sim::m365::UserSeed {
+                    tenant: id.to_string(),
+                    upn: format!("{name}@{domain}"),
+                    password: DEMO_PASSWORD.to_string(),
+                    display_name: None,
+                    account_enabled: true,
+                });
+            }
         }
         let m365 = M365Sim::start(seed.clone())
             .await

@@ -46,6 +46,7 @@ impl ConsentSpec {
             app_id: consent.app_id.clone(),
             application_permissions: consent.application_permissions.clone(),
             delegated_scopes: consent.delegated_scopes.clone(),
+            administrators: vec![],
         }
     }
 }
@@ -66,6 +67,7 @@ fn fingerprint(spec: &ConsentSpec) -> u64 {
         &spec.app_id,
         &spec.application_permissions,
         &spec.delegated_scopes,
+        &spec.administrators,
     ))
 }
 
@@ -361,6 +363,7 @@ fn still_throttled(tenant_id: &str, specs: &[ConsentSpec], left: Duration) -> Te
                 retry_after: Some(wait),
             })
             .collect(),
+        administrators: vec![],
     }
 }
 
@@ -374,6 +377,7 @@ mod tests {
             app_id: "0c0ffee0-0000-4000-8000-000000000001".to_owned(),
             application_permissions: permissions.iter().map(|p| p.to_string()).collect(),
             delegated_scopes: vec![],
+            administrators: vec![],
         }
     }
 

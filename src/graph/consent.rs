@@ -46,6 +46,9 @@ pub struct ConsentSpec {
     pub application_permissions: Vec<String>,
     /// Microsoft Graph delegated scopes required (admin consent for all users).
     pub delegated_scopes: Vec<String>,
+    /// The tenant's administrators (UPNs) to look up in its directory: only on the
+    /// `directory` consent, whose token reads users.
+    pub administrators: Vec<String>,
 }
 
 /// What one check found out about a consent. The ConsentGrant controller derives `Revoked`
@@ -96,6 +99,8 @@ pub struct TenantCheck {
     /// One result per requested consent, in the order asked. Tenants that have granted
     /// everything get identical results, which the checker shares between them.
     pub consents: Arc<[ConsentCheck]>,
+    /// The administrators of the `directory` consent's spec, as the directory knows them.
+    pub administrators: Vec<super::admins::AdminCheck>,
 }
 
 impl TenantCheck {
@@ -513,6 +518,7 @@ mod tests {
             app_id: "8b0f7a52-0000-4000-8000-000000000003".into(),
             application_permissions: app.iter().map(|s| s.to_string()).collect(),
             delegated_scopes: delegated.iter().map(|s| s.to_string()).collect(),
+            administrators: vec![],
         }
     }
 

@@ -18,8 +18,10 @@
 //!   tenant, keeps tenants independent, remembers throttling, counts requests;
 //! - [`schedule`]: when to check again ([`next_check_after`]) and the admin-consent URL
 //!   ([`consent_url`]);
+//! - [`admins`]: the customer's administrators (`spec.adminUpns`) as the directory knows them;
 //! - [`application`]: a platform app's client-secret expiry, from its home tenant.
 
+pub mod admins;
 pub mod application;
 pub mod checker;
 pub mod client;

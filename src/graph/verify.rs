@@ -17,6 +17,7 @@ use std::time::SystemTime;
 use futures::future::join_all;
 use serde_json::Value;
 
+use super::admins::{self, AdminCheck};
 use super::client::{BatchItem, BatchRequest, GraphClient};
 use super::consent::*;
 use super::discovery::Discovery;
@@ -73,6 +74,8 @@ pub struct TenantCache {
     pub graph: Option<GraphResource>,
     /// Service principal id per application id.
     pub sp_ids: SpIds,
+    /// The administrators as last looked up (they stand while Graph cannot answer).
+    pub administrators: Vec<AdminCheck>,
 }
 
 /// The service principal id of each application in one tenant, kept between polls for every
@@ -210,11 +213,52 @@ pub async fn check_tenant(
     };
     // Report in the order asked.
     results.sort_by_key(|r| specs.iter().position(|s| s.key == r.key));
+    let administrators = administrators_after(cache, directory, &results);
     TenantCheck {
         tenant_id: tenant.to_owned(),
         checked_at,
         consents: results.into(),
+        administrators,
     }
+}
+
+/// The administrators of the directory consent's spec: as Graph answered in this check; as
+/// before while the directory consent cannot be used for a passing reason; `NotChecked`
+/// when it is not granted.
+fn administrators_after(
+    cache: &mut TenantCache,
+    directory: Option<&ConsentSpec>,
+    results: &[ConsentCheck],
+) -> Vec<AdminCheck> {
+    let Some(directory) = directory else {
+        cache.administrators.clear();
+        return vec![];
+    };
+    let state = results
+        .iter()
+        .find(|r| r.key == DIRECTORY_CONSENT)
+        .map(|r| r.state);
+    let why = match state {
+        Some(CheckState::Granted) | Some(CheckState::Unknown) => {
+            "not looked up yet: Microsoft Graph has not answered".to_owned()
+        }
+        _ => {
+            cache.administrators.clear();
+            format!("looked up once the {DIRECTORY_CONSENT} consent is granted")
+        }
+    };
+    directory
+        .administrators
+        .iter()
+        .map(|upn| {
+            cache
+                .administrators
+                .iter()
+                .find(|a| a.upn.eq_ignore_ascii_case(upn))
+                .cloned()
+                .unwrap_or_else(|| AdminCheck::not_checked(upn, &why))
+        })
+        .collect()
 }
 
 /// Every consent, the directory's own included, verified through Graph with the directory
@@ -373,8 +417,27 @@ async fn verify_through_graph(
             requests.extend(detail_requests(i, spec, &sp_id));
         }
     }
+    // The administrators, in the same batch: no call of their own.
+    for (j, upn) in directory.administrators.iter().enumerate() {
+        requests.push(BatchRequest::get(format!("u{j}"), admins::user_url(upn)));
+    }
     let items = refused_token(env.graph.batch(token, requests).await?)?;
     let item = |id: &str| items.iter().find(|it| it.id == id);
+    let previous = std::mem::take(&mut cache.administrators);
+    cache.administrators = directory
+        .administrators
+        .iter()
+        .enumerate()
+        .map(|(j, upn)| {
+            let before = previous.iter().find(|a| a.upn.eq_ignore_ascii_case(upn));
+            match item(&format!("u{j}")).map(|it| it.result()) {
+                Some(answer) => admins::judge(upn, answer, before),
+                None => before
+                    .cloned()
+                    .unwrap_or_else(|| AdminCheck::not_checked(upn, "no answer in the batch")),
+            }
+        })
+        .collect();
 
     if let Some(graph_item) = item("graph") {
         let body = graph_item.result()?;

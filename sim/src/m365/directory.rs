@@ -33,6 +33,8 @@ pub(crate) struct Tenant {
     pub service_principals: Vec<ServicePrincipal>,
     pub assignments: Vec<AppRoleAssignment>,
     pub grants: Vec<PermissionGrant>,
+    /// The tenant's user accounts (see `users.rs`).
+    pub users: Vec<super::users::User>,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +192,9 @@ impl Directory {
         for a in &seed.apps {
             dir.add_app(a, now)?;
         }
+        for u in &seed.users {
+            dir.add_user(u)?;
+        }
         for c in &seed.consents {
             if let Some(user) = &c.user {
                 if c.application_permissions.is_some() || c.delegated_scopes.is_some() {
@@ -286,6 +291,7 @@ impl Directory {
                 service_principals: vec![graph_sp],
                 assignments: Vec::new(),
                 grants: Vec::new(),
+                users: Vec::new(),
             },
         );
         Ok(())

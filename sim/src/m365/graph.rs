@@ -16,6 +16,7 @@ use super::catalog::{self, GRAPH_APP_ID};
 use super::directory::{is_guid, Application, Directory, ServicePrincipal, Tenant};
 pub(crate) use super::odata::GraphError;
 use super::odata::{entity, Page, Query};
+use super::users::user_json;
 
 /// Who is calling: from a verified access token.
 #[derive(Debug, Clone)]
@@ -40,6 +41,12 @@ const READ_APPS: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 const READ_GRANTS_STRICT: &[&str] = &["Directory.Read.All", "Directory.ReadWrite.All"];
+const READ_USERS: &[&str] = &[
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
 const READ_ORGANIZATION: &[&str] = &[
     "Organization.Read.All",
     "Directory.Read.All",
@@ -60,6 +67,8 @@ enum Target {
     ApplicationById(String),
     Organization,
     OrganizationById(String),
+    /// `/users/{id | userPrincipalName}`.
+    User(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +96,7 @@ pub(crate) fn get(
             READ_GRANTS_STRICT
         }
         Target::Organization | Target::OrganizationById(_) => READ_ORGANIZATION,
+        Target::User(_) => READ_USERS,
         _ => READ_APPS,
     };
     if !caller.roles.iter().any(|r| required.contains(&r.as_str())) {
@@ -218,6 +228,12 @@ pub(crate) fn get(
             "organization",
             vec![organization_json(tenant)],
         ),
+        Target::User(key) => {
+            let user = tenant
+                .user(&key)
+                .ok_or_else(|| GraphError::not_found(&key))?;
+            entity(&format!("{meta}users"), "user", user_json(user), &query)
+        }
         Target::OrganizationById(id) => {
             if !id.eq_ignore_ascii_case(&tenant.id) {
                 return Err(GraphError::not_found(&id));
@@ -284,6 +300,7 @@ fn parse_target(raw_path: &str) -> Result<Target, GraphError> {
         ("applications", []) => Ok(Target::Applications),
         ("applications", [id]) => Ok(Target::ApplicationById(object_id(id)?)),
         ("organization", []) => Ok(Target::Organization),
+        ("users", [key]) if !key.is_empty() => Ok(Target::User(key.to_string())),
         ("organization", [id]) => Ok(Target::OrganizationById(id.to_string())),
         ("oauth2PermissionGrants" | "applications" | "organization", [_, other, ..]) => {
             Err(unknown(other))

@@ -57,8 +57,8 @@ pub enum TokenRejection {
     Expired,
 }
 
-/// Signs `claims` as a JWT.
-pub fn sign(claims: &AppTokenClaims) -> String {
+/// Signs `claims` (an access or ID token's) as a JWT.
+pub fn sign<T: Serialize>(claims: &T) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some(KEY_ID.to_string());
     header.x5t = Some(KEY_ID.to_string());

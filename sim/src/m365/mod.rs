@@ -21,6 +21,8 @@ mod mail;
 mod odata;
 mod seed;
 mod server;
+mod signin;
+mod users;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -39,6 +41,8 @@ pub use jwt::AppTokenClaims;
 pub use seed::{
     AppSeed, ConsentSeed, NationalCloud, SecretSeed, Seed, Settings, TenantSeed, PLATFORM_CONSENTS,
 };
+pub use signin::IdTokenFault;
+pub use users::UserSeed;
 
 use directory::{ConsentScope, Directory};
 use faults::Faults;
@@ -79,6 +83,8 @@ pub(crate) struct Shared {
     faults: Mutex<Faults>,
     counts: Mutex<RequestCounts>,
     mail: Mutex<Vec<SentMail>>,
+    /// Users' sign-ins in progress and the authorization codes issued.
+    signins: Mutex<signin::SignIns>,
 }
 
 pub use mail::SentMail;
@@ -145,6 +151,7 @@ impl M365Sim {
             faults: Mutex::new(Faults::default()),
             counts: Mutex::new(RequestCounts::default()),
             mail: Mutex::new(Vec::new()),
+            signins: Mutex::new(signin::SignIns::default()),
         });
         let app = server::router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -260,6 +267,51 @@ impl M365Sim {
             .directory()
             .revoke_permission(tenant, app_id, permission);
         self.harness("revoke_permission", result);
+    }
+
+    /// Adds a user account that can sign in (`upn` in one of the tenant's domains) and that
+    /// Graph's `/users` finds; returns its object id. Panics on an unknown tenant, a domain
+    /// not the tenant's or a UPN taken.
+    pub fn add_user(&self, tenant: &str, upn: &str, password: &str) -> String {
+        let seed = UserSeed {
+            tenant: tenant.to_string(),
+            upn: upn.to_string(),
+            password: password.to_string(),
+            display_name: None,
+            account_enabled: true,
+        };
+        let result = self.directory().add_user(&seed);
+        self.harness("add_user", result)
+    }
+
+    /// Blocks (or unblocks) a user's sign-in (`accountEnabled`). Panics on an unknown user.
+    pub fn set_user_enabled(&self, tenant: &str, upn: &str, enabled: bool) {
+        let result = self.directory().set_user_enabled(tenant, upn, enabled);
+        self.harness("set_user_enabled", result);
+    }
+
+    /// Deletes a user. Panics on an unknown user.
+    pub fn remove_user(&self, tenant: &str, upn: &str) {
+        let result = self.directory().remove_user(tenant, upn);
+        self.harness("remove_user", result);
+    }
+
+    /// Adds a redirect URI to an app registration (as in the portal's Authentication
+    /// blade). Panics on an unknown app.
+    pub fn add_redirect_uri(&self, app_id: &str, uri: &str) {
+        let mut dir = self.directory();
+        let app = dir
+            .apps
+            .get_mut(&app_id.to_ascii_lowercase())
+            .unwrap_or_else(|| panic!("M365Sim::add_redirect_uri: unknown app `{app_id}`"));
+        if !app.redirect_uris.iter().any(|u| u == uri) {
+            app.redirect_uris.push(uri.to_string());
+        }
+    }
+
+    /// Makes every ID token issued from now on defective in this way (`None` to stop).
+    pub fn set_id_token_fault(&self, fault: Option<IdTokenFault>) {
+        lock(&self.shared.signins).fault = fault;
     }
 
     /// "Enabled for users to sign in?" of the enterprise application (`accountEnabled`).

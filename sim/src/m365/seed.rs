@@ -19,6 +19,9 @@ pub struct Seed {
     /// Consents already given when the simulator starts.
     #[serde(default)]
     pub consents: Vec<ConsentSeed>,
+    /// User accounts (who can sign in; whom Graph's `/users` finds).
+    #[serde(default)]
+    pub users: Vec<super::users::UserSeed>,
     #[serde(default)]
     pub settings: Settings,
 }
@@ -276,6 +279,7 @@ impl Seed {
             }],
             apps,
             consents: Vec::new(),
+            users: Vec::new(),
             settings: Settings::default(),
         }
     }

@@ -21,6 +21,7 @@ use super::directory::new_guid;
 use super::faults::{EndpointCounts, Target};
 use super::graph::{self, Caller, GraphContext, GraphError};
 use super::identity::{self, AadError, IdentityContext, TokenRequest};
+use super::signin::{self, CodeRedemption, IdTokenFault, Page};
 use super::{jwt, lock, Shared};
 
 type AppState = Arc<Shared>;
@@ -39,6 +40,8 @@ pub(crate) fn router(shared: AppState) -> Router {
         .route("/{tenant}/v2.0/adminconsent", get(admin_consent_v2))
         .route("/{tenant}/adminconsent", get(admin_consent_v1))
         .route("/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
+        .route("/{tenant}/login", post(login))
         .route("/v1.0/$batch", post(graph_batch).fallback(graph_read_only))
         .route("/v1.0/users/{user}/sendMail", post(graph_send_mail))
         .route("/v1.0/{*rest}", get(graph_get).fallback(graph_read_only))
@@ -253,6 +256,31 @@ async fn token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let request = TokenRequest::parse(&body, authorization);
+    if request.grant_type.as_deref() == Some("authorization_code") {
+        let mut redemption = CodeRedemption {
+            client_id: request.client_id.clone(),
+            client_secret: request.client_secret.clone(),
+            ..Default::default()
+        };
+        for (k, v) in form_urlencoded::parse(&body) {
+            let v = Some(v.into_owned()).filter(|v| !v.is_empty());
+            match k.as_ref() {
+                "code" => redemption.code = v,
+                "redirect_uri" => redemption.redirect_uri = v,
+                "code_verifier" => redemption.code_verifier = v,
+                _ => {}
+            }
+        }
+        return match redeem_code(&shared, &redemption) {
+            Ok(body) => {
+                let mut response = json_response(200, AAD_JSON, &body);
+                no_store(&mut response);
+                stamp_identity(&mut response, &headers);
+                response
+            }
+            Err(err) => refuse(err),
+        };
+    }
     let ctx = identity_context(&shared);
     let now = shared.now();
     let issued = {
@@ -280,6 +308,71 @@ async fn token(
         }
         Err(err) => refuse(err),
     }
+}
+
+/// An authorization code for an ID token (signed, or with the fault the harness set).
+fn redeem_code(shared: &Shared, req: &CodeRedemption) -> Result<Value, AadError> {
+    let now = shared.now();
+    let (claims, scope, fault) = {
+        let dir = lock(&shared.dir);
+        let mut signins = lock(&shared.signins);
+        let (claims, scope) = signin::redeem(&dir, &mut signins, &shared.url, req, now)?;
+        (claims, scope, signins.fault.clone())
+    };
+    let mut id_token = jwt::sign(&claims);
+    if let Some(IdTokenFault::Forged(upn)) = fault {
+        id_token = signin::forge(&id_token, &claims, &upn);
+    }
+    tracing::info!(tenant = %claims.tid, client_id = %claims.aud, "ID token issued");
+    Ok(signin::token_response(
+        &id_token,
+        &jwt::opaque_token(),
+        &scope,
+    ))
+}
+
+// ---- user sign-in --------------------------------------------------------------------
+
+fn page_response(page: Page) -> Response {
+    match page {
+        Page::Html(status, html) => html_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            html,
+        ),
+        Page::Redirect(location) => {
+            let mut response = Response::new(Body::empty());
+            *response.status_mut() = StatusCode::FOUND;
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+    }
+}
+
+async fn authorize(
+    State(shared): State<AppState>,
+    Path(tenant): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let now = shared.now();
+    let page = {
+        let dir = lock(&shared.dir);
+        let mut signins = lock(&shared.signins);
+        signin::authorize(&dir, &mut signins, &tenant, &params, now)
+    };
+    page_response(page)
+}
+
+async fn login(State(shared): State<AppState>, body: Bytes) -> Response {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let now = shared.now();
+    let page = {
+        let dir = lock(&shared.dir);
+        let mut signins = lock(&shared.signins);
+        signin::login(&dir, &mut signins, &form, now)
+    };
+    page_response(page)
 }
 
 fn set_retry_after(response: &mut Response, retry_after: Option<u64>) {
