@@ -291,6 +291,7 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 /// back at the earliest wait any of them asks for. Grants no Tenant covers are
 /// [strays](reconcile_strays).
 pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.caches_synced().await;
     let Some(tenant) = cached.tenant() else {
         return Ok(Action::await_change());
     };
@@ -629,8 +630,7 @@ pub async fn reconcile_strays(
     ctx: Arc<Context>,
     mut found: futures::channel::mpsc::UnboundedReceiver<super::grants::Touched>,
 ) {
-    let _ = ctx.tenants.wait_until_ready().await;
-    ctx.grants.wait_until_ready().await;
+    ctx.caches_synced().await;
     let mut strays = std::collections::BTreeSet::new();
     ctx.grants.for_each(|g| {
         if !grant_covered(g, &ctx) {

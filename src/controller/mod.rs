@@ -311,6 +311,20 @@ pub struct Parts {
 }
 
 impl Context {
+    /// Returns once the Tenant and ConsentGrant caches hold the cluster's objects (each
+    /// watch's first list is complete); at once after that.
+    ///
+    /// Every reconcile waits for it before reading them. kube-runtime holds a controller's
+    /// reconciles until the store it runs on is ready, but not until the others it reads are:
+    /// after a restart the Tenant list (one object per tenant) completes before the grant
+    /// list (four or five per tenant), and a Tenant reconciled in between found no grants,
+    /// wrote "checking consents", then Ready again with a new `lastTransitionTime` and a
+    /// second Ready Event. A status computed from a cache that has not synced is a guess.
+    pub async fn caches_synced(&self) {
+        let _ = self.tenants.wait_until_ready().await;
+        self.grants.wait_until_ready().await;
+    }
+
     /// The Tenant named `name`, as last seen.
     pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
         self.tenants.get(&ObjectRef::new(name))?.tenant()
@@ -779,6 +793,7 @@ pub async fn run(
 
 /// Keeps the "tenants by health" and "consents by state" gauges current.
 async fn gauge_loop(ctx: Arc<Context>) {
+    ctx.caches_synced().await;
     loop {
         let mut by_health = std::collections::BTreeMap::new();
         for t in ctx.tenants.state() {

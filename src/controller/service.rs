@@ -1215,6 +1215,18 @@ pub struct ServiceContext {
     failing: Mutex<HashMap<String, FailedCheck>>,
 }
 
+impl ServiceContext {
+    /// Returns once every cache a RecordingService reconcile reads has its first list: the
+    /// shared ones, the bot Deployments and the Secrets (a Secret not seen yet would change the
+    /// bots' configuration hash and roll them). See [`Context::caches_synced`].
+    pub async fn caches_synced(&self) {
+        self.shared.caches_synced().await;
+        let _ = self.deployments.wait_until_ready().await;
+        let _ = self.secrets.wait_until_ready().await;
+        let _ = self.services.wait_until_ready().await;
+    }
+}
+
 /// A check that got no answer (throttling, outage) and when to try again.
 #[derive(Clone)]
 struct FailedCheck {
@@ -1349,6 +1361,7 @@ pub async fn reconcile(
     service: Arc<RecordingService>,
     sctx: Arc<ServiceContext>,
 ) -> Result<Action> {
+    sctx.caches_synced().await;
     let timer = sctx.shared.metrics.reconcile_started("recordingservice");
     let result = reconcile_inner(service, &sctx).await;
     if let Err(e) = &result {

@@ -627,6 +627,7 @@ pub fn transition_event(
 
 /// Reconciles one Tenant.
 pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<Action> {
+    ctx.caches_synced().await;
     let Some(tenant) = cached.tenant() else {
         return Ok(Action::await_change());
     };
