@@ -211,12 +211,19 @@ async fn wait_reconciled_once(operator: &Operator) {
     while operator.reconciles("tenant") < TENANTS as f64
         || operator.reconciles("consentgrant") < TENANTS as f64
     {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the restarted operator reconciled {} Tenants and {} tenants' grants in two minutes",
-            operator.reconciles("tenant"),
-            operator.reconciles("consentgrant")
-        );
+        if tokio::time::Instant::now() > deadline {
+            let logs = common::captured_logs();
+            let problems: Vec<&str> = logs
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            panic!(
+                "the restarted operator reconciled {} Tenants and {} tenants' grants in two minutes; warnings: {:#?}",
+                operator.reconciles("tenant"),
+                operator.reconciles("consentgrant"),
+                &problems[problems.len().saturating_sub(20)..]
+            );
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;

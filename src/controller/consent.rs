@@ -34,7 +34,6 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::cached_tenant::CachedTenant;
 use super::{earliest, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::PollingConfig;
@@ -283,6 +282,15 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 // The async shell
 // ---------------------------------------------------------------------------------------------
 
+/// The admin-consent URL's `state`: the grant's `namespace/name`.
+pub fn consent_state(grant: &ConsentGrant) -> String {
+    format!(
+        "{}/{}",
+        grant.metadata.namespace.as_deref().unwrap_or_default(),
+        grant.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
 /// Reconciles the ConsentGrants of one Tenant: those in its namespace that name it.
 ///
 /// The controller runs per Tenant, not per grant: one queue entry and one timer per tenant
@@ -290,11 +298,8 @@ fn spec_of(grant: &ConsentGrant) -> ConsentSpec {
 /// together. Each grant is reconciled on its own rules ([`reconcile_grant`]); the Tenant comes
 /// back at the earliest wait any of them asks for. Grants no Tenant covers are
 /// [strays](reconcile_strays).
-pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     ctx.caches_synced().await;
-    let Some(tenant) = cached.tenant() else {
-        return Ok(Action::await_change());
-    };
     let timer = ctx.metrics.reconcile_started("consentgrant");
     let grants = ctx.grants_of(&tenant.namespace_name(), &tenant.name_any());
     let results = futures::future::join_all(
@@ -317,7 +322,7 @@ pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<A
         timer.error(e.metric_label());
         return Err(e);
     }
-    ctx.backoff.succeeded(&backoff_key(cached.as_ref()));
+    ctx.backoff.succeeded(&backoff_key(tenant.as_ref()));
     Ok(next.map_or_else(Action::await_change, Action::requeue))
 }
 
@@ -377,7 +382,7 @@ pub async fn reconcile_grant(
         return Ok(Some(Duration::from_secs(5)));
     };
 
-    let state = super::packing::consent_state(&grant);
+    let state = consent_state(&grant);
     let url = Some(
         ctx.checker
             .consent_url(&tenant_id, &grant.spec.app_id, &state),
@@ -593,7 +598,7 @@ async fn write_status(
 }
 
 /// After a failed reconcile of a Tenant's grants: retry with per-tenant exponential backoff.
-pub fn error_policy(tenant: Arc<CachedTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(&backoff_key(tenant.as_ref()));
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "consent reconcile failed");
     Action::requeue(delay)
@@ -608,9 +613,9 @@ pub const STRAY_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Whether the consent reconcile of a Tenant covers a grant in `namespace` naming `tenant`:
 /// that Tenant exists and the grant is in its namespace.
-pub fn covered(tenants: &Store<CachedTenant>, namespace: &str, tenant: &str) -> bool {
+pub fn covered(tenants: &Store<Tenant>, namespace: &str, tenant: &str) -> bool {
     tenants
-        .get(&ObjectRef::<CachedTenant>::new(tenant))
+        .get(&ObjectRef::<Tenant>::new(tenant))
         .is_some_and(|t| t.namespace_name() == namespace)
 }
 
@@ -665,9 +670,7 @@ pub async fn reconcile_strays(
             let timer = ctx.metrics.reconcile_started("consentgrant");
             let siblings = ctx.grants_of(&key.0, &grant.spec.tenant_ref);
             let tenant = ctx.tenant(&grant.spec.tenant_ref);
-            if let Err(error) =
-                reconcile_grant(ctx.unpacked(grant), &siblings, tenant.as_deref(), &ctx).await
-            {
+            if let Err(error) = reconcile_grant(grant, &siblings, tenant.as_deref(), &ctx).await {
                 timer.error(error.metric_label());
                 tracing::warn!(grant = %key.1, namespace = %key.0, error = %error, retry_in = ?STRAY_INTERVAL, "reconcile failed");
             }

@@ -12,11 +12,8 @@
 //! changed.
 
 pub mod apply;
-pub mod cached_tenant;
-pub mod compact;
 pub mod consent;
 pub mod grants;
-pub mod packing;
 pub mod service;
 pub mod tenant;
 
@@ -262,7 +259,7 @@ fn truncate_note(mut note: String) -> String {
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Future, FutureExt, StreamExt, TryStreamExt};
+use futures::{Future, StreamExt};
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
@@ -271,7 +268,6 @@ use crate::config::OperatorConfig;
 use crate::crd::{ConsentGrant, Tenant};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
-use cached_tenant::CachedTenant;
 use grants::GrantCache;
 
 /// What every reconcile shares.
@@ -281,16 +277,14 @@ pub struct Context {
     pub checker: ConsentChecker,
     pub metrics: Metrics,
     pub events: Events,
-    /// Every Tenant, as last seen ([`CachedTenant`]: read one back with
-    /// [`Context::tenant`]).
-    pub tenants: Store<CachedTenant>,
+    /// Every Tenant, as last seen.
+    pub tenants: Store<Tenant>,
+    /// Open once the Tenant store has its first list.
+    pub tenants_synced: Gate,
     /// Every ConsentGrant, as last seen, by namespace.
     pub grants: GrantCache,
     /// Tenant ids resolved and not yet seen in a Tenant's status.
     pub resolved_tenant_ids: ResolvedTenantIds,
-    /// What decides a Tenant's status write, from the status last seen (the cached Tenants
-    /// keep only part of it).
-    pub tenant_digests: DerivedByName<tenant::StatusDigest>,
     pub applied: apply::AppliedCache,
     pub backoff: Backoff,
     /// The tenants' storage, when the configuration has a `storage` section.
@@ -321,13 +315,13 @@ impl Context {
     /// wrote "checking consents", then Ready again with a new `lastTransitionTime` and a
     /// second Ready Event. A status computed from a cache that has not synced is a guess.
     pub async fn caches_synced(&self) {
-        let _ = self.tenants.wait_until_ready().await;
+        self.tenants_synced.wait().await;
         self.grants.wait_until_ready().await;
     }
 
     /// The Tenant named `name`, as last seen.
     pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.tenants.get(&ObjectRef::new(name))?.tenant()
+        self.tenants.get(&ObjectRef::new(name))
     }
 
     /// Has the consent reconcile of `tenant`'s grants run soon.
@@ -343,23 +337,46 @@ impl Context {
 
     /// The ConsentGrants in `namespace`, as last seen.
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
-        self.grants
-            .in_namespace(namespace)
-            .into_iter()
-            .map(|grant| self.unpacked(grant))
-            .collect()
+        self.grants.in_namespace(namespace)
+    }
+}
+
+/// A flag that opens once, when a cache's first list has completed, and that any number of
+/// tasks can wait for.
+///
+/// kube-runtime's `Store::wait_until_ready` wakes only the last of several tasks waiting at
+/// once (its readiness is a oneshot channel, which keeps one waker): reconciles, which wait
+/// by the dozen, would never wake. The gate is opened where a watch stream passes its first
+/// `InitDone`, after the store took it.
+#[derive(Clone)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.send_replace(true);
     }
 
-    /// A cached ConsentGrant as the API server sent it (the cache keeps it
-    /// [packed](packing)).
-    pub fn unpacked(&self, grant: Arc<ConsentGrant>) -> Arc<ConsentGrant> {
-        packing::unpack(
-            grant,
-            packing::Sources {
-                url_of: &|tenant, app, state| self.checker.consent_url(tenant, app, state),
-                consents: &self.config.consents,
-            },
-        )
+    pub fn is_open(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Returns once the gate is open; at once after that.
+    pub async fn wait(&self) {
+        let mut open = self.0.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+    }
+
+    /// Opens the gate when `event` ends a list.
+    pub fn open_on<K, E>(&self, event: &Result<watcher::Event<K>, E>) {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            self.open();
+        }
     }
 }
 
@@ -379,7 +396,7 @@ impl Wakes {
     /// The sending side, and the stream of requests for the controller.
     pub fn new() -> (
         Self,
-        impl futures::Stream<Item = ObjectRef<CachedTenant>> + Send + 'static,
+        impl futures::Stream<Item = ObjectRef<Tenant>> + Send + 'static,
     ) {
         let (sender, receiver) = futures::channel::mpsc::unbounded::<String>();
         let waiting: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
@@ -403,46 +420,16 @@ impl Wakes {
     }
 }
 
-/// State kept from a watch stream: events update `current`; the objects of a (re)list go
-/// into a fresh state that replaces `current` once the list is complete (until then the old
-/// view stands, and objects deleted meanwhile leave nothing behind).
-#[derive(Default)]
-struct Followed<S> {
-    current: S,
-    relisting: Option<S>,
-}
-
-impl<S: Default> Followed<S> {
-    /// Follows one watch event: `apply` adds or updates an object in a state, `delete`
-    /// removes it.
-    fn follow<K>(
-        &mut self,
-        event: &watcher::Event<K>,
-        apply: impl Fn(&mut S, &K),
-        delete: impl Fn(&mut S, &K),
-    ) {
-        match event {
-            watcher::Event::Apply(obj) => apply(&mut self.current, obj),
-            watcher::Event::Delete(obj) => delete(&mut self.current, obj),
-            watcher::Event::Init => self.relisting = Some(S::default()),
-            watcher::Event::InitApply(obj) => {
-                apply(self.relisting.get_or_insert_with(S::default), obj)
-            }
-            watcher::Event::InitDone => {
-                if let Some(listed) = self.relisting.take() {
-                    self.current = listed;
-                }
-            }
-        }
-    }
-}
-
 /// The last value seen per object name, to pass on only the changes of one aspect of an
 /// object (see [`consent::tenant_facts`]). Keys and values are 64-bit hashes: 16 bytes an
 /// object.
 #[derive(Clone, Default)]
 pub struct LastSeen {
     inner: Arc<Mutex<HashMap<u64, u64>>>,
+}
+
+fn name_key(name: &str) -> u64 {
+    crate::hash64(name)
 }
 
 impl LastSeen {
@@ -503,64 +490,6 @@ impl ResolvedTenantIds {
         if let Some(uid) = Self::uid(tenant) {
             self.ids.lock().expect("resolved ids lock").remove(uid);
         }
-    }
-}
-
-/// Values derived from each object a watch delivers, by object name, kept next to a cache
-/// whose objects are slimmed: what the reconcilers need of the parts the cache drops (see
-/// [`tenant::StatusDigest`]). Keys are 64-bit hashes of the names, so an entry is a few dozen
-/// bytes.
-pub struct DerivedByName<V> {
-    inner: Arc<Mutex<Followed<HashMap<u64, V>>>>,
-}
-
-impl<V> Clone for DerivedByName<V> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<V> Default for DerivedByName<V> {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Followed {
-                current: HashMap::new(),
-                relisting: None,
-            })),
-        }
-    }
-}
-
-fn name_key(name: &str) -> u64 {
-    crate::hash64(name)
-}
-
-impl<V: Copy> DerivedByName<V> {
-    /// The value derived from the object named `name` as last delivered.
-    pub fn get(&self, name: &str) -> Option<V> {
-        let state = self.inner.lock().expect("derived values lock");
-        state.current.get(&name_key(name)).copied()
-    }
-
-    /// Follows one watch event; `derive` gives an object's value (`None`: nothing to keep).
-    pub fn apply<K: Resource>(&self, event: &watcher::Event<K>, derive: impl Fn(&K) -> Option<V>) {
-        let key = |obj: &K| name_key(obj.meta().name.as_deref().unwrap_or_default());
-        self.inner.lock().expect("derived values lock").follow(
-            event,
-            |values, obj| match derive(obj) {
-                Some(v) => {
-                    values.insert(key(obj), v);
-                }
-                None => {
-                    values.remove(&key(obj));
-                }
-            },
-            |values, obj| {
-                values.remove(&key(obj));
-            },
-        );
     }
 }
 
@@ -632,13 +561,13 @@ pub async fn run(
         storage,
     } = parts;
     // One watch per kind, shared by every controller that needs it.
-    let (tenants, tenant_writer) = reflector::store_shared::<CachedTenant>(1024);
+    let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
     let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_consents = tenant_writer.subscribe().expect("shared store subscribes");
     let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_digests = DerivedByName::<tenant::StatusDigest>::default();
     let resolved_tenant_ids = ResolvedTenantIds::default();
     let tenant_facts = LastSeen::default();
+    let tenants_synced = Gate::default();
     let grants = GrantCache::default();
     // Grants no Tenant's consent reconcile covers, as the watches find them.
     let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
@@ -648,7 +577,6 @@ pub async fn run(
     )
     .default_backoff()
     .map({
-        let digests = tenant_digests.clone();
         let resolved = resolved_tenant_ids.clone();
         let facts = tenant_facts.clone();
         let (grants, found_strays) = (grants.clone(), found_strays.clone());
@@ -662,18 +590,18 @@ pub async fn run(
                     let _ = found_strays.unbounded_send(grants::Touched::of(&g));
                 }
             }
-            if let Ok(event) = &event {
-                digests.apply(event, |t: &Tenant| {
-                    t.status.as_ref().map(tenant::StatusDigest::of)
-                });
-            }
             event
         }
     })
-    .modify(tenant::slim_tenant)
-    .map_ok(cached_tenant::event_of)
+    .modify(slim)
     .reflect_shared(tenant_writer)
-    .for_each(|_| std::future::ready(()));
+    .for_each({
+        let synced = tenants_synced.clone();
+        move |event| {
+            synced.open_on(&event);
+            std::future::ready(())
+        }
+    });
 
     // Grant events wake the grant's Tenant in both controllers: the Tenant controller for its
     // consent lines, the consent controller for the grants themselves.
@@ -684,29 +612,17 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
-    .modify({
-        let checker = checker.clone();
-        let config = config.clone();
-        move |grant| {
-            slim_grant(grant);
-            packing::pack(
-                grant,
-                packing::Sources {
-                    url_of: &|tenant, app, state| checker.consent_url(tenant, app, state),
-                    consents: &config.consents,
-                },
-            );
-        }
-    })
+    .modify(slim_grant)
     .for_each({
         let (grants, tenants) = (grants.clone(), tenants.clone());
+        let tenants_synced = tenants_synced.clone();
         let wake_consents = wake_consents.clone();
         move |event| {
             let Ok(event) = event else {
                 // The watcher backs off and retries; the cache keeps its last view.
                 return std::future::ready(());
             };
-            let tenants_ready = tenants.wait_until_ready().now_or_never().is_some();
+            let tenants_ready = tenants_synced.is_open();
             for touched in grants.apply(event) {
                 wake_tenants.wake(&touched.tenant);
                 wake_consents.wake(&touched.tenant);
@@ -729,8 +645,8 @@ pub async fn run(
         checker,
         metrics,
         tenants: tenants.clone(),
+        tenants_synced,
         grants: grants.clone(),
-        tenant_digests,
         resolved_tenant_ids: resolved_tenant_ids.clone(),
         applied: Default::default(),
         backoff: Default::default(),
@@ -760,7 +676,9 @@ pub async fn run(
     // change wakes it only when it changes what the grants read of it.
     let consent_triggers = tenant_for_consents.filter({
         let facts = tenant_facts.clone();
-        move |t: &Arc<CachedTenant>| std::future::ready(facts.changed(&t.name_any(), t.facts()))
+        move |t: &Arc<Tenant>| {
+            std::future::ready(facts.changed(&t.name_any(), consent::tenant_facts(t)))
+        }
     });
     let consent_controller = Controller::for_shared_stream(consent_triggers, tenants.clone())
         .reconcile_on(consent_wake_ups)
@@ -771,10 +689,9 @@ pub async fn run(
     let strays = consent::reconcile_strays(ctx.clone(), strays);
 
     let readiness = {
-        let (tenants, grants, ready) = (tenants.clone(), grants.clone(), ready.clone());
+        let (ctx, ready) = (ctx.clone(), ready.clone());
         async move {
-            let _ = tenants.wait_until_ready().await;
-            let _ = grants.wait_until_ready().await;
+            ctx.caches_synced().await;
             ready.store(true, Ordering::SeqCst);
             tracing::info!("caches synced; controllers running");
         }
@@ -797,7 +714,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
     loop {
         let mut by_health = std::collections::BTreeMap::new();
         for t in ctx.tenants.state() {
-            let health = match t.health() {
+            let health = match t.status.as_ref().and_then(|s| s.health) {
                 Some(crate::crd::Health::Ok) => "OK",
                 Some(crate::crd::Health::Warning) => "Warning",
                 None => "Unknown",
@@ -854,7 +771,7 @@ mod tests {
         wakes.wake("fabrikam");
         wakes.wake("contoso");
         wakes.wake("fabrikam");
-        let next = |r: Option<ObjectRef<CachedTenant>>| r.map(|r| r.name);
+        let next = |r: Option<ObjectRef<Tenant>>| r.map(|r| r.name);
         assert_eq!(next(requests.next().await).as_deref(), Some("fabrikam"));
         assert_eq!(next(requests.next().await).as_deref(), Some("contoso"));
         // Taken by the controller: a new request is queued again.
@@ -897,36 +814,6 @@ mod tests {
             seen.changed("contoso", 2),
             "forgotten: a first sighting again"
         );
-    }
-
-    #[test]
-    fn derived_values_follow_applies_deletes_and_relists() {
-        let derived = DerivedByName::<usize>::default();
-        let len = |g: &ConsentGrant| Some(g.spec.consent.len());
-        derived.apply(&watcher::Event::Apply(grant("tenant-a", "login")), len);
-        derived.apply(&watcher::Event::Apply(grant("tenant-a", "directory")), len);
-        assert_eq!(derived.get("login"), Some(5));
-        assert_eq!(derived.get("directory"), Some(9));
-        derived.apply(&watcher::Event::Delete(grant("tenant-a", "login")), len);
-        assert_eq!(derived.get("login"), None);
-        // An object that derives nothing leaves no value behind.
-        derived.apply(
-            &watcher::Event::Apply(grant("tenant-a", "directory")),
-            |_| None,
-        );
-        assert_eq!(derived.get("directory"), None);
-
-        // A relist replaces everything once complete; until then the old view stands.
-        derived.apply(&watcher::Event::Apply(grant("tenant-a", "login")), len);
-        derived.apply(&watcher::Event::<ConsentGrant>::Init, len);
-        derived.apply(
-            &watcher::Event::InitApply(grant("tenant-c", "recording")),
-            len,
-        );
-        assert_eq!(derived.get("login"), Some(5));
-        derived.apply(&watcher::Event::<ConsentGrant>::InitDone, len);
-        assert_eq!(derived.get("login"), None);
-        assert_eq!(derived.get("recording"), Some(9));
     }
 
     #[test]

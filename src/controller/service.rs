@@ -54,7 +54,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::apply::{apply, apply_in, forget, owner_reference};
-use super::cached_tenant::CachedTenant;
 use super::{owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
 use crate::config::{OperatorConfig, SecretRef};
@@ -1208,6 +1207,10 @@ pub struct ServiceContext {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
+    /// Open once the Deployment and Secret stores have their first list (the services'
+    /// store is ready before any reconcile runs: kube-runtime holds them until then).
+    deployments_synced: super::Gate,
+    secrets_synced: super::Gate,
     graph: GraphClient,
     /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
@@ -1221,9 +1224,8 @@ impl ServiceContext {
     /// bots' configuration hash and roll them). See [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
-        let _ = self.deployments.wait_until_ready().await;
-        let _ = self.secrets.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
+        self.deployments_synced.wait().await;
+        self.secrets_synced.wait().await;
     }
 }
 
@@ -1259,7 +1261,7 @@ struct AuthInputs {
 /// `tenants` is a subscription to the shared Tenant watch.
 pub fn controller(
     ctx: Arc<Context>,
-    tenants: impl Stream<Item = Arc<CachedTenant>> + Send + 'static,
+    tenants: impl Stream<Item = Arc<Tenant>> + Send + 'static,
     config: controller::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> + Send {
@@ -1269,6 +1271,7 @@ pub fn controller(
     let bot_selector = format!(
         "app.kubernetes.io/name={BOT_APP_NAME},app.kubernetes.io/managed-by=recording-operator"
     );
+    let deployments_synced = super::Gate::default();
     let deployment_events = reflector::reflector(
         deployment_writer,
         watcher(
@@ -1277,9 +1280,14 @@ pub fn controller(
         ),
     )
     .default_backoff()
+    .inspect({
+        let synced = deployments_synced.clone();
+        move |event| synced.open_on(event)
+    })
     .touched_objects();
 
     let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let secrets_synced = super::Gate::default();
     let secret_events = reflector::reflector(
         secret_writer,
         watcher(
@@ -1288,6 +1296,10 @@ pub fn controller(
         ),
     )
     .default_backoff()
+    .inspect({
+        let synced = secrets_synced.clone();
+        move |event| synced.open_on(event)
+    })
     .touched_objects();
 
     let graph_endpoint = ctx
@@ -1308,7 +1320,7 @@ pub fn controller(
     let services = controller.store();
     let services_of_tenant = {
         let services = services.clone();
-        move |tenant: Arc<CachedTenant>| {
+        move |tenant: Arc<Tenant>| {
             let name = tenant.name_any();
             services
                 .state()
@@ -1342,6 +1354,8 @@ pub fn controller(
         deployments,
         secrets,
         services,
+        deployments_synced,
+        secrets_synced,
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),

@@ -24,7 +24,6 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::{apply, apply_in, forget, owner_reference};
-use super::cached_tenant::CachedTenant;
 use super::consent::woken_by_tenant;
 use super::{earliest, owned_labels, Context, Error, Result};
 use crate::conditions::{self, Desired, Status, READY};
@@ -534,14 +533,9 @@ pub fn status_changed(old: Option<&StatusDigest>, new: &StatusDigest) -> bool {
     old.is_none_or(|old| old.whole != new.whole)
 }
 
-/// What decides whether a Tenant's status must be written, in seventeen bytes: digests of
-/// the status with condition timestamps left out, with and without `status.consents`, and
-/// whether its consents are still being checked for the first time.
-///
-/// The cached Tenants keep neither `status.consents` (each line with its consent URL) nor
-/// `status.alarm` nor the messages of conditions other than Ready (see [`slim_tenant`]):
-/// nothing but the write decision reads them, and it reads these digests, taken from each
-/// Tenant the watch delivers before it is slimmed. About 1.5 KiB per Tenant.
+/// What decides whether a Tenant's status must be written: digests of the status with
+/// condition timestamps left out, with and without `status.consents`, and whether its
+/// consents are still being checked for the first time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatusDigest {
     whole: u64,
@@ -565,23 +559,6 @@ impl StatusDigest {
             without_consents: digest(&timeless),
             checking: conditions::find(&status.conditions, CONSENTS_GRANTED)
                 .is_some_and(|c| c.reason == CHECKING_CONSENTS),
-        }
-    }
-}
-
-/// [`slim`](super::slim), and what only the status write decision reads from a cached
-/// Tenant (it reads [`StatusDigest`]s instead): `status.consents`, `status.alarm` and the
-/// messages of every condition but Ready (whose message the RecordingService controller
-/// shows).
-pub fn slim_tenant(tenant: &mut Tenant) {
-    super::slim(tenant);
-    if let Some(status) = tenant.status.as_mut() {
-        status.consents = Vec::new();
-        status.alarm = None;
-        for c in &mut status.conditions {
-            if c.type_ != READY {
-                c.message = String::new();
-            }
         }
     }
 }
@@ -626,11 +603,8 @@ pub fn transition_event(
 // ---------------------------------------------------------------------------------------------
 
 /// Reconciles one Tenant.
-pub async fn reconcile(cached: Arc<CachedTenant>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action> {
     ctx.caches_synced().await;
-    let Some(tenant) = cached.tenant() else {
-        return Ok(Action::await_change());
-    };
     let timer = ctx.metrics.reconcile_started("tenant");
     // The grants in the tenant's namespace, read from the cache once for the whole reconcile
     // (each read unpacks them): the stale ones to delete, the consent lines of the status and
@@ -894,11 +868,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
             let message = format!(
                 "deleting the tenant's storage failed, the Tenant is kept until it succeeds: {error}"
             );
-            // The whole status as stored (the cached Tenant keeps only part of it).
-            let stored = Api::<Tenant>::all(ctx.client.clone())
-                .get(&tenant.name_any())
-                .await?;
-            let mut status = stored.status.unwrap_or_default();
+            let mut status = tenant.status.clone().unwrap_or_default();
             let generation = tenant.meta().generation;
             // Only Ready changes; the other conditions stay as last computed.
             let ready = conditions::merge(
@@ -1048,7 +1018,7 @@ async fn provision(
 /// Writes the status when it changed, with an Event on each transition.
 async fn write_status(tenant: &Tenant, status: TenantStatus, ctx: &Context) -> Result<()> {
     let old = tenant.status.as_ref();
-    let seen = ctx.tenant_digests.get(&tenant.name_any());
+    let seen = old.map(StatusDigest::of);
     let new = StatusDigest::of(&status);
     if !status_changed(seen.as_ref(), &new) || may_wait_for_first_checks(seen.as_ref(), &new) {
         return Ok(());
@@ -1100,7 +1070,7 @@ pub async fn forward_recheck(
 }
 
 /// What to do after a failed reconcile: retry with per-tenant exponential backoff.
-pub fn error_policy(tenant: Arc<CachedTenant>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
     let delay = ctx.backoff.failed(&super::object_key(tenant.as_ref()));
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -1254,7 +1224,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_write_decision_ignores_condition_times_and_survives_the_slimmed_cache() {
+    fn the_write_decision_ignores_condition_times_and_a_status_recomputed_from_the_cache() {
         let config = OperatorConfig::default();
         let mut t = tenant("Pro");
         let n = required_consents(&t, &config).len();
@@ -1276,14 +1246,13 @@ pub(crate) mod tests {
             &StatusDigest::of(&other_url)
         ));
 
-        // The cached Tenant drops the consent lines, the alarm and all but Ready's message,
-        // and keeps what compute_status, transition_event and the services read.
+        // The cached Tenant keeps its whole status (only metadata no reconcile reads is
+        // dropped).
         t.status = Some(ready.clone());
         let mut cached = t.clone();
-        slim_tenant(&mut cached);
+        crate::controller::slim(&mut cached);
         let kept = cached.status.as_ref().unwrap();
-        assert!(kept.consents.is_empty());
-        assert_eq!(kept.alarm, None);
+        assert_eq!(kept, &ready);
         assert_eq!(kept.tenant_id, ready.tenant_id);
         assert_eq!(kept.health, ready.health);
         assert_eq!(kept.storage, ready.storage);
