@@ -34,8 +34,8 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{earliest, Context, Error, Result};
-use crate::conditions::{self, Desired, Status, READY};
+use super::{earliest, Context, Error, Result, Retried};
+use crate::conditions::{self, reason, Desired, Status, READY};
 use crate::config::PollingConfig;
 use crate::crd::validation::validate_consent_grant;
 use crate::crd::{
@@ -43,8 +43,7 @@ use crate::crd::{
 };
 use crate::graph::{next_check_after, schedule_rng, CheckState, ConsentCheck, ConsentSpec};
 
-/// Condition: the consent is granted.
-pub const GRANTED: &str = "Granted";
+pub use crate::conditions::GRANTED;
 
 // ---------------------------------------------------------------------------------------------
 // Pure rules
@@ -189,7 +188,7 @@ pub fn blocked_status(
     now: Timestamp,
 ) -> ConsentGrantStatus {
     let previous = grant.status.clone().unwrap_or_default();
-    let state = if reason == "InvalidSpec" {
+    let state = if reason == reason::INVALID_SPEC {
         ConsentState::Error
     } else {
         previous.state.unwrap_or(ConsentState::Pending)
@@ -240,17 +239,17 @@ pub fn transition_event(
     Some(match state {
         ConsentState::Granted => (
             false,
-            "ConsentGranted",
+            reason::CONSENT_GRANTED,
             format!("consent {consent} is granted"),
         ),
         ConsentState::Pending => (
             false,
-            "ConsentPending",
+            reason::CONSENT_PENDING,
             format!("waiting for the customer's Global admin to grant consent {consent}"),
         ),
         ConsentState::Partial => (
             true,
-            "ConsentPartial",
+            reason::CONSENT_PARTIAL,
             format!(
                 "consent {consent} lacks: {}",
                 new.missing_permissions.join(", ")
@@ -258,12 +257,12 @@ pub fn transition_event(
         ),
         ConsentState::Revoked => (
             true,
-            "ConsentRevoked",
+            reason::CONSENT_REVOKED,
             format!("consent {consent} was revoked: {detail}"),
         ),
         ConsentState::Error => (
             true,
-            "ConsentCheckFailed",
+            reason::CONSENT_CHECK_FAILED,
             format!("consent {consent}: {detail}"),
         ),
     })
@@ -322,12 +321,9 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
         timer.error(e.metric_label());
         return Err(e);
     }
-    ctx.backoff.succeeded(&backoff_key(tenant.as_ref()));
+    ctx.backoff
+        .succeeded(&super::object_key(tenant.as_ref()), Retried::Consents);
     Ok(next.map_or_else(Action::await_change, Action::requeue))
-}
-
-fn backoff_key(tenant: &impl Resource<DynamicType = ()>) -> String {
-    format!("{}/consents", super::object_key(tenant))
 }
 
 /// Reconciles one ConsentGrant (as the API server sent it: unpacked), among `siblings`, the
@@ -349,7 +345,7 @@ pub async fn reconcile_grant(
         let status = blocked_status(
             &grant,
             None,
-            "InvalidSpec",
+            reason::INVALID_SPEC,
             format!("the spec breaks these rules: {violations}"),
             now,
         );
@@ -358,11 +354,7 @@ pub async fn reconcile_grant(
     }
 
     let tenant_id = tenant.and_then(|t| {
-        t.spec
-            .tenant_id
-            .clone()
-            .map(|id| id.to_ascii_lowercase())
-            .or_else(|| t.status.as_ref().and_then(|s| s.tenant_id.clone()))
+        t.entra_tenant_id()
             .or_else(|| ctx.resolved_tenant_ids.get(t))
     });
     let Some(tenant_id) = tenant_id else {
@@ -375,7 +367,7 @@ pub async fn reconcile_grant(
         };
         write_status(
             &grant,
-            blocked_status(&grant, None, "TenantNotReady", message, now),
+            blocked_status(&grant, None, reason::TENANT_NOT_READY, message, now),
             ctx,
         )
         .await?;
@@ -428,7 +420,7 @@ pub async fn reconcile_grant(
         ctx.checker.check(&tenant_id, &specs).await
     };
     let check = result.get(&grant.spec.consent).cloned().ok_or_else(|| {
-        Error::Config(format!(
+        Error::UnexpectedGraphAnswer(format!(
             "the check of tenant {tenant_id} returned no result for consent {}",
             grant.spec.consent
         ))
@@ -599,7 +591,9 @@ async fn write_status(
 
 /// After a failed reconcile of a Tenant's grants: retry with per-tenant exponential backoff.
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(&backoff_key(tenant.as_ref()));
+    let delay = ctx
+        .backoff
+        .failed(&super::object_key(tenant.as_ref()), Retried::Consents);
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "consent reconcile failed");
     Action::requeue(delay)
 }
@@ -945,7 +939,7 @@ mod tests {
         );
         assert_eq!(
             transition_event(&grant, None, &status(ConsentState::Partial)).map(|e| e.1),
-            Some("ConsentPartial"),
+            Some(reason::CONSENT_PARTIAL),
             "a problem found by the first check is news"
         );
         assert_eq!(
@@ -955,7 +949,7 @@ mod tests {
                 &status(ConsentState::Granted)
             )
             .map(|e| e.1),
-            Some("ConsentGranted")
+            Some(reason::CONSENT_GRANTED)
         );
         assert_eq!(
             transition_event(
@@ -964,7 +958,7 @@ mod tests {
                 &status(ConsentState::Pending)
             )
             .map(|e| e.1),
-            Some("ConsentPending"),
+            Some(reason::CONSENT_PENDING),
             "recovering from an error to pending is news"
         );
         assert_eq!(

@@ -38,6 +38,10 @@ pub enum Error {
     Graph(#[from] crate::graph::GraphError),
     #[error("{0}")]
     Config(String),
+    /// Microsoft Graph answered, but not what its contract promises (a check without the
+    /// result asked for).
+    #[error("unexpected answer from Microsoft Graph: {0}")]
+    UnexpectedGraphAnswer(String),
 }
 
 impl Error {
@@ -47,6 +51,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Graph(_) => "graph",
             Error::Config(_) => "config",
+            Error::UnexpectedGraphAnswer(_) => "graph",
         }
     }
 }
@@ -65,11 +70,28 @@ pub fn owned_labels(tenant: &str) -> std::collections::BTreeMap<String, String> 
     .collect()
 }
 
+/// What a [`Backoff`] counts the failures of, for one object: its reconcile as a whole, or
+/// one step that fails and is retried on a schedule of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Retried {
+    Reconcile,
+    /// A Tenant's Entra tenant id (OpenID discovery of its domain).
+    TenantId,
+    /// A Tenant's storage locations.
+    Storage,
+    /// A deleted Tenant's storage cleanup.
+    Cleanup,
+    /// The consent reconcile of a Tenant's grants.
+    Consents,
+    /// A RecordingService's app registration check.
+    Auth,
+}
+
 /// Per-object retry state: exponential backoff with jitter for failing reconciles, reset on
 /// the first success, so one bad object never slows down the others.
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<(String, Retried), u32>>,
 }
 
 impl Backoff {
@@ -77,10 +99,10 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(300);
 
     /// Records a failure and returns how long to wait before the next attempt.
-    pub fn failed(&self, key: &str) -> Duration {
+    pub fn failed(&self, key: &str, what: Retried) -> Duration {
         let attempt = {
             let mut failures = self.failures.lock().expect("backoff lock");
-            let n = failures.entry(key.to_string()).or_insert(0);
+            let n = failures.entry((key.to_string(), what)).or_insert(0);
             *n = n.saturating_add(1);
             *n
         };
@@ -89,8 +111,11 @@ impl Backoff {
     }
 
     /// Forgets the failures of an object after a successful reconcile.
-    pub fn succeeded(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
+    pub fn succeeded(&self, key: &str, what: Retried) {
+        self.failures
+            .lock()
+            .expect("backoff lock")
+            .remove(&(key.to_string(), what));
     }
 }
 

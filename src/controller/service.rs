@@ -54,8 +54,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::apply::{apply, apply_in, forget, owner_reference};
-use super::{owned_labels, Context, Error, Result};
-use crate::conditions::{self, Desired, Status, READY};
+use super::{owned_labels, Context, Error, Result, Retried};
+use crate::conditions::{self, reason, Desired, Status, READY};
 use crate::config::{OperatorConfig, SecretRef};
 use crate::crd::service::{AppRegistration, BotStatus};
 use crate::crd::validation::{validate_recording_service, Violation, Violations};
@@ -64,14 +64,7 @@ use crate::graph::application::{password_credentials, soonest_future_expiry};
 use crate::graph::client::GraphClient;
 use crate::graph::GraphError;
 
-/// Condition: the known app registration's credentials are accepted by Entra.
-pub const AUTHENTICATED: &str = "Authenticated";
-/// Condition: the app registration's soonest client secret is not about to expire.
-pub const SECRET_EXPIRY: &str = "SecretExpiry";
-/// Condition: every bot Deployment has all its replicas available.
-pub const BOTS_READY: &str = "BotsReady";
-/// Condition (present only when true): the spec must change before anything can progress.
-pub const STALLED: &str = "Stalled";
+pub use crate::conditions::{AUTHENTICATED, BOTS_READY, SECRET_EXPIRY, STALLED};
 
 /// `app.kubernetes.io/name` of everything a recording service owns.
 pub const BOT_APP_NAME: &str = "recording-bot";
@@ -149,16 +142,6 @@ pub fn bot_roles(license: License) -> Vec<BotRole> {
         License::Essentials => vec![BotRole::Primary],
         License::Pro => vec![BotRole::Primary, BotRole::Paired],
     }
-}
-
-/// The tenant's Entra tenant id: from its spec, else as its controller resolved it.
-pub fn tenant_id_of(tenant: &Tenant) -> Option<String> {
-    tenant
-        .spec
-        .tenant_id
-        .as_ref()
-        .map(|id| id.to_ascii_lowercase())
-        .or_else(|| tenant.status.as_ref().and_then(|s| s.tenant_id.clone()))
 }
 
 /// The key of the client secret inside the referenced Secret.
@@ -897,23 +880,23 @@ pub fn classify_auth_error(
         |reason: &'static str, message: String| Ok(AuthOutcome::Rejected { reason, message });
     match error {
         GraphError::InvalidSecret { .. } => rejected(
-            "InvalidClientSecret",
+            reason::INVALID_CLIENT_SECRET,
             format!("Entra refused the client secret in {secret} for application {app} (AADSTS7000215): store the secret's value, not its id"),
         ),
         GraphError::SecretExpired { .. } => rejected(
-            "ClientSecretExpired",
+            reason::CLIENT_SECRET_EXPIRED,
             format!("the client secret in {secret} for application {app} has expired (AADSTS7000222): create a new one and update the Secret"),
         ),
         GraphError::TenantNotFound { .. } => rejected(
-            "TenantNotFound",
+            reason::TENANT_NOT_FOUND,
             format!("tenant {tenant} of the app registration does not exist (AADSTS90002): check spec.appRegistration.tenantId"),
         ),
         GraphError::NotConsented { code, .. } => rejected(
-            "AppNotFound",
+            reason::APP_NOT_FOUND,
             format!("application {app} is not known in tenant {tenant} (AADSTS{code}): check spec.appRegistration.clientId and tenantId"),
         ),
-        GraphError::MissingSecret { reason, .. } => rejected("SecretNotFound", format!("the client secret cannot be read: {reason}")),
-        GraphError::TokenRejected { .. } => rejected("TokenRejected", error.to_string()),
+        GraphError::MissingSecret { reason, .. } => rejected(reason::SECRET_NOT_FOUND, format!("the client secret cannot be read: {reason}")),
+        GraphError::TokenRejected { .. } => rejected(reason::TOKEN_REJECTED, error.to_string()),
         GraphError::Throttled { .. }
         | GraphError::Unavailable { .. }
         | GraphError::Graph { .. }
@@ -979,20 +962,20 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
             conditions.push(Desired::new(
                 AUTHENTICATED,
                 Status::Unknown,
-                "NotChecked",
+                reason::NOT_CHECKED,
                 why.clone(),
             ));
-            Some(("AuthenticationPending".into(), why.clone()))
+            Some((reason::AUTHENTICATION_PENDING.into(), why.clone()))
         }
         AuthState::Unavailable(why) => {
             let message = format!("the credentials could not be checked: {why}");
             conditions.push(Desired::new(
                 AUTHENTICATED,
                 Status::Unknown,
-                "CheckFailed",
+                reason::CHECK_FAILED,
                 message.clone(),
             ));
-            Some(("AuthenticationPending".into(), message))
+            Some((reason::AUTHENTICATION_PENDING.into(), message))
         }
         AuthState::Checked(AuthOutcome::Rejected { reason, message }) => {
             conditions.push(Desired::new(
@@ -1025,20 +1008,20 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
                         Desired::new(
                             SECRET_EXPIRY,
                             Status::False,
-                            "ClientSecretExpiring",
+                            reason::CLIENT_SECRET_EXPIRING,
                             format!("the soonest client secret of application {app} {when}: add a new secret, update the Secret, then remove the old one"),
                         )
                     } else {
-                        Desired::new(SECRET_EXPIRY, Status::True, "ClientSecretValid", format!("the soonest client secret of application {app} {when}"))
+                        Desired::new(SECRET_EXPIRY, Status::True, reason::CLIENT_SECRET_VALID, format!("the soonest client secret of application {app} {when}"))
                     }
                 }
                 Expiry::NoneValid => Desired::new(
                     SECRET_EXPIRY,
                     Status::Unknown,
-                    "ExpiryUnknown",
+                    reason::EXPIRY_UNKNOWN,
                     format!("Graph lists no unexpired client secret of application {app}"),
                 ),
-                Expiry::Unreadable(why) => Desired::new(SECRET_EXPIRY, Status::Unknown, "ExpiryUnknown", why.clone()),
+                Expiry::Unreadable(why) => Desired::new(SECRET_EXPIRY, Status::Unknown, reason::EXPIRY_UNKNOWN, why.clone()),
             });
             None
         }
@@ -1059,7 +1042,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         Desired::new(
             BOTS_READY,
             Status::Unknown,
-            "NotProvisioned",
+            reason::NOT_PROVISIONED,
             "the bots are provisioned once the service is valid and its tenant id known",
         )
     } else if bots_ok {
@@ -1073,7 +1056,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         Desired::new(
             BOTS_READY,
             Status::False,
-            "BotsNotReady",
+            reason::BOTS_NOT_READY,
             format!("bot replicas available: {}", not_ready.join(", ")),
         )
     });
@@ -1085,14 +1068,14 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         .and_then(|s| conditions::find(&s.conditions, READY))
         .map(|c| (c.status == "True", c.message.clone()));
     let (ready, reason, message) = match (&o.blocker, auth_problem) {
-        (Some(Blocker::InvalidSpec(v)), _) => (false, "InvalidSpec".to_string(), format!("the spec breaks these rules: {v}")),
-        (Some(Blocker::TenantIdUnknown(m)), _) => (false, "TenantNotReady".to_string(), m.clone()),
+        (Some(Blocker::InvalidSpec(v)), _) => (false, reason::INVALID_SPEC.to_string(), format!("the spec breaks these rules: {v}")),
+        (Some(Blocker::TenantIdUnknown(m)), _) => (false, reason::TENANT_NOT_READY.to_string(), m.clone()),
         (None, Some((reason, message))) => (false, reason, message),
         (None, None) => match tenant_ready {
             Some((true, _)) if bots_ok => (true, "Ready".to_string(), format!("the tenant is ready and {ready_total}/{desired_total} bot replicas are available")),
-            Some((true, _)) => (false, "BotsNotReady".to_string(), format!("bot replicas available: {}", not_ready.join(", "))),
-            Some((false, why)) => (false, "TenantNotReady".to_string(), format!("Tenant {:?} is not ready: {why}", service.spec.tenant_ref)),
-            None => (false, "TenantNotReady".to_string(), format!("Tenant {:?} has not reported its status yet", service.spec.tenant_ref)),
+            Some((true, _)) => (false, reason::BOTS_NOT_READY.to_string(), format!("bot replicas available: {}", not_ready.join(", "))),
+            Some((false, why)) => (false, reason::TENANT_NOT_READY.to_string(), format!("Tenant {:?} is not ready: {why}", service.spec.tenant_ref)),
+            None => (false, reason::TENANT_NOT_READY.to_string(), format!("Tenant {:?} has not reported its status yet", service.spec.tenant_ref)),
         },
     };
     conditions.push(Desired::new(
@@ -1105,7 +1088,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         conditions.push(Desired::new(
             STALLED,
             Status::True,
-            "InvalidSpec",
+            reason::INVALID_SPEC,
             "fix the spec; nothing is provisioned until then",
         ));
     }
@@ -1396,7 +1379,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
 
     // 1. The spec and the tenant.
     let tenant = ctx.tenant(&service.spec.tenant_ref);
-    let tenant_id = tenant.as_deref().and_then(tenant_id_of);
+    let tenant_id = tenant.as_deref().and_then(Tenant::entra_tenant_id);
     let blocker = match (validate(&service, tenant.as_deref()), &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),
         (Ok(()), None) => Some(Blocker::TenantIdUnknown(format!(
@@ -1454,7 +1437,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     let status = compute_status(&observed);
     write_status(&service, status, ctx).await?;
 
-    ctx.backoff.succeeded(&key);
+    ctx.backoff.succeeded(&key, Retried::Reconcile);
     Ok(match blocker {
         // The Tenant and Secret watches bring the service back when something changes.
         Some(Blocker::InvalidSpec(_)) => Action::await_change(),
@@ -1696,11 +1679,11 @@ async fn authenticate(
                 },
             );
             drop(checks);
-            ctx.backoff.succeeded(&format!("{key}/auth"));
+            ctx.backoff.succeeded(&key, Retried::Auth);
             (AuthState::Checked(outcome), valid_for)
         }
         Err((message, retry_after)) => {
-            let wait = retry_after.unwrap_or_else(|| ctx.backoff.failed(&format!("{key}/auth")));
+            let wait = retry_after.unwrap_or_else(|| ctx.backoff.failed(&key, Retried::Auth));
             tracing::warn!(service = %service.name_any(), namespace = %namespace, error = %message, retry_in = ?wait, "could not check the app registration");
             sctx.failing.lock().expect("failed checks lock").insert(
                 key.clone(),
@@ -1767,7 +1750,7 @@ pub fn error_policy(
     let delay = sctx
         .shared
         .backoff
-        .failed(&super::object_key(service.as_ref()));
+        .failed(&super::object_key(service.as_ref()), Retried::Reconcile);
     tracing::warn!(service = %service.name_any(), namespace = ?service.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -1803,7 +1786,7 @@ mod tests {
                 ],
                 "conditions": [{
                     "type": "Ready", "status": if ready { "True" } else { "False" },
-                    "reason": if ready { "Ready" } else { "ConsentsMissing" },
+                    "reason": if ready { "Ready" } else { reason::CONSENTS_MISSING },
                     "message": if ready { "all good" } else { "The customer's Global admin must grant consent for recording." },
                     "lastTransitionTime": "2026-11-23T10:00:00Z", "observedGeneration": 1
                 }]
@@ -2233,15 +2216,15 @@ mod tests {
         });
         assert_eq!(
             find(&status.conditions, READY),
-            Some(("False", "InvalidSpec"))
+            Some(("False", reason::INVALID_SPEC))
         );
         assert_eq!(
             find(&status.conditions, STALLED),
-            Some(("True", "InvalidSpec"))
+            Some(("True", reason::INVALID_SPEC))
         );
         assert_eq!(
             find(&status.conditions, BOTS_READY),
-            Some(("Unknown", "NotProvisioned"))
+            Some(("Unknown", reason::NOT_PROVISIONED))
         );
         assert!(conditions::find(&status.conditions, READY)
             .unwrap()
@@ -2299,7 +2282,7 @@ mod tests {
         );
         assert_eq!(
             find(&down.conditions, BOTS_READY),
-            Some(("False", "BotsNotReady"))
+            Some(("False", reason::BOTS_NOT_READY))
         );
         assert_eq!(
             conditions::find(&down.conditions, BOTS_READY)
@@ -2310,7 +2293,7 @@ mod tests {
         assert_eq!(down.bots_ready.as_deref(), Some("1/2"));
         assert_eq!(
             find(&down.conditions, READY),
-            Some(("False", "BotsNotReady"))
+            Some(("False", reason::BOTS_NOT_READY))
         );
 
         let tenant_down = status_with(
@@ -2322,7 +2305,7 @@ mod tests {
         let ready = conditions::find(&tenant_down.conditions, READY).unwrap();
         assert_eq!(
             (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "TenantNotReady")
+            ("False", reason::TENANT_NOT_READY)
         );
         assert!(
             ready.message.contains("must grant consent for recording"),
@@ -2336,17 +2319,17 @@ mod tests {
             &reg,
             vec![bot("main-hue", 1, 1)],
             AuthState::Checked(AuthOutcome::Rejected {
-                reason: "InvalidClientSecret",
+                reason: reason::INVALID_CLIENT_SECRET,
                 message: "refused".into(),
             }),
         );
         assert_eq!(
             find(&refused.conditions, AUTHENTICATED),
-            Some(("False", "InvalidClientSecret"))
+            Some(("False", reason::INVALID_CLIENT_SECRET))
         );
         assert_eq!(
             find(&refused.conditions, READY),
-            Some(("False", "InvalidClientSecret"))
+            Some(("False", reason::INVALID_CLIENT_SECRET))
         );
         assert_eq!(find(&refused.conditions, SECRET_EXPIRY), None);
         assert_eq!(refused.client_secret_expires_in_days, None);
@@ -2359,11 +2342,11 @@ mod tests {
         );
         assert_eq!(
             find(&pending.conditions, AUTHENTICATED),
-            Some(("Unknown", "CheckFailed"))
+            Some(("Unknown", reason::CHECK_FAILED))
         );
         assert_eq!(
             find(&pending.conditions, READY),
-            Some(("False", "AuthenticationPending"))
+            Some(("False", reason::AUTHENTICATION_PENDING))
         );
     }
 
@@ -2385,13 +2368,13 @@ mod tests {
         assert_eq!(fine.client_secret_expires_in_days, Some(30));
         assert_eq!(
             find(&fine.conditions, SECRET_EXPIRY),
-            Some(("True", "ClientSecretValid"))
+            Some(("True", reason::CLIENT_SECRET_VALID))
         );
         let soon = expiring_at("2026-12-23T11:59:59Z");
         assert_eq!(soon.client_secret_expires_in_days, Some(29));
         assert_eq!(
             find(&soon.conditions, SECRET_EXPIRY),
-            Some(("False", "ClientSecretExpiring"))
+            Some(("False", reason::CLIENT_SECRET_EXPIRING))
         );
         assert_eq!(
             find(&soon.conditions, AUTHENTICATED),
@@ -2407,7 +2390,7 @@ mod tests {
         assert_eq!(events.len(), 1, "only the changed condition: {events:?}");
         assert_eq!(
             (events[0].0, events[0].1.as_str()),
-            (true, "ClientSecretExpiring")
+            (true, reason::CLIENT_SECRET_EXPIRING)
         );
         assert!(transition_events(Some(&soon), &soon).is_empty());
 
@@ -2421,7 +2404,7 @@ mod tests {
         );
         assert_eq!(
             find(&unreadable.conditions, SECRET_EXPIRY),
-            Some(("Unknown", "ExpiryUnknown"))
+            Some(("Unknown", reason::EXPIRY_UNKNOWN))
         );
         assert_eq!(unreadable.client_secret_expires_in_days, None);
     }
@@ -2438,7 +2421,7 @@ mod tests {
         let (r, m) = reason(GraphError::InvalidSecret {
             app_id: app.clone(),
         });
-        assert_eq!(r, "InvalidClientSecret");
+        assert_eq!(r, reason::INVALID_CLIENT_SECRET);
         assert!(
             m.contains("Secret tenant-contoso/bot-credentials key clientSecret"),
             "{m}"
@@ -2448,14 +2431,14 @@ mod tests {
                 app_id: app.clone()
             })
             .0,
-            "ClientSecretExpired"
+            reason::CLIENT_SECRET_EXPIRED
         );
         assert_eq!(
             reason(GraphError::TenantNotFound {
                 tenant: TENANT_ID.into()
             })
             .0,
-            "TenantNotFound"
+            reason::TENANT_NOT_FOUND
         );
         assert_eq!(
             reason(GraphError::NotConsented {
@@ -2465,7 +2448,7 @@ mod tests {
                 detail: None,
             })
             .0,
-            "AppNotFound"
+            reason::APP_NOT_FOUND
         );
         assert_eq!(
             reason(GraphError::MissingSecret {
@@ -2473,7 +2456,7 @@ mod tests {
                 reason: "the Secret does not exist".into()
             })
             .0,
-            "SecretNotFound"
+            reason::SECRET_NOT_FOUND
         );
         let throttled = GraphError::Throttled {
             service: crate::graph::Service::Identity,
@@ -2491,7 +2474,7 @@ mod tests {
         let reasons: Vec<&str> = first.iter().map(|e| e.1.as_str()).collect();
         assert_eq!(
             reasons,
-            ["BotsNotReady", "BotsNotReady"],
+            [reason::BOTS_NOT_READY, reason::BOTS_NOT_READY],
             "BotsReady and Ready both start False"
         );
         assert!(first.iter().all(|e| e.0), "False conditions are Warnings");

@@ -25,8 +25,8 @@ use serde_json::json;
 
 use super::apply::{apply, apply_in, forget, owner_reference};
 use super::consent::woken_by_tenant;
-use super::{earliest, owned_labels, Context, Error, Result};
-use crate::conditions::{self, Desired, Status, READY};
+use super::{earliest, owned_labels, Context, Error, Result, Retried};
+use crate::conditions::{self, reason, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig};
 use crate::crd::tenant::DeletionPolicy;
 use crate::crd::tenant::{ConsentSummary, StorageLocationStatus};
@@ -37,14 +37,8 @@ use crate::crd::{
 };
 use crate::graph::GraphError;
 
-/// Condition: every mandatory consent is granted.
-pub const CONSENTS_GRANTED: &str = "ConsentsGranted";
-/// Condition: every storage location is usable.
-pub const STORAGE_READY: &str = "StorageReady";
-/// Condition (present only when true): the spec must change before anything can progress.
-pub const STALLED: &str = "Stalled";
-/// Reason of ConsentsGranted and Ready while the grants' first checks are still running.
-pub const CHECKING_CONSENTS: &str = "CheckingConsents";
+pub use crate::conditions::reason::CHECKING_CONSENTS;
+pub use crate::conditions::{CONSENTS_GRANTED, STALLED, STORAGE_READY};
 const CHECKING_MESSAGE: &str =
     "Waiting for the first check of the tenant's consents with Microsoft Graph.";
 
@@ -291,7 +285,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             Status::from_bool(consents_ok)
         },
         if o.blocker.is_some() {
-            "NotChecked"
+            reason::NOT_CHECKED
         } else {
             consent_reason
         },
@@ -308,7 +302,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             conditions.push(Desired::new(
                 STORAGE_READY,
                 Status::Unknown,
-                "NotChecked",
+                reason::NOT_CHECKED,
                 "storage is checked once the tenant is valid and its tenant id known",
             ));
             (false, true)
@@ -317,7 +311,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             conditions.push(Desired::new(
                 STORAGE_READY,
                 Status::Unknown,
-                "NotImplemented",
+                reason::NOT_IMPLEMENTED,
                 "no storage backend is configured for this operator",
             ));
             (true, false)
@@ -352,7 +346,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
                 conditions.push(Desired::new(
                     STORAGE_READY,
                     Status::False,
-                    "StorageNotReady",
+                    reason::STORAGE_NOT_READY,
                     message,
                 ));
             }
@@ -366,17 +360,17 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             alarms.insert(0, format!("Invalid spec: {v}"));
             (
                 false,
-                "InvalidSpec",
+                reason::INVALID_SPEC,
                 format!("the spec breaks these rules: {v}"),
             )
         }
         Some(Blocker::TenantNotFound(m)) => {
             alarms.insert(0, format!("Tenant not found: {m}"));
-            (false, "TenantNotFound", m.clone())
+            (false, reason::TENANT_NOT_FOUND, m.clone())
         }
         Some(Blocker::TenantIdUnavailable(m)) => {
             alarms.insert(0, format!("Tenant id not resolved yet: {m}"));
-            (false, "TenantIdUnavailable", m.clone())
+            (false, reason::TENANT_ID_UNAVAILABLE, m.clone())
         }
         None if consents_ok && (storage_ok || !storage_gates) => (
             true,
@@ -384,7 +378,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             "all mandatory consents are granted and storage is ready".to_string(),
         ),
         None if !consents_ok => (false, consent_reason, alarms.join(" ")),
-        None => (false, "StorageNotReady", alarms.join(" ")),
+        None => (false, reason::STORAGE_NOT_READY, alarms.join(" ")),
     };
     conditions.push(Desired::new(
         READY,
@@ -396,7 +390,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         conditions.push(Desired::new(
             STALLED,
             Status::True,
-            "InvalidSpec",
+            reason::INVALID_SPEC,
             "fix the spec; nothing is provisioned until then",
         ));
     }
@@ -488,13 +482,13 @@ fn consent_condition(
         ));
     }
     let reason = if !errors.is_empty() {
-        "ConsentCheckFailed"
+        reason::CONSENT_CHECK_FAILED
     } else if !revoked.is_empty() {
-        "ConsentRevoked"
+        reason::CONSENT_REVOKED
     } else if !partial.is_empty() {
-        "ConsentPartial"
+        reason::CONSENT_PARTIAL
     } else if !pending.is_empty() {
-        "ConsentsMissing"
+        reason::CONSENTS_MISSING
     } else {
         "ConsentsGranted"
     };
@@ -763,14 +757,14 @@ async fn reconcile_inner(
     let status = compute_status(&observed);
     write_status(&tenant, status, ctx).await?;
 
-    ctx.backoff.succeeded(&key);
+    ctx.backoff.succeeded(&key, Retried::Reconcile);
     Ok(match blocker {
         Some(Blocker::InvalidSpec(_)) => None,
-        Some(_) => Some(ctx.backoff.failed(&format!("{key}/tenant-id"))),
-        None if !storage_ready => Some(ctx.backoff.failed(&format!("{key}/storage"))),
+        Some(_) => Some(ctx.backoff.failed(&key, Retried::TenantId)),
+        None if !storage_ready => Some(ctx.backoff.failed(&key, Retried::Storage)),
         None => {
-            ctx.backoff.succeeded(&format!("{key}/tenant-id"));
-            ctx.backoff.succeeded(&format!("{key}/storage"));
+            ctx.backoff.succeeded(&key, Retried::TenantId);
+            ctx.backoff.succeeded(&key, Retried::Storage);
             Some(super::jittered(RESYNC, 0.1))
         }
     })
@@ -824,7 +818,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
     if !tenant.finalizers().iter().any(|f| f == STORAGE_FINALIZER) {
         return Ok(None);
     }
-    let key = format!("{}/cleanup", super::object_key(tenant));
+    let key = super::object_key(tenant);
     let outcome = match &ctx.storage {
         Some(storage) => storage.cleanup(tenant).await,
         None => Ok(Vec::new()),
@@ -861,7 +855,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
                 .cloned()
                 .collect();
             set_finalizers(tenant, rest, ctx).await?;
-            ctx.backoff.succeeded(&key);
+            ctx.backoff.succeeded(&key, Retried::Cleanup);
             Ok(None)
         }
         Err(error) => {
@@ -876,7 +870,7 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
                 vec![Desired::new(
                     READY,
                     Status::False,
-                    "CleanupFailed",
+                    reason::CLEANUP_FAILED,
                     message.clone(),
                 )],
                 generation,
@@ -891,9 +885,9 @@ async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Duration>> {
             status.alarm = Some(message.clone());
             write_status(tenant, status, ctx).await?;
             ctx.events
-                .publish(tenant, true, "CleanupFailed", "Cleanup", message)
+                .publish(tenant, true, reason::CLEANUP_FAILED, "Cleanup", message)
                 .await;
-            Ok(Some(ctx.backoff.failed(&key)))
+            Ok(Some(ctx.backoff.failed(&key, Retried::Cleanup)))
         }
     }
 }
@@ -940,11 +934,10 @@ fn validate(tenant: &Tenant, config: &OperatorConfig) -> Result<(), Violations> 
 /// The tenant id: from the spec, from status once resolved, or from the domain's OpenID
 /// configuration.
 async fn tenant_id(tenant: &Tenant, ctx: &Context) -> Result<String, GraphError> {
-    if let Some(id) = &tenant.spec.tenant_id {
-        return Ok(id.to_ascii_lowercase());
-    }
-    if let Some(id) = tenant.status.as_ref().and_then(|s| s.tenant_id.clone()) {
-        ctx.resolved_tenant_ids.forget(tenant);
+    if let Some(id) = tenant.entra_tenant_id() {
+        if tenant.spec.tenant_id.is_none() {
+            ctx.resolved_tenant_ids.forget(tenant);
+        }
         return Ok(id);
     }
     if let Some(id) = ctx.resolved_tenant_ids.get(tenant) {
@@ -1071,7 +1064,9 @@ pub async fn forward_recheck(
 
 /// What to do after a failed reconcile: retry with per-tenant exponential backoff.
 pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(&super::object_key(tenant.as_ref()));
+    let delay = ctx
+        .backoff
+        .failed(&super::object_key(tenant.as_ref()), Retried::Reconcile);
     tracing::warn!(tenant = %tenant.name_any(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
@@ -1170,7 +1165,7 @@ pub(crate) mod tests {
         assert_eq!(s.storage, [line]);
         assert_eq!(
             reason(&s, STORAGE_READY),
-            ("Unknown".into(), "NotChecked".into())
+            ("Unknown".into(), reason::NOT_CHECKED.into())
         );
         assert_eq!(reason(&s, READY).0, "False");
     }
@@ -1205,11 +1200,11 @@ pub(crate) mod tests {
         // One answers Pending: that is news for the customer, written with a Warning Event.
         states[0] = Some(ConsentState::Pending);
         let missing = status(&t, &config, &grants(&config, &t, &states));
-        assert_eq!(reason(&missing, READY).1, "ConsentsMissing");
+        assert_eq!(reason(&missing, READY).1, reason::CONSENTS_MISSING);
         assert!(!may_wait_for_first_checks(Some(&d(&s)), &d(&missing)));
         let (warning, event_reason, note) = transition_event(Some(&s), &missing).unwrap();
         assert!(warning);
-        assert_eq!(event_reason, "ConsentsMissing");
+        assert_eq!(event_reason, reason::CONSENTS_MISSING);
         assert!(note.contains("must grant consent for"), "{note}");
 
         // All granted: Ready, written, with the Ready Event.
