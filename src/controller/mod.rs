@@ -12,19 +12,22 @@
 //! changed.
 
 pub mod apply;
+pub mod caches;
 pub mod consent;
+pub mod events;
 pub mod grants;
 pub mod service;
 pub mod tenant;
+pub mod watches;
+
+pub use caches::{Caches, ResolvedTenantIds};
+pub use events::Events;
+pub use watches::{slim, slim_grant, Gate, LastSeen, Wakes};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event as KubeEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::RngExt;
@@ -138,146 +141,6 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     ObjectRef::from_obj(obj).to_string()
 }
 
-/// Publishes Kubernetes Events (`events.k8s.io/v1`) for one controller, one per transition
-/// (callers decide when a transition happened). Event failures are logged, never fail a
-/// reconcile.
-///
-/// Each Event is created as is. kube's `Recorder` would also remember every Event it sent for
-/// six minutes (to count repeats into a series) and sweep that memory on every publish — with
-/// thousands of tenants onboarding that memory dominated the operator's footprint and the
-/// sweep its CPU, while transitions never repeat within minutes anyway.
-#[derive(Clone)]
-pub struct Events {
-    client: kube::Client,
-    controller: String,
-    instance: String,
-    recent: Arc<Mutex<RecentEvents>>,
-}
-
-/// The same Event about the same object again within this window is a repeat, not a new
-/// transition: a reconcile that read its object from the cache just before its own status
-/// write arrived computes the same transition once more.
-const REPEAT_WINDOW: Duration = Duration::from_secs(60);
-
-/// Fingerprints of the Events published within [`REPEAT_WINDOW`], oldest first; small, since
-/// entries leave as soon as they are older than the window.
-#[derive(Default)]
-struct RecentEvents {
-    seen: HashMap<u64, std::time::Instant>,
-    order: std::collections::VecDeque<(std::time::Instant, u64)>,
-}
-
-impl RecentEvents {
-    /// Whether `fingerprint` was published within the window; records it when not.
-    fn repeat(&mut self, fingerprint: u64, now: std::time::Instant) -> bool {
-        while let Some(&(at, old)) = self.order.front() {
-            if now.duration_since(at) < REPEAT_WINDOW {
-                break;
-            }
-            self.order.pop_front();
-            if self.seen.get(&old) == Some(&at) {
-                self.seen.remove(&old);
-            }
-        }
-        if self.seen.contains_key(&fingerprint) {
-            return true;
-        }
-        self.seen.insert(fingerprint, now);
-        self.order.push_back((now, fingerprint));
-        false
-    }
-}
-
-impl Events {
-    pub fn new(client: kube::Client, controller: &str) -> Self {
-        Self {
-            client,
-            controller: controller.to_string(),
-            instance: std::env::var("POD_NAME").unwrap_or_else(|_| controller.to_string()),
-            recent: Default::default(),
-        }
-    }
-
-    pub async fn publish<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        let fingerprint = crate::hash64(&(
-            obj.meta().uid.as_deref(),
-            obj.meta().namespace.as_deref(),
-            obj.meta().name.as_deref(),
-            warning,
-            reason,
-            &note,
-        ));
-        let now = std::time::Instant::now();
-        if self
-            .recent
-            .lock()
-            .expect("recent events lock")
-            .repeat(fingerprint, now)
-        {
-            tracing::debug!(object = %obj.name_any(), reason, "same event within a minute; not repeated");
-            return;
-        }
-        let event = self.event(obj.object_ref(&()), warning, reason, action, note);
-        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
-        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(object = %obj.name_any(), reason, error = %e, "could not publish event");
-        }
-    }
-
-    /// The Event about `regarding`, named after it and the current time.
-    fn event(
-        &self,
-        regarding: ObjectReference,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) -> KubeEvent {
-        let now = k8s_openapi::jiff::Timestamp::now();
-        KubeEvent {
-            metadata: ObjectMeta {
-                namespace: regarding.namespace.clone(),
-                name: Some(format!(
-                    "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
-                    now.as_nanosecond()
-                )),
-                ..Default::default()
-            },
-            action: Some(action.to_string()),
-            reason: Some(reason.to_string()),
-            note: Some(truncate_note(note)),
-            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
-            event_time: Some(MicroTime(now)),
-            regarding: Some(regarding),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Default::default()
-        }
-    }
-}
-
-/// Event notes are limited to 1 kB by the API server.
-fn truncate_note(mut note: String) -> String {
-    if note.len() > 1000 {
-        let mut end = 997;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push_str("...");
-    }
-    note
-}
-
 // ---------------------------------------------------------------------------------------------
 // Shared context and the controllers' run loop
 // ---------------------------------------------------------------------------------------------
@@ -285,15 +148,12 @@ fn truncate_note(mut note: String) -> String {
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{Future, StreamExt};
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
+use kube::runtime::{controller, Controller};
 
 use crate::config::OperatorConfig;
 use crate::crd::{ConsentGrant, Tenant};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
-use grants::GrantCache;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -302,16 +162,8 @@ pub struct Context {
     pub checker: ConsentChecker,
     pub metrics: Metrics,
     pub events: Events,
-    /// Every Tenant, as last seen.
-    pub tenants: Store<Tenant>,
-    /// Open once the Tenant store has its first list.
-    pub tenants_synced: Gate,
-    /// Every ConsentGrant, as last seen, by namespace.
-    pub grants: GrantCache,
-    /// Tenant ids resolved and not yet seen in a Tenant's status.
-    pub resolved_tenant_ids: ResolvedTenantIds,
-    pub applied: apply::AppliedCache,
     pub backoff: Backoff,
+    pub caches: Caches,
     /// The tenants' storage, when the configuration has a `storage` section.
     pub storage: Option<crate::storage::tenant::TenantStorage>,
     /// Asks the consent reconcile of a Tenant's grants to run now (a Tenant waking its
@@ -330,23 +182,14 @@ pub struct Parts {
 }
 
 impl Context {
-    /// Returns once the Tenant and ConsentGrant caches hold the cluster's objects (each
-    /// watch's first list is complete); at once after that.
-    ///
-    /// Every reconcile waits for it before reading them. kube-runtime holds a controller's
-    /// reconciles until the store it runs on is ready, but not until the others it reads are:
-    /// after a restart the Tenant list (one object per tenant) completes before the grant
-    /// list (four or five per tenant), and a Tenant reconciled in between found no grants,
-    /// wrote "checking consents", then Ready again with a new `lastTransitionTime` and a
-    /// second Ready Event. A status computed from a cache that has not synced is a guess.
+    /// See [`Caches::synced`].
     pub async fn caches_synced(&self) {
-        self.tenants_synced.wait().await;
-        self.grants.wait_until_ready().await;
+        self.caches.synced().await;
     }
 
     /// The Tenant named `name`, as last seen.
     pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.tenants.get(&ObjectRef::new(name))
+        self.caches.tenant(name)
     }
 
     /// Has the consent reconcile of `tenant`'s grants run soon.
@@ -357,199 +200,13 @@ impl Context {
     /// The ConsentGrants in `namespace` that belong to the Tenant named `tenant`, as last
     /// seen.
     pub fn grants_of(&self, namespace: &str, tenant: &str) -> Vec<Arc<ConsentGrant>> {
-        grants::naming(tenant, &self.grants_in(namespace))
+        self.caches.grants_of(namespace, tenant)
     }
 
     /// The ConsentGrants in `namespace`, as last seen.
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
-        self.grants.in_namespace(namespace)
+        self.caches.grants_in(namespace)
     }
-}
-
-/// A flag that opens once, when a cache's first list has completed, and that any number of
-/// tasks can wait for.
-///
-/// kube-runtime's `Store::wait_until_ready` wakes only the last of several tasks waiting at
-/// once (its readiness is a oneshot channel, which keeps one waker): reconciles, which wait
-/// by the dozen, would never wake. The gate is opened where a watch stream passes its first
-/// `InitDone`, after the store took it.
-#[derive(Clone)]
-pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
-
-impl Default for Gate {
-    fn default() -> Self {
-        Self(Arc::new(tokio::sync::watch::channel(false).0))
-    }
-}
-
-impl Gate {
-    pub fn open(&self) {
-        self.0.send_replace(true);
-    }
-
-    pub fn is_open(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Returns once the gate is open; at once after that.
-    pub async fn wait(&self) {
-        let mut open = self.0.subscribe();
-        let _ = open.wait_for(|o| *o).await;
-    }
-
-    /// Opens the gate when `event` ends a list.
-    pub fn open_on<K, E>(&self, event: &Result<watcher::Event<K>, E>) {
-        if matches!(event, Ok(watcher::Event::InitDone)) {
-            self.open();
-        }
-    }
-}
-
-/// Requests to reconcile Tenants, by name, that a controller takes through
-/// [`Controller::reconcile_on`]: a name already waiting is not queued again.
-///
-/// A burst of grant events (4.5 per tenant) can find a controller with every reconcile slot
-/// busy, when kube-runtime does not read its triggers; a plain unbounded channel would then
-/// hold one request per event. Here at most one request per Tenant waits.
-#[derive(Clone)]
-pub struct Wakes {
-    waiting: Arc<Mutex<std::collections::HashSet<String>>>,
-    sender: futures::channel::mpsc::UnboundedSender<String>,
-}
-
-impl Wakes {
-    /// The sending side, and the stream of requests for the controller.
-    pub fn new() -> (
-        Self,
-        impl futures::Stream<Item = ObjectRef<Tenant>> + Send + 'static,
-    ) {
-        let (sender, receiver) = futures::channel::mpsc::unbounded::<String>();
-        let waiting: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
-        let taken = waiting.clone();
-        let requests = receiver.map(move |name| {
-            taken.lock().expect("wakes lock").remove(&name);
-            ObjectRef::new(&name)
-        });
-        (Self { waiting, sender }, requests)
-    }
-
-    /// Asks for a reconcile of the Tenant `name`, unless one is already waiting.
-    pub fn wake(&self, name: &str) {
-        let mut waiting = self.waiting.lock().expect("wakes lock");
-        if !waiting.contains(name) {
-            // Fails only when the controllers are shutting down.
-            if self.sender.unbounded_send(name.to_string()).is_ok() {
-                waiting.insert(name.to_string());
-            }
-        }
-    }
-}
-
-/// The last value seen per object name, to pass on only the changes of one aspect of an
-/// object (see [`consent::tenant_facts`]). Keys and values are 64-bit hashes: 16 bytes an
-/// object.
-#[derive(Clone, Default)]
-pub struct LastSeen {
-    inner: Arc<Mutex<HashMap<u64, u64>>>,
-}
-
-fn name_key(name: &str) -> u64 {
-    crate::hash64(name)
-}
-
-impl LastSeen {
-    /// Records `value` for `name`; true when it differs from the last one (or is the first).
-    pub fn changed(&self, name: &str, value: u64) -> bool {
-        let mut seen = self.inner.lock().expect("last seen lock");
-        seen.insert(name_key(name), value) != Some(value)
-    }
-
-    /// Forgets `name`, so its next value counts as a change.
-    pub fn forget(&self, name: &str) {
-        self.inner
-            .lock()
-            .expect("last seen lock")
-            .remove(&name_key(name));
-    }
-}
-
-/// Entra tenant ids the Tenant controller resolved (OpenID discovery of `spec.domain`) whose
-/// Tenant's status does not show them yet, by Tenant uid.
-///
-/// A new Tenant's ConsentGrants are created before its first status write lands in the
-/// cache; a grant reconciled in between would otherwise report "waiting for the tenant id"
-/// (a status write, and later a ConsentGranted Event that is no news) and try again five
-/// seconds later. An entry lives only until the Tenant's status carries the id.
-#[derive(Clone, Default)]
-pub struct ResolvedTenantIds {
-    ids: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl ResolvedTenantIds {
-    fn uid(tenant: &Tenant) -> Option<&str> {
-        tenant.meta().uid.as_deref()
-    }
-
-    /// The id resolved for this Tenant (the same object: same uid), if any.
-    pub fn get(&self, tenant: &Tenant) -> Option<String> {
-        let uid = Self::uid(tenant)?;
-        self.ids
-            .lock()
-            .expect("resolved ids lock")
-            .get(uid)
-            .cloned()
-    }
-
-    pub fn remember(&self, tenant: &Tenant, id: &str) {
-        if let Some(uid) = Self::uid(tenant) {
-            self.ids
-                .lock()
-                .expect("resolved ids lock")
-                .insert(uid.to_string(), id.to_string());
-        }
-    }
-
-    /// Forgets the Tenant's entry (its status carries the id, or it is being deleted or
-    /// gone).
-    pub fn forget(&self, tenant: &Tenant) {
-        if let Some(uid) = Self::uid(tenant) {
-            self.ids.lock().expect("resolved ids lock").remove(uid);
-        }
-    }
-}
-
-/// Drops what no reconcile reads from a cached Tenant or ConsentGrant: `managedFields` (often
-/// larger than the object itself), the labels, and every annotation but
-/// [`RECHECK_ANNOTATION`](crate::crd::RECHECK_ANNOTATION) (among them the client-side apply
-/// annotation, a full copy of the object).
-///
-/// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
-/// byte here is paid once per object: a label map alone takes a 0.5 KiB tree node plus its
-/// strings, for each of the five or six objects a tenant has. The reconcilers find a
-/// tenant's grants through [`GrantCache`] (by namespace) and a grant's Tenant through `spec.tenantRef`,
-/// never through labels.
-pub fn slim<K: Resource>(obj: &mut K) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    meta.labels = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|key, _| key == crate::crd::RECHECK_ANNOTATION);
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
-
-/// [`slim`], and what a cached ConsentGrant needs least: its `ownerReferences` (the Tenant
-/// controller finds a grant's Tenant by `spec.tenantRef`), `spec.displayName` (shown to the
-/// customer by Entra, never read here) and `resourceVersion` (grant writes are server-side
-/// applies, which need none; kube-runtime copies it into every reference to the grant it
-/// queues). About 0.3 KiB per grant.
-pub fn slim_grant(grant: &mut ConsentGrant) {
-    slim(grant);
-    grant.metadata.owner_references = None;
-    grant.metadata.resource_version = None;
-    grant.spec.display_name = None;
 }
 
 /// Settings of the controllers' run loop.
@@ -586,82 +243,19 @@ pub async fn run(
         storage,
     } = parts;
     // One watch per kind, shared by every controller that needs it.
-    let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
-    let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_for_consents = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
-    let resolved_tenant_ids = ResolvedTenantIds::default();
-    let tenant_facts = LastSeen::default();
-    let tenants_synced = Gate::default();
-    let grants = GrantCache::default();
-    // Grants no Tenant's consent reconcile covers, as the watches find them.
-    let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
-    let tenant_watch = watcher(
-        Api::<Tenant>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .map({
-        let resolved = resolved_tenant_ids.clone();
-        let facts = tenant_facts.clone();
-        let (grants, found_strays) = (grants.clone(), found_strays.clone());
-        move |event| {
-            if let Ok(watcher::Event::Delete(gone)) = &event {
-                resolved.forget(gone);
-                facts.forget(&gone.name_any());
-                // Its grants are strays until garbage collection takes them.
-                let name = gone.name_any();
-                for g in grants::naming(&name, &grants.in_namespace(&gone.namespace_name())) {
-                    let _ = found_strays.unbounded_send(grants::Touched::of(&g));
-                }
-            }
-            event
-        }
-    })
-    .modify(slim)
-    .reflect_shared(tenant_writer)
-    .for_each({
-        let synced = tenants_synced.clone();
-        move |event| {
-            synced.open_on(&event);
-            std::future::ready(())
-        }
-    });
-
-    // Grant events wake the grant's Tenant in both controllers: the Tenant controller for its
-    // consent lines, the consent controller for the grants themselves.
-    let (wake_tenants, tenant_wake_ups) = Wakes::new();
-    let (wake_consents, consent_wake_ups) = Wakes::new();
-    let grant_watch = watcher(
-        Api::<ConsentGrant>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(slim_grant)
-    .for_each({
-        let (grants, tenants) = (grants.clone(), tenants.clone());
-        let tenants_synced = tenants_synced.clone();
-        let wake_consents = wake_consents.clone();
-        move |event| {
-            let Ok(event) = event else {
-                // The watcher backs off and retries; the cache keeps its last view.
-                return std::future::ready(());
-            };
-            let tenants_ready = tenants_synced.is_open();
-            for touched in grants.apply(event) {
-                wake_tenants.wake(&touched.tenant);
-                wake_consents.wake(&touched.tenant);
-                // Before the Tenants are listed, the stray reconcile looks at every grant
-                // once they are.
-                if tenants_ready && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
-                {
-                    let _ = found_strays.unbounded_send(touched);
-                }
-            }
-            std::future::ready(())
-        }
-    });
-
+    let watches::Watches {
+        caches,
+        tenants_for_tenants,
+        tenants_for_consents,
+        tenants_for_services,
+        tenant_wake_ups,
+        consent_wake_ups,
+        wake_consents,
+        strays,
+        tenant_facts,
+        running: watches,
+    } = watches::start(&client);
+    let tenants = caches.tenants.clone();
     let ctx = Arc::new(Context {
         wake_consents,
         events: Events::new(client.clone(), "recording-operator"),
@@ -669,11 +263,7 @@ pub async fn run(
         config,
         checker,
         metrics,
-        tenants: tenants.clone(),
-        tenants_synced,
-        grants: grants.clone(),
-        resolved_tenant_ids: resolved_tenant_ids.clone(),
-        applied: Default::default(),
+        caches,
         backoff: Default::default(),
         storage,
     });
@@ -683,7 +273,7 @@ pub async fn run(
         .debounce(options.debounce);
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
-    let tenant_controller = Controller::for_shared_stream(tenant_for_tenants, tenants.clone())
+    let tenant_controller = Controller::for_shared_stream(tenants_for_tenants, tenants.clone())
         .reconcile_on(tenant_wake_ups)
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
@@ -692,14 +282,14 @@ pub async fn run(
 
     let service_controller = service::controller(
         ctx.clone(),
-        tenant_for_services,
+        tenants_for_services,
         controller_config.clone(),
         shutdown.clone(),
     );
 
     // The consent controller runs per Tenant (see `consent::reconcile`). A Tenant's own
     // change wakes it only when it changes what the grants read of it.
-    let consent_triggers = tenant_for_consents.filter({
+    let consent_triggers = tenants_for_consents.filter({
         let facts = tenant_facts.clone();
         move |t: &Arc<Tenant>| {
             std::future::ready(facts.changed(&t.name_any(), consent::tenant_facts(t)))
@@ -725,8 +315,7 @@ pub async fn run(
 
     tokio::select! {
         _ = async { futures::join!(tenant_controller, consent_controller, service_controller, readiness) } => {}
-        _ = tenant_watch => {}
-        _ = grant_watch => {}
+        _ = watches => {}
         _ = gauges => {}
         _ = strays => {}
     }
@@ -738,7 +327,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
     ctx.caches_synced().await;
     loop {
         let mut by_health = std::collections::BTreeMap::new();
-        for t in ctx.tenants.state() {
+        for t in ctx.caches.tenants.state() {
             let health = match t.status.as_ref().and_then(|s| s.health) {
                 Some(crate::crd::Health::Ok) => "OK",
                 Some(crate::crd::Health::Warning) => "Warning",
@@ -747,32 +336,13 @@ async fn gauge_loop(ctx: Arc<Context>) {
             *by_health.entry(health.to_string()).or_insert(0i64) += 1;
         }
         let mut by_state = std::collections::BTreeMap::new();
-        for (state, n) in ctx.grants.count_by_state() {
+        for (state, n) in ctx.caches.grants.count_by_state() {
             let state = state.map(|s| s.as_str()).unwrap_or("Unknown");
             *by_state.entry(state.to_string()).or_insert(0i64) += n as i64;
         }
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
         tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
-
-#[cfg(test)]
-mod event_tests {
-    use super::*;
-
-    #[test]
-    fn an_event_repeated_within_the_window_is_dropped_and_allowed_after() {
-        let mut recent = RecentEvents::default();
-        let t0 = std::time::Instant::now();
-        assert!(!recent.repeat(1, t0));
-        assert!(recent.repeat(1, t0 + Duration::from_secs(1)));
-        assert!(!recent.repeat(2, t0 + Duration::from_secs(2)));
-        assert!(
-            !recent.repeat(1, t0 + REPEAT_WINDOW + Duration::from_secs(1)),
-            "after the window it is news again"
-        );
-        assert!(recent.seen.len() <= 2);
     }
 }
 
