@@ -9,8 +9,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 
 use super::apply::AppliedCache;
+use super::gate::Gate;
 use super::grants::{self, GrantCache};
-use super::watches::Gate;
 use crate::crd::{ConsentGrant, Tenant};
 
 /// The caches every reconcile shares.

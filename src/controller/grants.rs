@@ -3,7 +3,7 @@
 //!
 //! Both controllers read a tenant's grants (the Tenant for its consent lines and to wake due
 //! re-checks, the consent reconcile for the siblings that share a check), and the consent
-//! reconcile runs per tenant (see [`consent`](super::consent)), so grants are looked up by
+//! reconcile runs per tenant (see the `consent` module), so grants are looked up by
 //! namespace; a `Store` has no index, so the names per namespace are kept beside it. The
 //! grants themselves are the store's, as the watch delivered them (slimmed, see
 //! [`slim`](super::slim)).
@@ -90,7 +90,7 @@ pub struct GrantCache {
     writer: Arc<Mutex<Writer<ConsentGrant>>>,
     index: Arc<RwLock<Index>>,
     /// Open once the first list has completed (see [`Gate`](super::Gate)).
-    ready: super::Gate,
+    ready: super::gate::Gate,
 }
 
 impl Default for GrantCache {

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod caches;
 pub mod consent;
 pub mod events;
+pub mod gate;
 pub mod grants;
 pub mod service;
 pub mod tenant;
@@ -22,7 +23,8 @@ pub mod watches;
 
 pub use caches::{Caches, ResolvedTenantIds};
 pub use events::Events;
-pub use watches::{slim, slim_grant, Gate, LastSeen, Wakes};
+pub use gate::Gate;
+pub use watches::{slim, slim_grant, LastSeen, Wakes};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

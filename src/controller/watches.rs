@@ -14,6 +14,7 @@ use kube::{Resource, ResourceExt};
 
 use super::caches::{Caches, ResolvedTenantIds};
 use super::consent;
+use super::gate::Gate;
 use super::grants::{self, GrantCache};
 use crate::crd::{ConsentGrant, Tenant};
 
@@ -137,50 +138,11 @@ pub fn start(client: &kube::Client) -> Watches {
     }
 }
 
-/// A flag that opens once, when a cache's first list has completed, and that any number of
-/// tasks can wait for.
-///
-/// kube-runtime's `Store::wait_until_ready` wakes only the last of several tasks waiting at
-/// once (its readiness is a oneshot channel, which keeps one waker): reconciles, which wait
-/// by the dozen, would never wake. The gate is opened where a watch stream passes its first
-/// `InitDone`, after the store took it.
-#[derive(Clone)]
-pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
-
-impl Default for Gate {
-    fn default() -> Self {
-        Self(Arc::new(tokio::sync::watch::channel(false).0))
-    }
-}
-
-impl Gate {
-    pub fn open(&self) {
-        self.0.send_replace(true);
-    }
-
-    pub fn is_open(&self) -> bool {
-        *self.0.borrow()
-    }
-
-    /// Returns once the gate is open; at once after that.
-    pub async fn wait(&self) {
-        let mut open = self.0.subscribe();
-        let _ = open.wait_for(|o| *o).await;
-    }
-
-    /// Opens the gate when `event` ends a list.
-    pub fn open_on<K, E>(&self, event: &Result<watcher::Event<K>, E>) {
-        if matches!(event, Ok(watcher::Event::InitDone)) {
-            self.open();
-        }
-    }
-}
-
 /// Requests to reconcile Tenants, by name, that a controller takes through
 /// [`Controller::reconcile_on`]: a name already waiting is not queued again.
 ///
-/// A burst of grant events (4.5 per tenant) can find a controller with every reconcile slot
-/// busy, when kube-runtime does not read its triggers; a plain unbounded channel would then
+/// A burst of grant events (four or five per tenant) can find a controller with every
+/// reconcile slot busy, when kube-runtime does not read its triggers; a plain unbounded channel would then
 /// hold one request per event. Here at most one request per Tenant waits.
 #[derive(Clone)]
 pub struct Wakes {
@@ -250,10 +212,9 @@ impl LastSeen {
 /// annotation, a full copy of the object).
 ///
 /// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
-/// byte here is paid once per object: a label map alone takes a 0.5 KiB tree node plus its
-/// strings, for each of the five or six objects a tenant has. The reconcilers find a
-/// tenant's grants through [`GrantCache`] (by namespace) and a grant's Tenant through `spec.tenantRef`,
-/// never through labels.
+/// byte here is paid once per object. The reconcilers find a tenant's grants through
+/// [`GrantCache`] (by namespace) and a grant's Tenant through `spec.tenantRef`, never through
+/// labels.
 pub fn slim<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;
@@ -270,7 +231,7 @@ pub fn slim<K: Resource>(obj: &mut K) {
 /// controller finds a grant's Tenant by `spec.tenantRef`), `spec.displayName` (shown to the
 /// customer by Entra, never read here) and `resourceVersion` (grant writes are server-side
 /// applies, which need none; kube-runtime copies it into every reference to the grant it
-/// queues). About 0.3 KiB per grant.
+/// queues).
 pub fn slim_grant(grant: &mut ConsentGrant) {
     slim(grant);
     grant.metadata.owner_references = None;

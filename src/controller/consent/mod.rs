@@ -245,7 +245,7 @@ pub fn tenant_facts(tenant: &Tenant) -> u64 {
 }
 
 /// Whether the grant's next check is woken by its Tenant's reconcile (see
-/// [`crate::controller::tenant::wake_due_grants`]) instead of a timer of the grant's own: a
+/// the Tenant controller's `wake_due_grants`) instead of a timer of the grant's own: a
 /// granted consent is only re-checked every few hours to notice a revocation, and the Tenant
 /// comes back every few minutes anyway.
 ///
