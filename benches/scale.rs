@@ -55,6 +55,7 @@ enum Phase {
     Ready,
     Steady,
     Baseline,
+    Restart,
     All,
 }
 
@@ -98,8 +99,9 @@ fn parse_args() -> Args {
                     "ready" => Phase::Ready,
                     "steady" => Phase::Steady,
                     "baseline" => Phase::Baseline,
+                    "restart" => Phase::Restart,
                     "all" => Phase::All,
-                    other => panic!("--phase ready|steady|baseline|all, not {other}"),
+                    other => panic!("--phase ready|steady|baseline|restart|all, not {other}"),
                 }
             }
             // `cargo bench` passes `--bench` to harness-less benches.
@@ -409,6 +411,21 @@ impl Operator {
     /// libraries') mapped in. It depends on the build (LTO, features), not on the tenants.
     fn rss_file_mib(&self) -> f64 {
         status_field(self.pid, "RssFile:").unwrap_or(0) as f64 / 1024.0
+    }
+
+    /// Reconciles `controller` has run (its `recording_operator_reconciles_total`).
+    async fn reconciles(&self, controller: &str) -> f64 {
+        let prefix = format!("recording_operator_reconciles_total{{controller=\"{controller}\"}} ");
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// SIGKILL, as a crash or an evicted pod: no graceful shutdown.
+    async fn kill(mut self) {
+        let _ = self.child.kill().await;
     }
 
     async fn stop(mut self) {
@@ -1132,6 +1149,129 @@ async fn phase_ready(args: &Args) -> Table {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Phase 3: restarts
+// ---------------------------------------------------------------------------------------------
+
+/// Every Tenant's and ConsentGrant's resourceVersion, by namespace/name.
+async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
+    let key = |ns: Option<String>, name: String, v: Option<String>| {
+        (
+            format!("{}/{name}", ns.unwrap_or_default()),
+            v.unwrap_or_default(),
+        )
+    };
+    let mut all: BTreeMap<String, String> = Api::<Tenant>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("tenants listed")
+        .items
+        .into_iter()
+        .map(|t| key(None, t.name_any(), t.resource_version()))
+        .collect();
+    all.extend(
+        Api::<ConsentGrant>::all(client.clone())
+            .list(&Default::default())
+            .await
+            .expect("grants listed")
+            .items
+            .into_iter()
+            .map(|g| key(g.namespace(), g.name_any(), g.resource_version())),
+    );
+    all
+}
+
+/// All N tenants Ready, then the operator is killed (SIGKILL) and started again, three times:
+/// what each restart writes (API requests other than get, list and watch; Tenants and grants
+/// whose resourceVersion moved) and the Events it publishes. Nothing the operator reads
+/// changed, so every figure should be 0.
+async fn phase_restart(args: &Args) -> Table {
+    let n = args.tenants;
+    let mut table = Table::default();
+    table.row("tenants (every other Pro, all granted)", n.to_string());
+    let world = World::start(PollingConfig::default(), 3599).await;
+    world.add_customers(n, |_| Granted::All);
+    let mut operator = Operator::start(&world, "restart", args.operator_concurrency).await;
+    let waiting = {
+        let client = world.client.clone();
+        tokio::spawn(async move { wait_tenants(&client, n, is_ready).await })
+    };
+    apply_tenants(&world.client, n, args.concurrency).await;
+    waiting.await.expect("watch");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let events_api: Api<k8s_openapi::api::events::v1::Event> = Api::all(world.client.clone());
+    for restart in 1..=3 {
+        let before = versions(&world.client).await;
+        let events_before = events_api
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .len();
+        let counts_before = world.kube.request_counts();
+        operator.kill().await;
+        let started = Instant::now();
+        operator = Operator::start(&world, "restart", args.operator_concurrency).await;
+        let synced = started.elapsed();
+        // Every Tenant reconciled once by both controllers, then time for what follows.
+        for _ in 0..1200 {
+            if operator.reconciles("tenant").await >= n as f64
+                && operator.reconciles("consentgrant").await >= n as f64
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let reconciled = started.elapsed();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after = versions(&world.client).await;
+        let moved = before.iter().filter(|(k, v)| after.get(*k) != Some(*v));
+        let (tenants, grants) = moved.fold((0, 0), |(t, g), (k, _)| {
+            if k.starts_with('/') {
+                (t + 1, g)
+            } else {
+                (t, g + 1)
+            }
+        });
+        let writes: KubeCounts = diff_counts(&world.kube.request_counts(), &counts_before)
+            .into_iter()
+            .filter(|((verb, _), _)| !matches!(verb.as_str(), "get" | "list" | "watch"))
+            .collect();
+        let events = events_api
+            .list(&Default::default())
+            .await
+            .expect("events")
+            .items
+            .len()
+            - events_before;
+        let writes_text = if writes.is_empty() {
+            "0".to_string()
+        } else {
+            by_verb(&writes)
+                .into_iter()
+                .map(|(verb, (count, resources))| {
+                    format!("{verb} {count} ({})", resources.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        table.row(
+            format!("restart {restart}: ready (caches synced) / every Tenant reconciled"),
+            format!("{synced:.2?} / {reconciled:.2?}"),
+        );
+        table.row(
+            format!("restart {restart}: Tenants / ConsentGrants written again"),
+            format!("{tenants} / {grants}"),
+        );
+        table.row(format!("restart {restart}: API writes"), writes_text);
+        table.row(format!("restart {restart}: Events"), events.to_string());
+    }
+    operator.stop().await;
+    world.m365.clone().shutdown().await;
+    world.kube.clone().shutdown().await;
+    table
+}
+
+// ---------------------------------------------------------------------------------------------
 // Phase 2: steady state over a simulated day, and pending tenants
 // ---------------------------------------------------------------------------------------------
 
@@ -1368,6 +1508,11 @@ fn main() {
             phase_baseline(&args)
                 .await
                 .print("baseline: the simulator alone");
+        }
+        if matches!(args.phase, Phase::Restart | Phase::All) {
+            phase_restart(&args)
+                .await
+                .print("restarts: what a killed and restarted operator writes again");
         }
         if matches!(args.phase, Phase::Steady | Phase::All) {
             phase_steady(&args)

@@ -8,8 +8,60 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
+// Condition types, every controller's in one place (as Flux keeps them in
+// `condition_types.go`).
+
 /// The aggregate condition.
 pub const READY: &str = "Ready";
+/// Present only when true: the spec must change before anything can progress.
+pub const STALLED: &str = "Stalled";
+/// Tenant: every mandatory consent is granted.
+pub const CONSENTS_GRANTED: &str = "ConsentsGranted";
+/// Tenant: every storage location is usable.
+pub const STORAGE_READY: &str = "StorageReady";
+/// ConsentGrant: the consent is granted.
+pub const GRANTED: &str = "Granted";
+/// RecordingService: the known app registration's credentials are accepted by Entra.
+pub const AUTHENTICATED: &str = "Authenticated";
+/// RecordingService: the app registration's soonest client secret is not about to expire.
+pub const SECRET_EXPIRY: &str = "SecretExpiry";
+/// RecordingService: every bot Deployment has all its replicas available.
+pub const BOTS_READY: &str = "BotsReady";
+
+/// Condition reasons (and the reasons of the Events about the same transitions) used in more
+/// than one place.
+pub mod reason {
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NOT_CHECKED: &str = "NotChecked";
+    pub const NOT_IMPLEMENTED: &str = "NotImplemented";
+    pub const TENANT_NOT_FOUND: &str = "TenantNotFound";
+    pub const TENANT_NOT_READY: &str = "TenantNotReady";
+    pub const TENANT_ID_UNAVAILABLE: &str = "TenantIdUnavailable";
+    /// ConsentsGranted and Ready while the grants' first checks are still running.
+    pub const CHECKING_CONSENTS: &str = "CheckingConsents";
+    pub const CONSENTS_MISSING: &str = "ConsentsMissing";
+    pub const CONSENT_REVOKED: &str = "ConsentRevoked";
+    pub const CONSENT_PARTIAL: &str = "ConsentPartial";
+    pub const CONSENT_PENDING: &str = "ConsentPending";
+    pub const CONSENT_GRANTED: &str = "ConsentGranted";
+    pub const CONSENT_CHECK_FAILED: &str = "ConsentCheckFailed";
+    pub const STORAGE_NOT_READY: &str = "StorageNotReady";
+    /// None of the Tenant's `spec.adminUpns` exists in the customer's directory.
+    pub const NO_ADMINISTRATOR: &str = "NoAdministrator";
+    pub const CLEANUP_FAILED: &str = "CleanupFailed";
+    pub const BOTS_NOT_READY: &str = "BotsNotReady";
+    pub const NOT_PROVISIONED: &str = "NotProvisioned";
+    pub const AUTHENTICATION_PENDING: &str = "AuthenticationPending";
+    pub const INVALID_CLIENT_SECRET: &str = "InvalidClientSecret";
+    pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+    pub const APP_NOT_FOUND: &str = "AppNotFound";
+    pub const CHECK_FAILED: &str = "CheckFailed";
+    pub const TOKEN_REJECTED: &str = "TokenRejected";
+    pub const CLIENT_SECRET_VALID: &str = "ClientSecretValid";
+    pub const CLIENT_SECRET_EXPIRING: &str = "ClientSecretExpiring";
+    pub const CLIENT_SECRET_EXPIRED: &str = "ClientSecretExpired";
+    pub const EXPIRY_UNKNOWN: &str = "ExpiryUnknown";
+}
 
 /// A condition's three-valued status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -100,9 +100,9 @@ const MALLOC_ARENAS: i32 = 2;
 /// Caps glibc's allocator at [`MALLOC_ARENAS`] arenas, before any thread starts.
 ///
 /// glibc gives threads up to eight arenas per core, and each keeps the memory freed into it
-/// for reuse by that arena only. The operator's live heap is small (28 MiB at 1,000 tenants)
-/// but passes through several runtime threads: at 1,000 tenants the default arenas held the
-/// process at 71–72 MiB RSS, two arenas at 60–65 MiB, with no measurable cost in time.
+/// for reuse by that arena only; the operator's heap passes through several runtime threads.
+/// Two arenas keep the resident set lower at no measurable cost in time (figures in
+/// BENCHMARKS.md).
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

@@ -12,22 +12,24 @@
 //! changed.
 
 pub mod apply;
-pub mod cached_tenant;
-pub mod compact;
+pub mod caches;
 pub mod consent;
+pub mod events;
+pub mod gate;
 pub mod grants;
-pub mod packing;
 pub mod service;
 pub mod tenant;
+pub mod watches;
+
+pub use caches::{Caches, ResolvedTenantIds};
+pub use events::Events;
+pub use gate::Gate;
+pub use watches::{slim, slim_grant, LastSeen, Wakes};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event as KubeEvent;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use rand::RngExt;
@@ -41,6 +43,10 @@ pub enum Error {
     Graph(#[from] crate::graph::GraphError),
     #[error("{0}")]
     Config(String),
+    /// Microsoft Graph answered, but not what its contract promises (a check without the
+    /// result asked for).
+    #[error("unexpected answer from Microsoft Graph: {0}")]
+    UnexpectedGraphAnswer(String),
 }
 
 impl Error {
@@ -50,6 +56,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Graph(_) => "graph",
             Error::Config(_) => "config",
+            Error::UnexpectedGraphAnswer(_) => "graph",
         }
     }
 }
@@ -68,11 +75,28 @@ pub fn owned_labels(tenant: &str) -> std::collections::BTreeMap<String, String> 
     .collect()
 }
 
+/// What a [`Backoff`] counts the failures of, for one object: its reconcile as a whole, or
+/// one step that fails and is retried on a schedule of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Retried {
+    Reconcile,
+    /// A Tenant's Entra tenant id (OpenID discovery of its domain).
+    TenantId,
+    /// A Tenant's storage locations.
+    Storage,
+    /// A deleted Tenant's storage cleanup.
+    Cleanup,
+    /// The consent reconcile of a Tenant's grants.
+    Consents,
+    /// A RecordingService's app registration check.
+    Auth,
+}
+
 /// Per-object retry state: exponential backoff with jitter for failing reconciles, reset on
 /// the first success, so one bad object never slows down the others.
 #[derive(Default)]
 pub struct Backoff {
-    failures: Mutex<HashMap<String, u32>>,
+    failures: Mutex<HashMap<(String, Retried), u32>>,
 }
 
 impl Backoff {
@@ -80,10 +104,10 @@ impl Backoff {
     const MAX: Duration = Duration::from_secs(300);
 
     /// Records a failure and returns how long to wait before the next attempt.
-    pub fn failed(&self, key: &str) -> Duration {
+    pub fn failed(&self, key: &str, what: Retried) -> Duration {
         let attempt = {
             let mut failures = self.failures.lock().expect("backoff lock");
-            let n = failures.entry(key.to_string()).or_insert(0);
+            let n = failures.entry((key.to_string(), what)).or_insert(0);
             *n = n.saturating_add(1);
             *n
         };
@@ -92,8 +116,11 @@ impl Backoff {
     }
 
     /// Forgets the failures of an object after a successful reconcile.
-    pub fn succeeded(&self, key: &str) {
-        self.failures.lock().expect("backoff lock").remove(key);
+    pub fn succeeded(&self, key: &str, what: Retried) {
+        self.failures
+            .lock()
+            .expect("backoff lock")
+            .remove(&(key.to_string(), what));
     }
 }
 
@@ -116,163 +143,19 @@ pub fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     ObjectRef::from_obj(obj).to_string()
 }
 
-/// Publishes Kubernetes Events (`events.k8s.io/v1`) for one controller, one per transition
-/// (callers decide when a transition happened). Event failures are logged, never fail a
-/// reconcile.
-///
-/// Each Event is created as is. kube's `Recorder` would also remember every Event it sent for
-/// six minutes (to count repeats into a series) and sweep that memory on every publish — with
-/// thousands of tenants onboarding that memory dominated the operator's footprint and the
-/// sweep its CPU, while transitions never repeat within minutes anyway.
-#[derive(Clone)]
-pub struct Events {
-    client: kube::Client,
-    controller: String,
-    instance: String,
-    recent: Arc<Mutex<RecentEvents>>,
-}
-
-/// The same Event about the same object again within this window is a repeat, not a new
-/// transition: a reconcile that read its object from the cache just before its own status
-/// write arrived computes the same transition once more.
-const REPEAT_WINDOW: Duration = Duration::from_secs(60);
-
-/// Fingerprints of the Events published within [`REPEAT_WINDOW`], oldest first; small, since
-/// entries leave as soon as they are older than the window.
-#[derive(Default)]
-struct RecentEvents {
-    seen: HashMap<u64, std::time::Instant>,
-    order: std::collections::VecDeque<(std::time::Instant, u64)>,
-}
-
-impl RecentEvents {
-    /// Whether `fingerprint` was published within the window; records it when not.
-    fn repeat(&mut self, fingerprint: u64, now: std::time::Instant) -> bool {
-        while let Some(&(at, old)) = self.order.front() {
-            if now.duration_since(at) < REPEAT_WINDOW {
-                break;
-            }
-            self.order.pop_front();
-            if self.seen.get(&old) == Some(&at) {
-                self.seen.remove(&old);
-            }
-        }
-        if self.seen.contains_key(&fingerprint) {
-            return true;
-        }
-        self.seen.insert(fingerprint, now);
-        self.order.push_back((now, fingerprint));
-        false
-    }
-}
-
-impl Events {
-    pub fn new(client: kube::Client, controller: &str) -> Self {
-        Self {
-            client,
-            controller: controller.to_string(),
-            instance: std::env::var("POD_NAME").unwrap_or_else(|_| controller.to_string()),
-            recent: Default::default(),
-        }
-    }
-
-    pub async fn publish<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) {
-        let fingerprint = crate::hash64(&(
-            obj.meta().uid.as_deref(),
-            obj.meta().namespace.as_deref(),
-            obj.meta().name.as_deref(),
-            warning,
-            reason,
-            &note,
-        ));
-        let now = std::time::Instant::now();
-        if self
-            .recent
-            .lock()
-            .expect("recent events lock")
-            .repeat(fingerprint, now)
-        {
-            tracing::debug!(object = %obj.name_any(), reason, "same event within a minute; not repeated");
-            return;
-        }
-        let event = self.event(obj.object_ref(&()), warning, reason, action, note);
-        let namespace = event.metadata.namespace.as_deref().unwrap_or("default");
-        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(object = %obj.name_any(), reason, error = %e, "could not publish event");
-        }
-    }
-
-    /// The Event about `regarding`, named after it and the current time.
-    fn event(
-        &self,
-        regarding: ObjectReference,
-        warning: bool,
-        reason: &str,
-        action: &str,
-        note: String,
-    ) -> KubeEvent {
-        let now = k8s_openapi::jiff::Timestamp::now();
-        KubeEvent {
-            metadata: ObjectMeta {
-                namespace: regarding.namespace.clone(),
-                name: Some(format!(
-                    "{}.{:x}",
-                    regarding.name.as_deref().unwrap_or(&self.controller),
-                    now.as_nanosecond()
-                )),
-                ..Default::default()
-            },
-            action: Some(action.to_string()),
-            reason: Some(reason.to_string()),
-            note: Some(truncate_note(note)),
-            type_: Some(if warning { "Warning" } else { "Normal" }.to_string()),
-            event_time: Some(MicroTime(now)),
-            regarding: Some(regarding),
-            reporting_controller: Some(self.controller.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Default::default()
-        }
-    }
-}
-
-/// Event notes are limited to 1 kB by the API server.
-fn truncate_note(mut note: String) -> String {
-    if note.len() > 1000 {
-        let mut end = 997;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push_str("...");
-    }
-    note
-}
-
 // ---------------------------------------------------------------------------------------------
 // Shared context and the controllers' run loop
 // ---------------------------------------------------------------------------------------------
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{Future, FutureExt, StreamExt, TryStreamExt};
-use kube::api::Api;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{controller, watcher, Controller, WatchStreamExt};
+use futures::{Future, StreamExt};
+use kube::runtime::{controller, Controller};
 
 use crate::config::OperatorConfig;
 use crate::crd::{ConsentGrant, Tenant};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
-use cached_tenant::CachedTenant;
-use grants::GrantCache;
 
 /// What every reconcile shares.
 pub struct Context {
@@ -281,18 +164,8 @@ pub struct Context {
     pub checker: ConsentChecker,
     pub metrics: Metrics,
     pub events: Events,
-    /// Every Tenant, as last seen ([`CachedTenant`]: read one back with
-    /// [`Context::tenant`]).
-    pub tenants: Store<CachedTenant>,
-    /// Every ConsentGrant, as last seen, by namespace.
-    pub grants: GrantCache,
-    /// Tenant ids resolved and not yet seen in a Tenant's status.
-    pub resolved_tenant_ids: ResolvedTenantIds,
-    /// What decides a Tenant's status write, from the status last seen (the cached Tenants
-    /// keep only part of it).
-    pub tenant_digests: DerivedByName<tenant::StatusDigest>,
-    pub applied: apply::AppliedCache,
     pub backoff: Backoff,
+    pub caches: Caches,
     /// The tenants' storage, when the configuration has a `storage` section.
     pub storage: Option<crate::storage::tenant::TenantStorage>,
     /// Asks the consent reconcile of a Tenant's grants to run now (a Tenant waking its
@@ -317,9 +190,14 @@ pub struct Parts {
 }
 
 impl Context {
+    /// See [`Caches::synced`].
+    pub async fn caches_synced(&self) {
+        self.caches.synced().await;
+    }
+
     /// The Tenant named `name`, as last seen.
     pub fn tenant(&self, name: &str) -> Option<Arc<Tenant>> {
-        self.tenants.get(&ObjectRef::new(name))?.tenant()
+        self.caches.tenant(name)
     }
 
     /// Has the consent reconcile of `tenant`'s grants run soon.
@@ -330,264 +208,13 @@ impl Context {
     /// The ConsentGrants in `namespace` that belong to the Tenant named `tenant`, as last
     /// seen.
     pub fn grants_of(&self, namespace: &str, tenant: &str) -> Vec<Arc<ConsentGrant>> {
-        grants::naming(tenant, &self.grants_in(namespace))
+        self.caches.grants_of(namespace, tenant)
     }
 
     /// The ConsentGrants in `namespace`, as last seen.
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
-        self.grants
-            .in_namespace(namespace)
-            .into_iter()
-            .map(|grant| self.unpacked(grant))
-            .collect()
+        self.caches.grants_in(namespace)
     }
-
-    /// A cached ConsentGrant as the API server sent it (the cache keeps it
-    /// [packed](packing)).
-    pub fn unpacked(&self, grant: Arc<ConsentGrant>) -> Arc<ConsentGrant> {
-        packing::unpack(
-            grant,
-            packing::Sources {
-                url_of: &|tenant, app, state| self.checker.consent_url(tenant, app, state),
-                consents: &self.config.consents,
-            },
-        )
-    }
-}
-
-/// Requests to reconcile Tenants, by name, that a controller takes through
-/// [`Controller::reconcile_on`]: a name already waiting is not queued again.
-///
-/// A burst of grant events (4.5 per tenant) can find a controller with every reconcile slot
-/// busy, when kube-runtime does not read its triggers; a plain unbounded channel would then
-/// hold one request per event. Here at most one request per Tenant waits.
-#[derive(Clone)]
-pub struct Wakes {
-    waiting: Arc<Mutex<std::collections::HashSet<String>>>,
-    sender: futures::channel::mpsc::UnboundedSender<String>,
-}
-
-impl Wakes {
-    /// The sending side, and the stream of requests for the controller.
-    pub fn new() -> (
-        Self,
-        impl futures::Stream<Item = ObjectRef<CachedTenant>> + Send + 'static,
-    ) {
-        let (sender, receiver) = futures::channel::mpsc::unbounded::<String>();
-        let waiting: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
-        let taken = waiting.clone();
-        let requests = receiver.map(move |name| {
-            taken.lock().expect("wakes lock").remove(&name);
-            ObjectRef::new(&name)
-        });
-        (Self { waiting, sender }, requests)
-    }
-
-    /// Asks for a reconcile of the Tenant `name`, unless one is already waiting.
-    pub fn wake(&self, name: &str) {
-        let mut waiting = self.waiting.lock().expect("wakes lock");
-        if !waiting.contains(name) {
-            // Fails only when the controllers are shutting down.
-            if self.sender.unbounded_send(name.to_string()).is_ok() {
-                waiting.insert(name.to_string());
-            }
-        }
-    }
-}
-
-/// State kept from a watch stream: events update `current`; the objects of a (re)list go
-/// into a fresh state that replaces `current` once the list is complete (until then the old
-/// view stands, and objects deleted meanwhile leave nothing behind).
-#[derive(Default)]
-struct Followed<S> {
-    current: S,
-    relisting: Option<S>,
-}
-
-impl<S: Default> Followed<S> {
-    /// Follows one watch event: `apply` adds or updates an object in a state, `delete`
-    /// removes it.
-    fn follow<K>(
-        &mut self,
-        event: &watcher::Event<K>,
-        apply: impl Fn(&mut S, &K),
-        delete: impl Fn(&mut S, &K),
-    ) {
-        match event {
-            watcher::Event::Apply(obj) => apply(&mut self.current, obj),
-            watcher::Event::Delete(obj) => delete(&mut self.current, obj),
-            watcher::Event::Init => self.relisting = Some(S::default()),
-            watcher::Event::InitApply(obj) => {
-                apply(self.relisting.get_or_insert_with(S::default), obj)
-            }
-            watcher::Event::InitDone => {
-                if let Some(listed) = self.relisting.take() {
-                    self.current = listed;
-                }
-            }
-        }
-    }
-}
-
-/// The last value seen per object name, to pass on only the changes of one aspect of an
-/// object (see [`consent::tenant_facts`]). Keys and values are 64-bit hashes: 16 bytes an
-/// object.
-#[derive(Clone, Default)]
-pub struct LastSeen {
-    inner: Arc<Mutex<HashMap<u64, u64>>>,
-}
-
-impl LastSeen {
-    /// Records `value` for `name`; true when it differs from the last one (or is the first).
-    pub fn changed(&self, name: &str, value: u64) -> bool {
-        let mut seen = self.inner.lock().expect("last seen lock");
-        seen.insert(name_key(name), value) != Some(value)
-    }
-
-    /// Forgets `name`, so its next value counts as a change.
-    pub fn forget(&self, name: &str) {
-        self.inner
-            .lock()
-            .expect("last seen lock")
-            .remove(&name_key(name));
-    }
-}
-
-/// Entra tenant ids the Tenant controller resolved (OpenID discovery of `spec.domain`) whose
-/// Tenant's status does not show them yet, by Tenant uid.
-///
-/// A new Tenant's ConsentGrants are created before its first status write lands in the
-/// cache; a grant reconciled in between would otherwise report "waiting for the tenant id"
-/// (a status write, and later a ConsentGranted Event that is no news) and try again five
-/// seconds later. An entry lives only until the Tenant's status carries the id.
-#[derive(Clone, Default)]
-pub struct ResolvedTenantIds {
-    ids: Arc<Mutex<HashMap<String, String>>>,
-}
-
-impl ResolvedTenantIds {
-    fn uid(tenant: &Tenant) -> Option<&str> {
-        tenant.meta().uid.as_deref()
-    }
-
-    /// The id resolved for this Tenant (the same object: same uid), if any.
-    pub fn get(&self, tenant: &Tenant) -> Option<String> {
-        let uid = Self::uid(tenant)?;
-        self.ids
-            .lock()
-            .expect("resolved ids lock")
-            .get(uid)
-            .cloned()
-    }
-
-    pub fn remember(&self, tenant: &Tenant, id: &str) {
-        if let Some(uid) = Self::uid(tenant) {
-            self.ids
-                .lock()
-                .expect("resolved ids lock")
-                .insert(uid.to_string(), id.to_string());
-        }
-    }
-
-    /// Forgets the Tenant's entry (its status carries the id, or it is being deleted or
-    /// gone).
-    pub fn forget(&self, tenant: &Tenant) {
-        if let Some(uid) = Self::uid(tenant) {
-            self.ids.lock().expect("resolved ids lock").remove(uid);
-        }
-    }
-}
-
-/// Values derived from each object a watch delivers, by object name, kept next to a cache
-/// whose objects are slimmed: what the reconcilers need of the parts the cache drops (see
-/// [`tenant::StatusDigest`]). Keys are 64-bit hashes of the names, so an entry is a few dozen
-/// bytes.
-pub struct DerivedByName<V> {
-    inner: Arc<Mutex<Followed<HashMap<u64, V>>>>,
-}
-
-impl<V> Clone for DerivedByName<V> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<V> Default for DerivedByName<V> {
-    fn default() -> Self {
-        Self {
-            inner: Arc::new(Mutex::new(Followed {
-                current: HashMap::new(),
-                relisting: None,
-            })),
-        }
-    }
-}
-
-fn name_key(name: &str) -> u64 {
-    crate::hash64(name)
-}
-
-impl<V: Copy> DerivedByName<V> {
-    /// The value derived from the object named `name` as last delivered.
-    pub fn get(&self, name: &str) -> Option<V> {
-        let state = self.inner.lock().expect("derived values lock");
-        state.current.get(&name_key(name)).copied()
-    }
-
-    /// Follows one watch event; `derive` gives an object's value (`None`: nothing to keep).
-    pub fn apply<K: Resource>(&self, event: &watcher::Event<K>, derive: impl Fn(&K) -> Option<V>) {
-        let key = |obj: &K| name_key(obj.meta().name.as_deref().unwrap_or_default());
-        self.inner.lock().expect("derived values lock").follow(
-            event,
-            |values, obj| match derive(obj) {
-                Some(v) => {
-                    values.insert(key(obj), v);
-                }
-                None => {
-                    values.remove(&key(obj));
-                }
-            },
-            |values, obj| {
-                values.remove(&key(obj));
-            },
-        );
-    }
-}
-
-/// Drops what no reconcile reads from a cached Tenant or ConsentGrant: `managedFields` (often
-/// larger than the object itself), the labels, and every annotation but
-/// [`RECHECK_ANNOTATION`](crate::crd::RECHECK_ANNOTATION) (among them the client-side apply
-/// annotation, a full copy of the object).
-///
-/// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
-/// byte here is paid once per object: a label map alone takes a 0.5 KiB tree node plus its
-/// strings, for each of the five or six objects a tenant has. The reconcilers find a
-/// tenant's grants through [`GrantCache`] (by namespace) and a grant's Tenant through `spec.tenantRef`,
-/// never through labels.
-pub fn slim<K: Resource>(obj: &mut K) {
-    let meta = obj.meta_mut();
-    meta.managed_fields = None;
-    meta.labels = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|key, _| key == crate::crd::RECHECK_ANNOTATION);
-        if annotations.is_empty() {
-            meta.annotations = None;
-        }
-    }
-}
-
-/// [`slim`], and what a cached ConsentGrant needs least: its `ownerReferences` (the Tenant
-/// controller finds a grant's Tenant by `spec.tenantRef`), `spec.displayName` (shown to the
-/// customer by Entra, never read here) and `resourceVersion` (grant writes are server-side
-/// applies, which need none; kube-runtime copies it into every reference to the grant it
-/// queues). About 0.3 KiB per grant.
-pub fn slim_grant(grant: &mut ConsentGrant) {
-    slim(grant);
-    grant.metadata.owner_references = None;
-    grant.metadata.resource_version = None;
-    grant.spec.display_name = None;
 }
 
 /// Settings of the controllers' run loop.
@@ -625,95 +252,19 @@ pub async fn run(
         links,
     } = parts;
     // One watch per kind, shared by every controller that needs it.
-    let (tenants, tenant_writer) = reflector::store_shared::<CachedTenant>(1024);
-    let tenant_for_tenants = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_for_consents = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_for_services = tenant_writer.subscribe().expect("shared store subscribes");
-    let tenant_digests = DerivedByName::<tenant::StatusDigest>::default();
-    let resolved_tenant_ids = ResolvedTenantIds::default();
-    let tenant_facts = LastSeen::default();
-    let grants = GrantCache::default();
-    // Grants no Tenant's consent reconcile covers, as the watches find them.
-    let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
-    let tenant_watch = watcher(
-        Api::<Tenant>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .map({
-        let digests = tenant_digests.clone();
-        let resolved = resolved_tenant_ids.clone();
-        let facts = tenant_facts.clone();
-        let (grants, found_strays) = (grants.clone(), found_strays.clone());
-        move |event| {
-            if let Ok(watcher::Event::Delete(gone)) = &event {
-                resolved.forget(gone);
-                facts.forget(&gone.name_any());
-                // Its grants are strays until garbage collection takes them.
-                let name = gone.name_any();
-                for g in grants::naming(&name, &grants.in_namespace(&gone.namespace_name())) {
-                    let _ = found_strays.unbounded_send(grants::Touched::of(&g));
-                }
-            }
-            if let Ok(event) = &event {
-                digests.apply(event, |t: &Tenant| {
-                    t.status.as_ref().map(tenant::StatusDigest::of)
-                });
-            }
-            event
-        }
-    })
-    .modify(tenant::slim_tenant)
-    .map_ok(cached_tenant::event_of)
-    .reflect_shared(tenant_writer)
-    .for_each(|_| std::future::ready(()));
-
-    // Grant events wake the grant's Tenant in both controllers: the Tenant controller for its
-    // consent lines, the consent controller for the grants themselves.
-    let (wake_tenants, tenant_wake_ups) = Wakes::new();
-    let (wake_consents, consent_wake_ups) = Wakes::new();
-    let grant_watch = watcher(
-        Api::<ConsentGrant>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify({
-        let checker = checker.clone();
-        let config = config.clone();
-        move |grant| {
-            slim_grant(grant);
-            packing::pack(
-                grant,
-                packing::Sources {
-                    url_of: &|tenant, app, state| checker.consent_url(tenant, app, state),
-                    consents: &config.consents,
-                },
-            );
-        }
-    })
-    .for_each({
-        let (grants, tenants) = (grants.clone(), tenants.clone());
-        let wake_consents = wake_consents.clone();
-        move |event| {
-            let Ok(event) = event else {
-                // The watcher backs off and retries; the cache keeps its last view.
-                return std::future::ready(());
-            };
-            let tenants_ready = tenants.wait_until_ready().now_or_never().is_some();
-            for touched in grants.apply(event) {
-                wake_tenants.wake(&touched.tenant);
-                wake_consents.wake(&touched.tenant);
-                // Before the Tenants are listed, the stray reconcile looks at every grant
-                // once they are.
-                if tenants_ready && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
-                {
-                    let _ = found_strays.unbounded_send(touched);
-                }
-            }
-            std::future::ready(())
-        }
-    });
-
+    let watches::Watches {
+        caches,
+        tenants_for_tenants,
+        tenants_for_consents,
+        tenants_for_services,
+        tenant_wake_ups,
+        consent_wake_ups,
+        wake_consents,
+        strays,
+        tenant_facts,
+        running: watches,
+    } = watches::start(&client);
+    let tenants = caches.tenants.clone();
     let notifier = match crate::notify::Notifier::from_config(
         &config,
         Arc::new(crate::config::Secrets::with_kube(client.clone())),
@@ -734,11 +285,7 @@ pub async fn run(
         config,
         checker,
         metrics,
-        tenants: tenants.clone(),
-        grants: grants.clone(),
-        tenant_digests,
-        resolved_tenant_ids: resolved_tenant_ids.clone(),
-        applied: Default::default(),
+        caches,
         backoff: Default::default(),
         storage,
         links,
@@ -749,7 +296,7 @@ pub async fn run(
         .debounce(options.debounce);
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
-    let tenant_controller = Controller::for_shared_stream(tenant_for_tenants, tenants.clone())
+    let tenant_controller = Controller::for_shared_stream(tenants_for_tenants, tenants.clone())
         .reconcile_on(tenant_wake_ups)
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())
@@ -758,16 +305,18 @@ pub async fn run(
 
     let service_controller = service::controller(
         ctx.clone(),
-        tenant_for_services,
+        tenants_for_services,
         controller_config.clone(),
         shutdown.clone(),
     );
 
     // The consent controller runs per Tenant (see `consent::reconcile`). A Tenant's own
     // change wakes it only when it changes what the grants read of it.
-    let consent_triggers = tenant_for_consents.filter({
+    let consent_triggers = tenants_for_consents.filter({
         let facts = tenant_facts.clone();
-        move |t: &Arc<CachedTenant>| std::future::ready(facts.changed(&t.name_any(), t.facts()))
+        move |t: &Arc<Tenant>| {
+            std::future::ready(facts.changed(&t.name_any(), consent::tenant_facts(t)))
+        }
     });
     let consent_controller = Controller::for_shared_stream(consent_triggers, tenants.clone())
         .reconcile_on(consent_wake_ups)
@@ -778,10 +327,9 @@ pub async fn run(
     let strays = consent::reconcile_strays(ctx.clone(), strays);
 
     let readiness = {
-        let (tenants, grants, ready) = (tenants.clone(), grants.clone(), ready.clone());
+        let (ctx, ready) = (ctx.clone(), ready.clone());
         async move {
-            let _ = tenants.wait_until_ready().await;
-            let _ = grants.wait_until_ready().await;
+            ctx.caches_synced().await;
             ready.store(true, Ordering::SeqCst);
             tracing::info!("caches synced; controllers running");
         }
@@ -791,8 +339,7 @@ pub async fn run(
 
     tokio::select! {
         _ = async { futures::join!(tenant_controller, consent_controller, service_controller, readiness) } => {}
-        _ = tenant_watch => {}
-        _ = grant_watch => {}
+        _ = watches => {}
         _ = gauges => {}
         _ = strays => {}
         _ = retention => {}
@@ -805,11 +352,11 @@ async fn retention_sweeps(ctx: &Arc<Context>) {
     let Some(storage) = ctx.storage.clone() else {
         return std::future::pending().await;
     };
-    let tenants = ctx.tenants.clone();
+    let tenants = ctx.caches.tenants.clone();
     crate::retention::sweeper::Sweeper {
         client: ctx.client.clone(),
         storage,
-        tenants: Arc::new(move || tenants.state().iter().filter_map(|t| t.tenant()).collect()),
+        tenants: Arc::new(move || tenants.state()),
         events: Arc::new(ctx.events.clone()),
         metrics: ctx.metrics.clone(),
     }
@@ -827,12 +374,13 @@ impl crate::retention::sweeper::Announce for Events {
 
 /// Keeps the "tenants by health" and "consents by state" gauges current.
 async fn gauge_loop(ctx: Arc<Context>) {
+    ctx.caches_synced().await;
     loop {
         let mut by_health = std::collections::BTreeMap::new();
         let mut live = std::collections::HashSet::new();
-        for t in ctx.tenants.state() {
+        for t in ctx.caches.tenants.state() {
             live.insert(t.name_any());
-            let health = match t.health() {
+            let health = match t.status.as_ref().and_then(|s| s.health) {
                 Some(crate::crd::Health::Ok) => "OK",
                 Some(crate::crd::Health::Warning) => "Warning",
                 None => "Unknown",
@@ -840,11 +388,11 @@ async fn gauge_loop(ctx: Arc<Context>) {
             *by_health.entry(health.to_string()).or_insert(0i64) += 1;
         }
         let mut by_state = std::collections::BTreeMap::new();
-        for (state, n) in ctx.grants.count_by_state() {
+        for (state, n) in ctx.caches.grants.count_by_state() {
             let state = state.map(|s| s.as_str()).unwrap_or("Unknown");
             *by_state.entry(state.to_string()).or_insert(0i64) += n as i64;
         }
-        let figures = consent_figures(&ctx.grants, &ctx.config);
+        let figures = consent_figures(&ctx.caches.grants, &ctx.config);
         ctx.metrics.set_tenants_by_health(&by_health);
         ctx.metrics.set_consents_by_state(&by_state);
         ctx.metrics.retain_tenants(&live);
@@ -855,7 +403,10 @@ async fn gauge_loop(ctx: Arc<Context>) {
 
 /// Tenants waiting per consent and the revoked grants, from the grants' names and states:
 /// a Tenant's grant of consent `key` is `consent_grant_name(key)` in the Tenant's namespace.
-fn consent_figures(grants: &GrantCache, config: &OperatorConfig) -> crate::metrics::ConsentFigures {
+fn consent_figures(
+    grants: &grants::GrantCache,
+    config: &OperatorConfig,
+) -> crate::metrics::ConsentFigures {
     let keys: HashMap<String, &str> = config
         .consents
         .keys()
@@ -868,25 +419,6 @@ fn consent_figures(grants: &GrantCache, config: &OperatorConfig) -> crate::metri
         }
     });
     figures
-}
-
-#[cfg(test)]
-mod event_tests {
-    use super::*;
-
-    #[test]
-    fn an_event_repeated_within_the_window_is_dropped_and_allowed_after() {
-        let mut recent = RecentEvents::default();
-        let t0 = std::time::Instant::now();
-        assert!(!recent.repeat(1, t0));
-        assert!(recent.repeat(1, t0 + Duration::from_secs(1)));
-        assert!(!recent.repeat(2, t0 + Duration::from_secs(2)));
-        assert!(
-            !recent.repeat(1, t0 + REPEAT_WINDOW + Duration::from_secs(1)),
-            "after the window it is news again"
-        );
-        assert!(recent.seen.len() <= 2);
-    }
 }
 
 #[cfg(test)]
@@ -909,7 +441,7 @@ mod tests {
         wakes.wake("fabrikam");
         wakes.wake("contoso");
         wakes.wake("fabrikam");
-        let next = |r: Option<ObjectRef<CachedTenant>>| r.map(|r| r.name);
+        let next = |r: Option<ObjectRef<Tenant>>| r.map(|r| r.name);
         assert_eq!(next(requests.next().await).as_deref(), Some("fabrikam"));
         assert_eq!(next(requests.next().await).as_deref(), Some("contoso"));
         // Taken by the controller: a new request is queued again.
@@ -952,36 +484,6 @@ mod tests {
             seen.changed("contoso", 2),
             "forgotten: a first sighting again"
         );
-    }
-
-    #[test]
-    fn derived_values_follow_applies_deletes_and_relists() {
-        let derived = DerivedByName::<usize>::default();
-        let len = |g: &ConsentGrant| Some(g.spec.consent.len());
-        derived.apply(&watcher::Event::Apply(grant("tenant-a", "login")), len);
-        derived.apply(&watcher::Event::Apply(grant("tenant-a", "directory")), len);
-        assert_eq!(derived.get("login"), Some(5));
-        assert_eq!(derived.get("directory"), Some(9));
-        derived.apply(&watcher::Event::Delete(grant("tenant-a", "login")), len);
-        assert_eq!(derived.get("login"), None);
-        // An object that derives nothing leaves no value behind.
-        derived.apply(
-            &watcher::Event::Apply(grant("tenant-a", "directory")),
-            |_| None,
-        );
-        assert_eq!(derived.get("directory"), None);
-
-        // A relist replaces everything once complete; until then the old view stands.
-        derived.apply(&watcher::Event::Apply(grant("tenant-a", "login")), len);
-        derived.apply(&watcher::Event::<ConsentGrant>::Init, len);
-        derived.apply(
-            &watcher::Event::InitApply(grant("tenant-c", "recording")),
-            len,
-        );
-        assert_eq!(derived.get("login"), Some(5));
-        derived.apply(&watcher::Event::<ConsentGrant>::InitDone, len);
-        assert_eq!(derived.get("login"), None);
-        assert_eq!(derived.get("recording"), Some(9));
     }
 
     #[test]

@@ -588,6 +588,16 @@ impl Tenant {
     pub fn namespace_name(&self) -> String {
         tenant_namespace(&kube::ResourceExt::name_any(self))
     }
+
+    /// The customer's Entra tenant id: from the spec (lowercased), else as the Tenant
+    /// controller resolved it and wrote it in status.
+    pub fn entra_tenant_id(&self) -> Option<String> {
+        self.spec
+            .tenant_id
+            .as_ref()
+            .map(|id| id.to_ascii_lowercase())
+            .or_else(|| self.status.as_ref().and_then(|s| s.tenant_id.clone()))
+    }
 }
 
 /// Name of the namespace the operator creates for the Tenant named `tenant`.

@@ -40,10 +40,11 @@ use secrecy::ExposeSecret;
 use super::retention::{self, SweepFailure, SweepOutcome, SweepPlan};
 use super::{
     container_name, redact_url, redact_urls_in, AccountConfig, ByosCredential, ByosLocation,
-    DeleteOutcome, EnsureStorage, StorageBackend, StorageConfig, StorageError,
-    StorageLocationStatus, StorageRole, MANAGER,
+    DeleteOutcome, EnsureStorage, LocationReport, StorageBackend, StorageConfig, StorageError,
+    StorageRole,
 };
 use crate::config::SecretSource;
+use crate::crd::FIELD_MANAGER;
 
 const META_TENANT: &str = "tenant";
 const META_ROLE: &str = "role";
@@ -324,7 +325,7 @@ impl StorageBackend for AzureBlobBackend {
         ))
     }
 
-    async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
+    async fn ensure(&self, request: &EnsureStorage) -> Result<LocationReport, StorageError> {
         let name = container_name(&request.tenant, request.role);
         let (client, endpoint, expiry) = self.container(&request.location, &name).await?;
         let now = OffsetDateTime::now_utc();
@@ -332,7 +333,7 @@ impl StorageBackend for AzureBlobBackend {
             .ensure_container(request, &client, &endpoint)
             .await
             .map_err(|e| explain_expiry(e, expiry, now))?;
-        Ok(StorageLocationStatus {
+        Ok(LocationReport {
             location: request.location.clone(),
             role: request.role.into(),
             name: None,
@@ -346,7 +347,7 @@ impl StorageBackend for AzureBlobBackend {
         &self,
         byos: &ByosLocation,
         credential: &ByosCredential,
-    ) -> Result<StorageLocationStatus, StorageError> {
+    ) -> Result<LocationReport, StorageError> {
         ByosProbe {
             sdk: self.sdk.clone(),
         }
@@ -441,7 +442,7 @@ impl ByosProbe {
         &self,
         byos: &ByosLocation,
         credential: &ByosCredential,
-    ) -> Result<StorageLocationStatus, StorageError> {
+    ) -> Result<LocationReport, StorageError> {
         let (client, endpoint, expiry) = self.container(credential)?;
         let now = OffsetDateTime::now_utc();
         let options = BlobContainerClientListBlobsOptions {
@@ -458,7 +459,7 @@ impl ByosProbe {
             Err(timeout) => Err(timeout),
         };
         Ok(match finding {
-            Ok(()) => StorageLocationStatus {
+            Ok(()) => LocationReport {
                 location: byos.region_or_name().to_string(),
                 role: StorageRole::Byos,
                 name: Some(byos.name.clone()),
@@ -470,7 +471,7 @@ impl ByosProbe {
                     now,
                 ),
             },
-            Err(e) => StorageLocationStatus::failed(
+            Err(e) => LocationReport::failed(
                 byos.region_or_name(),
                 StorageRole::Byos,
                 Some(&byos.name),
@@ -517,7 +518,7 @@ fn desired_metadata(request: &EnsureStorage) -> HashMap<String, String> {
         (META_ROLE.to_string(), request.role.as_str().to_string()),
         (META_LICENSE.to_string(), request.license.clone()),
         (META_RETENTION.to_string(), retention),
-        (META_MANAGED_BY.to_string(), MANAGER.to_string()),
+        (META_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
     ]);
     if let Some(uid) = &request.tenant_uid {
         metadata.insert(META_TENANT_UID.to_string(), uid.clone());
@@ -541,7 +542,7 @@ enum Ownership {
 /// Whose the container stamped `metadata` is. A stamp without a uid (from before uids were
 /// stamped) counts as this tenant's, and gets the uid at the next ensure.
 fn ownership(metadata: &HashMap<String, String>, request: &EnsureStorage) -> Ownership {
-    if metadata.get(META_MANAGED_BY).map(String::as_str) != Some(MANAGER) {
+    if metadata.get(META_MANAGED_BY).map(String::as_str) != Some(FIELD_MANAGER) {
         return Ownership::Unmanaged;
     }
     match metadata.get(META_TENANT) {

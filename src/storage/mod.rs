@@ -4,7 +4,7 @@
 //! provisions (the default location, and for Pro a copy in the Azure paired region), to *check*
 //! bring-your-own-storage (BYOS) locations without touching them, and, when a Tenant with
 //! `deletionPolicy: Delete` goes, to *delete* what the operator created. Every answer is a
-//! [`StorageLocationStatus`], the line that goes into `Tenant.status.storage[]`.
+//! [`LocationReport`], the line that goes into `Tenant.status.storage[]`.
 //!
 //! Two backends, chosen by [`StorageConfig::backend`]:
 //! - [`azure::AzureBlobBackend`]: a blob container per tenant and location in the storage
@@ -34,10 +34,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::{SecretRef, SecretSource};
-
-/// Field manager and `app.kubernetes.io/managed-by` value of everything the operator creates;
-/// also written into the metadata of the containers it creates.
-pub const MANAGER: &str = "recording-operator";
 
 // ---------------------------------------------------------------------------------------------
 // The contract
@@ -142,10 +138,11 @@ impl std::fmt::Debug for ByosCredential {
     }
 }
 
-/// One line of `Tenant.status.storage[]`.
+/// What ensuring or checking one storage location found; it becomes one line of
+/// `Tenant.status.storage[]` ([`crate::crd::tenant::StorageLocationStatus`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StorageLocationStatus {
+pub struct LocationReport {
     /// Azure region (for a BYOS location without a region: its name).
     pub location: String,
     pub role: StorageRole,
@@ -159,7 +156,7 @@ pub struct StorageLocationStatus {
     pub message: String,
 }
 
-impl StorageLocationStatus {
+impl LocationReport {
     /// The line for a location whose ensure or check failed with `error`.
     pub fn failed(
         location: &str,
@@ -215,7 +212,7 @@ impl std::fmt::Display for DeleteOutcome {
 #[async_trait]
 pub trait StorageBackend: Send + Sync {
     /// Makes sure the location exists, and says where it is.
-    async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError>;
+    async fn ensure(&self, request: &EnsureStorage) -> Result<LocationReport, StorageError>;
 
     /// Checks that a customer's own location is reachable with the customer's credential; never
     /// writes. Findings (reachable, bad credential, missing container, unreachable host) are a
@@ -224,7 +221,7 @@ pub trait StorageBackend: Send + Sync {
         &self,
         byos: &ByosLocation,
         credential: &ByosCredential,
-    ) -> Result<StorageLocationStatus, StorageError>;
+    ) -> Result<LocationReport, StorageError>;
 
     /// Deletes what the operator created for this request, and nothing else.
     async fn delete(&self, request: &EnsureStorage) -> Result<DeleteOutcome, StorageError>;
@@ -562,10 +559,7 @@ pub fn is_valid_container_name(name: &str) -> bool {
         && !name.contains("--")
 }
 
-/// The namespace the Tenant controller creates for a tenant.
-pub fn tenant_namespace(tenant: &str) -> String {
-    format!("tenant-{tenant}")
-}
+pub use crate::crd::tenant::tenant_namespace;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -980,7 +974,7 @@ mod tests {
 
     #[test]
     fn status_lines_serialize_in_camel_case() {
-        let line = StorageLocationStatus {
+        let line = LocationReport {
             location: "westeurope".into(),
             role: StorageRole::Byos,
             name: Some("archive".into()),

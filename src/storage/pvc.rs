@@ -31,9 +31,10 @@ use kube::Api;
 
 use super::azure::ByosProbe;
 use super::{
-    tenant_namespace, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, ManagedRole,
-    PvcConfig, StorageBackend, StorageConfig, StorageError, StorageLocationStatus, MANAGER,
+    tenant_namespace, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, LocationReport,
+    ManagedRole, PvcConfig, StorageBackend, StorageConfig, StorageError,
 };
+use crate::crd::FIELD_MANAGER;
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_TENANT: &str = "recording.m365.io/tenant";
@@ -76,7 +77,7 @@ pub fn desired_claim(request: &EnsureStorage, config: &PvcConfig) -> PersistentV
             name: Some(claim_name(request.role)),
             namespace: Some(tenant_namespace(&request.tenant)),
             labels: Some(BTreeMap::from([
-                (LABEL_MANAGED_BY.to_string(), MANAGER.to_string()),
+                (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
                 (LABEL_TENANT.to_string(), request.tenant.clone()),
                 (LABEL_ROLE.to_string(), request.role.as_str().to_string()),
             ])),
@@ -211,7 +212,7 @@ impl StorageBackend for PvcBackend {
         ))
     }
 
-    async fn ensure(&self, request: &EnsureStorage) -> Result<StorageLocationStatus, StorageError> {
+    async fn ensure(&self, request: &EnsureStorage) -> Result<LocationReport, StorageError> {
         let namespace = tenant_namespace(&request.tenant);
         let name = claim_name(request.role);
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &namespace);
@@ -229,7 +230,7 @@ impl StorageBackend for PvcBackend {
         let applied = api
             .patch(
                 &name,
-                &PatchParams::apply(MANAGER).force(),
+                &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&claim),
             )
             .await
@@ -244,7 +245,7 @@ impl StorageBackend for PvcBackend {
         if let Some(kept) = kept {
             message = format!("{message}; {kept}");
         }
-        Ok(StorageLocationStatus {
+        Ok(LocationReport {
             location: request.location.clone(),
             role: request.role.into(),
             name: None,
@@ -258,7 +259,7 @@ impl StorageBackend for PvcBackend {
         &self,
         byos: &ByosLocation,
         credential: &ByosCredential,
-    ) -> Result<StorageLocationStatus, StorageError> {
+    ) -> Result<LocationReport, StorageError> {
         self.byos.check(byos, credential).await
     }
 
@@ -275,7 +276,7 @@ impl StorageBackend for PvcBackend {
             return Ok(DeleteOutcome::AlreadyGone);
         };
         let labels = found.metadata.labels.unwrap_or_default();
-        let ours = labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(MANAGER)
+        let ours = labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(FIELD_MANAGER)
             && labels.get(LABEL_TENANT) == Some(&request.tenant);
         if !ours {
             return Ok(DeleteOutcome::Kept {

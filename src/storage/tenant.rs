@@ -16,8 +16,8 @@ use kube::ResourceExt;
 
 use super::retention::{RetentionConfig, SweepFailure, SweepOutcome, SweepPlan, SweepTally};
 use super::{
-    plan_storage, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, StorageBackend,
-    StorageConfig, StorageError, StorageLocationStatus, StorageRole,
+    plan_storage, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, LocationReport,
+    StorageBackend, StorageConfig, StorageError, StorageRole,
 };
 use crate::config::{SecretRef, SecretSource};
 use crate::crd::tenant::{self as crd, DeletionPolicy, Tenant};
@@ -92,12 +92,12 @@ impl TenantStorage {
     /// Ensures the operator's locations and checks the customer's, all at once; one status
     /// line per location, default first, then paired, then BYOS in spec order.
     pub async fn reconcile(&self, tenant: &Tenant) -> Vec<crd::StorageLocationStatus> {
-        let mut lines: Vec<StorageLocationStatus> = Vec::new();
+        let mut lines: Vec<LocationReport> = Vec::new();
         let requests = match operator_locations(tenant, &self.region_pairs) {
             Ok(requests) => requests,
             Err((requests, error)) => {
                 // Pro in a region without a pair: the paired line says so, the rest goes on.
-                lines.push(StorageLocationStatus::failed(
+                lines.push(LocationReport::failed(
                     &tenant.spec.storage.location,
                     StorageRole::Paired,
                     None,
@@ -109,7 +109,7 @@ impl TenantStorage {
         };
         let ensured = join_all(requests.iter().map(|request| async move {
             self.backend.ensure(request).await.unwrap_or_else(|error| {
-                StorageLocationStatus::failed(
+                LocationReport::failed(
                     &request.location,
                     request.role.into(),
                     None,
@@ -127,7 +127,7 @@ impl TenantStorage {
                         Err(error) => Err(error),
                     };
                     checked.unwrap_or_else(|error| {
-                        StorageLocationStatus::failed(
+                        LocationReport::failed(
                             byos.region_or_name(),
                             StorageRole::Byos,
                             Some(&byos.name),
@@ -138,7 +138,7 @@ impl TenantStorage {
                 }),
         );
         let (ensured, checked) = futures::join!(ensured, checked);
-        let mut all: Vec<StorageLocationStatus> = ensured;
+        let mut all: Vec<LocationReport> = ensured;
         all.append(&mut lines);
         all.extend(checked);
         all.into_iter().map(status_line).collect()
@@ -262,7 +262,7 @@ pub fn byos_locations(tenant: &Tenant, operator_namespace: &str) -> Vec<ByosLoca
 }
 
 /// A storage line in the shape of `Tenant.status.storage[]`.
-pub fn status_line(line: StorageLocationStatus) -> crd::StorageLocationStatus {
+pub fn status_line(line: LocationReport) -> crd::StorageLocationStatus {
     let role = match line.role {
         StorageRole::Default => "default",
         StorageRole::Paired => "paired",
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn status_lines_leave_out_empty_fields() {
-        let line = status_line(StorageLocationStatus {
+        let line = status_line(LocationReport {
             location: "westeurope".into(),
             role: StorageRole::Paired,
             name: None,

@@ -1,0 +1,496 @@
+//! The RecordingService controller: from a recording service of a tenant to its recording
+//! bots, and the service's status.
+//!
+//! One reconcile: validate the spec (the CRD's own rules, the Tenant exists, the service
+//! lives in that tenant's namespace, its name fits the bot objects' names) → compute the
+//! desired objects from the service, the Tenant and the configuration (ServiceAccount,
+//! ConfigMap with the bot configuration, Service, NetworkPolicy, Deployment `<name>-hue`,
+//! for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all bot pods) → server-side
+//! apply them and delete owned bots no longer desired (Pro → Essentials) → when the service
+//! brings its own app registration, check its credentials with a client-credentials token and
+//! read its client secrets' expiry through Graph (daily, and whenever the Secret changes) →
+//! compute the status from the Deployments' status → write it only when it changed, with an
+//! Event per condition transition.
+//!
+//! Conditions: `Authenticated` (only with `spec.appRegistration`), `SecretExpiry` (only once
+//! authenticated: `True` while the soonest client secret is 30 days or more from expiry,
+//! `False` with reason `ClientSecretExpiring` below), `BotsReady`, `Ready` (the tenant is
+//! Ready, the bots are available, and the app registration authenticates when used), and
+//! `Stalled` while the spec is invalid.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{Future, Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
+    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
+    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPort,
+    NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Action};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, Controller, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::apply::{apply, apply_in, forget, owner_reference};
+use super::{owned_labels, Context, Error, Result, Retried};
+use crate::conditions::{self, reason, Desired, Status, READY};
+use crate::config::{OperatorConfig, SecretRef};
+use crate::crd::service::{AppRegistration, BotStatus};
+use crate::crd::validation::{validate_recording_service, Violation, Violations};
+use crate::crd::{License, RecordingService, RecordingServiceStatus, Tenant, FIELD_MANAGER};
+use crate::graph::application::{password_credentials, soonest_future_expiry};
+use crate::graph::client::GraphClient;
+use crate::graph::GraphError;
+
+pub use crate::conditions::{AUTHENTICATED, BOTS_READY, SECRET_EXPIRY, STALLED};
+
+/// `app.kubernetes.io/name` of everything a recording service owns.
+pub const BOT_APP_NAME: &str = "recording-bot";
+/// The bot image when the spec names none.
+pub const DEFAULT_BOT_IMAGE: &str = "ghcr.io/recording-platform/recording-bot:1.0.0";
+/// Key of the client secret inside the referenced Secret when the spec names none.
+pub const DEFAULT_CLIENT_SECRET_KEY: &str = "clientSecret";
+/// The bot's call-signalling (HTTPS notification) port.
+pub const SIGNALING_PORT: i32 = 9441;
+/// The bot's application-hosted media port.
+pub const MEDIA_PORT: i32 = 8445;
+/// A client secret expiring within this many days is a warning.
+pub const SECRET_WARNING_DAYS: i64 = 30;
+/// File name of the bot configuration inside the ConfigMap and the bot's file system.
+pub const BOT_CONFIG_FILE: &str = "bot-config.json";
+/// Pod template annotation carrying a hash of the bot configuration, so a changed
+/// configuration rolls the bots.
+pub const CONFIG_HASH_ANNOTATION: &str = "recording.m365.io/config-hash";
+
+/// Where the bot configuration is mounted.
+const CONFIG_DIR: &str = "/etc/recording-bot";
+/// Where a bot finds its recordings' claim, with the PVC storage backend.
+pub const RECORDINGS_DIR: &str = "/var/lib/recording-bot/recordings";
+/// The non-root user the bots run as.
+const BOT_UID: i64 = 10001;
+/// How often a service is looked at again even when nothing changed.
+const RESYNC: Duration = Duration::from_secs(600);
+/// How often a working app registration is checked again (client secret expiry counts days).
+const AUTH_RECHECK: Duration = Duration::from_secs(24 * 3600);
+/// How soon an expiry that could not be read for a passing reason is read again.
+const EXPIRY_RETRY: Duration = Duration::from_secs(300);
+
+mod auth;
+mod bot_config;
+mod desired;
+mod status;
+
+pub use auth::*;
+pub use bot_config::*;
+pub use desired::*;
+pub use status::*;
+
+// ---------------------------------------------------------------------------------------------
+// The async shell
+// ---------------------------------------------------------------------------------------------
+
+/// What the service controller keeps beside the shared [`Context`].
+pub struct ServiceContext {
+    pub shared: Arc<Context>,
+    /// The operator's bot Deployments, as last seen.
+    pub deployments: Store<Deployment>,
+    /// Every Secret's metadata (never its data: a metadata-only watch), as last seen.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Every RecordingService, as last seen.
+    pub services: Store<RecordingService>,
+    /// Open once the Deployment and Secret stores have their first list (the services'
+    /// store is ready before any reconcile runs: kube-runtime holds them until then).
+    deployments_synced: super::Gate,
+    secrets_synced: super::Gate,
+    graph: GraphClient,
+    /// The last app registration check per service (by object key).
+    checks: Mutex<HashMap<String, AuthMemo>>,
+    /// Checks that could not get an answer, per service: not tried again before `retry_at`.
+    failing: Mutex<HashMap<String, FailedCheck>>,
+}
+
+impl ServiceContext {
+    /// Returns once every cache a RecordingService reconcile reads has its first list: the
+    /// shared ones, the bot Deployments and the Secrets (a Secret not seen yet would change the
+    /// bots' configuration hash and roll them). See [`Context::caches_synced`].
+    pub async fn caches_synced(&self) {
+        self.shared.caches_synced().await;
+        self.deployments_synced.wait().await;
+        self.secrets_synced.wait().await;
+    }
+}
+
+/// Builds the RecordingService controller; the returned future runs it until `shutdown`.
+/// `tenants` is a subscription to the shared Tenant watch.
+pub fn controller(
+    ctx: Arc<Context>,
+    tenants: impl Stream<Item = Arc<Tenant>> + Send + 'static,
+    config: controller::Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> + Send {
+    let client = ctx.client.clone();
+
+    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let bot_selector = format!(
+        "app.kubernetes.io/name={BOT_APP_NAME},app.kubernetes.io/managed-by=recording-operator"
+    );
+    let deployments_synced = super::Gate::default();
+    let deployment_events = reflector::reflector(
+        deployment_writer,
+        watcher(
+            Api::<Deployment>::all(client.clone()),
+            watcher::Config::default().labels(&bot_selector),
+        ),
+    )
+    .default_backoff()
+    .inspect({
+        let synced = deployments_synced.clone();
+        move |event| synced.open_on(event)
+    })
+    .touched_objects();
+
+    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let secrets_synced = super::Gate::default();
+    let secret_events = reflector::reflector(
+        secret_writer,
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .inspect({
+        let synced = secrets_synced.clone();
+        move |event| synced.open_on(event)
+    })
+    .touched_objects();
+
+    let graph_endpoint = ctx
+        .config
+        .cloud
+        .graph_endpoint()
+        .expect("the Graph endpoint was validated when the consent checker was built");
+    let graph = GraphClient::new(
+        crate::graph::http_client(ctx.config.polling.request_timeout),
+        &graph_endpoint,
+        ctx.checker.counters(),
+    );
+
+    let controller = Controller::new(
+        Api::<RecordingService>::all(client),
+        watcher::Config::default().any_semantic(),
+    );
+    let services = controller.store();
+    let services_of_tenant = {
+        let services = services.clone();
+        move |tenant: Arc<Tenant>| {
+            let name = tenant.name_any();
+            services
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.tenant_ref == name)
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let services_of_secret = {
+        let services = services.clone();
+        move |secret: PartialObjectMeta<Secret>| {
+            let (namespace, name) = (secret.namespace(), secret.name_any());
+            services
+                .state()
+                .into_iter()
+                .filter(|s| {
+                    s.namespace() == namespace
+                        && s.spec
+                            .app_registration
+                            .as_ref()
+                            .is_some_and(|r| r.client_secret_ref.name == name)
+                })
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let sctx = Arc::new(ServiceContext {
+        shared: ctx,
+        deployments,
+        secrets,
+        services,
+        deployments_synced,
+        secrets_synced,
+        graph,
+        checks: Mutex::new(HashMap::new()),
+        failing: Mutex::new(HashMap::new()),
+    });
+    controller
+        .owns_stream(deployment_events)
+        .watches_shared_stream(tenants, services_of_tenant)
+        .watches_stream(secret_events, services_of_secret)
+        .with_config(config)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, sctx)
+        .for_each(|_| std::future::ready(()))
+}
+
+/// Reconciles one RecordingService.
+pub async fn reconcile(
+    service: Arc<RecordingService>,
+    sctx: Arc<ServiceContext>,
+) -> Result<Action> {
+    sctx.caches_synced().await;
+    let timer = sctx.shared.metrics.reconcile_started("recordingservice");
+    let result = reconcile_inner(service, &sctx).await;
+    if let Err(e) = &result {
+        timer.error(e.metric_label());
+    }
+    result
+}
+
+async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) -> Result<Action> {
+    let ctx = sctx.shared.as_ref();
+    let key = super::object_key(service.as_ref());
+    if service.meta().deletion_timestamp.is_some() {
+        // Owned objects go with the service through garbage collection.
+        sctx.checks.lock().expect("auth checks lock").remove(&key);
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+
+    // 1. The spec and the tenant.
+    let tenant = ctx.tenant(&service.spec.tenant_ref);
+    let tenant_id = tenant.as_deref().and_then(Tenant::entra_tenant_id);
+    let blocker = match (validate(&service, tenant.as_deref()), &tenant_id) {
+        (Err(v), _) => Some(Blocker::InvalidSpec(v)),
+        (Ok(()), None) => Some(Blocker::TenantIdUnknown(format!(
+            "waiting for Tenant {:?} to learn its Entra tenant id",
+            service.spec.tenant_ref
+        ))),
+        (Ok(()), Some(_)) => None,
+    };
+
+    // 2. The bots, only for a valid service of a tenant with a known tenant id.
+    let mut bots = Vec::new();
+    if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
+        let secret_version = service
+            .spec
+            .app_registration
+            .as_ref()
+            .and_then(|r| client_secret_version(&service, r, sctx));
+        let children = desired_objects(
+            &service,
+            tenant,
+            tenant_id,
+            secret_version.as_deref(),
+            &ctx.config,
+        );
+        provision(&service, &children, sctx).await?;
+        bots = observe_bots(&children.deployments, |name| {
+            sctx.deployments
+                .get(&ObjectRef::new(name).within(&service.namespace().unwrap_or_default()))
+        });
+    }
+
+    // 3. The known app registration.
+    let mut next_check = None;
+    let auth = match (&service.spec.app_registration, &blocker) {
+        (None, _) => AuthState::NotUsed,
+        (Some(_), Some(Blocker::InvalidSpec(_))) => {
+            AuthState::NotChecked("the credentials are checked once the spec is valid".into())
+        }
+        (Some(registration), _) => {
+            let (state, wait) = authenticate(&service, registration, sctx).await;
+            next_check = Some(wait);
+            state
+        }
+    };
+
+    sctx.shared
+        .metrics
+        .client_secret(&service, secret_expiry(&service, &auth));
+
+    // 4. Status.
+    let observed = Observed {
+        service: &service,
+        tenant: tenant.as_deref(),
+        blocker: blocker.clone(),
+        bots,
+        auth,
+        now,
+    };
+    let status = compute_status(&observed);
+    write_status(&service, status, ctx).await?;
+
+    ctx.backoff.succeeded(&key, Retried::Reconcile);
+    Ok(match blocker {
+        // The Tenant and Secret watches bring the service back when something changes.
+        Some(Blocker::InvalidSpec(_)) => Action::await_change(),
+        _ => {
+            let resync = super::jittered(RESYNC, 0.1);
+            Action::requeue(next_check.map_or(resync, |n| n.min(resync)))
+        }
+    })
+}
+
+/// Applies the service's objects and deletes the bots it no longer needs (Pro → Essentials
+/// removes the paired bot).
+async fn provision(
+    service: &RecordingService,
+    children: &Children,
+    sctx: &ServiceContext,
+) -> Result<()> {
+    let ctx = sctx.shared.as_ref();
+    let client = ctx.client.clone();
+    let ns = service.namespace().unwrap_or_default();
+    apply_in(&client, &children.service_account, &ctx.caches.applied).await?;
+    apply_in(&client, &children.config_map, &ctx.caches.applied).await?;
+    apply_in(&client, &children.service, &ctx.caches.applied).await?;
+    apply_in(&client, &children.network_policy, &ctx.caches.applied).await?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for deployment in &children.deployments {
+        // Deleted behind the operator's back (or going): apply it again now, not when the
+        // remembered apply expires.
+        let present = sctx
+            .deployments
+            .get(&ObjectRef::new(&deployment.name_any()).within(&ns))
+            .is_some_and(|d| d.metadata.deletion_timestamp.is_none());
+        if !present {
+            forget(&ctx.caches.applied, deployment);
+        }
+        apply(&deployments, deployment, &ctx.caches.applied).await?;
+    }
+    let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    for budget in &children.disruption_budgets {
+        if apply(&budgets, budget, &ctx.caches.applied).await? {
+            // Earlier versions kept a budget per bot; the paired bot's would now cover its
+            // pods a second time and block their eviction. Looked for whenever the budget is
+            // applied (once per service and process, and after changes).
+            delete_if_present(&budgets, &BotRole::Paired.object_name(&service.name_any())).await?;
+        }
+    }
+
+    let wanted: BTreeSet<String> = children.deployments.iter().map(|d| d.name_any()).collect();
+    let uid = service.uid();
+    let stale = sctx.deployments.state().into_iter().filter(|d| {
+        d.namespace().as_deref() == Some(ns.as_str())
+            && d.metadata.deletion_timestamp.is_none()
+            && !wanted.contains(&d.name_any())
+            && d.owner_references()
+                .iter()
+                .any(|r| Some(&r.uid) == uid.as_ref())
+    });
+    for deployment in stale {
+        let name = deployment.name_any();
+        // The budget first: should the Deployment's deletion fail, the next pass finds it again.
+        delete_if_present(&budgets, &name).await?;
+        forget(
+            &ctx.caches.applied,
+            &PodDisruptionBudget {
+                metadata: ObjectMeta {
+                    name: Some(name.clone()),
+                    namespace: Some(ns.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        );
+        let deleted = delete_if_present(&deployments, &name).await?;
+        forget(&ctx.caches.applied, deployment.as_ref());
+        if !deleted {
+            // Already gone: the cache had not seen it yet, and the Event was published then.
+            continue;
+        }
+        ctx.events
+            .publish(
+                service,
+                false,
+                "BotRemoved",
+                "Reconcile",
+                format!("bot {name} is no longer needed by the tenant's license"),
+            )
+            .await;
+    }
+    Ok(())
+}
+
+/// Deletes an object; `false` when it was already gone.
+async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the status when it changed, with an Event per condition transition.
+async fn write_status(
+    service: &RecordingService,
+    status: RecordingServiceStatus,
+    ctx: &Context,
+) -> Result<()> {
+    let old = service.status.as_ref();
+    if !status_changed(old, &status) {
+        return Ok(());
+    }
+    let api: Api<RecordingService> =
+        Api::namespaced(ctx.client.clone(), &service.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "recording.m365.io/v1alpha1",
+        "kind": "RecordingService",
+        "status": status,
+    });
+    api.patch_status(
+        &service.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    for (warning, reason, note) in transition_events(old, &status) {
+        ctx.events
+            .publish(service, warning, &reason, "Reconcile", note)
+            .await;
+    }
+    Ok(())
+}
+
+/// What to do after a failed reconcile: retry with per-service exponential backoff.
+pub fn error_policy(
+    service: Arc<RecordingService>,
+    error: &Error,
+    sctx: Arc<ServiceContext>,
+) -> Action {
+    let delay = sctx
+        .shared
+        .backoff
+        .failed(&super::object_key(service.as_ref()), Retried::Reconcile);
+    tracing::warn!(service = %service.name_any(), namespace = ?service.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! The service's status and spec checks: pure functions of what was observed.
+
+use super::*;
+
+// ---------------------------------------------------------------------------------------------
+// Validation: the CRD's rules plus what only the reconciler can see
+// ---------------------------------------------------------------------------------------------
+
+/// The CRD's rules (its name among them: `<name>-hue-paired` must be a DNS label), plus: the
+/// Tenant exists and the service lives in the tenant's namespace.
+pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(), Violations> {
+    let mut violations = validate_recording_service(service, None)
+        .err()
+        .map(|v| v.0)
+        .unwrap_or_default();
+    match tenant {
+        None => violations.push(Violation {
+            field: "spec.tenantRef".into(),
+            message: format!("Tenant {:?} does not exist", service.spec.tenant_ref),
+        }),
+        Some(t) => {
+            let expected = t.namespace_name();
+            if service.namespace().as_deref() != Some(expected.as_str()) {
+                violations.push(Violation {
+                    field: "metadata.namespace".into(),
+                    message: format!(
+                        "a RecordingService of Tenant {:?} must live in that tenant's namespace {expected:?}",
+                        service.spec.tenant_ref
+                    ),
+                });
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Violations(violations))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service's status: a pure function of what was observed
+// ---------------------------------------------------------------------------------------------
+
+/// Why a reconcile did not provision.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Blocker {
+    /// The spec breaks a rule; nothing is provisioned until it is fixed.
+    InvalidSpec(Violations),
+    /// The Tenant does not know its Entra tenant id yet.
+    TenantIdUnknown(String),
+}
+
+/// Everything the status is computed from.
+pub struct Observed<'a> {
+    pub service: &'a RecordingService,
+    pub tenant: Option<&'a Tenant>,
+    pub blocker: Option<Blocker>,
+    /// Available/desired replicas per desired bot Deployment (empty when blocked).
+    pub bots: Vec<BotStatus>,
+    pub auth: AuthState,
+    pub now: Timestamp,
+}
+
+/// Computes the service's status.
+pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
+    let service = o.service;
+    let generation = service.meta().generation;
+    let previous = service.status.clone().unwrap_or_default();
+    let mut conditions: Vec<Desired> = Vec::new();
+    let mut expires_in_days = None;
+
+    // The app registration.
+    let app = service
+        .spec
+        .app_registration
+        .as_ref()
+        .map(|r| r.client_id.as_str())
+        .unwrap_or_default();
+    let auth_problem: Option<(String, String)> = match &o.auth {
+        AuthState::NotUsed => None,
+        AuthState::NotChecked(why) => {
+            conditions.push(Desired::new(
+                AUTHENTICATED,
+                Status::Unknown,
+                reason::NOT_CHECKED,
+                why.clone(),
+            ));
+            Some((reason::AUTHENTICATION_PENDING.into(), why.clone()))
+        }
+        AuthState::Unavailable(why) => {
+            let message = format!("the credentials could not be checked: {why}");
+            conditions.push(Desired::new(
+                AUTHENTICATED,
+                Status::Unknown,
+                reason::CHECK_FAILED,
+                message.clone(),
+            ));
+            Some((reason::AUTHENTICATION_PENDING.into(), message))
+        }
+        AuthState::Checked(AuthOutcome::Rejected { reason, message }) => {
+            conditions.push(Desired::new(
+                AUTHENTICATED,
+                Status::False,
+                *reason,
+                message.clone(),
+            ));
+            Some((reason.to_string(), message.clone()))
+        }
+        AuthState::Checked(AuthOutcome::Authenticated { expiry }) => {
+            let tenant = service
+                .spec
+                .app_registration
+                .as_ref()
+                .map(|r| r.tenant_id.as_str())
+                .unwrap_or_default();
+            conditions.push(Desired::new(
+                AUTHENTICATED,
+                Status::True,
+                "Authenticated",
+                format!("Entra issued a client-credentials token for application {app} in tenant {tenant}"),
+            ));
+            conditions.push(match expiry {
+                Expiry::At(end) => {
+                    let days = crate::graph::application::days_until(*end, o.now);
+                    expires_in_days = Some(days);
+                    let when = format!("expires in {days} day(s), on {}", end.strftime("%Y-%m-%d"));
+                    if days < SECRET_WARNING_DAYS {
+                        Desired::new(
+                            SECRET_EXPIRY,
+                            Status::False,
+                            reason::CLIENT_SECRET_EXPIRING,
+                            format!("the soonest client secret of application {app} {when}: add a new secret, update the Secret, then remove the old one"),
+                        )
+                    } else {
+                        Desired::new(SECRET_EXPIRY, Status::True, reason::CLIENT_SECRET_VALID, format!("the soonest client secret of application {app} {when}"))
+                    }
+                }
+                Expiry::NoneValid => Desired::new(
+                    SECRET_EXPIRY,
+                    Status::Unknown,
+                    reason::EXPIRY_UNKNOWN,
+                    format!("Graph lists no unexpired client secret of application {app}"),
+                ),
+                Expiry::Unreadable(why) => Desired::new(SECRET_EXPIRY, Status::Unknown, reason::EXPIRY_UNKNOWN, why.clone()),
+            });
+            None
+        }
+    };
+
+    // The bots.
+    let provisioned = o.blocker.is_none();
+    let not_ready: Vec<String> = o
+        .bots
+        .iter()
+        .filter(|b| b.ready < b.desired)
+        .map(|b| format!("{} {}/{}", b.name, b.ready, b.desired))
+        .collect();
+    let bots_ok = provisioned && not_ready.is_empty();
+    let ready_total: i32 = o.bots.iter().map(|b| b.ready.min(b.desired)).sum();
+    let desired_total: i32 = o.bots.iter().map(|b| b.desired).sum();
+    conditions.push(if !provisioned {
+        Desired::new(
+            BOTS_READY,
+            Status::Unknown,
+            reason::NOT_PROVISIONED,
+            "the bots are provisioned once the service is valid and its tenant id known",
+        )
+    } else if bots_ok {
+        Desired::new(
+            BOTS_READY,
+            Status::True,
+            "BotsReady",
+            format!("{ready_total}/{desired_total} bot replicas available"),
+        )
+    } else {
+        Desired::new(
+            BOTS_READY,
+            Status::False,
+            reason::BOTS_NOT_READY,
+            format!("bot replicas available: {}", not_ready.join(", ")),
+        )
+    });
+
+    // The aggregate.
+    let tenant_ready = o
+        .tenant
+        .and_then(|t| t.status.as_ref())
+        .and_then(|s| conditions::find(&s.conditions, READY))
+        .map(|c| (c.status == "True", c.message.clone()));
+    let (ready, reason, message) = match (&o.blocker, auth_problem) {
+        (Some(Blocker::InvalidSpec(v)), _) => (false, reason::INVALID_SPEC.to_string(), format!("the spec breaks these rules: {v}")),
+        (Some(Blocker::TenantIdUnknown(m)), _) => (false, reason::TENANT_NOT_READY.to_string(), m.clone()),
+        (None, Some((reason, message))) => (false, reason, message),
+        (None, None) => match tenant_ready {
+            Some((true, _)) if bots_ok => (true, "Ready".to_string(), format!("the tenant is ready and {ready_total}/{desired_total} bot replicas are available")),
+            Some((true, _)) => (false, reason::BOTS_NOT_READY.to_string(), format!("bot replicas available: {}", not_ready.join(", "))),
+            Some((false, why)) => (false, reason::TENANT_NOT_READY.to_string(), format!("Tenant {:?} is not ready: {why}", service.spec.tenant_ref)),
+            None => (false, reason::TENANT_NOT_READY.to_string(), format!("Tenant {:?} has not reported its status yet", service.spec.tenant_ref)),
+        },
+    };
+    conditions.push(Desired::new(
+        READY,
+        Status::from_bool(ready),
+        reason,
+        message,
+    ));
+    if matches!(o.blocker, Some(Blocker::InvalidSpec(_))) {
+        conditions.push(Desired::new(
+            STALLED,
+            Status::True,
+            reason::INVALID_SPEC,
+            "fix the spec; nothing is provisioned until then",
+        ));
+    }
+
+    RecordingServiceStatus {
+        observed_generation: generation,
+        bots: o.bots.clone(),
+        bots_ready: provisioned.then(|| format!("{ready_total}/{desired_total}")),
+        client_secret_expires_in_days: expires_in_days,
+        conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
+    }
+}
+
+/// Whether two statuses differ in anything but condition timestamps.
+pub fn status_changed(old: Option<&RecordingServiceStatus>, new: &RecordingServiceStatus) -> bool {
+    let Some(old) = old else { return true };
+    let (mut a, mut b) = (old.clone(), new.clone());
+    let same_conditions = conditions::same_ignoring_time(&a.conditions, &b.conditions);
+    a.conditions.clear();
+    b.conditions.clear();
+    a != b || !same_conditions
+}
+
+/// The Events a status change deserves, one per condition whose status or reason changed:
+/// `(warning, reason, note)`. Conditions that became `True` are Normal, the others Warnings.
+pub fn transition_events(
+    old: Option<&RecordingServiceStatus>,
+    new: &RecordingServiceStatus,
+) -> Vec<(bool, String, String)> {
+    let before = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    [AUTHENTICATED, SECRET_EXPIRY, BOTS_READY, READY]
+        .into_iter()
+        .filter_map(|type_| {
+            let now = conditions::find(&new.conditions, type_)?;
+            let was = conditions::find(before, type_);
+            if was.is_some_and(|w| w.status == now.status && w.reason == now.reason) {
+                return None;
+            }
+            Some((
+                now.status != "True",
+                now.reason.clone(),
+                now.message.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The pods of a Deployment that run its current template and are available: the rules
+/// kstatus applies. Nothing while the Deployment controller has not seen the latest spec;
+/// otherwise the available pods minus those of an older template still running (with
+/// `maxUnavailable: 0` the old pods stay available until the new ones are). So a rollout that
+/// cannot finish (a bad image, an unschedulable pod) never counts as ready, though the old
+/// pod keeps serving.
+pub fn rolled_out_and_available(deployment: &Deployment) -> i32 {
+    let Some(status) = deployment.status.as_ref() else {
+        return 0;
+    };
+    if status.observed_generation < deployment.metadata.generation {
+        return 0;
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let old = status.replicas.unwrap_or(0).saturating_sub(updated).max(0);
+    status
+        .available_replicas
+        .unwrap_or(0)
+        .saturating_sub(old)
+        .clamp(0, updated)
+}
+
+/// Ready/desired replicas of each desired Deployment, from the observed Deployments.
+pub fn observe_bots(
+    desired: &[Deployment],
+    observed: impl Fn(&str) -> Option<Arc<Deployment>>,
+) -> Vec<BotStatus> {
+    desired
+        .iter()
+        .map(|d| {
+            let name = d.name_any();
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            BotStatus {
+                name,
+                ready: observed(&d.name_any()).map_or(0, |o| rolled_out_and_available(&o)),
+                desired: want,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,240 @@
+//! The watches the controllers share: one per kind (Tenants, ConsentGrants), feeding the
+//! [`Caches`] and waking the controllers, and what they pass on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+
+use super::caches::{Caches, ResolvedTenantIds};
+use super::consent;
+use super::gate::Gate;
+use super::grants::{self, GrantCache};
+use crate::crd::{ConsentGrant, Tenant};
+
+/// What [`start`] sets up.
+pub struct Watches {
+    pub caches: Caches,
+    /// Subscriptions to the shared Tenant watch: the Tenant, consent and RecordingService
+    /// controllers'.
+    pub tenants_for_tenants: ReflectHandle<Tenant>,
+    pub tenants_for_consents: ReflectHandle<Tenant>,
+    pub tenants_for_services: ReflectHandle<Tenant>,
+    /// Grant events, as requests to reconcile their Tenant, for the Tenant controller (its
+    /// consent lines) and the consent controller (the grants themselves).
+    pub tenant_wake_ups: BoxStream<'static, ObjectRef<Tenant>>,
+    pub consent_wake_ups: BoxStream<'static, ObjectRef<Tenant>>,
+    /// The sending side of `consent_wake_ups`, for the Tenant controller to wake due re-checks.
+    pub wake_consents: Wakes,
+    /// Grants no Tenant's consent reconcile covers, as the watches find them.
+    pub strays: futures::channel::mpsc::UnboundedReceiver<grants::Touched>,
+    /// What the consent controller reads of each Tenant, to wake it on changes of that only.
+    pub tenant_facts: LastSeen,
+    /// Both watches: run them as long as the controllers.
+    pub running: BoxFuture<'static, ()>,
+}
+
+/// Sets up the Tenant and ConsentGrant watches and the caches they fill.
+pub fn start(client: &kube::Client) -> Watches {
+    let (tenants, tenant_writer) = reflector::store_shared::<Tenant>(1024);
+    let subscribe = || tenant_writer.subscribe().expect("shared store subscribes");
+    let (tenants_for_tenants, tenants_for_consents, tenants_for_services) =
+        (subscribe(), subscribe(), subscribe());
+    let resolved_tenant_ids = ResolvedTenantIds::default();
+    let tenant_facts = LastSeen::default();
+    let tenants_synced = Gate::default();
+    let grants = GrantCache::default();
+    let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
+    let tenant_watch = watcher(
+        Api::<Tenant>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .map({
+        let resolved = resolved_tenant_ids.clone();
+        let facts = tenant_facts.clone();
+        let (grants, found_strays) = (grants.clone(), found_strays.clone());
+        move |event| {
+            if let Ok(watcher::Event::Delete(gone)) = &event {
+                resolved.forget(gone);
+                facts.forget(&gone.name_any());
+                // Its grants are strays until garbage collection takes them.
+                let name = gone.name_any();
+                for g in grants::naming(&name, &grants.in_namespace(&gone.namespace_name())) {
+                    let _ = found_strays.unbounded_send(grants::Touched::of(&g));
+                }
+            }
+            event
+        }
+    })
+    .modify(slim)
+    .reflect_shared(tenant_writer)
+    .for_each({
+        let synced = tenants_synced.clone();
+        move |event| {
+            synced.open_on(&event);
+            std::future::ready(())
+        }
+    });
+
+    let (wake_tenants, tenant_wake_ups) = Wakes::new();
+    let (wake_consents, consent_wake_ups) = Wakes::new();
+    let grant_watch = watcher(
+        Api::<ConsentGrant>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .modify(slim_grant)
+    .for_each({
+        let (grants, tenants) = (grants.clone(), tenants.clone());
+        let tenants_synced = tenants_synced.clone();
+        let wake_consents = wake_consents.clone();
+        move |event| {
+            let Ok(event) = event else {
+                // The watcher backs off and retries; the cache keeps its last view.
+                return std::future::ready(());
+            };
+            let tenants_ready = tenants_synced.is_open();
+            for touched in grants.apply(event) {
+                wake_tenants.wake(&touched.tenant);
+                wake_consents.wake(&touched.tenant);
+                // Before the Tenants are listed, the stray reconcile looks at every grant
+                // once they are.
+                if tenants_ready && !consent::covered(&tenants, &touched.namespace, &touched.tenant)
+                {
+                    let _ = found_strays.unbounded_send(touched);
+                }
+            }
+            std::future::ready(())
+        }
+    });
+
+    Watches {
+        caches: Caches {
+            tenants,
+            tenants_synced,
+            grants,
+            resolved_tenant_ids,
+            applied: Default::default(),
+        },
+        tenants_for_tenants,
+        tenants_for_consents,
+        tenants_for_services,
+        tenant_wake_ups: tenant_wake_ups.boxed(),
+        consent_wake_ups: consent_wake_ups.boxed(),
+        wake_consents,
+        strays,
+        tenant_facts,
+        running: async move {
+            futures::join!(tenant_watch, grant_watch);
+        }
+        .boxed(),
+    }
+}
+
+/// Requests to reconcile Tenants, by name, that a controller takes through
+/// [`Controller::reconcile_on`]: a name already waiting is not queued again.
+///
+/// A burst of grant events (four or five per tenant) can find a controller with every
+/// reconcile slot busy, when kube-runtime does not read its triggers; a plain unbounded channel would then
+/// hold one request per event. Here at most one request per Tenant waits.
+#[derive(Clone)]
+pub struct Wakes {
+    waiting: Arc<Mutex<std::collections::HashSet<String>>>,
+    sender: futures::channel::mpsc::UnboundedSender<String>,
+}
+
+impl Wakes {
+    /// The sending side, and the stream of requests for the controller.
+    pub fn new() -> (
+        Self,
+        impl futures::Stream<Item = ObjectRef<Tenant>> + Send + 'static,
+    ) {
+        let (sender, receiver) = futures::channel::mpsc::unbounded::<String>();
+        let waiting: Arc<Mutex<std::collections::HashSet<String>>> = Default::default();
+        let taken = waiting.clone();
+        let requests = receiver.map(move |name| {
+            taken.lock().expect("wakes lock").remove(&name);
+            ObjectRef::new(&name)
+        });
+        (Self { waiting, sender }, requests)
+    }
+
+    /// Asks for a reconcile of the Tenant `name`, unless one is already waiting.
+    pub fn wake(&self, name: &str) {
+        let mut waiting = self.waiting.lock().expect("wakes lock");
+        if !waiting.contains(name) {
+            // Fails only when the controllers are shutting down.
+            if self.sender.unbounded_send(name.to_string()).is_ok() {
+                waiting.insert(name.to_string());
+            }
+        }
+    }
+}
+
+/// The last value seen per object name, to pass on only the changes of one aspect of an
+/// object (see [`consent::tenant_facts`]). Keys and values are 64-bit hashes: 16 bytes an
+/// object.
+#[derive(Clone, Default)]
+pub struct LastSeen {
+    inner: Arc<Mutex<HashMap<u64, u64>>>,
+}
+
+fn name_key(name: &str) -> u64 {
+    crate::hash64(name)
+}
+
+impl LastSeen {
+    /// Records `value` for `name`; true when it differs from the last one (or is the first).
+    pub fn changed(&self, name: &str, value: u64) -> bool {
+        let mut seen = self.inner.lock().expect("last seen lock");
+        seen.insert(name_key(name), value) != Some(value)
+    }
+
+    /// Forgets `name`, so its next value counts as a change.
+    pub fn forget(&self, name: &str) {
+        self.inner
+            .lock()
+            .expect("last seen lock")
+            .remove(&name_key(name));
+    }
+}
+
+/// Drops what no reconcile reads from a cached Tenant or ConsentGrant: `managedFields` (often
+/// larger than the object itself), the labels, and every annotation but
+/// [`RECHECK_ANNOTATION`](crate::crd::RECHECK_ANNOTATION) (among them the client-side apply
+/// annotation, a full copy of the object).
+///
+/// The caches hold every Tenant and ConsentGrant for the whole life of the process, so each
+/// byte here is paid once per object. The reconcilers find a tenant's grants through
+/// [`GrantCache`] (by namespace) and a grant's Tenant through `spec.tenantRef`, never through
+/// labels.
+pub fn slim<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    meta.labels = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key == crate::crd::RECHECK_ANNOTATION);
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// [`slim`], and what a cached ConsentGrant needs least: its `ownerReferences` (the Tenant
+/// controller finds a grant's Tenant by `spec.tenantRef`), `spec.displayName` (shown to the
+/// customer by Entra, never read here) and `resourceVersion` (grant writes are server-side
+/// applies, which need none; kube-runtime copies it into every reference to the grant it
+/// queues).
+pub fn slim_grant(grant: &mut ConsentGrant) {
+    slim(grant);
+    grant.metadata.owner_references = None;
+    grant.metadata.resource_version = None;
+    grant.spec.display_name = None;
+}
