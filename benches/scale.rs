@@ -240,6 +240,10 @@ impl World {
             let domain = format!("{}.onmicrosoft.com", tenant_name(i));
             let id = tenant_id(i);
             self.m365.add_tenant(&id, &[domain.as_str()]);
+            // The Tenant's default administrator exists in its directory (else it is not
+            // Ready once the directory consent is granted).
+            self.m365
+                .add_user(&id, &format!("admin@{domain}"), "not-used-here");
             for (key, consent) in &self.config.consents {
                 let give = match granted(i) {
                     Granted::All => true,

@@ -41,8 +41,8 @@ const APPLIED: &[&str] = &["create", "patch"];
 
 /// Cluster-wide rules (the ClusterRole).
 pub const RULES: &[Rule] = &[
-    // Tenants: watched, read whole when a cleanup fails (the watch keeps a slimmed copy), and
-    // patched for the storage finalizer.
+    // Tenants: watched; read by the public listener (a Quick Start page shows its Tenant's
+    // live state); patched for the storage finalizer.
     Rule {
         api_group: "recording.m365.io",
         resources: &["tenants"],

@@ -505,12 +505,22 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
     // Onboarding: consent links, the admin accepts them (redirected to the operator), Ready.
     h.apply(&tenant_yaml("Pro")).await;
     assert_eq!(h.accept_consents("contoso").await, 5);
-    h.wait_tenant("contoso", T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
-    })
-    .await;
+    let ready = h
+        .wait_tenant("contoso", T, |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
+        })
+        .await;
+    // The customer's admin opens the Quick Start page: the public listener reads the Tenant.
+    let page = ready
+        .status
+        .and_then(|s| s.quick_start_url)
+        .expect("the Tenant has its Quick Start link");
+    let answer = reqwest::get(&page)
+        .await
+        .expect("the public listener answers");
+    assert_eq!(answer.status(), 200, "{page}");
 
     // A Pro service with the customer's own app registration and its client secret.
     h.platform.m365.add_app(AppSeed {

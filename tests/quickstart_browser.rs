@@ -528,3 +528,74 @@ async fn every_bad_link_gets_the_same_answer_and_the_page_sends_strict_headers()
     assert!(!common::captured_logs().contains(&key));
     h.stop().await;
 }
+
+/// The customer's whole onboarding, with no kubectl look-up of a link: the Tenant is applied,
+/// its contact receives the onboarding e-mail (a real SMTP server, MailDev), the admin opens
+/// the Quick Start link from that e-mail in Chromium and grants each consent, the page turns
+/// Ready by itself, and the contact receives the "you are live" e-mail — each e-mail once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_the_onboarding_e_mail_through_the_page_to_the_live_e_mail() {
+    let maildev = sim::maildev::MailDev::start()
+        .await
+        .expect("MailDev starts (scripts/install-test-deps.sh installs it)");
+    let notifications: recording_operator::notify::NotificationsConfig =
+        serde_saphyr::from_str(&format!(
+            "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\n",
+            maildev.smtp_port()
+        ))
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut options = PlatformOptions {
+        redirect_uri: format!("http://{}/consent/callback", listener.local_addr().unwrap()),
+        notifications: Some(notifications),
+        ..Default::default()
+    };
+    options.polling.pending_initial = Duration::from_secs(600);
+    options.polling.pending_max = Duration::from_secs(600);
+    let h = Harness::start_with(options).await;
+    tokio::spawn(recording_operator::http::public::serve(
+        listener,
+        h.platform.public_router(),
+        std::future::pending(),
+    ));
+    h.apply(tenant_yaml()).await;
+
+    // The onboarding e-mail, and the Quick Start link in it: the Tenant's own.
+    let got = maildev.wait_for(1, T).await.expect("MailDev answers");
+    let onboarding = got.first().expect("the onboarding e-mail arrives");
+    assert_eq!(onboarding.recipients(), ["ops@contoso.example"]);
+    let text = onboarding.text.as_deref().expect("a plain text part");
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/quickstart/"))
+        .unwrap_or_else(|| panic!("no Quick Start link in: {text}"));
+    let tenant = linked_tenant(&h, "contoso").await;
+    assert_eq!(
+        Some(link),
+        tenant.status.as_ref().unwrap().quick_start_url.as_deref(),
+        "the e-mail carries the Tenant's signed link"
+    );
+
+    // The admin follows it and grants each mandatory consent.
+    let (_driver, browser) = Driver::start().await;
+    let mut page = QuickStart { browser, step: 100 };
+    page.open(link).await;
+    page.screenshot("from-e-mail-opened").await;
+    for key in ["directory", "login", "recording", "instantMessages"] {
+        page.grant(key).await;
+        page.wait_row(key, "Granted").await;
+    }
+    page.wait_ready().await;
+    assert!(page.not_reloaded().await, "Ready arrived without a reload");
+    page.screenshot("from-e-mail-ready").await;
+
+    // The "you are live" e-mail follows; nothing is sent twice.
+    let got = maildev.wait_for(2, T).await.expect("MailDev answers");
+    let live = got.get(1).expect("the live e-mail arrives");
+    assert_eq!(live.recipients(), ["ops@contoso.example"]);
+    assert!(live.subject.contains("is live"), "{}", live.subject);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = maildev.emails().await.unwrap();
+    assert_eq!(all.len(), 2, "one onboarding and one live e-mail: {all:?}");
+    let _ = page.browser.close().await;
+}

@@ -243,6 +243,12 @@ async fn restarts_at_1000_ready_tenants_write_nothing_and_announce_nothing() {
         platform
             .m365
             .add_tenant(&entra_id(i), &[domain(i).as_str()]);
+        // The Tenant's default administrator exists in its directory (else it is not Ready).
+        platform.m365.add_user(
+            &entra_id(i),
+            &format!("admin@{}", domain(i)),
+            "not-used-here",
+        );
         for consent in platform.config.consents.values() {
             platform.m365.grant_consent(&entra_id(i), &consent.app_id);
         }
