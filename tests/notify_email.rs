@@ -50,6 +50,7 @@ fn letter() -> Letter {
         }],
         storage_problem: None,
         secret: None,
+        retention: None,
     }
 }
 
