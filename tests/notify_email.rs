@@ -235,9 +235,10 @@ spec:
 }
 
 /// Runs the operator's controllers until the returned sender is dropped or fired.
-fn start_operator(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
+fn start_operator(
+    platform: Arc<recording_operator::demo::Platform>,
+) -> tokio::sync::oneshot::Sender<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let platform = h.platform.clone();
     tokio::spawn(async move {
         platform
             .run_operator(None, async {
@@ -249,14 +250,19 @@ fn start_operator(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
     stop
 }
 
+/// SMTP to `maildev` without TLS or login, at most `max_per_hour` e-mails a tenant.
+fn to_maildev(maildev: &MailDev, max_per_hour: u32) -> NotificationsConfig {
+    serde_saphyr::from_str(&format!(
+        "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\nmaxPerHour: {max_per_hour}\n",
+        maildev.smtp_port()
+    ))
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operator_restart() {
     let maildev = MailDev::start().await.expect("MailDev starts");
-    let notifications: NotificationsConfig = serde_saphyr::from_str(&format!(
-        "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\nmaxPerHour: 5\n",
-        maildev.smtp_port()
-    ))
-    .unwrap();
+    let notifications = to_maildev(&maildev, 5);
     let h = Harness::start_simulators_with(PlatformOptions {
         notifications: Some(notifications),
         ..Default::default()
@@ -264,7 +270,7 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
     .await;
     h.apply(&tenant_yaml("ops@contoso.com, it@contoso.com"))
         .await;
-    let first = start_operator(&h);
+    let first = start_operator(h.platform.clone());
 
     // The onboarding e-mail: both contacts, every consent link of the license.
     let got = maildev.wait_for(1, T).await.unwrap();
@@ -335,7 +341,7 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
     // The operator restarts mid-onboarding: nothing is sent again.
     let _ = first.send(());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = start_operator(&h);
+    let second = start_operator(h.platform.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         maildev.emails().await.unwrap().len(),
@@ -361,7 +367,7 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
         .await;
     let _ = second.send(());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let third = start_operator(&h);
+    let third = start_operator(h.platform.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(maildev.emails().await.unwrap().len(), 2);
     let tenant = wait_for(
@@ -511,11 +517,7 @@ async fn a_shortened_retention_is_mailed_to_the_contacts_once_with_its_date() {
     use recording_operator::storage::retention::RetentionConfig;
 
     let maildev = MailDev::start().await.expect("MailDev starts");
-    let notifications: NotificationsConfig = serde_saphyr::from_str(&format!(
-        "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\nmaxPerHour: 20\n",
-        maildev.smtp_port()
-    ))
-    .unwrap();
+    let notifications = to_maildev(&maildev, 20);
     let mut platform = Platform::start(PlatformOptions {
         storage: StorageMode::Azurite,
         notifications: Some(notifications),
@@ -529,18 +531,7 @@ async fn a_shortened_retention_is_mailed_to_the_contacts_once_with_its_date() {
         ..Default::default()
     };
     let platform = Arc::new(platform);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let operator = tokio::spawn({
-        let platform = platform.clone();
-        async move {
-            platform
-                .run_operator(None, async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap()
-        }
-    });
+    let stop = start_operator(platform.clone());
     let yaml = tenant_yaml("ops@contoso.com")
         .replace("  storage:\n", "  retention: {days: 730}\n  storage:\n");
     platform.apply_yaml(&yaml).await.unwrap();
@@ -642,5 +633,4 @@ async fn a_shortened_retention_is_mailed_to_the_contacts_once_with_its_date() {
     );
 
     let _ = stop.send(());
-    operator.await.unwrap();
 }
