@@ -50,6 +50,7 @@ fn letter() -> Letter {
         }],
         storage_problem: None,
         secret: None,
+        retention: None,
     }
 }
 
@@ -234,9 +235,10 @@ spec:
 }
 
 /// Runs the operator's controllers until the returned sender is dropped or fired.
-fn start_operator(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
+fn start_operator(
+    platform: Arc<recording_operator::demo::Platform>,
+) -> tokio::sync::oneshot::Sender<()> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let platform = h.platform.clone();
     tokio::spawn(async move {
         platform
             .run_operator(None, async {
@@ -248,14 +250,19 @@ fn start_operator(h: &Harness) -> tokio::sync::oneshot::Sender<()> {
     stop
 }
 
+/// SMTP to `maildev` without TLS or login, at most `max_per_hour` e-mails a tenant.
+fn to_maildev(maildev: &MailDev, max_per_hour: u32) -> NotificationsConfig {
+    serde_saphyr::from_str(&format!(
+        "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\nmaxPerHour: {max_per_hour}\n",
+        maildev.smtp_port()
+    ))
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operator_restart() {
     let maildev = MailDev::start().await.expect("MailDev starts");
-    let notifications: NotificationsConfig = serde_saphyr::from_str(&format!(
-        "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\nmaxPerHour: 5\n",
-        maildev.smtp_port()
-    ))
-    .unwrap();
+    let notifications = to_maildev(&maildev, 5);
     let h = Harness::start_simulators_with(PlatformOptions {
         notifications: Some(notifications),
         ..Default::default()
@@ -263,7 +270,7 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
     .await;
     h.apply(&tenant_yaml("ops@contoso.com, it@contoso.com"))
         .await;
-    let first = start_operator(&h);
+    let first = start_operator(h.platform.clone());
 
     // The onboarding e-mail: both contacts, every consent link of the license.
     let got = maildev.wait_for(1, T).await.unwrap();
@@ -334,7 +341,7 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
     // The operator restarts mid-onboarding: nothing is sent again.
     let _ = first.send(());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = start_operator(&h);
+    let second = start_operator(h.platform.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         maildev.emails().await.unwrap().len(),
@@ -360,7 +367,7 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
         .await;
     let _ = second.send(());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let third = start_operator(&h);
+    let third = start_operator(h.platform.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(maildev.emails().await.unwrap().len(), 2);
     let tenant = wait_for(
@@ -499,4 +506,131 @@ async fn a_refused_login_is_named_in_status_events_and_metrics_retried_and_never
         assert!(!place.contains(SMTP_PASSWORD), "the password leaked");
     }
     h.stop().await;
+}
+
+/// A retention shortened by a spec change: the sweep announces it (`status.retention.pending`)
+/// and the contacts get one e-mail saying what goes and from when; later sweeps of the same
+/// announcement send nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortened_retention_is_mailed_to_the_contacts_once_with_its_date() {
+    use recording_operator::demo::{Platform, StorageMode};
+    use recording_operator::storage::retention::RetentionConfig;
+
+    let maildev = MailDev::start().await.expect("MailDev starts");
+    let notifications = to_maildev(&maildev, 20);
+    let mut platform = Platform::start(PlatformOptions {
+        storage: StorageMode::Azurite,
+        notifications: Some(notifications),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    platform.config.storage.as_mut().unwrap().retention = RetentionConfig {
+        interval: Duration::from_secs(2),
+        grace_period: Duration::from_secs(7 * 86_400),
+        ..Default::default()
+    };
+    let platform = Arc::new(platform);
+    let stop = start_operator(platform.clone());
+    let yaml = tenant_yaml("ops@contoso.com")
+        .replace("  storage:\n", "  retention: {days: 730}\n  storage:\n");
+    platform.apply_yaml(&yaml).await.unwrap();
+    let api: Api<Tenant> = Api::all(platform.client.clone());
+    let retention_of = |t: &Tenant| t.status.as_ref().and_then(|s| s.retention.clone());
+    wait_for(
+        T,
+        || async { Some(api.get("contoso").await.unwrap()) },
+        |t| retention_of(t).is_some_and(|r| r.effective_days == Some(730)),
+        "the first sweep",
+    )
+    .await;
+
+    api.patch(
+        "contoso",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"spec": {"retention": {"days": 365}}})),
+    )
+    .await
+    .unwrap();
+    let announced = wait_for(
+        T,
+        || async { Some(api.get("contoso").await.unwrap()) },
+        |t| {
+            t.status.as_ref().is_some_and(|s| {
+                s.notifications.iter().any(|n| {
+                    n.kind == NotificationKind::RetentionShortened
+                        && n.state == NotificationState::Sent
+                })
+            })
+        },
+        "the RetentionShortened e-mail",
+    )
+    .await;
+    let pending = retention_of(&announced).unwrap().pending.unwrap();
+    assert_eq!(pending.days, 365);
+    let date = pending
+        .applies_time
+        .0
+        .strftime("%Y-%m-%d %H:%M UTC")
+        .to_string();
+
+    let shortened = |mails: &[sim::maildev::Email]| -> Vec<sim::maildev::Email> {
+        mails
+            .iter()
+            .filter(|m| m.subject.contains("will be deleted"))
+            .cloned()
+            .collect()
+    };
+    let mails = shortened(&maildev.emails().await.unwrap());
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    assert_eq!(mail.recipients(), ["ops@contoso.com"]);
+    assert!(mail.subject.contains(&date), "{} / {date}", mail.subject);
+    let text = mail.text.as_deref().unwrap();
+    assert!(text.contains("older than 365 days"), "{text}");
+    assert!(
+        text.contains(&format!("replying to this e-mail before {date}")),
+        "{text}"
+    );
+    assert!(mail.html.as_deref().unwrap().contains(&date));
+
+    // Two more sweeps of the same announcement (each rewrites `pending`): no second e-mail.
+    let swept = retention_of(&announced).unwrap().last_sweep_time;
+    for _ in 0..2 {
+        let before = retention_of(&api.get("contoso").await.unwrap())
+            .unwrap()
+            .last_sweep_time;
+        wait_for(
+            T,
+            || async { retention_of(&api.get("contoso").await.unwrap()) },
+            |r| r.last_sweep_time != before,
+            "another sweep",
+        )
+        .await;
+    }
+    let later = retention_of(&api.get("contoso").await.unwrap()).unwrap();
+    assert_ne!(later.last_sweep_time, swept);
+    assert_eq!(
+        later.pending.unwrap().announced_time,
+        pending.announced_time
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(shortened(&maildev.emails().await.unwrap()).len(), 1);
+    let records = api
+        .get("contoso")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .notifications;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|n| n.kind == NotificationKind::RetentionShortened)
+            .count(),
+        1,
+        "{records:?}"
+    );
+
+    let _ = stop.send(());
 }

@@ -450,10 +450,12 @@ pub enum NotificationKind {
     SecretExpiring7Days,
     /// A recording service's client secret has expired.
     SecretExpired,
+    /// A shortened retention was announced: what will be deleted, and from when.
+    RetentionShortened,
 }
 
 impl NotificationKind {
-    pub const ALL: [NotificationKind; 7] = [
+    pub const ALL: [NotificationKind; 8] = [
         NotificationKind::OnboardingStarted,
         NotificationKind::TenantLive,
         NotificationKind::ConsentRevoked,
@@ -461,6 +463,7 @@ impl NotificationKind {
         NotificationKind::SecretExpiring30Days,
         NotificationKind::SecretExpiring7Days,
         NotificationKind::SecretExpired,
+        NotificationKind::RetentionShortened,
     ];
 
     /// The name in status, metrics and Events.
@@ -473,6 +476,7 @@ impl NotificationKind {
             NotificationKind::SecretExpiring30Days => "SecretExpiring30Days",
             NotificationKind::SecretExpiring7Days => "SecretExpiring7Days",
             NotificationKind::SecretExpired => "SecretExpired",
+            NotificationKind::RetentionShortened => "RetentionShortened",
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Each kind has *occurrences*, named by what the cluster already keeps: the Tenant's uid for
 //! onboarding, the time the Ready condition turned True for "you are live", the revoked or
 //! partial consents with the time each stopped being granted, the time StorageReady turned
-//! False, a service and the time its SecretExpiry condition turned False. An occurrence is
+//! False, a service and the time its SecretExpiry condition turned False, a shortened
+//! retention's new days and the time it was announced. An occurrence is
 //! written down (`Sending`) before its e-mail goes out and is never sent again, whatever
 //! restarts, replays or re-applies happen; a failed one is tried again with backoff. A tenant
 //! gets at most `maxPerHour` e-mails in any hour: what is over waits, and an occurrence that
@@ -17,6 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::conditions;
+use crate::crd::tenant::PendingRetention;
 use crate::crd::{
     ConsentState, NotificationKind, NotificationRecord, NotificationState, TenantStatus,
 };
@@ -68,6 +70,9 @@ pub struct Facts<'a> {
     pub status: &'a TenantStatus,
     pub grants: &'a [GrantFacts],
     pub services: &'a [ServiceFacts],
+    /// A shortened retention announced by the sweep (`status.retention.pending`), which the
+    /// Tenant controller's computed status does not carry.
+    pub retention: Option<&'a PendingRetention>,
     /// What was recorded so far.
     pub records: &'a [NotificationRecord],
     pub now: Timestamp,
@@ -227,7 +232,21 @@ pub fn wanted(f: &Facts<'_>, policy: &Policy) -> (Vec<Due>, Option<Duration>) {
             wake = sooner(wake, wait_until(after, f.now));
         }
     }
+
+    // A shortened retention: once per announcement, while it is still ahead.
+    if let Some(p) = f.retention.filter(|p| p.applies_time.0 > f.now) {
+        want.push(Due {
+            kind: NotificationKind::RetentionShortened,
+            occurrence: retention_occurrence(p),
+            about: Vec::new(),
+        });
+    }
     (want, wake)
+}
+
+/// The occurrence of a retention announcement: its new days and when it was announced.
+pub fn retention_occurrence(p: &PendingRetention) -> String {
+    format!("retention@{}d:{}", p.days, p.announced_time.0)
 }
 
 /// What to send now, what waits, and when to look again.
@@ -489,6 +508,7 @@ mod tests {
             status: s,
             grants,
             services,
+            retention: None,
             records,
             now: at(now),
         }
@@ -742,5 +762,46 @@ mod tests {
         assert_eq!(merge(&sending, &done), done);
         assert_eq!(merge(&done, &sending), done);
         assert_eq!(merge(&[], &sending), sending);
+    }
+
+    #[test]
+    fn a_shortened_retention_is_told_once_per_announcement_and_not_after_it_applies() {
+        let s = status(false, false, None, 0);
+        let pending = |days, announced| PendingRetention {
+            days,
+            announced_time: Time(at(announced)),
+            applies_time: Time(at(announced + 7 * 86_400)),
+            blobs_affected: Some(12),
+        };
+        let first = pending(365, 100);
+        let mut f = facts(&s, &[], &[], &[], 200);
+        f.retention = Some(&first);
+        let p = plan(&f, &POLICY);
+        assert_eq!(kinds(&p), [NotificationKind::RetentionShortened]);
+        assert_eq!(p.send[0].occurrence, "retention@365d:2027-01-15T08:01:40Z");
+        let records = sent(&[], &p, 200);
+
+        // The next sweep recounts the blobs: the same announcement, no second e-mail.
+        let recounted = PendingRetention {
+            blobs_affected: Some(15),
+            ..first.clone()
+        };
+        let mut f = facts(&s, &[], &[], &records, 90_000);
+        f.retention = Some(&recounted);
+        assert!(plan(&f, &POLICY).send.is_empty());
+
+        // Shortened again to another value: a new announcement, a new e-mail.
+        let again = pending(180, 100_000);
+        let mut f = facts(&s, &[], &[], &records, 100_100);
+        f.retention = Some(&again);
+        assert_eq!(
+            kinds(&plan(&f, &POLICY)),
+            [NotificationKind::RetentionShortened]
+        );
+
+        // Past its date the news is stale: nothing is sent late.
+        let mut f = facts(&s, &[], &[], &[], 100 + 8 * 86_400);
+        f.retention = Some(&first);
+        assert!(plan(&f, &POLICY).send.is_empty());
     }
 }

@@ -57,6 +57,19 @@ pub struct Letter {
     pub storage_problem: Option<(String, String)>,
     /// Secret expiry: the recording service and the days left (≤ 0: expired).
     pub secret: Option<(String, i64)>,
+    /// A shortened retention: what will be deleted, and from when.
+    pub retention: Option<RetentionNotice>,
+}
+
+/// A shortened retention as the customer reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetentionNotice {
+    /// The new retention in days.
+    pub days: i32,
+    /// From when recordings older than `days` are deleted, e.g. `2027-01-22 08:01 UTC`.
+    pub applies: String,
+    /// How many recordings that deletes, as of the last count.
+    pub recordings: Option<i64>,
 }
 
 /// A message's subject and its two bodies.
@@ -161,6 +174,41 @@ pub fn render(letter: &Letter) -> Rendered {
                     if days == 1 { "" } else { "s" }
                 ));
             }
+        }
+        NotificationKind::RetentionShortened => {
+            let RetentionNotice {
+                days,
+                applies,
+                recordings,
+            } = letter.retention.clone().unwrap_or(RetentionNotice {
+                days: 0,
+                applies: "soon".into(),
+                recordings: None,
+            });
+            let plural =
+                |n: i64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+            subject = format!(
+                "{customer}: recordings older than {} will be deleted from {applies}",
+                plural(days.into(), "day", "days")
+            );
+            para(&mut t, &mut h, &format!(
+                "The retention period for your Teams recordings has been shortened to {}. From {applies}, every recording older than {} is deleted for good.",
+                plural(days.into(), "day", "days"),
+                plural(days.into(), "day", "days"),
+            ));
+            if let Some(n) = recordings {
+                para(
+                    &mut t,
+                    &mut h,
+                    &format!(
+                        "As of our last count, that is {} your current retention still keeps.",
+                        plural(n, "recording", "recordings")
+                    ),
+                );
+            }
+            para(&mut t, &mut h, &format!(
+                "If you need to keep them, please export them before then, or object by replying to this e-mail before {applies}: nothing is deleted under the new retention until that date."
+            ));
         }
     }
     t.push_str("Kind regards,\nThe recording platform team\n");
@@ -285,6 +333,7 @@ mod tests {
             ],
             storage_problem: None,
             secret: None,
+            retention: None,
         }
     }
 
@@ -343,5 +392,46 @@ mod tests {
         assert!(raw.contains("multipart/alternative"), "{raw}");
         assert!(raw.contains("text/plain") && raw.contains("text/html"));
         assert!(parse_mailbox("not an address").is_err());
+    }
+
+    #[test]
+    fn a_shortened_retention_says_what_goes_from_when_and_how_to_object() {
+        let mut letter = onboarding();
+        letter.kind = NotificationKind::RetentionShortened;
+        letter.retention = Some(RetentionNotice {
+            days: 365,
+            applies: "2027-01-22 08:01 UTC <b>".into(),
+            recordings: Some(1),
+        });
+        let r = render(&letter);
+        assert!(
+            r.subject.ends_with(
+                "recordings older than 365 days will be deleted from 2027-01-22 08:01 UTC <b>"
+            ),
+            "{}",
+            r.subject
+        );
+        assert!(r.text.contains("older than 365 days"), "{}", r.text);
+        assert!(
+            r.text.contains("that is 1 recording your current"),
+            "{}",
+            r.text
+        );
+        assert!(r
+            .text
+            .contains("replying to this e-mail before 2027-01-22 08:01 UTC"));
+        assert!(
+            !r.html.contains("<b>") && !r.html.contains("<script>"),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.html.contains("2027-01-22 08:01 UTC &lt;b&gt;"),
+            "{}",
+            r.html
+        );
+
+        letter.retention.as_mut().unwrap().recordings = None;
+        assert!(!render(&letter).text.contains("last count"));
     }
 }

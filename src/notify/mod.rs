@@ -36,7 +36,7 @@ use crate::crd::{
 use crate::metrics::Metrics;
 pub use config::NotificationsConfig;
 use due::{Due, Facts, GrantFacts, Policy, ServiceFacts};
-use message::{ConsentLine, Letter};
+use message::{ConsentLine, Letter, RetentionNotice};
 use transport::{GraphMail, SendError, Transport};
 
 /// The field manager of `status.notifications`.
@@ -237,6 +237,14 @@ pub fn letter(
             .find(|s| &s.name == name)
             .and_then(|s| Some((s.name.clone(), s.expires_in_days?)))
     });
+    let retention = (due.kind == NotificationKind::RetentionShortened)
+        .then(|| pending_retention(tenant))
+        .flatten()
+        .map(|p| RetentionNotice {
+            days: p.days,
+            applies: p.applies_time.0.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+            recordings: p.blobs_affected,
+        });
     Letter {
         kind: due.kind,
         customer: tenant.spec.customer_name.clone(),
@@ -250,7 +258,13 @@ pub fn letter(
         consents,
         storage_problem,
         secret,
+        retention,
     }
+}
+
+/// The shortened retention the sweep announced, as last observed.
+fn pending_retention(tenant: &Tenant) -> Option<&crate::crd::tenant::PendingRetention> {
+    tenant.status.as_ref()?.retention.as_ref()?.pending.as_ref()
 }
 
 /// Sends what is due for `tenant` given the status just computed; returns when to look
@@ -283,6 +297,7 @@ pub async fn reconcile(
             status,
             grants: &grant_facts,
             services: &services,
+            retention: pending_retention(tenant),
             records,
             now,
         };
