@@ -285,9 +285,17 @@ spec:
 /// The harness with the operator's public listener at the apps' redirect URI; polling so slow
 /// that only the consent callback explains a row turning Granted within the test.
 async fn harness() -> Harness {
+    harness_with(None).await
+}
+
+/// [`harness`], e-mailing the contacts through `notifications` when given.
+async fn harness_with(
+    notifications: Option<recording_operator::notify::NotificationsConfig>,
+) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut options = PlatformOptions {
         redirect_uri: format!("http://{}/consent/callback", listener.local_addr().unwrap()),
+        notifications,
         ..Default::default()
     };
     options.polling.pending_initial = Duration::from_secs(600);
@@ -544,20 +552,7 @@ async fn from_the_onboarding_e_mail_through_the_page_to_the_live_e_mail() {
             maildev.smtp_port()
         ))
         .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut options = PlatformOptions {
-        redirect_uri: format!("http://{}/consent/callback", listener.local_addr().unwrap()),
-        notifications: Some(notifications),
-        ..Default::default()
-    };
-    options.polling.pending_initial = Duration::from_secs(600);
-    options.polling.pending_max = Duration::from_secs(600);
-    let h = Harness::start_with(options).await;
-    tokio::spawn(recording_operator::http::public::serve(
-        listener,
-        h.platform.public_router(),
-        std::future::pending(),
-    ));
+    let h = harness_with(Some(notifications)).await;
     h.apply(tenant_yaml()).await;
 
     // The onboarding e-mail, and the Quick Start link in it: the Tenant's own.
