@@ -283,6 +283,7 @@ impl Platform {
             client: self.client.clone(),
             config: Arc::new(self.config.clone()),
             links: self.links(),
+            signin: None,
         })
     }
 
