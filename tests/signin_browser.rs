@@ -12,13 +12,10 @@ use std::time::Duration;
 use common::browser::{Driver, QuickStart, T};
 use common::Harness;
 use fantoccini::Locator;
-use recording_operator::config::{SecretRef, Secrets, SignInConfig};
 use recording_operator::crd::ConsentState;
-use recording_operator::demo::{PlatformOptions, DEMO_PASSWORD, OPERATOR_NAMESPACE};
-use recording_operator::http::public::{router, serve, PublicState};
+use recording_operator::demo::{PlatformOptions, DEMO_PASSWORD};
+use recording_operator::http::public::serve;
 use recording_operator::signin::{SignIn, SESSION_COOKIE};
-
-const COOKIE_KEY: &str = "a-cookie-signing-key-for-the-browser-test!";
 
 fn tenant_yaml() -> &'static str {
     r#"
@@ -39,45 +36,23 @@ spec:
 "#
 }
 
-/// The harness with the operator's public listener, sign-in on, at the apps' redirect URIs;
-/// the listener's base URL.
+/// The demo platform with sign-in on, and the operator's public listener at the apps'
+/// redirect URIs (`/consent/callback`, `/signin/callback`); the listener's base URL.
 async fn harness() -> (Harness, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let h = Harness::start_with(PlatformOptions {
         redirect_uri: format!("{base}/consent/callback"),
+        sign_in: true,
         ..Default::default()
     })
     .await;
-    let redirect_uri = format!("{base}/signin/callback");
-    let login_app = h.platform.config.consents["login"].app_id.clone();
-    h.platform.m365.add_redirect_uri(&login_app, &redirect_uri);
-    h.apply(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: signin\n  namespace: {OPERATOR_NAMESPACE}\nstringData:\n  cookieKey: {COOKIE_KEY}\n"
-    ))
-    .await;
-    let mut config = h.platform.config.clone();
-    config.sign_in = Some(SignInConfig {
-        enabled: true,
-        redirect_uri,
-        cookie_key: SecretRef::SecretRef {
-            namespace: OPERATOR_NAMESPACE.into(),
-            name: "signin".into(),
-            key: "cookieKey".into(),
-        },
-        session_ttl: Duration::from_secs(600),
-    });
-    let signin = SignIn::from_config(&config, &Secrets::with_kube(h.client()), h.client())
-        .await
-        .expect("sign-in configured");
-    assert!(signin.is_some(), "sign-in is on");
-    let public = router(PublicState {
-        client: h.client(),
-        config: std::sync::Arc::new(config),
-        links: h.platform.links(),
-        signin,
-    });
-    tokio::spawn(serve(listener, public, std::future::pending()));
+    assert!(h.platform.signin.is_some(), "sign-in is on");
+    tokio::spawn(serve(
+        listener,
+        h.platform.public_router(),
+        std::future::pending(),
+    ));
     (h, base)
 }
 
