@@ -58,12 +58,7 @@ async fn harness() -> (Harness, String) {
 
 /// Signs in on the simulator's login form the browser is on, as `user`.
 async fn fill_login_form(page: &mut QuickStart, user: &str) {
-    page.browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Css("#username"))
-        .await
-        .expect("the login form");
+    page.wait_for("#username", "the login form").await;
     page.screenshot(&format!("signin-form-{}", user.split('@').next().unwrap()))
         .await;
     let field = |css| page.browser.find(Locator::Css(css));
@@ -131,12 +126,8 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     // The listed admin: login form, then back on the page.
     page.browser.goto(&url).await.unwrap();
     fill_login_form(&mut page, "admin@contoso.onmicrosoft.com").await;
-    page.browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Css("#consents"))
-        .await
-        .expect("back on the Quick Start page");
+    page.wait_for("#consents", "back on the Quick Start page")
+        .await;
     assert_eq!(page.browser.current_url().await.unwrap().as_str(), url);
     page.screenshot("signin-admin-on-the-page").await;
     assert_eq!(page.text("#customer").await, "ContosoLtd");
@@ -149,26 +140,27 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     assert_eq!(cookie.http_only(), Some(true));
     // The page keeps polling its JSON with the session: reopening needs no second sign-in.
     page.browser.goto(&url).await.unwrap();
-    page.browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Css("#consents"))
-        .await
-        .expect("the page again, without the login form");
+    page.wait_for("#consents", "the page again, without the login form")
+        .await;
 
     // A user of the same tenant who is not listed: the one plain refusal, no page.
     page.browser.delete_all_cookies().await.unwrap();
     page.browser.goto(&url).await.unwrap();
     fill_login_form(&mut page, "globaladmin@contoso.onmicrosoft.com").await;
-    page.browser
-        .wait()
-        .at_most(T)
-        .for_element(Locator::Css("h1"))
-        .await
-        .unwrap();
+    // The heading, once the browser is through the login form and the operator's callback.
     let deadline = std::time::Instant::now() + T;
-    while page.text("h1").await != "You cannot sign in here" {
-        assert!(std::time::Instant::now() < deadline, "no refusal");
+    loop {
+        let heading = match page.browser.find(Locator::Css("h1")).await {
+            Ok(h1) => h1.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if heading == "You cannot sign in here" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal: {heading}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     page.screenshot("signin-user-refused").await;

@@ -180,6 +180,16 @@ impl QuickStart {
         rows
     }
 
+    /// Waits up to [`T`] for an element matching `css`; `what` says what it shows.
+    pub async fn wait_for(&self, css: &str, what: &str) {
+        self.browser
+            .wait()
+            .at_most(T)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{what} ({css}): {e}"));
+    }
+
     pub async fn text(&self, css: &str) -> String {
         self.browser
             .find(Locator::Css(css))
