@@ -141,7 +141,8 @@ impl QuickStart {
         self.mark_document().await;
     }
 
-    async fn mark_document(&self) {
+    /// Marks the document, so a reload would show in [`QuickStart::not_reloaded`].
+    pub async fn mark_document(&self) {
         self.browser
             .execute("window.quickStartMark = 'unchanged'; return null;", vec![])
             .await
