@@ -176,19 +176,19 @@ async fn run(
         stopped(),
     ));
     // The public listener answers on every replica, leader or not: it reads the API server.
-    let mut public = http::public::router(http::public::PublicState {
-        client: client.clone(),
-        config: config.clone(),
-        links: links.clone(),
-    });
     let signin =
         recording_operator::signin::SignIn::from_config(&config, secrets.as_ref(), client.clone())
             .await
             .context("configuring sign-in")?;
-    if let Some(signin) = signin {
+    if signin.is_some() {
         tracing::info!("sign-in with Microsoft is on: /signin/start, /signin/callback");
-        public = public.merge(signin.router());
     }
+    let public = http::public::router(http::public::PublicState {
+        client: client.clone(),
+        config: config.clone(),
+        links: links.clone(),
+        signin,
+    });
     let public = public.layer(axum::middleware::from_fn_with_state(
         metrics.clone(),
         recording_operator::metrics::count_public_request,

@@ -47,6 +47,15 @@ fn demo_brings_every_example_tenant_to_ready() {
         assert!(line.contains("/quickstart/"), "{line}");
     }
 
+    // The Quick Start pages are behind sign-in; the demo names who may sign in.
+    assert!(
+        stdout.contains(&format!(
+            "Sign-in on the Quick Start pages: admin@contoso.onmicrosoft.com, globaladmin@contoso.onmicrosoft.com, admin@fabrikam.onmicrosoft.com, globaladmin@fabrikam.onmicrosoft.com (password {}); a Tenant's page admits only its spec.adminUpns",
+            recording_operator::demo::DEMO_PASSWORD
+        )),
+        "{stdout}"
+    );
+
     // The last table shows both example tenants OK and Ready, with their license types.
     let last_table = stdout.rsplit("NAME ").next().unwrap();
     let row = |name: &str| {

@@ -472,6 +472,7 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
             client: client.clone(),
             config: config.clone(),
             links: links.clone(),
+            signin: None,
         });
     tokio::spawn(recording_operator::http::public::serve(
         listener,

@@ -34,6 +34,8 @@ pub const OPERATOR_NAMESPACE: &str = "recording-operator-system";
 pub const APP_SECRETS: &str = "platform-app-secrets";
 /// Secret holding the Quick Start link signing keys (key `keys`, one per line).
 pub const QUICKSTART_SECRET: &str = "quickstart-signing";
+/// Secret holding the sign-in cookie key (key `cookieKey`), when sign-in is on.
+pub const SIGNIN_SECRET: &str = "signin-cookie";
 
 /// The administrators each simulated customer tenant has (user name before `@{domain}`),
 /// matching the `adminUpns` of `deploy/examples/` and the tests; their password is
@@ -87,6 +89,9 @@ pub struct PlatformOptions {
     /// Start MailDev (installed by `scripts/install-test-deps.sh`) and send the contacts'
     /// e-mails to it, unless `notifications` says otherwise.
     pub maildev: bool,
+    /// Sign-in with Microsoft in front of the Quick Start pages (the `login` app gets the
+    /// public listener's `/signin/callback` as a redirect URI); off by default.
+    pub sign_in: bool,
 }
 
 /// The storage backend of the simulated platform.
@@ -124,6 +129,7 @@ impl Default for PlatformOptions {
             kube_http2: true,
             notifications: None,
             maildev: false,
+            sign_in: false,
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct Platform {
     pub azurite: Option<tokio::sync::Mutex<sim::azurite::Azurite>>,
     /// The SMTP server the contacts' e-mails go to, when started.
     pub maildev: Option<tokio::sync::Mutex<sim::maildev::MailDev>>,
+    /// Sign-in in front of the Quick Start pages, when [`PlatformOptions::sign_in`].
+    pub signin: Option<crate::signin::SignIn>,
 }
 
 impl Platform {
@@ -215,7 +223,14 @@ impl Platform {
             }
             false => None,
         };
+        if options.sign_in {
+            config.sign_in = Some(sign_in_config(&client, &m365, &config).await?);
+        }
         config.validate()?;
+        let secrets = KubeSecrets::new(client.clone());
+        let signin = crate::signin::SignIn::from_config(&config, &secrets, client.clone())
+            .await
+            .map_err(|e| DemoError::Other(e.to_string()))?;
         Ok(Platform {
             kube,
             m365,
@@ -224,6 +239,7 @@ impl Platform {
             config,
             azurite,
             maildev,
+            signin,
         })
     }
 
@@ -283,6 +299,7 @@ impl Platform {
             client: self.client.clone(),
             config: Arc::new(self.config.clone()),
             links: self.links(),
+            signin: self.signin.clone(),
         })
     }
 
@@ -408,6 +425,41 @@ fn platform_config(
     }
     config.validate()?;
     Ok(config)
+}
+
+/// Sign-in at the public listener: a fresh cookie key in the [`SIGNIN_SECRET`] Secret, and
+/// `{publicUrl}/signin/callback` registered on the `login` app.
+async fn sign_in_config(
+    client: &kube::Client,
+    m365: &M365Sim,
+    config: &OperatorConfig,
+) -> Result<crate::config::SignInConfig, DemoError> {
+    let public_url = config
+        .public_url
+        .as_deref()
+        .ok_or_else(|| DemoError::Other("sign-in needs the public URL".into()))?;
+    let redirect_uri = format!("{public_url}/signin/callback");
+    let login = config
+        .consents
+        .get(crate::signin::LOGIN_CONSENT)
+        .ok_or_else(|| DemoError::Other("sign-in needs the login app".into()))?;
+    m365.add_redirect_uri(&login.app_id, &redirect_uri);
+    store_secret(
+        client,
+        SIGNIN_SECRET,
+        BTreeMap::from([("cookieKey".to_string(), random_key())]),
+    )
+    .await?;
+    Ok(crate::config::SignInConfig {
+        enabled: true,
+        redirect_uri,
+        cookie_key: SecretRef::SecretRef {
+            namespace: OPERATOR_NAMESPACE.into(),
+            name: SIGNIN_SECRET.into(),
+            key: "cookieKey".into(),
+        },
+        session_ttl: Duration::from_secs(30 * 60),
+    })
 }
 
 /// Stores the platform apps' client secrets where the configuration says they are.

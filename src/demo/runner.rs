@@ -110,6 +110,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<i32> {
         }
         None => println!("E-mail to the contacts:          none (MailDev not available)"),
     }
+    if platform.signin.is_some() {
+        let users: Vec<String> = super::CUSTOMERS
+            .iter()
+            .flat_map(|(_, domain)| {
+                super::CUSTOMER_ADMINS
+                    .iter()
+                    .map(move |name| format!("{name}@{domain}"))
+            })
+            .collect();
+        println!(
+            "Sign-in on the Quick Start pages: {} (password {}); a Tenant's page admits only its spec.adminUpns",
+            users.join(", "),
+            super::DEMO_PASSWORD
+        );
+    }
     println!();
     println!(
         "Use kubectl against it:\n  export KUBECONFIG={}\n  kubectl get recording -A\n",
@@ -177,6 +192,7 @@ async fn start_platform(public_addr: SocketAddr) -> anyhow::Result<Platform> {
         redirect_uri: format!("http://{public_addr}/consent/callback"),
         storage,
         maildev,
+        sign_in: true,
         polling: crate::config::PollingConfig {
             pending_initial: Duration::from_secs(2),
             pending_max: Duration::from_secs(10),

@@ -6,7 +6,10 @@
 //!   and, when `state` carries a valid Quick Start token (`<namespace>/<grant>/<token>`, as the
 //!   page's buttons send), lands the admin back on the page.
 //! - `/quickstart/{token}`: the tenant's Quick Start page ([`super::page`]);
-//!   `/quickstart/{token}/state` the same view as JSON, which the page polls.
+//!   `/quickstart/{token}/state` the same view as JSON, which the page polls. With sign-in on
+//!   ([`crate::signin`], whose routes are merged here) both open only for an administrator
+//!   signed in for the link's Tenant: the page sends anybody else (303) through
+//!   `/signin/start`, back to the page afterwards; the JSON answers 401.
 //! - `/quickstart-assets/page.js`, `page.css`: the page's script and style sheet.
 //!
 //! A link that is malformed, tampered with, expired, signed by a key no longer configured or
@@ -23,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -43,6 +46,7 @@ use crate::config::OperatorConfig;
 use crate::controller::consent::recheck_stamp;
 use crate::crd::{tenant_namespace, ConsentGrant, Tenant, RECHECK_ANNOTATION};
 use crate::links::{QuickStartLinks, Token};
+use crate::signin::SignIn;
 
 /// Default listen address of the public listener.
 pub const DEFAULT_PUBLIC_ADDR: &str = "0.0.0.0:8081";
@@ -68,6 +72,9 @@ pub struct PublicState {
     pub config: Arc<OperatorConfig>,
     /// Quick Start links, when configured; without them the pages refuse every link.
     pub links: Option<QuickStartLinks>,
+    /// Sign-in with Microsoft, when on: the pages then open only for the Tenant's signed-in
+    /// administrators, and `/signin/start`, `/signin/callback` are served here.
+    pub signin: Option<SignIn>,
 }
 
 /// The public routes with their limits and headers.
@@ -75,6 +82,11 @@ pub fn router(state: PublicState) -> Router {
     let header = |name, value: &'static str| {
         SetResponseHeaderLayer::overriding(name, HeaderValue::from_static(value))
     };
+    let signin = state
+        .signin
+        .as_ref()
+        .map(SignIn::router)
+        .unwrap_or_default();
     Router::new()
         .route("/consent/callback", get(callback))
         .route("/quickstart/{token}", get(page_html))
@@ -82,6 +94,7 @@ pub fn router(state: PublicState) -> Router {
         .route(page::SCRIPT_PATH, get(script))
         .route(page::STYLE_PATH, get(style))
         .with_state(state)
+        .merge(signin)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -154,8 +167,28 @@ async fn opened(state: &PublicState, token: &str) -> Result<Tenant, Response> {
     }
 }
 
-async fn page_html(State(state): State<PublicState>, Path(token): Path<String>) -> Response {
+/// Whether the page may be shown to this visitor: always when sign-in is off, else only to an
+/// administrator signed in for this Tenant.
+fn signed_in(state: &PublicState, headers: &HeaderMap, tenant: &Tenant) -> bool {
+    state.signin.as_ref().is_none_or(|signin| {
+        signin
+            .session(headers, &kube::ResourceExt::name_any(tenant))
+            .is_some()
+    })
+}
+
+/// The Quick Start page; a visitor not signed in goes through sign-in and comes back here.
+async fn page_html(
+    State(state): State<PublicState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match opened(&state, &token).await {
+        Ok(tenant) if !signed_in(&state, &headers, &tenant) => Redirect::to(&SignIn::start_url(
+            &kube::ResourceExt::name_any(&tenant),
+            &format!("/quickstart/{token}"),
+        ))
+        .into_response(),
         Ok(tenant) => {
             let view = page::view(&tenant, &state.config, &token);
             Html(page::render(&view, &format!("/quickstart/{token}/state"))).into_response()
@@ -164,8 +197,16 @@ async fn page_html(State(state): State<PublicState>, Path(token): Path<String>) 
     }
 }
 
-async fn page_state(State(state): State<PublicState>, Path(token): Path<String>) -> Response {
+/// The page's view as JSON; 401 without a sign-in (the script cannot follow a sign-in).
+async fn page_state(
+    State(state): State<PublicState>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match opened(&state, &token).await {
+        Ok(tenant) if !signed_in(&state, &headers, &tenant) => {
+            (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response()
+        }
         Ok(tenant) => Json(page::view(&tenant, &state.config, &token)).into_response(),
         Err(response) => response,
     }

@@ -81,12 +81,18 @@
   function poll() {
     fetch(stateUrl, {
       cache: "no-store",
-      credentials: "omit",
+      // The sign-in cookie, when sign-in is on; nothing is sent elsewhere.
+      credentials: "same-origin",
       headers: { Accept: "application/json" },
     })
       .then(function (response) {
         if (response.status === 404) {
           expired();
+          return null;
+        }
+        if (response.status === 401) {
+          // The sign-in ran out: the page itself leads through sign-in again.
+          window.location.reload();
           return null;
         }
         if (!response.ok) {

@@ -2,6 +2,7 @@
 //! the operator's controllers running in this process.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod consent_world;
 pub mod secrets;
 
