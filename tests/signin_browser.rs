@@ -1,7 +1,7 @@
 //! Sign-in in front of the Quick Start page, in headless Chromium: with sign-in on, a listed
 //! administrator who opens the Tenant's Quick Start link lands on the identity simulator's
 //! login form, signs in, and is back on the page; a user of the same tenant not in
-//! `spec.adminUpns` gets the one plain refusal; without a session the page redirects to the
+//! `spec.adminUpns`, a forged ID token and an expired one get the one plain refusal; without a session the page redirects to the
 //! sign-in and its JSON answers 401. (With sign-in off the page opens directly:
 //! tests/quickstart_browser.rs.) Screenshots under target/quickstart-screens/.
 
@@ -16,6 +16,7 @@ use recording_operator::crd::ConsentState;
 use recording_operator::demo::{PlatformOptions, DEMO_PASSWORD};
 use recording_operator::http::public::serve;
 use recording_operator::signin::{SignIn, SESSION_COOKIE};
+use sim::m365::IdTokenFault;
 
 fn tenant_yaml() -> &'static str {
     r#"
@@ -75,6 +76,26 @@ async fn fill_login_form(page: &mut QuickStart, user: &str) {
         .await
         .unwrap();
     field("#sign-in").await.unwrap().click().await.unwrap();
+}
+
+/// Waits until the browser, through the login form and the operator's callback, shows the one
+/// plain refusal.
+async fn wait_refusal(page: &QuickStart) {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let heading = match page.browser.find(Locator::Css("h1")).await {
+            Ok(h1) => h1.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if heading == "You cannot sign in here" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no refusal: {heading}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,24 +175,34 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     page.browser.delete_all_cookies().await.unwrap();
     page.browser.goto(&url).await.unwrap();
     fill_login_form(&mut page, "globaladmin@contoso.onmicrosoft.com").await;
-    // The heading, once the browser is through the login form and the operator's callback.
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let heading = match page.browser.find(Locator::Css("h1")).await {
-            Ok(h1) => h1.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if heading == "You cannot sign in here" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no refusal: {heading}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_refusal(&page).await;
     page.screenshot("signin-user-refused").await;
     assert!(page.browser.find(Locator::Css("#consents")).await.is_err());
     assert!(page.browser.get_named_cookie(SESSION_COOKIE).await.is_err());
+
+    // An ID token that claims the listed admin but whose signature no longer matches, and an
+    // expired one of the listed admin: the same refusal, no session.
+    for (fault, user, shot) in [
+        (
+            IdTokenFault::Forged("admin@contoso.onmicrosoft.com".into()),
+            "globaladmin@contoso.onmicrosoft.com",
+            "signin-forged-token-refused",
+        ),
+        (
+            IdTokenFault::Expired,
+            "admin@contoso.onmicrosoft.com",
+            "signin-expired-token-refused",
+        ),
+    ] {
+        h.platform.m365.set_id_token_fault(Some(fault));
+        page.browser.delete_all_cookies().await.unwrap();
+        page.browser.goto(&url).await.unwrap();
+        fill_login_form(&mut page, user).await;
+        wait_refusal(&page).await;
+        page.screenshot(shot).await;
+        assert!(page.browser.find(Locator::Css("#consents")).await.is_err());
+        assert!(page.browser.get_named_cookie(SESSION_COOKIE).await.is_err());
+    }
+    h.platform.m365.set_id_token_fault(None);
     page.browser.clone().close().await.unwrap();
 }
