@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -32,7 +32,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
-use crate::process::{find_node_tool, spawn_child, ChildProcess};
+use crate::process::{find_node_tool, spawn_child, wait_until_serving, ChildProcess, Startup};
 
 /// The development account every Azure Storage emulator knows.
 pub const DEV_ACCOUNT: &str = "devstoreaccount1";
@@ -466,33 +466,26 @@ impl Azurite {
             .timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client builds");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            // Any HTTP answer (an unauthenticated request gets 403) means the service is up.
-            if probe
+        // Any HTTP answer (an unauthenticated request gets 403) means the service is up.
+        let startup = wait_until_serving(&mut child, START_TIMEOUT, || async {
+            probe
                 .get(format!("{endpoint}/{DEV_ACCOUNT}?comp=list"))
                 .send()
                 .await
                 .is_ok()
-            {
+        })
+        .await;
+        match startup {
+            Startup::Serving => {
                 self.child = Some(child);
-                return Ok(());
+                Ok(())
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                return Err(AzuriteError::Exited {
-                    endpoint,
-                    output: child.output().await,
-                });
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill().await;
-                return Err(AzuriteError::NotAnswering {
-                    endpoint,
-                    seconds: START_TIMEOUT.as_secs(),
-                    output: child.output().await,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Startup::Exited(output) => Err(AzuriteError::Exited { endpoint, output }),
+            Startup::TimedOut(output) => Err(AzuriteError::NotAnswering {
+                endpoint,
+                seconds: START_TIMEOUT.as_secs(),
+                output,
+            }),
         }
     }
 }

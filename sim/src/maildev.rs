@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::process::Command;
 
-use crate::process::{find_node_tool, spawn_child, ChildProcess};
+use crate::process::{find_node_tool, spawn_child, wait_until_serving, ChildProcess, Startup};
 
 /// The MailDev release the tests were written against (see the install script).
 pub const MAILDEV_VERSION: &str = "2.2.1";
@@ -201,34 +201,30 @@ impl MailDev {
             .timeout(Duration::from_secs(2))
             .build()
             .expect("a plain HTTP client builds");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
+        let smtp_port = self.smtp_port;
+        let startup = wait_until_serving(&mut child, START_TIMEOUT, || async {
             let web_up = probe
                 .get(format!("{web}/email"))
                 .send()
                 .await
                 .is_ok_and(|r| r.status().is_success());
-            let smtp_up = tokio::net::TcpStream::connect(("127.0.0.1", self.smtp_port))
-                .await
-                .is_ok();
-            if web_up && smtp_up {
+            web_up
+                && tokio::net::TcpStream::connect(("127.0.0.1", smtp_port))
+                    .await
+                    .is_ok()
+        })
+        .await;
+        match startup {
+            Startup::Serving => {
                 self.child = Some(child);
-                return Ok(());
+                Ok(())
             }
-            if let Ok(Some(_)) = child.try_wait() {
-                return Err(MailDevError::Exited {
-                    output: child.output().await,
-                });
-            }
-            if Instant::now() >= deadline {
-                let _ = child.kill().await;
-                return Err(MailDevError::NotAnswering {
-                    web,
-                    seconds: START_TIMEOUT.as_secs(),
-                    output: child.output().await,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            Startup::Exited(output) => Err(MailDevError::Exited { output }),
+            Startup::TimedOut(output) => Err(MailDevError::NotAnswering {
+                web,
+                seconds: START_TIMEOUT.as_secs(),
+                output,
+            }),
         }
     }
 }

@@ -181,6 +181,43 @@ fn spawner() -> &'static Mutex<mpsc::Sender<SpawnRequest>> {
     })
 }
 
+/// How a server started as a child fared while [`wait_until_serving`] waited for it.
+pub enum Startup {
+    /// It answers.
+    Serving,
+    /// It exited first; what it printed.
+    Exited(String),
+    /// It did not answer in time and was killed; what it printed.
+    TimedOut(String),
+}
+
+/// Polls `serving` every 100 ms until it says the child's server answers, the child exits, or
+/// `timeout` passes (then the child is killed).
+pub async fn wait_until_serving<F, Fut>(
+    child: &mut ChildProcess,
+    timeout: Duration,
+    mut serving: F,
+) -> Startup
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if serving().await {
+            return Startup::Serving;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return Startup::Exited(child.output().await);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill().await;
+            return Startup::TimedOut(child.output().await);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The npm-installed program `node_modules/.bin/<bin>` in this crate's folder and above it (the
 /// workspace root, where `scripts/install-test-deps.sh` installs), then in the current
 /// directory and above, unless the environment variable `env` names it. The error says where it
