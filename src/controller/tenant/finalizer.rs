@@ -99,10 +99,7 @@ pub(super) async fn finalize(tenant: &Tenant, ctx: &Context) -> Result<Option<Du
                 "deleting the tenant's storage failed, the Tenant is kept until it succeeds: {error}"
             );
             let mut status = tenant.status.clone().unwrap_or_default();
-            // Owned by the notifications' and the retention sweep's field managers: not taken
-            // over here.
-            status.notifications.clear();
-            status.retention = None;
+            drop_fields_of_other_managers(&mut status);
             let generation = tenant.meta().generation;
             // Only Ready changes; the other conditions stay as last computed.
             let ready = conditions::merge(

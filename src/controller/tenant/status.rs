@@ -417,10 +417,8 @@ impl StatusDigest {
             |s: &TenantStatus| crate::hash64(&serde_json::to_vec(s).expect("a status serialises"));
         // One copy with the condition times left out, hashed with and without the consents.
         let mut timeless = status.clone();
-        // Written by field managers of their own (crate::notify, crate::retention), not by the
-        // Tenant controller's status write: a change there is no reason to write.
-        timeless.notifications.clear();
-        timeless.retention = None;
+        // A change in what others write is no reason for this controller to write.
+        drop_fields_of_other_managers(&mut timeless);
         for c in &mut timeless.conditions {
             c.last_transition_time = Time(Timestamp::UNIX_EPOCH);
         }
@@ -433,6 +431,14 @@ impl StatusDigest {
                 .is_some_and(|c| c.reason == CHECKING_CONSENTS),
         }
     }
+}
+
+/// Clears the status fields other field managers own (`notifications`: crate::notify,
+/// `retention`: crate::retention), so that the Tenant controller's status write never takes
+/// them over and their changes never count as its own.
+pub fn drop_fields_of_other_managers(status: &mut TenantStatus) {
+    status.notifications.clear();
+    status.retention = None;
 }
 
 /// The Event a status change deserves, if any: `(warning, reason, note)`.
