@@ -76,6 +76,14 @@ impl Replica {
     }
 }
 
+/// A replica left running by a failed test is stopped with it.
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A directory with the operator's kubeconfig and configuration file for the simulators.
 fn operator_files(h: &Harness, name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
@@ -107,14 +115,10 @@ fn tenant(name: &str, domain: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
-    // The simulators only: the operators under test are the two processes below.
-    let h = Harness::start_simulators().await;
-    let dir = operator_files(&h, "run-process");
-
-    let mut a = Replica::start(&dir, "replica-a");
-    let mut b = Replica::start(&dir, "replica-b");
+/// Two replicas started at once, once exactly one of them leads: (leader, standby).
+async fn two_replicas(dir: &std::path::Path) -> (Replica, Replica) {
+    let a = Replica::start(dir, "replica-a");
+    let b = Replica::start(dir, "replica-b");
     let leaders = common::wait_for(
         Duration::from_secs(30),
         || async { Some((a.leading().await, b.leading().await)) },
@@ -127,11 +131,20 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
         "exactly one leader",
     )
     .await;
-    let (leader, standby) = if leaders.0 == Some(true) {
-        (&mut a, &mut b)
+    if leaders.0 == Some(true) {
+        (a, b)
     } else {
-        (&mut b, &mut a)
-    };
+        (b, a)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
+    // The simulators only: the operators under test are the two processes below.
+    let h = Harness::start_simulators().await;
+    let dir = operator_files(&h, "run-process");
+
+    let (mut leader, mut standby) = two_replicas(&dir).await;
 
     onboard(&h, "contoso").await;
 
@@ -234,25 +247,7 @@ async fn a_leader_whose_lease_is_taken_over_exits_and_the_other_replica_leads() 
 
     let h = Harness::start_simulators().await;
     let dir = operator_files(&h, "run-process-lease-lost");
-    let mut a = Replica::start(&dir, "replica-a");
-    let mut b = Replica::start(&dir, "replica-b");
-    let leaders = common::wait_for(
-        Duration::from_secs(30),
-        || async { Some((a.leading().await, b.leading().await)) },
-        |(x, y)| {
-            matches!(
-                (x, y),
-                (Some(true), Some(false)) | (Some(false), Some(true))
-            )
-        },
-        "exactly one leader",
-    )
-    .await;
-    let (leader, standby) = if leaders.0 == Some(true) {
-        (&mut a, &mut b)
-    } else {
-        (&mut b, &mut a)
-    };
+    let (mut leader, mut standby) = two_replicas(&dir).await;
 
     // A third party writes the Lease: another holder, renewed now, valid for 4 s.
     let leases: kube::Api<Lease> =

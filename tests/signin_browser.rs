@@ -59,6 +59,19 @@ async fn harness() -> (Harness, String) {
     (h, base)
 }
 
+/// [`harness`] with the Tenant applied and its consent links made; its Quick Start link.
+async fn harness_with_tenant() -> (Harness, String, String) {
+    let (h, base) = harness().await;
+    h.apply(tenant_yaml()).await;
+    let tenant = h.wait_consent_links("contoso", T).await;
+    let url = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.quick_start_url.clone())
+        .expect("a Quick Start link");
+    (h, base, url)
+}
+
 /// Signs in on the simulator's login form the browser is on, as `user`.
 async fn fill_login_form(page: &mut QuickStart, user: &str) {
     page.wait_for("#username", "the login form").await;
@@ -102,14 +115,7 @@ async fn wait_refusal(page: &QuickStart) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused() {
-    let (h, base) = harness().await;
-    h.apply(tenant_yaml()).await;
-    let tenant = h.wait_consent_links("contoso", T).await;
-    let url = tenant
-        .status
-        .as_ref()
-        .and_then(|s| s.quick_start_url.clone())
-        .expect("a Quick Start link");
+    let (h, base, url) = harness_with_tenant().await;
     let token = url.rsplit('/').next().unwrap().to_string();
     // Signing in needs the login app's consent (before it, /signin/start leads to it: tests/signin.rs).
     h.accept_consents("contoso").await;
@@ -225,14 +231,7 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_the_login_consent_the_admin_consents_and_lands_back_on_the_page() {
-    let (h, _base) = harness().await;
-    h.apply(tenant_yaml()).await;
-    let tenant = h.wait_consent_links("contoso", T).await;
-    let url = tenant
-        .status
-        .as_ref()
-        .and_then(|s| s.quick_start_url.clone())
-        .expect("a Quick Start link");
+    let (h, _base, url) = harness_with_tenant().await;
 
     // Nothing consented yet: the page → the sign-in → the login app's admin-consent page
     // (the simulator grants at once) → the operator's callback → the sign-in again, which now

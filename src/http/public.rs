@@ -152,20 +152,7 @@ pub fn router_with(state: PublicState, limits: &Limits) -> Router {
         rechecks: governor::RateLimiter::keyed(recheck_quota),
         log: LogLimit::new(),
     });
-    let per_source = Arc::new(governor::RateLimiter::keyed(
-        governor::Quota::per_second(limits.per_source_per_second)
-            .allow_burst(limits.per_source_burst),
-    ));
-    spawn_forgetting(Arc::downgrade(&per_source));
-    let in_flight = tower::ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            overloaded()
-        }))
-        .load_shed()
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_in_flight.max(1),
-        ));
-    Router::new()
+    let routes = Router::new()
         .route(
             "/consent/callback",
             get(callback).with_state(callback_state),
@@ -175,9 +162,8 @@ pub fn router_with(state: PublicState, limits: &Limits) -> Router {
         .route(page::SCRIPT_PATH, get(script))
         .route(page::STYLE_PATH, get(style))
         .with_state(state)
-        .merge(signin)
-        .layer(in_flight)
-        .layer(middleware::from_fn_with_state(per_source, limit_per_source))
+        .merge(signin);
+    limited(routes, limits)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -202,6 +188,27 @@ async fn limit_uri(request: Request, next: Next) -> Response {
         return (StatusCode::URI_TOO_LONG, "URI too long\n").into_response();
     }
     next.run(request).await
+}
+
+/// `routes` behind the per-source rate limit (429) and the limit on requests in progress
+/// (503 at once beyond it, no queue).
+fn limited(routes: Router, limits: &Limits) -> Router {
+    let per_source = Arc::new(governor::RateLimiter::keyed(
+        governor::Quota::per_second(limits.per_source_per_second)
+            .allow_burst(limits.per_source_burst),
+    ));
+    spawn_forgetting(Arc::downgrade(&per_source));
+    let in_flight = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            overloaded()
+        }))
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            limits.max_in_flight.max(1),
+        ));
+    routes
+        .layer(in_flight)
+        .layer(middleware::from_fn_with_state(per_source, limit_per_source))
 }
 
 /// Forgets, once a minute, the sources that have not been limited lately (the limiter's map
@@ -591,4 +598,86 @@ pub async fn serve_with(
     }
     let _ = tokio::time::timeout(REQUEST_TIMEOUT, graceful.shutdown()).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    fn from(ip: [u8; 4]) -> Request {
+        let mut request = Request::new(axum::body::Body::empty());
+        *request.uri_mut() = "/slow".parse().unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from((ip, 40_000))));
+        request
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_limit_in_progress_get_503_at_once() {
+        let limits = Limits {
+            max_in_flight: 2,
+            ..Limits::default()
+        };
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "done"
+            }),
+        );
+        let router = limited(slow, &limits);
+        let started = std::time::Instant::now();
+        let answers = futures::future::join_all(
+            (0..3u8).map(|i| router.clone().oneshot(from([10, 0, 0, i]))),
+        )
+        .await;
+        let mut statuses: Vec<u16> = answers
+            .into_iter()
+            .map(|r| r.unwrap().status().as_u16())
+            .collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 200, 503]);
+        assert!(started.elapsed() < Duration::from_secs(2), "no queue");
+    }
+
+    #[tokio::test]
+    async fn a_source_over_its_rate_gets_429_and_others_do_not() {
+        let limits = Limits {
+            per_source_per_second: NonZeroU32::new(1).unwrap(),
+            per_source_burst: NonZeroU32::new(3).unwrap(),
+            ..Limits::default()
+        };
+        let router = limited(
+            Router::new().route("/slow", get(|| async { "ok" })),
+            &limits,
+        );
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            statuses.push(
+                router
+                    .clone()
+                    .oneshot(from([10, 0, 0, 1]))
+                    .await
+                    .unwrap()
+                    .status(),
+            );
+        }
+        assert_eq!(statuses.iter().filter(|s| s.as_u16() == 200).count(), 3);
+        let limited = router.clone().oneshot(from([10, 0, 0, 1])).await.unwrap();
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[header::RETRY_AFTER], "1");
+        let other = router.oneshot(from([10, 0, 0, 2])).await.unwrap();
+        assert_eq!(other.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_log_budget_counts_what_it_leaves_out() {
+        let log = LogLimit::new();
+        let admitted: Vec<Option<u64>> = (0..8).map(|_| log.admit()).collect();
+        assert_eq!(&admitted[..5], &[Some(0); 5]);
+        assert_eq!(&admitted[5..], &[None; 3]);
+        assert_eq!(log.dropped.load(Ordering::Relaxed), 3);
+    }
 }
