@@ -1,8 +1,10 @@
 //! Sign-in with Microsoft for a tenant's administrators: OpenID Connect authorization code flow
 //! with PKCE through the platform's `login` application, against the configured authority.
 //!
-//! - `GET /signin/start?tenant=<Tenant>&return=<path>`: while the Tenant's `login` consent is
-//!   not granted, straight to its admin-consent link (the admin grants it first); otherwise a
+//! - `GET /signin/start?tenant=<Tenant>&return=<path>`: with Quick Start links, `return` must
+//!   be a valid Quick Start link of that Tenant (else the one refusal, whether the Tenant exists
+//!   or not). While the Tenant's `login` consent is not granted, straight to its
+//!   admin-consent link (the admin grants it first; its state brings them back); otherwise a
 //!   short-lived signed flow cookie (state, nonce, PKCE verifier) and the authorization request
 //!   at `{authority}/organizations/oauth2/v2.0/authorize`.
 //! - `GET /signin/callback`: the state must match the flow cookie; `consent_required` leads to
@@ -419,6 +421,29 @@ impl SignIn {
         }
     }
 
+    /// Whether `return_to` may follow a sign-in for `tenant`: with Quick Start links, only that
+    /// Tenant's page under a token that verifies; without them, any local path.
+    async fn opens_page(&self, tenant: &Tenant, return_to: &str) -> bool {
+        let Some(links) = &self.links else {
+            return true;
+        };
+        let name = kube::ResourceExt::name_any(tenant);
+        let uid = tenant.metadata.uid.as_deref().unwrap_or_default();
+        let Some(token) = return_to
+            .strip_prefix(crate::links::PAGE_PATH)
+            .and_then(crate::links::Token::parse)
+            .filter(|t| t.tenant() == name)
+        else {
+            return false;
+        };
+        match links.keys().await {
+            Ok(keys) => {
+                !uid.is_empty() && token.verify(&keys, uid, k8s_openapi::jiff::Timestamp::now())
+            }
+            Err(_) => false,
+        }
+    }
+
     /// `/signin/start` and `/signin/callback`.
     pub fn router(&self) -> Router {
         Router::new()
@@ -515,8 +540,16 @@ async fn start(State(signin): State<SignIn>, Query(q): Query<StartQuery>) -> Res
     else {
         return refuse("the return path is not local");
     };
-    let Some(facts) = signin.facts(&q.tenant).await else {
-        return refuse("no such Tenant, or its tenant id is not known yet");
+    let Some(found) = signin.inner.tenants.get_opt(&q.tenant).await.ok().flatten() else {
+        return refuse("no such Tenant");
+    };
+    if !signin.opens_page(&found, &return_to).await {
+        // With Quick Start links, sign-in starts only from a valid link of this Tenant: the
+        // answer tells nobody else whether the Tenant exists.
+        return refuse("the return path is not a valid Quick Start link of this Tenant");
+    }
+    let Some(facts) = TenantFacts::of(&found) else {
+        return refuse("the Tenant's tenant id is not known yet");
     };
     if let Some(consent) = facts
         .login_consent_url

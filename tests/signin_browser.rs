@@ -141,6 +141,19 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     );
     let r = http.get(format!("{url}/state")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // The sign-in starts only from a valid Quick Start link of the Tenant: a forged one, one
+    // of another Tenant and an unknown Tenant get one refusal, telling nobody which exist.
+    let bad_starts = [
+        SignIn::start_url("contoso", "/quickstart/forged"),
+        SignIn::start_url("contoso", "/elsewhere"),
+        SignIn::start_url("fabrikam", &format!("/quickstart/{token}")),
+        SignIn::start_url("no-such-customer", &format!("/quickstart/{token}")),
+    ];
+    for start in bad_starts {
+        let r = http.get(format!("{base}{start}")).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{start}");
+        assert_eq!(r.text().await.unwrap(), recording_operator::signin::REFUSAL);
+    }
     // A bad link is still the one refusal, sign-in or not.
     let r = http
         .get(format!("{base}/quickstart/not-a-token"))
