@@ -304,6 +304,16 @@ const BUILTINS: &[Builtin] = &[
         status: true,
         generation: true,
     },
+    Builtin {
+        group: "apps",
+        kind: "StatefulSet",
+        plural: "statefulsets",
+        namespaced: true,
+        short_names: &["sts"],
+        categories: &["all"],
+        status: true,
+        generation: true,
+    },
     // Served so that clients which look up a Deployment's ReplicaSets (Helm's readiness wait)
     // find the resource; no controller creates any.
     Builtin {
