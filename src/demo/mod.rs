@@ -567,6 +567,7 @@ async fn start_azurite(
                     name: STORAGE_SECRETS.into(),
                     key: region.to_string(),
                 },
+                signing_key: None,
             },
         );
     }

@@ -210,6 +210,7 @@ pub fn desired_objects(
                 config: &bot_config,
                 bots,
                 config_hash: &config_hash,
+                storage: config.storage.as_ref(),
             })),
             ..Default::default()
         })

@@ -117,6 +117,7 @@ pub use desired::*;
 pub use media::*;
 pub use pod::*;
 pub use status::*;
+pub use workload::NODE_PUBLIC_IP_ANNOTATION;
 
 // ---------------------------------------------------------------------------------------------
 // The async shell
@@ -326,7 +327,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             .app_registration
             .as_ref()
             .and_then(|r| client_secret_version(&service, r, sctx));
-        let credentials = workload::bot_credentials(&service, tenant, sctx).await?;
+        let credentials = workload::bot_credentials(&service, tenant, tenant_id, sctx).await?;
         let version = workload::credentials_version(app_secret_version.as_deref(), &credentials);
         let addresses = workload::observe_addresses(&service, tenant, sctx).await?;
         let children = desired_objects(
@@ -531,3 +532,5 @@ pub fn error_policy(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workload_tests;

@@ -16,6 +16,24 @@ pub(super) struct PodInputs<'a> {
     pub config: &'a BotConfig,
     pub bots: &'a BotsConfig,
     pub config_hash: &'a str,
+    pub storage: Option<&'a crate::storage::StorageConfig>,
+}
+
+/// The Azure Blob location a bot records to, when the operator signs it a SAS for its
+/// container (the location's account has a `signingKey`): (account, its key, container).
+pub fn bot_sas_source<'a>(
+    config: &BotConfig,
+    role: BotRole,
+    storage: Option<&'a crate::storage::StorageConfig>,
+) -> Option<(&'a crate::storage::AccountConfig, String)> {
+    let location = config.storage.iter().find(|s| s.role == role.location())?;
+    if location.endpoint.starts_with("pvc://") {
+        return None;
+    }
+    let account = storage?.accounts.get(&location.location)?;
+    account.signing_key.as_ref()?;
+    let container = location.endpoint.trim_end_matches('/').rsplit('/').next()?;
+    Some((account, container.to_string()))
 }
 
 /// The Pod Security Standard level the tenant namespace enforces for its bots: `restricted`
@@ -298,17 +316,13 @@ pub(super) fn bot_env(inputs: &PodInputs) -> Vec<EnvVar> {
             &client_secret_entry(role),
         )),
     }
-    // The SAS of the bot's own container, when its location is on Azure Blob.
-    if let Some(location) = inputs
-        .config
-        .storage
-        .iter()
-        .find(|s| s.role == role.location() && !s.endpoint.starts_with("pvc://"))
-    {
+    // The SAS of the bot's own container, when its location is on Azure Blob and the
+    // operator signs one.
+    if bot_sas_source(inputs.config, role, inputs.storage).is_some() {
         env.push(secret(
             "RECORDINGS_SAS",
             &credentials,
-            &sas_entry(&location.role),
+            &sas_entry(role.location()),
         ));
     }
     env.push(field("POD_NAME", "metadata.name"));

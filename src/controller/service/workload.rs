@@ -42,10 +42,12 @@ impl std::fmt::Debug for BotCredentials {
 
 /// Reads the credentials the bots need from the operator: in platform mode (no app
 /// registration) each bot's platform application client secret, from where the configuration's
-/// `consents.<key>.clientSecret` points.
+/// `consents.<key>.clientSecret` points; and, when its location's account has a signing key,
+/// each bot's SAS for its own container.
 pub(super) async fn bot_credentials(
     service: &RecordingService,
     tenant: &Tenant,
+    tenant_id: &str,
     sctx: &ServiceContext,
 ) -> Result<BotCredentials> {
     let ctx = sctx.shared.as_ref();
@@ -73,6 +75,38 @@ pub(super) async fn bot_credentials(
                 .map_err(|e| Error::Config(e.to_string()))?;
             entries.insert(client_secret_entry(role), value);
         }
+    }
+    // Each bot's SAS for its own container, signed with its account's key.
+    let bot_config = bot_config(service, tenant, tenant_id, &ctx.config);
+    for role in bot_roles(tenant.spec.license) {
+        let Some((account, container)) =
+            bot_sas_source(&bot_config, role, ctx.config.storage.as_ref())
+        else {
+            continue;
+        };
+        let reference = account.signing_key.as_ref().expect("a signing key");
+        let key = ctx
+            .checker
+            .tokens()
+            .secrets()
+            .get(reference)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let name = crate::storage::sas::account_name(&account.endpoint).ok_or_else(|| {
+            Error::Config(format!(
+                "storage.accounts: no account name in endpoint {:?}",
+                account.endpoint
+            ))
+        })?;
+        let sas = crate::storage::sas::container_sas(
+            &name,
+            &key,
+            &container,
+            crate::storage::sas::BOT_PERMISSIONS,
+            crate::storage::sas::window(std::time::SystemTime::now()),
+        )
+        .map_err(|e| Error::Config(format!("storage.accounts signingKey: {e}")))?;
+        entries.insert(sas_entry(role.location()), sas);
     }
     Ok(BotCredentials(entries))
 }
@@ -163,7 +197,12 @@ pub(super) async fn observe_addresses(
     Ok(found)
 }
 
-/// The `ExternalIP` of the node a pod runs on.
+/// Node annotation a platform sets to a node's instance-level public IP (clouds such as AKS
+/// do not list that address among the node's addresses).
+pub const NODE_PUBLIC_IP_ANNOTATION: &str = "recording.m365.io/public-ip";
+
+/// The public IP of the node a pod runs on: its [`NODE_PUBLIC_IP_ANNOTATION`], else its
+/// `ExternalIP` address.
 async fn node_public_ip(client: &kube::Client, ns: &str, pod: &str) -> Result<Option<String>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let Some(node_name) = pods.get_opt(pod).await?.and_then(|p| p.spec?.node_name) else {
@@ -171,11 +210,16 @@ async fn node_public_ip(client: &kube::Client, ns: &str, pod: &str) -> Result<Op
     };
     let nodes: Api<Node> = Api::all(client.clone());
     Ok(nodes.get_opt(&node_name).await?.and_then(|n| {
-        n.status?
-            .addresses?
-            .into_iter()
-            .find(|a| a.type_ == "ExternalIP")
-            .map(|a| a.address)
+        n.annotations()
+            .get(NODE_PUBLIC_IP_ANNOTATION)
+            .cloned()
+            .or_else(|| {
+                n.status?
+                    .addresses?
+                    .into_iter()
+                    .find(|a| a.type_ == "ExternalIP")
+                    .map(|a| a.address)
+            })
     }))
 }
 
