@@ -1279,3 +1279,72 @@ async fn a_bot_deployment_of_an_earlier_version_goes_once_its_stateful_set_is_re
     assert_eq!(migrated, 1);
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_rolls_one_instance_at_a_time_and_waits_for_its_calls() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    let replicas = "  bot:\n    replicas: 3\n";
+    h.apply(&service_yaml("main", "contoso", "Contoso", 10, replicas))
+        .await;
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(h.client(), ns);
+    let before = stateful_sets.get("main-hue").await.unwrap();
+    let generation = before.metadata.generation;
+
+    // The instance the rollout stops first (the highest ordinal) has calls in progress.
+    h.platform.kube.set_instance_busy(ns, "main-hue-2", true);
+    h.apply(&service_yaml("main", "contoso", "Contoso", 20, replicas))
+        .await;
+    let rolling = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "BotsReady", "False", "BotsNotReady")
+    })
+    .await;
+    assert_eq!(
+        rolling.status.unwrap().bots_ready.as_deref(),
+        Some("0/3"),
+        "no instance runs the new configuration yet"
+    );
+    let after = stateful_sets.get("main-hue").await.unwrap();
+    assert!(
+        after.metadata.generation > generation,
+        "the template changed"
+    );
+    // While the instance drains, the others keep recording and nothing else is replaced.
+    for _ in 0..10 {
+        let status = stateful_sets.get("main-hue").await.unwrap().status.unwrap();
+        assert_eq!(
+            (status.ready_replicas, status.updated_replicas),
+            (Some(2), Some(0)),
+            "{status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Its calls end: the rollout goes on, one instance at a time, to Ready.
+    h.platform.kube.set_instance_busy(ns, "main-hue-2", false);
+    let mut lowest = 3;
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let status = stateful_sets.get("main-hue").await.unwrap().status.unwrap();
+        lowest = lowest.min(status.ready_replicas.unwrap_or(0));
+        if status.updated_replicas == Some(3) && status.ready_replicas == Some(3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rolled out: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lowest, 2, "never more than one instance down");
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    h.stop().await;
+}
