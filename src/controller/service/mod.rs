@@ -2,15 +2,20 @@
 //! bots, and the service's status.
 //!
 //! One reconcile: validate the spec (the CRD's own rules, the Tenant exists, the service
-//! lives in that tenant's namespace, its name fits the bot objects' names) → compute the
-//! desired objects from the service, the Tenant and the configuration (ServiceAccount,
-//! ConfigMap with the bot configuration, Service, NetworkPolicy, Deployment `<name>-hue`,
-//! for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all bot pods) → server-side
-//! apply them and delete owned bots no longer desired (Pro → Essentials) → when the service
-//! brings its own app registration, check its credentials with a client-credentials token and
-//! read its client secrets' expiry through Graph (daily, and whenever the Secret changes) →
-//! compute the status from the Deployments' status → write it only when it changed, with an
-//! Event per condition transition.
+//! lives in that tenant's namespace, its name fits the bot objects' names, its instances fit
+//! the media port range) → read the credentials the bots get from the operator (platform
+//! client secrets, each bot's container SAS) and the instances' public addresses not in the
+//! configuration → compute the desired objects from the service, the Tenant and the
+//! configuration (ServiceAccount, ConfigMaps with the bot configuration and the instances'
+//! addresses, the signalling Service, a LoadBalancer Service per instance, NetworkPolicy,
+//! StatefulSet `<name>-hue`, for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all
+//! bot pods, the credentials Secret) → server-side apply them and delete owned bots and
+//! instance Services no longer desired (Pro → Essentials, fewer replicas), and a bot
+//! Deployment of an earlier version once its StatefulSet is ready → when the service brings its
+//! own app registration, check its credentials with a client-credentials token and read its
+//! client secrets' expiry through Graph (daily, and whenever the Secret changes) → compute the
+//! status from the StatefulSets' status → write it only when it changed, with an Event per
+//! condition transition.
 //!
 //! Conditions: `Authenticated` (only with `spec.appRegistration`), `SecretExpiry` (only once
 //! authenticated: `True` while the soonest client secret is 30 days or more from expiry,
