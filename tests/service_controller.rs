@@ -637,8 +637,8 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bot_that_never_becomes_available_holds_back_ready() {
+/// Contoso's Essentials service `main` whose bot never becomes available (until released).
+async fn service_with_its_bot_held_unavailable() -> (Harness, RecordingService) {
     let h = Harness::start().await;
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
@@ -651,6 +651,13 @@ async fn a_bot_that_never_becomes_available_holds_back_ready() {
         has_condition(s, "BotsReady", "False", "BotsNotReady")
     })
     .await;
+    (h, service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_never_becomes_available_holds_back_ready() {
+    let (h, service) = service_with_its_bot_held_unavailable().await;
+    let ns = "tenant-contoso";
     assert!(has_condition(&service, "Ready", "False", "BotsNotReady"));
     assert_eq!(
         service.status.as_ref().unwrap().bots_ready.as_deref(),
@@ -1212,18 +1219,8 @@ async fn a_throttled_check_waits_for_retry_after_whatever_else_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_deployment_of_an_earlier_version_goes_once_its_stateful_set_is_ready() {
-    let h = Harness::start().await;
-    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let (h, service) = service_with_its_bot_held_unavailable().await;
     let ns = "tenant-contoso";
-    h.platform
-        .kube
-        .hold_stateful_set_unavailable(ns, "main-hue", true);
-    h.apply(&service_yaml("main", "contoso", "Contoso", 10, ""))
-        .await;
-    let service = wait_service(&h, ns, "main", |s| {
-        has_condition(s, "BotsReady", "False", "BotsNotReady")
-    })
-    .await;
     // What an earlier version kept: the bot as a Deployment owned by the service.
     let legacy: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "main-hue", "namespace": ns, "ownerReferences": [{

@@ -66,14 +66,10 @@ pub(super) async fn bot_credentials(
                         role.component()
                     ))
                 })?;
-            let value = ctx
-                .checker
-                .tokens()
-                .secrets()
-                .get(reference)
-                .await
-                .map_err(|e| Error::Config(e.to_string()))?;
-            entries.insert(client_secret_entry(role), value);
+            entries.insert(
+                client_secret_entry(role),
+                read_secret(ctx, reference).await?,
+            );
         }
     }
     // Each bot's SAS for its own container, signed with its account's key.
@@ -85,13 +81,7 @@ pub(super) async fn bot_credentials(
             continue;
         };
         let reference = account.signing_key.as_ref().expect("a signing key");
-        let key = ctx
-            .checker
-            .tokens()
-            .secrets()
-            .get(reference)
-            .await
-            .map_err(|e| Error::Config(e.to_string()))?;
+        let key = read_secret(ctx, reference).await?;
         let name = crate::storage::sas::account_name(&account.endpoint).ok_or_else(|| {
             Error::Config(format!(
                 "storage.accounts: no account name in endpoint {:?}",
@@ -109,6 +99,19 @@ pub(super) async fn bot_credentials(
         entries.insert(sas_entry(role.location()), sas);
     }
     Ok(BotCredentials(entries))
+}
+
+/// A secret the configuration points at (the error names the reference, never a value).
+async fn read_secret(
+    ctx: &crate::controller::Context,
+    reference: &crate::config::SecretRef,
+) -> Result<SecretString> {
+    ctx.checker
+        .tokens()
+        .secrets()
+        .get(reference)
+        .await
+        .map_err(|e| Error::Config(e.to_string()))
 }
 
 /// A digest standing for the credentials the pods read at start (never the values): the app
