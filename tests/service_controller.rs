@@ -377,6 +377,27 @@ async fn an_essentials_service_runs_one_hardened_bot() {
         !configs.contains(platform_secret.as_str()),
         "never in a ConfigMap"
     );
+    let elsewhere = serde_json::to_string(
+        &Api::<StatefulSet>::namespaced(h.client(), ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items,
+    )
+    .unwrap()
+        + &serde_json::to_string(
+            &Api::<Event>::all(h.client())
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items,
+        )
+        .unwrap()
+        + &common::captured_logs();
+    assert!(
+        !elsewhere.contains(platform_secret.as_str()),
+        "the copied secret is in no StatefulSet, Event or log line"
+    );
 
     // The bot configuration: tenant id, retention, compliance, short name, licensed users.
     let cm = Api::<ConfigMap>::namespaced(h.client(), ns)

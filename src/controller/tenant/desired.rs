@@ -130,7 +130,8 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         ("limits.cpu", "32"),
         ("limits.memory", "64Gi"),
         ("persistentvolumeclaims", "10"),
-        ("services", "10"),
+        // A bot instance has its own media Service: room for a Pro service at 20 replicas.
+        ("services", "50"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
