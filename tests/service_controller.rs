@@ -1366,3 +1366,117 @@ async fn a_configuration_change_rolls_one_instance_at_a_time_and_waits_for_its_c
     .await;
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_host_networking_each_instance_learns_its_nodes_public_ip() {
+    let mut bots = recording_operator::config::BotsConfig::default();
+    bots.media.mode = recording_operator::config::MediaMode::HostNetwork;
+    let h = Harness::start_with(recording_operator::demo::PlatformOptions {
+        bots: Some(bots),
+        ..Default::default()
+    })
+    .await;
+    onboard(&h, "fabrikam", "fabrikam.onmicrosoft.com", "Pro").await;
+    let ns = "tenant-fabrikam";
+    // Host networking is for the privileged level only.
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client())
+        .get(ns)
+        .await
+        .unwrap();
+    assert_eq!(
+        namespace.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+        "privileged"
+    );
+    h.apply(&service_yaml("rec", "fabrikam", "Fabrikam", 10, ""))
+        .await;
+    wait_service(&h, ns, "rec", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let pod = Api::<StatefulSet>::namespaced(h.client(), ns)
+        .get("rec-hue-paired")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(
+        pod.node_selector.unwrap()["recording.m365.io/instance-public-ip"],
+        "true"
+    );
+    assert!(
+        Api::<Service>::namespaced(h.client(), ns)
+            .get_opt("rec-hue-0-media")
+            .await
+            .unwrap()
+            .is_none(),
+        "no per-instance Service with host networking"
+    );
+
+    // The scheduler puts the instances on nodes with public IPs: one annotated by the
+    // platform, one reporting an ExternalIP.
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(h.client());
+    for (name, annotation, external) in [
+        ("akswin000001", Some("198.51.100.31"), None),
+        ("akswin000002", None, Some("198.51.100.32")),
+    ] {
+        let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        if let Some(ip) = annotation {
+            node["metadata"]["annotations"] = json!({"recording.m365.io/public-ip": ip});
+        }
+        nodes
+            .create(&Default::default(), &serde_json::from_value(node).unwrap())
+            .await
+            .unwrap();
+        let mut addresses = vec![json!({"type": "InternalIP", "address": "10.224.0.5"})];
+        if let Some(ip) = external {
+            addresses.push(json!({"type": "ExternalIP", "address": ip}));
+        }
+        nodes
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"addresses": addresses}})),
+            )
+            .await
+            .unwrap();
+    }
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(h.client(), ns);
+    for (pod, node) in [
+        ("rec-hue-0", "akswin000001"),
+        ("rec-hue-paired-0", "akswin000002"),
+    ] {
+        let manifest = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "namespace": ns},
+            "spec": {"nodeName": node, "os": {"name": "windows"},
+                "containers": [{"name": "bot", "image": "bot:1"}]}});
+        pods.create(
+            &Default::default(),
+            &serde_json::from_value(manifest).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let file = wait_for(
+        T,
+        || async {
+            let cm = Api::<ConfigMap>::namespaced(h.client(), ns)
+                .get("rec-bot-media")
+                .await
+                .ok()?;
+            serde_json::from_str::<Value>(&cm.data?["instances.json"]).ok()
+        },
+        |f| f["rec-hue-0"]["publicIp"].is_string() && f["rec-hue-paired-0"]["publicIp"].is_string(),
+        "both instances' addresses",
+    )
+    .await;
+    assert_eq!(
+        file["rec-hue-0"],
+        json!({"pod": "rec-hue-0", "publicIp": "198.51.100.31", "publicPort": 8445, "internalPort": 8445})
+    );
+    assert_eq!(file["rec-hue-paired-0"]["publicIp"], "198.51.100.32");
+    h.stop().await;
+}

@@ -276,6 +276,16 @@ const BUILTINS: &[Builtin] = &[
     },
     Builtin {
         group: "",
+        kind: "Node",
+        plural: "nodes",
+        namespaced: false,
+        short_names: &["no"],
+        categories: &[],
+        status: true,
+        generation: false,
+    },
+    Builtin {
+        group: "",
         kind: "Pod",
         plural: "pods",
         namespaced: true,
