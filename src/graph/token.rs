@@ -233,6 +233,11 @@ impl TokenProvider {
         }
     }
 
+    /// Where the applications' client secrets are read from.
+    pub fn secrets(&self) -> &Arc<dyn SecretSource> {
+        &self.secrets
+    }
+
     /// A fresh token for `app_id` in `tenant`, from the cache or the token endpoint.
     pub async fn token(
         &self,
