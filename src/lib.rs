@@ -3,6 +3,7 @@
 //! client in [`graph`], per-tenant storage in [`storage`].
 
 pub mod conditions;
+pub mod bot_policy;
 pub mod config;
 pub mod controller;
 pub mod crd;

@@ -620,6 +620,15 @@ pub enum StorageError {
         owner: String,
         tenant: String,
     },
+    #[error(
+        "claim {endpoint} was made for another Tenant named \"{tenant}\" (uid {owner_uid}); it \
+         is left alone"
+    )]
+    ClaimOfAnotherTenant {
+        endpoint: String,
+        tenant: String,
+        owner_uid: String,
+    },
     #[error("storage endpoint {endpoint} is unreachable: {detail}")]
     Unreachable { endpoint: String, detail: String },
     #[error("storage endpoint {endpoint} did not answer within {seconds} s")]
@@ -660,6 +669,7 @@ impl StorageError {
             StorageError::SharedKeyDisabled { .. } => "StorageSharedKeyDisabled",
             StorageError::ContainerNotFound { .. } => "ContainerNotFound",
             StorageError::OwnedByAnotherTenant { .. } => "ContainerOwnedByAnotherTenant",
+            StorageError::ClaimOfAnotherTenant { .. } => "ClaimOwnedByAnotherTenant",
             StorageError::Unreachable { .. } => "StorageUnreachable",
             StorageError::Timeout { .. } => "StorageTimeout",
             StorageError::Service { .. } => "StorageServiceError",
@@ -685,11 +695,12 @@ impl StorageError {
 // Keeping credentials out of messages
 // ---------------------------------------------------------------------------------------------
 
-/// `url` without its query string and fragment (where SAS tokens live). Text that is not a
+/// `url` without its query string and fragment (where SAS tokens live) and without the
+/// `user:password@` of its authority. Text that is not a
 /// URL loses everything from the first `?` on, to be safe.
 pub fn redact_url(url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    url[..end].to_string()
+    crate::config::strip_userinfo(&url[..end])
 }
 
 /// `text` with the query string of every `http://` or `https://` URL in it removed.

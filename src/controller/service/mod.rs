@@ -100,11 +100,13 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(300);
 mod auth;
 mod bot_config;
 mod desired;
+mod secret_watch;
 mod status;
 
 pub use auth::*;
 pub use bot_config::*;
 pub use desired::*;
+pub use secret_watch::*;
 pub use status::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -116,14 +118,14 @@ pub struct ServiceContext {
     pub shared: Arc<Context>,
     /// The operator's bot Deployments, as last seen.
     pub deployments: Store<Deployment>,
-    /// Every Secret's metadata (never its data: a metadata-only watch), as last seen.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The Secrets' metadata (never their data) in each tenant namespace with a service, as
+    /// last seen.
+    pub secrets: SecretWatches,
     /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
     /// Open once the Deployment and Secret stores have their first list (the services'
     /// store is ready before any reconcile runs: kube-runtime holds them until then).
     deployments_synced: super::Gate,
-    secrets_synced: super::Gate,
     graph: GraphClient,
     /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
@@ -133,12 +135,12 @@ pub struct ServiceContext {
 
 impl ServiceContext {
     /// Returns once every cache a RecordingService reconcile reads has its first list: the
-    /// shared ones, the bot Deployments and the Secrets (a Secret not seen yet would change the
-    /// bots' configuration hash and roll them). See [`Context::caches_synced`].
+    /// shared ones and the bot Deployments. (The Secrets of the service's namespace are waited
+    /// for by the reconcile that needs them: [`SecretWatches::synced`].) See
+    /// [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
         self.deployments_synced.wait().await;
-        self.secrets_synced.wait().await;
     }
 }
 
@@ -171,21 +173,7 @@ pub fn controller(
     })
     .touched_objects();
 
-    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let secrets_synced = super::Gate::default();
-    let secret_events = reflector::reflector(
-        secret_writer,
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .inspect({
-        let synced = secrets_synced.clone();
-        move |event| synced.open_on(event)
-    })
-    .touched_objects();
+    let (secrets, secret_events) = SecretWatches::new(client.clone());
 
     let graph_endpoint = ctx
         .config
@@ -240,7 +228,6 @@ pub fn controller(
         secrets,
         services,
         deployments_synced,
-        secrets_synced,
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
@@ -282,7 +269,11 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 1. The spec and the tenant.
     let tenant = ctx.tenant(&service.spec.tenant_ref);
     let tenant_id = tenant.as_deref().and_then(Tenant::entra_tenant_id);
-    let blocker = match (validate(&service, tenant.as_deref()), &tenant_id) {
+    let valid = match validate(&service, tenant.as_deref()) {
+        Ok(()) => allowed_by_policy(&service, sctx).await?,
+        invalid => invalid,
+    };
+    let blocker = match (valid, &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),
         (Ok(()), None) => Some(Blocker::TenantIdUnknown(format!(
             "waiting for Tenant {:?} to learn its Entra tenant id",
@@ -351,6 +342,35 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             let resync = super::jittered(RESYNC, 0.1);
             Action::requeue(next_check.map_or(resync, |n| n.min(resync)))
         }
+    })
+}
+
+/// The operator's `botPolicy` applied to a valid service ([`policy_violations`]). The labels
+/// of the Secret its bots would mount come from the namespace's Secret watch, which this waits
+/// for (a Secret not seen yet would also change the bots' configuration hash and roll them).
+async fn allowed_by_policy(
+    service: &RecordingService,
+    sctx: &ServiceContext,
+) -> Result<Result<(), Violations>> {
+    let mut labels = None;
+    if let Some(registration) = &service.spec.app_registration {
+        let namespace = service.namespace().unwrap_or_default();
+        let Some(secrets) = sctx.secrets.synced(&namespace).await else {
+            return Err(Error::Config(format!(
+                "the Secrets of namespace {namespace} could not be listed within {} s (does the \
+                 operator's RoleBinding exist there yet?)",
+                FIRST_LIST_WAIT.as_secs()
+            )));
+        };
+        labels = secrets
+            .get(&ObjectRef::new(&registration.client_secret_ref.name).within(&namespace))
+            .map(|secret| secret.labels().clone());
+    }
+    let violations = policy_violations(service, &sctx.shared.config.bot_policy, labels.as_ref());
+    Ok(if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Violations(violations))
     })
 }
 
