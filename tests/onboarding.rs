@@ -852,6 +852,10 @@ async fn a_namespace_someone_else_made_is_not_adopted() {
     h.wait_consent_links("contoso", Duration::from_secs(60)).await;
     assert_eq!(h.grants("contoso").await.len(), 4);
     let ns = namespaces.get("tenant-contoso").await.unwrap();
-    assert_eq!(ns.owner_references()[0].uid, uid);
+    assert_eq!(
+        ns.labels().get("app.kubernetes.io/managed-by").map(String::as_str),
+        Some("recording-operator")
+    );
+    assert_eq!(ns.labels().get("team").map(String::as_str), Some("payments"));
     h.stop().await;
 }
