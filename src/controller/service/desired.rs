@@ -260,11 +260,29 @@ pub(super) fn bot_network_policy(service: &str) -> NetworkPolicySpec {
     }
 }
 
-/// Resources of a bot container: the spec's, completed so every container has CPU and memory
-/// requests and limits (the tenant namespace's ResourceQuota demands both); defaults when the
-/// spec names none. A request without a limit gets the request as limit, and vice versa.
+/// How much a bot may write to its `/tmp` before the kubelet evicts it.
+pub const BOT_TMP_SIZE_LIMIT: &str = "256Mi";
+
+/// The bot's `/tmp`: an emptyDir bounded by [`BOT_TMP_SIZE_LIMIT`] (the root filesystem is
+/// read-only, and an unbounded emptyDir could fill the node's disk).
+pub fn bot_tmp() -> EmptyDirVolumeSource {
+    EmptyDirVolumeSource {
+        size_limit: Some(Quantity(BOT_TMP_SIZE_LIMIT.into())),
+        ..Default::default()
+    }
+}
+
+/// Resources of a bot container: the spec's, completed so every container has CPU, memory and
+/// ephemeral-storage requests and limits (the tenant namespace's ResourceQuota demands them);
+/// defaults when the spec names none. A request without a limit gets the request as limit, and
+/// vice versa.
 pub fn bot_resources(spec: Option<&ResourceRequirements>) -> ResourceRequirements {
-    let defaults = [("cpu", "500m", "2"), ("memory", "512Mi", "2Gi")];
+    let defaults = [
+        ("cpu", "500m", "2"),
+        ("memory", "512Mi", "2Gi"),
+        // Logs, `/tmp` (at most BOT_TMP_SIZE_LIMIT) and the writable layer.
+        ("ephemeral-storage", "256Mi", "1Gi"),
+    ];
     let mut requests = spec.and_then(|r| r.requests.clone()).unwrap_or_default();
     let mut limits = spec.and_then(|r| r.limits.clone()).unwrap_or_default();
     for (resource, default_request, default_limit) in defaults {
@@ -521,7 +539,7 @@ pub(super) fn bot_deployment_spec(
                         },
                         Volume {
                             name: "tmp".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            empty_dir: Some(bot_tmp()),
                             ..Default::default()
                         },
                     ]

@@ -132,6 +132,9 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         ("requests.memory", "32Gi"),
         ("limits.cpu", "32"),
         ("limits.memory", "64Gi"),
+        // Every bot's logs, `/tmp` and writable layer (1Gi limit each by default).
+        ("requests.ephemeral-storage", "20Gi"),
+        ("limits.ephemeral-storage", "40Gi"),
         ("persistentvolumeclaims", "10"),
         ("services", "10"),
     ]
