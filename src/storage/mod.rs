@@ -417,6 +417,13 @@ impl StorageConfig {
         }
         for (region, account) in &self.accounts {
             match url::Url::parse(&account.endpoint) {
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                    problems.push(format!(
+                        "storage.accounts.{region}.endpoint: {:?} must not carry a user name or \
+                         password (the credential's Secret holds the SAS token)",
+                        redact_url(&account.endpoint)
+                    ))
+                }
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => {}
                 Ok(_) => problems.push(format!(
                     "storage.accounts.{region}.endpoint: must be an http(s) URL without a query \
@@ -933,6 +940,21 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("sig=2"), "{message}");
+        let with_password: StorageConfig = serde_saphyr::from_str(
+            "accounts:\n  westeurope:\n    endpoint: https://ops:hunter2@x.blob.core.windows.net\n    \
+             credential: { env: SAS }\n",
+        )
+        .unwrap();
+        let message = with_password.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("\"https://x.blob.core.windows.net\" must not carry a user name or password"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(
+            redact_urls_in("failed at https://u:p@x.blob.core.windows.net/c?sig=s: boom"),
+            "failed at https://x.blob.core.windows.net/c boom"
+        );
         assert!(
             StorageConfig::default().validate().is_err(),
             "azureBlob without accounts"
