@@ -65,8 +65,8 @@ pub fn parse_image(image: &str) -> ImageRef {
         None => name,
     };
     let first = name.split('/').next().unwrap_or_default();
-    let has_registry = name.contains('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_registry =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let repository = if has_registry {
         name.to_owned()
     } else if name.contains('/') {
@@ -207,8 +207,15 @@ mod tests {
         let tagged = pinned_only
             .image_violation(field, "ghcr.io/recording-platform/recording-bot:1.0.0")
             .unwrap();
-        assert!(tagged.message.contains("botPolicy.requireDigest"), "{}", tagged.message);
-        let digest = format!("ghcr.io/recording-platform/recording-bot@sha256:{}", "0f".repeat(32));
+        assert!(
+            tagged.message.contains("botPolicy.requireDigest"),
+            "{}",
+            tagged.message
+        );
+        let digest = format!(
+            "ghcr.io/recording-platform/recording-bot@sha256:{}",
+            "0f".repeat(32)
+        );
         assert_eq!(pinned_only.image_violation(field, &digest), None);
     }
 

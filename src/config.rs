@@ -331,8 +331,7 @@ impl CloudConfig {
             .graph_endpoint
             .as_deref()
             .unwrap_or(self.preset.graph_endpoint());
-        base_url(raw)
-            .map_err(|why| format!("cloud.graphEndpoint: {:?} {why}", strip_userinfo(raw)))
+        base_url(raw).map_err(|why| format!("cloud.graphEndpoint: {:?} {why}", strip_userinfo(raw)))
     }
 
     /// The app-only scope for Graph: `{graph endpoint}/.default`.
@@ -395,11 +394,7 @@ pub fn strip_userinfo(text: &str) -> String {
     let rest = &text[authority_start..];
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => format!(
-            "{}{}",
-            &text[..authority_start],
-            &rest[at + 1..]
-        ),
+        Some(at) => format!("{}{}", &text[..authority_start], &rest[at + 1..]),
         None => text.to_owned(),
     }
 }
@@ -1130,7 +1125,8 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
         };
         assert_eq!(problems.len(), 2, "{problems:#?}");
         assert!(
-            problems[0].starts_with("cloud.authorityHost: \"http://login.example.com/\" must be https://"),
+            problems[0]
+                .starts_with("cloud.authorityHost: \"http://login.example.com/\" must be https://"),
             "{problems:#?}"
         );
         assert!(
@@ -1144,8 +1140,14 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
 
         config.cloud.authority_host = Some("https://admin:hunter2@login.example.com".into());
         let message = config.validate().unwrap_err().to_string();
-        assert!(message.contains("must not carry a user name or password"), "{message}");
-        assert!(!message.contains("hunter2") && !message.contains("admin:"), "{message}");
+        assert!(
+            message.contains("must not carry a user name or password"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("hunter2") && !message.contains("admin:"),
+            "{message}"
+        );
         assert_eq!(
             strip_userinfo("https://u:p@acct.blob.core.windows.net/c?sig=x"),
             "https://acct.blob.core.windows.net/c?sig=x"

@@ -143,7 +143,12 @@ pub const TENANT_RULES: &[Rule] = &[
     // The tenant's quota; a service's ServiceAccount, ConfigMap and Service.
     Rule {
         api_group: "",
-        resources: &["resourcequotas", "configmaps", "serviceaccounts", "services"],
+        resources: &[
+            "resourcequotas",
+            "configmaps",
+            "serviceaccounts",
+            "services",
+        ],
         verbs: APPLIED,
         names: &[],
     },

@@ -329,14 +329,24 @@ async fn helm_installs_upgrades_reports_and_uninstalls_the_chart() {
         deploy_rules_named("ClusterRole", "recording-operator")
     );
     let tenant_role = sim
-        .get_json("rbac.authorization.k8s.io/v1", "clusterroles", "", "rec-tenant")
+        .get_json(
+            "rbac.authorization.k8s.io/v1",
+            "clusterroles",
+            "",
+            "rec-tenant",
+        )
         .unwrap();
     assert_eq!(
         tenant_role["rules"],
         deploy_rules_named("ClusterRole", "recording-operator-tenant")
     );
     let secrets_role = sim
-        .get_json("rbac.authorization.k8s.io/v1", "roles", "platform", "rec-secrets")
+        .get_json(
+            "rbac.authorization.k8s.io/v1",
+            "roles",
+            "platform",
+            "rec-secrets",
+        )
         .unwrap();
     assert_eq!(
         secrets_role["rules"],
@@ -560,8 +570,8 @@ async fn the_network_policy_selects_the_operator_and_admits_its_listeners() {
             assert_eq!(&pod_labels[key], value, "{key}");
         }
         assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
-        let container_ports: Vec<&Value> = deployment["spec"]["template"]["spec"]["containers"]
-            [0]["ports"]
+        let container_ports: Vec<&Value> = deployment["spec"]["template"]["spec"]["containers"][0]
+            ["ports"]
             .as_array()
             .unwrap()
             .iter()
@@ -580,7 +590,10 @@ async fn the_network_policy_selects_the_operator_and_admits_its_listeners() {
             "every listener and nothing else"
         );
         for port in admitted {
-            assert!(container_ports.contains(&port), "{port} is a container port");
+            assert!(
+                container_ports.contains(&port),
+                "{port} is a container port"
+            );
         }
     }
     let without = render(json!({"networkPolicy": {"enabled": false}})).await;

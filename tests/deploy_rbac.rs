@@ -49,11 +49,18 @@ fn root() -> &'static Path {
 fn grants_of(role: &Value, tenant_role: &str) -> Grants {
     let mut out = Grants::new();
     for rule in role["rules"].as_array().expect("a role has rules") {
-        assert!(rule.get("nonResourceURLs").is_none(), "unexpected rule shape: {rule}");
+        assert!(
+            rule.get("nonResourceURLs").is_none(),
+            "unexpected rule shape: {rule}"
+        );
         if let Some(names) = rule.get("resourceNames") {
             assert_eq!(
                 (names, &rule["verbs"], &rule["resources"]),
-                (&json!([tenant_role]), &json!(["bind"]), &json!(["clusterroles"])),
+                (
+                    &json!([tenant_role]),
+                    &json!(["bind"]),
+                    &json!(["clusterroles"])
+                ),
                 "only the tenant ClusterRole's bind names its object: {rule}"
             );
         }
@@ -100,8 +107,16 @@ fn assert_roles(docs: &[Value], prefix: &str, namespace: &str) {
     let roles = [
         ("ClusterRole", prefix.to_owned(), grants(RULES)),
         ("ClusterRole", tenant_role.clone(), grants(TENANT_RULES)),
-        ("Role", format!("{prefix}-leader-election"), grants(NAMESPACED_RULES)),
-        ("Role", format!("{prefix}-secrets"), grants(OWN_SECRETS_RULES)),
+        (
+            "Role",
+            format!("{prefix}-leader-election"),
+            grants(NAMESPACED_RULES),
+        ),
+        (
+            "Role",
+            format!("{prefix}-secrets"),
+            grants(OWN_SECRETS_RULES),
+        ),
     ];
     for (kind, name, expected) in &roles {
         let role = named(docs, kind, name);
@@ -188,10 +203,7 @@ async fn chart_grants_exactly_the_rules() {
 #[test]
 fn the_rules_cover_what_the_spec_names() {
     let cluster_wide = grants(RULES);
-    let all: Grants = cluster_wide
-        .union(&grants(TENANT_RULES))
-        .cloned()
-        .collect();
+    let all: Grants = cluster_wide.union(&grants(TENANT_RULES)).cloned().collect();
     let has = |group: &str, resource: &str, verb: &str| {
         all.contains(&(group.to_owned(), resource.to_owned(), verb.to_owned()))
     };

@@ -170,7 +170,11 @@ async fn a_token_with_someone_elses_secret_leaves_the_platforms_token_alone() {
     w.grant("directory");
     let first = w.checker.check(CONTOSO, &specs).await;
     assert!(!all_granted(&first));
-    assert_eq!(w.checker.tokens().cached(), 1, "the directory token is kept");
+    assert_eq!(
+        w.checker.tokens().cached(),
+        1,
+        "the directory token is kept"
+    );
 
     w.sim.reset_counts();
     let directory_app = w.config.consents["directory"].app_id.clone();
@@ -181,8 +185,15 @@ async fn a_token_with_someone_elses_secret_leaves_the_platforms_token_alone() {
         .foreign_token(CONTOSO, &directory_app, &foreign)
         .await
         .expect_err("the wrong secret gets no token");
-    assert!(!refused.to_string().contains("N0t~the.app-secret"), "{refused}");
-    assert_eq!(w.token_requests(), 1, "asked with its own secret, not served from cache");
+    assert!(
+        !refused.to_string().contains("N0t~the.app-secret"),
+        "{refused}"
+    );
+    assert_eq!(
+        w.token_requests(),
+        1,
+        "asked with its own secret, not served from cache"
+    );
 
     w.sim.reset_counts();
     let next = w.checker.check_now(CONTOSO, &specs).await;

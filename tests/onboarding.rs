@@ -355,7 +355,8 @@ async fn grants_outside_their_tenant_or_for_another_app_are_not_checked() {
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
-    let not_checked = |api: &kube::Api<recording_operator::crd::ConsentGrant>, name: &'static str| {
+    let not_checked = |api: &kube::Api<recording_operator::crd::ConsentGrant>,
+                       name: &'static str| {
         let api = api.clone();
         async move {
             common::wait_for(
@@ -388,12 +389,17 @@ async fn grants_outside_their_tenant_or_for_another_app_are_not_checked() {
     let (reason, message) = ready(&borrowed).unwrap();
     assert_eq!(reason, "NotChecked");
     assert!(
-        message.contains(&format!("spec.appId {directory_app:?} is not the application")),
+        message.contains(&format!(
+            "spec.appId {directory_app:?} is not the application"
+        )),
         "{message}"
     );
     // Fabrikam's own grants stay granted, and nothing was asked of Graph for the three.
     h.wait_health("fabrikam", T, Health::Ok).await;
-    assert_eq!(h.platform.m365.counts().total.graph_requests(), checks_before);
+    assert_eq!(
+        h.platform.m365.counts().total.graph_requests(),
+        checks_before
+    );
     h.stop().await;
 }
 
@@ -813,8 +819,12 @@ async fn a_namespace_someone_else_made_is_not_adopted() {
     let h = Harness::start().await;
     h.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tenant-contoso\n  labels:\n    team: payments\n")
         .await;
-    h.apply(&tenant_yaml("contoso", "contoso.onmicrosoft.com", "Essentials"))
-        .await;
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
     let refused = h.wait_ready_reason("contoso", T, "NamespaceNotOwned").await;
     let uid = refused.uid().unwrap();
     let ready = refused
@@ -837,7 +847,12 @@ async fn a_namespace_someone_else_made_is_not_adopted() {
     assert!(ns.owner_references().is_empty(), "{ns:?}");
     assert_eq!(ns.labels().get(TENANT_UID_LABEL), None);
     let quotas: Api<ResourceQuota> = Api::namespaced(h.client(), "tenant-contoso");
-    assert!(quotas.list(&Default::default()).await.unwrap().items.is_empty());
+    assert!(quotas
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
     assert!(h.grants("contoso").await.is_empty());
 
     // Its owner hands it over: the Tenant provisions it as its own.
@@ -849,13 +864,19 @@ async fn a_namespace_someone_else_made_is_not_adopted() {
         )
         .await
         .unwrap();
-    h.wait_consent_links("contoso", Duration::from_secs(60)).await;
+    h.wait_consent_links("contoso", Duration::from_secs(60))
+        .await;
     assert_eq!(h.grants("contoso").await.len(), 4);
     let ns = namespaces.get("tenant-contoso").await.unwrap();
     assert_eq!(
-        ns.labels().get("app.kubernetes.io/managed-by").map(String::as_str),
+        ns.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
         Some("recording-operator")
     );
-    assert_eq!(ns.labels().get("team").map(String::as_str), Some("payments"));
+    assert_eq!(
+        ns.labels().get("team").map(String::as_str),
+        Some("payments")
+    );
     h.stop().await;
 }

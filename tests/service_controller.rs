@@ -1141,7 +1141,9 @@ async fn the_bot_policy_refuses_foreign_images_and_unlabelled_secrets() {
         .patch(
             "db-password",
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"recording.m365.io/bot-secret": "true"}}})),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"recording.m365.io/bot-secret": "true"}}}),
+            ),
         )
         .await
         .unwrap();

@@ -1034,7 +1034,9 @@ async fn binding_a_role_needs_bind_or_its_permissions_and_an_apply_that_creates_
             "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
     )
     .await;
-    apply().await.expect("bind on the role lets the binding through");
+    apply()
+        .await
+        .expect("bind on the role lets the binding through");
     sim.shutdown().await;
 }
 

@@ -947,7 +947,9 @@ mod tests {
         .unwrap();
         let message = with_password.validate().unwrap_err().to_string();
         assert!(
-            message.contains("\"https://x.blob.core.windows.net\" must not carry a user name or password"),
+            message.contains(
+                "\"https://x.blob.core.windows.net\" must not carry a user name or password"
+            ),
             "{message}"
         );
         assert!(!message.contains("hunter2"), "{message}");

@@ -118,7 +118,10 @@ pub fn desired_claim(request: &EnsureStorage, config: &PvcConfig) -> PersistentV
 
 /// The uid of the other Tenant `existing` was made for, if it was stamped for one that is not
 /// `request`'s.
-pub fn other_tenant_uid(existing: &PersistentVolumeClaim, request: &EnsureStorage) -> Option<String> {
+pub fn other_tenant_uid(
+    existing: &PersistentVolumeClaim,
+    request: &EnsureStorage,
+) -> Option<String> {
     let stamped = existing.metadata.labels.as_ref()?.get(LABEL_TENANT_UID)?;
     match &request.tenant_uid {
         Some(uid) if uid != stamped => Some(stamped.clone()),
@@ -365,7 +368,12 @@ mod tests {
         mine.tenant_uid = Some("uid-now".into());
         let claim = desired_claim(&mine, &config());
         assert_eq!(
-            claim.metadata.labels.as_ref().unwrap().get(LABEL_TENANT_UID),
+            claim
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .get(LABEL_TENANT_UID),
             Some(&"uid-now".to_string())
         );
         assert_eq!(other_tenant_uid(&claim, &mine), None);

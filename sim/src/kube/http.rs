@@ -537,7 +537,12 @@ fn check_write_authorization(
             .and_then(|b| b["metadata"]["name"].as_str().map(str::to_string))
             .unwrap_or_default()
     });
-    rbac::check_binding(&cluster.store, user, (&rt.plural, a.namespace, &name), &role_ref)
+    rbac::check_binding(
+        &cluster.store,
+        user,
+        (&rt.plural, a.namespace, &name),
+        &role_ref,
+    )
 }
 
 fn decode_body(body: &Bytes, headers: &HeaderMap, rt: &ResourceType) -> Result<Value, ApiError> {

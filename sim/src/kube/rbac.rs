@@ -233,7 +233,11 @@ pub fn check_binding(
     if allowed(store, user, &bind) {
         return Ok(());
     }
-    let role_ns = if role_kind == "ClusterRole" { "" } else { namespace };
+    let role_ns = if role_kind == "ClusterRole" {
+        ""
+    } else {
+        namespace
+    };
     let rules = store
         .get(&rbac_key(role_plural), role_ns, role_name)
         .and_then(|r| r["rules"].as_array().cloned())
@@ -428,10 +432,14 @@ mod tests {
     #[test]
     fn a_binding_needs_bind_on_its_role_or_every_permission_it_grants() {
         let mut store = Store::new(tokio::sync::broadcast::channel(16).0, 1);
-        store.put(&rbac_key("clusterroles"), json!({"metadata": {"name": "tenant"}, "rules": [
+        store.put(
+            &rbac_key("clusterroles"),
+            json!({"metadata": {"name": "tenant"}, "rules": [
                 {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
         );
-        store.put(&rbac_key("clusterroles"), json!({"metadata": {"name": "binder"}, "rules": [
+        store.put(
+            &rbac_key("clusterroles"),
+            json!({"metadata": {"name": "binder"}, "rules": [
                 {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
                  "verbs": ["bind"], "resourceNames": ["tenant"]}]}),
         );
@@ -440,18 +448,24 @@ mod tests {
         let e = check_binding(&store, &user, ("rolebindings", "t1", "b"), &role_ref).unwrap_err();
         assert_eq!(e.code, 403);
         assert!(
-            e.message.contains("is attempting to grant RBAC permissions not currently held")
-                && e.message.contains("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"),
+            e.message
+                .contains("is attempting to grant RBAC permissions not currently held")
+                && e.message
+                    .contains("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"),
             "{}",
             e.message
         );
-        store.put(&rbac_key("clusterrolebindings"), json!({"metadata": {"name": "binder"},
+        store.put(
+            &rbac_key("clusterrolebindings"),
+            json!({"metadata": {"name": "binder"},
                    "roleRef": {"kind": "ClusterRole", "name": "binder"},
                    "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "ops"}]}),
         );
         check_binding(&store, &user, ("rolebindings", "t1", "b"), &role_ref).unwrap();
         // `bind` names one role: another is still checked permission by permission.
-        store.put(&rbac_key("clusterroles"), json!({"metadata": {"name": "admin"}, "rules": [
+        store.put(
+            &rbac_key("clusterroles"),
+            json!({"metadata": {"name": "admin"}, "rules": [
                 {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
         );
         let admin = json!({"kind": "ClusterRole", "name": "admin"});

@@ -263,6 +263,16 @@ pub(super) async fn authenticate(
                 .map(|s| crate::controller::object_key(s.as_ref()))
                 .collect();
             checks.retain(|k, _| live.contains(k));
+            // Nor is a namespace without a service left watched for its Secrets (it may be on
+            // its way out with its Tenant and the RoleBinding that lets the operator read it).
+            sctx.secrets.retain(
+                &sctx
+                    .services
+                    .state()
+                    .iter()
+                    .filter_map(|s| s.namespace())
+                    .collect(),
+            );
             ctx.metrics
                 .retain_client_secrets(sctx.services.state().iter().map(|s| s.as_ref()));
             sctx.failing

@@ -7,7 +7,7 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 
 /// The CRD's rules (its name among them: `<name>-hue-paired` must be a DNS label), plus: the
-/// Tenant exists and the service lives in the tenant's namespace.
+/// Tenant exists (and is not being deleted) and the service lives in the tenant's namespace.
 pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(), Violations> {
     let mut violations = validate_recording_service(service, None)
         .err()
@@ -17,6 +17,12 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
         None => violations.push(Violation {
             field: "spec.tenantRef".into(),
             message: format!("Tenant {:?} does not exist", service.spec.tenant_ref),
+        }),
+        // Its namespace, and the operator's rights there, go with it: nothing more is
+        // provisioned or checked for the service.
+        Some(t) if t.meta().deletion_timestamp.is_some() => violations.push(Violation {
+            field: "spec.tenantRef".into(),
+            message: format!("Tenant {:?} is being deleted", service.spec.tenant_ref),
         }),
         Some(t) => {
             let expected = t.namespace_name();

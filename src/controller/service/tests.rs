@@ -792,3 +792,14 @@ fn bots_fit_the_tenant_quota_and_bound_their_tmp() {
         );
     }
 }
+
+#[test]
+fn nothing_is_provisioned_or_checked_for_a_tenant_being_deleted() {
+    let mut t = tenant("Essentials", true);
+    t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(
+        "2026-12-01T00:00:00Z",
+    )));
+    let v = validate(&service("main", "tenant-contoso", json!({})), Some(&t)).unwrap_err();
+    assert!(v.names_field("spec.tenantRef"), "{v}");
+    assert!(v.to_string().contains("is being deleted"), "{v}");
+}

@@ -395,7 +395,11 @@ async fn provision(
 /// The uid of ConsentGrant `name` if the operator made it for `tenant` (its controller owner
 /// reference names the Tenant's uid); `None` for one made by hand, or gone. (The grants' cache
 /// keeps no owner references, so the grant is read.)
-async fn made_for(grants: &Api<ConsentGrant>, name: &str, tenant: &Tenant) -> Result<Option<String>> {
+async fn made_for(
+    grants: &Api<ConsentGrant>,
+    name: &str,
+    tenant: &Tenant,
+) -> Result<Option<String>> {
     let Some(grant) = grants.get_opt(name).await? else {
         return Ok(None);
     };

@@ -225,7 +225,10 @@ fn only_a_namespace_stamped_for_this_tenant_is_adopted() {
         ..Default::default()
     };
     let refusal = adoption_refusal(&theirs, &t).unwrap();
-    assert!(refusal.contains("\"tenant-contoso\" already exists"), "{refusal}");
+    assert!(
+        refusal.contains("\"tenant-contoso\" already exists"),
+        "{refusal}"
+    );
     assert!(
         refusal.contains(&format!("{TENANT_UID_LABEL}={}", t.uid().unwrap())),
         "{refusal}"
