@@ -967,18 +967,28 @@ async fn binding_a_role_needs_bind_or_its_permissions_and_an_apply_that_creates_
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
     )
     .await;
-    raw.post(
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        &json!({"metadata": {"name": "binder"}, "rules": [
-            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"],
-             "verbs": ["patch"]}]}),
-    )
-    .await;
-    raw.post(
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        &json!({"metadata": {"name": "binder"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "binder"},
-            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
+
+    // A ClusterRole of one rule, bound to the ServiceAccount `default/op`.
+    let grant_op = |name: &'static str, rule: Value| {
+        let raw = &raw;
+        async move {
+            raw.post(
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                &json!({"metadata": {"name": name}, "rules": [rule]}),
+            )
+            .await;
+            raw.post(
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                &json!({"metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
+            )
+            .await;
+        }
+    };
+    grant_op(
+        "binder",
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["patch"]}),
     )
     .await;
     let op = sim.service_account_client("default", "op").await;
@@ -999,18 +1009,9 @@ async fn binding_a_role_needs_bind_or_its_permissions_and_an_apply_that_creates_
         refused(apply().await),
         "rolebindings.rbac.authorization.k8s.io \"op-tenant\" is forbidden: User \"system:serviceaccount:default:op\" cannot create resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" in the namespace \"default\""
     );
-    raw.post(
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        &json!({"metadata": {"name": "binder-create"}, "rules": [
-            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"],
-             "verbs": ["create"]}]}),
-    )
-    .await;
-    raw.post(
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        &json!({"metadata": {"name": "binder-create"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "binder-create"},
-            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
+    grant_op(
+        "binder-create",
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create"]}),
     )
     .await;
     let message = refused(apply().await);
@@ -1020,18 +1021,9 @@ async fn binding_a_role_needs_bind_or_its_permissions_and_an_apply_that_creates_
             && message.contains("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"list\"]}"),
         "{message}"
     );
-    raw.post(
-        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
-        &json!({"metadata": {"name": "bind-tenant"}, "rules": [
-            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
-             "verbs": ["bind"], "resourceNames": ["tenant"]}]}),
-    )
-    .await;
-    raw.post(
-        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
-        &json!({"metadata": {"name": "bind-tenant"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "bind-tenant"},
-            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
+    grant_op(
+        "bind-tenant",
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["tenant"]}),
     )
     .await;
     apply()
