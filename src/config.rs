@@ -236,11 +236,62 @@ impl OperatorConfig {
         if let Some(notifications) = &self.notifications {
             notifications.check(&mut problems);
         }
+        for (path, reference) in self.secret_refs() {
+            if let SecretRef::SecretRef { namespace, .. } = reference {
+                if *namespace != self.operator_namespace {
+                    problems.push(format!(
+                        "{path}.secretRef.namespace: {namespace:?} is not the operator's \
+                         namespace {:?}, the only one whose Secrets it may read (its RBAC)",
+                        self.operator_namespace
+                    ));
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+
+    /// Every secret reference of the configuration, with its path.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut refs: Vec<(String, &SecretRef)> = Vec::new();
+        for (key, consent) in &self.consents {
+            if let Some(r) = &consent.client_secret {
+                refs.push((format!("consents.{key}.clientSecret"), r));
+            }
+        }
+        if let Some(r) = &self.quick_start.signing_keys {
+            refs.push(("quickStart.signingKeys".into(), r));
+        }
+        if let Some(sign_in) = &self.sign_in {
+            refs.push(("signIn.cookieKey".into(), &sign_in.cookie_key));
+        }
+        if let Some(storage) = &self.storage {
+            for (region, account) in &storage.accounts {
+                refs.push((
+                    format!("storage.accounts.{region}.credential"),
+                    &account.credential,
+                ));
+            }
+        }
+        if let Some(notifications) = &self.notifications {
+            if let Some(r) = notifications
+                .smtp
+                .as_ref()
+                .and_then(|s| s.password.as_ref())
+            {
+                refs.push(("notifications.smtp.password".into(), r));
+            }
+            if let Some(graph) = &notifications.graph {
+                refs.push((
+                    "notifications.graph.clientSecret".into(),
+                    &graph.client_secret,
+                ));
+            }
+        }
+        refs
     }
 
     /// The consents a tenant with the given license must grant (mandatory ones), plus the
@@ -1153,6 +1204,29 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
             "https://acct.blob.core.windows.net/c?sig=x"
         );
         assert_eq!(strip_userinfo("https://host/p@th"), "https://host/p@th");
+    }
+
+    #[test]
+    fn secret_refs_outside_the_operators_namespace_are_refused_by_path() {
+        let mut config = with_app_ids(OperatorConfig::default());
+        config.operator_namespace = "platform".into();
+        config.consents.get_mut("directory").unwrap().client_secret = Some(SecretRef::SecretRef {
+            namespace: "kube-system".into(),
+            name: "apps".into(),
+            key: "directory".into(),
+        });
+        config.consents.get_mut("login").unwrap().client_secret = Some(SecretRef::SecretRef {
+            namespace: "platform".into(),
+            name: "apps".into(),
+            key: "login".into(),
+        });
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("invalid")
+        };
+        assert_eq!(
+            problems,
+            ["consents.directory.clientSecret.secretRef.namespace: \"kube-system\" is not the operator's namespace \"platform\", the only one whose Secrets it may read (its RBAC)"]
+        );
     }
 
     #[test]
