@@ -75,7 +75,7 @@ fn app_registration(secret: &str) -> String {
 
 fn secret_yaml(name: &str, namespace: &str, value: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  value: \"{value}\"\n"
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels:\n    recording.m365.io/bot-secret: \"true\"\nstringData:\n  value: \"{value}\"\n"
     )
 }
 
@@ -554,7 +554,7 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         "fabrikam",
         "Fabrikam",
         500,
-        "  bot:\n    image: registry.example.com/bot:2.1\n    replicas: 2\n",
+        "  bot:\n    image: ghcr.io/recording-platform/recording-bot:2.1\n    replicas: 2\n",
     ))
     .await;
     let service = wait_service(&h, ns, "rec", |s| {
@@ -574,7 +574,7 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     let pod = paired.spec.unwrap().template.spec.unwrap();
     assert_eq!(
         pod.containers[0].image.as_deref(),
-        Some("registry.example.com/bot:2.1")
+        Some("ghcr.io/recording-platform/recording-bot:2.1")
     );
     let anti = pod
         .affinity
@@ -1478,5 +1478,80 @@ async fn with_host_networking_each_instance_learns_its_nodes_public_ip() {
         json!({"pod": "rec-hue-0", "publicIp": "198.51.100.31", "publicPort": 8445, "internalPort": 8445})
     );
     assert_eq!(file["rec-hue-paired-0"]["publicIp"], "198.51.100.32");
+    h.stop().await;
+}
+
+/// The operator's `botPolicy`: an image from a repository it does not allow, and a Secret
+/// without the label it names, are refused as conditions naming the field and the rule, and
+/// nothing runs until they are fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_policy_refuses_foreign_images_and_unlabelled_secrets() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&service_yaml(
+        "foreign",
+        "contoso",
+        "Foreign",
+        10,
+        "  bot:\n    image: registry.example.com/bot:2.1\n",
+    ))
+    .await;
+    // A Secret of the namespace that is not meant for bots.
+    h.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-password\n  namespace: {ns}\nstringData:\n  value: \"not-for-bots\"\n"
+    ))
+    .await;
+    h.apply(&service_yaml(
+        "mounts",
+        "contoso",
+        "Mounts",
+        10,
+        &app_registration("db-password"),
+    ))
+    .await;
+    for (name, field, rule) in [
+        ("foreign", "spec.bot.image", "botPolicy.allowedRepositories"),
+        (
+            "mounts",
+            "spec.appRegistration.clientSecretRef.name",
+            "lacks the label recording.m365.io/bot-secret=true (botPolicy.secretLabel)",
+        ),
+    ] {
+        let service = wait_service(&h, ns, name, |s| {
+            has_condition(s, "Ready", "False", "InvalidSpec")
+        })
+        .await;
+        let message = &condition(&service, "Ready").unwrap().message;
+        assert!(
+            message.contains(field) && message.contains(rule),
+            "{name}: {message}"
+        );
+        assert!(!message.contains("not-for-bots"), "{message}");
+        assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
+    }
+    assert!(
+        bot_names(&h, ns).await.is_empty(),
+        "no bot runs the foreign image or mounts the Secret"
+    );
+
+    // The Secret's owner marks it for bots: the service is provisioned.
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client(), ns)
+        .patch(
+            "db-password",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"recording.m365.io/bot-secret": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        T,
+        || async { Some(bot_names(&h, ns).await) },
+        |names| names == &["mounts-hue".to_string()],
+        "the labelled Secret's service provisioned",
+    )
+    .await;
     h.stop().await;
 }

@@ -9,7 +9,9 @@
 //!     tolerations: [{ key: os, operator: Equal, value: windows, effect: NoSchedule }]
 //!     agentPools: [botpool]            # node affinity on agentPoolLabel
 //!     runAsUserName: ContainerAdministrator
-//!   resources: { requests: { cpu: "2", memory: 4Gi }, limits: { cpu: "4", memory: 8Gi } }
+//!   resources:
+//!     requests: { cpu: "2", memory: 4Gi, ephemeral-storage: 1Gi }
+//!     limits: { cpu: "4", memory: 8Gi, ephemeral-storage: 4Gi }
 //!   terminationGracePeriod: 15h
 //!   callsUrl: http://localhost:9442/calls
 //!   health: { path: /health, port: 9442 }
@@ -54,11 +56,12 @@ pub struct BotsConfig {
 
 impl Default for BotsConfig {
     fn default() -> Self {
-        let quantities = |cpu: &str, memory: &str| {
+        let quantities = |cpu: &str, memory: &str, ephemeral: &str| {
             Some(
                 [
                     ("cpu".to_string(), Quantity(cpu.into())),
                     ("memory".to_string(), Quantity(memory.into())),
+                    ("ephemeral-storage".to_string(), Quantity(ephemeral.into())),
                 ]
                 .into(),
             )
@@ -67,8 +70,9 @@ impl Default for BotsConfig {
             windows: WindowsConfig::default(),
             // The samples size bot nodes above 2 vCPU (4 vCPU / 16 GiB): one instance per node.
             resources: ResourceRequirements {
-                requests: quantities("2", "4Gi"),
-                limits: quantities("4", "8Gi"),
+                // Ephemeral storage: logs, `/tmp` (at most 256Mi) and the writable layer.
+                requests: quantities("2", "4Gi", "1Gi"),
+                limits: quantities("4", "8Gi", "4Gi"),
                 ..Default::default()
             },
             termination_grace_period: Duration::from_secs(15 * 3600),

@@ -202,7 +202,30 @@ type EntraClient = oauth2::Client<
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<AccessToken>>>>;
 
-/// Tokens per (tenant, app), cached and fetched once per key at a time.
+/// Whose credential a cached token was issued to: the platform's configured secret for the
+/// app, or a client secret someone else named (a RecordingService's own app registration).
+/// Two credentials for one app id never share a slot, so a RecordingService whose `clientId`
+/// is a platform app's can neither evict the platform's token nor be answered with it.
+type SlotKey = (String, String, String);
+
+/// The platform's credential (the third part of a [`SlotKey`]).
+const PLATFORM: &str = "";
+
+fn slot_key(tenant: &str, app_id: &str, credential: &str) -> SlotKey {
+    (
+        tenant.to_ascii_lowercase(),
+        app_id.to_ascii_lowercase(),
+        credential.to_owned(),
+    )
+}
+
+/// The slot credential of a client secret named by someone other than the platform.
+fn foreign_credential(secret: &SecretRef) -> String {
+    // A reference names where the secret is, never its value.
+    format!("ref:{}", serde_json::to_string(secret).unwrap_or_default())
+}
+
+/// Tokens per (tenant, app, credential), cached and fetched once per key at a time.
 pub struct TokenProvider {
     http: reqwest::Client,
     authority: Url,
@@ -210,7 +233,7 @@ pub struct TokenProvider {
     renew_before: Duration,
     secrets: Arc<dyn SecretSource>,
     counters: Arc<Counters>,
-    slots: Mutex<HashMap<(String, String), Slot>>,
+    slots: Mutex<HashMap<SlotKey, Slot>>,
 }
 
 impl TokenProvider {
@@ -238,14 +261,43 @@ impl TokenProvider {
         &self.secrets
     }
 
-    /// A fresh token for `app_id` in `tenant`, from the cache or the token endpoint.
+    /// A fresh token for the platform's `app_id` in `tenant`, from the cache or the token
+    /// endpoint (with `secret`, the platform's client secret for the app).
     pub async fn token(
         &self,
         tenant: &str,
         app_id: &str,
         secret: Option<&SecretRef>,
     ) -> Result<Arc<AccessToken>, GraphError> {
-        let slot = self.slot(tenant, app_id);
+        self.token_in(self.slot(tenant, app_id, PLATFORM), tenant, app_id, secret)
+            .await
+    }
+
+    /// A fresh token for `app_id` in `tenant` with a client secret someone else keeps (a
+    /// RecordingService's own app registration), cached apart from the platform's tokens.
+    pub async fn foreign_token(
+        &self,
+        tenant: &str,
+        app_id: &str,
+        secret: &SecretRef,
+    ) -> Result<Arc<AccessToken>, GraphError> {
+        let slot = self.slot(tenant, app_id, &foreign_credential(secret));
+        self.token_in(slot, tenant, app_id, Some(secret)).await
+    }
+
+    /// Drops the cached token [`TokenProvider::foreign_token`] gave for `secret`.
+    pub fn invalidate_foreign(&self, tenant: &str, app_id: &str, secret: &SecretRef) {
+        let key = slot_key(tenant, app_id, &foreign_credential(secret));
+        self.slots.lock().expect("token slots lock").remove(&key);
+    }
+
+    async fn token_in(
+        &self,
+        slot: Slot,
+        tenant: &str,
+        app_id: &str,
+        secret: Option<&SecretRef>,
+    ) -> Result<Arc<AccessToken>, GraphError> {
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref() {
             if token.is_fresh(SystemTime::now(), self.renew_before) {
@@ -272,9 +324,9 @@ impl TokenProvider {
         Ok(token)
     }
 
-    /// Drops the cached token (e.g. after Graph refused it).
+    /// Drops the platform's cached token (e.g. after Graph refused it).
     pub fn invalidate(&self, tenant: &str, app_id: &str) {
-        let key = (tenant.to_ascii_lowercase(), app_id.to_ascii_lowercase());
+        let key = slot_key(tenant, app_id, PLATFORM);
         self.slots.lock().expect("token slots lock").remove(&key);
     }
 
@@ -284,7 +336,7 @@ impl TokenProvider {
         self.slots
             .lock()
             .expect("token slots lock")
-            .retain(|(t, _), _| *t != tenant);
+            .retain(|(t, _, _), _| *t != tenant);
     }
 
     /// Drops the cached tokens of `app_ids` in `tenant` that will no longer be fresh at
@@ -303,7 +355,7 @@ impl TokenProvider {
         let tenant = tenant.to_ascii_lowercase();
         let mut slots = self.slots.lock().expect("token slots lock");
         for app_id in app_ids {
-            let key = (tenant.clone(), app_id.to_ascii_lowercase());
+            let key = slot_key(&tenant, app_id, PLATFORM);
             let stale = slots.get(&key).is_some_and(|slot| {
                 slot.try_lock().is_ok_and(|cached| {
                     cached
@@ -317,13 +369,13 @@ impl TokenProvider {
         }
     }
 
-    /// How many (tenant, app) pairs hold a cached token or a fetch in progress.
+    /// How many (tenant, app, credential) keys hold a cached token or a fetch in progress.
     pub fn cached(&self) -> usize {
         self.slots.lock().expect("token slots lock").len()
     }
 
-    fn slot(&self, tenant: &str, app_id: &str) -> Slot {
-        let key = (tenant.to_ascii_lowercase(), app_id.to_ascii_lowercase());
+    fn slot(&self, tenant: &str, app_id: &str, credential: &str) -> Slot {
+        let key = slot_key(tenant, app_id, credential);
         self.slots
             .lock()
             .expect("token slots lock")

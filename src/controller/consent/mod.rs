@@ -5,7 +5,9 @@
 //! them asks for. Grants no Tenant covers (their Tenant missing, or made outside its
 //! namespace) are [strays](reconcile_strays), reconciled one by one.
 //!
-//! One grant's reconcile: validate → find the Tenant and its Entra tenant id → build the
+//! One grant's reconcile: validate → refuse what the platform's tokens must not check
+//! ([`not_trusted`]: outside its Tenant's namespace, or another application than the
+//! configuration's for its consent) → find the Tenant and its Entra tenant id → build the
 //! admin-consent URL → if a check is due (new object, spec change,
 //! `recording.m365.io/recheck-at` changed, or `status.nextCheckAt` reached) ask the shared
 //! [`ConsentChecker`](crate::graph::ConsentChecker) about *all* of the tenant's consents at
@@ -33,7 +35,7 @@ use serde_json::json;
 
 use super::{earliest, Context, Error, Result, Retried};
 use crate::conditions::{self, reason, Desired, Status, READY};
-use crate::config::{PollingConfig, DIRECTORY_CONSENT};
+use crate::config::{OperatorConfig, PollingConfig, DIRECTORY_CONSENT};
 use crate::crd::validation::validate_consent_grant;
 use crate::crd::{AdministratorState, AdministratorStatus};
 use crate::crd::{
@@ -146,6 +148,16 @@ pub async fn reconcile_grant(
         return Ok(None);
     }
 
+    if let Some(why) = not_trusted(&grant, &ctx.config) {
+        write_status(
+            &grant,
+            blocked_status(&grant, None, reason::NOT_CHECKED, why, now),
+            ctx,
+        )
+        .await?;
+        return Ok(None);
+    }
+
     let tenant_id = tenant.and_then(|t| {
         t.entra_tenant_id()
             .or_else(|| ctx.caches.resolved_tenant_ids.get(t))
@@ -196,7 +208,11 @@ pub async fn reconcile_grant(
 
     // One check answers for every consent of the tenant; a due grant joins any check of its
     // tenant started since the middle of its wait (see `share_from`).
-    let mut specs: Vec<ConsentSpec> = siblings.iter().map(|g| spec_of(g, tenant)).collect();
+    let mut specs: Vec<ConsentSpec> = siblings
+        .iter()
+        .filter(|g| not_trusted(g, &ctx.config).is_none())
+        .map(|g| spec_of(g, tenant))
+        .collect();
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
         specs.push(spec_of(&grant, tenant));
     }
@@ -422,8 +438,9 @@ fn grant_covered(grant: &ConsentGrant, ctx: &Context) -> bool {
 
 /// Reconciles the grants no Tenant covers, one at a time, when the grant watch reports one
 /// and every [`STRAY_INTERVAL`]: a grant whose Tenant does not exist (not yet, or no more)
-/// says so in its status, and one made by hand outside its Tenant's namespace is checked
-/// like any other. A stray whose Tenant appears is handed to that Tenant's reconcile.
+/// says so in its status, and so does one made by hand outside its Tenant's namespace, which
+/// is never checked ([`not_trusted`]). A stray whose Tenant appears is handed to that Tenant's
+/// reconcile.
 pub async fn reconcile_strays(
     ctx: Arc<Context>,
     mut found: futures::channel::mpsc::UnboundedReceiver<super::grants::Touched>,

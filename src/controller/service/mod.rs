@@ -113,6 +113,7 @@ mod bot_config;
 mod desired;
 mod media;
 mod pod;
+mod secret_watch;
 mod status;
 mod workload;
 
@@ -121,6 +122,7 @@ pub use bot_config::*;
 pub use desired::*;
 pub use media::*;
 pub use pod::*;
+pub use secret_watch::*;
 pub use status::*;
 pub use workload::NODE_PUBLIC_IP_ANNOTATION;
 
@@ -133,14 +135,14 @@ pub struct ServiceContext {
     pub shared: Arc<Context>,
     /// The operator's bot StatefulSets, as last seen.
     pub stateful_sets: Store<StatefulSet>,
-    /// Every Secret's metadata (never its data: a metadata-only watch), as last seen.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The Secrets' metadata (never their data) in each tenant namespace with a service, as
+    /// last seen.
+    pub secrets: SecretWatches,
     /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
     /// Open once the StatefulSet and Secret stores have their first list (the services'
     /// store is ready before any reconcile runs: kube-runtime holds them until then).
     stateful_sets_synced: super::Gate,
-    secrets_synced: super::Gate,
     graph: GraphClient,
     /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
@@ -152,12 +154,12 @@ pub struct ServiceContext {
 
 impl ServiceContext {
     /// Returns once every cache a RecordingService reconcile reads has its first list: the
-    /// shared ones, the bot StatefulSets and the Secrets (a Secret not seen yet would change the
-    /// bots' configuration hash and roll them). See [`Context::caches_synced`].
+    /// shared ones and the bot StatefulSets. (The Secrets of the service's namespace are waited
+    /// for by the reconcile that needs them: [`SecretWatches::synced`].) See
+    /// [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
         self.stateful_sets_synced.wait().await;
-        self.secrets_synced.wait().await;
     }
 }
 
@@ -190,21 +192,7 @@ pub fn controller(
     })
     .touched_objects();
 
-    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let secrets_synced = super::Gate::default();
-    let secret_events = reflector::reflector(
-        secret_writer,
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .inspect({
-        let synced = secrets_synced.clone();
-        move |event| synced.open_on(event)
-    })
-    .touched_objects();
+    let (secrets, secret_events) = SecretWatches::new(client.clone());
 
     let graph_endpoint = ctx
         .config
@@ -259,7 +247,6 @@ pub fn controller(
         secrets,
         services,
         stateful_sets_synced,
-        secrets_synced,
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
@@ -303,7 +290,11 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 1. The spec and the tenant.
     let tenant = ctx.tenant(&service.spec.tenant_ref);
     let tenant_id = tenant.as_deref().and_then(Tenant::entra_tenant_id);
-    let checked = validate(&service, tenant.as_deref()).and_then(|()| {
+    let valid = match validate(&service, tenant.as_deref()) {
+        Ok(()) => allowed_by_policy(&service, sctx).await?,
+        invalid => invalid,
+    };
+    let checked = valid.and_then(|()| {
         let workload = tenant
             .as_deref()
             .map(|t| check_workload(&service, t.spec.license, &ctx.config.bots))
@@ -398,6 +389,35 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             let resync = super::jittered(base, 0.1);
             Action::requeue(next_check.map_or(resync, |n| n.min(resync)))
         }
+    })
+}
+
+/// The operator's `botPolicy` applied to a valid service ([`policy_violations`]). The labels
+/// of the Secret its bots would mount come from the namespace's Secret watch, which this waits
+/// for (a Secret not seen yet would also change the bots' configuration hash and roll them).
+async fn allowed_by_policy(
+    service: &RecordingService,
+    sctx: &ServiceContext,
+) -> Result<Result<(), Violations>> {
+    let mut labels = None;
+    if let Some(registration) = &service.spec.app_registration {
+        let namespace = service.namespace().unwrap_or_default();
+        let Some(secrets) = sctx.secrets.synced(&namespace).await else {
+            return Err(Error::Config(format!(
+                "the Secrets of namespace {namespace} could not be listed within {} s (does the \
+                 operator's RoleBinding exist there yet?)",
+                FIRST_LIST_WAIT.as_secs()
+            )));
+        };
+        labels = secrets
+            .get(&ObjectRef::new(&registration.client_secret_ref.name).within(&namespace))
+            .map(|secret| secret.labels().clone());
+    }
+    let violations = policy_violations(service, &sctx.shared.config.bot_policy, labels.as_ref());
+    Ok(if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Violations(violations))
     })
 }
 

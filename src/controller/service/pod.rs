@@ -362,7 +362,7 @@ fn bot_volumes(service: &str, claim: Option<String>) -> Vec<Volume> {
         config_map("media", media_config_map_name(service)),
         Volume {
             name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
+            empty_dir: Some(bot_tmp()),
             ..Default::default()
         },
     ];
@@ -379,8 +379,20 @@ fn bot_volumes(service: &str, claim: Option<String>) -> Vec<Volume> {
     volumes
 }
 
-/// Resources of a bot container: the spec's, completed so every container has CPU and memory
-/// requests and limits (the tenant namespace's ResourceQuota demands both); the configured
+/// How much a bot may write to its `/tmp` before the kubelet evicts it.
+pub const BOT_TMP_SIZE_LIMIT: &str = "256Mi";
+
+/// The bot's `/tmp`: an emptyDir bounded by [`BOT_TMP_SIZE_LIMIT`] (an unbounded emptyDir
+/// could fill the node's disk).
+pub fn bot_tmp() -> EmptyDirVolumeSource {
+    EmptyDirVolumeSource {
+        size_limit: Some(Quantity(BOT_TMP_SIZE_LIMIT.into())),
+        ..Default::default()
+    }
+}
+
+/// Resources of a bot container: the spec's, completed so every container has CPU, memory and
+/// ephemeral-storage requests and limits (the tenant namespace's ResourceQuota demands them); the configured
 /// defaults when the spec names none. A request without a limit gets the request as limit, and
 /// vice versa.
 pub fn bot_resources(
@@ -389,7 +401,7 @@ pub fn bot_resources(
 ) -> ResourceRequirements {
     let mut requests = spec.and_then(|r| r.requests.clone()).unwrap_or_default();
     let mut limits = spec.and_then(|r| r.limits.clone()).unwrap_or_default();
-    for resource in ["cpu", "memory"] {
+    for resource in ["cpu", "memory", "ephemeral-storage"] {
         let default = |of: &Option<BTreeMap<String, Quantity>>| {
             of.as_ref().and_then(|m| m.get(resource)).cloned()
         };

@@ -7,7 +7,7 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 
 /// The CRD's rules (its name among them: `<name>-hue-paired` must be a DNS label), plus: the
-/// Tenant exists and the service lives in the tenant's namespace.
+/// Tenant exists (and is not being deleted) and the service lives in the tenant's namespace.
 pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(), Violations> {
     let mut violations = validate_recording_service(service, None)
         .err()
@@ -17,6 +17,12 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
         None => violations.push(Violation {
             field: "spec.tenantRef".into(),
             message: format!("Tenant {:?} does not exist", service.spec.tenant_ref),
+        }),
+        // Its namespace, and the operator's rights there, go with it: nothing more is
+        // provisioned or checked for the service.
+        Some(t) if t.meta().deletion_timestamp.is_some() => violations.push(Violation {
+            field: "spec.tenantRef".into(),
+            message: format!("Tenant {:?} is being deleted", service.spec.tenant_ref),
         }),
         Some(t) => {
             let expected = t.namespace_name();
@@ -36,6 +42,32 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
     } else {
         Err(Violations(violations))
     }
+}
+
+/// What the operator's `botPolicy` refuses in a service: its bot image, and the Secret its
+/// bots would mount (`secret_labels`: that Secret's labels, `None` when it does not exist,
+/// which the credential check reports instead).
+pub fn policy_violations(
+    service: &RecordingService,
+    policy: &crate::bot_policy::BotPolicy,
+    secret_labels: Option<&BTreeMap<String, String>>,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let image = service
+        .spec
+        .bot
+        .image
+        .as_deref()
+        .unwrap_or(DEFAULT_BOT_IMAGE);
+    violations.extend(policy.image_violation("spec.bot.image", image));
+    if let (Some(registration), Some(labels)) = (&service.spec.app_registration, secret_labels) {
+        violations.extend(policy.secret_violation(
+            "spec.appRegistration.clientSecretRef.name",
+            &registration.client_secret_ref.name,
+            labels,
+        ));
+    }
+    violations
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -794,3 +794,55 @@ fn events_follow_transitions_only() {
         &status_with(&t, &svc, vec![bot("main-hue", 1, 1)], AuthState::NotUsed)
     ));
 }
+
+/// The tenant's ResourceQuota bounds ephemeral storage, so a pod without ephemeral-storage
+/// requests and limits would be refused: every bot container names a request and a limit for
+/// every resource the quota bounds, and its `/tmp` has a size limit within that limit.
+#[test]
+fn bots_fit_the_tenant_quota_and_bound_their_tmp() {
+    let t = tenant("Pro", true);
+    let quota = crate::controller::tenant::desired_children(&t, &config()).quota;
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert!(hard.contains_key("limits.ephemeral-storage"), "{hard:?}");
+    let svc = service("main", "tenant-contoso", json!({}));
+    for deployment in
+        desired_objects(&svc, &t, TENANT_ID, None, &config(), &BTreeMap::new()).stateful_sets
+    {
+        let pod = deployment.spec.clone().unwrap().template.spec.unwrap();
+        let container = &pod.containers[0];
+        let resources = container.resources.clone().unwrap();
+        for key in hard.keys() {
+            let (kind, resource) = match key.split_once('.') {
+                Some(("requests", r)) => (&resources.requests, r),
+                Some(("limits", r)) => (&resources.limits, r),
+                _ => continue,
+            };
+            assert!(
+                kind.as_ref().is_some_and(|k| k.contains_key(resource)),
+                "{}: no {key}",
+                deployment.name_any()
+            );
+        }
+        let tmp = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tmp")
+            .unwrap();
+        assert_eq!(
+            tmp.empty_dir.unwrap().size_limit,
+            Some(Quantity(BOT_TMP_SIZE_LIMIT.into()))
+        );
+    }
+}
+
+#[test]
+fn nothing_is_provisioned_or_checked_for_a_tenant_being_deleted() {
+    let mut t = tenant("Essentials", true);
+    t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(
+        "2026-12-01T00:00:00Z",
+    )));
+    let v = validate(&service("main", "tenant-contoso", json!({})), Some(&t)).unwrap_err();
+    assert!(v.names_field("spec.tenantRef"), "{v}");
+    assert!(v.to_string().contains("is being deleted"), "{v}");
+}
