@@ -351,6 +351,11 @@ fn base_url(raw: &str) -> Result<Url, &'static str> {
 /// Key of the consent whose application (`Application.Read.All`, `Directory.Read.All`)
 /// verifies every consent through Microsoft Graph.
 pub const DIRECTORY_CONSENT: &str = "directory";
+/// Key of the consent of the platform's recording bot application; its application
+/// permissions are the recording permissions a known app registration must hold too.
+pub const RECORDING_CONSENT: &str = "recording";
+/// Key of the consent of the platform's paired (redundant) recording bot application.
+pub const REDUNDANT_RECORDING_CONSENT: &str = "redundantRecording";
 
 /// Whether a consent holds back a tenant's `OK` / `Ready`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

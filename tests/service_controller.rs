@@ -40,7 +40,7 @@ spec:
   contactEmails: [ops@example.com]
   adminUpns: [admin@{domain}]
   license: {license}
-  includedUsers: 100
+  includedUsers: 500
   storage:
     location: westeurope
   retention:
@@ -103,10 +103,21 @@ async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
 }
 
 /// Registers the customer's own app in its tenant, with one client secret valid for
-/// `valid_for` and `Application.Read.All` admin-consented (to read its own secrets' expiry).
+/// `valid_for`, and the recording permissions and `Application.Read.All` (to read its own
+/// secrets' expiry) admin-consented.
 fn register_customer_app(h: &Harness, secret: &str, valid_for: SignedDuration) {
-    register_customer_app_with(h, secret, valid_for, &["Application.Read.All"]);
+    let mut permissions = vec!["Application.Read.All"];
+    permissions.extend(RECORDING_PERMISSIONS);
+    register_customer_app_with(h, secret, valid_for, &permissions);
 }
+
+/// The application permissions the bots need to record calls (the platform's `recording`
+/// consent asks for the same).
+const RECORDING_PERMISSIONS: [&str; 3] = [
+    "Calls.AccessMedia.All",
+    "Calls.JoinGroupCall.All",
+    "Calls.JoinGroupCallAsGuest.All",
+];
 
 /// [`register_customer_app`] with the given application permissions admin-consented.
 fn register_customer_app_with(
@@ -944,7 +955,12 @@ async fn entra_trouble_is_reported_for_what_it_is() {
     let h = Harness::start().await;
     let value = "N0~Read.Permission-Secret";
     // The customer's app may sign in but may not read its own registration.
-    register_customer_app_with(&h, value, SignedDuration::from_hours(90 * 24), &[]);
+    register_customer_app_with(
+        &h,
+        value,
+        SignedDuration::from_hours(90 * 24),
+        &RECORDING_PERMISSIONS,
+    );
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
     h.apply(&secret_yaml("bot-credentials", ns, value)).await;
@@ -1079,5 +1095,111 @@ async fn a_throttled_check_waits_for_retry_after_whatever_else_changes() {
         .message
         .contains("retrying after 3600s"));
     assert_eq!(h.platform.m365.counts().tenant(CONTOSO_ID).token, tokens);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_permissions() {
+    let h = Harness::start().await;
+    let value = "Rec0rd~Permission.Secret-Value";
+    register_customer_app(&h, value, SignedDuration::from_hours(90 * 24));
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&secret_yaml("bot-credentials", ns, value)).await;
+
+    // Another customer's tenant: refused without a token request.
+    const FABRIKAM_ID: &str = "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b";
+    h.apply(
+        &service_yaml(
+            "elsewhere",
+            "contoso",
+            "Elsewhere",
+            10,
+            &app_registration("bot-credentials"),
+        )
+        .replace(CONTOSO_ID, FABRIKAM_ID),
+    )
+    .await;
+    let service = wait_service(&h, ns, "elsewhere", |s| {
+        has_condition(s, "Authenticated", "False", "WrongTenant")
+    })
+    .await;
+    let message = &condition(&service, "Ready").unwrap().message;
+    assert!(
+        message.contains(FABRIKAM_ID) && message.contains(CONTOSO_ID),
+        "{message}"
+    );
+    assert!(has_condition(&service, "Ready", "False", "WrongTenant"));
+
+    // The customer's own app, with the recording permissions: authenticated and Ready.
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "True", "Authenticated")
+            && has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+
+    // The customer's admin takes a recording permission away. The last check stands (the
+    // next one is due in a day)...
+    h.platform
+        .m365
+        .revoke_permission(CONTOSO_ID, CUSTOMER_APP, "Calls.JoinGroupCall.All");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api: Api<RecordingService> = Api::namespaced(h.client(), ns);
+    let unchanged = api.get("main").await.unwrap();
+    assert!(has_condition(
+        &unchanged,
+        "Authenticated",
+        "True",
+        "Authenticated"
+    ));
+
+    // ...until the annotation asks for a check now (`kubectl annotate`, as the README says).
+    let dir = std::env::temp_dir().join(format!("service-recheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    h.platform.kube.write_kubeconfig(&kubeconfig).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "annotate",
+            "rsvc",
+            "main",
+            "-n",
+            ns,
+            "--overwrite",
+            "recording.m365.io/recheck-at=2026-12-07T10:00:00Z",
+        ])
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "False", "RecordingPermissionsMissing")
+    })
+    .await;
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(message.contains("Calls.JoinGroupCall.All"), "{message}");
+    assert!(
+        !message.contains(value),
+        "the secret never reaches a status"
+    );
+    assert!(has_condition(
+        &service,
+        "Ready",
+        "False",
+        "RecordingPermissionsMissing"
+    ));
     h.stop().await;
 }

@@ -17,6 +17,7 @@ pub mod consent;
 pub mod events;
 pub mod gate;
 pub mod grants;
+pub mod rules;
 pub mod service;
 pub mod tenant;
 pub mod watches;
@@ -262,6 +263,8 @@ pub async fn run(
         wake_consents,
         strays,
         tenant_facts,
+        services_for_services,
+        service_wake_ups,
         running: watches,
     } = watches::start(&client);
     let tenants = caches.tenants.clone();
@@ -305,7 +308,11 @@ pub async fn run(
 
     let service_controller = service::controller(
         ctx.clone(),
-        tenants_for_services,
+        service::Triggers {
+            tenants: tenants_for_services,
+            services: services_for_services,
+            siblings: service_wake_ups,
+        },
         controller_config.clone(),
         shutdown.clone(),
     );

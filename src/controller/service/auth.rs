@@ -138,6 +138,9 @@ pub(super) struct AuthInputs {
     secret_key: String,
     /// The Secret's `resourceVersion`: a rotated (or deleted) secret is checked at once.
     secret_version: Option<String>,
+    /// The service's `recording.m365.io/recheck-at` annotation: a new value asks for a check
+    /// at once.
+    recheck: Option<String>,
 }
 
 /// The `resourceVersion` of the Secret holding the service's client secret, from the Secrets'
@@ -174,6 +177,7 @@ pub(super) async fn authenticate(
         secret_version: client_secret_version(service, registration, sctx),
         secret_name,
         secret_key,
+        recheck: service.annotations().get(RECHECK_ANNOTATION).cloned(),
     };
 
     let remembered = sctx
@@ -224,6 +228,22 @@ pub(super) async fn authenticate(
         .token(&inputs.tenant_id, &inputs.client_id, Some(&reference))
         .await
     {
+        Ok(token)
+            if recording_permissions_missing(token.roles.as_deref(), &ctx.config).is_some() =>
+        {
+            let message = recording_permissions_missing(token.roles.as_deref(), &ctx.config)
+                .unwrap_or_default();
+            Ok((
+                AuthOutcome::Rejected {
+                    reason: reason::RECORDING_PERMISSIONS_MISSING,
+                    message: format!(
+                        "Entra issued a token for application {} in tenant {}, but {message}: the customer's Global admin must grant them to the app registration (admin consent)",
+                        inputs.client_id, inputs.tenant_id
+                    ),
+                },
+                AUTH_RECHECK,
+            ))
+        }
         Ok(token) => {
             let (expiry, valid_for) =
                 match password_credentials(&sctx.graph, &token, &inputs.client_id).await {
@@ -302,6 +322,53 @@ pub(super) async fn authenticate(
             (state, wait)
         }
     }
+}
+
+/// The recording permissions (the application permissions of the platform's `recording`
+/// consent) a known app registration's token lacks, in words; `None` when it holds them all.
+/// The token's `roles` claim is what Entra granted the app in the customer's tenant; a token
+/// whose claims cannot be read proves nothing.
+pub fn recording_permissions_missing(
+    roles: Option<&[String]>,
+    config: &OperatorConfig,
+) -> Option<String> {
+    let required = config
+        .consents
+        .get(RECORDING_CONSENT)
+        .map(|c| c.application_permissions.as_slice())
+        .unwrap_or_default();
+    if required.is_empty() {
+        return None;
+    }
+    let Some(roles) = roles else {
+        return Some(format!(
+            "its token cannot be read, so the recording permissions ({}) cannot be checked",
+            required.join(", ")
+        ));
+    };
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|p| !roles.iter().any(|r| r.eq_ignore_ascii_case(p)))
+        .map(String::as_str)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "its token lacks the recording permission(s) {}",
+            missing.join(", ")
+        )
+    })
+}
+
+/// A known app registration must be registered in the Tenant's own Entra tenant: its
+/// credentials are the customer's, and the bots sign in to the customer's calls with them.
+pub fn wrong_tenant(registration: &AppRegistration, tenant_id: &str) -> Option<AuthOutcome> {
+    (!registration.tenant_id.eq_ignore_ascii_case(tenant_id)).then(|| AuthOutcome::Rejected {
+        reason: reason::WRONG_TENANT,
+        message: format!(
+            "spec.appRegistration.tenantId {} is not the Entra tenant of the Tenant ({tenant_id}): a known app registration must belong to the customer's own tenant",
+            registration.tenant_id
+        ),
+    })
 }
 
 pub(super) fn outcome_label(outcome: &AuthOutcome) -> &'static str {
