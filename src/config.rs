@@ -102,6 +102,12 @@ pub struct OperatorConfig {
     /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<SignInConfig>,
+    /// The platform's own Entra tenant (GUID), where its applications are registered: when
+    /// set, the operator reads their client secrets' expiry there (with the `directory`
+    /// application, which then needs `Application.Read.All` consented in that tenant) for the
+    /// `recording_operator_client_secret_expiry_days` gauge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_tenant_id: Option<String>,
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -208,6 +214,11 @@ impl OperatorConfig {
         }
         for (key, consent) in &self.consents {
             consent.check(key, &mut problems);
+        }
+        if let Some(id) = self.home_tenant_id.as_deref().filter(|id| !is_guid(id)) {
+            problems.push(format!(
+                "homeTenantId: {id:?} is not an Entra tenant id GUID"
+            ));
         }
         self.polling.check(&mut problems);
         self.quick_start
@@ -849,6 +860,7 @@ struct OperatorConfigFile {
     quick_start: crate::links::QuickStartConfig,
     #[serde(default)]
     sign_in: Option<SignInConfig>,
+    home_tenant_id: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -902,6 +914,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             storage: file.storage,
             notifications: file.notifications,
             sign_in: file.sign_in,
+            home_tenant_id: file.home_tenant_id,
             operator_namespace: file
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())

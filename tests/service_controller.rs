@@ -1103,6 +1103,10 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
     let h = Harness::start().await;
     let value = "Rec0rd~Permission.Secret-Value";
     register_customer_app(&h, value, SignedDuration::from_hours(90 * 24));
+    // The customer's admin who registered it.
+    h.platform
+        .m365
+        .add_app_owner(CUSTOMER_APP, "globaladmin@contoso.onmicrosoft.com");
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
     h.apply(&secret_yaml("bot-credentials", ns, value)).await;
@@ -1131,7 +1135,8 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
     );
     assert!(has_condition(&service, "Ready", "False", "WrongTenant"));
 
-    // The customer's own app, with the recording permissions: authenticated and Ready.
+    // The customer's own app, with the recording permissions: authenticated and Ready, and
+    // the status names who registered it.
     h.apply(&service_yaml(
         "main",
         "contoso",
@@ -1140,11 +1145,20 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
         &app_registration("bot-credentials"),
     ))
     .await;
-    wait_service(&h, ns, "main", |s| {
+    let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "True", "Authenticated")
             && has_condition(s, "Ready", "True", "Ready")
     })
     .await;
+    assert_eq!(
+        service.status.as_ref().unwrap().app_registration_owners,
+        ["globaladmin@contoso.onmicrosoft.com"]
+    );
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(
+        message.ends_with("registered by globaladmin@contoso.onmicrosoft.com"),
+        "{message}"
+    );
 
     // The customer's admin takes a recording permission away. The last check stands (the
     // next one is due in a day)...

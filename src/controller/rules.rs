@@ -95,10 +95,13 @@ pub fn tenant_conflicts<'a>(
         if age_order(other.meta(), tenant.meta()) != Ordering::Less {
             continue;
         }
-        let other_id = other.entra_tenant_id();
-        for ((field, value), (_, theirs)) in
-            mine.iter().zip(tenant_keys(other, other_id.as_deref()))
-        {
+        // Borrowed, not lowercased: this runs against every Tenant in each reconcile.
+        let other_id = other
+            .spec
+            .tenant_id
+            .as_deref()
+            .or_else(|| other.status.as_ref().and_then(|s| s.tenant_id.as_deref()));
+        for ((field, value), (_, theirs)) in mine.iter().zip(tenant_keys(other, other_id)) {
             if let (Some(value), Some(theirs)) = (value, theirs) {
                 if value.eq_ignore_ascii_case(theirs)
                     && !found.iter().any(|c: &Conflict| c.field == *field)
@@ -113,6 +116,18 @@ pub fn tenant_conflicts<'a>(
         }
     }
     found
+}
+
+/// Whether two Tenants hold one of the values that must be unique (whichever is older).
+pub fn share_a_unique_value(a: &Tenant, b: &Tenant) -> bool {
+    let same = |x: &str, y: &str| x.eq_ignore_ascii_case(y);
+    same(&a.spec.customer_name, &b.spec.customer_name)
+        || same(&a.spec.domain, &b.spec.domain)
+        || same(&a.spec.short_name, &b.spec.short_name)
+        || matches!(
+            (a.entra_tenant_id(), b.entra_tenant_id()),
+            (Some(x), Some(y)) if same(&x, &y)
+        )
 }
 
 /// Whether `service` belongs to the same Tenant as `other`: the same `tenantRef`, in the same
@@ -300,6 +315,10 @@ mod tests {
         assert_eq!(conflicts[0].holder, r#"Tenant "b-tenant""#);
         // Not known yet: nothing to compare.
         assert_eq!(tenant_conflicts(&c, None, [&a, &b, &c]), []);
+        let mut d = tenant("d-tenant", 400, "D", "d.example.com", "d");
+        assert!(!share_a_unique_value(&a, &d));
+        d.spec.tenant_id = Some("5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d".into());
+        assert!(share_a_unique_value(&a, &d) && share_a_unique_value(&d, &a));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::caches::{Caches, ResolvedTenantIds};
 use super::consent;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::rules;
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
 /// What [`start`] sets up.
@@ -71,21 +72,25 @@ pub fn start(client: &kube::Client) -> Watches {
         let (tenants, wake_tenants) = (tenants.clone(), wake_tenants.clone());
         let synced = tenants_synced.clone();
         move |event| {
-            // A Tenant that came, went or changed a value that must be unique may free (or
-            // take) what a newer Tenant waits for: the ones in conflict look again.
-            let unique_changed = match &event {
-                Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => {
-                    tenant_keys.changed(&t.name_any(), unique_facts(t))
-                }
+            // A Tenant that came, went or changed a value that must be unique may free what a
+            // newer Tenant waits for, or take what one seen earlier holds: the Tenants in
+            // conflict and those sharing a value with it look again.
+            let touched = match &event {
+                Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => tenant_keys
+                    .changed(&t.name_any(), unique_facts(t))
+                    .then_some(t),
                 Ok(watcher::Event::Delete(t)) => {
                     tenant_keys.forget(&t.name_any());
-                    true
+                    Some(t)
                 }
-                _ => false,
+                _ => None,
             };
-            if unique_changed && synced.is_open() {
-                for waiting in tenants.state().iter().filter(|t| in_conflict(t)) {
-                    wake_tenants.wake(&waiting.name_any());
+            if let Some(changed) = touched.filter(|_| synced.is_open()) {
+                for other in tenants.state().iter().filter(|t| {
+                    t.name_any() != changed.name_any()
+                        && (in_conflict(t) || rules::share_a_unique_value(t, changed))
+                }) {
+                    wake_tenants.wake(&other.name_any());
                 }
             }
             if let Ok(watcher::Event::Delete(gone)) = &event {

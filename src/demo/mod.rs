@@ -92,6 +92,10 @@ pub struct PlatformOptions {
     /// Sign-in with Microsoft in front of the Quick Start pages (the `login` app gets the
     /// public listener's `/signin/callback` as a redirect URI); off by default.
     pub sign_in: bool,
+    /// Name the home tenant in the configuration (`homeTenantId`) and consent the directory
+    /// app's `Application.Read.All` there, so the operator reads the platform apps' client
+    /// secrets' expiry; off by default.
+    pub platform_secrets: bool,
 }
 
 /// The storage backend of the simulated platform.
@@ -130,6 +134,7 @@ impl Default for PlatformOptions {
             notifications: None,
             maildev: false,
             sign_in: false,
+            platform_secrets: false,
         }
     }
 }
@@ -181,6 +186,19 @@ impl Platform {
                     account_enabled: true,
                 });
             }
+        }
+        if options.platform_secrets {
+            let directory = seed
+                .app("recording-aad")
+                .map(|a| a.app_id.clone())
+                .ok_or_else(|| DemoError::Other("the seed has no app recording-aad".into()))?;
+            seed.consents.push(sim::m365::ConsentSeed {
+                tenant: HOME_TENANT_ID.to_string(),
+                app_id: directory,
+                application_permissions: Some(vec!["Application.Read.All".into()]),
+                delegated_scopes: Some(vec![]),
+                user: None,
+            });
         }
         let m365 = M365Sim::start(seed.clone())
             .await
@@ -422,6 +440,9 @@ fn platform_config(
             name: APP_SECRETS.into(),
             key: key.clone(),
         });
+    }
+    if options.platform_secrets {
+        config.home_tenant_id = Some(HOME_TENANT_ID.into());
     }
     config.validate()?;
     Ok(config)

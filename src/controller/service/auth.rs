@@ -9,8 +9,12 @@ use super::*;
 /// The answer about an app registration's credentials.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AuthOutcome {
-    /// A token was issued; `expiry` is what Graph said about the client secrets.
-    Authenticated { expiry: Expiry },
+    /// A token was issued; `expiry` is what Graph said about the client secrets, `owners`
+    /// who owns the registration in the customer's directory (`None`: Graph could not tell).
+    Authenticated {
+        expiry: Expiry,
+        owners: Option<Vec<String>>,
+    },
     /// Entra refused, for a reason the platform team must fix.
     Rejected {
         reason: &'static str,
@@ -38,6 +42,7 @@ pub(super) fn secret_expiry<'a>(
     match auth {
         AuthState::Checked(AuthOutcome::Authenticated {
             expiry: Expiry::At(end),
+            ..
         }) => Some((registration.client_id.as_str(), *end)),
         _ => None,
     }
@@ -265,7 +270,15 @@ pub(super) async fn authenticate(
                         )
                     }
                 };
-            Ok((AuthOutcome::Authenticated { expiry }, valid_for))
+            // Who registered the app (its owners), when Graph lets the app read them.
+            let owners = match application::owners(&sctx.graph, &token, &inputs.client_id).await {
+                Ok(owners) => Some(owners),
+                Err(e) => {
+                    tracing::debug!(service = %service.name_any(), error = %e, "could not read the app registration's owners");
+                    None
+                }
+            };
+            Ok((AuthOutcome::Authenticated { expiry, owners }, valid_for))
         }
         Err(e) => classify_auth_error(&e, registration, &namespace)
             .map(|o| (o, AUTH_RECHECK))

@@ -62,7 +62,7 @@ use crate::crd::validation::{validate_recording_service, Violation, Violations};
 use crate::crd::{
     License, RecordingService, RecordingServiceStatus, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
 };
-use crate::graph::application::{password_credentials, soonest_future_expiry};
+use crate::graph::application::{self, password_credentials, soonest_future_expiry};
 use crate::graph::client::GraphClient;
 use crate::graph::GraphError;
 

@@ -91,6 +91,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
     let previous = service.status.clone().unwrap_or_default();
     let mut conditions: Vec<Desired> = Vec::new();
     let mut expires_in_days = None;
+    let mut registered_by: Vec<String> = Vec::new();
 
     // The app registration.
     let app = service
@@ -129,7 +130,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
             ));
             Some((reason.to_string(), message.clone()))
         }
-        AuthState::Checked(AuthOutcome::Authenticated { expiry }) => {
+        AuthState::Checked(AuthOutcome::Authenticated { expiry, owners }) => {
+            registered_by = owners.clone().unwrap_or_default();
             let tenant = service
                 .spec
                 .app_registration
@@ -140,7 +142,14 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
                 AUTHENTICATED,
                 Status::True,
                 "Authenticated",
-                format!("Entra issued a client-credentials token for application {app} in tenant {tenant}"),
+                format!(
+                    "Entra issued a client-credentials token for application {app} in tenant {tenant}{}",
+                    match owners.as_deref() {
+                        Some([]) => "; the registration has no user owner".to_string(),
+                        Some(owners) => format!("; registered by {}", owners.join(", ")),
+                        None => String::new(),
+                    }
+                ),
             ));
             conditions.push(match expiry {
                 Expiry::At(end) => {
@@ -247,6 +256,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         bots: o.bots.clone(),
         bots_ready: provisioned.then(|| format!("{ready_total}/{desired_total}")),
         client_secret_expires_in_days: expires_in_days,
+        app_registration_owners: registered_by,
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
     }
 }

@@ -625,6 +625,7 @@ fn a_secret_under_thirty_days_from_expiry_is_a_warning_but_still_ready() {
             vec![bot("main-hue", 1, 1)],
             AuthState::Checked(AuthOutcome::Authenticated {
                 expiry: Expiry::At(at(end)),
+                owners: None,
             }),
         )
     };
@@ -664,6 +665,7 @@ fn a_secret_under_thirty_days_from_expiry_is_a_warning_but_still_ready() {
         vec![bot("main-hue", 1, 1)],
         AuthState::Checked(AuthOutcome::Authenticated {
             expiry: Expiry::Unreadable("no permission".into()),
+            owners: None,
         }),
     );
     assert_eq!(
