@@ -537,14 +537,7 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
         }],
         redirect_uris: vec![],
         // Its secrets' expiry, and the recording permissions its bots need.
-        application_permissions: [
-            "Application.Read.All",
-            "Calls.AccessMedia.All",
-            "Calls.JoinGroupCall.All",
-            "Calls.JoinGroupCallAsGuest.All",
-        ]
-        .map(String::from)
-        .to_vec(),
+        application_permissions: common::customer_app_permissions(),
         delegated_scopes: vec![],
     });
     h.platform.m365.grant_consent(CONTOSO_ID, CUSTOMER_APP);

@@ -831,25 +831,14 @@ async fn an_optional_consent_left_pending_never_holds_back_ok_or_ready() {
     assert_eq!(accepted, 4);
 
     // `kubectl wait`, as a pipeline would.
-    let dir = std::env::temp_dir().join(format!("optional-consent-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    h.platform.kube.write_kubeconfig(&kubeconfig).unwrap();
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
+    common::Kubectl::new(&h, "optional-consent").ok(
+        &[
             "wait",
             "--for=condition=Ready",
             "tn/contoso",
             "--timeout=30s",
-        ])
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        None,
     );
     let tenant = h.wait_health("contoso", T, Health::Ok).await;
     let status = tenant.status.unwrap();

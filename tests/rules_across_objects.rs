@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Harness};
+use common::{wait_for, Harness, Kubectl};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::Api;
@@ -22,72 +20,11 @@ use serde_json::Value;
 const T: Duration = Duration::from_secs(30);
 const CONTOSO_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
 
-/// `kubectl` against the simulator, with a kubeconfig of its own.
-struct Kubectl {
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn new(h: &Harness, test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("rules-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let kubeconfig = dir.join("kubeconfig");
-        h.platform.kube.write_kubeconfig(&kubeconfig).unwrap();
-        Self { kubeconfig }
-    }
-
-    /// Runs kubectl with `args` (and `stdin`); `(success, stdout, stderr)`.
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-        drop(input);
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.run(args, stdin);
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok(&["apply", "-f", "-"], Some(yaml));
-    }
-}
-
+/// An Essentials Tenant in westeurope with `included` licensed users; `extra` adds spec lines.
 fn tenant_yaml(name: &str, domain: &str, included: i32, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: Tenant
-metadata:
-  name: {name}
-spec:
-  customerName: {name}-customer
-  domain: {domain}
-  shortName: {name}
-  contactEmails: [ops@example.com]
-  adminUpns: [admin@{domain}]
-  license: Essentials
-  includedUsers: {included}
-  storage:
-    location: westeurope
-{extra}"#
+    common::tenant_yaml(name, domain, "Essentials", "westeurope", extra).replace(
+        "includedUsers: 10\n",
+        &format!("includedUsers: {included}\n"),
     )
 }
 
@@ -123,22 +60,6 @@ fn tenant_condition(t: &Tenant, type_: &str) -> Option<(String, String, String)>
 
 fn service_condition(s: &RecordingService, type_: &str) -> Option<(String, String, String)> {
     condition(&s.status.as_ref()?.conditions, type_)
-}
-
-async fn wait_service(
-    h: &Harness,
-    namespace: &str,
-    name: &str,
-    pred: impl Fn(&RecordingService) -> bool,
-) -> RecordingService {
-    let api: Api<RecordingService> = Api::namespaced(h.client(), namespace);
-    wait_for(
-        T,
-        || async { api.get_opt(name).await.ok().flatten() },
-        pred,
-        &format!("recordingservice {namespace}/{name}"),
-    )
-    .await
 }
 
 async fn namespace_exists(h: &Harness, name: &str) -> bool {
@@ -278,7 +199,7 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
     assert!(h.accept_consents("contoso").await > 0);
 
     kubectl.apply(&service_yaml("first", "contoso", "Rec-A", 60));
-    wait_service(&h, ns, "first", |s| {
+    h.wait_service(ns, "first", |s| {
         s.status.as_ref().is_some_and(|st| st.bots_ready.is_some())
     })
     .await;
@@ -287,10 +208,9 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     kubectl.apply(&service_yaml("third", "contoso", "Rec-C", 50));
 
-    let second = wait_service(&h, ns, "second", |s| {
-        service_condition(s, "Conflict").is_some()
-    })
-    .await;
+    let second = h
+        .wait_service(ns, "second", |s| service_condition(s, "Conflict").is_some())
+        .await;
     assert_eq!(
         service_condition(&second, "Conflict").unwrap(),
         (
@@ -301,10 +221,11 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
     );
     assert_eq!(service_condition(&second, "Ready").unwrap().1, "Conflict");
     // The duplicate counts for nothing; the third does not fit beside the first.
-    let third = wait_service(&h, ns, "third", |s| {
-        service_condition(s, "Ready").is_some_and(|c| c.1 == "LicensedUsersExceeded")
-    })
-    .await;
+    let third = h
+        .wait_service(ns, "third", |s| {
+            service_condition(s, "Ready").is_some_and(|c| c.1 == "LicensedUsersExceeded")
+        })
+        .await;
     let (status, _, message) = service_condition(&third, "Ready").unwrap();
     assert_eq!(status, "False");
     assert!(
@@ -331,12 +252,12 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
 
     // The first goes: the second proceeds, and both it and the third fit (30 + 50 of 100).
     kubectl.ok(&["delete", "rsvc", "first", "-n", ns], None);
-    wait_service(&h, ns, "second", |s| {
+    h.wait_service(ns, "second", |s| {
         service_condition(s, "Conflict").is_none()
             && s.status.as_ref().is_some_and(|st| st.bots_ready.is_some())
     })
     .await;
-    wait_service(&h, ns, "third", |s| {
+    h.wait_service(ns, "third", |s| {
         s.status.as_ref().is_some_and(|st| st.bots_ready.is_some())
     })
     .await;
@@ -357,10 +278,11 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
         ],
         None,
     );
-    let third = wait_service(&h, ns, "third", |s| {
-        service_condition(s, "Ready").is_some_and(|c| c.1 == "LicensedUsersExceeded")
-    })
-    .await;
+    let third = h
+        .wait_service(ns, "third", |s| {
+            service_condition(s, "Ready").is_some_and(|c| c.1 == "LicensedUsersExceeded")
+        })
+        .await;
     assert!(
         service_condition(&third, "Ready")
             .unwrap()
@@ -368,7 +290,7 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
             .contains("80 of 70 included"),
         "{third:?}"
     );
-    let second = wait_service(&h, ns, "second", |s| s.status.is_some()).await;
+    let second = h.wait_service(ns, "second", |s| s.status.is_some()).await;
     assert_ne!(
         service_condition(&second, "Ready").unwrap().1,
         "LicensedUsersExceeded"

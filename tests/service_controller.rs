@@ -106,18 +106,10 @@ async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
 /// `valid_for`, and the recording permissions and `Application.Read.All` (to read its own
 /// secrets' expiry) admin-consented.
 fn register_customer_app(h: &Harness, secret: &str, valid_for: SignedDuration) {
-    let mut permissions = vec!["Application.Read.All"];
-    permissions.extend(RECORDING_PERMISSIONS);
+    let permissions = common::customer_app_permissions();
+    let permissions: Vec<&str> = permissions.iter().map(String::as_str).collect();
     register_customer_app_with(h, secret, valid_for, &permissions);
 }
-
-/// The application permissions the bots need to record calls (the platform's `recording`
-/// consent asks for the same).
-const RECORDING_PERMISSIONS: [&str; 3] = [
-    "Calls.AccessMedia.All",
-    "Calls.JoinGroupCall.All",
-    "Calls.JoinGroupCallAsGuest.All",
-];
 
 /// [`register_customer_app`] with the given application permissions admin-consented.
 fn register_customer_app_with(
@@ -959,7 +951,7 @@ async fn entra_trouble_is_reported_for_what_it_is() {
         &h,
         value,
         SignedDuration::from_hours(90 * 24),
-        &RECORDING_PERMISSIONS,
+        &common::RECORDING_PERMISSIONS,
     );
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
@@ -1176,14 +1168,8 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
     ));
 
     // ...until the annotation asks for a check now (`kubectl annotate`, as the README says).
-    let dir = std::env::temp_dir().join(format!("service-recheck-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let kubeconfig = dir.join("kubeconfig");
-    h.platform.kube.write_kubeconfig(&kubeconfig).unwrap();
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .args([
+    common::Kubectl::new(&h, "recheck").ok(
+        &[
             "annotate",
             "rsvc",
             "main",
@@ -1191,13 +1177,8 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
             ns,
             "--overwrite",
             "recording.m365.io/recheck-at=2026-12-07T10:00:00Z",
-        ])
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        None,
     );
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "False", "RecordingPermissionsMissing")

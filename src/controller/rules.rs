@@ -95,13 +95,8 @@ pub fn tenant_conflicts<'a>(
         if age_order(other.meta(), tenant.meta()) != Ordering::Less {
             continue;
         }
-        // Borrowed, not lowercased: this runs against every Tenant in each reconcile.
-        let other_id = other
-            .spec
-            .tenant_id
-            .as_deref()
-            .or_else(|| other.status.as_ref().and_then(|s| s.tenant_id.as_deref()));
-        for ((field, value), (_, theirs)) in mine.iter().zip(tenant_keys(other, other_id)) {
+        let theirs = tenant_keys(other, known_tenant_id(other));
+        for ((field, value), (_, theirs)) in mine.iter().zip(theirs) {
             if let (Some(value), Some(theirs)) = (value, theirs) {
                 if value.eq_ignore_ascii_case(theirs)
                     && !found.iter().any(|c: &Conflict| c.field == *field)
@@ -125,9 +120,19 @@ pub fn share_a_unique_value(a: &Tenant, b: &Tenant) -> bool {
         || same(&a.spec.domain, &b.spec.domain)
         || same(&a.spec.short_name, &b.spec.short_name)
         || matches!(
-            (a.entra_tenant_id(), b.entra_tenant_id()),
-            (Some(x), Some(y)) if same(&x, &y)
+            (known_tenant_id(a), known_tenant_id(b)),
+            (Some(x), Some(y)) if same(x, y)
         )
+}
+
+/// [`Tenant::entra_tenant_id`] borrowed, not lowercased: the rules compare it against every
+/// Tenant, in each reconcile and on each Tenant event.
+fn known_tenant_id(tenant: &Tenant) -> Option<&str> {
+    tenant
+        .spec
+        .tenant_id
+        .as_deref()
+        .or_else(|| tenant.status.as_ref().and_then(|s| s.tenant_id.as_deref()))
 }
 
 /// Whether `service` belongs to the same Tenant as `other`: the same `tenantRef`, in the same
