@@ -11,7 +11,6 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_for, Harness, Kubectl};
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::Api;
 use recording_operator::crd::{RecordingService, Tenant};
@@ -65,20 +64,6 @@ fn service_condition(s: &RecordingService, type_: &str) -> Option<(String, Strin
 async fn namespace_exists(h: &Harness, name: &str) -> bool {
     let api: Api<Namespace> = Api::all(h.client());
     api.get_opt(name).await.unwrap().is_some()
-}
-
-async fn deployments(h: &Harness, namespace: &str) -> Vec<String> {
-    let api: Api<Deployment> = Api::namespaced(h.client(), namespace);
-    let mut names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.name)
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +217,7 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
         message.starts_with("licensedUsers 50 would bring the tenant's licensed users to 110 of 100 included (older services use 60)"),
         "{message}"
     );
-    assert_eq!(deployments(&h, ns).await, ["first-hue"]);
+    assert_eq!(common::deployment_names(&h, ns).await, ["first-hue"]);
     h.wait_tenant("contoso", T, |t| {
         t.status.as_ref().and_then(|s| s.users_in_use) == Some(60)
     })

@@ -165,20 +165,6 @@ fn has_condition(service: &RecordingService, type_: &str, status: &str, reason: 
     condition(service, type_).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
-async fn deployment_names(h: &Harness, namespace: &str) -> Vec<String> {
-    let api: Api<Deployment> = Api::namespaced(h.client(), namespace);
-    let mut names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.name)
-        .collect();
-    names.sort();
-    names
-}
-
 async fn events_of(h: &Harness, namespace: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(h.client(), namespace);
     api.list(&Default::default()).await.unwrap().items
@@ -227,7 +213,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     for c in &status.conditions {
         assert_eq!(c.observed_generation, service.metadata.generation, "{c:?}");
     }
-    assert_eq!(deployment_names(&h, ns).await, ["main-hue"]);
+    assert_eq!(common::deployment_names(&h, ns).await, ["main-hue"]);
 
     let metrics = h.metrics.encode();
     assert!(
@@ -417,7 +403,7 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         Some("4/4")
     );
     assert_eq!(
-        deployment_names(&h, ns).await,
+        common::deployment_names(&h, ns).await,
         ["rec-hue", "rec-hue-paired"]
     );
 
@@ -488,7 +474,7 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     assert_eq!(service.status.unwrap().bots.len(), 1);
     wait_for(
         T,
-        || async { Some(deployment_names(&h, ns).await) },
+        || async { Some(common::deployment_names(&h, ns).await) },
         |names| names == &["rec-hue".to_string()],
         "the paired Deployment is deleted",
     )
@@ -877,7 +863,7 @@ async fn bad_services_are_refused_by_the_api_server_and_the_reconciler() {
         ));
     }
     assert!(
-        deployment_names(&h, "elsewhere").await.is_empty(),
+        common::deployment_names(&h, "elsewhere").await.is_empty(),
         "nothing provisioned for an invalid service"
     );
     let events = events_once(&h, "elsewhere", "InvalidSpec").await;
@@ -936,7 +922,7 @@ async fn a_service_stored_before_the_rules_existed_is_invalid_spec_not_provision
         assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
     }
     assert!(
-        deployment_names(&h, ns).await.is_empty(),
+        common::deployment_names(&h, ns).await.is_empty(),
         "nothing provisioned for an invalid service"
     );
     h.stop().await;

@@ -87,14 +87,22 @@ pub async fn password_credentials(
     token: &AccessToken,
     app_id: &str,
 ) -> Result<Vec<PasswordCredential>, GraphError> {
-    if !crate::config::is_guid(app_id) {
-        return Err(GraphError::Protocol {
+    let body = graph
+        .get(token, &password_credentials_path(checked_app_id(app_id)?))
+        .await?;
+    parse_password_credentials(&body)
+}
+
+/// `app_id` when it is an application (client) id: it goes into a Graph path.
+fn checked_app_id(app_id: &str) -> Result<&str, GraphError> {
+    if crate::config::is_guid(app_id) {
+        Ok(app_id)
+    } else {
+        Err(GraphError::Protocol {
             service: Service::Graph,
             reason: format!("{app_id:?} is not an application (client) id"),
-        });
+        })
     }
-    let body = graph.get(token, &password_credentials_path(app_id)).await?;
-    parse_password_credentials(&body)
 }
 
 /// The Graph path of an application's owners: the users of its home tenant who registered it
@@ -131,13 +139,11 @@ pub async fn owners(
     token: &AccessToken,
     app_id: &str,
 ) -> Result<Vec<String>, GraphError> {
-    if !crate::config::is_guid(app_id) {
-        return Err(GraphError::Protocol {
-            service: Service::Graph,
-            reason: format!("{app_id:?} is not an application (client) id"),
-        });
-    }
-    parse_owners(&graph.get(token, &owners_path(app_id)).await?)
+    parse_owners(
+        &graph
+            .get(token, &owners_path(checked_app_id(app_id)?))
+            .await?,
+    )
 }
 
 #[cfg(test)]

@@ -378,3 +378,18 @@ pub fn customer_app_permissions() -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// The names of the Deployments in `namespace`, sorted.
+pub async fn deployment_names(h: &Harness, namespace: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(h.client(), namespace);
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
