@@ -37,6 +37,9 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+mod bots;
+pub use bots::*;
+
 /// Environment variable overriding [`CloudConfig::authority_host`].
 pub const ENV_AUTHORITY_HOST: &str = "RECORDING_OPERATOR_AUTHORITY_HOST";
 /// Environment variable overriding [`CloudConfig::graph_endpoint`].
@@ -102,6 +105,9 @@ pub struct OperatorConfig {
     /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<SignInConfig>,
+    /// How the recording bots run: Windows nodes, sizing, media exposure, lifecycle.
+    #[serde(default)]
+    pub bots: BotsConfig,
     /// The platform's own Entra tenant (GUID), where its applications are registered: when
     /// set, the operator reads their client secrets' expiry there (with the `directory`
     /// application, which then needs `Application.Read.All` consented in that tenant) for the
@@ -231,6 +237,7 @@ impl OperatorConfig {
         if let Some(notifications) = &self.notifications {
             notifications.check(&mut problems);
         }
+        self.bots.check(&mut problems);
         if problems.is_empty() {
             Ok(())
         } else {
@@ -860,6 +867,8 @@ struct OperatorConfigFile {
     quick_start: crate::links::QuickStartConfig,
     #[serde(default)]
     sign_in: Option<SignInConfig>,
+    #[serde(default)]
+    bots: BotsConfig,
     home_tenant_id: Option<String>,
 }
 
@@ -921,6 +930,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
                 .unwrap_or_else(|| "recording-operator-system".to_owned()),
             public_url: file.public_url,
             quick_start: file.quick_start,
+            bots: file.bots,
         }
     }
 }

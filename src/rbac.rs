@@ -92,8 +92,27 @@ pub const RULES: &[Rule] = &[
     // The bots: applied, watched (the controller owns them), deleted when no longer needed.
     Rule {
         api_group: "apps",
-        resources: &["deployments"],
+        resources: &["statefulsets"],
         verbs: &["create", "patch", "delete", "list", "watch"],
+    },
+    // The bot Deployments of earlier versions: read (owner check), deleted once replaced.
+    Rule {
+        api_group: "apps",
+        resources: &["deployments"],
+        verbs: &["get", "delete"],
+    },
+    // Instance Services: the assigned load-balancer address read back; those of instances
+    // no longer there listed and deleted.
+    Rule {
+        api_group: "",
+        resources: &["services"],
+        verbs: &["get", "list", "delete"],
+    },
+    // Host-networking media: an instance's public IP is its node's ExternalIP.
+    Rule {
+        api_group: "",
+        resources: &["pods", "nodes"],
+        verbs: &["get"],
     },
     // The paired bot's budget: applied, deleted with the paired bot.
     Rule {
@@ -115,6 +134,13 @@ pub const RULES: &[Rule] = &[
         api_group: "",
         resources: &["secrets"],
         verbs: &["get", "list", "watch"],
+    },
+    // The bots' credentials Secret per service (the platform applications' client secrets
+    // copied into the tenant namespace, where the pods reference them): server-side applied.
+    Rule {
+        api_group: "",
+        resources: &["secrets"],
+        verbs: &["create", "patch"],
     },
     Rule {
         api_group: "events.k8s.io",

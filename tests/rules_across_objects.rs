@@ -217,7 +217,7 @@ async fn services_share_short_names_and_the_licence_oldest_first() {
         message.starts_with("licensedUsers 50 would bring the tenant's licensed users to 110 of 100 included (older services use 60)"),
         "{message}"
     );
-    assert_eq!(common::deployment_names(&h, ns).await, ["first-hue"]);
+    assert_eq!(common::bot_names(&h, ns).await, ["first-hue"]);
     h.wait_tenant("contoso", T, |t| {
         t.status.as_ref().and_then(|s| s.users_in_use) == Some(60)
     })

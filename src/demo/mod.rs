@@ -92,6 +92,8 @@ pub struct PlatformOptions {
     /// Sign-in with Microsoft in front of the Quick Start pages (the `login` app gets the
     /// public listener's `/signin/callback` as a redirect URI); off by default.
     pub sign_in: bool,
+    /// How the bots run (`bots` of the configuration); the defaults when `None`.
+    pub bots: Option<crate::config::BotsConfig>,
     /// Name the home tenant in the configuration (`homeTenantId`) and consent the directory
     /// app's `Application.Read.All` there, so the operator reads the platform apps' client
     /// secrets' expiry; off by default.
@@ -134,6 +136,7 @@ impl Default for PlatformOptions {
             notifications: None,
             maildev: false,
             sign_in: false,
+            bots: None,
             platform_secrets: false,
         }
     }
@@ -428,6 +431,7 @@ fn platform_config(
             }),
             ..Default::default()
         },
+        bots: options.bots.clone().unwrap_or_default(),
         ..Default::default()
     };
     for (key, consent) in config.consents.iter_mut() {
@@ -588,6 +592,7 @@ async fn start_azurite(
                     name: STORAGE_SECRETS.into(),
                     key: region.to_string(),
                 },
+                signing_key: None,
             },
         );
     }

@@ -22,6 +22,7 @@
 pub mod azure;
 pub mod pvc;
 pub mod retention;
+pub mod sas;
 pub mod tenant;
 
 use std::collections::BTreeMap;
@@ -334,6 +335,10 @@ pub struct AccountConfig {
     /// without the leading `?`) or an account SAS URL; it needs the permissions read, write,
     /// delete, list, add, create on containers (`ss=b`, `srt` with `c`).
     pub credential: SecretRef,
+    /// The account's key (base64), only to sign each recording bot a SAS for its own
+    /// container (see `storage::sas`); without it the bots get no SAS from the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SecretRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

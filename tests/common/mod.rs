@@ -379,9 +379,9 @@ pub fn customer_app_permissions() -> Vec<String> {
         .collect()
 }
 
-/// The names of the Deployments in `namespace`, sorted.
-pub async fn deployment_names(h: &Harness, namespace: &str) -> Vec<String> {
-    let api: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(h.client(), namespace);
+/// The names of the bots (StatefulSets) in `namespace`, sorted.
+pub async fn bot_names(h: &Harness, namespace: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(h.client(), namespace);
     let mut names: Vec<String> = api
         .list(&Default::default())
         .await

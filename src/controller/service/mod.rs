@@ -2,15 +2,20 @@
 //! bots, and the service's status.
 //!
 //! One reconcile: validate the spec (the CRD's own rules, the Tenant exists, the service
-//! lives in that tenant's namespace, its name fits the bot objects' names) → compute the
-//! desired objects from the service, the Tenant and the configuration (ServiceAccount,
-//! ConfigMap with the bot configuration, Service, NetworkPolicy, Deployment `<name>-hue`,
-//! for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all bot pods) → server-side
-//! apply them and delete owned bots no longer desired (Pro → Essentials) → when the service
-//! brings its own app registration, check its credentials with a client-credentials token and
-//! read its client secrets' expiry through Graph (daily, and whenever the Secret changes) →
-//! compute the status from the Deployments' status → write it only when it changed, with an
-//! Event per condition transition.
+//! lives in that tenant's namespace, its name fits the bot objects' names, its instances fit
+//! the media port range) → read the credentials the bots get from the operator (platform
+//! client secrets, each bot's container SAS) and the instances' public addresses not in the
+//! configuration → compute the desired objects from the service, the Tenant and the
+//! configuration (ServiceAccount, ConfigMaps with the bot configuration and the instances'
+//! addresses, the signalling Service, a LoadBalancer Service per instance, NetworkPolicy,
+//! StatefulSet `<name>-hue`, for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all
+//! bot pods, the credentials Secret) → server-side apply them and delete owned bots and
+//! instance Services no longer desired (Pro → Essentials, fewer replicas), and a bot
+//! Deployment of an earlier version once its StatefulSet is ready → when the service brings its
+//! own app registration, check its credentials with a client-credentials token and read its
+//! client secrets' expiry through Graph (daily, and whenever the Secret changes) → compute the
+//! status from the StatefulSets' status → write it only when it changed, with an Event per
+//! condition transition.
 //!
 //! Conditions: `Authenticated` (only with `spec.appRegistration`), `SecretExpiry` (only once
 //! authenticated: `True` while the soonest client secret is 30 days or more from expiry,
@@ -24,15 +29,17 @@ use std::time::{Duration, Instant};
 
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+    Deployment, RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
-    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodOS, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, Service,
+    ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    WindowsSecurityContextOptions,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPort,
@@ -86,14 +93,18 @@ pub const BOT_CONFIG_FILE: &str = "bot-config.json";
 /// configuration rolls the bots.
 pub const CONFIG_HASH_ANNOTATION: &str = "recording.m365.io/config-hash";
 
-/// Where the bot configuration is mounted.
-const CONFIG_DIR: &str = "/etc/recording-bot";
+/// Where the bot configuration is mounted (the bots are Windows containers).
+const CONFIG_DIR: &str = "C:\\recording-bot\\config";
+/// Where the instances' media addresses are mounted.
+const MEDIA_DIR: &str = "C:\\recording-bot\\media";
+/// The bot's scratch space.
+const TMP_DIR: &str = "C:\\tmp";
 /// Where a bot finds its recordings' claim, with the PVC storage backend.
-pub const RECORDINGS_DIR: &str = "/var/lib/recording-bot/recordings";
-/// The non-root user the bots run as.
-const BOT_UID: i64 = 10001;
+pub const RECORDINGS_DIR: &str = "C:\\recording-bot\\recordings";
 /// How often a service is looked at again even when nothing changed.
 const RESYNC: Duration = Duration::from_secs(600);
+/// How soon an instance address not yet known is looked for again.
+const ADDRESS_RECHECK: Duration = Duration::from_secs(20);
 /// How often a working app registration is checked again (client secret expiry counts days).
 const AUTH_RECHECK: Duration = Duration::from_secs(24 * 3600);
 /// How soon an expiry that could not be read for a passing reason is read again.
@@ -102,12 +113,18 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(300);
 mod auth;
 mod bot_config;
 mod desired;
+mod media;
+mod pod;
 mod status;
+mod workload;
 
 pub use auth::*;
 pub use bot_config::*;
 pub use desired::*;
+pub use media::*;
+pub use pod::*;
 pub use status::*;
+pub use workload::NODE_PUBLIC_IP_ANNOTATION;
 
 // ---------------------------------------------------------------------------------------------
 // The async shell
@@ -116,30 +133,32 @@ pub use status::*;
 /// What the service controller keeps beside the shared [`Context`].
 pub struct ServiceContext {
     pub shared: Arc<Context>,
-    /// The operator's bot Deployments, as last seen.
-    pub deployments: Store<Deployment>,
+    /// The operator's bot StatefulSets, as last seen.
+    pub stateful_sets: Store<StatefulSet>,
     /// Every Secret's metadata (never its data: a metadata-only watch), as last seen.
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
-    /// Open once the Deployment and Secret stores have their first list (the services'
+    /// Open once the StatefulSet and Secret stores have their first list (the services'
     /// store is ready before any reconcile runs: kube-runtime holds them until then).
-    deployments_synced: super::Gate,
+    stateful_sets_synced: super::Gate,
     secrets_synced: super::Gate,
     graph: GraphClient,
     /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
     /// Checks that could not get an answer, per service: not tried again before `retry_at`.
     failing: Mutex<HashMap<String, FailedCheck>>,
+    /// What the workload shell remembers per service (instance Services, migration).
+    workload: workload::Memory,
 }
 
 impl ServiceContext {
     /// Returns once every cache a RecordingService reconcile reads has its first list: the
-    /// shared ones, the bot Deployments and the Secrets (a Secret not seen yet would change the
+    /// shared ones, the bot StatefulSets and the Secrets (a Secret not seen yet would change the
     /// bots' configuration hash and roll them). See [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
-        self.deployments_synced.wait().await;
+        self.stateful_sets_synced.wait().await;
         self.secrets_synced.wait().await;
     }
 }
@@ -169,21 +188,21 @@ where
 {
     let client = ctx.client.clone();
 
-    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let (stateful_sets, stateful_set_writer) = reflector::store::<StatefulSet>();
     let bot_selector = format!(
         "app.kubernetes.io/name={BOT_APP_NAME},app.kubernetes.io/managed-by=recording-operator"
     );
-    let deployments_synced = super::Gate::default();
-    let deployment_events = reflector::reflector(
-        deployment_writer,
+    let stateful_sets_synced = super::Gate::default();
+    let stateful_set_events = reflector::reflector(
+        stateful_set_writer,
         watcher(
-            Api::<Deployment>::all(client.clone()),
+            Api::<StatefulSet>::all(client.clone()),
             watcher::Config::default().labels(&bot_selector),
         ),
     )
     .default_backoff()
     .inspect({
-        let synced = deployments_synced.clone();
+        let synced = stateful_sets_synced.clone();
         move |event| synced.open_on(event)
     })
     .touched_objects();
@@ -250,17 +269,18 @@ where
 
     let sctx = Arc::new(ServiceContext {
         shared: ctx,
-        deployments,
+        stateful_sets,
         secrets,
         services,
-        deployments_synced,
+        stateful_sets_synced,
         secrets_synced,
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
+        workload: workload::Memory::default(),
     });
     controller
-        .owns_stream(deployment_events)
+        .owns_stream(stateful_set_events)
         .watches_shared_stream(triggers.tenants, services_of_tenant)
         .reconcile_on(triggers.siblings)
         .watches_stream(secret_events, services_of_secret)
@@ -290,6 +310,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     if service.meta().deletion_timestamp.is_some() {
         // Owned objects go with the service through garbage collection.
         sctx.checks.lock().expect("auth checks lock").remove(&key);
+        sctx.workload.forget(&key);
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -297,7 +318,18 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 1. The spec and the tenant.
     let tenant = ctx.tenant(&service.spec.tenant_ref);
     let tenant_id = tenant.as_deref().and_then(Tenant::entra_tenant_id);
-    let blocker = match (validate(&service, tenant.as_deref()), &tenant_id) {
+    let checked = validate(&service, tenant.as_deref()).and_then(|()| {
+        let workload = tenant
+            .as_deref()
+            .map(|t| check_workload(&service, t.spec.license, &ctx.config.bots))
+            .unwrap_or_default();
+        if workload.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(workload))
+        }
+    });
+    let blocker = match (checked, &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),
         (Ok(()), _) => rule_blocker(&service, tenant.as_deref(), &ctx.caches.services()),
     }
@@ -312,24 +344,32 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
+    let mut addresses_pending = false;
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
-        let secret_version = service
+        let app_secret_version = service
             .spec
             .app_registration
             .as_ref()
             .and_then(|r| client_secret_version(&service, r, sctx));
+        let credentials = workload::bot_credentials(&service, tenant, tenant_id, sctx).await?;
+        let version = workload::credentials_version(app_secret_version.as_deref(), &credentials);
+        let addresses = workload::observe_addresses(&service, tenant, sctx).await?;
         let children = desired_objects(
             &service,
             tenant,
             tenant_id,
-            secret_version.as_deref(),
+            version.as_deref(),
             &ctx.config,
+            &addresses,
         );
+        workload::apply_credentials(&service, &children, credentials, sctx).await?;
         provision(&service, &children, sctx).await?;
-        bots = observe_bots(&children.deployments, |name| {
-            sctx.deployments
+        bots = observe_bots(&children.stateful_sets, |name| {
+            sctx.stateful_sets
                 .get(&ObjectRef::new(name).within(&service.namespace().unwrap_or_default()))
         });
+        workload::retire_deployments(&service, &bots, sctx).await?;
+        addresses_pending = workload::addresses_pending(&children);
     }
 
     // 3. The known app registration.
@@ -382,14 +422,21 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             Action::await_change()
         }
         _ => {
-            let resync = super::jittered(RESYNC, 0.1);
+            // An instance address still unknown (a Service waiting for its IP, a pod for its
+            // node) is looked for again soon: nothing else brings the service back for it.
+            let base = if addresses_pending {
+                ADDRESS_RECHECK
+            } else {
+                RESYNC
+            };
+            let resync = super::jittered(base, 0.1);
             Action::requeue(next_check.map_or(resync, |n| n.min(resync)))
         }
     })
 }
 
 /// Applies the service's objects and deletes the bots it no longer needs (Pro → Essentials
-/// removes the paired bot).
+/// removes the paired bot) and the instance Services of instances no longer there.
 async fn provision(
     service: &RecordingService,
     children: &Children,
@@ -400,20 +447,25 @@ async fn provision(
     let ns = service.namespace().unwrap_or_default();
     apply_in(&client, &children.service_account, &ctx.caches.applied).await?;
     apply_in(&client, &children.config_map, &ctx.caches.applied).await?;
+    apply_in(&client, &children.media_config_map, &ctx.caches.applied).await?;
     apply_in(&client, &children.service, &ctx.caches.applied).await?;
+    for instance_service in &children.instance_services {
+        apply_in(&client, instance_service, &ctx.caches.applied).await?;
+    }
+    workload::remove_stale_instance_services(service, children, sctx).await?;
     apply_in(&client, &children.network_policy, &ctx.caches.applied).await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    for deployment in &children.deployments {
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    for stateful_set in &children.stateful_sets {
         // Deleted behind the operator's back (or going): apply it again now, not when the
         // remembered apply expires.
         let present = sctx
-            .deployments
-            .get(&ObjectRef::new(&deployment.name_any()).within(&ns))
+            .stateful_sets
+            .get(&ObjectRef::new(&stateful_set.name_any()).within(&ns))
             .is_some_and(|d| d.metadata.deletion_timestamp.is_none());
         if !present {
-            forget(&ctx.caches.applied, deployment);
+            forget(&ctx.caches.applied, stateful_set);
         }
-        apply(&deployments, deployment, &ctx.caches.applied).await?;
+        apply(&stateful_sets, stateful_set, &ctx.caches.applied).await?;
     }
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for budget in &children.disruption_budgets {
@@ -425,9 +477,13 @@ async fn provision(
         }
     }
 
-    let wanted: BTreeSet<String> = children.deployments.iter().map(|d| d.name_any()).collect();
+    let wanted: BTreeSet<String> = children
+        .stateful_sets
+        .iter()
+        .map(|d| d.name_any())
+        .collect();
     let uid = service.uid();
-    let stale = sctx.deployments.state().into_iter().filter(|d| {
+    let stale = sctx.stateful_sets.state().into_iter().filter(|d| {
         d.namespace().as_deref() == Some(ns.as_str())
             && d.metadata.deletion_timestamp.is_none()
             && !wanted.contains(&d.name_any())
@@ -435,23 +491,10 @@ async fn provision(
                 .iter()
                 .any(|r| Some(&r.uid) == uid.as_ref())
     });
-    for deployment in stale {
-        let name = deployment.name_any();
-        // The budget first: should the Deployment's deletion fail, the next pass finds it again.
-        delete_if_present(&budgets, &name).await?;
-        forget(
-            &ctx.caches.applied,
-            &PodDisruptionBudget {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(ns.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        );
-        let deleted = delete_if_present(&deployments, &name).await?;
-        forget(&ctx.caches.applied, deployment.as_ref());
+    for stateful_set in stale {
+        let name = stateful_set.name_any();
+        let deleted = delete_if_present(&stateful_sets, &name).await?;
+        forget(&ctx.caches.applied, stateful_set.as_ref());
         if !deleted {
             // Already gone: the cache had not seen it yet, and the Event was published then.
             continue;
@@ -470,7 +513,7 @@ async fn provision(
 }
 
 /// Deletes an object; `false` when it was already gone.
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool>
+pub(super) async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -528,3 +571,5 @@ pub fn error_policy(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workload_tests;

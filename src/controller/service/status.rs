@@ -327,21 +327,21 @@ pub fn transition_events(
         .collect()
 }
 
-/// The pods of a Deployment that run its current template and are available: the rules
-/// kstatus applies. Nothing while the Deployment controller has not seen the latest spec;
-/// otherwise the available pods minus those of an older template still running (with
-/// `maxUnavailable: 0` the old pods stay available until the new ones are). So a rollout that
-/// cannot finish (a bad image, an unschedulable pod) never counts as ready, though the old
-/// pod keeps serving.
-pub fn rolled_out_and_available(deployment: &Deployment) -> i32 {
-    let Some(status) = deployment.status.as_ref() else {
+/// The instances of a StatefulSet that run its current revision and are available: the rules
+/// kstatus applies. Nothing while the StatefulSet controller has not seen the latest spec;
+/// otherwise the available instances minus those of an older revision still running (a
+/// rolling update replaces one instance at a time, each draining its calls first). So a
+/// rollout that cannot finish (a bad image, an unschedulable pod) never counts as ready,
+/// though the old instances keep recording.
+pub fn rolled_out_and_available(stateful_set: &StatefulSet) -> i32 {
+    let Some(status) = stateful_set.status.as_ref() else {
         return 0;
     };
-    if status.observed_generation < deployment.metadata.generation {
+    if status.observed_generation < stateful_set.metadata.generation {
         return 0;
     }
     let updated = status.updated_replicas.unwrap_or(0);
-    let old = status.replicas.unwrap_or(0).saturating_sub(updated).max(0);
+    let old = status.replicas.saturating_sub(updated).max(0);
     status
         .available_replicas
         .unwrap_or(0)
@@ -349,10 +349,10 @@ pub fn rolled_out_and_available(deployment: &Deployment) -> i32 {
         .clamp(0, updated)
 }
 
-/// Ready/desired replicas of each desired Deployment, from the observed Deployments.
+/// Ready/desired instances of each desired StatefulSet, from the observed StatefulSets.
 pub fn observe_bots(
-    desired: &[Deployment],
-    observed: impl Fn(&str) -> Option<Arc<Deployment>>,
+    desired: &[StatefulSet],
+    observed: impl Fn(&str) -> Option<Arc<StatefulSet>>,
 ) -> Vec<BotStatus> {
     desired
         .iter()

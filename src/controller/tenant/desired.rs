@@ -110,11 +110,13 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         // deleted with it, and every claim in it. `Retain` keeps the namespace instead.
         ns_meta.owner_references = None;
     }
-    // Pods of the tenant run under the restricted Pod Security Standard.
+    // Pods of the tenant run under the restricted Pod Security Standard (the bots are Windows
+    // pods: restricted's Linux-only checks do not apply to them), unless their media uses host
+    // networking, which only the privileged level admits.
     let labels = ns_meta.labels.get_or_insert_with(Default::default);
     labels.insert(
         "pod-security.kubernetes.io/enforce".into(),
-        "restricted".into(),
+        crate::controller::service::pod_security_level(&config.bots).into(),
     );
     let namespace = Namespace {
         metadata: ns_meta,
@@ -128,7 +130,8 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         ("limits.cpu", "32"),
         ("limits.memory", "64Gi"),
         ("persistentvolumeclaims", "10"),
-        ("services", "10"),
+        // A bot instance has its own media Service: room for a Pro service at 20 replicas.
+        ("services", "50"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
