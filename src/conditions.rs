@@ -27,6 +27,9 @@ pub const AUTHENTICATED: &str = "Authenticated";
 pub const SECRET_EXPIRY: &str = "SecretExpiry";
 /// RecordingService: every bot Deployment has all its replicas available.
 pub const BOTS_READY: &str = "BotsReady";
+/// Tenant and RecordingService, present only when true: an older object holds a value this
+/// one must not share (SPEC §8); nothing new is provisioned until it is freed.
+pub const CONFLICT: &str = "Conflict";
 
 /// Condition reasons (and the reasons of the Events about the same transitions) used in more
 /// than one place.
@@ -63,6 +66,16 @@ pub mod reason {
     pub const CLIENT_SECRET_EXPIRING: &str = "ClientSecretExpiring";
     pub const CLIENT_SECRET_EXPIRED: &str = "ClientSecretExpired";
     pub const EXPIRY_UNKNOWN: &str = "ExpiryUnknown";
+    /// Ready: a Conflict holds the object back.
+    pub const CONFLICT: &str = "Conflict";
+    /// Conflict: an older object holds a value that must be unique.
+    pub const ALREADY_IN_USE: &str = "AlreadyInUse";
+    /// Authenticated: the known app registration's token lacks the recording permissions.
+    pub const RECORDING_PERMISSIONS_MISSING: &str = "RecordingPermissionsMissing";
+    /// Authenticated: the known app registration is not in the Tenant's Entra tenant.
+    pub const WRONG_TENANT: &str = "WrongTenant";
+    /// RecordingService Ready: its licensed users would exceed the Tenant's included users.
+    pub const LICENSED_USERS_EXCEEDED: &str = "LicensedUsersExceeded";
 }
 
 /// A condition's three-valued status.

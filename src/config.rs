@@ -115,6 +115,12 @@ pub struct OperatorConfig {
     /// pinning) and mount (Secrets carrying a label).
     #[serde(default)]
     pub bot_policy: crate::bot_policy::BotPolicy,
+    /// The platform's own Entra tenant (GUID), where its applications are registered: when
+    /// set, the operator reads their client secrets' expiry there (with the `directory`
+    /// application, which then needs `Application.Read.All` consented in that tenant) for the
+    /// `recording_operator_client_secret_expiry_days` gauge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_tenant_id: Option<String>,
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -229,6 +235,11 @@ impl OperatorConfig {
         }
         for (key, consent) in &self.consents {
             consent.check(key, &mut problems);
+        }
+        if let Some(id) = self.home_tenant_id.as_deref().filter(|id| !is_guid(id)) {
+            problems.push(format!(
+                "homeTenantId: {id:?} is not an Entra tenant id GUID"
+            ));
         }
         self.polling.check(&mut problems);
         self.bot_policy.check(&mut problems);
@@ -464,6 +475,11 @@ pub fn strip_userinfo(text: &str) -> String {
 /// Key of the consent whose application (`Application.Read.All`, `Directory.Read.All`)
 /// verifies every consent through Microsoft Graph.
 pub const DIRECTORY_CONSENT: &str = "directory";
+/// Key of the consent of the platform's recording bot application; its application
+/// permissions are the recording permissions a known app registration must hold too.
+pub const RECORDING_CONSENT: &str = "recording";
+/// Key of the consent of the platform's paired (redundant) recording bot application.
+pub const REDUNDANT_RECORDING_CONSENT: &str = "redundantRecording";
 
 /// Whether a consent holds back a tenant's `OK` / `Ready`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -963,6 +979,7 @@ struct OperatorConfigFile {
     tenant_access: crate::rbac::TenantAccessFile,
     #[serde(default)]
     bot_policy: crate::bot_policy::BotPolicy,
+    home_tenant_id: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -1016,6 +1033,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             storage: file.storage,
             notifications: file.notifications,
             sign_in: file.sign_in,
+            home_tenant_id: file.home_tenant_id,
             operator_namespace: file
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())

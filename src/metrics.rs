@@ -322,9 +322,19 @@ impl Metrics {
     /// soonest still-valid client secret expires; `None` when none is known. The series' `owner`
     /// label is the service's `namespace/name`.
     pub fn client_secret(&self, service: &RecordingService, secret: Option<(&str, Timestamp)>) {
+        self.inner.funnel.client_secret(
+            funnel::SecretKind::AppRegistration,
+            &owner_label(service),
+            secret,
+        );
+    }
+
+    /// Records the soonest end of a platform application's valid client secrets (`None`: it
+    /// has none left, or it is no longer watched), by its consent key.
+    pub fn platform_client_secret(&self, key: &str, secret: Option<(&str, Timestamp)>) {
         self.inner
             .funnel
-            .client_secret(&owner_label(service), secret);
+            .client_secret(funnel::SecretKind::PlatformApp, key, secret);
     }
 
     /// Forgets the client secrets of RecordingServices not among `live`.

@@ -70,9 +70,11 @@ fn assert_accepted(path: &str, value: Value) {
 fn the_example_tenant_is_valid() {
     let t: Tenant = serde_json::from_value(tenant_json()).unwrap();
     validate_tenant(&t, None).unwrap();
+    assert_eq!(t.spec.retention.days, None, "days has no schema default");
     assert_eq!(
-        t.spec.retention.days, 365,
-        "retention defaults to 12 months"
+        t.spec.retention.limit_days(),
+        Some(365),
+        "the operator applies 12 months"
     );
     assert!(!t.spec.allow_exceed_included_users);
 }
@@ -309,6 +311,10 @@ fn retention_at_most_730_days_unless_unlimited() {
     assert!(errs.names_field("spec.retention.days"), "{errs}");
     assert!(errs.to_string().contains("730"), "{errs}");
     assert_accepted("spec.retention", json!({"days": 3650, "unlimited": true}));
+    // Without days: 365 applied by the operator, or without limit.
+    assert_accepted("spec.retention", json!({}));
+    assert_accepted("spec.retention", json!({"unlimited": true}));
+    assert_accepted("spec.retention", json!({"unlimited": false}));
 }
 
 #[test]
@@ -548,7 +554,7 @@ fn a_changed_spec_is_validated_again_even_after_the_object_passed() {
     validate_tenant(&t, None).expect("valid");
     validate_tenant(&t, None).expect("and stays valid");
 
-    t.spec.retention.days = 731;
+    t.spec.retention.days = Some(731);
     let errs = validate_tenant(&t, None).expect_err("the changed spec breaks the retention rule");
     assert!(errs.names_field("spec.retention.days"), "{errs}");
     let again = validate_tenant(&t, None).expect_err("a failed verdict is never remembered");

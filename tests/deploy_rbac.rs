@@ -617,7 +617,8 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
             end_date_time: (Timestamp::now() + SignedDuration::from_hours(90 * 24)).to_string(),
         }],
         redirect_uris: vec![],
-        application_permissions: vec!["Application.Read.All".into()],
+        // Its secrets' expiry, and the recording permissions its bots need.
+        application_permissions: common::customer_app_permissions(),
         delegated_scopes: vec![],
     });
     h.platform.m365.grant_consent(CONTOSO_ID, CUSTOMER_APP);

@@ -195,7 +195,8 @@ async fn prometheus_answers_every_dashboard_query_and_alert_expression() {
             end_date_time: (Timestamp::now() + SignedDuration::from_hours(20 * 24)).to_string(),
         }],
         redirect_uris: vec![],
-        application_permissions: vec!["Application.Read.All".into()],
+        // Its secrets' expiry, and the recording permissions its bots need.
+        application_permissions: common::customer_app_permissions(),
         delegated_scopes: vec![],
     });
     h.platform.m365.grant_consent(CONTOSO_ID, CUSTOMER_APP);

@@ -880,3 +880,52 @@ async fn a_namespace_someone_else_made_is_not_adopted() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_optional_consent_left_pending_never_holds_back_ok_or_ready() {
+    let h = Harness::start().await;
+    h.apply(
+        &(tenant_yaml("contoso", "contoso.onmicrosoft.com", "Essentials")
+            + "  optionalConsents: [teamsApp]\n"),
+    )
+    .await;
+    h.wait_tenant("contoso", T, |t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.consents.len() == 5 && s.consents.iter().all(|c| c.consent_url.is_some())
+        })
+    })
+    .await;
+    // The customer's admin accepts every link but the optional Teams app's.
+    let mut accepted = 0;
+    for grant in h.grants("contoso").await {
+        if grant.spec.consent == "teamsApp" {
+            continue;
+        }
+        let url = grant.status.unwrap().consent_url.unwrap();
+        let _ = h.browser.get(&url).send().await;
+        accepted += 1;
+    }
+    assert_eq!(accepted, 4);
+
+    // `kubectl wait`, as a pipeline would.
+    common::Kubectl::new(&h, "optional-consent").ok(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "tn/contoso",
+            "--timeout=30s",
+        ],
+        None,
+    );
+    let tenant = h.wait_health("contoso", T, Health::Ok).await;
+    let status = tenant.status.unwrap();
+    assert_eq!(ready_status(&status.conditions).as_deref(), Some("True"));
+    let teams = status
+        .consents
+        .iter()
+        .find(|c| c.name == "teamsApp")
+        .unwrap();
+    assert_eq!((teams.state, teams.optional), (ConsentState::Pending, true));
+    assert_eq!(status.alarm, None, "nothing for the customer to do");
+    h.stop().await;
+}

@@ -40,7 +40,7 @@ spec:
   contactEmails: [ops@example.com]
   adminUpns: [admin@{domain}]
   license: {license}
-  includedUsers: 100
+  includedUsers: 500
   storage:
     location: westeurope
   retention:
@@ -103,9 +103,12 @@ async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
 }
 
 /// Registers the customer's own app in its tenant, with one client secret valid for
-/// `valid_for` and `Application.Read.All` admin-consented (to read its own secrets' expiry).
+/// `valid_for`, and the recording permissions and `Application.Read.All` (to read its own
+/// secrets' expiry) admin-consented.
 fn register_customer_app(h: &Harness, secret: &str, valid_for: SignedDuration) {
-    register_customer_app_with(h, secret, valid_for, &["Application.Read.All"]);
+    let permissions = common::customer_app_permissions();
+    let permissions: Vec<&str> = permissions.iter().map(String::as_str).collect();
+    register_customer_app_with(h, secret, valid_for, &permissions);
 }
 
 /// [`register_customer_app`] with the given application permissions admin-consented.
@@ -162,20 +165,6 @@ fn has_condition(service: &RecordingService, type_: &str, status: &str, reason: 
     condition(service, type_).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
-async fn bot_names(h: &Harness, namespace: &str) -> Vec<String> {
-    let api: Api<StatefulSet> = Api::namespaced(h.client(), namespace);
-    let mut names: Vec<String> = api
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|d| d.metadata.name)
-        .collect();
-    names.sort();
-    names
-}
-
 async fn events_of(h: &Harness, namespace: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(h.client(), namespace);
     api.list(&Default::default()).await.unwrap().items
@@ -224,7 +213,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     for c in &status.conditions {
         assert_eq!(c.observed_generation, service.metadata.generation, "{c:?}");
     }
-    assert_eq!(bot_names(&h, ns).await, ["main-hue"]);
+    assert_eq!(common::bot_names(&h, ns).await, ["main-hue"]);
 
     let metrics = h.metrics.encode();
     assert!(
@@ -565,7 +554,10 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         service.status.as_ref().unwrap().bots_ready.as_deref(),
         Some("4/4")
     );
-    assert_eq!(bot_names(&h, ns).await, ["rec-hue", "rec-hue-paired"]);
+    assert_eq!(
+        common::bot_names(&h, ns).await,
+        ["rec-hue", "rec-hue-paired"]
+    );
 
     let paired = Api::<StatefulSet>::namespaced(h.client(), ns)
         .get("rec-hue-paired")
@@ -634,7 +626,7 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     assert_eq!(service.status.unwrap().bots.len(), 1);
     wait_for(
         T,
-        || async { Some(bot_names(&h, ns).await) },
+        || async { Some(common::bot_names(&h, ns).await) },
         |names| names == &["rec-hue".to_string()],
         "the paired StatefulSet is deleted",
     )
@@ -1030,7 +1022,7 @@ async fn bad_services_are_refused_by_the_api_server_and_the_reconciler() {
         ));
     }
     assert!(
-        bot_names(&h, "elsewhere").await.is_empty(),
+        common::bot_names(&h, "elsewhere").await.is_empty(),
         "nothing provisioned for an invalid service"
     );
     let events = events_once(&h, "elsewhere", "InvalidSpec").await;
@@ -1089,7 +1081,7 @@ async fn a_service_stored_before_the_rules_existed_is_invalid_spec_not_provision
         assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
     }
     assert!(
-        bot_names(&h, ns).await.is_empty(),
+        common::bot_names(&h, ns).await.is_empty(),
         "nothing provisioned for an invalid service"
     );
     h.stop().await;
@@ -1100,7 +1092,12 @@ async fn entra_trouble_is_reported_for_what_it_is() {
     let h = Harness::start().await;
     let value = "N0~Read.Permission-Secret";
     // The customer's app may sign in but may not read its own registration.
-    register_customer_app_with(&h, value, SignedDuration::from_hours(90 * 24), &[]);
+    register_customer_app_with(
+        &h,
+        value,
+        SignedDuration::from_hours(90 * 24),
+        &common::RECORDING_PERMISSIONS,
+    );
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
     h.apply(&secret_yaml("bot-credentials", ns, value)).await;
@@ -1235,6 +1232,115 @@ async fn a_throttled_check_waits_for_retry_after_whatever_else_changes() {
         .message
         .contains("retrying after 3600s"));
     assert_eq!(h.platform.m365.counts().tenant(CONTOSO_ID).token, tokens);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_permissions() {
+    let h = Harness::start().await;
+    let value = "Rec0rd~Permission.Secret-Value";
+    register_customer_app(&h, value, SignedDuration::from_hours(90 * 24));
+    // The customer's admin who registered it.
+    h.platform
+        .m365
+        .add_app_owner(CUSTOMER_APP, "globaladmin@contoso.onmicrosoft.com");
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&secret_yaml("bot-credentials", ns, value)).await;
+
+    // Another customer's tenant: refused without a token request.
+    const FABRIKAM_ID: &str = "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b";
+    h.apply(
+        &service_yaml(
+            "elsewhere",
+            "contoso",
+            "Elsewhere",
+            10,
+            &app_registration("bot-credentials"),
+        )
+        .replace(CONTOSO_ID, FABRIKAM_ID),
+    )
+    .await;
+    let service = wait_service(&h, ns, "elsewhere", |s| {
+        has_condition(s, "Authenticated", "False", "WrongTenant")
+    })
+    .await;
+    let message = &condition(&service, "Ready").unwrap().message;
+    assert!(
+        message.contains(FABRIKAM_ID) && message.contains(CONTOSO_ID),
+        "{message}"
+    );
+    assert!(has_condition(&service, "Ready", "False", "WrongTenant"));
+
+    // The customer's own app, with the recording permissions: authenticated and Ready, and
+    // the status names who registered it.
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "True", "Authenticated")
+            && has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    assert_eq!(
+        service.status.as_ref().unwrap().app_registration_owners,
+        ["globaladmin@contoso.onmicrosoft.com"]
+    );
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(
+        message.ends_with("registered by globaladmin@contoso.onmicrosoft.com"),
+        "{message}"
+    );
+
+    // The customer's admin takes a recording permission away. The last check stands (the
+    // next one is due in a day)...
+    h.platform
+        .m365
+        .revoke_permission(CONTOSO_ID, CUSTOMER_APP, "Calls.JoinGroupCall.All");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api: Api<RecordingService> = Api::namespaced(h.client(), ns);
+    let unchanged = api.get("main").await.unwrap();
+    assert!(has_condition(
+        &unchanged,
+        "Authenticated",
+        "True",
+        "Authenticated"
+    ));
+
+    // ...until the annotation asks for a check now (`kubectl annotate`, as the README says).
+    common::Kubectl::new(&h, "recheck").ok(
+        &[
+            "annotate",
+            "rsvc",
+            "main",
+            "-n",
+            ns,
+            "--overwrite",
+            "recording.m365.io/recheck-at=2026-12-07T10:00:00Z",
+        ],
+        None,
+    );
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "False", "RecordingPermissionsMissing")
+    })
+    .await;
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(message.contains("Calls.JoinGroupCall.All"), "{message}");
+    assert!(
+        !message.contains(value),
+        "the secret never reaches a status"
+    );
+    assert!(has_condition(
+        &service,
+        "Ready",
+        "False",
+        "RecordingPermissionsMissing"
+    ));
     h.stop().await;
 }
 
@@ -1531,7 +1637,7 @@ async fn the_bot_policy_refuses_foreign_images_and_unlabelled_secrets() {
         assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
     }
     assert!(
-        bot_names(&h, ns).await.is_empty(),
+        common::bot_names(&h, ns).await.is_empty(),
         "no bot runs the foreign image or mounts the Secret"
     );
 
@@ -1548,7 +1654,7 @@ async fn the_bot_policy_refuses_foreign_images_and_unlabelled_secrets() {
         .unwrap();
     wait_for(
         T,
-        || async { Some(bot_names(&h, ns).await) },
+        || async { Some(common::bot_names(&h, ns).await) },
         |names| names == &["mounts-hue".to_string()],
         "the labelled Secret's service provisioned",
     )

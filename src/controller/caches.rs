@@ -11,7 +11,7 @@ use kube::Resource;
 use super::apply::AppliedCache;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
-use crate::crd::{ConsentGrant, Tenant};
+use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
 /// The caches every reconcile shares.
 pub struct Caches {
@@ -25,6 +25,10 @@ pub struct Caches {
     pub resolved_tenant_ids: ResolvedTenantIds,
     /// What was last applied, so an unchanged object is not sent again.
     pub applied: AppliedCache,
+    /// Every RecordingService, as last seen (the rules across services read them all).
+    pub services: Store<RecordingService>,
+    /// Open once the RecordingService store has its first list.
+    pub services_synced: Gate,
 }
 
 impl Caches {
@@ -40,6 +44,12 @@ impl Caches {
     pub async fn synced(&self) {
         self.tenants_synced.wait().await;
         self.grants.wait_until_ready().await;
+        self.services_synced.wait().await;
+    }
+
+    /// The RecordingServices as last seen.
+    pub fn services(&self) -> Vec<Arc<RecordingService>> {
+        self.services.state()
     }
 
     /// The Tenant named `name`, as last seen.

@@ -17,6 +17,7 @@ pub mod consent;
 pub mod events;
 pub mod gate;
 pub mod grants;
+pub mod rules;
 pub mod service;
 pub mod tenant;
 pub mod watches;
@@ -262,6 +263,8 @@ pub async fn run(
         wake_consents,
         strays,
         tenant_facts,
+        services_for_services,
+        service_wake_ups,
         running: watches,
     } = watches::start(&client);
     let tenants = caches.tenants.clone();
@@ -305,7 +308,11 @@ pub async fn run(
 
     let service_controller = service::controller(
         ctx.clone(),
-        tenants_for_services,
+        service::Triggers {
+            tenants: tenants_for_services,
+            services: services_for_services,
+            siblings: service_wake_ups,
+        },
         controller_config.clone(),
         shutdown.clone(),
     );
@@ -336,6 +343,7 @@ pub async fn run(
     };
     let gauges = gauge_loop(ctx.clone());
     let retention = retention_sweeps(&ctx);
+    let platform_secrets = platform_secret_expiry(&ctx);
 
     tokio::select! {
         _ = async { futures::join!(tenant_controller, consent_controller, service_controller, readiness) } => {}
@@ -343,6 +351,7 @@ pub async fn run(
         _ = gauges => {}
         _ = strays => {}
         _ = retention => {}
+        _ = platform_secrets => {}
     }
     ready.store(false, Ordering::SeqCst);
 }
@@ -362,6 +371,57 @@ async fn retention_sweeps(ctx: &Arc<Context>) {
     }
     .run()
     .await
+}
+
+/// Reads the platform applications' client secrets in the home tenant for the expiry gauge
+/// (leader only), when the configuration names the home tenant.
+async fn platform_secret_expiry(ctx: &Arc<Context>) {
+    use crate::graph::platform_apps::{read_expiries, READ_EVERY, RETRY_AFTER};
+    let Some(home) = ctx.config.home_tenant_id.clone() else {
+        return std::future::pending().await;
+    };
+    let Ok(endpoint) = ctx.config.cloud.graph_endpoint() else {
+        return std::future::pending().await;
+    };
+    let graph = crate::graph::client::GraphClient::new(
+        crate::graph::http_client(ctx.config.polling.request_timeout),
+        &endpoint,
+        ctx.checker.counters(),
+    );
+    loop {
+        let read = read_expiries(
+            ctx.checker.tokens(),
+            &graph,
+            &ctx.config,
+            &home,
+            k8s_openapi::jiff::Timestamp::now(),
+        )
+        .await;
+        let wait = match read {
+            Ok(apps) => {
+                let mut wait = READ_EVERY;
+                for (app, end) in apps {
+                    match end {
+                        Ok(end) => ctx.metrics.platform_client_secret(
+                            &app.key,
+                            end.map(|e| (app.app_id.as_str(), e)),
+                        ),
+                        // The last figure stands until a read gets through.
+                        Err(e) => {
+                            tracing::warn!(app = %app.key, app_id = %app.app_id, error = %e, "could not read the platform application's client secrets");
+                            wait = RETRY_AFTER;
+                        }
+                    }
+                }
+                wait
+            }
+            Err(e) => {
+                tracing::warn!(home_tenant = %home, error = %e, "could not sign in to the platform's home tenant to read its applications' client secrets");
+                e.retry_after().unwrap_or(RETRY_AFTER)
+            }
+        };
+        tokio::time::sleep(jittered(wait, 0.1)).await;
+    }
 }
 
 #[async_trait::async_trait]

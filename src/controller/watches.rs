@@ -1,5 +1,6 @@
-//! The watches the controllers share: one per kind (Tenants, ConsentGrants), feeding the
-//! [`Caches`] and waking the controllers, and what they pass on.
+//! The watches the controllers share: one per kind (Tenants, ConsentGrants,
+//! RecordingServices), feeding the [`Caches`] and waking the controllers, and what they pass
+//! on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,8 @@ use super::caches::{Caches, ResolvedTenantIds};
 use super::consent;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
-use crate::crd::{ConsentGrant, Tenant};
+use super::rules;
+use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
 /// What [`start`] sets up.
 pub struct Watches {
@@ -36,7 +38,12 @@ pub struct Watches {
     pub strays: futures::channel::mpsc::UnboundedReceiver<grants::Touched>,
     /// What the consent controller reads of each Tenant, to wake it on changes of that only.
     pub tenant_facts: LastSeen,
-    /// Both watches: run them as long as the controllers.
+    /// The RecordingService controller's subscription to the shared service watch.
+    pub services_for_services: ReflectHandle<RecordingService>,
+    /// Services to reconcile because a sibling (a service of the same Tenant) came, went or
+    /// changed what the rules across services read ([`service_facts`]).
+    pub service_wake_ups: BoxStream<'static, ObjectRef<RecordingService>>,
+    /// The watches: run them as long as the controllers.
     pub running: BoxFuture<'static, ()>,
 }
 
@@ -49,6 +56,8 @@ pub fn start(client: &kube::Client) -> Watches {
     let resolved_tenant_ids = ResolvedTenantIds::default();
     let tenant_facts = LastSeen::default();
     let tenants_synced = Gate::default();
+    let tenant_keys = LastSeen::default();
+    let (wake_tenants, tenant_wake_ups) = Wakes::new();
     let grants = GrantCache::default();
     let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
     let tenant_watch = watcher(
@@ -60,7 +69,30 @@ pub fn start(client: &kube::Client) -> Watches {
         let resolved = resolved_tenant_ids.clone();
         let facts = tenant_facts.clone();
         let (grants, found_strays) = (grants.clone(), found_strays.clone());
+        let (tenants, wake_tenants) = (tenants.clone(), wake_tenants.clone());
+        let synced = tenants_synced.clone();
         move |event| {
+            // A Tenant that came, went or changed a value that must be unique may free what a
+            // newer Tenant waits for, or take what one seen earlier holds: the Tenants in
+            // conflict and those sharing a value with it look again.
+            let touched = match &event {
+                Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => tenant_keys
+                    .changed(&t.name_any(), unique_facts(t))
+                    .then_some(t),
+                Ok(watcher::Event::Delete(t)) => {
+                    tenant_keys.forget(&t.name_any());
+                    Some(t)
+                }
+                _ => None,
+            };
+            if let Some(changed) = touched.filter(|_| synced.is_open()) {
+                for other in tenants.state().iter().filter(|t| {
+                    t.name_any() != changed.name_any()
+                        && (in_conflict(t) || rules::share_a_unique_value(t, changed))
+                }) {
+                    wake_tenants.wake(&other.name_any());
+                }
+            }
             if let Ok(watcher::Event::Delete(gone)) = &event {
                 resolved.forget(gone);
                 facts.forget(&gone.name_any());
@@ -83,7 +115,6 @@ pub fn start(client: &kube::Client) -> Watches {
         }
     });
 
-    let (wake_tenants, tenant_wake_ups) = Wakes::new();
     let (wake_consents, consent_wake_ups) = Wakes::new();
     let grant_watch = watcher(
         Api::<ConsentGrant>::all(client.clone()),
@@ -94,6 +125,7 @@ pub fn start(client: &kube::Client) -> Watches {
     .for_each({
         let (grants, tenants) = (grants.clone(), tenants.clone());
         let tenants_synced = tenants_synced.clone();
+        let wake_tenants = wake_tenants.clone();
         let wake_consents = wake_consents.clone();
         move |event| {
             let Ok(event) = event else {
@@ -115,6 +147,51 @@ pub fn start(client: &kube::Client) -> Watches {
         }
     });
 
+    let (services, service_writer) = reflector::store_shared::<RecordingService>(1024);
+    let services_for_services = service_writer.subscribe().expect("shared store subscribes");
+    let services_synced = Gate::default();
+    let service_rule_facts = LastSeen::default();
+    let (wake_services, service_wake_ups) = futures::channel::mpsc::unbounded();
+    let service_watch = watcher(
+        Api::<RecordingService>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect_shared(service_writer)
+    .for_each({
+        let (services, synced) = (services.clone(), services_synced.clone());
+        let wake_tenants = wake_tenants.clone();
+        move |event| {
+            synced.open_on(&event);
+            let touched = match &event {
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    let key = ObjectRef::from_obj(s).to_string();
+                    service_rule_facts
+                        .changed(&key, service_facts(s))
+                        .then_some(s)
+                }
+                Ok(watcher::Event::Delete(s)) => {
+                    service_rule_facts.forget(&ObjectRef::from_obj(s).to_string());
+                    Some(s)
+                }
+                _ => None,
+            };
+            // Its Tenant counts the users in use; its siblings check short names and the
+            // licence again.
+            if let Some(service) = touched.filter(|_| synced.is_open()) {
+                wake_tenants.wake(&service.spec.tenant_ref);
+                for sibling in services.state().iter().filter(|s| {
+                    s.spec.tenant_ref == service.spec.tenant_ref
+                        && s.namespace() == service.namespace()
+                        && s.name_any() != service.name_any()
+                }) {
+                    let _ = wake_services.unbounded_send(ObjectRef::from_obj(sibling.as_ref()));
+                }
+            }
+            std::future::ready(())
+        }
+    });
+
     Watches {
         caches: Caches {
             tenants,
@@ -122,6 +199,8 @@ pub fn start(client: &kube::Client) -> Watches {
             grants,
             resolved_tenant_ids,
             applied: Default::default(),
+            services,
+            services_synced,
         },
         tenants_for_tenants,
         tenants_for_consents,
@@ -131,11 +210,43 @@ pub fn start(client: &kube::Client) -> Watches {
         wake_consents,
         strays,
         tenant_facts,
+        services_for_services,
+        service_wake_ups: service_wake_ups.boxed(),
         running: async move {
-            futures::join!(tenant_watch, grant_watch);
+            futures::join!(tenant_watch, grant_watch, service_watch);
         }
         .boxed(),
     }
+}
+
+/// What must be unique of a Tenant (see [`rules::tenant_conflicts`](super::rules)), hashed.
+fn unique_facts(tenant: &Tenant) -> u64 {
+    crate::hash64(&(
+        tenant.spec.customer_name.to_ascii_lowercase(),
+        tenant.spec.domain.to_ascii_lowercase(),
+        tenant.spec.short_name.to_ascii_lowercase(),
+        tenant.entra_tenant_id(),
+    ))
+}
+
+/// What the rules across a Tenant's services read of one service, hashed: its Tenant,
+/// namespace, short name and licensed users.
+pub fn service_facts(service: &RecordingService) -> u64 {
+    crate::hash64(&(
+        &service.spec.tenant_ref,
+        service.namespace(),
+        service.spec.short_name.to_ascii_lowercase(),
+        service.spec.licensed_users,
+        service.meta().deletion_timestamp.is_some(),
+    ))
+}
+
+/// Whether the Tenant is held back by an older Tenant holding one of its unique values.
+fn in_conflict(tenant: &Tenant) -> bool {
+    tenant
+        .status
+        .as_ref()
+        .is_some_and(|s| crate::conditions::is_true(&s.conditions, crate::conditions::CONFLICT))
 }
 
 /// Requests to reconcile Tenants, by name, that a controller takes through

@@ -172,6 +172,11 @@ pub struct RecordingServiceStatus {
     /// Days until the soonest-expiring client secret of the known app registration expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_expires_in_days: Option<i64>,
+    /// The administrators who registered the known app registration (its owners in the
+    /// customer's directory, as Graph lists them), when the app may read them
+    /// (`Application.Read.All`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_registration_owners: Vec<String>,
     /// `Authenticated` and `SecretExpiry` (when an app registration is used; `SecretExpiry` is
     /// False below 30 days), `BotsReady`, `Ready`, and `Stalled` while the spec is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

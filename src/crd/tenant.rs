@@ -43,6 +43,12 @@ use super::{
         priority = 1
     ),
     printcolumn(
+        name = "Users In Use",
+        type_ = "integer",
+        json_path = ".status.usersInUse",
+        priority = 1
+    ),
+    printcolumn(
         name = "Alarm",
         type_ = "string",
         json_path = ".status.alarm",
@@ -226,38 +232,42 @@ pub struct SecretKeyRef {
 }
 
 /// How long recordings are kept.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("self.unlimited || self.days <= 730")
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[x_kube(validation = Rule::new("self.unlimited || !has(self.days) || self.days <= 730")
     .message("retention.days must be at most 730 (24 months) unless retention.unlimited is true")
     .field_path(".days"))]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionSpec {
-    /// Keep recordings without limit.
+    /// Allow retention beyond 24 months: `days` is then the customer's custom value (it may
+    /// exceed 730), and without `days` recordings are kept without limit.
     #[serde(default)]
     pub unlimited: bool,
-    /// Days recordings are kept (default 365, at most 730 unless unlimited).
-    #[serde(default = "default_retention_days")]
+    /// Days recordings are kept: at most 730 unless `unlimited`; 365 when absent and not
+    /// `unlimited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 36500))]
-    pub days: i32,
+    pub days: Option<i32>,
 }
 
-fn default_retention_days() -> i32 {
-    365
-}
+/// Days recordings are kept when the spec says nothing.
+pub const DEFAULT_RETENTION_DAYS: i32 = 365;
 
 impl RetentionSpec {
     /// The effective retention in days; `None` when recordings are kept without limit.
+    ///
+    /// - not `unlimited`: `days`, 365 when absent;
+    /// - `unlimited` with `days`: the customer's custom value, except 365: until `days` lost
+    ///   its schema default, the API server stored 365 in every Tenant that left it out, and
+    ///   `unlimited` then meant without limit whatever `days` said. Such a Tenant keeps that
+    ///   meaning; a 365-day limit is written without `unlimited`.
+    /// - `unlimited` without `days`: without limit.
     pub fn limit_days(&self) -> Option<u32> {
-        (!self.unlimited).then(|| u32::try_from(self.days).unwrap_or(0))
-    }
-}
-
-impl Default for RetentionSpec {
-    fn default() -> Self {
-        Self {
-            unlimited: false,
-            days: default_retention_days(),
-        }
+        let days = match (self.unlimited, self.days) {
+            (false, days) => days.unwrap_or(DEFAULT_RETENTION_DAYS),
+            (true, Some(days)) if days != DEFAULT_RETENTION_DAYS => days,
+            (true, _) => return None,
+        };
+        Some(u32::try_from(days).unwrap_or(0))
     }
 }
 
@@ -342,7 +352,12 @@ pub struct TenantStatus {
     /// once the `directory` consent is granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub administrators: Vec<AdministratorStatus>,
-    /// `ConsentsGranted`, `StorageReady`, `Ready`.
+    /// Licensed users of the tenant's RecordingServices that fit in `spec.includedUsers`
+    /// (a service that would exceed it is refused and not counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_in_use: Option<i64>,
+    /// `ConsentsGranted`, `StorageReady`, `Ready`, and `Conflict` while an older Tenant holds
+    /// a value this one must not share.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
@@ -607,4 +622,28 @@ impl Tenant {
 /// Name of the namespace the operator creates for the Tenant named `tenant`.
 pub fn tenant_namespace(tenant: &str) -> String {
     format!("tenant-{tenant}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retention(unlimited: bool, days: Option<i32>) -> Option<u32> {
+        RetentionSpec { unlimited, days }.limit_days()
+    }
+
+    #[test]
+    fn effective_retention_of_each_variant() {
+        assert_eq!(retention(false, None), Some(365), "the operator's default");
+        assert_eq!(retention(false, Some(30)), Some(30));
+        assert_eq!(retention(false, Some(730)), Some(730));
+        assert_eq!(retention(true, None), None, "unlimited without days");
+        assert_eq!(retention(true, Some(1000)), Some(1000), "a custom value");
+        assert_eq!(retention(true, Some(90)), Some(90));
+        // Stored by the old schema default next to `unlimited: true`: still without limit.
+        assert_eq!(retention(true, Some(365)), None);
+        let absent: RetentionSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.days, None);
+        assert_eq!(absent.limit_days(), Some(365));
+    }
 }

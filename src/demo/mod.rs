@@ -94,6 +94,10 @@ pub struct PlatformOptions {
     pub sign_in: bool,
     /// How the bots run (`bots` of the configuration); the defaults when `None`.
     pub bots: Option<crate::config::BotsConfig>,
+    /// Name the home tenant in the configuration (`homeTenantId`) and consent the directory
+    /// app's `Application.Read.All` there, so the operator reads the platform apps' client
+    /// secrets' expiry; off by default.
+    pub platform_secrets: bool,
 }
 
 /// The storage backend of the simulated platform.
@@ -133,6 +137,7 @@ impl Default for PlatformOptions {
             maildev: false,
             sign_in: false,
             bots: None,
+            platform_secrets: false,
         }
     }
 }
@@ -184,6 +189,19 @@ impl Platform {
                     account_enabled: true,
                 });
             }
+        }
+        if options.platform_secrets {
+            let directory = seed
+                .app("recording-aad")
+                .map(|a| a.app_id.clone())
+                .ok_or_else(|| DemoError::Other("the seed has no app recording-aad".into()))?;
+            seed.consents.push(sim::m365::ConsentSeed {
+                tenant: HOME_TENANT_ID.to_string(),
+                app_id: directory,
+                application_permissions: Some(vec!["Application.Read.All".into()]),
+                delegated_scopes: Some(vec![]),
+                user: None,
+            });
         }
         let m365 = M365Sim::start(seed.clone())
             .await
@@ -426,6 +444,9 @@ fn platform_config(
             name: APP_SECRETS.into(),
             key: key.clone(),
         });
+    }
+    if options.platform_secrets {
+        config.home_tenant_id = Some(HOME_TENANT_ID.into());
     }
     config.validate()?;
     Ok(config)

@@ -87,14 +87,63 @@ pub async fn password_credentials(
     token: &AccessToken,
     app_id: &str,
 ) -> Result<Vec<PasswordCredential>, GraphError> {
-    if !crate::config::is_guid(app_id) {
-        return Err(GraphError::Protocol {
+    let body = graph
+        .get(token, &password_credentials_path(checked_app_id(app_id)?))
+        .await?;
+    parse_password_credentials(&body)
+}
+
+/// `app_id` when it is an application (client) id: it goes into a Graph path.
+fn checked_app_id(app_id: &str) -> Result<&str, GraphError> {
+    if crate::config::is_guid(app_id) {
+        Ok(app_id)
+    } else {
+        Err(GraphError::Protocol {
             service: Service::Graph,
             reason: format!("{app_id:?} is not an application (client) id"),
-        });
+        })
     }
-    let body = graph.get(token, &password_credentials_path(app_id)).await?;
-    parse_password_credentials(&body)
+}
+
+/// The Graph path of an application's owners: the users of its home tenant who registered it
+/// or were made owners since (`Application.Read.All` reads them).
+pub fn owners_path(app_id: &str) -> String {
+    format!("/applications(appId='{app_id}')/owners")
+}
+
+/// The user principal names of an application's owners (other kinds of owner, such as
+/// service principals, are left out).
+pub fn parse_owners(body: &Value) -> Result<Vec<String>, GraphError> {
+    let items =
+        body.get("value")
+            .and_then(Value::as_array)
+            .ok_or_else(|| GraphError::Protocol {
+                service: Service::Graph,
+                reason: "the owners answer has no `value` list".into(),
+            })?;
+    Ok(items
+        .iter()
+        .filter(|o| {
+            o.get("@odata.type")
+                .and_then(Value::as_str)
+                .is_none_or(|t| t == "#microsoft.graph.user")
+        })
+        .filter_map(|o| o.get("userPrincipalName").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Asks Graph who owns application `app_id`, with a token of its home tenant.
+pub async fn owners(
+    graph: &GraphClient,
+    token: &AccessToken,
+    app_id: &str,
+) -> Result<Vec<String>, GraphError> {
+    parse_owners(
+        &graph
+            .get(token, &owners_path(checked_app_id(app_id)?))
+            .await?,
+    )
 }
 
 #[cfg(test)]

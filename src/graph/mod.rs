@@ -19,7 +19,9 @@
 //! - [`schedule`]: when to check again ([`next_check_after`]) and the admin-consent URL
 //!   ([`consent_url`]);
 //! - [`admins`]: the customer's administrators (`spec.adminUpns`) as the directory knows them;
-//! - [`application`]: a platform app's client-secret expiry, from its home tenant.
+//! - [`application`]: a platform app's client-secret expiry, from its home tenant;
+//! - [`platform_apps`]: the platform's own applications' secrets, read in the home tenant for
+//!   the expiry gauge.
 
 pub mod admins;
 pub mod application;
@@ -31,6 +33,7 @@ pub mod entra;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod platform_apps;
 pub mod schedule;
 pub mod token;
 pub mod verify;

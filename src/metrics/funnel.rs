@@ -8,7 +8,7 @@
 //! | `recording_operator_tenant_warning` | gauge | `tenant` | **one per Tenant** |
 //! | `recording_operator_tenant_storage_ready` | gauge | `tenant` | **one per Tenant** |
 //! | `recording_operator_consent_revoked` | gauge | `tenant`, `consent` | one per *revoked* grant (normally none) |
-//! | `recording_operator_client_secret_expiry_days` | gauge | `kind`, `owner`, `app_id` | one per known app registration |
+//! | `recording_operator_client_secret_expiry_days` | gauge | `kind`, `owner`, `app_id` | one per known app registration and platform application |
 //!
 //! Each funnel event is observed once: at the status write that makes the transition (so a
 //! restart, which finds the transition already in status, does not observe it again), from
@@ -315,20 +315,30 @@ impl Funnel {
         );
     }
 
-    pub(super) fn client_secret(&self, owner: &str, secret: Option<(&str, Timestamp)>) {
+    pub(super) fn client_secret(
+        &self,
+        kind: SecretKind,
+        owner: &str,
+        secret: Option<(&str, Timestamp)>,
+    ) {
         let mut ends = self.secrets.ends.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (kind, owner.to_owned());
         match secret {
-            Some((app_id, end)) => ends.insert(owner.to_owned(), (app_id.to_owned(), end)),
-            None => ends.remove(owner),
+            Some((app_id, end)) => ends.insert(key, (app_id.to_owned(), end)),
+            None => ends.remove(&key),
         };
     }
 
+    /// Forgets the known app registrations whose owner is not among `live_owners` (the
+    /// platform apps' lines stay).
     pub(super) fn retain_client_secrets(&self, live_owners: &BTreeSet<String>) {
         self.secrets
             .ends
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|owner, _| live_owners.contains(owner));
+            .retain(|(kind, owner), _| {
+                *kind != SecretKind::AppRegistration || live_owners.contains(owner)
+            });
     }
 }
 
@@ -384,14 +394,36 @@ where
     }
 }
 
-/// The end of the soonest-expiring client secret of each known app registration, turned into
-/// days left at scrape time (so the figure moves although nothing is re-checked).
+/// Whose client secret a line of `recording_operator_client_secret_expiry_days` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SecretKind {
+    /// A customer's known app registration; the owner is its RecordingService.
+    AppRegistration,
+    /// One of the platform's own applications; the owner is its consent key.
+    PlatformApp,
+}
+
+impl SecretKind {
+    fn label(self) -> &'static str {
+        match self {
+            SecretKind::AppRegistration => "app_registration",
+            SecretKind::PlatformApp => "platform_app",
+        }
+    }
+}
+
+/// The end of the soonest-expiring client secret of each known app registration and each
+/// platform application, turned into days left at scrape time (so the figure moves although
+/// nothing is re-checked).
 #[derive(Clone, Debug, Default)]
 struct SecretExpiries {
-    /// owner → (app id, end). The owner is the object that names the registration
-    /// (`namespace/name` of a RecordingService).
-    ends: std::sync::Arc<Mutex<BTreeMap<String, (String, Timestamp)>>>,
+    /// (kind, owner) → (app id, end). The owner is the object that names the registration
+    /// (`namespace/name` of a RecordingService) or the platform app's consent key.
+    ends: std::sync::Arc<Mutex<SecretEnds>>,
 }
+
+/// (kind, owner) → (app id, end of the soonest-expiring secret).
+type SecretEnds = BTreeMap<(SecretKind, String), (String, Timestamp)>;
 
 impl Collector for SecretExpiries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -403,9 +435,9 @@ impl Collector for SecretExpiries {
             None,
             MetricType::Gauge,
         )?;
-        for (owner, (app_id, end)) in ends {
+        for ((kind, owner), (app_id, end)) in ends {
             let labels = [
-                ("kind", "app_registration"),
+                ("kind", kind.label()),
                 ("owner", owner.as_str()),
                 ("app_id", app_id.as_str()),
             ];

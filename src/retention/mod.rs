@@ -2,8 +2,9 @@
 //! what its `status.retention` says. SPEC §9.
 //!
 //! The rules, all pure and tested here without I/O:
-//! - the retention the spec asks for ([`RetentionSpec::limit_days`]): `days` (365 by default),
-//!   or without limit when `unlimited` is true;
+//! - the retention the spec asks for ([`RetentionSpec::limit_days`]): `days` (365 when
+//!   absent, at most 730); with `unlimited`, the customer's custom `days` (any length), or
+//!   without limit when `days` is absent;
 //! - [`decide`]: a retention that grows, or stays, applies at once; one that shrinks (a spec
 //!   change to fewer days, or from unlimited to a limit) is announced and applies only after
 //!   the grace period, so nothing is deleted that the old value keeps until then;

@@ -142,6 +142,24 @@ impl Harness {
         .await
     }
 
+    /// Waits until the RecordingService satisfies `pred`; panics with it after 30 s.
+    pub async fn wait_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        pred: impl Fn(&recording_operator::crd::RecordingService) -> bool,
+    ) -> recording_operator::crd::RecordingService {
+        let api: Api<recording_operator::crd::RecordingService> =
+            Api::namespaced(self.client(), namespace);
+        wait_for(
+            Duration::from_secs(30),
+            || async { api.get_opt(name).await.ok().flatten() },
+            pred,
+            &format!("recordingservice {namespace}/{name}"),
+        )
+        .await
+    }
+
     /// Waits until the Tenant's `status.health` is `health`.
     pub async fn wait_health(&self, name: &str, timeout: Duration, health: Health) -> Tenant {
         self.wait_tenant(name, timeout, |t| {
@@ -295,4 +313,83 @@ spec:
     location: {location}
 {extra}"#
     )
+}
+
+/// The real `kubectl` against the Kubernetes simulator, with a kubeconfig of its own.
+pub struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(h: &Harness, test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("kubectl-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        h.platform.kube.write_kubeconfig(&kubeconfig).unwrap();
+        Self { kubeconfig }
+    }
+
+    /// Runs kubectl with `args` (and `stdin`); `(success, stdout, stderr)`.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.run(args, stdin);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    pub fn apply(&self, yaml: &str) {
+        self.ok(&["apply", "-f", "-"], Some(yaml));
+    }
+}
+
+/// The application permissions the recording bots need to take calls, which the platform's
+/// `recording` consent asks for and a customer's known app registration must hold too.
+pub const RECORDING_PERMISSIONS: [&str; 3] = [
+    "Calls.AccessMedia.All",
+    "Calls.JoinGroupCall.All",
+    "Calls.JoinGroupCallAsGuest.All",
+];
+
+/// A customer app's application permissions: `Application.Read.All` (to read its own secrets'
+/// expiry) and the recording permissions.
+pub fn customer_app_permissions() -> Vec<String> {
+    std::iter::once("Application.Read.All")
+        .chain(RECORDING_PERMISSIONS)
+        .map(String::from)
+        .collect()
+}
+
+/// The names of the bots (StatefulSets) in `namespace`, sorted.
+pub async fn bot_names(h: &Harness, namespace: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::apps::v1::StatefulSet> = Api::namespaced(h.client(), namespace);
+    let mut names: Vec<String> = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect();
+    names.sort();
+    names
 }

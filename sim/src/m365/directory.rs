@@ -100,6 +100,9 @@ pub(crate) struct Application {
     pub redirect_uris: Vec<String>,
     pub application_permissions: Vec<String>,
     pub delegated_scopes: Vec<String>,
+    /// Object ids of the users of the home tenant who own the registration (who registered
+    /// it, or were made owners since).
+    pub owners: Vec<String>,
 }
 
 /// What a consent grants: `None` means everything the app requires.
@@ -360,6 +363,7 @@ impl Directory {
             redirect_uris: seed.redirect_uris.clone(),
             application_permissions: seed.application_permissions.clone(),
             delegated_scopes: seed.delegated_scopes.clone(),
+            owners: Vec::new(),
         };
         let sp = service_principal_for(&app, now);
         self.apps.insert(app_id, app);

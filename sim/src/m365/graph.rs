@@ -64,6 +64,8 @@ enum Target {
     PermissionGrant(String),
     Applications,
     ApplicationByAppId(String),
+    /// `/applications(appId='…')/owners`.
+    ApplicationOwners(String),
     ApplicationById(String),
     Organization,
     OrganizationById(String),
@@ -212,6 +214,22 @@ pub(crate) fn get(
                 &query,
             )
         }
+        Target::ApplicationOwners(app_id) => {
+            let app = home_apps(dir, tenant)
+                .find(|a| a.app_id.eq_ignore_ascii_case(&app_id))
+                .ok_or_else(|| GraphError::not_found(&app_id))?;
+            let owners = app
+                .owners
+                .iter()
+                .filter_map(|id| tenant.user(id))
+                .map(|u| {
+                    let mut user = super::users::user_json(u);
+                    user["@odata.type"] = json!("#microsoft.graph.user");
+                    user
+                })
+                .collect();
+            page.collection(&format!("{meta}directoryObjects"), "user", owners)
+        }
         Target::ApplicationById(id) => {
             let app = home_apps(dir, tenant)
                 .find(|a| a.object_id.eq_ignore_ascii_case(&id))
@@ -289,6 +307,7 @@ fn parse_target(raw_path: &str) -> Result<Target, GraphError> {
     if let Some(app_id) = alternate_key(first, "applications") {
         return match rest.as_slice() {
             [] => Ok(Target::ApplicationByAppId(app_id)),
+            ["owners"] => Ok(Target::ApplicationOwners(app_id)),
             [other, ..] => Err(unknown(other)),
         };
     }

@@ -213,6 +213,13 @@ impl M365Sim {
         self.harness("add_app", result);
     }
 
+    /// Makes a user of the app's home tenant an owner of its registration (Graph lists it at
+    /// `/applications(appId='…')/owners`). Panics when the app or the user is unknown.
+    pub fn add_app_owner(&self, app_id: &str, upn: &str) {
+        let result = self.directory().add_app_owner(app_id, upn);
+        self.harness("add_app_owner", result);
+    }
+
     /// The customer's Global admin accepts every permission the app requires.
     pub fn grant_consent(&self, tenant: &str, app_id: &str) {
         let now = self.shared.now();

@@ -50,6 +50,28 @@ impl Tenant {
 }
 
 impl Directory {
+    /// Makes the user `upn` of the app's home tenant an owner of the app registration.
+    pub fn add_app_owner(&mut self, app_id: &str, upn: &str) -> Result<(), SimError> {
+        let app = self
+            .apps
+            .get(app_id)
+            .ok_or_else(|| SimError::Seed(format!("no app {app_id}")))?;
+        let user = self
+            .tenants
+            .get(&app.home_tenant)
+            .and_then(|t| t.user(upn))
+            .ok_or_else(|| {
+                SimError::Seed(format!("no user {upn} in the home tenant of app {app_id}"))
+            })?
+            .id
+            .clone();
+        let app = self.apps.get_mut(app_id).expect("found above");
+        if !app.owners.contains(&user) {
+            app.owners.push(user);
+        }
+        Ok(())
+    }
+
     /// Adds a user to `tenant`; returns its object id. The UPN's domain must be one of the
     /// tenant's verified domains, and unique in the tenant.
     pub fn add_user(&mut self, seed: &UserSeed) -> Result<String, SimError> {

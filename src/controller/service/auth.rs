@@ -9,8 +9,12 @@ use super::*;
 /// The answer about an app registration's credentials.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AuthOutcome {
-    /// A token was issued; `expiry` is what Graph said about the client secrets.
-    Authenticated { expiry: Expiry },
+    /// A token was issued; `expiry` is what Graph said about the client secrets, `owners`
+    /// who owns the registration in the customer's directory (`None`: Graph could not tell).
+    Authenticated {
+        expiry: Expiry,
+        owners: Option<Vec<String>>,
+    },
     /// Entra refused, for a reason the platform team must fix.
     Rejected {
         reason: &'static str,
@@ -38,6 +42,7 @@ pub(super) fn secret_expiry<'a>(
     match auth {
         AuthState::Checked(AuthOutcome::Authenticated {
             expiry: Expiry::At(end),
+            ..
         }) => Some((registration.client_id.as_str(), *end)),
         _ => None,
     }
@@ -138,6 +143,9 @@ pub(super) struct AuthInputs {
     secret_key: String,
     /// The Secret's `resourceVersion`: a rotated (or deleted) secret is checked at once.
     secret_version: Option<String>,
+    /// The service's `recording.m365.io/recheck-at` annotation: a new value asks for a check
+    /// at once.
+    recheck: Option<String>,
 }
 
 /// The `resourceVersion` of the Secret holding the service's client secret, from the Secrets'
@@ -172,6 +180,7 @@ pub(super) async fn authenticate(
         secret_version: client_secret_version(service, registration, sctx),
         secret_name,
         secret_key,
+        recheck: service.annotations().get(RECHECK_ANNOTATION).cloned(),
     };
 
     let remembered = sctx
@@ -223,6 +232,22 @@ pub(super) async fn authenticate(
         .foreign_token(&inputs.tenant_id, &inputs.client_id, &reference)
         .await
     {
+        Ok(token)
+            if recording_permissions_missing(token.roles.as_deref(), &ctx.config).is_some() =>
+        {
+            let message = recording_permissions_missing(token.roles.as_deref(), &ctx.config)
+                .unwrap_or_default();
+            Ok((
+                AuthOutcome::Rejected {
+                    reason: reason::RECORDING_PERMISSIONS_MISSING,
+                    message: format!(
+                        "Entra issued a token for application {} in tenant {}, but {message}: the customer's Global admin must grant them to the app registration (admin consent)",
+                        inputs.client_id, inputs.tenant_id
+                    ),
+                },
+                AUTH_RECHECK,
+            ))
+        }
         Ok(token) => {
             let (expiry, valid_for) =
                 match password_credentials(&sctx.graph, &token, &inputs.client_id).await {
@@ -244,7 +269,15 @@ pub(super) async fn authenticate(
                         )
                     }
                 };
-            Ok((AuthOutcome::Authenticated { expiry }, valid_for))
+            // Who registered the app (its owners), when Graph lets the app read them.
+            let owners = match application::owners(&sctx.graph, &token, &inputs.client_id).await {
+                Ok(owners) => Some(owners),
+                Err(e) => {
+                    tracing::debug!(service = %service.name_any(), error = %e, "could not read the app registration's owners");
+                    None
+                }
+            };
+            Ok((AuthOutcome::Authenticated { expiry, owners }, valid_for))
         }
         Err(e) => classify_auth_error(&e, registration, &namespace)
             .map(|o| (o, AUTH_RECHECK))
@@ -311,6 +344,53 @@ pub(super) async fn authenticate(
             (state, wait)
         }
     }
+}
+
+/// The recording permissions (the application permissions of the platform's `recording`
+/// consent) a known app registration's token lacks, in words; `None` when it holds them all.
+/// The token's `roles` claim is what Entra granted the app in the customer's tenant; a token
+/// whose claims cannot be read proves nothing.
+pub fn recording_permissions_missing(
+    roles: Option<&[String]>,
+    config: &OperatorConfig,
+) -> Option<String> {
+    let required = config
+        .consents
+        .get(RECORDING_CONSENT)
+        .map(|c| c.application_permissions.as_slice())
+        .unwrap_or_default();
+    if required.is_empty() {
+        return None;
+    }
+    let Some(roles) = roles else {
+        return Some(format!(
+            "its token cannot be read, so the recording permissions ({}) cannot be checked",
+            required.join(", ")
+        ));
+    };
+    let missing: Vec<&str> = required
+        .iter()
+        .filter(|p| !roles.iter().any(|r| r.eq_ignore_ascii_case(p)))
+        .map(String::as_str)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "its token lacks the recording permission(s) {}",
+            missing.join(", ")
+        )
+    })
+}
+
+/// A known app registration must be registered in the Tenant's own Entra tenant: its
+/// credentials are the customer's, and the bots sign in to the customer's calls with them.
+pub fn wrong_tenant(registration: &AppRegistration, tenant_id: &str) -> Option<AuthOutcome> {
+    (!registration.tenant_id.eq_ignore_ascii_case(tenant_id)).then(|| AuthOutcome::Rejected {
+        reason: reason::WRONG_TENANT,
+        message: format!(
+            "spec.appRegistration.tenantId {} is not the Entra tenant of the Tenant ({tenant_id}): a known app registration must belong to the customer's own tenant",
+            registration.tenant_id
+        ),
+    })
 }
 
 pub(super) fn outcome_label(outcome: &AuthOutcome) -> &'static str {

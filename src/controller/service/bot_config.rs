@@ -130,8 +130,11 @@ pub fn bot_config(
         license: spec.license,
         license_type: spec.license.display_type().to_string(),
         retention: RetentionConfig {
-            unlimited: spec.retention.unlimited,
-            days: (!spec.retention.unlimited).then_some(spec.retention.days),
+            unlimited: spec.retention.limit_days().is_none(),
+            days: spec
+                .retention
+                .limit_days()
+                .map(|d| i32::try_from(d).unwrap_or(i32::MAX)),
         },
         compliance: ComplianceConfig {
             control_recording_notifications: spec.compliance.control_recording_notifications,

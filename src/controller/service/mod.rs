@@ -63,15 +63,17 @@ use sha2::{Digest, Sha256};
 use super::apply::{apply, apply_in, forget, owner_reference};
 use super::{owned_labels, Context, Error, Result, Retried};
 use crate::conditions::{self, reason, Desired, Status, READY};
-use crate::config::{OperatorConfig, SecretRef};
+use crate::config::{OperatorConfig, SecretRef, RECORDING_CONSENT};
 use crate::crd::service::{AppRegistration, BotStatus};
 use crate::crd::validation::{validate_recording_service, Violation, Violations};
-use crate::crd::{License, RecordingService, RecordingServiceStatus, Tenant, FIELD_MANAGER};
-use crate::graph::application::{password_credentials, soonest_future_expiry};
+use crate::crd::{
+    License, RecordingService, RecordingServiceStatus, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
+};
+use crate::graph::application::{self, password_credentials, soonest_future_expiry};
 use crate::graph::client::GraphClient;
 use crate::graph::GraphError;
 
-pub use crate::conditions::{AUTHENTICATED, BOTS_READY, SECRET_EXPIRY, STALLED};
+pub use crate::conditions::{AUTHENTICATED, BOTS_READY, CONFLICT, SECRET_EXPIRY, STALLED};
 
 /// `app.kubernetes.io/name` of everything a recording service owns.
 pub const BOT_APP_NAME: &str = "recording-bot";
@@ -163,14 +165,29 @@ impl ServiceContext {
     }
 }
 
+/// What brings a RecordingService to its reconcile besides its own changes.
+pub struct Triggers<T, S, W> {
+    /// A subscription to the shared Tenant watch: a Tenant's change reconciles its services.
+    pub tenants: T,
+    /// A subscription to the shared RecordingService watch (its store is
+    /// [`Caches::services`](super::Caches)).
+    pub services: S,
+    /// Services whose siblings changed what the rules across services read.
+    pub siblings: W,
+}
+
 /// Builds the RecordingService controller; the returned future runs it until `shutdown`.
-/// `tenants` is a subscription to the shared Tenant watch.
-pub fn controller(
+pub fn controller<T, S, W>(
     ctx: Arc<Context>,
-    tenants: impl Stream<Item = Arc<Tenant>> + Send + 'static,
+    triggers: Triggers<T, S, W>,
     config: controller::Config,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> impl Future<Output = ()> + Send {
+) -> impl Future<Output = ()> + Send
+where
+    T: Stream<Item = Arc<Tenant>> + Send + 'static,
+    S: Stream<Item = Arc<RecordingService>> + Send + 'static,
+    W: Stream<Item = ObjectRef<RecordingService>> + Send + 'static,
+{
     let client = ctx.client.clone();
 
     let (stateful_sets, stateful_set_writer) = reflector::store::<StatefulSet>();
@@ -205,11 +222,8 @@ pub fn controller(
         ctx.checker.counters(),
     );
 
-    let controller = Controller::new(
-        Api::<RecordingService>::all(client),
-        watcher::Config::default().any_semantic(),
-    );
-    let services = controller.store();
+    let services = ctx.caches.services.clone();
+    let controller = Controller::for_shared_stream(triggers.services, services.clone());
     let services_of_tenant = {
         let services = services.clone();
         move |tenant: Arc<Tenant>| {
@@ -254,7 +268,8 @@ pub fn controller(
     });
     controller
         .owns_stream(stateful_set_events)
-        .watches_shared_stream(tenants, services_of_tenant)
+        .watches_shared_stream(triggers.tenants, services_of_tenant)
+        .reconcile_on(triggers.siblings)
         .watches_stream(secret_events, services_of_secret)
         .with_config(config)
         .graceful_shutdown_on(shutdown)
@@ -307,12 +322,16 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     });
     let blocker = match (checked, &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),
-        (Ok(()), None) => Some(Blocker::TenantIdUnknown(format!(
-            "waiting for Tenant {:?} to learn its Entra tenant id",
-            service.spec.tenant_ref
-        ))),
-        (Ok(()), Some(_)) => None,
-    };
+        (Ok(()), _) => rule_blocker(&service, tenant.as_deref(), &ctx.caches.services()),
+    }
+    .or_else(|| {
+        tenant_id.is_none().then(|| {
+            Blocker::TenantIdUnknown(format!(
+                "waiting for Tenant {:?} to learn its Entra tenant id",
+                service.spec.tenant_ref
+            ))
+        })
+    });
 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
@@ -351,11 +370,23 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         (Some(_), Some(Blocker::InvalidSpec(_))) => {
             AuthState::NotChecked("the credentials are checked once the spec is valid".into())
         }
-        (Some(registration), _) => {
-            let (state, wait) = authenticate(&service, registration, sctx).await;
-            next_check = Some(wait);
-            state
+        (Some(_), Some(Blocker::Conflict(_) | Blocker::OverLicence(_))) => {
+            AuthState::NotChecked("the credentials are checked once the service may run".into())
         }
+        (Some(registration), _) => match tenant_id.as_deref() {
+            None => AuthState::NotChecked(
+                "the credentials are checked once the Tenant knows its Entra tenant id".into(),
+            ),
+            // Refused without asking Entra: another tenant's app is never the customer's.
+            Some(id) => match wrong_tenant(registration, id) {
+                Some(refused) => AuthState::Checked(refused),
+                None => {
+                    let (state, wait) = authenticate(&service, registration, sctx).await;
+                    next_check = Some(wait);
+                    state
+                }
+            },
+        },
     };
 
     sctx.shared
@@ -376,8 +407,11 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
 
     ctx.backoff.succeeded(&key, Retried::Reconcile);
     Ok(match blocker {
-        // The Tenant and Secret watches bring the service back when something changes.
-        Some(Blocker::InvalidSpec(_)) => Action::await_change(),
+        // The Tenant and Secret watches bring the service back when something changes (and
+        // the service watch when a sibling does).
+        Some(Blocker::InvalidSpec(_) | Blocker::Conflict(_) | Blocker::OverLicence(_)) => {
+            Action::await_change()
+        }
         _ => {
             // An instance address still unknown (a Service waiting for its IP, a pod for its
             // node) is looked for again soon: nothing else brings the service back for it.

@@ -1,6 +1,8 @@
 //! The service's status and spec checks: pure functions of what was observed.
 
 use super::*;
+use crate::config::REDUNDANT_RECORDING_CONSENT;
+use crate::controller::rules;
 
 // ---------------------------------------------------------------------------------------------
 // Validation: the CRD's rules plus what only the reconciler can see
@@ -70,6 +72,22 @@ pub fn policy_violations(
     violations
 }
 
+/// The rules across services (SPEC §8), for a service whose spec is valid: its short name
+/// is not an older sibling's, and its licensed users fit in what the Tenant's licence leaves.
+pub fn rule_blocker(
+    service: &RecordingService,
+    tenant: Option<&Tenant>,
+    all: &[Arc<RecordingService>],
+) -> Option<Blocker> {
+    if let Some(conflict) = rules::service_conflict(service, all.iter().map(|s| s.as_ref())) {
+        return Some(Blocker::Conflict(conflict));
+    }
+    let licence = rules::licence_use(tenant?, all.iter().map(|s| s.as_ref()));
+    licence
+        .refusal(&service.name_any())
+        .map(Blocker::OverLicence)
+}
+
 // ---------------------------------------------------------------------------------------------
 // The service's status: a pure function of what was observed
 // ---------------------------------------------------------------------------------------------
@@ -81,6 +99,10 @@ pub enum Blocker {
     InvalidSpec(Violations),
     /// The Tenant does not know its Entra tenant id yet.
     TenantIdUnknown(String),
+    /// An older service of the same Tenant has the same short name.
+    Conflict(rules::Conflict),
+    /// The service's licensed users do not fit in the Tenant's included users (the numbers).
+    OverLicence(String),
 }
 
 /// Everything the status is computed from.
@@ -101,6 +123,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
     let previous = service.status.clone().unwrap_or_default();
     let mut conditions: Vec<Desired> = Vec::new();
     let mut expires_in_days = None;
+    let mut registered_by: Vec<String> = Vec::new();
 
     // The app registration.
     let app = service
@@ -139,7 +162,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
             ));
             Some((reason.to_string(), message.clone()))
         }
-        AuthState::Checked(AuthOutcome::Authenticated { expiry }) => {
+        AuthState::Checked(AuthOutcome::Authenticated { expiry, owners }) => {
+            registered_by = owners.clone().unwrap_or_default();
             let tenant = service
                 .spec
                 .app_registration
@@ -150,7 +174,14 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
                 AUTHENTICATED,
                 Status::True,
                 "Authenticated",
-                format!("Entra issued a client-credentials token for application {app} in tenant {tenant}"),
+                format!(
+                    "Entra issued a client-credentials token for application {app} in tenant {tenant}{}",
+                    match owners.as_deref() {
+                        Some([]) => "; the registration has no user owner".to_string(),
+                        Some(owners) => format!("; registered by {}", owners.join(", ")),
+                        None => String::new(),
+                    }
+                ),
             ));
             conditions.push(match expiry {
                 Expiry::At(end) => {
@@ -215,14 +246,12 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
     });
 
     // The aggregate.
-    let tenant_ready = o
-        .tenant
-        .and_then(|t| t.status.as_ref())
-        .and_then(|s| conditions::find(&s.conditions, READY))
-        .map(|c| (c.status == "True", c.message.clone()));
+    let tenant_ready = o.tenant.and_then(|t| tenant_readiness(service, t));
     let (ready, reason, message) = match (&o.blocker, auth_problem) {
         (Some(Blocker::InvalidSpec(v)), _) => (false, reason::INVALID_SPEC.to_string(), format!("the spec breaks these rules: {v}")),
         (Some(Blocker::TenantIdUnknown(m)), _) => (false, reason::TENANT_NOT_READY.to_string(), m.clone()),
+        (Some(Blocker::Conflict(c)), _) => (false, reason::CONFLICT.to_string(), format!("{c}: rename this service; nothing is provisioned until then")),
+        (Some(Blocker::OverLicence(m)), _) => (false, reason::LICENSED_USERS_EXCEEDED.to_string(), format!("{m}: lower licensedUsers here or elsewhere, or raise the Tenant's includedUsers; nothing is provisioned until then")),
         (None, Some((reason, message))) => (false, reason, message),
         (None, None) => match tenant_ready {
             Some((true, _)) if bots_ok => (true, "Ready".to_string(), format!("the tenant is ready and {ready_total}/{desired_total} bot replicas are available")),
@@ -245,14 +274,55 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
             "fix the spec; nothing is provisioned until then",
         ));
     }
+    if let Some(Blocker::Conflict(c)) = &o.blocker {
+        conditions.push(Desired::new(
+            CONFLICT,
+            Status::True,
+            reason::ALREADY_IN_USE,
+            c.to_string(),
+        ));
+    }
 
     RecordingServiceStatus {
         observed_generation: generation,
         bots: o.bots.clone(),
         bots_ready: provisioned.then(|| format!("{ready_total}/{desired_total}")),
         client_secret_expires_in_days: expires_in_days,
+        app_registration_owners: registered_by,
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
     }
+}
+
+/// Whether the service counts its Tenant as ready, with the Tenant's word for it: the Tenant
+/// is Ready, or the service signs in with its own app registration and all the Tenant lacks
+/// are the platform's recording consents (`recording`, `redundantRecording`), which such a
+/// service does not use. `None` before the Tenant reported a status.
+pub fn tenant_readiness(service: &RecordingService, tenant: &Tenant) -> Option<(bool, String)> {
+    let status = tenant.status.as_ref()?;
+    let ready = conditions::find(&status.conditions, READY)?;
+    if ready.status == "True" {
+        return Some((true, ready.message.clone()));
+    }
+    let only_recording_consents_missing = [
+        reason::CONSENTS_MISSING,
+        reason::CONSENT_REVOKED,
+        reason::CONSENT_PARTIAL,
+    ]
+    .contains(&ready.reason.as_str())
+        && status
+            .consents
+            .iter()
+            .filter(|c| !c.optional && c.state != crate::crd::ConsentState::Granted)
+            .all(|c| c.name == RECORDING_CONSENT || c.name == REDUNDANT_RECORDING_CONSENT)
+        && conditions::find(&status.conditions, crate::conditions::STORAGE_READY)
+            .is_none_or(|c| c.status != "False");
+    if service.spec.app_registration.is_some() && only_recording_consents_missing {
+        return Some((
+            true,
+            "the tenant lacks only the platform's recording consents, which a service with its own app registration does not use".into(),
+        ));
+    }
+    Some((false, ready.message.clone()))
 }
 
 /// Whether two statuses differ in anything but condition timestamps.

@@ -335,7 +335,7 @@ fn a_changed_configuration_rolls_the_bots() {
     let mut after = before.clone();
     after.spec.retention = crate::crd::tenant::RetentionSpec {
         unlimited: false,
-        days: 90,
+        days: Some(90),
     };
     assert_eq!(hash(&before), hash(&before.clone()));
     assert_ne!(hash(&before), hash(&after));
@@ -666,6 +666,7 @@ fn a_secret_under_thirty_days_from_expiry_is_a_warning_but_still_ready() {
             vec![bot("main-hue", 1, 1)],
             AuthState::Checked(AuthOutcome::Authenticated {
                 expiry: Expiry::At(at(end)),
+                owners: None,
             }),
         )
     };
@@ -705,6 +706,7 @@ fn a_secret_under_thirty_days_from_expiry_is_a_warning_but_still_ready() {
         vec![bot("main-hue", 1, 1)],
         AuthState::Checked(AuthOutcome::Authenticated {
             expiry: Expiry::Unreadable("no permission".into()),
+            owners: None,
         }),
     );
     assert_eq!(
@@ -845,4 +847,138 @@ fn nothing_is_provisioned_or_checked_for_a_tenant_being_deleted() {
     let v = validate(&service("main", "tenant-contoso", json!({})), Some(&t)).unwrap_err();
     assert!(v.names_field("spec.tenantRef"), "{v}");
     assert!(v.to_string().contains("is being deleted"), "{v}");
+}
+
+#[test]
+fn a_known_app_registration_of_another_tenant_is_refused_without_asking_entra() {
+    let svc = with_app_registration();
+    let registration = svc.spec.app_registration.as_ref().unwrap();
+    assert_eq!(wrong_tenant(registration, &TENANT_ID.to_uppercase()), None);
+    let Some(AuthOutcome::Rejected { reason, message }) =
+        wrong_tenant(registration, "3f2b8c1e-6a4d-4e0f-9b7a-2c5d8e1f4a6b")
+    else {
+        panic!("refused")
+    };
+    assert_eq!(reason, reason::WRONG_TENANT);
+    assert!(
+        message.contains("spec.appRegistration.tenantId"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_token_must_hold_every_recording_permission() {
+    let config = config();
+    let roles = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let all = roles(&[
+        "calls.accessmedia.all",
+        "Calls.JoinGroupCall.All",
+        "Calls.JoinGroupCallAsGuest.All",
+        "Application.Read.All",
+    ]);
+    assert_eq!(recording_permissions_missing(Some(&all), &config), None);
+    let some = roles(&["Calls.AccessMedia.All"]);
+    assert_eq!(
+        recording_permissions_missing(Some(&some), &config).unwrap(),
+        "its token lacks the recording permission(s) Calls.JoinGroupCall.All, Calls.JoinGroupCallAsGuest.All"
+    );
+    assert!(recording_permissions_missing(None, &config)
+        .unwrap()
+        .contains("cannot be checked"));
+}
+
+#[test]
+fn a_service_with_its_own_app_does_not_wait_for_the_platforms_recording_consents() {
+    let mut t = tenant("Pro", false);
+    let line = |name: &str, state: &str| json!({"name": name, "state": state});
+    t.status.as_mut().unwrap().consents = serde_json::from_value(json!([
+        line("login", "Granted"),
+        line("directory", "Granted"),
+        line("recording", "Pending"),
+        line("redundantRecording", "Pending"),
+        line("instantMessages", "Granted"),
+        {"name": "teamsApp", "state": "Pending", "optional": true}
+    ]))
+    .unwrap();
+    let own = with_app_registration();
+    let platform = service("main", "tenant-contoso", json!({}));
+    assert_eq!(tenant_readiness(&own, &t).map(|r| r.0), Some(true));
+    assert_eq!(tenant_readiness(&platform, &t).map(|r| r.0), Some(false));
+    // Any other consent missing holds both back.
+    t.status.as_mut().unwrap().consents[4].state = crate::crd::ConsentState::Pending;
+    assert_eq!(tenant_readiness(&own, &t).map(|r| r.0), Some(false));
+}
+
+#[test]
+fn a_service_repeating_a_short_name_or_over_the_licence_is_held_back_with_the_numbers() {
+    let t = tenant("Essentials", true);
+    let created = |s: &mut RecordingService, at: &str| {
+        s.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            at.parse().unwrap(),
+        ));
+    };
+    let mut first = service(
+        "first",
+        "tenant-contoso",
+        json!({"shortName": "Rec", "licensedUsers": 80}),
+    );
+    created(&mut first, "2026-11-23T10:00:00Z");
+    let mut again = service(
+        "again",
+        "tenant-contoso",
+        json!({"shortName": "REC", "licensedUsers": 5}),
+    );
+    created(&mut again, "2026-11-23T11:00:00Z");
+    let mut big = service(
+        "big",
+        "tenant-contoso",
+        json!({"shortName": "Big", "licensedUsers": 30}),
+    );
+    created(&mut big, "2026-11-23T12:00:00Z");
+    let all: Vec<Arc<RecordingService>> = [&first, &again, &big]
+        .into_iter()
+        .cloned()
+        .map(Arc::new)
+        .collect();
+
+    assert_eq!(rule_blocker(&first, Some(&t), &all), None);
+    let blocker = rule_blocker(&again, Some(&t), &all).unwrap();
+    let status = compute_status(&Observed {
+        service: &again,
+        tenant: Some(&t),
+        blocker: Some(blocker),
+        bots: vec![],
+        auth: AuthState::NotUsed,
+        now: at("2026-11-23T12:00:00Z"),
+    });
+    assert_eq!(
+        find(&status.conditions, CONFLICT),
+        Some(("True", reason::ALREADY_IN_USE))
+    );
+    assert_eq!(
+        find(&status.conditions, READY),
+        Some(("False", reason::CONFLICT))
+    );
+    assert_eq!(
+        find(&status.conditions, BOTS_READY),
+        Some(("Unknown", reason::NOT_PROVISIONED))
+    );
+    let events = transition_events(None, &status);
+    assert!(events.iter().any(|(warning, why, note)| *warning
+        && why == reason::CONFLICT
+        && note.contains(r#"RecordingService "first""#)));
+
+    let blocker = rule_blocker(&big, Some(&t), &all).unwrap();
+    let status = compute_status(&Observed {
+        service: &big,
+        tenant: Some(&t),
+        blocker: Some(blocker),
+        bots: vec![],
+        auth: AuthState::NotUsed,
+        now: at("2026-11-23T12:00:00Z"),
+    });
+    let ready = conditions::find(&status.conditions, READY).unwrap();
+    assert_eq!(ready.reason, reason::LICENSED_USERS_EXCEEDED);
+    assert!(ready.message.starts_with("licensedUsers 30 would bring the tenant's licensed users to 110 of 100 included (older services use 80)"), "{}", ready.message);
+    assert_eq!(find(&status.conditions, CONFLICT), None);
 }

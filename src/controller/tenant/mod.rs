@@ -27,7 +27,7 @@ use serde_json::json;
 
 use super::apply::{apply, apply_in, forget, owner_reference};
 use super::consent::woken_by_tenant;
-use super::{earliest, owned_labels, Context, Error, Result, Retried};
+use super::{earliest, owned_labels, rules, Context, Error, Result, Retried};
 use crate::conditions::{self, reason, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig, DIRECTORY_CONSENT};
 use crate::crd::tenant::DeletionPolicy;
@@ -160,11 +160,25 @@ async fn reconcile_inner(
     // 1. The spec, by the CRD's own rules (plus what only status remembers).
     let blocker = validate(&tenant, config).err().map(Blocker::InvalidSpec);
 
-    // 2. The Entra tenant id.
+    // 2. The values that must be unique across Tenants, as far as known, then the Entra
+    // tenant id (and it too).
+    let all_tenants = ctx.caches.tenants.state();
+    let others = || all_tenants.iter().map(|t| t.as_ref());
+    let blocker = blocker.or_else(|| {
+        let conflicts =
+            rules::tenant_conflicts(&tenant, tenant.entra_tenant_id().as_deref(), others());
+        (!conflicts.is_empty()).then_some(Blocker::Conflict(conflicts))
+    });
     let (tenant_id, blocker) = match blocker {
         Some(b) => (None, Some(b)),
         None => match tenant_id(&tenant, ctx).await {
-            Ok(id) => (Some(id), None),
+            Ok(id) => {
+                let conflicts = rules::tenant_conflicts(&tenant, Some(&id), others());
+                (
+                    Some(id),
+                    (!conflicts.is_empty()).then_some(Blocker::Conflict(conflicts)),
+                )
+            }
             Err(GraphError::TenantNotFound { tenant: t }) => (
                 None,
                 Some(Blocker::TenantNotFound(format!(
@@ -218,7 +232,9 @@ async fn reconcile_inner(
     let storage_ready = storage
         .as_ref()
         .is_none_or(|lines| lines.iter().all(|l| l.ready));
+    let licence = rules::licence_use(&tenant, ctx.caches.services().iter().map(|s| s.as_ref()));
     let observed = Observed {
+        licence,
         tenant: &tenant,
         tenant_id,
         blocker: blocker.clone(),
@@ -238,7 +254,8 @@ async fn reconcile_inner(
     ctx.backoff.succeeded(&key, Retried::Reconcile);
     let renew_link = link.and_then(|(_, renew)| renew);
     let requeue = match blocker {
-        Some(Blocker::InvalidSpec(_)) => None,
+        // The Tenant watch brings a Tenant in conflict back when another Tenant changes.
+        Some(Blocker::InvalidSpec(_) | Blocker::Conflict(_)) => None,
         Some(_) => Some(ctx.backoff.failed(&key, Retried::TenantId)),
         None if !storage_ready => Some(ctx.backoff.failed(&key, Retried::Storage)),
         None => {

@@ -17,6 +17,8 @@ pub enum Blocker {
     TenantIdUnavailable(String),
     /// `tenant-<name>` exists and is not stamped for this Tenant: nothing is applied there.
     NamespaceNotOwned(String),
+    /// Older Tenants hold values this one must not share; nothing new is provisioned.
+    Conflict(Vec<rules::Conflict>),
 }
 
 /// Everything the status is computed from.
@@ -28,6 +30,8 @@ pub struct Observed<'a> {
     pub consents: Vec<(RequiredConsent<'a>, Option<&'a ConsentGrant>)>,
     /// Storage locations, when a storage backend is configured.
     pub storage: Option<Vec<StorageLocationStatus>>,
+    /// How the tenant's included users are shared among its RecordingServices.
+    pub licence: rules::LicenceUse,
     pub now: Timestamp,
 }
 
@@ -172,6 +176,14 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             alarms.insert(0, format!("Namespace not adopted: {m}"));
             (false, reason::NAMESPACE_NOT_OWNED, m.clone())
         }
+        Some(Blocker::Conflict(c)) => {
+            let what = rules::describe(c);
+            alarms.insert(
+                0,
+                format!("Conflict: {what}. Nothing is provisioned for this tenant until the other one goes or the value changes."),
+            );
+            (false, reason::CONFLICT, what)
+        }
         None if nobody && consents_ok => (
             false,
             reason::NO_ADMINISTRATOR,
@@ -199,6 +211,14 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
             "fix the spec; nothing is provisioned until then",
         ));
     }
+    if let Some(Blocker::Conflict(c)) = &o.blocker {
+        conditions.push(Desired::new(
+            conditions::CONFLICT,
+            Status::True,
+            reason::ALREADY_IN_USE,
+            rules::describe(c),
+        ));
+    }
 
     TenantStatus {
         observed_generation: generation,
@@ -217,6 +237,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         // Signed by the shell ([`crate::links::QuickStartLinks::for_tenant`]).
         quick_start_url: None,
         administrators,
+        users_in_use: Some(o.licence.in_use),
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
         // `notifications` and `retention` have field managers of their own.
         ..Default::default()

@@ -55,6 +55,7 @@ fn status(t: &Tenant, config: &OperatorConfig, grants: &[ConsentGrant]) -> Tenan
         blocker: None,
         consents,
         storage: None,
+        licence: Default::default(),
         now: Timestamp::from_second(1_000_100).unwrap(),
     })
 }
@@ -85,6 +86,7 @@ fn a_blocked_tenant_keeps_its_storage_lines_and_says_storage_was_not_checked() {
             .map(|r| (r, None))
             .collect(),
         storage: Some(vec![line.clone()]),
+        licence: Default::default(),
         now: Timestamp::from_second(1_000_100).unwrap(),
     });
     assert_eq!(s.storage, [line]);
@@ -248,4 +250,54 @@ fn only_a_namespace_stamped_for_this_tenant_is_adopted() {
     let mut unlabelled = ours;
     unlabelled.labels_mut().remove(TENANT_UID_LABEL);
     assert_eq!(adoption_refusal(&unlabelled, &t), None);
+}
+
+#[test]
+fn a_tenant_in_conflict_names_the_older_one_and_counts_users_in_use() {
+    let config = OperatorConfig::default();
+    let t = tenant("Essentials");
+    let conflict = crate::controller::rules::Conflict {
+        field: "spec.domain",
+        value: "contoso.onmicrosoft.com".into(),
+        holder: "Tenant \"contoso-old\"".into(),
+    };
+    let s = compute_status(&Observed {
+        tenant: &t,
+        tenant_id: None,
+        blocker: Some(Blocker::Conflict(vec![conflict])),
+        consents: required_consents(&t, &config)
+            .into_iter()
+            .map(|r| (r, None))
+            .collect(),
+        storage: None,
+        licence: crate::controller::rules::LicenceUse {
+            in_use: 30,
+            included: 100,
+            ..Default::default()
+        },
+        now: Timestamp::from_second(1_000_100).unwrap(),
+    });
+    assert_eq!(reason(&s, READY), ("False".into(), reason::CONFLICT.into()));
+    let c = conditions::find(&s.conditions, conditions::CONFLICT).unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", reason::ALREADY_IN_USE)
+    );
+    assert!(
+        c.message.contains(
+            r#"spec.domain "contoso.onmicrosoft.com" is already used by Tenant "contoso-old""#
+        ),
+        "{}",
+        c.message
+    );
+    assert_eq!(s.health, Some(Health::Warning));
+    assert!(
+        s.alarm.as_deref().unwrap().starts_with("Conflict: "),
+        "{:?}",
+        s.alarm
+    );
+    assert_eq!(s.users_in_use, Some(30));
+    let (warning, why, _) = transition_event(None, &s).unwrap();
+    assert!(warning);
+    assert_eq!(why, reason::CONFLICT);
 }
