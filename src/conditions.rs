@@ -27,6 +27,9 @@ pub const AUTHENTICATED: &str = "Authenticated";
 pub const SECRET_EXPIRY: &str = "SecretExpiry";
 /// RecordingService: every bot Deployment has all its replicas available.
 pub const BOTS_READY: &str = "BotsReady";
+/// RecordingService: the customer's compliance recording policy invites the bots (a bot
+/// reported the tenant's first policy-based invite).
+pub const RECORDING_POLICY: &str = "RecordingPolicy";
 
 /// Condition reasons (and the reasons of the Events about the same transitions) used in more
 /// than one place.
@@ -61,6 +64,10 @@ pub mod reason {
     pub const CLIENT_SECRET_EXPIRING: &str = "ClientSecretExpiring";
     pub const CLIENT_SECRET_EXPIRED: &str = "ClientSecretExpired";
     pub const EXPIRY_UNKNOWN: &str = "ExpiryUnknown";
+    /// RecordingPolicy: the customer's admin has not yet set up the recording policy.
+    pub const CUSTOMER_POLICY_PENDING: &str = "CustomerPolicyPending";
+    /// RecordingPolicy: a bot reported the tenant's first policy-based invite.
+    pub const POLICY_INVITE_RECEIVED: &str = "PolicyInviteReceived";
 }
 
 /// A condition's three-valued status.

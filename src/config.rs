@@ -102,6 +102,9 @@ pub struct OperatorConfig {
     /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<SignInConfig>,
+    /// The bots' calling webhook: Ingress class, hosts and certificate (see `src/webhook.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -219,6 +222,9 @@ impl OperatorConfig {
         }
         if let Some(notifications) = &self.notifications {
             notifications.check(&mut problems);
+        }
+        if let Some(webhook) = &self.webhook {
+            webhook.check(&mut problems);
         }
         if problems.is_empty() {
             Ok(())
@@ -844,6 +850,8 @@ struct OperatorConfigFile {
     quick_start: crate::links::QuickStartConfig,
     #[serde(default)]
     sign_in: Option<SignInConfig>,
+    #[serde(default)]
+    webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 #[derive(Default, Deserialize)]
@@ -903,6 +911,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
                 .unwrap_or_else(|| "recording-operator-system".to_owned()),
             public_url: file.public_url,
             quick_start: file.quick_start,
+            webhook: file.webhook,
         }
     }
 }

@@ -120,6 +120,36 @@ pub const RULES: &[Rule] = &[
         api_group: "events.k8s.io",
         resources: &["events"],
         verbs: &["create"],
+    }, // The bots' calling webhook (src/controller/service/webhook.rs): Ingresses and
+    // cert-manager Certificates applied; callback Services listed and deleted when no longer
+    // needed, the Ingress read and deleted when a service no longer has its own app
+    // registration.
+    Rule {
+        api_group: "",
+        resources: &["services"],
+        verbs: &["list", "delete"],
+    },
+    Rule {
+        api_group: "networking.k8s.io",
+        resources: &["ingresses"],
+        verbs: &["create", "patch", "get", "delete"],
+    },
+    Rule {
+        api_group: "cert-manager.io",
+        resources: &["certificates"],
+        verbs: APPLIED,
+    },
+    // The bots' policy report (src/http/report.rs): the bots' ServiceAccount token reviewed,
+    // the reporting service read.
+    Rule {
+        api_group: "authentication.k8s.io",
+        resources: &["tokenreviews"],
+        verbs: &["create"],
+    },
+    Rule {
+        api_group: "recording.m365.io",
+        resources: &["recordingservices"],
+        verbs: &["get"],
     },
 ];
 

@@ -92,6 +92,8 @@ pub struct PlatformOptions {
     /// Sign-in with Microsoft in front of the Quick Start pages (the `login` app gets the
     /// public listener's `/signin/callback` as a redirect URI); off by default.
     pub sign_in: bool,
+    /// The bots' calling webhook section of the configuration; none by default.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// The storage backend of the simulated platform.
@@ -130,6 +132,7 @@ impl Default for PlatformOptions {
             notifications: None,
             maildev: false,
             sign_in: false,
+            webhook: None,
         }
     }
 }
@@ -211,6 +214,7 @@ impl Platform {
             }
         };
         config.notifications = options.notifications.clone();
+        config.webhook = options.webhook.clone();
         let maildev = match options.maildev {
             true => {
                 let maildev = sim::maildev::MailDev::start()

@@ -10,7 +10,8 @@ use serde::Serialize;
 use url::Url;
 
 use crate::config::OperatorConfig;
-use crate::crd::{ConsentState, Health, Tenant};
+use crate::controller::service::{policy_steps, PolicySteps};
+use crate::crd::{ConsentState, Health, RecordingService, Tenant};
 
 /// The page's script: polls the view and updates the rows, the summary and the live region.
 pub const SCRIPT: &str = include_str!("quickstart.js");
@@ -34,6 +35,10 @@ pub struct PageView {
     pub summary: String,
     /// Mandatory consents first, optional ones last.
     pub consents: Vec<ConsentView>,
+    /// Per recording service of the tenant: the Teams PowerShell steps that make Teams invite
+    /// its bots ([`with_recording_policy`]); empty before a service exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recording_policy: Vec<PolicySteps>,
 }
 
 /// One consent on the page.
@@ -122,6 +127,7 @@ pub fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
         ready,
         summary,
         consents,
+        recording_policy: Vec::new(),
     }
 }
 
@@ -218,9 +224,88 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The page's HTML. `state_path` is where the script polls the view.
+/// Adds the customer's recording policy steps of the tenant's services (those in the tenant's
+/// namespace), oldest first.
+pub fn with_recording_policy(
+    mut view: PageView,
+    tenant: &Tenant,
+    services: &[RecordingService],
+    config: &OperatorConfig,
+) -> PageView {
+    let namespace = tenant.namespace_name();
+    let mut mine: Vec<&RecordingService> = services
+        .iter()
+        .filter(|s| {
+            s.spec.tenant_ref == kube::ResourceExt::name_any(tenant)
+                && s.metadata.namespace.as_deref() == Some(namespace.as_str())
+        })
+        .collect();
+    mine.sort_by_key(|s| {
+        (
+            s.metadata.creation_timestamp.clone(),
+            s.metadata.name.clone(),
+        )
+    });
+    view.recording_policy = mine
+        .into_iter()
+        .map(|s| policy_steps(s, tenant, config))
+        .collect();
+    view
+}
+
+/// The recording policy section: per service, the PowerShell commands, or that it works.
+fn render_policy(view: &PageView) -> String {
+    if view.recording_policy.is_empty() {
+        return String::new();
+    }
+    let e = escape;
+    let services: String = view
+        .recording_policy
+        .iter()
+        .map(|steps| {
+            let body = match &steps.first_invite {
+                Some(at) => format!(
+                    r#"<p class="state"><span class="badge">Working</span> Teams invited the recording bots for the first time at {}.</p>"#,
+                    e(at)
+                ),
+                None => {
+                    let apps: String = steps
+                        .apps
+                        .iter()
+                        .map(|a| format!("<li>{} bot: application id <code>{}</code></li>", e(&a.role), e(&a.app_id)))
+                        .collect();
+                    format!(
+                        r#"<p class="state"><span class="badge">To do</span> A Teams administrator runs these commands in Teams PowerShell (<code>Connect-MicrosoftTeams</code>), then grants the policy to each user to record.</p>
+<ul class="apps">{apps}</ul>
+<pre class="powershell"><code>{}</code></pre>"#,
+                        e(&steps.powershell().join("\n"))
+                    )
+                }
+            };
+            format!(
+                r#"<li class="policy" id="policy-{id}"><h3>Recording service {id}</h3>
+{body}
+</li>
+"#,
+                id = e(&steps.service)
+            )
+        })
+        .collect();
+    format!(
+        r#"<section aria-labelledby="policy-title">
+<h2 id="policy-title">Recording policy in Teams</h2>
+<p>Teams records a user only when a compliance recording policy assigned to that user names the platform's recording bots. Recording starts with the first call of such a user; this section then shows <strong>Working</strong>.</p>
+<ol class="policies" id="policies">
+{services}</ol>
+</section>
+"#
+    )
+}
+
 pub fn render(view: &PageView, state_path: &str) -> String {
     let e = escape;
     let rows: String = view.consents.iter().map(render_consent).collect();
+    let policy = render_policy(view);
     format!(
         r##"<!doctype html>
 <html lang="en">
@@ -250,7 +335,7 @@ pub fn render(view: &PageView, state_path: &str) -> String {
 <ol class="consents" id="consents">
 {rows}</ol>
 </section>
-<section aria-labelledby="next-title">
+{policy}<section aria-labelledby="next-title">
 <h2 id="next-title">What happens next</h2>
 <ol class="steps">
 <li>After you accept a consent, Microsoft returns you to this page and the platform checks the consent at once; its row turns <strong>Granted</strong> within a minute.</li>

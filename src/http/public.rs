@@ -87,6 +87,7 @@ pub fn router(state: PublicState) -> Router {
         .as_ref()
         .map(SignIn::router)
         .unwrap_or_default();
+    let reports = super::report::router(super::report::ReportState::new(state.client.clone()));
     Router::new()
         .route("/consent/callback", get(callback))
         .route("/quickstart/{token}", get(page_html))
@@ -95,6 +96,7 @@ pub fn router(state: PublicState) -> Router {
         .route(page::STYLE_PATH, get(style))
         .with_state(state)
         .merge(signin)
+        .merge(reports)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -190,7 +192,8 @@ async fn page_html(
         ))
         .into_response(),
         Ok(tenant) => {
-            let view = page::view(&tenant, &state.config, &token);
+            let view =
+                with_services(&state, &tenant, page::view(&tenant, &state.config, &token)).await;
             Html(page::render(&view, &format!("/quickstart/{token}/state"))).into_response()
         }
         Err(response) => response,
@@ -207,8 +210,29 @@ async fn page_state(
         Ok(tenant) if !signed_in(&state, &headers, &tenant) => {
             (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response()
         }
-        Ok(tenant) => Json(page::view(&tenant, &state.config, &token)).into_response(),
+        Ok(tenant) => {
+            Json(with_services(&state, &tenant, page::view(&tenant, &state.config, &token)).await)
+                .into_response()
+        }
         Err(response) => response,
+    }
+}
+
+/// The view with the recording policy steps of the tenant's services; without them should the
+/// services not be readable right now (the page still shows the consents).
+async fn with_services(
+    state: &PublicState,
+    tenant: &Tenant,
+    view: page::PageView,
+) -> page::PageView {
+    let api: Api<crate::crd::RecordingService> =
+        Api::namespaced(state.client.clone(), &tenant.namespace_name());
+    match api.list(&Default::default()).await {
+        Ok(list) => page::with_recording_policy(view, tenant, &list.items, &state.config),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the recording services of a Quick Start page's tenant");
+            view
+        }
     }
 }
 

@@ -265,6 +265,7 @@ pub fn builtin_admission(
             }
         }
         ("apps", "Deployment") => deployment_admission(old, o, errors),
+        ("networking.k8s.io", "Ingress") => super::ingress::admission(o, errors),
         _ => {}
     }
 }

@@ -184,7 +184,7 @@ pub fn desired_objects(
 
     let roles = bot_roles(tenant.spec.license);
     let pro = roles.contains(&BotRole::Paired);
-    let deployments = roles
+    let mut deployments: Vec<Deployment> = roles
         .iter()
         .map(|&role| Deployment {
             metadata: meta(
@@ -201,6 +201,16 @@ pub fn desired_objects(
             ..Default::default()
         })
         .collect();
+    // Where and with which token the bots report the tenant's first policy invite.
+    for deployment in &mut deployments {
+        if let Some(pod) = deployment
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+        {
+            add_report_token(pod, &name, &namespace, config);
+        }
+    }
     // One budget over every bot pod of the service: one pod at a time may be disrupted, so a
     // drain never takes a Pro tenant's first and paired bot at once, and a single replica
     // never blocks a node forever. (One budget, not one per bot: the eviction API refuses to

@@ -55,7 +55,7 @@ use sha2::{Digest, Sha256};
 
 use super::apply::{apply, apply_in, forget, owner_reference};
 use super::{owned_labels, Context, Error, Result, Retried};
-use crate::conditions::{self, reason, Desired, Status, READY};
+use crate::conditions::{self, reason, Desired, Status, READY, RECORDING_POLICY};
 use crate::config::{OperatorConfig, SecretRef};
 use crate::crd::service::{AppRegistration, BotStatus};
 use crate::crd::validation::{validate_recording_service, Violation, Violations};
@@ -100,12 +100,16 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(300);
 mod auth;
 mod bot_config;
 mod desired;
+mod policy;
 mod status;
+mod webhook;
 
 pub use auth::*;
 pub use bot_config::*;
 pub use desired::*;
+pub use policy::*;
 pub use status::*;
+pub use webhook::*;
 
 // ---------------------------------------------------------------------------------------------
 // The async shell
@@ -129,6 +133,8 @@ pub struct ServiceContext {
     checks: Mutex<HashMap<String, AuthMemo>>,
     /// Checks that could not get an answer, per service: not tried again before `retry_at`.
     failing: Mutex<HashMap<String, FailedCheck>>,
+    /// cert-manager's API served or not, and the webhook objects last pruned per service.
+    webhook: WebhookMemo,
 }
 
 impl ServiceContext {
@@ -244,6 +250,7 @@ pub fn controller(
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
+        webhook: WebhookMemo::default(),
     });
     controller
         .owns_stream(deployment_events)
@@ -275,6 +282,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     if service.meta().deletion_timestamp.is_some() {
         // Owned objects go with the service through garbage collection.
         sctx.checks.lock().expect("auth checks lock").remove(&key);
+        sctx.webhook.forget(&key);
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -307,6 +315,9 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             &ctx.config,
         );
         provision(&service, &children, sctx).await?;
+        let certificates_served = sctx.webhook.served(&ctx.client).await;
+        let webhook = webhook_objects(&service, tenant, &ctx.config, certificates_served);
+        provision_webhook(&service, &webhook, &sctx.webhook, ctx).await?;
         bots = observe_bots(&children.deployments, |name| {
             sctx.deployments
                 .get(&ObjectRef::new(name).within(&service.namespace().unwrap_or_default()))
@@ -338,6 +349,10 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         blocker: blocker.clone(),
         bots,
         auth,
+        policy: tenant
+            .as_deref()
+            .filter(|_| blocker.is_none())
+            .map(|t| policy_steps(&service, t, &ctx.config)),
         now,
     };
     let status = compute_status(&observed);
