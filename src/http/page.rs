@@ -508,4 +508,67 @@ mod tests {
             "only the page's own script"
         );
     }
+
+    #[test]
+    fn the_page_lists_each_services_policy_steps_with_the_tenants_values() {
+        let t = tenant("Contoso", &[("login", ConsentState::Granted, false)], true);
+        let mut config = OperatorConfig::default();
+        config.consents.get_mut("recording").unwrap().app_id =
+            "11111111-0000-4000-8000-000000000001".into();
+        config
+            .consents
+            .get_mut("redundantRecording")
+            .unwrap()
+            .app_id = "11111111-0000-4000-8000-000000000002".into();
+        let service = |name: &str, invite: Option<&str>| -> RecordingService {
+            let mut s: RecordingService = serde_json::from_value(serde_json::json!({
+                "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+                "metadata": {"name": name, "namespace": "tenant-contoso"},
+                "spec": {"tenantRef": "contoso", "shortName": "Rec", "licensedUsers": 10}
+            }))
+            .unwrap();
+            s.status = invite.map(|at| crate::crd::RecordingServiceStatus {
+                first_policy_invite: Some(at.into()),
+                ..Default::default()
+            });
+            s
+        };
+        let elsewhere: RecordingService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+            "metadata": {"name": "theirs", "namespace": "tenant-fabrikam"},
+            "spec": {"tenantRef": "contoso", "shortName": "X", "licensedUsers": 1}
+        }))
+        .unwrap();
+        let v = with_recording_policy(
+            view(&t, &config, "T"),
+            &t,
+            &[
+                service("main", None),
+                service("done", Some("2026-12-07T10:00:00Z")),
+                elsewhere,
+            ],
+            &config,
+        );
+        assert_eq!(
+            v.recording_policy.len(),
+            2,
+            "only the tenant's own namespace"
+        );
+        let html = render(&v, "/quickstart/T/state");
+        assert!(html.contains("Recording policy in Teams"));
+        assert!(
+            html.contains("-ApplicationId &#39;11111111-0000-4000-8000-000000000001&#39;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("11111111-0000-4000-8000-000000000002"),
+            "Pro: the paired app too"
+        );
+        assert!(html.contains("New-CsTeamsComplianceRecordingPairedApplication"));
+        assert!(html.contains("recording-main@contoso.onmicrosoft.com"));
+        assert!(html.contains(
+            "Teams invited the recording bots for the first time at 2026-12-07T10:00:00Z"
+        ));
+        assert!(!html.contains("theirs"));
+    }
 }
