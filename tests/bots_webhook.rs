@@ -30,28 +30,10 @@ const CONTOSO_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
 const FABRIKAM_ID: &str = "7c1f8e4b-3d5a-4b9f-a2e7-8f0a1b3c5d7e";
 const CUSTOMER_APP: &str = "6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7";
 
+/// A Tenant, with its Entra tenant id given in the spec when `tenant_id` is set.
 fn tenant_yaml(name: &str, domain: &str, license: &str, tenant_id: Option<&str>) -> String {
     let id = tenant_id.map_or(String::new(), |id| format!("  tenantId: {id}\n"));
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: Tenant
-metadata:
-  name: {name}
-spec:
-  customerName: {name}-customer
-  domain: {domain}
-  shortName: {name}
-  contactEmails: [ops@example.com]
-  adminUpns: [admin@{domain}]
-  license: {license}
-  includedUsers: 100
-  storage:
-    location: westeurope
-  retention:
-    days: 400
-{id}"#
-    )
+    common::tenant_yaml(name, domain, license, "westeurope", &id)
 }
 
 fn service_yaml(name: &str, tenant: &str, extra: &str) -> String {
@@ -332,7 +314,10 @@ async fn an_own_app_registration_gets_an_ingress_and_certificate_pruned_with_its
     .await;
     let names = until(T, || async {
         let names = service_names(&h, ns).await;
-        (!names.iter().any(|n| n == "main-cb-p1")).then_some(names)
+        (!names
+            .iter()
+            .any(|n| n == "main-cb-p1" || n == "main-cb-pp1"))
+        .then_some(names)
     })
     .await;
     for wanted in [
@@ -344,7 +329,6 @@ async fn an_own_app_registration_gets_an_ingress_and_certificate_pruned_with_its
     ] {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
     }
-    assert!(!names.iter().any(|n| n == "main-cb-pp1"), "{names:?}");
     h.apply(&service_yaml(
         "main",
         "contoso",
@@ -508,7 +492,11 @@ async fn the_router_delivers_each_tenants_notifications_to_that_tenants_bots() {
             let _ = stopped.await;
         },
     ));
-    let teams = reqwest::Client::new();
+    // A connection per request: the router closes one whose body it refused unread.
+    let teams = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let post = |path: &str, body: Vec<u8>| {
         teams
             .post(format!("http://{router_addr}{path}"))
