@@ -4,6 +4,7 @@
 
 pub mod conditions;
 pub mod config;
+pub mod consent_link;
 pub mod controller;
 pub mod crd;
 #[cfg(feature = "demo")]

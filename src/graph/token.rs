@@ -85,6 +85,9 @@ struct Claims {
     oid: Option<String>,
 }
 
+/// The longest a token is kept, whatever its `expires_in` or `exp` say (Entra's are 1 to 24 h).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// Builds the token from the endpoint's answer. The lifetime is `expires_in` (the OAuth
 /// contract); only an answer without it falls back to the JWT's `exp`. The payload is read
 /// for hints when it is a JWT, and a token that is not one is kept all the same.
@@ -94,9 +97,13 @@ pub fn token_from_response(
     now: SystemTime,
 ) -> Result<AccessToken, String> {
     let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(access_token).ok();
+    // No `expires_in` beyond a day is believed, and no `exp` overflows the clock.
+    let longest = now + MAX_TOKEN_LIFETIME;
     let expires_at = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
-        (Some(lifetime), _) => now + lifetime,
-        (None, Some(exp)) => UNIX_EPOCH + Duration::from_secs(exp),
+        (Some(lifetime), _) => now + lifetime.min(MAX_TOKEN_LIFETIME),
+        (None, Some(exp)) => UNIX_EPOCH
+            .checked_add(Duration::from_secs(exp))
+            .unwrap_or(longest),
         (None, None) => {
             return Err(
                 "the token response has no expires_in and the token no readable expiry".to_owned(),
@@ -514,6 +521,15 @@ mod tests {
             no_lifetime.expires_at,
             UNIX_EPOCH + Duration::from_secs(1_900_000_000)
         );
+    }
+
+    #[test]
+    fn a_huge_lifetime_is_one_day_and_does_not_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let long = token_from_response("opaque", Some(Duration::from_secs(u64::MAX)), now).unwrap();
+        assert_eq!(long.expires_at, now + MAX_TOKEN_LIFETIME);
+        let far = token_from_response(&jwt(r#"{"exp":18446744073709551615}"#), None, now).unwrap();
+        assert_eq!(far.expires_at, now + MAX_TOKEN_LIFETIME);
     }
 
     #[test]

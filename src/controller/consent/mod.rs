@@ -17,6 +17,8 @@
 //! The redirect endpoint (`/consent/callback`, served on the public listener by
 //! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at`
 //! ([`recheck_stamp`]) on the grant named by the redirect's `state`, so the check runs at once.
+//! The state is signed ([`consent_state`]): the endpoint touches no grant it did not name
+//! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,13 +54,33 @@ pub use status::*;
 // The async shell
 // ---------------------------------------------------------------------------------------------
 
-/// The admin-consent URL's `state`: the grant's `namespace/name`.
-pub fn consent_state(grant: &ConsentGrant) -> String {
-    format!(
-        "{}/{}",
-        grant.metadata.namespace.as_deref().unwrap_or_default(),
-        grant.metadata.name.as_deref().unwrap_or_default()
-    )
+/// The admin-consent URL's `state` at `now`: the grant's namespace and name, signed with the
+/// Quick Start keys ([`crate::consent_link`]) so the public callback can trust it. Without
+/// Quick Start links configured the URL carries no state (the callback then re-checks nothing;
+/// the grant is checked on its schedule). Keys that cannot be read keep the state of the URL
+/// the status has, if any.
+pub async fn consent_state(grant: &ConsentGrant, ctx: &Context, now: Timestamp) -> String {
+    let Some(links) = &ctx.links else {
+        return String::new();
+    };
+    match links.keys().await {
+        Ok(keys) => crate::consent_link::sign(
+            &keys,
+            grant.metadata.namespace.as_deref().unwrap_or_default(),
+            grant.metadata.name.as_deref().unwrap_or_default(),
+            None,
+            crate::consent_link::expiry(now, links.validity()),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign the admin-consent links' state");
+            grant
+                .status
+                .as_ref()
+                .and_then(|s| s.consent_url.as_deref())
+                .and_then(crate::consent_link::state_of)
+                .unwrap_or_default()
+        }
+    }
 }
 
 /// Reconciles the ConsentGrants of one Tenant: those in its namespace that name it.
@@ -145,7 +167,7 @@ pub async fn reconcile_grant(
         return Ok(Some(Duration::from_secs(5)));
     };
 
-    let state = consent_state(&grant);
+    let state = consent_state(&grant, ctx, now).await;
     let url = Some(
         ctx.checker
             .consent_url(&tenant_id, &grant.spec.app_id, &state),
