@@ -30,6 +30,9 @@ pub const BOTS_READY: &str = "BotsReady";
 /// Tenant and RecordingService, present only when true: an older object holds a value this
 /// one must not share (SPEC §8); nothing new is provisioned until it is freed.
 pub const CONFLICT: &str = "Conflict";
+/// RecordingService: the customer's compliance recording policy invites the bots (a bot
+/// reported the tenant's first policy-based invite).
+pub const RECORDING_POLICY: &str = "RecordingPolicy";
 
 /// Condition reasons (and the reasons of the Events about the same transitions) used in more
 /// than one place.
@@ -76,6 +79,10 @@ pub mod reason {
     pub const WRONG_TENANT: &str = "WrongTenant";
     /// RecordingService Ready: its licensed users would exceed the Tenant's included users.
     pub const LICENSED_USERS_EXCEEDED: &str = "LicensedUsersExceeded";
+    /// RecordingPolicy: the customer's admin has not yet set up the recording policy.
+    pub const CUSTOMER_POLICY_PENDING: &str = "CustomerPolicyPending";
+    /// RecordingPolicy: a bot reported the tenant's first policy-based invite.
+    pub const POLICY_INVITE_RECEIVED: &str = "PolicyInviteReceived";
 }
 
 /// A condition's three-valued status.

@@ -121,6 +121,9 @@ pub struct OperatorConfig {
     /// `recording_operator_client_secret_expiry_days` gauge.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_tenant_id: Option<String>,
+    /// The bots' calling webhook: Ingress class, hosts and certificate (see `src/webhook.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -264,6 +267,9 @@ impl OperatorConfig {
                     ));
                 }
             }
+        }
+        if let Some(webhook) = &self.webhook {
+            webhook.check(&mut problems);
         }
         if problems.is_empty() {
             Ok(())
@@ -980,6 +986,7 @@ struct OperatorConfigFile {
     #[serde(default)]
     bot_policy: crate::bot_policy::BotPolicy,
     home_tenant_id: Option<String>,
+    webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 #[derive(Default, Deserialize)]
@@ -1043,6 +1050,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             bots: file.bots,
             tenant_access: file.tenant_access.resolve(),
             bot_policy: file.bot_policy,
+            webhook: file.webhook,
         }
     }
 }

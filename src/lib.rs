@@ -19,10 +19,12 @@ pub mod metrics;
 pub mod notify;
 pub mod rbac;
 pub mod retention;
+pub mod router;
 pub mod signals;
 pub mod signin;
 pub mod storage;
 pub mod telemetry;
+pub mod webhook;
 
 /// A 64-bit digest of `value`: std's SipHash with its fixed keys, so the same value gives
 /// the same digest in every process. The caches, fingerprints and write decisions keep these

@@ -40,6 +40,22 @@ enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// Serve the platform applications' calling webhook: forward each tenant's Teams
+    /// notifications to that tenant's bots (see docs/operations.md, "what the bots need").
+    Router {
+        /// Address the router listens on (behind the webhook's Ingress).
+        #[arg(long, env = "RECORDING_ROUTER_ADDR", default_value = recording_operator::router::DEFAULT_ROUTER_ADDR)]
+        addr: std::net::SocketAddr,
+        /// The cluster's DNS domain, in the bots' Service names.
+        #[arg(
+            long,
+            env = "RECORDING_ROUTER_CLUSTER_DOMAIN",
+            default_value = "cluster.local"
+        )]
+        cluster_domain: String,
+        #[command(flatten)]
+        log: LogArgs,
+    },
     /// Print the CustomResourceDefinitions generated from the Rust types.
     Crdgen {
         /// Write one file per CRD into this folder instead of printing them.
@@ -83,6 +99,14 @@ fn main() -> anyhow::Result<()> {
             runtime.shutdown_timeout(EXIT_GRACE);
             result
         }
+        Command::Router {
+            addr,
+            cluster_domain,
+            log,
+        } => {
+            telemetry::init(log.log_format)?;
+            runtime()?.block_on(route(addr, cluster_domain))
+        }
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
             let code = runtime()?.block_on(recording_operator::demo::runner::run(args))?;
@@ -119,6 +143,38 @@ fn limit_malloc_arenas() {
             libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
         }
     }
+}
+
+/// The router process: the Tenant and RecordingService watches and the listener, until
+/// SIGINT or SIGTERM.
+async fn route(addr: std::net::SocketAddr, cluster_domain: String) -> anyhow::Result<()> {
+    use recording_operator::router;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster service account)")?;
+    let (tenants, services, watches) = router::watch(client);
+    tokio::spawn(watches);
+    let state = router::RouterState {
+        tenants,
+        services,
+        http: router::forward_client()
+            .build()
+            .context("building the HTTP client")?,
+        settings: router::RouterSettings {
+            cluster_domain,
+            ..Default::default()
+        },
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let mut signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
+    let shutdown = async move {
+        let signal = signals.recv().await;
+        tracing::info!(signal, "shutting down");
+    };
+    http::public::serve(listener, router::router(state), shutdown).await?;
+    Ok(())
 }
 
 /// The operator process: configuration, clients, the HTTP endpoint, and the controllers while

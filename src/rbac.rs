@@ -67,11 +67,19 @@ pub const RULES: &[Rule] = &[
         verbs: &["get", "list", "watch", "patch"],
         names: &[],
     },
-    // The RecordingService controller's watch.
+    // The RecordingService controller's watch; read by the bots' policy report
+    // (src/http/report.rs).
     Rule {
         api_group: "recording.m365.io",
         resources: &["recordingservices"],
-        verbs: &["list", "watch"],
+        verbs: &["get", "list", "watch"],
+        names: &[],
+    },
+    // The bots' policy report: the bots' ServiceAccount token reviewed.
+    Rule {
+        api_group: "authentication.k8s.io",
+        resources: &["tokenreviews"],
+        verbs: &["create"],
         names: &[],
     },
     // ConsentGrants: applied by the Tenant controller, and deleted when no longer needed
@@ -224,6 +232,22 @@ pub const TENANT_RULES: &[Rule] = &[
     Rule {
         api_group: "",
         resources: &["secrets"],
+        verbs: APPLIED,
+        names: &[],
+    },
+    // The bots' calling webhook (src/controller/service/webhook.rs): Ingresses and
+    // cert-manager Certificates applied; the Ingress read and deleted when a service no longer
+    // has its own app registration. (Callback Services: listed and deleted with the instance
+    // Services above.)
+    Rule {
+        api_group: "networking.k8s.io",
+        resources: &["ingresses"],
+        verbs: &["create", "patch", "get", "delete"],
+        names: &[],
+    },
+    Rule {
+        api_group: "cert-manager.io",
+        resources: &["certificates"],
         verbs: APPLIED,
         names: &[],
     },

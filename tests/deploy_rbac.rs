@@ -478,6 +478,41 @@ async fn install_rbac(admin: &kube::Client) {
     }
 }
 
+/// cert-manager's Certificate API, as installing cert-manager registers it.
+async fn install_certificate_api(admin: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "certificates.cert-manager.io"},
+        "spec": {
+            "group": "cert-manager.io",
+            "names": {"kind": "Certificate", "listKind": "CertificateList", "plural": "certificates", "singular": "certificate"},
+            "scope": "Namespaced",
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]
+        }
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    wait_for(
+        T,
+        || async { crds.get("certificates.cert-manager.io").await.ok() },
+        |crd| {
+            crd.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        },
+        "the Certificate API established",
+    )
+    .await;
+}
+
 const T: Duration = Duration::from_secs(30);
 const CONTOSO_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
 const CUSTOMER_APP: &str = "6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7";
@@ -522,13 +557,28 @@ fn service_condition(service: &RecordingService, type_: &str, status: &str) -> b
 async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
     // The consent redirect is served by the operator, with its own client.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://{}", listener.local_addr().unwrap());
     let options = PlatformOptions {
-        redirect_uri: format!("http://{}/consent/callback", listener.local_addr().unwrap()),
+        redirect_uri: format!("{public}/consent/callback"),
+        // The webhook of a service with its own app registration: Ingress and Certificate.
+        webhook: Some(recording_operator::webhook::WebhookConfig {
+            service_host: Some("{service}.{tenant}.bots.example.com".into()),
+            tls: recording_operator::webhook::WebhookTls {
+                secret_name: None,
+                issuer_ref: Some(recording_operator::webhook::IssuerRef {
+                    name: "letsencrypt".into(),
+                    kind: "ClusterIssuer".into(),
+                    group: "cert-manager.io".into(),
+                }),
+            },
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let h = Harness::start_simulators_with(options).await;
     let admin = h.client();
     install_rbac(&admin).await;
+    install_certificate_api(&admin).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let client = service_account_client(&h, &seen).await;
 
@@ -691,6 +741,47 @@ spec:
     )
     .await;
 
+    // The bots report the tenant's first policy invite with their ServiceAccount's token
+    // (reviewed by the operator); the public listener reads the service and writes its status.
+    let token = h
+        .platform
+        .kube
+        .audience_token(ns, "main-bot", "recording-operator");
+    let report = reqwest::Client::new()
+        .post(format!(
+            "{public}/bots/v1/namespaces/{ns}/recordingservices/main/policy-invite"
+        ))
+        .bearer_auth(token)
+        .json(&json!({"tenantId": CONTOSO_ID}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 204);
+    // No longer its own app registration: the webhook Ingress goes (read, then deleted).
+    h.apply(&format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: RecordingService
+metadata:
+  name: main
+  namespace: {ns}
+spec:
+  tenantRef: contoso
+  shortName: contoso-main
+  licensedUsers: 50
+"#
+    ))
+    .await;
+    let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
+        Api::namespaced(admin.clone(), ns);
+    wait_for(
+        T,
+        || async { Some(ingresses.get_opt("main-webhook").await.unwrap().is_none()) },
+        |gone| *gone,
+        "the webhook Ingress gone",
+    )
+    .await;
+
     // Deleted with deletionPolicy Delete: the first deletion of a storage claim fails, the
     // Tenant says so, the retry deletes it and lets the Tenant go.
     h.platform.kube.inject_failures(FaultSpec {
@@ -737,13 +828,10 @@ spec:
         .collect();
     assert!(refused.is_empty(), "refused requests: {refused:#?}");
     // Granted for what this run does not meet: host-networking media (an instance's pod and
-    // node), platform-mode bots (their credentials Secret; this service brings its own app
-    // registration) and a bot Deployment left by an earlier version. None is used here.
+    // node) and a bot Deployment left by an earlier version. None is used here.
     let elsewhere: Grants = [
         ("", "pods", "get"),
         ("", "nodes", "get"),
-        ("", "secrets", "create"),
-        ("", "secrets", "patch"),
         ("apps", "deployments", "delete"),
     ]
     .into_iter()

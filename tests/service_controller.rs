@@ -272,7 +272,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     }
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(1));
-    assert_eq!(spec.service_name.as_deref(), Some("main-hue-pods"));
+    assert_eq!(spec.service_name.as_deref(), Some("main-bots"));
     let strategy = spec.update_strategy.unwrap();
     assert_eq!(
         strategy.rolling_update.unwrap().max_unavailable,

@@ -177,8 +177,13 @@ pub struct RecordingServiceStatus {
     /// (`Application.Read.All`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_registration_owners: Vec<String>,
+    /// When a bot first received a policy-based invite for a user of the tenant (RFC 3339),
+    /// as the bots reported it: the customer's compliance recording policy works. Written by
+    /// the report endpoint under its own field manager, never by the controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_policy_invite: Option<String>,
     /// `Authenticated` and `SecretExpiry` (when an app registration is used; `SecretExpiry` is
-    /// False below 30 days), `BotsReady`, `Ready`, and `Stalled` while the spec is invalid.
+    /// False below 30 days), `BotsReady`, `RecordingPolicy`, `Ready`, and `Stalled` while the spec is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -98,6 +98,8 @@ pub struct PlatformOptions {
     /// app's `Application.Read.All` there, so the operator reads the platform apps' client
     /// secrets' expiry; off by default.
     pub platform_secrets: bool,
+    /// The bots' calling webhook section of the configuration; none by default.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 /// The storage backend of the simulated platform.
@@ -138,6 +140,7 @@ impl Default for PlatformOptions {
             sign_in: false,
             bots: None,
             platform_secrets: false,
+            webhook: None,
         }
     }
 }
@@ -232,6 +235,7 @@ impl Platform {
             }
         };
         config.notifications = options.notifications.clone();
+        config.webhook = options.webhook.clone();
         let maildev = match options.maildev {
             true => {
                 let maildev = sim::maildev::MailDev::start()

@@ -27,6 +27,7 @@ use crate::metrics::{self, Metrics};
 
 pub mod page;
 pub mod public;
+pub mod report;
 
 /// Default listen address of the HTTP endpoint.
 pub const DEFAULT_ADDR: &str = "0.0.0.0:8080";

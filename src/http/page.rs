@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::config::OperatorConfig;
 use crate::consent_link;
-use crate::crd::{ConsentState, Health, Tenant};
+use crate::controller::service::{policy_steps, PolicySteps};
+use crate::crd::{ConsentState, Health, RecordingService, Tenant};
 use crate::links::SigningKeys;
 
 /// The page's script: polls the view and updates the rows, the summary and the live region.
@@ -36,6 +37,10 @@ pub struct PageView {
     pub summary: String,
     /// Mandatory consents first, optional ones last.
     pub consents: Vec<ConsentView>,
+    /// Per recording service of the tenant: the Teams PowerShell steps that make Teams invite
+    /// its bots ([`with_recording_policy`]); empty before a service exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recording_policy: Vec<PolicySteps>,
 }
 
 /// One consent on the page.
@@ -131,6 +136,7 @@ pub fn view(
         ready,
         summary,
         consents,
+        recording_policy: Vec::new(),
     }
 }
 
@@ -206,9 +212,88 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The page's HTML. `state_path` is where the script polls the view.
+/// Adds the customer's recording policy steps of the tenant's services (those in the tenant's
+/// namespace), oldest first.
+pub fn with_recording_policy(
+    mut view: PageView,
+    tenant: &Tenant,
+    services: &[RecordingService],
+    config: &OperatorConfig,
+) -> PageView {
+    let namespace = tenant.namespace_name();
+    let mut mine: Vec<&RecordingService> = services
+        .iter()
+        .filter(|s| {
+            s.spec.tenant_ref == kube::ResourceExt::name_any(tenant)
+                && s.metadata.namespace.as_deref() == Some(namespace.as_str())
+        })
+        .collect();
+    mine.sort_by_key(|s| {
+        (
+            s.metadata.creation_timestamp.clone(),
+            s.metadata.name.clone(),
+        )
+    });
+    view.recording_policy = mine
+        .into_iter()
+        .map(|s| policy_steps(s, tenant, config))
+        .collect();
+    view
+}
+
+/// The recording policy section: per service, the PowerShell commands, or that it works.
+fn render_policy(view: &PageView) -> String {
+    if view.recording_policy.is_empty() {
+        return String::new();
+    }
+    let e = escape;
+    let services: String = view
+        .recording_policy
+        .iter()
+        .map(|steps| {
+            let body = match &steps.first_invite {
+                Some(at) => format!(
+                    r#"<p class="state"><span class="badge">Working</span> Teams invited the recording bots for the first time at {}.</p>"#,
+                    e(at)
+                ),
+                None => {
+                    let apps: String = steps
+                        .apps
+                        .iter()
+                        .map(|a| format!("<li>{} bot: application id <code>{}</code></li>", e(&a.role), e(&a.app_id)))
+                        .collect();
+                    format!(
+                        r#"<p class="state"><span class="badge">To do</span> A Teams administrator runs these commands in Teams PowerShell (<code>Connect-MicrosoftTeams</code>), then grants the policy to each user to record.</p>
+<ul class="apps">{apps}</ul>
+<pre class="powershell"><code>{}</code></pre>"#,
+                        e(&steps.powershell().join("\n"))
+                    )
+                }
+            };
+            format!(
+                r#"<li class="policy" id="policy-{id}"><h3>Recording service {id}</h3>
+{body}
+</li>
+"#,
+                id = e(&steps.service)
+            )
+        })
+        .collect();
+    format!(
+        r#"<section aria-labelledby="policy-title">
+<h2 id="policy-title">Recording policy in Teams</h2>
+<p>Teams records a user only when a compliance recording policy assigned to that user names the platform's recording bots. Recording starts with the first call of such a user; this section then shows <strong>Working</strong>.</p>
+<ol class="policies" id="policies">
+{services}</ol>
+</section>
+"#
+    )
+}
+
 pub fn render(view: &PageView, state_path: &str) -> String {
     let e = escape;
     let rows: String = view.consents.iter().map(render_consent).collect();
+    let policy = render_policy(view);
     format!(
         r##"<!doctype html>
 <html lang="en">
@@ -238,7 +323,7 @@ pub fn render(view: &PageView, state_path: &str) -> String {
 <ol class="consents" id="consents">
 {rows}</ol>
 </section>
-<section aria-labelledby="next-title">
+{policy}<section aria-labelledby="next-title">
 <h2 id="next-title">What happens next</h2>
 <ol class="steps">
 <li>After you accept a consent, Microsoft returns you to this page and the platform checks the consent at once; its row turns <strong>Granted</strong> within a minute.</li>
@@ -427,5 +512,68 @@ mod tests {
             1,
             "only the page's own script"
         );
+    }
+
+    #[test]
+    fn the_page_lists_each_services_policy_steps_with_the_tenants_values() {
+        let t = tenant("Contoso", &[("login", ConsentState::Granted, false)], true);
+        let mut config = OperatorConfig::default();
+        config.consents.get_mut("recording").unwrap().app_id =
+            "11111111-0000-4000-8000-000000000001".into();
+        config
+            .consents
+            .get_mut("redundantRecording")
+            .unwrap()
+            .app_id = "11111111-0000-4000-8000-000000000002".into();
+        let service = |name: &str, invite: Option<&str>| -> RecordingService {
+            let mut s: RecordingService = serde_json::from_value(serde_json::json!({
+                "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+                "metadata": {"name": name, "namespace": "tenant-contoso"},
+                "spec": {"tenantRef": "contoso", "shortName": "Rec", "licensedUsers": 10}
+            }))
+            .unwrap();
+            s.status = invite.map(|at| crate::crd::RecordingServiceStatus {
+                first_policy_invite: Some(at.into()),
+                ..Default::default()
+            });
+            s
+        };
+        let elsewhere: RecordingService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+            "metadata": {"name": "theirs", "namespace": "tenant-fabrikam"},
+            "spec": {"tenantRef": "contoso", "shortName": "X", "licensedUsers": 1}
+        }))
+        .unwrap();
+        let v = with_recording_policy(
+            view(&t, &config, "T"),
+            &t,
+            &[
+                service("main", None),
+                service("done", Some("2026-12-07T10:00:00Z")),
+                elsewhere,
+            ],
+            &config,
+        );
+        assert_eq!(
+            v.recording_policy.len(),
+            2,
+            "only the tenant's own namespace"
+        );
+        let html = render(&v, "/quickstart/T/state");
+        assert!(html.contains("Recording policy in Teams"));
+        assert!(
+            html.contains("-ApplicationId &#39;11111111-0000-4000-8000-000000000001&#39;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("11111111-0000-4000-8000-000000000002"),
+            "Pro: the paired app too"
+        );
+        assert!(html.contains("New-CsTeamsComplianceRecordingPairedApplication"));
+        assert!(html.contains("recording-main@contoso.onmicrosoft.com"));
+        assert!(html.contains(
+            "Teams invited the recording bots for the first time at 2026-12-07T10:00:00Z"
+        ));
+        assert!(!html.contains("theirs"));
     }
 }

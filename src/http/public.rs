@@ -145,6 +145,7 @@ pub fn router_with(state: PublicState, limits: &Limits) -> Router {
         .clone()
         .map(|s| s.with_links(state.links.clone()).router())
         .unwrap_or_default();
+    let reports = super::report::router(super::report::ReportState::new(state.client.clone()));
     let recheck_quota = governor::Quota::with_period(limits.recheck_interval)
         .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN));
     let callback_state = Arc::new(CallbackState {
@@ -162,7 +163,8 @@ pub fn router_with(state: PublicState, limits: &Limits) -> Router {
         .route(page::SCRIPT_PATH, get(script))
         .route(page::STYLE_PATH, get(style))
         .with_state(state)
-        .merge(signin);
+        .merge(signin)
+        .merge(reports);
     limited(routes, limits)
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TimeoutLayer::with_status_code(
@@ -358,6 +360,7 @@ async fn page_html(
         }
         Ok((tenant, keys)) => {
             let view = page::view(&tenant, &state.config, &token, &keys, Timestamp::now());
+            let view = with_services(&state, &tenant, view).await;
             Html(page::render(&view, &format!("/quickstart/{token}/state"))).into_response()
         }
         Err(response) => response,
@@ -374,15 +377,29 @@ async fn page_state(
         Ok((tenant, _)) if !signed_in(&state, &headers, &tenant) => {
             (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response()
         }
-        Ok((tenant, keys)) => Json(page::view(
-            &tenant,
-            &state.config,
-            &token,
-            &keys,
-            Timestamp::now(),
-        ))
-        .into_response(),
+        Ok((tenant, keys)) => {
+            let view = page::view(&tenant, &state.config, &token, &keys, Timestamp::now());
+            Json(with_services(&state, &tenant, view).await).into_response()
+        }
         Err(response) => response,
+    }
+}
+
+/// The view with the recording policy steps of the tenant's services; without them should the
+/// services not be readable right now (the page still shows the consents).
+async fn with_services(
+    state: &PublicState,
+    tenant: &Tenant,
+    view: page::PageView,
+) -> page::PageView {
+    let api: Api<crate::crd::RecordingService> =
+        Api::namespaced(state.client.clone(), &tenant.namespace_name());
+    match api.list(&Default::default()).await {
+        Ok(list) => page::with_recording_policy(view, tenant, &list.items, &state.config),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the recording services of a Quick Start page's tenant");
+            view
+        }
     }
 }
 

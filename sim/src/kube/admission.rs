@@ -267,6 +267,7 @@ pub fn builtin_admission(
         ("apps", "Deployment") => deployment_admission(old, o, errors),
         ("apps", "StatefulSet") => super::workloads::stateful_set_admission(old, o, errors),
         ("", "Pod") => super::workloads::pod_os_rules(&o["spec"], "spec", errors),
+        ("networking.k8s.io", "Ingress") => super::ingress::admission(o, errors),
         _ => {}
     }
     if rt.kind == "Service" {

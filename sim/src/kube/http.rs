@@ -310,6 +310,20 @@ fn route(
         return Err(rbac::forbidden(&user, &attributes));
     }
     check_write_authorization(shared, &user, &attributes, &rt, body, headers)?;
+    if rt.group == "authentication.k8s.io" {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let request = decode_body(body, headers, &rt)?;
+        let review = shared
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .review(request);
+        return object_response(StatusCode::CREATED, &review, &[], accept);
+    }
     if rt.group == "authorization.k8s.io" {
         if verb != "create" {
             return Err(ApiError::method_not_allowed(

@@ -53,6 +53,7 @@ mod cluster;
 mod convert;
 mod error;
 mod http;
+mod ingress;
 mod patch;
 mod protobuf;
 mod rbac;
@@ -246,6 +247,18 @@ impl KubeSim {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .service_account_token(namespace, name)
+    }
+
+    /// A token of the service account `namespace/name` for `audience` (what a pod's projected
+    /// service account token volume holds): a TokenReview naming that audience authenticates
+    /// it; the API itself refuses it.
+    pub fn audience_token(&self, namespace: &str, name: &str, audience: &str) -> String {
+        self.inner
+            .shared
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .audience_token(namespace, name, audience)
     }
 
     /// A kubeconfig for the service account (see [`KubeSim::service_account_token`]).

@@ -41,17 +41,72 @@ impl User {
     }
 }
 
+/// The audience of the tokens the API server itself accepts.
+pub const API_AUDIENCE: &str = "https://kubernetes.default.svc.cluster.local";
+
 /// Tokens the server accepts.
 #[derive(Debug, Default)]
 pub struct Tokens {
     by_token: BTreeMap<String, User>,
+    /// Tokens requested for another audience (a projected service account token volume
+    /// with `audience:`): valid only for a TokenReview naming that audience, never for the
+    /// API itself.
+    for_audience: BTreeMap<String, (User, String)>,
 }
 
 impl Tokens {
     pub fn new(admin_token: &str) -> Tokens {
         let mut by_token = BTreeMap::new();
         by_token.insert(admin_token.to_string(), User::admin());
-        Tokens { by_token }
+        Tokens {
+            by_token,
+            for_audience: BTreeMap::new(),
+        }
+    }
+
+    /// A new token of a service account for `audience`, as the kubelet puts into a
+    /// projected volume.
+    pub fn audience_token(&mut self, namespace: &str, name: &str, audience: &str) -> String {
+        let token = format!("kube-sim-aud-{}", uuid::Uuid::new_v4().simple());
+        self.for_audience.insert(
+            token.clone(),
+            (User::service_account(namespace, name), audience.to_string()),
+        );
+        token
+    }
+
+    /// A TokenReview: who the token is and for which of the asked audiences (none asked:
+    /// the API server's), as the server's authenticator answers it.
+    pub fn review(&self, mut body: Value) -> Value {
+        let token = body["spec"]["token"].as_str().unwrap_or_default();
+        let asked: Vec<String> = body["spec"]["audiences"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect();
+        let asked = if asked.is_empty() {
+            vec![API_AUDIENCE.to_string()]
+        } else {
+            asked
+        };
+        let found = match (self.by_token.get(token), self.for_audience.get(token)) {
+            (Some(user), _) => Some((user.clone(), API_AUDIENCE.to_string())),
+            (None, Some((user, audience))) => Some((user.clone(), audience.clone())),
+            (None, None) => None,
+        };
+        body["status"] = match found {
+            Some((user, audience)) if asked.contains(&audience) => json!({
+                "authenticated": true,
+                "user": {"username": user.name, "groups": user.groups},
+                "audiences": [audience],
+            }),
+            Some(_) => {
+                json!({"authenticated": false, "error": "token audiences are invalid for the target audiences"})
+            }
+            None => json!({"authenticated": false, "error": "invalid bearer token"}),
+        };
+        body
     }
 
     /// A token for a service account (the same one each time it is asked for).

@@ -347,6 +347,16 @@ const BUILTINS: &[Builtin] = &[
         generation: true,
     },
     Builtin {
+        group: "networking.k8s.io",
+        kind: "Ingress",
+        plural: "ingresses",
+        namespaced: true,
+        short_names: &["ing"],
+        categories: &[],
+        status: true,
+        generation: true,
+    },
+    Builtin {
         group: "policy",
         kind: "PodDisruptionBudget",
         plural: "poddisruptionbudgets",
@@ -375,6 +385,16 @@ const BUILTINS: &[Builtin] = &[
         categories: &["api-extensions"],
         status: true,
         generation: true,
+    },
+    Builtin {
+        group: "authentication.k8s.io",
+        kind: "TokenReview",
+        plural: "tokenreviews",
+        namespaced: false,
+        short_names: &[],
+        categories: &[],
+        status: false,
+        generation: false,
     },
     Builtin {
         group: "authorization.k8s.io",

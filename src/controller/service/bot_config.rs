@@ -35,6 +35,11 @@ pub struct BotConfig {
     /// platform grants default access.
     #[serde(default)]
     pub administrators: Vec<String>,
+    /// The public host of the bots' calling webhook (`webhook.platformHost`, or the service's
+    /// own host with its own app registration): the bots' notification URLs are
+    /// `https://<host>/api/calling/<role>/<ordinal>/<tenantId>` (see `src/webhook.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_host: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,5 +158,16 @@ pub fn bot_config(
             .unwrap_or_default(),
         bots,
         administrators: crate::controller::tenant::verified_administrators(tenant),
+        webhook_host: config
+            .webhook
+            .as_ref()
+            .and_then(|w| match &service.spec.app_registration {
+                Some(_) => w.service_host_for(
+                    &service.name_any(),
+                    &service.namespace().unwrap_or_default(),
+                    &tenant.name_any(),
+                ),
+                None => w.platform_host.clone(),
+            }),
     }
 }

@@ -132,10 +132,11 @@ pub(super) fn selector_labels(service: &str, role: Option<BotRole>) -> BTreeMap<
     labels
 }
 
-/// The name of the headless Service governing a bot's StatefulSet (its pods' DNS names are
-/// `<pod>.<this>`): the bot's own name with `-pods`.
-pub fn governing_service_name(service: &str, role: BotRole) -> String {
-    format!("{}-pods", role.object_name(service))
+/// The StatefulSets' governing Service (each instance is `<pod>.<this>.<namespace>.svc`): the
+/// webhook's headless Service over every bot pod of the service, draining ones included
+/// ([`crate::webhook::headless_service`]), shared by the first and the paired bot.
+pub fn governing_service_name(service: &str) -> String {
+    crate::webhook::headless_service(service)
 }
 
 /// Computes the objects a valid service of `tenant` (whose Entra tenant id is `tenant_id`) owns.
@@ -196,7 +197,7 @@ pub fn desired_objects(
 
     let roles = bot_roles(tenant.spec.license);
     let pro = roles.contains(&BotRole::Paired);
-    let stateful_sets = roles
+    let mut stateful_sets: Vec<StatefulSet> = roles
         .iter()
         .map(|&role| StatefulSet {
             metadata: meta(
@@ -215,6 +216,16 @@ pub fn desired_objects(
             ..Default::default()
         })
         .collect();
+    // Where and with which token the bots report the tenant's first policy invite.
+    for stateful_set in &mut stateful_sets {
+        if let Some(pod) = stateful_set
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+        {
+            add_report_token(pod, &name, &namespace, config);
+        }
+    }
 
     Children {
         service_account,
@@ -298,7 +309,7 @@ pub(super) fn bot_stateful_set_spec(inputs: &PodInputs) -> StatefulSetSpec {
     let name = inputs.service.name_any();
     StatefulSetSpec {
         replicas: Some(inputs.service.spec.bot.replicas.unwrap_or(1)),
-        service_name: Some(governing_service_name(&name, inputs.role)),
+        service_name: Some(governing_service_name(&name)),
         pod_management_policy: Some("Parallel".into()),
         selector: LabelSelector {
             match_labels: Some(selector_labels(&name, Some(inputs.role))),

@@ -62,7 +62,7 @@ use sha2::{Digest, Sha256};
 
 use super::apply::{apply, apply_in, forget, owner_reference};
 use super::{owned_labels, Context, Error, Result, Retried};
-use crate::conditions::{self, reason, Desired, Status, READY};
+use crate::conditions::{self, reason, Desired, Status, READY, RECORDING_POLICY};
 use crate::config::{OperatorConfig, SecretRef, RECORDING_CONSENT};
 use crate::crd::service::{AppRegistration, BotStatus};
 use crate::crd::validation::{validate_recording_service, Violation, Violations};
@@ -115,8 +115,10 @@ mod bot_config;
 mod desired;
 mod media;
 mod pod;
+mod policy;
 mod secret_watch;
 mod status;
+mod webhook;
 mod workload;
 
 pub use auth::*;
@@ -124,8 +126,10 @@ pub use bot_config::*;
 pub use desired::*;
 pub use media::*;
 pub use pod::*;
+pub use policy::*;
 pub use secret_watch::*;
 pub use status::*;
+pub use webhook::*;
 pub use workload::NODE_PUBLIC_IP_ANNOTATION;
 
 // ---------------------------------------------------------------------------------------------
@@ -152,6 +156,8 @@ pub struct ServiceContext {
     failing: Mutex<HashMap<String, FailedCheck>>,
     /// What the workload shell remembers per service (instance Services, migration).
     workload: workload::Memory,
+    /// cert-manager's API served or not, and the webhook objects last pruned per service.
+    webhook: WebhookMemo,
 }
 
 impl ServiceContext {
@@ -265,6 +271,7 @@ where
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
         workload: workload::Memory::default(),
+        webhook: WebhookMemo::default(),
     });
     controller
         .owns_stream(stateful_set_events)
@@ -298,6 +305,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         // Owned objects go with the service through garbage collection.
         sctx.checks.lock().expect("auth checks lock").remove(&key);
         sctx.workload.forget(&key);
+        sctx.webhook.forget(&key);
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -355,6 +363,9 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         );
         workload::apply_credentials(&service, &children, credentials, sctx).await?;
         provision(&service, &children, sctx).await?;
+        let certificates_served = sctx.webhook.served(&ctx.client).await;
+        let webhook = webhook_objects(&service, tenant, &ctx.config, certificates_served);
+        provision_webhook(&service, &webhook, &sctx.webhook, ctx).await?;
         bots = observe_bots(&children.stateful_sets, |name| {
             sctx.stateful_sets
                 .get(&ObjectRef::new(name).within(&service.namespace().unwrap_or_default()))
@@ -400,6 +411,10 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         blocker: blocker.clone(),
         bots,
         auth,
+        policy: tenant
+            .as_deref()
+            .filter(|_| blocker.is_none())
+            .map(|t| policy_steps(&service, t, &ctx.config)),
         now,
     };
     let status = compute_status(&observed);

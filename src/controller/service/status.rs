@@ -113,6 +113,8 @@ pub struct Observed<'a> {
     /// Available/desired replicas per desired bot Deployment (empty when blocked).
     pub bots: Vec<BotStatus>,
     pub auth: AuthState,
+    /// What the customer's admin must do for recording to start (absent while blocked).
+    pub policy: Option<PolicySteps>,
     pub now: Timestamp,
 }
 
@@ -245,6 +247,15 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         )
     });
 
+    // The customer's recording policy.
+    let policy = o
+        .policy
+        .as_ref()
+        .filter(|_| provisioned)
+        .map(PolicySteps::condition);
+    let policy_pending = policy.as_ref().is_some_and(|c| c.status != Status::True);
+    conditions.extend(policy);
+
     // The aggregate.
     let tenant_ready = o.tenant.and_then(|t| tenant_readiness(service, t));
     let (ready, reason, message) = match (&o.blocker, auth_problem) {
@@ -254,6 +265,7 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         (Some(Blocker::OverLicence(m)), _) => (false, reason::LICENSED_USERS_EXCEEDED.to_string(), format!("{m}: lower licensedUsers here or elsewhere, or raise the Tenant's includedUsers; nothing is provisioned until then")),
         (None, Some((reason, message))) => (false, reason, message),
         (None, None) => match tenant_ready {
+            Some((true, _)) if bots_ok && policy_pending => (true, "Ready".to_string(), format!("deployed, waiting for the customer's recording policy (see RecordingPolicy): the tenant is ready and {ready_total}/{desired_total} bot replicas are available")),
             Some((true, _)) if bots_ok => (true, "Ready".to_string(), format!("the tenant is ready and {ready_total}/{desired_total} bot replicas are available")),
             Some((true, _)) => (false, reason::BOTS_NOT_READY.to_string(), format!("bot replicas available: {}", not_ready.join(", "))),
             Some((false, why)) => (false, reason::TENANT_NOT_READY.to_string(), format!("Tenant {:?} is not ready: {why}", service.spec.tenant_ref)),
@@ -289,6 +301,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         bots_ready: provisioned.then(|| format!("{ready_total}/{desired_total}")),
         client_secret_expires_in_days: expires_in_days,
         app_registration_owners: registered_by,
+        // The report endpoint's field: carried as it is.
+        first_policy_invite: previous.first_policy_invite.clone(),
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
     }
 }
@@ -342,21 +356,27 @@ pub fn transition_events(
     new: &RecordingServiceStatus,
 ) -> Vec<(bool, String, String)> {
     let before = old.map(|s| s.conditions.as_slice()).unwrap_or_default();
-    [AUTHENTICATED, SECRET_EXPIRY, BOTS_READY, READY]
-        .into_iter()
-        .filter_map(|type_| {
-            let now = conditions::find(&new.conditions, type_)?;
-            let was = conditions::find(before, type_);
-            if was.is_some_and(|w| w.status == now.status && w.reason == now.reason) {
-                return None;
-            }
-            Some((
-                now.status != "True",
-                now.reason.clone(),
-                now.message.clone(),
-            ))
-        })
-        .collect()
+    [
+        AUTHENTICATED,
+        SECRET_EXPIRY,
+        BOTS_READY,
+        RECORDING_POLICY,
+        READY,
+    ]
+    .into_iter()
+    .filter_map(|type_| {
+        let now = conditions::find(&new.conditions, type_)?;
+        let was = conditions::find(before, type_);
+        if was.is_some_and(|w| w.status == now.status && w.reason == now.reason) {
+            return None;
+        }
+        Some((
+            now.status != "True",
+            now.reason.clone(),
+            now.message.clone(),
+        ))
+    })
+    .collect()
 }
 
 /// The instances of a StatefulSet that run its current revision and are available: the rules

@@ -517,6 +517,7 @@ fn an_invalid_service_is_stalled_and_provisions_nothing() {
         blocker: Some(Blocker::InvalidSpec(violations)),
         bots: vec![],
         auth: AuthState::NotUsed,
+        policy: None,
         now: at("2026-11-23T12:00:00Z"),
     });
     assert_eq!(
@@ -562,8 +563,73 @@ fn status_with(
         blocker: None,
         bots,
         auth,
+        policy: Some(policy_steps(svc, t, &config())),
         now: at("2026-11-23T12:00:00Z"),
     })
+}
+
+#[test]
+fn ready_says_it_waits_for_the_customers_policy_until_a_bot_reports_an_invite() {
+    let t = tenant("Pro", true);
+    let mut svc = service("main", "tenant-contoso", json!({}));
+    let status = status_with(
+        &t,
+        &svc,
+        vec![bot("main-hue", 1, 1), bot("main-hue-paired", 1, 1)],
+        AuthState::NotUsed,
+    );
+    assert_eq!(
+        find(&status.conditions, READY),
+        Some(("True", "Ready")),
+        "Ready keeps its status"
+    );
+    let ready = conditions::find(&status.conditions, READY).unwrap();
+    assert!(
+        ready
+            .message
+            .starts_with("deployed, waiting for the customer's recording policy"),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        find(&status.conditions, RECORDING_POLICY),
+        Some(("False", reason::CUSTOMER_POLICY_PENDING))
+    );
+    let policy = conditions::find(&status.conditions, RECORDING_POLICY).unwrap();
+    let apps = &config().consents;
+    for key in ["recording", "redundantRecording"] {
+        assert!(
+            policy.message.contains(&apps[key].app_id),
+            "{} names the {key} app",
+            policy.message
+        );
+    }
+
+    svc.status = Some(RecordingServiceStatus {
+        first_policy_invite: Some("2026-11-23T11:00:00Z".into()),
+        ..status
+    });
+    let status = status_with(
+        &t,
+        &svc,
+        vec![bot("main-hue", 1, 1), bot("main-hue-paired", 1, 1)],
+        AuthState::NotUsed,
+    );
+    assert_eq!(
+        find(&status.conditions, RECORDING_POLICY),
+        Some(("True", reason::POLICY_INVITE_RECEIVED))
+    );
+    assert_eq!(
+        status.first_policy_invite.as_deref(),
+        Some("2026-11-23T11:00:00Z"),
+        "carried over"
+    );
+    let ready = conditions::find(&status.conditions, READY).unwrap();
+    assert!(
+        ready.message.starts_with("the tenant is ready"),
+        "{}",
+        ready.message
+    );
 }
 
 #[test]
@@ -781,8 +847,12 @@ fn events_follow_transitions_only() {
     let reasons: Vec<&str> = first.iter().map(|e| e.1.as_str()).collect();
     assert_eq!(
         reasons,
-        [reason::BOTS_NOT_READY, reason::BOTS_NOT_READY],
-        "BotsReady and Ready both start False"
+        [
+            reason::BOTS_NOT_READY,
+            reason::CUSTOMER_POLICY_PENDING,
+            reason::BOTS_NOT_READY
+        ],
+        "BotsReady, RecordingPolicy and Ready all start False"
     );
     assert!(first.iter().all(|e| e.0), "False conditions are Warnings");
     let running = status_with(&t, &svc, vec![bot("main-hue", 1, 1)], AuthState::NotUsed);
@@ -949,6 +1019,7 @@ fn a_service_repeating_a_short_name_or_over_the_licence_is_held_back_with_the_nu
         blocker: Some(blocker),
         bots: vec![],
         auth: AuthState::NotUsed,
+        policy: None,
         now: at("2026-11-23T12:00:00Z"),
     });
     assert_eq!(
@@ -975,6 +1046,7 @@ fn a_service_repeating_a_short_name_or_over_the_licence_is_held_back_with_the_nu
         blocker: Some(blocker),
         bots: vec![],
         auth: AuthState::NotUsed,
+        policy: None,
         now: at("2026-11-23T12:00:00Z"),
     });
     let ready = conditions::find(&status.conditions, READY).unwrap();
