@@ -102,6 +102,43 @@ pub struct OperatorConfig {
     /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<SignInConfig>,
+    /// The recording bots: their default image and how many may roll at once.
+    #[serde(default)]
+    pub bots: BotsConfig,
+}
+
+/// The recording bots' workloads across every tenant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct BotsConfig {
+    /// The bot image of every RecordingService whose spec names none (default: the image
+    /// this operator version ships with). Changing it rolls those services' bots, paced by
+    /// `rolloutBudget`.
+    pub default_image: String,
+    /// At most this many bot workloads (across all tenants) are being rolled by the operator
+    /// at once: a change of an existing bot's workload waits until fewer than this many of
+    /// the rollouts the operator started are unfinished (default 10; at least 1).
+    pub rollout_budget: u32,
+}
+
+impl Default for BotsConfig {
+    fn default() -> Self {
+        BotsConfig {
+            default_image: crate::controller::service::DEFAULT_BOT_IMAGE.to_owned(),
+            rollout_budget: 10,
+        }
+    }
+}
+
+impl BotsConfig {
+    fn check(&self, problems: &mut Vec<String>) {
+        if self.rollout_budget == 0 {
+            problems.push("bots.rolloutBudget: must be at least 1".to_owned());
+        }
+        if self.default_image.trim().is_empty() {
+            problems.push("bots.defaultImage: must not be empty".to_owned());
+        }
+    }
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -210,6 +247,7 @@ impl OperatorConfig {
             consent.check(key, &mut problems);
         }
         self.polling.check(&mut problems);
+        self.bots.check(&mut problems);
         self.quick_start
             .check(self.public_url.as_deref(), &mut problems);
         if let Some(storage) = &self.storage {
@@ -529,6 +567,11 @@ pub struct PollingConfig {
     /// Timeout of one HTTP request to the identity platform or Graph (default 15s).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A granted consent's re-check that finds it still granted is not written to the
+    /// ConsentGrant's status (`lastCheckedAt`, `nextCheckAt`) unless the written
+    /// `lastCheckedAt` is older than this (default 7d; `0s`: every check is written).
+    #[serde(with = "humantime_serde")]
+    pub granted_status_refresh: Duration,
 }
 
 impl Default for PollingConfig {
@@ -541,6 +584,7 @@ impl Default for PollingConfig {
             token_renew_before: Duration::from_secs(5 * 60),
             check_cache_ttl: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            granted_status_refresh: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -844,6 +888,8 @@ struct OperatorConfigFile {
     quick_start: crate::links::QuickStartConfig,
     #[serde(default)]
     sign_in: Option<SignInConfig>,
+    #[serde(default)]
+    bots: BotsConfig,
 }
 
 #[derive(Default, Deserialize)]
@@ -903,6 +949,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
                 .unwrap_or_else(|| "recording-operator-system".to_owned()),
             public_url: file.public_url,
             quick_start: file.quick_start,
+            bots: file.bots,
         }
     }
 }

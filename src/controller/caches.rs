@@ -9,6 +9,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 
 use super::apply::AppliedCache;
+use super::consent::UnwrittenChecks;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
 use crate::crd::{ConsentGrant, Tenant};
@@ -25,6 +26,8 @@ pub struct Caches {
     pub resolved_tenant_ids: ResolvedTenantIds,
     /// What was last applied, so an unchanged object is not sent again.
     pub applied: AppliedCache,
+    /// When granted consents were last checked without a status write.
+    pub checks: UnwrittenChecks,
 }
 
 impl Caches {

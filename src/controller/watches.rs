@@ -122,6 +122,7 @@ pub fn start(client: &kube::Client) -> Watches {
             grants,
             resolved_tenant_ids,
             applied: Default::default(),
+            checks: Default::default(),
         },
         tenants_for_tenants,
         tenants_for_consents,

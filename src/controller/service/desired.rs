@@ -197,6 +197,7 @@ pub fn desired_objects(
                 pro,
                 &bot_config,
                 &config_hash,
+                &config.bots.default_image,
             )),
             ..Default::default()
         })
@@ -314,6 +315,7 @@ pub(super) fn bot_deployment_spec(
     pro: bool,
     config: &BotConfig,
     config_hash: &str,
+    default_image: &str,
 ) -> DeploymentSpec {
     let name = service.name_any();
     let bot = &service.spec.bot;
@@ -390,7 +392,7 @@ pub(super) fn bot_deployment_spec(
         image: Some(
             bot.image
                 .clone()
-                .unwrap_or_else(|| DEFAULT_BOT_IMAGE.to_string()),
+                .unwrap_or_else(|| default_image.to_string()),
         ),
         image_pull_policy: Some("IfNotPresent".into()),
         env: Some(env),

@@ -100,6 +100,7 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(300);
 mod auth;
 mod bot_config;
 mod desired;
+pub mod rollout;
 mod status;
 
 pub use auth::*;
@@ -129,6 +130,8 @@ pub struct ServiceContext {
     checks: Mutex<HashMap<String, AuthMemo>>,
     /// Checks that could not get an answer, per service: not tried again before `retry_at`.
     failing: Mutex<HashMap<String, FailedCheck>>,
+    /// The bot rollouts under way, within `bots.rolloutBudget`.
+    rollouts: rollout::Rollouts,
 }
 
 impl ServiceContext {
@@ -234,6 +237,7 @@ pub fn controller(
         }
     };
 
+    let (rollouts, budget_freed) = rollout::Rollouts::new(ctx.config.bots.rollout_budget);
     let sctx = Arc::new(ServiceContext {
         shared: ctx,
         deployments,
@@ -244,11 +248,17 @@ pub fn controller(
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
+        rollouts,
     });
     controller
         .owns_stream(deployment_events)
         .watches_shared_stream(tenants, services_of_tenant)
         .watches_stream(secret_events, services_of_secret)
+        // Services whose bot change waited for the rollout budget, as it frees up.
+        .reconcile_on(budget_freed.map(|owner| {
+            let (namespace, name) = owner.split_once('/').unwrap_or_default();
+            ObjectRef::new(name).within(namespace)
+        }))
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, sctx)
@@ -293,6 +303,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
+    let mut waiting_for_budget = false;
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
         let secret_version = service
             .spec
@@ -306,7 +317,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             secret_version.as_deref(),
             &ctx.config,
         );
-        provision(&service, &children, sctx).await?;
+        waiting_for_budget = provision(&service, &children, sctx).await?;
         bots = observe_bots(&children.deployments, |name| {
             sctx.deployments
                 .get(&ObjectRef::new(name).within(&service.namespace().unwrap_or_default()))
@@ -349,18 +360,24 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         Some(Blocker::InvalidSpec(_)) => Action::await_change(),
         _ => {
             let resync = super::jittered(RESYNC, 0.1);
-            Action::requeue(next_check.map_or(resync, |n| n.min(resync)))
+            // Woken when the rollout budget frees up; the wait covers a lost wake-up.
+            let budget = waiting_for_budget.then_some(rollout::RETRY_FOR_BUDGET);
+            let wait = [next_check, budget]
+                .into_iter()
+                .flatten()
+                .fold(resync, Duration::min);
+            Action::requeue(wait)
         }
     })
 }
 
 /// Applies the service's objects and deletes the bots it no longer needs (Pro → Essentials
-/// removes the paired bot).
+/// removes the paired bot). Returns whether a bot's change waits for the rollout budget.
 async fn provision(
     service: &RecordingService,
     children: &Children,
     sctx: &ServiceContext,
-) -> Result<()> {
+) -> Result<bool> {
     let ctx = sctx.shared.as_ref();
     let client = ctx.client.clone();
     let ns = service.namespace().unwrap_or_default();
@@ -369,17 +386,31 @@ async fn provision(
     apply_in(&client, &children.service, &ctx.caches.applied).await?;
     apply_in(&client, &children.network_policy, &ctx.caches.applied).await?;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let owner = format!("{ns}/{}", service.name_any());
+    let mut waiting = false;
     for deployment in &children.deployments {
         // Deleted behind the operator's back (or going): apply it again now, not when the
         // remembered apply expires.
-        let present = sctx
+        let live = sctx
             .deployments
             .get(&ObjectRef::new(&deployment.name_any()).within(&ns))
-            .is_some_and(|d| d.metadata.deletion_timestamp.is_none());
-        if !present {
+            .filter(|d| d.metadata.deletion_timestamp.is_none());
+        if live.is_none() {
             forget(&ctx.caches.applied, deployment);
         }
-        apply(&deployments, deployment, &ctx.caches.applied).await?;
+        // A change to a running bot waits for the rollout budget (see `rollout`).
+        let mut deployment = deployment.clone();
+        let digest = rollout::stamp(&mut deployment);
+        let observed = live.as_deref().map(|d| rollout::Live::of(d, settled(d)));
+        let key = format!("{ns}/{}", deployment.name_any());
+        if !sctx
+            .rollouts
+            .admit(&key, &owner, &digest, observed.as_ref())
+        {
+            waiting = true;
+            continue;
+        }
+        apply(&deployments, &deployment, &ctx.caches.applied).await?;
     }
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for budget in &children.disruption_budgets {
@@ -418,6 +449,7 @@ async fn provision(
         );
         let deleted = delete_if_present(&deployments, &name).await?;
         forget(&ctx.caches.applied, deployment.as_ref());
+        sctx.rollouts.forget(&format!("{ns}/{name}"));
         if !deleted {
             // Already gone: the cache had not seen it yet, and the Event was published then.
             continue;
@@ -432,7 +464,22 @@ async fn provision(
             )
             .await;
     }
-    Ok(())
+    Ok(waiting)
+}
+
+/// Whether a bot Deployment has rolled out completely: every replica updated and available
+/// at its latest generation.
+fn settled(deployment: &Deployment) -> bool {
+    let want = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    rolled_out_and_available(deployment) >= want
+        && deployment
+            .status
+            .as_ref()
+            .is_some_and(|s| s.observed_generation >= deployment.metadata.generation)
 }
 
 /// Deletes an object; `false` when it was already gone.
