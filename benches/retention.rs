@@ -159,6 +159,7 @@ async fn main() {
             AccountConfig {
                 endpoint: azurite.account_endpoint(REGION).unwrap(),
                 credential: SecretRef::Env("BENCH_STORAGE_SAS".into()),
+                signing_key: None,
             },
         )]
         .into(),

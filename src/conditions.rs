@@ -37,6 +37,8 @@ pub mod reason {
     pub const TENANT_NOT_FOUND: &str = "TenantNotFound";
     pub const TENANT_NOT_READY: &str = "TenantNotReady";
     pub const TENANT_ID_UNAVAILABLE: &str = "TenantIdUnavailable";
+    /// The Tenant's namespace exists and was not made by the operator for this Tenant.
+    pub const NAMESPACE_NOT_OWNED: &str = "NamespaceNotOwned";
     /// ConsentsGranted and Ready while the grants' first checks are still running.
     pub const CHECKING_CONSENTS: &str = "CheckingConsents";
     pub const CONSENTS_MISSING: &str = "ConsentsMissing";

@@ -37,6 +37,9 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+mod bots;
+pub use bots::*;
+
 /// Environment variable overriding [`CloudConfig::authority_host`].
 pub const ENV_AUTHORITY_HOST: &str = "RECORDING_OPERATOR_AUTHORITY_HOST";
 /// Environment variable overriding [`CloudConfig::graph_endpoint`].
@@ -102,43 +105,16 @@ pub struct OperatorConfig {
     /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<SignInConfig>,
-    /// The recording bots: their default image and how many may roll at once.
+    /// How the recording bots run: Windows nodes, sizing, media exposure, lifecycle.
     #[serde(default)]
     pub bots: BotsConfig,
-}
-
-/// The recording bots' workloads across every tenant.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct BotsConfig {
-    /// The bot image of every RecordingService whose spec names none (default: the image
-    /// this operator version ships with). Changing it rolls those services' bots, paced by
-    /// `rolloutBudget`.
-    pub default_image: String,
-    /// At most this many bot workloads (across all tenants) are being rolled by the operator
-    /// at once: a change of an existing bot's workload waits until fewer than this many of
-    /// the rollouts the operator started are unfinished (default 10; at least 1).
-    pub rollout_budget: u32,
-}
-
-impl Default for BotsConfig {
-    fn default() -> Self {
-        BotsConfig {
-            default_image: crate::controller::service::DEFAULT_BOT_IMAGE.to_owned(),
-            rollout_budget: 10,
-        }
-    }
-}
-
-impl BotsConfig {
-    fn check(&self, problems: &mut Vec<String>) {
-        if self.rollout_budget == 0 {
-            problems.push("bots.rolloutBudget: must be at least 1".to_owned());
-        }
-        if self.default_image.trim().is_empty() {
-            problems.push("bots.defaultImage: must not be empty".to_owned());
-        }
-    }
+    /// Who the RoleBinding the operator makes in each tenant namespace binds to what.
+    #[serde(default)]
+    pub tenant_access: crate::rbac::TenantAccess,
+    /// What a RecordingService may ask its bots to run (image registries/repositories, digest
+    /// pinning) and mount (Secrets carrying a label).
+    #[serde(default)]
+    pub bot_policy: crate::bot_policy::BotPolicy,
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -237,9 +213,17 @@ impl OperatorConfig {
                 "consentRedirectUri: required: the admin-consent link carries it, and it must be a Web redirect URI registered on every platform application (the operator's public /consent/callback)".to_owned(),
             ),
             Some(uri) => match Url::parse(uri) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+                    if let Err(why) = https_unless_loopback(&u) {
+                        problems.push(format!(
+                            "consentRedirectUri: {:?} {why}",
+                            strip_userinfo(uri)
+                        ));
+                    }
+                }
                 _ => problems.push(format!(
-                    "consentRedirectUri: {uri:?} is not an absolute http(s) URL"
+                    "consentRedirectUri: {:?} is not an absolute http(s) URL",
+                    strip_userinfo(uri)
                 )),
             },
         }
@@ -247,7 +231,14 @@ impl OperatorConfig {
             consent.check(key, &mut problems);
         }
         self.polling.check(&mut problems);
-        self.bots.check(&mut problems);
+        self.bot_policy.check(&mut problems);
+        // The default image runs wherever a service names none: the policy holds for it too.
+        if let Some(refused) = self
+            .bot_policy
+            .image_violation("bots.defaultImage", &self.bots.default_image)
+        {
+            problems.push(refused.to_string());
+        }
         self.quick_start
             .check(self.public_url.as_deref(), &mut problems);
         if let Some(storage) = &self.storage {
@@ -258,11 +249,63 @@ impl OperatorConfig {
         if let Some(notifications) = &self.notifications {
             notifications.check(&mut problems);
         }
+        self.bots.check(&mut problems);
+        for (path, reference) in self.secret_refs() {
+            if let SecretRef::SecretRef { namespace, .. } = reference {
+                if *namespace != self.operator_namespace {
+                    problems.push(format!(
+                        "{path}.secretRef.namespace: {namespace:?} is not the operator's \
+                         namespace {:?}, the only one whose Secrets it may read (its RBAC)",
+                        self.operator_namespace
+                    ));
+                }
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ConfigError::Invalid(problems))
         }
+    }
+
+    /// Every secret reference of the configuration, with its path.
+    pub fn secret_refs(&self) -> Vec<(String, &SecretRef)> {
+        let mut refs: Vec<(String, &SecretRef)> = Vec::new();
+        for (key, consent) in &self.consents {
+            if let Some(r) = &consent.client_secret {
+                refs.push((format!("consents.{key}.clientSecret"), r));
+            }
+        }
+        if let Some(r) = &self.quick_start.signing_keys {
+            refs.push(("quickStart.signingKeys".into(), r));
+        }
+        if let Some(sign_in) = &self.sign_in {
+            refs.push(("signIn.cookieKey".into(), &sign_in.cookie_key));
+        }
+        if let Some(storage) = &self.storage {
+            for (region, account) in &storage.accounts {
+                refs.push((
+                    format!("storage.accounts.{region}.credential"),
+                    &account.credential,
+                ));
+            }
+        }
+        if let Some(notifications) = &self.notifications {
+            if let Some(r) = notifications
+                .smtp
+                .as_ref()
+                .and_then(|s| s.password.as_ref())
+            {
+                refs.push(("notifications.smtp.password".into(), r));
+            }
+            if let Some(graph) = &notifications.graph {
+                refs.push((
+                    "notifications.graph.clientSecret".into(),
+                    &graph.client_secret,
+                ));
+            }
+        }
+        refs
     }
 
     /// The consents a tenant with the given license must grant (mandatory ones), plus the
@@ -339,7 +382,11 @@ impl CloudConfig {
             .authority_host
             .as_deref()
             .unwrap_or(self.preset.authority_host());
-        base_url(raw).map_err(|why| format!("cloud.authorityHost: {raw:?} {why}"))
+        let url = base_url(raw)
+            .map_err(|why| format!("cloud.authorityHost: {:?} {why}", strip_userinfo(raw)))?;
+        https_unless_loopback(&url)
+            .map_err(|why| format!("cloud.authorityHost: {:?} {why}", url.as_str()))?;
+        Ok(url)
     }
 
     /// The Graph endpoint in effect (scheme + host, optionally a path prefix), e.g.
@@ -349,7 +396,7 @@ impl CloudConfig {
             .graph_endpoint
             .as_deref()
             .unwrap_or(self.preset.graph_endpoint());
-        base_url(raw).map_err(|why| format!("cloud.graphEndpoint: {raw:?} {why}"))
+        base_url(raw).map_err(|why| format!("cloud.graphEndpoint: {:?} {why}", strip_userinfo(raw)))
     }
 
     /// The app-only scope for Graph: `{graph endpoint}/.default`.
@@ -373,6 +420,9 @@ fn base_url(raw: &str) -> Result<Url, &'static str> {
     if url.host_str().is_none() {
         return Err("has no host");
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry a user name or password (credentials belong in a Secret)");
+    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err("must not carry a query or fragment");
     }
@@ -380,6 +430,38 @@ fn base_url(raw: &str) -> Result<Url, &'static str> {
     let path = url.path().trim_end_matches('/').to_owned();
     url.set_path(&path);
     Ok(url)
+}
+
+/// Plain `http://` only to a loopback host (the demo and the tests, whose simulators listen
+/// there): anywhere else the sign-in tokens and consent redirects would cross the network in
+/// the clear.
+fn https_unless_loopback(url: &Url) -> Result<(), &'static str> {
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "https" || loopback {
+        Ok(())
+    } else {
+        Err("must be https:// (plain http:// is accepted only for a loopback host, as in the demo)")
+    }
+}
+
+/// `text` (a URL, or anything that may hold one) without the `user:password@` of its
+/// authority, if it has one: endpoints are shown in errors, logs and status.
+pub fn strip_userinfo(text: &str) -> String {
+    let Some(scheme_end) = text.find("://") else {
+        return text.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let rest = &text[authority_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &text[..authority_start], &rest[at + 1..]),
+        None => text.to_owned(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -890,6 +972,10 @@ struct OperatorConfigFile {
     sign_in: Option<SignInConfig>,
     #[serde(default)]
     bots: BotsConfig,
+    #[serde(default)]
+    tenant_access: crate::rbac::TenantAccessFile,
+    #[serde(default)]
+    bot_policy: crate::bot_policy::BotPolicy,
 }
 
 #[derive(Default, Deserialize)]
@@ -950,6 +1036,8 @@ impl From<OperatorConfigFile> for OperatorConfig {
             public_url: file.public_url,
             quick_start: file.quick_start,
             bots: file.bots,
+            tenant_access: file.tenant_access.resolve(),
+            bot_policy: file.bot_policy,
         }
     }
 }
@@ -1099,6 +1187,86 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
         );
         assert_eq!(config.server_name, "rec2");
         assert_eq!(config.consents["login"].display_name, "rec2-auth");
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_never_a_password_in_the_error() {
+        let mut config = with_app_ids(OperatorConfig::default());
+        config.cloud.authority_host = Some("http://login.example.com".into());
+        config.consent_redirect_uri = Some("http://operator.example.com/consent/callback".into());
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("invalid")
+        };
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0]
+                .starts_with("cloud.authorityHost: \"http://login.example.com/\" must be https://"),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].starts_with("consentRedirectUri: \"http://operator.example.com/consent/callback\" must be https://"),
+            "{problems:#?}"
+        );
+        // The demo's loopback simulators stay usable.
+        config.cloud.authority_host = Some("http://127.0.0.1:4000".into());
+        config.consent_redirect_uri = Some("http://localhost:8080/consent/callback".into());
+        config.validate().unwrap();
+
+        config.cloud.authority_host = Some("https://admin:hunter2@login.example.com".into());
+        let message = config.validate().unwrap_err().to_string();
+        assert!(
+            message.contains("must not carry a user name or password"),
+            "{message}"
+        );
+        assert!(
+            !message.contains("hunter2") && !message.contains("admin:"),
+            "{message}"
+        );
+        assert_eq!(
+            strip_userinfo("https://u:p@acct.blob.core.windows.net/c?sig=x"),
+            "https://acct.blob.core.windows.net/c?sig=x"
+        );
+        assert_eq!(strip_userinfo("https://host/p@th"), "https://host/p@th");
+    }
+
+    #[test]
+    fn secret_refs_outside_the_operators_namespace_are_refused_by_path() {
+        let mut config = with_app_ids(OperatorConfig::default());
+        config.operator_namespace = "platform".into();
+        config.consents.get_mut("directory").unwrap().client_secret = Some(SecretRef::SecretRef {
+            namespace: "kube-system".into(),
+            name: "apps".into(),
+            key: "directory".into(),
+        });
+        config.consents.get_mut("login").unwrap().client_secret = Some(SecretRef::SecretRef {
+            namespace: "platform".into(),
+            name: "apps".into(),
+            key: "login".into(),
+        });
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("invalid")
+        };
+        assert_eq!(
+            problems,
+            ["consents.directory.clientSecret.secretRef.namespace: \"kube-system\" is not the operator's namespace \"platform\", the only one whose Secrets it may read (its RBAC)"]
+        );
+    }
+
+    #[test]
+    fn a_default_bot_image_outside_the_bot_policy_is_refused_by_path() {
+        let mut config = with_app_ids(OperatorConfig::default());
+        config
+            .validate()
+            .expect("the shipped default image is allowed");
+        config.bots.default_image = "docker.io/someone/bot:1".into();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("invalid")
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("bots.defaultImage: image \"docker.io/someone/bot:1\""),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -141,6 +141,8 @@ pub fn build(config: kube::Config, max_idle: usize) -> Result<kube::Client, Kube
         .option_layer(config.default_retry.then(|| {
             tower::retry::RetryLayer::new(kube::client::retry::RetryPolicy::server_retry())
         }))
+        // Under the retry: the wait it reads from `Retry-After` is bounded.
+        .map_response(clamp_retry_after)
         .option_layer(config.auth_layer().map_err(KubeClientError::Credentials)?)
         .layer(
             config
@@ -152,6 +154,64 @@ pub fn build(config: kube::Config, max_idle: usize) -> Result<kube::Client, Kube
     Ok(kube::Client::new(service, config.default_namespace))
 }
 
+/// The longest `Retry-After` of the API server the client waits for inside one request
+/// (kube's retry of 429/503 sleeps that long before asking again); a longer one is taken as
+/// this. Past it the request fails and its controller's own back-off takes over.
+pub const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Rewrites an answer's `Retry-After` in seconds to at most [`MAX_RETRY_AFTER`]: a figure
+/// too large for a `u64` or an `Instant` (`99999999999999`) would otherwise hold the request
+/// for years.
+pub fn clamp_retry_after<B>(mut response: ::http::Response<B>) -> ::http::Response<B> {
+    let headers = response.headers_mut();
+    let too_long = headers
+        .get(::http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|v| {
+            v.parse::<u64>()
+                .map_or(true, |s| s > MAX_RETRY_AFTER.as_secs())
+        });
+    if too_long {
+        headers.insert(
+            ::http::header::RETRY_AFTER,
+            ::http::HeaderValue::from(MAX_RETRY_AFTER.as_secs()),
+        );
+    }
+    response
+}
+
 /// Where the Kubernetes client's request spans and events go: `RUST_LOG=info,{KUBE_HTTP}=debug`
 /// shows every API request with its status and duration.
 pub const KUBE_HTTP: &str = "recording_operator::kube_http";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retry_after(value: &str) -> String {
+        let response = ::http::Response::builder()
+            .status(429)
+            .header("Retry-After", value)
+            .body(())
+            .unwrap();
+        clamp_retry_after(response).headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn a_huge_retry_after_of_the_api_server_is_bounded() {
+        assert_eq!(retry_after("99999999999999"), "30");
+        assert_eq!(retry_after("99999999999999999999999999"), "30");
+        assert_eq!(retry_after("31"), "30");
+        assert_eq!(retry_after("3"), "3");
+        // A date is not read by kube's retry at all: left as it is.
+        assert_eq!(
+            retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+    }
+}

@@ -195,6 +195,39 @@ impl Observer {
     }
 }
 
+/// The leader's renew deadline: it must stop leading `deadline` after its last successful
+/// renewal was *sent*. The renewal wrote a `renewTime` of that moment, and another replica
+/// may have seen the record from just after it: counting from when the answer came back (a
+/// slow API server, a long retry) would let this replica lead past the moment a standby may
+/// take the Lease.
+#[derive(Clone, Copy, Debug)]
+pub struct RenewClock {
+    sent: Instant,
+    deadline: Duration,
+}
+
+impl RenewClock {
+    /// A clock for a Lease written (taken) by a request sent at `sent`.
+    pub fn new(sent: Instant, deadline: Duration) -> Self {
+        RenewClock { sent, deadline }
+    }
+
+    /// A renewal sent at `sent` succeeded (whenever its answer came back).
+    pub fn renewed(&mut self, sent: Instant) {
+        self.sent = self.sent.max(sent);
+    }
+
+    /// How long until the deadline, at `now`.
+    pub fn left(&self, now: Instant) -> Duration {
+        (self.sent + self.deadline).saturating_duration_since(now)
+    }
+
+    /// Whether the deadline has passed at `now`: stop leading.
+    pub fn passed(&self, now: Instant) -> bool {
+        self.left(now).is_zero()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The elector
 // ---------------------------------------------------------------------------------------------
@@ -290,7 +323,7 @@ impl LeaderElector {
         let outcome = tokio::select! {
             output = work => LeaderOutcome::Finished(output),
             () = &mut shutdown => LeaderOutcome::Shutdown,
-            lost = self.keep_renewing(lease) => {
+            lost = self.keep_renewing(lease.0, lease.1) => {
                 match lost {
                     Lost::OtherHolder(holder) => tracing::warn!(identity = %self.identity, %holder, "leadership lost: another replica holds the Lease; stopping the controllers"),
                     Lost::RenewDeadline => tracing::warn!(identity = %self.identity, "leadership lost: the Lease could not be renewed in time; stopping the controllers"),
@@ -319,8 +352,9 @@ impl LeaderElector {
         i32::try_from(secs).unwrap_or(i32::MAX)
     }
 
-    /// Until leading: returns the Lease as written when it was taken.
-    async fn acquire(&self) -> Result<Lease, LeaderError> {
+    /// Until leading: returns the Lease as written when it was taken, and when that write was
+    /// sent.
+    async fn acquire(&self) -> Result<(Lease, Instant), LeaderError> {
         let mut observer = Observer::default();
         loop {
             let wait = match self.try_acquire(&mut observer).await {
@@ -348,8 +382,9 @@ impl LeaderElector {
     async fn try_acquire(
         &self,
         observer: &mut Observer,
-    ) -> Result<Result<Lease, Duration>, kube::Error> {
+    ) -> Result<Result<(Lease, Instant), Duration>, kube::Error> {
         let Some(current) = self.api.get_opt(&self.lease_name).await? else {
+            let sent = Instant::now();
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.lease_name.clone()),
@@ -359,7 +394,7 @@ impl LeaderElector {
                 spec: Some(self.held_spec(None)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(lease) => Ok(Ok(lease)),
+                Ok(lease) => Ok(Ok((lease, sent))),
                 Err(e) if is_conflict(&e) => Ok(Err(Duration::ZERO)),
                 Err(e) => Err(e),
             };
@@ -378,12 +413,13 @@ impl LeaderElector {
                 let previous = current.spec.clone().unwrap_or_default();
                 let mut lease = current;
                 lease.spec = Some(self.held_spec(Some(&previous)));
+                let sent = Instant::now();
                 match self
                     .api
                     .replace(&self.lease_name, &PostParams::default(), &lease)
                     .await
                 {
-                    Ok(lease) => Ok(Ok(lease)),
+                    Ok(lease) => Ok(Ok((lease, sent))),
                     // Another replica wrote first: look again at once.
                     Err(e) if is_conflict(&e) => Ok(Err(Duration::ZERO)),
                     Err(e) => Err(e),
@@ -419,20 +455,19 @@ impl LeaderElector {
     }
 
     /// Renews every `renew_period` until leadership is lost.
-    async fn keep_renewing(&self, mut lease: Lease) -> Lost {
-        let deadline = self.lease_duration - self.renew_period;
-        let mut renewed_at = Instant::now();
+    async fn keep_renewing(&self, mut lease: Lease, taken: Instant) -> Lost {
+        let mut clock = RenewClock::new(taken, self.lease_duration - self.renew_period);
         loop {
             tokio::time::sleep(self.renew_period).await;
-            let left = deadline.saturating_sub(renewed_at.elapsed());
-            match tokio::time::timeout(left, self.renew(&lease)).await {
+            let sent = Instant::now();
+            match tokio::time::timeout(clock.left(sent), self.renew(&lease)).await {
                 Ok(Ok(renewed)) => {
                     lease = renewed;
-                    renewed_at = Instant::now();
+                    clock.renewed(sent);
                 }
                 Ok(Err(Some(holder))) => return Lost::OtherHolder(holder),
                 Ok(Err(None)) | Err(_) => {
-                    if renewed_at.elapsed() >= deadline {
+                    if clock.passed(Instant::now()) {
                         return Lost::RenewDeadline;
                     }
                 }
@@ -562,6 +597,26 @@ mod tests {
             decide(&r, "a", t, t + Duration::from_secs(15), RETRY),
             Decision::Acquire
         );
+    }
+
+    #[test]
+    fn the_renew_deadline_counts_from_when_the_renewal_was_sent() {
+        let deadline = Duration::from_secs(13);
+        let t0 = Instant::now();
+        let mut clock = RenewClock::new(t0, deadline);
+        // A renewal sent at 2s whose answer took 10s to come back.
+        let sent = t0 + Duration::from_secs(2);
+        let answered = t0 + Duration::from_secs(12);
+        clock.renewed(sent);
+        assert_eq!(clock.left(answered), Duration::from_secs(3));
+        assert!(!clock.passed(t0 + Duration::from_secs(14)));
+        assert!(
+            clock.passed(t0 + Duration::from_secs(15)),
+            "not 13s after the answer (25s)"
+        );
+        // An answer to an older request arriving late does not move the deadline back.
+        clock.renewed(t0 + Duration::from_secs(1));
+        assert_eq!(clock.left(answered), Duration::from_secs(3));
     }
 
     #[test]

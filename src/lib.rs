@@ -2,8 +2,10 @@
 //! platform. The CRD types live in [`crd`], the controllers in [`controller`], the Entra/Graph
 //! client in [`graph`], per-tenant storage in [`storage`].
 
+pub mod bot_policy;
 pub mod conditions;
 pub mod config;
+pub mod consent_link;
 pub mod controller;
 pub mod crd;
 #[cfg(feature = "demo")]

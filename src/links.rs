@@ -179,6 +179,24 @@ impl SigningKeys {
         mac
     }
 
+    /// HMAC-SHA256 of `message` with the first key (for other signed values, e.g.
+    /// [`crate::consent_link`]; `message` must start with a domain of its own).
+    pub(crate) fn tag(&self, message: &str) -> Vec<u8> {
+        let mut mac =
+            HmacSha256::new_from_slice(&self.0[0]).expect("HMAC takes keys of any length");
+        mac.update(message.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Whether one of the keys made `tag` over `message`; each comparison in constant time.
+    pub(crate) fn verifies(&self, message: &str, tag: &[u8]) -> bool {
+        self.0.iter().any(|key| {
+            let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+            mac.update(message.as_bytes());
+            mac.verify_slice(tag).is_ok()
+        })
+    }
+
     /// A token for the Tenant `tenant` (uid `uid`) valid until `expires`, signed with the
     /// first key.
     pub fn sign(&self, tenant: &str, uid: &str, expires: Timestamp) -> String {
@@ -328,6 +346,11 @@ impl QuickStartLinks {
     /// The public base URL, without a trailing slash.
     pub fn base(&self) -> &str {
         &self.inner.base
+    }
+
+    /// How long a link stays valid (`quickStart.linkValidity`).
+    pub fn validity(&self) -> Duration {
+        self.inner.validity
     }
 
     /// The page of a token.

@@ -76,7 +76,12 @@ fn main() -> anyhow::Result<()> {
             log,
         } => {
             telemetry::init(log.log_format)?;
-            runtime()?.block_on(run(config, concurrency, http, leader))
+            let runtime = runtime()?;
+            let result = runtime.block_on(run(config, concurrency, http, leader));
+            // Whatever is still running (a connection, a blocking lookup) does not hold the
+            // exit: leadership lost must end the process promptly.
+            runtime.shutdown_timeout(EXIT_GRACE);
+            result
         }
         #[cfg(feature = "demo")]
         Command::Demo(args) => {
@@ -93,6 +98,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("starting the async runtime")
 }
+
+/// Longest the process waits for its HTTP servers and tasks once it is exiting.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// glibc's allocator arenas the process may use, unless `MALLOC_ARENA_MAX` says otherwise.
 const MALLOC_ARENAS: i32 = 2;
@@ -153,10 +161,11 @@ async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut signals = StopSignals::listen().context("listening for SIGINT and SIGTERM")?;
+    let signal_stop = stop_tx.clone();
     tokio::spawn(async move {
         let signal = signals.recv().await;
         tracing::info!(signal, "shutting down");
-        let _ = stop_tx.send(true);
+        let _ = signal_stop.send(true);
     });
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -183,18 +192,27 @@ async fn run(
     if signin.is_some() {
         tracing::info!("sign-in with Microsoft is on: /signin/start, /signin/callback");
     }
-    let public = http::public::router(http::public::PublicState {
-        client: client.clone(),
-        config: config.clone(),
-        links: links.clone(),
-        signin,
-    });
+    let limits = http_args.public_limits();
+    let public = http::public::router_with(
+        http::public::PublicState {
+            client: client.clone(),
+            config: config.clone(),
+            links: links.clone(),
+            signin,
+        },
+        &limits,
+    );
     let public = public.layer(axum::middleware::from_fn_with_state(
         metrics.clone(),
         recording_operator::metrics::count_public_request,
     ));
     let public_listener = http::bind(http_args.public_addr).await?;
-    let public_server = tokio::spawn(http::public::serve(public_listener, public, stopped()));
+    let public_server = tokio::spawn(http::public::serve_with(
+        public_listener,
+        public,
+        limits.max_connections,
+        stopped(),
+    ));
 
     let controllers = controller::run(
         controller::Parts {
@@ -219,16 +237,32 @@ async fn run(
             .elector(client.clone())?
             .with_metrics(metrics.clone());
         match elector.run_as_leader(controllers, stopped()).await? {
-            LeaderOutcome::LeadershipLost => Err(anyhow::anyhow!(
-                "leadership lost; exiting so the pod restarts as a standby"
-            )),
+            LeaderOutcome::LeadershipLost => {
+                // The controllers are stopped already; /healthz fails from now on, and the
+                // process exits without waiting for a signal.
+                state
+                    .healthy
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
+                let _ = stop_tx.send(true);
+                Err(anyhow::anyhow!(
+                    "leadership lost; exiting so the pod restarts as a standby"
+                ))
+            }
             _ => Ok(()),
         }
     } else {
         controllers.await;
         Ok(())
     };
-    let _ = server.await;
-    let _ = public_server.await;
+    // Requests in flight finish; when leadership was lost, for a short while only.
+    let servers = async {
+        let _ = server.await;
+        let _ = public_server.await;
+    };
+    if result.is_err() {
+        let _ = tokio::time::timeout(EXIT_GRACE, servers).await;
+    } else {
+        servers.await;
+    }
     result
 }

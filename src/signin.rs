@@ -1,8 +1,10 @@
 //! Sign-in with Microsoft for a tenant's administrators: OpenID Connect authorization code flow
 //! with PKCE through the platform's `login` application, against the configured authority.
 //!
-//! - `GET /signin/start?tenant=<Tenant>&return=<path>`: while the Tenant's `login` consent is
-//!   not granted, straight to its admin-consent link (the admin grants it first); otherwise a
+//! - `GET /signin/start?tenant=<Tenant>&return=<path>`: with Quick Start links, `return` must
+//!   be a valid Quick Start link of that Tenant (else the one refusal, whether the Tenant exists
+//!   or not). While the Tenant's `login` consent is not granted, straight to its
+//!   admin-consent link (the admin grants it first; its state brings them back); otherwise a
 //!   short-lived signed flow cookie (state, nonce, PKCE verifier) and the authorization request
 //!   at `{authority}/organizations/oauth2/v2.0/authorize`.
 //! - `GET /signin/callback`: the state must match the flow cookie; `consent_required` leads to
@@ -242,6 +244,9 @@ fn admits(claims: &IdClaims, facts: &TenantFacts, nonce: &str) -> Result<String,
 #[derive(Clone)]
 pub struct SignIn {
     inner: Arc<Inner>,
+    /// The Quick Start links' keys: the `login` consent link sent from a page carries that
+    /// page in its signed state, so the admin comes back to it after consenting.
+    links: Option<crate::links::QuickStartLinks>,
 }
 
 struct Inner {
@@ -256,6 +261,11 @@ struct StartQuery {
     tenant: String,
     #[serde(rename = "return", default)]
     return_to: Option<String>,
+    /// Set by the consent callback right after an admin consent: no detour through the
+    /// `login` consent even if the Tenant's status has not caught up yet (if the consent is
+    /// in fact missing, Microsoft answers `consent_required` and the callback leads to it).
+    #[serde(default)]
+    consented: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -359,6 +369,7 @@ impl SignIn {
                 secure,
                 tenants: Api::all(client),
             }),
+            links: None,
         })
     }
 
@@ -378,6 +389,59 @@ impl SignIn {
         q.append_pair("tenant", tenant)
             .append_pair("return", return_to);
         format!("/signin/start?{}", q.finish())
+    }
+
+    /// Sign-in whose `login` consent links return to the Quick Start page signed by `links`.
+    pub fn with_links(mut self, links: Option<crate::links::QuickStartLinks>) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// [`SignIn::start_url`] for an admin who has just given an admin consent.
+    pub fn start_url_after_consent(tenant: &str, return_to: &str) -> String {
+        format!("{}&consented=1", Self::start_url(tenant, return_to))
+    }
+
+    /// The `login` consent link `consent`, its state carrying the Quick Start page
+    /// `return_to` when it is one (else the link as it is).
+    async fn consent_returning_to(&self, consent: &str, return_to: &str) -> String {
+        let (Some(links), Some(page)) =
+            (&self.links, return_to.strip_prefix(crate::links::PAGE_PATH))
+        else {
+            return consent.to_owned();
+        };
+        match links.keys().await {
+            Ok(keys) => crate::consent_link::returning_to_page(
+                consent,
+                &keys,
+                page,
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+            Err(_) => consent.to_owned(),
+        }
+    }
+
+    /// Whether `return_to` may follow a sign-in for `tenant`: with Quick Start links, only that
+    /// Tenant's page under a token that verifies; without them, any local path.
+    async fn opens_page(&self, tenant: &Tenant, return_to: &str) -> bool {
+        let Some(links) = &self.links else {
+            return true;
+        };
+        let name = kube::ResourceExt::name_any(tenant);
+        let uid = tenant.metadata.uid.as_deref().unwrap_or_default();
+        let Some(token) = return_to
+            .strip_prefix(crate::links::PAGE_PATH)
+            .and_then(crate::links::Token::parse)
+            .filter(|t| t.tenant() == name)
+        else {
+            return false;
+        };
+        match links.keys().await {
+            Ok(keys) => {
+                !uid.is_empty() && token.verify(&keys, uid, k8s_openapi::jiff::Timestamp::now())
+            }
+            Err(_) => false,
+        }
     }
 
     /// `/signin/start` and `/signin/callback`.
@@ -476,12 +540,25 @@ async fn start(State(signin): State<SignIn>, Query(q): Query<StartQuery>) -> Res
     else {
         return refuse("the return path is not local");
     };
-    let Some(facts) = signin.facts(&q.tenant).await else {
-        return refuse("no such Tenant, or its tenant id is not known yet");
+    let Some(found) = signin.inner.tenants.get_opt(&q.tenant).await.ok().flatten() else {
+        return refuse("no such Tenant");
     };
-    if let Some(consent) = &facts.login_consent_url {
-        // The login application must be consented to before anybody can sign in through it.
-        return redirect(consent, &[]);
+    if !signin.opens_page(&found, &return_to).await {
+        // With Quick Start links, sign-in starts only from a valid link of this Tenant: the
+        // answer tells nobody else whether the Tenant exists.
+        return refuse("the return path is not a valid Quick Start link of this Tenant");
+    }
+    let Some(facts) = TenantFacts::of(&found) else {
+        return refuse("the Tenant's tenant id is not known yet");
+    };
+    if let Some(consent) = facts
+        .login_consent_url
+        .as_deref()
+        .filter(|_| q.consented.is_none())
+    {
+        // The login application must be consented to before anybody can sign in through it;
+        // the consent callback brings the admin back here, to the same page.
+        return redirect(&signin.consent_returning_to(consent, &return_to).await, &[]);
     }
     let (challenge, verifier) = oauth2::PkceCodeChallenge::new_random_sha256();
     let flow = Flow {
@@ -537,7 +614,8 @@ async fn callback(
     let clear_flow = set_cookie(FLOW_COOKIE, "", Duration::ZERO, signin.inner.secure);
     if q.error.as_deref() == Some("consent_required") {
         if let Some(consent) = &facts.login_consent_url {
-            return redirect(consent, &[clear_flow]);
+            let consent = signin.consent_returning_to(consent, &flow.return_to).await;
+            return redirect(&consent, &[clear_flow]);
         }
     }
     let Some(code) = q.code.as_deref().filter(|_| q.error.is_none()) else {

@@ -50,12 +50,16 @@ async fn default_values_render_the_objects_of_deploy() {
         objects,
         [
             "ClusterRole/rec",
+            "ClusterRole/rec-tenant",
             "ClusterRoleBinding/rec",
             "ConfigMap/rec-config",
             "Deployment/rec",
+            "NetworkPolicy/rec",
             "PodDisruptionBudget/rec",
             "Role/rec-leader-election",
+            "Role/rec-secrets",
             "RoleBinding/rec-leader-election",
+            "RoleBinding/rec-secrets",
             "Service/rec-metrics",
             "Service/rec-public",
             "ServiceAccount/rec",
@@ -307,9 +311,46 @@ async fn helm_installs_upgrades_reports_and_uninstalls_the_chart() {
     let cluster_role = sim
         .get_json("rbac.authorization.k8s.io/v1", "clusterroles", "", "rec")
         .unwrap();
+    // deploy/'s rules, with the tenant ClusterRole's name the release gives it.
+    let deploy_rules_named = |kind: &str, name: &str| -> Value {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(root.join("deploy/rbac.yaml")).unwrap();
+        let rules = helm::split_documents(&text)
+            .unwrap()
+            .into_iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap()["rules"]
+            .to_string()
+            .replace("recording-operator-tenant", "rec-tenant");
+        serde_json::from_str(&rules).unwrap()
+    };
     assert_eq!(
         cluster_role["rules"],
-        deploy_rules("rbac.yaml", "ClusterRole")
+        deploy_rules_named("ClusterRole", "recording-operator")
+    );
+    let tenant_role = sim
+        .get_json(
+            "rbac.authorization.k8s.io/v1",
+            "clusterroles",
+            "",
+            "rec-tenant",
+        )
+        .unwrap();
+    assert_eq!(
+        tenant_role["rules"],
+        deploy_rules_named("ClusterRole", "recording-operator-tenant")
+    );
+    let secrets_role = sim
+        .get_json(
+            "rbac.authorization.k8s.io/v1",
+            "roles",
+            "platform",
+            "rec-secrets",
+        )
+        .unwrap();
+    assert_eq!(
+        secrets_role["rules"],
+        deploy_rules_named("Role", "recording-operator-secrets")
     );
     let role = sim
         .get_json(
@@ -504,4 +545,57 @@ async fn the_operator_reads_the_arguments_and_values_the_manifests_pass() {
         flags.config,
         PathBuf::from("/etc/recording-operator/config.yaml")
     );
+}
+
+/// The NetworkPolicy of deploy/ and of the chart selects the operator's pods and lets in the
+/// ports they listen on, by the names their container gives them; the chart can leave it out.
+#[tokio::test]
+async fn the_network_policy_selects_the_operator_and_admits_its_listeners() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/networkpolicy.yaml")).unwrap();
+    let deploy_policy = helm::split_documents(&text).unwrap().remove(0);
+    let chart = render(json!({})).await;
+    for (policy, deployment) in [
+        (&deploy_policy, &deploy_deployment()),
+        (
+            find(&chart, "NetworkPolicy").unwrap(),
+            find(&chart, "Deployment").unwrap(),
+        ),
+    ] {
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        for (key, value) in policy["spec"]["podSelector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(&pod_labels[key], value, "{key}");
+        }
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        let container_ports: Vec<&Value> = deployment["spec"]["template"]["spec"]["containers"][0]
+            ["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["name"])
+            .collect();
+        let admitted: Vec<&Value> = policy["spec"]["ingress"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|rule| rule["ports"].as_array().unwrap())
+            .map(|p| &p["port"])
+            .collect();
+        assert_eq!(
+            admitted.len(),
+            container_ports.len(),
+            "every listener and nothing else"
+        );
+        for port in admitted {
+            assert!(
+                container_ports.contains(&port),
+                "{port} is a container port"
+            );
+        }
+    }
+    let without = render(json!({"networkPolicy": {"enabled": false}})).await;
+    assert!(find(&without, "NetworkPolicy").is_none());
 }

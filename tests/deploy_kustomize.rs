@@ -41,6 +41,10 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
         .clone();
     let mut expected = vec![
         "ClusterRole/recording-operator".to_owned(),
+        "ClusterRole/recording-operator-tenant".to_owned(),
+        "NetworkPolicy/recording-operator".to_owned(),
+        "Role/recording-operator-secrets".to_owned(),
+        "RoleBinding/recording-operator-secrets".to_owned(),
         "ClusterRoleBinding/recording-operator".to_owned(),
         config_map.clone(),
         "CustomResourceDefinition/consentgrants.recording.m365.io".to_owned(),

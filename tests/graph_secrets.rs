@@ -98,8 +98,10 @@ async fn a_consent_is_checked_with_a_secret_from_the_cluster() {
     let aad = seed.app("rec-aad").unwrap();
     secret_in_cluster(&client, &[("directory", aad.secrets[0].value.as_str())]).await;
 
+    // The operator reads Secrets of its own namespace only.
     let mut config = OperatorConfig {
         consent_redirect_uri: Some("https://operator.example.com/consent/callback".into()),
+        operator_namespace: "recording-operator".into(),
         ..OperatorConfig::default()
     };
     config.cloud.authority_host = Some(m365.url());

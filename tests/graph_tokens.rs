@@ -17,6 +17,7 @@ use common::secrets::MapSecrets;
 
 const HOME: &str = "9f8e7d6c-5b4a-4321-8fed-cba987654321";
 const CONTOSO: &str = "c0275050-0000-4000-8000-00000000c0c0";
+const FOREIGN: &str = "FOREIGN";
 
 struct World {
     sim: M365Sim,
@@ -54,6 +55,8 @@ async fn world(granted_interval: Option<Duration>) -> World {
         consent.client_secret = Some(SecretRef::Env(key.to_string()));
         secrets.insert(key.to_string(), app.secrets[0].value.clone());
     }
+    // A client secret someone else names for a platform app's id (a RecordingService's).
+    secrets.insert(FOREIGN.into(), "N0t~the.app-secret".into());
     let checker = ConsentChecker::new(&config, Arc::new(MapSecrets(secrets))).expect("checker");
     World {
         sim,
@@ -155,4 +158,49 @@ async fn a_granted_tenant_polled_within_the_token_lifetime_keeps_its_token() {
     let next = w.checker.check_now(CONTOSO, &specs).await;
     assert!(all_granted(&next));
     assert_eq!(w.token_requests(), 0);
+}
+
+/// A RecordingService whose `clientId` is a platform app's id, with a client secret of its
+/// own: its check asks for a token with that secret, and neither evicts nor borrows the
+/// platform's cached token for the app.
+#[tokio::test]
+async fn a_token_with_someone_elses_secret_leaves_the_platforms_token_alone() {
+    let w = world(None).await;
+    let specs = w.pro_specs();
+    w.grant("directory");
+    let first = w.checker.check(CONTOSO, &specs).await;
+    assert!(!all_granted(&first));
+    assert_eq!(
+        w.checker.tokens().cached(),
+        1,
+        "the directory token is kept"
+    );
+
+    w.sim.reset_counts();
+    let directory_app = w.config.consents["directory"].app_id.clone();
+    let foreign = SecretRef::Env(FOREIGN.into());
+    let tokens = w.checker.tokens();
+    tokens.invalidate_foreign(CONTOSO, &directory_app, &foreign);
+    let refused = tokens
+        .foreign_token(CONTOSO, &directory_app, &foreign)
+        .await
+        .expect_err("the wrong secret gets no token");
+    assert!(
+        !refused.to_string().contains("N0t~the.app-secret"),
+        "{refused}"
+    );
+    assert_eq!(
+        w.token_requests(),
+        1,
+        "asked with its own secret, not served from cache"
+    );
+
+    w.sim.reset_counts();
+    let next = w.checker.check_now(CONTOSO, &specs).await;
+    assert!(!all_granted(&next));
+    assert_eq!(
+        w.token_requests(),
+        0,
+        "the platform's cached token survived the other credential's check"
+    );
 }

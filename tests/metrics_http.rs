@@ -12,6 +12,7 @@ async fn probes_metrics_and_merged_routes_are_served_until_shutdown() {
     let metrics = Metrics::default();
     let state = HttpState::new(metrics.clone());
     let ready = state.ready.clone();
+    let state_healthy = state.healthy.clone();
     let router = http::router(state)
         .merge(axum::Router::new().route("/consent/callback", get(|| async { "callback" })));
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -34,6 +35,17 @@ async fn probes_metrics_and_merged_routes_are_served_until_shutdown() {
     let readyz = get("/readyz").await.unwrap();
     assert_eq!(readyz.status(), 200);
     assert_eq!(readyz.text().await.unwrap(), "ready\n");
+
+    // Leadership lost: the liveness probe fails from that moment.
+    let healthy = state_healthy.clone();
+    healthy.store(false, Ordering::Release);
+    let healthz = get("/healthz").await.unwrap();
+    assert_eq!(healthz.status(), 503);
+    assert_eq!(
+        healthz.text().await.unwrap(),
+        "unhealthy: leadership lost\n"
+    );
+    healthy.store(true, Ordering::Release);
 
     drop(metrics.reconcile_started("tenant"));
     let scrape = get("/metrics").await.unwrap();

@@ -119,7 +119,7 @@ fn tenant_yaml(name: &str, domain: &str, license: &str) -> String {
     )
 }
 
-const SERVICE: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: contoso-app\n  namespace: tenant-contoso\nstringData:\n  value: \"contoso-app-secret-value\"\n---\n\
+const SERVICE: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: contoso-app\n  namespace: tenant-contoso\n  labels:\n    recording.m365.io/bot-secret: \"true\"\nstringData:\n  value: \"contoso-app-secret-value\"\n---\n\
 apiVersion: recording.m365.io/v1alpha1\nkind: RecordingService\nmetadata:\n  name: main\n  namespace: tenant-contoso\nspec:\n  tenantRef: contoso\n  shortName: contoso-main\n  licensedUsers: 10\n  \
 appRegistration:\n    tenantId: 5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d\n    clientId: 6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7\n    clientSecretRef:\n      name: contoso-app\n      key: value\n";
 

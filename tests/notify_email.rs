@@ -303,9 +303,23 @@ async fn the_contacts_get_the_onboarding_and_live_e_mails_once_across_an_operato
         4,
         "Essentials: four mandatory consents"
     );
+    let keys = h.platform.links().unwrap().keys().await.unwrap();
+    let grants = h.grants("contoso").await;
     for c in &status.consents {
         let url = c.consent_url.as_deref().unwrap();
         assert!(text.contains(url), "text part has {url}");
+        // Its state is the operator's signed one, naming the grant.
+        let state = recording_operator::consent_link::state_of(url).unwrap();
+        let grant = recording_operator::consent_link::open(&keys, &state, Timestamp::now())
+            .unwrap_or_else(|| panic!("{url} carries a signed state"));
+        let named = grants
+            .iter()
+            .find(|g| g.spec.consent == c.name)
+            .and_then(|g| g.metadata.name.clone());
+        assert_eq!(
+            (grant.namespace.as_str(), Some(grant.name)),
+            ("tenant-contoso", named)
+        );
         assert!(
             html.contains(&url.replace('&', "&amp;")),
             "HTML part has {url}"

@@ -334,90 +334,92 @@ fn grant_essentials_consents(h: &Harness) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grant_no_tenant_covers_says_why_and_is_checked_once_its_tenant_exists() {
-    // Grants made by hand outside a Tenant's namespace: one naming a Tenant that does not
-    // exist yet, one naming Fabrikam (onboarded, everything granted).
+async fn grants_outside_their_tenant_or_for_another_app_are_not_checked() {
+    // Grants made by hand: outside a Tenant's namespace (one naming a Tenant that does not
+    // exist, one naming Fabrikam, onboarded with everything granted), and one in Fabrikam's
+    // namespace that names the directory application for its recording consent. None is
+    // checked with the platform's tokens; each says why.
     let h = Harness::start().await;
     onboard_fabrikam_with_every_consent_granted(&h).await;
-    let template = h
-        .grants("fabrikam")
-        .await
-        .into_iter()
+    let granted = h.grants("fabrikam").await;
+    let template = granted
+        .iter()
         .find(|g| g.spec.consent == "recording")
         .expect("recording grant");
-    let api: kube::Api<recording_operator::crd::ConsentGrant> =
-        kube::Api::namespaced(h.client(), "default");
-    for (name, tenant) in [
-        ("contoso-recording", "contoso"),
-        ("fabrikam-recording", "fabrikam"),
-    ] {
+    let directory_app = granted
+        .iter()
+        .find(|g| g.spec.consent == "directory")
+        .expect("directory grant")
+        .spec
+        .app_id
+        .clone();
+    let checks_before = h.platform.m365.counts().total.graph_requests();
+    let create = |namespace: &'static str, name: &'static str, tenant: &'static str, app: &str| {
         let mut spec = template.spec.clone();
         spec.tenant_ref = tenant.into();
-        let grant = recording_operator::crd::ConsentGrant::new(name, spec);
-        api.create(&Default::default(), &grant).await.unwrap();
-    }
-    let reason = |g: &recording_operator::crd::ConsentGrant| {
+        spec.app_id = app.into();
+        let api: kube::Api<recording_operator::crd::ConsentGrant> =
+            kube::Api::namespaced(h.client(), namespace);
+        async move {
+            let grant = recording_operator::crd::ConsentGrant::new(name, spec);
+            api.create(&Default::default(), &grant).await.unwrap();
+            api
+        }
+    };
+    let app = template.spec.app_id.clone();
+    let default = create("default", "contoso-recording", "contoso", &app).await;
+    create("default", "fabrikam-recording", "fabrikam", &app).await;
+    let fabrikam = create("tenant-fabrikam", "borrowed", "fabrikam", &directory_app).await;
+    let ready = |g: &recording_operator::crd::ConsentGrant| {
         g.status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
-    let get = |name: &'static str| {
+    let not_checked = |api: &kube::Api<recording_operator::crd::ConsentGrant>,
+                       name: &'static str| {
         let api = api.clone();
-        move || {
-            let api = api.clone();
-            async move { api.get_opt(name).await.ok().flatten() }
+        async move {
+            common::wait_for(
+                T,
+                || async { api.get_opt(name).await.ok().flatten() },
+                |g| ready(g).is_some(),
+                name,
+            )
+            .await
         }
     };
-    let orphan = common::wait_for(
-        T,
-        get("contoso-recording"),
-        |g| reason(g).is_some(),
-        "contoso-recording status",
-    )
-    .await;
+    for (api, name, tenant) in [
+        (&default, "contoso-recording", "contoso"),
+        (&default, "fabrikam-recording", "fabrikam"),
+    ] {
+        let grant = not_checked(api, name).await;
+        let (reason, message) = ready(&grant).unwrap();
+        assert_eq!(reason, "NotChecked", "{name}");
+        assert_eq!(
+            message,
+            format!(
+                "not checked: a ConsentGrant of Tenant {tenant:?} is checked only in the Tenant's namespace \"tenant-{tenant}\", and this one is in \"default\""
+            )
+        );
+        let status = grant.status.unwrap();
+        assert_eq!(status.state, Some(ConsentState::Pending), "{name}");
+        assert_eq!(status.consent_url, None, "{name}: no link to consent to");
+    }
+    let borrowed = not_checked(&fabrikam, "borrowed").await;
+    let (reason, message) = ready(&borrowed).unwrap();
+    assert_eq!(reason, "NotChecked");
+    assert!(
+        message.contains(&format!(
+            "spec.appId {directory_app:?} is not the application"
+        )),
+        "{message}"
+    );
+    // Fabrikam's own grants stay granted, and nothing was asked of Graph for the three.
+    h.wait_health("fabrikam", T, Health::Ok).await;
     assert_eq!(
-        reason(&orphan),
-        Some((
-            "TenantNotReady".to_string(),
-            r#"Tenant "contoso" does not exist"#.to_string()
-        ))
-    );
-    let checked = common::wait_for(
-        T,
-        get("fabrikam-recording"),
-        |g| g.status.as_ref().and_then(|s| s.state) == Some(ConsentState::Granted),
-        "fabrikam-recording granted",
-    )
-    .await;
-    let url = checked.status.unwrap().consent_url.unwrap();
-    assert!(
-        url.contains(&format!("/{FABRIKAM_ID}/v2.0/adminconsent?")),
-        "{url}"
-    );
-
-    // Contoso's Tenant arrives: the grant stops waiting and is checked (nothing granted).
-    h.apply(&tenant_yaml(
-        "contoso",
-        "contoso.onmicrosoft.com",
-        "Essentials",
-    ))
-    .await;
-    let checked = common::wait_for(
-        T,
-        get("contoso-recording"),
-        |g| reason(g).is_some_and(|(r, _)| r != "TenantNotReady"),
-        "contoso-recording checked",
-    )
-    .await;
-    let status = checked.status.unwrap();
-    assert_eq!(status.state, Some(ConsentState::Pending));
-    assert!(
-        status
-            .consent_url
-            .unwrap()
-            .contains("/5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d/v2.0/adminconsent?"),
-        "contoso's consent link"
+        h.platform.m365.counts().total.graph_requests(),
+        checks_before
     );
     h.stop().await;
 }
@@ -821,6 +823,81 @@ async fn the_consent_redirect_rechecks_at_once_and_metrics_count_it() {
     assert!(
         text.contains("recording_operator_reconcile_duration_seconds_bucket"),
         "{text}"
+    );
+    h.stop().await;
+}
+
+/// A namespace `tenant-<name>` someone else made is not taken over (a force apply would, and
+/// garbage collection would then delete it with the Tenant): the Tenant says so, nothing is
+/// applied there, and labelling the namespace with the Tenant's uid hands it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_someone_else_made_is_not_adopted() {
+    use k8s_openapi::api::core::v1::{Namespace, ResourceQuota};
+    use kube::api::{Api, Patch, PatchParams};
+    use kube::ResourceExt;
+    use recording_operator::crd::TENANT_UID_LABEL;
+
+    let h = Harness::start().await;
+    h.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tenant-contoso\n  labels:\n    team: payments\n")
+        .await;
+    h.apply(&tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+    ))
+    .await;
+    let refused = h.wait_ready_reason("contoso", T, "NamespaceNotOwned").await;
+    let uid = refused.uid().unwrap();
+    let ready = refused
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        ready.contains("\"tenant-contoso\" already exists")
+            && ready.contains(&format!("{TENANT_UID_LABEL}={uid}")),
+        "{ready}"
+    );
+    let namespaces: Api<Namespace> = Api::all(h.client());
+    let ns = namespaces.get("tenant-contoso").await.unwrap();
+    assert!(ns.owner_references().is_empty(), "{ns:?}");
+    assert_eq!(ns.labels().get(TENANT_UID_LABEL), None);
+    let quotas: Api<ResourceQuota> = Api::namespaced(h.client(), "tenant-contoso");
+    assert!(quotas
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(h.grants("contoso").await.is_empty());
+
+    // Its owner hands it over: the Tenant provisions it as its own.
+    namespaces
+        .patch(
+            "tenant-contoso",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {TENANT_UID_LABEL: uid}}})),
+        )
+        .await
+        .unwrap();
+    h.wait_consent_links("contoso", Duration::from_secs(60))
+        .await;
+    assert_eq!(h.grants("contoso").await.len(), 4);
+    let ns = namespaces.get("tenant-contoso").await.unwrap();
+    assert_eq!(
+        ns.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("recording-operator")
+    );
+    assert_eq!(
+        ns.labels().get("team").map(String::as_str),
+        Some("payments")
     );
     h.stop().await;
 }

@@ -70,6 +70,7 @@ impl Fixture {
                 AccountConfig {
                     endpoint: azurite.account_endpoint(region).unwrap(),
                     credential: SecretRef::Env(var),
+                    signing_key: None,
                 },
             );
         }

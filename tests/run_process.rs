@@ -76,6 +76,14 @@ impl Replica {
     }
 }
 
+/// A replica left running by a failed test is stopped with it.
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A directory with the operator's kubeconfig and configuration file for the simulators.
 fn operator_files(h: &Harness, name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
@@ -107,14 +115,10 @@ fn tenant(name: &str, domain: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
-    // The simulators only: the operators under test are the two processes below.
-    let h = Harness::start_simulators().await;
-    let dir = operator_files(&h, "run-process");
-
-    let mut a = Replica::start(&dir, "replica-a");
-    let mut b = Replica::start(&dir, "replica-b");
+/// Two replicas started at once, once exactly one of them leads: (leader, standby).
+async fn two_replicas(dir: &std::path::Path) -> (Replica, Replica) {
+    let a = Replica::start(dir, "replica-a");
+    let b = Replica::start(dir, "replica-b");
     let leaders = common::wait_for(
         Duration::from_secs(30),
         || async { Some((a.leading().await, b.leading().await)) },
@@ -127,11 +131,20 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
         "exactly one leader",
     )
     .await;
-    let (leader, standby) = if leaders.0 == Some(true) {
-        (&mut a, &mut b)
+    if leaders.0 == Some(true) {
+        (a, b)
     } else {
-        (&mut b, &mut a)
-    };
+        (b, a)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
+    // The simulators only: the operators under test are the two processes below.
+    let h = Harness::start_simulators().await;
+    let dir = operator_files(&h, "run-process");
+
+    let (mut leader, mut standby) = two_replicas(&dir).await;
 
     onboard(&h, "contoso").await;
 
@@ -206,6 +219,69 @@ async fn two_replicas_one_leader_and_a_handover_when_it_dies() {
     let _ = leader.child.wait();
     standby.wait_leading("the standby leads").await;
     onboard(&h, "fabrikam").await;
+
+    let _ = standby.child.kill();
+    let _ = standby.child.wait();
+    h.stop().await;
+}
+
+/// Waits for the process to exit by itself; its exit status.
+async fn exited(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process still runs after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_taken_over_exits_and_the_other_replica_leads() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    let h = Harness::start_simulators().await;
+    let dir = operator_files(&h, "run-process-lease-lost");
+    let (mut leader, mut standby) = two_replicas(&dir).await;
+
+    // A third party writes the Lease: another holder, renewed now, valid for 4 s.
+    let leases: kube::Api<Lease> =
+        kube::Api::namespaced(h.client(), recording_operator::demo::OPERATOR_NAMESPACE);
+    let mut lease = leases.get("recording-operator").await.unwrap();
+    let spec = lease.spec.as_mut().unwrap();
+    spec.holder_identity = Some("intruder".into());
+    spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+    spec.lease_duration_seconds = Some(4);
+    leases
+        .replace("recording-operator", &Default::default(), &lease)
+        .await
+        .unwrap();
+
+    // The loser notices at its next renewal (every second) and exits non-zero by itself.
+    let status = exited(&mut leader.child, Duration::from_secs(10)).await;
+    assert!(!status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&leader.log).unwrap();
+    assert!(
+        log.contains("leadership lost: another replica holds the Lease"),
+        "{log}"
+    );
+
+    // The intruder never renews: the other replica takes the Lease and reconciles a new Tenant.
+    standby.wait_leading("the other replica leads").await;
+    onboard(&h, "contoso").await;
+    let holder = leases
+        .get("recording-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .holder_identity;
+    assert_ne!(holder.as_deref(), Some("intruder"));
 
     let _ = standby.child.kill();
     let _ = standby.child.wait();

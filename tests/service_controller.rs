@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{ready_status, wait_for, Harness};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -75,7 +75,7 @@ fn app_registration(secret: &str) -> String {
 
 fn secret_yaml(name: &str, namespace: &str, value: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\nstringData:\n  value: \"{value}\"\n"
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels:\n    recording.m365.io/bot-secret: \"true\"\nstringData:\n  value: \"{value}\"\n"
     )
 }
 
@@ -162,8 +162,8 @@ fn has_condition(service: &RecordingService, type_: &str, status: &str, reason: 
     condition(service, type_).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
-async fn deployment_names(h: &Harness, namespace: &str) -> Vec<String> {
-    let api: Api<Deployment> = Api::namespaced(h.client(), namespace);
+async fn bot_names(h: &Harness, namespace: &str) -> Vec<String> {
+    let api: Api<StatefulSet> = Api::namespaced(h.client(), namespace);
     let mut names: Vec<String> = api
         .list(&Default::default())
         .await
@@ -224,7 +224,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     for c in &status.conditions {
         assert_eq!(c.observed_generation, service.metadata.generation, "{c:?}");
     }
-    assert_eq!(deployment_names(&h, ns).await, ["main-hue"]);
+    assert_eq!(bot_names(&h, ns).await, ["main-hue"]);
 
     let metrics = h.metrics.encode();
     assert!(
@@ -263,7 +263,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     );
 
     // The bot: owned by the service, labelled, hardened, default image and resources.
-    let deployment = Api::<Deployment>::namespaced(h.client(), ns)
+    let deployment = Api::<StatefulSet>::namespaced(h.client(), ns)
         .get("main-hue")
         .await
         .unwrap();
@@ -283,40 +283,120 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     }
     let spec = deployment.spec.unwrap();
     assert_eq!(spec.replicas, Some(1));
+    assert_eq!(spec.service_name.as_deref(), Some("main-hue-pods"));
+    let strategy = spec.update_strategy.unwrap();
+    assert_eq!(
+        strategy.rolling_update.unwrap().max_unavailable,
+        Some(IntOrString::Int(1)),
+        "one instance at a time"
+    );
     let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.os.unwrap().name, "windows");
+    assert_eq!(pod.node_selector.unwrap()["kubernetes.io/os"], "windows");
+    assert_eq!(
+        pod.termination_grace_period_seconds,
+        Some(15 * 3600),
+        "hours for the calls to end"
+    );
     assert!(
         pod.affinity.is_none(),
         "a single bot needs no anti-affinity"
     );
     let pod_security = pod.security_context.unwrap();
-    assert_eq!(pod_security.run_as_non_root, Some(true));
     assert_eq!(
-        pod_security.seccomp_profile.unwrap().type_,
-        "RuntimeDefault"
+        pod_security
+            .windows_options
+            .unwrap()
+            .run_as_user_name
+            .as_deref(),
+        Some("ContainerAdministrator")
     );
+    assert!(pod_security.run_as_user.is_none() && pod_security.seccomp_profile.is_none());
     let container = &pod.containers[0];
     assert_eq!(
         container.image.as_deref(),
         Some(recording_operator::controller::service::DEFAULT_BOT_IMAGE)
     );
-    let security = container.security_context.clone().unwrap();
-    assert_eq!(security.read_only_root_filesystem, Some(true));
-    assert_eq!(security.allow_privilege_escalation, Some(false));
-    assert_eq!(
-        security.capabilities.unwrap().drop,
-        Some(vec!["ALL".to_string()])
-    );
+    assert!(container.liveness_probe.is_none(), "no restart mid-call");
+    let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
+    assert_eq!(readiness.path.as_deref(), Some("/health"));
+    let pre_stop = container.lifecycle.clone().unwrap().pre_stop.unwrap();
+    assert!(pre_stop
+        .exec
+        .unwrap()
+        .command
+        .unwrap()
+        .join(" ")
+        .contains("http://localhost:9442/calls"));
     let resources = container.resources.clone().unwrap();
-    assert_eq!(resources.requests.unwrap()["memory"].0, "512Mi");
-    assert_eq!(resources.limits.unwrap()["cpu"].0, "2");
-    assert!(
-        !container
-            .env
-            .as_ref()
+    assert_eq!(resources.requests.unwrap()["memory"].0, "4Gi");
+    assert_eq!(resources.limits.unwrap()["cpu"].0, "4");
+    // The platform application's client secret, from the service's credentials Secret.
+    let secret_env = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "AZURE_CLIENT_SECRET")
+        .cloned()
+        .unwrap();
+    assert!(secret_env.value.is_none());
+    let reference = secret_env.value_from.unwrap().secret_key_ref.unwrap();
+    assert_eq!(
+        (reference.name.as_str(), reference.key.as_str()),
+        ("main-bot-credentials", "primaryClientSecret")
+    );
+    let copied = Api::<Secret>::namespaced(h.client(), ns)
+        .get("main-bot-credentials")
+        .await
+        .unwrap();
+    let app_id = &h.platform.config.consents["recording"].app_id;
+    let platform_secret = &h
+        .platform
+        .seed
+        .apps
+        .iter()
+        .find(|a| &a.app_id == app_id)
+        .unwrap()
+        .secrets[0]
+        .value;
+    assert_eq!(
+        copied.data.unwrap()["primaryClientSecret"].0,
+        platform_secret.as_bytes(),
+        "the platform application's own secret"
+    );
+    let configs = serde_json::to_string(
+        &Api::<ConfigMap>::namespaced(h.client(), ns)
+            .list(&Default::default())
+            .await
             .unwrap()
-            .iter()
-            .any(|e| e.name == "AZURE_CLIENT_SECRET"),
-        "no app registration, no secret"
+            .items,
+    )
+    .unwrap();
+    assert!(
+        !configs.contains(platform_secret.as_str()),
+        "never in a ConfigMap"
+    );
+    let elsewhere = serde_json::to_string(
+        &Api::<StatefulSet>::namespaced(h.client(), ns)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items,
+    )
+    .unwrap()
+        + &serde_json::to_string(
+            &Api::<Event>::all(h.client())
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items,
+        )
+        .unwrap()
+        + &common::captured_logs();
+    assert!(
+        !elsewhere.contains(platform_secret.as_str()),
+        "the copied secret is in no StatefulSet, Event or log line"
     );
 
     // The bot configuration: tenant id, retention, compliance, short name, licensed users.
@@ -350,7 +430,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
         .iter()
         .map(|p| p.port)
         .collect();
-    assert_eq!(ports, [9441, 8445]);
+    assert_eq!(ports, [9441]);
     Api::<PodDisruptionBudget>::namespaced(h.client(), ns)
         .get("main-hue")
         .await
@@ -361,11 +441,83 @@ async fn an_essentials_service_runs_one_hardened_bot() {
         .unwrap()
         .spec
         .unwrap();
-    let egress = serde_json::to_string(&policy.egress).unwrap();
-    assert!(egress.contains("443") && egress.contains("53"), "{egress}");
+    let egress = serde_json::to_value(&policy.egress).unwrap();
+    let ports: Vec<(String, i64, Option<i64>)> = egress
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().clone())
+        .map(|p| {
+            (
+                p["protocol"].as_str().unwrap().to_string(),
+                p["port"].as_i64().unwrap(),
+                p["endPort"].as_i64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("TCP".to_string(), 443, None),
+            ("UDP".to_string(), 53, None),
+            ("TCP".to_string(), 53, None),
+            ("TCP".to_string(), 5060, None),
+            ("TCP".to_string(), 5061, None),
+            ("UDP".to_string(), 10000, Some(20000)),
+        ],
+        "HTTPS, DNS and Teams signalling and media, nothing else"
+    );
 
-    // A bot Deployment deleted by hand is back at once, not after the next resync.
-    let deployments: Api<Deployment> = Api::namespaced(h.client(), ns);
+    // The instance's media: its own LoadBalancer Service, its address in the media ConfigMap.
+    let media = Api::<Service>::namespaced(h.client(), ns)
+        .get("main-hue-0-media")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(media.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        media.selector.unwrap()["statefulset.kubernetes.io/pod-name"],
+        "main-hue-0"
+    );
+    let port = &media.ports.unwrap()[0];
+    assert_eq!(
+        (port.port, port.target_port.clone()),
+        (20100, Some(IntOrString::Int(8445)))
+    );
+    let addresses = wait_for(
+        T,
+        || async {
+            let cm = Api::<ConfigMap>::namespaced(h.client(), ns)
+                .get("main-bot-media")
+                .await
+                .ok()?;
+            let file: Value = serde_json::from_str(&cm.data?["instances.json"]).ok()?;
+            Some(file)
+        },
+        |file| file["main-hue-0"]["publicIp"].is_string(),
+        "the assigned address reaches the instance's entry",
+    )
+    .await;
+    assert_eq!(addresses["main-hue-0"]["publicPort"], 20100);
+    assert_eq!(addresses["main-hue-0"]["internalPort"], 8445);
+    let assigned = Api::<Service>::namespaced(h.client(), ns)
+        .get("main-hue-0-media")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .load_balancer
+        .unwrap()
+        .ingress
+        .unwrap()[0]
+        .ip
+        .clone()
+        .unwrap();
+    assert_eq!(addresses["main-hue-0"]["publicIp"], assigned.as_str());
+
+    // A bot StatefulSet deleted by hand is back at once, not after the next resync.
+    let deployments: Api<StatefulSet> = Api::namespaced(h.client(), ns);
     let old_uid = deployments.get("main-hue").await.unwrap().metadata.uid;
     deployments
         .delete("main-hue", &Default::default())
@@ -402,7 +554,7 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         "fabrikam",
         "Fabrikam",
         500,
-        "  bot:\n    image: registry.example.com/bot:2.1\n    replicas: 2\n",
+        "  bot:\n    image: ghcr.io/recording-platform/recording-bot:2.1\n    replicas: 2\n",
     ))
     .await;
     let service = wait_service(&h, ns, "rec", |s| {
@@ -413,19 +565,16 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         service.status.as_ref().unwrap().bots_ready.as_deref(),
         Some("4/4")
     );
-    assert_eq!(
-        deployment_names(&h, ns).await,
-        ["rec-hue", "rec-hue-paired"]
-    );
+    assert_eq!(bot_names(&h, ns).await, ["rec-hue", "rec-hue-paired"]);
 
-    let paired = Api::<Deployment>::namespaced(h.client(), ns)
+    let paired = Api::<StatefulSet>::namespaced(h.client(), ns)
         .get("rec-hue-paired")
         .await
         .unwrap();
     let pod = paired.spec.unwrap().template.spec.unwrap();
     assert_eq!(
         pod.containers[0].image.as_deref(),
-        Some("registry.example.com/bot:2.1")
+        Some("ghcr.io/recording-platform/recording-bot:2.1")
     );
     let anti = pod
         .affinity
@@ -485,9 +634,9 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     assert_eq!(service.status.unwrap().bots.len(), 1);
     wait_for(
         T,
-        || async { Some(deployment_names(&h, ns).await) },
+        || async { Some(bot_names(&h, ns).await) },
         |names| names == &["rec-hue".to_string()],
-        "the paired Deployment is deleted",
+        "the paired StatefulSet is deleted",
     )
     .await;
     assert!(budgets.get_opt("rec-hue-paired").await.unwrap().is_none());
@@ -509,20 +658,27 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     h.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bot_that_never_becomes_available_holds_back_ready() {
+/// Contoso's Essentials service `main` whose bot never becomes available (until released).
+async fn service_with_its_bot_held_unavailable() -> (Harness, RecordingService) {
     let h = Harness::start().await;
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
     h.platform
         .kube
-        .hold_deployment_unavailable(ns, "main-hue", true);
+        .hold_stateful_set_unavailable(ns, "main-hue", true);
     h.apply(&service_yaml("main", "contoso", "Contoso", 10, ""))
         .await;
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "BotsReady", "False", "BotsNotReady")
     })
     .await;
+    (h, service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_that_never_becomes_available_holds_back_ready() {
+    let (h, service) = service_with_its_bot_held_unavailable().await;
+    let ns = "tenant-contoso";
     assert!(has_condition(&service, "Ready", "False", "BotsNotReady"));
     assert_eq!(
         service.status.as_ref().unwrap().bots_ready.as_deref(),
@@ -536,7 +692,7 @@ async fn a_bot_that_never_becomes_available_holds_back_ready() {
     // Released, the bot becomes available and the service Ready, with a Normal Event.
     h.platform
         .kube
-        .hold_deployment_unavailable(ns, "main-hue", false);
+        .hold_stateful_set_unavailable(ns, "main-hue", false);
     wait_service(&h, ns, "main", |s| {
         has_condition(s, "Ready", "True", "Ready")
     })
@@ -604,7 +760,7 @@ async fn a_known_app_registration_authenticates_reports_expiry_and_never_leaks_i
     ));
 
     // The bot gets the secret from the Secret itself.
-    let deployment = Api::<Deployment>::namespaced(h.client(), ns)
+    let deployment = Api::<StatefulSet>::namespaced(h.client(), ns)
         .get("main-hue")
         .await
         .unwrap();
@@ -718,7 +874,7 @@ async fn a_known_app_registration_authenticates_reports_expiry_and_never_leaks_i
     )
     .unwrap();
     let owned = serde_json::to_string(
-        &Api::<Deployment>::namespaced(h.client(), ns)
+        &Api::<StatefulSet>::namespaced(h.client(), ns)
             .list(&Default::default())
             .await
             .unwrap()
@@ -874,7 +1030,7 @@ async fn bad_services_are_refused_by_the_api_server_and_the_reconciler() {
         ));
     }
     assert!(
-        deployment_names(&h, "elsewhere").await.is_empty(),
+        bot_names(&h, "elsewhere").await.is_empty(),
         "nothing provisioned for an invalid service"
     );
     let events = events_once(&h, "elsewhere", "InvalidSpec").await;
@@ -933,7 +1089,7 @@ async fn a_service_stored_before_the_rules_existed_is_invalid_spec_not_provision
         assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
     }
     assert!(
-        deployment_names(&h, ns).await.is_empty(),
+        bot_names(&h, ns).await.is_empty(),
         "nothing provisioned for an invalid service"
     );
     h.stop().await;
@@ -1079,5 +1235,323 @@ async fn a_throttled_check_waits_for_retry_after_whatever_else_changes() {
         .message
         .contains("retrying after 3600s"));
     assert_eq!(h.platform.m365.counts().tenant(CONTOSO_ID).token, tokens);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_deployment_of_an_earlier_version_goes_once_its_stateful_set_is_ready() {
+    let (h, service) = service_with_its_bot_held_unavailable().await;
+    let ns = "tenant-contoso";
+    // What an earlier version kept: the bot as a Deployment owned by the service.
+    let legacy: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "main-hue", "namespace": ns, "ownerReferences": [{
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "RecordingService",
+            "name": "main", "uid": service.metadata.uid, "controller": true}]},
+        "spec": {"replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": "main", "app.kubernetes.io/name": "recording-bot", "app.kubernetes.io/component": "primary"}},
+            "template": {"metadata": {"labels": {"app.kubernetes.io/instance": "main", "app.kubernetes.io/name": "recording-bot", "app.kubernetes.io/component": "primary"}},
+                "spec": {"containers": [{"name": "bot", "image": "bot:1"}]}}}
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(h.client(), ns);
+    deployments
+        .create(&Default::default(), &legacy)
+        .await
+        .unwrap();
+    // Someone else's Deployment is never touched.
+    let mut foreign = legacy.clone();
+    foreign.metadata.name = Some("main-hue-paired".into());
+    foreign.metadata.owner_references = None;
+    deployments
+        .create(&Default::default(), &foreign)
+        .await
+        .unwrap();
+    // While the StatefulSet is not ready, the old bot keeps recording.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(deployments.get_opt("main-hue").await.unwrap().is_some());
+
+    h.platform
+        .kube
+        .hold_stateful_set_unavailable(ns, "main-hue", false);
+    wait_for(
+        T,
+        || async { Some(deployments.get_opt("main-hue").await.unwrap().is_none()) },
+        |gone| *gone,
+        "the replaced Deployment is deleted",
+    )
+    .await;
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    assert!(deployments
+        .get_opt("main-hue-paired")
+        .await
+        .unwrap()
+        .is_some());
+    let events = events_once(&h, ns, "BotMigrated").await;
+    let migrated = events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("BotMigrated"))
+        .count();
+    assert_eq!(migrated, 1);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_change_rolls_one_instance_at_a_time_and_waits_for_its_calls() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    let replicas = "  bot:\n    replicas: 3\n";
+    h.apply(&service_yaml("main", "contoso", "Contoso", 10, replicas))
+        .await;
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(h.client(), ns);
+    let before = stateful_sets.get("main-hue").await.unwrap();
+    let generation = before.metadata.generation;
+
+    // The instance the rollout stops first (the highest ordinal) has calls in progress.
+    h.platform.kube.set_instance_busy(ns, "main-hue-2", true);
+    h.apply(&service_yaml("main", "contoso", "Contoso", 20, replicas))
+        .await;
+    let rolling = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "BotsReady", "False", "BotsNotReady")
+    })
+    .await;
+    assert_eq!(
+        rolling.status.unwrap().bots_ready.as_deref(),
+        Some("0/3"),
+        "no instance runs the new configuration yet"
+    );
+    let after = stateful_sets.get("main-hue").await.unwrap();
+    assert!(
+        after.metadata.generation > generation,
+        "the template changed"
+    );
+    // While the instance drains, the others keep recording and nothing else is replaced.
+    for _ in 0..10 {
+        let status = stateful_sets.get("main-hue").await.unwrap().status.unwrap();
+        assert_eq!(
+            (status.ready_replicas, status.updated_replicas),
+            (Some(2), Some(0)),
+            "{status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Its calls end: the rollout goes on, one instance at a time, to Ready.
+    h.platform.kube.set_instance_busy(ns, "main-hue-2", false);
+    let mut lowest = 3;
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let status = stateful_sets.get("main-hue").await.unwrap().status.unwrap();
+        lowest = lowest.min(status.ready_replicas.unwrap_or(0));
+        if status.updated_replicas == Some(3) && status.ready_replicas == Some(3) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rolled out: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lowest, 2, "never more than one instance down");
+    wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_host_networking_each_instance_learns_its_nodes_public_ip() {
+    let mut bots = recording_operator::config::BotsConfig::default();
+    bots.media.mode = recording_operator::config::MediaMode::HostNetwork;
+    let h = Harness::start_with(recording_operator::demo::PlatformOptions {
+        bots: Some(bots),
+        ..Default::default()
+    })
+    .await;
+    onboard(&h, "fabrikam", "fabrikam.onmicrosoft.com", "Pro").await;
+    let ns = "tenant-fabrikam";
+    // Host networking is for the privileged level only.
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(h.client())
+        .get(ns)
+        .await
+        .unwrap();
+    assert_eq!(
+        namespace.metadata.labels.unwrap()["pod-security.kubernetes.io/enforce"],
+        "privileged"
+    );
+    h.apply(&service_yaml("rec", "fabrikam", "Fabrikam", 10, ""))
+        .await;
+    wait_service(&h, ns, "rec", |s| {
+        has_condition(s, "Ready", "True", "Ready")
+    })
+    .await;
+    let pod = Api::<StatefulSet>::namespaced(h.client(), ns)
+        .get("rec-hue-paired")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(pod.host_network, Some(true));
+    assert_eq!(
+        pod.node_selector.unwrap()["recording.m365.io/instance-public-ip"],
+        "true"
+    );
+    assert!(
+        Api::<Service>::namespaced(h.client(), ns)
+            .get_opt("rec-hue-0-media")
+            .await
+            .unwrap()
+            .is_none(),
+        "no per-instance Service with host networking"
+    );
+
+    // The scheduler puts the instances on nodes with public IPs: one annotated by the
+    // platform, one reporting an ExternalIP.
+    let nodes = Api::<k8s_openapi::api::core::v1::Node>::all(h.client());
+    for (name, annotation, external) in [
+        ("akswin000001", Some("198.51.100.31"), None),
+        ("akswin000002", None, Some("198.51.100.32")),
+    ] {
+        let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}});
+        if let Some(ip) = annotation {
+            node["metadata"]["annotations"] = json!({"recording.m365.io/public-ip": ip});
+        }
+        nodes
+            .create(&Default::default(), &serde_json::from_value(node).unwrap())
+            .await
+            .unwrap();
+        let mut addresses = vec![json!({"type": "InternalIP", "address": "10.224.0.5"})];
+        if let Some(ip) = external {
+            addresses.push(json!({"type": "ExternalIP", "address": ip}));
+        }
+        nodes
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"addresses": addresses}})),
+            )
+            .await
+            .unwrap();
+    }
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(h.client(), ns);
+    for (pod, node) in [
+        ("rec-hue-0", "akswin000001"),
+        ("rec-hue-paired-0", "akswin000002"),
+    ] {
+        let manifest = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "namespace": ns},
+            "spec": {"nodeName": node, "os": {"name": "windows"},
+                "containers": [{"name": "bot", "image": "bot:1"}]}});
+        pods.create(
+            &Default::default(),
+            &serde_json::from_value(manifest).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let file = wait_for(
+        T,
+        || async {
+            let cm = Api::<ConfigMap>::namespaced(h.client(), ns)
+                .get("rec-bot-media")
+                .await
+                .ok()?;
+            serde_json::from_str::<Value>(&cm.data?["instances.json"]).ok()
+        },
+        |f| f["rec-hue-0"]["publicIp"].is_string() && f["rec-hue-paired-0"]["publicIp"].is_string(),
+        "both instances' addresses",
+    )
+    .await;
+    assert_eq!(
+        file["rec-hue-0"],
+        json!({"pod": "rec-hue-0", "publicIp": "198.51.100.31", "publicPort": 8445, "internalPort": 8445})
+    );
+    assert_eq!(file["rec-hue-paired-0"]["publicIp"], "198.51.100.32");
+    h.stop().await;
+}
+
+/// The operator's `botPolicy`: an image from a repository it does not allow, and a Secret
+/// without the label it names, are refused as conditions naming the field and the rule, and
+/// nothing runs until they are fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bot_policy_refuses_foreign_images_and_unlabelled_secrets() {
+    let h = Harness::start().await;
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&service_yaml(
+        "foreign",
+        "contoso",
+        "Foreign",
+        10,
+        "  bot:\n    image: registry.example.com/bot:2.1\n",
+    ))
+    .await;
+    // A Secret of the namespace that is not meant for bots.
+    h.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-password\n  namespace: {ns}\nstringData:\n  value: \"not-for-bots\"\n"
+    ))
+    .await;
+    h.apply(&service_yaml(
+        "mounts",
+        "contoso",
+        "Mounts",
+        10,
+        &app_registration("db-password"),
+    ))
+    .await;
+    for (name, field, rule) in [
+        ("foreign", "spec.bot.image", "botPolicy.allowedRepositories"),
+        (
+            "mounts",
+            "spec.appRegistration.clientSecretRef.name",
+            "lacks the label recording.m365.io/bot-secret=true (botPolicy.secretLabel)",
+        ),
+    ] {
+        let service = wait_service(&h, ns, name, |s| {
+            has_condition(s, "Ready", "False", "InvalidSpec")
+        })
+        .await;
+        let message = &condition(&service, "Ready").unwrap().message;
+        assert!(
+            message.contains(field) && message.contains(rule),
+            "{name}: {message}"
+        );
+        assert!(!message.contains("not-for-bots"), "{message}");
+        assert!(has_condition(&service, "Stalled", "True", "InvalidSpec"));
+    }
+    assert!(
+        bot_names(&h, ns).await.is_empty(),
+        "no bot runs the foreign image or mounts the Secret"
+    );
+
+    // The Secret's owner marks it for bots: the service is provisioned.
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(h.client(), ns)
+        .patch(
+            "db-password",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"recording.m365.io/bot-secret": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for(
+        T,
+        || async { Some(bot_names(&h, ns).await) },
+        |names| names == &["mounts-hue".to_string()],
+        "the labelled Secret's service provisioned",
+    )
+    .await;
     h.stop().await;
 }

@@ -1,8 +1,10 @@
 //! Sign-in in front of the Quick Start page, in headless Chromium: with sign-in on, a listed
 //! administrator who opens the Tenant's Quick Start link lands on the identity simulator's
 //! login form, signs in, and is back on the page; a user of the same tenant not in
-//! `spec.adminUpns`, a forged ID token and an expired one get the one plain refusal; without a session the page redirects to the
-//! sign-in and its JSON answers 401. (With sign-in off the page opens directly:
+//! `spec.adminUpns`, a listed UPN signing in from another Entra tenant, a forged ID token and
+//! an expired one get the one plain refusal; without a session the page redirects to the
+//! sign-in and its JSON answers 401. Before the `login` consent exists, the admin who opens the
+//! page is led through that consent and lands back on the page, signed in. (With sign-in off the page opens directly:
 //! tests/quickstart_browser.rs.) Screenshots under target/quickstart-screens/.
 
 mod common;
@@ -29,7 +31,7 @@ spec:
   domain: contoso.onmicrosoft.com
   shortName: contoso
   contactEmails: [ops@contoso.example]
-  adminUpns: [admin@contoso.onmicrosoft.com]
+  adminUpns: [admin@contoso.onmicrosoft.com, admin@fabrikam.onmicrosoft.com]
   license: Essentials
   includedUsers: 50
   storage:
@@ -55,6 +57,19 @@ async fn harness() -> (Harness, String) {
         std::future::pending(),
     ));
     (h, base)
+}
+
+/// [`harness`] with the Tenant applied and its consent links made; its Quick Start link.
+async fn harness_with_tenant() -> (Harness, String, String) {
+    let (h, base) = harness().await;
+    h.apply(tenant_yaml()).await;
+    let tenant = h.wait_consent_links("contoso", T).await;
+    let url = tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.quick_start_url.clone())
+        .expect("a Quick Start link");
+    (h, base, url)
 }
 
 /// Signs in on the simulator's login form the browser is on, as `user`.
@@ -100,14 +115,7 @@ async fn wait_refusal(page: &QuickStart) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused() {
-    let (h, base) = harness().await;
-    h.apply(tenant_yaml()).await;
-    let tenant = h.wait_consent_links("contoso", T).await;
-    let url = tenant
-        .status
-        .as_ref()
-        .and_then(|s| s.quick_start_url.clone())
-        .expect("a Quick Start link");
+    let (h, base, url) = harness_with_tenant().await;
     let token = url.rsplit('/').next().unwrap().to_string();
     // Signing in needs the login app's consent (before it, /signin/start leads to it: tests/signin.rs).
     h.accept_consents("contoso").await;
@@ -133,6 +141,19 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     );
     let r = http.get(format!("{url}/state")).send().await.unwrap();
     assert_eq!(r.status(), 401);
+    // The sign-in starts only from a valid Quick Start link of the Tenant: a forged one, one
+    // of another Tenant and an unknown Tenant get one refusal, telling nobody which exist.
+    let bad_starts = [
+        SignIn::start_url("contoso", "/quickstart/forged"),
+        SignIn::start_url("contoso", "/elsewhere"),
+        SignIn::start_url("fabrikam", &format!("/quickstart/{token}")),
+        SignIn::start_url("no-such-customer", &format!("/quickstart/{token}")),
+    ];
+    for start in bad_starts {
+        let r = http.get(format!("{base}{start}")).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{start}");
+        assert_eq!(r.text().await.unwrap(), recording_operator::signin::REFUSAL);
+    }
     // A bad link is still the one refusal, sign-in or not.
     let r = http
         .get(format!("{base}/quickstart/not-a-token"))
@@ -180,6 +201,20 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     assert!(page.browser.find(Locator::Css("#consents")).await.is_err());
     assert!(page.browser.get_named_cookie(SESSION_COOKIE).await.is_err());
 
+    // A listed UPN, but its account lives in another Entra tenant (whose admin consented to
+    // the login app there): the same refusal, no session.
+    let fabrikam = h.platform.tenant_id("fabrikam.onmicrosoft.com").unwrap();
+    h.platform
+        .m365
+        .grant_consent(&fabrikam, &h.platform.config.consents["login"].app_id);
+    page.browser.delete_all_cookies().await.unwrap();
+    page.browser.goto(&url).await.unwrap();
+    fill_login_form(&mut page, "admin@fabrikam.onmicrosoft.com").await;
+    wait_refusal(&page).await;
+    page.screenshot("signin-other-tenant-refused").await;
+    assert!(page.browser.find(Locator::Css("#consents")).await.is_err());
+    assert!(page.browser.get_named_cookie(SESSION_COOKIE).await.is_err());
+
     // An ID token that claims the listed admin but whose signature no longer matches, and an
     // expired one of the listed admin: the same refusal, no session.
     for (fault, user, shot) in [
@@ -205,4 +240,34 @@ async fn a_listed_admin_signs_in_to_the_quick_start_page_and_others_are_refused(
     }
     h.platform.m365.set_id_token_fault(None);
     page.browser.clone().close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_login_consent_the_admin_consents_and_lands_back_on_the_page() {
+    let (h, _base, url) = harness_with_tenant().await;
+
+    // Nothing consented yet: the page → the sign-in → the login app's admin-consent page
+    // (the simulator grants at once) → the operator's callback → the sign-in again, which now
+    // needs no detour → the login form → back on the page.
+    let (_driver, browser) = Driver::start().await;
+    let mut page = QuickStart { browser, step: 0 };
+    page.browser.goto(&url).await.unwrap();
+    fill_login_form(&mut page, "admin@contoso.onmicrosoft.com").await;
+    page.wait_for("#consents", "back on the Quick Start page after consenting")
+        .await;
+    assert_eq!(page.browser.current_url().await.unwrap().as_str(), url);
+    page.screenshot("signin-after-login-consent").await;
+    // The consent callback believed the signed state: it asked for the login grant's re-check.
+    let login: recording_operator::crd::ConsentGrant =
+        kube::Api::namespaced(h.client(), "tenant-contoso")
+            .get("login")
+            .await
+            .unwrap();
+    assert!(login
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .contains_key(recording_operator::crd::RECHECK_ANNOTATION));
+    page.browser.clone().close().await.unwrap();
+    h.stop().await;
 }

@@ -93,6 +93,7 @@ impl Fixture {
                 AccountConfig {
                     endpoint: azurite.account_endpoint(region).unwrap(),
                     credential: MemorySecrets::reference(&format!("storage-{region}")),
+                    signing_key: None,
                 },
             );
         }
@@ -622,6 +623,7 @@ async fn an_unreadable_or_malformed_account_credential_is_reported_without_its_v
                 AccountConfig {
                     endpoint: azurite.account_endpoint("westeurope").unwrap(),
                     credential: MemorySecrets::reference("storage-westeurope"),
+                    signing_key: None,
                 },
             ),
             (
@@ -629,6 +631,7 @@ async fn an_unreadable_or_malformed_account_credential_is_reported_without_its_v
                 AccountConfig {
                     endpoint: azurite.account_endpoint("westeurope").unwrap(),
                     credential: MemorySecrets::reference("missing"),
+                    signing_key: None,
                 },
             ),
         ]),

@@ -292,6 +292,45 @@ async fn delete_removes_only_the_operators_claims() {
     );
 }
 
+/// A claim left by an earlier Tenant of the same name (`deletionPolicy: Retain`, then a new
+/// Tenant) carries the earlier uid: the new Tenant neither takes it over nor deletes it.
+#[tokio::test]
+async fn a_claim_of_an_earlier_tenant_of_the_same_name_is_left_alone() {
+    let (_sim, client, backend) = cluster().await;
+    create_namespace(&client, "tenant-contoso").await;
+    let pairs = default_region_pairs();
+    let mut earlier =
+        plan_storage("contoso", "westeurope", "Essentials", false, None, &pairs).unwrap();
+    earlier[0].tenant_uid = Some("uid-of-the-earlier-tenant".into());
+    backend.ensure(&earlier[0]).await.unwrap();
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), "tenant-contoso");
+    let stamped = claims.get("recordings-default").await.unwrap();
+    assert_eq!(
+        stamped.metadata.labels.unwrap()["recording.m365.io/tenant-uid"],
+        "uid-of-the-earlier-tenant"
+    );
+
+    let mut now = earlier.clone();
+    now[0].tenant_uid = Some("uid-of-the-new-tenant".into());
+    let refused = backend.ensure(&now[0]).await.unwrap_err();
+    assert_eq!(refused.reason(), "ClaimOwnedByAnotherTenant");
+    assert_eq!(
+        refused.to_string(),
+        "claim pvc://tenant-contoso/recordings-default was made for another Tenant named \
+         \"contoso\" (uid uid-of-the-earlier-tenant); it is left alone"
+    );
+    assert!(matches!(
+        backend.delete(&now[0]).await.unwrap(),
+        DeleteOutcome::Kept { .. }
+    ));
+    let kept = claims.get("recordings-default").await.unwrap();
+    assert_eq!(
+        kept.metadata.labels.unwrap()["recording.m365.io/tenant-uid"],
+        "uid-of-the-earlier-tenant",
+        "not relabelled"
+    );
+}
+
 #[tokio::test]
 async fn byos_is_checked_against_azure_storage_on_the_pvc_backend_too() {
     let (_sim, _client, backend) = cluster().await;

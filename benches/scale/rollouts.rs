@@ -1,7 +1,7 @@
 //! Phases `failover` and `upgrade` of the scale benchmark: a leader killed under N Ready
 //! tenants, and a new bot image default rolled out across N tenants' bots.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use recording_operator::crd::RecordingService;
 
 use super::*;
@@ -264,26 +264,28 @@ fn service_object(i: usize) -> RecordingService {
     .expect("a valid RecordingService")
 }
 
-/// A bot Deployment's image, and whether it has rolled out: every replica updated and
-/// available at its latest generation.
-fn bot_state(d: &Deployment) -> (String, bool) {
-    let image = d
+/// A bot StatefulSet's image, and whether it has rolled out: the controller has seen its
+/// latest generation, every replica is updated and ready, and no instance of an older
+/// revision is left.
+fn bot_state(s: &StatefulSet) -> (String, bool) {
+    let image = s
         .spec
         .as_ref()
         .and_then(|s| s.template.spec.as_ref())
         .and_then(|p| p.containers.first())
         .and_then(|c| c.image.clone())
         .unwrap_or_default();
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-    let settled = d.status.as_ref().is_some_and(|s| {
-        s.observed_generation == d.metadata.generation
-            && s.updated_replicas.unwrap_or(0) == want
-            && s.available_replicas.unwrap_or(0) == want
+    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let settled = s.status.as_ref().is_some_and(|st| {
+        st.observed_generation == s.metadata.generation
+            && st.updated_replicas.unwrap_or(0) == want
+            && st.ready_replicas.unwrap_or(0) == want
+            && st.current_revision == st.update_revision
     });
     (image, settled)
 }
 
-/// Every bot Deployment, as a watch sees it: image and rolled out, and the most that were not
+/// Every bot StatefulSet, as a watch sees it: image and rolled out, and the most that were not
 /// rolled out at once since `reset`.
 #[derive(Default)]
 struct Bots {
@@ -310,7 +312,7 @@ impl Bots {
 
 fn watch_bots(client: &kube::Client) -> (Arc<Mutex<Bots>>, tokio::task::JoinHandle<()>) {
     let bots: Arc<Mutex<Bots>> = Default::default();
-    let api: Api<Deployment> = Api::all(client.clone());
+    let api: Api<StatefulSet> = Api::all(client.clone());
     let task = tokio::spawn({
         let bots = bots.clone();
         async move {
@@ -346,7 +348,7 @@ pub async fn phase_upgrade(args: &Args) -> Table {
     let bot_count = n + n.div_ceil(2);
     let mut table = Table::default();
     table.row(
-        "tenants, bot Deployments, rollout budget",
+        "tenants, bot StatefulSets, rollout budget",
         format!("{n}, {bot_count}, {budget}"),
     );
     let world = World::start(PollingConfig::default(), 3599).await;
@@ -432,7 +434,7 @@ pub async fn phase_upgrade(args: &Args) -> Table {
             .join(", "),
     );
     table.row(
-        format!("most bot Deployments not rolled out at once (budget {budget})"),
+        format!("most bot StatefulSets not rolled out at once (budget {budget})"),
         max_unsettled.to_string(),
     );
     before.rows(&after, &world, &[], "", &mut table);

@@ -952,6 +952,86 @@ async fn service_accounts_are_authorized_by_the_rbac_objects() {
     sim.shutdown().await;
 }
 
+/// The RBAC API's escalation check, as the real server runs it: a user who may write
+/// RoleBindings may bind a role only with `bind` on that role or holding everything it grants;
+/// and an apply that creates its object needs `create` as well as `patch`.
+#[tokio::test]
+async fn binding_a_role_needs_bind_or_its_permissions_and_an_apply_that_creates_needs_create() {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    use kube::api::{Patch, PatchParams};
+    let sim = start().await;
+    let raw = Raw::new(&sim);
+    raw.post(
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        &json!({"metadata": {"name": "tenant"}, "rules": [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}),
+    )
+    .await;
+
+    // A ClusterRole of one rule, bound to the ServiceAccount `default/op`.
+    let grant_op = |name: &'static str, rule: Value| {
+        let raw = &raw;
+        async move {
+            raw.post(
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                &json!({"metadata": {"name": name}, "rules": [rule]}),
+            )
+            .await;
+            raw.post(
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                &json!({"metadata": {"name": name},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+                    "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}),
+            )
+            .await;
+        }
+    };
+    grant_op(
+        "binder",
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["patch"]}),
+    )
+    .await;
+    let op = sim.service_account_client("default", "op").await;
+    let bindings = kube::Api::<RoleBinding>::namespaced(op, "default");
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "op-tenant", "namespace": "default"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "tenant"},
+        "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "default"}]}))
+    .unwrap();
+    let (params, patch) = (PatchParams::apply("op"), Patch::Apply(&binding));
+    let apply = || bindings.patch("op-tenant", &params, &patch);
+    let refused = |result: Result<RoleBinding, kube::Error>| match result {
+        Err(kube::Error::Api(s)) if s.code == 403 => s.message,
+        other => panic!("refused expected, got {other:?}"),
+    };
+    assert_eq!(
+        refused(apply().await),
+        "rolebindings.rbac.authorization.k8s.io \"op-tenant\" is forbidden: User \"system:serviceaccount:default:op\" cannot create resource \"rolebindings\" in API group \"rbac.authorization.k8s.io\" in the namespace \"default\""
+    );
+    grant_op(
+        "binder-create",
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["rolebindings"], "verbs": ["create"]}),
+    )
+    .await;
+    let message = refused(apply().await);
+    assert!(
+        message.starts_with("rolebindings.rbac.authorization.k8s.io \"op-tenant\" is forbidden: user \"system:serviceaccount:default:op\"")
+            && message.contains("is attempting to grant RBAC permissions not currently held")
+            && message.contains("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"list\"]}"),
+        "{message}"
+    );
+    grant_op(
+        "bind-tenant",
+        json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"], "resourceNames": ["tenant"]}),
+    )
+    .await;
+    apply()
+        .await
+        .expect("bind on the role lets the binding through");
+    sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn immutable_fields_of_built_in_kinds_are_refused() {
     let sim = start().await;

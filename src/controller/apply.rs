@@ -75,6 +75,11 @@ impl AppliedCache {
         self.applied.lock().expect("applied cache lock")
     }
 
+    /// Whether this process applied `obj` (whatever the body) and has not forgotten it since.
+    pub fn knows<K: Resource<DynamicType = ()>>(&self, obj: &K) -> bool {
+        self.lock().contains_key(&Self::key(obj))
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }

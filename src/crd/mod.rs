@@ -29,6 +29,9 @@ pub const VERSION: &str = "v1alpha1";
 pub const FIELD_MANAGER: &str = "recording-operator";
 /// Label naming the Tenant an object belongs to.
 pub const TENANT_LABEL: &str = "recording.m365.io/tenant";
+/// The uid of the Tenant an object was made for: stamped on the tenant's namespace and its
+/// storage claims, checked before the operator adopts one that already exists.
+pub const TENANT_UID_LABEL: &str = "recording.m365.io/tenant-uid";
 /// Annotation whose change asks for an immediate consent re-check (the GitOps way to say
 /// "the admin has just accepted").
 pub const RECHECK_ANNOTATION: &str = "recording.m365.io/recheck-at";

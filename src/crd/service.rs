@@ -105,6 +105,24 @@ pub struct BotSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "bot_resources_schema")]
     pub resources: Option<ResourceRequirements>,
+    /// This service's media exposure, over the operator configuration's `bots.media`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<BotMedia>,
+}
+
+/// Per-service media exposure (load-balancer mode): where this service's instances are
+/// reached, when the platform gives services their own IP or port block.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BotMedia {
+    /// The static public IP of this service's instance Services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 45), regex(pattern = r"^[0-9a-fA-F.:]+$"))]
+    pub public_ip: Option<String>,
+    /// The first public media port of this service's instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port_range_start: Option<i32>,
 }
 
 /// A Kubernetes resource quantity such as `500m`, `2`, `1.5Gi` or `1e3` (the API server's

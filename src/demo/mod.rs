@@ -92,6 +92,8 @@ pub struct PlatformOptions {
     /// Sign-in with Microsoft in front of the Quick Start pages (the `login` app gets the
     /// public listener's `/signin/callback` as a redirect URI); off by default.
     pub sign_in: bool,
+    /// How the bots run (`bots` of the configuration); the defaults when `None`.
+    pub bots: Option<crate::config::BotsConfig>,
 }
 
 /// The storage backend of the simulated platform.
@@ -130,6 +132,7 @@ impl Default for PlatformOptions {
             notifications: None,
             maildev: false,
             sign_in: false,
+            bots: None,
         }
     }
 }
@@ -410,6 +413,7 @@ fn platform_config(
             }),
             ..Default::default()
         },
+        bots: options.bots.clone().unwrap_or_default(),
         ..Default::default()
     };
     for (key, consent) in config.consents.iter_mut() {
@@ -567,6 +571,7 @@ async fn start_azurite(
                     name: STORAGE_SECRETS.into(),
                     key: region.to_string(),
                 },
+                signing_key: None,
             },
         );
     }

@@ -14,7 +14,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{GraphError, Service};
-use super::http::{describe_reqwest_error, join, parse_retry_after, DEFAULT_THROTTLE_WAIT};
+use super::http::{
+    clamp_seconds, describe_reqwest_error, join, parse_retry_after, DEFAULT_THROTTLE_WAIT,
+};
 use super::metrics::{Counters, GraphOutcome};
 use super::token::AccessToken;
 
@@ -206,7 +208,7 @@ pub fn parse_batch_answer(
                 .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
                 .and_then(|(_, v)| match v {
                     Value::String(s) => parse_retry_after(s),
-                    Value::Number(n) => n.as_u64().map(Duration::from_secs),
+                    Value::Number(n) => n.as_u64().map(clamp_seconds),
                     _ => None,
                 });
             BatchItem {
@@ -447,6 +449,16 @@ mod tests {
         );
         // The answer forgot item 3: it counts as a server error, never as success.
         assert!(by_id("3").result().unwrap_err().is_transient());
+
+        // A huge wait, as a number or a string, is one hour.
+        let answer = json!({"responses":[
+            {"id":"1","status":429,"headers":{"Retry-After":99999999999999_u64},"body":{}},
+            {"id":"2","status":429,"headers":{"Retry-After":"99999999999999"},"body":{}}
+        ]});
+        let items = parse_batch_answer(&requests[..2], &answer).unwrap();
+        for item in items {
+            assert_eq!(item.retry_after, Some(super::super::http::MAX_RETRY_AFTER));
+        }
     }
 
     #[test]

@@ -6,17 +6,29 @@ use std::time::Duration;
 /// How long to wait after a 429 that names no `Retry-After`.
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(30);
 
+/// The longest wait a server may ask for: a longer `Retry-After` (or `expires_in`) is taken as
+/// this, so no server-given figure reaches time arithmetic unbounded (`Instant + Duration`
+/// panics on overflow).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// `seconds` from a server, at most [`MAX_RETRY_AFTER`].
+pub fn clamp_seconds(seconds: u64) -> Duration {
+    Duration::from_secs(seconds).min(MAX_RETRY_AFTER)
+}
+
 /// Reads a `Retry-After` value: seconds (the form Graph and the identity platform use) or an
-/// HTTP date (the other form HTTP allows; a date in the past means no wait).
+/// HTTP date (the other form HTTP allows; a date in the past means no wait); at most
+/// [`MAX_RETRY_AFTER`]. Seconds too many for a `u64` are the longest wait too.
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(value.parse::<u64>().map_or(MAX_RETRY_AFTER, clamp_seconds));
     }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(
         at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
+            .unwrap_or_default()
+            .min(MAX_RETRY_AFTER),
     )
 }
 
@@ -92,5 +104,26 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_one_hour() {
+        for huge in [
+            "99999999999999",
+            "18446744073709551615",
+            "99999999999999999999999999",
+        ] {
+            let wait = parse_retry_after(huge).unwrap();
+            assert_eq!(wait, MAX_RETRY_AFTER, "{huge}");
+            // What the callers do with it does not overflow.
+            let _ = std::time::Instant::now() + wait;
+            let _ = std::time::SystemTime::now() + wait;
+        }
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(clamp_seconds(u64::MAX), MAX_RETRY_AFTER);
+        assert_eq!(clamp_seconds(59), Duration::from_secs(59));
     }
 }

@@ -85,6 +85,9 @@ struct Claims {
     oid: Option<String>,
 }
 
+/// The longest a token is kept, whatever its `expires_in` or `exp` say (Entra's are 1 to 24 h).
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// Builds the token from the endpoint's answer. The lifetime is `expires_in` (the OAuth
 /// contract); only an answer without it falls back to the JWT's `exp`. The payload is read
 /// for hints when it is a JWT, and a token that is not one is kept all the same.
@@ -94,9 +97,13 @@ pub fn token_from_response(
     now: SystemTime,
 ) -> Result<AccessToken, String> {
     let claims = jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(access_token).ok();
+    // No `expires_in` beyond a day is believed, and no `exp` overflows the clock.
+    let longest = now + MAX_TOKEN_LIFETIME;
     let expires_at = match (expires_in, claims.as_ref().and_then(|c| c.exp)) {
-        (Some(lifetime), _) => now + lifetime,
-        (None, Some(exp)) => UNIX_EPOCH + Duration::from_secs(exp),
+        (Some(lifetime), _) => now + lifetime.min(MAX_TOKEN_LIFETIME),
+        (None, Some(exp)) => UNIX_EPOCH
+            .checked_add(Duration::from_secs(exp))
+            .unwrap_or(longest),
         (None, None) => {
             return Err(
                 "the token response has no expires_in and the token no readable expiry".to_owned(),
@@ -195,7 +202,30 @@ type EntraClient = oauth2::Client<
 
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<AccessToken>>>>;
 
-/// Tokens per (tenant, app), cached and fetched once per key at a time.
+/// Whose credential a cached token was issued to: the platform's configured secret for the
+/// app, or a client secret someone else named (a RecordingService's own app registration).
+/// Two credentials for one app id never share a slot, so a RecordingService whose `clientId`
+/// is a platform app's can neither evict the platform's token nor be answered with it.
+type SlotKey = (String, String, String);
+
+/// The platform's credential (the third part of a [`SlotKey`]).
+const PLATFORM: &str = "";
+
+fn slot_key(tenant: &str, app_id: &str, credential: &str) -> SlotKey {
+    (
+        tenant.to_ascii_lowercase(),
+        app_id.to_ascii_lowercase(),
+        credential.to_owned(),
+    )
+}
+
+/// The slot credential of a client secret named by someone other than the platform.
+fn foreign_credential(secret: &SecretRef) -> String {
+    // A reference names where the secret is, never its value.
+    format!("ref:{}", serde_json::to_string(secret).unwrap_or_default())
+}
+
+/// Tokens per (tenant, app, credential), cached and fetched once per key at a time.
 pub struct TokenProvider {
     http: reqwest::Client,
     authority: Url,
@@ -203,7 +233,7 @@ pub struct TokenProvider {
     renew_before: Duration,
     secrets: Arc<dyn SecretSource>,
     counters: Arc<Counters>,
-    slots: Mutex<HashMap<(String, String), Slot>>,
+    slots: Mutex<HashMap<SlotKey, Slot>>,
 }
 
 impl TokenProvider {
@@ -226,14 +256,48 @@ impl TokenProvider {
         }
     }
 
-    /// A fresh token for `app_id` in `tenant`, from the cache or the token endpoint.
+    /// Where the applications' client secrets are read from.
+    pub fn secrets(&self) -> &Arc<dyn SecretSource> {
+        &self.secrets
+    }
+
+    /// A fresh token for the platform's `app_id` in `tenant`, from the cache or the token
+    /// endpoint (with `secret`, the platform's client secret for the app).
     pub async fn token(
         &self,
         tenant: &str,
         app_id: &str,
         secret: Option<&SecretRef>,
     ) -> Result<Arc<AccessToken>, GraphError> {
-        let slot = self.slot(tenant, app_id);
+        self.token_in(self.slot(tenant, app_id, PLATFORM), tenant, app_id, secret)
+            .await
+    }
+
+    /// A fresh token for `app_id` in `tenant` with a client secret someone else keeps (a
+    /// RecordingService's own app registration), cached apart from the platform's tokens.
+    pub async fn foreign_token(
+        &self,
+        tenant: &str,
+        app_id: &str,
+        secret: &SecretRef,
+    ) -> Result<Arc<AccessToken>, GraphError> {
+        let slot = self.slot(tenant, app_id, &foreign_credential(secret));
+        self.token_in(slot, tenant, app_id, Some(secret)).await
+    }
+
+    /// Drops the cached token [`TokenProvider::foreign_token`] gave for `secret`.
+    pub fn invalidate_foreign(&self, tenant: &str, app_id: &str, secret: &SecretRef) {
+        let key = slot_key(tenant, app_id, &foreign_credential(secret));
+        self.slots.lock().expect("token slots lock").remove(&key);
+    }
+
+    async fn token_in(
+        &self,
+        slot: Slot,
+        tenant: &str,
+        app_id: &str,
+        secret: Option<&SecretRef>,
+    ) -> Result<Arc<AccessToken>, GraphError> {
         let mut cached = slot.lock().await;
         if let Some(token) = cached.as_ref() {
             if token.is_fresh(SystemTime::now(), self.renew_before) {
@@ -260,9 +324,9 @@ impl TokenProvider {
         Ok(token)
     }
 
-    /// Drops the cached token (e.g. after Graph refused it).
+    /// Drops the platform's cached token (e.g. after Graph refused it).
     pub fn invalidate(&self, tenant: &str, app_id: &str) {
-        let key = (tenant.to_ascii_lowercase(), app_id.to_ascii_lowercase());
+        let key = slot_key(tenant, app_id, PLATFORM);
         self.slots.lock().expect("token slots lock").remove(&key);
     }
 
@@ -272,7 +336,7 @@ impl TokenProvider {
         self.slots
             .lock()
             .expect("token slots lock")
-            .retain(|(t, _), _| *t != tenant);
+            .retain(|(t, _, _), _| *t != tenant);
     }
 
     /// Drops the cached tokens of `app_ids` in `tenant` that will no longer be fresh at
@@ -291,7 +355,7 @@ impl TokenProvider {
         let tenant = tenant.to_ascii_lowercase();
         let mut slots = self.slots.lock().expect("token slots lock");
         for app_id in app_ids {
-            let key = (tenant.clone(), app_id.to_ascii_lowercase());
+            let key = slot_key(&tenant, app_id, PLATFORM);
             let stale = slots.get(&key).is_some_and(|slot| {
                 slot.try_lock().is_ok_and(|cached| {
                     cached
@@ -305,13 +369,13 @@ impl TokenProvider {
         }
     }
 
-    /// How many (tenant, app) pairs hold a cached token or a fetch in progress.
+    /// How many (tenant, app, credential) keys hold a cached token or a fetch in progress.
     pub fn cached(&self) -> usize {
         self.slots.lock().expect("token slots lock").len()
     }
 
-    fn slot(&self, tenant: &str, app_id: &str) -> Slot {
-        let key = (tenant.to_ascii_lowercase(), app_id.to_ascii_lowercase());
+    fn slot(&self, tenant: &str, app_id: &str, credential: &str) -> Slot {
+        let key = slot_key(tenant, app_id, credential);
         self.slots
             .lock()
             .expect("token slots lock")
@@ -514,6 +578,15 @@ mod tests {
             no_lifetime.expires_at,
             UNIX_EPOCH + Duration::from_secs(1_900_000_000)
         );
+    }
+
+    #[test]
+    fn a_huge_lifetime_is_one_day_and_does_not_panic() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let long = token_from_response("opaque", Some(Duration::from_secs(u64::MAX)), now).unwrap();
+        assert_eq!(long.expires_at, now + MAX_TOKEN_LIFETIME);
+        let far = token_from_response(&jwt(r#"{"exp":18446744073709551615}"#), None, now).unwrap();
+        assert_eq!(far.expires_at, now + MAX_TOKEN_LIFETIME);
     }
 
     #[test]

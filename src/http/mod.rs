@@ -5,7 +5,9 @@
 //! [`router`] builds the axum [`Router`] of the probes and metrics, [`serve`] runs it until a shutdown future completes, letting
 //! requests in flight finish.
 //!
-//! - `/healthz` answers 200 while the process can answer at all (liveness).
+//! - `/healthz` answers 200 while the process can answer and [`HttpState::healthy`] is set
+//!   (liveness); it answers 503 from the moment this replica lost its leader Lease, while the
+//!   process exits.
 //! - `/readyz` answers 200 once [`HttpState::ready`] is set, else 503 (readiness).
 //! - `/metrics` answers the OpenMetrics text of [`Metrics::encode`].
 
@@ -50,6 +52,36 @@ pub struct HttpArgs {
     /// Address of the public listener: /consent/callback and the Quick Start pages.
     #[arg(long, env = "RECORDING_OPERATOR_PUBLIC_ADDR", default_value = public::DEFAULT_PUBLIC_ADDR)]
     pub public_addr: SocketAddr,
+    /// Public listener: requests per second one source address may make on average (429
+    /// beyond).
+    #[arg(long, default_value_t = public::Limits::default().per_source_per_second)]
+    pub public_rate: std::num::NonZeroU32,
+    /// Public listener: requests one source may make at once before the average applies.
+    #[arg(long, default_value_t = public::Limits::default().per_source_burst)]
+    pub public_burst: std::num::NonZeroU32,
+    /// Public listener: requests in progress at once, all sources together (503 beyond).
+    #[arg(long, default_value_t = public::Limits::default().max_in_flight)]
+    pub public_max_in_flight: usize,
+    /// Public listener: connections open at once (more wait in the listen queue).
+    #[arg(long, default_value_t = public::Limits::default().max_connections)]
+    pub public_max_connections: usize,
+    /// Public listener: a grant is re-checked through the consent callback at most once per
+    /// this interval.
+    #[arg(long, default_value = "10s", value_parser = humantime_serde::re::humantime::parse_duration)]
+    pub public_recheck_interval: std::time::Duration,
+}
+
+impl HttpArgs {
+    /// The public listener's limits these options set.
+    pub fn public_limits(&self) -> public::Limits {
+        public::Limits {
+            per_source_per_second: self.public_rate,
+            per_source_burst: self.public_burst,
+            max_in_flight: self.public_max_in_flight,
+            max_connections: self.public_max_connections,
+            recheck_interval: self.public_recheck_interval,
+        }
+    }
 }
 
 /// What the endpoints read.
@@ -59,14 +91,17 @@ pub struct HttpState {
     /// Set once this replica is ready to serve: its caches synced, or standing by for the
     /// leader Lease.
     pub ready: Arc<AtomicBool>,
+    /// Cleared when the process must be restarted (leadership lost): `/healthz` fails.
+    pub healthy: Arc<AtomicBool>,
 }
 
 impl HttpState {
-    /// State that is not ready yet.
+    /// State that is healthy and not ready yet.
     pub fn new(metrics: Metrics) -> Self {
         HttpState {
             metrics,
             ready: Arc::new(AtomicBool::new(false)),
+            healthy: Arc::new(AtomicBool::new(true)),
         }
     }
 }
@@ -87,8 +122,15 @@ async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
+async fn healthz(State(state): State<HttpState>) -> (StatusCode, &'static str) {
+    if state.healthy.load(Ordering::Acquire) {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy: leadership lost\n",
+        )
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> (StatusCode, &'static str) {

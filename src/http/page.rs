@@ -6,11 +6,13 @@
 //! The script and the style sheet are served by the operator ([`SCRIPT`], [`STYLE`]): the page
 //! loads nothing from anywhere else, and its Content-Security-Policy says so.
 
+use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
-use url::Url;
 
 use crate::config::OperatorConfig;
+use crate::consent_link;
 use crate::crd::{ConsentState, Health, Tenant};
+use crate::links::SigningKeys;
 
 /// The page's script: polls the view and updates the rows, the summary and the live region.
 pub const SCRIPT: &str = include_str!("quickstart.js");
@@ -59,8 +61,15 @@ pub struct ConsentView {
     pub url: Option<String>,
 }
 
-/// The page's view of `tenant`; consent links carry `token` back to the page through `state`.
-pub fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
+/// The page's view of `tenant` at `now`; consent links carry `token` back to the page through
+/// their `state`, signed anew with `keys` ([`consent_link::returning_to_page`]).
+pub fn view(
+    tenant: &Tenant,
+    config: &OperatorConfig,
+    token: &str,
+    keys: &SigningKeys,
+    now: Timestamp,
+) -> PageView {
     let status = tenant.status.clone().unwrap_or_default();
     let mut consents: Vec<ConsentView> = status
         .consents
@@ -92,7 +101,7 @@ pub fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
                     .consent_url
                     .as_deref()
                     .filter(|_| line.state != ConsentState::Granted)
-                    .map(|url| returning_to_page(url, token)),
+                    .map(|url| consent_link::returning_to_page(url, keys, token, now)),
             }
         })
         .collect();
@@ -178,27 +187,6 @@ fn allows(key: &str, app: &str, permissions: &[String]) -> String {
         _ if permissions.is_empty() => format!("Lets the application {app} work in your tenant."),
         _ => format!("Gives the application {app} these permissions: {}.", permissions.join(", ")),
     }
-}
-
-/// `consent_url` with the token appended to its `state` (`<namespace>/<grant>/<token>`), so the
-/// consent callback can send the admin back to this page.
-pub fn returning_to_page(consent_url: &str, token: &str) -> String {
-    let Ok(mut url) = Url::parse(consent_url) else {
-        return consent_url.to_owned();
-    };
-    let pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .map(|(k, v)| {
-            let v = if k == "state" {
-                format!("{v}/{token}")
-            } else {
-                v.into_owned()
-            };
-            (k.into_owned(), v)
-        })
-        .collect();
-    url.query_pairs_mut().clear().extend_pairs(pairs);
-    url.into()
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -319,6 +307,18 @@ mod tests {
     use super::*;
     use crate::crd::tenant::{ConsentSummary, TenantStatus};
 
+    fn keys() -> SigningKeys {
+        SigningKeys::parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "test keys").unwrap()
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap()
+    }
+
+    fn view(tenant: &Tenant, config: &OperatorConfig, token: &str) -> PageView {
+        super::view(tenant, config, token, &keys(), at(1_000))
+    }
+
     fn tenant(customer: &str, lines: &[(&str, ConsentState, bool)], ok: bool) -> Tenant {
         let mut t: Tenant = serde_json::from_value(serde_json::json!({
             "apiVersion": "recording.m365.io/v1alpha1", "kind": "Tenant",
@@ -341,7 +341,8 @@ mod tests {
                     state: *state,
                     optional: *optional,
                     consent_url: Some(format!(
-                        "https://login.example.com/t/v2.0/adminconsent?client_id=1&state=tenant-x%2F{name}"
+                        "https://login.example.com/t/v2.0/adminconsent?client_id=1&state={}",
+                        consent_link::sign(&keys(), "tenant-contoso", name, None, at(2_000))
                     )),
                 })
                 .collect(),
@@ -363,10 +364,11 @@ mod tests {
             ],
             false,
         );
-        let v = view(&t, &OperatorConfig::default(), "TOKEN");
-        let keys: Vec<&str> = v.consents.iter().map(|c| c.key.as_str()).collect();
+        let token = keys().sign("contoso", "uid", at(5_000));
+        let v = view(&t, &OperatorConfig::default(), &token);
+        let order: Vec<&str> = v.consents.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(
-            keys,
+            order,
             [
                 "directory",
                 "login",
@@ -385,8 +387,11 @@ mod tests {
         let login = &v.consents[1];
         assert_eq!(login.label, "Revoked: please grant it again");
         let url = login.url.as_deref().unwrap();
-        assert!(
-            url.ends_with("state=tenant-x%2Flogin%2FTOKEN"),
+        let state = consent_link::state_of(url).unwrap();
+        let grant = consent_link::open(&keys(), &state, at(1_000)).unwrap();
+        assert_eq!(
+            (grant.name.as_str(), grant.page.as_deref()),
+            ("login", Some(token.as_str())),
             "the callback finds the page: {url}"
         );
         assert!(url.contains("client_id=1"), "{url}");

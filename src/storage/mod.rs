@@ -22,6 +22,7 @@
 pub mod azure;
 pub mod pvc;
 pub mod retention;
+pub mod sas;
 pub mod tenant;
 
 use std::collections::BTreeMap;
@@ -334,6 +335,10 @@ pub struct AccountConfig {
     /// without the leading `?`) or an account SAS URL; it needs the permissions read, write,
     /// delete, list, add, create on containers (`ss=b`, `srt` with `c`).
     pub credential: SecretRef,
+    /// The account's key (base64), only to sign each recording bot a SAS for its own
+    /// container (see `storage::sas`); without it the bots get no SAS from the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<SecretRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,6 +422,13 @@ impl StorageConfig {
         }
         for (region, account) in &self.accounts {
             match url::Url::parse(&account.endpoint) {
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                    problems.push(format!(
+                        "storage.accounts.{region}.endpoint: {:?} must not carry a user name or \
+                         password (the credential's Secret holds the SAS token)",
+                        redact_url(&account.endpoint)
+                    ))
+                }
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => {}
                 Ok(_) => problems.push(format!(
                     "storage.accounts.{region}.endpoint: must be an http(s) URL without a query \
@@ -620,6 +632,15 @@ pub enum StorageError {
         owner: String,
         tenant: String,
     },
+    #[error(
+        "claim {endpoint} was made for another Tenant named \"{tenant}\" (uid {owner_uid}); it \
+         is left alone"
+    )]
+    ClaimOfAnotherTenant {
+        endpoint: String,
+        tenant: String,
+        owner_uid: String,
+    },
     #[error("storage endpoint {endpoint} is unreachable: {detail}")]
     Unreachable { endpoint: String, detail: String },
     #[error("storage endpoint {endpoint} did not answer within {seconds} s")]
@@ -660,6 +681,7 @@ impl StorageError {
             StorageError::SharedKeyDisabled { .. } => "StorageSharedKeyDisabled",
             StorageError::ContainerNotFound { .. } => "ContainerNotFound",
             StorageError::OwnedByAnotherTenant { .. } => "ContainerOwnedByAnotherTenant",
+            StorageError::ClaimOfAnotherTenant { .. } => "ClaimOwnedByAnotherTenant",
             StorageError::Unreachable { .. } => "StorageUnreachable",
             StorageError::Timeout { .. } => "StorageTimeout",
             StorageError::Service { .. } => "StorageServiceError",
@@ -685,11 +707,12 @@ impl StorageError {
 // Keeping credentials out of messages
 // ---------------------------------------------------------------------------------------------
 
-/// `url` without its query string and fragment (where SAS tokens live). Text that is not a
+/// `url` without its query string and fragment (where SAS tokens live) and without the
+/// `user:password@` of its authority. Text that is not a
 /// URL loses everything from the first `?` on, to be safe.
 pub fn redact_url(url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    url[..end].to_string()
+    crate::config::strip_userinfo(&url[..end])
 }
 
 /// `text` with the query string of every `http://` or `https://` URL in it removed.
@@ -922,6 +945,23 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("sig=2"), "{message}");
+        let with_password: StorageConfig = serde_saphyr::from_str(
+            "accounts:\n  westeurope:\n    endpoint: https://ops:hunter2@x.blob.core.windows.net\n    \
+             credential: { env: SAS }\n",
+        )
+        .unwrap();
+        let message = with_password.validate().unwrap_err().to_string();
+        assert!(
+            message.contains(
+                "\"https://x.blob.core.windows.net\" must not carry a user name or password"
+            ),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(
+            redact_urls_in("failed at https://u:p@x.blob.core.windows.net/c?sig=s: boom"),
+            "failed at https://x.blob.core.windows.net/c boom"
+        );
         assert!(
             StorageConfig::default().validate().is_err(),
             "azureBlob without accounts"

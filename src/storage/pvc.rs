@@ -3,7 +3,8 @@
 //! Each location the operator provisions is a claim `recordings-<role>` in the tenant's
 //! namespace (`tenant-<name>`), server-side applied with the field manager
 //! `recording-operator`, labelled `app.kubernetes.io/managed-by=recording-operator`,
-//! `recording.m365.io/tenant=<name>` and `recording.m365.io/storage-role=<role>`, with the
+//! `recording.m365.io/tenant=<name>`, `recording.m365.io/tenant-uid=<the Tenant's uid>` and
+//! `recording.m365.io/storage-role=<role>`, with the
 //! StorageClass configured for its region (none configured: the cluster's default class).
 //! No owner reference: with `deletionPolicy: Retain` the claim outlives the Tenant object, and
 //! so does its namespace, which the Tenant then does not own either
@@ -38,6 +39,10 @@ use crate::crd::FIELD_MANAGER;
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_TENANT: &str = "recording.m365.io/tenant";
+/// The Tenant's uid, as the Azure backend stamps its containers: a claim left by a deleted
+/// Tenant of the same name (`deletionPolicy: Retain`) is neither reused nor deleted by a new
+/// one. A claim without it (from before the stamp) counts as the tenant's and gets it.
+pub const LABEL_TENANT_UID: &str = crate::crd::TENANT_UID_LABEL;
 pub const LABEL_ROLE: &str = "recording.m365.io/storage-role";
 pub const ANNOTATION_LOCATION: &str = "recording.m365.io/location";
 pub const ANNOTATION_RETENTION: &str = "recording.m365.io/retention-days";
@@ -72,15 +77,19 @@ pub fn desired_claim(request: &EnsureStorage, config: &PvcConfig) -> PersistentV
     let retention = request
         .retention_days
         .map_or_else(|| "unlimited".to_string(), |days| days.to_string());
+    let mut labels = BTreeMap::from([
+        (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
+        (LABEL_TENANT.to_string(), request.tenant.clone()),
+        (LABEL_ROLE.to_string(), request.role.as_str().to_string()),
+    ]);
+    if let Some(uid) = &request.tenant_uid {
+        labels.insert(LABEL_TENANT_UID.to_string(), uid.clone());
+    }
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(claim_name(request.role)),
             namespace: Some(tenant_namespace(&request.tenant)),
-            labels: Some(BTreeMap::from([
-                (LABEL_MANAGED_BY.to_string(), FIELD_MANAGER.to_string()),
-                (LABEL_TENANT.to_string(), request.tenant.clone()),
-                (LABEL_ROLE.to_string(), request.role.as_str().to_string()),
-            ])),
+            labels: Some(labels),
             annotations: Some(BTreeMap::from([
                 (ANNOTATION_LOCATION.to_string(), request.location.clone()),
                 (ANNOTATION_RETENTION.to_string(), retention),
@@ -104,6 +113,19 @@ pub fn desired_claim(request: &EnsureStorage, config: &PvcConfig) -> PersistentV
             ..Default::default()
         }),
         status: None,
+    }
+}
+
+/// The uid of the other Tenant `existing` was made for, if it was stamped for one that is not
+/// `request`'s.
+pub fn other_tenant_uid(
+    existing: &PersistentVolumeClaim,
+    request: &EnsureStorage,
+) -> Option<String> {
+    let stamped = existing.metadata.labels.as_ref()?.get(LABEL_TENANT_UID)?;
+    match &request.tenant_uid {
+        Some(uid) if uid != stamped => Some(stamped.clone()),
+        _ => None,
     }
 }
 
@@ -224,6 +246,16 @@ impl StorageBackend for PvcBackend {
                 e,
             )
         })?;
+        if let Some(owner_uid) = existing
+            .as_ref()
+            .and_then(|existing| other_tenant_uid(existing, request))
+        {
+            return Err(StorageError::ClaimOfAnotherTenant {
+                endpoint: format!("pvc://{namespace}/{name}"),
+                tenant: request.tenant.clone(),
+                owner_uid,
+            });
+        }
         let kept = existing
             .as_ref()
             .and_then(|existing| keep_immutable(&mut claim, existing));
@@ -275,6 +307,15 @@ impl StorageBackend for PvcBackend {
         else {
             return Ok(DeleteOutcome::AlreadyGone);
         };
+        if let Some(other) = other_tenant_uid(&found, request) {
+            return Ok(DeleteOutcome::Kept {
+                reason: format!(
+                    "PersistentVolumeClaim {namespace}/{name} was made for another Tenant named \
+                     {} (uid {other})",
+                    request.tenant
+                ),
+            });
+        }
         let labels = found.metadata.labels.unwrap_or_default();
         let ours = labels.get(LABEL_MANAGED_BY).map(String::as_str) == Some(FIELD_MANAGER)
             && labels.get(LABEL_TENANT) == Some(&request.tenant);
@@ -319,6 +360,33 @@ mod tests {
             )]),
             size: "50Gi".into(),
         }
+    }
+
+    #[test]
+    fn claims_carry_the_tenant_uid_and_another_tenants_claim_is_recognised() {
+        let mut mine = request(ManagedRole::Default, "westeurope");
+        mine.tenant_uid = Some("uid-now".into());
+        let claim = desired_claim(&mine, &config());
+        assert_eq!(
+            claim
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .get(LABEL_TENANT_UID),
+            Some(&"uid-now".to_string())
+        );
+        assert_eq!(other_tenant_uid(&claim, &mine), None);
+        let mut before = request(ManagedRole::Default, "westeurope");
+        before.tenant_uid = Some("uid-before".into());
+        let left_behind = desired_claim(&before, &config());
+        assert_eq!(
+            other_tenant_uid(&left_behind, &mine).as_deref(),
+            Some("uid-before")
+        );
+        // Unstamped claims (made before the stamp) are the tenant's.
+        let unstamped = desired_claim(&request(ManagedRole::Default, "westeurope"), &config());
+        assert_eq!(other_tenant_uid(&unstamped, &mine), None);
     }
 
     #[test]

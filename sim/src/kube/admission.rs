@@ -265,7 +265,12 @@ pub fn builtin_admission(
             }
         }
         ("apps", "Deployment") => deployment_admission(old, o, errors),
+        ("apps", "StatefulSet") => super::workloads::stateful_set_admission(old, o, errors),
+        ("", "Pod") => super::workloads::pod_os_rules(&o["spec"], "spec", errors),
         _ => {}
+    }
+    if rt.kind == "Service" {
+        super::workloads::service_node_ports(old, o);
     }
 }
 
@@ -307,7 +312,14 @@ fn deployment_admission(old: Option<&Value>, o: &mut Value, errors: &mut Vec<Fie
     if spec["strategy"].is_null() {
         spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}});
     }
-    let pod = &mut spec["template"]["spec"];
+    template_admission(old, o, errors);
+}
+
+/// The pod template of a workload (Deployment, StatefulSet): the pod defaults, the selector
+/// matching the template's labels (and immutable), containers named with an image, and the
+/// rules of the pod's OS.
+pub(super) fn template_admission(old: Option<&Value>, o: &mut Value, errors: &mut Vec<FieldError>) {
+    let pod = &mut o["spec"]["template"]["spec"];
     for (field, default) in [
         ("restartPolicy", json!("Always")),
         ("terminationGracePeriodSeconds", json!(30)),
@@ -392,4 +404,5 @@ fn deployment_admission(old: Option<&Value>, o: &mut Value, errors: &mut Vec<Fie
         }
         _ => errors.push(FieldError::required("spec.template.spec.containers", "")),
     }
+    super::workloads::pod_os_rules(&spec["template"]["spec"], "spec.template.spec", errors);
 }

@@ -73,6 +73,8 @@ pub struct Cluster {
     pub held: BTreeSet<(String, String)>,
     /// When each progressing Deployment becomes available.
     deployment_due: BTreeMap<(String, String), Instant>,
+    /// The StatefulSet loop's state and what tests set for it.
+    pub workloads: super::workloads::StatefulSets,
 }
 
 fn target<'a>(rt: &'a ResourceType, name: &'a str) -> Target<'a> {
@@ -142,6 +144,7 @@ impl Cluster {
             ready_delay,
             held: BTreeSet::new(),
             deployment_due: BTreeMap::new(),
+            workloads: Default::default(),
         };
         cluster.bootstrap();
         cluster
@@ -154,6 +157,7 @@ impl Cluster {
         self.store.wipe();
         self.held.clear();
         self.deployment_due.clear();
+        self.workloads = Default::default();
         self.bootstrap();
     }
 
@@ -985,6 +989,12 @@ impl Cluster {
                 }
             }
             self.registry.unregister(&key);
+        }
+        if rt.kind == "StatefulSet" {
+            self.workloads.rollouts.remove(&(
+                meta_str(removed, "namespace").to_string(),
+                meta_str(removed, "name").to_string(),
+            ));
         }
         if rt.kind == "Deployment" {
             self.deployment_due.remove(&(

@@ -309,6 +309,7 @@ fn route(
     if !rbac::allowed(&shared.lock().store, &user, &attributes) {
         return Err(rbac::forbidden(&user, &attributes));
     }
+    check_write_authorization(shared, &user, &attributes, &rt, body, headers)?;
     if rt.group == "authorization.k8s.io" {
         if verb != "create" {
             return Err(ApiError::method_not_allowed(
@@ -489,6 +490,61 @@ fn content_type(headers: &HeaderMap) -> &str {
 }
 
 /// A create or update body: JSON, YAML, or (built-in kinds only) protobuf.
+/// What the real server checks beyond the request's own verb: an apply that creates its object
+/// needs `create` too, and a write of a role binding passes the RBAC escalation check
+/// ([`rbac::check_binding`]).
+fn check_write_authorization(
+    shared: &Shared,
+    user: &User,
+    a: &rbac::Attributes,
+    rt: &ResourceType,
+    body: &Bytes,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if !matches!(a.verb, "create" | "update" | "patch") || a.subresource.is_some() {
+        return Ok(());
+    }
+    let cluster = shared.lock();
+    let existing = a
+        .name
+        .and_then(|name| cluster.get(rt, a.namespace, name).ok());
+    if a.verb == "patch" && existing.is_none() {
+        let create = rbac::Attributes {
+            verb: "create",
+            ..a.clone()
+        };
+        if !rbac::allowed(&cluster.store, user, &create) {
+            return Err(rbac::forbidden(user, &create));
+        }
+    }
+    if rt.group != "rbac.authorization.k8s.io"
+        || !matches!(rt.plural.as_str(), "rolebindings" | "clusterrolebindings")
+    {
+        return Ok(());
+    }
+    // The roleRef the write asks for (a patch that leaves it out keeps the stored one).
+    let sent = decode_body(body, headers, rt)
+        .ok()
+        .or_else(|| serde_saphyr::from_slice::<Value>(body).ok())
+        .map(|b| b["roleRef"].clone())
+        .filter(|r| r.is_object());
+    let Some(role_ref) = sent.or_else(|| existing.map(|e| e["roleRef"].clone())) else {
+        return Ok(());
+    };
+    let name = a.name.map(str::to_string).unwrap_or_else(|| {
+        decode_body(body, headers, rt)
+            .ok()
+            .and_then(|b| b["metadata"]["name"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    });
+    rbac::check_binding(
+        &cluster.store,
+        user,
+        (&rt.plural, a.namespace, &name),
+        &role_ref,
+    )
+}
+
 fn decode_body(body: &Bytes, headers: &HeaderMap, rt: &ResourceType) -> Result<Value, ApiError> {
     let ct = content_type(headers);
     if protobuf::is_protobuf(ct) && !rt.is_custom() {

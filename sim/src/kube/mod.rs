@@ -63,6 +63,7 @@ mod store;
 mod table;
 mod tls;
 mod watch;
+mod workloads;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -281,6 +282,29 @@ impl KubeSim {
         }
     }
 
+    /// Keep a StatefulSet with no instance ready (or release it).
+    pub fn hold_stateful_set_unavailable(&self, namespace: &str, name: &str, hold: bool) {
+        let mut cluster = self.inner.shared.lock();
+        let key = (namespace.to_string(), name.to_string());
+        if hold {
+            cluster.workloads.held.insert(key);
+        } else {
+            cluster.workloads.held.remove(&key);
+        }
+    }
+
+    /// Mark a StatefulSet instance (pod name) as having calls in progress: stopping it waits
+    /// (its `preStop` hook still running) until cleared.
+    pub fn set_instance_busy(&self, namespace: &str, pod: &str, busy: bool) {
+        let mut cluster = self.inner.shared.lock();
+        let key = (namespace.to_string(), pod.to_string());
+        if busy {
+            cluster.workloads.busy.insert(key);
+        } else {
+            cluster.workloads.busy.remove(&key);
+        }
+    }
+
     pub fn inject_failures(&self, fault: FaultSpec) {
         self.inner
             .shared
@@ -435,6 +459,10 @@ async fn run_controllers(shared: std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        shared.lock().reconcile_deployments(Instant::now());
+        let mut cluster = shared.lock();
+        let now = Instant::now();
+        cluster.reconcile_deployments(now);
+        cluster.reconcile_stateful_sets(now);
+        cluster.reconcile_load_balancers();
     }
 }

@@ -201,6 +201,117 @@ pub fn allowed(store: &Store, user: &User, a: &Attributes) -> bool {
                 .any(|b| grants(b, a.namespace)))
 }
 
+/// The RBAC API's own rule for writing a RoleBinding or ClusterRoleBinding (the real server's
+/// escalation check): the writer must be allowed to `bind` the role it refers to (in the
+/// binding's namespace), or already hold every permission that role grants there. Without it,
+/// anyone who may create bindings could grant themselves anything.
+pub fn check_binding(
+    store: &Store,
+    user: &User,
+    binding: (&str, &str, &str),
+    role_ref: &Value,
+) -> Result<(), ApiError> {
+    let (plural, namespace, name) = binding;
+    if user.is_master() {
+        return Ok(());
+    }
+    let role_kind = role_ref["kind"].as_str().unwrap_or_default();
+    let role_name = role_ref["name"].as_str().unwrap_or_default();
+    let role_plural = if role_kind == "ClusterRole" {
+        "clusterroles"
+    } else {
+        "roles"
+    };
+    let bind = Attributes {
+        verb: "bind",
+        group: "rbac.authorization.k8s.io",
+        resource: role_plural,
+        subresource: None,
+        namespace,
+        name: Some(role_name),
+    };
+    if allowed(store, user, &bind) {
+        return Ok(());
+    }
+    let role_ns = if role_kind == "ClusterRole" {
+        ""
+    } else {
+        namespace
+    };
+    let rules = store
+        .get(&rbac_key(role_plural), role_ns, role_name)
+        .and_then(|r| r["rules"].as_array().cloned())
+        .unwrap_or_default();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect()
+    };
+    let mut missing = Vec::new();
+    for rule in &rules {
+        let names = strings(&rule["resourceNames"]);
+        let names: Vec<Option<&str>> = if names.is_empty() {
+            vec![None]
+        } else {
+            names.iter().map(|n| Some(n.as_str())).collect()
+        };
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                let (resource, subresource) = match resource.split_once('/') {
+                    Some((r, sub)) => (r.to_string(), Some(sub.to_string())),
+                    None => (resource.clone(), None),
+                };
+                for verb in strings(&rule["verbs"]) {
+                    for n in &names {
+                        let a = Attributes {
+                            verb: &verb,
+                            group: &group,
+                            resource: &resource,
+                            subresource: subresource.as_deref(),
+                            namespace,
+                            name: *n,
+                        };
+                        if !allowed(store, user, &a) {
+                            let full = match &subresource {
+                                Some(sub) => format!("{resource}/{sub}"),
+                                None => resource.clone(),
+                            };
+                            let named = n
+                                .map(|n| format!(", ResourceNames:[{n:?}]"))
+                                .unwrap_or_default();
+                            missing.push(format!(
+                                "{{APIGroups:[{group:?}], Resources:[{full:?}]{named}, Verbs:[{verb:?}]}}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let groups = user
+        .groups
+        .iter()
+        .map(|g| format!("{g:?}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut e = ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "{plural}.rbac.authorization.k8s.io {name:?} is forbidden: user {:?} (groups=[{groups}]) is attempting to grant RBAC permissions not currently held:\n{}",
+            user.name,
+            missing.join("\n")
+        ),
+    );
+    e.details = Some(json!({"name": name, "group": "rbac.authorization.k8s.io", "kind": plural}));
+    Err(e)
+}
+
 /// The real server's 403 for a denied request.
 pub fn forbidden(user: &User, a: &Attributes) -> ApiError {
     let resource = match a.subresource {
@@ -316,6 +427,49 @@ mod tests {
         let mut get_x = attrs("get", "secrets", "a");
         get_x.name = Some("x");
         assert!(rule_allows(&named, &get_x));
+    }
+
+    #[test]
+    fn a_binding_needs_bind_on_its_role_or_every_permission_it_grants() {
+        let mut store = Store::new(tokio::sync::broadcast::channel(16).0, 1);
+        store.put(
+            &rbac_key("clusterroles"),
+            json!({"metadata": {"name": "tenant"}, "rules": [
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+        );
+        store.put(
+            &rbac_key("clusterroles"),
+            json!({"metadata": {"name": "binder"}, "rules": [
+                {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"],
+                 "verbs": ["bind"], "resourceNames": ["tenant"]}]}),
+        );
+        let user = User::service_account("ops", "op");
+        let role_ref = json!({"kind": "ClusterRole", "name": "tenant"});
+        let e = check_binding(&store, &user, ("rolebindings", "t1", "b"), &role_ref).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert!(
+            e.message
+                .contains("is attempting to grant RBAC permissions not currently held")
+                && e.message
+                    .contains("{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"),
+            "{}",
+            e.message
+        );
+        store.put(
+            &rbac_key("clusterrolebindings"),
+            json!({"metadata": {"name": "binder"},
+                   "roleRef": {"kind": "ClusterRole", "name": "binder"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "ops"}]}),
+        );
+        check_binding(&store, &user, ("rolebindings", "t1", "b"), &role_ref).unwrap();
+        // `bind` names one role: another is still checked permission by permission.
+        store.put(
+            &rbac_key("clusterroles"),
+            json!({"metadata": {"name": "admin"}, "rules": [
+                {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}),
+        );
+        let admin = json!({"kind": "ClusterRole", "name": "admin"});
+        assert!(check_binding(&store, &user, ("rolebindings", "t1", "b"), &admin).is_err());
     }
 
     #[test]

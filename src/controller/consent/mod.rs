@@ -5,7 +5,9 @@
 //! them asks for. Grants no Tenant covers (their Tenant missing, or made outside its
 //! namespace) are [strays](reconcile_strays), reconciled one by one.
 //!
-//! One grant's reconcile: validate → find the Tenant and its Entra tenant id → build the
+//! One grant's reconcile: validate → refuse what the platform's tokens must not check
+//! ([`not_trusted`]: outside its Tenant's namespace, or another application than the
+//! configuration's for its consent) → find the Tenant and its Entra tenant id → build the
 //! admin-consent URL → if a check is due (new object, spec change,
 //! `recording.m365.io/recheck-at` changed, or `status.nextCheckAt` reached) ask the shared
 //! [`ConsentChecker`](crate::graph::ConsentChecker) about *all* of the tenant's consents at
@@ -18,6 +20,8 @@
 //! The redirect endpoint (`/consent/callback`, served on the public listener by
 //! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at`
 //! ([`recheck_stamp`]) on the grant named by the redirect's `state`, so the check runs at once.
+//! The state is signed ([`consent_state`]): the endpoint touches no grant it did not name
+//! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +36,7 @@ use serde_json::json;
 
 use super::{earliest, Context, Error, Result, Retried};
 use crate::conditions::{self, reason, Desired, Status, READY};
-use crate::config::{PollingConfig, DIRECTORY_CONSENT};
+use crate::config::{OperatorConfig, PollingConfig, DIRECTORY_CONSENT};
 use crate::crd::validation::validate_consent_grant;
 use crate::crd::{AdministratorState, AdministratorStatus};
 use crate::crd::{
@@ -55,13 +59,33 @@ pub use status::*;
 // The async shell
 // ---------------------------------------------------------------------------------------------
 
-/// The admin-consent URL's `state`: the grant's `namespace/name`.
-pub fn consent_state(grant: &ConsentGrant) -> String {
-    format!(
-        "{}/{}",
-        grant.metadata.namespace.as_deref().unwrap_or_default(),
-        grant.metadata.name.as_deref().unwrap_or_default()
-    )
+/// The admin-consent URL's `state` at `now`: the grant's namespace and name, signed with the
+/// Quick Start keys ([`crate::consent_link`]) so the public callback can trust it. Without
+/// Quick Start links configured the URL carries no state (the callback then re-checks nothing;
+/// the grant is checked on its schedule). Keys that cannot be read keep the state of the URL
+/// the status has, if any.
+pub async fn consent_state(grant: &ConsentGrant, ctx: &Context, now: Timestamp) -> String {
+    let Some(links) = &ctx.links else {
+        return String::new();
+    };
+    match links.keys().await {
+        Ok(keys) => crate::consent_link::sign(
+            &keys,
+            grant.metadata.namespace.as_deref().unwrap_or_default(),
+            grant.metadata.name.as_deref().unwrap_or_default(),
+            None,
+            crate::consent_link::expiry(now, links.validity()),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sign the admin-consent links' state");
+            grant
+                .status
+                .as_ref()
+                .and_then(|s| s.consent_url.as_deref())
+                .and_then(crate::consent_link::state_of)
+                .unwrap_or_default()
+        }
+    }
 }
 
 /// Reconciles the ConsentGrants of one Tenant: those in its namespace that name it.
@@ -131,6 +155,16 @@ pub async fn reconcile_grant(
         return Ok(None);
     }
 
+    if let Some(why) = not_trusted(&grant, &ctx.config) {
+        write_status(
+            &grant,
+            blocked_status(&grant, None, reason::NOT_CHECKED, why, now),
+            ctx,
+        )
+        .await?;
+        return Ok(None);
+    }
+
     let tenant_id = tenant.and_then(|t| {
         t.entra_tenant_id()
             .or_else(|| ctx.caches.resolved_tenant_ids.get(t))
@@ -152,7 +186,7 @@ pub async fn reconcile_grant(
         return Ok(Some(Duration::from_secs(5)));
     };
 
-    let state = consent_state(&grant);
+    let state = consent_state(&grant, ctx, now).await;
     let url = Some(
         ctx.checker
             .consent_url(&tenant_id, &grant.spec.app_id, &state),
@@ -181,7 +215,11 @@ pub async fn reconcile_grant(
 
     // One check answers for every consent of the tenant; a due grant joins any check of its
     // tenant started since the middle of its wait (see `share_from`).
-    let mut specs: Vec<ConsentSpec> = siblings.iter().map(|g| spec_of(g, tenant)).collect();
+    let mut specs: Vec<ConsentSpec> = siblings
+        .iter()
+        .filter(|g| not_trusted(g, &ctx.config).is_none())
+        .map(|g| spec_of(g, tenant))
+        .collect();
     if !specs.iter().any(|s| s.key == grant.spec.consent) {
         specs.push(spec_of(&grant, tenant));
     }
@@ -414,8 +452,9 @@ fn grant_covered(grant: &ConsentGrant, ctx: &Context) -> bool {
 
 /// Reconciles the grants no Tenant covers, one at a time, when the grant watch reports one
 /// and every [`STRAY_INTERVAL`]: a grant whose Tenant does not exist (not yet, or no more)
-/// says so in its status, and one made by hand outside its Tenant's namespace is checked
-/// like any other. A stray whose Tenant appears is handed to that Tenant's reconcile.
+/// says so in its status, and so does one made by hand outside its Tenant's namespace, which
+/// is never checked ([`not_trusted`]). A stray whose Tenant appears is handed to that Tenant's
+/// reconcile.
 pub async fn reconcile_strays(
     ctx: Arc<Context>,
     mut found: futures::channel::mpsc::UnboundedReceiver<super::grants::Touched>,

@@ -268,3 +268,35 @@ pub fn administrators_after_check(
         })
         .collect()
 }
+
+/// Why `grant` must not be checked with the platform's tokens, if it must not: it is checked
+/// only in its Tenant's namespace (where only the operator and the cluster's administrators
+/// write), for a consent of the configuration, with that consent's application. Anything else
+/// would let whoever can write a ConsentGrant anywhere make the operator ask Graph, as the
+/// platform, about any application in any customer tenant.
+pub fn not_trusted(grant: &ConsentGrant, config: &OperatorConfig) -> Option<String> {
+    let spec = &grant.spec;
+    let expected_namespace = crate::crd::tenant::tenant_namespace(&spec.tenant_ref);
+    let namespace = grant.metadata.namespace.as_deref().unwrap_or_default();
+    if namespace != expected_namespace {
+        return Some(format!(
+            "not checked: a ConsentGrant of Tenant {:?} is checked only in the Tenant's namespace \
+             {expected_namespace:?}, and this one is in {namespace:?}",
+            spec.tenant_ref
+        ));
+    }
+    let Some(configured) = config.consents.get(&spec.consent) else {
+        return Some(format!(
+            "not checked: spec.consent {:?} is not a consent of the operator configuration",
+            spec.consent
+        ));
+    };
+    if !spec.app_id.eq_ignore_ascii_case(&configured.app_id) {
+        return Some(format!(
+            "not checked: spec.appId {:?} is not the application the operator configuration \
+             names for consent {:?} ({:?})",
+            spec.app_id, spec.consent, configured.app_id
+        ));
+    }
+    None
+}

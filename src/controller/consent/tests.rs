@@ -417,3 +417,40 @@ fn granted_siblings_on_different_schedules_realign_to_four_checks_a_day() {
     // 30 days of six hours ± 10 % (jitter): 109–133 checks.
     assert!((109..=134).contains(&checks), "{checks} checks in 30 days");
 }
+
+#[test]
+fn only_grants_in_their_tenants_namespace_with_the_configured_app_are_checked() {
+    let mut config = OperatorConfig::default();
+    let recording_app = "8b0f7a52-0000-4000-8000-000000000003".to_string();
+    config.consents.get_mut("recording").unwrap().app_id = recording_app.clone();
+    let grant = |namespace: &str, consent: &str, app: &str| -> ConsentGrant {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "recording.m365.io/v1alpha1", "kind": "ConsentGrant",
+            "metadata": {"name": "x", "namespace": namespace},
+            "spec": {"tenantRef": "contoso", "consent": consent, "appId": app}
+        }))
+        .unwrap()
+    };
+    assert_eq!(
+        not_trusted(
+            &grant("tenant-contoso", "recording", &recording_app.to_uppercase()),
+            &config
+        ),
+        None
+    );
+    let elsewhere = not_trusted(&grant("default", "recording", &recording_app), &config).unwrap();
+    assert!(
+        elsewhere.contains(r#"checked only in the Tenant's namespace "tenant-contoso", and this one is in "default""#),
+        "{elsewhere}"
+    );
+    let other_app = "0d1e2f30-4a5b-4c6d-8e7f-8091a2b3c4d5";
+    let borrowed = not_trusted(&grant("tenant-contoso", "recording", other_app), &config).unwrap();
+    assert!(
+        borrowed.contains(&format!(
+            "spec.appId {other_app:?} is not the application the operator configuration names for consent \"recording\""
+        )),
+        "{borrowed}"
+    );
+    let unknown = not_trusted(&grant("tenant-contoso", "payroll", other_app), &config).unwrap();
+    assert!(unknown.contains("spec.consent \"payroll\""), "{unknown}");
+}

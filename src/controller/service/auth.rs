@@ -147,12 +147,10 @@ pub(super) fn client_secret_version(
     registration: &AppRegistration,
     sctx: &ServiceContext,
 ) -> Option<String> {
-    sctx.secrets
-        .get(
-            &ObjectRef::new(&registration.client_secret_ref.name)
-                .within(&service.namespace().unwrap_or_default()),
-        )
-        .and_then(|m| m.resource_version())
+    sctx.secrets.version(
+        &service.namespace().unwrap_or_default(),
+        &registration.client_secret_ref.name,
+    )
 }
 
 /// Checks the app registration when due (first time, inputs changed, the Secret changed, or a
@@ -213,15 +211,16 @@ pub(super) async fn authenticate(
     }
 
     // A fresh token request is the check: a cached token would vouch for an old secret.
+    // Cached apart from the platform's tokens, even for a platform app's id.
     let tokens = ctx.checker.tokens();
-    tokens.invalidate(&inputs.tenant_id, &inputs.client_id);
     let reference = SecretRef::SecretRef {
         namespace: namespace.clone(),
         name: inputs.secret_name.clone(),
         key: inputs.secret_key.clone(),
     };
+    tokens.invalidate_foreign(&inputs.tenant_id, &inputs.client_id, &reference);
     let answer = match tokens
-        .token(&inputs.tenant_id, &inputs.client_id, Some(&reference))
+        .foreign_token(&inputs.tenant_id, &inputs.client_id, &reference)
         .await
     {
         Ok(token) => {
@@ -264,6 +263,16 @@ pub(super) async fn authenticate(
                 .map(|s| crate::controller::object_key(s.as_ref()))
                 .collect();
             checks.retain(|k, _| live.contains(k));
+            // Nor is a namespace without a service left watched for its Secrets (it may be on
+            // its way out with its Tenant and the RoleBinding that lets the operator read it).
+            sctx.secrets.retain(
+                &sctx
+                    .services
+                    .state()
+                    .iter()
+                    .filter_map(|s| s.namespace())
+                    .collect(),
+            );
             ctx.metrics
                 .retain_client_secrets(sctx.services.state().iter().map(|s| s.as_ref()));
             sctx.failing

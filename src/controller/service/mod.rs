@@ -2,15 +2,20 @@
 //! bots, and the service's status.
 //!
 //! One reconcile: validate the spec (the CRD's own rules, the Tenant exists, the service
-//! lives in that tenant's namespace, its name fits the bot objects' names) → compute the
-//! desired objects from the service, the Tenant and the configuration (ServiceAccount,
-//! ConfigMap with the bot configuration, Service, NetworkPolicy, Deployment `<name>-hue`,
-//! for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all bot pods) → server-side
-//! apply them and delete owned bots no longer desired (Pro → Essentials) → when the service
-//! brings its own app registration, check its credentials with a client-credentials token and
-//! read its client secrets' expiry through Graph (daily, and whenever the Secret changes) →
-//! compute the status from the Deployments' status → write it only when it changed, with an
-//! Event per condition transition.
+//! lives in that tenant's namespace, its name fits the bot objects' names, its instances fit
+//! the media port range) → read the credentials the bots get from the operator (platform
+//! client secrets, each bot's container SAS) and the instances' public addresses not in the
+//! configuration → compute the desired objects from the service, the Tenant and the
+//! configuration (ServiceAccount, ConfigMaps with the bot configuration and the instances'
+//! addresses, the signalling Service, a LoadBalancer Service per instance, NetworkPolicy,
+//! StatefulSet `<name>-hue`, for Pro also `<name>-hue-paired`, one PodDisruptionBudget over all
+//! bot pods, the credentials Secret) → server-side apply them and delete owned bots and
+//! instance Services no longer desired (Pro → Essentials, fewer replicas), and a bot
+//! Deployment of an earlier version once its StatefulSet is ready → when the service brings its
+//! own app registration, check its credentials with a client-credentials token and read its
+//! client secrets' expiry through Graph (daily, and whenever the Secret changes) → compute the
+//! status from the StatefulSets' status → write it only when it changed, with an Event per
+//! condition transition.
 //!
 //! Conditions: `Authenticated` (only with `spec.appRegistration`), `SecretExpiry` (only once
 //! authenticated: `True` while the soonest client secret is 30 days or more from expiry,
@@ -24,15 +29,17 @@ use std::time::{Duration, Instant};
 
 use futures::{Future, Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{
-    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+    Deployment, RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret,
-    SecretKeySelector, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec,
-    TCPSocketAction, TopologySpreadConstraint, Volume, VolumeMount,
+    Affinity, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, ExecAction, HTTPGetAction, Lifecycle, LifecycleHandler, NodeAffinity,
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
+    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodOS, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretKeySelector, Service,
+    ServiceAccount, ServicePort, ServiceSpec, TopologySpreadConstraint, Volume, VolumeMount,
+    WindowsSecurityContextOptions,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPort,
@@ -84,14 +91,18 @@ pub const BOT_CONFIG_FILE: &str = "bot-config.json";
 /// configuration rolls the bots.
 pub const CONFIG_HASH_ANNOTATION: &str = "recording.m365.io/config-hash";
 
-/// Where the bot configuration is mounted.
-const CONFIG_DIR: &str = "/etc/recording-bot";
+/// Where the bot configuration is mounted (the bots are Windows containers).
+const CONFIG_DIR: &str = "C:\\recording-bot\\config";
+/// Where the instances' media addresses are mounted.
+const MEDIA_DIR: &str = "C:\\recording-bot\\media";
+/// The bot's scratch space.
+const TMP_DIR: &str = "C:\\tmp";
 /// Where a bot finds its recordings' claim, with the PVC storage backend.
-pub const RECORDINGS_DIR: &str = "/var/lib/recording-bot/recordings";
-/// The non-root user the bots run as.
-const BOT_UID: i64 = 10001;
+pub const RECORDINGS_DIR: &str = "C:\\recording-bot\\recordings";
 /// How often a service is looked at again even when nothing changed.
 const RESYNC: Duration = Duration::from_secs(600);
+/// How soon an instance address not yet known is looked for again.
+const ADDRESS_RECHECK: Duration = Duration::from_secs(20);
 /// How often a working app registration is checked again (client secret expiry counts days).
 const AUTH_RECHECK: Duration = Duration::from_secs(24 * 3600);
 /// How soon an expiry that could not be read for a passing reason is read again.
@@ -100,13 +111,21 @@ const EXPIRY_RETRY: Duration = Duration::from_secs(300);
 mod auth;
 mod bot_config;
 mod desired;
+mod media;
+mod pod;
 pub mod rollout;
+mod secret_watch;
 mod status;
+mod workload;
 
 pub use auth::*;
 pub use bot_config::*;
 pub use desired::*;
+pub use media::*;
+pub use pod::*;
+pub use secret_watch::*;
 pub use status::*;
+pub use workload::NODE_PUBLIC_IP_ANNOTATION;
 
 // ---------------------------------------------------------------------------------------------
 // The async shell
@@ -115,16 +134,16 @@ pub use status::*;
 /// What the service controller keeps beside the shared [`Context`].
 pub struct ServiceContext {
     pub shared: Arc<Context>,
-    /// The operator's bot Deployments, as last seen.
-    pub deployments: Store<Deployment>,
-    /// Every Secret's metadata (never its data: a metadata-only watch), as last seen.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The operator's bot StatefulSets, as last seen.
+    pub stateful_sets: Store<StatefulSet>,
+    /// The Secrets' metadata (never their data) in each tenant namespace with a service, as
+    /// last seen.
+    pub secrets: SecretWatches,
     /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
-    /// Open once the Deployment and Secret stores have their first list (the services'
+    /// Open once the StatefulSet and Secret stores have their first list (the services'
     /// store is ready before any reconcile runs: kube-runtime holds them until then).
-    deployments_synced: super::Gate,
-    secrets_synced: super::Gate,
+    stateful_sets_synced: super::Gate,
     graph: GraphClient,
     /// The last app registration check per service (by object key).
     checks: Mutex<HashMap<String, AuthMemo>>,
@@ -132,16 +151,18 @@ pub struct ServiceContext {
     failing: Mutex<HashMap<String, FailedCheck>>,
     /// The bot rollouts under way, within `bots.rolloutBudget`.
     rollouts: rollout::Rollouts,
+    /// What the workload shell remembers per service (instance Services, migration).
+    workload: workload::Memory,
 }
 
 impl ServiceContext {
     /// Returns once every cache a RecordingService reconcile reads has its first list: the
-    /// shared ones, the bot Deployments and the Secrets (a Secret not seen yet would change the
-    /// bots' configuration hash and roll them). See [`Context::caches_synced`].
+    /// shared ones and the bot StatefulSets. (The Secrets of the service's namespace are waited
+    /// for by the reconcile that needs them: [`SecretWatches::synced`].) See
+    /// [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
-        self.deployments_synced.wait().await;
-        self.secrets_synced.wait().await;
+        self.stateful_sets_synced.wait().await;
     }
 }
 
@@ -155,40 +176,26 @@ pub fn controller(
 ) -> impl Future<Output = ()> + Send {
     let client = ctx.client.clone();
 
-    let (deployments, deployment_writer) = reflector::store::<Deployment>();
+    let (stateful_sets, stateful_set_writer) = reflector::store::<StatefulSet>();
     let bot_selector = format!(
         "app.kubernetes.io/name={BOT_APP_NAME},app.kubernetes.io/managed-by=recording-operator"
     );
-    let deployments_synced = super::Gate::default();
-    let deployment_events = reflector::reflector(
-        deployment_writer,
+    let stateful_sets_synced = super::Gate::default();
+    let stateful_set_events = reflector::reflector(
+        stateful_set_writer,
         watcher(
-            Api::<Deployment>::all(client.clone()),
+            Api::<StatefulSet>::all(client.clone()),
             watcher::Config::default().labels(&bot_selector),
         ),
     )
     .default_backoff()
     .inspect({
-        let synced = deployments_synced.clone();
+        let synced = stateful_sets_synced.clone();
         move |event| synced.open_on(event)
     })
     .touched_objects();
 
-    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let secrets_synced = super::Gate::default();
-    let secret_events = reflector::reflector(
-        secret_writer,
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .inspect({
-        let synced = secrets_synced.clone();
-        move |event| synced.open_on(event)
-    })
-    .touched_objects();
+    let (secrets, secret_events) = SecretWatches::new(client.clone());
 
     let graph_endpoint = ctx
         .config
@@ -240,18 +247,18 @@ pub fn controller(
     let (rollouts, budget_freed) = rollout::Rollouts::new(ctx.config.bots.rollout_budget);
     let sctx = Arc::new(ServiceContext {
         shared: ctx,
-        deployments,
+        stateful_sets,
         secrets,
         services,
-        deployments_synced,
-        secrets_synced,
+        stateful_sets_synced,
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
         rollouts,
+        workload: workload::Memory::default(),
     });
     controller
-        .owns_stream(deployment_events)
+        .owns_stream(stateful_set_events)
         .watches_shared_stream(tenants, services_of_tenant)
         .watches_stream(secret_events, services_of_secret)
         // Services whose bot change waited for the rollout budget, as it frees up.
@@ -285,6 +292,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     if service.meta().deletion_timestamp.is_some() {
         // Owned objects go with the service through garbage collection.
         sctx.checks.lock().expect("auth checks lock").remove(&key);
+        sctx.workload.forget(&key);
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
@@ -292,7 +300,22 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 1. The spec and the tenant.
     let tenant = ctx.tenant(&service.spec.tenant_ref);
     let tenant_id = tenant.as_deref().and_then(Tenant::entra_tenant_id);
-    let blocker = match (validate(&service, tenant.as_deref()), &tenant_id) {
+    let valid = match validate(&service, tenant.as_deref()) {
+        Ok(()) => allowed_by_policy(&service, sctx).await?,
+        invalid => invalid,
+    };
+    let checked = valid.and_then(|()| {
+        let workload = tenant
+            .as_deref()
+            .map(|t| check_workload(&service, t.spec.license, &ctx.config.bots))
+            .unwrap_or_default();
+        if workload.is_empty() {
+            Ok(())
+        } else {
+            Err(Violations(workload))
+        }
+    });
+    let blocker = match (checked, &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),
         (Ok(()), None) => Some(Blocker::TenantIdUnknown(format!(
             "waiting for Tenant {:?} to learn its Entra tenant id",
@@ -304,24 +327,32 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
     let mut waiting_for_budget = false;
+    let mut addresses_pending = false;
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
-        let secret_version = service
+        let app_secret_version = service
             .spec
             .app_registration
             .as_ref()
             .and_then(|r| client_secret_version(&service, r, sctx));
+        let credentials = workload::bot_credentials(&service, tenant, tenant_id, sctx).await?;
+        let version = workload::credentials_version(app_secret_version.as_deref(), &credentials);
+        let addresses = workload::observe_addresses(&service, tenant, sctx).await?;
         let children = desired_objects(
             &service,
             tenant,
             tenant_id,
-            secret_version.as_deref(),
+            version.as_deref(),
             &ctx.config,
+            &addresses,
         );
+        workload::apply_credentials(&service, &children, credentials, sctx).await?;
         waiting_for_budget = provision(&service, &children, sctx).await?;
-        bots = observe_bots(&children.deployments, |name| {
-            sctx.deployments
+        bots = observe_bots(&children.stateful_sets, |name| {
+            sctx.stateful_sets
                 .get(&ObjectRef::new(name).within(&service.namespace().unwrap_or_default()))
         });
+        workload::retire_deployments(&service, &bots, sctx).await?;
+        addresses_pending = workload::addresses_pending(&children);
     }
 
     // 3. The known app registration.
@@ -359,7 +390,14 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         // The Tenant and Secret watches bring the service back when something changes.
         Some(Blocker::InvalidSpec(_)) => Action::await_change(),
         _ => {
-            let resync = super::jittered(RESYNC, 0.1);
+            // An instance address still unknown (a Service waiting for its IP, a pod for its
+            // node) is looked for again soon: nothing else brings the service back for it.
+            let base = if addresses_pending {
+                ADDRESS_RECHECK
+            } else {
+                RESYNC
+            };
+            let resync = super::jittered(base, 0.1);
             // Woken when the rollout budget frees up; the wait covers a lost wake-up.
             let budget = waiting_for_budget.then_some(rollout::RETRY_FOR_BUDGET);
             let wait = [next_check, budget]
@@ -371,8 +409,44 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     })
 }
 
+/// The operator's `botPolicy` applied to a valid service ([`policy_violations`]). The labels
+/// of the Secret its bots would mount come from the namespace's Secret watch, which this waits
+/// for (a Secret not seen yet would also change the bots' configuration hash and roll them).
+async fn allowed_by_policy(
+    service: &RecordingService,
+    sctx: &ServiceContext,
+) -> Result<Result<(), Violations>> {
+    let mut labels = None;
+    if let Some(registration) = &service.spec.app_registration {
+        let namespace = service.namespace().unwrap_or_default();
+        let Some(secrets) = sctx.secrets.synced(&namespace).await else {
+            return Err(Error::Config(format!(
+                "the Secrets of namespace {namespace} could not be listed within {} s (does the \
+                 operator's RoleBinding exist there yet?)",
+                FIRST_LIST_WAIT.as_secs()
+            )));
+        };
+        labels = secrets
+            .get(&ObjectRef::new(&registration.client_secret_ref.name).within(&namespace))
+            .map(|secret| secret.labels().clone());
+    }
+    let config = &sctx.shared.config;
+    let violations = policy_violations(
+        service,
+        &config.bot_policy,
+        &config.bots.default_image,
+        labels.as_ref(),
+    );
+    Ok(if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Violations(violations))
+    })
+}
+
 /// Applies the service's objects and deletes the bots it no longer needs (Pro → Essentials
-/// removes the paired bot). Returns whether a bot's change waits for the rollout budget.
+/// removes the paired bot) and the instance Services of instances no longer there. Returns
+/// whether a bot's change waits for the rollout budget.
 async fn provision(
     service: &RecordingService,
     children: &Children,
@@ -383,26 +457,31 @@ async fn provision(
     let ns = service.namespace().unwrap_or_default();
     apply_in(&client, &children.service_account, &ctx.caches.applied).await?;
     apply_in(&client, &children.config_map, &ctx.caches.applied).await?;
+    apply_in(&client, &children.media_config_map, &ctx.caches.applied).await?;
     apply_in(&client, &children.service, &ctx.caches.applied).await?;
+    for instance_service in &children.instance_services {
+        apply_in(&client, instance_service, &ctx.caches.applied).await?;
+    }
+    workload::remove_stale_instance_services(service, children, sctx).await?;
     apply_in(&client, &children.network_policy, &ctx.caches.applied).await?;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let owner = format!("{ns}/{}", service.name_any());
     let mut waiting = false;
-    for deployment in &children.deployments {
+    for stateful_set in &children.stateful_sets {
         // Deleted behind the operator's back (or going): apply it again now, not when the
         // remembered apply expires.
         let live = sctx
-            .deployments
-            .get(&ObjectRef::new(&deployment.name_any()).within(&ns))
-            .filter(|d| d.metadata.deletion_timestamp.is_none());
+            .stateful_sets
+            .get(&ObjectRef::new(&stateful_set.name_any()).within(&ns))
+            .filter(|s| s.metadata.deletion_timestamp.is_none());
         if live.is_none() {
-            forget(&ctx.caches.applied, deployment);
+            forget(&ctx.caches.applied, stateful_set);
         }
         // A change to a running bot waits for the rollout budget (see `rollout`).
-        let mut deployment = deployment.clone();
-        let digest = rollout::stamp(&mut deployment);
-        let observed = live.as_deref().map(|d| rollout::Live::of(d, settled(d)));
-        let key = format!("{ns}/{}", deployment.name_any());
+        let mut stateful_set = stateful_set.clone();
+        let digest = rollout::stamp(&mut stateful_set);
+        let observed = live.as_deref().map(|s| rollout::Live::of(s, settled(s)));
+        let key = format!("{ns}/{}", stateful_set.name_any());
         if !sctx
             .rollouts
             .admit(&key, &owner, &digest, observed.as_ref())
@@ -410,7 +489,7 @@ async fn provision(
             waiting = true;
             continue;
         }
-        apply(&deployments, &deployment, &ctx.caches.applied).await?;
+        apply(&stateful_sets, &stateful_set, &ctx.caches.applied).await?;
     }
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for budget in &children.disruption_budgets {
@@ -422,9 +501,13 @@ async fn provision(
         }
     }
 
-    let wanted: BTreeSet<String> = children.deployments.iter().map(|d| d.name_any()).collect();
+    let wanted: BTreeSet<String> = children
+        .stateful_sets
+        .iter()
+        .map(|d| d.name_any())
+        .collect();
     let uid = service.uid();
-    let stale = sctx.deployments.state().into_iter().filter(|d| {
+    let stale = sctx.stateful_sets.state().into_iter().filter(|d| {
         d.namespace().as_deref() == Some(ns.as_str())
             && d.metadata.deletion_timestamp.is_none()
             && !wanted.contains(&d.name_any())
@@ -432,23 +515,10 @@ async fn provision(
                 .iter()
                 .any(|r| Some(&r.uid) == uid.as_ref())
     });
-    for deployment in stale {
-        let name = deployment.name_any();
-        // The budget first: should the Deployment's deletion fail, the next pass finds it again.
-        delete_if_present(&budgets, &name).await?;
-        forget(
-            &ctx.caches.applied,
-            &PodDisruptionBudget {
-                metadata: ObjectMeta {
-                    name: Some(name.clone()),
-                    namespace: Some(ns.clone()),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        );
-        let deleted = delete_if_present(&deployments, &name).await?;
-        forget(&ctx.caches.applied, deployment.as_ref());
+    for stateful_set in stale {
+        let name = stateful_set.name_any();
+        let deleted = delete_if_present(&stateful_sets, &name).await?;
+        forget(&ctx.caches.applied, stateful_set.as_ref());
         sctx.rollouts.forget(&format!("{ns}/{name}"));
         if !deleted {
             // Already gone: the cache had not seen it yet, and the Event was published then.
@@ -467,23 +537,27 @@ async fn provision(
     Ok(waiting)
 }
 
-/// Whether a bot Deployment has rolled out completely: every replica updated and available
-/// at its latest generation.
-fn settled(deployment: &Deployment) -> bool {
-    let want = deployment
+/// Whether a bot StatefulSet has rolled out completely: the controller has seen its latest
+/// generation, every wanted instance is updated and ready, and no instance of an older revision
+/// is left (`currentRevision` has caught up with `updateRevision`).
+fn settled(stateful_set: &StatefulSet) -> bool {
+    let want = stateful_set
         .spec
         .as_ref()
         .and_then(|s| s.replicas)
         .unwrap_or(1);
-    rolled_out_and_available(deployment) >= want
-        && deployment
-            .status
-            .as_ref()
-            .is_some_and(|s| s.observed_generation >= deployment.metadata.generation)
+    let Some(status) = stateful_set.status.as_ref() else {
+        return false;
+    };
+    status.observed_generation >= stateful_set.metadata.generation
+        && status.ready_replicas.unwrap_or(0) >= want
+        && status.updated_replicas.unwrap_or(0) >= want
+        && rolled_out_and_available(stateful_set) >= want
+        && (status.update_revision.is_none() || status.current_revision == status.update_revision)
 }
 
 /// Deletes an object; `false` when it was already gone.
-async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool>
+pub(super) async fn delete_if_present<K>(api: &Api<K>, name: &str) -> Result<bool>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -541,3 +615,5 @@ pub fn error_policy(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod workload_tests;

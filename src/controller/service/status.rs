@@ -7,7 +7,7 @@ use super::*;
 // ---------------------------------------------------------------------------------------------
 
 /// The CRD's rules (its name among them: `<name>-hue-paired` must be a DNS label), plus: the
-/// Tenant exists and the service lives in the tenant's namespace.
+/// Tenant exists (and is not being deleted) and the service lives in the tenant's namespace.
 pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(), Violations> {
     let mut violations = validate_recording_service(service, None)
         .err()
@@ -17,6 +17,12 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
         None => violations.push(Violation {
             field: "spec.tenantRef".into(),
             message: format!("Tenant {:?} does not exist", service.spec.tenant_ref),
+        }),
+        // Its namespace, and the operator's rights there, go with it: nothing more is
+        // provisioned or checked for the service.
+        Some(t) if t.meta().deletion_timestamp.is_some() => violations.push(Violation {
+            field: "spec.tenantRef".into(),
+            message: format!("Tenant {:?} is being deleted", service.spec.tenant_ref),
         }),
         Some(t) => {
             let expected = t.namespace_name();
@@ -36,6 +42,29 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
     } else {
         Err(Violations(violations))
     }
+}
+
+/// What the operator's `botPolicy` refuses in a service: its bot image (`default_image`, the
+/// configured `bots.defaultImage`, when it names none), and the Secret its bots would mount
+/// (`secret_labels`: that Secret's labels, `None` when it does not exist, which the credential
+/// check reports instead).
+pub fn policy_violations(
+    service: &RecordingService,
+    policy: &crate::bot_policy::BotPolicy,
+    default_image: &str,
+    secret_labels: Option<&BTreeMap<String, String>>,
+) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let image = service.spec.bot.image.as_deref().unwrap_or(default_image);
+    violations.extend(policy.image_violation("spec.bot.image", image));
+    if let (Some(registration), Some(labels)) = (&service.spec.app_registration, secret_labels) {
+        violations.extend(policy.secret_violation(
+            "spec.appRegistration.clientSecretRef.name",
+            &registration.client_secret_ref.name,
+            labels,
+        ));
+    }
+    violations
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -257,21 +286,21 @@ pub fn transition_events(
         .collect()
 }
 
-/// The pods of a Deployment that run its current template and are available: the rules
-/// kstatus applies. Nothing while the Deployment controller has not seen the latest spec;
-/// otherwise the available pods minus those of an older template still running (with
-/// `maxUnavailable: 0` the old pods stay available until the new ones are). So a rollout that
-/// cannot finish (a bad image, an unschedulable pod) never counts as ready, though the old
-/// pod keeps serving.
-pub fn rolled_out_and_available(deployment: &Deployment) -> i32 {
-    let Some(status) = deployment.status.as_ref() else {
+/// The instances of a StatefulSet that run its current revision and are available: the rules
+/// kstatus applies. Nothing while the StatefulSet controller has not seen the latest spec;
+/// otherwise the available instances minus those of an older revision still running (a
+/// rolling update replaces one instance at a time, each draining its calls first). So a
+/// rollout that cannot finish (a bad image, an unschedulable pod) never counts as ready,
+/// though the old instances keep recording.
+pub fn rolled_out_and_available(stateful_set: &StatefulSet) -> i32 {
+    let Some(status) = stateful_set.status.as_ref() else {
         return 0;
     };
-    if status.observed_generation < deployment.metadata.generation {
+    if status.observed_generation < stateful_set.metadata.generation {
         return 0;
     }
     let updated = status.updated_replicas.unwrap_or(0);
-    let old = status.replicas.unwrap_or(0).saturating_sub(updated).max(0);
+    let old = status.replicas.saturating_sub(updated).max(0);
     status
         .available_replicas
         .unwrap_or(0)
@@ -279,10 +308,10 @@ pub fn rolled_out_and_available(deployment: &Deployment) -> i32 {
         .clamp(0, updated)
 }
 
-/// Ready/desired replicas of each desired Deployment, from the observed Deployments.
+/// Ready/desired instances of each desired StatefulSet, from the observed StatefulSets.
 pub fn observe_bots(
-    desired: &[Deployment],
-    observed: impl Fn(&str) -> Option<Arc<Deployment>>,
+    desired: &[StatefulSet],
+    observed: impl Fn(&str) -> Option<Arc<StatefulSet>>,
 ) -> Vec<BotStatus> {
     desired
         .iter()

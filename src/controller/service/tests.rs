@@ -87,15 +87,16 @@ fn essentials_runs_one_bot_and_pro_a_pair_kept_apart() {
         TENANT_ID,
         None,
         &config(),
+        &BTreeMap::new(),
     );
     let names: Vec<String> = essentials
-        .deployments
+        .stateful_sets
         .iter()
         .map(|d| d.name_any())
         .collect();
     assert_eq!(names, ["main-hue"]);
     assert_eq!(essentials.disruption_budgets.len(), 1);
-    let pod = essentials.deployments[0]
+    let pod = essentials.stateful_sets[0]
         .spec
         .clone()
         .unwrap()
@@ -104,8 +105,15 @@ fn essentials_runs_one_bot_and_pro_a_pair_kept_apart() {
         .unwrap();
     assert!(pod.affinity.is_none() && pod.topology_spread_constraints.is_none());
 
-    let pro = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, None, &config());
-    let names: Vec<String> = pro.deployments.iter().map(|d| d.name_any()).collect();
+    let pro = desired_objects(
+        &svc,
+        &tenant("Pro", true),
+        TENANT_ID,
+        None,
+        &config(),
+        &BTreeMap::new(),
+    );
+    let names: Vec<String> = pro.stateful_sets.iter().map(|d| d.name_any()).collect();
     assert_eq!(names, ["main-hue", "main-hue-paired"]);
     assert_eq!(pro.disruption_budgets.len(), 1, "one budget over both bots");
     let budget = pro.disruption_budgets[0].spec.clone().unwrap();
@@ -115,8 +123,8 @@ fn essentials_runs_one_bot_and_pro_a_pair_kept_apart() {
         !selected.contains_key("app.kubernetes.io/component"),
         "the first and the paired bot: {selected:?}"
     );
-    let primary = pro.deployments[0].spec.clone().unwrap();
-    let paired = pro.deployments[1].spec.clone().unwrap();
+    let primary = pro.stateful_sets[0].spec.clone().unwrap();
+    let paired = pro.stateful_sets[1].spec.clone().unwrap();
     let term = &paired
         .template
         .spec
@@ -160,7 +168,7 @@ fn essentials_runs_one_bot_and_pro_a_pair_kept_apart() {
         &pro.config_map.metadata,
         &pro.service.metadata,
         &pro.network_policy.metadata,
-        &pro.deployments[1].metadata,
+        &pro.stateful_sets[1].metadata,
         &pro.disruption_budgets[0].metadata,
     ];
     for meta in metas {
@@ -180,7 +188,14 @@ fn essentials_runs_one_bot_and_pro_a_pair_kept_apart() {
 #[test]
 fn the_bot_configuration_carries_the_tenant_and_never_a_secret() {
     let svc = with_app_registration();
-    let children = desired_objects(&svc, &tenant("Pro", true), TENANT_ID, None, &config());
+    let children = desired_objects(
+        &svc,
+        &tenant("Pro", true),
+        TENANT_ID,
+        None,
+        &config(),
+        &BTreeMap::new(),
+    );
     let text = &children.config_map.data.as_ref().unwrap()[BOT_CONFIG_FILE];
     let parsed: BotConfig = serde_json::from_str(text).unwrap();
     assert_eq!(parsed.tenant_id, TENANT_ID);
@@ -208,7 +223,7 @@ fn the_bot_configuration_carries_the_tenant_and_never_a_secret() {
     );
 
     // The secret reaches the pods only by reference, under the default key.
-    for deployment in &children.deployments {
+    for deployment in &children.stateful_sets {
         let env = deployment
             .spec
             .as_ref()
@@ -256,7 +271,7 @@ fn the_bot_configuration_carries_the_tenant_and_never_a_secret() {
 
 /// The configuration hash on the first bot's pod template.
 fn config_hash_of(children: &Children) -> String {
-    children.deployments[0]
+    children.stateful_sets[0]
         .spec
         .clone()
         .unwrap()
@@ -281,7 +296,7 @@ fn verified_administrators_reach_the_bot_configuration_and_a_change_rolls_the_bo
         {"upn": "ghost@contoso.onmicrosoft.com", "state": "Missing"},
         {"upn": "off@contoso.onmicrosoft.com", "state": "Disabled"}
     ]));
-    let children = desired_objects(&svc, &before, TENANT_ID, None, &config());
+    let children = desired_objects(&svc, &before, TENANT_ID, None, &config(), &BTreeMap::new());
     let file = &children.config_map.data.as_ref().unwrap()[BOT_CONFIG_FILE];
     let read: BotConfig = serde_json::from_str(file).unwrap();
     assert_eq!(read.administrators, vec!["admin@contoso.onmicrosoft.com"]);
@@ -290,14 +305,32 @@ fn verified_administrators_reach_the_bot_configuration_and_a_change_rolls_the_bo
         {"upn": "ghost@contoso.onmicrosoft.com", "state": "Verified"},
         {"upn": "off@contoso.onmicrosoft.com", "state": "Disabled"}
     ]));
-    let hash = |t: &Tenant| config_hash_of(&desired_objects(&svc, t, TENANT_ID, None, &config()));
+    let hash = |t: &Tenant| {
+        config_hash_of(&desired_objects(
+            &svc,
+            t,
+            TENANT_ID,
+            None,
+            &config(),
+            &BTreeMap::new(),
+        ))
+    };
     assert_ne!(hash(&before), hash(&after));
 }
 
 #[test]
 fn a_changed_configuration_rolls_the_bots() {
     let svc = service("main", "tenant-contoso", json!({}));
-    let hash = |t: &Tenant| config_hash_of(&desired_objects(&svc, t, TENANT_ID, None, &config()));
+    let hash = |t: &Tenant| {
+        config_hash_of(&desired_objects(
+            &svc,
+            t,
+            TENANT_ID,
+            None,
+            &config(),
+            &BTreeMap::new(),
+        ))
+    };
     let before = tenant("Essentials", true);
     let mut after = before.clone();
     after.spec.retention = crate::crd::tenant::RetentionSpec {
@@ -318,8 +351,8 @@ fn on_claims_each_bot_mounts_its_locations_claim() {
     ]))
     .unwrap();
     let claims = |t: &Tenant| -> Vec<(Option<String>, Option<String>)> {
-        desired_objects(&svc, t, TENANT_ID, None, &config())
-            .deployments
+        desired_objects(&svc, t, TENANT_ID, None, &config(), &BTreeMap::new())
+            .stateful_sets
             .iter()
             .map(|d| {
                 let pod = d.spec.clone().unwrap().template.spec.unwrap();
@@ -357,7 +390,14 @@ fn a_rotated_client_secret_rolls_the_bots() {
     let svc = service("main", "tenant-contoso", json!({}));
     let t = tenant("Essentials", true);
     let hash = |version: Option<&str>| {
-        config_hash_of(&desired_objects(&svc, &t, TENANT_ID, version, &config()))
+        config_hash_of(&desired_objects(
+            &svc,
+            &t,
+            TENANT_ID,
+            version,
+            &config(),
+            &BTreeMap::new(),
+        ))
     };
     assert_eq!(hash(Some("41")), hash(Some("41")));
     assert_ne!(hash(Some("41")), hash(Some("57")), "the Secret was updated");
@@ -367,15 +407,15 @@ fn a_rotated_client_secret_rolls_the_bots() {
 #[test]
 fn bots_count_as_ready_once_their_rollout_is_done() {
     let deployment =
-        |generation: i64, observed: i64, replicas: i32, updated: i32, available: i32| Deployment {
+        |generation: i64, observed: i64, replicas: i32, updated: i32, available: i32| StatefulSet {
             metadata: ObjectMeta {
                 name: Some("main-hue".into()),
                 generation: Some(generation),
                 ..Default::default()
             },
-            status: Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+            status: Some(k8s_openapi::api::apps::v1::StatefulSetStatus {
                 observed_generation: Some(observed),
-                replicas: Some(replicas),
+                replicas,
                 updated_replicas: Some(updated),
                 available_replicas: Some(available),
                 ..Default::default()
@@ -391,20 +431,21 @@ fn bots_count_as_ready_once_their_rollout_is_done() {
     // Scaling 1 → 2 on the same template: one of two.
     assert_eq!(rolled_out_and_available(&deployment(4, 4, 2, 2, 1)), 1);
     // No status yet.
-    assert_eq!(rolled_out_and_available(&Deployment::default()), 0);
+    assert_eq!(rolled_out_and_available(&StatefulSet::default()), 0);
 }
 
 #[test]
 fn resources_always_have_requests_and_limits() {
-    let defaults = bot_resources(None);
-    assert_eq!(defaults.requests.as_ref().unwrap()["cpu"].0, "500m");
-    assert_eq!(defaults.limits.as_ref().unwrap()["memory"].0, "2Gi");
+    let configured = crate::config::BotsConfig::default().resources;
+    let defaults = bot_resources(None, &configured);
+    assert_eq!(defaults.requests.as_ref().unwrap()["cpu"].0, "2");
+    assert_eq!(defaults.limits.as_ref().unwrap()["memory"].0, "8Gi");
     let partial: ResourceRequirements = serde_json::from_value(json!({
         "requests": {"cpu": "1"},
         "limits": {"memory": "4Gi"}
     }))
     .unwrap();
-    let completed = bot_resources(Some(&partial));
+    let completed = bot_resources(Some(&partial), &configured);
     let requests = completed.requests.unwrap();
     let limits = completed.limits.unwrap();
     assert_eq!(
@@ -752,4 +793,91 @@ fn events_follow_transitions_only() {
         Some(&running),
         &status_with(&t, &svc, vec![bot("main-hue", 1, 1)], AuthState::NotUsed)
     ));
+}
+
+/// The tenant's ResourceQuota bounds ephemeral storage, so a pod without ephemeral-storage
+/// requests and limits would be refused: every bot container names a request and a limit for
+/// every resource the quota bounds, and its `/tmp` has a size limit within that limit.
+#[test]
+fn bots_fit_the_tenant_quota_and_bound_their_tmp() {
+    let t = tenant("Pro", true);
+    let quota = crate::controller::tenant::desired_children(&t, &config()).quota;
+    let hard = quota.spec.unwrap().hard.unwrap();
+    assert!(hard.contains_key("limits.ephemeral-storage"), "{hard:?}");
+    let svc = service("main", "tenant-contoso", json!({}));
+    for deployment in
+        desired_objects(&svc, &t, TENANT_ID, None, &config(), &BTreeMap::new()).stateful_sets
+    {
+        let pod = deployment.spec.clone().unwrap().template.spec.unwrap();
+        let container = &pod.containers[0];
+        let resources = container.resources.clone().unwrap();
+        for key in hard.keys() {
+            let (kind, resource) = match key.split_once('.') {
+                Some(("requests", r)) => (&resources.requests, r),
+                Some(("limits", r)) => (&resources.limits, r),
+                _ => continue,
+            };
+            assert!(
+                kind.as_ref().is_some_and(|k| k.contains_key(resource)),
+                "{}: no {key}",
+                deployment.name_any()
+            );
+        }
+        let tmp = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "tmp")
+            .unwrap();
+        assert_eq!(
+            tmp.empty_dir.unwrap().size_limit,
+            Some(Quantity(BOT_TMP_SIZE_LIMIT.into()))
+        );
+    }
+}
+
+#[test]
+fn nothing_is_provisioned_or_checked_for_a_tenant_being_deleted() {
+    let mut t = tenant("Essentials", true);
+    t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(
+        "2026-12-01T00:00:00Z",
+    )));
+    let v = validate(&service("main", "tenant-contoso", json!({})), Some(&t)).unwrap_err();
+    assert!(v.names_field("spec.tenantRef"), "{v}");
+    assert!(v.to_string().contains("is being deleted"), "{v}");
+}
+
+#[test]
+fn a_bot_rollout_is_settled_once_every_instance_runs_the_update_revision() {
+    let stateful_set =
+        |generation: i64, observed: i64, ready: i32, updated: i32, current: &str| StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("main-hue".into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(2),
+                ..Default::default()
+            }),
+            status: Some(k8s_openapi::api::apps::v1::StatefulSetStatus {
+                observed_generation: Some(observed),
+                replicas: 2,
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                current_revision: Some(current.into()),
+                update_revision: Some("main-hue-new".into()),
+                ..Default::default()
+            }),
+        };
+    assert!(settled(&stateful_set(3, 3, 2, 2, "main-hue-new")));
+    // The StatefulSet controller has not seen the latest spec yet.
+    assert!(!settled(&stateful_set(4, 3, 2, 2, "main-hue-new")));
+    // One instance replaced, the other still on the old revision.
+    assert!(!settled(&stateful_set(3, 3, 2, 1, "main-hue-old")));
+    // Every instance updated, one not ready yet.
+    assert!(!settled(&stateful_set(3, 3, 1, 2, "main-hue-new")));
+    // No status yet.
+    assert!(!settled(&StatefulSet::default()));
 }

@@ -78,6 +78,9 @@ pub struct Children {
     pub namespace: Namespace,
     pub quota: ResourceQuota,
     pub network_policy: NetworkPolicy,
+    /// Grants the operator [`crate::rbac::TENANT_RULES`] in the namespace; applied before
+    /// anything else there.
+    pub role_binding: RoleBinding,
     pub grants: Vec<ConsentGrant>,
 }
 
@@ -85,7 +88,12 @@ impl Children {
     /// The digest of every child's body (`status.appliedHash`).
     pub fn digest(&self) -> String {
         use crate::controller::apply::{digest, Body};
-        let fixed: [&dyn Body; 3] = [&self.namespace, &self.quota, &self.network_policy];
+        let fixed: [&dyn Body; 4] = [
+            &self.namespace,
+            &self.quota,
+            &self.network_policy,
+            &self.role_binding,
+        ];
         digest(
             fixed
                 .into_iter()
@@ -99,6 +107,7 @@ impl Children {
         assume_applied(cache, &self.namespace);
         assume_applied(cache, &self.quota);
         assume_applied(cache, &self.network_policy);
+        assume_applied(cache, &self.role_binding);
         for grant in &self.grants {
             assume_applied(cache, grant);
         }
@@ -134,11 +143,15 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         // deleted with it, and every claim in it. `Retain` keeps the namespace instead.
         ns_meta.owner_references = None;
     }
-    // Pods of the tenant run under the restricted Pod Security Standard.
+    // Pods of the tenant run under the restricted Pod Security Standard (the bots are Windows
+    // pods: restricted's Linux-only checks do not apply to them), unless their media uses host
+    // networking, which only the privileged level admits.
     let labels = ns_meta.labels.get_or_insert_with(Default::default);
+    // Made for this Tenant (see [`adoption_refusal`]).
+    labels.insert(TENANT_UID_LABEL.into(), tenant.uid().unwrap_or_default());
     labels.insert(
         "pod-security.kubernetes.io/enforce".into(),
-        "restricted".into(),
+        crate::controller::service::pod_security_level(&config.bots).into(),
     );
     let namespace = Namespace {
         metadata: ns_meta,
@@ -151,8 +164,12 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         ("requests.memory", "32Gi"),
         ("limits.cpu", "32"),
         ("limits.memory", "64Gi"),
+        // Every bot's logs, `/tmp` and writable layer (1Gi limit each by default).
+        ("requests.ephemeral-storage", "20Gi"),
+        ("limits.ephemeral-storage", "40Gi"),
         ("persistentvolumeclaims", "10"),
-        ("services", "10"),
+        // A bot instance has its own media Service: room for a Pro service at 20 replicas.
+        ("services", "50"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
@@ -173,6 +190,22 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
             ..Default::default()
         }),
+    };
+
+    let access = &config.tenant_access;
+    let role_binding = RoleBinding {
+        metadata: meta("recording-operator", Some(&ns)),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: access.cluster_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: access.service_account.clone(),
+            namespace: Some(config.operator_namespace.clone()),
+            ..Default::default()
+        }]),
     };
 
     let grants = required_consents(tenant, config)
@@ -196,6 +229,31 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         namespace,
         quota,
         network_policy,
+        role_binding,
         grants,
     }
+}
+
+/// Why the existing namespace `existing` must not be taken over for `tenant`, if it must not:
+/// a force apply would adopt it, and garbage collection would then delete it, and everything in
+/// it, with the Tenant. The operator's own namespaces carry the Tenant's uid in
+/// [`TENANT_UID_LABEL`] (or, from before that label, an owner reference to the Tenant).
+pub fn adoption_refusal(existing: &Namespace, tenant: &Tenant) -> Option<String> {
+    let uid = tenant.uid().unwrap_or_default();
+    let stamped = existing.labels().get(TENANT_UID_LABEL);
+    let owned = existing.owner_references().iter().any(|o| o.uid == uid);
+    if stamped == Some(&uid) || (stamped.is_none() && owned) {
+        return None;
+    }
+    let whose = match stamped {
+        Some(other) => format!("it is labelled {TENANT_UID_LABEL}={other}, another Tenant's uid"),
+        None => format!("it has no {TENANT_UID_LABEL} label: someone else made it"),
+    };
+    Some(format!(
+        "namespace {:?} already exists and was not made by the operator for this Tenant ({whose}); \
+         nothing is applied there. Rename the Tenant, delete the namespace, or label it \
+         {TENANT_UID_LABEL}={uid} to hand it over (the Tenant would then own it, and delete it \
+         with itself unless deletionPolicy keeps it)",
+        existing.name_any()
+    ))
 }

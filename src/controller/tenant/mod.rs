@@ -2,8 +2,9 @@
 //! health.
 //!
 //! One reconcile: validate the spec (the CRD's own rules) → know the Entra tenant id (spec, or
-//! resolved from the domain once and kept in status) → apply the namespace `tenant-<name>`, its
-//! ResourceQuota and default-deny NetworkPolicy, and one ConsentGrant per consent the license
+//! resolved from the domain once and kept in status) → apply the namespace `tenant-<name>`
+//! (unless it exists and is not the Tenant's), the RoleBinding that lets the operator work in
+//! it, its ResourceQuota and default-deny NetworkPolicy, and one ConsentGrant per consent the license
 //! needs (deleting the ones it no longer needs) → read the grants' states → compute the status
 //! (`health`, `alarm`, conditions) → write it only when it changed, with an Event on each
 //! transition.
@@ -14,10 +15,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, ResourceQuotaSpec};
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -35,7 +37,7 @@ use crate::crd::tenant::{
 use crate::crd::validation::{validate_tenant, Violations};
 use crate::crd::{
     ConsentGrant, ConsentGrantSpec, ConsentState, Health, Tenant, TenantStatus, FIELD_MANAGER,
-    RECHECK_ANNOTATION,
+    RECHECK_ANNOTATION, TENANT_UID_LABEL,
 };
 use crate::graph::GraphError;
 
@@ -180,9 +182,16 @@ async fn reconcile_inner(
         },
     };
 
-    // 3. Children, only for a valid tenant with a known tenant id.
+    // 3. Children, only for a valid tenant with a known tenant id, in a namespace that is its
+    // own.
     let children = desired_children(&tenant, config);
     let mut applied_hash = tenant.status.as_ref().and_then(|s| s.applied_hash.clone());
+    let blocker = match blocker {
+        None => namespace_refusal(&children.namespace, &tenant, ctx)
+            .await?
+            .map(Blocker::NamespaceNotOwned),
+        some => some,
+    };
     if blocker.is_none() {
         ensure_finalizer(&tenant, ctx).await?;
         let digest = children.digest();
@@ -312,6 +321,22 @@ async fn tenant_id(tenant: &Tenant, ctx: &Context) -> Result<String, GraphError>
     Ok(id)
 }
 
+/// Why the tenant's namespace must not be adopted ([`adoption_refusal`]), read from the API
+/// unless this process applied it already (then it is the operator's).
+async fn namespace_refusal(
+    namespace: &Namespace,
+    tenant: &Tenant,
+    ctx: &Context,
+) -> Result<Option<String>> {
+    if ctx.caches.applied.knows(namespace) {
+        return Ok(None);
+    }
+    let existing = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(&namespace.name_any())
+        .await?;
+    Ok(existing.and_then(|existing| adoption_refusal(&existing, tenant)))
+}
+
 /// Applies the tenant's children and deletes the ConsentGrants it no longer needs.
 async fn provision(
     tenant: &Tenant,
@@ -327,8 +352,10 @@ async fn provision(
         &ctx.caches.applied,
     )
     .await?;
+    // The operator's rights in the namespace, before anything that needs them.
+    apply_in(&client, &children.role_binding, &ctx.caches.applied).await?;
     // Everything else lives in the namespace and depends on nothing but it: applied side by
-    // side, so a new tenant waits for two round trips instead of one per object.
+    // side, so a new tenant waits for three round trips instead of one per object.
     let grants: Api<ConsentGrant> = Api::namespaced(client.clone(), &ns);
     futures::try_join!(
         apply_in(&client, &children.quota, &ctx.caches.applied),
@@ -346,10 +373,18 @@ async fn provision(
         .into_iter()
         .filter(|g| !wanted.contains(&g.name_any()))
     {
-        match grants
-            .delete(&stale.name_any(), &DeleteParams::background())
-            .await
-        {
+        // Only a grant the operator made for this Tenant: one made by hand stays.
+        let Some(uid) = made_for(&grants, &stale.name_any(), tenant).await? else {
+            continue;
+        };
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match grants.delete(&stale.name_any(), &params).await {
             Ok(_) => {
                 forget(&ctx.caches.applied, stale.as_ref());
                 ctx.events
@@ -370,6 +405,24 @@ async fn provision(
         }
     }
     Ok(())
+}
+
+/// The uid of ConsentGrant `name` if the operator made it for `tenant` (its controller owner
+/// reference names the Tenant's uid); `None` for one made by hand, or gone. (The grants' cache
+/// keeps no owner references, so the grant is read.)
+async fn made_for(
+    grants: &Api<ConsentGrant>,
+    name: &str,
+    tenant: &Tenant,
+) -> Result<Option<String>> {
+    let Some(grant) = grants.get_opt(name).await? else {
+        return Ok(None);
+    };
+    let ours = grant
+        .owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && Some(&o.uid) == tenant.meta().uid.as_ref());
+    Ok(ours.then(|| grant.uid()).flatten())
 }
 
 /// Writes the status when it changed, with an Event on each transition.

@@ -15,6 +15,8 @@ pub enum Blocker {
     TenantNotFound(String),
     /// The tenant id could not be resolved right now (throttling, outage).
     TenantIdUnavailable(String),
+    /// `tenant-<name>` exists and is not stamped for this Tenant: nothing is applied there.
+    NamespaceNotOwned(String),
 }
 
 /// Everything the status is computed from.
@@ -165,6 +167,10 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         Some(Blocker::TenantIdUnavailable(m)) => {
             alarms.insert(0, format!("Tenant id not resolved yet: {m}"));
             (false, reason::TENANT_ID_UNAVAILABLE, m.clone())
+        }
+        Some(Blocker::NamespaceNotOwned(m)) => {
+            alarms.insert(0, format!("Namespace not adopted: {m}"));
+            (false, reason::NAMESPACE_NOT_OWNED, m.clone())
         }
         None if nobody && consents_ok => (
             false,

@@ -204,3 +204,48 @@ fn a_status_change_beyond_the_consent_lines_is_written_while_checking() {
         "the first status is always written"
     );
 }
+
+#[test]
+fn only_a_namespace_stamped_for_this_tenant_is_adopted() {
+    let config = OperatorConfig::default();
+    let t = tenant("Pro");
+    let ours = desired_children(&t, &config).namespace;
+    assert_eq!(
+        ours.labels().get(TENANT_UID_LABEL).map(String::as_str),
+        t.uid().as_deref()
+    );
+    assert_eq!(adoption_refusal(&ours, &t), None);
+
+    // Someone's namespace of the same name: refused, saying how to hand it over.
+    let theirs = Namespace {
+        metadata: ObjectMeta {
+            name: Some("tenant-contoso".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let refusal = adoption_refusal(&theirs, &t).unwrap();
+    assert!(
+        refusal.contains("\"tenant-contoso\" already exists"),
+        "{refusal}"
+    );
+    assert!(
+        refusal.contains(&format!("{TENANT_UID_LABEL}={}", t.uid().unwrap())),
+        "{refusal}"
+    );
+
+    // Left by an earlier Tenant of the same name (deletionPolicy Retain): refused too.
+    let mut earlier = ours.clone();
+    earlier
+        .labels_mut()
+        .insert(TENANT_UID_LABEL.into(), "another-uid".into());
+    earlier.metadata.owner_references = None;
+    assert!(adoption_refusal(&earlier, &t)
+        .unwrap()
+        .contains("another Tenant's uid"));
+
+    // Made by an operator from before the label: its owner reference names this Tenant.
+    let mut unlabelled = ours;
+    unlabelled.labels_mut().remove(TENANT_UID_LABEL);
+    assert_eq!(adoption_refusal(&unlabelled, &t), None);
+}
