@@ -20,7 +20,7 @@
 //!     internalPort: 8445
 //!     loadBalancer: { publicIp: 203.0.113.10, portRangeStart: 20100, portRangeEnd: 20199 }
 //!     hostNetwork: { nodeSelector: { recording.m365.io/instance-public-ip: "true" } }
-//!   credentials: { secretName: bot-credentials }
+//!   credentials: { secretSuffix: bot-credentials }
 //!   defaultImage: ghcr.io/recording-platform/recording-bot:1.0.0
 //!   rolloutBudget: 10                  # bot workloads rolled at once, across tenants
 //! ```
