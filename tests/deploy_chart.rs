@@ -188,7 +188,11 @@ async fn the_router_ships_with_its_service_and_an_ingress_for_a_host() {
     assert_eq!(container["image"], "recording-operator:0.1.0");
     assert_eq!(
         container["args"],
-        json!(["router", "--addr=0.0.0.0:8443", "--cluster-domain=cluster.local"])
+        json!([
+            "router",
+            "--addr=0.0.0.0:8443",
+            "--cluster-domain=cluster.local"
+        ])
     );
     let plain = deploy_router("Deployment");
     let plain_pod = &plain["spec"]["template"]["spec"];
@@ -260,7 +264,9 @@ async fn the_router_ships_with_its_service_and_an_ingress_for_a_host() {
     assert!(ingress["spec"].get("ingressClassName").is_none());
     assert!(ingress["spec"].get("tls").is_none());
 
-    let docs = render(json!({"router": {"enabled": false, "ingress": {"host": "calls.example.com"}}})).await;
+    let docs =
+        render(json!({"router": {"enabled": false, "ingress": {"host": "calls.example.com"}}}))
+            .await;
     assert!(
         !docs
             .iter()

@@ -137,7 +137,10 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
         .expect("the router is stored");
     let router_pod = &router["spec"]["template"]["spec"];
     assert_eq!(router_pod["serviceAccountName"], "recording-router");
-    assert_eq!(router_pod["containers"][0]["image"], "recording-operator:0.1.0");
+    assert_eq!(
+        router_pod["containers"][0]["image"],
+        "recording-operator:0.1.0"
+    );
     assert_eq!(router_pod["containers"][0]["args"][0], "router");
     let router_service = sim
         .get_json(
@@ -152,7 +155,12 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
         router["spec"]["selector"]["matchLabels"]
     );
     let ingress = kubectl
-        .ok(&["apply", "-f", "deploy/router-ingress.yaml", "--dry-run=server"])
+        .ok(&[
+            "apply",
+            "-f",
+            "deploy/router-ingress.yaml",
+            "--dry-run=server",
+        ])
         .await;
     assert!(
         ingress.contains("ingress.networking.k8s.io/recording-router created (server dry run)"),
