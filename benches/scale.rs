@@ -43,6 +43,9 @@ use serde_json::json;
 use sim::kube::{KubeSim, KubeSimConfig};
 use sim::m365::{M365Sim, Seed};
 
+#[path = "scale/rollouts.rs"]
+mod rollouts;
+
 const HOME_TENANT: &str = "8c1d5e2a-0b7f-4c3e-9a61-2f4b6d8e0c1a";
 const REDIRECT: &str = "http://127.0.0.1:9/consent/callback";
 
@@ -56,6 +59,8 @@ enum Phase {
     Steady,
     Baseline,
     Restart,
+    Failover,
+    Upgrade,
     All,
 }
 
@@ -66,6 +71,12 @@ struct Args {
     concurrency: usize,
     /// Real seconds of one simulated day in the steady phase.
     day_secs: u64,
+    /// Simulated days the steady phase counts.
+    days: u32,
+    /// The operator's `bots.rolloutBudget` in the upgrade phase.
+    rollout_budget: u32,
+    /// Kills and starts in the restart phase.
+    restarts: u32,
     /// `--concurrency` of the operator (its own default when absent).
     operator_concurrency: Option<u16>,
 }
@@ -76,6 +87,9 @@ fn parse_args() -> Args {
         phase: Phase::All,
         concurrency: 64,
         day_secs: 60,
+        days: 1,
+        rollout_budget: 10,
+        restarts: 3,
         operator_concurrency: None,
     };
     let mut it = std::env::args().skip(1);
@@ -87,6 +101,13 @@ fn parse_args() -> Args {
                 args.concurrency = value("--concurrency").parse().expect("--concurrency N")
             }
             "--day-secs" => args.day_secs = value("--day-secs").parse().expect("--day-secs S"),
+            "--days" => args.days = value("--days").parse().expect("--days N"),
+            "--restarts" => args.restarts = value("--restarts").parse().expect("--restarts N"),
+            "--rollout-budget" => {
+                args.rollout_budget = value("--rollout-budget")
+                    .parse()
+                    .expect("--rollout-budget K")
+            }
             "--operator-concurrency" => {
                 args.operator_concurrency = Some(
                     value("--operator-concurrency")
@@ -100,8 +121,12 @@ fn parse_args() -> Args {
                     "steady" => Phase::Steady,
                     "baseline" => Phase::Baseline,
                     "restart" => Phase::Restart,
+                    "failover" => Phase::Failover,
+                    "upgrade" => Phase::Upgrade,
                     "all" => Phase::All,
-                    other => panic!("--phase ready|steady|baseline|restart|all, not {other}"),
+                    other => panic!(
+                        "--phase ready|steady|baseline|restart|failover|upgrade|all, not {other}"
+                    ),
                 }
             }
             // `cargo bench` passes `--bench` to harness-less benches.
@@ -307,6 +332,24 @@ fn bench_cpu_secs() -> f64 {
 
 impl Operator {
     async fn start(world: &World, label: &str, concurrency: Option<u16>) -> Operator {
+        Self::launch(
+            world,
+            label,
+            concurrency,
+            &world.config,
+            &["--leader-election=false"],
+        )
+        .await
+    }
+
+    /// An operator process with `config` and `extra` arguments (leader election, identity).
+    async fn launch(
+        world: &World,
+        label: &str,
+        concurrency: Option<u16>,
+        config: &OperatorConfig,
+        extra: &[&str],
+    ) -> Operator {
         let dir = std::env::temp_dir().join(format!(
             "recording-operator-bench-{}-{label}",
             std::process::id()
@@ -318,10 +361,10 @@ impl Operator {
             .write_kubeconfig(&kubeconfig)
             .expect("kubeconfig written");
         // YAML is a superset of JSON.
-        let config = dir.join("operator.yaml");
+        let config_path = dir.join("operator.yaml");
         std::fs::write(
-            &config,
-            serde_json::to_string_pretty(&world.config).expect("config serializes"),
+            &config_path,
+            serde_json::to_string_pretty(config).expect("config serializes"),
         )
         .expect("config written");
         let port = free_port();
@@ -332,8 +375,11 @@ impl Operator {
         let mut command = tokio::process::Command::new(binary);
         command
             .args(["run", "--config"])
-            .arg(&config)
-            .args(["--leader-election=false", "--http-addr", &http])
+            .arg(&config_path)
+            .args(extra)
+            .args(["--http-addr", &http])
+            // Each process its own public listener (two replicas in the failover phase).
+            .args(["--public-addr", &format!("127.0.0.1:{}", free_port())])
             .args(
                 concurrency
                     .map(|c| vec!["--concurrency".to_string(), c.to_string()])
@@ -425,6 +471,27 @@ impl Operator {
             .lines()
             .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// E-mails the operator sent (its `recording_operator_notifications_sent_total`, all kinds).
+    async fn notifications_sent(&self) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("recording_operator_notifications_sent_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
+    }
+
+    /// Whether this process leads (its `recording_operator_leader` gauge).
+    async fn leads(&self) -> bool {
+        let Ok(response) = reqwest::get(format!("http://{}/metrics", self.http)).await else {
+            return false;
+        };
+        response.text().await.unwrap_or_default().lines().any(|l| {
+            l.strip_prefix("recording_operator_leader ")
+                .is_some_and(|v| v.trim() == "1")
+        })
     }
 
     /// SIGKILL, as a crash or an evicted pod: no graceful shutdown.
@@ -567,6 +634,23 @@ type KubeCounts = BTreeMap<(String, String), u64>;
 /// Per tenant namespace: the last `lastCheckedAt` seen and the polls counted.
 type PollCounts = HashMap<String, (Option<String>, u64)>;
 
+/// Per object (tenant namespace, grant name; an empty name for the Tenant): the last
+/// `resourceVersion` seen, and the new ones seen while counting.
+#[derive(Default)]
+struct ObjectWrites {
+    last: HashMap<(String, String), String>,
+    written: HashMap<(String, String), u64>,
+}
+
+impl ObjectWrites {
+    fn seen(&mut self, key: (String, String), version: Option<String>, counting: bool) {
+        let version = version.unwrap_or_default();
+        if self.last.insert(key.clone(), version.clone()).as_ref() != Some(&version) && counting {
+            *self.written.entry(key).or_default() += 1;
+        }
+    }
+}
+
 fn diff_counts(after: &KubeCounts, before: &KubeCounts) -> KubeCounts {
     after
         .iter()
@@ -609,6 +693,16 @@ impl Table {
 // ---------------------------------------------------------------------------------------------
 // Driving tenants
 // ---------------------------------------------------------------------------------------------
+
+/// Applies tenants `0..n` and returns once every one is Ready.
+async fn apply_tenants_until_ready(client: &kube::Client, n: usize, concurrency: usize) {
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { wait_tenants(&client, n, is_ready).await })
+    };
+    apply_tenants(client, n, concurrency).await;
+    waiting.await.expect("watch");
+}
 
 /// Applies tenants `0..n`, `concurrency` requests in flight.
 async fn apply_tenants(client: &kube::Client, n: usize, concurrency: usize) {
@@ -1184,7 +1278,7 @@ async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
     all
 }
 
-/// All N tenants Ready, then the operator is killed (SIGKILL) and started again, three times:
+/// All N tenants Ready, then the operator is killed (SIGKILL) and started again, `--restarts` times (3):
 /// what each restart writes (API requests other than get, list and watch; Tenants and grants
 /// whose resourceVersion moved) and the Events it publishes. Nothing the operator reads
 /// changed, so every figure should be 0.
@@ -1195,23 +1289,16 @@ async fn phase_restart(args: &Args) -> Table {
     let world = World::start(PollingConfig::default(), 3599).await;
     world.add_customers(n, |_| Granted::All);
     let mut operator = Operator::start(&world, "restart", args.operator_concurrency).await;
-    let waiting = {
-        let client = world.client.clone();
-        tokio::spawn(async move { wait_tenants(&client, n, is_ready).await })
-    };
-    apply_tenants(&world.client, n, args.concurrency).await;
-    waiting.await.expect("watch");
+    apply_tenants_until_ready(&world.client, n, args.concurrency).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let events_api: Api<k8s_openapi::api::events::v1::Event> = Api::all(world.client.clone());
-    for restart in 1..=3 {
-        let before = versions(&world.client).await;
-        let events_before = events_api
-            .list(&Default::default())
-            .await
-            .expect("events")
-            .items
-            .len();
-        let counts_before = world.kube.request_counts();
+    let (reference, listed) = list_and_watch(&world.client).await;
+    table.row(
+        "reference: a plain client lists and watches every Tenant and ConsentGrant",
+        format!("{reference:.2?} ({listed} objects)"),
+    );
+    for restart in 1..=args.restarts {
+        let before = rollouts::Counters::take(&world).await;
+        world.m365.reset_counts();
         operator.kill().await;
         let started = Instant::now();
         operator = Operator::start(&world, "restart", args.operator_concurrency).await;
@@ -1227,47 +1314,32 @@ async fn phase_restart(args: &Args) -> Table {
         }
         let reconciled = started.elapsed();
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let after = versions(&world.client).await;
-        let moved = before.iter().filter(|(k, v)| after.get(*k) != Some(*v));
-        let (tenants, grants) = moved.fold((0, 0), |(t, g), (k, _)| {
-            if k.starts_with('/') {
-                (t + 1, g)
-            } else {
-                (t, g + 1)
-            }
-        });
-        let writes: KubeCounts = diff_counts(&world.kube.request_counts(), &counts_before)
-            .into_iter()
-            .filter(|((verb, _), _)| !matches!(verb.as_str(), "get" | "list" | "watch"))
-            .collect();
-        let events = events_api
-            .list(&Default::default())
-            .await
-            .expect("events")
-            .items
-            .len()
-            - events_before;
-        let writes_text = if writes.is_empty() {
-            "0".to_string()
-        } else {
-            by_verb(&writes)
-                .into_iter()
-                .map(|(verb, (count, resources))| {
-                    format!("{verb} {count} ({})", resources.join(", "))
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
+        let after = rollouts::Counters::take(&world).await;
         table.row(
             format!("restart {restart}: ready (caches synced) / every Tenant reconciled"),
             format!("{synced:.2?} / {reconciled:.2?}"),
         );
-        table.row(
-            format!("restart {restart}: Tenants / ConsentGrants written again"),
-            format!("{tenants} / {grants}"),
+        before.rows(
+            &after,
+            &world,
+            &[],
+            &format!("restart {restart}: "),
+            &mut table,
         );
-        table.row(format!("restart {restart}: API writes"), writes_text);
-        table.row(format!("restart {restart}: Events"), events.to_string());
+        table.row(
+            format!(
+                "restart {restart}: notifications sent (none configured: Events stand for them)"
+            ),
+            format!("{}", operator.notifications_sent().await),
+        );
+        table.row(
+            format!("restart {restart}: every Tenant reconciled / reference"),
+            format!("{:.2}×", reconciled.as_secs_f64() / reference.as_secs_f64()),
+        );
+        table.row(
+            format!("restart {restart}: operator peak RSS during the resync"),
+            format!("{:.1} MiB", operator.peak_rss_mib()),
+        );
     }
     operator.stop().await;
     world.m365.clone().shutdown().await;
@@ -1278,6 +1350,38 @@ async fn phase_restart(args: &Args) -> Table {
 // ---------------------------------------------------------------------------------------------
 // Phase 2: steady state over a simulated day, and pending tenants
 // ---------------------------------------------------------------------------------------------
+
+/// The reference for a resync: a plain client lists and watches every Tenant and every
+/// ConsentGrant (both at once, as the operator does, objects kept in memory) until both lists
+/// are complete. Returns the time and the number of objects.
+async fn list_and_watch(client: &kube::Client) -> (Duration, usize) {
+    async fn listed<K>(api: Api<K>) -> Vec<K>
+    where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
+    {
+        let mut stream = watcher(api, watcher::Config::default().any_semantic()).boxed();
+        let mut objects = Vec::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::InitApply(o)) => objects.push(o),
+                Ok(watcher::Event::InitDone) => break,
+                _ => {}
+            }
+        }
+        objects
+    }
+    let started = Instant::now();
+    let (tenants, grants) = futures::join!(
+        listed(Api::<Tenant>::all(client.clone())),
+        listed(Api::<ConsentGrant>::all(client.clone()))
+    );
+    (started.elapsed(), tenants.len() + grants.len())
+}
 
 /// Which tenants stay pending: every tenth, half of them with the directory consent given.
 fn granted_of(i: usize) -> Granted {
@@ -1303,6 +1407,7 @@ async fn phase_steady(args: &Args) -> Table {
         pending_initial: defaults.pending_initial.mul_f64(pending_scale),
         pending_max: defaults.pending_max.mul_f64(pending_scale),
         check_cache_ttl: defaults.check_cache_ttl.mul_f64(pending_scale),
+        granted_status_refresh: defaults.granted_status_refresh.mul_f64(scale),
         ..defaults.clone()
     };
     let token_lifetime = ((3599.0 * scale).round() as u64).max(1);
@@ -1348,11 +1453,32 @@ async fn phase_steady(args: &Args) -> Table {
     tokio::time::sleep(settle).await;
 
     // Count polls of the pending tenants: each new lastCheckedAt of their `recording` grant
-    // (pending in both kinds of pending tenant).
+    // (pending in both kinds of pending tenant). And the writes of every tenant's objects:
+    // each new resourceVersion of a ConsentGrant or Tenant, by tenant namespace.
     let polls: Arc<Mutex<PollCounts>> = Default::default();
+    let object_writes: Arc<Mutex<ObjectWrites>> = Default::default();
     let counting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tenant_watch = {
+        let (writes, counting) = (object_writes.clone(), counting.clone());
+        let api: Api<Tenant> = Api::all(world.client.clone());
+        tokio::spawn(async move {
+            let mut stream = watcher(api, watcher::Config::default()).boxed();
+            while let Some(event) = stream.next().await {
+                let Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) = event else {
+                    continue;
+                };
+                let namespace = format!("tenant-{}", t.name_any());
+                writes.lock().unwrap().seen(
+                    (namespace, String::new()),
+                    t.resource_version(),
+                    counting.load(std::sync::atomic::Ordering::SeqCst),
+                );
+            }
+        })
+    };
     let poll_watch = {
         let (polls, counting) = (polls.clone(), counting.clone());
+        let writes = object_writes.clone();
         let api: Api<ConsentGrant> = Api::all(world.client.clone());
         tokio::spawn(async move {
             let mut stream = watcher(api, watcher::Config::default()).boxed();
@@ -1360,6 +1486,11 @@ async fn phase_steady(args: &Args) -> Table {
                 let Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) = event else {
                     continue;
                 };
+                writes.lock().unwrap().seen(
+                    (g.namespace().unwrap_or_default(), g.name_any()),
+                    g.resource_version(),
+                    counting.load(std::sync::atomic::Ordering::SeqCst),
+                );
                 if g.name_any() != "recording" {
                     continue;
                 }
@@ -1386,12 +1517,14 @@ async fn phase_steady(args: &Args) -> Table {
     let kube_before = world.kube.request_counts();
     counting.store(true, std::sync::atomic::Ordering::SeqCst);
     let started = Instant::now();
-    tokio::time::sleep(day).await;
+    tokio::time::sleep(day * args.days).await;
     counting.store(false, std::sync::atomic::Ordering::SeqCst);
     let window = started.elapsed();
     let counts = world.m365.counts();
     let kube_after = world.kube.request_counts();
     poll_watch.abort();
+    tenant_watch.abort();
+    let object_writes = object_writes.lock().unwrap().written.clone();
     let polls = polls.lock().unwrap().clone();
 
     let per = |set: &[usize], pick: fn(&sim::m365::EndpointCounts) -> u64| -> u64 {
@@ -1447,6 +1580,32 @@ async fn phase_steady(args: &Args) -> Table {
             format!("{:.2}", per_poll(|c| c.token)),
         );
     }
+    for (label, set) in [
+        ("granted", &granted),
+        (
+            "pending",
+            &nothing.iter().chain(&directory_only).copied().collect(),
+        ),
+    ] {
+        let (mut tenants, mut grants) = (0u64, 0u64);
+        for i in set {
+            let namespace = format!("tenant-{}", tenant_name(*i));
+            for ((ns, name), count) in &object_writes {
+                if *ns == namespace {
+                    if name.is_empty() {
+                        tenants += count;
+                    } else {
+                        grants += count;
+                    }
+                }
+            }
+        }
+        let per = |c: u64| c as f64 / set.len().max(1) as f64 / days;
+        table.row(
+            format!("{label}: object writes per tenant per day, ConsentGrants / Tenant (goal for granted: ≤ 1 in all)"),
+            format!("{:.2} / {:.2}", per(grants), per(tenants)),
+        );
+    }
     let kube = diff_counts(&kube_after, &kube_before);
     for (verb, (count, resources)) in by_verb(&kube) {
         table.row(
@@ -1458,10 +1617,13 @@ async fn phase_steady(args: &Args) -> Table {
             ),
         );
     }
-    table.row(
-        "operator peak RSS",
-        format!("{:.1} MiB", operator.peak_rss_mib()),
-    );
+    finish(table, "operator peak RSS", operator, &world).await
+}
+
+/// Ends a phase: the operator's peak RSS as the table's last row (named `label`), then the
+/// operator and both simulators stopped.
+async fn finish(mut table: Table, label: &str, operator: Operator, world: &World) -> Table {
+    table.row(label, format!("{:.1} MiB", operator.peak_rss_mib()));
     operator.stop().await;
     world.m365.clone().shutdown().await;
     world.kube.clone().shutdown().await;
@@ -1517,6 +1679,16 @@ fn main() {
             phase_restart(&args)
                 .await
                 .print("restarts: what a killed and restarted operator writes again");
+        }
+        if matches!(args.phase, Phase::Failover | Phase::All) {
+            rollouts::phase_failover(&args)
+                .await
+                .print("failover: the leader killed, the standby takes over");
+        }
+        if matches!(args.phase, Phase::Upgrade | Phase::All) {
+            rollouts::phase_upgrade(&args)
+                .await
+                .print("upgrade: a new bot image default, rollouts paced by the budget");
         }
         if matches!(args.phase, Phase::Steady | Phase::All) {
             phase_steady(&args)

@@ -246,6 +246,13 @@ impl OperatorConfig {
         }
         self.polling.check(&mut problems);
         self.bot_policy.check(&mut problems);
+        // The default image runs wherever a service names none: the policy holds for it too.
+        if let Some(refused) = self
+            .bot_policy
+            .image_violation("bots.defaultImage", &self.bots.default_image)
+        {
+            problems.push(refused.to_string());
+        }
         self.quick_start
             .check(self.public_url.as_deref(), &mut problems);
         if let Some(storage) = &self.storage {
@@ -664,6 +671,11 @@ pub struct PollingConfig {
     /// Timeout of one HTTP request to the identity platform or Graph (default 15s).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A granted consent's re-check that finds it still granted is not written to the
+    /// ConsentGrant's status (`lastCheckedAt`, `nextCheckAt`) unless the written
+    /// `lastCheckedAt` is older than this (default 7d; `0s`: every check is written).
+    #[serde(with = "humantime_serde")]
+    pub granted_status_refresh: Duration,
 }
 
 impl Default for PollingConfig {
@@ -676,6 +688,7 @@ impl Default for PollingConfig {
             token_renew_before: Duration::from_secs(5 * 60),
             check_cache_ttl: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
+            granted_status_refresh: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -1262,6 +1275,23 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
         assert_eq!(
             problems,
             ["consents.directory.clientSecret.secretRef.namespace: \"kube-system\" is not the operator's namespace \"platform\", the only one whose Secrets it may read (its RBAC)"]
+        );
+    }
+
+    #[test]
+    fn a_default_bot_image_outside_the_bot_policy_is_refused_by_path() {
+        let mut config = with_app_ids(OperatorConfig::default());
+        config
+            .validate()
+            .expect("the shipped default image is allowed");
+        config.bots.default_image = "docker.io/someone/bot:1".into();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("invalid")
+        };
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with("bots.defaultImage: image \"docker.io/someone/bot:1\""),
+            "{problems:?}"
         );
     }
 

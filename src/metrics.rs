@@ -23,6 +23,7 @@
 //! | `recording_operator_retention_sweeps_total` | counter | `result` |
 //! | `recording_operator_retention_blobs_total` | counter | `outcome` |
 //! | `recording_operator_retention_deleted_bytes_total` | counter | — |
+//! | `recording_operator_granted_checks_unwritten_total` | counter | — |
 //!
 //! The onboarding funnel and the per-Tenant figures the alert rules read are in [`funnel`]
 //! (its table says which series carry a `tenant` label); requests to the public listener in
@@ -126,6 +127,7 @@ struct Inner {
     retention_sweeps: Family<ResultLabels, Counter>,
     retention_blobs: Family<OutcomeLabels, Counter>,
     retention_bytes: Counter,
+    granted_checks_unwritten: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -212,6 +214,12 @@ impl Metrics {
             retention_bytes.clone(),
         );
 
+        let granted_checks_unwritten = Counter::default();
+        registry.register(
+            "recording_operator_granted_checks_unwritten",
+            "Re-checks of granted consents that found them still granted and were not written to the ConsentGrant's status (see polling.grantedStatusRefresh)",
+            granted_checks_unwritten.clone(),
+        );
         let notifications_sent = Family::<KindLabels, Counter>::default();
         registry.register(
             "recording_operator_notifications_sent",
@@ -242,6 +250,7 @@ impl Metrics {
                 retention_sweeps,
                 retention_blobs,
                 retention_bytes,
+                granted_checks_unwritten,
             }),
         }
     }
@@ -346,6 +355,11 @@ impl Metrics {
     /// Counts one request to the public listener (see [`count_public_request`]).
     pub fn public_request(&self, route: &str, status: axum::http::StatusCode) {
         self.inner.public.count(route, status);
+    }
+
+    /// Counts one re-check of a granted consent that changed nothing and was not written.
+    pub fn granted_check_unwritten(&self) {
+        self.inner.granted_checks_unwritten.inc();
     }
 
     /// Counts one notification of `kind` the mail transport accepted.

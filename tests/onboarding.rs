@@ -211,14 +211,35 @@ async fn a_revocation_is_noticed_at_the_next_scheduled_check_of_a_granted_tenant
         .await;
     let first_check = first.status.unwrap().last_checked_at.unwrap();
 
-    // Still granted: the next scheduled check happens all the same.
-    h.wait_grant("fabrikam", "recording", T, |g| {
-        g.status
-            .as_ref()
-            .and_then(|s| s.last_checked_at.as_ref())
-            .is_some_and(|at| at.0 > first_check.0)
-    })
-    .await;
+    // Still granted: the next scheduled checks happen all the same (Graph is asked), and
+    // since they change nothing the grant's status is not rewritten (polling.
+    // grantedStatusRefresh, a week by default).
+    let graph = |h: &Harness| {
+        h.platform
+            .m365
+            .counts()
+            .tenant(FABRIKAM_ID)
+            .graph_requests()
+    };
+    let asked = graph(&h);
+    let deadline = std::time::Instant::now() + T;
+    while graph(&h) < asked + 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled check of a granted tenant within {T:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let unchanged = h
+        .wait_grant("fabrikam", "recording", T, |g| {
+            g.status.as_ref().is_some_and(|s| s.state.is_some())
+        })
+        .await;
+    assert_eq!(
+        unchanged.status.unwrap().last_checked_at,
+        Some(first_check),
+        "a check that found the consent still granted rewrote the status"
+    );
 
     h.platform
         .m365

@@ -21,6 +21,8 @@
 //!     loadBalancer: { publicIp: 203.0.113.10, portRangeStart: 20100, portRangeEnd: 20199 }
 //!     hostNetwork: { nodeSelector: { recording.m365.io/instance-public-ip: "true" } }
 //!   credentials: { secretName: bot-credentials }
+//!   defaultImage: ghcr.io/recording-platform/recording-bot:1.0.0
+//!   rolloutBudget: 10                  # bot workloads rolled at once, across tenants
 //! ```
 
 use std::collections::BTreeMap;
@@ -52,6 +54,14 @@ pub struct BotsConfig {
     pub media: MediaConfig,
     /// Where the bots' credentials go in the tenant namespace.
     pub credentials: CredentialsConfig,
+    /// The bot image of every RecordingService whose spec names none (default: the image
+    /// this operator version ships with). Changing it rolls those services' bots, paced by
+    /// `rolloutBudget`.
+    pub default_image: String,
+    /// At most this many bot workloads (across all tenants) are being rolled by the operator
+    /// at once: a change of an existing bot's workload waits until fewer than this many of
+    /// the rollouts the operator started are unfinished (default 10; at least 1).
+    pub rollout_budget: u32,
 }
 
 impl Default for BotsConfig {
@@ -80,6 +90,8 @@ impl Default for BotsConfig {
             health: HealthEndpoint::default(),
             media: MediaConfig::default(),
             credentials: CredentialsConfig::default(),
+            default_image: crate::controller::service::DEFAULT_BOT_IMAGE.to_owned(),
+            rollout_budget: 10,
         }
     }
 }
@@ -296,6 +308,12 @@ impl BotsConfig {
         if self.credentials.secret_suffix.trim().is_empty() {
             problems.push("bots.credentials.secretSuffix: must not be empty".into());
         }
+        if self.default_image.trim().is_empty() {
+            problems.push("bots.defaultImage: must not be empty".into());
+        }
+        if self.rollout_budget == 0 {
+            problems.push("bots.rolloutBudget: must be at least 1".into());
+        }
     }
 
     /// Public media ports a service may use.
@@ -324,7 +342,7 @@ mod tests {
     #[test]
     fn bad_fields_are_named_with_their_rule() {
         let bots: BotsConfig = serde_saphyr::from_str(
-            "terminationGracePeriod: 5s\ncallsUrl: localhost/calls\nhealth: { path: health }\nmedia:\n  loadBalancer: { publicIp: not-an-ip, portRangeStart: 30000, portRangeEnd: 20000 }\n",
+            "terminationGracePeriod: 5s\ncallsUrl: localhost/calls\nhealth: { path: health }\nmedia:\n  loadBalancer: { publicIp: not-an-ip, portRangeStart: 30000, portRangeEnd: 20000 }\ndefaultImage: ' '\nrolloutBudget: 0\n",
         )
         .unwrap();
         let mut problems = Vec::new();
@@ -336,6 +354,8 @@ mod tests {
             "bots.health.path",
             "bots.media.loadBalancer.portRangeEnd: 20000 is below portRangeStart 30000",
             "bots.media.loadBalancer.publicIp",
+            "bots.defaultImage: must not be empty",
+            "bots.rolloutBudget: must be at least 1",
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }

@@ -117,6 +117,54 @@ where
     }
 }
 
+/// Takes `obj` as applied with this very body, unless the cache remembers an apply of it
+/// already: for objects a live record says were applied as they are desired (a Tenant's
+/// `status.appliedHash` equal to [`digest`] of its children), so that a restarted process
+/// does not send them again.
+///
+/// Like a remembered apply, the assumption lasts [`REAPPLY_AFTER`]: then the object is
+/// applied again, which repairs a change made while no operator ran.
+pub fn assume_applied<K>(cache: &AppliedCache, obj: &K)
+where
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    let key = AppliedCache::key(obj);
+    if cache.lock().contains_key(&key) {
+        return;
+    }
+    let body = serde_json::to_vec(obj).expect("desired objects serialize");
+    cache.remember(key, crate::hash64(&body));
+}
+
+/// A digest of the bodies of the objects one owner applies, to keep in the owner's status:
+/// 128 bits of SHA-256 of each body in order, in hex. Stable across processes and builds (a
+/// restarted operator compares it with the digest of what it would apply now), unlike the
+/// cache's in-process hash.
+pub fn digest<'a>(bodies: impl IntoIterator<Item = &'a dyn Body>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for body in bodies {
+        let bytes = body.json();
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// An object of any kind whose applied body is its JSON, for one [`digest`] over several kinds.
+pub trait Body {
+    fn json(&self) -> Vec<u8>;
+}
+
+impl<T: Serialize> Body for T {
+    fn json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("desired objects serialize")
+    }
+}
+
 /// [`apply`] for a namespaced object, in the namespace its metadata names.
 pub async fn apply_in<K>(
     client: &kube::Client,
@@ -195,5 +243,29 @@ mod tests {
         assert_eq!(cache.len(), 1);
         forget(&cache, &cm);
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn an_assumed_apply_skips_the_same_body_and_keeps_what_was_remembered() {
+        let cache = AppliedCache::default();
+        let cm = config_map("tenant-a", "bot");
+        assume_applied(&cache, &cm);
+        let body = serde_json::to_vec(&cm).unwrap();
+        assert!(cache.fresh(AppliedCache::key(&cm), crate::hash64(&body)));
+        // What this process applied itself stands.
+        let other = config_map("tenant-a", "other");
+        cache.remember(AppliedCache::key(&other), 7 << 40);
+        assume_applied(&cache, &other);
+        assert!(cache.fresh(AppliedCache::key(&other), 7 << 40));
+    }
+
+    #[test]
+    fn the_digest_changes_with_any_body_and_their_order() {
+        let (a, b) = (config_map("tenant-a", "a"), config_map("tenant-a", "b"));
+        let ab = digest([&a as &dyn Body, &b]);
+        assert_eq!(ab.len(), 32);
+        assert_eq!(ab, digest([&a as &dyn Body, &b]));
+        assert_ne!(ab, digest([&b as &dyn Body, &a]));
+        assert_ne!(ab, digest([&a as &dyn Body]));
     }
 }

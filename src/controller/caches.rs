@@ -9,6 +9,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::Resource;
 
 use super::apply::AppliedCache;
+use super::consent::UnwrittenChecks;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
@@ -29,6 +30,8 @@ pub struct Caches {
     pub services: Store<RecordingService>,
     /// Open once the RecordingService store has its first list.
     pub services_synced: Gate,
+    /// When granted consents were last checked without a status write.
+    pub checks: UnwrittenChecks,
 }
 
 impl Caches {

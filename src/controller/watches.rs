@@ -201,6 +201,7 @@ pub fn start(client: &kube::Client) -> Watches {
             applied: Default::default(),
             services,
             services_synced,
+            checks: Default::default(),
         },
         tenants_for_tenants,
         tenants_for_consents,

@@ -369,6 +369,11 @@ pub struct TenantStatus {
     /// The retention sweep (written by the sweep alone, under its own field manager).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionStatus>,
+    /// A digest (128 bits of SHA-256, hex) of the namespace, ResourceQuota, NetworkPolicy and
+    /// ConsentGrants as the operator last applied them. A restarted operator whose desired
+    /// objects have this digest sends none of them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
 }
 
 /// What the retention sweep applies and what its last sweep did.

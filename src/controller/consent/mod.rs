@@ -14,7 +14,8 @@
 //! once (one `$batch` serves the tenant's every grant; a due grant takes any check of its
 //! tenant started since the middle of its wait, so the grants of a tenant share one check per
 //! poll and one schedule) → derive the state, with `Revoked` from history → write status and
-//! an Event on each transition → come back at `nextCheckAt`.
+//! an Event on each transition (a granted consent's check that changed nothing is not written:
+//! see [`quiet`]) → come back at `nextCheckAt`.
 //!
 //! The redirect endpoint (`/consent/callback`, served on the public listener by
 //! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at`
@@ -47,9 +48,11 @@ use crate::graph::{next_check_after, schedule_rng, CheckState, ConsentCheck, Con
 pub use crate::conditions::GRANTED;
 
 mod callback;
+mod quiet;
 mod status;
 
 pub use callback::*;
+pub use quiet::*;
 pub use status::*;
 
 // ---------------------------------------------------------------------------------------------
@@ -135,6 +138,10 @@ pub async fn reconcile_grant(
         return Ok(None);
     }
     let now = Timestamp::now();
+    // A granted consent's checks that changed nothing are not written (see `quiet`): its
+    // schedule is the written one carried on by the checks since.
+    let written = grant.status.clone();
+    let grant = ctx.caches.checks.effective(&grant, &ctx.config.polling);
 
     if let Err(violations) = validate_consent_grant(&grant, None) {
         let status = blocked_status(
@@ -251,7 +258,14 @@ pub async fn reconcile_grant(
             administrators_after_check(&status.administrators, &check, &result.administrators);
     }
     let action = come_back(Some(&status), tenant, wait);
+    let refresh = ctx.config.polling.granted_status_refresh;
+    if unchanged_check(written.as_ref(), &status, refresh, now) {
+        ctx.caches.checks.record(&grant, now);
+        ctx.metrics.granted_check_unwritten();
+        return Ok(action);
+    }
     write_status(&grant, status, ctx).await?;
+    ctx.caches.checks.forget(&grant);
     Ok(action)
 }
 

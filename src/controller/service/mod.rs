@@ -116,6 +116,7 @@ mod desired;
 mod media;
 mod pod;
 mod policy;
+pub mod rollout;
 mod secret_watch;
 mod status;
 mod thumbprint;
@@ -155,6 +156,8 @@ pub struct ServiceContext {
     checks: Mutex<HashMap<String, AuthMemo>>,
     /// Checks that could not get an answer, per service: not tried again before `retry_at`.
     failing: Mutex<HashMap<String, FailedCheck>>,
+    /// The bot rollouts under way, within `bots.rolloutBudget`.
+    rollouts: rollout::Rollouts,
     /// What the workload shell remembers per service (instance Services, migration).
     workload: workload::Memory,
     /// cert-manager's API served or not, and the webhook objects last pruned per service.
@@ -276,6 +279,7 @@ where
         }
     };
 
+    let (rollouts, budget_freed) = rollout::Rollouts::new(ctx.config.bots.rollout_budget);
     let sctx = Arc::new(ServiceContext {
         shared: ctx,
         stateful_sets,
@@ -285,6 +289,7 @@ where
         graph,
         checks: Mutex::new(HashMap::new()),
         failing: Mutex::new(HashMap::new()),
+        rollouts,
         workload: workload::Memory::default(),
         webhook: WebhookMemo::default(),
     });
@@ -293,6 +298,11 @@ where
         .watches_shared_stream(triggers.tenants, services_of_tenant)
         .reconcile_on(triggers.siblings)
         .watches_stream(secret_events, services_of_secret)
+        // Services whose bot change waited for the rollout budget, as it frees up.
+        .reconcile_on(budget_freed.map(|owner| {
+            let (namespace, name) = owner.split_once('/').unwrap_or_default();
+            ObjectRef::new(name).within(namespace)
+        }))
         .with_config(config)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, sctx)
@@ -358,6 +368,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
 
     // 2. The bots, only for a valid service of a tenant with a known tenant id.
     let mut bots = Vec::new();
+    let mut waiting_for_budget = false;
     let mut addresses_pending = false;
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
         let app_secret_version = service
@@ -381,7 +392,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             thumbprint.as_deref(),
         );
         workload::apply_credentials(&service, &children, credentials, sctx).await?;
-        provision(&service, &children, sctx).await?;
+        waiting_for_budget = provision(&service, &children, sctx).await?;
         provision_webhook(&service, &webhook, &sctx.webhook, ctx).await?;
         bots = observe_bots(&children.stateful_sets, |name| {
             sctx.stateful_sets
@@ -453,7 +464,13 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
                 RESYNC
             };
             let resync = super::jittered(base, 0.1);
-            Action::requeue(next_check.map_or(resync, |n| n.min(resync)))
+            // Woken when the rollout budget frees up; the wait covers a lost wake-up.
+            let budget = waiting_for_budget.then_some(rollout::RETRY_FOR_BUDGET);
+            let wait = [next_check, budget]
+                .into_iter()
+                .flatten()
+                .fold(resync, Duration::min);
+            Action::requeue(wait)
         }
     })
 }
@@ -479,7 +496,13 @@ async fn allowed_by_policy(
             .get(&ObjectRef::new(&registration.client_secret_ref.name).within(&namespace))
             .map(|secret| secret.labels().clone());
     }
-    let violations = policy_violations(service, &sctx.shared.config.bot_policy, labels.as_ref());
+    let config = &sctx.shared.config;
+    let violations = policy_violations(
+        service,
+        &config.bot_policy,
+        &config.bots.default_image,
+        labels.as_ref(),
+    );
     Ok(if violations.is_empty() {
         Ok(())
     } else {
@@ -488,12 +511,13 @@ async fn allowed_by_policy(
 }
 
 /// Applies the service's objects and deletes the bots it no longer needs (Pro → Essentials
-/// removes the paired bot) and the instance Services of instances no longer there.
+/// removes the paired bot) and the instance Services of instances no longer there. Returns
+/// whether a bot's change waits for the rollout budget.
 async fn provision(
     service: &RecordingService,
     children: &Children,
     sctx: &ServiceContext,
-) -> Result<()> {
+) -> Result<bool> {
     let ctx = sctx.shared.as_ref();
     let client = ctx.client.clone();
     let ns = service.namespace().unwrap_or_default();
@@ -507,17 +531,31 @@ async fn provision(
     workload::remove_stale_instance_services(service, children, sctx).await?;
     apply_in(&client, &children.network_policy, &ctx.caches.applied).await?;
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let owner = format!("{ns}/{}", service.name_any());
+    let mut waiting = false;
     for stateful_set in &children.stateful_sets {
         // Deleted behind the operator's back (or going): apply it again now, not when the
         // remembered apply expires.
-        let present = sctx
+        let live = sctx
             .stateful_sets
             .get(&ObjectRef::new(&stateful_set.name_any()).within(&ns))
-            .is_some_and(|d| d.metadata.deletion_timestamp.is_none());
-        if !present {
+            .filter(|s| s.metadata.deletion_timestamp.is_none());
+        if live.is_none() {
             forget(&ctx.caches.applied, stateful_set);
         }
-        apply(&stateful_sets, stateful_set, &ctx.caches.applied).await?;
+        // A change to a running bot waits for the rollout budget (see `rollout`).
+        let mut stateful_set = stateful_set.clone();
+        let digest = rollout::stamp(&mut stateful_set);
+        let observed = live.as_deref().map(|s| rollout::Live::of(s, settled(s)));
+        let key = format!("{ns}/{}", stateful_set.name_any());
+        if !sctx
+            .rollouts
+            .admit(&key, &owner, &digest, observed.as_ref())
+        {
+            waiting = true;
+            continue;
+        }
+        apply(&stateful_sets, &stateful_set, &ctx.caches.applied).await?;
     }
     let budgets: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
     for budget in &children.disruption_budgets {
@@ -547,6 +585,7 @@ async fn provision(
         let name = stateful_set.name_any();
         let deleted = delete_if_present(&stateful_sets, &name).await?;
         forget(&ctx.caches.applied, stateful_set.as_ref());
+        sctx.rollouts.forget(&format!("{ns}/{name}"));
         if !deleted {
             // Already gone: the cache had not seen it yet, and the Event was published then.
             continue;
@@ -561,7 +600,26 @@ async fn provision(
             )
             .await;
     }
-    Ok(())
+    Ok(waiting)
+}
+
+/// Whether a bot StatefulSet has rolled out completely: the controller has seen its latest
+/// generation, every wanted instance is updated and ready, and no instance of an older revision
+/// is left (`currentRevision` has caught up with `updateRevision`).
+fn settled(stateful_set: &StatefulSet) -> bool {
+    let want = stateful_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let Some(status) = stateful_set.status.as_ref() else {
+        return false;
+    };
+    status.observed_generation >= stateful_set.metadata.generation
+        && status.ready_replicas.unwrap_or(0) >= want
+        && status.updated_replicas.unwrap_or(0) >= want
+        && rolled_out_and_available(stateful_set) >= want
+        && (status.update_revision.is_none() || status.current_revision == status.update_revision)
 }
 
 /// Deletes an object; `false` when it was already gone.

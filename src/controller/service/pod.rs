@@ -177,7 +177,7 @@ pub(super) fn bot_container(inputs: &PodInputs, with_claim: bool) -> Container {
         image: Some(
             bot.image
                 .clone()
-                .unwrap_or_else(|| DEFAULT_BOT_IMAGE.to_string()),
+                .unwrap_or_else(|| bots.default_image.clone()),
         ),
         image_pull_policy: Some("IfNotPresent".into()),
         env: Some(bot_env(inputs)),

@@ -46,21 +46,18 @@ pub fn validate(service: &RecordingService, tenant: Option<&Tenant>) -> Result<(
     }
 }
 
-/// What the operator's `botPolicy` refuses in a service: its bot image, and the Secret its
-/// bots would mount (`secret_labels`: that Secret's labels, `None` when it does not exist,
-/// which the credential check reports instead).
+/// What the operator's `botPolicy` refuses in a service: its bot image (`default_image`, the
+/// configured `bots.defaultImage`, when it names none), and the Secret its bots would mount
+/// (`secret_labels`: that Secret's labels, `None` when it does not exist, which the credential
+/// check reports instead).
 pub fn policy_violations(
     service: &RecordingService,
     policy: &crate::bot_policy::BotPolicy,
+    default_image: &str,
     secret_labels: Option<&BTreeMap<String, String>>,
 ) -> Vec<Violation> {
     let mut violations = Vec::new();
-    let image = service
-        .spec
-        .bot
-        .image
-        .as_deref()
-        .unwrap_or(DEFAULT_BOT_IMAGE);
+    let image = service.spec.bot.image.as_deref().unwrap_or(default_image);
     violations.extend(policy.image_violation("spec.bot.image", image));
     if let (Some(registration), Some(labels)) = (&service.spec.app_registration, secret_labels) {
         violations.extend(policy.secret_violation(

@@ -1054,3 +1054,38 @@ fn a_service_repeating_a_short_name_or_over_the_licence_is_held_back_with_the_nu
     assert!(ready.message.starts_with("licensedUsers 30 would bring the tenant's licensed users to 110 of 100 included (older services use 80)"), "{}", ready.message);
     assert_eq!(find(&status.conditions, CONFLICT), None);
 }
+
+#[test]
+fn a_bot_rollout_is_settled_once_every_instance_runs_the_update_revision() {
+    let stateful_set =
+        |generation: i64, observed: i64, ready: i32, updated: i32, current: &str| StatefulSet {
+            metadata: ObjectMeta {
+                name: Some("main-hue".into()),
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(2),
+                ..Default::default()
+            }),
+            status: Some(k8s_openapi::api::apps::v1::StatefulSetStatus {
+                observed_generation: Some(observed),
+                replicas: 2,
+                ready_replicas: Some(ready),
+                available_replicas: Some(ready),
+                updated_replicas: Some(updated),
+                current_revision: Some(current.into()),
+                update_revision: Some("main-hue-new".into()),
+                ..Default::default()
+            }),
+        };
+    assert!(settled(&stateful_set(3, 3, 2, 2, "main-hue-new")));
+    // The StatefulSet controller has not seen the latest spec yet.
+    assert!(!settled(&stateful_set(4, 3, 2, 2, "main-hue-new")));
+    // One instance replaced, the other still on the old revision.
+    assert!(!settled(&stateful_set(3, 3, 2, 1, "main-hue-old")));
+    // Every instance updated, one not ready yet.
+    assert!(!settled(&stateful_set(3, 3, 1, 2, "main-hue-new")));
+    // No status yet.
+    assert!(!settled(&StatefulSet::default()));
+}

@@ -84,6 +84,36 @@ pub struct Children {
     pub grants: Vec<ConsentGrant>,
 }
 
+impl Children {
+    /// The digest of every child's body (`status.appliedHash`).
+    pub fn digest(&self) -> String {
+        use crate::controller::apply::{digest, Body};
+        let fixed: [&dyn Body; 4] = [
+            &self.namespace,
+            &self.quota,
+            &self.network_policy,
+            &self.role_binding,
+        ];
+        digest(
+            fixed
+                .into_iter()
+                .chain(self.grants.iter().map(|g| g as &dyn Body)),
+        )
+    }
+
+    /// Takes every child as applied (see [`assume_applied`](crate::controller::apply::assume_applied)).
+    pub fn assume_applied(&self, cache: &crate::controller::apply::AppliedCache) {
+        use crate::controller::apply::assume_applied;
+        assume_applied(cache, &self.namespace);
+        assume_applied(cache, &self.quota);
+        assume_applied(cache, &self.network_policy);
+        assume_applied(cache, &self.role_binding);
+        for grant in &self.grants {
+            assume_applied(cache, grant);
+        }
+    }
+}
+
 /// Whether the tenant's recordings are claims in its namespace that must outlive the Tenant
 /// (the PVC backend with `deletionPolicy: Retain`).
 pub fn keeps_claims_in_namespace(tenant: &Tenant, config: &OperatorConfig) -> bool {

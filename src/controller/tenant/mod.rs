@@ -125,13 +125,20 @@ fn wake_due_grants(
     ctx: &Context,
     now: Timestamp,
 ) -> Option<Duration> {
-    let grants = super::grants::naming(&tenant.name_any(), in_namespace);
+    let grants: Vec<_> = super::grants::naming(&tenant.name_any(), in_namespace)
+        .iter()
+        .map(|g| ctx.caches.checks.effective(g, &ctx.config.polling))
+        .collect();
     let (due, next) = grants_to_wake(&grants, now);
-    if !due.is_empty() {
+    // Come back shortly after a due grant was woken: a check that finds the consent still
+    // granted writes nothing (see `consent::quiet`), so no grant event brings the Tenant back
+    // to learn the next due time; the wait also covers a wake-up that was lost.
+    let next = if due.is_empty() {
+        next
+    } else {
         ctx.wake_consents(ObjectRef::from_obj(tenant));
-    }
-    // Come back shortly after a due grant was woken: its check writes a new `nextCheckAt`
-    // (which triggers this reconcile anyway); the wait covers a wake-up that was lost.
+        earliest(next, Some(Duration::from_secs(1)))
+    };
     next.map(|n| n.max(Duration::from_secs(1)))
 }
 
@@ -192,6 +199,7 @@ async fn reconcile_inner(
     // 3. Children, only for a valid tenant with a known tenant id, in a namespace that is its
     // own.
     let children = desired_children(&tenant, config);
+    let mut applied_hash = tenant.status.as_ref().and_then(|s| s.applied_hash.clone());
     let blocker = match blocker {
         None => namespace_refusal(&children.namespace, &tenant, ctx)
             .await?
@@ -200,7 +208,13 @@ async fn reconcile_inner(
     };
     if blocker.is_none() {
         ensure_finalizer(&tenant, ctx).await?;
+        let digest = children.digest();
+        if applied_hash.as_ref() == Some(&digest) {
+            // Applied as they are desired now (by this process or one before it).
+            children.assume_applied(&ctx.caches.applied);
+        }
         provision(&tenant, &children, grants, ctx).await?;
+        applied_hash = Some(digest);
         forward_recheck(&tenant, grants, ctx).await?;
     }
 
@@ -248,6 +262,7 @@ async fn reconcile_inner(
         None => None,
     };
     status.quick_start_url = link.as_ref().map(|(url, _)| url.clone());
+    status.applied_hash = applied_hash;
     write_status(&tenant, &status, ctx).await?;
     let notify_wait = crate::notify::reconcile(&tenant, &status, grants, ctx).await?;
 
