@@ -271,6 +271,16 @@ pub const OWN_SECRETS_RULES: &[Rule] = &[Rule {
     names: &[],
 }];
 
+/// The platform webhook router's ClusterRole (`recording-operator router`, src/router.rs):
+/// its two reflectors list and watch Tenants and RecordingServices cluster-wide; it reads no
+/// object by name and writes nothing.
+pub const ROUTER_RULES: &[Rule] = &[Rule {
+    api_group: "recording.m365.io",
+    resources: &["tenants", "recordingservices"],
+    verbs: &["list", "watch"],
+    names: &[],
+}];
+
 /// Who the RoleBinding in each tenant namespace binds to what (configuration
 /// `tenantAccess`, each field defaulting from the environment the manifests set).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

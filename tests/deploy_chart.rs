@@ -26,6 +26,22 @@ fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
     docs.iter().find(|d| d["kind"] == kind)
 }
 
+fn named<'a>(docs: &'a [Value], kind: &str, name: &str) -> Option<&'a Value> {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+}
+
+/// The objects of deploy/router.yaml, by kind.
+fn deploy_router(kind: &str) -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/router.yaml")).unwrap();
+    helm::split_documents(&text)
+        .unwrap()
+        .into_iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in deploy/router.yaml"))
+}
+
 fn deploy_deployment() -> Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("deploy/deployment.yaml")).unwrap();
@@ -50,10 +66,13 @@ async fn default_values_render_the_objects_of_deploy() {
         objects,
         [
             "ClusterRole/rec",
+            "ClusterRole/rec-router",
             "ClusterRole/rec-tenant",
             "ClusterRoleBinding/rec",
+            "ClusterRoleBinding/rec-router",
             "ConfigMap/rec-config",
             "Deployment/rec",
+            "Deployment/rec-router",
             "NetworkPolicy/rec",
             "PodDisruptionBudget/rec",
             "Role/rec-leader-election",
@@ -62,8 +81,11 @@ async fn default_values_render_the_objects_of_deploy() {
             "RoleBinding/rec-secrets",
             "Service/rec-metrics",
             "Service/rec-public",
+            "Service/rec-router",
             "ServiceAccount/rec",
-        ]
+            "ServiceAccount/rec-router",
+        ],
+        "the router ships by default, without an Ingress until a host is set"
     );
     for doc in &docs {
         let labels = &doc["metadata"]["labels"];
@@ -74,7 +96,7 @@ async fn default_values_render_the_objects_of_deploy() {
         }
     }
 
-    let deployment = find(&docs, "Deployment").unwrap();
+    let deployment = named(&docs, "Deployment", "rec").unwrap();
     let pod = &deployment["spec"]["template"]["spec"];
     let container = &pod["containers"][0];
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -117,7 +139,7 @@ async fn default_values_render_the_objects_of_deploy() {
         })
     );
     // The metrics Service selects the operator pods.
-    let service = find(&docs, "Service").unwrap();
+    let service = named(&docs, "Service", "rec-metrics").unwrap();
     assert_eq!(
         service["spec"]["selector"],
         deployment["spec"]["selector"]["matchLabels"]
@@ -153,6 +175,112 @@ async fn default_values_render_the_objects_of_deploy() {
     assert!(find(&docs, "Secret").is_none() && find(&docs, "ServiceMonitor").is_none());
 }
 
+/// The router: the operator's image running `router` under its own ServiceAccount, hardened
+/// like deploy/router.yaml, behind a Service selecting its pods only; the Ingress and its
+/// class and TLS come from the values, and `router.enabled: false` leaves it all out.
+#[tokio::test]
+async fn the_router_ships_with_its_service_and_an_ingress_for_a_host() {
+    let docs = render(json!({})).await;
+    let router = named(&docs, "Deployment", "rec-router").unwrap();
+    let pod = &router["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(pod["serviceAccountName"], "rec-router");
+    assert_eq!(container["image"], "recording-operator:0.1.0");
+    assert_eq!(
+        container["args"],
+        json!([
+            "router",
+            "--addr=0.0.0.0:8443",
+            "--cluster-domain=cluster.local"
+        ])
+    );
+    let plain = deploy_router("Deployment");
+    let plain_pod = &plain["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"], plain_pod["securityContext"]);
+    for key in [
+        "args",
+        "securityContext",
+        "readinessProbe",
+        "resources",
+        "ports",
+    ] {
+        assert_eq!(container[key], plain_pod["containers"][0][key], "{key}");
+    }
+    assert!(
+        container.get("livenessProbe").is_none(),
+        "no restart mid-call"
+    );
+    let selector = &router["spec"]["selector"]["matchLabels"];
+    assert_eq!(selector["app.kubernetes.io/component"], "router");
+    let operator = named(&docs, "Deployment", "rec").unwrap();
+    assert_ne!(selector, &operator["spec"]["selector"]["matchLabels"]);
+    let service = named(&docs, "Service", "rec-router").unwrap();
+    assert_eq!(&service["spec"]["selector"], selector);
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
+    let binding = named(&docs, "ClusterRoleBinding", "rec-router").unwrap();
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "rec-router", "namespace": "platform"}])
+    );
+    assert!(find(&docs, "Ingress").is_none(), "no host, no Ingress");
+
+    let docs = render(json!({"router": {"ingress": {
+        "host": "calls.recording.example.com",
+        "className": "nginx",
+        "tlsSecretName": "calls-tls"
+    }}}))
+    .await;
+    let ingress = named(&docs, "Ingress", "rec-router").unwrap();
+    assert_eq!(ingress["metadata"]["namespace"], "platform");
+    assert_eq!(
+        ingress["spec"],
+        json!({
+            "ingressClassName": "nginx",
+            "tls": [{"hosts": ["calls.recording.example.com"], "secretName": "calls-tls"}],
+            "rules": [{"host": "calls.recording.example.com", "http": {"paths": [{
+                "path": "/api/calling", "pathType": "Prefix",
+                "backend": {"service": {"name": "rec-router", "port": {"name": "http"}}}
+            }]}}]
+        })
+    );
+    // The same route as deploy/router-ingress.yaml (there the Service is recording-router).
+    let route = |ingress: &Value| {
+        let path = &ingress["spec"]["rules"][0]["http"]["paths"][0];
+        (
+            path["path"].clone(),
+            path["pathType"].clone(),
+            path["backend"]["service"]["port"].clone(),
+        )
+    };
+    let plain = deploy_router_ingress();
+    assert_eq!(route(ingress), route(&plain));
+    assert_eq!(
+        plain["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"],
+        deploy_router("Service")["metadata"]["name"]
+    );
+    // Without class or TLS Secret, the cluster's default class and no tls section.
+    let docs = render(json!({"router": {"ingress": {"host": "calls.example.com"}}})).await;
+    let ingress = named(&docs, "Ingress", "rec-router").unwrap();
+    assert!(ingress["spec"].get("ingressClassName").is_none());
+    assert!(ingress["spec"].get("tls").is_none());
+
+    let docs =
+        render(json!({"router": {"enabled": false, "ingress": {"host": "calls.example.com"}}}))
+            .await;
+    assert!(
+        !docs
+            .iter()
+            .any(|d| d["metadata"]["name"].as_str().unwrap().ends_with("-router")),
+        "router.enabled: false renders none of the router's objects"
+    );
+}
+
+fn deploy_router_ingress() -> Value {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/router-ingress.yaml")).unwrap();
+    helm::split_documents(&text).unwrap().remove(0)
+}
+
 #[tokio::test]
 async fn values_change_what_they_document() {
     let docs = render(json!({
@@ -166,7 +294,7 @@ async fn values_change_what_they_document() {
         "fullnameOverride": "recorder",
     }))
     .await;
-    let deployment = find(&docs, "Deployment").unwrap();
+    let deployment = named(&docs, "Deployment", "recorder").unwrap();
     assert_eq!(deployment["metadata"]["name"], "recorder");
     assert_eq!(deployment["spec"]["replicas"], 3);
     let pod = &deployment["spec"]["template"]["spec"];
@@ -190,7 +318,7 @@ async fn values_change_what_they_document() {
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http-metrics");
     assert_eq!(
-        find(&docs, "Service").unwrap()["spec"]["ports"][0]["name"],
+        named(&docs, "Service", "recorder-metrics").unwrap()["spec"]["ports"][0]["name"],
         "http-metrics"
     );
 }
@@ -494,7 +622,7 @@ async fn the_operator_reads_the_arguments_and_values_the_manifests_pass() {
     let docs =
         render(json!({"leaderElection": {"leaseDuration": "30s", "renewPeriod": "5s"}})).await;
     let container =
-        &find(&docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0];
+        &named(&docs, "Deployment", "rec").unwrap()["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = container["args"]
         .as_array()
         .unwrap()
@@ -559,7 +687,7 @@ async fn the_network_policy_selects_the_operator_and_admits_its_listeners() {
         (&deploy_policy, &deploy_deployment()),
         (
             find(&chart, "NetworkPolicy").unwrap(),
-            find(&chart, "Deployment").unwrap(),
+            named(&chart, "Deployment", "rec").unwrap(),
         ),
     ] {
         let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];

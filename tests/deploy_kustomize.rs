@@ -58,6 +58,11 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
         "Service/recording-operator-metrics".to_owned(),
         "Service/recording-operator-public".to_owned(),
         "ServiceAccount/recording-operator".to_owned(),
+        "ServiceAccount/recording-router".to_owned(),
+        "ClusterRole/recording-router".to_owned(),
+        "ClusterRoleBinding/recording-router".to_owned(),
+        "Deployment/recording-router".to_owned(),
+        "Service/recording-router".to_owned(),
     ];
     expected.sort();
     assert_eq!(objects, expected);
@@ -119,6 +124,48 @@ async fn kubectl_applies_the_kustomization_dry_run_then_for_real() {
             "recording-operator-metrics"
         )
         .is_some());
+
+    // The router: the same image running `router`, under its own ServiceAccount, behind its
+    // Service; its Ingress (the host is the platform's) applies once an overlay adds it.
+    let router = sim
+        .get_json(
+            "apps/v1",
+            "deployments",
+            "recording-operator-system",
+            "recording-router",
+        )
+        .expect("the router is stored");
+    let router_pod = &router["spec"]["template"]["spec"];
+    assert_eq!(router_pod["serviceAccountName"], "recording-router");
+    assert_eq!(
+        router_pod["containers"][0]["image"],
+        "recording-operator:0.1.0"
+    );
+    assert_eq!(router_pod["containers"][0]["args"][0], "router");
+    let router_service = sim
+        .get_json(
+            "v1",
+            "services",
+            "recording-operator-system",
+            "recording-router",
+        )
+        .expect("the router's Service is stored");
+    assert_eq!(
+        router_service["spec"]["selector"],
+        router["spec"]["selector"]["matchLabels"]
+    );
+    let ingress = kubectl
+        .ok(&[
+            "apply",
+            "-f",
+            "deploy/router-ingress.yaml",
+            "--dry-run=server",
+        ])
+        .await;
+    assert!(
+        ingress.contains("ingress.networking.k8s.io/recording-router created (server dry run)"),
+        "{ingress}"
+    );
 
     // Applying the same manifests again changes nothing.
     let again = kubectl.ok(&["apply", "-k", "deploy/"]).await;

@@ -30,7 +30,7 @@ use recording_operator::graph::ConsentChecker;
 use recording_operator::leader::LeaderElector;
 use recording_operator::metrics::Metrics;
 use recording_operator::rbac::{
-    grants, Rule, NAMESPACED_RULES, OWN_SECRETS_RULES, RULES, TENANT_RULES,
+    grants, Rule, NAMESPACED_RULES, OWN_SECRETS_RULES, ROUTER_RULES, RULES, TENANT_RULES,
 };
 use recording_operator::storage::backend_from_config;
 use recording_operator::storage::tenant::TenantStorage;
@@ -151,6 +151,46 @@ fn assert_roles(docs: &[Value], prefix: &str, namespace: &str) {
     );
 }
 
+/// The router's objects (all named `name`): a ClusterRole granting exactly
+/// [`ROUTER_RULES`], bound to the router's own ServiceAccount, which its Deployment runs as.
+fn assert_router_role(docs: &[Value], name: &str, namespace: &str) {
+    let role = named(docs, "ClusterRole", name);
+    assert_same(
+        &format!("ClusterRole {name}"),
+        &grants_of(role, "none"),
+        &grants(ROUTER_RULES),
+    );
+    let binding = named(docs, "ClusterRoleBinding", name);
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": name, "namespace": namespace}])
+    );
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name})
+    );
+    assert_eq!(
+        named(docs, "ServiceAccount", name)["metadata"]["namespace"],
+        namespace
+    );
+    let deployment = named(docs, "Deployment", name);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["serviceAccountName"],
+        name
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"][0],
+        "router"
+    );
+}
+
+/// The documents but the router's (named `router`).
+fn without(docs: Vec<Value>, router: &str) -> Vec<Value> {
+    docs.into_iter()
+        .filter(|d| d["metadata"]["name"] != router)
+        .collect()
+}
+
 fn assert_same(place: &str, actual: &Grants, expected: &Grants) {
     let missing: Vec<_> = expected.difference(actual).collect();
     let extra: Vec<_> = actual.difference(expected).collect();
@@ -165,6 +205,9 @@ fn deploy_grants_exactly_the_rules() {
     let text = std::fs::read_to_string(root().join("deploy/rbac.yaml")).unwrap();
     let docs = helm::split_documents(&text).unwrap();
     assert_roles(&docs, "recording-operator", "recording-operator-system");
+    let text = std::fs::read_to_string(root().join("deploy/router.yaml")).unwrap();
+    let router = helm::split_documents(&text).unwrap();
+    assert_router_role(&router, "recording-router", "recording-operator-system");
     // The operator binds the ClusterRole its configuration names by default.
     assert_eq!(
         recording_operator::rbac::TENANT_CLUSTER_ROLE,
@@ -181,6 +224,8 @@ async fn chart_grants_exactly_the_rules() {
         json!({}),
     )
     .await;
+    assert_router_role(&docs, "rec-router", "platform");
+    let docs = without(docs, "rec-router");
     assert_roles(&docs, "rec", "platform");
     assert_eq!(only(&docs, "ServiceAccount")["metadata"]["name"], "rec");
     // The pod tells the operator which ServiceAccount and ClusterRole to bind.
@@ -426,10 +471,16 @@ where
 /// A client authenticated as the operator's ServiceAccount (authorized by the RBAC objects in
 /// the cluster), recording its requests into `seen`.
 async fn service_account_client(h: &Harness, seen: &Arc<Mutex<Vec<Seen>>>) -> kube::Client {
+    account_client(h, "recording-operator", seen).await
+}
+
+/// A client authenticated as the ServiceAccount `name` of the operator's namespace, recording
+/// its requests into `seen`.
+async fn account_client(h: &Harness, name: &str, seen: &Arc<Mutex<Vec<Seen>>>) -> kube::Client {
     let yaml = h
         .platform
         .kube
-        .service_account_kubeconfig_yaml(OPERATOR_NAMESPACE, "recording-operator");
+        .service_account_kubeconfig_yaml(OPERATOR_NAMESPACE, name);
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
@@ -446,7 +497,12 @@ async fn service_account_client(h: &Harness, seen: &Arc<Mutex<Vec<Seen>>>) -> ku
 
 /// Installs deploy/rbac.yaml's ClusterRole, Role and their bindings, as an admin would.
 async fn install_rbac(admin: &kube::Client) {
-    let text = std::fs::read_to_string(root().join("deploy/rbac.yaml")).unwrap();
+    install_roles(admin, "deploy/rbac.yaml").await;
+}
+
+/// Installs the ClusterRoles, Roles and their bindings of the manifest `file`.
+async fn install_roles(admin: &kube::Client, file: &str) {
+    let text = std::fs::read_to_string(root().join(file)).unwrap();
     let post = PostParams::default();
     for doc in helm::split_documents(&text).unwrap() {
         let ns = doc["metadata"]["namespace"].as_str().unwrap_or_default();
@@ -473,7 +529,8 @@ async fn install_rbac(admin: &kube::Client) {
                     .await
                     .unwrap();
             }
-            other => panic!("unexpected kind {other} in deploy/rbac.yaml"),
+            "ServiceAccount" | "Deployment" | "Service" => {}
+            other => panic!("unexpected kind {other} in {file}"),
         }
     }
 }
@@ -870,5 +927,79 @@ spec:
             used,
             &granted,
         );
+    }
+}
+
+/// The router (src/router.rs), run as its ServiceAccount under deploy/router.yaml's
+/// ClusterRole: its watches fill with the Tenants and RecordingServices an admin creates, no
+/// request is refused, it uses every permission granted, and it can read nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_works_under_its_shipped_rbac_and_uses_all_of_it() {
+    let h = Harness::start_simulators().await;
+    let admin = h.client();
+    install_roles(&admin, "deploy/router.yaml").await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = account_client(&h, "recording-router", &seen).await;
+
+    let (tenants, services, watches) = recording_operator::router::watch(client.clone());
+    let watching = tokio::spawn(watches);
+    h.apply(&tenant_yaml("Essentials")).await;
+    h.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tenant-contoso\n")
+        .await;
+    h.apply(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: RecordingService
+metadata:
+  name: main
+  namespace: tenant-contoso
+spec:
+  tenantRef: contoso
+  shortName: contoso-main
+  licensedUsers: 50
+"#,
+    )
+    .await;
+    tenants.wait_until_ready().await.unwrap();
+    services.wait_until_ready().await.unwrap();
+    wait_for(
+        T,
+        || {
+            let (t, s) = (tenants.state(), services.state());
+            async move { Some((t.len(), s.len())) }
+        },
+        |counts| *counts == (1, 1),
+        "the router's stores hold the Tenant and the RecordingService",
+    )
+    .await;
+    watching.abort();
+
+    let seen = seen.lock().unwrap().clone();
+    let refused: Vec<_> = seen.iter().filter(|r| r.status >= 400).collect();
+    assert!(refused.is_empty(), "refused: {refused:?}");
+    let used: Grants = seen.iter().flat_map(Seen::grants).collect();
+    assert_same("the router's requests", &used, &grants(ROUTER_RULES));
+
+    // Least privilege: no Secret, no write, no read of the tenant's objects.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
+    assert_forbidden(secrets.list(&Default::default()).await);
+    let tenant_api: Api<Tenant> = Api::all(client.clone());
+    assert_forbidden(tenant_api.get("contoso").await);
+    assert_forbidden(
+        tenant_api
+            .patch(
+                "contoso",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+            )
+            .await,
+    );
+}
+
+fn assert_forbidden<T: std::fmt::Debug>(result: Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("expected 403 Forbidden, got {other:?}"),
     }
 }

@@ -40,6 +40,11 @@ pub struct BotConfig {
     /// `https://<host>/api/calling/<role>/<ordinal>/<tenantId>` (see `src/webhook.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_host: Option<String>,
+    /// The SHA-1 thumbprint (upper-case hex) of the webhook's TLS certificate, which the Teams
+    /// media platform names the bot's certificate by (see `thumbprint.rs`); absent while the
+    /// certificate's Secret is missing or holds no certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_thumbprint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -169,5 +174,6 @@ pub fn bot_config(
                 ),
                 None => w.platform_host.clone(),
             }),
+        certificate_thumbprint: None,
     }
 }

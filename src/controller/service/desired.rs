@@ -151,6 +151,28 @@ pub fn desired_objects(
     config: &OperatorConfig,
     addresses: &BTreeMap<String, String>,
 ) -> Children {
+    desired_objects_with(
+        service,
+        tenant,
+        tenant_id,
+        credentials_version,
+        config,
+        addresses,
+        None,
+    )
+}
+
+/// [`desired_objects`], the bots' configuration naming the webhook certificate by its
+/// thumbprint (a renewed certificate changes it, and so rolls the bots).
+pub fn desired_objects_with(
+    service: &RecordingService,
+    tenant: &Tenant,
+    tenant_id: &str,
+    credentials_version: Option<&str>,
+    config: &OperatorConfig,
+    addresses: &BTreeMap<String, String>,
+    certificate_thumbprint: Option<&str>,
+) -> Children {
     let name = service.name_any();
     let namespace = service.namespace().unwrap_or_default();
     let labels = service_labels(&name, &tenant.name_any());
@@ -176,7 +198,10 @@ pub fn desired_objects(
         ..Default::default()
     };
 
-    let bot_config = bot_config(service, tenant, tenant_id, config);
+    let bot_config = BotConfig {
+        certificate_thumbprint: certificate_thumbprint.map(str::to_owned),
+        ..bot_config(service, tenant, tenant_id, config)
+    };
     let config_json =
         serde_json::to_string_pretty(&bot_config).expect("the bot configuration serializes");
     let config_hash = config_hash(&config_json, credentials_version);

@@ -119,6 +119,7 @@ mod policy;
 pub mod rollout;
 mod secret_watch;
 mod status;
+mod thumbprint;
 mod webhook;
 mod workload;
 
@@ -247,17 +248,31 @@ where
     };
     let services_of_secret = {
         let services = services.clone();
+        // The webhook certificate's Secret (its thumbprint is in the bots' configuration).
+        let tls_secret = ctx
+            .config
+            .webhook
+            .as_ref()
+            .and_then(|w| w.tls.secret_name.clone());
         move |secret: PartialObjectMeta<Secret>| {
             let (namespace, name) = (secret.namespace(), secret.name_any());
+            let certificate = tls_secret.as_deref() == Some(name.as_str());
             services
                 .state()
                 .into_iter()
                 .filter(|s| {
                     s.namespace() == namespace
-                        && s.spec
-                            .app_registration
-                            .as_ref()
-                            .is_some_and(|r| r.client_secret_ref.name == name)
+                        && (certificate
+                            || name
+                                == format!(
+                                    "{}{}",
+                                    s.name_any(),
+                                    crate::webhook::CERTIFICATE_SECRET_SUFFIX
+                                )
+                            || s.spec
+                                .app_registration
+                                .as_ref()
+                                .is_some_and(|r| r.client_secret_ref.name == name))
                 })
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
@@ -364,18 +379,20 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
         let credentials = workload::bot_credentials(&service, tenant, tenant_id, sctx).await?;
         let version = workload::credentials_version(app_secret_version.as_deref(), &credentials);
         let addresses = workload::observe_addresses(&service, tenant, sctx).await?;
-        let children = desired_objects(
+        let certificates_served = sctx.webhook.served(&ctx.client).await;
+        let webhook = webhook_objects(&service, tenant, &ctx.config, certificates_served);
+        let thumbprint = thumbprint::certificate_thumbprint(&service, &webhook, sctx).await?;
+        let children = desired_objects_with(
             &service,
             tenant,
             tenant_id,
             version.as_deref(),
             &ctx.config,
             &addresses,
+            thumbprint.as_deref(),
         );
         workload::apply_credentials(&service, &children, credentials, sctx).await?;
         waiting_for_budget = provision(&service, &children, sctx).await?;
-        let certificates_served = sctx.webhook.served(&ctx.client).await;
-        let webhook = webhook_objects(&service, tenant, &ctx.config, certificates_served);
         provision_webhook(&service, &webhook, &sctx.webhook, ctx).await?;
         bots = observe_bots(&children.stateful_sets, |name| {
             sctx.stateful_sets

@@ -1,9 +1,9 @@
 use super::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-const TENANT_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
+pub(super) const TENANT_ID: &str = "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d";
 
-fn tenant(license: &str, ready: bool) -> Tenant {
+pub(super) fn tenant(license: &str, ready: bool) -> Tenant {
     serde_json::from_value(json!({
         "apiVersion": "recording.m365.io/v1alpha1",
         "kind": "Tenant",
@@ -36,7 +36,7 @@ fn tenant(license: &str, ready: bool) -> Tenant {
     .unwrap()
 }
 
-fn service(name: &str, namespace: &str, spec: serde_json::Value) -> RecordingService {
+pub(super) fn service(name: &str, namespace: &str, spec: serde_json::Value) -> RecordingService {
     let mut full = json!({"tenantRef": "contoso", "shortName": "Contoso", "licensedUsers": 25});
     full.as_object_mut()
         .unwrap()
@@ -62,7 +62,7 @@ fn with_app_registration() -> RecordingService {
     )
 }
 
-fn config() -> OperatorConfig {
+pub(super) fn config() -> OperatorConfig {
     let mut config = OperatorConfig::default();
     for (i, consent) in config.consents.values_mut().enumerate() {
         consent.app_id = format!("00000000-0000-4000-8000-{i:012}");
@@ -270,7 +270,7 @@ fn the_bot_configuration_carries_the_tenant_and_never_a_secret() {
 }
 
 /// The configuration hash on the first bot's pod template.
-fn config_hash_of(children: &Children) -> String {
+pub(super) fn config_hash_of(children: &Children) -> String {
     children.stateful_sets[0]
         .spec
         .clone()
