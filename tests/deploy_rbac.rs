@@ -972,6 +972,21 @@ spec:
         "the router's stores hold the Tenant and the RecordingService",
     )
     .await;
+    // The stores fill from the first list; the watches that follow it are requested a moment
+    // later.
+    wait_for(
+        T,
+        || {
+            let seen = seen.clone();
+            async move {
+                let seen = seen.lock().unwrap().clone();
+                Some(seen.iter().flat_map(Seen::grants).collect::<Grants>())
+            }
+        },
+        |used| used.is_superset(&grants(ROUTER_RULES)),
+        "the router watches both kinds",
+    )
+    .await;
     watching.abort();
 
     let seen = seen.lock().unwrap().clone();
