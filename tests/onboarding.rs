@@ -469,8 +469,17 @@ async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
     // Later the admin deletes the enterprise app; the GitOps way to say "look now" is the
     // recheck annotation on the Tenant.
     h.platform.m365.revoke_consent(FABRIKAM_ID, &recording);
+    recheck_fabrikam(&h, "2026-11-23T10:00:00Z").await;
+    fabrikam_recording_turns_revoked(&h).await;
+    h.stop().await;
+}
+
+/// Asks for an immediate re-check of Fabrikam's grants, the GitOps way: the recheck annotation
+/// on the Tenant, with the request's time `at`.
+async fn recheck_fabrikam(h: &Harness, at: &str) {
     let tenants: kube::Api<recording_operator::crd::Tenant> = kube::Api::all(h.client());
-    let patch = serde_json::json!({"metadata": {"annotations": {"recording.m365.io/recheck-at": "2026-11-23T10:00:00Z"}}});
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"recording.m365.io/recheck-at": at}}});
     tenants
         .patch(
             "fabrikam",
@@ -479,8 +488,6 @@ async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
         )
         .await
         .unwrap();
-    fabrikam_recording_turns_revoked(&h).await;
-    h.stop().await;
 }
 
 /// An operator on `h`'s simulated platform: its metrics, the sender that stops it, and its task.
@@ -550,28 +557,13 @@ async fn ready_again_after_a_restart_and_a_partial_consent_is_not_a_second_first
     let (metrics, stop, task) = run_operator(&h).await;
 
     let recording = app_id(&h, "recording-hue");
-    let tenants: kube::Api<recording_operator::crd::Tenant> = kube::Api::all(h.client());
-    let recheck = |at: &'static str| {
-        let tenants = tenants.clone();
-        async move {
-            let patch = serde_json::json!({"metadata": {"annotations": {"recording.m365.io/recheck-at": at}}});
-            tenants
-                .patch(
-                    "fabrikam",
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await
-                .unwrap();
-        }
-    };
     // The admin takes the app's consent back and grants one permission of three, before any
     // check: the grant goes from Granted to Partial, never Revoked.
     h.platform.m365.revoke_consent(FABRIKAM_ID, &recording);
     h.platform
         .m365
         .grant_partial(FABRIKAM_ID, &recording, &["Calls.AccessMedia.All"], &[]);
-    recheck("2026-11-23T10:00:00Z").await;
+    recheck_fabrikam(&h, "2026-11-23T10:00:00Z").await;
     let troubled = h.wait_health("fabrikam", T, Health::Warning).await;
     let status = troubled.status.unwrap();
     assert_eq!(ready_status(&status.conditions).as_deref(), Some("False"));
@@ -585,7 +577,7 @@ async fn ready_again_after_a_restart_and_a_partial_consent_is_not_a_second_first
     assert_eq!(status.first_ready_at.as_ref(), Some(&first_ready_at));
 
     h.platform.m365.grant_consent(FABRIKAM_ID, &recording);
-    recheck("2026-11-23T10:05:00Z").await;
+    recheck_fabrikam(&h, "2026-11-23T10:05:00Z").await;
     let again = h.wait_health("fabrikam", T, Health::Ok).await;
     let status = again.status.unwrap();
     assert_eq!(ready_status(&status.conditions).as_deref(), Some("True"));
