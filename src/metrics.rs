@@ -289,7 +289,7 @@ impl Metrics {
     }
 
     /// After the Tenant controller wrote `new` over `old` as the Tenant's status: observes the
-    /// first Ready in the funnel (once; see [`funnel::first_ready`]).
+    /// first Ready in the funnel (when `new` sets `firstReadyAt`; see [`funnel::first_ready`]).
     pub fn tenant_status_written(
         &self,
         tenant: &Tenant,

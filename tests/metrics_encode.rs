@@ -279,6 +279,7 @@ fn onboard_contoso(metrics: &Metrics) {
     ready.health = Some(recording_operator::crd::Health::Ok);
     ready.conditions[0].status = "True".into();
     ready.conditions[0].last_transition_time.0 = "2026-01-01T01:00:00Z".parse().unwrap();
+    ready.first_ready_at = Some(ready.conditions[0].last_transition_time.clone());
     metrics.tenant_status("contoso", tenant.status.as_ref().unwrap());
     metrics.tenant_status_written(&tenant, tenant.status.as_ref(), &ready);
     // The same transition seen again (a watch that lags): not a second observation.

@@ -490,8 +490,17 @@ async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
     // Later the admin deletes the enterprise app; the GitOps way to say "look now" is the
     // recheck annotation on the Tenant.
     h.platform.m365.revoke_consent(FABRIKAM_ID, &recording);
+    recheck_fabrikam(&h, "2026-11-23T10:00:00Z").await;
+    fabrikam_recording_turns_revoked(&h).await;
+    h.stop().await;
+}
+
+/// Asks for an immediate re-check of Fabrikam's grants, the GitOps way: the recheck annotation
+/// on the Tenant, with the request's time `at`.
+async fn recheck_fabrikam(h: &Harness, at: &str) {
     let tenants: kube::Api<recording_operator::crd::Tenant> = kube::Api::all(h.client());
-    let patch = serde_json::json!({"metadata": {"annotations": {"recording.m365.io/recheck-at": "2026-11-23T10:00:00Z"}}});
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"recording.m365.io/recheck-at": at}}});
     tenants
         .patch(
             "fabrikam",
@@ -500,8 +509,124 @@ async fn partial_grant_then_revocation_turn_the_tenant_back_to_warning() {
         )
         .await
         .unwrap();
-    fabrikam_recording_turns_revoked(&h).await;
-    h.stop().await;
+}
+
+/// An operator on `h`'s simulated platform: its metrics, the sender that stops it, and its task.
+async fn run_operator(
+    h: &Harness,
+) -> (
+    recording_operator::metrics::Metrics,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (metrics_tx, metrics_rx) = tokio::sync::oneshot::channel();
+    let platform = h.platform.clone();
+    let task = tokio::spawn(async move {
+        platform
+            .run_operator(Some(metrics_tx), async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("operator runs");
+    });
+    (metrics_rx.await.expect("operator started"), stop, task)
+}
+
+/// `recording_operator_tenant_time_to_ready_seconds_count` of Essentials Tenants (0 when the
+/// process observed none).
+fn first_readies(metrics: &recording_operator::metrics::Metrics) -> f64 {
+    metrics
+        .encode()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "recording_operator_tenant_time_to_ready_seconds_count{license=\"Essentials\"} ",
+            )
+        })
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_again_after_a_restart_and_a_partial_consent_is_not_a_second_first_ready() {
+    // Ready; the operator restarts (its memory of what it observed is gone); then not Ready for
+    // a reason other than a revocation (the admin's consent lacks permissions), then Ready
+    // again. The funnel counts one first Ready in all, and firstReadyAt stays where it was.
+    let h = Harness::start_simulators().await;
+    let (metrics, stop, task) = run_operator(&h).await;
+    onboard_fabrikam_with_every_consent_granted(&h).await;
+    let first = h
+        .wait_tenant("fabrikam", T, |t| {
+            t.status
+                .as_ref()
+                .is_some_and(|s| s.first_ready_at.is_some())
+        })
+        .await;
+    let status = first.status.unwrap();
+    let first_ready_at = status.first_ready_at.clone().unwrap();
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.status, "True");
+    assert_eq!(first_ready_at, ready.last_transition_time);
+    assert_eq!(first_readies(&metrics), 1.0);
+
+    let _ = stop.send(());
+    task.await.unwrap();
+    let (metrics, stop, task) = run_operator(&h).await;
+
+    let recording = app_id(&h, "recording-hue");
+    // The admin takes the app's consent back and grants one permission of three, before any
+    // check: the grant goes from Granted to Partial, never Revoked.
+    h.platform.m365.revoke_consent(FABRIKAM_ID, &recording);
+    h.platform
+        .m365
+        .grant_partial(FABRIKAM_ID, &recording, &["Calls.AccessMedia.All"], &[]);
+    recheck_fabrikam(&h, "2026-11-23T10:00:00Z").await;
+    let troubled = h.wait_health("fabrikam", T, Health::Warning).await;
+    let status = troubled.status.unwrap();
+    assert_eq!(ready_status(&status.conditions).as_deref(), Some("False"));
+    assert!(
+        status
+            .consents
+            .iter()
+            .any(|c| c.state == ConsentState::Partial),
+        "{status:?}"
+    );
+    assert_eq!(status.first_ready_at.as_ref(), Some(&first_ready_at));
+
+    h.platform.m365.grant_consent(FABRIKAM_ID, &recording);
+    recheck_fabrikam(&h, "2026-11-23T10:05:00Z").await;
+    let again = h.wait_health("fabrikam", T, Health::Ok).await;
+    let status = again.status.unwrap();
+    assert_eq!(ready_status(&status.conditions).as_deref(), Some("True"));
+    assert_ne!(
+        conditions_ready_time(&status),
+        first_ready_at,
+        "Ready turned true again, later"
+    );
+    assert_eq!(status.first_ready_at.as_ref(), Some(&first_ready_at));
+    assert_eq!(
+        first_readies(&metrics),
+        0.0,
+        "Ready again is not a second first Ready"
+    );
+    let _ = stop.send(());
+    task.await.unwrap();
+}
+
+fn conditions_ready_time(
+    status: &recording_operator::crd::TenantStatus,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap()
+        .last_transition_time
+        .clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

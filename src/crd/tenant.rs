@@ -356,6 +356,11 @@ pub struct TenantStatus {
     /// (a service that would exceed it is refused and not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub users_in_use: Option<i64>,
+    /// When `Ready` first turned `True` (RFC 3339); set once by the operator and never changed
+    /// or cleared afterwards. A Tenant already Ready when an operator that knows this field
+    /// first sees it gets its `Ready` condition's `lastTransitionTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ready_at: Option<Time>,
     /// `ConsentsGranted`, `StorageReady`, `Ready`, and `Conflict` while an older Tenant holds
     /// a value this one must not share.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -12,7 +12,8 @@
 //!
 //! Each funnel event is observed once: at the status write that makes the transition (so a
 //! restart, which finds the transition already in status, does not observe it again), from
-//! status timestamps, and at most once per object in a process.
+//! status timestamps, and at most once per object in a process. A Tenant's first Ready is
+//! the write that sets `status.firstReadyAt`, which the Tenant controller never moves again.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hash;
@@ -100,25 +101,24 @@ impl ConsentFigures {
     }
 }
 
-/// Seconds from the Tenant's creation to the `Ready` transition `new` makes, when the write of
-/// `new` over `old` is the Tenant's first `Ready`: Ready turns `True` now, and the Tenant is
-/// not coming back from a revoked consent (its summary in `old` names none).
+/// Seconds from the Tenant's creation to its `status.firstReadyAt`, when the write of `new`
+/// over `old` is the one that sets `firstReadyAt` for a Tenant onboarded now: `old` has no
+/// `firstReadyAt`, `new` has one, and `old` was not already Ready. A Tenant Ready in `old`
+/// without `firstReadyAt` was onboarded before the operator kept the field: its
+/// `firstReadyAt` is filled in from the Ready condition, and it is not observed (its
+/// onboarding lies before this operator; counting it at the upgrade would flood the funnel).
 pub fn first_ready(
     created: Option<Timestamp>,
     old: Option<&TenantStatus>,
     new: &TenantStatus,
 ) -> Option<f64> {
-    let became = conditions::find(&new.conditions, READY).filter(|c| c.status == "True")?;
-    let old = old.cloned().unwrap_or_default();
-    if conditions::is_true(&old.conditions, READY)
-        || old
-            .consents
-            .iter()
-            .any(|c| c.state == ConsentState::Revoked)
-    {
-        return None;
+    let set_now = new.first_ready_at.as_ref()?;
+    if let Some(old) = old {
+        if old.first_ready_at.is_some() || conditions::is_true(&old.conditions, READY) {
+            return None;
+        }
     }
-    seconds_between(created?, became.last_transition_time.0)
+    seconds_between(created?, set_now.0)
 }
 
 /// Seconds from the grant's creation to its `grantedAt`, when the write of `new` over `old` is
@@ -474,29 +474,49 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_first_ready_is_measured_from_creation_to_the_transition() {
-        let created = Some(at("2026-01-01T00:00:00Z"));
-        let before = tenant_status("False", "2026-01-01T00:00:05Z");
-        let after = tenant_status("True", "2026-01-01T01:30:00Z");
-        assert_eq!(first_ready(created, Some(&before), &after), Some(5400.0));
-        assert_eq!(first_ready(created, None, &after), Some(5400.0));
-        // Already Ready (a restart re-writing the same status): not again.
-        assert_eq!(first_ready(created, Some(&after), &after), None);
-        // Not Ready: nothing.
-        assert_eq!(first_ready(created, None, &before), None);
+    fn with_first_ready(mut status: TenantStatus, at_: &str) -> TenantStatus {
+        status.first_ready_at = Some(Time(at(at_)));
+        status
     }
 
     #[test]
-    fn a_tenant_ready_again_after_a_revoked_consent_is_not_onboarding() {
+    fn the_first_ready_is_measured_from_creation_to_first_ready_at() {
         let created = Some(at("2026-01-01T00:00:00Z"));
-        let mut before = tenant_status("False", "2026-03-01T00:00:00Z");
-        before.consents = serde_json::from_value(serde_json::json!([
-            {"name": "recording", "state": "Revoked", "optional": false}
-        ]))
-        .unwrap();
-        let after = tenant_status("True", "2026-03-02T00:00:00Z");
-        assert_eq!(first_ready(created, Some(&before), &after), None);
+        let before = tenant_status("False", "2026-01-01T00:00:05Z");
+        let after = with_first_ready(
+            tenant_status("True", "2026-01-01T01:30:00Z"),
+            "2026-01-01T01:30:00Z",
+        );
+        assert_eq!(first_ready(created, Some(&before), &after), Some(5400.0));
+        assert_eq!(first_ready(created, None, &after), Some(5400.0));
+        // Already set (a restart re-writing the same status): not again.
+        assert_eq!(first_ready(created, Some(&after), &after), None);
+        // Not Ready, nothing set: nothing.
+        assert_eq!(first_ready(created, None, &before), None);
+        assert_eq!(first_ready(None, Some(&before), &after), None);
+    }
+
+    #[test]
+    fn ready_again_after_any_trouble_is_not_a_second_first_ready() {
+        let created = Some(at("2026-01-01T00:00:00Z"));
+        // Ready, then storage trouble (firstReadyAt stays), then Ready again.
+        let troubled = with_first_ready(
+            tenant_status("False", "2026-02-01T00:00:00Z"),
+            "2026-01-01T01:00:00Z",
+        );
+        let again = with_first_ready(
+            tenant_status("True", "2026-02-02T00:00:00Z"),
+            "2026-01-01T01:00:00Z",
+        );
+        assert_eq!(first_ready(created, Some(&troubled), &again), None);
+    }
+
+    #[test]
+    fn a_tenant_ready_before_the_field_existed_is_filled_in_but_not_observed() {
+        let created = Some(at("2026-01-01T00:00:00Z"));
+        let old = tenant_status("True", "2026-01-01T01:00:00Z");
+        let new = with_first_ready(old.clone(), "2026-01-01T01:00:00Z");
+        assert_eq!(first_ready(created, Some(&old), &new), None);
     }
 
     fn grant_status(state: ConsentState, granted_at: Option<&str>) -> ConsentGrantStatus {

@@ -220,6 +220,8 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         ));
     }
 
+    let conditions = conditions::merge(&previous.conditions, conditions, generation, o.now);
+    let first_ready_at = first_ready_at(previous.first_ready_at, &conditions);
     TenantStatus {
         observed_generation: generation,
         health: Some(if ready { Health::Ok } else { Health::Warning }),
@@ -238,10 +240,25 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         quick_start_url: None,
         administrators,
         users_in_use: Some(o.licence.in_use),
-        conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
+        first_ready_at,
+        conditions,
         // `notifications` and `retention` have field managers of their own.
         ..Default::default()
     }
+}
+
+/// `status.firstReadyAt`: kept once set; else the `Ready` condition's `lastTransitionTime`
+/// when it is `True` (the transition just made, or, for a Tenant that was Ready before the
+/// field existed, when it became Ready).
+pub fn first_ready_at(
+    previous: Option<Time>,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<Time> {
+    previous.or_else(|| {
+        conditions::find(conditions, READY)
+            .filter(|c| c.status == "True")
+            .map(|c| c.last_transition_time.clone())
+    })
 }
 
 /// The administrators as the `directory` grant found them; each `NotChecked` until then.

@@ -301,3 +301,53 @@ fn a_tenant_in_conflict_names_the_older_one_and_counts_users_in_use() {
     assert!(warning);
     assert_eq!(why, reason::CONFLICT);
 }
+
+#[test]
+fn first_ready_at_is_set_when_ready_first_turns_true_and_then_never_moves() {
+    let config = OperatorConfig::default();
+    let mut t = tenant("Pro");
+    let n = required_consents(&t, &config).len();
+    let granted = grants(&config, &t, &vec![Some(ConsentState::Granted); n]);
+    let mut partial = granted.clone();
+    partial[0].status.as_mut().unwrap().state = Some(ConsentState::Partial);
+
+    let waiting = status(&t, &config, &partial);
+    assert_eq!(waiting.first_ready_at, None, "never Ready yet");
+
+    t.status = Some(waiting);
+    let ready = status(&t, &config, &granted);
+    let ready_at = conditions::find(&ready.conditions, READY)
+        .unwrap()
+        .last_transition_time
+        .clone();
+    assert_eq!(ready.first_ready_at, Some(ready_at.clone()));
+
+    // Not Ready for a while, then Ready again: the first time stays.
+    t.status = Some(ready);
+    let troubled = status(&t, &config, &partial);
+    assert_eq!(reason(&troubled, READY).0, "False");
+    assert_eq!(troubled.first_ready_at, Some(ready_at));
+    // (Set a day earlier than this test's clock, so that keeping it is visible.)
+    let first = Time(Timestamp::from_second(1_000_100 - 86_400).unwrap());
+    t.status = Some(TenantStatus {
+        first_ready_at: Some(first.clone()),
+        ..troubled
+    });
+    let mut again = status(&t, &config, &granted);
+    assert_eq!(reason(&again, READY).0, "True");
+    assert_eq!(again.first_ready_at, Some(first));
+
+    // A Tenant Ready before the field existed: its Ready condition's transition time.
+    let long_ago = Time(Timestamp::from_second(500_000).unwrap());
+    again.first_ready_at = None;
+    for c in &mut again.conditions {
+        c.last_transition_time = long_ago.clone();
+    }
+    t.status = Some(again);
+    let upgraded = status(&t, &config, &granted);
+    assert_eq!(upgraded.first_ready_at, Some(long_ago));
+    assert!(status_changed(
+        t.status.as_ref().map(StatusDigest::of).as_ref(),
+        &StatusDigest::of(&upgraded)
+    ));
+}
