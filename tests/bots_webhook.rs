@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::{ready_status, Harness};
+use common::Harness;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -111,23 +111,13 @@ fn webhook_config() -> WebhookConfig {
 }
 
 async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
-    h.apply(&tenant_yaml(tenant, domain, license, None)).await;
-    let consents = if license == "Pro" { 5 } else { 4 };
-    h.wait_tenant(tenant, T, |t| {
-        t.status.as_ref().is_some_and(|s| {
-            s.consents.len() == consents && s.consents.iter().all(|c| c.consent_url.is_some())
-        })
-    })
-    .await;
-    h.platform
-        .accept_all_consents(tenant, &h.browser)
-        .await
-        .unwrap();
-    h.wait_tenant(tenant, T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
-    })
+    common::onboard_applied(
+        h,
+        &tenant_yaml(tenant, domain, license, None),
+        tenant,
+        license,
+        T,
+    )
     .await;
 }
 

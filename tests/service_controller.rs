@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{ready_status, wait_for, Harness};
+use common::{wait_for, Harness};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -82,24 +82,7 @@ fn secret_yaml(name: &str, namespace: &str, value: &str) -> String {
 /// Applies the Tenant, plays the customer's Global admin accepting every consent link, and
 /// waits for the Tenant to be Ready.
 async fn onboard(h: &Harness, tenant: &str, domain: &str, license: &str) {
-    h.apply(&tenant_yaml(tenant, domain, license)).await;
-    let consents = if license == "Pro" { 5 } else { 4 };
-    h.wait_tenant(tenant, T, |t| {
-        t.status.as_ref().is_some_and(|s| {
-            s.consents.len() == consents && s.consents.iter().all(|c| c.consent_url.is_some())
-        })
-    })
-    .await;
-    h.platform
-        .accept_all_consents(tenant, &h.browser)
-        .await
-        .unwrap();
-    h.wait_tenant(tenant, T, |t| {
-        t.status
-            .as_ref()
-            .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
-    })
-    .await;
+    common::onboard_applied(h, &tenant_yaml(tenant, domain, license), tenant, license, T).await;
 }
 
 /// Registers the customer's own app in its tenant, with one client secret valid for

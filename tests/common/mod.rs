@@ -393,3 +393,33 @@ pub async fn bot_names(h: &Harness, namespace: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// Applies `yaml` (the Tenant `tenant`), waits for every consent link (five for Pro, four
+/// otherwise), plays the customer's Global admin accepting them all, and waits for the Tenant
+/// to be Ready, each wait up to `timeout`.
+pub async fn onboard_applied(
+    h: &Harness,
+    yaml: &str,
+    tenant: &str,
+    license: &str,
+    timeout: Duration,
+) {
+    h.apply(yaml).await;
+    let consents = if license == "Pro" { 5 } else { 4 };
+    h.wait_tenant(tenant, timeout, |t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.consents.len() == consents && s.consents.iter().all(|c| c.consent_url.is_some())
+        })
+    })
+    .await;
+    h.platform
+        .accept_all_consents(tenant, &h.browser)
+        .await
+        .unwrap();
+    h.wait_tenant(tenant, timeout, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| ready_status(&s.conditions).as_deref() == Some("True"))
+    })
+    .await;
+}
