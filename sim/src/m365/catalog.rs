@@ -54,6 +54,9 @@ pub const APP_ROLES: &[Permission] = &[
     perm("Calls.Initiate.All", "284383ee-7f6e-4e40-a2a8-e85dcb029101", "Initiate outgoing 1 to 1 calls from the app", "Allows the app to place outbound calls to a single user and transfer calls to users in your organization's directory, without a signed-in user."),
     perm("Calls.InitiateGroupCall.All", "4c277553-8a09-487b-8023-29ee378d8324", "Initiate outgoing group calls from the app", "Allows the app to place outbound calls to multiple users and add participants to meetings in your organization, without a signed-in user."),
     perm("Mail.Send", "b633e1c5-b582-4048-a93e-9f11b44c7e96", "Send mail as any user", "Allows the app to send mail as any user without a signed-in user."),
+    perm("AuditLog.Read.All", "b0afded3-3588-46d8-8b3d-9842eff778da", "Read all audit log data", "Allows the app to read and query your audit log activities, without a signed-in user."),
+    perm("AppCatalog.Read.All", "e12dae10-5a57-4817-b79d-dfbec5348930", "Read all app catalogs", "Allows the app to read apps in app catalogs without a signed-in user."),
+    perm("AppCatalog.ReadWrite.All", "dc149144-f292-421e-b185-5953f2e98d7f", "Read and write to all app catalogs", "Allows the app to create, read, update, and delete apps in the app catalogs without a signed-in user."),
     perm("Chat.Read.All", "6b7d71aa-70aa-4810-a8d9-5d9fb2830017", "Read all chat messages", "Allows the app to read all 1-to-1 or group chat messages in Microsoft Teams."),
     perm("ChannelMessage.Read.All", "7b2449af-6ccd-4f4d-9f78-e550c193f0d1", "Read all channel messages", "Allows the app to read all channel messages in Microsoft Teams."),
 ];

@@ -35,6 +35,10 @@ pub(crate) struct Tenant {
     pub grants: Vec<PermissionGrant>,
     /// The tenant's user accounts (see `users.rs`).
     pub users: Vec<super::users::User>,
+    /// "Consent to application" records of the directory audit log (see `audit.rs`).
+    pub audits: Vec<super::audit::ConsentAudit>,
+    /// The organisation's Teams app catalog (see `audit.rs`).
+    pub teams_apps: Vec<super::audit::TeamsApp>,
 }
 
 #[derive(Debug, Clone)]
@@ -295,6 +299,8 @@ impl Directory {
                 assignments: Vec::new(),
                 grants: Vec::new(),
                 users: Vec::new(),
+                audits: Vec::new(),
+                teams_apps: Vec::new(),
             },
         );
         Ok(())

@@ -12,6 +12,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
+use super::audit;
 use super::catalog::{self, GRAPH_APP_ID};
 use super::directory::{is_guid, Application, Directory, ServicePrincipal, Tenant};
 pub(crate) use super::odata::GraphError;
@@ -47,6 +48,12 @@ const READ_USERS: &[&str] = &[
     "Directory.Read.All",
     "Directory.ReadWrite.All",
 ];
+/// `directoryAudits`: `AuditLog.Read.All`, the least (and only) application permission Graph
+/// documents that reads the audit log.
+const READ_AUDIT: &[&str] = &["AuditLog.Read.All"];
+/// `appCatalogs/teamsApps`: the application permissions Graph documents for listing the
+/// catalog (the `Directory.*` ones are accepted for delegated calls only).
+const READ_CATALOG: &[&str] = &["AppCatalog.Read.All", "AppCatalog.ReadWrite.All"];
 const READ_ORGANIZATION: &[&str] = &[
     "Organization.Read.All",
     "Directory.Read.All",
@@ -71,6 +78,10 @@ enum Target {
     OrganizationById(String),
     /// `/users/{id | userPrincipalName}`.
     User(String),
+    /// `/auditLogs/directoryAudits`.
+    DirectoryAudits,
+    /// `/appCatalogs/teamsApps`.
+    TeamsApps,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,9 +100,16 @@ pub(crate) fn get(
 ) -> Result<Value, GraphError> {
     let (raw_path, raw_query) = relative.split_once('?').unwrap_or((relative, ""));
     let raw_path = raw_path.trim_matches('/');
-    let query = Query::parse(raw_query)?;
     let target = parse_target(raw_path)?;
+    // The audit log and the catalog take filters and `$expand` of their own.
+    let (special, raw_query) = match target {
+        Target::DirectoryAudits | Target::TeamsApps => take_options(raw_query),
+        _ => (Default::default(), raw_query.to_string()),
+    };
+    let query = Query::parse(&raw_query)?;
     let required = match &target {
+        Target::DirectoryAudits => READ_AUDIT,
+        Target::TeamsApps => READ_CATALOG,
         Target::PermissionGrants | Target::PermissionGrant(_) | Target::SpPermissionGrants(_)
             if ctx.grants_require_directory_read =>
         {
@@ -252,6 +270,40 @@ pub(crate) fn get(
                 .ok_or_else(|| GraphError::not_found(&key))?;
             entity(&format!("{meta}users"), "user", user_json(user), &query)
         }
+        Target::DirectoryAudits => {
+            let clauses = audit::parse_filter(special.filter.as_deref().unwrap_or(""))
+                .or_else(|e| special.filter.is_none().then(Vec::new).ok_or(e))?;
+            let mut items = Vec::new();
+            // Newest first, as the audit log lists them.
+            for a in tenant.audits.iter().rev() {
+                if audit::audit_matches(a, &clauses)? {
+                    items.push(audit::consent_audit_json(a));
+                }
+            }
+            page.collection(
+                &format!("{meta}auditLogs/directoryAudits"),
+                "directoryAudit",
+                items,
+            )
+        }
+        Target::TeamsApps => {
+            let clauses = audit::parse_filter(special.filter.as_deref().unwrap_or(""))
+                .or_else(|e| special.filter.is_none().then(Vec::new).ok_or(e))?;
+            let expand = match special.expand.as_deref() {
+                None => false,
+                Some(e) if e.eq_ignore_ascii_case("appDefinitions") => true,
+                Some(other) => return Err(GraphError::bad_request(format!(
+                    "Could not find a property named '{other}' on type 'microsoft.graph.teamsApp'."
+                ))),
+            };
+            let mut items = Vec::new();
+            for app in &tenant.teams_apps {
+                if audit::teams_app_matches(app, &clauses)? {
+                    items.push(audit::teams_app_json(app, expand));
+                }
+            }
+            page.collection(&format!("{meta}appCatalogs/teamsApps"), "teamsApp", items)
+        }
         Target::OrganizationById(id) => {
             if !id.eq_ignore_ascii_case(&tenant.id) {
                 return Err(GraphError::not_found(&id));
@@ -319,6 +371,8 @@ fn parse_target(raw_path: &str) -> Result<Target, GraphError> {
         ("applications", []) => Ok(Target::Applications),
         ("applications", [id]) => Ok(Target::ApplicationById(object_id(id)?)),
         ("organization", []) => Ok(Target::Organization),
+        ("auditLogs", ["directoryAudits" | "directoryaudits"]) => Ok(Target::DirectoryAudits),
+        ("appCatalogs", ["teamsApps"]) => Ok(Target::TeamsApps),
         ("users", [key]) if !key.is_empty() => Ok(Target::User(key.to_string())),
         ("organization", [id]) => Ok(Target::OrganizationById(id.to_string())),
         ("oauth2PermissionGrants" | "applications" | "organization", [_, other, ..]) => {
@@ -326,6 +380,28 @@ fn parse_target(raw_path: &str) -> Result<Target, GraphError> {
         }
         (other, _) => Err(unknown(other)),
     }
+}
+
+/// The `$filter` and `$expand` of the audit log and the catalog, taken out of the query.
+#[derive(Default)]
+struct SpecialOptions {
+    filter: Option<String>,
+    expand: Option<String>,
+}
+
+fn take_options(raw_query: &str) -> (SpecialOptions, String) {
+    let mut special = SpecialOptions::default();
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw_query.as_bytes()) {
+        match k.as_ref() {
+            "$filter" => special.filter = Some(v.into_owned()),
+            "$expand" => special.expand = Some(v.into_owned()),
+            _ => {
+                rest.append_pair(&k, &v);
+            }
+        }
+    }
+    (special, rest.finish())
 }
 
 /// `servicePrincipals(appId='…')` → the app id.

@@ -9,6 +9,7 @@
 //! Where the simulator deliberately differs from the real services is listed in
 //! `sim/README.md`.
 
+mod audit;
 mod batch;
 mod catalog;
 mod consent;
@@ -227,6 +228,36 @@ impl M365Sim {
             .directory()
             .grant(tenant, app_id, &ConsentScope::default(), now);
         self.harness("grant_consent", result);
+    }
+
+    /// [`M365Sim::grant_consent`] by the tenant's user `upn` (an administrator): the directory
+    /// audit log then has a "Consent to application" record naming them, as Entra logs it.
+    /// Panics on an unknown tenant, app or user.
+    pub fn grant_consent_as(&self, tenant: &str, app_id: &str, upn: &str) {
+        let now = self.shared.now();
+        let mut dir = self.directory();
+        let result = dir
+            .grant(tenant, app_id, &ConsentScope::default(), now)
+            .and_then(|_| dir.record_consent(tenant, app_id, upn, now));
+        drop(dir);
+        self.harness("grant_consent_as", result);
+    }
+
+    /// Puts the platform's Teams app (by the id of its manifest, Graph's `externalId`) in the
+    /// tenant's organisation catalog with an app definition in `publishing_state`
+    /// (`published`, `submitted` for awaiting review, or `rejected`). Panics on an unknown
+    /// tenant or state.
+    pub fn put_teams_app(
+        &self,
+        tenant: &str,
+        external_id: &str,
+        display_name: &str,
+        publishing_state: &str,
+    ) {
+        let result =
+            self.directory()
+                .put_teams_app(tenant, external_id, display_name, publishing_state);
+        self.harness("put_teams_app", result);
     }
 
     /// Consent to some permissions only (e.g. an older consent before the app asked for
