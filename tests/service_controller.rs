@@ -1113,7 +1113,8 @@ async fn entra_trouble_is_reported_for_what_it_is() {
     let message = &condition(&service, "Authenticated").unwrap().message;
     assert!(message.contains("throttling"), "{message}");
 
-    // Once Entra answers: authenticated, with the expiry unknown and the reason named.
+    // Once Entra answers: authenticated. The app may not read its own registration, but the
+    // platform's directory consent may, in the same tenant: the expiry is known all the same.
     h.platform.m365.clear_throttles();
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "True", "Authenticated")
@@ -1123,18 +1124,16 @@ async fn entra_trouble_is_reported_for_what_it_is() {
     assert!(has_condition(
         &service,
         "SecretExpiry",
-        "Unknown",
-        "ExpiryUnknown"
+        "True",
+        "ClientSecretValid"
     ));
-    let message = &condition(&service, "SecretExpiry").unwrap().message;
-    assert!(message.contains("Application.Read.All"), "{message}");
     assert_eq!(
         service
             .status
             .as_ref()
             .unwrap()
             .client_secret_expires_in_days,
-        None
+        Some(89)
     );
 
     // A client id the tenant does not know.
@@ -1324,6 +1323,135 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
         "False",
         "RecordingPermissionsMissing"
     ));
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_directory_consent_the_permissions_come_from_graph_and_the_consenting_admin_is_named(
+) {
+    let h = Harness::start().await;
+    let value = "Ass1gnment~Secret.Value";
+    let admin = "globaladmin@contoso.onmicrosoft.com";
+    register_customer_app(&h, value, SignedDuration::from_hours(90 * 24));
+    // The customer's admin consents (the audit log records it); nobody owns the registration.
+    h.platform
+        .m365
+        .grant_consent_as(CONTOSO_ID, CUSTOMER_APP, admin);
+    onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
+    let ns = "tenant-contoso";
+    h.apply(&secret_yaml("bot-credentials", ns, value)).await;
+    // Tokens say nothing from here on: only Graph can tell what the app holds.
+    h.platform.m365.set_opaque_tokens(true);
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "True", "Authenticated")
+    })
+    .await;
+    let status = service.status.as_ref().unwrap();
+    assert_eq!(
+        status.recording_permissions_source.as_deref(),
+        Some("AppRoleAssignments")
+    );
+    assert_eq!(status.client_secret_expires_in_days, Some(89));
+    assert!(status.app_registration_consented_by.is_empty());
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(
+        message.contains("no user owner")
+            && message.contains("who consented is not known")
+            && message.contains("AuditLog.Read.All is not granted"),
+        "{message}"
+    );
+
+    // The customer grants the platform's directory application the audit log: the next check
+    // (asked for with the annotation) names the administrator who consented.
+    let directory_app = h.platform.config.consents["directory"].app_id.clone();
+    h.platform
+        .m365
+        .grant_partial(CONTOSO_ID, &directory_app, &["AuditLog.Read.All"], &[]);
+    let kubectl = common::Kubectl::new(&h, "consented-by");
+    kubectl.ok(
+        &[
+            "annotate",
+            "rsvc",
+            "main",
+            "-n",
+            ns,
+            "--overwrite",
+            "recording.m365.io/recheck-at=2026-12-07T11:00:00Z",
+        ],
+        None,
+    );
+    let service = wait_service(&h, ns, "main", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| !st.app_registration_consented_by.is_empty())
+    })
+    .await;
+    assert_eq!(
+        service
+            .status
+            .as_ref()
+            .unwrap()
+            .app_registration_consented_by,
+        [admin]
+    );
+    let shown = kubectl.ok(
+        &[
+            "get",
+            "rsvc",
+            "main",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.status.recordingPermissionsSource} {.status.appRegistrationConsentedBy[0]}",
+        ],
+        None,
+    );
+    assert_eq!(shown.trim(), format!("AppRoleAssignments {admin}"));
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(
+        message.ends_with(&format!("consented by {admin}")),
+        "{message}"
+    );
+
+    // Without the directory consent (revoked; the token the operator holds is refused from
+    // now on), only the app's token is left, and an opaque token proves nothing: the
+    // permissions cannot be confirmed, and the status says why.
+    h.platform.m365.revoke_consent(CONTOSO_ID, &directory_app);
+    h.platform.m365.reject_tokens_on_graph(CONTOSO_ID, 8);
+    kubectl.ok(
+        &[
+            "annotate",
+            "rsvc",
+            "main",
+            "-n",
+            ns,
+            "--overwrite",
+            "recording.m365.io/recheck-at=2026-12-07T12:00:00Z",
+        ],
+        None,
+    );
+    let service = wait_service(&h, ns, "main", |s| {
+        has_condition(s, "Authenticated", "False", "RecordingPermissionsMissing")
+    })
+    .await;
+    let message = &condition(&service, "Authenticated").unwrap().message;
+    assert!(
+        message.contains("its token cannot be read")
+            && message.contains("read from its token's roles claim, because"),
+        "{message}"
+    );
+    assert!(
+        !message.contains(value),
+        "the secret never reaches a status"
+    );
     h.stop().await;
 }
 

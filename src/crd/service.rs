@@ -177,6 +177,19 @@ pub struct RecordingServiceStatus {
     /// (`Application.Read.All`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub app_registration_owners: Vec<String>,
+    /// Where the known app registration's recording permissions were last read:
+    /// `AppRoleAssignments` (its service principal's app role assignments, read through
+    /// Microsoft Graph with the platform's `directory` consent: the truth) or `TokenRoles`
+    /// (its token's `roles` claim, while the `directory` consent cannot be used; the
+    /// `Authenticated` condition says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording_permissions_source: Option<String>,
+    /// The administrators who consented to the known app registration in the customer's
+    /// tenant, newest first, from the directory audit log's "Consent to application" records
+    /// (read with the `directory` consent when it holds `AuditLog.Read.All`; Entra keeps them
+    /// 7 or 30 days). Empty when Graph cannot tell; the `Authenticated` condition says why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_registration_consented_by: Vec<String>,
     /// When a bot first received a policy-based invite for a user of the tenant (RFC 3339),
     /// as the bots reported it: the customer's compliance recording policy works. Written by
     /// the report endpoint under its own field manager, never by the controller.

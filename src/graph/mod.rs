@@ -20,6 +20,9 @@
 //!   ([`consent_url`]);
 //! - [`admins`]: the customer's administrators (`spec.adminUpns`) as the directory knows them;
 //! - [`application`]: a platform app's client-secret expiry, from its home tenant;
+//! - [`known_app`]: a RecordingService's own app registration as the customer's directory
+//!   describes it (permissions, secrets, owners, who consented), read with the directory
+//!   consent's token;
 //! - [`platform_apps`]: the platform's own applications' secrets, read in the home tenant for
 //!   the expiry gauge.
 
@@ -32,6 +35,7 @@ pub mod discovery;
 pub mod entra;
 pub mod error;
 pub mod http;
+pub mod known_app;
 pub mod metrics;
 pub mod platform_apps;
 pub mod schedule;

@@ -1,6 +1,10 @@
 //! The known app registration: its check with Entra, what a check found, and when to check again.
 
 use super::*;
+use crate::config::DIRECTORY_CONSENT;
+use crate::graph::consent::may_read_others;
+pub use crate::graph::known_app::ConsentedBy;
+use crate::graph::known_app::{self, DirectoryView};
 
 // ---------------------------------------------------------------------------------------------
 // The known app registration: what a check found
@@ -14,12 +18,99 @@ pub enum AuthOutcome {
     Authenticated {
         expiry: Expiry,
         owners: Option<Vec<String>>,
+        /// Where the recording permissions were read.
+        permissions: PermissionSource,
+        /// Who consented to the app, as far as the directory audit log tells.
+        consented_by: ConsentedBy,
     },
     /// Entra refused, for a reason the platform team must fix.
     Rejected {
         reason: &'static str,
         message: String,
     },
+}
+
+/// Where a known app registration's recording permissions were read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PermissionSource {
+    /// The app's service principal's app role assignments, read through Microsoft Graph with
+    /// the `directory` consent's token: the truth.
+    AppRoleAssignments,
+    /// The `roles` claim of the app's own token (a hint); the text says why Graph was not
+    /// asked or did not answer.
+    Token(String),
+}
+
+impl PermissionSource {
+    /// The value of `status.recordingPermissionsSource`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PermissionSource::AppRoleAssignments => "AppRoleAssignments",
+            PermissionSource::Token(_) => "TokenRoles",
+        }
+    }
+
+    /// In words, for condition messages.
+    pub fn describe(&self) -> String {
+        match self {
+            PermissionSource::AppRoleAssignments => format!(
+                "read from its service principal's app role assignments with the {DIRECTORY_CONSENT} consent"
+            ),
+            PermissionSource::Token(why) => {
+                format!("read from its token's roles claim, because {why}")
+            }
+        }
+    }
+}
+
+/// What the platform's `directory` application can read about the app registration, or why
+/// it cannot be asked.
+async fn directory_view(
+    sctx: &ServiceContext,
+    inputs: &AuthInputs,
+    sp_id: Option<&str>,
+) -> Result<DirectoryView, String> {
+    let ctx = sctx.shared.as_ref();
+    let Some(directory) = ctx.config.consents.get(DIRECTORY_CONSENT) else {
+        return Err(format!(
+            "the operator's configuration has no {DIRECTORY_CONSENT} consent"
+        ));
+    };
+    let token = ctx
+        .checker
+        .tokens()
+        .token(
+            &inputs.tenant_id,
+            &directory.app_id,
+            directory.client_secret.as_ref(),
+        )
+        .await
+        .map_err(|e| {
+            format!("the {DIRECTORY_CONSENT} consent is not usable in the customer's tenant ({e})")
+        })?;
+    if !may_read_others(&token) {
+        return Err(format!(
+            "the {DIRECTORY_CONSENT} consent does not hold Application.Read.All or Directory.Read.All yet"
+        ));
+    }
+    let view = known_app::read(&sctx.graph, &token, &inputs.client_id, sp_id).await;
+    if view.as_ref().is_ok_and(|v| v.audit_denied) {
+        // The token's permissions are fixed at issue: the next check asks with a new one,
+        // which holds AuditLog.Read.All once the customer grants it.
+        ctx.checker
+            .tokens()
+            .invalidate(&inputs.tenant_id, &directory.app_id);
+    }
+    view.map_err(|e| {
+        if matches!(e, GraphError::Graph { status: 401, .. }) {
+            ctx.checker
+                .tokens()
+                .invalidate(&inputs.tenant_id, &directory.app_id);
+        }
+        format!(
+            "Microsoft Graph could not be asked with the {DIRECTORY_CONSENT} consent's token ({e})"
+        )
+    })
 }
 
 /// The soonest client secret expiry of the app registration.
@@ -232,25 +323,41 @@ pub(super) async fn authenticate(
         .foreign_token(&inputs.tenant_id, &inputs.client_id, &reference)
         .await
     {
-        Ok(token)
-            if recording_permissions_missing(token.roles.as_deref(), &ctx.config).is_some() =>
-        {
-            let message = recording_permissions_missing(token.roles.as_deref(), &ctx.config)
-                .unwrap_or_default();
-            Ok((
-                AuthOutcome::Rejected {
-                    reason: reason::RECORDING_PERMISSIONS_MISSING,
-                    message: format!(
-                        "Entra issued a token for application {} in tenant {}, but {message}: the customer's Global admin must grant them to the app registration (admin consent)",
-                        inputs.client_id, inputs.tenant_id
+        Ok(token) => {
+            // The directory consent's view first: the truth about the permissions, and the
+            // secrets, owners and consent in the same request.
+            let view = directory_view(sctx, &inputs, token.object_id.as_deref()).await;
+            let (held, permissions) = match &view {
+                Ok(v) => match &v.roles {
+                    Ok(roles) => (Some(roles.as_slice()), PermissionSource::AppRoleAssignments),
+                    Err(e) => (
+                        token.roles.as_deref(),
+                        PermissionSource::Token(format!(
+                            "Microsoft Graph did not list the app's app role assignments ({e})"
+                        )),
                     ),
                 },
-                AUTH_RECHECK,
-            ))
-        }
-        Ok(token) => {
-            let (expiry, valid_for) =
-                match password_credentials(&sctx.graph, &token, &inputs.client_id).await {
+                Err(why) => (token.roles.as_deref(), PermissionSource::Token(why.clone())),
+            };
+            if let Some(missing) = recording_permissions_missing(held, &ctx.config) {
+                Ok((
+                    AuthOutcome::Rejected {
+                        reason: reason::RECORDING_PERMISSIONS_MISSING,
+                        message: format!(
+                            "Entra issued a token for application {} in tenant {}, but {missing} ({}): the customer's Global admin must grant them to the app registration (admin consent)",
+                            inputs.client_id, inputs.tenant_id, permissions.describe()
+                        ),
+                    },
+                    AUTH_RECHECK,
+                ))
+            } else {
+                let view = view.ok();
+                let credentials = match view.as_ref().map(|v| v.credentials.clone()) {
+                    Some(Ok(read)) => Ok(read),
+                    // Not readable by the directory application: the app itself may.
+                    _ => password_credentials(&sctx.graph, &token, &inputs.client_id).await,
+                };
+                let (expiry, valid_for) = match credentials {
                     Ok(credentials) => {
                         match soonest_future_expiry(&credentials, Timestamp::now()) {
                             Some(end) => (Expiry::At(end), AUTH_RECHECK),
@@ -269,15 +376,34 @@ pub(super) async fn authenticate(
                         )
                     }
                 };
-            // Who registered the app (its owners), when Graph lets the app read them.
-            let owners = match application::owners(&sctx.graph, &token, &inputs.client_id).await {
-                Ok(owners) => Some(owners),
-                Err(e) => {
-                    tracing::debug!(service = %service.name_any(), error = %e, "could not read the app registration's owners");
-                    None
-                }
-            };
-            Ok((AuthOutcome::Authenticated { expiry, owners }, valid_for))
+                // Who registered the app (its owners), when Graph lets either app read them.
+                let owners = match view.as_ref().map(|v| v.owners.clone()) {
+                    Some(Ok(owners)) => Some(owners),
+                    _ => match application::owners(&sctx.graph, &token, &inputs.client_id).await {
+                        Ok(owners) => Some(owners),
+                        Err(e) => {
+                            tracing::debug!(service = %service.name_any(), error = %e, "could not read the app registration's owners");
+                            None
+                        }
+                    },
+                };
+                let consented_by = match &view {
+                    Some(v) => v.consented_by.clone(),
+                    None => ConsentedBy::Unknown(format!(
+                        "the directory audit log is read with the {DIRECTORY_CONSENT} consent, which cannot be used: {}",
+                        permissions.describe()
+                    )),
+                };
+                Ok((
+                    AuthOutcome::Authenticated {
+                        expiry,
+                        owners,
+                        permissions,
+                        consented_by,
+                    },
+                    valid_for,
+                ))
+            }
         }
         Err(e) => classify_auth_error(&e, registration, &namespace)
             .map(|o| (o, AUTH_RECHECK))

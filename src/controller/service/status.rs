@@ -123,6 +123,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
     let mut conditions: Vec<Desired> = Vec::new();
     let mut expires_in_days = None;
     let mut registered_by: Vec<String> = Vec::new();
+    let mut permissions_source = None;
+    let mut consenters: Vec<String> = Vec::new();
 
     // The app registration.
     let app = service
@@ -161,8 +163,25 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
             ));
             Some((reason.to_string(), message.clone()))
         }
-        AuthState::Checked(AuthOutcome::Authenticated { expiry, owners }) => {
+        AuthState::Checked(AuthOutcome::Authenticated {
+            expiry,
+            owners,
+            permissions,
+            consented_by,
+        }) => {
             registered_by = owners.clone().unwrap_or_default();
+            permissions_source = Some(permissions.as_str().to_string());
+            let consent = match consented_by {
+                ConsentedBy::Users(users) => {
+                    consenters = users.clone();
+                    format!("; consented by {}", users.join(", "))
+                }
+                // Only worth saying when no owner names anyone.
+                ConsentedBy::Unknown(why) if registered_by.is_empty() => {
+                    format!("; who consented is not known: {why}")
+                }
+                ConsentedBy::Unknown(_) => String::new(),
+            };
             let tenant = service
                 .spec
                 .app_registration
@@ -174,7 +193,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
                 Status::True,
                 "Authenticated",
                 format!(
-                    "Entra issued a client-credentials token for application {app} in tenant {tenant}{}",
+                    "Entra issued a client-credentials token for application {app} in tenant {tenant}; its recording permissions were {}{}{consent}",
+                    permissions.describe(),
                     match owners.as_deref() {
                         Some([]) => "; the registration has no user owner".to_string(),
                         Some(owners) => format!("; registered by {}", owners.join(", ")),
@@ -298,6 +318,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         bots_ready: provisioned.then(|| format!("{ready_total}/{desired_total}")),
         client_secret_expires_in_days: expires_in_days,
         app_registration_owners: registered_by,
+        recording_permissions_source: permissions_source,
+        app_registration_consented_by: consenters,
         // The report endpoint's field: carried as it is.
         first_policy_invite: previous.first_policy_invite.clone(),
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),

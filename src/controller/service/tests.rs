@@ -733,6 +733,8 @@ fn a_secret_under_thirty_days_from_expiry_is_a_warning_but_still_ready() {
             AuthState::Checked(AuthOutcome::Authenticated {
                 expiry: Expiry::At(at(end)),
                 owners: None,
+                permissions: PermissionSource::AppRoleAssignments,
+                consented_by: ConsentedBy::Unknown("no record".into()),
             }),
         )
     };
@@ -773,7 +775,51 @@ fn a_secret_under_thirty_days_from_expiry_is_a_warning_but_still_ready() {
         AuthState::Checked(AuthOutcome::Authenticated {
             expiry: Expiry::Unreadable("no permission".into()),
             owners: None,
+            permissions: PermissionSource::Token("the directory consent is not granted".into()),
+            consented_by: ConsentedBy::Unknown("the audit log may not be read".into()),
         }),
+    );
+    assert_eq!(
+        unreadable.recording_permissions_source.as_deref(),
+        Some("TokenRoles")
+    );
+    let message = &conditions::find(&unreadable.conditions, AUTHENTICATED)
+        .unwrap()
+        .message;
+    assert!(
+        message.contains(
+            "read from its token's roles claim, because the directory consent is not granted"
+        ) && message.ends_with("who consented is not known: the audit log may not be read"),
+        "{message}"
+    );
+    assert!(unreadable.app_registration_consented_by.is_empty());
+
+    // The audit log names who consented; the assignments were the source.
+    let consented = status_with(
+        &t,
+        &reg,
+        vec![bot("main-hue", 1, 1)],
+        AuthState::Checked(AuthOutcome::Authenticated {
+            expiry: Expiry::At(at("2027-06-01T00:00:00Z")),
+            owners: Some(vec![]),
+            permissions: PermissionSource::AppRoleAssignments,
+            consented_by: ConsentedBy::Users(vec!["admin@contoso.example".into()]),
+        }),
+    );
+    assert_eq!(
+        consented.recording_permissions_source.as_deref(),
+        Some("AppRoleAssignments")
+    );
+    assert_eq!(
+        consented.app_registration_consented_by,
+        ["admin@contoso.example"]
+    );
+    let message = &conditions::find(&consented.conditions, AUTHENTICATED)
+        .unwrap()
+        .message;
+    assert!(
+        message.ends_with("the registration has no user owner; consented by admin@contoso.example"),
+        "{message}"
     );
     assert_eq!(
         find(&unreadable.conditions, SECRET_EXPIRY),
