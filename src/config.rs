@@ -124,6 +124,12 @@ pub struct OperatorConfig {
     /// The bots' calling webhook: Ingress class, hosts and certificate (see `src/webhook.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// The id in the platform's Teams app manifest (a GUID; Graph's `teamsApp.externalId`).
+    /// When set, each Tenant's status tells whether the customer's organisation catalog has
+    /// the app published (`status.teamsApp`), read with the `directory` application when the
+    /// customer granted it the optional `AppCatalog.Read.All`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_app_id: Option<String>,
 }
 
 /// Sign-in with Microsoft through the `login` application (see `src/signin.rs`).
@@ -238,6 +244,11 @@ impl OperatorConfig {
         }
         for (key, consent) in &self.consents {
             consent.check(key, &mut problems);
+        }
+        if let Some(id) = self.teams_app_id.as_deref().filter(|id| !is_guid(id)) {
+            problems.push(format!(
+                "teamsAppId: {id:?} is not a Teams app manifest id GUID"
+            ));
         }
         if let Some(id) = self.home_tenant_id.as_deref().filter(|id| !is_guid(id)) {
             problems.push(format!(
@@ -1000,6 +1011,7 @@ struct OperatorConfigFile {
     bot_policy: crate::bot_policy::BotPolicy,
     home_tenant_id: Option<String>,
     webhook: Option<crate::webhook::WebhookConfig>,
+    teams_app_id: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -1054,6 +1066,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             notifications: file.notifications,
             sign_in: file.sign_in,
             home_tenant_id: file.home_tenant_id,
+            teams_app_id: file.teams_app_id,
             operator_namespace: file
                 .operator_namespace
                 .or_else(|| std::env::var("POD_NAMESPACE").ok())
@@ -1083,6 +1096,23 @@ mod tests {
             }
         }
         config
+    }
+
+    #[test]
+    fn a_teams_app_id_must_be_a_manifest_guid() {
+        let mut config = with_app_ids(OperatorConfig::default());
+        config.consent_redirect_uri =
+            Some("https://onboarding.example.com/consent/callback".into());
+        config.teams_app_id = Some("f31b1263-ba99-435a-a679-911d24850d7c".into());
+        assert!(config.validate().is_ok(), "{:?}", config.validate());
+        config.teams_app_id = Some("recording-teams-app".into());
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains(
+                "teamsAppId: \"recording-teams-app\" is not a Teams app manifest id GUID"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

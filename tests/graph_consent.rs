@@ -620,3 +620,49 @@ async fn pending_grants_due_together_share_the_check_of_their_due_instant() {
     assert!(!Arc::ptr_eq(&fresh, &first));
     assert_eq!(w.sim.counts().tenant(CONTOSO).graph_requests(), 2);
 }
+
+#[tokio::test]
+async fn the_teams_app_catalog_rides_in_the_consent_batch_and_needs_its_own_permission() {
+    use recording_operator::graph::teams_catalog::CatalogState;
+    const TEAMS_APP: &str = "f31b1263-ba99-435a-a679-911d24850d7c";
+    let w = world_with(seed(), |config, _| {
+        config.polling.check_cache_ttl = Duration::ZERO;
+        config.teams_app_id = Some(TEAMS_APP.into());
+    })
+    .await;
+    let specs = w.specs(false);
+    w.grant_all(CONTOSO, &specs);
+    w.sim
+        .put_teams_app(CONTOSO, TEAMS_APP, "Recording", "published");
+    // Without AppCatalog.Read.All Graph refuses the catalog: not checked, the consents stand.
+    let first = w.checker.check(CONTOSO, &specs).await;
+    assert_all_granted(&first);
+    let catalog = first.teams_app.clone().unwrap();
+    assert_eq!(catalog.state, CatalogState::NotChecked);
+    assert!(
+        catalog.message.contains("AppCatalog.Read.All"),
+        "{}",
+        catalog.message
+    );
+
+    // Granted: a token issued after the grant reads it, in the same single $batch.
+    w.sim.grant_partial(
+        CONTOSO,
+        &w.app_id("directory"),
+        &["AppCatalog.Read.All"],
+        &[],
+    );
+    w.checker
+        .tokens()
+        .invalidate(CONTOSO, &w.app_id("directory"));
+    let _ = w.checker.check_now(CONTOSO, &specs).await;
+    w.sim.reset_counts();
+    let check = w.checker.check_now(CONTOSO, &specs).await;
+    assert_all_granted(&check);
+    assert_eq!(
+        check.teams_app.as_ref().map(|c| c.state),
+        Some(CatalogState::Published)
+    );
+    let counts = w.sim.counts().tenant(CONTOSO);
+    assert_eq!((counts.graph_batch, counts.graph_get), (1, 0));
+}

@@ -376,3 +376,96 @@ async fn retention_variants_are_checked_by_the_api_server_and_reach_the_bots() {
     }
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_teams_app_in_the_customers_catalog_is_reported_where_the_directory_app_may_read_it() {
+    const TEAMS_APP: &str = "f31b1263-ba99-435a-a679-911d24850d7c";
+    let h = Harness::start_with(recording_operator::demo::PlatformOptions {
+        teams_app_id: Some(TEAMS_APP.into()),
+        ..Default::default()
+    })
+    .await;
+    let kubectl = Kubectl::new(&h, "teams-catalog");
+    common::onboard_applied(
+        &h,
+        &tenant_yaml("contoso", "contoso.onmicrosoft.com", 10, ""),
+        "contoso",
+        "Essentials",
+        T,
+    )
+    .await;
+    // The directory consent holds no AppCatalog.Read.All (optional): not checked, and why.
+    let shown = |tenant: &Tenant| {
+        tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.teams_app.as_ref())
+            .map(|a| (a.state.clone(), a.message.clone()))
+    };
+    let tenant = h.wait_tenant("contoso", T, |t| shown(t).is_some()).await;
+    let (state, message) = shown(&tenant).unwrap();
+    assert_eq!(state, "NotChecked");
+    assert!(message.contains("AppCatalog.Read.All"), "{message}");
+    assert_eq!(
+        tenant_condition(&tenant, "Ready").unwrap().0,
+        "True",
+        "the catalog never holds back Ready"
+    );
+
+    // The customer's Teams admin has the app submitted for review, and the customer grants the
+    // directory application AppCatalog.Read.All. The next check with a token issued after the
+    // grant (a refused token is replaced at once) reads the catalog.
+    h.platform
+        .m365
+        .put_teams_app(CONTOSO_ID, TEAMS_APP, "Recording", "submitted");
+    let directory_app = h.platform.config.consents["directory"].app_id.clone();
+    h.platform
+        .m365
+        .grant_partial(CONTOSO_ID, &directory_app, &["AppCatalog.Read.All"], &[]);
+    h.platform.m365.reject_tokens_on_graph(CONTOSO_ID, 1);
+    let recheck = |at: &str| {
+        kubectl.ok(
+            &[
+                "annotate",
+                "tn",
+                "contoso",
+                "--overwrite",
+                &format!("recording.m365.io/recheck-at={at}"),
+            ],
+            None,
+        );
+    };
+    recheck("2026-12-07T13:00:00Z");
+    let tenant = h
+        .wait_tenant("contoso", T, |t| {
+            shown(t).is_some_and(|(state, _)| state == "Submitted")
+        })
+        .await;
+    assert!(
+        shown(&tenant).unwrap().1.contains("approval"),
+        "{:?}",
+        shown(&tenant)
+    );
+
+    // Approved: published, as `kubectl get` shows.
+    h.platform
+        .m365
+        .put_teams_app(CONTOSO_ID, TEAMS_APP, "Recording", "published");
+    recheck("2026-12-07T13:05:00Z");
+    h.wait_tenant("contoso", T, |t| {
+        shown(t).is_some_and(|(state, _)| state == "Published")
+    })
+    .await;
+    let state = kubectl.ok(
+        &[
+            "get",
+            "tn",
+            "contoso",
+            "-o",
+            "jsonpath={.status.teamsApp.state}",
+        ],
+        None,
+    );
+    assert_eq!(state.trim(), "Published");
+    h.stop().await;
+}

@@ -174,6 +174,10 @@ pub struct ConsentGrantStatus {
     /// the customer's directory (the Tenant shows them in its own status).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub administrators: Vec<super::tenant::AdministratorStatus>,
+    /// On the `directory` consent only: the platform's Teams app in the customer's
+    /// organisation catalog, as its token found it (the Tenant shows it in its own status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_app: Option<super::tenant::TeamsAppStatus>,
     /// `Granted`, `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]

@@ -15,7 +15,7 @@ pub use consent::{ConsentGrant, ConsentGrantSpec, ConsentGrantStatus, ConsentSta
 pub use service::{RecordingService, RecordingServiceSpec, RecordingServiceStatus};
 pub use tenant::{
     tenant_namespace, AdministratorState, AdministratorStatus, Health, License, NotificationKind,
-    NotificationRecord, NotificationState, Tenant, TenantSpec, TenantStatus,
+    NotificationRecord, NotificationState, TeamsAppStatus, Tenant, TenantSpec, TenantStatus,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

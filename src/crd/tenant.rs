@@ -352,6 +352,11 @@ pub struct TenantStatus {
     /// once the `directory` consent is granted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub administrators: Vec<AdministratorStatus>,
+    /// Whether the platform's Teams app (the configuration's `teamsAppId`) is published in
+    /// the customer's organisation catalog, as the `directory` consent read it; absent when
+    /// the configuration names no Teams app. Informational: it never holds back `Ready`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_app: Option<TeamsAppStatus>,
     /// Licensed users of the tenant's RecordingServices that fit in `spec.includedUsers`
     /// (a service that would exceed it is refused and not counted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -584,6 +589,18 @@ pub struct ConsentSummary {
     /// The admin-consent link to hand the customer's Global admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_url: Option<String>,
+}
+
+/// The platform's Teams app in the customer's organisation catalog.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamsAppStatus {
+    /// `Published`, `Submitted` (awaiting the customer's Teams admin's approval), `Rejected`,
+    /// `NotInCatalog`, or `NotChecked` (the `directory` consent cannot read the catalog: it
+    /// needs the optional `AppCatalog.Read.All`; the message says why).
+    pub state: String,
+    /// In words.
+    pub message: String,
 }
 
 /// One default administrator, looked up in the customer's directory.

@@ -100,6 +100,9 @@ pub struct PlatformOptions {
     pub platform_secrets: bool,
     /// The bots' calling webhook section of the configuration; none by default.
     pub webhook: Option<crate::webhook::WebhookConfig>,
+    /// The platform's Teams app manifest id (`teamsAppId` of the configuration): the Tenants
+    /// then report whether the customer's catalog has it; none by default.
+    pub teams_app_id: Option<String>,
 }
 
 /// The storage backend of the simulated platform.
@@ -141,6 +144,7 @@ impl Default for PlatformOptions {
             bots: None,
             platform_secrets: false,
             webhook: None,
+            teams_app_id: None,
         }
     }
 }
@@ -436,6 +440,7 @@ fn platform_config(
             ..Default::default()
         },
         bots: options.bots.clone().unwrap_or_default(),
+        teams_app_id: options.teams_app_id.clone(),
         ..Default::default()
     };
     for (key, consent) in config.consents.iter_mut() {

@@ -89,6 +89,8 @@ struct Inner {
     ttl: Duration,
     granted_reuse: Duration,
     role_names: Mutex<Option<RoleNames>>,
+    /// The platform's Teams app manifest id, looked up in each customer's catalog.
+    teams_app_id: Option<String>,
     counters: Arc<Counters>,
     tenants: Mutex<HashMap<String, Arc<tokio::sync::Mutex<TenantSlot>>>>,
     /// All-granted results shared by the tenants' last checks ([`shared_if_granted`]).
@@ -146,6 +148,7 @@ impl ConsentChecker {
                 ttl: config.polling.check_cache_ttl,
                 granted_reuse: config.polling.granted_interval / 2,
                 role_names: Mutex::new(None),
+                teams_app_id: config.teams_app_id.clone(),
                 counters,
                 tenants: Mutex::new(HashMap::new()),
                 shared_granted: Mutex::new(Vec::new()),
@@ -277,6 +280,7 @@ impl ConsentChecker {
             secrets: &self.inner.secrets,
             role_names: &self.inner.role_names,
             discovery: &self.inner.discovery,
+            teams_app_id: self.inner.teams_app_id.as_deref(),
         };
         let mut result = check_tenant(&env, &mut slot.cache, tenant_id, specs).await;
         result.consents = shared_if_granted(&self.inner.shared_granted, result.consents);
@@ -364,6 +368,7 @@ fn still_throttled(tenant_id: &str, specs: &[ConsentSpec], left: Duration) -> Te
             })
             .collect(),
         administrators: vec![],
+        teams_app: None,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct TenantCheck {
     pub consents: Arc<[ConsentCheck]>,
     /// The administrators of the `directory` consent's spec, as the directory knows them.
     pub administrators: Vec<super::admins::AdminCheck>,
+    /// The platform's Teams app in the customer's catalog, when the configuration names it.
+    pub teams_app: Option<super::teams_catalog::CatalogCheck>,
 }
 
 impl TenantCheck {

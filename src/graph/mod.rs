@@ -19,6 +19,8 @@
 //! - [`schedule`]: when to check again ([`next_check_after`]) and the admin-consent URL
 //!   ([`consent_url`]);
 //! - [`admins`]: the customer's administrators (`spec.adminUpns`) as the directory knows them;
+//! - [`teams_catalog`]: whether the platform's Teams app is published in the customer's
+//!   organisation catalog;
 //! - [`application`]: a platform app's client-secret expiry, from its home tenant;
 //! - [`known_app`]: a RecordingService's own app registration as the customer's directory
 //!   describes it (permissions, secrets, owners, who consented), read with the directory
@@ -39,6 +41,7 @@ pub mod known_app;
 pub mod metrics;
 pub mod platform_apps;
 pub mod schedule;
+pub mod teams_catalog;
 pub mod token;
 pub mod verify;
 

@@ -22,6 +22,7 @@ use super::client::{BatchItem, BatchRequest, GraphClient};
 use super::consent::*;
 use super::discovery::Discovery;
 use super::error::{GraphError, Service};
+use super::teams_catalog::{self, CatalogCheck};
 use super::token::{AccessToken, TokenProvider};
 use crate::config::{is_guid, SecretRef, DIRECTORY_CONSENT};
 
@@ -35,6 +36,8 @@ pub struct CheckEnv<'a> {
     pub role_names: &'a Mutex<Option<RoleNames>>,
     /// OpenID discovery, to name the cloud of a tenant the token endpoint calls cross-cloud.
     pub discovery: &'a Discovery,
+    /// The platform's Teams app manifest id, looked up in the customer's catalog.
+    pub teams_app_id: Option<&'a str>,
 }
 
 impl CheckEnv<'_> {
@@ -76,6 +79,8 @@ pub struct TenantCache {
     pub sp_ids: SpIds,
     /// The administrators as last looked up (they stand while Graph cannot answer).
     pub administrators: Vec<AdminCheck>,
+    /// The Teams app in the customer's catalog, as last looked up.
+    pub teams_app: Option<CatalogCheck>,
 }
 
 /// The service principal id of each application in one tenant, kept between polls for every
@@ -214,11 +219,15 @@ pub async fn check_tenant(
     // Report in the order asked.
     results.sort_by_key(|r| specs.iter().position(|s| s.key == r.key));
     let administrators = administrators_after(cache, directory, &results);
+    let teams_app = env
+        .teams_app_id
+        .map(|_| teams_app_after(cache, directory, &results));
     TenantCheck {
         tenant_id: tenant.to_owned(),
         checked_at,
         consents: results.into(),
         administrators,
+        teams_app,
     }
 }
 
@@ -259,6 +268,30 @@ fn administrators_after(
                 .unwrap_or_else(|| AdminCheck::not_checked(upn, &why))
         })
         .collect()
+}
+
+/// The Teams app in the customer's catalog: as Graph answered in this check (or before, while
+/// the directory consent cannot be used for a passing reason); `NotChecked` while it is not
+/// granted.
+fn teams_app_after(
+    cache: &mut TenantCache,
+    directory: Option<&ConsentSpec>,
+    results: &[ConsentCheck],
+) -> CatalogCheck {
+    let state = directory.and_then(|_| results.iter().find(|r| r.key == DIRECTORY_CONSENT));
+    match state.map(|r| r.state) {
+        Some(CheckState::Granted) | Some(CheckState::Unknown) => {
+            cache.teams_app.clone().unwrap_or_else(|| {
+                CatalogCheck::not_checked("not checked yet: Microsoft Graph has not answered")
+            })
+        }
+        _ => {
+            cache.teams_app = None;
+            CatalogCheck::not_checked(format!(
+                "not checked: the catalog is read with the {DIRECTORY_CONSENT} consent, which is not granted"
+            ))
+        }
+    }
 }
 
 /// Every consent, the directory's own included, verified through Graph with the directory
@@ -417,12 +450,28 @@ async fn verify_through_graph(
             requests.extend(detail_requests(i, spec, &sp_id));
         }
     }
-    // The administrators, in the same batch: no call of their own.
+    // The administrators and the Teams app, in the same batch: no call of their own.
     for (j, upn) in directory.administrators.iter().enumerate() {
         requests.push(BatchRequest::get(format!("u{j}"), admins::user_url(upn)));
     }
+    if let Some(app) = env.teams_app_id {
+        requests.push(BatchRequest::get(
+            "catalog",
+            teams_catalog::catalog_url(app),
+        ));
+    }
     let items = refused_token(env.graph.batch(token, requests).await?)?;
     let item = |id: &str| items.iter().find(|it| it.id == id);
+    if let Some(app) = env.teams_app_id {
+        let answer = match item("catalog") {
+            Some(found) => found.result(),
+            None => Err(GraphError::Protocol {
+                service: Service::Graph,
+                reason: "no answer for the catalog in the batch".into(),
+            }),
+        };
+        cache.teams_app = Some(teams_catalog::judge(app, answer, cache.teams_app.as_ref()));
+    }
     let previous = std::mem::take(&mut cache.administrators);
     cache.administrators = directory
         .administrators

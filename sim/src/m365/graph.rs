@@ -292,9 +292,11 @@ pub(crate) fn get(
             let expand = match special.expand.as_deref() {
                 None => false,
                 Some(e) if e.eq_ignore_ascii_case("appDefinitions") => true,
-                Some(other) => return Err(GraphError::bad_request(format!(
+                Some(other) => {
+                    return Err(GraphError::bad_request(format!(
                     "Could not find a property named '{other}' on type 'microsoft.graph.teamsApp'."
-                ))),
+                )))
+                }
             };
             let mut items = Vec::new();
             for app in &tenant.teams_apps {

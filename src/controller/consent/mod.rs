@@ -38,11 +38,12 @@ use super::{earliest, Context, Error, Result, Retried};
 use crate::conditions::{self, reason, Desired, Status, READY};
 use crate::config::{OperatorConfig, PollingConfig, DIRECTORY_CONSENT};
 use crate::crd::validation::validate_consent_grant;
-use crate::crd::{AdministratorState, AdministratorStatus};
+use crate::crd::{AdministratorState, AdministratorStatus, TeamsAppStatus};
 use crate::crd::{
     ConsentGrant, ConsentGrantStatus, ConsentState, Tenant, FIELD_MANAGER, RECHECK_ANNOTATION,
 };
 use crate::graph::admins::{AdminCheck, AdminState};
+use crate::graph::teams_catalog::CatalogCheck;
 use crate::graph::{next_check_after, schedule_rng, CheckState, ConsentCheck, ConsentSpec};
 
 pub use crate::conditions::GRANTED;
@@ -256,6 +257,12 @@ pub async fn reconcile_grant(
     if grant.spec.consent == DIRECTORY_CONSENT {
         status.administrators =
             administrators_after_check(&status.administrators, &check, &result.administrators);
+        status.teams_app = match &result.teams_app {
+            _ if ctx.config.teams_app_id.is_none() => None,
+            Some(found) => Some(teams_app_status(found)),
+            // Not asked this time (throttled): the last answer stands.
+            None => status.teams_app.take(),
+        };
     }
     let action = come_back(Some(&status), tenant, wait);
     let refresh = ctx.config.polling.granted_status_refresh;

@@ -129,6 +129,7 @@ pub fn status_after_check(
         },
         granted_at,
         administrators: previous.administrators,
+        teams_app: previous.teams_app,
         last_checked_at: Some(Time(now)),
         next_check_at: Some(Time(
             now + SignedDuration::try_from(next_in).unwrap_or(SignedDuration::from_hours(6)),
@@ -267,6 +268,14 @@ pub fn administrators_after_check(
             message: a.message.clone(),
         })
         .collect()
+}
+
+/// The catalog check as the grant's (and then the Tenant's) status shows it.
+pub fn teams_app_status(found: &CatalogCheck) -> TeamsAppStatus {
+    TeamsAppStatus {
+        state: found.state.as_str().to_string(),
+        message: found.message.clone(),
+    }
 }
 
 /// Why `grant` must not be checked with the platform's tokens, if it must not: it is checked

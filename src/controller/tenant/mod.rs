@@ -32,7 +32,7 @@ use crate::conditions::{self, reason, Desired, Status, READY};
 use crate::config::{ConsentConfig, Mandatory, OperatorConfig, DIRECTORY_CONSENT};
 use crate::crd::tenant::DeletionPolicy;
 use crate::crd::tenant::{
-    AdministratorState, AdministratorStatus, ConsentSummary, StorageLocationStatus,
+    AdministratorState, AdministratorStatus, ConsentSummary, StorageLocationStatus, TeamsAppStatus,
 };
 use crate::crd::validation::{validate_tenant, Violations};
 use crate::crd::{

@@ -239,6 +239,7 @@ pub fn compute_status(o: &Observed<'_>) -> TenantStatus {
         // Signed by the shell ([`crate::links::QuickStartLinks::for_tenant`]).
         quick_start_url: None,
         administrators,
+        teams_app: teams_app_of(o),
         users_in_use: Some(o.licence.in_use),
         first_ready_at,
         conditions,
@@ -259,6 +260,15 @@ pub fn first_ready_at(
             .filter(|c| c.status == "True")
             .map(|c| c.last_transition_time.clone())
     })
+}
+
+/// The platform's Teams app in the customer's catalog, as the `directory` grant found it.
+fn teams_app_of(o: &Observed<'_>) -> Option<TeamsAppStatus> {
+    o.consents
+        .iter()
+        .find(|(required, _)| required.key == DIRECTORY_CONSENT)
+        .and_then(|(_, grant)| grant.and_then(|g| g.status.as_ref()))
+        .and_then(|s| s.teams_app.clone())
 }
 
 /// The administrators as the `directory` grant found them; each `NotChecked` until then.
