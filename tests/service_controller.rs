@@ -1376,6 +1376,7 @@ async fn with_the_directory_consent_the_permissions_come_from_graph_and_the_cons
         .m365
         .grant_partial(CONTOSO_ID, &directory_app, &["AuditLog.Read.All"], &[]);
     let kubectl = common::Kubectl::new(&h, "consented-by");
+    let before = h.platform.m365.counts().tenant(CONTOSO_ID);
     kubectl.ok(
         &[
             "annotate",
@@ -1401,6 +1402,17 @@ async fn with_the_directory_consent_the_permissions_come_from_graph_and_the_cons
             .unwrap()
             .app_registration_consented_by,
         [admin]
+    );
+    // The check is one $batch (permissions, secrets, owners, Graph's app roles), and one GET
+    // of the audit log: an opaque token does not name the app's service principal, the
+    // assignments do.
+    let after = h.platform.m365.counts().tenant(CONTOSO_ID);
+    assert_eq!(
+        (
+            after.graph_batch - before.graph_batch,
+            after.graph_get - before.graph_get
+        ),
+        (1, 1)
     );
     let shown = kubectl.ok(
         &[
