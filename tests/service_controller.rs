@@ -148,6 +148,36 @@ fn has_condition(service: &RecordingService, type_: &str, status: &str, reason: 
     condition(service, type_).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
+/// Applies the service `main` of Tenant `contoso` (short name `Contoso`, 20 users), signing in
+/// with the customer's app registration whose secret is in Secret `bot-credentials`.
+async fn apply_main_with_app_registration(h: &Harness) {
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "Contoso",
+        20,
+        &app_registration("bot-credentials"),
+    ))
+    .await;
+}
+
+/// Asks for the service's app registration to be checked now, as the README says:
+/// `kubectl annotate rsvc NAME --overwrite recording.m365.io/recheck-at=...`.
+fn recheck(kubectl: &common::Kubectl, name: &str, namespace: &str, at: &str) {
+    kubectl.ok(
+        &[
+            "annotate",
+            "rsvc",
+            name,
+            "-n",
+            namespace,
+            "--overwrite",
+            &format!("recording.m365.io/recheck-at={at}"),
+        ],
+        None,
+    );
+}
+
 async fn events_of(h: &Harness, namespace: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(h.client(), namespace);
     api.list(&Default::default()).await.unwrap().items
@@ -698,14 +728,7 @@ async fn a_known_app_registration_authenticates_reports_expiry_and_never_leaks_i
     let ns = "tenant-contoso";
 
     // The Secret does not exist yet.
-    h.apply(&service_yaml(
-        "main",
-        "contoso",
-        "Contoso",
-        20,
-        &app_registration("bot-credentials"),
-    ))
-    .await;
+    apply_main_with_app_registration(&h).await;
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "False", "SecretNotFound")
     })
@@ -889,14 +912,7 @@ async fn a_client_secret_expiring_within_thirty_days_is_a_warning() {
     onboard(&h, "contoso", "contoso.onmicrosoft.com", "Essentials").await;
     let ns = "tenant-contoso";
     h.apply(&secret_yaml("bot-credentials", ns, value)).await;
-    h.apply(&service_yaml(
-        "main",
-        "contoso",
-        "Contoso",
-        20,
-        &app_registration("bot-credentials"),
-    ))
-    .await;
+    apply_main_with_app_registration(&h).await;
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "SecretExpiry", "False", "ClientSecretExpiring")
     })
@@ -1092,14 +1108,7 @@ async fn entra_trouble_is_reported_for_what_it_is() {
         retry_after_secs: Some(1),
         count: 10_000,
     });
-    h.apply(&service_yaml(
-        "main",
-        "contoso",
-        "Contoso",
-        20,
-        &app_registration("bot-credentials"),
-    ))
-    .await;
+    apply_main_with_app_registration(&h).await;
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "Unknown", "CheckFailed")
     })
@@ -1174,14 +1183,7 @@ async fn a_throttled_check_waits_for_retry_after_whatever_else_changes() {
         retry_after_secs: Some(3600),
         count: 10_000,
     });
-    h.apply(&service_yaml(
-        "main",
-        "contoso",
-        "Contoso",
-        20,
-        &app_registration("bot-credentials"),
-    ))
-    .await;
+    apply_main_with_app_registration(&h).await;
     wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "Unknown", "CheckFailed")
     })
@@ -1256,14 +1258,7 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
 
     // The customer's own app, with the recording permissions: authenticated and Ready, and
     // the status names who registered it.
-    h.apply(&service_yaml(
-        "main",
-        "contoso",
-        "Contoso",
-        20,
-        &app_registration("bot-credentials"),
-    ))
-    .await;
+    apply_main_with_app_registration(&h).await;
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "True", "Authenticated")
             && has_condition(s, "Ready", "True", "Ready")
@@ -1295,17 +1290,11 @@ async fn a_known_app_registration_must_be_the_customers_and_hold_the_recording_p
     ));
 
     // ...until the annotation asks for a check now (`kubectl annotate`, as the README says).
-    common::Kubectl::new(&h, "recheck").ok(
-        &[
-            "annotate",
-            "rsvc",
-            "main",
-            "-n",
-            ns,
-            "--overwrite",
-            "recording.m365.io/recheck-at=2026-12-07T10:00:00Z",
-        ],
-        None,
+    recheck(
+        &common::Kubectl::new(&h, "recheck"),
+        "main",
+        ns,
+        "2026-12-07T10:00:00Z",
     );
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "False", "RecordingPermissionsMissing")
@@ -1342,14 +1331,7 @@ async fn with_the_directory_consent_the_permissions_come_from_graph_and_the_cons
     h.apply(&secret_yaml("bot-credentials", ns, value)).await;
     // Tokens say nothing from here on: only Graph can tell what the app holds.
     h.platform.m365.set_opaque_tokens(true);
-    h.apply(&service_yaml(
-        "main",
-        "contoso",
-        "Contoso",
-        20,
-        &app_registration("bot-credentials"),
-    ))
-    .await;
+    apply_main_with_app_registration(&h).await;
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "True", "Authenticated")
     })
@@ -1377,32 +1359,19 @@ async fn with_the_directory_consent_the_permissions_come_from_graph_and_the_cons
         .grant_partial(CONTOSO_ID, &directory_app, &["AuditLog.Read.All"], &[]);
     let kubectl = common::Kubectl::new(&h, "consented-by");
     let before = h.platform.m365.counts().tenant(CONTOSO_ID);
-    kubectl.ok(
-        &[
-            "annotate",
-            "rsvc",
-            "main",
-            "-n",
-            ns,
-            "--overwrite",
-            "recording.m365.io/recheck-at=2026-12-07T11:00:00Z",
-        ],
-        None,
-    );
+    recheck(&kubectl, "main", ns, "2026-12-07T11:00:00Z");
     let service = wait_service(&h, ns, "main", |s| {
         s.status
             .as_ref()
             .is_some_and(|st| !st.app_registration_consented_by.is_empty())
     })
     .await;
-    assert_eq!(
-        service
-            .status
-            .as_ref()
-            .unwrap()
-            .app_registration_consented_by,
-        [admin]
-    );
+    let consented_by = &service
+        .status
+        .as_ref()
+        .unwrap()
+        .app_registration_consented_by;
+    assert_eq!(consented_by, &[admin]);
     // The check is one $batch (permissions, secrets, owners, Graph's app roles), and one GET
     // of the audit log: an opaque token does not name the app's service principal, the
     // assignments do.
@@ -1438,18 +1407,7 @@ async fn with_the_directory_consent_the_permissions_come_from_graph_and_the_cons
     // permissions cannot be confirmed, and the status says why.
     h.platform.m365.revoke_consent(CONTOSO_ID, &directory_app);
     h.platform.m365.reject_tokens_on_graph(CONTOSO_ID, 8);
-    kubectl.ok(
-        &[
-            "annotate",
-            "rsvc",
-            "main",
-            "-n",
-            ns,
-            "--overwrite",
-            "recording.m365.io/recheck-at=2026-12-07T12:00:00Z",
-        ],
-        None,
-    );
+    recheck(&kubectl, "main", ns, "2026-12-07T12:00:00Z");
     let service = wait_service(&h, ns, "main", |s| {
         has_condition(s, "Authenticated", "False", "RecordingPermissionsMissing")
     })

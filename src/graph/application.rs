@@ -111,16 +111,20 @@ pub fn owners_path(app_id: &str) -> String {
     format!("/applications(appId='{app_id}')/owners")
 }
 
+/// The `value` list of a Graph collection answer (`what` names it in the error).
+pub fn value_list<'a>(body: &'a Value, what: &str) -> Result<&'a Vec<Value>, GraphError> {
+    body.get("value")
+        .and_then(Value::as_array)
+        .ok_or_else(|| GraphError::Protocol {
+            service: Service::Graph,
+            reason: format!("the {what} answer has no `value` list"),
+        })
+}
+
 /// The user principal names of an application's owners (other kinds of owner, such as
 /// service principals, are left out).
 pub fn parse_owners(body: &Value) -> Result<Vec<String>, GraphError> {
-    let items =
-        body.get("value")
-            .and_then(Value::as_array)
-            .ok_or_else(|| GraphError::Protocol {
-                service: Service::Graph,
-                reason: "the owners answer has no `value` list".into(),
-            })?;
+    let items = value_list(body, "owners")?;
     Ok(items
         .iter()
         .filter(|o| {

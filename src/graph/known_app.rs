@@ -19,7 +19,7 @@
 use serde_json::Value;
 
 use super::application::{
-    owners_path, parse_owners, parse_password_credentials, password_credentials_path,
+    owners_path, parse_owners, parse_password_credentials, password_credentials_path, value_list,
     PasswordCredential,
 };
 use super::client::{encode_query_value, BatchItem, BatchRequest, GraphClient};
@@ -74,13 +74,7 @@ pub fn consent_audits_path(sp_id: &str) -> String {
 /// The user principal names of the successful consents in a `directoryAudits` answer,
 /// newest first, each once (records of apps acting, `initiatedBy.app`, name no person).
 pub fn parse_consenters(body: &Value) -> Result<Vec<String>, GraphError> {
-    let items =
-        body.get("value")
-            .and_then(Value::as_array)
-            .ok_or_else(|| GraphError::Protocol {
-                service: Service::Graph,
-                reason: "the audit log answer has no `value` list".into(),
-            })?;
+    let items = value_list(body, "audit log")?;
     let mut records: Vec<(&str, &str)> = items
         .iter()
         .filter(|r| r.get("activityDisplayName").and_then(Value::as_str) == Some(CONSENT_ACTIVITY))
