@@ -125,6 +125,8 @@ pub async fn read(
     app_id: &str,
     sp_id: Option<&str>,
 ) -> Result<DirectoryView, GraphError> {
+    // Both go into Graph paths: GUIDs only (an `oid` claim that is not one is not used).
+    let sp_id = sp_id.filter(|id| crate::config::is_guid(id));
     if !crate::config::is_guid(app_id) {
         return Err(GraphError::Protocol {
             service: Service::Graph,
@@ -133,7 +135,15 @@ pub async fn read(
     }
     let mut requests = vec![
         BatchRequest::get("graph", urls::graph_resource(true)),
-        BatchRequest::get("ra", assignments_path(app_id)),
+        // By object id when the app's token named it (the form every tenant answers), else
+        // by the documented `appId` alternate key.
+        BatchRequest::get(
+            "ra",
+            match sp_id {
+                Some(sp) => urls::app_role_assignments(sp),
+                None => assignments_path(app_id),
+            },
+        ),
         BatchRequest::get("creds", password_credentials_path(app_id)),
         BatchRequest::get("owners", owners_path(app_id)),
     ];
