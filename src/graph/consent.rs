@@ -15,7 +15,8 @@
 //!   a configuration Entra refuses → `Error`, for the platform team.
 //! - Throttling or an outage → `Unknown`: the previous state stands, retry after the wait.
 //!
-//! [`super::verify`] gathers the tokens and Graph answers these rules judge.
+//! These rules take the tokens and Graph answers as inputs; gathering them is the I/O of the
+//! `verify` module, which calls these.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,8 +94,8 @@ pub struct ConsentCheck {
 pub struct TenantCheck {
     pub tenant_id: String,
     /// When the check started. Every consent answered from the same check shares it, so
-    /// sibling ConsentGrants can schedule their next check at the same instant (see
-    /// [`crate::graph::schedule::schedule_rng`]) and be checked together again.
+    /// sibling ConsentGrants can schedule their next check at the same instant (the schedule
+    /// seeds its jitter with it) and be checked together again.
     pub checked_at: SystemTime,
     /// One result per requested consent, in the order asked. Tenants that have granted
     /// everything get identical results, which the checker shares between them.

@@ -54,7 +54,6 @@ use super::page;
 use super::HttpError;
 use crate::config::OperatorConfig;
 use crate::consent_link::{self, GrantState};
-use crate::controller::consent::recheck_stamp;
 use crate::crd::{ConsentGrant, Tenant, RECHECK_ANNOTATION};
 use crate::links::{QuickStartLinks, SigningKeys, Token};
 use crate::signin::SignIn;
@@ -485,6 +484,20 @@ async fn callback(
     }
 }
 
+/// How often the redirect can have a grant re-checked: the endpoint needs no credential
+/// (Entra's redirect carries none), and its `state` is no secret, so repeated hits within
+/// one window write the same annotation value — a write that changes nothing and wakes
+/// nothing.
+const CALLBACK_WINDOW_SECS: i64 = 10;
+
+/// The recheck annotation the redirect writes at `now`: the start of its window.
+fn recheck_stamp(now: Timestamp) -> String {
+    let second = now.as_second();
+    Timestamp::from_second(second - second.rem_euclid(CALLBACK_WINDOW_SECS))
+        .unwrap_or(now)
+        .to_string()
+}
+
 /// Stamps the re-check on the grant the state names (at most once per grant per
 /// [`Limits::recheck_interval`]); the page to show without a Quick Start page to return to.
 async fn recheck(cb: &CallbackState, grant: &GrantState, q: &Callback) -> Response {
@@ -621,6 +634,14 @@ pub async fn serve_with(
 mod tests {
     use super::*;
     use tower::ServiceExt as _;
+
+    #[test]
+    fn redirects_within_ten_seconds_ask_for_one_recheck() {
+        let at = |s: i64| recheck_stamp(Timestamp::from_second(s).unwrap());
+        assert_eq!(at(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(at(1_800_000_009), at(1_800_000_000));
+        assert_ne!(at(1_800_000_010), at(1_800_000_009));
+    }
 
     fn from(ip: [u8; 4]) -> Request {
         let mut request = Request::new(axum::body::Body::empty());
