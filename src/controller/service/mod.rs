@@ -116,6 +116,7 @@ mod desired;
 mod media;
 mod pod;
 mod policy;
+mod prune;
 pub mod rollout;
 mod secret_watch;
 mod status;

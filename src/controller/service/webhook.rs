@@ -350,35 +350,16 @@ pub(super) async fn provision_webhook(
 /// Deletes the service's callback Services and webhook Ingress that are no longer desired.
 async fn prune(service: &RecordingService, objects: &WebhookObjects, ctx: &Context) -> Result<()> {
     let name = service.name_any();
-    let ns = service.namespace().unwrap_or_default();
-    let uid = service.uid();
     let wanted: BTreeSet<String> = objects.services.iter().map(|s| s.name_any()).collect();
-    let owned = |meta: &ObjectMeta| {
-        meta.owner_references
-            .iter()
-            .flatten()
-            .any(|r| Some(&r.uid) == uid.as_ref())
-    };
-    let selector =
-        format!("app.kubernetes.io/instance={name},app.kubernetes.io/name={BOT_APP_NAME}");
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let prefix = format!("{name}-cb-");
-    for svc in services
-        .list(&kube::api::ListParams::default().labels(&selector))
-        .await?
-    {
-        let svc_name = svc.name_any();
-        if svc_name.starts_with(&prefix) && !wanted.contains(&svc_name) && owned(&svc.metadata) {
-            delete_if_present(&services, &svc_name).await?;
-            forget(&ctx.caches.applied, &svc);
-        }
-    }
+    let callback = format!("{name}-cb-");
+    let is_callback = |s: &Service| s.name_any().starts_with(&callback);
+    super::prune::delete_unwanted_services(service, &wanted, is_callback, ctx).await?;
     if objects.ingress.is_none() {
-        let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
-        let ingress_name = format!("{name}-webhook");
-        if let Some(ingress) = ingresses.get_opt(&ingress_name).await? {
-            if owned(&ingress.metadata) {
-                delete_if_present(&ingresses, &ingress_name).await?;
+        let ingresses: Api<Ingress> =
+            Api::namespaced(ctx.client.clone(), &service.namespace().unwrap_or_default());
+        if let Some(ingress) = ingresses.get_opt(&format!("{name}-webhook")).await? {
+            if super::prune::owned_by(&ingress.metadata, service) {
+                super::prune::delete_seen(&ingresses, &ingress).await?;
                 forget(&ctx.caches.applied, &ingress);
             }
         }
