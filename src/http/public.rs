@@ -349,17 +349,15 @@ async fn page_html(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match opened(&state, &token).await {
-        Ok((tenant, _)) if !signed_in(&state, &headers, &tenant) => {
-            Redirect::to(&SignIn::start_url(
-                &kube::ResourceExt::name_any(&tenant),
-                &format!("/quickstart/{token}"),
-            ))
-            .into_response()
-        }
-        Ok((tenant, keys)) => {
-            let view = page::view(&tenant, &state.config, &token, &keys, Timestamp::now());
-            let view = with_services(&state, &tenant, view).await;
+    let to_signin = |tenant: &Tenant| {
+        Redirect::to(&SignIn::start_url(
+            &kube::ResourceExt::name_any(tenant),
+            &format!("/quickstart/{token}"),
+        ))
+        .into_response()
+    };
+    match signed_in_view(&state, &token, &headers, to_signin).await {
+        Ok(view) => {
             Html(page::render(&view, &format!("/quickstart/{token}/state"))).into_response()
         }
         Err(response) => response,
@@ -372,16 +370,28 @@ async fn page_state(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match opened(&state, &token).await {
-        Ok((tenant, _)) if !signed_in(&state, &headers, &tenant) => {
-            (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response()
-        }
-        Ok((tenant, keys)) => {
-            let view = page::view(&tenant, &state.config, &token, &keys, Timestamp::now());
-            Json(with_services(&state, &tenant, view).await).into_response()
-        }
+    let unauthorized =
+        |_: &Tenant| (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response();
+    match signed_in_view(&state, &token, &headers, unauthorized).await {
+        Ok(view) => Json(view).into_response(),
         Err(response) => response,
     }
+}
+
+/// The view of the Tenant `token` opens, for a visitor [`signed_in`] for it; `not_signed_in`
+/// answers anybody else.
+async fn signed_in_view(
+    state: &PublicState,
+    token: &str,
+    headers: &HeaderMap,
+    not_signed_in: impl FnOnce(&Tenant) -> Response,
+) -> Result<page::PageView, Response> {
+    let (tenant, keys) = opened(state, token).await?;
+    if !signed_in(state, headers, &tenant) {
+        return Err(not_signed_in(&tenant));
+    }
+    let view = page::view(&tenant, &state.config, token, &keys, Timestamp::now());
+    Ok(with_services(state, &tenant, view).await)
 }
 
 /// The view with the recording policy steps of the tenant's services; without them should the
