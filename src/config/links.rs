@@ -82,3 +82,50 @@ pub(crate) fn public_url_base(raw: &str) -> Result<String, &'static str> {
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_section_needs_a_public_url_and_a_sane_validity() {
+        let mut problems = Vec::new();
+        let reference = SecretRef::SecretRef {
+            namespace: "ns".into(),
+            name: "quickstart".into(),
+            key: "keys".into(),
+        };
+        let config = QuickStartConfig {
+            signing_keys: Some(reference.clone()),
+            link_validity: Duration::from_secs(60),
+        };
+        config.check(None, &mut problems);
+        config.check(Some("ftp://x"), &mut problems);
+        config.check(Some("https://x.example.com/?a=1"), &mut problems);
+        QuickStartConfig::default().check(Some("https://x.example.com"), &mut problems);
+        QuickStartConfig::default().check(None, &mut problems);
+        let text = problems.join("\n");
+        assert!(
+            text.contains("publicUrl: required with quickStart.signingKeys"),
+            "{text}"
+        );
+        assert!(
+            text.contains("publicUrl: \"ftp://x\" is not an http(s) URL"),
+            "{text}"
+        );
+        assert!(text.contains("must have no query"), "{text}");
+        assert!(
+            text.contains("quickStart.linkValidity: 1m is not between 1h and 90d"),
+            "{text}"
+        );
+        assert!(
+            text.contains("quickStart.signingKeys: required with publicUrl"),
+            "{text}"
+        );
+        assert_eq!(problems.len(), 7, "{text}");
+        assert_eq!(
+            public_url_base("https://x.example.com/onboarding/").unwrap(),
+            "https://x.example.com/onboarding"
+        );
+    }
+}

@@ -160,3 +160,49 @@ pub fn is_dns_subdomain(s: &str) -> bool {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configuration_names_each_bad_field() {
+        let config = WebhookConfig {
+            ingress_class_name: Some("Nginx".into()),
+            platform_host: Some("https://calls.example.com".into()),
+            service_host: Some("{service}.bots.example.com".into()),
+            tls: WebhookTls::default(),
+            annotations: BTreeMap::new(),
+        };
+        let mut problems = Vec::new();
+        config.check(&mut problems);
+        let text = problems.join("\n");
+        for field in [
+            "webhook.ingressClassName",
+            "webhook.platformHost",
+            "webhook.serviceHost",
+            "webhook.tls",
+        ] {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+
+        let good = WebhookConfig {
+            ingress_class_name: Some("nginx".into()),
+            platform_host: Some("calls.example.com".into()),
+            service_host: Some("{service}.{tenant}.bots.example.com".into()),
+            tls: WebhookTls {
+                secret_name: Some("webhook-tls".into()),
+                issuer_ref: None,
+            },
+            annotations: BTreeMap::new(),
+        };
+        let mut problems = Vec::new();
+        good.check(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            good.service_host_for("Main", "tenant-contoso", "contoso")
+                .as_deref(),
+            Some("main.contoso.bots.example.com")
+        );
+    }
+}

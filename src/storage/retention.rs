@@ -382,28 +382,4 @@ mod tests {
         );
         assert_eq!(verdict(Some(at(3500)), false, None, now, &p), Verdict::Keep);
     }
-
-    #[test]
-    fn configuration_defaults_and_rules() {
-        use crate::config::RetentionConfig;
-        let config: RetentionConfig = serde_saphyr::from_str("dryRun: true\n").unwrap();
-        assert!(config.enabled && config.dry_run);
-        assert_eq!(config.grace_period, Duration::from_secs(7 * 86400));
-        assert_eq!(config.interval, Duration::from_secs(86400));
-        assert!(config.problems().is_empty());
-        let bad: RetentionConfig = serde_saphyr::from_str(
-            "pageSize: 6000\nconcurrentSweeps: 0\ndeletesInFlight: 0\ninterval: 0s\n",
-        )
-        .unwrap();
-        let problems = bad.problems().join("; ");
-        for field in [
-            "storage.retention.pageSize: must be 1 to 5000",
-            "storage.retention.concurrentSweeps: must be at least 1",
-            "storage.retention.deletesInFlight: must be 1 to 256",
-            "storage.retention.interval: must be at least 1s",
-        ] {
-            assert!(problems.contains(field), "{problems}");
-        }
-        assert!(serde_saphyr::from_str::<RetentionConfig>("dryrun: true\n").is_err());
-    }
 }
