@@ -287,7 +287,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     let container = &pod.containers[0];
     assert_eq!(
         container.image.as_deref(),
-        Some(recording_operator::controller::service::DEFAULT_BOT_IMAGE)
+        Some(recording_operator::config::DEFAULT_BOT_IMAGE)
     );
     assert!(container.liveness_probe.is_none(), "no restart mid-call");
     let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();

@@ -24,7 +24,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 
 use super::*;
-use crate::webhook::{self as names, WebhookConfig};
+use crate::config::WebhookConfig;
+use crate::webhook as names;
 
 /// cert-manager's `Certificate` (`cert-manager.io/v1`), the fields the operator sets.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -413,9 +414,9 @@ mod tests {
                 ingress_class_name: Some("nginx".into()),
                 platform_host: Some("calls.example.com".into()),
                 service_host: Some("{service}.{tenant}.bots.example.com".into()),
-                tls: crate::webhook::WebhookTls {
+                tls: crate::config::WebhookTls {
                     secret_name: secret.then(|| "wildcard-tls".into()),
-                    issuer_ref: issuer.then(|| crate::webhook::IssuerRef {
+                    issuer_ref: issuer.then(|| crate::config::IssuerRef {
                         name: "letsencrypt".into(),
                         kind: "ClusterIssuer".into(),
                         group: "cert-manager.io".into(),
