@@ -15,12 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
-use recording_operator::config::{EnvSecrets, SecretRef};
+use recording_operator::config::{AccountConfig, EnvSecrets, SecretRef, StorageConfig};
 use recording_operator::storage::azure::AzureBlobBackend;
 use recording_operator::storage::retention::{SweepOutcome, SweepPlan};
-use recording_operator::storage::{
-    container_name, AccountConfig, EnsureStorage, ManagedRole, StorageBackend, StorageConfig,
-};
+use recording_operator::storage::{container_name, EnsureStorage, ManagedRole, StorageBackend};
 use sim::azurite::{Azurite, BlobData, SasPermissions};
 
 const DAY: Duration = Duration::from_secs(86_400);

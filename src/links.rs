@@ -19,11 +19,9 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use k8s_openapi::jiff::Timestamp;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use url::Url;
 
-use crate::config::{OperatorConfig, SecretRef, SecretSource};
+use crate::config::{public_url_base, OperatorConfig, SecretRef, SecretSource};
 
 /// Path of the Quick Start pages under the public URL.
 pub const PAGE_PATH: &str = "/quickstart/";
@@ -51,85 +49,6 @@ pub enum LinkError {
     },
     #[error("quickStart.signingKeys: {reference}: holds no key (one key per line)")]
     NoKey { reference: String },
-}
-
-// ---------------------------------------------------------------------------------------------
-// Configuration
-// ---------------------------------------------------------------------------------------------
-
-/// `quickStart` in the operator configuration.
-///
-/// ```yaml
-/// publicUrl: https://onboarding.example.com
-/// quickStart:
-///   signingKeys: { secretRef: { namespace: recording-operator-system, name: quickstart-signing, key: keys } }
-///   linkValidity: 14d
-/// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct QuickStartConfig {
-    /// Where the link signing keys are: one key per line, at least 32 bytes each; the first
-    /// signs, all verify. Without it (and `publicUrl`) there are no Quick Start links.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signing_keys: Option<SecretRef>,
-    /// How long a link stays valid (default 14d); it is renewed once half of it has passed.
-    #[serde(with = "humantime_serde")]
-    pub link_validity: Duration,
-}
-
-impl Default for QuickStartConfig {
-    fn default() -> Self {
-        QuickStartConfig {
-            signing_keys: None,
-            link_validity: Duration::from_secs(14 * 24 * 3600),
-        }
-    }
-}
-
-impl QuickStartConfig {
-    /// Shortest and longest link validity accepted.
-    const VALIDITY: (Duration, Duration) = (
-        Duration::from_secs(3600),
-        Duration::from_secs(90 * 24 * 3600),
-    );
-
-    /// Checks the section with the configuration's `publicUrl`: both or neither.
-    pub(crate) fn check(&self, public_url: Option<&str>, problems: &mut Vec<String>) {
-        match (&self.signing_keys, public_url) {
-            (None, None) => {}
-            (Some(_), None) => problems.push(
-                "publicUrl: required with quickStart.signingKeys (the Quick Start links start with it)".to_owned(),
-            ),
-            (None, Some(_)) => problems.push(
-                "quickStart.signingKeys: required with publicUrl (a Secret key holding the link signing keys, one per line)".to_owned(),
-            ),
-            (Some(reference), Some(url)) => {
-                reference.check("quickStart.signingKeys", problems);
-                if let Err(e) = base_url(url) {
-                    problems.push(format!("publicUrl: {url:?} {e}"));
-                }
-            }
-        }
-        let (min, max) = Self::VALIDITY;
-        if !(min..=max).contains(&self.link_validity) {
-            problems.push(format!(
-                "quickStart.linkValidity: {} is not between 1h and 90d",
-                humantime_serde::re::humantime::format_duration(self.link_validity)
-            ));
-        }
-    }
-}
-
-/// The public URL as a base: absolute http(s), no query or fragment, no trailing slash.
-fn base_url(raw: &str) -> Result<String, &'static str> {
-    let url = Url::parse(raw).map_err(|_| "is not an absolute URL")?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("is not an http(s) URL with a host");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must have no query and no fragment");
-    }
-    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,8 +98,8 @@ impl SigningKeys {
         mac
     }
 
-    /// HMAC-SHA256 of `message` with the first key (for other signed values, e.g.
-    /// [`crate::consent_link`]; `message` must start with a domain of its own).
+    /// HMAC-SHA256 of `message` with the first key (for other signed values, e.g. the consent
+    /// links; `message` must start with a domain of its own).
     pub(crate) fn tag(&self, message: &str) -> Vec<u8> {
         let mut mac =
             HmacSha256::new_from_slice(&self.0[0]).expect("HMAC takes keys of any length");
@@ -331,7 +250,7 @@ impl QuickStartLinks {
     /// The links of a validated configuration; `None` when Quick Start is not configured.
     pub fn from_config(config: &OperatorConfig, secrets: Arc<dyn SecretSource>) -> Option<Self> {
         let reference = config.quick_start.signing_keys.clone()?;
-        let base = base_url(config.public_url.as_deref()?).ok()?;
+        let base = public_url_base(config.public_url.as_deref()?).ok()?;
         Some(QuickStartLinks {
             inner: Arc::new(Inner {
                 base,
@@ -544,47 +463,5 @@ mod tests {
             later,
         );
         assert!(moved.starts_with("https://elsewhere.example.com/quickstart/"));
-    }
-
-    #[test]
-    fn the_section_needs_a_public_url_and_a_sane_validity() {
-        let mut problems = Vec::new();
-        let reference = SecretRef::SecretRef {
-            namespace: "ns".into(),
-            name: "quickstart".into(),
-            key: "keys".into(),
-        };
-        let config = QuickStartConfig {
-            signing_keys: Some(reference.clone()),
-            link_validity: Duration::from_secs(60),
-        };
-        config.check(None, &mut problems);
-        config.check(Some("ftp://x"), &mut problems);
-        config.check(Some("https://x.example.com/?a=1"), &mut problems);
-        QuickStartConfig::default().check(Some("https://x.example.com"), &mut problems);
-        QuickStartConfig::default().check(None, &mut problems);
-        let text = problems.join("\n");
-        assert!(
-            text.contains("publicUrl: required with quickStart.signingKeys"),
-            "{text}"
-        );
-        assert!(
-            text.contains("publicUrl: \"ftp://x\" is not an http(s) URL"),
-            "{text}"
-        );
-        assert!(text.contains("must have no query"), "{text}");
-        assert!(
-            text.contains("quickStart.linkValidity: 1m is not between 1h and 90d"),
-            "{text}"
-        );
-        assert!(
-            text.contains("quickStart.signingKeys: required with publicUrl"),
-            "{text}"
-        );
-        assert_eq!(problems.len(), 7, "{text}");
-        assert_eq!(
-            base_url("https://x.example.com/onboarding/").unwrap(),
-            "https://x.example.com/onboarding"
-        );
     }
 }

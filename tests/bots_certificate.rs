@@ -13,9 +13,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use recording_operator::config::{WebhookConfig, WebhookTls};
 use recording_operator::controller::service::{BOT_CONFIG_FILE, CONFIG_HASH_ANNOTATION};
 use recording_operator::demo::PlatformOptions;
-use recording_operator::webhook::{WebhookConfig, WebhookTls};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);

@@ -19,9 +19,9 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
+use recording_operator::config::{IssuerRef, WebhookConfig, WebhookTls};
 use recording_operator::crd::RecordingService;
 use recording_operator::demo::PlatformOptions;
-use recording_operator::webhook::{IssuerRef, WebhookConfig, WebhookTls};
 use serde_json::{json, Value};
 use sim::m365::{AppSeed, SecretSeed};
 

@@ -283,8 +283,7 @@ fn the_commented_storage_examples_are_valid() {
         let config =
             OperatorConfig::from_yaml(example).unwrap_or_else(|e| panic!("{e}\n{example}"));
         let storage = config.storage.expect("a storage section");
-        storage
-            .validate()
+        recording_operator::storage::validate_config(&storage)
             .unwrap_or_else(|e| panic!("{e}\n{example}"));
     }
 }

@@ -618,11 +618,11 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
     let options = PlatformOptions {
         redirect_uri: format!("{public}/consent/callback"),
         // The webhook of a service with its own app registration: Ingress and Certificate.
-        webhook: Some(recording_operator::webhook::WebhookConfig {
+        webhook: Some(recording_operator::config::WebhookConfig {
             service_host: Some("{service}.{tenant}.bots.example.com".into()),
-            tls: recording_operator::webhook::WebhookTls {
+            tls: recording_operator::config::WebhookTls {
                 secret_name: None,
-                issuer_ref: Some(recording_operator::webhook::IssuerRef {
+                issuer_ref: Some(recording_operator::config::IssuerRef {
                     name: "letsencrypt".into(),
                     kind: "ClusterIssuer".into(),
                     group: "cert-manager.io".into(),

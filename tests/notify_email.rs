@@ -10,13 +10,13 @@ use std::time::Duration;
 use common::{ready_status, wait_for, Harness};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, Patch, PatchParams};
+use recording_operator::config::NotificationsConfig;
+use recording_operator::config::{GraphMailConfig, SmtpConfig, SmtpTls};
 use recording_operator::config::{SecretRef, SecretSource, Secrets};
 use recording_operator::crd::{NotificationKind, NotificationState, Tenant};
 use recording_operator::demo::{PlatformOptions, HOME_TENANT_ID};
-use recording_operator::notify::config::{GraphMailConfig, SmtpConfig, SmtpTls};
 use recording_operator::notify::message::{self, ConsentLine, Letter};
 use recording_operator::notify::transport::{GraphMail, SendError, Transport};
-use recording_operator::notify::NotificationsConfig;
 use sim::m365::{AppSeed, SecretSeed};
 use sim::maildev::{MailDev, MailDevOptions};
 
@@ -527,8 +527,8 @@ async fn a_refused_login_is_named_in_status_events_and_metrics_retried_and_never
 /// announcement send nothing again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shortened_retention_is_mailed_to_the_contacts_once_with_its_date() {
+    use recording_operator::config::RetentionConfig;
     use recording_operator::demo::{Platform, StorageMode};
-    use recording_operator::storage::retention::RetentionConfig;
 
     let maildev = MailDev::start().await.expect("MailDev starts");
     let notifications = to_maildev(&maildev, 20);

@@ -49,7 +49,7 @@ async fn harness() -> Harness {
 
 /// [`harness`], e-mailing the contacts through `notifications` when given.
 async fn harness_with(
-    notifications: Option<recording_operator::notify::NotificationsConfig>,
+    notifications: Option<recording_operator::config::NotificationsConfig>,
 ) -> Harness {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut options = PlatformOptions {
@@ -305,7 +305,7 @@ async fn from_the_onboarding_e_mail_through_the_page_to_the_live_e_mail() {
     let maildev = sim::maildev::MailDev::start()
         .await
         .expect("MailDev starts (scripts/install-test-deps.sh installs it)");
-    let notifications: recording_operator::notify::NotificationsConfig =
+    let notifications: recording_operator::config::NotificationsConfig =
         serde_saphyr::from_str(&format!(
             "from: 'Recording Platform <notify@platform.example.com>'\nsmtp: {{host: 127.0.0.1, port: {}, tls: none}}\n",
             maildev.smtp_port()

@@ -13,15 +13,14 @@ use std::time::Duration;
 use common::secrets::MapSecrets;
 use common::Harness;
 use kube::api::{Api, Patch, PatchParams};
-use recording_operator::config::SecretRef;
+use recording_operator::config::{AccountConfig, RetentionConfig, SecretRef, StorageConfig};
 use recording_operator::controller::Events;
 use recording_operator::crd::Tenant;
 use recording_operator::metrics::Metrics;
 use recording_operator::retention::sweeper::Sweeper;
 use recording_operator::storage::azure::AzureBlobBackend;
-use recording_operator::storage::retention::RetentionConfig;
 use recording_operator::storage::tenant::TenantStorage;
-use recording_operator::storage::{container_name, AccountConfig, ManagedRole, StorageConfig};
+use recording_operator::storage::{container_name, ManagedRole};
 use sim::azurite::{Azurite, BlobData, SasPermissions};
 
 const DAY: Duration = Duration::from_secs(86_400);

@@ -317,7 +317,7 @@ async fn an_essentials_service_runs_one_hardened_bot() {
     let container = &pod.containers[0];
     assert_eq!(
         container.image.as_deref(),
-        Some(recording_operator::controller::service::DEFAULT_BOT_IMAGE)
+        Some(recording_operator::config::DEFAULT_BOT_IMAGE)
     );
     assert!(container.liveness_probe.is_none(), "no restart mid-call");
     let readiness = container.readiness_probe.clone().unwrap().http_get.unwrap();
@@ -622,6 +622,28 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     )
     .await;
 
+    // Each instance has its media Service. A LoadBalancer Service labelled like them but
+    // not owned by the service (made by hand here) is none of the operator's business.
+    let all_media = [
+        "rec-hue-0-media",
+        "rec-hue-1-media",
+        "rec-hue-paired-0-media",
+        "rec-hue-paired-1-media",
+    ];
+    wait_media_services(&h, ns, &all_media, "each instance has its media Service").await;
+    let services: Api<Service> = Api::namespaced(h.client(), ns);
+    let foreign: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "rec-hue-paired-9-media", "namespace": ns, "labels": {
+            "app.kubernetes.io/name": "recording-bot", "app.kubernetes.io/instance": "rec",
+            "app.kubernetes.io/managed-by": "recording-operator"}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 20199}]}
+    }))
+    .unwrap();
+    services
+        .create(&Default::default(), &foreign)
+        .await
+        .unwrap();
+
     // Pro → Essentials: the paired bot goes, the first stays.
     h.apply(&tenant_yaml(
         "fabrikam",
@@ -646,6 +668,17 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
     .await;
     assert!(budgets.get_opt("rec-hue-paired").await.unwrap().is_none());
     assert!(budgets.get_opt("rec-hue").await.unwrap().is_some());
+    wait_media_services(
+        &h,
+        ns,
+        &[
+            "rec-hue-0-media",
+            "rec-hue-1-media",
+            "rec-hue-paired-9-media",
+        ],
+        "the paired instances' media Services are deleted, the one made by hand stays",
+    )
+    .await;
     let events = events_of(&h, ns).await;
     let removed: Vec<_> = events
         .iter()
@@ -661,6 +694,30 @@ async fn a_pro_service_runs_a_paired_bot_apart_from_the_first_until_the_license_
         Some("bot rec-hue-paired is no longer needed by the tenant's license")
     );
     h.stop().await;
+}
+
+/// Waits until the media Services in `ns` are exactly `expected` (sorted).
+async fn wait_media_services(h: &Harness, ns: &str, expected: &[&str], what: &str) {
+    let services: Api<Service> = Api::namespaced(h.client(), ns);
+    wait_for(
+        T,
+        || async {
+            let mut media: Vec<String> = services
+                .list(&Default::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .filter_map(|s| s.metadata.name)
+                .filter(|n| n.ends_with("-media"))
+                .collect();
+            media.sort();
+            Some(media)
+        },
+        |media| media == expected,
+        what,
+    )
+    .await;
 }
 
 /// Contoso's Essentials service `main` whose bot never becomes available (until released).

@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
-use recording_operator::config::{ConfigError, SecretRef, SecretSource};
+use recording_operator::config::{
+    default_region_pairs, AccountConfig, BackendKind, ConfigError, SecretRef, SecretSource,
+    StorageConfig,
+};
 use recording_operator::crd::Tenant;
 use recording_operator::storage::azure::AzureBlobBackend;
 use recording_operator::storage::tenant::TenantStorage;
 use recording_operator::storage::{
-    default_region_pairs, plan_storage, AccountConfig, BackendKind, ByosCredential, ByosLocation,
-    DeleteOutcome, EnsureStorage, ManagedRole, StorageBackend, StorageConfig, StorageError,
-    StorageRole,
+    plan_storage, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, ManagedRole,
+    StorageBackend, StorageError, StorageRole,
 };
 use secrecy::SecretString;
 use sim::azurite::{Azurite, SasPermissions};

@@ -7,10 +7,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::Api;
+use recording_operator::config::{default_region_pairs, BackendKind, PvcConfig, StorageConfig};
 use recording_operator::storage::pvc::PvcBackend;
 use recording_operator::storage::{
-    default_region_pairs, plan_storage, BackendKind, ByosCredential, ByosLocation, DeleteOutcome,
-    PvcConfig, StorageBackend, StorageConfig, StorageRole,
+    plan_storage, ByosCredential, ByosLocation, DeleteOutcome, StorageBackend, StorageRole,
 };
 use secrecy::SecretString;
 use sim::azurite::{Azurite, SasPermissions};

@@ -32,6 +32,9 @@ use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::{Deserialize, Serialize};
 
+/// The bot image when the spec names none.
+pub const DEFAULT_BOT_IMAGE: &str = "ghcr.io/recording-platform/recording-bot:1.0.0";
+
 /// How the recording bots run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
@@ -90,7 +93,7 @@ impl Default for BotsConfig {
             health: HealthEndpoint::default(),
             media: MediaConfig::default(),
             credentials: CredentialsConfig::default(),
-            default_image: crate::controller::service::DEFAULT_BOT_IMAGE.to_owned(),
+            default_image: DEFAULT_BOT_IMAGE.to_owned(),
             rollout_budget: 10,
         }
     }

@@ -1,5 +1,5 @@
 //! What the reconciles read instead of asking the API server: the Tenant and ConsentGrant
-//! caches the shared watches fill ([`watches`](super::watches)), and what the operator
+//! caches the shared watches fill (the `watches` module sets them up), and what the operator
 //! remembers of its own writes.
 
 use std::collections::HashMap;

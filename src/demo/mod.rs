@@ -18,13 +18,14 @@ use serde_json::{json, Value};
 use sim::kube::{KubeSim, KubeSimConfig};
 use sim::m365::{M365Sim, Seed};
 
+use crate::config::{AccountConfig, BackendKind, StorageConfig};
 use crate::config::{CloudConfig, KubeSecrets, OperatorConfig, SecretRef, SecretSource};
 use crate::controller::{self, RunOptions};
 use crate::crd::{ConsentGrant, RecordingService, Tenant, FIELD_MANAGER};
 use crate::graph::ConsentChecker;
 use crate::metrics::Metrics;
+use crate::storage::backend_from_config;
 use crate::storage::tenant::TenantStorage;
-use crate::storage::{backend_from_config, AccountConfig, BackendKind, StorageConfig};
 
 /// The platform's home tenant in the simulated directory.
 pub const HOME_TENANT_ID: &str = "8c1d5e2a-0b7f-4c3e-9a61-2f4b6d8e0c1a";
@@ -85,7 +86,7 @@ pub struct PlatformOptions {
     /// behind a proxy that speaks HTTP/1.1 only.
     pub kube_http2: bool,
     /// E-mail to the tenants' contacts; none by default.
-    pub notifications: Option<crate::notify::NotificationsConfig>,
+    pub notifications: Option<crate::config::NotificationsConfig>,
     /// Start MailDev (installed by `scripts/install-test-deps.sh`) and send the contacts'
     /// e-mails to it, unless `notifications` says otherwise.
     pub maildev: bool,
@@ -99,7 +100,7 @@ pub struct PlatformOptions {
     /// secrets' expiry; off by default.
     pub platform_secrets: bool,
     /// The bots' calling webhook section of the configuration; none by default.
-    pub webhook: Option<crate::webhook::WebhookConfig>,
+    pub webhook: Option<crate::config::WebhookConfig>,
     /// The platform's Teams app manifest id (`teamsAppId` of the configuration): the Tenants
     /// then report whether the customer's catalog has it; none by default.
     pub teams_app_id: Option<String>,
@@ -431,7 +432,7 @@ fn platform_config(
                 .trim_end_matches("/consent/callback")
                 .to_string(),
         ),
-        quick_start: crate::links::QuickStartConfig {
+        quick_start: crate::config::QuickStartConfig {
             signing_keys: Some(SecretRef::SecretRef {
                 namespace: OPERATOR_NAMESPACE.into(),
                 name: QUICKSTART_SECRET.into(),
@@ -686,14 +687,14 @@ async fn store_secret(
 }
 
 /// The contacts' e-mails by SMTP to MailDev on loopback.
-pub fn maildev_notifications(smtp_port: u16) -> crate::notify::NotificationsConfig {
-    crate::notify::NotificationsConfig {
+pub fn maildev_notifications(smtp_port: u16) -> crate::config::NotificationsConfig {
+    crate::config::NotificationsConfig {
         from: "Recording Platform <notifications@recordingplatform.example>".into(),
         reply_to: None,
-        smtp: Some(crate::notify::config::SmtpConfig {
+        smtp: Some(crate::config::SmtpConfig {
             host: "127.0.0.1".into(),
             port: Some(smtp_port),
-            tls: crate::notify::config::SmtpTls::None,
+            tls: crate::config::SmtpTls::None,
             username: None,
             password: None,
         }),

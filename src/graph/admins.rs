@@ -1,6 +1,6 @@
 //! The customer's default administrators (`spec.adminUpns`), looked up in their directory:
-//! the rules (pure functions). [`super::verify`] asks Graph `GET /users/{upn}` for each, in
-//! the same `$batch` as the consent checks, once the `directory` consent's token can read
+//! the rules (pure functions). The lookup itself is `GET /users/{upn}` for each, asked in
+//! the same `$batch` as the consent checks once the `directory` consent's token can read
 //! Graph; until then each is `NotChecked`.
 
 use serde_json::Value;

@@ -13,10 +13,9 @@
 //!   tenant holds up nobody else.
 //! - A tenant whose consents are all granted is only polled to notice revocation: a check
 //!   younger than half the granted interval (3 h by default) is shared by its ConsentGrants
-//!   even when their jittered schedules come due apart. Simulated over 60 days, five grants
-//!   with independent ±10 % jitter then cost 5.3–5.6 checks a day instead of about 10 (a
-//!   72-minute window) or 20 (none); grants scheduled with [`crate::graph::schedule_rng`]
-//!   from the shared `checked_at` cost exactly 4.
+//!   even when their jittered schedules come due apart, so grants that drifted apart still
+//!   share most checks; grants scheduled with [`crate::graph::schedule_rng`] from the shared
+//!   `checked_at` share every one (the simulated figures are in BENCHMARKS.md).
 //! - Throttling: after a `Retry-After`, the tenant is not asked about again before the wait is
 //!   over; calls in between are answered `Unknown` with the time left.
 //! - Counters for metrics: [`ConsentChecker::counters`].
@@ -59,8 +58,8 @@ struct LastCheck {
 }
 
 /// What a consent check is asked about, in eight bytes: the last check of every tenant
-/// keeps these rather than copies of its specs (about 1 KiB a tenant), which is all it
-/// needs to tell whether it answers a later call.
+/// keeps these rather than copies of its specs, which is all it needs to tell whether it
+/// answers a later call.
 fn fingerprint(spec: &ConsentSpec) -> u64 {
     crate::hash64(&(
         &spec.key,
@@ -322,8 +321,8 @@ const SHARED_GRANTED_MAX: usize = 64;
 ///
 /// Every tenant that has granted all of a given set of consents gets the same results: same
 /// keys, applications, permissions and messages. Kept once per set rather than once per
-/// tenant, they cost a pointer a tenant instead of about 2 KiB. Results with anything short
-/// of granted carry tenant-specific messages and are never shared.
+/// tenant, they cost a pointer a tenant instead of a copy. Results with anything short of
+/// granted carry tenant-specific messages and are never shared.
 fn shared_if_granted(
     shared: &Mutex<Vec<Arc<[ConsentCheck]>>>,
     consents: Arc<[ConsentCheck]>,

@@ -15,7 +15,8 @@
 //!   a configuration Entra refuses → `Error`, for the platform team.
 //! - Throttling or an outage → `Unknown`: the previous state stands, retry after the wait.
 //!
-//! [`super::verify`] gathers the tokens and Graph answers these rules judge.
+//! These rules take the tokens and Graph answers as inputs; gathering them is the I/O of the
+//! `verify` module, which calls these.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -93,8 +94,8 @@ pub struct ConsentCheck {
 pub struct TenantCheck {
     pub tenant_id: String,
     /// When the check started. Every consent answered from the same check shares it, so
-    /// sibling ConsentGrants can schedule their next check at the same instant (see
-    /// [`crate::graph::schedule::schedule_rng`]) and be checked together again.
+    /// sibling ConsentGrants can schedule their next check at the same instant (the schedule
+    /// seeds its jitter with it) and be checked together again.
     pub checked_at: SystemTime,
     /// One result per requested consent, in the order asked. Tenants that have granted
     /// everything get identical results, which the checker shares between them.
@@ -220,58 +221,54 @@ pub fn from_error(spec: &ConsentSpec, error: &GraphError) -> ConsentCheck {
         _ => CheckState::Error,
     };
     ConsentCheck {
+        retry_after: error.retry_after(),
+        ..nothing_granted(spec, state, error.to_string())
+    }
+}
+
+/// A verdict in which nothing is granted: every required permission is missing.
+fn nothing_granted(spec: &ConsentSpec, state: CheckState, message: String) -> ConsentCheck {
+    ConsentCheck {
         key: spec.key.clone(),
         app_id: spec.app_id.clone(),
         state,
         granted: vec![],
         missing: all_required(spec),
-        message: error.to_string(),
-        retry_after: error.retry_after(),
+        message,
+        retry_after: None,
     }
 }
 
 /// The verdict for a consent whose application has no service principal in the tenant.
 pub fn not_consented(spec: &ConsentSpec, tenant: &str) -> ConsentCheck {
-    ConsentCheck {
-        key: spec.key.clone(),
-        app_id: spec.app_id.clone(),
-        state: CheckState::Pending,
-        granted: vec![],
-        missing: all_required(spec),
-        message: format!(
+    nothing_granted(
+        spec,
+        CheckState::Pending,
+        format!(
             "application {} has no service principal in tenant {tenant}: admin consent not given",
             spec.app_id
         ),
-        retry_after: None,
-    }
+    )
 }
 
 /// The verdict for a delegated-only consent while the directory consent cannot be used.
 pub fn awaiting_directory(spec: &ConsentSpec) -> ConsentCheck {
-    ConsentCheck {
-        key: spec.key.clone(),
-        app_id: spec.app_id.clone(),
-        state: CheckState::Pending,
-        granted: vec![],
-        missing: all_required(spec),
-        message: format!(
+    nothing_granted(
+        spec,
+        CheckState::Pending,
+        format!(
             "delegated consent: verification waits for the {DIRECTORY_CONSENT} consent to be granted"
         ),
-        retry_after: None,
-    }
+    )
 }
 
 /// The verdict for a consent that cannot be verified, for `reason`: never `Granted`.
 pub fn unverified(spec: &ConsentSpec, reason: &str) -> ConsentCheck {
-    ConsentCheck {
-        key: spec.key.clone(),
-        app_id: spec.app_id.clone(),
-        state: CheckState::Unverified,
-        granted: vec![],
-        missing: all_required(spec),
-        message: format!("not verified: {reason}"),
-        retry_after: None,
-    }
+    nothing_granted(
+        spec,
+        CheckState::Unverified,
+        format!("not verified: {reason}"),
+    )
 }
 
 /// The verdict for a consent that cannot be verified now for a passing reason on the
@@ -439,18 +436,14 @@ pub fn from_graph(
     grants: Result<&[Value], (&str, CheckState)>,
 ) -> ConsentCheck {
     if !sp.account_enabled {
-        return ConsentCheck {
-            key: spec.key.clone(),
-            app_id: spec.app_id.clone(),
-            state: CheckState::Error,
-            granted: vec![],
-            missing: all_required(spec),
-            message: format!(
+        return nothing_granted(
+            spec,
+            CheckState::Error,
+            format!(
                 "the enterprise application {} ({}) is disabled in the customer tenant: the customer's admin must enable sign-in for it",
                 sp.display_name, spec.app_id
             ),
-            retry_after: None,
-        };
+        );
     }
     let roles = graph.assigned_roles(assignments);
     match grants {

@@ -1,5 +1,5 @@
 //! Is the platform's Teams app published in the customer's organisation catalog? The rules
-//! (pure functions); [`super::verify`] asks in the same `$batch` as the consent checks, with
+//! (pure functions); the consent check asks in the same `$batch` as for the consents, with
 //! the `directory` consent's token, so the answer costs no request of its own.
 //!
 //! `GET /appCatalogs/teamsApps?$filter=externalId eq '{manifest id}'&$expand=appDefinitions`

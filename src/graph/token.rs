@@ -344,7 +344,7 @@ impl TokenProvider {
     ///
     /// A token is kept to save a token request, and only saves one while it lasts: the
     /// tenants whose consents are all granted are checked hours apart, their tokens last an
-    /// hour, so keeping them would hold about 1.5 KiB per tenant that is never used again.
+    /// hour, so keeping them would hold memory for every tenant that is never used again.
     /// A token being fetched or used at this moment is left alone.
     pub fn release_unless_fresh_at<'a>(
         &self,

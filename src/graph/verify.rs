@@ -84,9 +84,9 @@ pub struct TenantCache {
 }
 
 /// The service principal id of each application in one tenant, kept between polls for every
-/// tenant. Both ids are GUIDs, kept here as 16 bytes each (a map of strings took about
-/// 0.55 KiB per tenant for four applications); an id that is not a GUID in lower-case
-/// canonical form is kept as it came.
+/// tenant. Both ids are GUIDs, kept here as 16 bytes each rather than as strings, since
+/// every tenant holds one; an id that is not a GUID in lower-case canonical form is kept as
+/// it came.
 #[derive(Clone, Debug, Default)]
 pub struct SpIds(Vec<(ObjectId, ObjectId)>);
 

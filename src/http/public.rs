@@ -54,7 +54,6 @@ use super::page;
 use super::HttpError;
 use crate::config::OperatorConfig;
 use crate::consent_link::{self, GrantState};
-use crate::controller::consent::recheck_stamp;
 use crate::crd::{ConsentGrant, Tenant, RECHECK_ANNOTATION};
 use crate::links::{QuickStartLinks, SigningKeys, Token};
 use crate::signin::SignIn;
@@ -350,17 +349,15 @@ async fn page_html(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match opened(&state, &token).await {
-        Ok((tenant, _)) if !signed_in(&state, &headers, &tenant) => {
-            Redirect::to(&SignIn::start_url(
-                &kube::ResourceExt::name_any(&tenant),
-                &format!("/quickstart/{token}"),
-            ))
-            .into_response()
-        }
-        Ok((tenant, keys)) => {
-            let view = page::view(&tenant, &state.config, &token, &keys, Timestamp::now());
-            let view = with_services(&state, &tenant, view).await;
+    let to_signin = |tenant: &Tenant| {
+        Redirect::to(&SignIn::start_url(
+            &kube::ResourceExt::name_any(tenant),
+            &format!("/quickstart/{token}"),
+        ))
+        .into_response()
+    };
+    match signed_in_view(&state, &token, &headers, to_signin).await {
+        Ok(view) => {
             Html(page::render(&view, &format!("/quickstart/{token}/state"))).into_response()
         }
         Err(response) => response,
@@ -373,16 +370,28 @@ async fn page_state(
     Path(token): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    match opened(&state, &token).await {
-        Ok((tenant, _)) if !signed_in(&state, &headers, &tenant) => {
-            (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response()
-        }
-        Ok((tenant, keys)) => {
-            let view = page::view(&tenant, &state.config, &token, &keys, Timestamp::now());
-            Json(with_services(&state, &tenant, view).await).into_response()
-        }
+    let unauthorized =
+        |_: &Tenant| (StatusCode::UNAUTHORIZED, "sign-in required\n").into_response();
+    match signed_in_view(&state, &token, &headers, unauthorized).await {
+        Ok(view) => Json(view).into_response(),
         Err(response) => response,
     }
+}
+
+/// The view of the Tenant `token` opens, for a visitor [`signed_in`] for it; `not_signed_in`
+/// answers anybody else.
+async fn signed_in_view(
+    state: &PublicState,
+    token: &str,
+    headers: &HeaderMap,
+    not_signed_in: impl FnOnce(&Tenant) -> Response,
+) -> Result<page::PageView, Response> {
+    let (tenant, keys) = opened(state, token).await?;
+    if !signed_in(state, headers, &tenant) {
+        return Err(not_signed_in(&tenant));
+    }
+    let view = page::view(&tenant, &state.config, token, &keys, Timestamp::now());
+    Ok(with_services(state, &tenant, view).await)
 }
 
 /// The view with the recording policy steps of the tenant's services; without them should the
@@ -483,6 +492,20 @@ async fn callback(
         .into_response(),
         _ => Redirect::to(&links.page_url(page_token)).into_response(),
     }
+}
+
+/// How often the redirect can have a grant re-checked: the endpoint needs no credential
+/// (Entra's redirect carries none), and its `state` is no secret, so repeated hits within
+/// one window write the same annotation value — a write that changes nothing and wakes
+/// nothing.
+const CALLBACK_WINDOW_SECS: i64 = 10;
+
+/// The recheck annotation the redirect writes at `now`: the start of its window.
+fn recheck_stamp(now: Timestamp) -> String {
+    let second = now.as_second();
+    Timestamp::from_second(second - second.rem_euclid(CALLBACK_WINDOW_SECS))
+        .unwrap_or(now)
+        .to_string()
 }
 
 /// Stamps the re-check on the grant the state names (at most once per grant per
@@ -621,6 +644,14 @@ pub async fn serve_with(
 mod tests {
     use super::*;
     use tower::ServiceExt as _;
+
+    #[test]
+    fn redirects_within_ten_seconds_ask_for_one_recheck() {
+        let at = |s: i64| recheck_stamp(Timestamp::from_second(s).unwrap());
+        assert_eq!(at(1_800_000_000), "2027-01-15T08:00:00Z");
+        assert_eq!(at(1_800_000_009), at(1_800_000_000));
+        assert_ne!(at(1_800_000_010), at(1_800_000_009));
+    }
 
     fn from(ip: [u8; 4]) -> Request {
         let mut request = Request::new(axum::body::Body::empty());

@@ -120,10 +120,7 @@ pub fn wanted(f: &Facts<'_>, policy: &Policy) -> (Vec<Due>, Option<Duration>) {
 
     // Onboarding: once per Tenant, when the consent links are known and the first checks are
     // done (a tenant that turns out granted already is told it is live instead).
-    let consents = conditions::find(
-        &f.status.conditions,
-        crate::controller::tenant::CONSENTS_GRANTED,
-    );
+    let consents = conditions::find(&f.status.conditions, crate::conditions::CONSENTS_GRANTED);
     let checked = consents.is_some_and(|c| c.status == "False");
     let links_known = f
         .status
@@ -214,11 +211,8 @@ pub fn wanted(f: &Facts<'_>, policy: &Policy) -> (Vec<Due>, Option<Duration>) {
     }
 
     // Storage failing for longer than the grace period.
-    if let Some(storage) = conditions::find(
-        &f.status.conditions,
-        crate::controller::tenant::STORAGE_READY,
-    )
-    .filter(|c| c.status == "False")
+    if let Some(storage) = conditions::find(&f.status.conditions, crate::conditions::STORAGE_READY)
+        .filter(|c| c.status == "False")
     {
         let at = since(storage);
         let after = at + SignedDuration::try_from(policy.storage_grace).unwrap_or_default();
@@ -458,7 +452,7 @@ mod tests {
     ) -> TenantStatus {
         let mut desired = vec![
             Desired::new(
-                crate::controller::tenant::CONSENTS_GRANTED,
+                crate::conditions::CONSENTS_GRANTED,
                 if ready {
                     Status::True
                 } else if consents_checked {
@@ -473,7 +467,7 @@ mod tests {
         ];
         if storage_false_since.is_some() {
             desired.push(Desired::new(
-                crate::controller::tenant::STORAGE_READY,
+                crate::conditions::STORAGE_READY,
                 Status::False,
                 "x",
                 "",

@@ -1,6 +1,7 @@
 //! E-mail notifications to a customer's contacts (`spec.contactEmails`).
 //!
-//! - [`config`]: the `notifications` section of the operator configuration;
+//! - the `notifications` section of the operator configuration is
+//!   [`crate::config::NotificationsConfig`];
 //! - [`due`]: which notifications are due, a pure function of the Tenant's status, its
 //!   grants and services and what was already sent;
 //! - [`message`]: one template per kind, plain text + HTML;
@@ -13,7 +14,6 @@
 //! until the Tenant cache shows them, so a reconcile that runs before the watch delivers the
 //! write does not send again.
 
-pub mod config;
 pub mod due;
 pub mod message;
 pub mod transport;
@@ -29,12 +29,11 @@ use lettre::message::Mailbox;
 use serde_json::json;
 
 use crate::config::{OperatorConfig, SecretSource};
-use crate::controller::Context;
+use crate::controller::events::Events;
 use crate::crd::{
     ConsentGrant, NotificationKind, NotificationRecord, RecordingService, Tenant, TenantStatus,
 };
 use crate::metrics::Metrics;
-pub use config::NotificationsConfig;
 use due::{Due, Facts, GrantFacts, Policy, ServiceFacts};
 use message::{ConsentLine, Letter, RetentionNotice};
 use transport::{GraphMail, SendError, Transport};
@@ -180,11 +179,8 @@ pub fn service_facts(service: &RecordingService) -> Option<ServiceFacts> {
     Some(ServiceFacts {
         name: service.name_any(),
         expires_in_days: status.client_secret_expires_in_days,
-        expiry_since: crate::conditions::find(
-            &status.conditions,
-            crate::controller::service::SECRET_EXPIRY,
-        )
-        .map(|c| c.last_transition_time.0),
+        expiry_since: crate::conditions::find(&status.conditions, crate::conditions::SECRET_EXPIRY)
+            .map(|c| c.last_transition_time.0),
     })
 }
 
@@ -267,6 +263,13 @@ fn pending_retention(tenant: &Tenant) -> Option<&crate::crd::tenant::PendingRete
     tenant.status.as_ref()?.retention.as_ref()?.pending.as_ref()
 }
 
+/// What sending needs of the Tenant controller: the cluster, the configuration and the Events.
+pub struct Handles<'a> {
+    pub client: &'a kube::Client,
+    pub config: &'a OperatorConfig,
+    pub events: &'a Events,
+}
+
 /// Sends what is due for `tenant` given the status just computed; returns when to look
 /// again. Failures are recorded in status, Events and metrics; only a failure to record is
 /// an error (nothing is sent unrecorded).
@@ -274,11 +277,9 @@ pub async fn reconcile(
     tenant: &Tenant,
     status: &TenantStatus,
     grants: &[Arc<ConsentGrant>],
-    ctx: &Context,
+    notifier: &Notifier,
+    ctx: &Handles<'_>,
 ) -> Result<Option<Duration>, kube::Error> {
-    let Some(notifier) = ctx.notifier.as_deref() else {
-        return Ok(None);
-    };
     let Some(uid) = tenant.meta().uid.clone() else {
         return Ok(None);
     };
@@ -335,7 +336,7 @@ pub async fn reconcile(
 
     // 2. Sent, one message per occurrence.
     for d in &plan.send {
-        let rendered = message::render(&letter(tenant, status, &ctx.config, d, &services));
+        let rendered = message::render(&letter(tenant, status, ctx.config, d, &services));
         let outcome =
             match message::build(&notifier.from, notifier.reply_to.as_ref(), &to, &rendered) {
                 Ok(m) => {
@@ -404,7 +405,7 @@ async fn services_of(
     notifier: &Notifier,
     tenant: &Tenant,
     uid: &str,
-    ctx: &Context,
+    ctx: &Handles<'_>,
 ) -> Result<Vec<ServiceFacts>, kube::Error> {
     if let Some((at, facts)) = notifier.services.lock().expect("notifier lock").get(uid) {
         if at.elapsed() < SERVICES_FRESH_FOR {
@@ -435,7 +436,7 @@ async fn services_of(
 async fn write(
     tenant: &Tenant,
     records: &[NotificationRecord],
-    ctx: &Context,
+    ctx: &Handles<'_>,
 ) -> Result<(), kube::Error> {
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({

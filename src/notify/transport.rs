@@ -15,8 +15,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::config::{GraphMailConfig, SmtpConfig, SmtpTls};
-use crate::config::SecretSource;
+use crate::config::{GraphMailConfig, SecretSource, SmtpConfig, SmtpTls};
 use crate::graph::token::TokenProvider;
 
 /// Why a message was not accepted.

@@ -39,11 +39,10 @@ use secrecy::ExposeSecret;
 
 use super::retention::{self, SweepFailure, SweepOutcome, SweepPlan};
 use super::{
-    container_name, redact_url, redact_urls_in, AccountConfig, ByosCredential, ByosLocation,
-    DeleteOutcome, EnsureStorage, LocationReport, StorageBackend, StorageConfig, StorageError,
-    StorageRole,
+    container_name, redact_urls_in, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage,
+    LocationReport, StorageBackend, StorageError, StorageRole,
 };
-use crate::config::SecretSource;
+use crate::config::{redact_url, AccountConfig, SecretSource, StorageConfig};
 use crate::crd::FIELD_MANAGER;
 
 const META_TENANT: &str = "tenant";
@@ -127,7 +126,7 @@ impl AzureBlobBackend {
         config: &StorageConfig,
         secrets: Arc<dyn SecretSource>,
     ) -> Result<Self, StorageError> {
-        config.validate()?;
+        super::validate_config(config)?;
         Ok(Self {
             accounts: config.accounts.clone(),
             secrets,

@@ -15,26 +15,28 @@
 //! [`tenant::TenantStorage`] is what the Tenant controller calls: it maps a Tenant to the
 //! locations above and back to `status.storage[]` lines.
 //!
-//! This module holds what both share: the configuration, the request and status types, the
-//! pure naming and region-pair rules, the one error type, and the scrubbing that keeps SAS
-//! tokens out of every message.
+//! This module holds what both share: the request and status types, the one error type, and
+//! the scrubbing that keeps SAS tokens out of every message; `naming.rs` the pure naming
+//! and region-pair rules. The configuration is [`crate::config::StorageConfig`].
 
 pub mod azure;
+mod naming;
 pub mod pvc;
 pub mod retention;
 pub mod sas;
 pub mod tenant;
 
-use std::collections::BTreeMap;
+pub use crate::crd::tenant::tenant_namespace;
+pub use naming::{container_name, is_valid_container_name, paired_region, plan_storage};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::config::{SecretRef, SecretSource};
+use crate::config::{redact_url, BackendKind, SecretRef, SecretSource, StorageConfig};
 
 // ---------------------------------------------------------------------------------------------
 // The contract
@@ -250,328 +252,28 @@ pub trait StorageBackend: Send + Sync {
     }
 }
 
+/// Every problem of the `storage` section at once, as the storage error of a bad configuration.
+pub fn validate_config(config: &StorageConfig) -> Result<(), StorageError> {
+    let problems = config.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(StorageError::Config(problems.join("; ")))
+    }
+}
+
 /// Builds the backend the configuration asks for.
 pub fn backend_from_config(
     config: &StorageConfig,
     client: kube::Client,
     secrets: Arc<dyn SecretSource>,
 ) -> Result<Arc<dyn StorageBackend>, StorageError> {
-    config.validate()?;
+    validate_config(config)?;
     Ok(match config.backend {
         BackendKind::AzureBlob => Arc::new(azure::AzureBlobBackend::new(config, secrets)?),
         BackendKind::Pvc => Arc::new(pvc::PvcBackend::new(config, client)),
     })
 }
-
-// ---------------------------------------------------------------------------------------------
-// Configuration
-// ---------------------------------------------------------------------------------------------
-
-/// The `storage` section of the operator's configuration.
-///
-/// ```yaml
-/// backend: azureBlob            # azureBlob | pvc
-/// accounts:                     # one storage account per region
-///   westeurope:
-///     endpoint: https://recweu.blob.core.windows.net
-///     credential: { secretRef: { namespace: recording-operator, name: storage-weu, key: sas } }
-/// pvc:
-///   storageClassByRegion: { westeurope: managed-csi }
-///   size: 100Gi
-/// regionPairs: { westeurope: northeurope, northeurope: westeurope }   # replaces the defaults
-/// requestTimeoutSeconds: 30
-/// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StorageConfig {
-    #[serde(default)]
-    pub backend: BackendKind,
-    /// Region → the storage account serving it (Azure Blob backend).
-    #[serde(default)]
-    pub accounts: BTreeMap<String, AccountConfig>,
-    #[serde(default)]
-    pub pvc: PvcConfig,
-    /// Region → its paired region, one direction per entry (Azure's pairs by default; a
-    /// one-way pair such as `westus3 → eastus` has one entry). Replaces the defaults when given.
-    #[serde(default = "default_region_pairs")]
-    pub region_pairs: BTreeMap<String, String>,
-    /// Upper bound for one storage call including the SDK's own retries.
-    #[serde(default = "default_request_timeout_seconds")]
-    pub request_timeout_seconds: u64,
-    /// The daily sweep of recordings past the tenants' retention.
-    #[serde(default)]
-    pub retention: retention::RetentionConfig,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            backend: BackendKind::default(),
-            accounts: BTreeMap::new(),
-            pvc: PvcConfig::default(),
-            region_pairs: default_region_pairs(),
-            request_timeout_seconds: default_request_timeout_seconds(),
-            retention: retention::RetentionConfig::default(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum BackendKind {
-    #[default]
-    AzureBlob,
-    Pvc,
-}
-
-/// A storage account: its blob endpoint and where its credential is.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AccountConfig {
-    /// `https://{account}.blob.core.windows.net` (path style for emulators:
-    /// `http://127.0.0.1:10000/{account}`).
-    pub endpoint: String,
-    /// A Secret (or file, or variable) holding an account SAS token (`sv=…&sig=…`, with or
-    /// without the leading `?`) or an account SAS URL; it needs the permissions read, write,
-    /// delete, list, add, create on containers (`ss=b`, `srt` with `c`).
-    pub credential: SecretRef,
-    /// The account's key (base64), only to sign each recording bot a SAS for its own
-    /// container (see `storage::sas`); without it the bots get no SAS from the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signing_key: Option<SecretRef>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PvcConfig {
-    /// Region → StorageClass. A region not listed gets no `storageClassName`, i.e. the
-    /// cluster's default StorageClass.
-    #[serde(default)]
-    pub storage_class_by_region: BTreeMap<String, String>,
-    /// Requested size of each claim (a Kubernetes quantity).
-    #[serde(default = "default_pvc_size")]
-    pub size: String,
-}
-
-impl Default for PvcConfig {
-    fn default() -> Self {
-        Self {
-            storage_class_by_region: BTreeMap::new(),
-            size: default_pvc_size(),
-        }
-    }
-}
-
-fn default_pvc_size() -> String {
-    "10Gi".to_string()
-}
-
-fn default_request_timeout_seconds() -> u64 {
-    30
-}
-
-/// Azure's published region pairs. Two-way pairs give two entries; `westus3 → eastus`,
-/// `brazilsouth → southcentralus` and `westindia → southindia` are one-way.
-pub fn default_region_pairs() -> BTreeMap<String, String> {
-    const TWO_WAY: &[(&str, &str)] = &[
-        ("eastus", "westus"),
-        ("eastus2", "centralus"),
-        ("northcentralus", "southcentralus"),
-        ("westus2", "westcentralus"),
-        ("canadacentral", "canadaeast"),
-        ("northeurope", "westeurope"),
-        ("uksouth", "ukwest"),
-        ("francecentral", "francesouth"),
-        ("germanywestcentral", "germanynorth"),
-        ("switzerlandnorth", "switzerlandwest"),
-        ("norwayeast", "norwaywest"),
-        ("swedencentral", "swedensouth"),
-        ("australiaeast", "australiasoutheast"),
-        ("australiacentral", "australiacentral2"),
-        ("japaneast", "japanwest"),
-        ("koreacentral", "koreasouth"),
-        ("southeastasia", "eastasia"),
-        ("centralindia", "southindia"),
-        ("southafricanorth", "southafricawest"),
-        ("uaenorth", "uaecentral"),
-    ];
-    const ONE_WAY: &[(&str, &str)] = &[
-        ("westus3", "eastus"),
-        ("brazilsouth", "southcentralus"),
-        ("westindia", "southindia"),
-    ];
-    let mut pairs = BTreeMap::new();
-    for (a, b) in TWO_WAY {
-        pairs.insert(a.to_string(), b.to_string());
-        pairs.insert(b.to_string(), a.to_string());
-    }
-    for (from, to) in ONE_WAY {
-        pairs.insert(from.to_string(), to.to_string());
-    }
-    pairs
-}
-
-impl StorageConfig {
-    /// Names every problem of the section at once.
-    pub fn validate(&self) -> Result<(), StorageError> {
-        let mut problems = Vec::new();
-        if self.backend == BackendKind::AzureBlob && self.accounts.is_empty() {
-            problems.push(
-                "storage.accounts: the azureBlob backend needs at least one account".to_string(),
-            );
-        }
-        for (region, account) in &self.accounts {
-            match url::Url::parse(&account.endpoint) {
-                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
-                    problems.push(format!(
-                        "storage.accounts.{region}.endpoint: {:?} must not carry a user name or \
-                         password (the credential's Secret holds the SAS token)",
-                        redact_url(&account.endpoint)
-                    ))
-                }
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.query().is_none() => {}
-                Ok(_) => problems.push(format!(
-                    "storage.accounts.{region}.endpoint: must be an http(s) URL without a query \
-                     (put SAS tokens in the credential's Secret)"
-                )),
-                Err(e) => problems.push(format!(
-                    "storage.accounts.{region}.endpoint: not a URL ({e})"
-                )),
-            }
-        }
-        for (from, to) in &self.region_pairs {
-            if from == to {
-                problems.push(format!(
-                    "storage.regionPairs.{from}: a region cannot pair with itself"
-                ));
-            }
-        }
-        if self.request_timeout_seconds == 0 {
-            problems.push("storage.requestTimeoutSeconds: must be at least 1".to_string());
-        }
-        problems.extend(self.retention.problems());
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(StorageError::Config(problems.join("; ")))
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pure rules
-// ---------------------------------------------------------------------------------------------
-
-/// The region holding the geo-redundant copy of `location`'s recordings.
-pub fn paired_region(
-    location: &str,
-    pairs: &BTreeMap<String, String>,
-) -> Result<String, StorageError> {
-    pairs
-        .get(location)
-        .cloned()
-        .ok_or_else(|| StorageError::NoPairedRegion {
-            region: location.to_string(),
-        })
-}
-
-/// The locations the operator provisions for a tenant: the default one, and for Pro
-/// (`geo_redundant`) the paired region's.
-pub fn plan_storage(
-    tenant: &str,
-    location: &str,
-    license: &str,
-    geo_redundant: bool,
-    retention_days: Option<u32>,
-    pairs: &BTreeMap<String, String>,
-) -> Result<Vec<EnsureStorage>, StorageError> {
-    let request = |location: String, role| EnsureStorage {
-        tenant_uid: None,
-        tenant: tenant.to_string(),
-        location,
-        role,
-        retention_days,
-        license: license.to_string(),
-    };
-    let mut plan = vec![request(location.to_string(), ManagedRole::Default)];
-    if geo_redundant {
-        plan.push(request(
-            paired_region(location, pairs)?,
-            ManagedRole::Paired,
-        ));
-    }
-    Ok(plan)
-}
-
-/// Longest tenant part of a container name: 63 minus the longest role suffix (`-default`).
-const NAME_BUDGET: usize = 63 - "-default".len();
-/// Hex digits of the SHA-256 of the tenant name appended when the name had to change.
-const HASH_DIGITS: usize = 10;
-
-/// The blob container of `tenant`'s recordings in its `role` location, by Azure's rules:
-/// 3–63 characters of lowercase letters, digits and hyphens, starting with a letter or digit,
-/// no two hyphens in a row, none at the end.
-///
-/// A tenant name that already fits is kept as it is (`contoso` → `contoso-default`). Otherwise
-/// it is lowercased, every other character becomes a hyphen, runs of hyphens shrink to one, and
-/// a short hash of the original name is appended, so two names that sanitise alike still get
-/// different containers (`Contoso.EU` → `contoso-eu-<hash>-default`). The result depends on
-/// nothing but the name and the role. The operator also stamps the tenant into the container's
-/// metadata and refuses to adopt a container stamped for another tenant.
-pub fn container_name(tenant: &str, role: ManagedRole) -> String {
-    let sanitized = sanitize(tenant);
-    let base = if sanitized == tenant && sanitized.len() <= NAME_BUDGET {
-        sanitized
-    } else {
-        let digest = Sha256::digest(tenant.as_bytes());
-        let hash: String = digest
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()[..HASH_DIGITS]
-            .to_string();
-        let keep = NAME_BUDGET - 1 - HASH_DIGITS;
-        let mut prefix: String = sanitized.chars().take(keep).collect();
-        while prefix.ends_with('-') {
-            prefix.pop();
-        }
-        if prefix.is_empty() {
-            hash
-        } else {
-            format!("{prefix}-{hash}")
-        }
-    };
-    format!("{base}-{}", role.as_str())
-}
-
-/// Lowercase letters and digits kept, anything else a single hyphen, none at either end.
-fn sanitize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for c in name.chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    while out.ends_with('-') {
-        out.pop();
-    }
-    out
-}
-
-/// Whether `name` follows Azure's container naming rules.
-pub fn is_valid_container_name(name: &str) -> bool {
-    (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--")
-}
-
-pub use crate::crd::tenant::tenant_namespace;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -707,14 +409,6 @@ impl StorageError {
 // Keeping credentials out of messages
 // ---------------------------------------------------------------------------------------------
 
-/// `url` without its query string and fragment (where SAS tokens live) and without the
-/// `user:password@` of its authority. Text that is not a
-/// URL loses everything from the first `?` on, to be safe.
-pub fn redact_url(url: &str) -> String {
-    let end = url.find(['?', '#']).unwrap_or(url.len());
-    crate::config::strip_userinfo(&url[..end])
-}
-
 /// `text` with the query string of every `http://` or `https://` URL in it removed.
 pub fn redact_urls_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -742,165 +436,7 @@ fn find_url_start(text: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_name_that_fits_is_kept() {
-        assert_eq!(
-            container_name("contoso", ManagedRole::Default),
-            "contoso-default"
-        );
-        assert_eq!(
-            container_name("contoso", ManagedRole::Paired),
-            "contoso-paired"
-        );
-        assert_eq!(container_name("a", ManagedRole::Default), "a-default");
-        assert_eq!(
-            container_name("7-eleven", ManagedRole::Paired),
-            "7-eleven-paired"
-        );
-    }
-
-    #[test]
-    fn names_that_need_changing_get_a_hash_of_the_original() {
-        let dotted = container_name("contoso.eu", ManagedRole::Default);
-        let hyphened = container_name("contoso-eu", ManagedRole::Default);
-        assert_eq!(hyphened, "contoso-eu-default");
-        assert!(dotted.starts_with("contoso-eu-"), "{dotted}");
-        assert_ne!(
-            dotted, hyphened,
-            "names that sanitise alike must not share a container"
-        );
-        assert_eq!(
-            dotted.len(),
-            "contoso-eu-".len() + HASH_DIGITS + "-default".len()
-        );
-        // Stable: the same name always gives the same container.
-        assert_eq!(dotted, container_name("contoso.eu", ManagedRole::Default));
-        // Upper case, runs of odd characters and odd ends.
-        let odd = container_name("--Contoso..__Ltd--", ManagedRole::Paired);
-        assert!(odd.starts_with("contoso-ltd-"), "{odd}");
-        assert!(is_valid_container_name(&odd), "{odd}");
-    }
-
-    #[test]
-    fn long_names_are_cut_to_63_characters_and_stay_distinct() {
-        let long_a = format!("{}a", "x".repeat(250));
-        let long_b = format!("{}b", "x".repeat(250));
-        for role in [ManagedRole::Default, ManagedRole::Paired] {
-            let a = container_name(&long_a, role);
-            let b = container_name(&long_b, role);
-            assert!(a.len() <= 63 && is_valid_container_name(&a), "{a}");
-            assert_ne!(a, b);
-        }
-        // Exactly at the budget: kept; one more: hashed.
-        let at_budget = "y".repeat(NAME_BUDGET);
-        assert_eq!(
-            container_name(&at_budget, ManagedRole::Default),
-            format!("{at_budget}-default")
-        );
-        assert_eq!(container_name(&at_budget, ManagedRole::Default).len(), 63);
-        let over = "y".repeat(NAME_BUDGET + 1);
-        let hashed = container_name(&over, ManagedRole::Default);
-        assert_eq!(hashed.len(), 63);
-        assert!(is_valid_container_name(&hashed));
-    }
-
-    #[test]
-    fn a_name_without_letters_or_digits_still_gets_a_valid_container() {
-        let name = container_name("...", ManagedRole::Default);
-        assert!(is_valid_container_name(&name), "{name}");
-        assert_eq!(name.len(), HASH_DIGITS + "-default".len());
-        assert_ne!(name, container_name("..", ManagedRole::Default));
-    }
-
-    #[test]
-    fn every_generated_name_follows_azure_rules() {
-        for tenant in [
-            "a",
-            "ab",
-            "a.b",
-            "A_B",
-            "x-",
-            "-x",
-            "ä-ö",
-            "tenant.with.dots.example.com",
-        ] {
-            for role in [ManagedRole::Default, ManagedRole::Paired] {
-                let name = container_name(tenant, role);
-                assert!(is_valid_container_name(&name), "{tenant} → {name}");
-            }
-        }
-    }
-
-    #[test]
-    fn container_rules_at_the_edges() {
-        assert!(is_valid_container_name("abc"));
-        assert!(!is_valid_container_name("ab"));
-        assert!(is_valid_container_name(&"a".repeat(63)));
-        assert!(!is_valid_container_name(&"a".repeat(64)));
-        assert!(!is_valid_container_name("-abc"));
-        assert!(!is_valid_container_name("abc-"));
-        assert!(!is_valid_container_name("a--b"));
-        assert!(!is_valid_container_name("Abc"));
-        assert!(is_valid_container_name("1ab"));
-    }
-
-    #[test]
-    fn pairs_follow_azure_including_one_way_pairs() {
-        let pairs = default_region_pairs();
-        assert_eq!(paired_region("westeurope", &pairs).unwrap(), "northeurope");
-        assert_eq!(paired_region("northeurope", &pairs).unwrap(), "westeurope");
-        assert_eq!(paired_region("westus3", &pairs).unwrap(), "eastus");
-        // eastus pairs with westus, not back with westus3.
-        assert_eq!(paired_region("eastus", &pairs).unwrap(), "westus");
-        assert_eq!(
-            paired_region("brazilsouth", &pairs).unwrap(),
-            "southcentralus"
-        );
-        assert_eq!(
-            paired_region("southcentralus", &pairs).unwrap(),
-            "northcentralus"
-        );
-        assert_eq!(paired_region("westindia", &pairs).unwrap(), "southindia");
-    }
-
-    #[test]
-    fn a_region_without_pair_is_a_clear_error() {
-        let err = paired_region("israelcentral", &default_region_pairs()).unwrap_err();
-        assert_eq!(err.reason(), "NoPairedRegion");
-        assert_eq!(
-            err.to_string(),
-            "region \"israelcentral\" has no paired region configured, so the Pro geo-redundant \
-             copy has nowhere to go; add \"israelcentral\" to storage.regionPairs"
-        );
-    }
-
-    #[test]
-    fn plan_has_the_paired_copy_only_for_pro() {
-        let pairs = default_region_pairs();
-        let essentials = plan_storage(
-            "contoso",
-            "westeurope",
-            "Essentials",
-            false,
-            Some(365),
-            &pairs,
-        )
-        .unwrap();
-        assert_eq!(essentials.len(), 1);
-        assert_eq!(essentials[0].role, ManagedRole::Default);
-        let pro = plan_storage("contoso", "westeurope", "Pro", true, None, &pairs).unwrap();
-        assert_eq!(
-            pro.iter()
-                .map(|r| (r.location.as_str(), r.role))
-                .collect::<Vec<_>>(),
-            [
-                ("westeurope", ManagedRole::Default),
-                ("northeurope", ManagedRole::Paired)
-            ]
-        );
-        assert!(plan_storage("contoso", "israelcentral", "Pro", true, None, &pairs).is_err());
-    }
+    use crate::config::default_region_pairs;
 
     #[test]
     fn configuration_reads_from_yaml_with_defaults() {
@@ -922,7 +458,7 @@ mod tests {
                 key: "sas".into()
             }
         );
-        config.validate().unwrap();
+        validate_config(&config).unwrap();
     }
 
     #[test]
@@ -933,7 +469,7 @@ mod tests {
              regionPairs: { westeurope: westeurope }\n",
         )
         .unwrap();
-        let message = config.validate().unwrap_err().to_string();
+        let message = validate_config(&config).unwrap_err().to_string();
         assert!(
             message.contains(
                 "storage.accounts.westeurope.endpoint: must be an http(s) URL without a query"
@@ -950,7 +486,7 @@ mod tests {
              credential: { env: SAS }\n",
         )
         .unwrap();
-        let message = with_password.validate().unwrap_err().to_string();
+        let message = validate_config(&with_password).unwrap_err().to_string();
         assert!(
             message.contains(
                 "\"https://x.blob.core.windows.net\" must not carry a user name or password"
@@ -963,7 +499,7 @@ mod tests {
             "failed at https://x.blob.core.windows.net/c boom"
         );
         assert!(
-            StorageConfig::default().validate().is_err(),
+            validate_config(&StorageConfig::default()).is_err(),
             "azureBlob without accounts"
         );
     }

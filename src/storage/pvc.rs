@@ -33,8 +33,9 @@ use kube::Api;
 use super::azure::ByosProbe;
 use super::{
     tenant_namespace, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, LocationReport,
-    ManagedRole, PvcConfig, StorageBackend, StorageConfig, StorageError,
+    ManagedRole, StorageBackend, StorageError,
 };
+use crate::config::{PvcConfig, StorageConfig};
 use crate::crd::FIELD_MANAGER;
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";

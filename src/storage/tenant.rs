@@ -14,12 +14,12 @@ use std::sync::Arc;
 use futures::future::join_all;
 use kube::ResourceExt;
 
-use super::retention::{RetentionConfig, SweepFailure, SweepOutcome, SweepPlan, SweepTally};
+use super::retention::{SweepFailure, SweepOutcome, SweepPlan, SweepTally};
 use super::{
     plan_storage, ByosCredential, ByosLocation, DeleteOutcome, EnsureStorage, LocationReport,
-    StorageBackend, StorageConfig, StorageError, StorageRole,
+    StorageBackend, StorageError, StorageRole,
 };
-use crate::config::{SecretRef, SecretSource};
+use crate::config::{RetentionConfig, SecretRef, SecretSource, StorageConfig};
 use crate::crd::tenant::{self as crd, DeletionPolicy, Tenant};
 
 /// The key of a BYOS Secret when `secretRef.key` is not given.
@@ -281,7 +281,8 @@ pub fn status_line(line: LocationReport) -> crd::StorageLocationStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::{default_region_pairs, ManagedRole};
+    use crate::config::default_region_pairs;
+    use crate::storage::ManagedRole;
 
     fn tenant(yaml_spec: serde_json::Value) -> Tenant {
         serde_json::from_value(serde_json::json!({

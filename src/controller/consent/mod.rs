@@ -18,8 +18,8 @@
 //! see [`quiet`]) → come back at `nextCheckAt`.
 //!
 //! The redirect endpoint (`/consent/callback`, served on the public listener by
-//! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at`
-//! ([`recheck_stamp`]) on the grant named by the redirect's `state`, so the check runs at once.
+//! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at` on the grant
+//! named by the redirect's `state`, so the check runs at once.
 //! The state is signed ([`consent_state`]): the endpoint touches no grant it did not name
 //! itself.
 
@@ -48,11 +48,9 @@ use crate::graph::{next_check_after, schedule_rng, CheckState, ConsentCheck, Con
 
 pub use crate::conditions::GRANTED;
 
-mod callback;
 mod quiet;
 mod status;
 
-pub use callback::*;
 pub use quiet::*;
 pub use status::*;
 

@@ -1,14 +1,6 @@
 use super::*;
 
 #[test]
-fn redirects_within_ten_seconds_ask_for_one_recheck() {
-    let at = |s: i64| recheck_stamp(Timestamp::from_second(s).unwrap());
-    assert_eq!(at(1_800_000_000), "2027-01-15T08:00:00Z");
-    assert_eq!(at(1_800_000_009), at(1_800_000_000));
-    assert_ne!(at(1_800_000_010), at(1_800_000_009));
-}
-
-#[test]
 fn a_recheck_request_of_any_length_fits_the_status() {
     let grant_with = |value: &str| -> ConsentGrant {
         serde_json::from_value(serde_json::json!({

@@ -260,57 +260,106 @@ pub(super) async fn authenticate(
     registration: &AppRegistration,
     sctx: &ServiceContext,
 ) -> (AuthState, Duration) {
-    let ctx = sctx.shared.as_ref();
-    let namespace = service.namespace().unwrap_or_default();
     let key = crate::controller::object_key(service);
-    let secret_name = registration.client_secret_ref.name.clone();
-    let secret_key = client_secret_key(registration).to_string();
-    let inputs = AuthInputs {
-        tenant_id: registration.tenant_id.to_ascii_lowercase(),
-        client_id: registration.client_id.to_ascii_lowercase(),
-        secret_version: client_secret_version(service, registration, sctx),
-        secret_name,
-        secret_key,
-        recheck: service.annotations().get(RECHECK_ANNOTATION).cloned(),
-    };
+    let inputs = AuthInputs::new(
+        registration,
+        client_secret_version(service, registration, sctx),
+        service.annotations().get(RECHECK_ANNOTATION).cloned(),
+    );
+    let memo = remembered(&sctx.checks, &key, |m| m.inputs == inputs);
+    let failed = remembered(&sctx.failing, &key, |f| f.inputs == inputs);
+    if let Some(answer) = answer_without_checking(memo.as_ref(), failed.as_ref(), Instant::now()) {
+        return answer;
+    }
+    match check_registration(service, registration, &inputs, sctx).await {
+        Ok((outcome, valid_for)) => {
+            remember_answer(service, &key, inputs, &outcome, valid_for, sctx);
+            (AuthState::Checked(outcome), valid_for)
+        }
+        Err((message, retry_after)) => {
+            let wait = remember_failure(service, &key, inputs, &message, retry_after, sctx);
+            // The last answer for the same inputs still stands until a check gets through.
+            (standing_state(memo.as_ref(), message), wait)
+        }
+    }
+}
 
-    let remembered = sctx
-        .checks
+impl AuthInputs {
+    fn new(
+        registration: &AppRegistration,
+        secret_version: Option<String>,
+        recheck: Option<String>,
+    ) -> Self {
+        AuthInputs {
+            tenant_id: registration.tenant_id.to_ascii_lowercase(),
+            client_id: registration.client_id.to_ascii_lowercase(),
+            secret_name: registration.client_secret_ref.name.clone(),
+            secret_key: client_secret_key(registration).to_string(),
+            secret_version,
+            recheck,
+        }
+    }
+}
+
+/// What is remembered of the service (a check's answer or failure), when `current` holds.
+fn remembered<T: Clone>(
+    memory: &Mutex<HashMap<String, T>>,
+    key: &str,
+    current: impl Fn(&T) -> bool,
+) -> Option<T> {
+    memory
         .lock()
-        .expect("auth checks lock")
-        .get(&key)
-        .cloned();
-    if let Some(memo) = remembered.as_ref().filter(|m| m.inputs == inputs) {
-        let age = memo.checked_at.elapsed();
+        .expect("auth memory lock")
+        .get(key)
+        .filter(|m| current(m))
+        .cloned()
+}
+
+/// The answer without asking Entra, from what is remembered for the same inputs: the last
+/// answer while it is valid; after throttling or an outage, the last answer (or that it is
+/// unavailable) until the wait is over, so other changes to the service or its bots do not
+/// hammer a throttled token endpoint. `None`: check now.
+fn answer_without_checking(
+    memo: Option<&AuthMemo>,
+    failed: Option<&FailedCheck>,
+    now: Instant,
+) -> Option<(AuthState, Duration)> {
+    if let Some(memo) = memo {
+        let age = now.saturating_duration_since(memo.checked_at);
         if age < memo.valid_for {
-            return (
+            return Some((
                 AuthState::Checked(memo.outcome.clone()),
                 memo.valid_for - age,
-            );
+            ));
         }
     }
+    let failed = failed.filter(|f| f.retry_at > now)?;
+    Some((
+        standing_state(memo, failed.message.clone()),
+        failed.retry_at - now,
+    ))
+}
 
-    // After throttling or an outage, not before the wait is over (other changes to the
-    // service or its bots must not hammer a throttled token endpoint).
-    let waiting = sctx
-        .failing
-        .lock()
-        .expect("failed checks lock")
-        .get(&key)
-        .filter(|f| f.inputs == inputs)
-        .cloned();
-    if let Some(failed) = waiting {
-        let now = Instant::now();
-        if failed.retry_at > now {
-            let state = match remembered.filter(|m| m.inputs == inputs) {
-                Some(memo) => AuthState::Checked(memo.outcome),
-                None => AuthState::Unavailable(failed.message),
-            };
-            return (state, failed.retry_at - now);
-        }
+/// What the status shows while a check gets no answer: the last answer, else that none came.
+fn standing_state(memo: Option<&AuthMemo>, message: String) -> AuthState {
+    match memo {
+        Some(memo) => AuthState::Checked(memo.outcome.clone()),
+        None => AuthState::Unavailable(message),
     }
+}
 
-    // A fresh token request is the check: a cached token would vouch for an old secret.
+/// Asks Entra for a fresh token of the app registration — the token request is the check: a
+/// cached token would vouch for an old secret — then, with it, Graph for the secrets' expiry
+/// and the registration's owners. `Err`: no answer (the message, and any wait Entra asked
+/// for).
+async fn check_registration(
+    service: &RecordingService,
+    registration: &AppRegistration,
+    inputs: &AuthInputs,
+    sctx: &ServiceContext,
+) -> Result<(AuthOutcome, Duration), (String, Option<Duration>)> {
+    let ctx = sctx.shared.as_ref();
+    let namespace = service.namespace().unwrap_or_default();
     // Cached apart from the platform's tokens, even for a platform app's id.
     let tokens = ctx.checker.tokens();
     let reference = SecretRef::SecretRef {
@@ -319,157 +368,183 @@ pub(super) async fn authenticate(
         key: inputs.secret_key.clone(),
     };
     tokens.invalidate_foreign(&inputs.tenant_id, &inputs.client_id, &reference);
-    let answer = match tokens
+    let token = match tokens
         .foreign_token(&inputs.tenant_id, &inputs.client_id, &reference)
         .await
     {
-        Ok(token) => {
-            // The directory consent's view first: the truth about the permissions, and the
-            // secrets, owners and consent in the same request.
-            let view = directory_view(sctx, &inputs, token.object_id.as_deref()).await;
-            let (held, permissions) = match &view {
-                Ok(v) => match &v.roles {
-                    Ok(roles) => (Some(roles.as_slice()), PermissionSource::AppRoleAssignments),
-                    Err(e) => (
-                        token.roles.as_deref(),
-                        PermissionSource::Token(format!(
-                            "Microsoft Graph did not list the app's app role assignments ({e})"
-                        )),
-                    ),
-                },
-                Err(why) => (token.roles.as_deref(), PermissionSource::Token(why.clone())),
-            };
-            if let Some(missing) = recording_permissions_missing(held, &ctx.config) {
-                Ok((
-                    AuthOutcome::Rejected {
-                        reason: reason::RECORDING_PERMISSIONS_MISSING,
-                        message: format!(
-                            "Entra issued a token for application {} in tenant {}, but {missing} ({}): the customer's Global admin must grant them to the app registration (admin consent)",
-                            inputs.client_id, inputs.tenant_id, permissions.describe()
-                        ),
-                    },
-                    AUTH_RECHECK,
-                ))
-            } else {
-                let view = view.ok();
-                let credentials = match view.as_ref().map(|v| v.credentials.clone()) {
-                    Some(Ok(read)) => Ok(read),
-                    // Not readable by the directory application: the app itself may.
-                    _ => password_credentials(&sctx.graph, &token, &inputs.client_id).await,
-                };
-                let (expiry, valid_for) = match credentials {
-                    Ok(credentials) => {
-                        match soonest_future_expiry(&credentials, Timestamp::now()) {
-                            Some(end) => (Expiry::At(end), AUTH_RECHECK),
-                            None => (Expiry::NoneValid, AUTH_RECHECK),
-                        }
-                    }
-                    Err(e) => {
-                        let wait = if e.is_transient() {
-                            e.retry_after().unwrap_or(EXPIRY_RETRY)
-                        } else {
-                            AUTH_RECHECK
-                        };
-                        (
-                            Expiry::Unreadable(expiry_problem(&e, &inputs.client_id)),
-                            wait,
-                        )
-                    }
-                };
-                // Who registered the app (its owners), when Graph lets either app read them.
-                let owners = match view.as_ref().map(|v| v.owners.clone()) {
-                    Some(Ok(owners)) => Some(owners),
-                    _ => match application::owners(&sctx.graph, &token, &inputs.client_id).await {
-                        Ok(owners) => Some(owners),
-                        Err(e) => {
-                            tracing::debug!(service = %service.name_any(), error = %e, "could not read the app registration's owners");
-                            None
-                        }
-                    },
-                };
-                let consented_by = match &view {
-                    Some(v) => v.consented_by.clone(),
-                    None => ConsentedBy::Unknown(format!(
-                        "the directory audit log is read with the {DIRECTORY_CONSENT} consent, which cannot be used: {}",
-                        permissions.describe()
-                    )),
-                };
-                Ok((
-                    AuthOutcome::Authenticated {
-                        expiry,
-                        owners,
-                        permissions,
-                        consented_by,
-                    },
-                    valid_for,
-                ))
-            }
+        Ok(token) => token,
+        Err(e) => {
+            return classify_auth_error(&e, registration, &namespace)
+                .map(|o| (o, AUTH_RECHECK))
+                .map_err(|m| (m, e.retry_after()))
         }
-        Err(e) => classify_auth_error(&e, registration, &namespace)
-            .map(|o| (o, AUTH_RECHECK))
-            .map_err(|m| (m, e.retry_after())),
     };
+    // The directory consent's view first: the truth about the permissions, and the secrets,
+    // owners and consent in the same request.
+    let view = directory_view(sctx, inputs, token.object_id.as_deref()).await;
+    let (held, permissions) = match &view {
+        Ok(v) => match &v.roles {
+            Ok(roles) => (Some(roles.as_slice()), PermissionSource::AppRoleAssignments),
+            Err(e) => (
+                token.roles.as_deref(),
+                PermissionSource::Token(format!(
+                    "Microsoft Graph did not list the app's app role assignments ({e})"
+                )),
+            ),
+        },
+        Err(why) => (token.roles.as_deref(), PermissionSource::Token(why.clone())),
+    };
+    if let Some(rejection) = permissions_rejection(held, &permissions, &ctx.config, inputs) {
+        return Ok((rejection, AUTH_RECHECK));
+    }
+    let view = view.ok();
+    let credentials = match view.as_ref().map(|v| v.credentials.clone()) {
+        Some(Ok(read)) => Ok(read),
+        // Not readable by the directory application: the app itself may.
+        _ => password_credentials(&sctx.graph, &token, &inputs.client_id).await,
+    };
+    let (expiry, valid_for) = expiry_answer(credentials, &inputs.client_id, Timestamp::now());
+    // Who registered the app (its owners), when Graph lets either app read them.
+    let owners = match view.as_ref().map(|v| v.owners.clone()) {
+        Some(Ok(owners)) => Some(owners),
+        _ => match application::owners(&sctx.graph, &token, &inputs.client_id).await {
+            Ok(owners) => Some(owners),
+            Err(e) => {
+                tracing::debug!(service = %service.name_any(), error = %e, "could not read the app registration's owners");
+                None
+            }
+        },
+    };
+    let consented_by = match &view {
+        Some(v) => v.consented_by.clone(),
+        None => ConsentedBy::Unknown(format!(
+            "the directory audit log is read with the {DIRECTORY_CONSENT} consent, which cannot be used: {}",
+            permissions.describe()
+        )),
+    };
+    let outcome = AuthOutcome::Authenticated {
+        expiry,
+        owners,
+        permissions,
+        consented_by,
+    };
+    Ok((outcome, valid_for))
+}
 
-    match answer {
-        Ok((outcome, valid_for)) => {
-            tracing::info!(service = %service.name_any(), namespace = %namespace, outcome = ?outcome_label(&outcome), "checked the app registration");
-            let mut checks = sctx.checks.lock().expect("auth checks lock");
-            // Deleted services (no finalizer: no last reconcile) are forgotten here.
-            let live: BTreeSet<String> = sctx
-                .services
-                .state()
-                .iter()
-                .map(|s| crate::controller::object_key(s.as_ref()))
-                .collect();
-            checks.retain(|k, _| live.contains(k));
-            // Nor is a namespace without a service left watched for its Secrets (it may be on
-            // its way out with its Tenant and the RoleBinding that lets the operator read it).
-            sctx.secrets.retain(
-                &sctx
-                    .services
-                    .state()
-                    .iter()
-                    .filter_map(|s| s.namespace())
-                    .collect(),
-            );
-            ctx.metrics
-                .retain_client_secrets(sctx.services.state().iter().map(|s| s.as_ref()));
-            sctx.failing
-                .lock()
-                .expect("failed checks lock")
-                .retain(|k, _| k != &key && live.contains(k));
-            checks.insert(
-                key.clone(),
-                AuthMemo {
-                    inputs,
-                    checked_at: Instant::now(),
-                    valid_for,
-                    outcome: outcome.clone(),
-                },
-            );
-            drop(checks);
-            ctx.backoff.succeeded(&key, Retried::Auth);
-            (AuthState::Checked(outcome), valid_for)
-        }
-        Err((message, retry_after)) => {
-            let wait = retry_after.unwrap_or_else(|| ctx.backoff.failed(&key, Retried::Auth));
-            tracing::warn!(service = %service.name_any(), namespace = %namespace, error = %message, retry_in = ?wait, "could not check the app registration");
-            sctx.failing.lock().expect("failed checks lock").insert(
-                key.clone(),
-                FailedCheck {
-                    inputs: inputs.clone(),
-                    retry_at: Instant::now() + wait,
-                    message: message.clone(),
-                },
-            );
-            // The last answer for the same inputs still stands until a check gets through.
-            let state = match remembered.filter(|m| m.inputs == inputs) {
-                Some(memo) => AuthState::Checked(memo.outcome),
-                None => AuthState::Unavailable(message),
+/// A token Entra issued without every recording permission: refused, for the customer's
+/// admin to grant them.
+fn permissions_rejection(
+    roles: Option<&[String]>,
+    source: &PermissionSource,
+    config: &OperatorConfig,
+    inputs: &AuthInputs,
+) -> Option<AuthOutcome> {
+    let missing = recording_permissions_missing(roles, config)?;
+    Some(AuthOutcome::Rejected {
+        reason: reason::RECORDING_PERMISSIONS_MISSING,
+        message: format!(
+            "Entra issued a token for application {} in tenant {}, but {missing} ({}): the customer's Global admin must grant them to the app registration (admin consent)",
+            inputs.client_id,
+            inputs.tenant_id,
+            source.describe()
+        ),
+    })
+}
+
+/// What Graph's list of the app's client secrets says about their expiry at `now`, and how
+/// long that answer holds: a day, or until the wait Graph asked for when it could not answer.
+fn expiry_answer(
+    credentials: Result<Vec<application::PasswordCredential>, GraphError>,
+    app: &str,
+    now: Timestamp,
+) -> (Expiry, Duration) {
+    match credentials {
+        Ok(credentials) => match soonest_future_expiry(&credentials, now) {
+            Some(end) => (Expiry::At(end), AUTH_RECHECK),
+            None => (Expiry::NoneValid, AUTH_RECHECK),
+        },
+        Err(e) => {
+            let wait = if e.is_transient() {
+                e.retry_after().unwrap_or(EXPIRY_RETRY)
+            } else {
+                AUTH_RECHECK
             };
-            (state, wait)
+            (Expiry::Unreadable(expiry_problem(&e, app)), wait)
         }
     }
+}
+
+/// Remembers a check's answer, and forgets what belongs to services that are gone.
+fn remember_answer(
+    service: &RecordingService,
+    key: &str,
+    inputs: AuthInputs,
+    outcome: &AuthOutcome,
+    valid_for: Duration,
+    sctx: &ServiceContext,
+) {
+    let namespace = service.namespace().unwrap_or_default();
+    tracing::info!(service = %service.name_any(), namespace = %namespace, outcome = ?outcome_label(outcome), "checked the app registration");
+    forget_gone_services(key, sctx);
+    sctx.checks.lock().expect("auth memory lock").insert(
+        key.to_owned(),
+        AuthMemo {
+            inputs,
+            checked_at: Instant::now(),
+            valid_for,
+            outcome: outcome.clone(),
+        },
+    );
+    sctx.shared.backoff.succeeded(key, Retried::Auth);
+}
+
+/// Forgets the checks, failures and client-secret gauges of deleted services (no finalizer:
+/// no last reconcile), and the failure of `key`, answered now. Nor is a namespace without a
+/// service left watched for its Secrets (it may be on its way out with its Tenant and the
+/// RoleBinding that lets the operator read it).
+fn forget_gone_services(key: &str, sctx: &ServiceContext) {
+    let services = sctx.services.state();
+    let live: BTreeSet<String> = services
+        .iter()
+        .map(|s| crate::controller::object_key(s.as_ref()))
+        .collect();
+    sctx.checks
+        .lock()
+        .expect("auth memory lock")
+        .retain(|k, _| live.contains(k));
+    sctx.failing
+        .lock()
+        .expect("auth memory lock")
+        .retain(|k, _| k != key && live.contains(k));
+    sctx.secrets
+        .retain(&services.iter().filter_map(|s| s.namespace()).collect());
+    sctx.shared
+        .metrics
+        .retain_client_secrets(services.iter().map(|s| s.as_ref()));
+}
+
+/// Remembers a check that got no answer; returns the wait before the next: the one Entra
+/// asked for, else the service's backoff.
+fn remember_failure(
+    service: &RecordingService,
+    key: &str,
+    inputs: AuthInputs,
+    message: &str,
+    retry_after: Option<Duration>,
+    sctx: &ServiceContext,
+) -> Duration {
+    let wait = retry_after.unwrap_or_else(|| sctx.shared.backoff.failed(key, Retried::Auth));
+    let namespace = service.namespace().unwrap_or_default();
+    tracing::warn!(service = %service.name_any(), namespace = %namespace, error = %message, retry_in = ?wait, "could not check the app registration");
+    sctx.failing.lock().expect("auth memory lock").insert(
+        key.to_owned(),
+        FailedCheck {
+            inputs,
+            retry_at: Instant::now() + wait,
+            message: message.to_owned(),
+        },
+    );
+    wait
 }
 
 /// The recording permissions (the application permissions of the platform's `recording`
@@ -523,5 +598,180 @@ pub(super) fn outcome_label(outcome: &AuthOutcome) -> &'static str {
     match outcome {
         AuthOutcome::Authenticated { .. } => "Authenticated",
         AuthOutcome::Rejected { reason, .. } => reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::application::PasswordCredential;
+
+    fn registration() -> AppRegistration {
+        serde_json::from_value(json!({
+            "tenantId": "5B0E7D3A-2C4F-4A8E-B1D6-7E9F0A2C4B6D",
+            "clientId": "6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7",
+            "clientSecretRef": {"name": "app"}
+        }))
+        .unwrap()
+    }
+
+    fn inputs() -> AuthInputs {
+        AuthInputs::new(&registration(), Some("41".into()), None)
+    }
+
+    fn authenticated() -> AuthOutcome {
+        AuthOutcome::Authenticated {
+            expiry: Expiry::NoneValid,
+            owners: None,
+            permissions: PermissionSource::AppRoleAssignments,
+            consented_by: ConsentedBy::Unknown("no record".into()),
+        }
+    }
+
+    fn memo(checked_at: Instant) -> AuthMemo {
+        AuthMemo {
+            inputs: inputs(),
+            checked_at,
+            valid_for: AUTH_RECHECK,
+            outcome: authenticated(),
+        }
+    }
+
+    fn failed(retry_at: Instant) -> FailedCheck {
+        FailedCheck {
+            inputs: inputs(),
+            retry_at,
+            message: "Microsoft Entra ID is throttling requests".into(),
+        }
+    }
+
+    #[test]
+    fn inputs_ignore_the_case_of_ids_and_see_a_rotated_secret_or_a_recheck_request() {
+        let mut upper = registration();
+        upper.client_id = upper.client_id.to_ascii_uppercase();
+        assert_eq!(AuthInputs::new(&upper, Some("41".into()), None), inputs());
+        assert_eq!(inputs().tenant_id, "5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d");
+        assert_ne!(AuthInputs::new(&upper, Some("42".into()), None), inputs());
+        let asked = AuthInputs::new(
+            &upper,
+            Some("41".into()),
+            Some("2026-12-07T10:00:00Z".into()),
+        );
+        assert_ne!(asked, inputs());
+    }
+
+    #[test]
+    fn a_remembered_answer_stands_for_a_day_then_the_registration_is_checked_again() {
+        let checked = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let (state, wait) = answer_without_checking(Some(&memo(checked)), None, checked + hour)
+            .expect("answered from memory");
+        assert_eq!(state, AuthState::Checked(authenticated()));
+        assert_eq!(wait, AUTH_RECHECK - hour);
+        assert!(
+            answer_without_checking(Some(&memo(checked)), None, checked + AUTH_RECHECK).is_none()
+        );
+        assert!(answer_without_checking(None, None, checked).is_none());
+    }
+
+    #[test]
+    fn after_throttling_nothing_is_asked_until_the_wait_is_over() {
+        let now = Instant::now();
+        let wait = Duration::from_secs(30);
+        let stale = memo(now);
+        let later = now + AUTH_RECHECK;
+        // The last answer stands while the wait runs, even once it is due.
+        let (state, left) =
+            answer_without_checking(Some(&stale), Some(&failed(later + wait)), later).unwrap();
+        assert_eq!(state, AuthState::Checked(authenticated()));
+        assert_eq!(left, wait);
+        // With no answer yet, the status says why there is none.
+        let (state, left) = answer_without_checking(None, Some(&failed(now + wait)), now).unwrap();
+        assert_eq!(
+            state,
+            AuthState::Unavailable("Microsoft Entra ID is throttling requests".into())
+        );
+        assert_eq!(left, wait);
+        // Once the wait is over, the registration is checked again.
+        assert!(answer_without_checking(None, Some(&failed(now)), now + wait).is_none());
+    }
+
+    #[test]
+    fn the_expiry_is_the_soonest_secret_still_valid_and_a_failed_read_says_when_to_retry() {
+        let now: Timestamp = "2026-12-07T10:00:00Z".parse().unwrap();
+        let secret = |end: &str| PasswordCredential {
+            key_id: None,
+            display_name: None,
+            end: Some(end.parse().unwrap()),
+        };
+        let app = "6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7";
+        let listed = vec![
+            secret("2026-01-01T00:00:00Z"),
+            secret("2027-06-01T00:00:00Z"),
+            secret("2027-03-01T00:00:00Z"),
+        ];
+        assert_eq!(
+            expiry_answer(Ok(listed), app, now),
+            (
+                Expiry::At("2027-03-01T00:00:00Z".parse().unwrap()),
+                AUTH_RECHECK
+            )
+        );
+        assert_eq!(
+            expiry_answer(Ok(vec![secret("2026-01-01T00:00:00Z")]), app, now),
+            (Expiry::NoneValid, AUTH_RECHECK)
+        );
+        let throttled = GraphError::Throttled {
+            service: crate::graph::Service::Graph,
+            retry_after: Duration::from_secs(7),
+        };
+        let (expiry, wait) = expiry_answer(Err(throttled), app, now);
+        assert!(matches!(expiry, Expiry::Unreadable(_)));
+        assert_eq!(wait, Duration::from_secs(7));
+        let outage = GraphError::Graph {
+            status: 503,
+            code: "serviceNotAvailable".into(),
+            message: "try later".into(),
+        };
+        assert_eq!(expiry_answer(Err(outage), app, now).1, EXPIRY_RETRY);
+        let refused = GraphError::Graph {
+            status: 403,
+            code: "Authorization_RequestDenied".into(),
+            message: "Insufficient privileges".into(),
+        };
+        let (expiry, wait) = expiry_answer(Err(refused), app, now);
+        assert_eq!(wait, AUTH_RECHECK);
+        let Expiry::Unreadable(message) = expiry else {
+            panic!("{expiry:?}")
+        };
+        assert!(message.contains("Application.Read.All"), "{message}");
+    }
+
+    #[test]
+    fn a_token_without_the_recording_permissions_is_refused_naming_the_app_and_tenant() {
+        let config = super::super::tests::config();
+        let roles = ["Calls.AccessMedia.All".to_string()];
+        let Some(AuthOutcome::Rejected { reason, message }) = permissions_rejection(
+            Some(&roles),
+            &PermissionSource::AppRoleAssignments,
+            &config,
+            &inputs(),
+        ) else {
+            panic!("not refused")
+        };
+        assert_eq!(reason, reason::RECORDING_PERMISSIONS_MISSING);
+        assert!(
+            message.contains("6d2f9a41-3b5c-4e7d-8f10-a2b3c4d5e6f7"),
+            "{message}"
+        );
+        assert!(
+            message.contains("5b0e7d3a-2c4f-4a8e-b1d6-7e9f0a2c4b6d"),
+            "{message}"
+        );
+        assert!(message.contains("Calls.JoinGroupCall.All"), "{message}");
+        assert!(
+            message.contains("read from its service principal's app role assignments"),
+            "the message says where the permissions were read: {message}"
+        );
     }
 }

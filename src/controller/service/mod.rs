@@ -77,8 +77,6 @@ pub use crate::conditions::{AUTHENTICATED, BOTS_READY, CONFLICT, SECRET_EXPIRY, 
 
 /// `app.kubernetes.io/name` of everything a recording service owns.
 pub const BOT_APP_NAME: &str = "recording-bot";
-/// The bot image when the spec names none.
-pub const DEFAULT_BOT_IMAGE: &str = "ghcr.io/recording-platform/recording-bot:1.0.0";
 /// Key of the client secret inside the referenced Secret when the spec names none.
 pub const DEFAULT_CLIENT_SECRET_KEY: &str = "clientSecret";
 /// The bot's call-signalling (HTTPS notification) port.
@@ -116,6 +114,7 @@ mod desired;
 mod media;
 mod pod;
 mod policy;
+mod prune;
 pub mod rollout;
 mod secret_watch;
 mod status;

@@ -16,7 +16,7 @@ pub(super) struct PodInputs<'a> {
     pub config: &'a BotConfig,
     pub bots: &'a BotsConfig,
     pub config_hash: &'a str,
-    pub storage: Option<&'a crate::storage::StorageConfig>,
+    pub storage: Option<&'a crate::config::StorageConfig>,
 }
 
 /// The Azure Blob location a bot records to, when the operator signs it a SAS for its
@@ -24,8 +24,8 @@ pub(super) struct PodInputs<'a> {
 pub fn bot_sas_source<'a>(
     config: &BotConfig,
     role: BotRole,
-    storage: Option<&'a crate::storage::StorageConfig>,
-) -> Option<(&'a crate::storage::AccountConfig, String)> {
+    storage: Option<&'a crate::config::StorageConfig>,
+) -> Option<(&'a crate::config::AccountConfig, String)> {
     let location = config.storage.iter().find(|s| s.role == role.location())?;
     if location.endpoint.starts_with("pvc://") {
         return None;

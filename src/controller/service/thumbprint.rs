@@ -184,8 +184,8 @@ mod tests {
         let mut webhook = WebhookObjects::default();
         config.webhook = None;
         assert_eq!(certificate_secret(&webhook, &config), None);
-        config.webhook = Some(crate::webhook::WebhookConfig {
-            tls: crate::webhook::WebhookTls {
+        config.webhook = Some(crate::config::WebhookConfig {
+            tls: crate::config::WebhookTls {
                 secret_name: Some("wildcard-tls".into()),
                 issuer_ref: None,
             },

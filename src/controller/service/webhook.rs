@@ -24,7 +24,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 
 use super::*;
-use crate::webhook::{self as names, WebhookConfig};
+use crate::config::WebhookConfig;
+use crate::webhook as names;
 
 /// cert-manager's `Certificate` (`cert-manager.io/v1`), the fields the operator sets.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -350,35 +351,16 @@ pub(super) async fn provision_webhook(
 /// Deletes the service's callback Services and webhook Ingress that are no longer desired.
 async fn prune(service: &RecordingService, objects: &WebhookObjects, ctx: &Context) -> Result<()> {
     let name = service.name_any();
-    let ns = service.namespace().unwrap_or_default();
-    let uid = service.uid();
     let wanted: BTreeSet<String> = objects.services.iter().map(|s| s.name_any()).collect();
-    let owned = |meta: &ObjectMeta| {
-        meta.owner_references
-            .iter()
-            .flatten()
-            .any(|r| Some(&r.uid) == uid.as_ref())
-    };
-    let selector =
-        format!("app.kubernetes.io/instance={name},app.kubernetes.io/name={BOT_APP_NAME}");
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let prefix = format!("{name}-cb-");
-    for svc in services
-        .list(&kube::api::ListParams::default().labels(&selector))
-        .await?
-    {
-        let svc_name = svc.name_any();
-        if svc_name.starts_with(&prefix) && !wanted.contains(&svc_name) && owned(&svc.metadata) {
-            delete_if_present(&services, &svc_name).await?;
-            forget(&ctx.caches.applied, &svc);
-        }
-    }
+    let callback = format!("{name}-cb-");
+    let is_callback = |s: &Service| s.name_any().starts_with(&callback);
+    super::prune::delete_unwanted_services(service, &wanted, is_callback, ctx).await?;
     if objects.ingress.is_none() {
-        let ingresses: Api<Ingress> = Api::namespaced(ctx.client.clone(), &ns);
-        let ingress_name = format!("{name}-webhook");
-        if let Some(ingress) = ingresses.get_opt(&ingress_name).await? {
-            if owned(&ingress.metadata) {
-                delete_if_present(&ingresses, &ingress_name).await?;
+        let ingresses: Api<Ingress> =
+            Api::namespaced(ctx.client.clone(), &service.namespace().unwrap_or_default());
+        if let Some(ingress) = ingresses.get_opt(&format!("{name}-webhook")).await? {
+            if super::prune::owned_by(&ingress.metadata, service) {
+                super::prune::delete_seen(&ingresses, &ingress).await?;
                 forget(&ctx.caches.applied, &ingress);
             }
         }
@@ -432,9 +414,9 @@ mod tests {
                 ingress_class_name: Some("nginx".into()),
                 platform_host: Some("calls.example.com".into()),
                 service_host: Some("{service}.{tenant}.bots.example.com".into()),
-                tls: crate::webhook::WebhookTls {
+                tls: crate::config::WebhookTls {
                     secret_name: secret.then(|| "wildcard-tls".into()),
-                    issuer_ref: issuer.then(|| crate::webhook::IssuerRef {
+                    issuer_ref: issuer.then(|| crate::config::IssuerRef {
                         name: "letsencrypt".into(),
                         kind: "ClusterIssuer".into(),
                         group: "cert-manager.io".into(),

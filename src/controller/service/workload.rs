@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::ByteString;
-use kube::api::{ListParams, Preconditions};
 use secrecy::{ExposeSecret, SecretString};
 
+use super::prune::{delete_seen, delete_unwanted_services, owned_by};
 use super::*;
 use crate::config::MediaMode;
 
@@ -266,26 +266,9 @@ pub(super) async fn remove_stale_instance_services(
     {
         return Ok(());
     }
-    let ns = service.namespace().unwrap_or_default();
-    let api: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
-    let selector = format!(
-        "app.kubernetes.io/name={BOT_APP_NAME},app.kubernetes.io/instance={},app.kubernetes.io/managed-by=recording-operator",
-        service.name_any()
-    );
-    let uid = service.uid();
-    for existing in api.list(&ListParams::default().labels(&selector)).await? {
-        let name = existing.name_any();
-        let ours = existing
-            .owner_references()
-            .iter()
-            .any(|r| Some(&r.uid) == uid.as_ref());
-        let instance =
-            existing.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
-        if ours && instance && !wanted.contains(&name) {
-            delete_if_present(&api, &name).await?;
-            forget(&ctx.caches.applied, &existing);
-        }
-    }
+    let is_instance =
+        |s: &Service| s.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer");
+    delete_unwanted_services(service, &wanted, is_instance, ctx).await?;
     sctx.workload
         .instance_services
         .lock()
@@ -316,7 +299,6 @@ pub(super) async fn retire_deployments(
     }
     let ns = service.namespace().unwrap_or_default();
     let api: Api<Deployment> = Api::namespaced(ctx.client.clone(), &ns);
-    let uid = service.uid();
     // Looked for until every bot has been ready once with no old Deployment left.
     let mut all_gone = bots.iter().all(|b| b.ready >= b.desired);
     for role in [BotRole::Primary, BotRole::Paired] {
@@ -324,11 +306,7 @@ pub(super) async fn retire_deployments(
         let Some(old) = api.get_opt(&name).await? else {
             continue;
         };
-        if !old
-            .owner_references()
-            .iter()
-            .any(|r| Some(&r.uid) == uid.as_ref())
-        {
+        if !owned_by(&old.metadata, service) {
             continue;
         }
         let replaced = bots
@@ -339,27 +317,16 @@ pub(super) async fn retire_deployments(
             all_gone = false;
             continue;
         }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: old.uid(),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => {
-                ctx.events
-                    .publish(
-                        service,
-                        false,
-                        "BotMigrated",
-                        "Reconcile",
-                        format!("Deployment {name} replaced by its StatefulSet, deleted"),
-                    )
-                    .await
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e.into()),
+        if delete_seen(&api, &old).await? {
+            ctx.events
+                .publish(
+                    service,
+                    false,
+                    "BotMigrated",
+                    "Reconcile",
+                    format!("Deployment {name} replaced by its StatefulSet, deleted"),
+                )
+                .await
         }
     }
     if all_gone {

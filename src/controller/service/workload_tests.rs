@@ -287,12 +287,12 @@ fn the_network_policy_opens_teams_signalling_and_media_and_nothing_else() {
 #[test]
 fn credentials_come_from_secrets_never_the_configuration() {
     let mut config = config(MediaMode::LoadBalancer);
-    let account = |endpoint: &str, key: Option<&str>| crate::storage::AccountConfig {
+    let account = |endpoint: &str, key: Option<&str>| crate::config::AccountConfig {
         endpoint: endpoint.into(),
         credential: crate::config::SecretRef::Env("SAS".into()),
         signing_key: key.map(|k| crate::config::SecretRef::Env(k.into())),
     };
-    config.storage = Some(crate::storage::StorageConfig {
+    config.storage = Some(crate::config::StorageConfig {
         accounts: [
             (
                 "westeurope".to_string(),

@@ -121,7 +121,7 @@ pub fn keeps_claims_in_namespace(tenant: &Tenant, config: &OperatorConfig) -> bo
         && config
             .storage
             .as_ref()
-            .is_some_and(|s| s.backend == crate::storage::BackendKind::Pvc)
+            .is_some_and(|s| s.backend == crate::config::BackendKind::Pvc)
 }
 
 /// Computes the desired namespace, quota, network policy and ConsentGrants of a tenant.

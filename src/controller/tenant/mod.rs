@@ -264,7 +264,17 @@ async fn reconcile_inner(
     status.quick_start_url = link.as_ref().map(|(url, _)| url.clone());
     status.applied_hash = applied_hash;
     write_status(&tenant, &status, ctx).await?;
-    let notify_wait = crate::notify::reconcile(&tenant, &status, grants, ctx).await?;
+    let notify_wait = match ctx.notifier.as_deref() {
+        Some(notifier) => {
+            let handles = crate::notify::Handles {
+                client: &ctx.client,
+                config: &ctx.config,
+                events: &ctx.events,
+            };
+            crate::notify::reconcile(&tenant, &status, grants, notifier, &handles).await?
+        }
+        None => None,
+    };
 
     ctx.backoff.succeeded(&key, Retried::Reconcile);
     let renew_link = link.and_then(|(_, renew)| renew);

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SecretRef;
+use super::SecretRef;
 
 /// How and when the operator e-mails the customers' contacts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -135,11 +135,11 @@ pub struct GraphMailConfig {
 impl NotificationsConfig {
     /// Every problem, each naming its field.
     pub fn check(&self, problems: &mut Vec<String>) {
-        if let Err(e) = super::message::parse_mailbox(&self.from) {
+        if let Err(e) = crate::notify::message::parse_mailbox(&self.from) {
             problems.push(format!("notifications.from: {e}"));
         }
         if let Some(reply_to) = &self.reply_to {
-            if let Err(e) = super::message::parse_mailbox(reply_to) {
+            if let Err(e) = crate::notify::message::parse_mailbox(reply_to) {
                 problems.push(format!("notifications.replyTo: {e}"));
             }
         }
@@ -156,7 +156,7 @@ impl NotificationsConfig {
             smtp.check(problems);
         }
         if let Some(graph) = &self.graph {
-            if !crate::config::is_guid(&graph.app_id) {
+            if !super::is_guid(&graph.app_id) {
                 problems.push(format!(
                     "notifications.graph.appId: {:?} is not an application (client) id GUID",
                     graph.app_id

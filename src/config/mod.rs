@@ -32,13 +32,31 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
 mod bots;
+mod cloud;
+mod consents;
+mod links;
+mod notify;
+mod polling;
+mod retention;
+mod secrets;
+mod storage;
+mod webhook;
 pub use bots::*;
+use cloud::https_unless_loopback;
+pub use cloud::*;
+pub use consents::*;
+use consents::{default_consents, default_display_name};
+pub use links::*;
+pub use notify::*;
+pub use polling::*;
+pub use retention::*;
+pub use secrets::*;
+pub use storage::*;
+pub use webhook::*;
 
 /// Environment variable overriding [`CloudConfig::authority_host`].
 pub const ENV_AUTHORITY_HOST: &str = "RECORDING_OPERATOR_AUTHORITY_HOST";
@@ -87,11 +105,11 @@ pub struct OperatorConfig {
     /// Per-tenant storage (Azure Blob accounts per region, or PersistentVolumeClaims); without
     /// it the operator provisions no storage and reports `StorageReady` as `Unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub storage: Option<crate::storage::StorageConfig>,
+    pub storage: Option<StorageConfig>,
     /// E-mail to the customers' contacts (SMTP or Graph `sendMail`); without it no e-mail is
     /// sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notifications: Option<crate::notify::NotificationsConfig>,
+    pub notifications: Option<NotificationsConfig>,
     /// Namespace the operator runs in: where its Lease and the customers' BYOS Secrets live
     /// (default: `POD_NAMESPACE`, else `recording-operator-system`).
     pub operator_namespace: String,
@@ -101,7 +119,7 @@ pub struct OperatorConfig {
     pub public_url: Option<String>,
     /// The customers' Quick Start page: its link signing keys and how long a link lasts.
     #[serde(default)]
-    pub quick_start: crate::links::QuickStartConfig,
+    pub quick_start: QuickStartConfig,
     /// Sign-in with Microsoft for the customers' administrators (off unless `enabled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_in: Option<SignInConfig>,
@@ -123,7 +141,7 @@ pub struct OperatorConfig {
     pub home_tenant_id: Option<String>,
     /// The bots' calling webhook: Ingress class, hosts and certificate (see `src/webhook.rs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<crate::webhook::WebhookConfig>,
+    pub webhook: Option<WebhookConfig>,
     /// The id in the platform's Teams app manifest (a GUID; Graph's `teamsApp.externalId`).
     /// When set, each Tenant's status tells whether the customer's organisation catalog has
     /// the app published (`status.teamsApp`), read with the `directory` application when the
@@ -267,8 +285,12 @@ impl OperatorConfig {
         self.quick_start
             .check(self.public_url.as_deref(), &mut problems);
         if let Some(storage) = &self.storage {
-            if let Err(e) = storage.validate() {
-                problems.push(format!("storage: {e}"));
+            let found = storage.problems();
+            if !found.is_empty() {
+                problems.push(format!(
+                    "storage: invalid storage configuration: {}",
+                    found.join("; ")
+                ));
             }
         }
         if let Some(notifications) = &self.notifications {
@@ -348,618 +370,6 @@ impl OperatorConfig {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Cloud: authority host and Graph endpoint
-// ---------------------------------------------------------------------------------------------
-
-/// A Microsoft cloud whose hosts are known.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum CloudPreset {
-    /// Global Azure: `login.microsoftonline.com`, `graph.microsoft.com`.
-    #[default]
-    Public,
-    /// US Government (GCC High): `login.microsoftonline.us`, `graph.microsoft.us`.
-    UsGov,
-    /// US Government DoD: `login.microsoftonline.us`, `dod-graph.microsoft.us`.
-    #[serde(rename = "usGovDoD")]
-    UsGovDoD,
-    /// Azure operated by 21Vianet: `login.chinacloudapi.cn`, `microsoftgraph.chinacloudapi.cn`.
-    China,
-}
-
-impl CloudPreset {
-    /// The Microsoft identity platform host of the cloud.
-    pub fn authority_host(self) -> &'static str {
-        match self {
-            CloudPreset::Public => "https://login.microsoftonline.com",
-            CloudPreset::UsGov | CloudPreset::UsGovDoD => "https://login.microsoftonline.us",
-            CloudPreset::China => "https://login.chinacloudapi.cn",
-        }
-    }
-
-    /// The Microsoft Graph endpoint of the cloud.
-    pub fn graph_endpoint(self) -> &'static str {
-        match self {
-            CloudPreset::Public => "https://graph.microsoft.com",
-            CloudPreset::UsGov => "https://graph.microsoft.us",
-            CloudPreset::UsGovDoD => "https://dod-graph.microsoft.us",
-            CloudPreset::China => "https://microsoftgraph.chinacloudapi.cn",
-        }
-    }
-}
-
-/// The cloud: a preset, optionally with explicit hosts that override it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct CloudConfig {
-    /// Default `public`.
-    pub preset: CloudPreset,
-    /// Overrides the preset's authority host (env `RECORDING_OPERATOR_AUTHORITY_HOST`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub authority_host: Option<String>,
-    /// Overrides the preset's Graph endpoint (env `RECORDING_OPERATOR_GRAPH_ENDPOINT`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub graph_endpoint: Option<String>,
-}
-
-impl CloudConfig {
-    /// The authority host in effect, without a trailing slash, e.g.
-    /// `https://login.microsoftonline.com`.
-    pub fn authority_host(&self) -> Result<Url, String> {
-        let raw = self
-            .authority_host
-            .as_deref()
-            .unwrap_or(self.preset.authority_host());
-        let url = base_url(raw)
-            .map_err(|why| format!("cloud.authorityHost: {:?} {why}", strip_userinfo(raw)))?;
-        https_unless_loopback(&url)
-            .map_err(|why| format!("cloud.authorityHost: {:?} {why}", url.as_str()))?;
-        Ok(url)
-    }
-
-    /// The Graph endpoint in effect (scheme + host, optionally a path prefix), e.g.
-    /// `https://graph.microsoft.com`.
-    pub fn graph_endpoint(&self) -> Result<Url, String> {
-        let raw = self
-            .graph_endpoint
-            .as_deref()
-            .unwrap_or(self.preset.graph_endpoint());
-        base_url(raw).map_err(|why| format!("cloud.graphEndpoint: {:?} {why}", strip_userinfo(raw)))
-    }
-
-    /// The app-only scope for Graph: `{graph endpoint}/.default`.
-    pub fn graph_scope(&self) -> Result<String, String> {
-        Ok(graph_default_scope(&self.graph_endpoint()?))
-    }
-}
-
-/// `{graph endpoint}/.default`, the scope of app-only Graph tokens and of admin consent.
-pub fn graph_default_scope(graph_endpoint: &Url) -> String {
-    format!("{}/.default", graph_endpoint.as_str().trim_end_matches('/'))
-}
-
-/// Parses an absolute http(s) base URL without query or fragment; the path keeps no trailing
-/// slash so `{base}/{segment}` joins cleanly.
-fn base_url(raw: &str) -> Result<Url, &'static str> {
-    let url = Url::parse(raw.trim()).map_err(|_| "is not an absolute URL")?;
-    if url.scheme() != "https" && url.scheme() != "http" {
-        return Err("must be an http(s) URL");
-    }
-    if url.host_str().is_none() {
-        return Err("has no host");
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry a user name or password (credentials belong in a Secret)");
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("must not carry a query or fragment");
-    }
-    let mut url = url;
-    let path = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&path);
-    Ok(url)
-}
-
-/// Plain `http://` only to a loopback host (the demo and the tests, whose simulators listen
-/// there): anywhere else the sign-in tokens and consent redirects would cross the network in
-/// the clear.
-fn https_unless_loopback(url: &Url) -> Result<(), &'static str> {
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
-    if url.scheme() == "https" || loopback {
-        Ok(())
-    } else {
-        Err("must be https:// (plain http:// is accepted only for a loopback host, as in the demo)")
-    }
-}
-
-/// `text` (a URL, or anything that may hold one) without the `user:password@` of its
-/// authority, if it has one: endpoints are shown in errors, logs and status.
-pub fn strip_userinfo(text: &str) -> String {
-    let Some(scheme_end) = text.find("://") else {
-        return text.to_owned();
-    };
-    let authority_start = scheme_end + 3;
-    let rest = &text[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &text[..authority_start], &rest[at + 1..]),
-        None => text.to_owned(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Consents
-// ---------------------------------------------------------------------------------------------
-
-/// Key of the consent whose application (`Application.Read.All`, `Directory.Read.All`)
-/// verifies every consent through Microsoft Graph.
-pub const DIRECTORY_CONSENT: &str = "directory";
-/// Key of the consent of the platform's recording bot application; its application
-/// permissions are the recording permissions a known app registration must hold too.
-pub const RECORDING_CONSENT: &str = "recording";
-/// Key of the consent of the platform's paired (redundant) recording bot application.
-pub const REDUNDANT_RECORDING_CONSENT: &str = "redundantRecording";
-
-/// Whether a consent holds back a tenant's `OK` / `Ready`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Mandatory {
-    /// Every tenant needs it.
-    #[default]
-    Always,
-    /// Only Pro tenants need it (the redundant, paired recording bot).
-    ProOnly,
-    /// Optional: never holds back `OK`.
-    Never,
-}
-
-/// One platform application whose admin consent customers must give.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConsentConfig {
-    /// The multi-tenant application's client id (a GUID). Default: empty, which `validate`
-    /// rejects: every deployment names its own applications.
-    pub app_id: String,
-    /// Enterprise application name shown to admins (default `<server>-auth`, `<server>-aad`, ...).
-    pub display_name: String,
-    /// Where the application's client secret comes from; none for apps the operator never
-    /// requests tokens for (delegated-only consents such as `login`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<SecretRef>,
-    /// Microsoft Graph application permissions (app roles) the consent grants.
-    #[serde(default)]
-    pub application_permissions: Vec<String>,
-    /// Microsoft Graph delegated scopes the consent grants (admin consent for all users).
-    #[serde(default)]
-    pub delegated_scopes: Vec<String>,
-    /// Whether tenants must grant it.
-    #[serde(default)]
-    pub mandatory: Mandatory,
-}
-
-impl ConsentConfig {
-    fn check(&self, key: &str, problems: &mut Vec<String>) {
-        let field = |name: &str| format!("consents.{key}.{name}");
-        if !is_consent_key(key) {
-            problems.push(format!(
-                "consents.{key}: a consent key starts with a lowercase letter and has only letters and digits"
-            ));
-        }
-        if !is_guid(&self.app_id) {
-            problems.push(format!(
-                "{}: {:?} is not an application (client) id GUID",
-                field("appId"),
-                self.app_id
-            ));
-        }
-        if self.display_name.trim().is_empty() {
-            problems.push(format!("{}: must not be empty", field("displayName")));
-        }
-        if self.application_permissions.is_empty() && self.delegated_scopes.is_empty() {
-            problems.push(format!(
-                "{}: a consent needs at least one application permission or delegated scope",
-                field("applicationPermissions")
-            ));
-        }
-        for (name, list) in [
-            ("applicationPermissions", &self.application_permissions),
-            ("delegatedScopes", &self.delegated_scopes),
-        ] {
-            for p in list {
-                if p.is_empty() || p.chars().any(char::is_whitespace) {
-                    problems.push(format!("{}: {p:?} is not a permission name", field(name)));
-                }
-            }
-        }
-        if !self.application_permissions.is_empty() && self.client_secret.is_none() {
-            problems.push(format!(
-                "{}: required to check application permissions",
-                field("clientSecret")
-            ));
-        }
-        if let Some(secret) = &self.client_secret {
-            secret.check(&field("clientSecret"), problems);
-        }
-    }
-}
-
-/// The display name of a default consent's enterprise application.
-fn default_display_name(server: &str, key: &str) -> Option<String> {
-    let suffix = match key {
-        "login" => "auth",
-        "directory" => "aad",
-        "recording" => "hue",
-        "redundantRecording" => "hue-paired",
-        "instantMessages" => "im",
-        "teamsApp" => "teams",
-        _ => return None,
-    };
-    Some(format!("{server}-{suffix}"))
-}
-
-/// The consents of SPEC section 2, for a server name.
-fn default_consents(server: &str) -> BTreeMap<String, ConsentConfig> {
-    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let calls = [
-        "Calls.AccessMedia.All",
-        "Calls.JoinGroupCall.All",
-        "Calls.JoinGroupCallAsGuest.All",
-    ];
-    let table: [(&str, &[&str], &[&str], Mandatory); 6] = [
-        (
-            "login",
-            &[],
-            &["openid", "profile", "User.Read"],
-            Mandatory::Always,
-        ),
-        (
-            "directory",
-            &[
-                "User.Read.All",
-                "Group.Read.All",
-                "Application.Read.All",
-                "Directory.Read.All",
-            ],
-            &[],
-            Mandatory::Always,
-        ),
-        ("recording", &calls, &[], Mandatory::Always),
-        ("redundantRecording", &calls, &[], Mandatory::ProOnly),
-        (
-            "instantMessages",
-            &["Chat.Read.All", "ChannelMessage.Read.All"],
-            &[],
-            Mandatory::Always,
-        ),
-        ("teamsApp", &[], &["AppCatalog.Submit"], Mandatory::Never),
-    ];
-    table
-        .into_iter()
-        .map(|(key, app, delegated, mandatory)| {
-            let consent = ConsentConfig {
-                app_id: String::new(),
-                display_name: default_display_name(server, key).unwrap_or_default(),
-                client_secret: None,
-                application_permissions: strings(app),
-                delegated_scopes: strings(delegated),
-                mandatory,
-            };
-            (key.to_owned(), consent)
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Polling
-// ---------------------------------------------------------------------------------------------
-
-/// Poll timings (durations as `30s`, `5m`, `6h`, `1h 30m`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
-pub struct PollingConfig {
-    /// First re-check of a consent that is not granted yet (default 30s).
-    #[serde(with = "humantime_serde")]
-    pub pending_initial: Duration,
-    /// The pending interval doubles per consecutive pending check up to this (default 5m).
-    #[serde(with = "humantime_serde")]
-    pub pending_max: Duration,
-    /// Re-check of a granted consent, to notice revocation (default 6h).
-    #[serde(with = "humantime_serde")]
-    pub granted_interval: Duration,
-    /// Random spread applied to every interval, as a fraction (default 0.1 = ±10 %).
-    pub jitter: f64,
-    /// A cached token is renewed this long before it expires (default 5m).
-    #[serde(with = "humantime_serde")]
-    pub token_renew_before: Duration,
-    /// Checks of the same tenant within this window share one result (default 5s).
-    #[serde(with = "humantime_serde")]
-    pub check_cache_ttl: Duration,
-    /// Timeout of one HTTP request to the identity platform or Graph (default 15s).
-    #[serde(with = "humantime_serde")]
-    pub request_timeout: Duration,
-    /// A granted consent's re-check that finds it still granted is not written to the
-    /// ConsentGrant's status (`lastCheckedAt`, `nextCheckAt`) unless the written
-    /// `lastCheckedAt` is older than this (default 7d; `0s`: every check is written).
-    #[serde(with = "humantime_serde")]
-    pub granted_status_refresh: Duration,
-}
-
-impl Default for PollingConfig {
-    fn default() -> Self {
-        PollingConfig {
-            pending_initial: Duration::from_secs(30),
-            pending_max: Duration::from_secs(5 * 60),
-            granted_interval: Duration::from_secs(6 * 3600),
-            jitter: 0.1,
-            token_renew_before: Duration::from_secs(5 * 60),
-            check_cache_ttl: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(15),
-            granted_status_refresh: Duration::from_secs(7 * 24 * 3600),
-        }
-    }
-}
-
-impl PollingConfig {
-    fn check(&self, problems: &mut Vec<String>) {
-        let positive = [
-            ("pendingInitial", self.pending_initial),
-            ("pendingMax", self.pending_max),
-            ("grantedInterval", self.granted_interval),
-            ("requestTimeout", self.request_timeout),
-        ];
-        for (name, value) in positive {
-            if value.is_zero() {
-                problems.push(format!("polling.{name}: must be greater than zero"));
-            }
-        }
-        if self.pending_max < self.pending_initial {
-            problems.push(format!(
-                "polling.pendingMax: {} is shorter than polling.pendingInitial {}",
-                humantime_serde::re::humantime::format_duration(self.pending_max),
-                humantime_serde::re::humantime::format_duration(self.pending_initial)
-            ));
-        }
-        if !(0.0..1.0).contains(&self.jitter) {
-            problems.push(format!(
-                "polling.jitter: {} is not a fraction in [0, 1)",
-                self.jitter
-            ));
-        }
-        if self.token_renew_before >= Duration::from_secs(50 * 60) {
-            problems.push(
-                "polling.tokenRenewBefore: must be shorter than 50m (tokens live about an hour)"
-                    .to_owned(),
-            );
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Secrets: references in the configuration, values at run time
-// ---------------------------------------------------------------------------------------------
-
-/// Where a secret value lives. Written in YAML as one of
-/// `{secretRef: {namespace, name, key}}`, `{file: /path}`, `{env: VAR}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub enum SecretRef {
-    /// A key of a Kubernetes Secret.
-    SecretRef {
-        namespace: String,
-        name: String,
-        key: String,
-    },
-    /// A file, e.g. a mounted Secret volume; surrounding white space is trimmed.
-    File(PathBuf),
-    /// An environment variable of the operator process.
-    Env(String),
-}
-
-impl std::fmt::Display for SecretRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SecretRef::SecretRef {
-                namespace,
-                name,
-                key,
-            } => write!(f, "Secret {namespace}/{name} key {key}"),
-            SecretRef::File(path) => write!(f, "file {}", path.display()),
-            SecretRef::Env(var) => write!(f, "environment variable {var}"),
-        }
-    }
-}
-
-impl SecretRef {
-    pub(crate) fn check(&self, field: &str, problems: &mut Vec<String>) {
-        match self {
-            SecretRef::SecretRef {
-                namespace,
-                name,
-                key,
-            } => {
-                for (part, value) in [("namespace", namespace), ("name", name), ("key", key)] {
-                    if value.trim().is_empty() {
-                        problems.push(format!("{field}.secretRef.{part}: must not be empty"));
-                    }
-                }
-            }
-            SecretRef::File(path) if !path.is_absolute() => problems.push(format!(
-                "{field}.file: {} is not an absolute path",
-                path.display()
-            )),
-            SecretRef::Env(var) if var.trim().is_empty() => {
-                problems.push(format!("{field}.env: must name a variable"))
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Resolves [`SecretRef`]s to values. The value is a [`SecretString`]: its `Debug` prints
-/// `[REDACTED]` and it has no `Display`, so it cannot slip into a log line or an error.
-pub trait SecretSource: Send + Sync {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>>;
-}
-
-fn secret_error(reference: &SecretRef, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Secret {
-        reference: reference.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn non_empty(reference: &SecretRef, value: String) -> Result<SecretString, ConfigError> {
-    let value = value.trim();
-    if value.is_empty() {
-        Err(secret_error(reference, "the value is empty"))
-    } else {
-        Ok(SecretString::from(value))
-    }
-}
-
-/// Reads `{env: VAR}` references.
-#[derive(Clone, Debug, Default)]
-pub struct EnvSecrets;
-
-impl SecretSource for EnvSecrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        Box::pin(async move {
-            match reference {
-                SecretRef::Env(var) => match std::env::var(var) {
-                    Ok(value) => non_empty(reference, value),
-                    Err(_) => Err(secret_error(reference, "the variable is not set")),
-                },
-                _ => Err(secret_error(
-                    reference,
-                    "not an environment variable reference",
-                )),
-            }
-        })
-    }
-}
-
-/// Reads `{file: path}` references (mounted Secret volumes).
-#[derive(Clone, Debug, Default)]
-pub struct FileSecrets;
-
-impl SecretSource for FileSecrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        Box::pin(async move {
-            match reference {
-                SecretRef::File(path) => match tokio::fs::read_to_string(path).await {
-                    Ok(value) => non_empty(reference, value),
-                    Err(e) => Err(secret_error(reference, e.kind().to_string())),
-                },
-                _ => Err(secret_error(reference, "not a file reference")),
-            }
-        })
-    }
-}
-
-/// Reads `{secretRef: ...}` references from the Kubernetes API.
-#[derive(Clone)]
-pub struct KubeSecrets {
-    client: kube::Client,
-}
-
-impl KubeSecrets {
-    pub fn new(client: kube::Client) -> Self {
-        KubeSecrets { client }
-    }
-}
-
-impl SecretSource for KubeSecrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        Box::pin(async move {
-            let SecretRef::SecretRef {
-                namespace,
-                name,
-                key,
-            } = reference
-            else {
-                return Err(secret_error(reference, "not a Kubernetes Secret reference"));
-            };
-            let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
-                kube::Api::namespaced(self.client.clone(), namespace);
-            let secret = match api.get_opt(name).await {
-                Ok(Some(secret)) => secret,
-                Ok(None) => return Err(secret_error(reference, "the Secret does not exist")),
-                Err(e) => {
-                    return Err(secret_error(
-                        reference,
-                        format!("the Kubernetes API refused: {e}"),
-                    ))
-                }
-            };
-            let data = secret.data.as_ref().and_then(|d| d.get(key));
-            let string_data = secret.string_data.as_ref().and_then(|d| d.get(key));
-            let value = match (data, string_data) {
-                (Some(bytes), _) => String::from_utf8(bytes.0.clone())
-                    .map_err(|_| secret_error(reference, "the value is not UTF-8"))?,
-                (None, Some(text)) => text.clone(),
-                (None, None) => return Err(secret_error(reference, "the Secret has no such key")),
-            };
-            non_empty(reference, value)
-        })
-    }
-}
-
-/// Dispatches each reference to the source of its kind; `secretRef` needs a Kubernetes client.
-#[derive(Clone, Default)]
-pub struct Secrets {
-    kube: Option<KubeSecrets>,
-}
-
-impl Secrets {
-    /// Files and environment only.
-    pub fn local() -> Self {
-        Secrets { kube: None }
-    }
-
-    /// Files, environment and Kubernetes Secrets.
-    pub fn with_kube(client: kube::Client) -> Self {
-        Secrets {
-            kube: Some(KubeSecrets::new(client)),
-        }
-    }
-}
-
-impl SecretSource for Secrets {
-    fn get<'a>(
-        &'a self,
-        reference: &'a SecretRef,
-    ) -> BoxFuture<'a, Result<SecretString, ConfigError>> {
-        match reference {
-            SecretRef::Env(_) => EnvSecrets.get(reference),
-            SecretRef::File(_) => FileSecrets.get(reference),
-            SecretRef::SecretRef { .. } => match &self.kube {
-                Some(kube) => kube.get(reference),
-                None => Box::pin(async move {
-                    Err(secret_error(reference, "no Kubernetes client configured"))
-                }),
-            },
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Small syntax checks
 // ---------------------------------------------------------------------------------------------
 
@@ -971,11 +381,6 @@ pub fn is_guid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(g, len)| g.len() == len && g.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-fn is_consent_key(key: &str) -> bool {
-    let mut chars = key.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -994,13 +399,13 @@ struct OperatorConfigFile {
     #[serde(default)]
     polling: PollingConfig,
     #[serde(default)]
-    storage: Option<crate::storage::StorageConfig>,
+    storage: Option<StorageConfig>,
     #[serde(default)]
-    notifications: Option<crate::notify::NotificationsConfig>,
+    notifications: Option<NotificationsConfig>,
     operator_namespace: Option<String>,
     public_url: Option<String>,
     #[serde(default)]
-    quick_start: crate::links::QuickStartConfig,
+    quick_start: QuickStartConfig,
     #[serde(default)]
     sign_in: Option<SignInConfig>,
     #[serde(default)]
@@ -1010,7 +415,7 @@ struct OperatorConfigFile {
     #[serde(default)]
     bot_policy: crate::bot_policy::BotPolicy,
     home_tenant_id: Option<String>,
-    webhook: Option<crate::webhook::WebhookConfig>,
+    webhook: Option<WebhookConfig>,
     teams_app_id: Option<String>,
 }
 
