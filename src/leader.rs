@@ -664,7 +664,10 @@ mod tests {
                     Duration::from_millis(kill_ms),
                     Duration::from_millis(offset_ms),
                 );
-                assert!(took >= lease - Duration::from_secs(2), "{took:?}: too early");
+                assert!(
+                    took >= lease - Duration::from_secs(2),
+                    "{took:?}: too early"
+                );
                 worst = worst.max(took);
             }
         }
