@@ -20,23 +20,6 @@ const T: Duration = Duration::from_secs(30);
 const PROMPTLY: Duration = Duration::from_secs(15);
 const NS: &str = "tenant-contoso";
 
-const TENANT: &str = r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: Tenant
-metadata:
-  name: contoso
-spec:
-  customerName: contoso-customer
-  domain: contoso.onmicrosoft.com
-  shortName: contoso
-  contactEmails: [ops@example.com]
-  adminUpns: [admin@contoso.onmicrosoft.com]
-  license: Essentials
-  includedUsers: 500
-  storage:
-    location: westeurope
-"#;
-
 const SERVICE: &str = r#"
 apiVersion: recording.m365.io/v1alpha1
 kind: RecordingService
@@ -46,7 +29,7 @@ metadata:
 spec:
   tenantRef: contoso
   shortName: "Contoso-Rec"
-  licensedUsers: 250
+  licensedUsers: 10
 "#;
 
 /// The kinds the operator applies for a Tenant and a RecordingService, as the simulator
@@ -112,7 +95,14 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_objects_are_sent_once_and_repaired_at_once_when_someone_else_touches_them() {
     let h = Harness::start().await;
-    common::onboard_applied(&h, TENANT, "contoso", "Essentials", T).await;
+    let tenant = common::tenant_yaml(
+        "contoso",
+        "contoso.onmicrosoft.com",
+        "Essentials",
+        "westeurope",
+        "",
+    );
+    common::onboard_applied(&h, &tenant, "contoso", "Essentials", T).await;
     h.apply(SERVICE).await;
     service_ready(&h).await;
 
