@@ -173,6 +173,16 @@ pub fn decide(
     }
 }
 
+/// How often a standby looks at a Lease another replica holds: a quarter of the renew period.
+///
+/// Expiry is timed from the moment the standby *saw* the holder's last renewal, so the time
+/// between two looks is added to every failover: looking once per renew period (2 s) made a
+/// failover take up to the lease duration + 2 s; a quarter of it bounds the delay to 0.5 s
+/// for two reads a second, which the API server serves from its watch cache.
+pub fn standby_look_period(renew_period: Duration) -> Duration {
+    renew_period / 4
+}
+
 /// Remembers when the Lease record last changed, on this replica's clock.
 #[derive(Default)]
 struct Observer {
@@ -406,7 +416,7 @@ impl LeaderElector {
             &self.identity,
             observed_at,
             Instant::now(),
-            self.renew_period,
+            standby_look_period(self.renew_period),
         ) {
             Decision::Wait(wait) => Ok(Err(wait)),
             Decision::Acquire | Decision::Renew => {
@@ -617,6 +627,56 @@ mod tests {
         // An answer to an older request arriving late does not move the deadline back.
         clock.renewed(t0 + Duration::from_secs(1));
         assert_eq!(clock.left(answered), Duration::from_secs(3));
+    }
+
+    /// When a standby following the rule takes over from a leader that renews every 2 s and
+    /// is killed at `kill`, the standby having started looking at `offset`.
+    fn takeover_after(kill: Duration, offset: Duration) -> Duration {
+        let (renew, lease) = (Duration::from_secs(2), 15);
+        let look = standby_look_period(renew);
+        let t0 = Instant::now();
+        let mut observer = Observer::default();
+        let mut now = offset;
+        loop {
+            // The record as the leader last wrote it: renewed at every multiple of 2 s
+            // before the kill.
+            let renewals = (now.min(kill).as_millis() / renew.as_millis()) as u64;
+            let r = Record {
+                renew_time: Some(Timestamp::UNIX_EPOCH + Duration::from_secs(2 * renewals)),
+                ..record(Some("b"), lease)
+            };
+            let seen = observer.observe(&r, t0 + now);
+            match decide(&r, "a", seen, t0 + now, look) {
+                Decision::Acquire => return now - kill,
+                Decision::Wait(wait) => now += wait,
+                Decision::Renew => unreachable!("not ours"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_standby_takes_over_at_most_a_look_period_after_the_lease_expires() {
+        let lease = Duration::from_secs(15);
+        let mut worst = Duration::ZERO;
+        for kill_ms in (20_000..24_000).step_by(50) {
+            for offset_ms in (0..2_000).step_by(130) {
+                let took = takeover_after(
+                    Duration::from_millis(kill_ms),
+                    Duration::from_millis(offset_ms),
+                );
+                assert!(
+                    took >= lease - Duration::from_secs(2),
+                    "{took:?}: too early"
+                );
+                worst = worst.max(took);
+            }
+        }
+        // Looking once per renew period, this was up to the lease duration + 2 s.
+        assert!(
+            worst <= lease + Duration::from_millis(500),
+            "worst failover {worst:?}"
+        );
+        assert!(worst > lease, "the look period shows: {worst:?}");
     }
 
     #[test]

@@ -22,9 +22,11 @@
 //! - Objects the operator creates are written with server-side apply, which the API server
 //!   authorizes as `patch`, and as `create` too when the apply creates the object.
 //! - `list` and `watch` only where a watch reads the kind (the Tenant, ConsentGrant and
-//!   RecordingService watches, the bot StatefulSets' reflector, the Secrets' metadata watch);
-//!   `get` only where the code reads one object. What a tenant or service owns besides that is
-//!   applied and never read back (the apply's response is all the code looks at).
+//!   RecordingService watches, the bot StatefulSets' reflector, the Secrets' metadata watch,
+//!   and the metadata-only watches of what the operator owns, which notice an object changed
+//!   or deleted by someone else); `get` only where the code reads one object. What a tenant or
+//!   service owns is otherwise applied and never read back (the apply's response is all the
+//!   code looks at).
 //! - `delete` only on what the code deletes: stale ConsentGrants, stale bots and their
 //!   PodDisruptionBudgets, and the storage claims of a Tenant whose `deletionPolicy` is
 //!   `Delete`. Everything else goes with its owner through garbage collection. (A cluster
@@ -108,6 +110,41 @@ pub const RULES: &[Rule] = &[
         api_group: "",
         resources: &["namespaces"],
         verbs: &["create", "patch", "get"],
+        names: &[],
+    },
+    // What the Tenants and RecordingServices own, watched metadata only and selected by the
+    // label every owned object carries (src/controller/owned.rs), so that an object changed
+    // or deleted behind the operator's back is applied again at once rather than on a timer.
+    // Read-only and cluster-wide: RBAC cannot narrow a list by label, and a watch per tenant
+    // namespace would be thousands of watches.
+    Rule {
+        api_group: "",
+        resources: &[
+            "namespaces",
+            "resourcequotas",
+            "configmaps",
+            "serviceaccounts",
+            "services",
+        ],
+        verbs: &["list", "watch"],
+        names: &[],
+    },
+    Rule {
+        api_group: "networking.k8s.io",
+        resources: &["networkpolicies"],
+        verbs: &["list", "watch"],
+        names: &[],
+    },
+    Rule {
+        api_group: "policy",
+        resources: &["poddisruptionbudgets"],
+        verbs: &["list", "watch"],
+        names: &[],
+    },
+    Rule {
+        api_group: "rbac.authorization.k8s.io",
+        resources: &["rolebindings"],
+        verbs: &["list", "watch"],
         names: &[],
     },
     // The bots: watched across the tenant namespaces (the controller owns them); written

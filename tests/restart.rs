@@ -17,7 +17,7 @@ use kube::api::{Api, PostParams};
 use kube::ResourceExt;
 use recording_operator::config::SecretSource;
 use recording_operator::controller::{self, RunOptions};
-use recording_operator::crd::{ConsentGrant, Tenant};
+use recording_operator::crd::{ConsentGrant, RecordingService, Tenant};
 use recording_operator::demo::{Platform, PlatformOptions};
 use recording_operator::graph::ConsentChecker;
 use recording_operator::metrics::Metrics;
@@ -189,17 +189,21 @@ fn is_ready(t: &Tenant) -> bool {
 }
 
 async fn wait_all_ready(client: &kube::Client, timeout: Duration) {
+    wait_ready(client, TENANTS, timeout).await;
+}
+
+async fn wait_ready(client: &kube::Client, tenants: usize, timeout: Duration) {
     let api: Api<Tenant> = Api::all(client.clone());
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let list = api.list(&Default::default()).await.expect("tenants listed");
         let ready = list.items.iter().filter(|t| is_ready(t)).count();
-        if ready == TENANTS {
+        if ready == tenants {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "only {ready} of {TENANTS} Tenants Ready after {timeout:?}"
+            "only {ready} of {tenants} Tenants Ready after {timeout:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -230,16 +234,14 @@ async fn wait_reconciled_once(operator: &Operator) {
     tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarts_at_1000_ready_tenants_write_nothing_and_announce_nothing() {
-    common::captured_logs();
+/// The simulated platform without storage (as in the scale bench), `tenants` customer
+/// tenants in its directory whose admins granted every consent before their Tenant exists.
+async fn platform_with(tenants: usize) -> Platform {
     let mut platform = Platform::start(PlatformOptions::default())
         .await
         .expect("simulated platform starts");
-    // Storage is not part of this scenario (as in the scale bench).
     platform.config.storage = None;
-    // Every customer's admin granted every consent before the Tenant exists.
-    for i in 0..TENANTS {
+    for i in 0..tenants {
         platform
             .m365
             .add_tenant(&entra_id(i), &[domain(i).as_str()]);
@@ -253,6 +255,27 @@ async fn restarts_at_1000_ready_tenants_write_nothing_and_announce_nothing() {
             platform.m365.grant_consent(&entra_id(i), &consent.app_id);
         }
     }
+    platform
+}
+
+/// Write requests (all but get, list and watch) since `before`, by verb and resource.
+fn writes_since(platform: &Platform, before: &BTreeMap<(String, String), u64>) -> Vec<String> {
+    platform
+        .kube
+        .request_counts()
+        .into_iter()
+        .filter(|((verb, _), _)| !matches!(verb.as_str(), "get" | "list" | "watch"))
+        .filter_map(|(key, n)| {
+            let grown = n - before.get(&key).copied().unwrap_or(0);
+            (grown > 0).then(|| format!("{} {}: {grown}", key.0, key.1))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_at_1000_ready_tenants_write_nothing_and_announce_nothing() {
+    common::captured_logs();
+    let platform = platform_with(TENANTS).await;
     let client = platform.client.clone();
 
     let operator = Operator::start(&platform);
@@ -287,16 +310,7 @@ async fn restarts_at_1000_ready_tenants_write_nothing_and_announce_nothing() {
         // Not a single write request: the namespaces, quotas, policies and grants the Tenants'
         // status says were applied as they are desired (`status.appliedHash`) are not sent
         // again, not even as applies that would change nothing.
-        let writes: Vec<String> = platform
-            .kube
-            .request_counts()
-            .into_iter()
-            .filter(|((verb, _), _)| !matches!(verb.as_str(), "get" | "list" | "watch"))
-            .filter_map(|(key, n)| {
-                let grown = n - requests_before.get(&key).copied().unwrap_or(0);
-                (grown > 0).then(|| format!("{} {}: {grown}", key.0, key.1))
-            })
-            .collect();
+        let writes = writes_since(&platform, &requests_before);
         assert!(
             writes.is_empty(),
             "restart {restart}: the restarted operator sent write requests: {writes:?}"
@@ -350,4 +364,129 @@ async fn restarts_at_1000_ready_tenants_write_nothing_and_announce_nothing() {
         );
     }
     operator.take().expect("a running operator").stop().await;
+}
+
+const SERVICES: usize = 12;
+
+/// A recording service of tenant `i` (the Pro ones, every other, get a paired bot).
+fn service(i: usize) -> RecordingService {
+    serde_json::from_value(json!({
+        "apiVersion": "recording.m365.io/v1alpha1",
+        "kind": "RecordingService",
+        "metadata": {"name": "rec", "namespace": format!("tenant-{}", name(i))},
+        "spec": {"tenantRef": name(i), "shortName": format!("rec-{i}"), "licensedUsers": 10}
+    }))
+    .expect("a valid RecordingService")
+}
+
+/// Every service's resourceVersion and `(type, status, lastTransitionTime)` of its
+/// conditions.
+async fn service_snapshot(client: &kube::Client) -> Snapshot {
+    Api::<RecordingService>::all(client.clone())
+        .list(&Default::default())
+        .await
+        .expect("services listed")
+        .items
+        .into_iter()
+        .map(|s| {
+            let conditions = s
+                .status
+                .iter()
+                .flat_map(|st| st.conditions.iter())
+                .map(|c| {
+                    (
+                        c.type_.clone(),
+                        c.status.clone(),
+                        c.last_transition_time.0.to_string(),
+                    )
+                })
+                .collect();
+            let key = format!("{}/{}", s.namespace().unwrap_or_default(), s.name_any());
+            (key, (s.resource_version().unwrap_or_default(), conditions))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_send_nothing_for_recording_services_either() {
+    common::captured_logs();
+    let platform = platform_with(SERVICES).await;
+    let client = platform.client.clone();
+    let mut operator = Operator::start(&platform);
+    let api: Api<Tenant> = Api::all(client.clone());
+    for i in 0..SERVICES {
+        api.create(&PostParams::default(), &tenant(i))
+            .await
+            .expect("tenant created");
+    }
+    wait_ready(&client, SERVICES, Duration::from_secs(120)).await;
+    for i in 0..SERVICES {
+        let service = service(i);
+        Api::<RecordingService>::namespaced(client.clone(), &service.namespace().unwrap())
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("service created");
+    }
+    let services: Api<RecordingService> = Api::all(client.clone());
+    let every_service_ready = || async {
+        let list = services.list(&Default::default()).await.unwrap().items;
+        let ready = list
+            .iter()
+            .filter(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    common::ready_status(&st.conditions).as_deref() == Some("True")
+                        && st.applied_hash.is_some()
+                })
+            })
+            .count();
+        (ready == SERVICES).then_some(())
+    };
+    common::wait_for(
+        Duration::from_secs(120),
+        every_service_ready,
+        |_| true,
+        "every service Ready",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    for restart in 1..=2 {
+        let before = service_snapshot(&client).await;
+        let events_before: std::collections::BTreeSet<String> =
+            events(&client).await.iter().map(event_key).collect();
+        let requests_before = platform.kube.request_counts();
+        operator.stop().await;
+        operator = Operator::start(&platform);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while operator.reconciles("recordingservice") < SERVICES as f64
+            || operator.reconciles("tenant") < SERVICES as f64
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "restart {restart}: services not reconciled"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+
+        // The bots, their configuration, Services, policy, budget and credentials: the
+        // services' `status.appliedHash` says they were applied as they are desired.
+        let writes = writes_since(&platform, &requests_before);
+        assert!(
+            writes.is_empty(),
+            "restart {restart}: the restarted operator sent write requests: {writes:?}"
+        );
+        assert_eq!(
+            service_snapshot(&client).await,
+            before,
+            "restart {restart}: services written again"
+        );
+        let new_events = events(&client)
+            .await
+            .iter()
+            .filter(|e| !events_before.contains(&event_key(e)))
+            .count();
+        assert_eq!(new_events, 0, "restart {restart}: Events");
+    }
+    operator.stop().await;
 }

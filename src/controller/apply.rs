@@ -1,104 +1,282 @@
 //! Server-side apply of owned objects, with one field manager, and a memory of what was last
 //! applied so an unchanged desired object is not sent again on every reconcile.
+//!
+//! What keeps the memory true is watching what the operator owns
+//! ([`owned`](super::owned)): each apply remembers the object's fingerprint as the API server
+//! answered it (its `generation` where the kind has one, so status updates do not count, else
+//! its `resourceVersion`); a watch event carrying another fingerprint, or a deletion, is a
+//! change made by someone else: the apply is forgotten and the owner woken, which applies it
+//! again. An object that nobody touches is therefore never sent twice.
+//!
+//! Two cases a watch cannot vouch for are re-applied after a long, jittered interval
+//! ([`safety_interval`]): objects of a kind no watch reports, and objects a restarted process
+//! took over as applied from its owner's status (`status.appliedHash`): a change made while no
+//! operator ran shows nowhere.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::crd::FIELD_MANAGER;
 
-/// Remembers a hash of the last successfully applied body per object. Forgotten on any error
-/// touching that object and whenever the caller learns the object may have changed under us.
+/// Remembers, per object, a hash of the body last applied and the fingerprint the object had
+/// then. Forgotten on any error touching that object, whenever a watch shows the object
+/// changed or gone, and when the caller learns the object may have changed under us.
 ///
-/// The cache holds an entry for each of the eight or so objects of every tenant for the life
-/// of the process, so an entry is two numbers, 16 bytes: a hash of the object's kind,
-/// namespace and name, and 32 bits of a hash of the body beside the seconds since the cache
-/// began when it was applied (a name as a string, a 64-bit body hash and an `Instant` took
-/// twice that). Two bodies of one object that share those 32 bits (one change in four
-/// billion) would have the second skipped until [`REAPPLY_AFTER`] has passed.
+/// The memory holds an entry for each of the eight or so objects of every tenant for the life
+/// of the process, so an entry is 16 bytes beside its 8-byte key (a hash of namespace and
+/// name, within a map per kind): 32 bits each of the body's hash, of the seconds since the
+/// memory began (with flags), and of two fingerprints. Two bodies of one object that share
+/// those 32 bits (one change in four billion) would have the second skipped until the object
+/// is forgotten.
+#[derive(Clone)]
 pub struct AppliedCache {
-    applied: Mutex<HashMap<u64, u64>>,
+    kinds: Arc<Mutex<HashMap<String, Objects>>>,
     began: Instant,
 }
 
 impl Default for AppliedCache {
     fn default() -> Self {
         Self {
-            applied: Mutex::default(),
+            kinds: Arc::default(),
             began: Instant::now(),
         }
     }
 }
 
-/// How long a remembered apply stays trusted: past it the object is applied again, which
-/// repairs anything changed or deleted behind the operator's back.
-pub const REAPPLY_AFTER: Duration = Duration::from_secs(600);
+/// The entries of one kind, and whether a watch reports the kind's objects.
+#[derive(Default)]
+struct Objects {
+    watch: Watch,
+    entries: HashMap<u64, Entry>,
+}
+
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+enum Watch {
+    /// No watch reports this kind: applies expire after [`safety_interval`].
+    #[default]
+    None,
+    /// A watch is listing the kind's objects (its first list, or a list again after it fell
+    /// behind).
+    Listing,
+    /// A watch reports every change.
+    Synced,
+}
+
+#[derive(Clone, Copy, Default, Debug)]
+struct Entry {
+    /// 32 bits of the hash of the body applied ([`NONE`]: nothing applied or assumed).
+    body: u32,
+    /// When applied, in seconds since the memory began, with the flags below.
+    at: u32,
+    /// The object's fingerprint as the apply left it ([`NONE`]: not known).
+    applied: u32,
+    /// The fingerprint a watch last reported ([`NONE`]: none yet).
+    seen: u32,
+}
+
+const NONE: u32 = 0;
+/// `at`: the apply was taken over from the owner's status, not sent by this process.
+const ASSUMED: u32 = 1 << 31;
+/// `at`: a list again is under way and has not shown the object yet.
+const UNCONFIRMED: u32 = 1 << 30;
+/// `at`: a watch showed the object changed by someone else since it was applied: it must be
+/// applied, not taken over from the owner's status.
+const CHANGED: u32 = 1 << 29;
+const SECONDS: u32 = CHANGED - 1;
+
+/// 32 bits of a 64-bit hash, never [`NONE`].
+fn short(hash: u64) -> u32 {
+    ((hash >> 32) as u32) | 1
+}
+
+/// How long an apply stays trusted where no watch vouches for it: between 4 and 8 hours,
+/// spread over the objects by their key so that the re-applies after a restart do not come
+/// all at once. Only [`ASSUMED`] applies and kinds without a watch expire; an object a watch
+/// reports is applied again only when it changes.
+pub fn safety_interval(key: u64) -> Duration {
+    const BASE: u64 = 4 * 3600;
+    Duration::from_secs(BASE + key % BASE)
+}
+
+/// What tells one state of an object from another: its `generation` where the kind has one
+/// (a spec change; the status and the metadata do not move it), else its `resourceVersion`.
+pub fn fingerprint(meta: &kube::api::ObjectMeta) -> u32 {
+    match (meta.generation, meta.resource_version.as_deref()) {
+        (Some(generation), _) => short(crate::hash64(&generation)),
+        (None, Some(version)) => short(crate::hash64(version)),
+        (None, None) => NONE,
+    }
+}
 
 impl AppliedCache {
+    fn kind_of<K: Resource<DynamicType = ()>>() -> String {
+        K::kind(&()).into_owned()
+    }
+
     fn key<K: Resource<DynamicType = ()>>(obj: &K) -> u64 {
         crate::hash64(&(
-            K::kind(&()),
             obj.meta().namespace.as_deref().unwrap_or_default(),
             obj.meta().name.as_deref().unwrap_or_default(),
         ))
     }
 
-    /// Whether the object's last apply was of a body of this hash, less than
-    /// [`REAPPLY_AFTER`] ago.
-    fn fresh(&self, key: u64, body_hash: u64) -> bool {
-        let Some(entry) = self.lock().get(&key).copied() else {
-            return false;
-        };
-        let applied_at = Duration::from_secs(entry & u64::from(u32::MAX));
-        entry >> 32 == body_hash >> 32
-            && self.began.elapsed().saturating_sub(applied_at) < REAPPLY_AFTER
+    fn seconds(&self) -> u32 {
+        u32::try_from(self.began.elapsed().as_secs())
+            .unwrap_or(SECONDS)
+            .min(SECONDS)
     }
 
-    fn remember(&self, key: u64, body_hash: u64) {
-        let now = u32::try_from(self.began.elapsed().as_secs()).unwrap_or(u32::MAX);
-        self.lock()
-            .insert(key, (body_hash >> 32 << 32) | u64::from(now));
+    fn with<T>(&self, kind: &str, f: impl FnOnce(&mut Objects) -> T) -> T {
+        let mut kinds = self.kinds.lock().expect("applied cache lock");
+        if !kinds.contains_key(kind) {
+            kinds.insert(kind.to_owned(), Objects::default());
+        }
+        f(kinds.get_mut(kind).expect("inserted"))
     }
 
-    fn forget_key(&self, key: u64) {
-        self.lock().remove(&key);
+    /// Whether the object's last apply was of a body of this hash and is still trusted.
+    fn fresh(&self, kind: &str, key: u64, body_hash: u64) -> bool {
+        let now = self.seconds();
+        self.with(kind, |objects| {
+            let Some(entry) = objects.entries.get(&key) else {
+                return false;
+            };
+            let expires = objects.watch == Watch::None || entry.at & ASSUMED != 0;
+            let age = Duration::from_secs(u64::from(now.saturating_sub(entry.at & SECONDS)));
+            entry.body == short(body_hash) && (!expires || age < safety_interval(key))
+        })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u64>> {
-        self.applied.lock().expect("applied cache lock")
+    fn remember(&self, kind: &str, key: u64, body_hash: u64, fingerprint: u32) {
+        let at = self.seconds();
+        self.with(kind, |objects| {
+            let entry = objects.entries.entry(key).or_default();
+            entry.body = short(body_hash);
+            entry.at = at;
+            entry.applied = fingerprint;
+        });
+    }
+
+    fn forget_key(&self, kind: &str, key: u64) {
+        self.with(kind, |objects| objects.entries.remove(&key));
     }
 
     /// Whether this process applied `obj` (whatever the body) and has not forgotten it since.
     pub fn knows<K: Resource<DynamicType = ()>>(&self, obj: &K) -> bool {
-        self.lock().contains_key(&Self::key(obj))
+        self.with(&Self::kind_of::<K>(), |objects| {
+            objects
+                .entries
+                .get(&Self::key(obj))
+                .is_some_and(|e| e.body != NONE)
+        })
     }
 
+    /// The objects remembered (applied, assumed or seen by a watch).
     pub fn len(&self) -> usize {
-        self.lock().len()
+        let kinds = self.kinds.lock().expect("applied cache lock");
+        kinds.values().map(|o| o.entries.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Takes in one event of a watch of kind `K` (every object of the kind the operator
+    /// applies, or a superset). Calls `changed` with each object that was applied and has
+    /// changed or gone since: its apply is forgotten, and its owner should be reconciled.
+    ///
+    /// An event of the operator's own apply can come before the apply's answer: the apply is
+    /// then forgotten too, and the owner's reconcile (after the answer, which remembers it
+    /// again) finds it applied. Stale events of an earlier apply cost one apply that changes
+    /// nothing.
+    pub fn observe<K: Resource<DynamicType = ()>>(
+        &self,
+        event: &watcher::Event<K>,
+        mut changed: impl FnMut(&K),
+    ) {
+        let kind = Self::kind_of::<K>();
+        match event {
+            watcher::Event::Init => self.with(&kind, |objects| {
+                if objects.watch == Watch::Synced {
+                    // Listed again after the watch fell behind: what the list does not show
+                    // went while the watch was away.
+                    for entry in objects.entries.values_mut() {
+                        entry.at |= UNCONFIRMED;
+                    }
+                }
+                objects.watch = Watch::Listing;
+            }),
+            watcher::Event::InitApply(obj) | watcher::Event::Apply(obj) => {
+                let listed = matches!(event, watcher::Event::InitApply(_));
+                let print = fingerprint(obj.meta());
+                let moved = self.with(&kind, |objects| {
+                    let entry = objects.entries.entry(Self::key(obj)).or_default();
+                    entry.at &= !UNCONFIRMED;
+                    entry.seen = print;
+                    if entry.body == NONE || entry.applied == print {
+                        false
+                    } else if entry.applied == NONE && entry.at & ASSUMED != 0 && listed {
+                        // Taken over from a predecessor: as the list shows it.
+                        entry.applied = print;
+                        false
+                    } else {
+                        entry.body = NONE;
+                        entry.applied = NONE;
+                        entry.at = CHANGED;
+                        true
+                    }
+                });
+                if moved {
+                    changed(obj);
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                let applied = self.with(&kind, |objects| {
+                    objects
+                        .entries
+                        .remove(&Self::key(obj))
+                        .is_some_and(|e| e.body != NONE)
+                });
+                if applied {
+                    changed(obj);
+                }
+            }
+            watcher::Event::InitDone => self.with(&kind, |objects| {
+                // An object taken over as applied that the list did not show is gone (deleted
+                // while no operator ran, or while the watch was away): applied again at its
+                // owner's next reconcile.
+                objects.entries.retain(|_, e| {
+                    let gone = e.body != NONE
+                        && (e.at & UNCONFIRMED != 0 || (e.at & ASSUMED != 0 && e.applied == NONE));
+                    !gone
+                });
+                objects.watch = Watch::Synced;
+            }),
+        }
+    }
 }
 
 /// Applies `obj` with server-side apply (forcing ownership of the fields the operator owns)
-/// unless the very same body was applied before. Returns whether a request was sent.
+/// unless the very same body was applied before and the object has not changed since.
+/// Returns whether a request was sent.
 pub async fn apply<K>(api: &Api<K>, obj: &K, cache: &AppliedCache) -> Result<bool, kube::Error>
 where
     K: Resource<DynamicType = ()> + Serialize + DeserializeOwned + Clone + Debug,
 {
+    let kind = AppliedCache::kind_of::<K>();
     let key = AppliedCache::key(obj);
     let body = serde_json::to_vec(obj).expect("desired objects serialize");
     let hash = crate::hash64(&body);
-    if cache.fresh(key, hash) {
+    if cache.fresh(&kind, key, hash) {
         return Ok(false);
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
@@ -106,12 +284,12 @@ where
         .patch(&obj.name_any(), &params, &Patch::Apply(obj))
         .await
     {
-        Ok(_) => {
-            cache.remember(key, hash);
+        Ok(answer) => {
+            cache.remember(&kind, key, hash, fingerprint(answer.meta()));
             Ok(true)
         }
         Err(e) => {
-            cache.forget_key(key);
+            cache.forget_key(&kind, key);
             Err(e)
         }
     }
@@ -122,18 +300,35 @@ where
 /// `status.appliedHash` equal to [`digest`] of its children), so that a restarted process
 /// does not send them again.
 ///
-/// Like a remembered apply, the assumption lasts [`REAPPLY_AFTER`]: then the object is
-/// applied again, which repairs a change made while no operator ran.
+/// Not when a watch of the kind has listed the objects and did not show this one (it is
+/// gone: applied again), nor when a watch showed it changed by someone else. An assumed apply
+/// is checked against the watch's list and, since a change made while no operator ran shows
+/// nowhere, re-applied after [`safety_interval`].
 pub fn assume_applied<K>(cache: &AppliedCache, obj: &K)
 where
     K: Resource<DynamicType = ()> + Serialize,
 {
     let key = AppliedCache::key(obj);
-    if cache.lock().contains_key(&key) {
-        return;
-    }
     let body = serde_json::to_vec(obj).expect("desired objects serialize");
-    cache.remember(key, crate::hash64(&body));
+    let body = short(crate::hash64(&body));
+    let at = cache.seconds() | ASSUMED;
+    cache.with(&AppliedCache::kind_of::<K>(), |objects| {
+        let listed = objects.watch == Watch::Synced;
+        let entry = objects.entries.get(&key).copied().unwrap_or_default();
+        let changed = entry.at & CHANGED != 0;
+        if entry.body != NONE || changed || (listed && entry.seen == NONE) {
+            return;
+        }
+        objects.entries.insert(
+            key,
+            Entry {
+                body,
+                at,
+                applied: entry.seen,
+                seen: entry.seen,
+            },
+        );
+    });
 }
 
 /// A digest of the bodies of the objects one owner applies, to keep in the owner's status:
@@ -184,7 +379,7 @@ where
 
 /// Forgets one object, e.g. after deleting it.
 pub fn forget<K: Resource<DynamicType = ()>>(cache: &AppliedCache, obj: &K) {
-    cache.forget_key(AppliedCache::key(obj));
+    cache.forget_key(&AppliedCache::kind_of::<K>(), AppliedCache::key(obj));
 }
 
 /// The controller owner reference pointing at `owner`, for garbage collection.
@@ -211,6 +406,18 @@ mod tests {
         }
     }
 
+    fn versioned(namespace: &str, name: &str, version: &str) -> ConfigMap {
+        let mut cm = config_map(namespace, name);
+        cm.metadata.resource_version = Some(version.into());
+        cm
+    }
+
+    const CM: &str = "ConfigMap";
+
+    fn body_hash(obj: &impl Serialize) -> u64 {
+        crate::hash64(&serde_json::to_vec(obj).unwrap())
+    }
+
     #[test]
     fn objects_are_told_apart_by_kind_namespace_and_name() {
         let a = AppliedCache::key(&config_map("tenant-a", "bot"));
@@ -224,20 +431,20 @@ mod tests {
             },
             ..Default::default()
         };
-        assert_ne!(
-            AppliedCache::key(&config_map("", "bot")),
-            AppliedCache::key(&namespace)
-        );
+        let cache = AppliedCache::default();
+        cache.remember(CM, AppliedCache::key(&config_map("", "bot")), 1 << 40, 1);
+        assert!(!cache.knows(&namespace), "a map per kind");
+        assert!(cache.knows(&config_map("", "bot")));
     }
 
     #[test]
     fn a_forgotten_object_is_applied_again() {
         let cache = AppliedCache::default();
         let cm = config_map("tenant-a", "bot");
-        cache.remember(AppliedCache::key(&cm), 1 << 40);
-        assert!(cache.fresh(AppliedCache::key(&cm), 1 << 40));
+        cache.remember(CM, AppliedCache::key(&cm), 1 << 40, 3);
+        assert!(cache.fresh(CM, AppliedCache::key(&cm), 1 << 40));
         assert!(
-            !cache.fresh(AppliedCache::key(&cm), 2 << 40),
+            !cache.fresh(CM, AppliedCache::key(&cm), 2 << 40),
             "another body"
         );
         assert_eq!(cache.len(), 1);
@@ -246,17 +453,147 @@ mod tests {
     }
 
     #[test]
-    fn an_assumed_apply_skips_the_same_body_and_keeps_what_was_remembered() {
+    fn an_object_changed_or_deleted_by_someone_else_is_applied_again_and_its_owner_told() {
         let cache = AppliedCache::default();
-        let cm = config_map("tenant-a", "bot");
-        assume_applied(&cache, &cm);
-        let body = serde_json::to_vec(&cm).unwrap();
-        assert!(cache.fresh(AppliedCache::key(&cm), crate::hash64(&body)));
+        let key = AppliedCache::key(&config_map("tenant-a", "bot"));
+        cache.observe::<ConfigMap>(&watcher::Event::Init, |_| {});
+        cache.observe::<ConfigMap>(&watcher::Event::InitDone, |_| {});
+        // The operator applies; its answer says version 5, then its own event comes.
+        cache.remember(
+            CM,
+            key,
+            1 << 40,
+            fingerprint(&versioned("", "", "5").metadata),
+        );
+        let mut woken = Vec::new();
+        let own = watcher::Event::Apply(versioned("tenant-a", "bot", "5"));
+        cache.observe(&own, |cm| woken.push(cm.name_any()));
+        assert!(woken.is_empty(), "its own write");
+        assert!(cache.fresh(CM, key, 1 << 40), "not sent again");
+        // Someone edits it: version 6.
+        let edited = watcher::Event::Apply(versioned("tenant-a", "bot", "6"));
+        cache.observe(&edited, |cm| woken.push(cm.name_any()));
+        assert_eq!(woken, ["bot"]);
+        assert!(!cache.fresh(CM, key, 1 << 40), "applied again");
+        // Applied again (version 7), then deleted.
+        cache.remember(
+            CM,
+            key,
+            1 << 40,
+            fingerprint(&versioned("", "", "7").metadata),
+        );
+        let deleted = watcher::Event::Delete(versioned("tenant-a", "bot", "7"));
+        cache.observe(&deleted, |cm| woken.push(cm.name_any()));
+        assert_eq!(woken, ["bot", "bot"]);
+        assert!(!cache.fresh(CM, key, 1 << 40));
+        // The delete of an object it never applied wakes nobody.
+        let other = watcher::Event::Delete(versioned("tenant-a", "other", "2"));
+        cache.observe(&other, |cm| woken.push(cm.name_any()));
+        assert_eq!(woken.len(), 2);
+    }
+
+    #[test]
+    fn an_own_event_before_the_answer_costs_a_reconcile_not_an_apply() {
+        let cache = AppliedCache::default();
+        let key = AppliedCache::key(&config_map("tenant-a", "bot"));
+        cache.observe::<ConfigMap>(&watcher::Event::InitDone, |_| {});
+        cache.remember(
+            CM,
+            key,
+            1 << 40,
+            fingerprint(&versioned("", "", "5").metadata),
+        );
+        // A new body applied (version 6); its event overtakes the answer.
+        let mut woken = 0;
+        let early = watcher::Event::Apply(versioned("tenant-a", "bot", "6"));
+        cache.observe(&early, |_| woken += 1);
+        assert_eq!(woken, 1);
+        cache.remember(
+            CM,
+            key,
+            2 << 40,
+            fingerprint(&versioned("", "", "6").metadata),
+        );
+        assert!(cache.fresh(CM, key, 2 << 40));
+    }
+
+    #[test]
+    fn an_assumed_apply_is_checked_against_the_watch_list() {
+        let cache = AppliedCache::default();
+        let (here, gone, late) = (
+            config_map("tenant-a", "here"),
+            config_map("tenant-a", "gone"),
+            config_map("tenant-a", "late"),
+        );
+        // A restarted process: the Tenant's digest vouches for all three before the list.
+        assume_applied(&cache, &here);
+        assume_applied(&cache, &gone);
+        assert!(cache.fresh(CM, AppliedCache::key(&here), body_hash(&here)));
+        cache.observe::<ConfigMap>(&watcher::Event::Init, |_| {});
+        let listed = watcher::Event::InitApply(versioned("tenant-a", "here", "4"));
+        let mut woken = 0;
+        cache.observe(&listed, |_| woken += 1);
+        let listed_late = watcher::Event::InitApply(versioned("tenant-a", "late", "9"));
+        cache.observe(&listed_late, |_| woken += 1);
+        cache.observe::<ConfigMap>(&watcher::Event::InitDone, |_| {});
+        assert_eq!(woken, 0);
+        assert!(cache.fresh(CM, AppliedCache::key(&here), body_hash(&here)));
+        assert!(
+            !cache.fresh(CM, AppliedCache::key(&gone), body_hash(&gone)),
+            "not in the list: deleted while no operator ran"
+        );
+        // After the list: one it showed is taken as applied, one it did not is applied.
+        assume_applied(&cache, &late);
+        assume_applied(&cache, &gone);
+        assert!(cache.fresh(CM, AppliedCache::key(&late), body_hash(&late)));
+        assert!(!cache.fresh(CM, AppliedCache::key(&gone), body_hash(&gone)));
+        // A change after the list is repaired like any other, whatever the owner's digest
+        // says.
+        let edited = watcher::Event::Apply(versioned("tenant-a", "here", "5"));
+        cache.observe(&edited, |_| woken += 1);
+        assert_eq!(woken, 1);
+        assume_applied(&cache, &here);
+        assert!(!cache.fresh(CM, AppliedCache::key(&here), body_hash(&here)));
         // What this process applied itself stands.
-        let other = config_map("tenant-a", "other");
-        cache.remember(AppliedCache::key(&other), 7 << 40);
-        assume_applied(&cache, &other);
-        assert!(cache.fresh(AppliedCache::key(&other), 7 << 40));
+        let own = config_map("tenant-a", "own");
+        cache.remember(CM, AppliedCache::key(&own), 7 << 40, 1);
+        assume_applied(&cache, &own);
+        assert!(cache.fresh(CM, AppliedCache::key(&own), 7 << 40));
+    }
+
+    #[test]
+    fn what_a_list_again_does_not_show_is_forgotten() {
+        let cache = AppliedCache::default();
+        let key = AppliedCache::key(&config_map("tenant-a", "bot"));
+        let kept = AppliedCache::key(&config_map("tenant-a", "kept"));
+        cache.observe::<ConfigMap>(&watcher::Event::InitDone, |_| {});
+        let v3 = fingerprint(&versioned("", "", "3").metadata);
+        cache.remember(CM, key, 1 << 40, v3);
+        cache.remember(CM, kept, 1 << 40, v3);
+        // The watch fell behind and lists again: only `kept` is there.
+        cache.observe::<ConfigMap>(&watcher::Event::Init, |_| {});
+        let listed = watcher::Event::InitApply(versioned("tenant-a", "kept", "3"));
+        cache.observe(&listed, |_| {});
+        cache.observe::<ConfigMap>(&watcher::Event::InitDone, |_| {});
+        assert!(!cache.fresh(CM, key, 1 << 40));
+        assert!(cache.fresh(CM, kept, 1 << 40));
+    }
+
+    #[test]
+    fn only_applies_no_watch_vouches_for_expire() {
+        let key = AppliedCache::key(&config_map("tenant-a", "bot"));
+        assert!(safety_interval(key) >= Duration::from_secs(4 * 3600));
+        assert!(safety_interval(key) < Duration::from_secs(8 * 3600));
+        // A memory that began 9 hours ago, with an apply made then.
+        let cache = AppliedCache {
+            began: Instant::now() - Duration::from_secs(9 * 3600),
+            ..AppliedCache::default()
+        };
+        cache.remember(CM, key, 1 << 40, 1);
+        cache.with(CM, |o| o.entries.get_mut(&key).unwrap().at = 0);
+        assert!(!cache.fresh(CM, key, 1 << 40), "no watch of the kind");
+        cache.observe::<ConfigMap>(&watcher::Event::InitDone, |_| {});
+        assert!(cache.fresh(CM, key, 1 << 40), "a watch reports it");
     }
 
     #[test]

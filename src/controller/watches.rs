@@ -13,10 +13,12 @@ use kube::runtime::reflector::{self, ObjectRef, ReflectHandle};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Resource, ResourceExt};
 
+use super::apply::AppliedCache;
 use super::caches::{Caches, ResolvedTenantIds};
 use super::consent;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::owned;
 use super::rules;
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
@@ -59,6 +61,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let tenant_keys = LastSeen::default();
     let (wake_tenants, tenant_wake_ups) = Wakes::new();
     let grants = GrantCache::default();
+    let applied = AppliedCache::default();
     let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
     let tenant_watch = watcher(
         Api::<Tenant>::all(client.clone()),
@@ -124,6 +127,7 @@ pub fn start(client: &kube::Client) -> Watches {
     .modify(slim_grant)
     .for_each({
         let (grants, tenants) = (grants.clone(), tenants.clone());
+        let applied = applied.clone();
         let tenants_synced = tenants_synced.clone();
         let wake_tenants = wake_tenants.clone();
         let wake_consents = wake_consents.clone();
@@ -133,6 +137,9 @@ pub fn start(client: &kube::Client) -> Watches {
                 return std::future::ready(());
             };
             let tenants_ready = tenants_synced.is_open();
+            // A grant changed or deleted by someone else is applied again (the Tenant is
+            // woken below for every grant event).
+            applied.observe(&event, |_| {});
             for touched in grants.apply(event) {
                 wake_tenants.wake(&touched.tenant);
                 wake_consents.wake(&touched.tenant);
@@ -152,6 +159,14 @@ pub fn start(client: &kube::Client) -> Watches {
     let services_synced = Gate::default();
     let service_rule_facts = LastSeen::default();
     let (wake_services, service_wake_ups) = futures::channel::mpsc::unbounded();
+    let owned_watch = owned::watch(
+        client,
+        &applied,
+        &owned::Owners {
+            tenants: wake_tenants.clone(),
+            services: wake_services.clone(),
+        },
+    );
     let service_watch = watcher(
         Api::<RecordingService>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -198,7 +213,7 @@ pub fn start(client: &kube::Client) -> Watches {
             tenants_synced,
             grants,
             resolved_tenant_ids,
-            applied: Default::default(),
+            applied,
             services,
             services_synced,
             checks: Default::default(),
@@ -214,7 +229,7 @@ pub fn start(client: &kube::Client) -> Watches {
         services_for_services,
         service_wake_ups: service_wake_ups.boxed(),
         running: async move {
-            futures::join!(tenant_watch, grant_watch, service_watch);
+            futures::join!(tenant_watch, grant_watch, service_watch, owned_watch);
         }
         .boxed(),
     }

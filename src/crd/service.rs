@@ -195,6 +195,11 @@ pub struct RecordingServiceStatus {
     /// the report endpoint under its own field manager, never by the controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_policy_invite: Option<String>,
+    /// A digest (128 bits of SHA-256, hex) of the bots and the objects around them as the
+    /// operator last applied them. A restarted operator whose desired objects have this
+    /// digest sends none of them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_hash: Option<String>,
     /// `Authenticated` and `SecretExpiry` (when an app registration is used; `SecretExpiry` is
     /// False below 30 days), `BotsReady`, `RecordingPolicy`, `Ready`, and `Stalled` while the spec is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

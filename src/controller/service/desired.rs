@@ -106,6 +106,61 @@ pub struct Children {
     pub disruption_budgets: Vec<PodDisruptionBudget>,
 }
 
+impl Children {
+    /// The digest of every child's body, as applied (`status.appliedHash`). The credentials
+    /// Secret is not in it: its version is in the bots' pod template.
+    pub fn digest(&self) -> String {
+        use crate::controller::apply::{digest, Body};
+        let fixed: [&dyn Body; 5] = [
+            &self.service_account,
+            &self.config_map,
+            &self.media_config_map,
+            &self.service,
+            &self.network_policy,
+        ];
+        let stamped = self.stamped_stateful_sets();
+        digest(
+            fixed
+                .into_iter()
+                .chain(self.instance_services.iter().map(|s| s as &dyn Body))
+                .chain(stamped.iter().map(|s| s as &dyn Body))
+                .chain(self.disruption_budgets.iter().map(|b| b as &dyn Body)),
+        )
+    }
+
+    /// The bots as applied: with the digest annotation the rollout budget reads.
+    pub fn stamped_stateful_sets(&self) -> Vec<StatefulSet> {
+        self.stateful_sets
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                super::rollout::stamp(&mut s);
+                s
+            })
+            .collect()
+    }
+
+    /// Takes every child in the digest as applied (see
+    /// [`assume_applied`](crate::controller::apply::assume_applied)).
+    pub fn assume_applied(&self, cache: &crate::controller::apply::AppliedCache) {
+        use crate::controller::apply::assume_applied;
+        assume_applied(cache, &self.service_account);
+        assume_applied(cache, &self.config_map);
+        assume_applied(cache, &self.media_config_map);
+        assume_applied(cache, &self.service);
+        assume_applied(cache, &self.network_policy);
+        for service in &self.instance_services {
+            assume_applied(cache, service);
+        }
+        for stateful_set in self.stamped_stateful_sets() {
+            assume_applied(cache, &stateful_set);
+        }
+        for budget in &self.disruption_budgets {
+            assume_applied(cache, budget);
+        }
+    }
+}
+
 /// Labels of every object of a service.
 pub fn service_labels(service: &str, tenant: &str) -> BTreeMap<String, String> {
     let mut labels = owned_labels(tenant);

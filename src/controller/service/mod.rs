@@ -214,7 +214,15 @@ where
     .default_backoff()
     .inspect({
         let synced = stateful_sets_synced.clone();
-        move |event| synced.open_on(event)
+        let applied = ctx.caches.applied.clone();
+        move |event| {
+            synced.open_on(event);
+            // A bot changed or deleted by someone else is applied again (its service is
+            // reconciled: the controller owns the bots).
+            if let Ok(event) = event {
+                applied.observe(event, |_| {});
+            }
+        }
     })
     .touched_objects();
 
@@ -369,6 +377,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     let mut bots = Vec::new();
     let mut waiting_for_budget = false;
     let mut addresses_pending = false;
+    let mut applied_hash = service.status.as_ref().and_then(|s| s.applied_hash.clone());
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
         let app_secret_version = service
             .spec
@@ -390,8 +399,26 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             &addresses,
             thumbprint.as_deref(),
         );
-        workload::apply_credentials(&service, &children, credentials, sctx).await?;
+        // Applied as they are desired now (by this process or one before it): not sent again.
+        let digest = {
+            use super::apply::{digest, Body};
+            digest([&children.digest() as &dyn Body, &webhook.digest()])
+        };
+        let as_desired = service
+            .status
+            .as_ref()
+            .and_then(|s| s.applied_hash.as_ref())
+            == Some(&digest);
+        if as_desired {
+            children.assume_applied(&ctx.caches.applied);
+            webhook.assume_applied(&ctx.caches.applied);
+        }
+        workload::apply_credentials(&service, &children, credentials, as_desired, sctx).await?;
         waiting_for_budget = provision(&service, &children, sctx).await?;
+        // A bot waiting for the rollout budget is not applied as desired yet.
+        if !waiting_for_budget {
+            applied_hash = Some(digest);
+        }
         provision_webhook(&service, &webhook, &sctx.webhook, ctx).await?;
         bots = observe_bots(&children.stateful_sets, |name| {
             sctx.stateful_sets
@@ -444,7 +471,8 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
             .map(|t| policy_steps(&service, t, &ctx.config)),
         now,
     };
-    let status = compute_status(&observed);
+    let mut status = compute_status(&observed);
+    status.applied_hash = applied_hash;
     write_status(&service, status, ctx).await?;
 
     ctx.backoff.succeeded(&key, Retried::Reconcile);

@@ -322,6 +322,8 @@ pub fn compute_status(o: &Observed<'_>) -> RecordingServiceStatus {
         app_registration_consented_by: consenters,
         // The report endpoint's field: carried as it is.
         first_policy_invite: previous.first_policy_invite.clone(),
+        // The shell's, after it applied the objects: carried as it is until then.
+        applied_hash: previous.applied_hash.clone(),
         conditions: conditions::merge(&previous.conditions, conditions, generation, o.now),
     }
 }

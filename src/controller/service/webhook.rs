@@ -71,6 +71,35 @@ pub struct WebhookObjects {
     pub tls_problem: Option<String>,
 }
 
+impl WebhookObjects {
+    /// The digest of the objects applied (part of the service's `status.appliedHash`).
+    pub fn digest(&self) -> String {
+        use crate::controller::apply::{digest, Body};
+        digest(
+            self.services
+                .iter()
+                .map(|s| s as &dyn Body)
+                .chain(self.ingress.iter().map(|i| i as &dyn Body))
+                .chain(self.certificate.iter().map(|c| c as &dyn Body)),
+        )
+    }
+
+    /// Takes every object as applied (see
+    /// [`assume_applied`](crate::controller::apply::assume_applied)).
+    pub fn assume_applied(&self, cache: &crate::controller::apply::AppliedCache) {
+        use crate::controller::apply::assume_applied;
+        for service in &self.services {
+            assume_applied(cache, service);
+        }
+        if let Some(ingress) = &self.ingress {
+            assume_applied(cache, ingress);
+        }
+        if let Some(certificate) = &self.certificate {
+            assume_applied(cache, certificate);
+        }
+    }
+}
+
 /// Computes the webhook objects of a valid service. `certificates_served`: whether the
 /// cluster serves cert-manager's `Certificate` API (discovery).
 pub fn webhook_objects(

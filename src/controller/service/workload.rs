@@ -137,11 +137,14 @@ pub(super) fn credentials_version(
     Some(format!("{:x}", hasher.finalize()))
 }
 
-/// Applies the service's credentials Secret (none needed: nothing written).
+/// Applies the service's credentials Secret (none needed: nothing written). `as_desired`:
+/// the service's `status.appliedHash` vouches for it (its version is in the bots' pod
+/// template), so it is taken as applied.
 pub(super) async fn apply_credentials(
     service: &RecordingService,
     children: &Children,
     credentials: BotCredentials,
+    as_desired: bool,
     sctx: &ServiceContext,
 ) -> Result<()> {
     if credentials.0.is_empty() {
@@ -163,6 +166,9 @@ pub(super) async fn apply_credentials(
         ),
         ..Default::default()
     };
+    if as_desired {
+        crate::controller::apply::assume_applied(&ctx.caches.applied, &secret);
+    }
     apply_in(&ctx.client, &secret, &ctx.caches.applied).await?;
     Ok(())
 }
