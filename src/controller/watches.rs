@@ -62,7 +62,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let (found_strays, strays) = futures::channel::mpsc::unbounded::<grants::Touched>();
     let tenant_watch = watcher(
         Api::<Tenant>::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
+        watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .map({
@@ -118,7 +118,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let (wake_consents, consent_wake_ups) = Wakes::new();
     let grant_watch = watcher(
         Api::<ConsentGrant>::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
+        watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .modify(slim_grant)
@@ -154,7 +154,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let (wake_services, service_wake_ups) = futures::channel::mpsc::unbounded();
     let service_watch = watcher(
         Api::<RecordingService>::all(client.clone()),
-        watcher::Config::default().page_size(LIST_PAGE),
+        watcher::Config::default().any_semantic(),
     )
     .default_backoff()
     .reflect_shared(service_writer)
@@ -219,15 +219,6 @@ pub fn start(client: &kube::Client) -> Watches {
         .boxed(),
     }
 }
-
-/// Objects per list request of the shared watches (kube-runtime's default, said here because
-/// it matters): their first list and every relist come in pages, each a consistent read.
-///
-/// Not `any_semantic()` (`resourceVersion=0`): the API server answers such a list from its
-/// watch cache, which ignores `limit`, so every object of the kind comes in one response. At
-/// 10,000 tenants that is 45,000 ConsentGrants in one body, held whole with the objects parsed
-/// from it, on top of the caches, at every start and relist.
-const LIST_PAGE: u32 = 500;
 
 /// What must be unique of a Tenant (see [`rules::tenant_conflicts`](super::rules)), hashed.
 fn unique_facts(tenant: &Tenant) -> u64 {
