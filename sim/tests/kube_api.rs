@@ -561,6 +561,16 @@ async fn lists_page_and_filter() {
     }
     assert_eq!(names, ["cm0", "cm1", "cm2", "cm3", "cm4"]);
 
+    // At resourceVersion 0 the list comes from the watch cache: no pages, `limit` ignored.
+    for q in [
+        "resourceVersion=0&limit=2",
+        "resourceVersion=0&resourceVersionMatch=NotOlderThan&limit=2",
+    ] {
+        let (_, whole) = raw.get(&format!("{CMS}?{q}")).await;
+        assert_eq!(whole["items"].as_array().unwrap().len(), 5, "{q}");
+        assert!(whole["metadata"].get("continue").is_none(), "{q}");
+    }
+
     let selected = |q: &str| {
         let q = q.to_string();
         let raw = &raw;

@@ -685,7 +685,15 @@ fn list(
         params.get("fieldSelector").map(String::as_str),
         &rt.selectable_fields,
     )?;
-    let limit = params.get("limit").and_then(|l| l.parse::<usize>().ok());
+    // A list at `resourceVersion=0` is served from the API server's watch cache, which does
+    // not paginate: `limit` is ignored and every object comes in one response
+    // (kubernetes/kubernetes#70735). A client that wants pages must not ask for version 0.
+    let from_watch_cache = params.get("resourceVersion").is_some_and(|v| v == "0")
+        && params.get("continue").is_none_or(|c| c.is_empty());
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|_| !from_watch_cache);
     let cluster = shared.lock();
     let current = cluster.store.current_rv();
     let continue_from = match params.get("continue").filter(|c| !c.is_empty()) {
