@@ -2,7 +2,7 @@
 //! applied so an unchanged desired object is not sent again on every reconcile.
 //!
 //! What keeps the memory true is watching what the operator owns
-//! ([`owned`](super::owned)): each apply remembers the object's fingerprint as the API server
+//! (the metadata watches of `controller/owned.rs`): each apply remembers the object's fingerprint as the API server
 //! answered it (its `generation` where the kind has one, so status updates do not count, else
 //! its `resourceVersion`); a watch event carrying another fingerprint, or a deletion, is a
 //! change made by someone else: the apply is forgotten and the owner woken, which applies it

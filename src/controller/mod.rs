@@ -21,12 +21,14 @@ pub mod owned;
 pub mod rules;
 pub mod service;
 pub mod tenant;
+pub mod wakes;
 pub mod watches;
 
 pub use caches::{Caches, ResolvedTenantIds};
 pub use events::Events;
 pub use gate::Gate;
-pub use watches::{slim, slim_grant, LastSeen, Wakes};
+pub use wakes::Wakes;
+pub use watches::{slim, slim_grant, LastSeen};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -26,7 +26,7 @@ use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use super::apply::AppliedCache;
-use super::watches::Wakes;
+use super::wakes::Wakes;
 use crate::crd::{RecordingService, TENANT_LABEL};
 
 /// The label selector of the watches: every object the operator applies carries it.

@@ -17,8 +17,8 @@
 //! an Event on each transition (a granted consent's check that changed nothing is not written:
 //! see [`quiet`]) → come back at `nextCheckAt`.
 //!
-//! The redirect endpoint (`/consent/callback`, served on the public listener by
-//! [`crate::http::public`]) does what the annotation does: it stamps `recheck-at` on the grant
+//! The redirect endpoint (`/consent/callback`, served on the public listener)
+//! does what the annotation does: it stamps `recheck-at` on the grant
 //! named by the redirect's `state`, so the check runs at once.
 //! The state is signed ([`consent_state`]): the endpoint touches no grant it did not name
 //! itself.
