@@ -41,6 +41,7 @@ mod consents;
 mod links;
 mod notify;
 mod polling;
+mod quota;
 mod retention;
 mod secrets;
 mod storage;
@@ -53,6 +54,7 @@ use consents::{default_consents, default_display_name};
 pub use links::*;
 pub use notify::*;
 pub use polling::*;
+pub use quota::*;
 pub use retention::*;
 pub use secrets::*;
 pub use storage::*;
@@ -129,6 +131,9 @@ pub struct OperatorConfig {
     /// Who the RoleBinding the operator makes in each tenant namespace binds to what.
     #[serde(default)]
     pub tenant_access: crate::rbac::TenantAccess,
+    /// The hard limits of every tenant namespace's ResourceQuota, over the defaults.
+    #[serde(default)]
+    pub tenant_quota: TenantQuotaConfig,
     /// What a RecordingService may ask its bots to run (image registries/repositories, digest
     /// pinning) and mount (Secrets carrying a label).
     #[serde(default)]
@@ -297,6 +302,7 @@ impl OperatorConfig {
             notifications.check(&mut problems);
         }
         self.bots.check(&mut problems);
+        problems.extend(self.tenant_quota.problems());
         for (path, reference) in self.secret_refs() {
             if let SecretRef::SecretRef { namespace, .. } = reference {
                 if *namespace != self.operator_namespace {
@@ -413,6 +419,8 @@ struct OperatorConfigFile {
     #[serde(default)]
     tenant_access: crate::rbac::TenantAccessFile,
     #[serde(default)]
+    tenant_quota: TenantQuotaConfig,
+    #[serde(default)]
     bot_policy: crate::bot_policy::BotPolicy,
     home_tenant_id: Option<String>,
     webhook: Option<WebhookConfig>,
@@ -480,6 +488,7 @@ impl From<OperatorConfigFile> for OperatorConfig {
             quick_start: file.quick_start,
             bots: file.bots,
             tenant_access: file.tenant_access.resolve(),
+            tenant_quota: file.tenant_quota,
             bot_policy: file.bot_policy,
             webhook: file.webhook,
         }
@@ -739,6 +748,24 @@ polling: { pendingInitial: 10s, grantedInterval: 1h 30m }
         assert_eq!(
             cloud.graph_scope().unwrap(),
             "http://127.0.0.1:9000/graph/.default"
+        );
+    }
+
+    #[test]
+    fn a_bad_tenant_quota_limit_is_refused_with_its_path() {
+        let mut config = OperatorConfig::default();
+        config
+            .tenant_quota
+            .hard
+            .insert("limits.memory".into(), "lots".into());
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("tenantQuota.hard.limits.memory: \"lots\"")),
+            "{problems:?}"
         );
     }
 

@@ -158,22 +158,12 @@ pub fn desired_children(tenant: &Tenant, config: &OperatorConfig) -> Children {
         ..Default::default()
     };
 
-    let hard: BTreeMap<String, Quantity> = [
-        ("pods", "40"),
-        ("requests.cpu", "16"),
-        ("requests.memory", "32Gi"),
-        ("limits.cpu", "32"),
-        ("limits.memory", "64Gi"),
-        // Every bot's logs, `/tmp` and writable layer (1Gi limit each by default).
-        ("requests.ephemeral-storage", "20Gi"),
-        ("limits.ephemeral-storage", "40Gi"),
-        ("persistentvolumeclaims", "10"),
-        // A bot instance has its own media Service: room for a Pro service at 20 replicas.
-        ("services", "50"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), Quantity(v.to_string())))
-    .collect();
+    let hard: BTreeMap<String, Quantity> = config
+        .tenant_quota
+        .hard()
+        .into_iter()
+        .map(|(k, v)| (k, Quantity(v)))
+        .collect();
     let quota = ResourceQuota {
         metadata: meta("tenant-quota", Some(&ns)),
         spec: Some(ResourceQuotaSpec {

@@ -351,3 +351,26 @@ fn first_ready_at_is_set_when_ready_first_turns_true_and_then_never_moves() {
         &StatusDigest::of(&upgraded)
     ));
 }
+
+#[test]
+fn the_tenant_quota_takes_the_configured_limits_over_the_defaults() {
+    let t = tenant("Pro");
+    let quota_of = |config: &OperatorConfig| {
+        desired_children(&t, config)
+            .quota
+            .spec
+            .and_then(|s| s.hard)
+            .unwrap()
+    };
+    let default = quota_of(&OperatorConfig::default());
+    assert_eq!(default["requests.cpu"].0, "16");
+    let mut config = OperatorConfig::default();
+    config
+        .tenant_quota
+        .hard
+        .insert("requests.cpu".into(), "80".into());
+    let raised = quota_of(&config);
+    assert_eq!(raised["requests.cpu"].0, "80");
+    assert_eq!(raised["requests.memory"], default["requests.memory"]);
+    assert_eq!(raised.len(), default.len());
+}
