@@ -37,19 +37,7 @@ fn tenant_yaml(name: &str, domain: &str, license: &str, tenant_id: Option<&str>)
 }
 
 fn service_yaml(name: &str, tenant: &str, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: {name}
-  namespace: tenant-{tenant}
-spec:
-  tenantRef: {tenant}
-  shortName: "Rec"
-  licensedUsers: 10
-{extra}"#
-    )
+    common::service_yaml(name, tenant, "Rec", 10, extra)
 }
 
 const CERTIFICATE_CRD: &str = r#"

@@ -28,19 +28,7 @@ fn tenant_yaml(name: &str, domain: &str, included: i32, extra: &str) -> String {
 }
 
 fn service_yaml(name: &str, tenant: &str, short_name: &str, users: i32) -> String {
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: {name}
-  namespace: tenant-{tenant}
-spec:
-  tenantRef: {tenant}
-  shortName: "{short_name}"
-  licensedUsers: {users}
-"#
-    )
+    common::service_yaml(name, tenant, short_name, users, "")
 }
 
 fn condition(

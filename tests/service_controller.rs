@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, Harness};
+use common::{service_yaml, wait_for, Harness};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::events::v1::Event;
@@ -48,22 +48,6 @@ spec:
   compliance:
     allowDeleteRecordings: true
 "#
-    )
-}
-
-fn service_yaml(name: &str, tenant: &str, short_name: &str, users: i32, extra: &str) -> String {
-    format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: {name}
-  namespace: tenant-{tenant}
-spec:
-  tenantRef: {tenant}
-  shortName: "{short_name}"
-  licensedUsers: {users}
-{extra}"#
     )
 }
 

@@ -292,6 +292,24 @@ pub fn ready_status(
         .map(|c| c.status.clone())
 }
 
+/// A RecordingService `name` in `tenant-<tenant>`, with `extra` appended to its spec
+/// (indented two spaces, ending in a newline), or `""`.
+pub fn service_yaml(name: &str, tenant: &str, short_name: &str, users: i32, extra: &str) -> String {
+    format!(
+        r#"
+apiVersion: recording.m365.io/v1alpha1
+kind: RecordingService
+metadata:
+  name: {name}
+  namespace: tenant-{tenant}
+spec:
+  tenantRef: {tenant}
+  shortName: "{short_name}"
+  licensedUsers: {users}
+{extra}"#
+    )
+}
+
 /// A Tenant manifest with the fields every test needs; `extra` adds spec lines (indented by
 /// two spaces).
 pub fn tenant_yaml(name: &str, domain: &str, license: &str, location: &str, extra: &str) -> String {
