@@ -506,20 +506,25 @@ fn the_reconciler_rejects_what_the_api_server_would_and_what_only_it_can_see() {
     );
 }
 
+/// The status of a service held back by `blocker` (nothing provisioned, no bots).
+fn blocked_status(svc: &RecordingService, t: &Tenant, blocker: Blocker) -> RecordingServiceStatus {
+    compute_status(&Observed {
+        service: svc,
+        tenant: Some(t),
+        blocker: Some(blocker),
+        bots: vec![],
+        auth: AuthState::NotUsed,
+        policy: None,
+        now: at("2026-11-23T12:00:00Z"),
+    })
+}
+
 #[test]
 fn an_invalid_service_is_stalled_and_provisions_nothing() {
     let t = tenant("Essentials", true);
     let svc = service("main", "tenant-contoso", json!({"shortName": "a.b"}));
     let violations = validate(&svc, Some(&t)).unwrap_err();
-    let status = compute_status(&Observed {
-        service: &svc,
-        tenant: Some(&t),
-        blocker: Some(Blocker::InvalidSpec(violations)),
-        bots: vec![],
-        auth: AuthState::NotUsed,
-        policy: None,
-        now: at("2026-11-23T12:00:00Z"),
-    });
+    let status = blocked_status(&svc, &t, Blocker::InvalidSpec(violations));
     assert_eq!(
         find(&status.conditions, READY),
         Some(("False", reason::INVALID_SPEC))
@@ -1059,15 +1064,7 @@ fn a_service_repeating_a_short_name_or_over_the_licence_is_held_back_with_the_nu
 
     assert_eq!(rule_blocker(&first, Some(&t), &all), None);
     let blocker = rule_blocker(&again, Some(&t), &all).unwrap();
-    let status = compute_status(&Observed {
-        service: &again,
-        tenant: Some(&t),
-        blocker: Some(blocker),
-        bots: vec![],
-        auth: AuthState::NotUsed,
-        policy: None,
-        now: at("2026-11-23T12:00:00Z"),
-    });
+    let status = blocked_status(&again, &t, blocker);
     assert_eq!(
         find(&status.conditions, CONFLICT),
         Some(("True", reason::ALREADY_IN_USE))
@@ -1086,15 +1083,7 @@ fn a_service_repeating_a_short_name_or_over_the_licence_is_held_back_with_the_nu
         && note.contains(r#"RecordingService "first""#)));
 
     let blocker = rule_blocker(&big, Some(&t), &all).unwrap();
-    let status = compute_status(&Observed {
-        service: &big,
-        tenant: Some(&t),
-        blocker: Some(blocker),
-        bots: vec![],
-        auth: AuthState::NotUsed,
-        policy: None,
-        now: at("2026-11-23T12:00:00Z"),
-    });
+    let status = blocked_status(&big, &t, blocker);
     let ready = conditions::find(&status.conditions, READY).unwrap();
     assert_eq!(ready.reason, reason::LICENSED_USERS_EXCEEDED);
     assert!(ready.message.starts_with("licensedUsers 30 would bring the tenant's licensed users to 110 of 100 included (older services use 80)"), "{}", ready.message);
