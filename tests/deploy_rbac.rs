@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use common::{ready_status, wait_for, Harness};
+use common::{ready_status, service_yaml, wait_for, Harness};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -734,24 +734,14 @@ async fn the_controllers_work_under_the_shipped_rbac_and_use_all_of_it() {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: bot-credentials\n  namespace: {ns}\n  labels:\n    recording.m365.io/bot-secret: \"true\"\nstringData:\n  value: \"{CUSTOMER_SECRET}\"\n"
     ))
     .await;
-    h.apply(&format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: main
-  namespace: {ns}
-spec:
-  tenantRef: contoso
-  shortName: contoso-main
-  licensedUsers: 50
-  appRegistration:
-    tenantId: {CONTOSO_ID}
-    clientId: {CUSTOMER_APP}
-    clientSecretRef:
-      name: bot-credentials
-      key: value
-"#
+    h.apply(&service_yaml(
+        "main",
+        "contoso",
+        "contoso-main",
+        50,
+        &format!(
+            "  appRegistration:\n    tenantId: {CONTOSO_ID}\n    clientId: {CUSTOMER_APP}\n    clientSecretRef:\n      name: bot-credentials\n      key: value\n"
+        ),
     ))
     .await;
     let services: Api<RecordingService> = Api::namespaced(admin.clone(), ns);
@@ -815,20 +805,8 @@ spec:
         .unwrap();
     assert_eq!(report.status(), 204);
     // No longer its own app registration: the webhook Ingress goes (read, then deleted).
-    h.apply(&format!(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: main
-  namespace: {ns}
-spec:
-  tenantRef: contoso
-  shortName: contoso-main
-  licensedUsers: 50
-"#
-    ))
-    .await;
+    h.apply(&service_yaml("main", "contoso", "contoso-main", 50, ""))
+        .await;
     let ingresses: Api<k8s_openapi::api::networking::v1::Ingress> =
         Api::namespaced(admin.clone(), ns);
     wait_for(
