@@ -12,6 +12,7 @@ use super::apply::AppliedCache;
 use super::consent::UnwrittenChecks;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::unique::UniqueIndex;
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
 /// The caches every reconcile shares.
@@ -24,6 +25,8 @@ pub struct Caches {
     pub grants: GrantCache,
     /// Tenant ids resolved and not yet seen in a Tenant's status.
     pub resolved_tenant_ids: ResolvedTenantIds,
+    /// Which Tenants hold each value that must be unique across Tenants.
+    pub unique: UniqueIndex,
     /// What was last applied, so an unchanged object is not sent again.
     pub applied: AppliedCache,
     /// Every RecordingService, as last seen (the rules across services read them all).

@@ -21,6 +21,7 @@ pub mod owned;
 pub mod rules;
 pub mod service;
 pub mod tenant;
+pub mod unique;
 pub mod wakes;
 pub mod watches;
 

@@ -19,7 +19,7 @@ use super::consent;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
 use super::owned;
-use super::rules;
+use super::unique::UniqueIndex;
 use super::wakes::Wakes;
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
@@ -59,7 +59,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let resolved_tenant_ids = ResolvedTenantIds::default();
     let tenant_facts = LastSeen::default();
     let tenants_synced = Gate::default();
-    let tenant_keys = LastSeen::default();
+    let unique = UniqueIndex::default();
     let (wake_tenants, tenant_wake_ups) = Wakes::new();
     let grants = GrantCache::default();
     let applied = AppliedCache::default();
@@ -73,28 +73,18 @@ pub fn start(client: &kube::Client) -> Watches {
         let resolved = resolved_tenant_ids.clone();
         let facts = tenant_facts.clone();
         let (grants, found_strays) = (grants.clone(), found_strays.clone());
-        let (tenants, wake_tenants) = (tenants.clone(), wake_tenants.clone());
+        let (unique, wake_tenants) = (unique.clone(), wake_tenants.clone());
         let synced = tenants_synced.clone();
         move |event| {
             // A Tenant that came, went or changed a value that must be unique may free what a
-            // newer Tenant waits for, or take what one seen earlier holds: the Tenants in
-            // conflict and those sharing a value with it look again.
-            let touched = match &event {
-                Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => tenant_keys
-                    .changed(&t.name_any(), unique_facts(t))
-                    .then_some(t),
-                Ok(watcher::Event::Delete(t)) => {
-                    tenant_keys.forget(&t.name_any());
-                    Some(t)
-                }
-                _ => None,
-            };
-            if let Some(changed) = touched.filter(|_| synced.is_open()) {
-                for other in tenants.state().iter().filter(|t| {
-                    t.name_any() != changed.name_any()
-                        && (in_conflict(t) || rules::share_a_unique_value(t, changed))
-                }) {
-                    wake_tenants.wake(&other.name_any());
+            // newer Tenant waits for, or take what one seen earlier holds: the Tenants that
+            // shared or share a value with it look again.
+            if let Ok(event) = &event {
+                let touched = unique.apply(event);
+                if synced.is_open() {
+                    for other in touched {
+                        wake_tenants.wake(&other);
+                    }
                 }
             }
             if let Ok(watcher::Event::Delete(gone)) = &event {
@@ -214,6 +204,7 @@ pub fn start(client: &kube::Client) -> Watches {
             tenants_synced,
             grants,
             resolved_tenant_ids,
+            unique,
             applied,
             services,
             services_synced,
@@ -236,16 +227,6 @@ pub fn start(client: &kube::Client) -> Watches {
     }
 }
 
-/// What must be unique of a Tenant (see [`rules::tenant_conflicts`](super::rules)), hashed.
-fn unique_facts(tenant: &Tenant) -> u64 {
-    crate::hash64(&(
-        tenant.spec.customer_name.to_ascii_lowercase(),
-        tenant.spec.domain.to_ascii_lowercase(),
-        tenant.spec.short_name.to_ascii_lowercase(),
-        tenant.entra_tenant_id(),
-    ))
-}
-
 /// What the rules across a Tenant's services read of one service, hashed: its Tenant,
 /// namespace, short name and licensed users.
 pub fn service_facts(service: &RecordingService) -> u64 {
@@ -256,14 +237,6 @@ pub fn service_facts(service: &RecordingService) -> u64 {
         service.spec.licensed_users,
         service.meta().deletion_timestamp.is_some(),
     ))
-}
-
-/// Whether the Tenant is held back by an older Tenant holding one of its unique values.
-fn in_conflict(tenant: &Tenant) -> bool {
-    tenant
-        .status
-        .as_ref()
-        .is_some_and(|s| crate::conditions::is_true(&s.conditions, crate::conditions::CONFLICT))
 }
 
 /// The last value seen per object name, to pass on only the changes of one aspect of an

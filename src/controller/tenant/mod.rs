@@ -169,18 +169,21 @@ async fn reconcile_inner(
 
     // 2. The values that must be unique across Tenants, as far as known, then the Entra
     // tenant id (and it too).
-    let all_tenants = ctx.caches.tenants.state();
-    let others = || all_tenants.iter().map(|t| t.as_ref());
+    let conflicts = |id: Option<&str>| {
+        let sharing: Vec<Arc<Tenant>> = (ctx.caches.unique.sharing(&tenant, id).iter())
+            .filter_map(|name| ctx.caches.tenant(name))
+            .collect();
+        rules::tenant_conflicts(&tenant, id, sharing.iter().map(|t| t.as_ref()))
+    };
     let blocker = blocker.or_else(|| {
-        let conflicts =
-            rules::tenant_conflicts(&tenant, tenant.entra_tenant_id().as_deref(), others());
+        let conflicts = conflicts(tenant.entra_tenant_id().as_deref());
         (!conflicts.is_empty()).then_some(Blocker::Conflict(conflicts))
     });
     let (tenant_id, blocker) = match blocker {
         Some(b) => (None, Some(b)),
         None => match tenant_id(&tenant, ctx).await {
             Ok(id) => {
-                let conflicts = rules::tenant_conflicts(&tenant, Some(&id), others());
+                let conflicts = conflicts(Some(&id));
                 (
                     Some(id),
                     (!conflicts.is_empty()).then_some(Blocker::Conflict(conflicts)),
