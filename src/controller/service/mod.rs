@@ -168,8 +168,9 @@ pub struct ServiceContext {
 
 impl ServiceContext {
     /// Returns once every cache a RecordingService reconcile reads has its first list: the
-    /// shared ones and the bot StatefulSets. (The Secrets of the service's namespace are waited
-    /// for by the reconcile that needs them: [`NamespaceWatches::synced`].) See
+    /// shared ones and the bot StatefulSets. (The Secrets and ConfigMaps of the service's
+    /// namespace are waited for before anything is applied there: [`NamespaceWatches::synced`].)
+    /// See
     /// [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
@@ -404,7 +405,7 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     let mut applied_hash = service.status.as_ref().and_then(|s| s.applied_hash.clone());
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
         let namespace = service.namespace().unwrap_or_default();
-        namespace_watched(&namespace, &sctx.secrets, &sctx.config_maps).await?;
+        namespace_watched(&namespace, sctx).await?;
         let app_secret_version = service
             .spec
             .app_registration

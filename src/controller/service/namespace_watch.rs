@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::{mpsc, oneshot};
 use futures::stream::BoxStream;
@@ -29,7 +29,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::Resource;
+use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::controller::apply::AppliedCache;
@@ -65,6 +65,8 @@ pub struct NamespaceWatches<K: Resource<DynamicType = ()> + Clone + 'static> {
     watched: Mutex<HashMap<String, Watched<K>>>,
     start: mpsc::UnboundedSender<Start<K>>,
     applied: AppliedCache,
+    /// When the watches of namespaces without a service were last ended.
+    pruned: Mutex<Option<Instant>>,
 }
 
 /// The Secrets' metadata in the tenant namespaces with a service.
@@ -133,6 +135,7 @@ where
             watched: Mutex::default(),
             start,
             applied: applied.clone(),
+            pruned: Mutex::default(),
         };
         (watches, events)
     }
@@ -179,6 +182,16 @@ where
             .and_then(|m| m.metadata.resource_version.clone())
     }
 
+    /// Whether `every` has passed since this was last true (true the first time).
+    pub fn prune_due(&self, every: Duration) -> bool {
+        let mut pruned = self.pruned.lock().expect("namespace watches lock");
+        let due = pruned.is_none_or(|at| at.elapsed() >= every);
+        if due {
+            *pruned = Some(Instant::now());
+        }
+        due
+    }
+
     /// Ends the watches of the namespaces not in `namespaces` (no service is left there), and
     /// the applied memory's trust in them; the next reconcile of a service in one starts its
     /// watch again.
@@ -209,14 +222,24 @@ pub fn reconcile_owner<K: Resource<DynamicType = ()>>(
     })
 }
 
+/// How often the watches of namespaces left without a service are ended (at a reconcile).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 /// Waits until the Secrets and ConfigMaps of `namespace` are watched, before anything is
 /// applied there: an object applied before its namespace's watch lists it could be changed or
-/// deleted unseen.
+/// deleted unseen. Now and then ends the watches of namespaces no service is left in (their
+/// Tenant and the RoleBinding that lets the operator read them may be gone).
 pub(super) async fn namespace_watched(
     namespace: &str,
-    secrets: &SecretWatches,
-    config_maps: &ConfigMapWatches,
+    sctx: &super::ServiceContext,
 ) -> Result<(), super::Error> {
+    let (secrets, config_maps) = (&sctx.secrets, &sctx.config_maps);
+    if secrets.prune_due(PRUNE_EVERY) {
+        let services = sctx.services.state();
+        let namespaces = services.iter().filter_map(|s| s.namespace()).collect();
+        secrets.retain(&namespaces);
+        config_maps.retain(&namespaces);
+    }
     let (secrets, config_maps) =
         futures::join!(secrets.synced(namespace), config_maps.synced(namespace));
     match (secrets, config_maps) {
