@@ -7,7 +7,8 @@
 //! Where each rule applies, narrowest first:
 //! - [`OWN_SECRETS_RULES`] and [`NAMESPACED_RULES`]: Roles in the operator's own namespace.
 //!   The operator reads Secrets there and, through [`TENANT_RULES`], in tenant namespaces;
-//!   nowhere else, and it never lists or watches Secrets cluster-wide.
+//!   nowhere else, and it never lists or watches Secrets or ConfigMaps cluster-wide (its
+//!   ConfigMaps are watched in each tenant namespace).
 //! - [`TENANT_RULES`]: a ClusterRole the Tenant controller binds to the operator in each
 //!   `tenant-<name>` namespace with a RoleBinding it applies right after the namespace (owned
 //!   by the Tenant, gone with it). Creating that binding passes the API server's escalation
@@ -22,8 +23,9 @@
 //! - Objects the operator creates are written with server-side apply, which the API server
 //!   authorizes as `patch`, and as `create` too when the apply creates the object.
 //! - `list` and `watch` only where a watch reads the kind (the Tenant, ConsentGrant and
-//!   RecordingService watches, the bot StatefulSets' reflector, the Secrets' metadata watch,
-//!   and the metadata-only watches of what the operator owns, which notice an object changed
+//!   RecordingService watches, the bot StatefulSets' reflector, the Secrets' and ConfigMaps'
+//!   metadata watches per tenant namespace, and the metadata-only watches of what the
+//!   operator owns, which notice an object changed
 //!   or deleted by someone else); `get` only where the code reads one object. What a tenant or
 //!   service owns is otherwise applied and never read back (the apply's response is all the
 //!   code looks at).
@@ -115,14 +117,14 @@ pub const RULES: &[Rule] = &[
     // What the Tenants and RecordingServices own, watched metadata only and selected by the
     // label every owned object carries (src/controller/owned.rs), so that an object changed
     // or deleted behind the operator's back is applied again at once rather than on a timer.
-    // Read-only and cluster-wide: RBAC cannot narrow a list by label, and a watch per tenant
-    // namespace would be thousands of watches.
+    // Read-only and cluster-wide: RBAC cannot narrow a list by label. Not the ConfigMaps,
+    // whose data could be anyone's secrets: those are watched one tenant namespace at a time
+    // under [`TENANT_RULES`].
     Rule {
         api_group: "",
         resources: &[
             "namespaces",
             "resourcequotas",
-            "configmaps",
             "serviceaccounts",
             "services",
         ],
@@ -203,6 +205,15 @@ pub const TENANT_RULES: &[Rule] = &[
             "services",
         ],
         verbs: APPLIED,
+        names: &[],
+    },
+    // A service's ConfigMaps, watched metadata only and by the operator's label in each
+    // tenant namespace with a service (src/controller/service/namespace_watch.rs): a change
+    // or deletion by someone else is repaired at once.
+    Rule {
+        api_group: "",
+        resources: &["configmaps"],
+        verbs: &["list", "watch"],
         names: &[],
     },
     // The tenant's default-deny policy and a service's policy.

@@ -298,6 +298,18 @@ fn the_rules_cover_what_the_spec_names() {
             !cluster_wide.contains(&("".into(), "secrets".into(), verb.into())),
             "no Secret is readable cluster-wide ({verb})"
         );
+        // A ConfigMap's data is as readable as its metadata: anyone's settings, often
+        // credentials too.
+        assert!(
+            !cluster_wide.contains(&("".into(), "configmaps".into(), verb.into())),
+            "no ConfigMap is readable cluster-wide ({verb})"
+        );
+    }
+    for verb in ["list", "watch"] {
+        assert!(
+            grants(TENANT_RULES).contains(&("".into(), "configmaps".into(), verb.into())),
+            "the service's ConfigMaps are watched in each tenant namespace ({verb})"
+        );
     }
     assert!(
         !grants(OWN_SECRETS_RULES).contains(&("".into(), "secrets".into(), "list".into())),

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{wait_for, Harness};
-use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
@@ -42,6 +42,7 @@ const OWNED: &[&str] = &[
     "consentgrants",
     "serviceaccounts",
     "configmaps",
+    "secrets",
     "services",
     "statefulsets",
     "poddisruptionbudgets",
@@ -163,6 +164,16 @@ async fn owned_objects_are_sent_once_and_repaired_at_once_when_someone_else_touc
     })
     .await;
 
+    // The grant's check changes the Tenant's status, which reconciles the service too: let
+    // it settle, so that what brings the service's objects back below is their own watch.
+    h.wait_tenant("contoso", T, |t| {
+        t.status
+            .as_ref()
+            .is_some_and(|s| common::ready_status(&s.conditions).as_deref() == Some("True"))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     // The service's own objects: each of its ConfigMaps deleted, and edited.
     let config_maps: Api<ConfigMap> = Api::namespaced(h.client(), NS);
     let owned = ListParams::default().labels("app.kubernetes.io/managed-by=recording-operator");
@@ -201,6 +212,36 @@ async fn owned_objects_are_sent_once_and_repaired_at_once_when_someone_else_touc
         })
         .await;
     }
+
+    // The bots' credentials Secret (the platform applications' client secrets), watched in
+    // the tenant namespace only: deleted, it is back at once; edited, its data is put back.
+    let secrets: Api<Secret> = Api::namespaced(h.client(), NS);
+    let owned_secrets = secrets.list(&owned).await.unwrap().items;
+    let [credentials] = owned_secrets.as_slice() else {
+        panic!("one credentials Secret, not {}", owned_secrets.len());
+    };
+    let name = credentials.name_any();
+    let original = credentials.data.clone().expect("the credentials");
+    secrets
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    until(PROMPTLY, "the credentials Secret back", || async {
+        secrets.get_opt(&name).await.unwrap()
+    })
+    .await;
+    let emptied: serde_json::Map<String, serde_json::Value> =
+        original.keys().map(|k| (k.clone(), json!(""))).collect();
+    let emptied = json!({ "data": emptied });
+    secrets
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&emptied))
+        .await
+        .unwrap();
+    until(PROMPTLY, "the credentials as applied", || async {
+        let data = secrets.get(&name).await.unwrap().data.unwrap_or_default();
+        (data == original).then_some(())
+    })
+    .await;
 
     // Then quiet again: nothing sent while nothing changes.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -317,6 +317,7 @@ impl BotsConfig {
         if self.rollout_budget == 0 {
             problems.push("bots.rolloutBudget: must be at least 1".into());
         }
+        resource_problems(&self.resources, problems);
     }
 
     /// Public media ports a service may use.
@@ -324,6 +325,107 @@ impl BotsConfig {
         let lb = &self.media.load_balancer;
         (lb.port_range_end - lb.port_range_start + 1).max(0)
     }
+}
+
+/// What the API server would refuse in a bot container's `resources` (Kubernetes'
+/// container resource validation), found at start rather than at the first apply: each
+/// resource a standard container resource or a domain-qualified extended one, each quantity a
+/// non-negative Kubernetes quantity, no request above its limit, the request of huge pages or
+/// of an extended resource equal to its limit, and no resource claims (the bot pods declare none).
+fn resource_problems(resources: &ResourceRequirements, problems: &mut Vec<String>) {
+    let fields = [
+        ("requests", resources.requests.as_ref()),
+        ("limits", resources.limits.as_ref()),
+    ];
+    for (field, quantities) in fields {
+        for (name, Quantity(value)) in quantities.into_iter().flatten() {
+            let path = format!("bots.resources.{field}.{name}");
+            if !container_resource(name) {
+                problems.push(format!(
+                    "{path}: {name:?} is not a container resource (cpu, memory, \
+                     ephemeral-storage, hugepages-<size>, or an extended resource such as \
+                     example.com/device)"
+                ));
+            }
+            if quantity(value).is_none() {
+                problems.push(format!(
+                    "{path}: {value:?} is not a non-negative Kubernetes quantity (e.g. 2, 500m, 4Gi)"
+                ));
+            }
+        }
+    }
+    let limits = resources.limits.clone().unwrap_or_default();
+    for (name, Quantity(request)) in resources.requests.iter().flatten() {
+        let Some(Quantity(limit)) = limits.get(name) else {
+            if !overcommit_allowed(name) && container_resource(name) {
+                problems.push(format!(
+                    "bots.resources.limits.{name}: required: {name} cannot be overcommitted, \
+                     its limit must equal its request {request:?}"
+                ));
+            }
+            continue;
+        };
+        let (Some(r), Some(l)) = (quantity(request), quantity(limit)) else {
+            continue;
+        };
+        if r > l {
+            problems.push(format!(
+                "bots.resources.requests.{name}: {request:?} must be less than or equal to the \
+                 {name} limit {limit:?}"
+            ));
+        } else if !overcommit_allowed(name) && r != l {
+            problems.push(format!(
+                "bots.resources.requests.{name}: {request:?} must equal the {name} limit \
+                 {limit:?} ({name} cannot be overcommitted)"
+            ));
+        }
+    }
+    if resources.claims.as_ref().is_some_and(|c| !c.is_empty()) {
+        problems.push(
+            "bots.resources.claims: must be empty: the bot pods declare no resource claims".into(),
+        );
+    }
+}
+
+/// A quantity's value when it is a valid, non-negative Kubernetes quantity.
+fn quantity(value: &str) -> Option<kube_quantity::ParsedQuantity> {
+    static SYNTAX: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(crate::crd::service::QUANTITY_RE).expect("quantity pattern")
+    });
+    if !SYNTAX.is_match(value) || value.starts_with('-') {
+        return None;
+    }
+    kube_quantity::ParsedQuantity::try_from(value).ok()
+}
+
+/// cpu, memory and ephemeral storage: what a container may ask for below its limit (not huge
+/// pages nor extended resources).
+fn overcommit_allowed(name: &str) -> bool {
+    matches!(name, "cpu" | "memory" | "ephemeral-storage")
+}
+
+/// A resource a container may name: a standard one (huge pages included), or an extended
+/// resource (a domain-qualified name outside `kubernetes.io`, e.g. `nvidia.com/gpu`).
+fn container_resource(name: &str) -> bool {
+    if overcommit_allowed(name) || name.starts_with("hugepages-") {
+        return true;
+    }
+    let Some((domain, resource)) = name.split_once('/') else {
+        return false;
+    };
+    let label = |s: &str, extra: &[char]| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || extra.contains(&c))
+            && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    domain.contains('.')
+        && !domain.ends_with("kubernetes.io")
+        && domain.len() <= 253
+        && domain.split('.').all(|l| label(l, &[]))
+        && label(resource, &['_', '.'])
 }
 
 #[cfg(test)]
@@ -362,6 +464,47 @@ mod tests {
         ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
+    }
+
+    #[test]
+    fn resources_the_api_server_would_refuse_are_named_at_start() {
+        let bots: BotsConfig = serde_saphyr::from_str(
+            "resources:\n  requests: { cpu: lots, memory: 8Gi, gpu: '1', example.com/fpga: '1', ephemeral-storage: '-1Gi' }\n  limits: { cpu: '4', memory: 4Gi, example.com/fpga: '2', example.com/dongle: '1' }\n  claims: [{ name: gpu }]\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        bots.check(&mut problems);
+        let text = problems.join("\n");
+        for needle in [
+            "bots.resources.requests.cpu: \"lots\" is not a non-negative Kubernetes quantity",
+            "bots.resources.requests.ephemeral-storage: \"-1Gi\" is not a non-negative",
+            "bots.resources.requests.memory: \"8Gi\" must be less than or equal to the memory limit \"4Gi\"",
+            "bots.resources.requests.gpu: \"gpu\" is not a container resource",
+            "bots.resources.requests.example.com/fpga: \"1\" must equal the example.com/fpga limit \"2\"",
+            "bots.resources.claims: must be empty",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in {text}");
+        }
+        assert_eq!(problems.len(), 6, "{text}");
+        // A request alone is capped by nothing; an extended resource's needs its limit.
+        let mut ok: BotsConfig = serde_saphyr::from_str(
+            "resources:\n  requests: { cpu: 1500m, memory: 3.5Gi, hugepages-2Mi: 64Mi, nvidia.com/gpu: '1' }\n  limits: { cpu: '2', hugepages-2Mi: 64Mi, nvidia.com/gpu: '1' }\n",
+        )
+        .unwrap();
+        let mut problems = Vec::new();
+        ok.check(&mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        ok.resources.limits = None;
+        ok.check(&mut problems);
+        assert_eq!(
+            problems,
+            [
+                "bots.resources.limits.hugepages-2Mi: required: hugepages-2Mi cannot be \
+                 overcommitted, its limit must equal its request \"64Mi\"",
+                "bots.resources.limits.nvidia.com/gpu: required: nvidia.com/gpu cannot be \
+                 overcommitted, its limit must equal its request \"1\"",
+            ]
+        );
     }
 
     #[test]

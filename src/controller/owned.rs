@@ -1,9 +1,11 @@
 //! Watches of what the operator owns, so that what it applied is applied again when, and only
 //! when, someone else changed or deleted it.
 //!
-//! One metadata-only watch per kind a Tenant or a RecordingService owns (besides the
-//! ConsentGrants and the bot StatefulSets, whose watches the controllers have already),
-//! selected by the label every owned object carries: the events carry no spec or data, and
+//! One metadata-only watch across the cluster per kind a Tenant or a RecordingService owns
+//! (besides the ConsentGrants and the bot StatefulSets, whose watches the controllers have
+//! already, and the ConfigMaps and Secrets, watched one tenant namespace at a time by the
+//! service controller: `service/namespace_watch.rs`), selected by the label every owned object
+//! carries: the events carry no spec or data, and
 //! nothing is kept of them but the fingerprint in the [`AppliedCache`] (see
 //! [`AppliedCache::observe`]). An event that the operator's own applies do not explain forgets
 //! the apply and wakes the owner: a RecordingService through its controller owner reference, a
@@ -14,11 +16,11 @@ use std::fmt::Debug;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ResourceQuota, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, ResourceQuota, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::Api;
+use kube::api::{Api, ObjectMeta};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -50,10 +52,10 @@ impl Owners {
             .find(|o| o.controller == Some(true));
         match controller {
             Some(owner) if owner.kind == "RecordingService" => {
-                let service = ObjectRef::new(&owner.name)
-                    .within(meta.namespace.as_deref().unwrap_or_default());
-                // Fails only when the controllers are shutting down.
-                let _ = self.services.unbounded_send(service);
+                if let Some(service) = controlling_service(meta) {
+                    // Fails only when the controllers are shutting down.
+                    let _ = self.services.unbounded_send(service);
+                }
             }
             Some(owner) if owner.kind == "Tenant" => self.tenants.wake(&owner.name),
             _ => {
@@ -63,6 +65,16 @@ impl Owners {
             }
         }
     }
+}
+
+/// The RecordingService an object's controller owner reference names, if it is one.
+pub fn controlling_service(meta: &ObjectMeta) -> Option<ObjectRef<RecordingService>> {
+    let owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.kind == "RecordingService")?;
+    Some(ObjectRef::new(&owner.name).within(meta.namespace.as_deref().unwrap_or_default()))
 }
 
 /// Runs the watches of every owned kind; forever (each watch backs off and retries).
@@ -77,7 +89,6 @@ pub fn watch(
         watch_kind::<ResourceQuota>(client, applied, owners),
         watch_kind::<NetworkPolicy>(client, applied, owners),
         watch_kind::<ServiceAccount>(client, applied, owners),
-        watch_kind::<ConfigMap>(client, applied, owners),
         watch_kind::<Service>(client, applied, owners),
         watch_kind::<PodDisruptionBudget>(client, applied, owners),
     ];

@@ -500,7 +500,7 @@ fn remember_answer(
 
 /// Forgets the checks, failures and client-secret gauges of deleted services (no finalizer:
 /// no last reconcile), and the failure of `key`, answered now. Nor is a namespace without a
-/// service left watched for its Secrets (it may be on its way out with its Tenant and the
+/// service left watched for its Secrets and ConfigMaps (it may be on its way out with its Tenant and the
 /// RoleBinding that lets the operator read it).
 fn forget_gone_services(key: &str, sctx: &ServiceContext) {
     let services = sctx.services.state();
@@ -516,8 +516,9 @@ fn forget_gone_services(key: &str, sctx: &ServiceContext) {
         .lock()
         .expect("auth memory lock")
         .retain(|k, _| k != key && live.contains(k));
-    sctx.secrets
-        .retain(&services.iter().filter_map(|s| s.namespace()).collect());
+    let namespaces = services.iter().filter_map(|s| s.namespace()).collect();
+    sctx.secrets.retain(&namespaces);
+    sctx.config_maps.retain(&namespaces);
     sctx.shared
         .metrics
         .retain_client_secrets(services.iter().map(|s| s.as_ref()));

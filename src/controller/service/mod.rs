@@ -112,11 +112,11 @@ mod auth;
 mod bot_config;
 mod desired;
 mod media;
+mod namespace_watch;
 mod pod;
 mod policy;
 mod prune;
 pub mod rollout;
-mod secret_watch;
 mod status;
 mod thumbprint;
 mod webhook;
@@ -126,9 +126,9 @@ pub use auth::*;
 pub use bot_config::*;
 pub use desired::*;
 pub use media::*;
+pub use namespace_watch::*;
 pub use pod::*;
 pub use policy::*;
-pub use secret_watch::*;
 pub use status::*;
 pub use webhook::*;
 pub use workload::NODE_PUBLIC_IP_ANNOTATION;
@@ -145,6 +145,9 @@ pub struct ServiceContext {
     /// The Secrets' metadata (never their data) in each tenant namespace with a service, as
     /// last seen.
     pub secrets: SecretWatches,
+    /// The metadata of the ConfigMaps the operator owns in each tenant namespace with a
+    /// service.
+    pub config_maps: ConfigMapWatches,
     /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
     /// Open once the StatefulSet and Secret stores have their first list (the services'
@@ -165,8 +168,9 @@ pub struct ServiceContext {
 
 impl ServiceContext {
     /// Returns once every cache a RecordingService reconcile reads has its first list: the
-    /// shared ones and the bot StatefulSets. (The Secrets of the service's namespace are waited
-    /// for by the reconcile that needs them: [`SecretWatches::synced`].) See
+    /// shared ones and the bot StatefulSets. (The Secrets and ConfigMaps of the service's
+    /// namespace are waited for before anything is applied there: [`NamespaceWatches::synced`].)
+    /// See
     /// [`Context::caches_synced`].
     pub async fn caches_synced(&self) {
         self.shared.caches_synced().await;
@@ -226,7 +230,22 @@ where
     })
     .touched_objects();
 
-    let (secrets, secret_events) = SecretWatches::new(client.clone());
+    // The namespaces' Secrets (all: a service reads some) and owned ConfigMaps; what the
+    // operator applied there and someone else changed reconciles its service.
+    let (repairs, repaired) = futures::channel::mpsc::unbounded();
+    let applied = &ctx.caches.applied;
+    let (secrets, secret_events) = SecretWatches::new(
+        client.clone(),
+        None,
+        applied,
+        reconcile_owner(repairs.clone()),
+    );
+    let (config_maps, config_map_events) = ConfigMapWatches::new(
+        client.clone(),
+        Some(super::owned::OWNED_SELECTOR),
+        applied,
+        reconcile_owner(repairs),
+    );
 
     let graph_endpoint = ctx
         .config
@@ -291,6 +310,7 @@ where
         shared: ctx,
         stateful_sets,
         secrets,
+        config_maps,
         services,
         stateful_sets_synced,
         graph,
@@ -305,6 +325,11 @@ where
         .watches_shared_stream(triggers.tenants, services_of_tenant)
         .reconcile_on(triggers.siblings)
         .watches_stream(secret_events, services_of_secret)
+        // (The ConfigMap watches run in this stream.)
+        .reconcile_on(futures::stream::select(
+            repaired,
+            config_map_events.filter_map(|_| std::future::ready(None)),
+        ))
         // Services whose bot change waited for the rollout budget, as it frees up.
         .reconcile_on(budget_freed.map(|owner| {
             let (namespace, name) = owner.split_once('/').unwrap_or_default();
@@ -379,6 +404,8 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     let mut addresses_pending = false;
     let mut applied_hash = service.status.as_ref().and_then(|s| s.applied_hash.clone());
     if let (None, Some(tenant), Some(tenant_id)) = (&blocker, &tenant, &tenant_id) {
+        let namespace = service.namespace().unwrap_or_default();
+        namespace_watched(&namespace, sctx).await?;
         let app_secret_version = service
             .spec
             .app_registration
@@ -513,11 +540,7 @@ async fn allowed_by_policy(
     if let Some(registration) = &service.spec.app_registration {
         let namespace = service.namespace().unwrap_or_default();
         let Some(secrets) = sctx.secrets.synced(&namespace).await else {
-            return Err(Error::Config(format!(
-                "the Secrets of namespace {namespace} could not be listed within {} s (does the \
-                 operator's RoleBinding exist there yet?)",
-                FIRST_LIST_WAIT.as_secs()
-            )));
+            return Err(not_listed(&namespace, "Secrets"));
         };
         labels = secrets
             .get(&ObjectRef::new(&registration.client_secret_ref.name).within(&namespace))
