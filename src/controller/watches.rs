@@ -150,14 +150,31 @@ pub fn start(client: &kube::Client) -> Watches {
     let services_synced = Gate::default();
     let service_rule_facts = LastSeen::default();
     let (wake_services, service_wake_ups) = futures::channel::mpsc::unbounded();
-    let owned_watch = owned::watch(
-        client,
-        &applied,
-        &owned::Owners {
-            tenants: wake_tenants.clone(),
-            services: wake_services.clone(),
-        },
-    );
+    // The owned objects' watches list after the caches the reconciles wait for: at a restart
+    // those lists hold two objects for each one the reconciles read, and nothing needs them
+    // sooner (what was applied before is taken over from the owners' status until they
+    // report; a repair waits a few seconds more).
+    let owned_watch = {
+        let watch = owned::watch(
+            client,
+            &applied,
+            &owned::Owners {
+                tenants: wake_tenants.clone(),
+                services: wake_services.clone(),
+            },
+        );
+        let (tenants, grants, services) = (
+            tenants_synced.clone(),
+            grants.clone(),
+            services_synced.clone(),
+        );
+        async move {
+            tenants.wait().await;
+            grants.wait_until_ready().await;
+            services.wait().await;
+            watch.await
+        }
+    };
     let service_watch = watcher(
         Api::<RecordingService>::all(client.clone()),
         watcher::Config::default().any_semantic(),
