@@ -12,6 +12,7 @@ use super::apply::AppliedCache;
 use super::consent::UnwrittenChecks;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::own_writes::OwnWrites;
 use super::unique::UniqueIndex;
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
 
@@ -25,6 +26,8 @@ pub struct Caches {
     pub grants: GrantCache,
     /// Tenant ids resolved and not yet seen in a Tenant's status.
     pub resolved_tenant_ids: ResolvedTenantIds,
+    /// The Tenant versions the Tenant controller's own writes returned.
+    pub own_writes: OwnWrites,
     /// Which Tenants hold each value that must be unique across Tenants.
     pub unique: UniqueIndex,
     /// What was last applied, so an unchanged object is not sent again.

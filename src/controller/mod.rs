@@ -17,6 +17,7 @@ pub mod consent;
 pub mod events;
 pub mod gate;
 pub mod grants;
+pub mod own_writes;
 pub mod owned;
 pub mod rules;
 pub mod service;
@@ -303,7 +304,12 @@ pub async fn run(
         .debounce(options.debounce);
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
 
-    let tenant_controller = Controller::for_shared_stream(tenants_for_tenants, tenants.clone())
+    // Not woken by the Tenant events its own writes cause (see `own_writes`).
+    let tenant_triggers = tenants_for_tenants.filter({
+        let own_writes = ctx.caches.own_writes.clone();
+        move |t: &Arc<Tenant>| std::future::ready(!own_writes.is_own(t))
+    });
+    let tenant_controller = Controller::for_shared_stream(tenant_triggers, tenants.clone())
         .reconcile_on(tenant_wake_ups)
         .with_config(controller_config.clone())
         .graceful_shutdown_on(shutdown.clone())

@@ -18,6 +18,7 @@ use super::caches::{Caches, ResolvedTenantIds};
 use super::consent;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::own_writes::OwnWrites;
 use super::owned;
 use super::unique::UniqueIndex;
 use super::wakes::Wakes;
@@ -60,6 +61,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let tenant_facts = LastSeen::default();
     let tenants_synced = Gate::default();
     let unique = UniqueIndex::default();
+    let own_writes = OwnWrites::default();
     let (wake_tenants, tenant_wake_ups) = Wakes::new();
     let grants = GrantCache::default();
     let applied = AppliedCache::default();
@@ -74,12 +76,14 @@ pub fn start(client: &kube::Client) -> Watches {
         let facts = tenant_facts.clone();
         let (grants, found_strays) = (grants.clone(), found_strays.clone());
         let (unique, wake_tenants) = (unique.clone(), wake_tenants.clone());
+        let own_writes = own_writes.clone();
         let synced = tenants_synced.clone();
         move |event| {
             // A Tenant that came, went or changed a value that must be unique may free what a
             // newer Tenant waits for, or take what one seen earlier holds: the Tenants that
             // shared or share a value with it look again.
             if let Ok(event) = &event {
+                own_writes.observe(event);
                 let touched = unique.apply(event);
                 if synced.is_open() {
                     for other in touched {
@@ -222,6 +226,7 @@ pub fn start(client: &kube::Client) -> Watches {
             grants,
             resolved_tenant_ids,
             unique,
+            own_writes,
             applied,
             services,
             services_synced,

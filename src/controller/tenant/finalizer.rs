@@ -39,12 +39,14 @@ pub(super) async fn set_finalizers(
 ) -> Result<()> {
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tenant.resource_version()}});
-    api.patch(
-        &tenant.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(&patch),
-    )
-    .await?;
+    let answer = api
+        .patch(
+            &tenant.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    ctx.caches.own_writes.wrote(&answer);
     Ok(())
 }
 

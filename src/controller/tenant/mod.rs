@@ -470,12 +470,14 @@ async fn write_status(tenant: &Tenant, status: &TenantStatus, ctx: &Context) -> 
         "kind": "Tenant",
         "status": status,
     });
-    api.patch_status(
-        &tenant.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    let answer = api
+        .patch_status(
+            &tenant.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.caches.own_writes.wrote(&answer);
     ctx.metrics.tenant_status_written(tenant, old, status);
     if let Some((warning, reason, note)) = transition_event(old, status) {
         ctx.events
