@@ -123,12 +123,12 @@ impl SecretWatches {
             .and_then(|m| m.metadata.resource_version.clone())
     }
 
-    /// Ends the watches of the namespaces not in `namespaces` (no service is left there); the
-    /// next reconcile of a service in one starts its watch again.
-    pub fn retain(&self, namespaces: &std::collections::BTreeSet<String>) {
+    /// Ends the watch of `namespace` (no service is left there); the next reconcile of a
+    /// service there starts it again.
+    pub fn forget(&self, namespace: &str) {
         self.watched
             .lock()
             .expect("secret watches lock")
-            .retain(|namespace, _| namespaces.contains(namespace));
+            .remove(namespace);
     }
 }
