@@ -316,27 +316,35 @@ mod tests {
         s
     }
 
+    /// The events of a relist that finds `services`.
+    fn relisted(services: &[RecordingService]) -> Vec<Event<RecordingService>> {
+        let found = services.iter().cloned().map(Event::InitApply);
+        std::iter::once(Event::Init)
+            .chain(found)
+            .chain([Event::InitDone])
+            .collect()
+    }
+
+    /// Tenant a's services `main` and `second`, and Tenant b's `main`, in their namespaces.
+    fn two_tenants() -> Vec<RecordingService> {
+        vec![
+            service("tenant-a", "main", "a"),
+            service("tenant-a", "second", "a"),
+            service("tenant-b", "main", "b"),
+        ]
+    }
+
     fn relist(index: &ServiceIndex, services: &[RecordingService]) {
-        index.apply(&Event::Init);
-        for s in services {
-            index.apply(&Event::InitApply(s.clone()));
-        }
-        index.apply(&Event::InitDone);
+        relisted(services).iter().for_each(|e| index.apply(e));
     }
 
     #[test]
     fn services_are_found_by_tenant_and_namespace() {
         let index = ServiceIndex::default();
-        relist(
-            &index,
-            &[
-                service("tenant-a", "main", "a"),
-                service("tenant-a", "second", "a"),
-                service("tenant-b", "main", "b"),
-                // In the wrong namespace: still found by its Tenant, not among its siblings.
-                service("elsewhere", "stray", "a"),
-            ],
-        );
+        let mut services = two_tenants();
+        // In the wrong namespace: still found by its Tenant, not among its siblings.
+        services.push(service("elsewhere", "stray", "a"));
+        relist(&index, &services);
         let mut names: Vec<String> = index.naming("a").iter().map(|r| r.name.clone()).collect();
         names.sort();
         assert_eq!(names, ["main", "second", "stray"]);
@@ -373,14 +381,7 @@ mod tests {
     #[test]
     fn a_relist_drops_what_vanished_and_reports_it_gone_once() {
         let index = ServiceIndex::default();
-        relist(
-            &index,
-            &[
-                service("tenant-a", "main", "a"),
-                service("tenant-a", "second", "a"),
-                service("tenant-b", "main", "b"),
-            ],
-        );
+        relist(&index, &two_tenants());
         index.apply(&Event::Init);
         index.apply(&Event::InitApply(service("tenant-a", "main", "a")));
         assert_eq!(
@@ -424,10 +425,10 @@ mod tests {
     }
 
     fn relist_names(index: &NamespaceIndex, objects: &[(&str, &str)]) {
-        index.apply::<RecordingService>(&Event::Init);
-        for (namespace, name) in objects {
-            index.apply(&Event::InitApply(service(namespace, name, "t")));
-        }
-        index.apply::<RecordingService>(&Event::InitDone);
+        let found: Vec<RecordingService> = objects
+            .iter()
+            .map(|(namespace, name)| service(namespace, name, "t"))
+            .collect();
+        relisted(&found).iter().for_each(|e| index.apply(e));
     }
 }
