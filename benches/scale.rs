@@ -38,7 +38,7 @@ use kube::runtime::watcher;
 use kube::ResourceExt;
 use recording_operator::config::{CloudConfig, OperatorConfig, PollingConfig, SecretRef};
 use recording_operator::controller::tenant::desired_children;
-use recording_operator::crd::{ConsentGrant, Tenant, FIELD_MANAGER};
+use recording_operator::crd::{ConsentGrant, RecordingService, Tenant, FIELD_MANAGER};
 use serde_json::json;
 use sim::kube::{KubeSim, KubeSimConfig};
 use sim::m365::{M365Sim, Seed};
@@ -79,6 +79,8 @@ struct Args {
     restarts: u32,
     /// `--concurrency` of the operator (its own default when absent).
     operator_concurrency: Option<u16>,
+    /// RecordingServices per tenant in the restart phase.
+    services_per_tenant: usize,
 }
 
 fn parse_args() -> Args {
@@ -91,6 +93,7 @@ fn parse_args() -> Args {
         rollout_budget: 10,
         restarts: 3,
         operator_concurrency: None,
+        services_per_tenant: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -103,6 +106,11 @@ fn parse_args() -> Args {
             "--day-secs" => args.day_secs = value("--day-secs").parse().expect("--day-secs S"),
             "--days" => args.days = value("--days").parse().expect("--days N"),
             "--restarts" => args.restarts = value("--restarts").parse().expect("--restarts N"),
+            "--services-per-tenant" => {
+                args.services_per_tenant = value("--services-per-tenant")
+                    .parse()
+                    .expect("--services-per-tenant K")
+            }
             "--rollout-budget" => {
                 args.rollout_budget = value("--rollout-budget")
                     .parse()
@@ -1292,7 +1300,9 @@ async fn versions(client: &kube::Client) -> BTreeMap<String, String> {
 /// All N tenants Ready, then the operator is killed (SIGKILL) and started again, `--restarts` times (3):
 /// what each restart writes (API requests other than get, list and watch; Tenants and grants
 /// whose resourceVersion moved) and the Events it publishes. Nothing the operator reads
-/// changed, so every figure should be 0.
+/// changed, so every figure should be 0. With `--services-per-tenant K`, each tenant has K
+/// RecordingServices, all Ready before the first kill, and a restart waits for every service's
+/// reconcile too.
 async fn phase_restart(args: &Args) -> Table {
     let n = args.tenants;
     let mut table = Table::default();
@@ -1301,10 +1311,27 @@ async fn phase_restart(args: &Args) -> Table {
     world.add_customers(n, |_| Granted::All);
     let mut operator = Operator::start(&world, "restart", args.operator_concurrency).await;
     apply_tenants_until_ready(&world.client, n, args.concurrency).await;
+    let per_tenant = args.services_per_tenant;
+    let services = n * per_tenant;
+    if per_tenant > 0 {
+        let ready =
+            rollouts::create_services_until_ready(&world, n, per_tenant, args.concurrency).await;
+        table.row(
+            format!("services ({per_tenant} per tenant) created and Ready"),
+            format!(
+                "{services} in {}",
+                ready.map_or("not within 15 min".into(), |d| format!("{d:.2?}"))
+            ),
+        );
+    }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (reference, listed) = list_and_watch(&world.client).await;
+    let (reference, listed) = list_and_watch(&world.client, per_tenant > 0).await;
     table.row(
-        "reference: a plain client lists and watches every Tenant and ConsentGrant",
+        if per_tenant > 0 {
+            "reference: a plain client lists and watches every Tenant, ConsentGrant and RecordingService"
+        } else {
+            "reference: a plain client lists and watches every Tenant and ConsentGrant"
+        },
         format!("{reference:.2?} ({listed} objects)"),
     );
     for restart in 1..=args.restarts {
@@ -1314,16 +1341,35 @@ async fn phase_restart(args: &Args) -> Table {
         let started = Instant::now();
         operator = Operator::start(&world, "restart", args.operator_concurrency).await;
         let synced = started.elapsed();
-        // Every Tenant reconciled once by both controllers, then time for what follows.
-        for _ in 0..1200 {
-            if operator.reconciles("tenant").await >= n as f64
+        // Every Tenant reconciled once by both controllers, and every service once, then time
+        // for what follows.
+        let (mut tenants_done, mut services_done) = (None, None);
+        for _ in 0..6000 {
+            if tenants_done.is_none()
+                && operator.reconciles("tenant").await >= n as f64
                 && operator.reconciles("consentgrant").await >= n as f64
             {
+                tenants_done = Some(started.elapsed());
+            }
+            if services_done.is_none()
+                && operator.reconciles("recordingservice").await >= services as f64
+            {
+                services_done = Some(started.elapsed());
+            }
+            if tenants_done.is_some() && services_done.is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let reconciled = started.elapsed();
+        if per_tenant > 0 {
+            let at =
+                |d: Option<Duration>| d.map_or("not within 10 min".into(), |d| format!("{d:.2?}"));
+            table.row(
+                format!("restart {restart}: every Tenant / every service reconciled"),
+                format!("{} / {}", at(tenants_done), at(services_done)),
+            );
+        }
         tokio::time::sleep(Duration::from_secs(5)).await;
         let after = rollouts::Counters::take(&world).await;
         table.row(
@@ -1365,7 +1411,7 @@ async fn phase_restart(args: &Args) -> Table {
 /// The reference for a resync: a plain client lists and watches every Tenant and every
 /// ConsentGrant (both at once, as the operator does, objects kept in memory) until both lists
 /// are complete. Returns the time and the number of objects.
-async fn list_and_watch(client: &kube::Client) -> (Duration, usize) {
+async fn list_and_watch(client: &kube::Client, with_services: bool) -> (Duration, usize) {
     async fn listed<K>(api: Api<K>) -> Vec<K>
     where
         K: kube::Resource<DynamicType = ()>
@@ -1387,11 +1433,21 @@ async fn list_and_watch(client: &kube::Client) -> (Duration, usize) {
         objects
     }
     let started = Instant::now();
-    let (tenants, grants) = futures::join!(
+    let services = async {
+        if with_services {
+            listed(Api::<RecordingService>::all(client.clone()))
+                .await
+                .len()
+        } else {
+            0
+        }
+    };
+    let (tenants, grants, services) = futures::join!(
         listed(Api::<Tenant>::all(client.clone())),
-        listed(Api::<ConsentGrant>::all(client.clone()))
+        listed(Api::<ConsentGrant>::all(client.clone())),
+        services
     );
-    (started.elapsed(), tenants.len() + grants.len())
+    (started.elapsed(), tenants.len() + grants.len() + services)
 }
 
 /// Which tenants stay pending: every tenth, half of them with the directory consent given.

@@ -347,6 +347,14 @@ impl Metrics {
     }
 
     /// Forgets the client secrets of RecordingServices not among `live`.
+    /// Forgets the client secret line of the service `namespace/name` (deleted).
+    pub fn forget_client_secret(&self, namespace: &str, name: &str) {
+        let owner = format!("{namespace}/{name}");
+        self.inner
+            .funnel
+            .client_secret(funnel::SecretKind::AppRegistration, &owner, None);
+    }
+
     pub fn retain_client_secrets<'a>(&self, live: impl IntoIterator<Item = &'a RecordingService>) {
         let live: BTreeSet<String> = live.into_iter().map(owner_label).collect();
         self.inner.funnel.retain_client_secrets(&live);

@@ -264,6 +264,68 @@ fn service_object(i: usize) -> RecordingService {
     .expect("a valid RecordingService")
 }
 
+/// Tenant `i`'s service number `k` (`--services-per-tenant`): the upgrade phase's `main`
+/// first, then `main-1`, `main-2`… of one licensed user each (the Tenant includes 100).
+fn nth_service_object(i: usize, k: usize) -> RecordingService {
+    let mut service = service_object(i);
+    if k > 0 {
+        service.metadata.name = Some(format!("main-{k}"));
+        service.spec.short_name = format!("{}-m{k}", tenant_name(i));
+        service.spec.licensed_users = 1;
+    }
+    service
+}
+
+/// Creates `per_tenant` services in each of the first `n` tenants.
+async fn create_services(world: &World, n: usize, per_tenant: usize, concurrency: usize) {
+    stream::iter((0..n).flat_map(|i| (0..per_tenant).map(move |k| (i, k))))
+        .map(|(i, k)| {
+            let api: Api<RecordingService> =
+                Api::namespaced(world.client.clone(), &format!("tenant-{}", tenant_name(i)));
+            async move {
+                api.create(&PostParams::default(), &nth_service_object(i, k))
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("services created");
+}
+
+/// Creates `per_tenant` services in each of the first `n` tenants and waits until all are
+/// Ready; how long that took (`None`: not within 15 minutes).
+pub async fn create_services_until_ready(
+    world: &World,
+    n: usize,
+    per_tenant: usize,
+    concurrency: usize,
+) -> Option<Duration> {
+    let started = Instant::now();
+    create_services(world, n, per_tenant, concurrency).await;
+    let api: Api<RecordingService> = Api::all(world.client.clone());
+    let ready = |s: &RecordingService| {
+        s.status.as_ref().is_some_and(|st| {
+            recording_operator::conditions::is_true(
+                &st.conditions,
+                recording_operator::conditions::READY,
+            )
+        })
+    };
+    while started.elapsed() < Duration::from_secs(900) {
+        let listed = api
+            .list(&Default::default())
+            .await
+            .expect("services listed");
+        if listed.items.iter().filter(|s| ready(s)).count() >= n * per_tenant {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    None
+}
+
 /// A bot StatefulSet's image, and whether it has rolled out: the controller has seen its
 /// latest generation, every replica is updated and ready, and no instance of an older
 /// revision is left.
@@ -366,20 +428,7 @@ pub async fn phase_upgrade(args: &Args) -> Table {
     .await;
     let (bots, bot_watch) = watch_bots(&world.client);
     apply_tenants_until_ready(&world.client, n, args.concurrency).await;
-    stream::iter(0..n)
-        .map(|i| {
-            let api: Api<RecordingService> =
-                Api::namespaced(world.client.clone(), &format!("tenant-{}", tenant_name(i)));
-            async move {
-                api.create(&PostParams::default(), &service_object(i))
-                    .await
-                    .map(|_| ())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("services created");
+    create_services(&world, n, 1, args.concurrency).await;
     let created = time_until(Duration::from_secs(900), || {
         let done = bots.lock().unwrap().settled_on(&old_image) >= bot_count;
         async move { done }

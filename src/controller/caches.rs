@@ -12,6 +12,7 @@ use super::apply::AppliedCache;
 use super::consent::UnwrittenChecks;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::index::ServiceIndex;
 use super::own_writes::OwnWrites;
 use super::unique::UniqueIndex;
 use crate::crd::{ConsentGrant, RecordingService, Tenant};
@@ -32,8 +33,11 @@ pub struct Caches {
     pub unique: UniqueIndex,
     /// What was last applied, so an unchanged object is not sent again.
     pub applied: AppliedCache,
-    /// Every RecordingService, as last seen (the rules across services read them all).
+    /// Every RecordingService, as last seen.
     pub services: Store<RecordingService>,
+    /// The RecordingServices' names by namespace and by Tenant (the rules across services
+    /// read a Tenant's services only).
+    pub service_index: ServiceIndex,
     /// Open once the RecordingService store has its first list.
     pub services_synced: Gate,
     /// When granted consents were last checked without a status write.
@@ -59,6 +63,16 @@ impl Caches {
     /// The RecordingServices as last seen.
     pub fn services(&self) -> Vec<Arc<RecordingService>> {
         self.services.state()
+    }
+
+    /// The RecordingServices in `namespace` that name the Tenant `tenant`, as last seen: a
+    /// Tenant's services when `namespace` is its namespace.
+    pub fn services_of(&self, namespace: &str, tenant: &str) -> Vec<Arc<RecordingService>> {
+        self.service_index
+            .of_tenant_in(namespace, tenant)
+            .iter()
+            .filter_map(|name| self.services.get(&ObjectRef::new(name).within(namespace)))
+            .collect()
     }
 
     /// The Tenant named `name`, as last seen.

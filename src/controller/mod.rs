@@ -17,6 +17,7 @@ pub mod consent;
 pub mod events;
 pub mod gate;
 pub mod grants;
+pub mod index;
 pub mod own_writes;
 pub mod owned;
 pub mod rules;

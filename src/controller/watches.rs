@@ -18,6 +18,7 @@ use super::caches::{Caches, ResolvedTenantIds};
 use super::consent;
 use super::gate::Gate;
 use super::grants::{self, GrantCache};
+use super::index::ServiceIndex;
 use super::own_writes::OwnWrites;
 use super::owned;
 use super::unique::UniqueIndex;
@@ -152,6 +153,7 @@ pub fn start(client: &kube::Client) -> Watches {
     let (services, service_writer) = reflector::store_shared::<RecordingService>(1024);
     let services_for_services = service_writer.subscribe().expect("shared store subscribes");
     let services_synced = Gate::default();
+    let service_index = ServiceIndex::default();
     let service_rule_facts = LastSeen::default();
     let (wake_services, service_wake_ups) = futures::channel::mpsc::unbounded();
     // The owned objects' watches list after the caches the reconciles wait for: at a restart
@@ -184,9 +186,19 @@ pub fn start(client: &kube::Client) -> Watches {
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    // Indexed before the store and the controller see it: a service reconciled is among its
+    // Tenant's services.
+    .inspect({
+        let index = service_index.clone();
+        move |event| {
+            if let Ok(event) = event {
+                index.apply(event);
+            }
+        }
+    })
     .reflect_shared(service_writer)
     .for_each({
-        let (services, synced) = (services.clone(), services_synced.clone());
+        let (index, synced) = (service_index.clone(), services_synced.clone());
         let wake_tenants = wake_tenants.clone();
         move |event| {
             synced.open_on(&event);
@@ -207,12 +219,13 @@ pub fn start(client: &kube::Client) -> Watches {
             // licence again.
             if let Some(service) = touched.filter(|_| synced.is_open()) {
                 wake_tenants.wake(&service.spec.tenant_ref);
-                for sibling in services.state().iter().filter(|s| {
-                    s.spec.tenant_ref == service.spec.tenant_ref
-                        && s.namespace() == service.namespace()
-                        && s.name_any() != service.name_any()
-                }) {
-                    let _ = wake_services.unbounded_send(ObjectRef::from_obj(sibling.as_ref()));
+                let namespace = service.namespace().unwrap_or_default();
+                let name = service.name_any();
+                for sibling in index.of_tenant_in(&namespace, &service.spec.tenant_ref) {
+                    if sibling != name {
+                        let sibling = ObjectRef::new(&sibling).within(&namespace);
+                        let _ = wake_services.unbounded_send(sibling);
+                    }
                 }
             }
             std::future::ready(())
@@ -229,6 +242,7 @@ pub fn start(client: &kube::Client) -> Watches {
             own_writes,
             applied,
             services,
+            service_index,
             services_synced,
             checks: Default::default(),
         },

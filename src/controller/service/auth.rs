@@ -485,7 +485,7 @@ fn remember_answer(
 ) {
     let namespace = service.namespace().unwrap_or_default();
     tracing::info!(service = %service.name_any(), namespace = %namespace, outcome = ?outcome_label(outcome), "checked the app registration");
-    forget_gone_services(key, sctx);
+    sctx.failing.lock().expect("auth memory lock").remove(key);
     sctx.checks.lock().expect("auth memory lock").insert(
         key.to_owned(),
         AuthMemo {
@@ -498,30 +498,32 @@ fn remember_answer(
     sctx.shared.backoff.succeeded(key, Retried::Auth);
 }
 
-/// Forgets the checks, failures and client-secret gauges of deleted services (no finalizer:
-/// no last reconcile), and the failure of `key`, answered now. Nor is a namespace without a
-/// service left watched for its Secrets and ConfigMaps (it may be on its way out with its Tenant and the
-/// RoleBinding that lets the operator read it).
-fn forget_gone_services(key: &str, sctx: &ServiceContext) {
-    let services = sctx.services.state();
-    let live: BTreeSet<String> = services
-        .iter()
-        .map(|s| crate::controller::object_key(s.as_ref()))
-        .collect();
-    sctx.checks
-        .lock()
-        .expect("auth memory lock")
-        .retain(|k, _| live.contains(k));
-    sctx.failing
-        .lock()
-        .expect("auth memory lock")
-        .retain(|k, _| k != key && live.contains(k));
-    let namespaces = services.iter().filter_map(|s| s.namespace()).collect();
-    sctx.secrets.retain(&namespaces);
-    sctx.config_maps.retain(&namespaces);
-    sctx.shared
-        .metrics
-        .retain_client_secrets(services.iter().map(|s| s.as_ref()));
+/// Forgets the checks, failures and client-secret gauges of the services deleted since the
+/// last call (no finalizer: no last reconcile; the service watch tells of them, see
+/// [`ServiceIndex::take_gone`](crate::controller::index::ServiceIndex::take_gone)). Nor is a
+/// namespace left without a service watched for its Secrets and ConfigMaps (it may be on its way out with
+/// its Tenant and the RoleBinding that lets the operator read it).
+pub(super) fn forget_gone_services(sctx: &ServiceContext) {
+    let index = &sctx.shared.caches.service_index;
+    let gone = index.take_gone();
+    if gone.is_empty() {
+        return;
+    }
+    let mut checks = sctx.checks.lock().expect("auth memory lock");
+    let mut failing = sctx.failing.lock().expect("auth memory lock");
+    for service in gone {
+        let key = service.to_string();
+        checks.remove(&key);
+        failing.remove(&key);
+        let namespace = service.namespace.as_deref().unwrap_or_default();
+        sctx.shared
+            .metrics
+            .forget_client_secret(namespace, &service.name);
+        if !index.holds_namespace(namespace) {
+            sctx.secrets.forget(namespace);
+            sctx.config_maps.forget(namespace);
+        }
+    }
 }
 
 /// Remembers a check that got no answer; returns the wait before the next: the one Entra

@@ -61,6 +61,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::apply::{apply, apply_in, forget, owner_reference};
+use super::index::NamespaceIndex;
 use super::{owned_labels, Context, Error, Result, Retried};
 use crate::conditions::{self, reason, Desired, Status, READY, RECORDING_POLICY};
 use crate::config::{OperatorConfig, SecretRef, RECORDING_CONSENT};
@@ -142,14 +143,14 @@ pub struct ServiceContext {
     pub shared: Arc<Context>,
     /// The operator's bot StatefulSets, as last seen.
     pub stateful_sets: Store<StatefulSet>,
+    /// Their names by namespace.
+    stateful_sets_by_namespace: NamespaceIndex,
     /// The Secrets' metadata (never their data) in each tenant namespace with a service, as
     /// last seen.
     pub secrets: SecretWatches,
     /// The metadata of the ConfigMaps the operator owns in each tenant namespace with a
     /// service.
     pub config_maps: ConfigMapWatches,
-    /// Every RecordingService, as last seen.
-    pub services: Store<RecordingService>,
     /// Open once the StatefulSet and Secret stores have their first list (the services'
     /// store is ready before any reconcile runs: kube-runtime holds them until then).
     stateful_sets_synced: super::Gate,
@@ -208,6 +209,7 @@ where
         "app.kubernetes.io/name={BOT_APP_NAME},app.kubernetes.io/managed-by=recording-operator"
     );
     let stateful_sets_synced = super::Gate::default();
+    let stateful_sets_by_namespace = NamespaceIndex::default();
     let stateful_set_events = reflector::reflector(
         stateful_set_writer,
         watcher(
@@ -219,12 +221,14 @@ where
     .inspect({
         let synced = stateful_sets_synced.clone();
         let applied = ctx.caches.applied.clone();
+        let by_namespace = stateful_sets_by_namespace.clone();
         move |event| {
             synced.open_on(event);
             // A bot changed or deleted by someone else is applied again (its service is
             // reconciled: the controller owns the bots).
             if let Ok(event) = event {
                 applied.observe(event, |_| {});
+                by_namespace.apply(event);
             }
         }
     })
@@ -260,17 +264,10 @@ where
 
     let services = ctx.caches.services.clone();
     let controller = Controller::for_shared_stream(triggers.services, services.clone());
+    let index = ctx.caches.service_index.clone();
     let services_of_tenant = {
-        let services = services.clone();
-        move |tenant: Arc<Tenant>| {
-            let name = tenant.name_any();
-            services
-                .state()
-                .into_iter()
-                .filter(|s| s.spec.tenant_ref == name)
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
-        }
+        let index = index.clone();
+        move |tenant: Arc<Tenant>| index.naming(&tenant.name_any())
     };
     let services_of_secret = {
         let services = services.clone();
@@ -281,26 +278,23 @@ where
             .as_ref()
             .and_then(|w| w.tls.secret_name.clone());
         move |secret: PartialObjectMeta<Secret>| {
-            let (namespace, name) = (secret.namespace(), secret.name_any());
+            let (namespace, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
             let certificate = tls_secret.as_deref() == Some(name.as_str());
-            services
-                .state()
+            let certificate_of = name.strip_suffix(crate::webhook::CERTIFICATE_SECRET_SUFFIX);
+            index
+                .in_namespace(&namespace)
                 .into_iter()
-                .filter(|s| {
-                    s.namespace() == namespace
-                        && (certificate
-                            || name
-                                == format!(
-                                    "{}{}",
-                                    s.name_any(),
-                                    crate::webhook::CERTIFICATE_SECRET_SUFFIX
-                                )
-                            || s.spec
+                .map(|service| ObjectRef::new(&service).within(&namespace))
+                .filter(|service| {
+                    certificate
+                        || certificate_of == Some(service.name.as_str())
+                        || services.get(service).is_some_and(|s| {
+                            s.spec
                                 .app_registration
                                 .as_ref()
-                                .is_some_and(|r| r.client_secret_ref.name == name))
+                                .is_some_and(|r| r.client_secret_ref.name == name)
+                        })
                 })
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         }
     };
@@ -309,9 +303,9 @@ where
     let sctx = Arc::new(ServiceContext {
         shared: ctx,
         stateful_sets,
+        stateful_sets_by_namespace,
         secrets,
         config_maps,
-        services,
         stateful_sets_synced,
         graph,
         checks: Mutex::new(HashMap::new()),
@@ -357,6 +351,7 @@ pub async fn reconcile(
 
 async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) -> Result<Action> {
     let ctx = sctx.shared.as_ref();
+    forget_gone_services(sctx);
     let key = super::object_key(service.as_ref());
     if service.meta().deletion_timestamp.is_some() {
         // Owned objects go with the service through garbage collection.
@@ -387,7 +382,11 @@ async fn reconcile_inner(service: Arc<RecordingService>, sctx: &ServiceContext) 
     });
     let blocker = match (checked, &tenant_id) {
         (Err(v), _) => Some(Blocker::InvalidSpec(v)),
-        (Ok(()), _) => rule_blocker(&service, tenant.as_deref(), &ctx.caches.services()),
+        (Ok(()), _) => {
+            let namespace = service.namespace().unwrap_or_default();
+            let siblings = ctx.caches.services_of(&namespace, &service.spec.tenant_ref);
+            rule_blocker(&service, tenant.as_deref(), &siblings)
+        }
     }
     .or_else(|| {
         tenant_id.is_none().then(|| {
@@ -623,9 +622,12 @@ async fn provision(
         .map(|d| d.name_any())
         .collect();
     let uid = service.uid();
-    let stale = sctx.stateful_sets.state().into_iter().filter(|d| {
-        d.namespace().as_deref() == Some(ns.as_str())
-            && d.metadata.deletion_timestamp.is_none()
+    let in_namespace = sctx.stateful_sets_by_namespace.names_in(&ns);
+    let in_namespace = in_namespace
+        .iter()
+        .filter_map(|name| sctx.stateful_sets.get(&ObjectRef::new(name).within(&ns)));
+    let stale = in_namespace.filter(|d| {
+        d.metadata.deletion_timestamp.is_none()
             && !wanted.contains(&d.name_any())
             && d.owner_references()
                 .iter()

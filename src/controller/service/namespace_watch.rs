@@ -16,10 +16,10 @@
 //! - every object touched comes out of one merged stream, for the controller to map to the
 //!   services that read it (a Secret holding a client secret or a certificate).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
 use futures::stream::BoxStream;
@@ -29,7 +29,7 @@ use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde::de::DeserializeOwned;
 
 use crate::controller::apply::AppliedCache;
@@ -65,8 +65,6 @@ pub struct NamespaceWatches<K: Resource<DynamicType = ()> + Clone + 'static> {
     watched: Mutex<HashMap<String, Watched<K>>>,
     start: mpsc::UnboundedSender<Start<K>>,
     applied: AppliedCache,
-    /// When the watches of namespaces without a service were last ended.
-    pruned: Mutex<Option<Instant>>,
 }
 
 /// The Secrets' metadata in the tenant namespaces with a service.
@@ -135,7 +133,6 @@ where
             watched: Mutex::default(),
             start,
             applied: applied.clone(),
-            pruned: Mutex::default(),
         };
         (watches, events)
     }
@@ -182,30 +179,17 @@ where
             .and_then(|m| m.metadata.resource_version.clone())
     }
 
-    /// Whether `every` has passed since this was last true (true the first time).
-    pub fn prune_due(&self, every: Duration) -> bool {
-        let mut pruned = self.pruned.lock().expect("namespace watches lock");
-        let due = pruned.is_none_or(|at| at.elapsed() >= every);
-        if due {
-            *pruned = Some(Instant::now());
-        }
-        due
-    }
-
-    /// Ends the watches of the namespaces not in `namespaces` (no service is left there), and
-    /// the applied memory's trust in them; the next reconcile of a service in one starts its
-    /// watch again.
-    pub fn retain(&self, namespaces: &BTreeSet<String>) {
-        self.watched
+    /// Ends the watch of `namespace` (no service is left there), and the applied memory's
+    /// trust in it; the next reconcile of a service there starts it again.
+    pub fn forget(&self, namespace: &str) {
+        let removed = self
+            .watched
             .lock()
             .expect("namespace watches lock")
-            .retain(|namespace, _| {
-                let keep = namespaces.contains(namespace);
-                if !keep {
-                    self.applied.unwatch::<K>(namespace);
-                }
-                keep
-            });
+            .remove(namespace);
+        if removed.is_some() {
+            self.applied.unwatch::<K>(namespace);
+        }
     }
 }
 
@@ -222,24 +206,14 @@ pub fn reconcile_owner<K: Resource<DynamicType = ()>>(
     })
 }
 
-/// How often the watches of namespaces left without a service are ended (at a reconcile).
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
 /// Waits until the Secrets and ConfigMaps of `namespace` are watched, before anything is
 /// applied there: an object applied before its namespace's watch lists it could be changed or
-/// deleted unseen. Now and then ends the watches of namespaces no service is left in (their
-/// Tenant and the RoleBinding that lets the operator read them may be gone).
+/// deleted unseen.
 pub(super) async fn namespace_watched(
     namespace: &str,
     sctx: &super::ServiceContext,
 ) -> Result<(), super::Error> {
     let (secrets, config_maps) = (&sctx.secrets, &sctx.config_maps);
-    if secrets.prune_due(PRUNE_EVERY) {
-        let services = sctx.services.state();
-        let namespaces = services.iter().filter_map(|s| s.namespace()).collect();
-        secrets.retain(&namespaces);
-        config_maps.retain(&namespaces);
-    }
     let (secrets, config_maps) =
         futures::join!(secrets.synced(namespace), config_maps.synced(namespace));
     match (secrets, config_maps) {

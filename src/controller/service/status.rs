@@ -71,6 +71,8 @@ pub fn policy_violations(
 
 /// The rules across services (SPEC §8), for a service whose spec is valid: its short name
 /// is not an older sibling's, and its licensed users fit in what the Tenant's licence leaves.
+/// `all` holds at least the services of the same Tenant in the same namespace (the service
+/// included); the rules pick those out of whatever else it holds.
 pub fn rule_blocker(
     service: &RecordingService,
     tenant: Option<&Tenant>,

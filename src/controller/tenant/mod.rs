@@ -249,7 +249,10 @@ async fn reconcile_inner(
     let storage_ready = storage
         .as_ref()
         .is_none_or(|lines| lines.iter().all(|l| l.ready));
-    let licence = rules::licence_use(&tenant, ctx.caches.services().iter().map(|s| s.as_ref()));
+    let services = ctx
+        .caches
+        .services_of(&tenant.namespace_name(), &tenant.name_any());
+    let licence = rules::licence_use(&tenant, services.iter().map(|s| s.as_ref()));
     let observed = Observed {
         licence,
         tenant: &tenant,
