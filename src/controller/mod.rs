@@ -308,7 +308,10 @@ pub async fn run(
     // Not woken by the Tenant events its own writes cause (see `own_writes`).
     let tenant_triggers = tenants_for_tenants.filter({
         let own_writes = ctx.caches.own_writes.clone();
-        move |t: &Arc<Tenant>| std::future::ready(!own_writes.is_own(t))
+        move |t: &Arc<Tenant>| {
+            let (own_writes, t) = (own_writes.clone(), t.clone());
+            async move { !own_writes.is_own(&t).await }
+        }
     });
     let tenant_controller = Controller::for_shared_stream(tenant_triggers, tenants.clone())
         .reconcile_on(tenant_wake_ups)

@@ -39,6 +39,7 @@ pub(super) async fn set_finalizers(
 ) -> Result<()> {
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": tenant.resource_version()}});
+    let writing = ctx.caches.own_writes.writing(&tenant.name_any());
     let answer = api
         .patch(
             &tenant.name_any(),
@@ -46,7 +47,7 @@ pub(super) async fn set_finalizers(
             &Patch::Merge(&patch),
         )
         .await?;
-    ctx.caches.own_writes.wrote(&answer);
+    writing.answered(&answer);
     Ok(())
 }
 

@@ -473,6 +473,7 @@ async fn write_status(tenant: &Tenant, status: &TenantStatus, ctx: &Context) -> 
         "kind": "Tenant",
         "status": status,
     });
+    let writing = ctx.caches.own_writes.writing(&tenant.name_any());
     let answer = api
         .patch_status(
             &tenant.name_any(),
@@ -480,7 +481,7 @@ async fn write_status(tenant: &Tenant, status: &TenantStatus, ctx: &Context) -> 
             &Patch::Apply(&patch),
         )
         .await?;
-    ctx.caches.own_writes.wrote(&answer);
+    writing.answered(&answer);
     ctx.metrics.tenant_status_written(tenant, old, status);
     if let Some((warning, reason, note)) = transition_event(old, status) {
         ctx.events
