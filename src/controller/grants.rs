@@ -8,7 +8,6 @@
 //! grants themselves are the store's, as the watch delivered them (slimmed, see
 //! [`slim`](super::slim)).
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use kube::runtime::reflector::store::Writer;
@@ -16,6 +15,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::ResourceExt;
 
+use super::index::ByNamespace;
 use crate::crd::{ConsentGrant, ConsentState};
 
 /// Where a grant event came from and which Tenant it names: what the grant watch passes on
@@ -52,34 +52,11 @@ pub fn naming<'a>(
         .collect()
 }
 
-/// Grant names by namespace.
-type Names = HashMap<String, BTreeSet<String>>;
-
-fn add(names: &mut Names, grant: &ConsentGrant) {
-    names
-        .entry(grant.namespace().unwrap_or_default())
-        .or_default()
-        .insert(grant.name_any());
-}
-
-fn remove(names: &mut Names, grant: &ConsentGrant) {
-    let ns = grant.namespace().unwrap_or_default();
-    if let Some(set) = names.get_mut(&ns) {
-        set.remove(&grant.name_any());
-        if set.is_empty() {
-            names.remove(&ns);
-        }
-    }
-}
-
-/// The names of the grants in the store, and of a (re)list in progress.
+/// The names of the grants in the store by namespace, and the grants a (re)list in progress
+/// delivered.
 #[derive(Default)]
 struct Index {
-    current: Names,
-    /// The names of a (re)list in progress; they replace `current` once it completes, as the
-    /// store's objects do.
-    relisting: Option<Names>,
-    /// The grants the (re)list in progress delivered.
+    names: ByNamespace<()>,
     relisted: Vec<Touched>,
 }
 
@@ -111,6 +88,7 @@ impl GrantCache {
     /// every grant of the view it replaced (a grant deleted or changed meanwhile).
     pub fn apply(&self, event: watcher::Event<ConsentGrant>) -> Vec<Touched> {
         let mut index = self.index.write().expect("grant index lock");
+        index.names.apply(&event, |_| ());
         let touched = match &event {
             watcher::Event::Apply(grant) => {
                 // A grant now naming another Tenant is news to the one it named before.
@@ -118,24 +96,18 @@ impl GrantCache {
                     grant.metadata.namespace.as_deref().unwrap_or_default(),
                     &grant.name_any(),
                 );
-                add(&mut index.current, grant);
                 let mut touched = vec![Touched::of(grant)];
                 touched.extend(before.map(|b| Touched::of(&b)));
                 touched.dedup();
                 touched
             }
-            watcher::Event::Delete(grant) => {
-                remove(&mut index.current, grant);
-                vec![Touched::of(grant)]
-            }
+            watcher::Event::Delete(grant) => vec![Touched::of(grant)],
             watcher::Event::Init => {
-                index.relisting = Some(Names::new());
                 index.relisted.clear();
                 Vec::new()
             }
             watcher::Event::InitApply(grant) => {
                 index.relisted.push(Touched::of(grant));
-                add(index.relisting.get_or_insert_with(Default::default), grant);
                 Vec::new()
             }
             watcher::Event::InitDone => {
@@ -143,7 +115,6 @@ impl GrantCache {
                 touched.extend(self.store.state().iter().map(|g| Touched::of(g)));
                 touched.sort();
                 touched.dedup();
-                index.current = index.relisting.take().unwrap_or_default();
                 touched
             }
         };
@@ -160,12 +131,10 @@ impl GrantCache {
     /// The grants in `namespace`, by name.
     pub fn in_namespace(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
         let index = self.index.read().expect("grant index lock");
-        let Some(names) = index.current.get(namespace) else {
-            return Vec::new();
-        };
-        names
-            .iter()
-            .filter_map(|name| self.get(namespace, name))
+        index
+            .names
+            .in_namespace(namespace)
+            .filter_map(|(name, _)| self.get(namespace, name))
             .collect()
     }
 
