@@ -936,20 +936,8 @@ async fn the_router_works_under_its_shipped_rbac_and_uses_all_of_it() {
     h.apply(&tenant_yaml("Essentials")).await;
     h.apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: tenant-contoso\n")
         .await;
-    h.apply(
-        r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: main
-  namespace: tenant-contoso
-spec:
-  tenantRef: contoso
-  shortName: contoso-main
-  licensedUsers: 50
-"#,
-    )
-    .await;
+    h.apply(&service_yaml("main", "contoso", "contoso-main", 50, ""))
+        .await;
     tenants.wait_until_ready().await.unwrap();
     services.wait_until_ready().await.unwrap();
     wait_for(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{wait_for, Harness};
+use common::{service_yaml, wait_for, Harness};
 use k8s_openapi::api::core::v1::{ConfigMap, ResourceQuota, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -19,18 +19,6 @@ const T: Duration = Duration::from_secs(30);
 /// Well under the Tenant's and the service's 10-minute resync.
 const PROMPTLY: Duration = Duration::from_secs(15);
 const NS: &str = "tenant-contoso";
-
-const SERVICE: &str = r#"
-apiVersion: recording.m365.io/v1alpha1
-kind: RecordingService
-metadata:
-  name: main
-  namespace: tenant-contoso
-spec:
-  tenantRef: contoso
-  shortName: "Contoso-Rec"
-  licensedUsers: 10
-"#;
 
 /// The kinds the operator applies for a Tenant and a RecordingService, as the simulator
 /// counts requests.
@@ -104,7 +92,8 @@ async fn owned_objects_are_sent_once_and_repaired_at_once_when_someone_else_touc
         "",
     );
     common::onboard_applied(&h, &tenant, "contoso", "Essentials", T).await;
-    h.apply(SERVICE).await;
+    h.apply(&service_yaml("main", "contoso", "Contoso-Rec", 10, ""))
+        .await;
     service_ready(&h).await;
 
     // Nothing changes: reconciles of the Tenant and the service send nothing they own.
