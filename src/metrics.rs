@@ -355,11 +355,6 @@ impl Metrics {
             .client_secret(funnel::SecretKind::AppRegistration, &owner, None);
     }
 
-    pub fn retain_client_secrets<'a>(&self, live: impl IntoIterator<Item = &'a RecordingService>) {
-        let live: BTreeSet<String> = live.into_iter().map(owner_label).collect();
-        self.inner.funnel.retain_client_secrets(&live);
-    }
-
     /// Counts one request to the public listener (see [`count_public_request`]).
     pub fn public_request(&self, route: &str, status: axum::http::StatusCode) {
         self.inner.public.count(route, status);

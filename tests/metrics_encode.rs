@@ -370,7 +370,7 @@ fn the_funnel_and_the_per_tenant_series_show_what_the_controllers_reported() {
     // Gone objects lose their series; a revoked grant granted again is no longer named.
     metrics.retain_tenants(&std::collections::HashSet::new());
     metrics.set_consent_figures(&ConsentFigures::default());
-    metrics.retain_client_secrets(std::iter::empty());
+    metrics.forget_client_secret("tenant-contoso", "main");
     let text = metrics.encode();
     for gone in [
         "tenant=\"contoso\"",

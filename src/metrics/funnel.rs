@@ -328,18 +328,6 @@ impl Funnel {
             None => ends.remove(&key),
         };
     }
-
-    /// Forgets the known app registrations whose owner is not among `live_owners` (the
-    /// platform apps' lines stay).
-    pub(super) fn retain_client_secrets(&self, live_owners: &BTreeSet<String>) {
-        self.secrets
-            .ends
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|(kind, owner), _| {
-                *kind != SecretKind::AppRegistration || live_owners.contains(owner)
-            });
-    }
 }
 
 /// Gauges of a family whose label sets come and go: a series absent from the latest figures
