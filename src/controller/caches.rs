@@ -55,9 +55,7 @@ impl Caches {
     /// wrote "checking consents", then Ready again with a new `lastTransitionTime` and a
     /// second Ready Event. A status computed from a cache that has not synced is a guess.
     pub async fn synced(&self) {
-        self.tenants_synced.wait().await;
-        self.grants.wait_until_ready().await;
-        self.services_synced.wait().await;
+        synced(&self.tenants_synced, &self.grants, &self.services_synced).await;
     }
 
     /// The RecordingServices as last seen.
@@ -90,6 +88,14 @@ impl Caches {
     pub fn grants_in(&self, namespace: &str) -> Vec<Arc<ConsentGrant>> {
         self.grants.in_namespace(namespace)
     }
+}
+
+/// Returns once the Tenant, ConsentGrant and RecordingService watches have each completed
+/// their first list: [`Caches::synced`], for what starts before the `Caches` exist.
+pub async fn synced(tenants: &Gate, grants: &GrantCache, services: &Gate) {
+    tenants.wait().await;
+    grants.wait_until_ready().await;
+    services.wait().await;
 }
 
 /// Entra tenant ids the Tenant controller resolved (OpenID discovery of `spec.domain`) whose

@@ -175,9 +175,7 @@ pub fn start(client: &kube::Client) -> Watches {
             services_synced.clone(),
         );
         async move {
-            tenants.wait().await;
-            grants.wait_until_ready().await;
-            services.wait().await;
+            super::caches::synced(&tenants, &grants, &services).await;
             watch.await
         }
     };
